@@ -1,0 +1,41 @@
+/* cpu_internal.h — shared helpers of the CPU reference backend (not a public header).
+ *
+ * The CPU backend keeps activations and the KV cache in f32 and reads weights straight from
+ * the mmapped checkpoint in their stored dtype, converting one row at a time. */
+#ifndef G4_BACKEND_CPU_INTERNAL_H
+#define G4_BACKEND_CPU_INTERNAL_H
+
+#include <stdint.h>
+
+#include "backend/backend.h"
+
+/* dst[0..n) = f32 of elements [first, first+n) of w (any dtype). */
+void g4_cpu_weight_f32(const g4_weight *w, int64_t first, int64_t n, float *dst);
+
+/* Σ a[i]·b[i], f32 inputs, accumulated in double-free unrolled f32 lanes. */
+float g4_cpu_dot(const float *a, const float *b, int n);
+
+/* y = RMSNorm(x) ⊙ w (w may be NULL) over n elements; y may alias x. */
+void g4_cpu_rmsnorm_row(float *y, const float *x, const float *w, int n, float eps);
+
+/* Rotate-half RoPE in place on one head vector of length d at position pos. */
+void g4_cpu_rope(float *x, int d, const g4_rope *rope, int pos);
+
+float g4_cpu_gelu_tanh(float z);
+
+int g4_cpu_qk_norm_rope_cache(void *ctx, void *q, const void *k, const void *v, const g4_weight *q_norm,
+                              const g4_weight *k_norm, const g4_attn_geom *g, const g4_kv_layer *kv,
+                              const g4_step_dev *s, g4_error *err);
+int g4_cpu_attention(void *ctx, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,
+                     const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
+int g4_cpu_moe_route(void *ctx, int32_t *ids, float *weights, const void *h1, const g4_weight *proj,
+                     const g4_weight *scale, const g4_weight *expert_scale, int T, int top_k, float eps,
+                     g4_error *err);
+int g4_cpu_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, const float *weights,
+                       const g4_weight *gate_up, const g4_weight *down, int T, int top_k, g4_error *err);
+
+/* Physical block of (seq, pos) in a pool's block table, or -1 with err set. */
+int g4_cpu_block_of(const int32_t *table, const g4_step_dev *s, const g4_kv_layer *kv, int seq, int pos,
+                    g4_error *err);
+
+#endif

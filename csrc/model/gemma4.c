@@ -1,0 +1,299 @@
+/* gemma4.c — the Gemma 4 text-decoder forward pass, written once over the backend op table.
+ *
+ * Per layer (spec §2.3, §2.6), on the packed rows x [T, H]:
+ *   a = RMSNorm_in(x); q,k,(v) = a·W; q/k norm + RoPE + cache write; attention; o = ·W_o
+ *   x += RMSNorm_post_attn(o)                                        (= h1)
+ *   dense:  x += RMSNorm_post_ffn(MLP(RMSNorm_pre_ffn(x)))
+ *   MoE:    x += RMSNorm_post_ffn( RMSNorm_post_ffn_1(MLP(RMSNorm_pre_ffn(h1)))
+ *                                + RMSNorm_post_ffn_2(Experts(RMSNorm_pre_ffn_2(h1), route(h1))) )
+ *   x *= layer_scalar
+ * then logits = softcap(RMSNorm_final(x[rows]) · Eᵀ). Loading and buffer planning are here
+ * too; block bookkeeping is the caller's (runner.c, engine/). */
+#include "model/gemma4.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/bf16.h"
+
+/* Activation buffers (backend memory) sized for opts.max_step_tokens, and the step in dev memory. */
+typedef struct g4_model_scratch {
+    void *x, *a, *q, *k, *v, *att, *o, *g, *u, *f, *m;
+    int32_t *moe_ids;
+    float *moe_w;
+    void *step_i32;            /* ids, pos, seq, rows, two block tables */
+    size_t step_i32_cap;       /* int32 elements */
+    float *logits;
+    size_t logits_cap;         /* floats */
+} g4_model_scratch;
+
+void g4_model_opts_default(g4_model_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->max_step_tokens = 512;
+    o->max_seqs = 64;
+    o->block_size = 16;
+}
+
+static int max_i(int a, int b) { return a > b ? a : b; }
+
+typedef struct { g4_model *m; g4_error *err; } load_ctx;
+static int load_weight_cb(g4_weight *w, void *user) {
+    load_ctx *lc = user;
+    return lc->m->be->ops->load_weight(lc->m->be->ctx, w, lc->err);
+}
+static int unload_weight_cb(g4_weight *w, void *user) {
+    g4_model *m = user;
+    if (w->data) m->be->ops->unload_weight(m->be->ctx, w);
+    return 0;
+}
+
+static void *scratch_alloc(g4_model *m, size_t bytes, int *failed) {
+    void *p = m->be->ops->alloc(m->be->ctx, bytes);
+    if (!p) *failed = 1;
+    return p;
+}
+
+static int plan_buffers(g4_model *m, g4_error *err) {
+    const g4_config *c = &m->cfg;
+    const g4_backend_ops *ops = m->be->ops;
+    size_t es = g4_dtype_size(ops->act_dtype);
+    size_t T = (size_t)m->opts.max_step_tokens;
+    size_t qw = (size_t)c->n_heads * max_i(c->head_dim, c->global_head_dim);
+    size_t kw = (size_t)max_i(c->n_kv_heads * c->head_dim, c->n_global_kv_heads * c->global_head_dim);
+    size_t iw = (size_t)c->intermediate;
+    g4_model_scratch *s = calloc(1, sizeof *s);
+    if (!s) return g4_fail(err, "model: out of memory");
+    m->scratch = s;
+    int failed = 0;
+    s->x = scratch_alloc(m, T * c->hidden * es, &failed);
+    s->a = scratch_alloc(m, T * c->hidden * es, &failed);
+    s->o = scratch_alloc(m, T * c->hidden * es, &failed);
+    s->f = scratch_alloc(m, T * c->hidden * es, &failed);
+    s->q = scratch_alloc(m, T * qw * es, &failed);
+    s->att = scratch_alloc(m, T * qw * es, &failed);
+    s->k = scratch_alloc(m, T * kw * es, &failed);
+    s->v = scratch_alloc(m, T * kw * es, &failed);
+    s->g = scratch_alloc(m, T * iw * es, &failed);
+    s->u = scratch_alloc(m, T * iw * es, &failed);
+    if (c->moe) {
+        s->m = scratch_alloc(m, T * c->hidden * es, &failed);
+        s->moe_ids = scratch_alloc(m, T * c->top_k * sizeof(int32_t), &failed);
+        s->moe_w = scratch_alloc(m, T * c->top_k * sizeof(float), &failed);
+    }
+    s->step_i32_cap = 4 * T + 2 * (size_t)m->opts.max_seqs * m->max_blocks_per_seq;
+    s->step_i32 = scratch_alloc(m, s->step_i32_cap * sizeof(int32_t), &failed);
+    if (failed) return g4_fail(err, "model: cannot allocate activation buffers for %zu tokens", T);
+    return 0;
+}
+
+static void free_buffers(g4_model *m) {
+    g4_model_scratch *s = m->scratch;
+    if (!s) return;
+    void *all[] = {s->x, s->a, s->q, s->k, s->v, s->att, s->o, s->g, s->u, s->f, s->m,
+                   s->moe_ids, s->moe_w, s->step_i32, s->logits};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) m->be->ops->free(m->be->ctx, all[i]);
+    free(s);
+    m->scratch = NULL;
+}
+
+/* KV pools: one per layer; sliding layers index the sliding pool's block ids, global layers the
+ * global pool's (kv_layout.h). */
+static int plan_kv(g4_model *m, g4_error *err) {
+    const g4_config *c = &m->cfg;
+    g4_model_opts *o = &m->opts;
+    int B = o->block_size;
+    if (!o->n_blocks_sliding)
+        o->n_blocks_sliding = o->max_seqs * ((c->sliding_window + o->max_step_tokens + B - 1) / B + 2);
+    if (!o->n_blocks_global) o->n_blocks_global = o->max_seqs * m->max_blocks_per_seq;
+    size_t es = g4_dtype_size(m->be->ops->kv_dtype);
+    for (int l = 0; l < c->n_layers; l++) {
+        g4_kv_layer *kv = &m->kv[l];
+        int global = g4_layer_is_global(c, l);
+        kv->n_blocks = global ? o->n_blocks_global : o->n_blocks_sliding;
+        kv->block_size = B;
+        kv->n_kv_heads = g4_layer_kv_heads(c, l);
+        kv->head_dim = g4_layer_head_dim(c, l);
+        kv->single = g4_layer_k_eq_v(c, l);
+        size_t bytes = (size_t)kv->n_blocks * g4_kv_block_elems(kv) * es;
+        kv->base = m->be->ops->alloc(m->be->ctx, bytes);
+        if (!kv->base) return g4_fail(err, "model: cannot allocate %zu bytes of KV cache for layer %d", bytes, l);
+    }
+    return 0;
+}
+
+int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_model_opts *opts, g4_error *err) {
+    *out = NULL;
+    if (!be || !be->ops || be->ops->api_version != G4_BACKEND_API_VERSION)
+        return g4_fail(err, "model: backend missing or of another API version");
+    g4_model *m = calloc(1, sizeof *m);
+    if (!m) return g4_fail(err, "model: out of memory");
+    m->be = be;
+    if (opts) m->opts = *opts;
+    else g4_model_opts_default(&m->opts);
+    g4_model_opts def;
+    g4_model_opts_default(&def);
+    if (m->opts.max_step_tokens <= 0) m->opts.max_step_tokens = def.max_step_tokens;
+    if (m->opts.max_seqs <= 0) m->opts.max_seqs = def.max_seqs;
+    if (m->opts.block_size <= 0) m->opts.block_size = def.block_size;
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (g4_config_load(&m->cfg, path, err)) goto fail;
+    if (!m->opts.max_model_len)
+        m->opts.max_model_len = m->cfg.max_positions < 4096 ? m->cfg.max_positions : 4096;
+    if (m->opts.max_model_len > m->cfg.max_positions) {
+        g4_fail(err, "model: max_model_len %d exceeds max_position_embeddings %d", m->opts.max_model_len,
+                m->cfg.max_positions);
+        goto fail;
+    }
+    m->max_blocks_per_seq = (m->opts.max_model_len + m->opts.block_size - 1) / m->opts.block_size;
+    m->embed_scale = g4_round_bf16(sqrtf((float)m->cfg.hidden));
+    m->st = g4_st_open(dir, err);
+    if (!m->st) goto fail;
+    if (g4_weights_map(&m->w, &m->cfg, m->st, err)) goto fail;
+    load_ctx lc = {m, err};
+    if (g4_weights_for_each(&m->w, load_weight_cb, &lc)) goto fail;
+    if (plan_buffers(m, err) || plan_kv(m, err)) goto fail;
+    *out = m;
+    return 0;
+fail:
+    g4_fail_prefix(err, "%s", dir);
+    g4_model_close(m);
+    return -1;
+}
+
+void g4_model_close(g4_model *m) {
+    if (!m) return;
+    if (m->be) {
+        free_buffers(m);
+        for (int l = 0; l < m->cfg.n_layers; l++) m->be->ops->free(m->be->ctx, m->kv[l].base);
+        g4_weights_for_each(&m->w, unload_weight_cb, m);
+    }
+    g4_st_close(m->st);
+    free(m);
+}
+
+/* Checks the host step and copies it into dev memory as one int32 array. */
+static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error *err) {
+    g4_model_scratch *s = m->scratch;
+    int T = st->n_tokens, nb = m->max_blocks_per_seq;
+    if (T < 1 || T > m->opts.max_step_tokens)
+        return g4_fail(err, "step: %d tokens, expected 1..%d", T, m->opts.max_step_tokens);
+    if (st->n_seqs < 1 || st->n_seqs > m->opts.max_seqs)
+        return g4_fail(err, "step: %d sequences, expected 1..%d", st->n_seqs, m->opts.max_seqs);
+    if (st->n_rows < 0 || st->n_rows > T) return g4_fail(err, "step: %d logit rows for %d tokens", st->n_rows, T);
+    int max_pos = 0;
+    for (int t = 0; t < T; t++) {
+        if (st->seq[t] < 0 || st->seq[t] >= st->n_seqs)
+            return g4_fail(err, "step: token %d has sequence slot %d, expected 0..%d", t, st->seq[t], st->n_seqs - 1);
+        if (st->pos[t] < 0 || st->pos[t] >= m->opts.max_model_len)
+            return g4_fail(err, "step: token %d at position %d, model length is %d", t, st->pos[t], m->opts.max_model_len);
+        if (st->pos[t] > max_pos) max_pos = st->pos[t];
+    }
+    size_t tab = (size_t)st->n_seqs * nb;
+    int32_t *base = s->step_i32;
+    int32_t *ids = base, *pos = ids + T, *seq = pos + T, *rows = seq + T, *bs = rows + T, *bg = bs + tab;
+    const g4_backend_ops *ops = m->be->ops;
+    void *c = m->be->ctx;
+    if (ops->upload(c, ids, st->token_ids, T * sizeof(int32_t), err) ||
+        ops->upload(c, pos, st->pos, T * sizeof(int32_t), err) ||
+        ops->upload(c, seq, st->seq, T * sizeof(int32_t), err) ||
+        (st->n_rows && ops->upload(c, rows, st->rows, st->n_rows * sizeof(int32_t), err)) ||
+        ops->upload(c, bs, st->blocks_sliding, tab * sizeof(int32_t), err) ||
+        ops->upload(c, bg, st->blocks_global, tab * sizeof(int32_t), err))
+        return -1;
+    *d = (g4_step_dev){.n_tokens = T, .token_ids = ids, .pos = pos, .seq = seq, .n_seqs = st->n_seqs,
+                       .max_blocks = nb, .blocks_sliding = bs, .blocks_global = bg, .n_rows = st->n_rows,
+                       .rows = rows, .max_pos = max_pos};
+    return 0;
+}
+
+#define OP(call)            \
+    do {                    \
+        if ((call)) return -1; \
+    } while (0)
+
+static int attention_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
+    const g4_config *c = &m->cfg;
+    const g4_layer_weights *lw = &m->w.layers[l];
+    const g4_backend_ops *ops = m->be->ops;
+    void *cx = m->be->ctx;
+    g4_model_scratch *s = m->scratch;
+    int T = d->n_tokens, global = g4_layer_is_global(c, l);
+    g4_attn_geom g = {.layer = l, .n_heads = c->n_heads, .n_kv_heads = g4_layer_kv_heads(c, l),
+                      .head_dim = g4_layer_head_dim(c, l), .window = global ? 0 : c->sliding_window,
+                      .rope = global ? c->rope_global : c->rope_sliding, .k_eq_v = g4_layer_k_eq_v(c, l),
+                      .eps = c->eps};
+    OP(ops->rmsnorm(cx, s->a, s->x, &lw->input_norm, T, c->hidden, c->eps, err));
+    OP(ops->matmul(cx, s->q, s->a, &lw->q_proj, T, err));
+    OP(ops->matmul(cx, s->k, s->a, &lw->k_proj, T, err));
+    if (!g.k_eq_v) OP(ops->matmul(cx, s->v, s->a, &lw->v_proj, T, err));
+    OP(ops->qk_norm_rope_cache(cx, s->q, s->k, g.k_eq_v ? NULL : s->v, &lw->q_norm, &lw->k_norm, &g, &m->kv[l], d, err));
+    OP(ops->attention(cx, s->att, s->q, &lw->k_norm, &g, &m->kv[l], d, err));
+    OP(ops->matmul(cx, s->o, s->att, &lw->o_proj, T, err));
+    OP(ops->add_rmsnorm(cx, s->x, s->o, &lw->post_attn_norm, T, c->hidden, c->eps, err));
+    return 0;
+}
+
+/* out = down(gelu_tanh(gate·in) ⊙ up·in) */
+static int dense_mlp(g4_model *m, void *out, const void *in, const g4_layer_weights *lw, int T, g4_error *err) {
+    const g4_backend_ops *ops = m->be->ops;
+    void *cx = m->be->ctx;
+    g4_model_scratch *s = m->scratch;
+    OP(ops->matmul(cx, s->g, in, &lw->gate_proj, T, err));
+    OP(ops->matmul(cx, s->u, in, &lw->up_proj, T, err));
+    OP(ops->geglu(cx, s->g, s->g, s->u, (size_t)T * m->cfg.intermediate, err));
+    OP(ops->matmul(cx, out, s->g, &lw->down_proj, T, err));
+    return 0;
+}
+
+static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
+    const g4_config *c = &m->cfg;
+    const g4_layer_weights *lw = &m->w.layers[l];
+    const g4_backend_ops *ops = m->be->ops;
+    void *cx = m->be->ctx;
+    g4_model_scratch *s = m->scratch;
+    int T = d->n_tokens, H = c->hidden;
+    OP(ops->rmsnorm(cx, s->a, s->x, &lw->pre_ffn_norm, T, H, c->eps, err));
+    OP(dense_mlp(m, s->f, s->a, lw, T, err));
+    if (c->moe) {
+        OP(ops->rmsnorm(cx, s->f, s->f, &lw->post_ffn_norm_1, T, H, c->eps, err));
+        OP(ops->moe_route(cx, s->moe_ids, s->moe_w, s->x, &lw->router_proj, &lw->router_scale,
+                          &lw->router_expert_scale, T, c->top_k, c->eps, err));
+        OP(ops->rmsnorm(cx, s->a, s->x, &lw->pre_ffn_norm_2, T, H, c->eps, err));
+        OP(ops->moe_experts(cx, s->m, s->a, s->moe_ids, s->moe_w, &lw->experts_gate_up, &lw->experts_down, T,
+                            c->top_k, err));
+        OP(ops->rmsnorm(cx, s->m, s->m, &lw->post_ffn_norm_2, T, H, c->eps, err));
+        OP(ops->add(cx, s->f, s->f, s->m, (size_t)T * H, err));
+    }
+    OP(ops->add_rmsnorm(cx, s->x, s->f, &lw->post_ffn_norm, T, H, c->eps, err));
+    OP(ops->scale(cx, s->x, &lw->layer_scalar, (size_t)T * H, err));
+    return 0;
+}
+
+int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *err) {
+    const g4_config *c = &m->cfg;
+    const g4_backend_ops *ops = m->be->ops;
+    void *cx = m->be->ctx;
+    g4_model_scratch *s = m->scratch;
+    g4_step_dev d;
+    if (upload_step(m, step, &d, err)) return -1;
+    OP(ops->embed(cx, s->x, &d, &m->w.embed, m->embed_scale, err));
+    for (int l = 0; l < c->n_layers; l++) {
+        if (attention_block(m, l, &d, err) || ffn_block(m, l, &d, err)) return g4_fail_prefix(err, "layer %d", l);
+    }
+    if (d.n_rows == 0) return ops->sync(cx, err);
+    size_t need = (size_t)d.n_rows * c->vocab;
+    if (need > s->logits_cap) {
+        ops->free(cx, s->logits);
+        s->logits = ops->alloc(cx, need * sizeof(float));
+        s->logits_cap = s->logits ? need : 0;
+        if (!s->logits) return g4_fail(err, "model: cannot allocate logits for %d rows", d.n_rows);
+    }
+    OP(ops->rmsnorm(cx, s->a, s->x, &m->w.final_norm, d.n_tokens, c->hidden, c->eps, err));
+    OP(ops->lm_head(cx, s->logits, s->a, &d, &m->w.embed, c->final_softcap, err));
+    OP(ops->download(cx, logits, s->logits, need * sizeof(float), err));
+    return ops->sync(cx, err);
+}

@@ -1,0 +1,63 @@
+/* gemma4.h — the Gemma 4 text decoder: load a checkpoint onto a backend and run steps.
+ *
+ * A step is a packed batch of tokens from any number of sequences (prefill chunks and decode
+ * tokens mixed), each with its absolute position and its sequence's block tables into the
+ * paged KV pools owned by the model. g4_model_forward() writes the step's keys and values into
+ * the cache, runs every layer and returns f32 logits for the rows that ask. It decides nothing
+ * about which tokens run or where their blocks are (engine/ and runner.h do that). */
+#ifndef G4_MODEL_GEMMA4_H
+#define G4_MODEL_GEMMA4_H
+
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "base/error.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+#include "model/weights.h"
+
+typedef struct g4_model_opts {
+    int max_step_tokens;   /* largest T of one step (activation buffers); default 512 */
+    int max_seqs;          /* sequence slots (block-table rows); default 64 */
+    int block_size;        /* tokens per KV block; default 16 */
+    int n_blocks_sliding;  /* blocks in the sliding pool; default: enough for max_seqs full windows */
+    int n_blocks_global;   /* blocks in the global pool; default: max_seqs × 4096 tokens / B */
+    int max_model_len;     /* longest sequence; default min(max_position_embeddings, 4096) */
+} g4_model_opts;
+
+typedef struct g4_model {
+    g4_config cfg;
+    g4_safetensors *st;
+    g4_weights w;
+    g4_backend *be;          /* not owned */
+    g4_model_opts opts;
+    int max_blocks_per_seq;  /* block-table columns: ceil(max_model_len / block_size) */
+    float embed_scale;       /* bf16(√H) */
+    g4_kv_layer kv[G4_MAX_LAYERS];
+    struct g4_model_scratch *scratch; /* activation buffers and the dev copy of the step */
+} g4_model;
+
+/* The step as the caller builds it on the host. */
+typedef struct g4_step {
+    int n_tokens;
+    const int32_t *token_ids;       /* [T] */
+    const int32_t *pos;             /* [T] */
+    const int32_t *seq;             /* [T] slot in [0, n_seqs) */
+    int n_seqs;
+    const int32_t *blocks_sliding;  /* [n_seqs, model->max_blocks_per_seq] */
+    const int32_t *blocks_global;   /* [n_seqs, model->max_blocks_per_seq] */
+    int n_rows;
+    const int32_t *rows;            /* [n_rows] tokens whose logits are wanted */
+} g4_step;
+
+void g4_model_opts_default(g4_model_opts *o);
+
+/* Opens dir/config.json and the checkpoint in dir, maps and checks every tensor, loads the
+ * weights onto be and allocates the KV pools. opts NULL = defaults. */
+int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_model_opts *opts, g4_error *err);
+void g4_model_close(g4_model *m);
+
+/* Runs one step. logits: host f32 [n_rows, V] (may be NULL when n_rows == 0). */
+int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *err);
+
+#endif

@@ -1,0 +1,76 @@
+/* common.cuh — shared helpers of the CUDA backend: error-check macros, bf16 loads/stores,
+ * block reductions, gelu_tanh.
+ *
+ * Errors are values: CUDA_CHECK / CUBLAS_CHECK fill the caller's `g4_error *err` with the
+ * failing statement, the library's message and file:line, and `return -1` from the enclosing
+ * function. Nothing here prints or exits. Not here: the backend context (ctx.cuh). */
+#ifndef G4_CUDA_COMMON_CUH
+#define G4_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <cublasLt.h>
+#include <math.h>
+#include <stdint.h>
+
+extern "C" {
+#include "base/error.h"
+}
+
+#define CUDA_CHECK(call)                                                                    \
+    do {                                                                                    \
+        cudaError_t e_ = (call);                                                            \
+        if (e_ != cudaSuccess)                                                              \
+            return g4_fail(err, "%s:%d: %s: %s (%s)", __FILE__, __LINE__, #call,            \
+                           cudaGetErrorString(e_), cudaGetErrorName(e_));                   \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                  \
+    do {                                                                                    \
+        cublasStatus_t s_ = (call);                                                         \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                    \
+            return g4_fail(err, "%s:%d: %s: cuBLAS status %d (%s)", __FILE__, __LINE__,     \
+                           #call, (int)s_, cublasLtGetStatusString(s_));                    \
+    } while (0)
+
+/* Every launcher ends with this: catches bad launch configurations at once. */
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+/* Propagates -1 from an internal call that already filled err. */
+#define G4_TRY(call)                    \
+    do {                                \
+        if ((call) != 0) return -1;     \
+    } while (0)
+
+static inline unsigned g4_ceil_div(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+
+__device__ __forceinline__ float g4_ld(const __nv_bfloat16 *p, size_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ void g4_st(__nv_bfloat16 *p, size_t i, float v) { p[i] = __float2bfloat16(v); }
+/* Rounds through bf16 (where the reference rounds an intermediate to the activation type). */
+__device__ __forceinline__ float g4_round_bf(float v) { return __bfloat162float(__float2bfloat16(v)); }
+
+__device__ __forceinline__ float g4_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Sum over the whole block (blockDim.x a multiple of 32, ≤ 1024). Every thread gets the
+ * result. `red` is 32 floats of shared memory; the call contains two __syncthreads(). */
+__device__ __forceinline__ float g4_block_sum(float v, float *red) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    v = g4_warp_sum(v);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float t = 0.0f;
+    for (int w = 0; w < n_warps; w++) t += red[w]; /* fixed order: deterministic */
+    __syncthreads();                               /* red may be reused right after */
+    return t;
+}
+
+/* gelu_tanh(z) = 0.5·z·(1 + tanh(√(2/π)·(z + 0.044715·z³))) */
+__device__ __forceinline__ float g4_gelu_tanh(float z) {
+    const float k = 0.7978845608028654f; /* √(2/π) */
+    return 0.5f * z * (1.0f + tanhf(k * (z + 0.044715f * z * z * z)));
+}
+
+#endif

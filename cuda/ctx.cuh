@@ -1,0 +1,97 @@
+/* ctx.cuh — the CUDA backend's private context and the entry points of its op files.
+ *
+ * One g4_cuda_ctx per backend instance: its device, its one stream (every op is queued on it,
+ * no hidden syncs except where an entry point says so), the cuBLASLt handle + workspace, the
+ * per-shape GEMM plan cache and a few grow-on-demand scratch buffers. Nothing global: all
+ * state lives here. The op table that points at the entry points is in cuda_backend.cu. */
+#ifndef G4_CUDA_CTX_CUH
+#define G4_CUDA_CTX_CUH
+
+#include "common.cuh"
+
+extern "C" {
+#include "backend/backend.h"
+}
+
+/* One cached cuBLASLt GEMM: descriptors and the heuristic's algorithm for a key. */
+typedef struct g4_gemm_plan {
+    int used;
+    int M, N, K;
+    cudaDataType_t ydt;
+    int align_x, align_w, align_y;  /* pointer alignments the plan was chosen for (bytes) */
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} g4_gemm_plan;
+
+#define G4_GEMM_PLANS 128
+
+/* Scratch slots (each grows on demand, never shrinks; cudaFree on growth syncs the device). */
+enum {
+    G4_SCR_ROWS = 0,     /* lm_head: gathered rows */
+    G4_SCR_MOE_IDX,      /* moe: offsets / source tokens / inverse map (int32) */
+    G4_SCR_MOE_X,        /* moe: gathered inputs [P, H] bf16 */
+    G4_SCR_MOE_GU,       /* moe: gate_up outputs [P, 2I] bf16 */
+    G4_SCR_MOE_ACT,      /* moe: GeGLU outputs [P, I] bf16 */
+    G4_SCR_MOE_Y,        /* moe: expert outputs [P, H] f32 */
+    G4_SCR_ATTN,         /* attention: split-KV partials [T, n_heads, splits, d + 2] f32 */
+    G4_SCR_COUNT
+};
+
+typedef struct g4_cuda_ctx {
+    int device;
+    int n_sms;                  /* multiprocessors (split-KV heuristic) */
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *workspace;            /* cuBLASLt workspace */
+    size_t workspace_bytes;
+    g4_gemm_plan plans[G4_GEMM_PLANS];
+    int next_plan;              /* round-robin eviction once full */
+    void *scratch[G4_SCR_COUNT];
+    size_t scratch_bytes[G4_SCR_COUNT];
+    int32_t *host_offsets;      /* pinned [host_offsets_n] (moe: expert offsets read back) */
+    int host_offsets_n;
+} g4_cuda_ctx;
+
+/* Returns scratch slot `slot` with at least `bytes` bytes in *out. */
+int g4_cuda_scratch(g4_cuda_ctx *c, int slot, size_t bytes, void **out, g4_error *err);
+
+/* Fails unless w is loaded on this backend as bf16 with numel elements (numel < 0: any). */
+int g4_cuda_check_weight(const g4_weight *w, const char *what, int64_t numel, g4_error *err);
+
+/* y[M,N] = x[M,K] · Wᵀ     x, W bf16 row-major (W [N,K]), y row-major in ydt (BF16 or F32),
+ * FP32 accumulate, through cuBLASLt with a cached per-shape plan. M = 0 is a no-op. */
+int g4_cuda_gemm(g4_cuda_ctx *c, void *y, cudaDataType_t ydt, const void *x, const void *W, int M, int N,
+                 int K, g4_error *err);
+void g4_cuda_gemm_plans_free(g4_cuda_ctx *c);
+
+/* Op entry points (contracts in backend/backend.h). */
+int g4_cuda_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, float scale, g4_error *err);
+int g4_cuda_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, int rows, int n, float eps,
+                    g4_error *err);
+int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, int rows, int n, float eps,
+                        g4_error *err);
+int g4_cuda_add(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err);
+int g4_cuda_scale(void *ctx, void *h, const g4_weight *lambda, size_t n, g4_error *err);
+int g4_cuda_matmul(void *ctx, void *y, const void *x, const g4_weight *W, int M, g4_error *err);
+int g4_cuda_geglu(void *ctx, void *y, const void *g, const void *u, size_t n, g4_error *err);
+int g4_cuda_qk_norm_rope_cache(void *ctx, void *q, const void *k, const void *v, const g4_weight *q_norm,
+                               const g4_weight *k_norm, const g4_attn_geom *g, const g4_kv_layer *kv,
+                               const g4_step_dev *s, g4_error *err);
+int g4_cuda_attention(void *ctx, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,
+                      const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
+int g4_cuda_moe_route(void *ctx, int32_t *ids, float *weights, const void *h1, const g4_weight *proj,
+                      const g4_weight *scale, const g4_weight *expert_scale, int T, int top_k, float eps,
+                      g4_error *err);
+int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, const float *weights,
+                        const g4_weight *gate_up, const g4_weight *down, int T, int top_k, g4_error *err);
+int g4_cuda_lm_head(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E,
+                    float softcap, g4_error *err);
+
+/* RoPE inverse frequency of pair i (rotate-half pairs (i, i + d/2)):
+ * theta^(-2i/d) for i < rotated_pairs, 0 beyond (those dims pass through). */
+__device__ __forceinline__ float g4_rope_inv_freq(int i, int d, float log2_theta, int rotated_pairs) {
+    return i < rotated_pairs ? exp2f(-(2.0f * (float)i / (float)d) * log2_theta) : 0.0f;
+}
+
+#endif

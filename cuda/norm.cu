@@ -1,0 +1,107 @@
+/* norm.cu — RMSNorm (plain and fused with the residual add) and the two elementwise residual
+ * ops (add, layer-scalar scale). fp32 inside, bf16 in and out.
+ * Not here: the per-head Q/K norms (rope_cache.cu), the MoE router's norm (moe_route.cu). */
+#include "ctx.cuh"
+
+#define G4_NORM_THREADS 256
+
+/* y[r,:] = bf16( x[r,:] / sqrt(mean(x[r,:]²) + eps) ⊙ w )      x,y [rows,n] bf16, w [n] bf16 or NULL
+ * grid: one block per row; 256 threads stride over n. y may equal x: each thread reads
+ * x[i] before writing y[i] for the same i, and the sum is complete before any write. */
+static __global__ void g4_rmsnorm_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int n,
+                                  float eps) {
+    __shared__ float red[32];
+    const __nv_bfloat16 *xr = x + (size_t)blockIdx.x * n;
+    __nv_bfloat16 *yr = y + (size_t)blockIdx.x * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = g4_ld(xr, i);
+        ss += v * v;
+    }
+    float inv = rsqrtf(g4_block_sum(ss, red) / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = g4_ld(xr, i) * inv;
+        g4_st(yr, i, w ? v * g4_ld(w, i) : v);
+    }
+}
+
+/* h[r,:] = bf16( h[r,:] + bf16(RMSNorm_w(x[r,:])) )     h,x [rows,n] bf16, w [n] bf16
+ * (the branch output is rounded to bf16 before the add, as the bf16 reference does)
+ * grid: one block per row; 256 threads stride over n. */
+static __global__ void g4_add_rmsnorm_kernel(__nv_bfloat16 *h, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int n,
+                                      float eps) {
+    __shared__ float red[32];
+    const __nv_bfloat16 *xr = x + (size_t)blockIdx.x * n;
+    __nv_bfloat16 *hr = h + (size_t)blockIdx.x * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = g4_ld(xr, i);
+        ss += v * v;
+    }
+    float inv = rsqrtf(g4_block_sum(ss, red) / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = g4_ld(xr, i) * inv;
+        if (w) v *= g4_ld(w, i);
+        g4_st(hr, i, g4_ld(hr, i) + g4_round_bf(v));
+    }
+}
+
+/* y[i] = bf16(a[i] + b[i])      n elements; grid-stride loop, y may alias a or b */
+static __global__ void g4_add_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *a, const __nv_bfloat16 *b, size_t n) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        g4_st(y, i, g4_ld(a, i) + g4_ld(b, i));
+}
+
+/* h[i] = bf16(h[i] × λ)         λ = lambda[0] read on the device (no host sync) */
+static __global__ void g4_scale_kernel(__nv_bfloat16 *h, const __nv_bfloat16 *lambda, size_t n) {
+    float l = g4_ld(lambda, 0);
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        g4_st(h, i, g4_ld(h, i) * l);
+}
+
+/* Grid for the grid-stride elementwise kernels: enough blocks to fill the GPU, capped. */
+static unsigned g4_elementwise_grid(size_t n) {
+    size_t blocks = (n + 255) / 256;
+    return (unsigned)(blocks < 65536 ? (blocks ? blocks : 1) : 65536);
+}
+
+int g4_cuda_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, int rows, int n, float eps,
+                    g4_error *err) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
+    if (w) G4_TRY(g4_cuda_check_weight(w, "rmsnorm", n, err));
+    if (rows <= 0 || n <= 0) return 0;
+    g4_rmsnorm_kernel<<<rows, G4_NORM_THREADS, 0, c->stream>>>(
+        (__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
+    CUDA_CHECK_LAUNCH();
+    return 0;
+}
+
+int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, int rows, int n, float eps,
+                        g4_error *err) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
+    if (w) G4_TRY(g4_cuda_check_weight(w, "add_rmsnorm", n, err));
+    if (rows <= 0 || n <= 0) return 0;
+    g4_add_rmsnorm_kernel<<<rows, G4_NORM_THREADS, 0, c->stream>>>(
+        (__nv_bfloat16 *)h, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
+    CUDA_CHECK_LAUNCH();
+    return 0;
+}
+
+int g4_cuda_add(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
+    if (n == 0) return 0;
+    g4_add_kernel<<<g4_elementwise_grid(n), 256, 0, c->stream>>>((__nv_bfloat16 *)y, (const __nv_bfloat16 *)a,
+                                                                 (const __nv_bfloat16 *)b, n);
+    CUDA_CHECK_LAUNCH();
+    return 0;
+}
+
+int g4_cuda_scale(void *ctx, void *h, const g4_weight *lambda, size_t n, g4_error *err) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
+    G4_TRY(g4_cuda_check_weight(lambda, "layer_scalar", 1, err));
+    if (n == 0) return 0;
+    g4_scale_kernel<<<g4_elementwise_grid(n), 256, 0, c->stream>>>((__nv_bfloat16 *)h,
+                                                                   (const __nv_bfloat16 *)lambda->data, n);
+    CUDA_CHECK_LAUNCH();
+    return 0;
+}
