@@ -64,6 +64,7 @@ def check_case(case_dir):
 
 
 def main():
+    torch.set_num_threads(1)   # as make_golden.py: same matmul blocking, bit-identical results
     cases = sorted(d for d in os.listdir(HERE) if os.path.isfile(os.path.join(HERE, d, "golden.safetensors")))
     all_ok = bool(cases)
     for c in cases:

@@ -1,0 +1,242 @@
+/* cuda_backend.cu — the CUDA backend's op table, context lifetime, memory ops and weight
+ * upload (any checkpoint dtype → bf16 on the device).
+ * Not here: the kernels (one file per op family: embed, norm, activation, rope_cache,
+ * attention, gemm, moe_route, moe_experts, lm_head). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctx.cuh"
+
+extern "C" {
+#include "base/bf16.h"
+#include "cuda_backend.h"
+}
+
+#define G4_LT_WORKSPACE_BYTES ((size_t)32 << 20)
+
+int g4_cuda_scratch(g4_cuda_ctx *c, int slot, size_t bytes, void **out, g4_error *err) {
+    if (bytes == 0) bytes = 1;
+    if (c->scratch_bytes[slot] < bytes) {
+        if (c->scratch[slot]) CUDA_CHECK(cudaFree(c->scratch[slot])); /* syncs: nothing queued still uses it */
+        c->scratch[slot] = NULL;
+        c->scratch_bytes[slot] = 0;
+        size_t want = bytes + bytes / 4; /* headroom: fewer regrowths when sizes creep up */
+        CUDA_CHECK(cudaMalloc(&c->scratch[slot], want));
+        c->scratch_bytes[slot] = want;
+    }
+    *out = c->scratch[slot];
+    return 0;
+}
+
+static int64_t g4_weight_numel(const g4_weight *w) {
+    int64_t n = 1;
+    for (int d = 0; d < w->ndim; d++) n *= w->shape[d];
+    return n;
+}
+
+int g4_cuda_check_weight(const g4_weight *w, const char *what, int64_t numel, g4_error *err) {
+    if (!w) return g4_fail(err, "%s: weight is NULL", what);
+    if (!w->data) return g4_fail(err, "%s: weight %s is not loaded on the CUDA backend", what, w->name ? w->name : "?");
+    if (w->data_dtype != G4_DT_BF16)
+        return g4_fail(err, "%s: weight %s has device dtype %d, expected bf16", what, w->name ? w->name : "?", w->data_dtype);
+    if (numel >= 0 && g4_weight_numel(w) != numel)
+        return g4_fail(err, "%s: weight %s has %lld elements, expected %lld", what, w->name ? w->name : "?",
+                       (long long)g4_weight_numel(w), (long long)numel);
+    return 0;
+}
+
+/* --- memory ------------------------------------------------------------------------------ */
+
+static void *g4_cuda_alloc(void *ctx, size_t bytes) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
+    void *p = NULL;
+    if (cudaSetDevice(c->device) != cudaSuccess) return NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+        (void)cudaGetLastError(); /* clear the sticky-free error state of a failed malloc */
+        return NULL;
+    }
+    return p;
+}
+
+static void g4_cuda_free(void *ctx, void *p) {
+    (void)ctx;
+    if (p) cudaFree(p);
+}
+
+/* Synchronous with respect to the host: returns when src_host may be reused. */
+static int g4_cuda_upload(void *ctx, void *dst_dev, const void *src_host, size_t bytes, g4_error *err) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
+    if (bytes == 0) return 0;
+    CUDA_CHECK(cudaMemcpyAsync(dst_dev, src_host, bytes, cudaMemcpyHostToDevice, c->stream));
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+/* Waits for every queued op, then copies. */
+static int g4_cuda_download(void *ctx, void *dst_host, const void *src_dev, size_t bytes, g4_error *err) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
+    if (bytes == 0) return 0;
+    CUDA_CHECK(cudaMemcpyAsync(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost, c->stream));
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+static int g4_cuda_sync(void *ctx, g4_error *err) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+/* --- weights ----------------------------------------------------------------------------- */
+
+#define G4_CONVERT_CHUNK ((size_t)1 << 22) /* elements converted on the host per copy */
+
+/* w->data = bf16 copy of w->host on the device. BF16 is copied as is; F16 and F32 are
+ * converted on the host (round-to-nearest-even) in chunks, then copied. */
+static int g4_cuda_load_weight(void *ctx, g4_weight *w, g4_error *err) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
+    const char *name = w->name ? w->name : "?";
+    if (!w->host) return g4_fail(err, "load_weight %s: no host data", name);
+    if (w->dtype != G4_DT_BF16 && w->dtype != G4_DT_F16 && w->dtype != G4_DT_F32)
+        return g4_fail(err, "load_weight %s: dtype %d not convertible to bf16", name, (int)w->dtype);
+    int64_t n = g4_weight_numel(w);
+    if (n <= 0) return g4_fail(err, "load_weight %s: %lld elements", name, (long long)n);
+    CUDA_CHECK(cudaSetDevice(c->device));
+    void *dev = NULL;
+    CUDA_CHECK(cudaMalloc(&dev, (size_t)n * 2));
+    cudaError_t e = cudaSuccess;
+    if (w->dtype == G4_DT_BF16) {
+        e = cudaMemcpy(dev, w->host, (size_t)n * 2, cudaMemcpyHostToDevice);
+    } else {
+        size_t chunk = (size_t)n < G4_CONVERT_CHUNK ? (size_t)n : G4_CONVERT_CHUNK;
+        uint16_t *buf = (uint16_t *)malloc(chunk * 2);
+        if (!buf) {
+            cudaFree(dev);
+            return g4_fail(err, "load_weight %s: out of host memory", name);
+        }
+        for (size_t i0 = 0; i0 < (size_t)n && e == cudaSuccess; i0 += chunk) {
+            size_t m = (size_t)n - i0 < chunk ? (size_t)n - i0 : chunk;
+            for (size_t i = 0; i < m; i++) {
+                float f;
+                if (w->dtype == G4_DT_F32) {
+                    memcpy(&f, (const char *)w->host + (i0 + i) * 4, 4);
+                } else {
+                    uint16_t h;
+                    memcpy(&h, (const char *)w->host + (i0 + i) * 2, 2);
+                    f = g4_f16_to_f32(h);
+                }
+                buf[i] = g4_f32_to_bf16(f);
+            }
+            e = cudaMemcpy((uint16_t *)dev + i0, buf, m * 2, cudaMemcpyHostToDevice);
+        }
+        free(buf);
+    }
+    if (e != cudaSuccess) {
+        cudaFree(dev);
+        return g4_fail(err, "load_weight %s: copy to device: %s", name, cudaGetErrorString(e));
+    }
+    w->data = dev;
+    w->data_dtype = G4_DT_BF16;
+    return 0;
+}
+
+static void g4_cuda_unload_weight(void *ctx, g4_weight *w) {
+    (void)ctx;
+    if (w->data) cudaFree(w->data);
+    w->data = NULL;
+}
+
+/* --- table and lifetime ------------------------------------------------------------------ */
+
+static const g4_backend_ops g4_cuda_ops = {
+    G4_BACKEND_API_VERSION,
+    "cuda",
+    G4_DT_BF16,
+    G4_DT_BF16,
+    g4_cuda_alloc,
+    g4_cuda_free,
+    g4_cuda_upload,
+    g4_cuda_download,
+    g4_cuda_sync,
+    g4_cuda_load_weight,
+    g4_cuda_unload_weight,
+    g4_cuda_embed,
+    g4_cuda_rmsnorm,
+    g4_cuda_add_rmsnorm,
+    g4_cuda_add,
+    g4_cuda_scale,
+    g4_cuda_matmul,
+    g4_cuda_geglu,
+    g4_cuda_qk_norm_rope_cache,
+    g4_cuda_attention,
+    g4_cuda_moe_route,
+    g4_cuda_moe_experts,
+    g4_cuda_lm_head,
+};
+
+static void g4_cuda_ctx_free(g4_cuda_ctx *c) {
+    if (!c) return;
+    cudaSetDevice(c->device);
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    g4_cuda_gemm_plans_free(c);
+    for (int i = 0; i < G4_SCR_COUNT; i++)
+        if (c->scratch[i]) cudaFree(c->scratch[i]);
+    if (c->host_offsets) cudaFreeHost(c->host_offsets);
+    if (c->workspace) cudaFree(c->workspace);
+    if (c->lt) cublasLtDestroy(c->lt);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    free(c);
+}
+
+static void g4_cuda_destroy(g4_backend *b) {
+    if (!b) return;
+    g4_cuda_ctx_free((g4_cuda_ctx *)b->ctx);
+    free(b);
+}
+
+static int g4_cuda_ctx_init(g4_cuda_ctx *c, int device, g4_error *err) {
+    int n = 0;
+    CUDA_CHECK(cudaGetDeviceCount(&n));
+    if (device < 0 || device >= n) return g4_fail(err, "cuda backend: no CUDA device %d (found %d)", device, n);
+    c->device = device;
+    CUDA_CHECK(cudaSetDevice(device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&c->n_sms, cudaDevAttrMultiProcessorCount, device));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasLtCreate(&c->lt));
+    c->workspace_bytes = G4_LT_WORKSPACE_BYTES;
+    CUDA_CHECK(cudaMalloc(&c->workspace, c->workspace_bytes));
+    return 0;
+}
+
+extern "C" g4_backend *g4_backend_cuda_create(int device, g4_error *err) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)calloc(1, sizeof(*c));
+    g4_backend *b = (g4_backend *)calloc(1, sizeof(*b));
+    if (!c || !b) {
+        free(c);
+        free(b);
+        g4_fail(err, "cuda backend: out of host memory");
+        return NULL;
+    }
+    if (g4_cuda_ctx_init(c, device, err) != 0) {
+        g4_cuda_ctx_free(c);
+        free(b);
+        return NULL;
+    }
+    b->ops = &g4_cuda_ops;
+    b->ctx = c;
+    b->destroy = g4_cuda_destroy;
+    return b;
+}
+
+extern "C" int g4_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+extern "C" void *g4_cuda_backend_stream(g4_backend *be) {
+    return be && be->ctx ? (void *)((g4_cuda_ctx *)be->ctx)->stream : NULL;
+}

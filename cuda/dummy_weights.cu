@@ -1,0 +1,56 @@
+/* dummy_weights.cu — seeded random bf16 weights filled on the GPU (see dummy_weights.h).
+ * The generator is a counter-based splitmix64 hash, identical on host and device. */
+#include <string.h>
+
+#include "ctx.cuh"
+
+extern "C" {
+#include "cuda_backend.h"
+#include "dummy_weights.h"
+}
+
+/* splitmix64 finaliser of (seed, i) → 24 random bits → u ∈ [-1, 1) */
+__host__ __device__ static inline float g4_dummy_u(uint64_t seed, uint64_t i) {
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (2.0f / 16777216.0f) - 1.0f;
+}
+
+extern "C" float g4_dummy_value(uint64_t seed, uint64_t i, float mean, float amp) {
+    return mean + amp * g4_dummy_u(seed, i);
+}
+
+/* w[i] = bf16(mean + amp · u(seed, i))      n elements, grid-stride */
+static __global__ void g4_dummy_fill_kernel(__nv_bfloat16 *w, size_t n, uint64_t seed, float mean, float amp) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        w[i] = __float2bfloat16(mean + amp * g4_dummy_u(seed, i));
+}
+
+extern "C" int g4_cuda_dummy_weight(g4_backend *be, g4_weight *w, uint64_t seed, float mean, float amp,
+                                    g4_error *err) {
+    if (!be || !be->ops || !be->ops->name || strcmp(be->ops->name, "cuda") != 0)
+        return g4_fail(err, "dummy weight %s: backend is not the CUDA backend", w->name ? w->name : "?");
+    g4_cuda_ctx *c = (g4_cuda_ctx *)be->ctx;
+    if (w->ndim < 1 || w->ndim > G4_MAX_DIMS) return g4_fail(err, "dummy weight %s: ndim %d", w->name ? w->name : "?", w->ndim);
+    size_t n = 1;
+    for (int d = 0; d < w->ndim; d++) {
+        if (w->shape[d] <= 0) return g4_fail(err, "dummy weight %s: dim %d is %lld", w->name ? w->name : "?", d, (long long)w->shape[d]);
+        n *= (size_t)w->shape[d];
+    }
+    CUDA_CHECK(cudaSetDevice(c->device));
+    void *p = NULL;
+    CUDA_CHECK(cudaMalloc(&p, n * sizeof(__nv_bfloat16)));
+    size_t blocks = (n + 255) / 256;
+    g4_dummy_fill_kernel<<<(unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream>>>((__nv_bfloat16 *)p, n,
+                                                                                             seed, mean, amp);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) {
+        cudaFree(p);
+        return g4_fail(err, "dummy weight %s: fill kernel: %s", w->name ? w->name : "?", cudaGetErrorString(e));
+    }
+    w->data = p;
+    w->data_dtype = G4_DT_BF16;
+    return 0;
+}

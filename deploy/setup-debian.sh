@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# setup-debian.sh — installs the Debian packages g4serve needs to build and test, when missing.
+# Idempotent; needs root (or sudo) only when something is missing. Nothing is downloaded at
+# run time by g4serve itself.
+set -euo pipefail
+
+packages=(cmake ninja-build gcc g++ make pkg-config libcjson-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

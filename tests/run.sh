@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# run.sh — the whole test suite: install what is missing, build everything (the CUDA backend
+# too when nvcc is present), run ctest, then rebuild CPU-only with AddressSanitizer +
+# UndefinedBehaviorSanitizer and run ctest again. GPU tests report "skipped" without a GPU.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/deploy/env.sh"
+bash "$root/deploy/setup-debian.sh"
+jobs=$(g4_jobs)
+
+build="${G4_BUILD_DIR:-$root/build}"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build "$build" -j"$jobs"
+(cd "$build" && ctest --output-on-failure --timeout 900)
+
+asan="${G4_ASAN_BUILD_DIR:-$root/build-asan}"
+cmake -S "$root" -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DG4_CUDA=OFF -DG4_SANITIZE=ON \
+  -DCMAKE_C_FLAGS_DEBUG="-O1 -g"
+cmake --build "$asan" -j"$jobs"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+(cd "$asan" && ctest --output-on-failure --timeout 1800)
