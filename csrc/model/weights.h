@@ -24,7 +24,8 @@ typedef struct g4_weight {
     g4_dtype dtype;              /* dtype of `host` */
     int ndim;
     int64_t shape[G4_MAX_DIMS];  /* Linear weights are [out, in] */
-    const void *host;            /* bytes in the mapping; NULL = slot absent */
+    const void *host;            /* bytes in the mapping; NULL = slot absent. name and host live
+                                    only as long as the g4_safetensors they came from */
     void *data;                  /* backend-side copy or alias, set by the backend */
     int data_dtype;              /* g4_dtype of `data` (backend's choice) */
 } g4_weight;

@@ -80,6 +80,10 @@ static inline uint64_t g4_merge_hash(uint64_t k) {
 /* BPE vocab lookup (added tokens are not consulted): id or -1. */
 int32_t g4_tok_vocab_find(const g4_tokenizer *tok, const char *s, size_t n);
 
+/* Closes a byte-fallback run occupying out->data[run_start..out->len): kept when it is valid
+ * UTF-8, else replaced by one U+FFFD per byte (the `tokenizers` ByteFallback rule). 0 / -1. */
+int g4_tok_close_byte_run(g4_strbuf *out, size_t run_start);
+
 /* Merge lookup: 1 and (*rank, *new_id) when (a, b) merges, else 0. */
 static inline int g4_tok_merge_find(const g4_tokenizer *tok, int32_t a, int32_t b, int32_t *rank,
                                     int32_t *new_id) {

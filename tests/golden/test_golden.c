@@ -311,10 +311,10 @@ static int run_case(const char *dir, const char *cas, int block_size, int modes,
     rc = 0;
 out:
     if (rc) g4_fail_prefix(err, "%s", cas);
-    g4_runner_free(r);
+    if (r) g4_runner_free(r);
     free(logits);
     golden_free(&g);
-    g4_model_close(m);
+    if (m) g4_model_close(m);
     g4_backend_destroy(be);
     return rc;
 }

@@ -1,0 +1,170 @@
+/* engine.h — the serving engine: many concurrent requests → a stream of model steps → per-request
+ * event streams (design.md §3, §5, §6).
+ *
+ * Front-ends (HTTP, gRPC, the offline throughput tool, tests) submit requests from any thread;
+ * one engine thread schedules iteration-level batches (running decodes first, then chunked
+ * prefills, FCFS within priority), manages the paged KV pools and the prefix cache, hands each
+ * step to the executor, samples, applies stop rules and delivers events through the request's
+ * callback. Cancellation travels the same way. The engine decides time and memory; the model
+ * (through the executor) only computes a step. */
+#ifndef G4_ENGINE_ENGINE_H
+#define G4_ENGINE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "model/gemma4.h"
+
+/* --- request parameters ---------------------------------------------------------------- */
+
+#define G4_MAX_TOP_LOGPROBS 20
+
+typedef struct g4_sampling {
+    float temperature;          /* 0 = greedy (argmax, lowest id on ties) */
+    int top_k;                  /* ≤ 0 = off */
+    float top_p;                /* 1 = off; keep the smallest set with cumulative prob ≥ top_p */
+    float min_p;                /* 0 = off; drop tokens with p < min_p · p_max */
+    float repetition_penalty;   /* 1 = off; logits of tokens seen in prompt or output: >0 ÷ rp, <0 × rp */
+    float presence_penalty;     /* 0 = off; − pp for every token already in the output */
+    float frequency_penalty;    /* 0 = off; − fp × count in the output */
+    bool has_seed;
+    uint64_t seed;              /* with has_seed: the same request gives the same tokens in any batch */
+    int logprobs;               /* −1 = none; 0 = the chosen token's; n = plus the top-n (≤ 20) */
+} g4_sampling;
+
+typedef struct g4_stop_rules {
+    int max_tokens;             /* ≥ 1; prompt + max_tokens ≤ max model length (else refused) */
+    int min_tokens;             /* no stop (ids, eos, strings) before this many tokens */
+    bool ignore_eos;            /* do not stop on the model's eos ids */
+    const int32_t *stop_ids;    /* extra stop token ids (copied at submit) */
+    int n_stop_ids;
+    const char *const *stop_strings; /* matched on detokenized text, excluded from output (copied) */
+    int n_stop_strings;
+} g4_stop_rules;
+
+/* Generation defaults: greedy unless the model's generation_config.json says otherwise. */
+void g4_sampling_default(g4_sampling *s);
+void g4_stop_rules_default(g4_stop_rules *s);
+
+/* --- events ---------------------------------------------------------------------------- */
+
+typedef enum {
+    G4_FINISH_NONE = 0,
+    G4_FINISH_STOP,             /* eos, a stop id or a stop string */
+    G4_FINISH_LENGTH,           /* max_tokens or max model length */
+    G4_FINISH_ABORT,            /* cancelled (client hang-up, g4_engine_cancel) */
+    G4_FINISH_ERROR,            /* the request could not run (message in event.error) */
+} g4_finish_reason;
+
+typedef struct g4_event {
+    uint64_t id;
+    int n_tokens;               /* new tokens in this event (0 or 1 today) */
+    int32_t token;
+    const char *text;           /* detokenized text newly certain (may be "" while a stop string or a
+                                   UTF-8 sequence is held back); NULL without a detokenizer */
+    float logprob;              /* of `token`, when requested */
+    int n_top;                  /* top logprobs (when requested) */
+    const int32_t *top_ids;
+    const float *top_logprobs;
+    g4_finish_reason finish;    /* set on the request's last event */
+    const char *stop_string;    /* the stop string that matched, if any */
+    int32_t stop_token;         /* the stop id that matched, −1 if none */
+    const char *error;          /* with G4_FINISH_ERROR */
+    int prompt_tokens;          /* usage, on the last event */
+    int completion_tokens;
+    int cached_tokens;          /* prompt tokens served from the prefix cache */
+} g4_event;
+
+/* Called on the engine thread for every event of a request; must not block or call back into the
+ * engine. After the event with finish != NONE the request is gone and `user` is not used again.
+ * Pointers inside the event are valid only during the call. */
+typedef void (*g4_event_fn)(void *user, const g4_event *ev);
+
+typedef struct g4_request_params {
+    const int32_t *prompt;      /* copied at submit */
+    int n_prompt;
+    g4_sampling sampling;
+    g4_stop_rules stop;
+    int priority;               /* lower runs first (vLLM convention); FCFS within a priority */
+    g4_event_fn on_event;
+    void *user;
+} g4_request_params;
+
+/* --- detokenizer seam (filled by the text layer; optional) ------------------------------ */
+
+typedef struct g4_detok_iface {
+    void *ctx;
+    void *(*open)(void *ctx);                               /* per-request streaming state */
+    /* Appends the text newly certain after `token` to out (NUL-terminated, ≤ cap−1 bytes);
+     * returns its length or −1. */
+    int (*push)(void *state, int32_t token, char *out, size_t cap);
+    void (*close)(void *state);
+} g4_detok_iface;
+
+/* --- executor seam ---------------------------------------------------------------------- */
+
+/* One step's computation: forward on every worker, f32 logits [n_rows, vocab] of rank 0 back.
+ * g4_executor_local wraps one g4_model (N = 1); tests pass a null model. */
+typedef struct g4_executor {
+    void *ctx;
+    int n_workers;
+    int vocab;
+    int (*step)(void *ctx, const g4_step *step, float *logits, g4_error *err);
+} g4_executor;
+
+void g4_executor_local(g4_executor *ex, g4_model *m);
+
+/* --- the engine ------------------------------------------------------------------------- */
+
+typedef struct g4_engine_opts {
+    int max_running;            /* running sequences (≤ the model's sequence slots) */
+    int max_waiting;            /* queue length; beyond it submit fails with G4_ERR_QUEUE_FULL */
+    int max_model_len;          /* prompt + max_tokens limit */
+    int step_token_budget;      /* tokens per step (≤ the model's max_step_tokens) */
+    int block_size;
+    int n_blocks_sliding, n_blocks_global;  /* the model's pools */
+    int sliding_window;
+    bool prefix_cache;
+    const int32_t *eos_ids;     /* model stop ids (copied) */
+    int n_eos;
+} g4_engine_opts;
+
+/* Fills opts from a loaded model (its pools, window, eos ids and limits). */
+void g4_engine_opts_from_model(g4_engine_opts *o, const g4_model *m);
+
+typedef struct g4_engine g4_engine; /* opaque */
+
+enum { G4_ERR_INVALID = 1, G4_ERR_QUEUE_FULL = 2, G4_ERR_TOO_LONG = 3, G4_ERR_STOPPED = 4 };
+
+/* detok may be NULL (then stop strings are refused at submit and events carry no text). */
+g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, const g4_detok_iface *detok,
+                            g4_error *err);
+/* Stops the loop: running and waiting requests finish with G4_FINISH_ABORT first. */
+void g4_engine_destroy(g4_engine *e);
+
+/* Thread-safe. Returns the request id (> 0), or 0 with *code (G4_ERR_*) and err set; on failure
+ * no event is ever delivered. */
+uint64_t g4_engine_submit(g4_engine *e, const g4_request_params *p, int *code, g4_error *err);
+/* Thread-safe; the request ends with G4_FINISH_ABORT (no-op for unknown / finished ids). */
+void g4_engine_cancel(g4_engine *e, uint64_t id);
+
+typedef struct g4_engine_stats {
+    int running, waiting;
+    int blocks_sliding_used, blocks_sliding_total;
+    int blocks_global_used, blocks_global_total;
+    uint64_t prefix_hit_tokens, prefix_query_tokens;
+    uint64_t preemptions;
+    uint64_t steps, step_tokens;
+    int blocks_cached;          /* refcount 0 but kept for the prefix cache (free under pressure) */
+    double sched_seconds;       /* engine CPU time in steps, model time excluded */
+    uint64_t finished[5];       /* by g4_finish_reason */
+} g4_engine_stats;
+
+void g4_engine_stats_get(g4_engine *e, g4_engine_stats *s);
+
+/* Blocks until no request is running or waiting (tests, offline tool). */
+void g4_engine_wait_idle(g4_engine *e);
+
+#endif

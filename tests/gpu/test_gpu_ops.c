@@ -1,0 +1,101 @@
+/* test_gpu_ops.c — embed, rmsnorm (weighted, weightless, in place), add_rmsnorm, add, scale
+ * and geglu of the CUDA backend vs the CPU backend at 31B shapes (H = 5376, I = 21504),
+ * plus an odd width (H = 1001) for the strided loops. Bound: gpu_harness.h (1 % of max|ref|). */
+#include "gpu_harness.h"
+
+#define ROWS 7
+
+static int run_width(gh_pair *p, int H, int I, uint64_t seed) {
+    g4_error err = {{0}};
+    char what[96];
+    size_t nh = (size_t)ROWS * H, ni = (size_t)ROWS * I;
+    float *x = malloc(nh * 4), *h = malloc(nh * 4), *g = malloc(ni * 4), *u = malloc(ni * 4);
+    float *ref = malloc((ni > nh ? ni : nh) * 4), *got = malloc((ni > nh ? ni : nh) * 4);
+    REQUIRE(x && h && g && u && ref && got, "out of memory");
+    gh_fill(x, nh, seed, 0.1f, 2.0f);
+    gh_fill(h, nh, seed + 1, 0.0f, 3.0f);
+    gh_fill(g, ni, seed + 2, 0.0f, 3.0f);
+    gh_fill(u, ni, seed + 3, 0.0f, 1.0f);
+    gh_weight w, lam, E;
+    int64_t shw[1] = {H}, sh1[1] = {1}, she[2] = {4096, H};
+    REQUIRE(!gh_weight_make(p, &w, "norm.weight", 1, shw, seed + 4, 1.0f, 0.5f), "weight");
+    REQUIRE(!gh_weight_make(p, &lam, "layer_scalar", 1, sh1, seed + 5, 0.3f, 0.1f), "weight");
+    REQUIRE(!gh_weight_make(p, &E, "embed_tokens.weight", 2, she, seed + 6, 0.0f, 0.05f), "weight");
+    g4_backend *be[2] = {p->cpu, p->gpu};
+    float *out[2] = {ref, got};
+
+    /* rmsnorm with weight, out of place; weightless in place */
+    for (int wl = 0; wl < 2; wl++) {
+        for (int k = 0; k < 2; k++) {
+            void *dx = gh_act(be[k], nh, x), *dy = wl ? dx : gh_act(be[k], nh, NULL);
+            const g4_weight *wt = wl ? NULL : (k ? &w.gpu : &w.cpu);
+            REQUIRE(dx && dy, "alloc");
+            REQUIRE(!be[k]->ops->rmsnorm(be[k]->ctx, dy, dx, wt, ROWS, H, 1e-6f, &err), "rmsnorm: %s", err.msg);
+            REQUIRE(!gh_get_act(be[k], out[k], dy, nh), "download");
+            if (dy != dx) be[k]->ops->free(be[k]->ctx, dy);
+            be[k]->ops->free(be[k]->ctx, dx);
+        }
+        snprintf(what, sizeof what, "rmsnorm %s H=%d", wl ? "no-weight in-place" : "weighted", H);
+        CHECK(gh_close_enough(what, got, ref, nh, GH_TOL), "%s", what);
+    }
+    /* add_rmsnorm, add, scale on the residual h */
+    for (int op = 0; op < 3; op++) {
+        for (int k = 0; k < 2; k++) {
+            void *dh = gh_act(be[k], nh, h), *dx = gh_act(be[k], nh, x);
+            REQUIRE(dh && dx, "alloc");
+            int rc = op == 0   ? be[k]->ops->add_rmsnorm(be[k]->ctx, dh, dx, k ? &w.gpu : &w.cpu, ROWS, H, 1e-6f, &err)
+                     : op == 1 ? be[k]->ops->add(be[k]->ctx, dh, dh, dx, nh, &err)
+                               : be[k]->ops->scale(be[k]->ctx, dh, k ? &lam.gpu : &lam.cpu, nh, &err);
+            REQUIRE(!rc, "op %d: %s", op, err.msg);
+            REQUIRE(!gh_get_act(be[k], out[k], dh, nh), "download");
+            be[k]->ops->free(be[k]->ctx, dh);
+            be[k]->ops->free(be[k]->ctx, dx);
+        }
+        snprintf(what, sizeof what, "%s H=%d", op == 0 ? "add_rmsnorm" : op == 1 ? "add (aliased)" : "scale", H);
+        CHECK(gh_close_enough(what, got, ref, nh, GH_TOL), "%s", what);
+    }
+    /* geglu */
+    for (int k = 0; k < 2; k++) {
+        void *dg = gh_act(be[k], ni, g), *du = gh_act(be[k], ni, u), *dy = gh_act(be[k], ni, NULL);
+        REQUIRE(dg && du && dy, "alloc");
+        REQUIRE(!be[k]->ops->geglu(be[k]->ctx, dy, dg, du, ni, &err), "geglu: %s", err.msg);
+        REQUIRE(!gh_get_act(be[k], out[k], dy, ni), "download");
+        be[k]->ops->free(be[k]->ctx, dg);
+        be[k]->ops->free(be[k]->ctx, du);
+        be[k]->ops->free(be[k]->ctx, dy);
+    }
+    snprintf(what, sizeof what, "geglu n=%zu", ni);
+    CHECK(gh_close_enough(what, got, ref, ni, GH_TOL), "%s", what);
+    /* embed: 5 tokens incl. the first and last row of E */
+    {
+        int32_t ids[5] = {0, 4095, 17, 17, 2048}, pos[5] = {0, 1, 2, 3, 4}, seq[5] = {0};
+        for (int k = 0; k < 2; k++) {
+            gh_step st;
+            REQUIRE(!gh_step_make(be[k], &st, 5, ids, pos, seq, 1, 1, NULL, NULL, 0, NULL), "step");
+            void *dx = gh_act(be[k], (size_t)5 * H, NULL);
+            REQUIRE(dx, "alloc");
+            REQUIRE(!be[k]->ops->embed(be[k]->ctx, dx, &st.s, k ? &E.gpu : &E.cpu, 73.5f, &err), "embed: %s", err.msg);
+            REQUIRE(!gh_get_act(be[k], out[k], dx, (size_t)5 * H), "download");
+            be[k]->ops->free(be[k]->ctx, dx);
+            gh_step_free(be[k], &st);
+        }
+        snprintf(what, sizeof what, "embed H=%d", H);
+        CHECK(gh_close_enough(what, got, ref, (size_t)5 * H, GH_TOL), "%s", what);
+    }
+    gh_weight_free(p, &w);
+    gh_weight_free(p, &lam);
+    gh_weight_free(p, &E);
+    free(x), free(h), free(g), free(u), free(ref), free(got);
+    return 0;
+}
+
+int main(void) {
+    gh_pair p;
+    int rc = gh_open(&p);
+    if (rc == CHECK_SKIP_CODE) return check_skip("no CUDA device");
+    REQUIRE(rc == 0, "backends");
+    run_width(&p, 5376, 21504, 11); /* 31B */
+    run_width(&p, 1001, 333, 12);   /* odd widths */
+    gh_close(&p);
+    return check_summary();
+}
