@@ -153,8 +153,21 @@ int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_mode
     m->st = g4_st_open(dir, err);
     if (!m->st) goto fail;
     if (g4_weights_map(&m->w, &m->cfg, m->st, err)) goto fail;
+    m->full_cfg = m->cfg;
+    int t = m->opts.tp_size > 0 ? m->opts.tp_size : 1;
+    if (t > 1 && (!m->opts.comm || m->opts.comm->size != t)) {
+        g4_fail(err, "model: tensor parallel size %d needs a communicator of that size", t);
+        goto fail;
+    }
+    if (g4_shard_apply(&m->shard, &m->cfg, &m->w, m->opts.tp_rank, t, err)) goto fail;
     load_ctx lc = {m, err};
     if (g4_weights_for_each(&m->w, load_weight_cb, &lc)) goto fail;
+    if (t == 1) { /* the LM head is the embedding itself: share its backend copy */
+        m->shard.lm_head.data = m->w.embed.data;
+        m->shard.lm_head.data_dtype = m->w.embed.data_dtype;
+    } else if (load_weight_cb(&m->shard.lm_head, &lc)) {
+        goto fail;
+    }
     if (plan_buffers(m, err) || plan_kv(m, err)) goto fail;
     *out = m;
     return 0;
@@ -170,7 +183,9 @@ void g4_model_close(g4_model *m) {
         free_buffers(m);
         for (int l = 0; l < m->cfg.n_layers; l++) m->be->ops->free(m->be->ctx, m->kv[l].base);
         g4_weights_for_each(&m->w, unload_weight_cb, m);
+        if (m->shard.size > 1) unload_weight_cb(&m->shard.lm_head, m);
     }
+    g4_shard_free(&m->shard);
     g4_st_close(m->st);
     free(m);
 }
@@ -215,6 +230,13 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
         if ((call)) return -1; \
     } while (0)
 
+/* Sums a partial [rows, n] output over the tensor-parallel ranks (no-op on one rank). */
+static int reduce(g4_model *m, void *buf, size_t n, g4_error *err) {
+    g4_comm *c = m->opts.comm;
+    if (m->shard.size <= 1) return 0;
+    return c->all_reduce_sum(c, m->shard.rank, buf, n, m->be->ops->act_dtype, err);
+}
+
 static int attention_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
     const g4_config *c = &m->cfg;
     const g4_layer_weights *lw = &m->w.layers[l];
@@ -233,6 +255,7 @@ static int attention_block(g4_model *m, int l, const g4_step_dev *d, g4_error *e
     OP(ops->qk_norm_rope_cache(cx, s->q, s->k, g.k_eq_v ? NULL : s->v, &lw->q_norm, &lw->k_norm, &g, &m->kv[l], d, err));
     OP(ops->attention(cx, s->att, s->q, &lw->k_norm, &g, &m->kv[l], d, err));
     OP(ops->matmul(cx, s->o, s->att, &lw->o_proj, T, err));
+    OP(reduce(m, s->o, (size_t)T * c->hidden, err));
     OP(ops->add_rmsnorm(cx, s->x, s->o, &lw->post_attn_norm, T, c->hidden, c->eps, err));
     return 0;
 }
@@ -258,6 +281,7 @@ static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
     int T = d->n_tokens, H = c->hidden;
     OP(ops->rmsnorm(cx, s->a, s->x, &lw->pre_ffn_norm, T, H, c->eps, err));
     OP(dense_mlp(m, s->f, s->a, lw, T, err));
+    OP(reduce(m, s->f, (size_t)T * H, err));
     if (c->moe) {
         OP(ops->rmsnorm(cx, s->f, s->f, &lw->post_ffn_norm_1, T, H, c->eps, err));
         OP(ops->moe_route(cx, s->moe_ids, s->moe_w, s->x, &lw->router_proj, &lw->router_scale,
@@ -265,6 +289,7 @@ static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
         OP(ops->rmsnorm(cx, s->a, s->x, &lw->pre_ffn_norm_2, T, H, c->eps, err));
         OP(ops->moe_experts(cx, s->m, s->a, s->moe_ids, s->moe_w, &lw->experts_gate_up, &lw->experts_down, T,
                             c->top_k, err));
+        OP(reduce(m, s->m, (size_t)T * H, err));
         OP(ops->rmsnorm(cx, s->m, s->m, &lw->post_ffn_norm_2, T, H, c->eps, err));
         OP(ops->add(cx, s->f, s->f, s->m, (size_t)T * H, err));
     }
@@ -285,7 +310,7 @@ int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *
         if (attention_block(m, l, &d, err) || ffn_block(m, l, &d, err)) return g4_fail_prefix(err, "layer %d", l);
     }
     if (d.n_rows == 0) return ops->sync(cx, err);
-    size_t need = (size_t)d.n_rows * c->vocab;
+    size_t need = (size_t)d.n_rows * m->shard.vocab_local;
     if (need > s->logits_cap) {
         ops->free(cx, s->logits);
         s->logits = ops->alloc(cx, need * sizeof(float));
@@ -293,7 +318,7 @@ int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *
         if (!s->logits) return g4_fail(err, "model: cannot allocate logits for %d rows", d.n_rows);
     }
     OP(ops->rmsnorm(cx, s->a, s->x, &m->w.final_norm, d.n_tokens, c->hidden, c->eps, err));
-    OP(ops->lm_head(cx, s->logits, s->a, &d, &m->w.embed, c->final_softcap, err));
+    OP(ops->lm_head(cx, s->logits, s->a, &d, &m->shard.lm_head, c->final_softcap, err));
     OP(ops->download(cx, logits, s->logits, need * sizeof(float), err));
     return ops->sync(cx, err);
 }

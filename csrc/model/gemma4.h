@@ -14,7 +14,9 @@
 #include "base/error.h"
 #include "model/config.h"
 #include "model/safetensors.h"
+#include "model/shard.h"
 #include "model/weights.h"
+#include "parallel/comm.h"
 
 typedef struct g4_model_opts {
     int max_step_tokens;   /* largest T of one step (activation buffers); default 512 */
@@ -23,16 +25,20 @@ typedef struct g4_model_opts {
     int n_blocks_sliding;  /* blocks in the sliding pool; default: enough for max_seqs full windows */
     int n_blocks_global;   /* blocks in the global pool; default: max_seqs × 4096 tokens / B */
     int max_model_len;     /* longest sequence; default min(max_position_embeddings, 4096) */
+    int tp_rank, tp_size;  /* tensor parallel: this model holds rank tp_rank's slice (size 0 = 1) */
+    g4_comm *comm;         /* all-reduce among the tp_size ranks (required when tp_size > 1) */
 } g4_model_opts;
 
 typedef struct g4_model {
-    g4_config cfg;
+    g4_config cfg;           /* this rank's geometry (heads, widths divided by tp_size) */
+    g4_config full_cfg;      /* the checkpoint's geometry */
     g4_safetensors *st;
     g4_weights w;
     g4_backend *be;          /* not owned */
     g4_model_opts opts;
     int max_blocks_per_seq;  /* block-table columns: ceil(max_model_len / block_size) */
     float embed_scale;       /* bf16(√H) */
+    g4_shard shard;          /* tensor-parallel slice; shard.lm_head is the (local) LM head */
     g4_kv_layer kv[G4_MAX_LAYERS];
     struct g4_model_scratch *scratch; /* activation buffers and the dev copy of the step */
 } g4_model;
@@ -57,7 +63,8 @@ void g4_model_opts_default(g4_model_opts *o);
 int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_model_opts *opts, g4_error *err);
 void g4_model_close(g4_model *m);
 
-/* Runs one step. logits: host f32 [n_rows, V] (may be NULL when n_rows == 0). */
+/* Runs one step. logits: host f32 [n_rows, shard.vocab_local] (V unless tensor parallel; may be
+ * NULL when n_rows == 0). With tp_size > 1 every rank must run the same step concurrently. */
 int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *err);
 
 #endif

@@ -24,7 +24,14 @@ struct g4_runner {
     block_pool sliding, global;
     int32_t *tab_s, *tab_g;  /* packed tables for the step [max_seqs, max_blocks] */
     int32_t *ids, *pos, *seq, *rows;
+    g4_step_fn step_fn;      /* NULL: g4_model_forward on m */
+    void *step_ctx;
 };
+
+void g4_runner_set_step_fn(g4_runner *r, g4_step_fn fn, void *ctx) {
+    r->step_fn = fn;
+    r->step_ctx = ctx;
+}
 
 static int pool_init(block_pool *p, int n) {
     p->free_ids = malloc((size_t)n * sizeof *p->free_ids);
@@ -194,7 +201,8 @@ int g4_runner_step(g4_runner *r, const g4_runner_chunk *chunks, int n_chunks, fl
     }
     g4_step st = {.n_tokens = T, .token_ids = r->ids, .pos = r->pos, .seq = r->seq, .n_seqs = n_chunks,
                   .blocks_sliding = r->tab_s, .blocks_global = r->tab_g, .n_rows = R, .rows = r->rows};
-    if (g4_model_forward(m, &st, logits, err)) {
+    int rc = r->step_fn ? r->step_fn(r->step_ctx, &st, logits, err) : g4_model_forward(m, &st, logits, err);
+    if (rc) {
         for (int i = 0; i < n_chunks; i++) unreserve(r, &r->seqs[chunks[i].seq], r->seqs[chunks[i].seq].len);
         return -1;
     }

@@ -23,6 +23,11 @@ typedef struct g4_runner_chunk {
 g4_runner *g4_runner_create(g4_model *m, g4_error *err);
 void g4_runner_free(g4_runner *r);
 
+/* Runs steps through fn instead of g4_model_forward (e.g. a tensor-parallel group whose rank 0
+ * is the runner's model); fn returns full-vocabulary logits. NULL restores the default. */
+typedef int (*g4_step_fn)(void *ctx, const g4_step *step, float *logits, g4_error *err);
+void g4_runner_set_step_fn(g4_runner *r, g4_step_fn fn, void *ctx);
+
 /* Opens an empty sequence; returns its slot or -1 (err) when all slots are in use. */
 int g4_runner_seq_open(g4_runner *r, g4_error *err);
 /* Releases a sequence's blocks and its slot. */

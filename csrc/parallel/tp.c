@@ -1,0 +1,184 @@
+/* tp.c — the tensor-parallel group (see tp.h): worker threads, step broadcast, logit gather.
+ *
+ * Each worker owns a backend and a model rank and waits on a condition variable for the next
+ * step generation. A step validated identically by every rank fails identically on every rank,
+ * so no rank is left alone inside a collective. */
+#include "parallel/tp.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+
+typedef struct tp_worker {
+    struct g4_tp *tp;
+    int rank;
+    pthread_t thread;
+    g4_backend *be;
+    g4_model *model;
+    float *logits;              /* [cap_rows, vocab_local] */
+    int cap_rows;
+    int rc;
+    g4_error err;
+} tp_worker;
+
+struct g4_tp {
+    int size;
+    g4_comm *comm;
+    tp_worker *w;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t generation;        /* bumped per step; workers run each generation once */
+    int n_done;
+    int quit;
+    const g4_step *step;
+    /* opening */
+    const char *dir, *backend;
+    g4_model_opts opts;
+};
+
+static void run_rank(tp_worker *w) {
+    g4_tp *tp = w->tp;
+    const g4_step *st = tp->step;
+    int V = w->model->shard.vocab_local;
+    if (st->n_rows > w->cap_rows) {
+        float *p = realloc(w->logits, (size_t)st->n_rows * V * sizeof *p);
+        if (!p) {
+            w->rc = g4_fail(&w->err, "tp rank %d: out of memory for logits", w->rank);
+            return;
+        }
+        w->logits = p, w->cap_rows = st->n_rows;
+    }
+    w->rc = g4_model_forward(w->model, st, w->logits, &w->err);
+}
+
+static void *worker_main(void *arg) {
+    tp_worker *w = arg;
+    g4_tp *tp = w->tp;
+    /* open this rank's slice on the worker's own thread */
+    g4_model_opts o = tp->opts;
+    o.tp_rank = w->rank, o.tp_size = tp->size, o.comm = tp->comm;
+    w->be = g4_backend_create(tp->backend, &w->err);
+    w->rc = w->be ? g4_model_open(&w->model, tp->dir, w->be, &o, &w->err) : -1;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&tp->mu);
+    for (;;) {
+        if (++tp->n_done == tp->size) pthread_cond_signal(&tp->done);
+        while (!tp->quit && tp->generation == seen) pthread_cond_wait(&tp->go, &tp->mu);
+        if (tp->quit) break;
+        seen = tp->generation;
+        pthread_mutex_unlock(&tp->mu);
+        run_rank(w);
+        pthread_mutex_lock(&tp->mu);
+    }
+    pthread_mutex_unlock(&tp->mu);
+    return NULL;
+}
+
+/* Waits until every worker has reported for the current generation. Holds mu. */
+static void wait_all(g4_tp *tp) {
+    while (tp->n_done < tp->size) pthread_cond_wait(&tp->done, &tp->mu);
+}
+
+static int first_error(g4_tp *tp, g4_error *err) {
+    for (int r = 0; r < tp->size; r++)
+        if (tp->w[r].rc) {
+            if (err) *err = tp->w[r].err;
+            return g4_fail_prefix(err, "tensor parallel rank %d", r);
+        }
+    return 0;
+}
+
+g4_tp *g4_tp_open(const char *dir, const char *backend, int t, const g4_model_opts *opts, g4_error *err) {
+    if (t < 1 || t > 8) {
+        g4_fail(err, "tensor parallel size %d: expected 1..8", t);
+        return NULL;
+    }
+    g4_tp *tp = calloc(1, sizeof *tp);
+    if (!tp || !(tp->w = calloc((size_t)t, sizeof *tp->w))) {
+        free(tp);
+        g4_fail(err, "tp: out of memory");
+        return NULL;
+    }
+    tp->size = t;
+    tp->dir = dir, tp->backend = backend;
+    if (opts) tp->opts = *opts;
+    else g4_model_opts_default(&tp->opts);
+    tp->comm = g4_comm_threads_create(t, err);
+    if (!tp->comm) {
+        free(tp->w);
+        free(tp);
+        return NULL;
+    }
+    pthread_mutex_init(&tp->mu, NULL);
+    pthread_cond_init(&tp->go, NULL);
+    pthread_cond_init(&tp->done, NULL);
+    int started = 0;
+    for (; started < t; started++) {
+        tp->w[started].tp = tp, tp->w[started].rank = started;
+        if (pthread_create(&tp->w[started].thread, NULL, worker_main, &tp->w[started])) break;
+    }
+    pthread_mutex_lock(&tp->mu);
+    if (started < t) { /* cannot run a partial group: stop the ones that started */
+        tp->quit = 1;
+        pthread_cond_broadcast(&tp->go);
+        pthread_mutex_unlock(&tp->mu);
+        for (int r = 0; r < started; r++) pthread_join(tp->w[r].thread, NULL);
+        tp->size = started;
+        g4_fail(err, "tp: cannot start worker thread %d", started);
+        g4_tp_close(tp);
+        return NULL;
+    }
+    wait_all(tp);
+    pthread_mutex_unlock(&tp->mu);
+    if (first_error(tp, err)) {
+        g4_tp_close(tp);
+        return NULL;
+    }
+    return tp;
+}
+
+void g4_tp_close(g4_tp *tp) {
+    if (!tp) return;
+    pthread_mutex_lock(&tp->mu);
+    int running = !tp->quit;
+    tp->quit = 1;
+    pthread_cond_broadcast(&tp->go);
+    pthread_mutex_unlock(&tp->mu);
+    for (int r = 0; running && r < tp->size; r++) pthread_join(tp->w[r].thread, NULL);
+    for (int r = 0; r < tp->size; r++) {
+        g4_model_close(tp->w[r].model);
+        g4_backend_destroy(tp->w[r].be);
+        free(tp->w[r].logits);
+    }
+    g4_comm_destroy(tp->comm);
+    pthread_mutex_destroy(&tp->mu);
+    pthread_cond_destroy(&tp->go);
+    pthread_cond_destroy(&tp->done);
+    free(tp->w);
+    free(tp);
+}
+
+int g4_tp_size(const g4_tp *tp) { return tp->size; }
+g4_model *g4_tp_model(g4_tp *tp, int rank) { return rank >= 0 && rank < tp->size ? tp->w[rank].model : NULL; }
+
+int g4_tp_step(void *ctx, const g4_step *step, float *logits, g4_error *err) {
+    g4_tp *tp = ctx;
+    pthread_mutex_lock(&tp->mu);
+    tp->step = step;
+    tp->n_done = 0;
+    tp->generation++;
+    pthread_cond_broadcast(&tp->go);
+    wait_all(tp);
+    pthread_mutex_unlock(&tp->mu);
+    if (first_error(tp, err)) return -1;
+    /* gather: row r of rank k's [n_rows, V/t] goes to columns [k·V/t, (k+1)·V/t) */
+    for (int k = 0; k < tp->size; k++) {
+        const g4_model *m = tp->w[k].model;
+        int Vl = m->shard.vocab_local, V = m->full_cfg.vocab;
+        for (int r = 0; r < step->n_rows; r++)
+            memcpy(logits + (size_t)r * V + m->shard.vocab_offset, tp->w[k].logits + (size_t)r * Vl, Vl * sizeof(float));
+    }
+    return 0;
+}
