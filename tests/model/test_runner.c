@@ -4,7 +4,8 @@
  * alone in one prefill step, all sequences share one step, or prompts are fed in chunks that
  * straddle the sliding window (16 tokens here) followed by batched decode. Also checks that
  * sliding-pool blocks are returned once they leave the window, that all blocks come back when
- * sequences close, and that bad steps fail without changing anything. */
+ * sequences close, and that bad steps fail without changing anything. The vocabulary is cut to
+ * 4096 (no tokenizer is involved) so the LM head does not dominate the run time under ASan. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,7 @@ static double max_rel(const float *a, const float *b, size_t n) {
 static void run_model(const char *kind, const char *dir) {
     g4_error err = {{0}};
     g4_config cfg;
-    if (g4_testmodel_config(&cfg, kind, &err) || g4_testmodel_write(&cfg, 7, dir, &err)) {
+    if (g4_testmodel_config(&cfg, kind, &err) || (cfg.vocab = 4096, 0) || g4_testmodel_write(&cfg, 7, dir, &err)) {
         CHECK(0, "write %s: %s", kind, err.msg);
         return;
     }

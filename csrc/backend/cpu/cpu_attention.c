@@ -87,7 +87,7 @@ int g4_cpu_attention(void *ctx, void *outv, const void *qv, const g4_weight *k_n
     g4_cpu_weight_f32(k_norm, 0, d, kw);
     int failed = 0;
     g4_error first_err = {{0}};
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if ((long)s->n_tokens * (s->max_pos + 1) * nq * d > G4_CPU_PAR_MIN_WORK)
     for (int t = 0; t < s->n_tokens; t++) {
         int p = s->pos[t], seq = s->seq[t];
         int lo = g->window > 0 && p - g->window + 1 > 0 ? p - g->window + 1 : 0;

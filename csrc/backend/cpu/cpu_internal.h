@@ -9,6 +9,10 @@
 
 #include "backend/backend.h"
 
+/* OpenMP regions open only above this many multiply-adds: tiny ops (the test models) run
+ * faster on one thread than with the fork/join, and far faster on an oversubscribed machine. */
+#define G4_CPU_PAR_MIN_WORK (1L << 18)
+
 /* dst[0..n) = f32 of elements [first, first+n) of w (any dtype). */
 void g4_cpu_weight_f32(const g4_weight *w, int64_t first, int64_t n, float *dst);
 

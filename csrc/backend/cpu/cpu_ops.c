@@ -90,7 +90,7 @@ static int cpu_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, in
     (void)ctx;
     float *wf = norm_weight_f32(w, n);
     if (w && !wf) return g4_fail(err, "rmsnorm: out of memory");
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)rows * n > G4_CPU_PAR_MIN_WORK)
     for (int r = 0; r < rows; r++) g4_cpu_rmsnorm_row((float *)y + (size_t)r * n, (const float *)x + (size_t)r * n, wf, n, eps);
     free(wf);
     return 0;
@@ -107,7 +107,7 @@ static int cpu_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w
         free(tmp);
         return g4_fail(err, "add_rmsnorm: out of memory");
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)rows * n > G4_CPU_PAR_MIN_WORK)
     for (int r = 0; r < rows; r++) {
         float *t = tmp + (size_t)r * n, *hr = (float *)h + (size_t)r * n;
         g4_cpu_rmsnorm_row(t, (const float *)x + (size_t)r * n, wf, n, eps);
@@ -138,7 +138,7 @@ static int cpu_matmul(void *ctx, void *y, const void *x, const g4_weight *W, int
     if (W->ndim != 2) return g4_fail(err, "matmul: weight %s is not 2-D", W->name ? W->name : "?");
     int N = (int)W->shape[0], K = (int)W->shape[1];
     int failed = 0;
-#pragma omp parallel
+#pragma omp parallel if ((long)M * N * K > G4_CPU_PAR_MIN_WORK)
     {
         float *row = malloc((size_t)K * sizeof *row);
         if (!row) {
@@ -170,7 +170,7 @@ static int cpu_lm_head(void *ctx, float *logits, const void *x, const g4_step_de
     for (int r = 0; r < R; r++)
         if (s->rows[r] < 0 || s->rows[r] >= s->n_tokens) return g4_fail(err, "lm_head: row %d out of range", s->rows[r]);
     int failed = 0;
-#pragma omp parallel
+#pragma omp parallel if ((long)R * V * H > G4_CPU_PAR_MIN_WORK)
     {
         float *row = malloc((size_t)H * sizeof *row);
         if (!row) {
