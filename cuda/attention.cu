@@ -28,7 +28,8 @@
 static __global__ void g4_attention_simple_kernel(__nv_bfloat16 *out, float *partial, const __nv_bfloat16 *q,
                                                   const __nv_bfloat16 *cache, const __nv_bfloat16 *k_norm,
                                                   g4_kv_dev kv, const int32_t *pos, const int32_t *seq,
-                                                  const int32_t *table, int max_blocks, int n_heads, int window,
+                                                  const int32_t *table, int n_seqs, int max_blocks, int n_heads,
+                                                  int window,
                                                   float log2_theta, int rotated_pairs, int split_len) {
     extern __shared__ float sm[];
     const int d = kv.head_dim, half = d / 2;
@@ -40,7 +41,7 @@ static __global__ void g4_attention_simple_kernel(__nv_bfloat16 *out, float *par
     const int g = h / (n_heads / kv.n_kv_heads);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
     const int p = pos[t];
-    const int32_t *row = table + (size_t)seq[t] * max_blocks;
+    const int32_t *row = g4_kv_dev_row(table, seq[t], n_seqs, max_blocks); /* NULL: no keys */
 
     const __nv_bfloat16 *qh = q + ((size_t)t * n_heads + h) * d;
     for (int i = threadIdx.x; i < d; i += blockDim.x) {
@@ -200,8 +201,8 @@ int g4_cuda_attention(void *ctx, void *out, const void *q, const g4_weight *k_no
     dim3 grid((unsigned)s->n_tokens, (unsigned)g->n_heads, (unsigned)n_splits);
     g4_attention_simple_kernel<<<grid, G4_ATT_THREADS, shmem, c->stream>>>(
         (__nv_bfloat16 *)out, partial, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base,
-        g->k_eq_v ? (const __nv_bfloat16 *)k_norm->data : NULL, kd, s->pos, s->seq, table, s->max_blocks,
-        g->n_heads, g->window, g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f, g->k_eq_v ? g->rope.rotated_pairs : 0,
+        g->k_eq_v ? (const __nv_bfloat16 *)k_norm->data : NULL, kd, s->pos, s->seq, table, s->n_seqs,
+        s->max_blocks, g->n_heads, g->window, g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f, g->k_eq_v ? g->rope.rotated_pairs : 0,
         split_len);
     CUDA_CHECK_LAUNCH();
     if (n_splits > 1) {

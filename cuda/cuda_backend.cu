@@ -106,7 +106,8 @@ static int g4_cuda_load_weight(void *ctx, g4_weight *w, g4_error *err) {
     CUDA_CHECK(cudaMalloc(&dev, (size_t)n * 2));
     cudaError_t e = cudaSuccess;
     if (w->dtype == G4_DT_BF16) {
-        e = cudaMemcpy(dev, w->host, (size_t)n * 2, cudaMemcpyHostToDevice);
+        e = cudaMemcpyAsync(dev, w->host, (size_t)n * 2, cudaMemcpyHostToDevice, c->stream);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     } else {
         size_t chunk = (size_t)n < G4_CONVERT_CHUNK ? (size_t)n : G4_CONVERT_CHUNK;
         uint16_t *buf = (uint16_t *)malloc(chunk * 2);
@@ -127,7 +128,8 @@ static int g4_cuda_load_weight(void *ctx, g4_weight *w, g4_error *err) {
                 }
                 buf[i] = g4_f32_to_bf16(f);
             }
-            e = cudaMemcpy((uint16_t *)dev + i0, buf, m * 2, cudaMemcpyHostToDevice);
+            e = cudaMemcpyAsync((uint16_t *)dev + i0, buf, m * 2, cudaMemcpyHostToDevice, c->stream);
+            if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream); /* buf is reused next chunk */
         }
         free(buf);
     }

@@ -24,10 +24,15 @@ __device__ __forceinline__ size_t g4_kv_dev_offset(g4_kv_dev l, int block, int s
     return off + ((size_t)slot * (size_t)l.n_kv_heads + (size_t)head) * (size_t)l.head_dim;
 }
 
+/* The block-table row of sequence sq, or NULL for a sequence index outside [0, n_seqs). */
+__device__ __forceinline__ const int32_t *g4_kv_dev_row(const int32_t *table, int sq, int n_seqs, int max_blocks) {
+    return (sq >= 0 && sq < n_seqs) ? table + (size_t)sq * max_blocks : NULL;
+}
+
 /* Physical block of position p in a sequence's block table row, or -1 when the table has no
- * valid block there (out of columns, unassigned, or out of the pool). */
+ * valid block there (no row, out of columns, unassigned, or out of the pool). */
 __device__ __forceinline__ int g4_kv_dev_block(g4_kv_dev l, const int32_t *table_row, int max_blocks, int p) {
-    if (p < 0) return -1;
+    if (!table_row || p < 0) return -1;
     int bi = p / l.block_size;
     if (bi >= max_blocks) return -1;
     int blk = table_row[bi];

@@ -52,7 +52,7 @@ static __global__ void g4_qk_norm_rope_cache_kernel(__nv_bfloat16 *q, const __nv
                                                     const __nv_bfloat16 *v, const __nv_bfloat16 *q_norm,
                                                     const __nv_bfloat16 *k_norm, __nv_bfloat16 *cache,
                                                     g4_kv_dev kv, const int32_t *pos, const int32_t *seq,
-                                                    const int32_t *table, int max_blocks, int n_heads, float eps,
+                                                    const int32_t *table, int n_seqs, int max_blocks, int n_heads, float eps,
                                                     float log2_theta, int rotated_pairs) {
     extern __shared__ float xs[];
     __shared__ float red[32];
@@ -64,7 +64,7 @@ static __global__ void g4_qk_norm_rope_cache_kernel(__nv_bfloat16 *q, const __nv
         return;
     }
     int g = hs - n_heads;
-    int blk = g4_kv_dev_block(kv, table + (size_t)seq[t] * max_blocks, max_blocks, p);
+    int blk = g4_kv_dev_block(kv, g4_kv_dev_row(table, seq[t], n_seqs, max_blocks), max_blocks, p);
     if (blk < 0) return; /* uniform over the block: no thread is left inside a __syncthreads */
     int slot = p % kv.block_size;
     const __nv_bfloat16 *kh = k + ((size_t)t * n_kv + g) * d;
@@ -106,7 +106,7 @@ int g4_cuda_qk_norm_rope_cache(void *ctx, void *q, const void *k, const void *v,
     g4_qk_norm_rope_cache_kernel<<<grid, G4_ROPE_THREADS, (size_t)d * sizeof(float), c->stream>>>(
         (__nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v,
         (const __nv_bfloat16 *)q_norm->data, (const __nv_bfloat16 *)k_norm->data, (__nv_bfloat16 *)kv->base, kd,
-        s->pos, s->seq, table, s->max_blocks, g->n_heads, g->eps, (float)log2(g->rope.theta), g->rope.rotated_pairs);
+        s->pos, s->seq, table, s->n_seqs, s->max_blocks, g->n_heads, g->eps, (float)log2(g->rope.theta), g->rope.rotated_pairs);
     CUDA_CHECK_LAUNCH();
     return 0;
 }

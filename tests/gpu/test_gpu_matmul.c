@@ -1,0 +1,47 @@
+/* test_gpu_matmul.c — matmul (cuBLASLt, bf16 in, fp32 accumulate) vs the CPU backend at real
+ * projection shapes: 31B q_proj (M=7, N=8192, K=5376), a decode row through 31B o_proj
+ * (M=1, N=5376, K=8192), 26B dense down_proj at an odd M (33, 2816, 2112), the same shape
+ * twice (plan-cache hit) and a tiny-model shape. Bound: gpu_harness.h (1 % of max|ref|). */
+#include "gpu_harness.h"
+
+static void run_shape(gh_pair *p, int M, int N, int K, uint64_t seed) {
+    g4_error err = {{0}};
+    char what[96];
+    float *x = malloc((size_t)M * K * 4), *ref = malloc((size_t)M * N * 4), *got = malloc((size_t)M * N * 4);
+    gh_weight W;
+    int64_t shw[2] = {N, K};
+    if (!x || !ref || !got || gh_weight_make(p, &W, "proj.weight", 2, shw, seed, 0.0f, 0.05f)) {
+        CHECK(0, "setup M=%d N=%d K=%d", M, N, K);
+        return;
+    }
+    gh_fill(x, (size_t)M * K, seed + 1, 0.0f, 1.0f);
+    g4_backend *be[2] = {p->cpu, p->gpu};
+    float *out[2] = {ref, got};
+    int ok = 1;
+    for (int k = 0; k < 2 && ok; k++) {
+        void *dx = gh_act(be[k], (size_t)M * K, x), *dy = gh_act(be[k], (size_t)M * N, NULL);
+        ok = dx && dy && !be[k]->ops->matmul(be[k]->ctx, dy, dx, k ? &W.gpu : &W.cpu, M, &err) &&
+             !gh_get_act(be[k], out[k], dy, (size_t)M * N);
+        CHECK(ok, "matmul M=%d N=%d K=%d on %s: %s", M, N, K, be[k]->ops->name, err.msg);
+        be[k]->ops->free(be[k]->ctx, dx);
+        be[k]->ops->free(be[k]->ctx, dy);
+    }
+    snprintf(what, sizeof what, "matmul M=%d N=%d K=%d", M, N, K);
+    if (ok) CHECK(gh_close_enough(what, got, ref, (size_t)M * N, GH_TOL), "%s", what);
+    gh_weight_free(p, &W);
+    free(x), free(ref), free(got);
+}
+
+int main(void) {
+    gh_pair p;
+    int rc = gh_open(&p);
+    if (rc == CHECK_SKIP_CODE) return check_skip("no CUDA device");
+    REQUIRE(rc == 0, "backends");
+    run_shape(&p, 7, 8192, 5376, 21);
+    run_shape(&p, 1, 5376, 8192, 22);
+    run_shape(&p, 33, 2816, 2112, 23);
+    run_shape(&p, 33, 2816, 2112, 24);
+    run_shape(&p, 5, 96, 64, 25);
+    gh_close(&p);
+    return check_summary();
+}
