@@ -137,6 +137,8 @@ g4_backend *g4_backend_cpu_create(g4_error *err);
 /* Creates a backend by name ("cpu", "cuda"). "cuda" fails with a clear message in builds
  * without the CUDA backend or on machines without a GPU. */
 g4_backend *g4_backend_create(const char *name, g4_error *err);
+/* Same, on a given device (ignored by "cpu"). */
+g4_backend *g4_backend_create_on(const char *name, int device, g4_error *err);
 void g4_backend_destroy(g4_backend *b);
 
 #endif

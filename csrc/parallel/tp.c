@@ -10,6 +10,10 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#ifdef G4_HAVE_NCCL
+#include "comm_nccl.h"
+#include "cuda_backend.h"
+#endif
 
 typedef struct tp_worker {
     struct g4_tp *tp;
@@ -33,6 +37,7 @@ struct g4_tp {
     int n_done;
     int quit;
     const g4_step *step;
+    int uses_nccl;              /* CUDA ranks: NCCL communicators, one per GPU */
     /* opening */
     const char *dir, *backend;
     g4_model_opts opts;
@@ -59,8 +64,12 @@ static void *worker_main(void *arg) {
     /* open this rank's slice on the worker's own thread */
     g4_model_opts o = tp->opts;
     o.tp_rank = w->rank, o.tp_size = tp->size, o.comm = tp->comm;
-    w->be = g4_backend_create(tp->backend, &w->err);
-    w->rc = w->be ? g4_model_open(&w->model, tp->dir, w->be, &o, &w->err) : -1;
+    w->be = g4_backend_create_on(tp->backend, w->rank, &w->err);
+    w->rc = w->be ? 0 : -1;
+#ifdef G4_HAVE_NCCL
+    if (!w->rc && tp->uses_nccl) w->rc = g4_comm_nccl_bind(tp->comm, w->rank, g4_cuda_backend_stream(w->be), &w->err);
+#endif
+    if (!w->rc) w->rc = g4_model_open(&w->model, tp->dir, w->be, &o, &w->err);
     uint64_t seen = 0;
     pthread_mutex_lock(&tp->mu);
     for (;;) {
@@ -105,7 +114,18 @@ g4_tp *g4_tp_open(const char *dir, const char *backend, int t, const g4_model_op
     tp->dir = dir, tp->backend = backend;
     if (opts) tp->opts = *opts;
     else g4_model_opts_default(&tp->opts);
-    tp->comm = g4_comm_threads_create(t, err);
+    if (!strcmp(backend, "cuda")) {
+#ifdef G4_HAVE_NCCL
+        int devices[8];
+        for (int r = 0; r < t; r++) devices[r] = r;
+        tp->comm = g4_comm_nccl_create(t, devices, err);
+        tp->uses_nccl = 1;
+#else
+        g4_fail(err, "tensor parallel on \"cuda\": this build has no NCCL");
+#endif
+    } else {
+        tp->comm = g4_comm_threads_create(t, err);
+    }
     if (!tp->comm) {
         free(tp->w);
         free(tp);
