@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/bf16.h"
 
@@ -38,10 +39,29 @@ void g4_model_opts_default(g4_model_opts *o) {
 
 static int max_i(int a, int b) { return a > b ? a : b; }
 
-typedef struct { g4_model *m; g4_error *err; } load_ctx;
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct { g4_model *m; g4_error *err; size_t done, total; } load_ctx;
+static size_t weight_bytes(const g4_weight *w) {
+    size_t n = g4_dtype_size(w->dtype);
+    for (int i = 0; i < w->ndim; i++) n *= (size_t)w->shape[i];
+    return n;
+}
+static int count_weight_cb(g4_weight *w, void *user) {
+    ((load_ctx *)user)->total += weight_bytes(w);
+    return 0;
+}
 static int load_weight_cb(g4_weight *w, void *user) {
     load_ctx *lc = user;
-    return lc->m->be->ops->load_weight(lc->m->be->ctx, w, lc->err);
+    g4_model *m = lc->m;
+    if (m->be->ops->load_weight(m->be->ctx, w, lc->err)) return g4_fail_prefix(lc->err, "loading %s", w->name);
+    lc->done += weight_bytes(w);
+    if (m->opts.progress) m->opts.progress(m->opts.progress_user, m->opts.tp_rank, lc->done, lc->total);
+    return 0;
 }
 static int unload_weight_cb(g4_weight *w, void *user) {
     g4_model *m = user;
@@ -127,6 +147,7 @@ int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_mode
     *out = NULL;
     if (!be || !be->ops || be->ops->api_version != G4_BACKEND_API_VERSION)
         return g4_fail(err, "model: backend missing or of another API version");
+    double t_start = now_seconds();
     g4_model *m = calloc(1, sizeof *m);
     if (!m) return g4_fail(err, "model: out of memory");
     m->be = be;
@@ -160,7 +181,9 @@ int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_mode
         goto fail;
     }
     if (g4_shard_apply(&m->shard, &m->cfg, &m->w, m->opts.tp_rank, t, err)) goto fail;
-    load_ctx lc = {m, err};
+    load_ctx lc = {m, err, 0, 0};
+    g4_weights_for_each(&m->w, count_weight_cb, &lc);
+    if (t > 1) lc.total += weight_bytes(&m->shard.lm_head);
     if (g4_weights_for_each(&m->w, load_weight_cb, &lc)) goto fail;
     if (t == 1) { /* the LM head is the embedding itself: share its backend copy */
         m->shard.lm_head.data = m->w.embed.data;
@@ -169,6 +192,8 @@ int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_mode
         goto fail;
     }
     if (plan_buffers(m, err) || plan_kv(m, err)) goto fail;
+    m->weight_bytes = lc.done;
+    m->load_seconds = now_seconds() - t_start;
     *out = m;
     return 0;
 fail:

@@ -27,6 +27,9 @@ typedef struct g4_model_opts {
     int max_model_len;     /* longest sequence; default min(max_position_embeddings, 4096) */
     int tp_rank, tp_size;  /* tensor parallel: this model holds rank tp_rank's slice (size 0 = 1) */
     g4_comm *comm;         /* all-reduce among the tp_size ranks (required when tp_size > 1) */
+    /* Called after each weight is on the backend (NULL = silent): bytes done of total. */
+    void (*progress)(void *user, int rank, size_t done, size_t total);
+    void *progress_user;
 } g4_model_opts;
 
 typedef struct g4_model {
@@ -39,6 +42,8 @@ typedef struct g4_model {
     int max_blocks_per_seq;  /* block-table columns: ceil(max_model_len / block_size) */
     float embed_scale;       /* bf16(√H) */
     g4_shard shard;          /* tensor-parallel slice; shard.lm_head is the (local) LM head */
+    size_t weight_bytes;     /* bytes of this rank's weights as stored in the checkpoint */
+    double load_seconds;     /* wall time of g4_model_open */
     g4_kv_layer kv[G4_MAX_LAYERS];
     struct g4_model_scratch *scratch; /* activation buffers and the dev copy of the step */
 } g4_model;

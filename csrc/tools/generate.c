@@ -18,6 +18,18 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* A one-line progress bar on stderr while weights load. */
+static void progress(void *user, int rank, size_t done, size_t total) {
+    (void)user;
+    static int last = -1;
+    int pct = total ? (int)(100.0 * done / total) : 100;
+    if (pct == last) return;
+    last = pct;
+    fprintf(stderr, "\rrank %d: loading weights [%-40.*s] %3d%%", rank, pct * 40 / 100,
+            "########################################", pct);
+    if (done == total) fputc('\n', stderr);
+}
+
 static int parse_ids(const char *s, int32_t *ids, int cap) {
     int n = 0;
     while (*s) {
@@ -75,6 +87,7 @@ int main(int argc, char **argv) {
     g4_model_opts_default(&opts);
     opts.max_seqs = 1;
     opts.max_step_tokens = chunk;
+    opts.progress = progress;
     g4_model *m = NULL;
     g4_runner *r = NULL;
     float *logits = NULL;
@@ -92,8 +105,10 @@ int main(int argc, char **argv) {
     if (!r || !logits) goto out;
     int seq = g4_runner_seq_open(r, &err);
     if (seq < 0) goto out;
-    printf("model %s: %d layers, hidden %d, vocab %d, backend %s (loaded in %.2f s)\n", dir, m->cfg.n_layers,
-           m->cfg.hidden, m->cfg.vocab, be->ops->name, t_load);
+    printf("model %s: %d layers, hidden %d, vocab %d, backend %s\n", dir, m->cfg.n_layers, m->cfg.hidden,
+           m->cfg.vocab, be->ops->name);
+    printf("loaded %.2f GB of weights in %.2f s (%.2f GB/s)\n", m->weight_bytes / 1e9, t_load,
+           t_load > 0 ? m->weight_bytes / 1e9 / t_load : 0.0);
     t0 = now_s();
     for (int done = 0; done < n;) {
         int c = n - done < chunk ? n - done : chunk;
