@@ -142,6 +142,37 @@ static int push_pair(const g4_tokenizer *tok, bpe_scratch *s, size_t *hn, int32_
     return heap_push(s, hn, (heap_item){rank, pos, new_id});
 }
 
+/* Runs the merge loop over symbols [start, end) and appends the result to out. */
+static int merge_range(const g4_tokenizer *tok, bpe_scratch *s, size_t start, size_t end,
+                       g4_tokens *out) {
+    for (size_t i = start; i < end; i++) {
+        s->prev[i] = i > start ? (int32_t)i - 1 : -1;
+        s->next[i] = i + 1 < end ? (int32_t)i + 1 : -1;
+        s->alive[i] = 1;
+    }
+    size_t hn = 0;
+    for (size_t i = start; i + 1 < end; i++)
+        if (push_pair(tok, s, &hn, (int32_t)i)) return -1;
+    while (hn) {
+        heap_item top = heap_pop(s->heap, &hn);
+        int32_t pos = top.pos;
+        if (!s->alive[pos] || s->next[pos] < 0) continue;
+        int32_t nx = s->next[pos], rank, new_id;
+        /* Stale-entry check exactly as `tokenizers`: the pair must still merge to new_id. */
+        if (!g4_tok_merge_find(tok, s->id[pos], s->id[nx], &rank, &new_id) || new_id != top.new_id)
+            continue;
+        s->id[pos] = top.new_id;
+        s->alive[nx] = 0;
+        s->next[pos] = s->next[nx];
+        if (s->next[nx] >= 0) s->prev[s->next[nx]] = pos;
+        if (s->prev[pos] >= 0 && push_pair(tok, s, &hn, s->prev[pos])) return -1;
+        if (push_pair(tok, s, &hn, pos)) return -1;
+    }
+    for (int32_t i = (int32_t)start; i >= 0; i = s->next[i])
+        if (g4_tokens_push(out, s->id[i])) return -1;
+    return 0;
+}
+
 /* Adds one initial symbol; fuses consecutive unknowns when the model asks for it. */
 static void add_symbol(const g4_tokenizer *tok, bpe_scratch *s, size_t *n, int32_t id) {
     if (id == tok->unk_id && tok->fuse_unk && *n && s->id[*n - 1] == tok->unk_id) return;
@@ -179,31 +210,18 @@ static int bpe_piece(const g4_tokenizer *tok, bpe_scratch *s, const char *p, siz
         }
         i += (size_t)l;
     }
-    for (size_t i = 0; i < n; i++) {
-        s->prev[i] = (int32_t)i - 1;
-        s->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
-        s->alive[i] = 1;
+    /* Long pieces are cut where no merge can ever reach across (see tokenizer_impl.h,
+     * chunk_pairs): each chunk then merges in its own small, cache-resident heap. */
+    size_t start = 0;
+    while (start < n) {
+        size_t end = n;
+        if (tok->chunk_ok && n - start > 2 * G4_BPE_CHUNK) {
+            end = start + G4_BPE_CHUNK;
+            while (end < n && !g4_tok_chunk_safe(tok, s->id[end - 1], s->id[end])) end++;
+        }
+        if (merge_range(tok, s, start, end, out)) return -1;
+        start = end;
     }
-    size_t hn = 0;
-    for (size_t i = 0; i + 1 < n; i++)
-        if (push_pair(tok, s, &hn, (int32_t)i)) return -1;
-    while (hn) {
-        heap_item top = heap_pop(s->heap, &hn);
-        int32_t pos = top.pos;
-        if (!s->alive[pos] || s->next[pos] < 0) continue;
-        int32_t nx = s->next[pos], rank, new_id;
-        /* Stale-entry check exactly as `tokenizers`: the pair must still merge to new_id. */
-        if (!g4_tok_merge_find(tok, s->id[pos], s->id[nx], &rank, &new_id) || new_id != top.new_id)
-            continue;
-        s->id[pos] = top.new_id;
-        s->alive[nx] = 0;
-        s->next[pos] = s->next[nx];
-        if (s->next[nx] >= 0) s->prev[s->next[nx]] = pos;
-        if (s->prev[pos] >= 0 && push_pair(tok, s, &hn, s->prev[pos])) return -1;
-        if (push_pair(tok, s, &hn, pos)) return -1;
-    }
-    for (int32_t i = 0; i >= 0 && (size_t)i < n; i = s->next[i])
-        if (g4_tokens_push(out, s->id[i])) return -1;
     return 0;
 }
 

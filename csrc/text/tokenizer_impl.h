@@ -56,6 +56,15 @@ struct g4_tokenizer {
     g4_trie trie_raw, trie_norm;/* non-normalized / normalized added tokens */
     int32_t byte_id[256];       /* id of "<0xXX>" in the BPE vocab, -1 if absent */
     int32_t ascii_id[128];      /* id of each 1-byte character in the BPE vocab, -1 if absent */
+    /* Chunking long pieces: chunk_pairs holds every adjacent character pair (a, b) (as
+     * initial-symbol ids) found inside a token that some merge produces. A boundary between
+     * initial symbols whose pair is absent can never be spanned by a merge, so the two sides
+     * merge independently and BPE may run on them separately with identical results.
+     * chunk_ok is 0 when a merge takes a byte token or <unk> as an operand (then symbols
+     * that are not characters could merge and the argument above does not hold). */
+    uint64_t *chunk_pairs;      /* open addressing set of (a << 32 | b); G4_MERGE_EMPTY = free */
+    uint64_t chunk_mask;
+    int chunk_ok;
     int32_t unk_id;             /* -1 when the model has no unk token */
     int byte_fallback, fuse_unk, ignore_merges;
     int normalize_space;        /* the Replace(" ", "\u2581") normalizer is present */
@@ -75,6 +84,18 @@ static inline uint64_t g4_merge_hash(uint64_t k) {
     k *= 0xff51afd7ed558ccdULL;
     k ^= k >> 33;
     return k;
+}
+
+#define G4_BPE_CHUNK 256 /* symbols per chunk before looking for a safe cut */
+
+static inline int g4_tok_chunk_safe(const g4_tokenizer *tok, int32_t a, int32_t b) {
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    uint64_t i = g4_merge_hash(key) & tok->chunk_mask;
+    for (;;) {
+        if (tok->chunk_pairs[i] == key) return 0;
+        if (tok->chunk_pairs[i] == G4_MERGE_EMPTY) return 1;
+        i = (i + 1) & tok->chunk_mask;
+    }
 }
 
 /* BPE vocab lookup (added tokens are not consulted): id or -1. */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "text/tokenizer_impl.h"
+#include "text/utf8.h"
 
 static const char SP_UTF8[] = "\xE2\x96\x81"; /* U+2581 LOWER ONE EIGHTH BLOCK */
 
@@ -194,7 +195,7 @@ static int load_merges(g4_tokenizer *tok, const cJSON *merges, g4_error *err) {
                                rank, s);
             }
             a = s, la = (size_t)(spc - s), b = spc + 1, lb = strlen(b);
-        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 &&
+        } else if (cJSON_IsArray(m) && m->child && m->child->next && !m->child->next->next &&
                    cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
             a = m->child->valuestring, la = strlen(a);
             b = m->child->next->valuestring, lb = strlen(b);
@@ -223,8 +224,8 @@ static int load_merges(g4_tokenizer *tok, const cJSON *merges, g4_error *err) {
         int32_t inew = g4_tok_vocab_find(tok, cat, la + lb);
         if (inew < 0) {
             free(cat);
-            return g4_fail(err, "tokenizer.json: model.merges[%d]: merged token \"%.*s\" not in "
-                                "vocab", rank, (int)(la + lb), cat);
+            return g4_fail(err, "tokenizer.json: model.merges[%d]: merged token \"%.*s%.*s\" not "
+                                "in vocab", rank, (int)la, a, (int)lb, b);
         }
         merge_insert(tok, ia, ib, rank, inew);
         rank++;
@@ -272,6 +273,85 @@ static int build_decoded(g4_tokenizer *tok, g4_error *err) {
         }
         tok->dec_len[id] = (uint32_t)(w - tok->dec_off[id]);
     }
+    return 0;
+}
+
+/* ---- chunk-safety pairs (see tokenizer_impl.h) ------------------------------------------ */
+
+static int pair_set_add(g4_tokenizer *tok, uint64_t key, uint64_t *count) {
+    if ((*count + 1) * 2 > tok->chunk_mask + 1) { /* grow at load factor 1/2 */
+        uint64_t old_size = tok->chunk_mask + 1, size = old_size * 2;
+        uint64_t *old = tok->chunk_pairs, *t = malloc(size * sizeof *t);
+        if (!t) return -1;
+        memset(t, 0xff, size * sizeof *t);
+        tok->chunk_pairs = t;
+        tok->chunk_mask = size - 1;
+        for (uint64_t i = 0; i < old_size; i++) {
+            if (old[i] == G4_MERGE_EMPTY) continue;
+            uint64_t j = g4_merge_hash(old[i]) & tok->chunk_mask;
+            while (t[j] != G4_MERGE_EMPTY) j = (j + 1) & tok->chunk_mask;
+            t[j] = old[i];
+        }
+        free(old);
+    }
+    uint64_t j = g4_merge_hash(key) & tok->chunk_mask;
+    while (tok->chunk_pairs[j] != G4_MERGE_EMPTY) {
+        if (tok->chunk_pairs[j] == key) return 0;
+        j = (j + 1) & tok->chunk_mask;
+    }
+    tok->chunk_pairs[j] = key;
+    (*count)++;
+    return 0;
+}
+
+static int char_id(const g4_tokenizer *tok, const char *s, size_t n) {
+    return n == 1 && (unsigned char)s[0] < 128 ? tok->ascii_id[(unsigned char)s[0]]
+                                                : g4_tok_vocab_find(tok, s, n);
+}
+
+static int build_chunk_pairs(g4_tokenizer *tok, g4_error *err) {
+    tok->chunk_mask = 1023;
+    tok->chunk_pairs = malloc((tok->chunk_mask + 1) * sizeof(uint64_t));
+    uint8_t *done = calloc((size_t)tok->n_vocab, 1);
+    if (!tok->chunk_pairs || !done) {
+        free(done);
+        return g4_fail(err, "tokenizer: out of memory (chunk pairs)");
+    }
+    memset(tok->chunk_pairs, 0xff, (tok->chunk_mask + 1) * sizeof(uint64_t));
+    tok->chunk_ok = 1;
+    uint64_t count = 0;
+    for (uint64_t i = 0; i <= tok->merge_mask && tok->chunk_ok; i++) {
+        const g4_merge_slot *m = &tok->merges[i];
+        if (m->key == G4_MERGE_EMPTY) continue;
+        int32_t a = (int32_t)(m->key >> 32), b = (int32_t)(uint32_t)m->key;
+        if (tok->byte_val[a] >= 0 || tok->byte_val[b] >= 0 || a == tok->unk_id || b == tok->unk_id) {
+            tok->chunk_ok = 0; /* merges over non-character symbols: never cut */
+            break;
+        }
+        if (done[m->new_id]) continue;
+        done[m->new_id] = 1;
+        const char *t = tok->arena + tok->tok_off[m->new_id];
+        size_t n = tok->tok_len[m->new_id], pos = 0;
+        int32_t prev = -1;
+        while (pos < n) {
+            uint32_t cp;
+            int l = g4_utf8_next(t + pos, n - pos, &cp);
+            if (l <= 0) l = 1;
+            int32_t id = char_id(tok, t + pos, (size_t)l);
+            if (id < 0) { /* a character with no token: only byte merges could build this */
+                prev = -1;
+            } else {
+                if (prev >= 0 && pair_set_add(tok, ((uint64_t)(uint32_t)prev << 32) | (uint32_t)id,
+                                              &count)) {
+                    free(done);
+                    return g4_fail(err, "tokenizer: out of memory (chunk pairs)");
+                }
+                prev = id;
+            }
+            pos += (size_t)l;
+        }
+    }
+    free(done);
     return 0;
 }
 
@@ -416,7 +496,7 @@ static int load_tree(g4_tokenizer *tok, const cJSON *root, g4_error *err) {
         check_decoder(cJSON_GetObjectItemCaseSensitive(root, "decoder"), err))
         return -1;
     check_post_processor(tok, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
-    if (build_decoded(tok, err)) return -1;
+    if (build_decoded(tok, err) || build_chunk_pairs(tok, err)) return -1;
     find_specials(tok);
     return 0;
 }
@@ -485,6 +565,7 @@ void g4_tokenizer_free(g4_tokenizer *tok) {
     free(tok->is_special);
     free(tok->vocab_slots);
     free(tok->merges);
+    free(tok->chunk_pairs);
     free(tok->added);
     free(tok->trie_raw.nodes);
     free(tok->trie_norm.nodes);

@@ -282,6 +282,21 @@ def corpus():
     c.append("".join(rng.choice(pools["cjk"]) for _ in range(300)))
     c.append("\n".join("    " * rng.randint(0, 3) + " ".join(rng.choice(WORDS) for _ in range(8))
                        for _ in range(40)))
+    # Long mixed documents: exercise the encoder's chunking of long pieces (> 512 symbols).
+    for k in range(4):
+        parts = []
+        while sum(len(x) for x in parts) < 3000 + 2000 * k:
+            r = rng.random()
+            if r < 0.5:
+                parts.append(" ".join(rng.choice(pools["words"]).strip() for _ in range(12)) + ".\n")
+            elif r < 0.65:
+                parts.append("    " * rng.randint(0, 3) + "x = f(y, %d)\n" % rng.randint(0, 99))
+            elif r < 0.8:
+                parts.append("".join(rng.choice(pools["cjk"]) for _ in range(20)) + "\n\n")
+            else:
+                parts.append("".join(rng.choice(pools[n]) for n in ("emoji", "latin", "comb", "rare",
+                                                                     "ascii", "ws")) * 3)
+        c.append("".join(parts))
     c.append(" " * 200)
     c.append("\n" * 50)
     c.append("ab" * 300)

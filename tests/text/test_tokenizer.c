@@ -14,6 +14,7 @@
 #include "check.h"
 #include "text/detokenizer.h"
 #include "text/tokenizer.h"
+#include "text/tokenizer_impl.h" /* white-box: toggles chunking */
 #include "text/utf8.h"
 
 static char *read_file(const char *path, size_t *len) {
@@ -224,6 +225,37 @@ static void check_random(const g4_tokenizer *tok) {
     CHECK(valid, "decode output must always be valid UTF-8");
 }
 
+/* Chunked BPE (long pieces cut at never-merged boundaries) must equal the plain heap run. */
+static void check_chunking(g4_tokenizer *tok) {
+    static const char *pieces[] = {"the", " world", " ", "\n", "\n\n", "    ", "x = f(y)", "\xC3\xA9",
+                                   "\xE4\xB8\xAD\xE6\x96\x87", "\xF0\x9F\x98\x8A", "ab", "thought",
+                                   "Hello", "!", "1", "\t", "\xE0\xAE\x95", "<|turn>", "\xEA\xB0\x80", "q"};
+    CHECK(tok->chunk_ok, "the test tokenizer should allow chunking");
+    unsigned seed = 777;
+    int same = 1;
+    char *buf = malloc(64 * 1024);
+    for (int it = 0; it < 20; it++) {
+        size_t n = 0;
+        int parts = 500 + it * 200;
+        for (int p = 0; p < parts; p++) {
+            const char *s = pieces[((seed = seed * 1103515245u + 12345u) >> 16) % 20];
+            memcpy(buf + n, s, strlen(s));
+            n += strlen(s);
+        }
+        g4_tokens a = {0}, b = {0};
+        tok->chunk_ok = 1;
+        g4_tokenizer_encode(tok, buf, n, it & 1 ? G4_ENCODE_SPLIT_SPECIAL : 0, &a, NULL);
+        tok->chunk_ok = 0;
+        g4_tokenizer_encode(tok, buf, n, it & 1 ? G4_ENCODE_SPLIT_SPECIAL : 0, &b, NULL);
+        tok->chunk_ok = 1;
+        same &= a.n == b.n && !memcmp(a.ids, b.ids, a.n * sizeof(int32_t));
+        g4_tokens_free(&a);
+        g4_tokens_free(&b);
+    }
+    free(buf);
+    CHECK(same, "chunked and unchunked BPE differ");
+}
+
 static void check_load_errors(void) {
     static const char *bad[] = {
         "{",
@@ -260,6 +292,7 @@ int main(void) {
     check_corpus(tok, root);
     check_bos(tok);
     check_random(tok);
+    check_chunking(tok);
     check_load_errors();
     cJSON_Delete(root);
     free(json);

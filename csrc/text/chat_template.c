@@ -1,0 +1,391 @@
+/* chat_template.c - the Gemma 4 (26B-A4B / 31B, 2026-07-09) chat template, rendered in C.
+ *
+ * Follows the Jinja source top to bottom: system block (thinking flag, first system/developer
+ * message, tool declarations), then one pass over the messages (tool messages are consumed by
+ * the assistant message before them), then the generation prompt. Variable names echo the
+ * template's (prev_message_type, prev_non_tool_role, last_user_idx) so the two read side by side.
+ * Value formatting lives in chat_format.c. */
+#include "text/chat_template.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "text/chat_format.h"
+#include "text/utf8.h"
+
+enum prev_type { PREV_NONE, PREV_THINK, PREV_TOOL, PREV_TOOL_CALL, PREV_TOOL_RESPONSE };
+
+void g4_chat_options_default(g4_chat_options *o) {
+    memset(o, 0, sizeof *o);
+    o->add_generation_prompt = 1;
+    o->emit_bos = 1;
+    o->fix_generation_prompt = 1;
+}
+
+static const cJSON *get(const cJSON *o, const char *key) {
+    return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+}
+
+static const char *role_of(const cJSON *m) {
+    const cJSON *r = get(m, "role");
+    return cJSON_IsString(r) ? r->valuestring : NULL;
+}
+
+static int streq(const char *a, const char *b) { return a && b && !strcmp(a, b); }
+
+/* Appends str(v) | trim. */
+static int put_trimmed(g4_strbuf *b, const cJSON *v) {
+    g4_strbuf t = {0};
+    int rc = g4_py_str(&t, v);
+    if (!rc && t.len) {
+        size_t s, e;
+        g4_utf8_strip(t.data, t.len, &s, &e);
+        rc = g4_strbuf_append(b, t.data + s, e - s);
+    }
+    g4_strbuf_free(&t);
+    return rc;
+}
+
+/* The template's strip_thinking: drop every "<|channel>...<channel|>" span, then trim. */
+static int put_strip_thinking(g4_strbuf *b, const cJSON *v) {
+    g4_strbuf t = {0}, r = {0};
+    int rc = g4_py_str(&t, v) || g4_strbuf_reserve(&t, 0);
+    const char *s = t.data ? t.data : "", *end = s + t.len;
+    while (!rc) { /* parts of text.split('<channel|>') */
+        const char *close = strstr(s, "<channel|>");
+        const char *part_end = close ? close : end;
+        const char *open = NULL;
+        for (const char *p = s; p + 10 <= part_end && !open; p++)
+            if (!memcmp(p, "<|channel>", 10)) open = p;
+        rc = g4_strbuf_append(&r, s, (size_t)((open ? open : part_end) - s));
+        if (!close) break;
+        s = close + 10;
+    }
+    if (!rc && r.len) {
+        size_t a, e;
+        g4_utf8_strip(r.data, r.len, &a, &e);
+        rc = g4_strbuf_append(b, r.data + a, e - a);
+    }
+    g4_strbuf_free(&t);
+    g4_strbuf_free(&r);
+    return rc;
+}
+
+/* format_tool_response_block(name, response). */
+static int put_tool_response(g4_strbuf *b, const char *name, const cJSON *resp) {
+    int rc = g4_strbuf_puts(b, "<|tool_response>response:") || g4_strbuf_puts(b, name) ||
+             g4_strbuf_putc(b, '{');
+    if (cJSON_IsObject(resp)) {
+        int n;
+        const cJSON **kv = g4_dictsort(resp, &n);
+        for (int i = 0; i < n && !rc; i++) {
+            if (i) rc = g4_strbuf_putc(b, ',');
+            rc = rc || g4_strbuf_puts(b, kv[i]->string) || g4_strbuf_putc(b, ':') ||
+                 g4_gemma_format_argument(b, kv[i], 0);
+        }
+        free(kv);
+    } else {
+        rc = rc || g4_strbuf_puts(b, "value:") || g4_gemma_format_argument(b, resp, 0);
+    }
+    return rc || g4_strbuf_puts(b, "}<tool_response|>");
+}
+
+static int put_media_marker(g4_strbuf *b, const char *type) {
+    if (streq(type, "image") || streq(type, "image_url")) return g4_strbuf_puts(b, "<|image|>");
+    if (streq(type, "audio") || streq(type, "input_audio")) return g4_strbuf_puts(b, "<|audio|>");
+    if (streq(type, "video")) return g4_strbuf_puts(b, "<|video|>");
+    return 0;
+}
+
+static const char *part_type(const cJSON *part) {
+    const cJSON *t = get(part, "type");
+    return cJSON_IsString(t) ? t->valuestring : NULL;
+}
+
+/* One assistant tool call: <|tool_call>call:NAME{k:v,...}<tool_call|>. */
+static int put_tool_call(g4_strbuf *b, const cJSON *tc, int idx, int msg_idx,
+                         const g4_chat_options *o, g4_error *err) {
+    const cJSON *fn = get(tc, "function"), *name = get(fn, "name"), *args = get(fn, "arguments");
+    if (!cJSON_IsString(name))
+        return g4_fail(err, "chat: messages[%d].tool_calls[%d].function.name must be a string",
+                       msg_idx, idx);
+    cJSON *parsed = NULL;
+    if (cJSON_IsString(args) && o->decode_string_arguments) {
+        parsed = cJSON_Parse(args->valuestring);
+        args = parsed;
+        if (!parsed || !(cJSON_IsObject(parsed) || cJSON_IsNull(parsed))) {
+            cJSON_Delete(parsed);
+            return g4_fail(err, "chat: messages[%d].tool_calls[%d].function.arguments: string is "
+                                "not a JSON object", msg_idx, idx);
+        }
+    }
+    if (!cJSON_IsObject(args) && !cJSON_IsNull(args)) {
+        cJSON_Delete(parsed);
+        return g4_fail(err, "chat: messages[%d].tool_calls[%d].function.arguments must be a JSON "
+                            "object (mapping), not a %s", msg_idx, idx,
+                       cJSON_IsString(args) ? "string" : args ? "non-object" : "missing value");
+    }
+    int rc = g4_strbuf_puts(b, "<|tool_call>call:") || g4_strbuf_puts(b, name->valuestring) ||
+             g4_strbuf_putc(b, '{');
+    if (cJSON_IsObject(args)) {
+        int n;
+        const cJSON **kv = g4_dictsort(args, &n);
+        for (int i = 0; i < n && !rc; i++) {
+            if (i) rc = g4_strbuf_putc(b, ',');
+            rc = rc || g4_strbuf_puts(b, kv[i]->string) || g4_strbuf_putc(b, ':') ||
+                 g4_gemma_format_argument(b, kv[i], 0);
+        }
+        free(kv);
+    }
+    cJSON_Delete(parsed);
+    rc = rc || g4_strbuf_puts(b, "}<tool_call|>");
+    return rc ? g4_fail(err, "chat: out of memory") : 0;
+}
+
+/* Jinja treats a dict as a sequence of its keys, and `key.get(...)` then raises: content given
+ * as a non-empty object, or a part list holding a non-object, is an error in the template. */
+static int parts_ok(const cJSON *content) {
+    if (cJSON_IsObject(content)) return content->child == NULL;
+    if (cJSON_IsArray(content))
+        for (const cJSON *p = content->child; p; p = p->next)
+            if (!cJSON_IsObject(p)) return 0;
+    return 1;
+}
+
+/* The OpenAI path: the run of role:"tool" messages after msgs[i], each answering a call.
+ * Returns 0, 1 (bad content: *bad = message index) or -1 (out of memory). */
+static int put_tool_messages(g4_strbuf *b, const cJSON **msgs, int n, int i, const cJSON *calls,
+                             int *bad) {
+    int rc = 0;
+    for (int k = i + 1; k < n && !rc && streq(role_of(msgs[k]), "tool"); k++) {
+        const cJSON *follow = msgs[k];
+        if (!parts_ok(get(follow, "content"))) {
+            *bad = k;
+            return 1;
+        }
+        const cJSON *fname = get(follow, "name");
+        g4_strbuf name = {0};
+        const cJSON *name_src = g4_py_truthy(fname) ? fname : NULL;
+        for (const cJSON *tc = calls->child; tc; tc = tc->next)
+            if (g4_py_equal(get(tc, "id"), get(follow, "tool_call_id")))
+                name_src = get(get(tc, "function"), "name");
+        rc = name_src ? g4_py_str(&name, name_src) : g4_strbuf_puts(&name, "unknown");
+        rc = rc || g4_strbuf_reserve(&name, 0);
+        const cJSON *body = get(follow, "content");
+        if (!rc && (cJSON_IsArray(body) || cJSON_IsObject(body))) {
+            g4_strbuf txt = {0};
+            for (const cJSON *p = body->child; p && !rc; p = p->next)
+                if (streq(part_type(p), "text")) rc = g4_py_str(&txt, get(p, "text"));
+            cJSON *s = rc ? NULL : cJSON_CreateString(txt.data ? txt.data : "");
+            rc = rc || !s || put_tool_response(b, name.data, s);
+            cJSON_Delete(s);
+            g4_strbuf_free(&txt);
+            for (const cJSON *p = body->child; p && !rc; p = p->next)
+                rc = put_media_marker(b, part_type(p));
+        } else if (!rc) {
+            rc = put_tool_response(b, name.data, body);
+        }
+        g4_strbuf_free(&name);
+    }
+    return rc;
+}
+
+/* The content of one message (the template's captured_content). */
+static int put_content(g4_strbuf *b, const cJSON *content, int is_model) {
+    if (cJSON_IsString(content))
+        return is_model ? put_strip_thinking(b, content) : put_trimmed(b, content);
+    int rc = 0;
+    if (cJSON_IsArray(content)) {
+        for (const cJSON *it = content->child; it && !rc; it = it->next) {
+            const char *t = part_type(it);
+            if (streq(t, "text"))
+                rc = is_model ? put_strip_thinking(b, get(it, "text")) : put_trimmed(b, get(it, "text"));
+            else
+                rc = put_media_marker(b, t);
+        }
+    }
+    return rc;
+}
+
+static int ends_with(const g4_strbuf *b, const char *s) {
+    size_t n = strlen(s);
+    return b->len >= n && !memcmp(b->data + b->len - n, s, n);
+}
+
+#define OOM(rc)                                                  \
+    do {                                                         \
+        if (rc) return g4_fail(err, "chat: out of memory");      \
+    } while (0)
+
+/* The system block; returns the index of the first message of the main loop (0 or 1). */
+static int render_system(const cJSON *messages, const cJSON *tools, const g4_chat_options *o,
+                         g4_strbuf *out, enum prev_type *prev, int *first, g4_error *err) {
+    const cJSON *m0 = cJSON_GetArrayItem(messages, 0);
+    int first_sys = m0 && (streq(role_of(m0), "system") || streq(role_of(m0), "developer"));
+    int has_tools = g4_py_truthy(tools);
+    *first = 0;
+    if (!(o->enable_thinking || has_tools || first_sys)) return 0;
+    OOM(g4_strbuf_puts(out, "<|turn>system\n"));
+    if (o->enable_thinking) {
+        OOM(g4_strbuf_puts(out, "<|think|>\n"));
+        *prev = PREV_THINK;
+    }
+    if (first_sys) {
+        const cJSON *c = get(m0, "content");
+        if (cJSON_IsString(c)) {
+            OOM(put_trimmed(out, c));
+        } else if (cJSON_IsArray(c) || cJSON_IsObject(c)) {
+            for (const cJSON *it = c->child; it; it = it->next)
+                OOM(put_trimmed(out, get(it, "text")) || g4_strbuf_putc(out, ' '));
+        }
+        *first = 1;
+    }
+    if (has_tools) {
+        if (!cJSON_IsArray(tools)) return g4_fail(err, "chat: tools must be an array");
+        int k = 0;
+        for (const cJSON *t = tools->child; t; t = t->next, k++) {
+            const char *why;
+            OOM(g4_strbuf_puts(out, "<|tool>"));
+            if (g4_gemma_format_declaration(out, t, &why))
+                return g4_fail(err, "chat: tools[%d]: %s", k, why);
+            OOM(g4_strbuf_puts(out, "<tool|>"));
+        }
+        *prev = PREV_TOOL;
+    }
+    OOM(g4_strbuf_puts(out, "<turn|>\n"));
+    return 0;
+}
+
+int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_options *opt,
+                   g4_strbuf *out, g4_error *err) {
+    g4_chat_options defaults;
+    if (!opt) {
+        g4_chat_options_default(&defaults);
+        opt = &defaults;
+    }
+    if (messages && !cJSON_IsArray(messages)) return g4_fail(err, "chat: messages must be an array");
+    int n_all = cJSON_GetArraySize(messages);
+    for (int i = 0; i < n_all; i++)
+        if (!role_of(cJSON_GetArrayItem(messages, i)))
+            return g4_fail(err, "chat: messages[%d].role must be a string", i);
+    enum prev_type prev = PREV_NONE;
+    const char *prev_non_tool_role = NULL;
+    int first;
+    if (opt->emit_bos) OOM(g4_strbuf_puts(out, "<bos>"));
+    if (render_system(messages, tools, opt, out, &prev, &first, err)) return -1;
+
+    int n = n_all - first; /* loop_messages = messages[first:] */
+    const cJSON **msgs = malloc(sizeof *msgs * (size_t)(n > 0 ? n : 1));
+    if (!msgs) return g4_fail(err, "chat: out of memory");
+    int k = 0;
+    for (const cJSON *m = messages ? messages->child : NULL; m; m = m->next, k++)
+        if (k >= first) msgs[k - first] = m;
+    int last_user_idx = -1;
+    for (int i = 0; i < n; i++)
+        if (streq(role_of(msgs[i]), "user")) last_user_idx = i;
+
+    int rc = 0;
+    g4_strbuf captured = {0};
+    for (int i = 0; i < n && !rc; i++) {
+        const cJSON *msg = msgs[i];
+        const char *role = role_of(msg);
+        if (streq(role, "tool")) continue;
+        prev = PREV_NONE;
+        const char *turn_role = streq(role, "assistant") ? "model" : role;
+        int is_model = streq(turn_role, "model");
+        if (!(is_model && streq(prev_non_tool_role, "assistant")))
+            rc = g4_strbuf_printf(out, "<|turn>%s\n", turn_role);
+
+        const cJSON *reasoning = get(msg, "reasoning");
+        if (!g4_py_truthy(reasoning)) reasoning = get(msg, "reasoning_content");
+        const cJSON *calls = get(msg, "tool_calls");
+        int gate = i > last_user_idx || (opt->preserve_thinking && g4_py_truthy(calls));
+        if (!rc && g4_py_truthy(reasoning) && gate)
+            rc = g4_strbuf_puts(out, "<|channel>thought\n") || g4_py_str(out, reasoning) ||
+                 g4_strbuf_puts(out, "\n<channel|>");
+        if (!rc && g4_py_truthy(calls)) {
+            if (!cJSON_IsArray(calls)) {
+                rc = g4_fail(err, "chat: messages[%d].tool_calls must be an array", i + first);
+                break;
+            }
+            int c = 0;
+            for (const cJSON *tc = calls->child; tc && !rc; tc = tc->next, c++)
+                if (put_tool_call(out, tc, c, i + first, opt, err)) {
+                    free(msgs);
+                    g4_strbuf_free(&captured);
+                    return -1;
+                }
+            prev = PREV_TOOL_CALL;
+        }
+        int tr_flag = 0;
+        const cJSON *responses = get(msg, "tool_responses");
+        if (!rc && g4_py_truthy(responses) && cJSON_IsArray(responses)) {
+            for (const cJSON *tr = responses->child; tr && !rc; tr = tr->next) {
+                g4_strbuf name = {0};
+                const cJSON *nm = get(tr, "name");
+                rc = g4_py_truthy(nm) ? g4_py_str(&name, nm) : g4_strbuf_puts(&name, "unknown");
+                rc = rc || put_tool_response(out, name.data, get(tr, "response"));
+                g4_strbuf_free(&name);
+                tr_flag = 1;
+                prev = PREV_TOOL_RESPONSE;
+            }
+        } else if (!rc && g4_py_truthy(calls)) {
+            if (i + 1 < n && streq(role_of(msgs[i + 1]), "tool")) {
+                tr_flag = 1;
+                prev = PREV_TOOL_RESPONSE;
+            }
+            int bad = 0;
+            rc = put_tool_messages(out, msgs, n, i, calls, &bad);
+            if (rc == 1) {
+                free(msgs);
+                g4_strbuf_free(&captured);
+                return g4_fail(err, "chat: messages[%d].content: a tool result must be a string, "
+                                    "null or a list of content-part objects", bad + first);
+            }
+        }
+        if (!rc && !parts_ok(get(msg, "content"))) {
+            free(msgs);
+            g4_strbuf_free(&captured);
+            return g4_fail(err, "chat: messages[%d].content must be a string or a list of "
+                                "content-part objects", i + first);
+        }
+        g4_strbuf_clear(&captured);
+        rc = rc || put_content(&captured, get(msg, "content"), is_model);
+        rc = rc || g4_strbuf_append(out, captured.data ? captured.data : "", captured.len);
+        size_t cs = 0, ce = 0;
+        if (captured.len) g4_utf8_strip(captured.data, captured.len, &cs, &ce);
+        int has_content = ce > cs;
+        const char *next_role = NULL;
+        for (int j = i + 1; j < n && !next_role; j++)
+            if (!streq(role_of(msgs[j]), "tool")) next_role = role_of(msgs[j]);
+        int continues = is_model && streq(next_role, "assistant") &&
+                        (!g4_py_truthy(calls) || tr_flag);
+        if (rc) break;
+        if (prev == PREV_TOOL_CALL && !tr_flag)
+            rc = g4_strbuf_puts(out, "<|tool_response>");
+        else if (continues)
+            ;
+        else if (!(tr_flag && !has_content && !next_role))
+            rc = g4_strbuf_puts(out, "<turn|>\n");
+        prev_non_tool_role = role;
+    }
+    free(msgs);
+    g4_strbuf_free(&captured);
+    if (rc) return err && err->msg[0] ? -1 : g4_fail(err, "chat: out of memory");
+
+    if (opt->add_generation_prompt) {
+        /* The fix (see chat_template.h): a closed turn always gets a fresh model turn. */
+        if (opt->fix_generation_prompt && (prev == PREV_TOOL_RESPONSE || prev == PREV_TOOL_CALL) &&
+            ends_with(out, "<turn|>\n"))
+            prev = PREV_NONE;
+        if (prev != PREV_TOOL_RESPONSE && prev != PREV_TOOL_CALL) {
+            OOM(g4_strbuf_puts(out, "<|turn>model\n"));
+            if (!opt->enable_thinking) OOM(g4_strbuf_puts(out, "<|channel>thought\n<channel|>"));
+        } else if (prev == PREV_TOOL_RESPONSE && opt->enable_thinking) {
+            OOM(g4_strbuf_puts(out, "<|channel>thought\n"));
+        }
+    }
+    if (g4_strbuf_reserve(out, 0)) return g4_fail(err, "chat: out of memory");
+    if (out->data) out->data[out->len] = 0;
+    return 0;
+}

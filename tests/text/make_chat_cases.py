@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""make_chat_cases.py - renders the chat-template golden cases with jinja2.
+
+Reads /work/shared/gemma4/chat_template.jinja (or the path in $G4_CHAT_TEMPLATE), renders every
+case below with jinja2 the way transformers does (ImmutableSandboxedEnvironment, trim_blocks,
+lstrip_blocks, loopcontrols, raise_exception) and writes tests/text/data/chat_cases.json:
+  {"name", "messages", "tools"?, "options", "expected" (the template's exact output) or
+   "error": true (the template raised), "expected_fixed" (with the documented generation-prompt
+   fix: when the prompt so far ends with a closed "<turn|>\\n" and a generation prompt is asked
+   for, open "<|turn>model\\n" as for any other turn; the template emits nothing or a bare
+   "<|channel>thought\\n" there)}.
+Deterministic. Python is only needed to regenerate; the C test reads the JSON.
+
+Input limits of the C renderer that the cases respect: numbers arrive as cJSON doubles, so an
+integral float such as 1.0 prints as 1 (Python prints 1.0); dictsort lower-cases ASCII only.
+"""
+import json
+import os
+
+import jinja2
+import jinja2.ext
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TEMPLATE = os.environ.get("G4_CHAT_TEMPLATE", "/work/shared/gemma4/chat_template.jinja")
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get current weather for a city",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "description": "City name"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["city"]}}}
+SEARCH = {"type": "function", "function": {
+    "name": "search_docs", "description": "Search the documentation",
+    "parameters": {"type": "object", "properties": {
+        "query": {"type": "string", "description": "What to look for"},
+        "limit": {"type": "integer", "description": "Max results"},
+        "filters": {"type": "object", "description": "Optional filters", "properties": {
+            "lang": {"type": "string", "enum": ["en", "fr"]},
+            "since": {"type": "string", "nullable": True}}, "required": ["lang"]},
+        "tags": {"type": "array", "description": "Tags", "items": {"type": "string"}},
+        "points": {"type": "array", "items": {"type": "object", "properties": {
+            "x": {"type": "number"}, "y": {"type": "number"}}, "required": ["x", "y"]}},
+        "mode": {"type": ["string", "null"], "description": "Union type"},
+        "Zeta": {"type": "boolean", "description": "Capitalised key sorts case-insensitively"},
+        "alpha": {"type": "boolean"}},
+        "required": ["query"]}}}
+NOPARAM = {"type": "function", "function": {"name": "get_time", "description": "Current time"}}
+EMPTYPARAM = {"type": "function", "function": {"name": "ping", "description": "Ping",
+                                               "parameters": {"type": "object", "properties": {}}}}
+WITHRESP = {"type": "function", "function": {
+    "name": "lookup", "description": "Look up a key",
+    "parameters": {"type": "object", "properties": {"key": {"type": "string"}}, "required": ["key"]},
+    "response": {"type": "object", "description": "The value found"}}}
+NOTYPE = {"type": "function", "function": {
+    "name": "odd", "description": "Parameters without a type",
+    "parameters": {"properties": {"a": {"type": "string"}}}}}
+ITEMS = {"type": "function", "function": {
+    "name": "plot", "description": "Plot series",
+    "parameters": {"type": "object", "properties": {
+        "series": {"type": "array", "description": "Series", "items": {
+            "type": ["number", "null"], "enum": [1, 2.5, "x"], "minItems": 1,
+            "extra": {"B": 1, "a": [True, None]}}},
+        "opts": {"type": "object", "description": "Free-form", "color": {"type": "string"},
+                 "width": {"type": "integer", "description": "px"}},
+        "choice": {"type": "STRING", "enum": ["a", "b"], "nullable": True}},
+        "required": ["series"]}}}
+
+U = lambda t: {"role": "user", "content": t}
+A = lambda t: {"role": "assistant", "content": t}
+S = lambda t: {"role": "system", "content": t}
+
+
+def call(name, args, cid=None):
+    c = {"type": "function", "function": {"name": name, "arguments": args}}
+    if cid is not None:
+        c["id"] = cid
+    return c
+
+
+def tool_msg(content, cid=None, name=None):
+    m = {"role": "tool", "content": content}
+    if cid is not None:
+        m["tool_call_id"] = cid
+    if name is not None:
+        m["name"] = name
+    return m
+
+
+CASES = [
+    ("plain_user", [U("Hello")], None, {}),
+    ("system_user", [S("You are a helpful assistant."), U("Hello")], None, {}),
+    ("developer_user", [{"role": "developer", "content": "Be terse."}, U("Hi")], None, {}),
+    ("multi_turn", [U("Hi"), A("Hello! How can I help?"), U("What is 2+2?")], None, {}),
+    ("thinking_no_system", [U("What is 2+2?")], None, {"enable_thinking": True}),
+    ("thinking_system", [S("Be brief."), U("What is 2+2?")], None, {"enable_thinking": True}),
+    ("thinking_old_reasoning_dropped",
+     [U("Hi"), {"role": "assistant", "content": "Hello!", "reasoning_content": "Greet back."},
+      U("Bye")], None, {"enable_thinking": True}),
+    ("reasoning_after_last_user",
+     [U("Hi"), {"role": "assistant", "content": "Hello!", "reasoning": "Greet back."}], None,
+     {"enable_thinking": True, "add_generation_prompt": False}),
+    ("reasoning_field_precedence",
+     [U("Hi"), {"role": "assistant", "content": "Yo", "reasoning": "r1", "reasoning_content": "r2"}],
+     None, {"add_generation_prompt": False}),
+    ("tool_declaration", [U("Weather in Paris?")], [WEATHER], {}),
+    ("tool_declaration_complex", [U("Find docs")], [SEARCH, NOPARAM, EMPTYPARAM], {}),
+    ("tool_declaration_response", [S("Use tools."), U("Look up k")], [WITHRESP], {}),
+    ("tool_declaration_no_type", [U("x")], [NOTYPE], {}),
+    ("tool_declaration_items", [U("plot it")], [ITEMS], {"enable_thinking": True}),
+    ("tool_call_openai",
+     [U("Weather in Paris?"),
+      {"role": "assistant", "tool_calls": [call("get_weather", {"city": "Paris", "unit": "celsius"},
+                                                "call_1")]},
+      tool_msg('{"temp": 18, "sky": "clear"}', "call_1")], [WEATHER], {}),
+    ("tool_call_thinking",
+     [U("Weather in Paris?"),
+      {"role": "assistant", "reasoning_content": "Need the tool.",
+       "tool_calls": [call("get_weather", {"city": "Paris"}, "c1")]},
+      tool_msg("18C clear", "c1")], [WEATHER], {"enable_thinking": True}),
+    ("tool_full_loop",
+     [U("Weather in Paris?"),
+      {"role": "assistant", "tool_calls": [call("get_weather", {"city": "Paris"}, "c1")]},
+      tool_msg("18C clear", "c1"), A("It is 18C and clear in Paris."), U("Thanks")], [WEATHER], {}),
+    ("tool_full_loop_thinking",
+     [U("Weather in Paris?"),
+      {"role": "assistant", "reasoning_content": "Call it.",
+       "tool_calls": [call("get_weather", {"city": "Paris"}, "c1")]},
+      tool_msg("18C clear", "c1"),
+      {"role": "assistant", "content": "It is 18C.", "reasoning_content": "Answer now."}],
+     [WEATHER], {"enable_thinking": True}),
+    ("native_tool_responses_with_content",
+     [U("Weather in London?"),
+      {"role": "assistant", "tool_calls": [call("get_weather", {"city": "London"})],
+       "tool_responses": [{"name": "get_weather", "response": {"temperature": 15,
+                                                              "weather": "sunny"}}],
+       "content": "It is 15 and sunny."}], [WEATHER], {}),
+    ("native_tool_responses_with_content_thinking",
+     [U("Weather in London?"),
+      {"role": "assistant", "tool_calls": [call("get_weather", {"city": "London"})],
+       "tool_responses": [{"name": "get_weather", "response": {"temperature": 15}}],
+       "content": "It is 15."}], [WEATHER], {"enable_thinking": True}),
+    ("native_tool_responses_no_content",
+     [U("Weather in London?"),
+      {"role": "assistant", "tool_calls": [call("get_weather", {"city": "London"})],
+       "tool_responses": [{"name": "get_weather", "response": "rainy"},
+                          {"response": {"B": [1, 2], "a": None}}]}], [WEATHER], {}),
+    ("parallel_calls_matched_by_id",
+     [U("Paris and Rome?"),
+      {"role": "assistant", "tool_calls": [call("get_weather", {"city": "Paris"}, "a"),
+                                           call("search_docs", {"query": "Rome"}, "b")]},
+      tool_msg("rome docs", "b"), tool_msg("paris sunny", "a")], [WEATHER, SEARCH], {}),
+    ("tool_result_name_fallback",
+     [U("x"), {"role": "assistant", "tool_calls": [call("get_weather", {"city": "X"}, "id1")]},
+      tool_msg("r1", "other", name="by_name"), tool_msg("r2")], [WEATHER], {}),
+    ("tool_result_no_ids",
+     [U("x"), {"role": "assistant", "tool_calls": [call("get_weather", {"city": "X"}),
+                                                   call("get_time", {})]},
+      tool_msg("r1"), tool_msg("r2")], [WEATHER, NOPARAM], {}),
+    ("tool_content_parts",
+     [U("Show me"), {"role": "assistant", "tool_calls": [call("render", {"w": 2}, "r")]},
+      tool_msg([{"type": "text", "text": "Rendered "}, {"type": "image"},
+                {"type": "text", "text": "ok"}, {"type": "input_audio"}, {"type": "video"}], "r")],
+     None, {}),
+    ("tool_content_mapping",
+     [U("Show me"), {"role": "assistant", "tool_calls": [call("stats", None, "s")]},
+      tool_msg({"count": 3, "Avg": 1.5, "names": ["a", "b"], "ok": True}, "s")], None, {}),
+    ("tool_content_null",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, tool_msg(None, "x")],
+     None, {"add_generation_prompt": False}),
+    ("tool_call_null_arguments",
+     [U("Time?"), {"role": "assistant", "tool_calls": [call("get_time", None)]}], [NOPARAM], {}),
+    ("tool_call_string_arguments_error",
+     [U("Time?"), {"role": "assistant", "tool_calls": [call("get_time", '{"tz": "UTC"}')]}],
+     [NOPARAM], {}),
+    ("tool_call_pending_last",
+     [U("Weather?"), {"role": "assistant", "content": "Let me check.",
+                      "tool_calls": [call("get_weather", {"city": "Oslo"}, "c")]}], [WEATHER], {}),
+    ("tool_call_mixed_types",
+     [U("f"), {"role": "assistant", "tool_calls": [call("f", {
+         "s": "a,b{c}", "n": 42, "x": 1.5, "b": True, "z": None, "arr": [1, "two", False],
+         "obj": {"k": "v", "inner": {"q": 1}}}, "f1")]}, tool_msg("done", "f1")], None, {}),
+    ("tool_call_key_case_sort",
+     [U("k"), {"role": "assistant", "tool_calls": [call("g", {"b": 1, "A": 2, "C": 3, "a": 4,
+                                                              "_u": 5, "B2": {"y": 1, "X": 2}},
+                                                          "g1")]}, tool_msg("ok", "g1")], None,
+     {"add_generation_prompt": False}),
+    ("tool_call_numbers",
+     [U("n"), {"role": "assistant", "tool_calls": [call("num", {"a": 0.1, "b": 1e-05, "c": 2.5e+20,
+                                                                "d": -7, "e": 123456789, "f": 0.000123,
+                                                                "g": 1.0e-7, "h": 3.14159265358979,
+                                                                "i": -0.5, "j": 1e16 + 0.5 * 4},
+                                                          "n1")]}, tool_msg("ok", "n1")], None, {}),
+    ("openai_content_and_calls_then_tool",
+     [U("Weather?"), {"role": "assistant", "content": "Checking.",
+                      "tool_calls": [call("get_weather", {"city": "Oslo"}, "c")]},
+      tool_msg("cold", "c")], [WEATHER], {}),
+    ("user_image", [{"role": "user", "content": [{"type": "image"},
+                                                 {"type": "text", "text": "Describe this image."}]}],
+     None, {}),
+    ("user_media_parts", [{"role": "user", "content": [
+        {"type": "text", "text": "  Compare  "}, {"type": "image_url", "image_url": {"url": "x"}},
+        {"type": "audio"}, {"type": "input_audio"}, {"type": "video"}, {"type": "unknown"},
+        {"type": "text", "text": "\nthese\n"}]}], None, {}),
+    ("system_parts", [{"role": "system", "content": [{"type": "text", "text": " Part one. "},
+                                                     {"type": "text", "text": "Part two."}]},
+                      U("Hi")], None, {}),
+    ("assistant_strips_thinking",
+     [U("Hi"), A("<|channel>thought\nhidden<channel|>Visible answer.  "), U("Again")], None, {}),
+    ("assistant_parts_strip",
+     [U("Hi"), {"role": "assistant", "content": [
+         {"type": "text", "text": "  a<|channel>x<channel|>b "}, {"type": "image"}]}], None,
+     {"add_generation_prompt": False}),
+    ("consecutive_assistants", [U("Hi"), A("Part 1."), A("Part 2."), U("ok")], None, {}),
+    ("assistant_after_tool_continues",
+     [U("Weather?"), {"role": "assistant", "tool_calls": [call("get_weather", {"city": "Rome"}, "c")]},
+      tool_msg("warm", "c"), A("Warm in Rome."), A("Anything else?")], [WEATHER],
+     {"add_generation_prompt": False}),
+    ("later_system", [U("Hi"), A("Hello"), S("New rules apply."), U("ok")], None, {}),
+    ("later_developer", [S("Sys"), U("Hi"), {"role": "developer", "content": " Dev note "}, U("ok")],
+     None, {"enable_thinking": True}),
+    ("no_messages", [], None, {}),
+    ("no_messages_thinking_tools", [], [WEATHER], {"enable_thinking": True}),
+    ("only_system", [S("Alone.")], None, {}),
+    ("preserve_thinking_tool_calls",
+     [U("Weather?"),
+      {"role": "assistant", "reasoning_content": "Use tool.",
+       "tool_calls": [call("get_weather", {"city": "Nice"}, "c")]},
+      tool_msg("sunny", "c"), A("Sunny."), U("And tomorrow?")], [WEATHER],
+     {"enable_thinking": True, "preserve_thinking": True}),
+    ("no_preserve_thinking_tool_calls",
+     [U("Weather?"),
+      {"role": "assistant", "reasoning_content": "Use tool.",
+       "tool_calls": [call("get_weather", {"city": "Nice"}, "c")]},
+      tool_msg("sunny", "c"), A("Sunny."), U("And tomorrow?")], [WEATHER],
+     {"enable_thinking": True}),
+    ("no_generation_prompt", [U("Hi"), A("Hello")], None, {"add_generation_prompt": False}),
+    ("unicode_whitespace_trim", [S("\u3000\u00a0 system \n\t"), U("\u2003\u4f60\u597d \U0001f60a\u2028"),
+                                 A(" \u00a0caf\u00e9 \u200b")], None, {}),
+    ("unicode_content", [U("\u4eca\u5929\u5929\u6c14\u5f88\u597d\u3002\U0001f468\u200d\U0001f469\u200d\U0001f467"),
+                         A("\u00e9\u00e8 <|\"|> \u03b1\u03b2")], None, {"enable_thinking": True}),
+    ("description_special_chars", [U("go")], [{"type": "function", "function": {
+        "name": "weird_name-1", "description": "Says \"hi\" {and} <b>bold</b>, 'quotes'\nnewline",
+        "parameters": {"type": "object", "properties": {
+            "p": {"type": "string", "description": "x:y,z"}}}}}], {}),
+    ("tool_result_openai_thinking_then_gen",
+     [S("S"), U("q"), {"role": "assistant", "tool_calls": [call("get_weather", {"city": "A"}, "1")]},
+      tool_msg("r", "1")], [WEATHER], {"enable_thinking": True}),
+    ("multiple_tool_rounds",
+     [U("q"), {"role": "assistant", "tool_calls": [call("get_weather", {"city": "A"}, "1")]},
+      tool_msg("r1", "1"),
+      {"role": "assistant", "tool_calls": [call("get_weather", {"city": "B"}, "2")]},
+      tool_msg("r2", "2")], [WEATHER], {}),
+    ("user_empty_content", [U(""), A(""), U("   ")], None, {}),
+]
+
+
+def render(env, tmpl, messages, tools, opts):
+    kw = {"messages": messages, "bos_token": "<bos>",
+          "add_generation_prompt": opts.get("add_generation_prompt", True)}
+    for k in ("enable_thinking", "preserve_thinking"):
+        if k in opts:
+            kw[k] = opts[k]
+    if tools is not None:
+        kw["tools"] = tools
+    return tmpl.render(**kw)
+
+
+def main():
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[jinja2.ext.loopcontrols])
+
+    def raise_exception(msg):
+        raise jinja2.exceptions.TemplateError(msg)
+
+    env.globals["raise_exception"] = raise_exception
+    with open(TEMPLATE, encoding="utf-8") as f:
+        tmpl = env.from_string(f.read())
+    out = []
+    names = set()
+    for name, messages, tools, opts in CASES:
+        assert name not in names, name
+        names.add(name)
+        full = {"add_generation_prompt": True, "enable_thinking": False, "preserve_thinking": False}
+        full.update(opts)
+        case = {"name": name, "messages": messages, "options": full}
+        if tools is not None:
+            case["tools"] = tools
+        try:
+            raw = render(env, tmpl, messages, tools, opts)
+        except jinja2.exceptions.TemplateError as e:
+            case["error"] = True
+            case["error_message"] = str(e)
+            out.append(case)
+            continue
+        case["expected"] = raw
+        fixed = raw
+        if full["add_generation_prompt"]:
+            base = render(env, tmpl, messages, tools, dict(opts, add_generation_prompt=False))
+            if base.endswith("<turn|>\n"):
+                fixed = base + "<|turn>model\n" + ("" if full["enable_thinking"]
+                                                   else "<|channel>thought\n<channel|>")
+        case["expected_fixed"] = fixed
+        out.append(case)
+    path = os.path.join(HERE, "data", "chat_cases.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"generator": "tests/text/make_chat_cases.py", "jinja2_version": jinja2.__version__,
+                   "template": "shared/gemma4/chat_template.jinja (2026-07-09)", "cases": out}, f,
+                  ensure_ascii=False, indent=1)
+        f.write("\n")
+    n_fix = sum(1 for c in out if "expected" in c and c["expected"] != c["expected_fixed"])
+    print("%d chat cases (%d raise, %d differ by the generation-prompt fix)"
+          % (len(out), sum(1 for c in out if c.get("error")), n_fix))
+
+
+if __name__ == "__main__":
+    main()
