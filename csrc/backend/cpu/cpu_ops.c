@@ -132,10 +132,9 @@ static int cpu_scale(void *ctx, void *h, const g4_weight *lambda, size_t n, g4_e
     return 0;
 }
 
-/* y[M,N] = x[M,K] · Wᵀ, W [N,K]: each W row is converted once and used for all M rows. */
-static int cpu_matmul(void *ctx, void *y, const void *x, const g4_weight *W, int M, g4_error *err) {
-    (void)ctx;
-    if (W->ndim != 2) return g4_fail(err, "matmul: weight %s is not 2-D", W->name ? W->name : "?");
+/* y[m,:] = x[rows[m],:] · Wᵀ for m < M (rows NULL = m itself), W [N,K]: each W row is converted
+ * once and used for all M rows. Shared by matmul and the LM head. */
+static int rows_times_wt(float *y, const float *x, const int32_t *rows, int M, const g4_weight *W, g4_error *err) {
     int N = (int)W->shape[0], K = (int)W->shape[1];
     int failed = 0;
 #pragma omp parallel if ((long)M * N * K > G4_CPU_PAR_MIN_WORK)
@@ -149,11 +148,18 @@ static int cpu_matmul(void *ctx, void *y, const void *x, const g4_weight *W, int
         for (int n = 0; n < N; n++) {
             if (!row) continue;
             g4_cpu_weight_f32(W, (int64_t)n * K, K, row);
-            for (int m = 0; m < M; m++) ((float *)y)[(size_t)m * N + n] = g4_cpu_dot((const float *)x + (size_t)m * K, row, K);
+            for (int m = 0; m < M; m++) y[(size_t)m * N + n] = g4_cpu_dot(x + (size_t)(rows ? rows[m] : m) * K, row, K);
         }
         free(row);
     }
-    return failed ? g4_fail(err, "matmul: out of memory") : 0;
+    return failed ? g4_fail(err, "matmul %s: out of memory", W->name ? W->name : "?") : 0;
+}
+
+/* y[M,N] = x[M,K] · Wᵀ, W [N,K] */
+static int cpu_matmul(void *ctx, void *y, const void *x, const g4_weight *W, int M, g4_error *err) {
+    (void)ctx;
+    if (W->ndim != 2) return g4_fail(err, "matmul: weight %s is not 2-D", W->name ? W->name : "?");
+    return rows_times_wt(y, x, NULL, M, W, err);
 }
 
 static int cpu_geglu(void *ctx, void *y, const void *g, const void *u, size_t n, g4_error *err) {
@@ -166,29 +172,13 @@ static int cpu_geglu(void *ctx, void *y, const void *g, const void *u, size_t n,
 static int cpu_lm_head(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E,
                        float softcap, g4_error *err) {
     (void)ctx;
-    int V = (int)E->shape[0], H = (int)E->shape[1], R = s->n_rows;
-    for (int r = 0; r < R; r++)
+    size_t n = (size_t)s->n_rows * E->shape[0];
+    for (int r = 0; r < s->n_rows; r++)
         if (s->rows[r] < 0 || s->rows[r] >= s->n_tokens) return g4_fail(err, "lm_head: row %d out of range", s->rows[r]);
-    int failed = 0;
-#pragma omp parallel if ((long)R * V * H > G4_CPU_PAR_MIN_WORK)
-    {
-        float *row = malloc((size_t)H * sizeof *row);
-        if (!row) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (int v = 0; v < V; v++) {
-            if (!row) continue;
-            g4_cpu_weight_f32(E, (int64_t)v * H, H, row);
-            for (int r = 0; r < R; r++) {
-                float z = g4_cpu_dot((const float *)x + (size_t)s->rows[r] * H, row, H);
-                logits[(size_t)r * V + v] = softcap > 0 ? softcap * tanhf(z / softcap) : z;
-            }
-        }
-        free(row);
-    }
-    return failed ? g4_fail(err, "lm_head: out of memory") : 0;
+    if (rows_times_wt(logits, x, s->rows, s->n_rows, E, err)) return -1;
+    if (softcap > 0)
+        for (size_t i = 0; i < n; i++) logits[i] = softcap * tanhf(logits[i] / softcap);
+    return 0;
 }
 
 /* --- memory ------------------------------------------------------------------------------ */
