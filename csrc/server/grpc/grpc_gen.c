@@ -1,0 +1,226 @@
+/* grpc_gen.c - the bridge between a gRPC call and its engine requests.
+ *
+ * The engine calls on_event on its own thread; that must not block, so the event is copied
+ * into the call's queue (evq_mu) and the call is woken with an empty batch, which puts a WAKE
+ * tag on the completion queue. A CQ thread then collects the queued events into each g4_gen's
+ * "not yet sent" accumulators; the method's pump turns those into messages, one send at a
+ * time, so tokens that arrive while a write is in flight are coalesced into the next message.
+ * Every running engine request holds a reference on its call until its final event has been
+ * collected, so a cancelled call stays alive until the engine has let go of it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/grpc/grpc_impl.h"
+
+struct g4_gevent {
+    g4_gevent *next;
+    g4_gen *gen;
+    int n_tokens;
+    int32_t token;
+    float logprob;
+    int n_top;
+    int32_t top_ids[G4_MAX_TOP_LOGPROBS];
+    float top_logprobs[G4_MAX_TOP_LOGPROBS];
+    char *text;                 /* NULL: the engine gave none */
+    g4_finish_reason finish;
+    int prompt_tokens, completion_tokens, cached_tokens;
+    int32_t stop_token;
+    char *stop_string, *error;
+};
+
+const char *g4_finish_name(g4_finish_reason f) {
+    switch (f) {
+    case G4_FINISH_STOP: return "stop";
+    case G4_FINISH_LENGTH: return "length";
+    case G4_FINISH_ABORT: return "abort";
+    case G4_FINISH_ERROR: return "error";
+    default: return "";
+    }
+}
+
+g4_gen *g4_gen_new(g4_gcall *c, unsigned detok_flags) {
+    g4_gen *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->call = c;
+    g->stop_token = -1;
+    g->skip_special = (detok_flags & G4_DECODE_SKIP_SPECIAL) != 0;
+    g->final_ev = calloc(1, sizeof *g->final_ev);
+    const g4_tokenizer *tok = c->srv->model.tok;
+    if (!g->final_ev || (tok && g4_detokenizer_new(tok, detok_flags, &g->detok, NULL))) {
+        free(g->final_ev);
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+static void on_event(void *user, const g4_event *ev) {
+    g4_gen *g = user;
+    g4_gcall *c = g->call;
+    g4_gevent *e = ev->finish != G4_FINISH_NONE ? g->final_ev : calloc(1, sizeof *e);
+    if (!e) return; /* out of memory: this token is lost, the request still ends */
+    e->gen = g;
+    e->n_tokens = ev->n_tokens;
+    e->token = ev->token;
+    e->logprob = ev->logprob;
+    e->n_top = ev->n_top > G4_MAX_TOP_LOGPROBS ? G4_MAX_TOP_LOGPROBS : ev->n_top;
+    for (int i = 0; i < e->n_top; i++) {
+        e->top_ids[i] = ev->top_ids[i];
+        e->top_logprobs[i] = ev->top_logprobs[i];
+    }
+    e->text = ev->text ? strdup(ev->text) : NULL;
+    e->finish = ev->finish;
+    e->prompt_tokens = ev->prompt_tokens;
+    e->completion_tokens = ev->completion_tokens;
+    e->cached_tokens = ev->cached_tokens;
+    e->stop_token = ev->stop_token;
+    e->stop_string = ev->stop_string ? strdup(ev->stop_string) : NULL;
+    e->error = ev->error ? strdup(ev->error) : NULL;
+    pthread_mutex_lock(&c->evq_mu);
+    if (c->evq_tail) c->evq_tail->next = e;
+    else c->evq_head = e;
+    c->evq_tail = e;
+    pthread_mutex_unlock(&c->evq_mu);
+    g4_gcall_wake(c);
+}
+
+grpc_status_code g4_grpc_status_for(int code) {
+    switch (code) {
+    case G4_ERR_QUEUE_FULL: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case G4_ERR_STOPPED: return GRPC_STATUS_UNAVAILABLE;
+    case G4_ERR_INVALID:
+    case G4_ERR_TOO_LONG: return GRPC_STATUS_INVALID_ARGUMENT;
+    default: return GRPC_STATUS_INTERNAL;
+    }
+}
+
+int g4_gen_submit(g4_gen *g, g4_request_params *p, grpc_status_code *code, g4_error *err) {
+    g4_gcall *c = g->call;
+    p->on_event = on_event;
+    p->user = g;
+    g4_gcall_ref(c); /* the engine's: dropped when the final event is collected */
+    int ecode = 0;
+    uint64_t id = g4_engine_submit(c->srv->model.engine, p, &ecode, err);
+    if (!id) {
+        *code = g4_grpc_status_for(ecode);
+        atomic_fetch_sub(&c->refs, 1); /* the caller still holds one */
+        return -1;
+    }
+    g->eid = id;
+    g->running = true;
+    g->want_logprobs = p->sampling.logprobs >= 0;
+    return 0;
+}
+
+static int push_id(g4_gen *g, int32_t id) {
+    if (g->n_ids == g->cap_ids) {
+        int cap = g->cap_ids ? 2 * g->cap_ids : 16;
+        int32_t *p = realloc(g->ids, (size_t)cap * sizeof *p);
+        if (!p) return -1;
+        g->ids = p, g->cap_ids = cap;
+    }
+    g->ids[g->n_ids++] = id;
+    return 0;
+}
+
+static void apply(g4_gen *g, g4_gevent *e) {
+    if (e->n_tokens > 0) {
+        push_id(g, e->token);
+        const g4_tokenizer *tok = g->call->srv->model.tok;
+        bool drop = g->skip_special && tok && g4_tokenizer_is_special(tok, e->token);
+        if (e->text && !drop) g4_strbuf_puts(&g->text, e->text);
+        else if (g->detok) g4_detokenizer_push(g->detok, e->token, &g->text, NULL);
+        if (g->want_logprobs) {
+            if (g->n_lp == g->cap_lp) {
+                int cap = g->cap_lp ? 2 * g->cap_lp : 16;
+                g4_lp_entry *p = realloc(g->lp, (size_t)cap * sizeof *p);
+                if (p) g->lp = p, g->cap_lp = cap;
+            }
+            if (g->n_lp < g->cap_lp) {
+                g4_lp_entry *l = &g->lp[g->n_lp++];
+                l->token = e->token;
+                l->logprob = e->logprob;
+                l->n_top = e->n_top;
+                memcpy(l->top_ids, e->top_ids, sizeof l->top_ids);
+                memcpy(l->top_logprobs, e->top_logprobs, sizeof l->top_logprobs);
+            }
+        }
+    } else if (e->text) {
+        g4_strbuf_puts(&g->text, e->text);
+    }
+    if (e->finish != G4_FINISH_NONE) {
+        if (!e->text && g->detok) g4_detokenizer_finish(g->detok, &g->text, NULL);
+        g->finish = e->finish;
+        g->prompt_tokens = e->prompt_tokens;
+        g->completion_tokens = e->completion_tokens;
+        g->cached_tokens = e->cached_tokens;
+        g->stop_token = e->stop_token;
+        g->stop_string = e->stop_string, e->stop_string = NULL;
+        g->error = e->error, e->error = NULL;
+        g->finished = true;
+        g->running = false;
+    }
+}
+
+void g4_gen_collect(g4_gcall *c) {
+    pthread_mutex_lock(&c->evq_mu);
+    g4_gevent *e = c->evq_head;
+    c->evq_head = c->evq_tail = NULL;
+    pthread_mutex_unlock(&c->evq_mu);
+    while (e) {
+        g4_gevent *next = e->next;
+        g4_gen *g = e->gen;
+        apply(g, e);
+        free(e->text);
+        free(e->stop_string);
+        free(e->error);
+        bool final = e == g->final_ev;
+        if (final) {
+            g->final_ev = NULL;
+            free(e);
+            atomic_fetch_sub(&c->refs, 1); /* the engine's reference; the wake tag holds one */
+        } else {
+            free(e);
+        }
+        e = next;
+    }
+}
+
+void g4_gen_cancel(g4_gen *g) {
+    if (g->running) g4_engine_cancel(g->call->srv->model.engine, g->eid);
+}
+
+void g4_gen_clear_output(g4_gen *g) {
+    g->n_ids = 0;
+    g->n_lp = 0;
+    g4_strbuf_clear(&g->text);
+}
+
+void g4_gen_free(g4_gen *g) {
+    if (!g) return;
+    free(g->ids);
+    free(g->lp);
+    g4_strbuf_free(&g->text);
+    free(g->stop_string);
+    free(g->error);
+    free(g->final_ev);
+    if (g->detok) g4_detokenizer_free(g->detok);
+    if (g->svc_free) g->svc_free(g->svc);
+    free(g);
+}
+
+int g4_grpc_check_lengths(g4_grpc_server *s, g4_request_params *p, g4_error *err) {
+    int max_len = s->model.eo.max_model_len;
+    if (p->n_prompt < 1) return g4_fail(err, "the prompt is empty");
+    if (max_len > 0 && p->n_prompt >= max_len)
+        return g4_fail(err, "the prompt has %d tokens; the model's limit is %d (prompt + max_tokens)", p->n_prompt,
+                       max_len);
+    if (p->stop.max_tokens <= 0) {
+        p->stop.max_tokens = s->cfg.default_max_tokens;
+        if (max_len > 0 && p->n_prompt + p->stop.max_tokens > max_len) p->stop.max_tokens = max_len - p->n_prompt;
+    } else if (max_len > 0 && p->n_prompt + p->stop.max_tokens > max_len) {
+        return g4_fail(err, "prompt (%d tokens) + max_tokens (%d) exceeds the model length %d", p->n_prompt,
+                       p->stop.max_tokens, max_len);
+    }
+    return 0;
+}

@@ -1,0 +1,502 @@
+/* svc_native.c - g4serve.v1.G4Serve: Generate (server streaming), Tokenize, Detokenize,
+ * ModelInfo, Abort. Field meanings: proto/g4serve.proto.
+ *
+ * Generate: validate -> build the prompt (text, ids, or chat template) -> register the request
+ * id -> submit. The pump sends what the engine produced since the last message (one send in
+ * flight), the last message with finish reason and usage, then status OK. A cancelled call
+ * (client cancel, deadline) cancels the engine request; its KV blocks are freed by the engine.
+ * Not here yet: reasoning / tool-call parsing of chat output (needs the text layer's output
+ * parser); until then chat output arrives as plain text. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "g4serve.pb-c.h"
+#include "server/grpc/grpc_impl.h"
+#include "text/chat_template.h"
+
+typedef struct gen_state {
+    g4_gen *g;
+    char rid[160];
+    bool registered;
+} gen_state;
+
+/* ---- prompt ------------------------------------------------------------------------------ */
+
+static cJSON *parse_json_object(const char *text, const char *what, g4_error *err) {
+    cJSON *o = cJSON_Parse(text && text[0] ? text : "{}");
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        g4_fail(err, "%s must be a JSON object", what);
+        return NULL;
+    }
+    return o;
+}
+
+/* OpenAI-shaped cJSON for the chat template. */
+static int chat_json(const G4serve__V1__ChatInput *ci, cJSON **msgs_out, cJSON **tools_out, g4_error *err) {
+    cJSON *msgs = cJSON_CreateArray(), *tools = NULL;
+    if (!msgs) return g4_fail(err, "out of memory");
+    if (ci->n_messages == 0) {
+        cJSON_Delete(msgs);
+        return g4_fail(err, "chat.messages is empty");
+    }
+    for (size_t i = 0; i < ci->n_messages; i++) {
+        const G4serve__V1__ChatMessage *m = ci->messages[i];
+        if (!m->role[0]) {
+            cJSON_Delete(msgs);
+            return g4_fail(err, "chat.messages[%zu].role is empty", i);
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(msgs, o);
+        cJSON_AddStringToObject(o, "role", m->role);
+        cJSON_AddStringToObject(o, "content", m->content);
+        if (m->reasoning[0]) cJSON_AddStringToObject(o, "reasoning", m->reasoning);
+        if (m->tool_call_id[0]) cJSON_AddStringToObject(o, "tool_call_id", m->tool_call_id);
+        if (m->name[0]) cJSON_AddStringToObject(o, "name", m->name);
+        if (m->n_tool_calls) {
+            cJSON *tcs = cJSON_AddArrayToObject(o, "tool_calls");
+            for (size_t k = 0; k < m->n_tool_calls; k++) {
+                const G4serve__V1__ToolCall *tc = m->tool_calls[k];
+                char what[96];
+                snprintf(what, sizeof what, "chat.messages[%zu].tool_calls[%zu].arguments", i, k);
+                cJSON *args = parse_json_object(tc->arguments, what, err);
+                if (!args) {
+                    cJSON_Delete(msgs);
+                    return -1;
+                }
+                cJSON *t = cJSON_CreateObject();
+                cJSON_AddItemToArray(tcs, t);
+                cJSON_AddStringToObject(t, "id", tc->id);
+                cJSON_AddStringToObject(t, "type", "function");
+                cJSON *f = cJSON_AddObjectToObject(t, "function");
+                cJSON_AddStringToObject(f, "name", tc->name);
+                cJSON_AddItemToObject(f, "arguments", args);
+            }
+        }
+    }
+    if (ci->n_tools) {
+        tools = cJSON_CreateArray();
+        for (size_t i = 0; i < ci->n_tools; i++) {
+            const G4serve__V1__Tool *t = ci->tools[i];
+            if (!t->name[0]) {
+                cJSON_Delete(msgs), cJSON_Delete(tools);
+                return g4_fail(err, "chat.tools[%zu].name is empty", i);
+            }
+            char what[64];
+            snprintf(what, sizeof what, "chat.tools[%zu].parameters_json", i);
+            cJSON *params = parse_json_object(t->parameters_json, what, err);
+            if (!params) {
+                cJSON_Delete(msgs), cJSON_Delete(tools);
+                return -1;
+            }
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddItemToArray(tools, o);
+            cJSON_AddStringToObject(o, "type", "function");
+            cJSON *f = cJSON_AddObjectToObject(o, "function");
+            cJSON_AddStringToObject(f, "name", t->name);
+            if (t->description[0]) cJSON_AddStringToObject(f, "description", t->description);
+            cJSON_AddItemToObject(f, "parameters", params);
+        }
+    }
+    *msgs_out = msgs;
+    *tools_out = tools;
+    return 0;
+}
+
+/* text or chat -> ids. INVALID_ARGUMENT on error (message in err). */
+static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__ChatInput *chat, g4_tokens *out,
+                        g4_error *err) {
+    const g4_tokenizer *tok = s->model.tok;
+    if (!tok) return g4_fail(err, "this server has no tokenizer; send token_ids");
+    if (text) return g4_tokenizer_encode(tok, text, strlen(text), G4_ENCODE_ADD_BOS, out, err);
+    cJSON *msgs = NULL, *tools = NULL;
+    if (chat_json(chat, &msgs, &tools, err)) return -1;
+    g4_chat_options opt;
+    g4_chat_options_default(&opt);
+    opt.enable_thinking = chat->enable_thinking;
+    g4_strbuf prompt = {0};
+    int rc = g4_chat_render(msgs, tools, &opt, &prompt, err);
+    if (rc == 0)
+        rc = g4_tokenizer_encode(tok, prompt.data ? prompt.data : "", prompt.len, G4_ENCODE_SPLIT_SPECIAL, out, err);
+    g4_strbuf_free(&prompt);
+    cJSON_Delete(msgs);
+    cJSON_Delete(tools);
+    return rc;
+}
+
+/* ---- Generate ---------------------------------------------------------------------------- */
+
+static int fill_params(g4_grpc_server *s, const G4serve__V1__GenerateRequest *rq, g4_request_params *p,
+                       g4_error *err) {
+    g4_sampling_default(&p->sampling);
+    g4_stop_rules_default(&p->stop);
+    const G4serve__V1__SamplingParams *sp = rq->sampling;
+    if (sp) {
+        if (sp->temperature_opt_case == G4SERVE__V1__SAMPLING_PARAMS__TEMPERATURE_OPT_TEMPERATURE) {
+            if (!(sp->temperature >= 0 && sp->temperature <= 100))
+                return g4_fail(err, "sampling.temperature must be in [0, 100]");
+            p->sampling.temperature = sp->temperature;
+        }
+        if (sp->top_k < 0) return g4_fail(err, "sampling.top_k must be >= 0");
+        if (sp->top_k) p->sampling.top_k = sp->top_k;
+        if (!(sp->top_p >= 0 && sp->top_p <= 1)) return g4_fail(err, "sampling.top_p must be in [0, 1]");
+        if (sp->top_p > 0) p->sampling.top_p = sp->top_p;
+        if (!(sp->min_p >= 0 && sp->min_p <= 1)) return g4_fail(err, "sampling.min_p must be in [0, 1]");
+        if (sp->min_p > 0) p->sampling.min_p = sp->min_p;
+        if (!(sp->repetition_penalty >= 0 && sp->repetition_penalty <= 100))
+            return g4_fail(err, "sampling.repetition_penalty must be in [0, 100]");
+        if (sp->repetition_penalty > 0) p->sampling.repetition_penalty = sp->repetition_penalty;
+        if (!(sp->presence_penalty >= -2 && sp->presence_penalty <= 2))
+            return g4_fail(err, "sampling.presence_penalty must be in [-2, 2]");
+        if (!(sp->frequency_penalty >= -2 && sp->frequency_penalty <= 2))
+            return g4_fail(err, "sampling.frequency_penalty must be in [-2, 2]");
+        p->sampling.presence_penalty = sp->presence_penalty;
+        p->sampling.frequency_penalty = sp->frequency_penalty;
+        if (sp->seed_opt_case == G4SERVE__V1__SAMPLING_PARAMS__SEED_OPT_SEED) {
+            p->sampling.has_seed = true;
+            p->sampling.seed = sp->seed;
+        }
+    }
+    p->sampling.logprobs = -1;
+    if (rq->logprobs) {
+        if (rq->top_logprobs < 0 || rq->top_logprobs > G4_MAX_TOP_LOGPROBS)
+            return g4_fail(err, "top_logprobs must be in [0, %d]", G4_MAX_TOP_LOGPROBS);
+        p->sampling.logprobs = rq->top_logprobs;
+    }
+    const G4serve__V1__StopRules *st = rq->stop;
+    if (st) {
+        if (st->max_tokens < 0) return g4_fail(err, "stop.max_tokens must be >= 0");
+        if (st->min_tokens < 0) return g4_fail(err, "stop.min_tokens must be >= 0");
+        if (st->n_stop > 16) return g4_fail(err, "stop.stop has %zu strings; at most 16", st->n_stop);
+        for (size_t i = 0; i < st->n_stop; i++)
+            if (!st->stop[i][0]) return g4_fail(err, "stop.stop[%zu] is empty", i);
+        for (size_t i = 0; i < st->n_stop_token_ids; i++)
+            if (st->stop_token_ids[i] < 0 || st->stop_token_ids[i] >= s->model.cfg.vocab)
+                return g4_fail(err, "stop.stop_token_ids[%zu] = %d is outside the vocabulary", i,
+                               st->stop_token_ids[i]);
+        p->stop.max_tokens = st->max_tokens;
+        p->stop.min_tokens = st->min_tokens;
+        p->stop.ignore_eos = st->ignore_eos;
+        p->stop.stop_ids = st->stop_token_ids;
+        p->stop.n_stop_ids = (int)st->n_stop_token_ids;
+        p->stop.stop_strings = (const char *const *)st->stop;
+        p->stop.n_stop_strings = (int)st->n_stop;
+    } else {
+        p->stop.max_tokens = 0;
+    }
+    if (p->stop.min_tokens > 0 && p->stop.max_tokens > 0 && p->stop.min_tokens > p->stop.max_tokens)
+        return g4_fail(err, "stop.min_tokens (%d) exceeds stop.max_tokens (%d)", p->stop.min_tokens,
+                       p->stop.max_tokens);
+    p->priority = rq->priority;
+    return 0;
+}
+
+static void send_generate(g4_gcall *c, gen_state *st, bool final) {
+    g4_gen *g = st->g;
+    G4serve__V1__GenerateResponse r = G4SERVE__V1__GENERATE_RESPONSE__INIT;
+    r.request_id = st->rid;
+    r.n_token_ids = (size_t)g->n_ids;
+    r.token_ids = g->ids;
+    r.text = g->text.data ? g->text.data : "";
+    r.stop_token_id = -1;
+    G4serve__V1__TokenLogprob *lps = NULL, **lpp = NULL;
+    if (g->n_lp) {
+        lps = calloc((size_t)g->n_lp, sizeof *lps);
+        lpp = calloc((size_t)g->n_lp, sizeof *lpp);
+        if (lps && lpp) {
+            for (int i = 0; i < g->n_lp; i++) {
+                G4serve__V1__TokenLogprob init = G4SERVE__V1__TOKEN_LOGPROB__INIT;
+                lps[i] = init;
+                lps[i].token_id = g->lp[i].token;
+                lps[i].logprob = g->lp[i].logprob;
+                lps[i].n_top_ids = lps[i].n_top_logprobs = (size_t)g->lp[i].n_top;
+                lps[i].top_ids = g->lp[i].top_ids;
+                lps[i].top_logprobs = g->lp[i].top_logprobs;
+                lpp[i] = &lps[i];
+            }
+            r.n_logprobs = (size_t)g->n_lp;
+            r.logprobs = lpp;
+        }
+    }
+    G4serve__V1__Usage usage = G4SERVE__V1__USAGE__INIT;
+    if (final) {
+        switch (g->finish) {
+        case G4_FINISH_STOP: r.finish_reason = G4SERVE__V1__FINISH_REASON__FINISH_REASON_STOP; break;
+        case G4_FINISH_LENGTH: r.finish_reason = G4SERVE__V1__FINISH_REASON__FINISH_REASON_LENGTH; break;
+        default: r.finish_reason = G4SERVE__V1__FINISH_REASON__FINISH_REASON_ABORT; break;
+        }
+        usage.prompt_tokens = g->prompt_tokens;
+        usage.completion_tokens = g->completion_tokens;
+        usage.cached_tokens = g->cached_tokens;
+        r.usage = &usage;
+        if (g->stop_string) r.stop_string = g->stop_string;
+        r.stop_token_id = g->stop_token;
+    }
+    if (g4_gcall_send(c, &r.base) == 0) g4_gen_clear_output(g);
+    free(lps);
+    free(lpp);
+}
+
+static void generate_pump(g4_gcall *c) {
+    gen_state *st = c->svc;
+    if (!st || !st->g) return;
+    g4_gen_collect(c);
+    g4_gen *g = st->g;
+    if (g->finished && st->registered) {
+        g4_grpc_rid_remove(c->srv, st->rid);
+        st->registered = false;
+    }
+    if (g4_gcall_over(c) || c->send_busy || g->final_sent) return;
+    if (g->finished) {
+        g->final_sent = true;
+        if (g->finish == G4_FINISH_ERROR) {
+            g4_gcall_finish(c, GRPC_STATUS_INTERNAL, "generation failed: %s", g->error ? g->error : "engine error");
+            return;
+        }
+        send_generate(c, st, true);
+        g4_gcall_finish(c, GRPC_STATUS_OK, "%s", "");
+    } else if (g->n_ids || g->text.len) {
+        send_generate(c, st, false);
+    }
+}
+
+static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
+    g4_grpc_server *s = c->srv;
+    G4serve__V1__GenerateRequest *rq = g4serve__v1__generate_request__unpack(NULL, len, data);
+    g4_tokens prompt = {0};
+    g4_error err = {{0}};
+    gen_state *st = NULL;
+    if (!rq) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "GenerateRequest does not parse");
+        return;
+    }
+    if (!g4_grpc_ready(s)) {
+        g4_gcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the model is not ready");
+        goto out;
+    }
+    if (!g4_grpc_model_matches(s, rq->model)) {
+        g4_gcall_finish(c, GRPC_STATUS_NOT_FOUND, "model \"%s\" is not served here (served: \"%s\")", rq->model,
+                        s->served_name);
+        goto out;
+    }
+    g4_request_params p;
+    memset(&p, 0, sizeof p);
+    if (fill_params(s, rq, &p, &err)) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+        goto out;
+    }
+    switch (rq->input_case) {
+    case G4SERVE__V1__GENERATE_REQUEST__INPUT_TEXT:
+        if (build_prompt(s, rq->text, NULL, &prompt, &err)) goto bad;
+        break;
+    case G4SERVE__V1__GENERATE_REQUEST__INPUT_CHAT:
+        if (build_prompt(s, NULL, rq->chat, &prompt, &err)) goto bad;
+        break;
+    case G4SERVE__V1__GENERATE_REQUEST__INPUT_TOKEN_IDS:
+        for (size_t i = 0; i < rq->token_ids->n_ids; i++) {
+            int32_t id = rq->token_ids->ids[i];
+            if (id < 0 || id >= s->model.cfg.vocab) {
+                g4_fail(&err, "token_ids.ids[%zu] = %d is outside the vocabulary [0, %d)", i, id, s->model.cfg.vocab);
+                goto bad;
+            }
+            if (g4_tokens_push(&prompt, id)) {
+                g4_fail(&err, "out of memory");
+                goto bad;
+            }
+        }
+        break;
+    default:
+        g4_fail(&err, "one of text, token_ids or chat is required");
+        goto bad;
+    }
+    p.prompt = prompt.ids;
+    p.n_prompt = (int)prompt.n;
+    if (g4_grpc_check_lengths(s, &p, &err)) goto bad;
+    st = calloc(1, sizeof *st);
+    if (!st || !(st->g = g4_gen_new(c, rq->keep_special_tokens ? 0 : G4_DECODE_SKIP_SPECIAL))) {
+        free(st);
+        g4_gcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    if (rq->request_id[0]) snprintf(st->rid, sizeof st->rid, "%s", rq->request_id);
+    else snprintf(st->rid, sizeof st->rid, "g4-%llu", (unsigned long long)atomic_fetch_add(&s->next_rid, 1));
+    if (g4_grpc_rid_add(s, st->rid)) {
+        g4_gcall_finish(c, GRPC_STATUS_ALREADY_EXISTS, "request_id \"%s\" is already running", st->rid);
+        g4_gen_free(st->g);
+        free(st);
+        goto out;
+    }
+    st->registered = true;
+    c->svc = st;
+    grpc_status_code code;
+    if (g4_gen_submit(st->g, &p, &code, &err)) {
+        g4_grpc_rid_remove(s, st->rid);
+        st->registered = false;
+        g4_gcall_finish(c, code, "%s", err.msg);
+        goto out;
+    }
+    if (g4_grpc_rid_bind(s, st->rid, st->g->eid)) g4_gen_cancel(st->g);
+    if (c->cancelled) g4_gen_cancel(st->g); /* the client left while we were submitting */
+    goto out;
+bad:
+    g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+out:
+    g4_tokens_free(&prompt);
+    g4serve__v1__generate_request__free_unpacked(rq, NULL);
+}
+
+static void generate_cancel(g4_gcall *c) {
+    gen_state *st = c->svc;
+    if (st && st->g) g4_gen_cancel(st->g);
+}
+
+static void generate_free(g4_gcall *c) {
+    gen_state *st = c->svc;
+    if (!st) return;
+    if (st->registered) g4_grpc_rid_remove(c->srv, st->rid);
+    g4_gen_free(st->g);
+    free(st);
+}
+
+/* ---- unary methods ----------------------------------------------------------------------- */
+
+static void tokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
+    g4_grpc_server *s = c->srv;
+    G4serve__V1__TokenizeRequest *rq = g4serve__v1__tokenize_request__unpack(NULL, len, data);
+    if (!rq) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "TokenizeRequest does not parse");
+        return;
+    }
+    g4_tokens ids = {0};
+    g4_error err = {{0}};
+    if (!atomic_load(&s->attached)) {
+        g4_gcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the model is not loaded yet");
+    } else if (!g4_grpc_model_matches(s, rq->model)) {
+        g4_gcall_finish(c, GRPC_STATUS_NOT_FOUND, "model \"%s\" is not served here", rq->model);
+    } else if (rq->input_case == G4SERVE__V1__TOKENIZE_REQUEST__INPUT__NOT_SET) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "one of text or chat is required");
+    } else if (build_prompt(s, rq->input_case == G4SERVE__V1__TOKENIZE_REQUEST__INPUT_TEXT ? rq->text : NULL,
+                            rq->chat, &ids, &err)) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+    } else {
+        G4serve__V1__TokenizeResponse r = G4SERVE__V1__TOKENIZE_RESPONSE__INIT;
+        r.n_ids = ids.n;
+        r.ids = ids.ids;
+        r.max_model_len = s->model.eo.max_model_len;
+        g4_gcall_reply(c, &r.base);
+    }
+    g4_tokens_free(&ids);
+    g4serve__v1__tokenize_request__free_unpacked(rq, NULL);
+}
+
+static void detokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
+    g4_grpc_server *s = c->srv;
+    G4serve__V1__DetokenizeRequest *rq = g4serve__v1__detokenize_request__unpack(NULL, len, data);
+    if (!rq) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "DetokenizeRequest does not parse");
+        return;
+    }
+    g4_strbuf text = {0};
+    g4_error err = {{0}};
+    int32_t n_vocab = s->model.tok ? g4_tokenizer_n_vocab(s->model.tok) : 0;
+    size_t bad = rq->n_ids;
+    for (size_t i = 0; i < rq->n_ids && bad == rq->n_ids; i++)
+        if (rq->ids[i] < 0 || rq->ids[i] >= n_vocab) bad = i;
+    if (!atomic_load(&s->attached) || !s->model.tok) {
+        g4_gcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the model is not loaded yet");
+    } else if (!g4_grpc_model_matches(s, rq->model)) {
+        g4_gcall_finish(c, GRPC_STATUS_NOT_FOUND, "model \"%s\" is not served here", rq->model);
+    } else if (bad < rq->n_ids) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "ids[%zu] = %d is outside the vocabulary [0, %d)", bad,
+                        rq->ids[bad], n_vocab);
+    } else if (g4_tokenizer_decode(s->model.tok, rq->ids, rq->n_ids,
+                                   rq->keep_special_tokens ? 0 : G4_DECODE_SKIP_SPECIAL, &text, &err)) {
+        g4_gcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err.msg);
+    } else {
+        G4serve__V1__DetokenizeResponse r = G4SERVE__V1__DETOKENIZE_RESPONSE__INIT;
+        r.text = text.data ? text.data : "";
+        g4_gcall_reply(c, &r.base);
+    }
+    g4_strbuf_free(&text);
+    g4serve__v1__detokenize_request__free_unpacked(rq, NULL);
+}
+
+static void model_info_message(g4_gcall *c, const uint8_t *data, size_t len) {
+    (void)data, (void)len;
+    g4_grpc_server *s = c->srv;
+    if (!atomic_load(&s->attached)) {
+        g4_gcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the model is not loaded yet");
+        return;
+    }
+    const g4_config *cf = &s->model.cfg;
+    const g4_engine_opts *eo = &s->model.eo;
+    g4_engine_stats es;
+    g4_engine_stats_get(s->model.engine, &es);
+    G4serve__V1__ModelInfoResponse r = G4SERVE__V1__MODEL_INFO_RESPONSE__INIT;
+    G4serve__V1__EngineLoad load = G4SERVE__V1__ENGINE_LOAD__INIT;
+    r.model = s->served_name;
+    r.model_path = s->model_path;
+    r.architecture = cf->moe ? "gemma4-moe" : "gemma4-dense";
+    r.vocab_size = cf->vocab;
+    r.hidden_size = cf->hidden;
+    r.num_layers = cf->n_layers;
+    r.num_heads = cf->n_heads;
+    r.num_kv_heads = cf->n_kv_heads;
+    r.num_global_kv_heads = cf->n_global_kv_heads;
+    r.head_dim = cf->head_dim;
+    r.global_head_dim = cf->global_head_dim;
+    r.sliding_window = cf->sliding_window;
+    r.num_experts = cf->moe ? cf->n_experts : 0;
+    r.experts_per_token = cf->moe ? cf->top_k : 0;
+    r.max_model_len = eo->max_model_len;
+    r.max_running = eo->max_running;
+    r.tp_size = s->model.tp_size > 0 ? s->model.tp_size : 1;
+    r.kv_block_size = eo->block_size;
+    r.kv_blocks_sliding_total = es.blocks_sliding_total;
+    r.kv_blocks_global_total = es.blocks_global_total;
+    r.kv_capacity_tokens = es.blocks_global_total * eo->block_size;
+    int32_t eos[G4_MAX_EOS];
+    r.n_eos_token_ids = (size_t)(cf->n_eos < G4_MAX_EOS ? cf->n_eos : G4_MAX_EOS);
+    for (size_t i = 0; i < r.n_eos_token_ids; i++) eos[i] = cf->eos_ids[i];
+    r.eos_token_ids = eos;
+    load.running = es.running;
+    load.waiting = es.waiting;
+    load.kv_blocks_sliding_used = es.blocks_sliding_used;
+    load.kv_blocks_global_used = es.blocks_global_used;
+    load.kv_blocks_cached = es.blocks_cached;
+    load.preemptions = es.preemptions;
+    load.finished_stop = es.finished[G4_FINISH_STOP];
+    load.finished_length = es.finished[G4_FINISH_LENGTH];
+    load.finished_abort = es.finished[G4_FINISH_ABORT];
+    load.finished_error = es.finished[G4_FINISH_ERROR];
+    r.load = &load;
+    g4_gcall_reply(c, &r.base);
+}
+
+static void abort_message(g4_gcall *c, const uint8_t *data, size_t len) {
+    G4serve__V1__AbortRequest *rq = g4serve__v1__abort_request__unpack(NULL, len, data);
+    if (!rq) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "AbortRequest does not parse");
+        return;
+    }
+    if (!rq->request_id[0]) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "request_id is empty");
+    } else {
+        G4serve__V1__AbortResponse r = G4SERVE__V1__ABORT_RESPONSE__INIT;
+        r.found = g4_grpc_rid_abort(c->srv, rq->request_id);
+        g4_gcall_reply(c, &r.base);
+    }
+    g4serve__v1__abort_request__free_unpacked(rq, NULL);
+}
+
+const g4_grpc_method g4_native_methods[] = {
+    {.path = "/g4serve.v1.G4Serve/Generate", .kind = G4_RPC_SERVER_STREAM, .on_message = generate_message,
+     .pump = generate_pump, .on_cancel = generate_cancel, .on_free = generate_free},
+    {.path = "/g4serve.v1.G4Serve/Tokenize", .kind = G4_RPC_UNARY, .on_message = tokenize_message},
+    {.path = "/g4serve.v1.G4Serve/Detokenize", .kind = G4_RPC_UNARY, .on_message = detokenize_message},
+    {.path = "/g4serve.v1.G4Serve/ModelInfo", .kind = G4_RPC_UNARY, .on_message = model_info_message},
+    {.path = "/g4serve.v1.G4Serve/Abort", .kind = G4_RPC_UNARY, .on_message = abort_message},
+    {0},
+};
