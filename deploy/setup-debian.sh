@@ -4,7 +4,7 @@
 # run time by g4serve itself.
 set -euo pipefail
 
-packages=(cmake ninja-build gcc g++ make pkg-config libcjson-dev)
+packages=(cmake ninja-build gcc g++ make pkg-config libcjson-dev libmicrohttpd-dev libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libcurl4-openssl-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,481 @@
+/* generate.c - one generation request from HTTP body to engine and back (chat and completions).
+ *
+ * A g4_job holds the parsed request, one g4_choice per requested choice (n > 1 submits n engine
+ * requests), a queue of copied engine events and the SSE bytes not yet written. Threads:
+ *   engine thread  on_event(): copies the event into the job's queue, resumes the connection;
+ *   MHD thread     the access handler (submit, final JSON) and the SSE content reader, which
+ *                  turn queued events into chunks (output parsing happens here, off the engine).
+ *   ticker thread  keep-alive comments during long prefill, request timeouts.
+ * One mutex per job guards everything mutable in it; suspend and resume happen under it, so a
+ * wake-up can never be lost. Lifetime: a reference for the connection, one per unfinished engine
+ * request and one for a streaming response; the job is freed when the last one drops.
+ * A client that hangs up (MHD completion code not OK) cancels its unfinished engine requests.
+ * Not here: JSON shapes of chunks and responses (oai_format.c). */
+#include "server/http/generate_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "text/chat_template.h"
+
+/* --- job lifetime ---------------------------------------------------------------------- */
+
+static void job_free(g4_job *j)
+{
+    for (int i = 0; i < j->n; i++)
+        g4_choice_release(&j->ch[i]);
+    for (int i = 0; i < j->nq; i++) {
+        free(j->q[i].text);
+        free(j->q[i].error);
+    }
+    free(j->q);
+    g4_strbuf_free(&j->out);
+    g4_oai_request_free(&j->req);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+}
+
+static void job_unref(g4_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    int left = --j->refs;
+    pthread_mutex_unlock(&j->mu);
+    if (left > 0)
+        return;
+    g4_http_server *s = j->srv;
+    pthread_mutex_lock(&s->jobs_mu);
+    for (g4_job **p = &s->jobs; *p; p = &(*p)->next_live)
+        if (*p == j) {
+            *p = j->next_live;
+            break;
+        }
+    pthread_mutex_unlock(&s->jobs_mu);
+    job_free(j);
+}
+
+/* Under j->mu: wakes the connection if it sleeps. */
+static void job_wake(g4_job *j)
+{
+    if (j->suspended && j->conn) {
+        j->suspended = false;
+        MHD_resume_connection(j->conn);
+    }
+}
+
+/* --- engine side ----------------------------------------------------------------------- */
+
+static void on_event(void *user, const g4_event *ev)
+{
+    g4_choice *ch = user;
+    g4_job *j = ch->job;
+    double now = g4_now();
+    g4_evrec r;
+    memset(&r, 0, sizeof r);
+    r.choice = ch->index;
+    r.n_tokens = ev->n_tokens;
+    r.token = ev->token;
+    r.text = ev->text && ev->text[0] ? strdup(ev->text) : NULL;
+    r.logprob = ev->logprob;
+    r.n_top = ev->n_top > G4_MAX_TOP_LOGPROBS ? G4_MAX_TOP_LOGPROBS : (ev->n_top > 0 ? ev->n_top : 0);
+    for (int i = 0; i < r.n_top; i++) {
+        r.top_ids[i] = ev->top_ids[i];
+        r.top_lp[i] = ev->top_logprobs[i];
+    }
+    r.finish = ev->finish;
+    r.stop_token = ev->stop_token;
+    r.error = ev->error ? strdup(ev->error) : NULL;
+    r.prompt_tokens = ev->prompt_tokens;
+    r.completion_tokens = ev->completion_tokens;
+    r.cached_tokens = ev->cached_tokens;
+
+    pthread_mutex_lock(&j->mu);
+    if (j->nq == j->capq) {
+        int cap = j->capq ? 2 * j->capq : 16;
+        g4_evrec *q = realloc(j->q, sizeof *q * (size_t)cap);
+        if (q) {
+            j->q = q;
+            j->capq = cap;
+        }
+    }
+    if (j->nq < j->capq)
+        j->q[j->nq++] = r;
+    else { /* out of memory: drop the text, keep the finish */
+        free(r.text);
+        free(r.error);
+        j->oom = true;
+    }
+    if (ev->n_tokens > 0 && ch->t_first == 0)
+        ch->t_first = now;
+    bool last = ev->finish != G4_FINISH_NONE;
+    if (last) {
+        ch->engine_done = true;
+        j->n_engine_done++;
+        g4_request_record rec = {
+            .finish = ev->finish,
+            .prompt_tokens = ev->prompt_tokens,
+            .generation_tokens = ev->completion_tokens,
+            .cached_tokens = ev->cached_tokens,
+            .queue_s = ch->t_first > 0 ? ch->t_first - j->t_submit : -1,
+            .ttft_s = ch->t_first > 0 ? ch->t_first - j->t_arrival : -1,
+            .e2e_s = now - j->t_arrival,
+        };
+        g4_metrics_request_done(j->srv->metrics, &rec);
+    }
+    if (j->stream || j->n_engine_done == j->n)
+        job_wake(j);
+    pthread_mutex_unlock(&j->mu);
+    if (last)
+        job_unref(j);
+}
+
+/* Cancels every unfinished engine request of j (any thread; takes j->mu). */
+static void job_cancel(g4_job *j)
+{
+    uint64_t ids[G4_OAI_MAX_N];
+    int n = 0;
+    pthread_mutex_lock(&j->mu);
+    for (int i = 0; i < j->n; i++)
+        if (j->ch[i].id && !j->ch[i].engine_done)
+            ids[n++] = j->ch[i].id;
+    pthread_mutex_unlock(&j->mu);
+    g4_engine *e = atomic_load(&j->srv->engine);
+    for (int i = 0; i < n; i++)
+        g4_engine_cancel(e, ids[i]);
+}
+
+/* --- prompt ------------------------------------------------------------------------------ */
+
+static int build_prompt(g4_http_server *s, const g4_oai_request *r, g4_tokens *ids, unsigned *parse_flags,
+                        g4_http_error *e)
+{
+    g4_error err = {{0}};
+    *parse_flags = 0;
+    if (r->kind == G4_OAI_COMPLETION) {
+        if (r->prompt_ids) {
+            for (int i = 0; i < r->n_prompt_ids; i++)
+                if (g4_tokens_push(ids, r->prompt_ids[i]) < 0)
+                    return g4_http_fail(e, 500, NULL, "out of memory");
+            return 0;
+        }
+        /* Raw prompts may carry control tokens on purpose; Gemma needs exactly one BOS. */
+        if (g4_tokenizer_encode(s->tok, r->prompt_text, strlen(r->prompt_text),
+                                G4_ENCODE_SPLIT_SPECIAL | G4_ENCODE_ADD_BOS, ids, &err) < 0)
+            return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
+        return 0;
+    }
+    g4_chat_options o;
+    g4_chat_options_default(&o);
+    o.enable_thinking = r->enable_thinking;
+    o.add_generation_prompt = r->add_generation_prompt;
+    o.decode_string_arguments = 1;
+    const cJSON *tools = r->tool_choice == G4_TOOL_CHOICE_NONE ? NULL : r->tools;
+    g4_strbuf text = {0};
+    if (g4_chat_render(r->messages, tools, &o, &text, &err) < 0) {
+        g4_strbuf_free(&text);
+        return g4_http_fail(e, 400, "messages", "%s", err.msg);
+    }
+    static const char opened[] = "<|channel>thought\n";
+    if (text.len >= sizeof opened - 1 && !memcmp(text.data + text.len - (sizeof opened - 1), opened, sizeof opened - 1))
+        *parse_flags |= G4_PARSE_START_IN_REASONING;
+    int rc = g4_tokenizer_encode(s->tok, text.data ? text.data : "", text.len, G4_ENCODE_SPLIT_SPECIAL, ids, &err);
+    g4_strbuf_free(&text);
+    if (rc < 0)
+        return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
+    return 0;
+}
+
+/* --- submit -------------------------------------------------------------------------------- */
+
+static bool served_name(const g4_http_server *s, const char *name)
+{
+    for (int i = 0; i < s->cfg.n_served_names; i++)
+        if (!strcmp(s->cfg.served_names[i], name))
+            return true;
+    return false;
+}
+
+static enum MHD_Result reject(g4_http_server *s, struct MHD_Connection *c, const g4_http_error *e)
+{
+    g4_metrics_request_rejected(s->metrics, e->status);
+    return g4_http_send_error(c, e);
+}
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max);
+static void sse_free(void *cls);
+
+enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, g4_oai_kind kind)
+{
+    g4_http_error e;
+    g4_oai_request req;
+    if (g4_oai_request_parse(&req, kind, cn->body.data ? cn->body.data : "", cn->body.len,
+                             g4_tokenizer_n_vocab(s->tok), &e) < 0)
+        return reject(s, c, &e);
+    if (req.model && !served_name(s, req.model)) {
+        g4_http_fail(&e, 404, "model", "The model `%s` does not exist.", req.model);
+        g4_oai_request_free(&req);
+        return reject(s, c, &e);
+    }
+    g4_tokens ids = {0};
+    unsigned parse_flags = 0;
+    if (build_prompt(s, &req, &ids, &parse_flags, &e) < 0) {
+        g4_tokens_free(&ids);
+        g4_oai_request_free(&req);
+        return reject(s, c, &e);
+    }
+    int n_prompt = (int)ids.n;
+    int room = s->max_model_len - n_prompt;
+    int max_tokens = req.max_tokens ? req.max_tokens
+                     : kind == G4_OAI_COMPLETION ? s->cfg.default_completion_max_tokens : room;
+    if (n_prompt == 0 || room < 1 || max_tokens > room) {
+        if (n_prompt == 0)
+            g4_http_fail(&e, 400, "prompt", "the prompt is empty");
+        else
+            g4_http_fail(&e, 400, req.max_tokens ? "max_tokens" : "messages",
+                         "This model's maximum context length is %d tokens. However, you requested %d tokens "
+                         "(%d in the messages, %d in the completion). Please reduce the length of the messages "
+                         "or completion.", s->max_model_len, n_prompt + max_tokens, n_prompt, max_tokens);
+        g4_tokens_free(&ids);
+        g4_oai_request_free(&req);
+        return reject(s, c, &e);
+    }
+    req.stop.max_tokens = max_tokens;
+
+    g4_job *j = calloc(1, sizeof *j + sizeof(g4_choice) * (size_t)req.n);
+    if (!j) {
+        g4_tokens_free(&ids);
+        g4_oai_request_free(&req);
+        g4_http_fail(&e, 500, NULL, "out of memory");
+        return reject(s, c, &e);
+    }
+    pthread_mutex_init(&j->mu, NULL);
+    j->srv = s;
+    j->req = req;
+    j->n = req.n;
+    j->stream = req.stream;
+    j->conn = c;
+    j->refs = 1; /* the connection's */
+    j->t_arrival = cn->t_arrival;
+    j->last_write = g4_now();
+    j->created = (long)time(NULL);
+    j->prompt_tokens = n_prompt;
+    snprintf(j->id, sizeof j->id, "%s-%llx%08llx", kind == G4_OAI_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)time(NULL), (unsigned long long)atomic_fetch_add(&s->next_id, 1));
+    j->model = req.model ? req.model : s->cfg.served_names[0];
+    for (int i = 0; i < j->n; i++) {
+        if (g4_choice_init(&j->ch[i], j, i, kind == G4_OAI_CHAT, parse_flags) < 0) {
+            g4_tokens_free(&ids);
+            job_free(j);
+            g4_http_fail(&e, 500, NULL, "out of memory");
+            return reject(s, c, &e);
+        }
+    }
+    cn->job = j;
+    pthread_mutex_lock(&s->jobs_mu);
+    j->next_live = s->jobs;
+    s->jobs = j;
+    pthread_mutex_unlock(&s->jobs_mu);
+
+    g4_engine *eng = atomic_load(&s->engine);
+    j->t_submit = g4_now();
+    int code = 0, submitted = 0;
+    g4_error err = {{0}};
+    for (int i = 0; i < j->n; i++) {
+        g4_request_params p;
+        memset(&p, 0, sizeof p);
+        p.prompt = ids.ids;
+        p.n_prompt = n_prompt;
+        p.sampling = j->req.sampling;
+        if (p.sampling.has_seed)
+            p.sampling.seed += (uint64_t)i; /* distinct but reproducible choices */
+        p.stop = j->req.stop;
+        p.priority = j->req.priority;
+        p.on_event = on_event;
+        p.user = &j->ch[i];
+        pthread_mutex_lock(&j->mu);
+        j->refs++;
+        pthread_mutex_unlock(&j->mu);
+        uint64_t id = g4_engine_submit(eng, &p, &code, &err);
+        pthread_mutex_lock(&j->mu);
+        j->ch[i].id = id;
+        if (!id)
+            j->refs--;
+        pthread_mutex_unlock(&j->mu);
+        if (!id)
+            break;
+        submitted++;
+    }
+    g4_tokens_free(&ids);
+    if (submitted < j->n) {
+        job_cancel(j); /* choices already submitted end with ABORT and drop their refs */
+        int status = code == G4_ERR_QUEUE_FULL ? 429 : code == G4_ERR_STOPPED ? 503 : 400;
+        g4_http_fail(&e, status, code == G4_ERR_TOO_LONG ? "max_tokens" : NULL, "%s",
+                     code == G4_ERR_QUEUE_FULL ? "the server is busy (request queue full); retry later" : err.msg);
+        pthread_mutex_lock(&j->mu);
+        j->failed = true;
+        pthread_mutex_unlock(&j->mu);
+        return reject(s, c, &e);
+    }
+    if (s->cfg.log_requests)
+        fprintf(stderr, "g4serve: %s %s n=%d prompt_tokens=%d max_tokens=%d stream=%d\n", j->id,
+                kind == G4_OAI_CHAT ? "chat" : "completion", j->n, n_prompt, max_tokens, (int)j->stream);
+
+    if (j->stream) {
+        pthread_mutex_lock(&j->mu);
+        j->refs++; /* the response's, dropped in sse_free */
+        pthread_mutex_unlock(&j->mu);
+        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_reader, j, sse_free);
+        if (!r) {
+            job_unref(j);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, "Content-Type", "text/event-stream");
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        enum MHD_Result ret = MHD_queue_response(c, 200, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    pthread_mutex_lock(&j->mu);
+    j->suspended = true;
+    MHD_suspend_connection(c);
+    pthread_mutex_unlock(&j->mu);
+    return MHD_YES;
+}
+
+/* Non-streaming: the connection was resumed; answer when every choice has finished. */
+enum MHD_Result g4_generate_resume(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    (void)s;
+    g4_job *j = cn->job;
+    pthread_mutex_lock(&j->mu);
+    if (j->failed || j->stream) { /* an error response was queued already; should not be called */
+        pthread_mutex_unlock(&j->mu);
+        return MHD_YES;
+    }
+    if (j->n_engine_done < j->n) {
+        j->suspended = true;
+        MHD_suspend_connection(c);
+        pthread_mutex_unlock(&j->mu);
+        return MHD_YES;
+    }
+    g4_http_error e;
+    char *json = NULL;
+    int rc = g4_job_drain(j, &e) < 0 ? -1 : g4_job_final_json(j, &json, &e);
+    pthread_mutex_unlock(&j->mu);
+    if (rc < 0)
+        return g4_http_send_error(c, &e);
+    enum MHD_Result ret = g4_http_send_json(c, 200, json);
+    free(json);
+    return ret;
+}
+
+/* --- streaming ------------------------------------------------------------------------------ */
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    g4_job *j = cls;
+    pthread_mutex_lock(&j->mu);
+    if (j->out_pos == j->out.len) {
+        g4_strbuf_clear(&j->out);
+        j->out_pos = 0;
+        g4_http_error e;
+        if (g4_job_drain(j, &e) < 0)
+            g4_job_sse_error(j, &e);
+    }
+    size_t avail = j->out.len - j->out_pos;
+    if (avail > 0) {
+        size_t n = avail < max ? avail : max;
+        memcpy(buf, j->out.data + j->out_pos, n);
+        j->out_pos += n;
+        j->last_write = g4_now();
+        pthread_mutex_unlock(&j->mu);
+        return (ssize_t)n;
+    }
+    if (j->done_sent) {
+        pthread_mutex_unlock(&j->mu);
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    j->suspended = true;
+    MHD_suspend_connection(j->conn);
+    pthread_mutex_unlock(&j->mu);
+    return 0;
+}
+
+static void sse_free(void *cls) { job_unref(cls); }
+
+void g4_generate_conn_closed(g4_http_server *s, g4_conn *cn, bool ok)
+{
+    (void)s;
+    g4_job *j = cn->job;
+    pthread_mutex_lock(&j->mu);
+    j->conn = NULL;
+    j->suspended = false;
+    pthread_mutex_unlock(&j->mu);
+    if (!ok)
+        job_cancel(j); /* the client hung up: free its KV blocks now */
+    cn->job = NULL;
+    job_unref(j);
+}
+
+/* --- ticker and shutdown -------------------------------------------------------------------- */
+
+/* Collects references to live jobs (so they cannot be freed while we look at them). */
+static int live_jobs(g4_http_server *s, g4_job **out, int cap)
+{
+    int n = 0;
+    pthread_mutex_lock(&s->jobs_mu);
+    for (g4_job *j = s->jobs; j && n < cap; j = j->next_live) {
+        pthread_mutex_lock(&j->mu);
+        if (j->refs > 0) {
+            j->refs++;
+            out[n++] = j;
+        }
+        pthread_mutex_unlock(&j->mu);
+    }
+    pthread_mutex_unlock(&s->jobs_mu);
+    return n;
+}
+
+void g4_generate_tick(g4_http_server *s, double now)
+{
+    enum { CAP = 8192 };
+    static _Thread_local g4_job *jobs[CAP];
+    int n = live_jobs(s, jobs, CAP);
+    for (int i = 0; i < n; i++) {
+        g4_job *j = jobs[i];
+        bool cancel = false;
+        pthread_mutex_lock(&j->mu);
+        if (s->cfg.request_timeout_s > 0 && !j->timed_out && j->n_engine_done < j->n &&
+            now - j->t_arrival > s->cfg.request_timeout_s) {
+            j->timed_out = true;
+            cancel = true;
+        }
+        if (j->stream && j->conn && s->cfg.keepalive_s > 0 && now - j->last_write >= s->cfg.keepalive_s &&
+            !j->done_sent && j->out_pos == j->out.len) {
+            /* An SSE comment: clients ignore it, and writing it notices a client that left. */
+            g4_strbuf_puts(&j->out, ": keep-alive\n\n");
+            j->last_write = now;
+            job_wake(j);
+        }
+        pthread_mutex_unlock(&j->mu);
+        if (cancel)
+            job_cancel(j);
+        job_unref(j);
+    }
+}
+
+void g4_generate_cancel_all(g4_http_server *s)
+{
+    enum { CAP = 8192 };
+    static g4_job *jobs[CAP];
+    int n = live_jobs(s, jobs, CAP);
+    for (int i = 0; i < n; i++) {
+        job_cancel(jobs[i]);
+        pthread_mutex_lock(&jobs[i]->mu);
+        job_wake(jobs[i]);
+        pthread_mutex_unlock(&jobs[i]->mu);
+        job_unref(jobs[i]);
+    }
+}

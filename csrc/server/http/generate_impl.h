@@ -1,0 +1,86 @@
+/* generate_impl.h - the generation job shared by generate.c (threads, engine, connection) and
+ * oai_format.c (turning engine events into OpenAI chunks / responses). Private to the server. */
+#ifndef G4_SERVER_HTTP_GENERATE_IMPL_H
+#define G4_SERVER_HTTP_GENERATE_IMPL_H
+
+#include <stdbool.h>
+
+#include <cjson/cJSON.h>
+
+#include "server/http/server_impl.h"
+#include "text/output_parser.h"
+
+/* A copy of one g4_event, made on the engine thread (its pointers die with the callback). */
+typedef struct g4_evrec {
+    int choice;
+    int n_tokens;
+    int32_t token;
+    char *text;                  /* owned, NULL when empty */
+    float logprob;
+    int n_top;
+    int32_t top_ids[G4_MAX_TOP_LOGPROBS];
+    float top_lp[G4_MAX_TOP_LOGPROBS];
+    g4_finish_reason finish;
+    int32_t stop_token;
+    char *error;                 /* owned */
+    int prompt_tokens, completion_tokens, cached_tokens;
+} g4_evrec;
+
+typedef struct g4_choice {
+    g4_job *job;
+    int index;
+    uint64_t id;                 /* engine request id, 0 = not submitted */
+    bool engine_done;            /* its last event arrived (engine thread writes, under job mu) */
+    double t_first;              /* first token, monotonic s */
+    /* MHD thread only, below */
+    bool finished;               /* last event processed */
+    bool role_sent;              /* stream: the role chunk went out */
+    g4_finish_reason finish;
+    int completion_tokens, cached_tokens;
+    g4_output_parser *parser;    /* chat only */
+    g4_strbuf content, reasoning;
+    cJSON *tool_calls;           /* non-stream: accumulated calls */
+    cJSON *logprobs;             /* non-stream: chat content[] / completion object */
+    size_t text_offset;          /* completions logprobs text_offset */
+    char error[512];
+} g4_choice;
+
+struct g4_job {
+    g4_job *next_live;           /* the server's list (jobs_mu) */
+    pthread_mutex_t mu;
+    int refs;
+    g4_http_server *srv;
+    struct MHD_Connection *conn; /* NULL once the connection is gone */
+    bool suspended;
+    bool stream;
+    bool failed;                 /* an error response was sent at submit */
+    bool timed_out;
+    bool oom;
+    g4_oai_request req;
+    char id[64];
+    const char *model;
+    long created;
+    int prompt_tokens;
+    double t_arrival, t_submit, last_write;
+    g4_evrec *q;                 /* events not yet processed */
+    int nq, capq;
+    int n_engine_done;           /* choices whose last event arrived */
+    int n_finished;              /* choices whose last event was processed */
+    g4_strbuf out;               /* SSE bytes; out_pos of them already written */
+    size_t out_pos;
+    bool done_sent;
+    int n;
+    g4_choice ch[];
+};
+
+int g4_choice_init(g4_choice *c, g4_job *j, int index, bool chat, unsigned parse_flags);
+void g4_choice_release(g4_choice *c);
+
+/* Under j->mu: turns the queued events into SSE text (stream) or accumulated output. */
+int g4_job_drain(g4_job *j, g4_http_error *e);
+/* Under j->mu, every choice finished: the non-streaming response body (malloc'ed) or an error. */
+int g4_job_final_json(g4_job *j, char **json, g4_http_error *e);
+/* Under j->mu: appends an SSE error event. */
+void g4_job_sse_error(g4_job *j, const g4_http_error *e);
+
+#endif

@@ -1,0 +1,59 @@
+/* http_server.h - the OpenAI-compatible HTTP API (NIM-style) over libmicrohttpd.
+ *
+ * Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
+ * GET /v1/health/live, GET /v1/health/ready, GET /v1/metrics and /metrics, GET /v1/version,
+ * POST /tokenize, POST /detokenize. Reference: docs/api-http.md.
+ *
+ * Life cycle: start (the port is open and /v1/health/live answers 200 at once), attach the
+ * engine and tokenizer when the model is loaded, set_ready after warm-up (/v1/health/ready
+ * turns 200; generation endpoints answer 503 before), stop. One internal polling thread (epoll)
+ * serves every connection; streaming responses suspend their connection and the engine thread
+ * resumes it when events arrive. Not here: flag parsing and model loading (main.c). */
+#ifndef G4_SERVER_HTTP_HTTP_SERVER_H
+#define G4_SERVER_HTTP_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/error.h"
+#include "engine/engine.h"
+#include "text/tokenizer.h"
+
+#define G4_HTTP_MAX_NAMES 8
+
+typedef struct g4_http_config {
+    const char *host;              /* listen address, "0.0.0.0" (default) or e.g. "127.0.0.1" */
+    int port;                      /* 0 = pick a free port (see g4_http_server_port) */
+    const char *served_names[G4_HTTP_MAX_NAMES]; /* model names the API answers to; [0] is reported */
+    int n_served_names;
+    const char *model_path;        /* reported as `root` in /v1/models */
+    size_t max_body_bytes;         /* request bodies above this get 413 */
+    int connection_timeout_s;      /* idle connection timeout (0 = none) */
+    double keepalive_s;            /* SSE comment after this long without data (0 = never) */
+    double request_timeout_s;      /* a generation running longer is cancelled (0 = never) */
+    bool reasoning_content;        /* also emit `reasoning_content` (older clients) */
+    bool log_requests;             /* one log line per request (NIM_DISABLE_LOG_REQUESTS=0) */
+    int default_completion_max_tokens; /* /v1/completions without max_tokens (vLLM: 16) */
+} g4_http_config;
+
+void g4_http_config_default(g4_http_config *c);
+
+typedef struct g4_http_server g4_http_server;
+
+/* Opens the listening socket and starts serving. NULL with err on failure (port in use, ...). */
+g4_http_server *g4_http_server_start(const g4_http_config *c, g4_error *err);
+
+/* The bound port (useful with port 0). */
+int g4_http_server_port(const g4_http_server *s);
+
+/* Hands over the engine and tokenizer (not owned; both must outlive the server). eo gives the
+ * limits the API enforces and reports (max_model_len, max_running). Call once, before ready. */
+void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *tok, const g4_engine_opts *eo);
+
+void g4_http_server_set_ready(g4_http_server *s, bool ready);
+
+/* Stops accepting, cancels what is in flight, closes every connection, frees s. The engine
+ * must still exist (in-flight requests are cancelled through it). */
+void g4_http_server_stop(g4_http_server *s);
+
+#endif

@@ -1,0 +1,42 @@
+/* metrics.h - the server's Prometheus metrics: request counters, latency and size histograms.
+ *
+ * Requests report here once, when they finish (g4_metrics_request_done, any thread); the engine's
+ * live numbers (running, waiting, KV blocks, prefix cache) are read at scrape time and passed to
+ * g4_metrics_render. Every family is written twice, under vLLM's `vllm:` names and NIM's plain
+ * names, plus a few `g4_` ones (KV blocks per pool), all with a model_name label, in the
+ * Prometheus text format 0.0.4. Histogram buckets are vLLM's, so existing dashboards work.
+ * Not here: HTTP handling (server.c). Thread-safe (one mutex). */
+#ifndef G4_SERVER_HTTP_METRICS_H
+#define G4_SERVER_HTTP_METRICS_H
+
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "text/strbuf.h"
+
+typedef struct g4_metrics g4_metrics;
+
+/* One finished engine request (one choice). */
+typedef struct g4_request_record {
+    g4_finish_reason finish;
+    int prompt_tokens, generation_tokens, cached_tokens;
+    double queue_s;     /* submit → first token (includes prefill), < 0 when no token came */
+    double ttft_s;      /* arrival of the HTTP request → first token, < 0 when no token came */
+    double e2e_s;       /* arrival → last event */
+} g4_request_record;
+
+/* max_model_len sizes the token-count buckets. NULL when out of memory. */
+g4_metrics *g4_metrics_create(const char *model_name, int max_model_len);
+void g4_metrics_free(g4_metrics *m);
+/* Re-buckets the token-count histograms for the real model length (call before traffic). */
+void g4_metrics_set_max_len(g4_metrics *m, int max_model_len);
+
+void g4_metrics_request_done(g4_metrics *m, const g4_request_record *r);
+/* A request refused before it reached the engine (status 4xx/5xx). */
+void g4_metrics_request_rejected(g4_metrics *m, int status);
+
+/* Appends the exposition text. st is NULL while no engine exists (gauges then read 0);
+ * max_running is the configured concurrency limit (num_request_max). Returns 0 or -1 (OOM). */
+int g4_metrics_render(g4_metrics *m, const g4_engine_stats *st, int max_running, g4_strbuf *out);
+
+#endif

@@ -1,0 +1,533 @@
+/* oai_request.c - parse and validate an OpenAI chat / completions request body (see the header).
+ * Ranges follow the OpenAI API reference and vLLM's protocol models: temperature 0..2,
+ * top_p (0,1], penalties -2..2, top_logprobs 0..20, completions logprobs 0..20. JSON null counts
+ * as "not given" for every optional field, as both servers do. */
+#include "server/http/oai_request.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fmt, ...)
+{
+    if (!e)
+        return -1;
+    e->status = status;
+    const char *type = status == 400   ? "BadRequestError"
+                       : status == 404 ? "NotFoundError"
+                       : status == 405 ? "MethodNotAllowed"
+                       : status == 413 ? "RequestEntityTooLarge"
+                       : status == 429 ? "RateLimitError"
+                       : status == 503 ? "ServiceUnavailableError"
+                                       : "InternalServerError";
+    snprintf(e->type, sizeof e->type, "%s", type);
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* --- typed field readers: 0 = absent/null, 1 = present and valid, -1 = error ------------- */
+
+static const cJSON *field(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return (v && !cJSON_IsNull(v)) ? v : NULL;
+}
+
+static int get_bool(const cJSON *o, const char *name, bool *out, g4_http_error *e)
+{
+    const cJSON *v = field(o, name);
+    if (!v)
+        return 0;
+    if (!cJSON_IsBool(v))
+        return g4_http_fail(e, 400, name, "'%s' must be a boolean", name);
+    *out = cJSON_IsTrue(v);
+    return 1;
+}
+
+static int get_num(const cJSON *o, const char *name, double lo, double hi, double *out, g4_http_error *e)
+{
+    const cJSON *v = field(o, name);
+    if (!v)
+        return 0;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return g4_http_fail(e, 400, name, "'%s' must be a number", name);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return g4_http_fail(e, 400, name, "'%s' must be in [%g, %g], got %g", name, lo, hi, v->valuedouble);
+    *out = v->valuedouble;
+    return 1;
+}
+
+static int get_int(const cJSON *o, const char *name, double lo, double hi, long long *out, g4_http_error *e)
+{
+    const cJSON *v = field(o, name);
+    if (!v)
+        return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 9.0e15)
+        return g4_http_fail(e, 400, name, "'%s' must be an integer", name);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return g4_http_fail(e, 400, name, "'%s' must be in [%.0f, %.0f], got %.0f", name, lo, hi, v->valuedouble);
+    *out = (long long)v->valuedouble;
+    return 1;
+}
+
+static int get_str(const cJSON *o, const char *name, const char **out, g4_http_error *e)
+{
+    const cJSON *v = field(o, name);
+    if (!v)
+        return 0;
+    if (!cJSON_IsString(v))
+        return g4_http_fail(e, 400, name, "'%s' must be a string", name);
+    *out = v->valuestring;
+    return 1;
+}
+
+/* Fields for features not built yet: refused when present with a non-default value. */
+static int refuse_unsupported(const cJSON *o, g4_http_error *e)
+{
+    static const char *const never[] = {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
+                                        "structured_outputs", "prompt_logprobs", "allowed_token_ids",
+                                        "bad_words", "functions", "audio", "prediction",
+                                        "mm_processor_kwargs", "chat_template", "suffix"};
+    for (size_t i = 0; i < sizeof never / sizeof never[0]; i++) {
+        const cJSON *v = field(o, never[i]);
+        if (v && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
+            return g4_http_fail(e, 400, never[i], "'%s' is not supported yet", never[i]);
+    }
+    static const char *const must_be_false[] = {"use_beam_search", "echo", "include_stop_str_in_output"};
+    for (size_t i = 0; i < sizeof must_be_false / sizeof must_be_false[0]; i++) {
+        bool b = false;
+        if (get_bool(o, must_be_false[i], &b, e) < 0)
+            return -1;
+        if (b)
+            return g4_http_fail(e, 400, must_be_false[i], "'%s': true is not supported yet", must_be_false[i]);
+    }
+    const cJSON *lb = field(o, "logit_bias");
+    if (lb) {
+        if (!cJSON_IsObject(lb))
+            return g4_http_fail(e, 400, "logit_bias", "'logit_bias' must be an object");
+        if (cJSON_GetArraySize(lb) > 0)
+            return g4_http_fail(e, 400, "logit_bias", "'logit_bias' is not supported yet");
+    }
+    long long best_of = 1;
+    if (get_int(o, "best_of", 1, G4_OAI_MAX_N, &best_of, e) < 0)
+        return -1;
+    if (best_of != 1)
+        return g4_http_fail(e, 400, "best_of", "'best_of' > 1 is not supported yet");
+    const cJSON *rf = field(o, "response_format");
+    if (rf) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
+        if (!cJSON_IsObject(rf) || !cJSON_IsString(t))
+            return g4_http_fail(e, 400, "response_format", "'response_format' must be an object with a string 'type'");
+        if (!strcmp(t->valuestring, "json_object") || !strcmp(t->valuestring, "json_schema") ||
+            !strcmp(t->valuestring, "structural_tag") || !strcmp(t->valuestring, "grammar"))
+            return g4_http_fail(e, 400, "response_format",
+                                "response_format type '%s' is not supported yet (structured output is not built)",
+                                t->valuestring);
+        if (strcmp(t->valuestring, "text"))
+            return g4_http_fail(e, 400, "response_format", "unknown response_format type '%s'", t->valuestring);
+    }
+    return 0;
+}
+
+static int parse_stop(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_http_error *e)
+{
+    const cJSON *s = field(o, "stop");
+    if (s) {
+        if (cJSON_IsString(s)) {
+            if (s->valuestring[0]) /* "" means no stop string, as in OpenAI's client */
+                r->stop_strings[r->stop.n_stop_strings++] = s->valuestring;
+        } else if (cJSON_IsArray(s)) {
+            if (cJSON_GetArraySize(s) > G4_OAI_MAX_STOP)
+                return g4_http_fail(e, 400, "stop", "'stop' takes at most %d strings", G4_OAI_MAX_STOP);
+            const cJSON *it;
+            cJSON_ArrayForEach(it, s)
+            {
+                if (!cJSON_IsString(it) || !it->valuestring[0])
+                    return g4_http_fail(e, 400, "stop", "'stop' must be a string or a list of non-empty strings");
+                r->stop_strings[r->stop.n_stop_strings++] = it->valuestring;
+            }
+        } else {
+            return g4_http_fail(e, 400, "stop", "'stop' must be a string or a list of strings");
+        }
+    }
+    r->stop.stop_strings = r->stop_strings;
+    const cJSON *ids = field(o, "stop_token_ids");
+    if (ids) {
+        if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) > G4_OAI_MAX_STOP_IDS)
+            return g4_http_fail(e, 400, "stop_token_ids", "'stop_token_ids' must be a list of at most %d token ids",
+                                G4_OAI_MAX_STOP_IDS);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, ids)
+        {
+            if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0 ||
+                it->valuedouble >= n_vocab)
+                return g4_http_fail(e, 400, "stop_token_ids", "'stop_token_ids' entries must be token ids in [0, %d)",
+                                    (int)n_vocab);
+            r->stop_ids[r->stop.n_stop_ids++] = (int32_t)it->valuedouble;
+        }
+    }
+    r->stop.stop_ids = r->stop_ids;
+    return 0;
+}
+
+static int parse_sampling(g4_oai_request *r, const cJSON *o, g4_http_error *e)
+{
+    double d;
+    long long i;
+    int k;
+    if ((k = get_num(o, "temperature", 0, 2, &d, e)) < 0)
+        return -1;
+    if (k)
+        r->sampling.temperature = (float)d;
+    if ((k = get_num(o, "top_p", 0, 1, &d, e)) < 0)
+        return -1;
+    if (k) {
+        if (d <= 0)
+            return g4_http_fail(e, 400, "top_p", "'top_p' must be in (0, 1], got %g", d);
+        r->sampling.top_p = (float)d;
+    }
+    if ((k = get_int(o, "top_k", -1, 1 << 30, &i, e)) < 0)
+        return -1;
+    if (k)
+        r->sampling.top_k = i <= 0 ? 0 : (int)i;
+    if ((k = get_num(o, "min_p", 0, 1, &d, e)) < 0)
+        return -1;
+    if (k)
+        r->sampling.min_p = (float)d;
+    if ((k = get_num(o, "presence_penalty", -2, 2, &d, e)) < 0)
+        return -1;
+    if (k)
+        r->sampling.presence_penalty = (float)d;
+    if ((k = get_num(o, "frequency_penalty", -2, 2, &d, e)) < 0)
+        return -1;
+    if (k)
+        r->sampling.frequency_penalty = (float)d;
+    if ((k = get_num(o, "repetition_penalty", 0, 10, &d, e)) < 0)
+        return -1;
+    if (k) {
+        if (d <= 0)
+            return g4_http_fail(e, 400, "repetition_penalty", "'repetition_penalty' must be > 0");
+        r->sampling.repetition_penalty = (float)d;
+    }
+    if ((k = get_int(o, "seed", -9.0e15, 9.0e15, &i, e)) < 0)
+        return -1;
+    if (k) {
+        r->sampling.has_seed = true;
+        r->sampling.seed = (uint64_t)i;
+    }
+    return 0;
+}
+
+static int parse_logprobs(g4_oai_request *r, const cJSON *o, g4_http_error *e)
+{
+    long long i;
+    int k;
+    if (r->kind == G4_OAI_CHAT) {
+        bool lp = false;
+        if (get_bool(o, "logprobs", &lp, e) < 0)
+            return -1;
+        long long top = 0;
+        if ((k = get_int(o, "top_logprobs", 0, G4_MAX_TOP_LOGPROBS, &top, e)) < 0)
+            return -1;
+        if (k && top > 0 && !lp)
+            return g4_http_fail(e, 400, "top_logprobs", "'top_logprobs' requires 'logprobs': true");
+        r->logprobs = lp ? (int)top : -1;
+    } else {
+        if ((k = get_int(o, "logprobs", 0, G4_MAX_TOP_LOGPROBS, &i, e)) < 0)
+            return -1;
+        r->logprobs = k ? (int)i : -1;
+    }
+    r->sampling.logprobs = r->logprobs;
+    return 0;
+}
+
+static int parse_prompt(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_http_error *e)
+{
+    const cJSON *p = field(o, "prompt");
+    if (!p)
+        return g4_http_fail(e, 400, "prompt", "'prompt' is required");
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && !cJSON_IsNumber(p->child))
+        p = p->child; /* ["text"] or [[ids]]: one prompt in a list */
+    if (cJSON_IsString(p)) {
+        r->prompt_text = p->valuestring;
+        return 0;
+    }
+    if (!cJSON_IsArray(p))
+        return g4_http_fail(e, 400, "prompt", "'prompt' must be a string or a list of token ids");
+    int n = cJSON_GetArraySize(p);
+    if (n == 0)
+        return g4_http_fail(e, 400, "prompt", "'prompt' is empty");
+    if (!cJSON_IsNumber(p->child))
+        return g4_http_fail(e, 400, "prompt", "several prompts in one request are not supported yet; send one prompt");
+    r->prompt_ids = malloc(sizeof(int32_t) * (size_t)n);
+    if (!r->prompt_ids)
+        return g4_http_fail(e, 500, "prompt", "out of memory");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p)
+    {
+        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0 ||
+            it->valuedouble >= n_vocab)
+            return g4_http_fail(e, 400, "prompt", "'prompt' token ids must be integers in [0, %d)", (int)n_vocab);
+        r->prompt_ids[r->n_prompt_ids++] = (int32_t)it->valuedouble;
+    }
+    return 0;
+}
+
+/* Content parts: text only until vision exists. */
+static int check_content(const cJSON *c, int idx, g4_http_error *e)
+{
+    if (!c || cJSON_IsNull(c) || cJSON_IsString(c))
+        return 0;
+    if (!cJSON_IsArray(c))
+        return g4_http_fail(e, 400, "messages", "messages[%d].content must be a string, a list of parts or null", idx);
+    const cJSON *part;
+    cJSON_ArrayForEach(part, c)
+    {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "type");
+        if (!cJSON_IsObject(part) || !cJSON_IsString(t))
+            return g4_http_fail(e, 400, "messages", "messages[%d].content parts must be objects with a string 'type'", idx);
+        if (!strcmp(t->valuestring, "text")) {
+            if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(part, "text")))
+                return g4_http_fail(e, 400, "messages", "messages[%d] text part needs a string 'text'", idx);
+        } else if (!strcmp(t->valuestring, "image_url") || !strcmp(t->valuestring, "image") ||
+                   !strcmp(t->valuestring, "input_image")) {
+            return g4_http_fail(e, 400, "messages",
+                                "messages[%d]: image input is not supported yet (this server serves the text model only)",
+                                idx);
+        } else {
+            return g4_http_fail(e, 400, "messages", "messages[%d]: content part type '%s' is not supported", idx,
+                                t->valuestring);
+        }
+    }
+    return 0;
+}
+
+static int parse_messages(g4_oai_request *r, const cJSON *o, g4_http_error *e)
+{
+    const cJSON *m = field(o, "messages");
+    if (!cJSON_IsArray(m) || cJSON_GetArraySize(m) == 0)
+        return g4_http_fail(e, 400, "messages", "'messages' must be a non-empty list");
+    int i = 0;
+    const cJSON *msg;
+    cJSON_ArrayForEach(msg, m)
+    {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+        if (!cJSON_IsObject(msg) || !cJSON_IsString(role))
+            return g4_http_fail(e, 400, "messages", "messages[%d] must be an object with a string 'role'", i);
+        const char *rs = role->valuestring;
+        if (strcmp(rs, "system") && strcmp(rs, "developer") && strcmp(rs, "user") && strcmp(rs, "assistant") &&
+            strcmp(rs, "tool"))
+            return g4_http_fail(e, 400, "messages", "messages[%d].role '%s' is not one of system, developer, user, "
+                                "assistant, tool", i, rs);
+        if (check_content(cJSON_GetObjectItemCaseSensitive(msg, "content"), i, e) < 0)
+            return -1;
+        const cJSON *tc = field(msg, "tool_calls");
+        if (tc) {
+            if (strcmp(rs, "assistant") || !cJSON_IsArray(tc))
+                return g4_http_fail(e, 400, "messages", "messages[%d].tool_calls must be a list on an assistant message", i);
+            const cJSON *c;
+            cJSON_ArrayForEach(c, tc)
+            {
+                const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+                const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+                if (!cJSON_IsObject(fn) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(fn, "name")))
+                    return g4_http_fail(e, 400, "messages", "messages[%d].tool_calls[].function.name must be a string", i);
+                if (args && !cJSON_IsNull(args)) {
+                    cJSON *parsed = cJSON_IsString(args) ? cJSON_Parse(args->valuestring) : NULL;
+                    bool ok = cJSON_IsObject(args) || cJSON_IsObject(parsed);
+                    cJSON_Delete(parsed);
+                    if (!ok)
+                        return g4_http_fail(e, 400, "messages",
+                                            "messages[%d].tool_calls[].function.arguments must be a JSON object (as a string)", i);
+                }
+            }
+        }
+        if (!strcmp(rs, "tool") && field(msg, "tool_call_id") && !cJSON_IsString(field(msg, "tool_call_id")))
+            return g4_http_fail(e, 400, "messages", "messages[%d].tool_call_id must be a string", i);
+        i++;
+    }
+    r->messages = m;
+    return 0;
+}
+
+static int parse_tools(g4_oai_request *r, const cJSON *o, g4_http_error *e)
+{
+    const cJSON *t = field(o, "tools");
+    if (t) {
+        if (!cJSON_IsArray(t))
+            return g4_http_fail(e, 400, "tools", "'tools' must be a list");
+        const cJSON *it;
+        cJSON_ArrayForEach(it, t)
+        {
+            const cJSON *type = cJSON_GetObjectItemCaseSensitive(it, "type");
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(it, "function");
+            if (!cJSON_IsObject(it) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") ||
+                !cJSON_IsObject(fn) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(fn, "name")))
+                return g4_http_fail(e, 400, "tools", "each tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
+            const cJSON *params = field(fn, "parameters");
+            if (params && !cJSON_IsObject(params))
+                return g4_http_fail(e, 400, "tools", "tool '%s': 'parameters' must be a JSON schema object",
+                                    cJSON_GetObjectItemCaseSensitive(fn, "name")->valuestring);
+        }
+        if (cJSON_GetArraySize(t) > 0)
+            r->tools = t;
+    }
+    r->tool_choice = r->tools ? G4_TOOL_CHOICE_AUTO : G4_TOOL_CHOICE_NONE;
+    const cJSON *tc = field(o, "tool_choice");
+    if (tc) {
+        if (cJSON_IsString(tc)) {
+            if (!strcmp(tc->valuestring, "none"))
+                r->tool_choice = G4_TOOL_CHOICE_NONE;
+            else if (!strcmp(tc->valuestring, "auto"))
+                r->tool_choice = G4_TOOL_CHOICE_AUTO;
+            else if (!strcmp(tc->valuestring, "required"))
+                r->tool_choice = G4_TOOL_CHOICE_REQUIRED;
+            else
+                return g4_http_fail(e, 400, "tool_choice", "'tool_choice' must be none, auto, required or a function");
+        } else {
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+            if (!cJSON_IsObject(tc) || !cJSON_IsString(name))
+                return g4_http_fail(e, 400, "tool_choice", "'tool_choice' object must be {\"type\": \"function\", "
+                                    "\"function\": {\"name\": ...}}");
+            r->tool_choice = G4_TOOL_CHOICE_NAMED;
+            r->tool_choice_name = name->valuestring;
+        }
+        if (r->tool_choice != G4_TOOL_CHOICE_NONE && !r->tools)
+            return g4_http_fail(e, 400, "tool_choice", "'tool_choice' needs 'tools'");
+        if (r->tool_choice == G4_TOOL_CHOICE_NAMED) {
+            bool found = false;
+            const cJSON *it;
+            cJSON_ArrayForEach(it, r->tools)
+            {
+                const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "function"), "name");
+                found |= !strcmp(n->valuestring, r->tool_choice_name);
+            }
+            if (!found)
+                return g4_http_fail(e, 400, "tool_choice", "tool_choice names '%s', which is not in 'tools'",
+                                    r->tool_choice_name);
+        }
+    }
+    r->parallel_tool_calls = true;
+    if (get_bool(o, "parallel_tool_calls", &r->parallel_tool_calls, e) < 0)
+        return -1;
+    return 0;
+}
+
+static int parse_chat_options(g4_oai_request *r, const cJSON *o, g4_http_error *e)
+{
+    r->add_generation_prompt = true;
+    if (get_bool(o, "add_generation_prompt", &r->add_generation_prompt, e) < 0 ||
+        get_bool(o, "continue_final_message", &r->continue_final_message, e) < 0)
+        return -1;
+    if (r->continue_final_message)
+        return g4_http_fail(e, 400, "continue_final_message", "'continue_final_message' is not supported yet");
+    const char *effort = NULL;
+    if (get_str(o, "reasoning_effort", &effort, e) < 0)
+        return -1;
+    if (effort)
+        r->enable_thinking = strcmp(effort, "none") != 0;
+    bool include = true;
+    if (get_bool(o, "include_reasoning", &include, e) < 0)
+        return -1;
+    const cJSON *kw = field(o, "chat_template_kwargs");
+    if (kw) {
+        if (!cJSON_IsObject(kw))
+            return g4_http_fail(e, 400, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+        if (get_bool(kw, "enable_thinking", &r->enable_thinking, e) < 0) {
+            snprintf(e->param, sizeof e->param, "chat_template_kwargs");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, size_t len, int32_t n_vocab,
+                         g4_http_error *e)
+{
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    r->n = 1;
+    r->logprobs = -1;
+    r->skip_special_tokens = true;
+    g4_sampling_default(&r->sampling);
+    g4_stop_rules_default(&r->stop);
+    r->root = cJSON_ParseWithLength(body, len);
+    if (!r->root)
+        return g4_http_fail(e, 400, NULL, "the request body is not valid JSON");
+    const cJSON *o = r->root;
+    long long i;
+    int k;
+    if (!cJSON_IsObject(o))
+        goto fail_obj;
+    if (get_str(o, "model", &r->model, e) < 0 || get_bool(o, "stream", &r->stream, e) < 0)
+        goto fail;
+    if ((k = get_int(o, "n", 1, G4_OAI_MAX_N, &i, e)) < 0)
+        goto fail;
+    if (k)
+        r->n = (int)i;
+    const cJSON *so = field(o, "stream_options");
+    if (so) {
+        if (!cJSON_IsObject(so)) {
+            g4_http_fail(e, 400, "stream_options", "'stream_options' must be an object");
+            goto fail;
+        }
+        if (!r->stream) {
+            g4_http_fail(e, 400, "stream_options", "'stream_options' is only allowed with 'stream': true");
+            goto fail;
+        }
+        if (get_bool(so, "include_usage", &r->include_usage, e) < 0 ||
+            get_bool(so, "continuous_usage_stats", &r->continuous_usage, e) < 0)
+            goto fail;
+    }
+    /* max_completion_tokens wins over the deprecated max_tokens. */
+    if ((k = get_int(o, "max_tokens", 1, 1 << 30, &i, e)) < 0)
+        goto fail;
+    if (k)
+        r->max_tokens = (int)i;
+    if ((k = get_int(o, "max_completion_tokens", 1, 1 << 30, &i, e)) < 0)
+        goto fail;
+    if (k)
+        r->max_tokens = (int)i;
+    if ((k = get_int(o, "min_tokens", 0, 1 << 30, &i, e)) < 0)
+        goto fail;
+    if (k)
+        r->stop.min_tokens = (int)i;
+    if (get_bool(o, "ignore_eos", &r->stop.ignore_eos, e) < 0 ||
+        get_bool(o, "skip_special_tokens", &r->skip_special_tokens, e) < 0 ||
+        get_str(o, "request_id", &r->request_id, e) < 0)
+        goto fail;
+    if ((k = get_int(o, "priority", -1e9, 1e9, &i, e)) < 0)
+        goto fail;
+    if (k)
+        r->priority = (int)i;
+    if (refuse_unsupported(o, e) < 0 || parse_sampling(r, o, e) < 0 || parse_logprobs(r, o, e) < 0 ||
+        parse_stop(r, o, n_vocab, e) < 0)
+        goto fail;
+    if (kind == G4_OAI_COMPLETION) {
+        if (parse_prompt(r, o, n_vocab, e) < 0)
+            goto fail;
+    } else {
+        if (parse_messages(r, o, e) < 0 || parse_tools(r, o, e) < 0 || parse_chat_options(r, o, e) < 0)
+            goto fail;
+    }
+    return 0;
+fail_obj:
+    g4_http_fail(e, 400, NULL, "the request body must be a JSON object");
+fail:
+    g4_oai_request_free(r);
+    return -1;
+}
+
+void g4_oai_request_free(g4_oai_request *r)
+{
+    cJSON_Delete(r->root);
+    free(r->prompt_ids);
+    memset(r, 0, sizeof *r);
+}

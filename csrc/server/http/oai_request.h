@@ -1,0 +1,85 @@
+/* oai_request.h - one OpenAI request body (chat or text completion), parsed and validated.
+ *
+ * Turns the JSON body of POST /v1/chat/completions or /v1/completions into engine parameters
+ * (g4_sampling, g4_stop_rules) plus the few things the front-end needs (n, stream, logprobs,
+ * tools, chat options). Every field the server understands is type- and range-checked; a bad
+ * one gives a 400 naming it in `param`. Fields for features not built yet (response_format
+ * json, logit_bias, beam search, echo, ...) are refused with 400 "not supported yet", never
+ * silently ignored; harmless bookkeeping fields (user, metadata, store, ...) are accepted.
+ * Not here: tokenizing or rendering the chat template (chat_prompt.c), the model name check
+ * and the model-length check (they need the server's state, see server.c / generate.c). */
+#ifndef G4_SERVER_HTTP_OAI_REQUEST_H
+#define G4_SERVER_HTTP_OAI_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "engine/engine.h"
+
+/* An error to send as an OpenAI error object: {"error":{message,type,param,code}}. */
+typedef struct g4_http_error {
+    int status;          /* HTTP status: 400, 404, 413, 429, 503, 500 */
+    char type[40];       /* "BadRequestError", "NotFoundError", ... */
+    char param[64];      /* offending field, "" = null */
+    char message[1024];
+} g4_http_error;
+
+/* Fills e and returns -1 (for `return g4_http_fail(e, 400, "temperature", "...")`). */
+int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+typedef enum { G4_OAI_CHAT = 0, G4_OAI_COMPLETION = 1 } g4_oai_kind;
+
+typedef enum {
+    G4_TOOL_CHOICE_NONE = 0, G4_TOOL_CHOICE_AUTO, G4_TOOL_CHOICE_REQUIRED, G4_TOOL_CHOICE_NAMED
+} g4_tool_choice;
+
+#define G4_OAI_MAX_N 64          /* choices per request */
+#define G4_OAI_MAX_STOP 16       /* stop strings per request */
+#define G4_OAI_MAX_STOP_IDS 64
+
+typedef struct g4_oai_request {
+    g4_oai_kind kind;
+    cJSON *root;                 /* the parsed body; owns every cJSON pointer below */
+    const char *model;           /* as sent, NULL when omitted */
+    int n;                       /* choices, 1..G4_OAI_MAX_N */
+    bool stream;
+    bool include_usage;          /* stream_options.include_usage */
+    bool continuous_usage;       /* stream_options.continuous_usage_stats (vLLM) */
+    int logprobs;                /* -1 none; else number of top alternatives (0..20) */
+    int max_tokens;              /* 0 = not given (the caller picks the default) */
+    bool skip_special_tokens;    /* default true */
+    g4_sampling sampling;
+    g4_stop_rules stop;          /* stop.max_tokens is set by the caller; arrays below */
+    const char *stop_strings[G4_OAI_MAX_STOP];   /* point into root */
+    int32_t stop_ids[G4_OAI_MAX_STOP_IDS];
+    int priority;
+    const char *request_id;      /* optional client-supplied id (vLLM `request_id`) */
+
+    /* completions */
+    const char *prompt_text;     /* prompt as a string, or NULL */
+    int32_t *prompt_ids;         /* prompt as token ids (malloc'ed), or NULL */
+    int n_prompt_ids;
+
+    /* chat */
+    const cJSON *messages;       /* validated array */
+    const cJSON *tools;          /* array or NULL */
+    g4_tool_choice tool_choice;
+    const char *tool_choice_name;
+    bool parallel_tool_calls;
+    bool enable_thinking;        /* chat_template_kwargs.enable_thinking (or reasoning_effort) */
+    bool add_generation_prompt;  /* default true */
+    bool continue_final_message;
+} g4_oai_request;
+
+/* Parses and validates body[0..len). On success returns 0 and *r owns its memory (free with
+ * g4_oai_request_free). On failure returns -1 with e filled (status 400) and nothing to free.
+ * n_vocab bounds token ids given in the body (prompt ids, stop_token_ids). */
+int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, size_t len,
+                         int32_t n_vocab, g4_http_error *e);
+void g4_oai_request_free(g4_oai_request *r);
+
+#endif

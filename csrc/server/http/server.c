@@ -1,0 +1,465 @@
+/* server.c - the libmicrohttpd daemon: connection state, body collection, routing, and the
+ * endpoints that need no generation (health, models, version, metrics, tokenize, detokenize).
+ * Generation lives in generate.c. Threading: MHD's one internal polling thread runs every
+ * handler here; a ticker thread sends SSE keep-alives and enforces request timeouts. */
+#include "server/http/server_impl.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "text/chat_template.h"
+
+#ifndef G4_VERSION
+#define G4_VERSION "0.0.0"
+#endif
+
+double g4_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void g4_http_config_default(g4_http_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->host = "0.0.0.0";
+    c->port = 8000;
+    c->served_names[0] = "g4serve-tiny";
+    c->n_served_names = 1;
+    c->max_body_bytes = 64u << 20;
+    c->connection_timeout_s = 600;
+    c->keepalive_s = 5.0;
+    c->request_timeout_s = 0;
+    c->reasoning_content = true;
+    c->default_completion_max_tokens = 16;
+}
+
+enum MHD_Result g4_http_send_json(struct MHD_Connection *c, int status, const char *json)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(json), (void *)json, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    if (status == 429)
+        MHD_add_response_header(r, "Retry-After", "1");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+enum MHD_Result g4_http_send_error(struct MHD_Connection *c, const g4_http_error *e)
+{
+    cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(err, "message", e->message);
+    cJSON_AddStringToObject(err, "type", e->type);
+    if (e->param[0])
+        cJSON_AddStringToObject(err, "param", e->param);
+    else
+        cJSON_AddNullToObject(err, "param");
+    cJSON_AddNumberToObject(err, "code", e->status);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    enum MHD_Result r = s ? g4_http_send_json(c, e->status, s) : MHD_NO;
+    free(s);
+    return r;
+}
+
+static enum MHD_Result send_fail(g4_http_server *s, struct MHD_Connection *c, int status, const char *param,
+                                 const char *msg)
+{
+    g4_http_error e;
+    g4_http_fail(&e, status, param, "%s", msg);
+    g4_metrics_request_rejected(s->metrics, status);
+    return g4_http_send_error(c, &e);
+}
+
+static enum MHD_Result send_cjson(struct MHD_Connection *c, int status, cJSON *root)
+{
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    enum MHD_Result r = s ? g4_http_send_json(c, status, s) : MHD_NO;
+    free(s);
+    return r;
+}
+
+/* --- static endpoints ----------------------------------------------------------------- */
+
+static enum MHD_Result health(struct MHD_Connection *c, bool ok, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "health.response");
+    cJSON_AddStringToObject(o, "message", msg);
+    return send_cjson(c, ok ? 200 : 503, o);
+}
+
+static enum MHD_Result models(g4_http_server *s, struct MHD_Connection *c)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "object", "list");
+    cJSON *data = cJSON_AddArrayToObject(root, "data");
+    for (int i = 0; i < s->cfg.n_served_names; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "id", s->cfg.served_names[i]);
+        cJSON_AddStringToObject(m, "object", "model");
+        cJSON_AddNumberToObject(m, "created", (double)s->created);
+        cJSON_AddStringToObject(m, "owned_by", "g4serve");
+        cJSON_AddStringToObject(m, "root", s->cfg.model_path ? s->cfg.model_path : s->cfg.served_names[0]);
+        cJSON_AddNullToObject(m, "parent");
+        cJSON_AddNumberToObject(m, "max_model_len", s->max_model_len);
+        cJSON_AddArrayToObject(m, "permission");
+        cJSON_AddItemToArray(data, m);
+    }
+    return send_cjson(c, 200, root);
+}
+
+static enum MHD_Result version(struct MHD_Connection *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "release", G4_VERSION);
+    cJSON_AddStringToObject(o, "api", "1.0.0");
+    return send_cjson(c, 200, o);
+}
+
+static enum MHD_Result metrics(g4_http_server *s, struct MHD_Connection *c)
+{
+    g4_engine_stats st, *pst = NULL;
+    g4_engine *e = atomic_load(&s->engine);
+    if (e) {
+        g4_engine_stats_get(e, &st);
+        pst = &st;
+    }
+    g4_strbuf out = {0};
+    if (g4_metrics_render(s->metrics, pst, s->max_running, &out) < 0) {
+        g4_strbuf_free(&out);
+        return send_fail(s, c, 500, NULL, "out of memory rendering metrics");
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(out.len, out.data, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        g4_strbuf_free(&out);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* vLLM's /tokenize: {prompt} or {messages[, tools]} (+ add_special_tokens) → {count, max_model_len, tokens}. */
+static enum MHD_Result tokenize(g4_http_server *s, struct MHD_Connection *c, const g4_strbuf *body)
+{
+    cJSON *in = cJSON_ParseWithLength(body->data ? body->data : "", body->len);
+    if (!cJSON_IsObject(in)) {
+        cJSON_Delete(in);
+        return send_fail(s, c, 400, NULL, "the request body must be a JSON object");
+    }
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(in, "prompt");
+    const cJSON *messages = cJSON_GetObjectItemCaseSensitive(in, "messages");
+    const cJSON *ast = cJSON_GetObjectItemCaseSensitive(in, "add_special_tokens");
+    g4_strbuf text = {0};
+    g4_error err = {{0}};
+    unsigned flags = G4_ENCODE_SPLIT_SPECIAL;
+    enum MHD_Result ret;
+    if (cJSON_IsString(prompt)) {
+        g4_strbuf_puts(&text, prompt->valuestring);
+        if (!ast || cJSON_IsTrue(ast))
+            flags |= G4_ENCODE_ADD_BOS;
+    } else if (cJSON_IsArray(messages)) {
+        g4_chat_options o;
+        g4_chat_options_default(&o);
+        o.decode_string_arguments = 1;
+        const cJSON *agp = cJSON_GetObjectItemCaseSensitive(in, "add_generation_prompt");
+        if (cJSON_IsBool(agp))
+            o.add_generation_prompt = cJSON_IsTrue(agp);
+        const cJSON *tools = cJSON_GetObjectItemCaseSensitive(in, "tools");
+        if (g4_chat_render(messages, cJSON_IsArray(tools) ? tools : NULL, &o, &text, &err) < 0) {
+            g4_strbuf_free(&text);
+            cJSON_Delete(in);
+            return send_fail(s, c, 400, "messages", err.msg);
+        }
+    } else {
+        cJSON_Delete(in);
+        return send_fail(s, c, 400, "prompt", "'prompt' (a string) or 'messages' (a list) is required");
+    }
+    g4_tokens ids = {0};
+    if (g4_tokenizer_encode(s->tok, text.data ? text.data : "", text.len, flags, &ids, &err) < 0) {
+        ret = send_fail(s, c, 500, NULL, err.msg);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "count", (double)ids.n);
+        cJSON_AddNumberToObject(o, "max_model_len", s->max_model_len);
+        cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
+        for (size_t i = 0; i < ids.n; i++)
+            cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids.ids[i]));
+        ret = send_cjson(c, 200, o);
+    }
+    g4_tokens_free(&ids);
+    g4_strbuf_free(&text);
+    cJSON_Delete(in);
+    return ret;
+}
+
+static enum MHD_Result detokenize(g4_http_server *s, struct MHD_Connection *c, const g4_strbuf *body)
+{
+    cJSON *in = cJSON_ParseWithLength(body->data ? body->data : "", body->len);
+    const cJSON *toks = cJSON_GetObjectItemCaseSensitive(in, "tokens");
+    if (!cJSON_IsArray(toks)) {
+        cJSON_Delete(in);
+        return send_fail(s, c, 400, "tokens", "'tokens' must be a list of token ids");
+    }
+    int n = cJSON_GetArraySize(toks), i = 0;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n + 1));
+    const cJSON *it;
+    int32_t nv = g4_tokenizer_n_vocab(s->tok);
+    cJSON_ArrayForEach(it, toks)
+    {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= nv ||
+            it->valuedouble != (int32_t)it->valuedouble) {
+            free(ids);
+            cJSON_Delete(in);
+            return send_fail(s, c, 400, "tokens", "'tokens' entries must be token ids in the vocabulary");
+        }
+        ids[i++] = (int32_t)it->valuedouble;
+    }
+    g4_strbuf text = {0};
+    g4_error err = {{0}};
+    enum MHD_Result ret;
+    if (g4_tokenizer_decode(s->tok, ids, (size_t)n, 0, &text, &err) < 0) {
+        ret = send_fail(s, c, 500, NULL, err.msg);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "prompt", text.data ? text.data : "");
+        ret = send_cjson(c, 200, o);
+    }
+    g4_strbuf_free(&text);
+    free(ids);
+    cJSON_Delete(in);
+    return ret;
+}
+
+/* --- routing -------------------------------------------------------------------------- */
+
+static enum MHD_Result route(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, const char *url,
+                             const char *method)
+{
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    bool ready = atomic_load(&s->ready);
+    static const struct {
+        const char *path;
+        bool is_post;
+    } routes[] = {
+        {"/v1/health/live", 0}, {"/v1/health/ready", 0}, {"/health", 0},  {"/v1/models", 0},
+        {"/v1/version", 0},     {"/v1/metrics", 0},      {"/metrics", 0}, {"/v1/chat/completions", 1},
+        {"/v1/completions", 1}, {"/tokenize", 1},        {"/detokenize", 1},
+    };
+    int k = -1;
+    for (int i = 0; i < (int)(sizeof routes / sizeof routes[0]); i++)
+        if (!strcmp(url, routes[i].path))
+            k = i;
+    if (k < 0)
+        return send_fail(s, c, 404, NULL, "no such endpoint");
+    if (routes[k].is_post ? !post : !get)
+        return send_fail(s, c, 405, NULL, routes[k].is_post ? "use POST" : "use GET");
+    switch (k) {
+    case 0: return health(c, true, "Service is live.");
+    case 1:
+    case 2: return health(c, ready, ready ? "Service is ready." : "Model is loading.");
+    case 3: return models(s, c);
+    case 4: return version(c);
+    case 5:
+    case 6: return metrics(s, c);
+    default: break;
+    }
+    if (!ready)
+        return send_fail(s, c, 503, NULL, "the model is not loaded yet; retry when /v1/health/ready is 200");
+    switch (k) {
+    case 7: return g4_generate_start(s, c, cn, G4_OAI_CHAT);
+    case 8: return g4_generate_start(s, c, cn, G4_OAI_COMPLETION);
+    case 9: return tokenize(s, c, &cn->body);
+    default: return detokenize(s, c, &cn->body);
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *ver, const char *data, size_t *data_size, void **con_cls)
+{
+    (void)ver;
+    g4_http_server *s = cls;
+    g4_conn *cn = *con_cls;
+    if (!cn) {
+        cn = calloc(1, sizeof *cn);
+        if (!cn)
+            return MHD_NO;
+        cn->t_arrival = g4_now();
+        *con_cls = cn;
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body_bytes)
+            cn->too_big = true;
+        return MHD_YES;
+    }
+    if (*data_size) {
+        if (!cn->too_big && cn->body.len + *data_size <= s->cfg.max_body_bytes) {
+            if (g4_strbuf_append(&cn->body, data, *data_size) < 0)
+                cn->too_big = true;
+        } else {
+            cn->too_big = true;
+        }
+        *data_size = 0;
+        return MHD_YES;
+    }
+    if (cn->job)
+        return g4_generate_resume(s, c, cn);
+    if (cn->too_big) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "request body larger than the limit of %zu bytes", s->cfg.max_body_bytes);
+        return send_fail(s, c, 413, NULL, msg);
+    }
+    return route(s, c, cn, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    g4_http_server *s = cls;
+    g4_conn *cn = *con_cls;
+    if (!cn)
+        return;
+    if (cn->job)
+        g4_generate_conn_closed(s, cn, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    g4_strbuf_free(&cn->body);
+    free(cn);
+    *con_cls = NULL;
+}
+
+/* MHD's own log lines, prefixed; a client hanging up mid-stream is routine, not worth a line. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (strstr(msg, "no longer available for sending") || strstr(msg, "Connection reset"))
+        return;
+    fprintf(stderr, "g4serve: http: %s%s", msg, msg[0] && msg[strlen(msg) - 1] == '\n' ? "" : "\n");
+}
+
+static void *ticker_main(void *arg)
+{
+    g4_http_server *s = arg;
+    pthread_mutex_lock(&s->jobs_mu);
+    while (!s->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->ticker_cv, &s->jobs_mu, &ts);
+        if (s->stopping)
+            break;
+        pthread_mutex_unlock(&s->jobs_mu);
+        g4_generate_tick(s, g4_now());
+        pthread_mutex_lock(&s->jobs_mu);
+    }
+    pthread_mutex_unlock(&s->jobs_mu);
+    return NULL;
+}
+
+g4_http_server *g4_http_server_start(const g4_http_config *cfg, g4_error *err)
+{
+    g4_http_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        g4_fail(err, "out of memory");
+        return NULL;
+    }
+    s->cfg = *cfg;
+    s->created = (long)time(NULL);
+    s->max_model_len = 0;
+    atomic_init(&s->engine, NULL);
+    atomic_init(&s->ready, false);
+    atomic_init(&s->next_id, 1);
+    pthread_mutex_init(&s->jobs_mu, NULL);
+    pthread_cond_init(&s->ticker_cv, NULL);
+    s->metrics = g4_metrics_create(cfg->served_names[0], 4096);
+    if (!s->metrics) {
+        g4_fail(err, "out of memory");
+        goto fail;
+    }
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)cfg->port);
+    if (inet_pton(AF_INET, cfg->host, &addr.sin_addr) != 1) {
+        g4_fail(err, "--host: '%s' is not an IPv4 address", cfg->host);
+        goto fail;
+    }
+    s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                                     MHD_USE_ERROR_LOG,
+                                 (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 4096u,
+                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+                                 MHD_OPTION_END);
+    if (!s->daemon) {
+        g4_fail(err, "cannot listen on %s:%d (port in use or no permission)", cfg->host, cfg->port);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : cfg->port;
+    if (pthread_create(&s->ticker, NULL, ticker_main, s) != 0) {
+        g4_fail(err, "cannot start the keep-alive thread");
+        goto fail;
+    }
+    s->ticker_started = true;
+    return s;
+fail:
+    if (s->daemon)
+        MHD_stop_daemon(s->daemon);
+    g4_metrics_free(s->metrics);
+    free(s);
+    return NULL;
+}
+
+int g4_http_server_port(const g4_http_server *s) { return s->port; }
+
+void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *tok, const g4_engine_opts *eo)
+{
+    s->tok = tok;
+    s->max_model_len = eo->max_model_len;
+    s->max_running = eo->max_running;
+    g4_metrics_set_max_len(s->metrics, eo->max_model_len);
+    atomic_store(&s->engine, e);
+}
+
+void g4_http_server_set_ready(g4_http_server *s, bool ready) { atomic_store(&s->ready, ready); }
+
+void g4_http_server_stop(g4_http_server *s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->ready, false);
+    pthread_mutex_lock(&s->jobs_mu);
+    s->stopping = true;
+    pthread_cond_signal(&s->ticker_cv);
+    pthread_mutex_unlock(&s->jobs_mu);
+    if (s->ticker_started)
+        pthread_join(s->ticker, NULL);
+    /* Suspended connections must be resumed before MHD_stop_daemon (microhttpd.h). */
+    MHD_quiesce_daemon(s->daemon);
+    g4_generate_cancel_all(s);
+    g4_engine *e = atomic_load(&s->engine);
+    if (e)
+        g4_engine_wait_idle(e);
+    g4_generate_cancel_all(s);
+    MHD_stop_daemon(s->daemon);
+    g4_metrics_free(s->metrics);
+    pthread_cond_destroy(&s->ticker_cv);
+    pthread_mutex_destroy(&s->jobs_mu);
+    free(s);
+}

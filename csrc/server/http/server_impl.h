@@ -1,0 +1,67 @@
+/* server_impl.h - private state shared by server.c (routing, static endpoints) and generate.c
+ * (generation jobs: engine callbacks, SSE, final JSON). Not a public interface. */
+#ifndef G4_SERVER_HTTP_SERVER_IMPL_H
+#define G4_SERVER_HTTP_SERVER_IMPL_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "server/http/http_server.h"
+#include "server/http/metrics.h"
+#include "server/http/oai_request.h"
+#include "text/strbuf.h"
+
+typedef struct g4_job g4_job;
+
+struct g4_http_server {
+    g4_http_config cfg;
+    struct MHD_Daemon *daemon;
+    int port;
+    _Atomic(g4_engine *) engine;   /* NULL until attach */
+    const g4_tokenizer *tok;       /* set together with engine */
+    atomic_bool ready;
+    int max_model_len, max_running;
+    g4_metrics *metrics;
+    long created;                  /* unix seconds, for /v1/models */
+    atomic_ullong next_id;         /* response ids */
+
+    pthread_mutex_t jobs_mu;       /* guards jobs and stopping */
+    g4_job *jobs;                  /* live jobs (keep-alive, timeouts, shutdown) */
+    bool stopping;
+    pthread_cond_t ticker_cv;
+    pthread_t ticker;              /* keep-alive and timeout thread */
+    bool ticker_started;
+};
+
+/* Per-connection state (MHD's con_cls). */
+typedef struct g4_conn {
+    g4_strbuf body;
+    bool too_big;
+    double t_arrival;              /* monotonic seconds */
+    g4_job *job;                   /* a generation in flight, NULL otherwise */
+} g4_conn;
+
+double g4_now(void); /* monotonic seconds */
+
+/* Queues an OpenAI error object with e->status. */
+enum MHD_Result g4_http_send_error(struct MHD_Connection *c, const g4_http_error *e);
+/* Queues a JSON body (takes nothing; copies json). */
+enum MHD_Result g4_http_send_json(struct MHD_Connection *c, int status, const char *json);
+
+/* --- generate.c ---------------------------------------------------------------------- */
+
+/* Parses, validates, tokenizes and submits a chat or completions request, then either queues
+ * an error / suspends the connection (non-streaming) or queues the SSE response. */
+enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, g4_oai_kind kind);
+/* Called again when a suspended non-streaming connection is resumed. */
+enum MHD_Result g4_generate_resume(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn);
+/* The connection ended (ok = completed normally): a hang-up cancels the engine requests. */
+void g4_generate_conn_closed(g4_http_server *s, g4_conn *cn, bool ok);
+/* Ticker work: keep-alive comments and request timeouts for every live job. */
+void g4_generate_tick(g4_http_server *s, double now);
+/* Shutdown: cancel every job's engine requests and resume suspended connections. */
+void g4_generate_cancel_all(g4_http_server *s);
+
+#endif

@@ -1,0 +1,504 @@
+/* main.c - g4serve: the OpenAI-compatible HTTP server (NIM-style) on one model.
+ *
+ * Reads NIM_* environment variables, then command-line flags (flags win), opens the HTTP port
+ * at once (/v1/health/live = 200), loads the model and tokenizer, starts the engine, warms it
+ * with one short request and only then reports ready (/v1/health/ready = 200). Without --model
+ * it serves the embedded default model: a deterministic tiny random Gemma 4 checkpoint written
+ * to --default-model-dir if missing. Runs until SIGINT / SIGTERM, then drains and exits.
+ * Not here: request handling (http/), the engine (engine/). */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "engine/engine.h"
+#include "model/gemma4.h"
+#include "model/testmodel.h"
+#include "server/http/http_server.h"
+#include "text/detokenizer.h"
+#include "text/tokenizer.h"
+
+#define TEST_TOKENIZER "tests/text/data/tokenizer.json"
+
+typedef struct opts {
+    g4_http_config http;
+    const char *model, *default_model_dir, *tokenizer, *backend;
+    int max_model_len, max_num_seqs, max_queue, max_batched_tokens, tp;
+    int prefix_cache;            /* -1 = engine default */
+    double ready_delay_s;        /* testing aid: stay not-ready this long after warm-up */
+    char names_buf[1024];
+} opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: g4serve [flags]\n"
+"OpenAI-compatible HTTP server for Gemma 4 (NIM-style). Flags override NIM_* environment variables.\n"
+"\n"
+"Model\n"
+"  --model DIR                 Hugging Face Gemma 4 checkpoint directory (env NIM_MODEL_PATH, legacy\n"
+"                              NIM_MODEL_NAME; only local directories). Default: the embedded tiny model.\n"
+"  --default-model-dir DIR     where the embedded default model (tiny-dense, seed 1) is written if\n"
+"                              missing and served when --model is not given (default ./models/tiny-dense)\n"
+"  --tokenizer FILE            tokenizer.json (default: the model directory's tokenizer.json, else\n"
+"                              " TEST_TOKENIZER ", the test tokenizer matching the tiny models)\n"
+"  --backend cpu|cuda          compute backend (default cpu)\n"
+"  --served-model-name N[,A..] name(s) the API answers to; the first is reported (env\n"
+"                              NIM_SERVED_MODEL_NAME; default: g4serve-tiny, or the model directory name)\n"
+"  --max-model-len N           prompt + completion limit in tokens (env NIM_MAX_MODEL_LEN; default 4096\n"
+"                              or the model's limit, whichever is smaller)\n"
+"  --max-num-seqs N            concurrently running sequences (env NIM_MAX_NUM_SEQS; default 64)\n"
+"  --max-num-batched-tokens N  tokens per engine step (env NIM_MAX_NUM_BATCHED_TOKENS; default 512)\n"
+"  --max-queue N               waiting requests beyond which requests get 429 (default 1024)\n"
+"  --enable-prefix-caching / --no-enable-prefix-caching\n"
+"                              reuse KV blocks of shared prompt prefixes (env NIM_ENABLE_KV_CACHE_REUSE;\n"
+"                              default on)\n"
+"  --tensor-parallel-size N    only 1 in this build (env NIM_TENSOR_PARALLEL_SIZE)\n"
+"\n"
+"HTTP\n"
+"  --host ADDR                 IPv4 listen address (default 0.0.0.0)\n"
+"  --port N                    listen port (env NIM_SERVER_PORT; default 8000; 0 = any free port)\n"
+"  --max-body-bytes N          request body limit, larger bodies get 413 (default 67108864)\n"
+"  --connection-timeout S      close idle connections after S seconds (default 600; 0 = never)\n"
+"  --keepalive-interval S      SSE keep-alive comment after S seconds without data (default 5)\n"
+"  --request-timeout S         cancel a generation running longer than S seconds (default 0 = never)\n"
+"  --no-reasoning-content      emit only `reasoning`, not the older `reasoning_content` alias\n"
+"  --log-requests              one log line per request (env NIM_DISABLE_LOG_REQUESTS=0)\n"
+"  --debug-ready-delay S       testing aid: report not-ready for S more seconds after warm-up\n"
+"  --help                      this text\n"
+"\n"
+"Also read (accepted, logged): NIM_LOG_LEVEL, NIM_JSONL_LOGGING, NIM_CACHE_PATH, NIM_MODEL_PROFILE,\n"
+"NIM_GPU_MEMORY_UTILIZATION, NIM_KVCACHE_PERCENT, NIM_PASSTHROUGH_ARGS, NIM_HEALTH_PORT (not\n"
+"supported: health is on the API port). Unknown NIM_* variables are logged and ignored.\n"
+"Endpoints: /v1/chat/completions /v1/completions /v1/models /v1/health/live /v1/health/ready\n"
+"/v1/metrics /metrics /v1/version /tokenize /detokenize (docs/api-http.md).\n");
+}
+
+static int parse_int(const char *flag, const char *v, int lo, int *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v ? v : "", &end, 10);
+    if (!v || !*v || *end || errno || x < lo || x > 1 << 30) {
+        fprintf(stderr, "g4serve: %s: expected an integer >= %d, got '%s'\n", flag, lo, v ? v : "");
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int parse_double(const char *flag, const char *v, double *out)
+{
+    char *end;
+    double x = strtod(v ? v : "", &end);
+    if (!v || !*v || *end || x < 0) {
+        fprintf(stderr, "g4serve: %s: expected a number >= 0, got '%s'\n", flag, v ? v : "");
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static void set_names(opts *o, const char *list)
+{
+    snprintf(o->names_buf, sizeof o->names_buf, "%s", list);
+    o->http.n_served_names = 0;
+    for (char *save = NULL, *t = strtok_r(o->names_buf, ",", &save); t && o->http.n_served_names < G4_HTTP_MAX_NAMES;
+         t = strtok_r(NULL, ",", &save))
+        if (*t)
+            o->http.served_names[o->http.n_served_names++] = t;
+}
+
+static int read_env(opts *o)
+{
+    extern char **environ;
+    static const char *const known[] = {"NIM_SERVER_PORT", "NIM_SERVED_MODEL_NAME", "NIM_MODEL_PATH", "NIM_MODEL_NAME",
+                                        "NIM_MAX_MODEL_LEN", "NIM_MAX_NUM_SEQS", "NIM_MAX_NUM_BATCHED_TOKENS",
+                                        "NIM_ENABLE_KV_CACHE_REUSE", "NIM_TENSOR_PARALLEL_SIZE",
+                                        "NIM_DISABLE_LOG_REQUESTS", "NIM_LOG_LEVEL", "NIM_JSONL_LOGGING",
+                                        "NIM_CACHE_PATH", "NIM_MODEL_PROFILE", "NIM_GPU_MEMORY_UTILIZATION",
+                                        "NIM_KVCACHE_PERCENT", "NIM_PASSTHROUGH_ARGS", "NIM_HEALTH_PORT",
+                                        "NIM_PIPELINE_PARALLEL_SIZE"};
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "NIM_", 4))
+            continue;
+        size_t n = strcspn(*e, "=");
+        bool k = false;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            k |= strlen(known[i]) == n && !strncmp(*e, known[i], n);
+        if (!k)
+            fprintf(stderr, "g4serve: ignoring unknown environment variable %.*s\n", (int)n, *e);
+    }
+    const char *v;
+    if ((v = getenv("NIM_SERVER_PORT")) && parse_int("NIM_SERVER_PORT", v, 0, &o->http.port) < 0)
+        return -1;
+    if ((v = getenv("NIM_SERVED_MODEL_NAME")) && *v)
+        set_names(o, v);
+    if ((v = getenv("NIM_MODEL_NAME")) && *v)
+        o->model = v;
+    if ((v = getenv("NIM_MODEL_PATH")) && *v)
+        o->model = v;
+    if (o->model && strstr(o->model, "://")) {
+        fprintf(stderr, "g4serve: NIM_MODEL_PATH '%s': only local directories can be loaded (no downloads)\n", o->model);
+        return -1;
+    }
+    if ((v = getenv("NIM_MAX_MODEL_LEN")) && parse_int("NIM_MAX_MODEL_LEN", v, 1, &o->max_model_len) < 0)
+        return -1;
+    if ((v = getenv("NIM_MAX_NUM_SEQS")) && parse_int("NIM_MAX_NUM_SEQS", v, 1, &o->max_num_seqs) < 0)
+        return -1;
+    if ((v = getenv("NIM_MAX_NUM_BATCHED_TOKENS")) &&
+        parse_int("NIM_MAX_NUM_BATCHED_TOKENS", v, 1, &o->max_batched_tokens) < 0)
+        return -1;
+    if ((v = getenv("NIM_TENSOR_PARALLEL_SIZE")) && parse_int("NIM_TENSOR_PARALLEL_SIZE", v, 1, &o->tp) < 0)
+        return -1;
+    if ((v = getenv("NIM_ENABLE_KV_CACHE_REUSE")))
+        o->prefix_cache = strcmp(v, "0") && strcasecmp(v, "false");
+    if ((v = getenv("NIM_DISABLE_LOG_REQUESTS")))
+        o->http.log_requests = !strcmp(v, "0") || !strcasecmp(v, "false");
+    static const char *const logged[] = {"NIM_LOG_LEVEL", "NIM_JSONL_LOGGING", "NIM_CACHE_PATH", "NIM_MODEL_PROFILE",
+                                         "NIM_GPU_MEMORY_UTILIZATION", "NIM_KVCACHE_PERCENT", "NIM_PASSTHROUGH_ARGS",
+                                         "NIM_HEALTH_PORT", "NIM_PIPELINE_PARALLEL_SIZE"};
+    for (size_t i = 0; i < sizeof logged / sizeof logged[0]; i++)
+        if ((v = getenv(logged[i])))
+            fprintf(stderr, "g4serve: %s=%s accepted; it has no effect in this build\n", logged[i], v);
+    return 0;
+}
+
+/* 0 ok, 1 exit 0 (help), -1 error. */
+static int parse_args(opts *o, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define ARG(name) (!strcmp(a, name) && (i++, 1))
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 1;
+        } else if (!strcmp(a, "--enable-prefix-caching")) {
+            o->prefix_cache = 1;
+        } else if (!strcmp(a, "--no-enable-prefix-caching")) {
+            o->prefix_cache = 0;
+        } else if (!strcmp(a, "--no-reasoning-content")) {
+            o->http.reasoning_content = false;
+        } else if (!strcmp(a, "--log-requests")) {
+            o->http.log_requests = true;
+        } else if (!v) {
+            fprintf(stderr, "g4serve: unknown flag or missing value: %s (see --help)\n", a);
+            return -1;
+        } else if (ARG("--model")) {
+            o->model = v;
+        } else if (ARG("--default-model-dir")) {
+            o->default_model_dir = v;
+        } else if (ARG("--tokenizer")) {
+            o->tokenizer = v;
+        } else if (ARG("--backend")) {
+            o->backend = v;
+        } else if (ARG("--served-model-name")) {
+            set_names(o, v);
+        } else if (ARG("--host")) {
+            o->http.host = v;
+        } else if (ARG("--port")) {
+            if (parse_int(a, v, 0, &o->http.port) < 0 || o->http.port > 65535)
+                return -1;
+        } else if (ARG("--max-model-len")) {
+            if (parse_int(a, v, 1, &o->max_model_len) < 0)
+                return -1;
+        } else if (ARG("--max-num-seqs")) {
+            if (parse_int(a, v, 1, &o->max_num_seqs) < 0)
+                return -1;
+        } else if (ARG("--max-num-batched-tokens")) {
+            if (parse_int(a, v, 1, &o->max_batched_tokens) < 0)
+                return -1;
+        } else if (ARG("--max-queue")) {
+            if (parse_int(a, v, 0, &o->max_queue) < 0)
+                return -1;
+        } else if (ARG("--tensor-parallel-size")) {
+            if (parse_int(a, v, 1, &o->tp) < 0)
+                return -1;
+        } else if (ARG("--max-body-bytes")) {
+            int n;
+            if (parse_int(a, v, 1024, &n) < 0)
+                return -1;
+            o->http.max_body_bytes = (size_t)n;
+        } else if (ARG("--connection-timeout")) {
+            if (parse_int(a, v, 0, &o->http.connection_timeout_s) < 0)
+                return -1;
+        } else if (ARG("--keepalive-interval")) {
+            if (parse_double(a, v, &o->http.keepalive_s) < 0)
+                return -1;
+        } else if (ARG("--debug-ready-delay")) {
+            if (parse_double(a, v, &o->ready_delay_s) < 0)
+                return -1;
+        } else if (ARG("--request-timeout")) {
+            if (parse_double(a, v, &o->http.request_timeout_s) < 0)
+                return -1;
+        } else {
+            fprintf(stderr, "g4serve: unknown flag: %s (see --help)\n", a);
+            return -1;
+        }
+#undef ARG
+    }
+    if (o->tp != 1) {
+        fprintf(stderr, "g4serve: tensor parallel size %d is not supported by this build (only 1)\n", o->tp);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- detokenizer seam: one streaming detokenizer per request, special tokens rendered ------ */
+
+static void *detok_open(void *ctx)
+{
+    g4_detokenizer *d = NULL;
+    return g4_detokenizer_new(ctx, 0, &d, NULL) < 0 ? NULL : d;
+}
+
+static int detok_push(void *state, int32_t token, char *out, size_t cap)
+{
+    g4_strbuf b = {0};
+    if (!state || g4_detokenizer_push(state, token, &b, NULL) < 0) {
+        g4_strbuf_free(&b);
+        return -1;
+    }
+    size_t n = b.len < cap - 1 ? b.len : cap - 1;
+    if (n)
+        memcpy(out, b.data, n);
+    out[n] = 0;
+    g4_strbuf_free(&b);
+    return (int)n;
+}
+
+static int detok_finish(void *state, char *out, size_t cap)
+{
+    g4_strbuf b = {0};
+    if (!state || g4_detokenizer_finish(state, &b, NULL) < 0) {
+        g4_strbuf_free(&b);
+        return -1;
+    }
+    size_t n = b.len < cap - 1 ? b.len : cap - 1;
+    if (n)
+        memcpy(out, b.data, n);
+    out[n] = 0;
+    g4_strbuf_free(&b);
+    return (int)n;
+}
+
+static void detok_close(void *state) { g4_detokenizer_free(state); }
+
+/* --- warm-up: one short request through the whole engine ---------------------------------- */
+
+typedef struct warm {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    g4_finish_reason finish;
+    char error[256];
+} warm;
+
+static void warm_event(void *user, const g4_event *ev)
+{
+    warm *w = user;
+    if (ev->finish == G4_FINISH_NONE)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    w->finish = ev->finish;
+    snprintf(w->error, sizeof w->error, "%s", ev->error ? ev->error : "");
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static int warm_up(g4_engine *e, const g4_tokenizer *tok, g4_error *err)
+{
+    g4_tokens ids = {0};
+    if (g4_tokenizer_encode(tok, "Hello", 5, G4_ENCODE_ADD_BOS, &ids, err) < 0)
+        return -1;
+    warm w = {.done = 0};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    g4_request_params p;
+    memset(&p, 0, sizeof p);
+    p.prompt = ids.ids;
+    p.n_prompt = (int)ids.n;
+    g4_sampling_default(&p.sampling);
+    g4_stop_rules_default(&p.stop);
+    p.stop.max_tokens = 2;
+    p.on_event = warm_event;
+    p.user = &w;
+    int code = 0;
+    uint64_t id = g4_engine_submit(e, &p, &code, err);
+    g4_tokens_free(&ids);
+    if (!id)
+        return g4_fail_prefix(err, "warm-up request");
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    if (w.finish == G4_FINISH_ERROR || w.finish == G4_FINISH_ABORT)
+        return g4_fail(err, "warm-up request failed: %s", w.error[0] ? w.error : "aborted");
+    return 0;
+}
+
+static bool file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* The embedded default model: tiny-dense, seed 1, written once (parents created). */
+static int write_default_model(const char *dir, g4_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (file_exists(path))
+        return 0;
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                return g4_fail(err, "cannot create %s: %s", path, strerror(errno));
+            *p = '/';
+        }
+    fprintf(stderr, "g4serve: writing the embedded default model (tiny-dense, seed 1) to %s\n", dir);
+    g4_config cfg;
+    if (g4_testmodel_config(&cfg, "tiny-dense", err) < 0 || g4_testmodel_write(&cfg, 1, dir, err) < 0)
+        return -1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    memset(&o, 0, sizeof o);
+    g4_http_config_default(&o.http);
+    o.default_model_dir = "./models/tiny-dense";
+    o.backend = "cpu";
+    o.max_num_seqs = 64;
+    o.max_queue = 1024;
+    o.tp = 1;
+    o.prefix_cache = -1;
+    if (read_env(&o) < 0)
+        return 2;
+    int pr = parse_args(&o, argc, argv);
+    if (pr)
+        return pr > 0 ? 0 : 2;
+
+    /* Block the stop signals in every thread; main waits for them with sigwait. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    g4_error err = {{0}};
+    const char *dir = o.model ? o.model : o.default_model_dir;
+    if (o.model && o.http.n_served_names == 1 && !strcmp(o.http.served_names[0], "g4serve-tiny") &&
+        !getenv("NIM_SERVED_MODEL_NAME")) {
+        const char *base = strrchr(dir, '/');
+        base = base && base[1] ? base + 1 : dir;
+        set_names(&o, base);
+    }
+    o.http.model_path = dir;
+    g4_http_server *srv = g4_http_server_start(&o.http, &err);
+    if (!srv) {
+        fprintf(stderr, "g4serve: %s\n", err.msg);
+        return 1;
+    }
+    fprintf(stderr, "g4serve: listening on http://%s:%d (live; loading %s)\n", o.http.host,
+            g4_http_server_port(srv), dir);
+    printf("g4serve: port %d\n", g4_http_server_port(srv));
+    fflush(stdout);
+
+    int rc = 1;
+    g4_backend *be = NULL;
+    g4_model *m = NULL;
+    g4_tokenizer *tok = NULL;
+    g4_engine *eng = NULL;
+    if (!o.model && write_default_model(dir, &err) < 0)
+        goto out;
+    char tokpath[4096];
+    if (o.tokenizer) {
+        snprintf(tokpath, sizeof tokpath, "%s", o.tokenizer);
+    } else {
+        snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", dir);
+        if (!file_exists(tokpath))
+            snprintf(tokpath, sizeof tokpath, "%s", TEST_TOKENIZER);
+    }
+    if (!(be = g4_backend_create(o.backend, &err)))
+        goto out;
+    g4_model_opts mo;
+    g4_model_opts_default(&mo);
+    mo.max_seqs = o.max_num_seqs;
+    if (o.max_model_len)
+        mo.max_model_len = o.max_model_len;
+    if (o.max_batched_tokens)
+        mo.max_step_tokens = o.max_batched_tokens;
+    if (g4_model_open(&m, dir, be, &mo, &err) < 0 || g4_tokenizer_load(tokpath, &tok, &err) < 0)
+        goto out;
+    if (g4_tokenizer_n_vocab(tok) > m->cfg.vocab) {
+        g4_fail(&err, "tokenizer %s has %d ids but the model's vocabulary is %d", tokpath,
+                (int)g4_tokenizer_n_vocab(tok), (int)m->cfg.vocab);
+        goto out;
+    }
+    g4_engine_opts eo;
+    g4_engine_opts_from_model(&eo, m);
+    eo.max_running = o.max_num_seqs < eo.max_running ? o.max_num_seqs : eo.max_running;
+    eo.max_waiting = o.max_queue;
+    if (o.prefix_cache >= 0)
+        eo.prefix_cache = o.prefix_cache;
+    /* Stop ids: the model's plus Gemma 4's chat stops (<eos>, <turn|>, <|tool_response>), which an
+     * instruction-tuned generation_config lists but config.json may not. */
+    int32_t eos[16];
+    int n_eos = 0;
+    for (int i = 0; i < eo.n_eos && n_eos < 13; i++)
+        eos[n_eos++] = eo.eos_ids[i];
+    const g4_special_ids *sp = g4_tokenizer_specials(tok);
+    const int32_t extra[3] = {sp->eos, sp->turn_end, sp->tool_response_start};
+    for (int k = 0; k < 3; k++) {
+        bool have = extra[k] < 0;
+        for (int i = 0; i < n_eos; i++)
+            have |= eos[i] == extra[k];
+        if (!have)
+            eos[n_eos++] = extra[k];
+    }
+    eo.eos_ids = eos;
+    eo.n_eos = n_eos;
+    g4_executor ex;
+    g4_executor_local(&ex, m);
+    g4_detok_iface dt = {.ctx = tok, .open = detok_open, .push = detok_push, .close = detok_close,
+                        .finish = detok_finish};
+    if (!(eng = g4_engine_create(&eo, &ex, &dt, &err)))
+        goto out;
+    g4_http_server_attach(srv, eng, tok, &eo);
+    if (warm_up(eng, tok, &err) < 0)
+        goto out;
+    if (o.ready_delay_s > 0)
+        usleep((useconds_t)(o.ready_delay_s * 1e6));
+    g4_http_server_set_ready(srv, true);
+    fprintf(stderr, "g4serve: ready: model %s (%d layers, vocab %d), tokenizer %s, max_model_len %d, "
+            "max_num_seqs %d, backend %s\n", dir, m->cfg.n_layers, (int)m->cfg.vocab, tokpath,
+            eo.max_model_len, eo.max_running, o.backend);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "g4serve: signal %d, shutting down\n", sig);
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "g4serve: %s\n", err.msg);
+    g4_http_server_stop(srv);
+    if (eng)
+        g4_engine_destroy(eng);
+    g4_tokenizer_free(tok);
+    if (m)
+        g4_model_close(m);
+    if (be)
+        g4_backend_destroy(be);
+    return rc;
+}
