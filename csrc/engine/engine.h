@@ -101,6 +101,9 @@ typedef struct g4_detok_iface {
      * returns its length or −1. */
     int (*push)(void *state, int32_t token, char *out, size_t cap);
     void (*close)(void *state);
+    /* Optional (NULL = nothing held back): at the end of the stream, writes the text still held
+     * (e.g. an unfinished byte run) to out like push; returns its length or −1. Added by the engine. */
+    int (*finish)(void *state, char *out, size_t cap);
 } g4_detok_iface;
 
 /* --- executor seam ---------------------------------------------------------------------- */
@@ -129,6 +132,10 @@ typedef struct g4_engine_opts {
     bool prefix_cache;
     const int32_t *eos_ids;     /* model stop ids (copied) */
     int n_eos;
+    /* Added by the engine: */
+    int max_blocks_per_seq;     /* block-table columns the executor expects (the model's
+                                   max_blocks_per_seq); 0 = ceil(max_model_len / block_size) */
+    uint64_t seed;              /* seeds requests without has_seed; 0 = from the clock */
 } g4_engine_opts;
 
 /* Fills opts from a loaded model (its pools, window, eos ids and limits). */
@@ -160,11 +167,21 @@ typedef struct g4_engine_stats {
     int blocks_cached;          /* refcount 0 but kept for the prefix cache (free under pressure) */
     double sched_seconds;       /* engine CPU time in steps, model time excluded */
     uint64_t finished[5];       /* by g4_finish_reason */
+    /* Added by the engine: */
+    double model_seconds;       /* wall time inside executor steps */
+    double sample_seconds;      /* part of sched_seconds spent sampling */
+    uint64_t output_tokens;     /* tokens sampled (all requests) */
 } g4_engine_stats;
 
 void g4_engine_stats_get(g4_engine *e, g4_engine_stats *s);
 
 /* Blocks until no request is running or waiting (tests, offline tool). */
 void g4_engine_wait_idle(g4_engine *e);
+
+/* Added by the engine: a request that can never run with these options (too long for
+ * max_model_len, or more blocks at its full length than a pool has) — G4_ERR_TOO_LONG — or
+ * invalid parameters — G4_ERR_INVALID; 0 when it can be admitted. What submit checks first. */
+int g4_engine_check_request(const g4_engine_opts *o, int vocab, bool has_detok, const g4_request_params *p,
+                            g4_error *err);
 
 #endif

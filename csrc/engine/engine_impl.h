@@ -1,0 +1,62 @@
+/* engine_impl.h — the layout of g4_engine, shared by engine.c (API, queues, loop thread) and
+ * output.c (sampled token → stop rules → events). Private to csrc/engine.
+ *
+ * Threading: fields under "shared" are read and written only with `mu` held; everything else
+ * belongs to the engine thread. */
+#ifndef G4_ENGINE_ENGINE_IMPL_H
+#define G4_ENGINE_ENGINE_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "engine/engine.h"
+#include "engine/kvcache.h"
+#include "engine/prefix_cache.h"
+#include "engine/sampling.h"
+#include "engine/scheduler.h"
+#include "engine/sequence.h"
+
+struct g4_engine {
+    g4_engine_opts o;
+    int32_t eos[G4_MAX_EOS];
+    g4_executor ex;
+    g4_detok_iface detok;
+    bool has_detok;
+    /* engine thread */
+    g4_kvcache kv;
+    g4_prefix_cache pc;
+    g4_scheduler sched;
+    g4_sampler sampler;
+    float *logits;           /* [max_running, V] */
+    char *text;              /* detokenizer output scratch */
+    size_t text_cap;
+    g4_engine_stats st;
+    g4_seq **intake;         /* requests taken off the submit queue this iteration */
+    uint64_t *cancel_ids;    /* cancellations taken this iteration */
+    int cap_intake, cap_cancel;
+    /* shared */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;     /* to the engine thread: work or stop */
+    pthread_cond_t idle;     /* from the engine thread: nothing left */
+    g4_seq **pending;        /* submitted, not yet taken */
+    int n_pending, cap_pending;
+    uint64_t *cancels;
+    int n_cancels, cap_cancels;
+    bool stopping;
+    bool busy;               /* the engine thread holds requests */
+    int n_queued;            /* pending + waiting as of the last publish (for max_waiting) */
+    uint64_t next_id;
+    uint64_t seed_base;
+    g4_engine_stats pub;     /* stats as of the last publish */
+};
+
+/* Delivers a request's last event (finish ≠ NONE, no token), takes it out of the scheduler,
+ * closes its detokenizer and frees it. */
+void g4_engine_finish(g4_engine *e, g4_seq *q, g4_finish_reason why, const char *error);
+
+/* Samples row r of e->logits for q, appends the token, applies stop rules and delivers the
+ * token's event (finishing q when it ends). */
+void g4_engine_emit_row(g4_engine *e, g4_seq *q, const float *logits);
+
+#endif

@@ -1,0 +1,36 @@
+/* executor.c — the executor seam: g4_executor_local runs each step on one g4_model (N = 1).
+ *
+ * The engine only ever calls ex->step(ctx, step, logits): one packed step in, rank 0's logits
+ * out. With tensor parallelism an executor will hold N workers (one thread per GPU, each with
+ * its shard of the model); step() will hand the same g4_step to every worker, wait for all of
+ * them (they all-reduce inside the forward), and return rank 0's logits — nothing above this
+ * seam changes. For N = 1 the worker is the engine thread itself, so step() calls the model
+ * directly. Not here: scheduling, sampling (engine). */
+#include "engine/engine.h"
+
+static int local_step(void *ctx, const g4_step *step, float *logits, g4_error *err) {
+    return g4_model_forward((g4_model *)ctx, step, logits, err);
+}
+
+void g4_executor_local(g4_executor *ex, g4_model *m) {
+    ex->ctx = m;
+    ex->n_workers = 1;
+    ex->vocab = m->cfg.vocab;
+    ex->step = local_step;
+}
+
+void g4_engine_opts_from_model(g4_engine_opts *o, const g4_model *m) {
+    *o = (g4_engine_opts){0};
+    o->max_running = m->opts.max_seqs;
+    o->max_waiting = 1024;
+    o->max_model_len = m->opts.max_model_len;
+    o->step_token_budget = m->opts.max_step_tokens;
+    o->block_size = m->opts.block_size;
+    o->n_blocks_sliding = m->opts.n_blocks_sliding;
+    o->n_blocks_global = m->opts.n_blocks_global;
+    o->sliding_window = m->cfg.sliding_window;
+    o->prefix_cache = true;
+    o->eos_ids = m->cfg.eos_ids;
+    o->n_eos = m->cfg.n_eos;
+    o->max_blocks_per_seq = m->max_blocks_per_seq;
+}

@@ -1,0 +1,58 @@
+/* request_check.c — what submit refuses before a request enters the queue: invalid parameters
+ * (G4_ERR_INVALID) and requests that could never run with the engine's limits and pools
+ * (G4_ERR_TOO_LONG). Everything else runs eventually: lack of memory at run time only delays a
+ * request (preemption), it never fails it. Not here: the queue-length limit (engine.c). */
+#include "engine/engine.h"
+#include "engine/kvcache.h"
+
+int g4_engine_check_request(const g4_engine_opts *o, int vocab, bool has_detok, const g4_request_params *p,
+                            g4_error *err) {
+    const g4_sampling *s = &p->sampling;
+    const g4_stop_rules *r = &p->stop;
+    if (!p->on_event) return g4_fail(err, "request: on_event is NULL"), G4_ERR_INVALID;
+    if (!p->prompt || p->n_prompt < 1) return g4_fail(err, "request: prompt is empty"), G4_ERR_INVALID;
+    for (int i = 0; i < p->n_prompt; i++)
+        if (p->prompt[i] < 0 || p->prompt[i] >= vocab)
+            return g4_fail(err, "request: prompt[%d] = %d is outside the vocabulary 0..%d", i, p->prompt[i], vocab - 1),
+                   G4_ERR_INVALID;
+    if (r->max_tokens < 1) return g4_fail(err, "request: max_tokens %d must be ≥ 1", r->max_tokens), G4_ERR_INVALID;
+    if (r->min_tokens < 0 || r->min_tokens > r->max_tokens)
+        return g4_fail(err, "request: min_tokens %d must be in 0..max_tokens (%d)", r->min_tokens, r->max_tokens),
+               G4_ERR_INVALID;
+    if (r->n_stop_ids < 0 || (r->n_stop_ids && !r->stop_ids))
+        return g4_fail(err, "request: %d stop ids without an array", r->n_stop_ids), G4_ERR_INVALID;
+    if (r->n_stop_strings < 0 || (r->n_stop_strings && !r->stop_strings))
+        return g4_fail(err, "request: %d stop strings without an array", r->n_stop_strings), G4_ERR_INVALID;
+    if (r->n_stop_strings > 0 && !has_detok)
+        return g4_fail(err, "request: stop strings need a detokenizer, and this engine has none"), G4_ERR_INVALID;
+    for (int i = 0; i < r->n_stop_strings; i++)
+        if (!r->stop_strings[i] || !r->stop_strings[i][0])
+            return g4_fail(err, "request: stop_strings[%d] is empty", i), G4_ERR_INVALID;
+    if (!(s->temperature >= 0) || s->temperature > 100)
+        return g4_fail(err, "request: temperature %g must be in [0, 100]", s->temperature), G4_ERR_INVALID;
+    if (!(s->top_p > 0 && s->top_p <= 1))
+        return g4_fail(err, "request: top_p %g must be in (0, 1]", s->top_p), G4_ERR_INVALID;
+    if (!(s->min_p >= 0 && s->min_p <= 1))
+        return g4_fail(err, "request: min_p %g must be in [0, 1]", s->min_p), G4_ERR_INVALID;
+    if (!(s->repetition_penalty > 0 && s->repetition_penalty <= 100))
+        return g4_fail(err, "request: repetition_penalty %g must be in (0, 100]", s->repetition_penalty), G4_ERR_INVALID;
+    if (!(s->presence_penalty >= -2 && s->presence_penalty <= 2) || !(s->frequency_penalty >= -2 && s->frequency_penalty <= 2))
+        return g4_fail(err, "request: presence/frequency penalties must be in [-2, 2]"), G4_ERR_INVALID;
+    if (s->logprobs < -1 || s->logprobs > G4_MAX_TOP_LOGPROBS)
+        return g4_fail(err, "request: logprobs %d must be in -1..%d", s->logprobs, G4_MAX_TOP_LOGPROBS), G4_ERR_INVALID;
+    long long L = (long long)p->n_prompt + r->max_tokens;
+    if (L > o->max_model_len)
+        return g4_fail(err, "request: prompt (%d tokens) + max_tokens (%d) = %lld exceeds the maximum model length %d",
+                       p->n_prompt, r->max_tokens, L, o->max_model_len),
+               G4_ERR_TOO_LONG;
+    g4_kvcache geo = {.block_size = o->block_size, .window = o->sliding_window};
+    int chunk = o->step_token_budget < (int)L ? o->step_token_budget : (int)L;
+    int need_g = g4_kvcache_seq_blocks(&geo, G4_POOL_GLOBAL, (int)L, chunk);
+    int need_s = g4_kvcache_seq_blocks(&geo, G4_POOL_SLIDING, (int)L, chunk);
+    if (need_g > o->n_blocks_global || need_s > o->n_blocks_sliding)
+        return g4_fail(err, "request: %lld tokens need %d global and %d sliding KV blocks, the pools have %d and %d", L,
+                       need_g, need_s, o->n_blocks_global, o->n_blocks_sliding),
+               G4_ERR_TOO_LONG;
+    if (err) err->msg[0] = 0;
+    return 0;
+}

@@ -1,0 +1,254 @@
+/* scheduler.c — token-budget batching, FCFS admission with prefix lookup, preemption by
+ * recompute (see scheduler.h). Engine thread only. Not here: limits at submit, sampling. */
+#include "engine/scheduler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* (priority, arrival) order: a before b. */
+static inline int before(const g4_seq *a, const g4_seq *b) {
+    return a->priority != b->priority ? a->priority < b->priority : a->arrival < b->arrival;
+}
+
+/* --- waiting heap ---------------------------------------------------------------------------- */
+
+static void heap_set(g4_scheduler *s, int i, g4_seq *q) {
+    s->waiting[i] = q;
+    q->heap_idx = i;
+}
+
+static void sift_up(g4_scheduler *s, int i) {
+    g4_seq *q = s->waiting[i];
+    while (i > 0 && before(q, s->waiting[(i - 1) / 2])) {
+        heap_set(s, i, s->waiting[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(s, i, q);
+}
+
+static void sift_down(g4_scheduler *s, int i) {
+    g4_seq *q = s->waiting[i];
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= s->n_waiting) break;
+        if (c + 1 < s->n_waiting && before(s->waiting[c + 1], s->waiting[c])) c++;
+        if (!before(s->waiting[c], q)) break;
+        heap_set(s, i, s->waiting[c]);
+        i = c;
+    }
+    heap_set(s, i, q);
+}
+
+static void heap_remove(g4_scheduler *s, int i) {
+    s->waiting[i]->heap_idx = -1;
+    g4_seq *last = s->waiting[--s->n_waiting];
+    if (i == s->n_waiting) return;
+    heap_set(s, i, last);
+    sift_up(s, i);
+    sift_down(s, last->heap_idx);
+}
+
+/* --- running list ------------------------------------------------------------------------------ */
+
+static void running_insert(g4_scheduler *s, g4_seq *q) {
+    int i = s->n_running;
+    while (i > 0 && before(q, s->running[i - 1])) {
+        s->running[i] = s->running[i - 1];
+        i--;
+    }
+    s->running[i] = q;
+    s->n_running++;
+    q->state = G4_SEQ_RUNNING;
+}
+
+static void running_remove(g4_scheduler *s, g4_seq *q) {
+    int i = 0;
+    while (i < s->n_running && s->running[i] != q) i++;
+    if (i == s->n_running) return;
+    memmove(s->running + i, s->running + i + 1, (size_t)(s->n_running - i - 1) * sizeof *s->running);
+    s->n_running--;
+}
+
+static void release_slot(g4_scheduler *s, g4_seq *q) {
+    if (q->slot < 0) return;
+    g4_kvcache_release_slot(s->kv, q->slot);
+    s->free_slots[s->n_free_slots++] = q->slot;
+    q->slot = -1;
+    q->n_computed = 0;
+    q->n_registered = 0;
+}
+
+/* --- init ------------------------------------------------------------------------------------- */
+
+int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_running, int token_budget,
+                  g4_error *err) {
+    memset(s, 0, sizeof *s);
+    if (max_running < 1 || max_running > kv->n_slots || token_budget < 1)
+        return g4_fail(err, "scheduler: max_running %d must be in 1..%d and the token budget %d ≥ 1", max_running,
+                       kv->n_slots, token_budget);
+    s->kv = kv;
+    s->pc = pc;
+    s->max_running = max_running;
+    s->token_budget = token_budget;
+    s->running = malloc((size_t)max_running * sizeof *s->running);
+    s->batch = malloc((size_t)max_running * sizeof *s->batch);
+    s->free_slots = malloc((size_t)max_running * sizeof *s->free_slots);
+    s->row_batch = malloc((size_t)max_running * sizeof *s->row_batch);
+    s->ids = malloc((size_t)token_budget * 4 * sizeof *s->ids);
+    if (!s->running || !s->batch || !s->free_slots || !s->row_batch || !s->ids) {
+        g4_sched_free(s);
+        return g4_fail(err, "scheduler: out of memory");
+    }
+    s->pos = s->ids + token_budget;
+    s->seq = s->pos + token_budget;
+    s->rows = s->seq + token_budget;
+    for (int i = 0; i < max_running; i++) s->free_slots[i] = max_running - 1 - i;
+    s->n_free_slots = max_running;
+    return 0;
+}
+
+void g4_sched_free(g4_scheduler *s) {
+    free(s->waiting);
+    free(s->running);
+    free(s->batch);
+    free(s->free_slots);
+    free(s->row_batch);
+    free(s->ids);
+    memset(s, 0, sizeof *s);
+}
+
+int g4_sched_add(g4_scheduler *s, g4_seq *q) {
+    if (s->n_waiting == s->cap_waiting) {
+        int cap = s->cap_waiting ? 2 * s->cap_waiting : 64;
+        g4_seq **w = realloc(s->waiting, (size_t)cap * sizeof *w);
+        if (!w) return -1;
+        s->waiting = w;
+        s->cap_waiting = cap;
+    }
+    q->state = G4_SEQ_WAITING;
+    heap_set(s, s->n_waiting++, q);
+    sift_up(s, s->n_waiting - 1);
+    return 0;
+}
+
+void g4_sched_remove(g4_scheduler *s, g4_seq *q) {
+    if (q->state == G4_SEQ_WAITING && q->heap_idx >= 0) heap_remove(s, q->heap_idx);
+    if (q->state == G4_SEQ_RUNNING) running_remove(s, q);
+    release_slot(s, q);
+    q->state = G4_SEQ_NEW;
+}
+
+/* --- one step --------------------------------------------------------------------------------- */
+
+static void preempt(g4_scheduler *s, g4_seq *q) {
+    running_remove(s, q);
+    release_slot(s, q);
+    s->preemptions++;
+    /* cannot fail for lack of memory: the heap has room for every sequence it ever held... */
+    if (g4_sched_add(s, q)) q->cancelled = true; /* ...and if it does, the engine aborts it */
+}
+
+/* Blocks for q's next `chunk` tokens, preempting the newest unscheduled running sequences.
+ * Returns 0, or −1 when q itself was preempted. */
+static int ensure_blocks(g4_scheduler *s, g4_seq *q, int chunk) {
+    for (;;) {
+        if (!g4_kvcache_reserve(s->kv, q->slot, q->n_computed, q->n_computed + chunk)) return 0;
+        g4_seq *victim = NULL;
+        for (int i = s->n_running - 1; i >= 0 && !victim; i--)
+            if (s->running[i]->mark != s->step_no) victim = s->running[i];
+        if (!victim || victim == q) {
+            preempt(s, q);
+            return -1;
+        }
+        preempt(s, victim);
+    }
+}
+
+static void add_to_batch(g4_scheduler *s, g4_seq *q, int chunk) {
+    q->mark = s->step_no;
+    q->chunk = chunk;
+    int b = s->n_batch++;
+    s->batch[b] = q;
+    for (int j = 0; j < chunk; j++) {
+        int t = s->n_tokens++;
+        s->ids[t] = q->tokens[q->n_computed + j];
+        s->pos[t] = q->n_computed + j;
+        s->seq[t] = q->slot;
+    }
+    if (q->n_computed + chunk == q->len) {
+        s->row_batch[s->n_rows] = b;
+        s->rows[s->n_rows++] = s->n_tokens - 1;
+    }
+    if (q->slot + 1 > s->n_seqs) s->n_seqs = q->slot + 1;
+}
+
+/* Pass over running sequences that decode (want_decode) or prefill. Returns 1 if it preempted. */
+static int schedule_running(g4_scheduler *s, int want_decode, int *budget) {
+    int preempted = 0;
+    for (int i = 0; i < s->n_running && *budget > 0;) {
+        g4_seq *q = s->running[i];
+        int left = q->len - q->n_computed;
+        if (q->mark == s->step_no || (left == 1) != want_decode) {
+            i++;
+            continue;
+        }
+        int chunk = left < *budget ? left : *budget;
+        uint64_t before_p = s->preemptions;
+        int self = ensure_blocks(s, q, chunk);
+        preempted |= s->preemptions != before_p;
+        if (self) continue; /* q left the list; i now names the next one */
+        add_to_batch(s, q, chunk);
+        *budget -= chunk;
+        i++;
+    }
+    return preempted;
+}
+
+static void admit(g4_scheduler *s, int *budget) {
+    while (s->n_waiting && *budget > 0 && s->n_running < s->max_running && s->n_free_slots) {
+        g4_seq *q = s->waiting[0];
+        q->slot = s->free_slots[--s->n_free_slots];
+        int hit = g4_prefix_lookup(s->pc, q->slot, q->keys, q->len);
+        q->n_computed = hit;
+        q->n_registered = hit / s->kv->block_size;
+        int left = q->len - hit, chunk = left < *budget ? left : *budget;
+        if (g4_kvcache_reserve(s->kv, q->slot, q->n_computed, q->n_computed + chunk)) {
+            release_slot(s, q); /* the hit blocks go back to the cache */
+            break;
+        }
+        if (!q->admitted_once) q->cached_tokens = hit < q->n_prompt ? hit : q->n_prompt;
+        q->admitted_once = true;
+        heap_remove(s, 0);
+        running_insert(s, q);
+        add_to_batch(s, q, chunk);
+        *budget -= chunk;
+    }
+}
+
+int g4_sched_next(g4_scheduler *s) {
+    s->step_no++;
+    s->n_batch = s->n_tokens = s->n_rows = s->n_seqs = 0;
+    int budget = s->token_budget;
+    int preempted = schedule_running(s, 1, &budget);
+    preempted |= schedule_running(s, 0, &budget);
+    if (!preempted) admit(s, &budget);
+    return s->n_tokens;
+}
+
+void g4_sched_step_view(const g4_scheduler *s, g4_step *st) {
+    *st = (g4_step){.n_tokens = s->n_tokens, .token_ids = s->ids, .pos = s->pos, .seq = s->seq,
+                    .n_seqs = s->n_seqs, .blocks_sliding = s->kv->table[G4_POOL_SLIDING],
+                    .blocks_global = s->kv->table[G4_POOL_GLOBAL], .n_rows = s->n_rows, .rows = s->rows};
+}
+
+void g4_sched_commit(g4_scheduler *s) {
+    int B = s->kv->block_size;
+    for (int b = 0; b < s->n_batch; b++) {
+        g4_seq *q = s->batch[b];
+        q->n_computed += q->chunk;
+        q->chunk = 0;
+        for (; (q->n_registered + 1) * B <= q->n_computed; q->n_registered++)
+            g4_prefix_register(s->pc, q->slot, q->n_registered, q->keys[q->n_registered]);
+        g4_kvcache_release_window(s->kv, q->slot, q->n_computed);
+    }
+}

@@ -1,0 +1,63 @@
+/* scheduler.h — iteration-level batching: which tokens of which sequences run in the next step.
+ *
+ * Each step has a token budget. Running sequences that decode (one uncomputed token) come first,
+ * then running sequences still prefilling (chunks cut to the budget), then waiting sequences in
+ * (priority, arrival) order, strictly FCFS: admission stops at the first that does not fit.
+ * Running sequences are kept in the same order, so "newest" means the last in it. When a
+ * running sequence needs blocks and the pools (free + cached) are short, the newest running
+ * sequence not yet scheduled in this step is preempted — its blocks are released (full blocks
+ * stay in the prefix cache) and it goes back to the waiting queue to be recomputed; a step that
+ * preempted admits nobody. Admission looks up the prefix cache first.
+ * Not here: the admission "can it ever fit" check and limits on the queue (engine.c), sampling.
+ * Engine thread only. */
+#ifndef G4_ENGINE_SCHEDULER_H
+#define G4_ENGINE_SCHEDULER_H
+
+#include <stdint.h>
+
+#include "base/error.h"
+#include "engine/kvcache.h"
+#include "engine/prefix_cache.h"
+#include "engine/sequence.h"
+#include "model/gemma4.h"
+
+typedef struct g4_scheduler {
+    int max_running;
+    int token_budget;
+    g4_kvcache *kv;
+    g4_prefix_cache *pc;
+    g4_seq **waiting;        /* binary heap on (priority, arrival) */
+    int n_waiting, cap_waiting;
+    g4_seq **running;        /* sorted by (priority, arrival) */
+    int n_running;
+    int32_t *free_slots;     /* stack of block-table rows */
+    int n_free_slots;
+    uint64_t step_no;
+    uint64_t preemptions;
+    /* the batch of the current step (valid from g4_sched_next to g4_sched_commit) */
+    g4_seq **batch;          /* [max_running] scheduled sequences, in step order */
+    int n_batch;
+    int32_t *ids, *pos, *seq, *rows; /* [budget] step arrays */
+    int32_t *row_batch;      /* [max_running] batch index of each logits row */
+    int n_tokens, n_rows, n_seqs;
+} g4_scheduler;
+
+int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_running, int token_budget,
+                  g4_error *err);
+void g4_sched_free(g4_scheduler *s);
+
+/* Queues a new or preempted sequence. −1 only when out of memory. */
+int g4_sched_add(g4_scheduler *s, g4_seq *q);
+/* Takes a sequence out (finished or cancelled): from the queue or from running, releasing its
+ * blocks and slot. */
+void g4_sched_remove(g4_scheduler *s, g4_seq *q);
+
+/* Builds the next step; returns its token count (0 when nothing can run). */
+int g4_sched_next(g4_scheduler *s);
+/* Fills a model step from the batch (pointers into the scheduler and the kv tables). */
+void g4_sched_step_view(const g4_scheduler *s, g4_step *st);
+/* After the step ran: counts the chunks as computed, registers full blocks in the prefix cache
+ * and releases sliding blocks that left the window. */
+void g4_sched_commit(g4_scheduler *s);
+
+#endif

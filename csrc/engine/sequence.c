@@ -1,0 +1,58 @@
+/* sequence.c — creating, growing and freeing an engine sequence (see sequence.h). */
+#include "engine/sequence.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/prefix_cache.h"
+
+static void add_keys(g4_seq *s, int B) {
+    while ((s->n_keys + 1) * B <= s->len) {
+        uint64_t parent = s->n_keys ? s->keys[s->n_keys - 1] : G4_PREFIX_ROOT;
+        s->keys[s->n_keys] = g4_prefix_hash(parent, s->tokens + (size_t)s->n_keys * B, B);
+        s->n_keys++;
+    }
+}
+
+g4_seq *g4_seq_create(const g4_request_params *p, int block_size, const int32_t *eos, int n_eos, g4_error *err) {
+    g4_seq *s = calloc(1, sizeof *s);
+    if (!s) {
+        g4_fail(err, "engine: out of memory for a request");
+        return NULL;
+    }
+    s->cap = p->n_prompt + p->stop.max_tokens;
+    s->tokens = malloc((size_t)s->cap * sizeof *s->tokens);
+    s->keys = malloc((size_t)(s->cap / block_size + 1) * sizeof *s->keys);
+    if (!s->tokens || !s->keys) {
+        g4_fail(err, "engine: out of memory for a request of %d tokens", s->cap);
+        g4_seq_free(s);
+        return NULL;
+    }
+    if (g4_stop_init(&s->stop, &p->stop, eos, n_eos, err)) {
+        g4_seq_free(s);
+        return NULL;
+    }
+    memcpy(s->tokens, p->prompt, (size_t)p->n_prompt * sizeof *s->tokens);
+    s->n_prompt = s->len = p->n_prompt;
+    add_keys(s, block_size);
+    s->priority = p->priority;
+    s->slot = -1;
+    s->heap_idx = -1;
+    s->sampling = p->sampling;
+    s->on_event = p->on_event;
+    s->user = p->user;
+    return s;
+}
+
+void g4_seq_free(g4_seq *s) {
+    if (!s) return;
+    g4_stop_free(&s->stop);
+    free(s->tokens);
+    free(s->keys);
+    free(s);
+}
+
+void g4_seq_append(g4_seq *s, int32_t token, int block_size) {
+    s->tokens[s->len++] = token;
+    add_keys(s, block_size);
+}

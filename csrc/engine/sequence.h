@@ -1,0 +1,51 @@
+/* sequence.h — one request inside the engine: its tokens (prompt + output), how many have KV
+ * in the cache, its block-table slot and prefix-cache keys, and its per-request state (sampling,
+ * stop rules, detokenizer, event callback).
+ * Owned by the engine thread from the moment the loop takes it off the submit queue.
+ * Not here: scheduling decisions (scheduler.c), event delivery (engine.c). */
+#ifndef G4_ENGINE_SEQUENCE_H
+#define G4_ENGINE_SEQUENCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "engine/engine.h"
+#include "engine/stop.h"
+
+typedef enum { G4_SEQ_NEW = 0, G4_SEQ_WAITING, G4_SEQ_RUNNING } g4_seq_state;
+
+typedef struct g4_seq {
+    uint64_t id;
+    int priority;            /* lower first */
+    uint64_t arrival;        /* submit order; FCFS within a priority */
+    int32_t *tokens;         /* [cap] prompt then output */
+    int n_prompt, len, cap;  /* cap = n_prompt + max_tokens */
+    int n_computed;          /* tokens whose KV is in the cache (0 again after preemption) */
+    int chunk;               /* tokens scheduled in the current step */
+    int slot;                /* block-table row while running, −1 otherwise */
+    uint64_t *keys;          /* [cap / B] prefix-cache keys of the full blocks */
+    int n_keys, n_registered;
+    g4_seq_state state;
+    int heap_idx;            /* position in the waiting heap */
+    uint64_t mark;           /* scheduler step that last scheduled it */
+    int cached_tokens;       /* prefix-cache hit of the first admission (usage) */
+    bool admitted_once;
+    bool cancelled;
+    /* per-request behaviour */
+    g4_sampling sampling;
+    uint64_t seed;           /* the request's seed, or one drawn by the engine */
+    g4_stop stop;
+    void *detok;             /* detokenizer state, NULL without one */
+    g4_event_fn on_event;
+    void *user;
+} g4_seq;
+
+/* Copies the request (prompt, stop rules). eos: the model's stop ids. */
+g4_seq *g4_seq_create(const g4_request_params *p, int block_size, const int32_t *eos, int n_eos, g4_error *err);
+void g4_seq_free(g4_seq *s);
+/* Appends an output token (len < cap) and the key of a block it completes. */
+void g4_seq_append(g4_seq *s, int32_t token, int block_size);
+static inline int g4_seq_n_output(const g4_seq *s) { return s->len - s->n_prompt; }
+
+#endif

@@ -1,0 +1,163 @@
+/* stop.c — stop ids, stop strings across token boundaries, max/min tokens (see stop.h).
+ * Not here: detokenization, sampling. Engine thread only. */
+#include "engine/stop.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void g4_stop_rules_default(g4_stop_rules *s) {
+    memset(s, 0, sizeof *s);
+    s->max_tokens = 16;
+}
+
+int g4_stop_init(g4_stop *s, const g4_stop_rules *r, const int32_t *eos, int n_eos, g4_error *err) {
+    memset(s, 0, sizeof *s);
+    s->max_tokens = r->max_tokens;
+    s->min_tokens = r->min_tokens;
+    int n_ids = (r->n_stop_ids > 0 ? r->n_stop_ids : 0) + (r->ignore_eos ? 0 : n_eos);
+    s->ids = malloc((size_t)(n_ids ? n_ids : 1) * sizeof *s->ids);
+    if (!s->ids) return g4_fail(err, "stop: out of memory");
+    for (int i = 0; i < r->n_stop_ids; i++) s->ids[s->n_ids++] = r->stop_ids[i];
+    for (int i = 0; !r->ignore_eos && i < n_eos; i++) s->ids[s->n_ids++] = eos[i];
+    if (r->n_stop_strings > 0) {
+        s->strings = calloc((size_t)r->n_stop_strings, sizeof *s->strings);
+        s->lens = calloc((size_t)r->n_stop_strings, sizeof *s->lens);
+        if (!s->strings || !s->lens) {
+            g4_stop_free(s);
+            return g4_fail(err, "stop: out of memory");
+        }
+        for (int i = 0; i < r->n_stop_strings; i++) {
+            const char *t = r->stop_strings[i];
+            if (!t || !*t) {
+                g4_stop_free(s);
+                return g4_fail(err, "stop: stop_strings[%d] is empty", i);
+            }
+            s->lens[i] = strlen(t);
+            s->strings[i] = malloc(s->lens[i] + 1);
+            s->n_strings = i + 1;
+            if (!s->strings[i]) {
+                g4_stop_free(s);
+                return g4_fail(err, "stop: out of memory");
+            }
+            memcpy(s->strings[i], t, s->lens[i] + 1);
+        }
+    }
+    return 0;
+}
+
+void g4_stop_free(g4_stop *s) {
+    for (int i = 0; i < s->n_strings; i++) free(s->strings[i]);
+    free(s->strings);
+    free(s->lens);
+    free(s->ids);
+    free(s->held);
+    free(s->out);
+    memset(s, 0, sizeof *s);
+}
+
+static int grow(char **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    char *p = realloc(*buf, c);
+    if (!p) return -1;
+    *buf = p;
+    *cap = c;
+    return 0;
+}
+
+/* Moves the first n held bytes to s->out (replacing what out had). */
+static int show(g4_stop *s, size_t n, g4_stop_result *res) {
+    if (grow(&s->out, &s->cap_out, n + 1)) return -1;
+    if (n) memcpy(s->out, s->held, n);
+    s->out[n] = 0;
+    s->n_out = n;
+    if (s->n_held > n) memmove(s->held, s->held + n, s->n_held - n);
+    s->n_held -= n;
+    res->text = s->out;
+    res->n_text = n;
+    return 0;
+}
+
+/* Earliest full stop-string match in held: its start, and which string; −1 if none. */
+static long find_stop(const g4_stop *s, int *which) {
+    long best = -1;
+    for (int i = 0; i < s->n_strings; i++) {
+        size_t L = s->lens[i];
+        for (size_t at = 0; at + L <= s->n_held && (best < 0 || (long)at < best); at++) {
+            if (memcmp(s->held + at, s->strings[i], L)) continue;
+            best = (long)at;
+            *which = i;
+            break;
+        }
+    }
+    return best;
+}
+
+/* Length of the longest suffix of held that is a proper prefix of some stop string. */
+static size_t possible_start(const g4_stop *s) {
+    size_t keep = 0;
+    for (int i = 0; i < s->n_strings; i++) {
+        size_t L = s->lens[i] - 1 < s->n_held ? s->lens[i] - 1 : s->n_held;
+        for (size_t k = L; k > keep; k--)
+            if (!memcmp(s->held + s->n_held - k, s->strings[i], k)) {
+                keep = k;
+                break;
+            }
+    }
+    return keep;
+}
+
+static void result_init(g4_stop_result *res) {
+    *res = (g4_stop_result){.finish = G4_FINISH_NONE, .deliver = true, .text = "", .stop_string = -1, .stop_token = -1};
+}
+
+static int append(g4_stop *s, const char *text, size_t n) {
+    if (!n) return 0;
+    if (grow(&s->held, &s->cap_held, s->n_held + n)) return -1;
+    memcpy(s->held + s->n_held, text, n);
+    s->n_held += n;
+    return 0;
+}
+
+int g4_stop_token(g4_stop *s, int32_t token, int n_out, const char *text, size_t n, g4_stop_result *res,
+                  g4_error *err) {
+    result_init(res);
+    int may_stop = n_out >= s->min_tokens;
+    for (int i = 0; may_stop && i < s->n_ids; i++) {
+        if (s->ids[i] != token) continue;
+        res->finish = G4_FINISH_STOP;
+        res->deliver = false;
+        res->stop_token = token;
+        return 0; /* held text is shown by g4_stop_finish */
+    }
+    if (append(s, text, n)) return g4_fail(err, "stop: out of memory");
+    int which = -1;
+    long at = may_stop ? find_stop(s, &which) : -1;
+    if (at >= 0) {
+        if (show(s, (size_t)at, res)) return g4_fail(err, "stop: out of memory");
+        s->n_held = 0;
+        res->finish = G4_FINISH_STOP;
+        res->stop_string = which;
+        return 0;
+    }
+    if (n_out >= s->max_tokens) {
+        res->finish = G4_FINISH_LENGTH; /* held text is shown by g4_stop_finish */
+        return 0;
+    }
+    size_t keep = possible_start(s);
+    /* a complete match found before min_tokens is shown: it cannot stop this request */
+    if (show(s, s->n_held - keep, res)) return g4_fail(err, "stop: out of memory");
+    return 0;
+}
+
+int g4_stop_finish(g4_stop *s, int n_out, const char *tail, size_t n, g4_stop_result *res, g4_error *err) {
+    result_init(res);
+    if (append(s, tail, n)) return g4_fail(err, "stop: out of memory");
+    int which = -1;
+    long at = n_out >= s->min_tokens ? find_stop(s, &which) : -1;
+    if (show(s, at >= 0 ? (size_t)at : s->n_held, res)) return g4_fail(err, "stop: out of memory");
+    s->n_held = 0;
+    res->stop_string = which;
+    return 0;
+}

@@ -1,0 +1,470 @@
+/* test_engine_mock.c — the engine on the mock model (mock_exec.h), where every output can be
+ * predicted exactly from the tokens alone:
+ *   soak       2,000 random requests from two submitting threads, shared prefixes, random
+ *              priorities, seeded / greedy sampling, random cancellations and a small KV pool
+ *              (preemptions, prefix hits, evictions): every finished request equals its
+ *              reference, a cancelled one a prefix of it; afterwards every block is free
+ *   limits     queue full (G4_ERR_QUEUE_FULL), too long / never fits (G4_ERR_TOO_LONG),
+ *              invalid requests, cancel while waiting, priority order
+ *   stop       stop strings across token boundaries through the engine and a fake detokenizer
+ *   prefix     a repeated prompt hits the cache (counters, usage) and gives the same tokens
+ *   cost       scheduler CPU time per step with 256 running sequences (printed, not asserted) */
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "engine/engine.h"
+#include "engine/sampling.h"
+#include "engine_test_util.h"
+#include "mock_exec.h"
+
+#define V 512
+#define BS 4
+#define WIN 8
+#define MAXLEN 64
+
+static void base_opts(g4_engine_opts *o, int n_s, int n_g) {
+    static const int32_t eos[2] = {1, 106};
+    *o = (g4_engine_opts){.max_running = 32, .max_waiting = 256, .max_model_len = MAXLEN, .step_token_budget = 64,
+                          .block_size = BS, .n_blocks_sliding = n_s, .n_blocks_global = n_g, .sliding_window = WIN,
+                          .prefix_cache = true, .eos_ids = eos, .n_eos = 2, .seed = 1234};
+}
+
+/* Reference output: sample max_tokens tokens from the mock's pure logits (ignore_eos). */
+static int reference(const mock_exec *m, g4_sampler *smp, const int32_t *prompt, int n_prompt,
+                     const g4_sampling *sp, uint64_t seed, int max_tokens, int32_t *out) {
+    int32_t toks[MAXLEN];
+    float *logits = malloc(V * sizeof *logits);
+    memcpy(toks, prompt, (size_t)n_prompt * sizeof *toks);
+    int n = n_prompt;
+    for (int i = 0; i < max_tokens; i++) {
+        mock_reference_logits(m, toks, n, logits);
+        g4_sample_history h = {toks, n_prompt, toks + n_prompt, n - n_prompt};
+        g4_sample_result r;
+        g4_sample_row(smp, logits, sp, seed, &h, &r);
+        out[i] = toks[n++] = r.token;
+    }
+    free(logits);
+    return max_tokens;
+}
+
+/* --- soak ------------------------------------------------------------------------------------- */
+
+#define SOAK_N 2000
+typedef struct soak_req {
+    int32_t prompt[48];
+    int n_prompt, max_tokens, priority;
+    g4_sampling sp;
+    uint64_t id;
+    rec r;
+} soak_req;
+
+typedef struct soak_ctx {
+    g4_engine *e;
+    soak_req *reqs;
+    int from, to;
+    uint64_t seed;
+    int queue_full;
+    int cancels;
+} soak_ctx;
+
+static void *soak_submitter(void *arg) {
+    soak_ctx *c = arg;
+    for (int i = c->from; i < c->to; i++) {
+        soak_req *q = &c->reqs[i];
+        g4_request_params p = {.prompt = q->prompt, .n_prompt = q->n_prompt, .sampling = q->sp,
+                               .priority = q->priority, .on_event = rec_on_event, .user = &q->r};
+        g4_stop_rules_default(&p.stop);
+        p.stop.max_tokens = q->max_tokens;
+        p.stop.ignore_eos = true;
+        int code = 0;
+        g4_error err = {{0}};
+        while (!(q->id = g4_engine_submit(c->e, &p, &code, &err))) {
+            if (code != G4_ERR_QUEUE_FULL) {
+                fprintf(stderr, "soak submit %d: %s\n", i, err.msg);
+                break;
+            }
+            c->queue_full++;
+            usleep(200);
+        }
+        if (rng_int(&c->seed, 0, 9) == 0 && i > c->from) { /* cancel a recent request */
+            int j = rng_int(&c->seed, i - 8 > c->from ? i - 8 : c->from, i);
+            g4_engine_cancel(c->e, c->reqs[j].id);
+            c->cancels++;
+        }
+    }
+    return NULL;
+}
+
+static void test_soak(void) {
+    g4_engine_opts o;
+    base_opts(&o, 60, 64);
+    mock_exec m;
+    if (mock_exec_init(&m, V, BS, WIN, MAXLEN / BS, 60, 64, true)) {
+        CHECK(0, "mock init");
+        return;
+    }
+    g4_executor ex;
+    mock_exec_bind(&m, &ex);
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    CHECK(e != NULL, "%s", err.msg);
+    if (!e) return;
+    soak_req *reqs = calloc(SOAK_N, sizeof *reqs);
+    uint64_t seed = 42;
+    int32_t shared[4][40];
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 40; i++) shared[k][i] = rng_int(&seed, 2, V - 1);
+    for (int i = 0; i < SOAK_N; i++) {
+        soak_req *q = &reqs[i];
+        q->n_prompt = rng_int(&seed, 1, 40);
+        int pre = rng_int(&seed, 0, 1) ? rng_int(&seed, 0, q->n_prompt) : 0, k = rng_int(&seed, 0, 3);
+        for (int j = 0; j < q->n_prompt; j++) q->prompt[j] = j < pre ? shared[k][j] : rng_int(&seed, 0, V - 1);
+        q->max_tokens = rng_int(&seed, 1, 12);
+        q->priority = rng_int(&seed, 0, 2);
+        g4_sampling_default(&q->sp);
+        if (rng_int(&seed, 0, 1)) {
+            q->sp.temperature = 0.8f;
+            q->sp.top_k = 20;
+            q->sp.top_p = 0.9f;
+            q->sp.has_seed = true;
+            q->sp.seed = rng_next(&seed);
+        }
+        if (rng_int(&seed, 0, 4) == 0) q->sp.repetition_penalty = 1.3f;
+    }
+    soak_ctx c[2] = {{e, reqs, 0, SOAK_N / 2, 7, 0, 0}, {e, reqs, SOAK_N / 2, SOAK_N, 8, 0, 0}};
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++) pthread_create(&th[t], NULL, soak_submitter, &c[t]);
+    for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
+    g4_engine_wait_idle(e);
+    g4_engine_stats st;
+    g4_engine_stats_get(e, &st);
+
+    g4_sampler smp;
+    g4_sampler_init(&smp, V, &err);
+    int bad = 0, aborted = 0, once = 0;
+    int32_t ref[16];
+    for (int i = 0; i < SOAK_N; i++) {
+        soak_req *q = &reqs[i];
+        once += q->r.n_finish == 1;
+        if (q->r.finish == G4_FINISH_ABORT) aborted++;
+        uint64_t s = q->sp.has_seed ? q->sp.seed : 0;
+        if (!q->sp.has_seed && q->sp.temperature > 0) continue;
+        reference(&m, &smp, q->prompt, q->n_prompt, &q->sp, s, q->max_tokens, ref);
+        int want = q->r.finish == G4_FINISH_ABORT ? q->r.n : q->max_tokens;
+        int ok = q->r.n == want && !memcmp(q->r.toks, ref, (size_t)want * sizeof *ref) &&
+                 (q->r.finish == G4_FINISH_ABORT || (q->r.finish == G4_FINISH_LENGTH && q->r.completion_tokens == want));
+        if (!ok && bad++ < 3)
+            fprintf(stderr, "soak request %d: %d tokens (want %d), finish %d, first %d vs %d\n", i, q->r.n, want,
+                    q->r.finish, q->r.n ? q->r.toks[0] : -1, ref[0]);
+    }
+    g4_sampler_free(&smp);
+    printf("soak: %d requests, %d aborted (%d cancel calls), %d queue-full retries, %llu preemptions, "
+           "prefix hit %llu / %llu tokens, %llu steps, mock faults %ld\n",
+           SOAK_N, aborted, c[0].cancels + c[1].cancels, c[0].queue_full + c[1].queue_full,
+           (unsigned long long)st.preemptions, (unsigned long long)st.prefix_hit_tokens,
+           (unsigned long long)st.prefix_query_tokens, (unsigned long long)st.steps, m.faults);
+    CHECK(once == SOAK_N, "%d of %d requests got exactly one last event", once, SOAK_N);
+    CHECK(bad == 0, "%d requests differ from their reference", bad);
+    CHECK(m.faults == 0, "mock saw %ld KV faults, first: %s", m.faults, m.first_fault);
+    CHECK(st.blocks_sliding_used == 0 && st.blocks_global_used == 0, "blocks still used: sliding %d global %d",
+          st.blocks_sliding_used, st.blocks_global_used);
+    CHECK(st.running == 0 && st.waiting == 0, "running %d waiting %d after idle", st.running, st.waiting);
+    CHECK(st.preemptions > 0, "the small pool caused no preemption");
+    CHECK(st.prefix_hit_tokens > 0, "no prefix-cache hits with shared prefixes");
+    CHECK(aborted > 0, "no request was cancelled");
+    CHECK(st.finished[G4_FINISH_ABORT] == (uint64_t)aborted, "abort count %llu vs %d",
+          (unsigned long long)st.finished[G4_FINISH_ABORT], aborted);
+    g4_engine_destroy(e);
+    mock_exec_free(&m);
+    free(reqs);
+}
+
+/* --- limits ----------------------------------------------------------------------------------- */
+
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open, entered;
+    g4_executor inner;
+} gate;
+
+static int gated_step(void *ctx, const g4_step *st, float *logits, g4_error *err) {
+    gate *g = ctx;
+    pthread_mutex_lock(&g->mu);
+    g->entered++;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open) pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    return g->inner.step(g->inner.ctx, st, logits, err);
+}
+
+static uint64_t submit(g4_engine *e, const int32_t *prompt, int n, int max_tokens, int priority, rec *r, int *code,
+                       g4_error *err) {
+    g4_request_params p = {.prompt = prompt, .n_prompt = n, .priority = priority, .on_event = rec_on_event, .user = r};
+    g4_sampling_default(&p.sampling);
+    g4_stop_rules_default(&p.stop);
+    p.stop.max_tokens = max_tokens;
+    p.stop.ignore_eos = true;
+    return g4_engine_submit(e, &p, code, err);
+}
+
+static void test_limits(void) {
+    g4_engine_opts o;
+    base_opts(&o, 40, 40);
+    o.max_running = 1;
+    o.max_waiting = 2;
+    mock_exec m;
+    mock_exec_init(&m, V, BS, WIN, MAXLEN / BS, 40, 40, true);
+    gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    mock_exec_bind(&m, &g.inner);
+    g4_executor ex = g.inner;
+    ex.ctx = &g;
+    ex.step = gated_step;
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    CHECK(e != NULL, "%s", err.msg);
+    if (!e) return;
+    int32_t prompt[60];
+    for (int i = 0; i < 60; i++) prompt[i] = 5 + i;
+    rec r[6] = {0};
+    int code = 0;
+    /* refused at once, no event ever */
+    CHECK(!submit(e, prompt, 60, 5, 0, &r[5], &code, &err) && code == G4_ERR_TOO_LONG, "too long: code %d", code);
+    CHECK(strstr(err.msg, "maximum model length") != NULL, "message: %s", err.msg);
+    int32_t badp[2] = {3, V};
+    CHECK(!submit(e, badp, 2, 5, 0, &r[5], &code, &err) && code == G4_ERR_INVALID, "bad id: code %d", code);
+    CHECK(strstr(err.msg, "prompt[1]") != NULL, "message: %s", err.msg);
+    CHECK(!submit(e, prompt, 0, 5, 0, &r[5], &code, &err) && code == G4_ERR_INVALID, "empty: code %d", code);
+    g4_request_params p = {.prompt = prompt, .n_prompt = 3, .on_event = rec_on_event, .user = &r[5]};
+    g4_sampling_default(&p.sampling);
+    g4_stop_rules_default(&p.stop);
+    const char *ss[1] = {"x"};
+    p.stop.stop_strings = ss;
+    p.stop.n_stop_strings = 1;
+    CHECK(!g4_engine_submit(e, &p, &code, &err) && code == G4_ERR_INVALID, "stop strings w/o detok: %d", code);
+    /* first request runs and blocks inside the step; two wait; the fourth is refused */
+    uint64_t id0 = submit(e, prompt, 10, 3, 0, &r[0], &code, &err);
+    pthread_mutex_lock(&g.mu);
+    while (!g.entered) pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    uint64_t id1 = submit(e, prompt + 1, 10, 3, 1, &r[1], &code, &err);
+    uint64_t id2 = submit(e, prompt + 2, 10, 3, 0, &r[2], &code, &err);
+    uint64_t id3 = submit(e, prompt + 3, 10, 3, 0, &r[3], &code, &err);
+    CHECK(id0 && id1 && id2, "submits: %llu %llu %llu", (unsigned long long)id0, (unsigned long long)id1,
+          (unsigned long long)id2);
+    CHECK(!id3 && code == G4_ERR_QUEUE_FULL, "queue full: id %llu code %d (%s)", (unsigned long long)id3, code, err.msg);
+    g4_engine_cancel(e, id2);
+    pthread_mutex_lock(&g.mu);
+    g.open = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    g4_engine_wait_idle(e);
+    CHECK(r[0].finish == G4_FINISH_LENGTH && r[0].n == 3, "r0: finish %d, %d tokens", r[0].finish, r[0].n);
+    CHECK(r[1].finish == G4_FINISH_LENGTH && r[1].n == 3, "r1: finish %d, %d tokens", r[1].finish, r[1].n);
+    CHECK(r[2].finish == G4_FINISH_ABORT && r[2].n == 0 && r[2].n_finish == 1, "cancelled while waiting: finish %d",
+          r[2].finish);
+    CHECK(r[5].n_events == 0, "a refused request got %d events", r[5].n_events);
+    CHECK(r[0].prompt_tokens == 10 && r[0].completion_tokens == 3, "usage %d %d", r[0].prompt_tokens,
+          r[0].completion_tokens);
+    /* a request bigger than the global pool can never fit */
+    g4_engine_destroy(e);
+    o.n_blocks_global = 5;
+    o.max_running = 4;
+    e = g4_engine_create(&o, &g.inner, NULL, &err);
+    CHECK(!submit(e, prompt, 20, 4, 0, &r[5], &code, &err) && code == G4_ERR_TOO_LONG && strstr(err.msg, "KV blocks"),
+          "never fits: code %d (%s)", code, err.msg);
+    /* priority: with one slot, lower priority value runs first among waiting requests */
+    g4_engine_destroy(e);
+    o.n_blocks_global = 40;
+    o.max_running = 1;
+    o.max_waiting = 8;
+    g.open = 0;
+    g.entered = 0;
+    e = g4_engine_create(&o, &ex, NULL, &err);
+    rec pr[4] = {0};
+    submit(e, prompt, 4, 2, 5, &pr[0], &code, &err);
+    pthread_mutex_lock(&g.mu);
+    while (!g.entered) pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    submit(e, prompt + 1, 4, 2, 9, &pr[1], &code, &err);
+    submit(e, prompt + 2, 4, 2, 1, &pr[2], &code, &err);
+    submit(e, prompt + 3, 4, 2, 1, &pr[3], &code, &err);
+    pthread_mutex_lock(&g.mu);
+    g.open = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    g4_engine_wait_idle(e);
+    CHECK(pr[0].n == 2 && pr[1].n == 2 && pr[2].n == 2 && pr[3].n == 2, "priority requests finished");
+    CHECK(pr[0].order < pr[2].order && pr[2].order < pr[3].order && pr[3].order < pr[1].order,
+          "finish order by (priority, arrival): %d %d %d %d", pr[0].order, pr[1].order, pr[2].order, pr[3].order);
+    g4_engine_destroy(e);
+    mock_exec_free(&m);
+}
+
+/* --- stop strings through the engine ------------------------------------------------------------ */
+
+static void test_stop_strings(void) {
+    g4_engine_opts o;
+    base_opts(&o, 64, 64);
+    mock_exec m;
+    mock_exec_init(&m, V, BS, WIN, MAXLEN / BS, 64, 64, true);
+    g4_executor ex;
+    mock_exec_bind(&m, &ex);
+    g4_detok_iface dt = fake_detok();
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, &dt, &err);
+    CHECK(e != NULL, "%s", err.msg);
+    if (!e) return;
+    int checked = 0;
+    for (int trial = 0; trial < 12; trial++) {
+        int32_t prompt[8];
+        for (int i = 0; i < 8; i++) prompt[i] = 2 + (trial * 37 + i * 11) % (V - 2);
+        rec full = {0};
+        int code;
+        submit(e, prompt, 8, 12, 0, &full, &code, &err);
+        g4_engine_wait_idle(e);
+        char want[4096];
+        fake_text(full.toks, full.n, want, sizeof want);
+        CHECK(full.n == 12 && !strcmp(full.text, want), "trial %d: text \"%s\" vs \"%s\"", trial, full.text, want);
+        /* a stop string from the middle of token 4's text to the middle of token 6's */
+        char a[4096];
+        fake_text(full.toks, 4, a, sizeof a);
+        size_t start = strlen(a) - 2;
+        fake_text(full.toks, 6, a, sizeof a);
+        size_t end = strlen(a) - 1;
+        char stop[64];
+        snprintf(stop, sizeof stop, "%.*s", (int)(end - start), want + start);
+        char *first = strstr(want, stop);
+        size_t cut = (size_t)(first - want);
+        int tok_end = 0; /* tokens up to the one completing the first match */
+        for (size_t k = 0; tok_end < 12;) {
+            char piece[32];
+            k += (size_t)snprintf(piece, sizeof piece, "<%d>", (int)full.toks[tok_end++]);
+            if (k >= cut + strlen(stop)) break;
+        }
+        /* held-back tokens (multiples of 7) release their text with the next token */
+        while (tok_end < 12 && full.toks[tok_end - 1] % 7 == 0) tok_end++;
+        rec r = {0};
+        g4_request_params p = {.prompt = prompt, .n_prompt = 8, .on_event = rec_on_event, .user = &r};
+        g4_sampling_default(&p.sampling);
+        g4_stop_rules_default(&p.stop);
+        p.stop.max_tokens = 12;
+        p.stop.ignore_eos = true;
+        const char *ss[2] = {"never-there", stop};
+        p.stop.stop_strings = ss;
+        p.stop.n_stop_strings = 2;
+        CHECK(g4_engine_submit(e, &p, &code, &err) != 0, "%s", err.msg);
+        g4_engine_wait_idle(e);
+        CHECK(r.finish == G4_FINISH_STOP && !strcmp(r.stop_string, stop), "trial %d: finish %d stop \"%s\"", trial,
+              r.finish, r.stop_string);
+        CHECK(strlen(r.text) == cut && !strncmp(r.text, want, cut), "trial %d: text \"%s\", want the first %zu of \"%s\"",
+              trial, r.text, cut, want);
+        CHECK(r.n == tok_end && !memcmp(r.toks, full.toks, (size_t)r.n * sizeof *r.toks), "trial %d: %d tokens, want %d",
+              trial, r.n, tok_end);
+        checked++;
+    }
+    CHECK(checked == 12, "stop trials");
+    g4_engine_destroy(e);
+    mock_exec_free(&m);
+}
+
+/* --- prefix cache --------------------------------------------------------------------------------- */
+
+static void test_prefix(void) {
+    g4_engine_opts o;
+    base_opts(&o, 64, 64);
+    mock_exec m;
+    mock_exec_init(&m, V, BS, WIN, MAXLEN / BS, 64, 64, true);
+    g4_executor ex;
+    mock_exec_bind(&m, &ex);
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    CHECK(e != NULL, "%s", err.msg);
+    if (!e) return;
+    int32_t prompt[41];
+    for (int i = 0; i < 41; i++) prompt[i] = 3 + i * 5;
+    rec cold = {0}, hot = {0}, part = {0};
+    int code;
+    submit(e, prompt, 41, 8, 0, &cold, &code, &err);
+    g4_engine_wait_idle(e);
+    g4_engine_stats s0, s1, s2;
+    g4_engine_stats_get(e, &s0);
+    submit(e, prompt, 41, 8, 0, &hot, &code, &err);
+    g4_engine_wait_idle(e);
+    g4_engine_stats_get(e, &s1);
+    CHECK(cold.n == 8 && hot.n == 8 && !memcmp(cold.toks, hot.toks, sizeof cold.toks[0] * 8), "hit != cold");
+    CHECK(s1.prefix_hit_tokens - s0.prefix_hit_tokens == 40, "hit %llu tokens, want 40 (41 − 1, a multiple of %d)",
+          (unsigned long long)(s1.prefix_hit_tokens - s0.prefix_hit_tokens), BS);
+    CHECK(hot.cached_tokens == 40 && cold.cached_tokens == 0, "usage cached %d / %d", hot.cached_tokens, cold.cached_tokens);
+    CHECK(s1.blocks_cached > 0 && s1.blocks_global_used == 0, "cached %d used %d", s1.blocks_cached, s1.blocks_global_used);
+    /* a longer prompt sharing 30 tokens: hit of 28 (7 blocks), same output as the reference */
+    int32_t p2[35];
+    memcpy(p2, prompt, 30 * sizeof *p2);
+    for (int i = 30; i < 35; i++) p2[i] = 400 + i;
+    submit(e, p2, 35, 6, 0, &part, &code, &err);
+    g4_engine_wait_idle(e);
+    g4_engine_stats_get(e, &s2);
+    g4_sampler smp;
+    g4_sampler_init(&smp, V, &err);
+    g4_sampling sp;
+    g4_sampling_default(&sp);
+    int32_t ref[8];
+    reference(&m, &smp, p2, 35, &sp, 0, 6, ref);
+    g4_sampler_free(&smp);
+    CHECK(part.n == 6 && !memcmp(part.toks, ref, 6 * sizeof *ref), "partial hit output differs");
+    CHECK(s2.prefix_hit_tokens - s1.prefix_hit_tokens == 28, "partial hit %llu, want 28",
+          (unsigned long long)(s2.prefix_hit_tokens - s1.prefix_hit_tokens));
+    CHECK(m.faults == 0, "mock faults %ld: %s", m.faults, m.first_fault);
+    g4_engine_destroy(e);
+    mock_exec_free(&m);
+}
+
+/* --- scheduler cost --------------------------------------------------------------------------------- */
+
+static void test_cost(void) {
+    enum { N = 256, VC = 256 };
+    g4_engine_opts o;
+    static const int32_t eos[1] = {1};
+    o = (g4_engine_opts){.max_running = N, .max_waiting = N, .max_model_len = 512, .step_token_budget = 2048,
+                         .block_size = 16, .n_blocks_sliding = N * 4, .n_blocks_global = N * 32, .sliding_window = 32,
+                         .prefix_cache = true, .eos_ids = eos, .n_eos = 1, .seed = 1};
+    mock_exec m;
+    mock_exec_init(&m, VC, 16, 32, 32, 1, 1, false);
+    g4_executor ex;
+    mock_exec_bind(&m, &ex);
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    CHECK(e != NULL, "%s", err.msg);
+    if (!e) return;
+    rec *r = calloc(N, sizeof *r);
+    int32_t prompt[8];
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < 8; j++) prompt[j] = 2 + (i * 8 + j) % (VC - 2);
+        int code;
+        submit(e, prompt, 8, 300, 0, &r[i], &code, &err);
+    }
+    g4_engine_wait_idle(e);
+    g4_engine_stats st;
+    g4_engine_stats_get(e, &st);
+    int done = 0;
+    for (int i = 0; i < N; i++) done += r[i].n == 300;
+    CHECK(done == N, "%d of %d finished", done, N);
+    double per = st.sched_seconds / (double)st.steps * 1e6, samp = st.sample_seconds / (double)st.steps * 1e6;
+    printf("scheduler cost: %llu steps, %.1f µs engine CPU per step with %d running (null model, vocab %d), "
+           "of which sampling %.1f µs; scheduling alone %.1f µs (goal < 100)\n",
+           (unsigned long long)st.steps, per, N, VC, samp, per - samp);
+    g4_engine_destroy(e);
+    mock_exec_free(&m);
+    free(r);
+}
+
+int main(void) {
+    test_limits();
+    test_stop_strings();
+    test_prefix();
+    test_soak();
+    test_cost();
+    return check_summary();
+}
