@@ -4,7 +4,7 @@
 # run time by g4serve itself.
 set -euo pipefail
 
-packages=(cmake ninja-build gcc g++ make pkg-config libcjson-dev libmicrohttpd-dev libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libcurl4-openssl-dev)
+packages=(cmake ninja-build gcc g++ make pkg-config libcjson-dev libmicrohttpd-dev libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libcurl4-openssl-dev python3 python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -8,6 +8,16 @@ source "$root/deploy/env.sh"
 bash "$root/deploy/setup-debian.sh"
 jobs=$(g4_jobs)
 
+# Python clients for the integration tests (openai, grpcio, tritonclient, prometheus_client, ...)
+# in a virtual environment of the build tree; ctest's Python is the venv's.
+venv="${G4_VENV:-$root/build/venv}"
+[ -x "$venv/bin/python3" ] || python3 -m venv "$venv"
+# shellcheck disable=SC1091
+source "$venv/bin/activate"
+for req in "$root"/tests/*/requirements.txt; do
+  python3 -m pip install -q --disable-pip-version-check -r "$req"
+done
+
 build="${G4_BUILD_DIR:-$root/build}"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build" -j"$jobs"
