@@ -202,3 +202,10 @@ int g4_tp_step(void *ctx, const g4_step *step, float *logits, g4_error *err) {
     }
     return 0;
 }
+
+void g4_executor_tp(g4_executor *ex, g4_tp *tp) {
+    ex->ctx = tp;
+    ex->n_workers = tp->size;
+    ex->vocab = tp->w[0].model->full_cfg.vocab;
+    ex->step = g4_tp_step;
+}

@@ -8,6 +8,7 @@
 #define G4_PARALLEL_TP_H
 
 #include "base/error.h"
+#include "engine/engine.h"
 #include "model/gemma4.h"
 
 typedef struct g4_tp g4_tp; /* opaque */
@@ -23,5 +24,8 @@ g4_model *g4_tp_model(g4_tp *tp, int rank);
 
 /* One step on all ranks; logits: host f32 [n_rows, V] (full vocabulary). Matches g4_step_fn. */
 int g4_tp_step(void *tp, const g4_step *step, float *logits, g4_error *err);
+
+/* The engine's executor seam over the group: n_workers = t, steps through g4_tp_step. */
+void g4_executor_tp(g4_executor *ex, g4_tp *tp);
 
 #endif

@@ -19,16 +19,24 @@
 #include "engine/engine.h"
 #include "model/gemma4.h"
 #include "model/testmodel.h"
+#include "parallel/tp.h"
 #include "server/http/http_server.h"
+#ifdef G4_HAVE_GRPC
+#include "server/grpc/grpc_server.h"
+#endif
 #include "text/detokenizer.h"
 #include "text/tokenizer.h"
 
+/* The test tokenizer that matches the tiny models; the build passes its absolute path. */
+#ifndef TEST_TOKENIZER
 #define TEST_TOKENIZER "tests/text/data/tokenizer.json"
+#endif
 
 typedef struct opts {
     g4_http_config http;
     const char *model, *default_model_dir, *tokenizer, *backend;
     int max_model_len, max_num_seqs, max_queue, max_batched_tokens, tp;
+    int grpc_port;               /* -1 = no gRPC server */
     int prefix_cache;            /* -1 = engine default */
     double ready_delay_s;        /* testing aid: stay not-ready this long after warm-up */
     char names_buf[1024];
@@ -58,7 +66,8 @@ static void usage(FILE *f)
 "  --enable-prefix-caching / --no-enable-prefix-caching\n"
 "                              reuse KV blocks of shared prompt prefixes (env NIM_ENABLE_KV_CACHE_REUSE;\n"
 "                              default on)\n"
-"  --tensor-parallel-size N    only 1 in this build (env NIM_TENSOR_PARALLEL_SIZE)\n"
+"  --tensor-parallel-size N    split the model over N ranks: N GPUs with --backend cuda (NCCL), N threads\n"
+"                              with cpu (env NIM_TENSOR_PARALLEL_SIZE; default 1)\n"
 "\n"
 "HTTP\n"
 "  --host ADDR                 IPv4 listen address (default 0.0.0.0)\n"
@@ -71,6 +80,10 @@ static void usage(FILE *f)
 "  --log-requests              one log line per request (env NIM_DISABLE_LOG_REQUESTS=0)\n"
 "  --debug-ready-delay S       testing aid: report not-ready for S more seconds after warm-up\n"
 "  --help                      this text\n"
+"\n"
+"gRPC (native g4serve.v1, KServe v2 subset, grpc.health.v1; docs/api-grpc.md)\n"
+"  --grpc-port N               listen port (env NIM_GRPC_API_PORT; default 8001; 0 = any free port)\n"
+"  --no-grpc                   do not start the gRPC server\n"
 "\n"
 "Also read (accepted, logged): NIM_LOG_LEVEL, NIM_JSONL_LOGGING, NIM_CACHE_PATH, NIM_MODEL_PROFILE,\n"
 "NIM_GPU_MEMORY_UTILIZATION, NIM_KVCACHE_PERCENT, NIM_PASSTHROUGH_ARGS, NIM_HEALTH_PORT (not\n"
@@ -119,7 +132,7 @@ static int read_env(opts *o)
     extern char **environ;
     static const char *const known[] = {"NIM_SERVER_PORT", "NIM_SERVED_MODEL_NAME", "NIM_MODEL_PATH", "NIM_MODEL_NAME",
                                         "NIM_MAX_MODEL_LEN", "NIM_MAX_NUM_SEQS", "NIM_MAX_NUM_BATCHED_TOKENS",
-                                        "NIM_ENABLE_KV_CACHE_REUSE", "NIM_TENSOR_PARALLEL_SIZE",
+                                        "NIM_ENABLE_KV_CACHE_REUSE", "NIM_TENSOR_PARALLEL_SIZE", "NIM_GRPC_API_PORT",
                                         "NIM_DISABLE_LOG_REQUESTS", "NIM_LOG_LEVEL", "NIM_JSONL_LOGGING",
                                         "NIM_CACHE_PATH", "NIM_MODEL_PROFILE", "NIM_GPU_MEMORY_UTILIZATION",
                                         "NIM_KVCACHE_PERCENT", "NIM_PASSTHROUGH_ARGS", "NIM_HEALTH_PORT",
@@ -136,6 +149,8 @@ static int read_env(opts *o)
     }
     const char *v;
     if ((v = getenv("NIM_SERVER_PORT")) && parse_int("NIM_SERVER_PORT", v, 0, &o->http.port) < 0)
+        return -1;
+    if ((v = getenv("NIM_GRPC_API_PORT")) && parse_int("NIM_GRPC_API_PORT", v, 0, &o->grpc_port) < 0)
         return -1;
     if ((v = getenv("NIM_SERVED_MODEL_NAME")) && *v)
         set_names(o, v);
@@ -186,6 +201,8 @@ static int parse_args(opts *o, int argc, char **argv)
             o->http.reasoning_content = false;
         } else if (!strcmp(a, "--log-requests")) {
             o->http.log_requests = true;
+        } else if (!strcmp(a, "--no-grpc")) {
+            o->grpc_port = -1;
         } else if (!v) {
             fprintf(stderr, "g4serve: unknown flag or missing value: %s (see --help)\n", a);
             return -1;
@@ -203,6 +220,9 @@ static int parse_args(opts *o, int argc, char **argv)
             o->http.host = v;
         } else if (ARG("--port")) {
             if (parse_int(a, v, 0, &o->http.port) < 0 || o->http.port > 65535)
+                return -1;
+        } else if (ARG("--grpc-port")) {
+            if (parse_int(a, v, 0, &o->grpc_port) < 0 || o->grpc_port > 65535)
                 return -1;
         } else if (ARG("--max-model-len")) {
             if (parse_int(a, v, 1, &o->max_model_len) < 0)
@@ -242,8 +262,8 @@ static int parse_args(opts *o, int argc, char **argv)
         }
 #undef ARG
     }
-    if (o->tp != 1) {
-        fprintf(stderr, "g4serve: tensor parallel size %d is not supported by this build (only 1)\n", o->tp);
+    if (o->tp != 1 && o->tp != 2 && o->tp != 4 && o->tp != 8) {
+        fprintf(stderr, "g4serve: --tensor-parallel-size %d: expected 1, 2, 4 or 8\n", o->tp);
         return -1;
     }
     return 0;
@@ -371,6 +391,66 @@ static int write_default_model(const char *dir, g4_error *err)
     return 0;
 }
 
+/* --- the gRPC server, when this build has it (G4_HAVE_GRPC) ------------------------------ */
+
+#ifdef G4_HAVE_GRPC
+static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
+{
+    *out = NULL;
+    if (o->grpc_port < 0)
+        return 0;
+    g4_grpc_config gc;
+    g4_grpc_config_default(&gc);
+    gc.host = o->http.host;
+    gc.port = o->grpc_port;
+    gc.served_name = o->http.served_names[0];
+    gc.model_path = dir;
+    g4_grpc_server *gs = g4_grpc_server_start(&gc, err);
+    if (!gs)
+        return g4_fail_prefix(err, "gRPC server");
+    fprintf(stderr, "g4serve: gRPC on %s:%d\n", gc.host, g4_grpc_server_port(gs));
+    *out = gs;
+    return 0;
+}
+
+static void attach_grpc(void *gs, g4_engine *eng, const g4_tokenizer *tok, const g4_model *m,
+                        const g4_engine_opts *eo, int tp)
+{
+    if (!gs)
+        return;
+    g4_grpc_model gm = {.engine = eng, .tok = tok, .cfg = m->full_cfg, .eo = *eo, .tp_size = tp};
+    g4_grpc_server_attach(gs, &gm);
+}
+
+static void set_grpc_ready(void *gs)
+{
+    if (gs)
+        g4_grpc_server_set_ready(gs, true);
+}
+
+static void stop_grpc(void *gs)
+{
+    if (gs)
+        g4_grpc_server_stop(gs);
+}
+#else
+static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
+{
+    (void)dir, (void)err;
+    *out = NULL;
+    if (o->grpc_port >= 0 && o->grpc_port != 8001)
+        fprintf(stderr, "g4serve: this build has no gRPC server (libgrpc-dev, protobuf-c missing at build time)\n");
+    return 0;
+}
+static void attach_grpc(void *gs, g4_engine *eng, const g4_tokenizer *tok, const g4_model *m,
+                        const g4_engine_opts *eo, int tp)
+{
+    (void)gs, (void)eng, (void)tok, (void)m, (void)eo, (void)tp;
+}
+static void set_grpc_ready(void *gs) { (void)gs; }
+static void stop_grpc(void *gs) { (void)gs; }
+#endif
+
 int main(int argc, char **argv)
 {
     opts o;
@@ -381,6 +461,7 @@ int main(int argc, char **argv)
     o.max_num_seqs = 64;
     o.max_queue = 1024;
     o.tp = 1;
+    o.grpc_port = 8001;
     o.prefix_cache = -1;
     if (read_env(&o) < 0)
         return 2;
@@ -414,10 +495,17 @@ int main(int argc, char **argv)
             g4_http_server_port(srv), dir);
     printf("g4serve: port %d\n", g4_http_server_port(srv));
     fflush(stdout);
+    void *grpc = NULL; /* g4_grpc_server *, when built and enabled */
+    if (start_grpc(&o, dir, &grpc, &err) < 0) {
+        fprintf(stderr, "g4serve: %s\n", err.msg);
+        g4_http_server_stop(srv);
+        return 1;
+    }
 
     int rc = 1;
     g4_backend *be = NULL;
     g4_model *m = NULL;
+    g4_tp *tp = NULL;
     g4_tokenizer *tok = NULL;
     g4_engine *eng = NULL;
     if (!o.model && write_default_model(dir, &err) < 0)
@@ -430,8 +518,6 @@ int main(int argc, char **argv)
         if (!file_exists(tokpath))
             snprintf(tokpath, sizeof tokpath, "%s", TEST_TOKENIZER);
     }
-    if (!(be = g4_backend_create(o.backend, &err)))
-        goto out;
     g4_model_opts mo;
     g4_model_opts_default(&mo);
     mo.max_seqs = o.max_num_seqs;
@@ -439,7 +525,14 @@ int main(int argc, char **argv)
         mo.max_model_len = o.max_model_len;
     if (o.max_batched_tokens)
         mo.max_step_tokens = o.max_batched_tokens;
-    if (g4_model_open(&m, dir, be, &mo, &err) < 0 || g4_tokenizer_load(tokpath, &tok, &err) < 0)
+    if (o.tp > 1) { /* t ranks, each with its own backend, stepping together */
+        if (!(tp = g4_tp_open(dir, o.backend, o.tp, &mo, &err)))
+            goto out;
+        m = g4_tp_model(tp, 0);
+    } else if (!(be = g4_backend_create(o.backend, &err)) || g4_model_open(&m, dir, be, &mo, &err) < 0) {
+        goto out;
+    }
+    if (g4_tokenizer_load(tokpath, &tok, &err) < 0)
         goto out;
     if (g4_tokenizer_n_vocab(tok) > m->cfg.vocab) {
         g4_fail(&err, "tokenizer %s has %d ids but the model's vocabulary is %d", tokpath,
@@ -470,17 +563,22 @@ int main(int argc, char **argv)
     eo.eos_ids = eos;
     eo.n_eos = n_eos;
     g4_executor ex;
-    g4_executor_local(&ex, m);
+    if (tp)
+        g4_executor_tp(&ex, tp);
+    else
+        g4_executor_local(&ex, m);
     g4_detok_iface dt = {.ctx = tok, .open = detok_open, .push = detok_push, .close = detok_close,
                         .finish = detok_finish};
     if (!(eng = g4_engine_create(&eo, &ex, &dt, &err)))
         goto out;
     g4_http_server_attach(srv, eng, tok, &eo);
+    attach_grpc(grpc, eng, tok, m, &eo, o.tp);
     if (warm_up(eng, tok, &err) < 0)
         goto out;
     if (o.ready_delay_s > 0)
         usleep((useconds_t)(o.ready_delay_s * 1e6));
     g4_http_server_set_ready(srv, true);
+    set_grpc_ready(grpc);
     fprintf(stderr, "g4serve: ready: model %s (%d layers, vocab %d), tokenizer %s, max_model_len %d, "
             "max_num_seqs %d, backend %s\n", dir, m->cfg.n_layers, (int)m->cfg.vocab, tokpath,
             eo.max_model_len, eo.max_running, o.backend);
@@ -493,10 +591,13 @@ out:
     if (rc)
         fprintf(stderr, "g4serve: %s\n", err.msg);
     g4_http_server_stop(srv);
+    stop_grpc(grpc);
     if (eng)
         g4_engine_destroy(eng);
     g4_tokenizer_free(tok);
-    if (m)
+    if (tp)
+        g4_tp_close(tp);
+    else if (m)
         g4_model_close(m);
     if (be)
         g4_backend_destroy(be);
