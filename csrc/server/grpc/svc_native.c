@@ -5,8 +5,8 @@
  * id -> submit. The pump sends what the engine produced since the last message (one send in
  * flight), the last message with finish reason and usage, then status OK. A cancelled call
  * (client cancel, deadline) cancels the engine request; its KV blocks are freed by the engine.
- * Not here yet: reasoning / tool-call parsing of chat output (needs the text layer's output
- * parser); until then chat output arrives as plain text. */
+ * Chat output goes through the text layer's output parser: content, reasoning and tool calls
+ * arrive in their own response fields (special tokens are kept for the parser to see). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,11 +15,13 @@
 #include "g4serve.pb-c.h"
 #include "server/grpc/grpc_impl.h"
 #include "text/chat_template.h"
+#include "text/output_parser.h"
 
 typedef struct gen_state {
     g4_gen *g;
     char rid[160];
     bool registered;
+    g4_output_parser *parser;  /* chat requests: splits content / reasoning / tool calls */
 } gen_state;
 
 /* ---- prompt ------------------------------------------------------------------------------ */
@@ -107,7 +109,7 @@ static int chat_json(const G4serve__V1__ChatInput *ci, cJSON **msgs_out, cJSON *
 
 /* text or chat -> ids. INVALID_ARGUMENT on error (message in err). */
 static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__ChatInput *chat, g4_tokens *out,
-                        g4_error *err) {
+                        bool *in_reasoning, g4_error *err) {
     const g4_tokenizer *tok = s->model.tok;
     if (!tok) return g4_fail(err, "this server has no tokenizer; send token_ids");
     if (text) return g4_tokenizer_encode(tok, text, strlen(text), G4_ENCODE_ADD_BOS, out, err);
@@ -118,6 +120,10 @@ static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__
     opt.enable_thinking = chat->enable_thinking;
     g4_strbuf prompt = {0};
     int rc = g4_chat_render(msgs, tools, &opt, &prompt, err);
+    static const char thought[] = "<|channel>thought\n";
+    if (rc == 0 && in_reasoning)
+        *in_reasoning = prompt.len >= sizeof thought - 1 &&
+                        !memcmp(prompt.data + prompt.len - (sizeof thought - 1), thought, sizeof thought - 1);
     if (rc == 0)
         rc = g4_tokenizer_encode(tok, prompt.data ? prompt.data : "", prompt.len, G4_ENCODE_SPLIT_SPECIAL, out, err);
     g4_strbuf_free(&prompt);
@@ -193,13 +199,70 @@ static int fill_params(g4_grpc_server *s, const G4serve__V1__GenerateRequest *rq
     return 0;
 }
 
+/* Chat output: runs the new text (and, at the end, the flush) through the parser into content,
+ * reasoning and whole tool calls. Strings live in the caller's buffers until the send. */
+typedef struct parsed_out {
+    g4_strbuf content, reasoning;
+    g4_parse_events ev;
+    G4serve__V1__ToolCallDelta *calls, **callp;
+    char (*ids)[200];
+    size_t n_calls;
+} parsed_out;
+
+static void parse_output(gen_state *st, const g4_strbuf *text, bool final, parsed_out *po,
+                         G4serve__V1__GenerateResponse *r) {
+    g4_error err = {{0}};
+    int rc = g4_output_parser_feed(st->parser, text->data ? text->data : "", text->len, &po->ev, &err);
+    if (rc == 0 && final) rc = g4_output_parser_finish(st->parser, &po->ev, &err);
+    size_t n_calls = 0;
+    for (size_t i = 0; i < po->ev.n; i++) n_calls += po->ev.ev[i].kind == G4_PARSE_TOOL_CALL;
+    if (n_calls) {
+        po->calls = calloc(n_calls, sizeof *po->calls);
+        po->callp = calloc(n_calls, sizeof *po->callp);
+        po->ids = calloc(n_calls, sizeof *po->ids);
+        if (!po->calls || !po->callp || !po->ids) n_calls = 0;
+    }
+    for (size_t i = 0; i < po->ev.n; i++) {
+        const g4_parse_event *e = &po->ev.ev[i];
+        if (e->kind == G4_PARSE_CONTENT) g4_strbuf_append(&po->content, e->text, e->len);
+        else if (e->kind == G4_PARSE_REASONING) g4_strbuf_append(&po->reasoning, e->text, e->len);
+        else if (po->n_calls < n_calls) {
+            G4serve__V1__ToolCallDelta init = G4SERVE__V1__TOOL_CALL_DELTA__INIT, *d = &po->calls[po->n_calls];
+            *d = init;
+            d->index = e->index;
+            snprintf(po->ids[po->n_calls], sizeof po->ids[0], "call_%s_%d", st->rid, e->index);
+            d->id = po->ids[po->n_calls];
+            d->name = e->name;
+            d->arguments = e->text;
+            po->callp[po->n_calls] = d;
+            po->n_calls++;
+        }
+    }
+    (void)rc; /* out of memory: the text that was parsed so far still goes out */
+    r->text = po->content.data ? po->content.data : "";
+    r->reasoning = po->reasoning.data ? po->reasoning.data : "";
+    r->n_tool_calls = po->n_calls;
+    r->tool_calls = po->callp;
+}
+
+static void parsed_out_free(parsed_out *po) {
+    g4_strbuf_free(&po->content);
+    g4_strbuf_free(&po->reasoning);
+    g4_parse_events_free(&po->ev);
+    free(po->calls);
+    free(po->callp);
+    free(po->ids);
+}
+
 static void send_generate(g4_gcall *c, gen_state *st, bool final) {
     g4_gen *g = st->g;
     G4serve__V1__GenerateResponse r = G4SERVE__V1__GENERATE_RESPONSE__INIT;
+    parsed_out po = {0};
     r.request_id = st->rid;
     r.n_token_ids = (size_t)g->n_ids;
     r.token_ids = g->ids;
     r.text = g->text.data ? g->text.data : "";
+    if (st->parser) parse_output(st, &g->text, final, &po, &r);
     r.stop_token_id = -1;
     G4serve__V1__TokenLogprob *lps = NULL, **lpp = NULL;
     if (g->n_lp) {
@@ -227,6 +290,8 @@ static void send_generate(g4_gcall *c, gen_state *st, bool final) {
         case G4_FINISH_LENGTH: r.finish_reason = G4SERVE__V1__FINISH_REASON__FINISH_REASON_LENGTH; break;
         default: r.finish_reason = G4SERVE__V1__FINISH_REASON__FINISH_REASON_ABORT; break;
         }
+        if (st->parser && g4_output_parser_n_calls(st->parser) > 0 && g->finish == G4_FINISH_STOP)
+            r.finish_reason = G4SERVE__V1__FINISH_REASON__FINISH_REASON_TOOL_CALLS;
         usage.prompt_tokens = g->prompt_tokens;
         usage.completion_tokens = g->completion_tokens;
         usage.cached_tokens = g->cached_tokens;
@@ -234,9 +299,11 @@ static void send_generate(g4_gcall *c, gen_state *st, bool final) {
         if (g->stop_string) r.stop_string = g->stop_string;
         r.stop_token_id = g->stop_token;
     }
-    if (g4_gcall_send(c, &r.base) == 0) g4_gen_clear_output(g);
+    /* the parser has consumed the text: never hand it the same text twice */
+    if (g4_gcall_send(c, &r.base) == 0 || st->parser) g4_gen_clear_output(g);
     free(lps);
     free(lpp);
+    parsed_out_free(&po);
 }
 
 static void generate_pump(g4_gcall *c) {
@@ -268,6 +335,7 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     g4_tokens prompt = {0};
     g4_error err = {{0}};
     gen_state *st = NULL;
+    bool in_reasoning = false;
     if (!rq) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "GenerateRequest does not parse");
         return;
@@ -289,10 +357,10 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     }
     switch (rq->input_case) {
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_TEXT:
-        if (build_prompt(s, rq->text, NULL, &prompt, &err)) goto bad;
+        if (build_prompt(s, rq->text, NULL, &prompt, NULL, &err)) goto bad;
         break;
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_CHAT:
-        if (build_prompt(s, NULL, rq->chat, &prompt, &err)) goto bad;
+        if (build_prompt(s, NULL, rq->chat, &prompt, &in_reasoning, &err)) goto bad;
         break;
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_TOKEN_IDS:
         for (size_t i = 0; i < rq->token_ids->n_ids; i++) {
@@ -314,8 +382,11 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     p.prompt = prompt.ids;
     p.n_prompt = (int)prompt.n;
     if (g4_grpc_check_lengths(s, &p, &err)) goto bad;
+    bool chat = rq->input_case == G4SERVE__V1__GENERATE_REQUEST__INPUT_CHAT;
     st = calloc(1, sizeof *st);
-    if (!st || !(st->g = g4_gen_new(c, rq->keep_special_tokens ? 0 : G4_DECODE_SKIP_SPECIAL))) {
+    if (!st || !(st->g = g4_gen_new(c, chat || rq->keep_special_tokens ? 0 : G4_DECODE_SKIP_SPECIAL)) ||
+        (chat && g4_output_parser_new(in_reasoning ? G4_PARSE_START_IN_REASONING : 0, &st->parser, &err))) {
+        if (st) g4_gen_free(st->g);
         free(st);
         g4_gcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
@@ -325,6 +396,7 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     if (g4_grpc_rid_add(s, st->rid)) {
         g4_gcall_finish(c, GRPC_STATUS_ALREADY_EXISTS, "request_id \"%s\" is already running", st->rid);
         g4_gen_free(st->g);
+        g4_output_parser_free(st->parser);
         free(st);
         goto out;
     }
@@ -357,6 +429,7 @@ static void generate_free(g4_gcall *c) {
     if (!st) return;
     if (st->registered) g4_grpc_rid_remove(c->srv, st->rid);
     g4_gen_free(st->g);
+    g4_output_parser_free(st->parser);
     free(st);
 }
 
@@ -378,7 +451,7 @@ static void tokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
     } else if (rq->input_case == G4SERVE__V1__TOKENIZE_REQUEST__INPUT__NOT_SET) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "one of text or chat is required");
     } else if (build_prompt(s, rq->input_case == G4SERVE__V1__TOKENIZE_REQUEST__INPUT_TEXT ? rq->text : NULL,
-                            rq->chat, &ids, &err)) {
+                            rq->chat, &ids, NULL, &err)) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     } else {
         G4serve__V1__TokenizeResponse r = G4SERVE__V1__TOKENIZE_RESPONSE__INIT;
