@@ -250,6 +250,8 @@ int g4_drive_http(const g4_http_target *t, g4_bench_load *l, g4_error *err)
             s->t0 = t0;
             s->usage_tokens = -1;
             s->hdr = curl_slist_append(NULL, "Content-Type: application/json");
+            /* no "Expect: 100-continue" round trip on large bodies (aiohttp, vLLM's client, sends none) */
+            s->hdr = curl_slist_append(s->hdr, "Expect:");
             if (t->api_key)
                 s->hdr = curl_slist_append(s->hdr, auth);
             if (!s->h || !s->hdr) {

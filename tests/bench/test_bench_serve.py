@@ -142,17 +142,22 @@ def openai_timings(base, n, prompt_len, out_len):
 
 
 def test_cross_check_with_openai_client(bench_bin, server, tmp_path):
-    res, _ = run_bench(bench_bin, tmp_path, "--base-url", server, "--model", "g4serve-tiny", "--num-prompts", "6",
-                       "--random-input-len", "64", "--random-output-len", "16", "--max-concurrency", "1",
-                       "--num-warmups", "2")
-    assert res["completed"] == 6
-    ttft_ref, e2el_ref = openai_timings(server, 6, 64, 16)
-    # same server, same load shape, one request at a time: the medians must agree; the slack is
-    # for scheduling noise on a loaded 2-core machine, not for a definition mismatch (a wrong
-    # TTFT — e.g. taken at the response headers — or E2E would be off by a whole prefill/decode).
-    assert res["median_ttft_ms"] == pytest.approx(ttft_ref, rel=0.5, abs=25), (res["median_ttft_ms"], ttft_ref)
-    assert res["median_e2el_ms"] == pytest.approx(e2el_ref, rel=0.35, abs=40), (res["median_e2el_ms"], e2el_ref)
-    assert res["median_e2el_ms"] > res["median_ttft_ms"]
+    # Same server, same load shape, one request at a time: the medians must agree. The slack is
+    # for scheduling noise (CI runs other suites beside this one on 2 cores), not for a definition
+    # mismatch: a wrong TTFT (e.g. taken at the response headers) or E2E would be off by a whole
+    # prefill / decode in every attempt. Noise can spoil one attempt, so up to three are made.
+    seen = []
+    for attempt in range(3):
+        res, _ = run_bench(bench_bin, tmp_path, "--base-url", server, "--model", "g4serve-tiny", "--num-prompts", "6",
+                           "--random-input-len", "64", "--random-output-len", "16", "--max-concurrency", "1",
+                           "--num-warmups", "2", "--seed", str(attempt))
+        assert res["completed"] == 6 and res["median_e2el_ms"] > res["median_ttft_ms"] > 0
+        ttft_ref, e2el_ref = openai_timings(server, 6, 64, 16)
+        seen.append((res["median_ttft_ms"], ttft_ref, res["median_e2el_ms"], e2el_ref))
+        if (res["median_ttft_ms"] == pytest.approx(ttft_ref, rel=0.5, abs=25) and
+                res["median_e2el_ms"] == pytest.approx(e2el_ref, rel=0.35, abs=40)):
+            return
+    pytest.fail("g4-bench-serve vs openai client (TTFT tool, ref, E2EL tool, ref in ms): %s" % seen)
 
 
 def test_chat_endpoint(bench_bin, server, tmp_path):
