@@ -200,10 +200,16 @@ static cJSON *tool_call_json(const g4_job *j, const g4_choice *ch, const g4_pars
 
 /* --- event processing -------------------------------------------------------------------- */
 
-/* Parser events → stream chunks or accumulated message. lp (stream) goes on the first chunk. */
-static void take_parse_events(g4_job *j, g4_choice *ch, g4_parse_events *pev, cJSON **lp)
+/* Parser events → stream chunks or accumulated message. lp (stream) goes on the first chunk,
+ * *finish (stream) on the last one, and is then cleared: as vLLM's server does, the chunk with
+ * the last text carries the finish_reason, so clients see no extra empty chunk. */
+static void take_parse_events(g4_job *j, g4_choice *ch, g4_parse_events *pev, cJSON **lp, const char **finish)
 {
     bool rc = j->srv->cfg.reasoning_content;
+    size_t last = pev->n;
+    for (size_t k = 0; k < pev->n; k++)
+        if (pev->ev[k].kind == G4_PARSE_TOOL_CALL || pev->ev[k].len)
+            last = k;
     for (size_t k = 0; k < pev->n; k++) {
         g4_parse_event *pe = &pev->ev[k];
         if (pe->kind != G4_PARSE_TOOL_CALL && pe->len == 0)
@@ -219,8 +225,10 @@ static void take_parse_events(g4_job *j, g4_choice *ch, g4_parse_events *pev, cJ
                 cJSON *arr = cJSON_AddArrayToObject(d, "tool_calls");
                 cJSON_AddItemToArray(arr, tool_call_json(j, ch, pe, true));
             }
-            emit(j, ch, d, NULL, *lp, NULL);
+            emit(j, ch, d, NULL, *lp, k == last ? *finish : NULL);
             *lp = NULL;
+            if (k == last)
+                *finish = NULL;
         } else if (pe->kind == G4_PARSE_CONTENT) {
             g4_strbuf_append(&ch->content, pe->text, pe->len);
         } else if (pe->kind == G4_PARSE_REASONING) {
@@ -282,23 +290,36 @@ static void process(g4_job *j, g4_evrec *r)
             completion_logprobs_add(j->stream ? lp : ch->logprobs, tok, r, j->req.logprobs, ch->text_offset);
         }
     }
+    /* A normal end (not an error, not a timeout) puts finish_reason on this event's last chunk. */
+    bool normal_end = r->finish != G4_FINISH_NONE && r->finish != G4_FINISH_ERROR &&
+                      !(r->finish == G4_FINISH_ABORT && j->timed_out);
+    const char *finish = NULL;
     if (chat) {
         g4_parse_events pev = {0};
         if (r->text)
             g4_output_parser_feed(ch->parser, r->text, strlen(r->text), &pev, NULL);
         if (r->finish != G4_FINISH_NONE)
             g4_output_parser_finish(ch->parser, &pev, NULL);
-        take_parse_events(j, ch, &pev, &lp);
+        ch->finish = r->finish;
+        if (j->stream && normal_end)
+            finish = finish_name(ch); /* after the parser's finish: tool calls decide the name */
+        take_parse_events(j, ch, &pev, &lp, &finish);
         g4_parse_events_free(&pev);
-        if (lp) /* the text is held back (partial marker): logprobs still go out now */
-            emit(j, ch, cJSON_CreateObject(), NULL, lp, NULL);
+        if (lp) { /* the text is held back (partial marker): logprobs still go out now */
+            emit(j, ch, cJSON_CreateObject(), NULL, lp, finish);
+            finish = NULL;
+        }
     } else {
         size_t len = visible_len(j, r);
         ch->text_offset += len;
+        ch->finish = r->finish;
+        if (j->stream && normal_end)
+            finish = finish_name(ch);
         if (j->stream) {
             if (len || lp) {
                 char *t = strndup(r->text ? r->text : "", len);
-                emit(j, ch, NULL, t, lp, NULL);
+                emit(j, ch, NULL, t, lp, finish);
+                finish = NULL;
                 free(t);
             }
         } else if (len) {
@@ -308,7 +329,6 @@ static void process(g4_job *j, g4_evrec *r)
     if (r->finish == G4_FINISH_NONE)
         return;
     ch->finished = true;
-    ch->finish = r->finish;
     ch->completion_tokens = r->completion_tokens;
     ch->cached_tokens = r->cached_tokens;
     j->n_finished++;
@@ -323,8 +343,8 @@ static void process(g4_job *j, g4_evrec *r)
         else
             g4_http_fail(&e, 408, NULL, "the request timed out after %g s", j->srv->cfg.request_timeout_s);
         g4_job_sse_error(j, &e);
-    } else {
-        emit(j, ch, chat ? cJSON_CreateObject() : NULL, "", NULL, finish_name(ch));
+    } else if (finish) { /* nothing was emitted for this event: a chunk of its own */
+        emit(j, ch, chat ? cJSON_CreateObject() : NULL, "", NULL, finish);
     }
     if (j->n_finished == j->n) {
         if (j->req.include_usage) {
