@@ -55,6 +55,8 @@ typedef struct g4_cuda_ctx {
 
 /* Returns scratch slot `slot` with at least `bytes` bytes in *out. */
 int g4_cuda_scratch(g4_cuda_ctx *c, int slot, size_t bytes, void **out, g4_error *err);
+/* Dummy weights (dummy_weights.cu): allocates w->data and fills it with the seeded values. */
+int g4_cuda_dummy_fill(g4_cuda_ctx *c, g4_weight *w, uint64_t seed, float mean, float amp, g4_error *err);
 
 /* Fails unless w is loaded on this backend as bf16 with numel elements (numel < 0: any). */
 int g4_cuda_check_weight(const g4_weight *w, const char *what, int64_t numel, g4_error *err);

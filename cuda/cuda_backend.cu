@@ -148,6 +148,11 @@ static void g4_cuda_unload_weight(void *ctx, g4_weight *w) {
     w->data = NULL;
 }
 
+/* Dummy weights: seeded values made on the device (dummy_weights.cu). */
+static int g4_cuda_load_dummy_weight(void *ctx, g4_weight *w, uint64_t seed, float mean, float amp, g4_error *err) {
+    return g4_cuda_dummy_fill((g4_cuda_ctx *)ctx, w, seed, mean, amp, err);
+}
+
 /* --- table and lifetime ------------------------------------------------------------------ */
 
 static const g4_backend_ops g4_cuda_ops = {
@@ -174,6 +179,7 @@ static const g4_backend_ops g4_cuda_ops = {
     g4_cuda_moe_route,
     g4_cuda_moe_experts,
     g4_cuda_lm_head,
+    g4_cuda_load_dummy_weight,
 };
 
 static void g4_cuda_ctx_free(g4_cuda_ctx *c) {

@@ -5,17 +5,12 @@
 #include "ctx.cuh"
 
 extern "C" {
-#include "cuda_backend.h"
-#include "dummy_weights.h"
+#include "base/dummy.h"
 }
 
-/* splitmix64 finaliser of (seed, i) → 24 random bits → u ∈ [-1, 1) */
-__host__ __device__ static inline float g4_dummy_u(uint64_t seed, uint64_t i) {
-    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (float)(z >> 40) * (2.0f / 16777216.0f) - 1.0f;
+extern "C" {
+#include "cuda_backend.h"
+#include "dummy_weights.h"
 }
 
 extern "C" float g4_dummy_value(uint64_t seed, uint64_t i, float mean, float amp) {
@@ -32,7 +27,11 @@ extern "C" int g4_cuda_dummy_weight(g4_backend *be, g4_weight *w, uint64_t seed,
                                     g4_error *err) {
     if (!be || !be->ops || !be->ops->name || strcmp(be->ops->name, "cuda") != 0)
         return g4_fail(err, "dummy weight %s: backend is not the CUDA backend", w->name ? w->name : "?");
-    g4_cuda_ctx *c = (g4_cuda_ctx *)be->ctx;
+    return g4_cuda_dummy_fill((g4_cuda_ctx *)be->ctx, w, seed, mean, amp, err);
+}
+
+/* Allocates and fills w->data on c's device (the body of both entry points). */
+int g4_cuda_dummy_fill(g4_cuda_ctx *c, g4_weight *w, uint64_t seed, float mean, float amp, g4_error *err) {
     if (w->ndim < 1 || w->ndim > G4_MAX_DIMS) return g4_fail(err, "dummy weight %s: ndim %d", w->name ? w->name : "?", w->ndim);
     size_t n = 1;
     for (int d = 0; d < w->ndim; d++) {

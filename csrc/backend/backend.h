@@ -124,6 +124,12 @@ typedef struct g4_backend_ops {
     /* logits[r,:] = softcap(x[rows[r],:] · Eᵀ)    f32 [n_rows, V]; softcap(z) = c·tanh(z/c), c=0 off */
     int (*lm_head)(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E,
                    float softcap, g4_error *err);
+
+    /* --- dummy weights (base/dummy.h) ----------------------------------------------------- */
+
+    /* Like load_weight, but w->data is filled with bf16(mean + amp·g4_dummy_u(seed, i)) made on
+     * the backend; the checkpoint's bytes are never read. Released by unload_weight. */
+    int (*load_dummy_weight)(void *ctx, g4_weight *w, uint64_t seed, float mean, float amp, g4_error *err);
 } g4_backend_ops;
 
 typedef struct g4_backend {

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "base/bf16.h"
+#include "base/dummy.h"
 
 /* Activation buffers (backend memory) sized for opts.max_step_tokens, and the step in dev memory. */
 typedef struct g4_model_scratch {
@@ -58,7 +59,18 @@ static int count_weight_cb(g4_weight *w, void *user) {
 static int load_weight_cb(g4_weight *w, void *user) {
     load_ctx *lc = user;
     g4_model *m = lc->m;
-    if (m->be->ops->load_weight(m->be->ctx, w, lc->err)) return g4_fail_prefix(lc->err, "loading %s", w->name);
+    const g4_backend_ops *ops = m->be->ops;
+    int rc;
+    if (m->opts.dummy_seed) {
+        float mean, amp;
+        g4_dummy_init(w->name, w->ndim, w->shape, &mean, &amp);
+        rc = ops->load_dummy_weight
+                 ? ops->load_dummy_weight(m->be->ctx, w, g4_dummy_tensor_seed(m->opts.dummy_seed, w->name), mean, amp, lc->err)
+                 : g4_fail(lc->err, "backend %s has no dummy-weights mode", ops->name);
+    } else {
+        rc = ops->load_weight(m->be->ctx, w, lc->err);
+    }
+    if (rc) return g4_fail_prefix(lc->err, "loading %s", w->name);
     lc->done += weight_bytes(w);
     if (m->opts.progress) m->opts.progress(m->opts.progress_user, m->opts.tp_rank, lc->done, lc->total);
     return 0;

@@ -27,6 +27,10 @@ typedef struct g4_model_opts {
     int max_model_len;     /* longest sequence; default min(max_position_embeddings, 4096) */
     int tp_rank, tp_size;  /* tensor parallel: this model holds rank tp_rank's slice (size 0 = 1) */
     g4_comm *comm;         /* all-reduce among the tp_size ranks (required when tp_size > 1) */
+    /* Non-zero: "dummy weights" — every weight is filled on the backend with seeded random values
+     * (base/dummy.h) and the checkpoint's bytes are never read, so a header-only (sparse)
+     * checkpoint of a full-size model serves benchmarks and tests at real scale. */
+    uint64_t dummy_seed;
     /* Called after each weight is on the backend (NULL = silent): bytes done of total. */
     void (*progress)(void *user, int rank, size_t done, size_t total);
     void *progress_user;

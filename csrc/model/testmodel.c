@@ -21,9 +21,31 @@
 #include "base/bf16.h"
 #include "model/safetensors_write.h"
 
+/* The real geometries (gemma4-model-spec.md §1), for header-only checkpoints + dummy weights. */
+static void real_config(g4_config *c, int moe) {
+    c->hidden = moe ? 2816 : 5376;
+    c->n_layers = moe ? 30 : 60;
+    c->n_heads = moe ? 16 : 32;
+    c->n_kv_heads = moe ? 8 : 16;
+    c->n_global_kv_heads = moe ? 2 : 4;
+    c->head_dim = 256;
+    c->global_head_dim = 512;
+    c->intermediate = moe ? 2112 : 21504;
+    c->sliding_window = 1024;
+    c->max_positions = 262144;
+    c->rope_sliding.rotated_pairs = 128;
+    c->rope_global.rotated_pairs = 64;
+    c->n_experts = moe ? 128 : 0;
+    c->top_k = moe ? 8 : 0;
+    c->moe_intermediate = moe ? 704 : 0;
+    for (int l = 0; l < c->n_layers; l++) c->layer_type[l] = l % 6 == 5 ? G4_LAYER_GLOBAL : G4_LAYER_SLIDING;
+}
+
 int g4_testmodel_config(g4_config *c, const char *name, g4_error *err) {
-    int moe = !strcmp(name, "tiny-moe");
-    if (!moe && strcmp(name, "tiny-dense")) return g4_fail(err, "unknown test model \"%s\" (tiny-dense, tiny-moe)", name);
+    int moe = !strcmp(name, "tiny-moe") || !strcmp(name, "26b-a4b");
+    int real = !strcmp(name, "31b") || !strcmp(name, "26b-a4b");
+    if (!moe && !real && strcmp(name, "tiny-dense"))
+        return g4_fail(err, "unknown test model \"%s\" (tiny-dense, tiny-moe, 31b, 26b-a4b)", name);
     memset(c, 0, sizeof *c);
     c->hidden = 64;
     c->n_layers = 6;
@@ -53,6 +75,7 @@ int g4_testmodel_config(g4_config *c, const char *name, g4_error *err) {
     c->eos_ids[0] = 1;
     c->eos_ids[1] = 106;
     for (int l = 0; l < c->n_layers; l++) c->layer_type[l] = (l == 2 || l == 5) ? G4_LAYER_GLOBAL : G4_LAYER_SLIDING;
+    if (real) real_config(c, moe);
     return 0;
 }
 
@@ -69,6 +92,7 @@ typedef struct {
     uint64_t rng;
     g4_error *err;
     int failed;
+    int sparse;     /* header only: no values (dummy-weights use) */
 } gen;
 
 /* Adds one bf16 tensor whose elements are base + spread·u. */
@@ -76,6 +100,10 @@ static void add(gen *g, const char *name, int ndim, const int64_t *shape, float 
     if (g->failed) return;
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
+    if (g->sparse) {
+        if (g4_stw_add(g->w, name, G4_DT_BF16, ndim, shape, NULL, g->err)) g->failed = -1;
+        return;
+    }
     uint16_t *buf = malloc((size_t)n * sizeof *buf);
     if (!buf) {
         g->failed = g4_fail(g->err, "testmodel: out of memory");
@@ -179,7 +207,17 @@ static char *config_json(const g4_config *c) {
     return s;
 }
 
+static int write_checkpoint(const g4_config *c, uint64_t seed, int sparse, const char *dir, g4_error *err);
+
 int g4_testmodel_write(const g4_config *c, uint64_t seed, const char *dir, g4_error *err) {
+    return write_checkpoint(c, seed, 0, dir, err);
+}
+
+int g4_testmodel_write_sparse(const g4_config *c, const char *dir, g4_error *err) {
+    return write_checkpoint(c, 0, 1, dir, err);
+}
+
+static int write_checkpoint(const g4_config *c, uint64_t seed, int sparse, const char *dir, g4_error *err) {
     if (mkdir(dir, 0755) && errno != EEXIST) return g4_fail(err, "testmodel: cannot create %s: %s", dir, strerror(errno));
     char path[4096];
     char *json = config_json(c);
@@ -195,7 +233,7 @@ int g4_testmodel_write(const g4_config *c, uint64_t seed, const char *dir, g4_er
     free(json);
     if (bad) return g4_fail(err, "testmodel: cannot write %s", path);
 
-    gen g = {.w = g4_stw_create(), .rng = seed, .err = err};
+    gen g = {.w = g4_stw_create(), .rng = seed, .err = err, .sparse = sparse};
     if (!g.w) return g4_fail(err, "testmodel: out of memory");
     int64_t emb[2] = {c->vocab, c->hidden};
     add(&g, "model.language_model.embed_tokens.weight", 2, emb, 0.0f, 0.5f);

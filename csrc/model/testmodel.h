@@ -13,11 +13,16 @@
 #include "base/error.h"
 #include "model/config.h"
 
-/* The built-in tiny geometries: "tiny-dense" and "tiny-moe" (vocab 262144, hidden 64,
- * 6 layers with globals at 2 and 5, window 16). Returns -1 for an unknown name. */
+/* The built-in geometries: "tiny-dense" and "tiny-moe" (vocab 262144, hidden 64, 6 layers with
+ * globals at 2 and 5, window 16), and the real "31b" and "26b-a4b" (for header-only checkpoints
+ * opened with dummy weights). Returns -1 for an unknown name. */
 int g4_testmodel_config(g4_config *cfg, const char *name, g4_error *err);
 
 /* Writes dir/config.json and dir/model.safetensors (dir is created if missing). */
 int g4_testmodel_write(const g4_config *cfg, uint64_t seed, const char *dir, g4_error *err);
+
+/* The same checkpoint with headers only (a sparse file: no values, no disk space) — open it with
+ * g4_model_opts.dummy_seed set. A 31B one is written in milliseconds. */
+int g4_testmodel_write_sparse(const g4_config *cfg, const char *dir, g4_error *err);
 
 #endif

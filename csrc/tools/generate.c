@@ -11,6 +11,7 @@
 #include "backend/backend.h"
 #include "model/gemma4.h"
 #include "model/runner.h"
+#include "model/testmodel.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -47,13 +48,17 @@ static int parse_ids(const char *s, int32_t *ids, int cap) {
 static void usage(const char *argv0) {
     fprintf(stderr,
             "usage: %s --model DIR [--backend cpu|cuda] [--prompt-ids 2,818,5010] [--max-tokens N]\n"
-            "          [--chunk N] [--no-stop]\n"
-            "  Greedy generation from token ids; stops at the model's eos ids unless --no-stop.\n",
+            "          [--chunk N] [--no-stop] [--dummy tiny-dense|tiny-moe|31b|26b-a4b [--seed N]]\n"
+            "  Greedy generation from token ids; stops at the model's eos ids unless --no-stop.\n"
+            "  --dummy: no checkpoint; a header-only one of that geometry is written to a temporary\n"
+            "  directory and every weight is filled with seeded random values on the backend.\n",
             argv0);
 }
 
 int main(int argc, char **argv) {
     const char *dir = NULL, *backend = "cpu", *prompt = "2,818,5010,1045,563,496";
+    const char *dummy = NULL;
+    unsigned long long dummy_seed = 1;
     int max_tokens = 32, chunk = 256, stop = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) dir = argv[++i];
@@ -62,10 +67,22 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--max-tokens") && i + 1 < argc) max_tokens = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--chunk") && i + 1 < argc) chunk = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-stop")) stop = 0;
+        else if (!strcmp(argv[i], "--dummy") && i + 1 < argc) dummy = argv[++i];
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) dummy_seed = strtoull(argv[++i], NULL, 10);
         else {
             usage(argv[0]);
             return 2;
         }
+    }
+    char tmpdir[] = "/tmp/g4-dummy-XXXXXX";
+    if (dummy) { /* a header-only checkpoint of that geometry, removed at exit */
+        g4_config cfg;
+        g4_error e = {{0}};
+        if (!mkdtemp(tmpdir) || g4_testmodel_config(&cfg, dummy, &e) || g4_testmodel_write_sparse(&cfg, tmpdir, &e)) {
+            fprintf(stderr, "g4-generate: --dummy %s: %s\n", dummy, e.msg[0] ? e.msg : "cannot create a directory");
+            return 2;
+        }
+        dir = tmpdir;
     }
     if (!dir || max_tokens < 1 || chunk < 1) {
         usage(argv[0]);
@@ -88,6 +105,7 @@ int main(int argc, char **argv) {
     opts.max_seqs = 1;
     opts.max_step_tokens = chunk;
     opts.progress = progress;
+    opts.dummy_seed = dummy ? dummy_seed : 0;
     g4_model *m = NULL;
     g4_runner *r = NULL;
     float *logits = NULL;
@@ -144,5 +162,10 @@ out:
     g4_runner_free(r);
     g4_model_close(m);
     g4_backend_destroy(be);
+    if (dummy) {
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) fprintf(stderr, "g4-generate: could not remove %s\n", tmpdir);
+    }
     return rc;
 }

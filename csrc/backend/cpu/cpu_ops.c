@@ -7,10 +7,11 @@
 
 #include "backend/cpu/cpu_internal.h"
 #include "base/bf16.h"
+#include "base/dummy.h"
 
 void g4_cpu_weight_f32(const g4_weight *w, int64_t first, int64_t n, float *dst) {
     const void *p = w->data ? w->data : w->host;
-    switch (w->dtype) {
+    switch (w->data ? (g4_dtype)w->data_dtype : w->dtype) {
     case G4_DT_F32: memcpy(dst, (const float *)p + first, (size_t)n * sizeof(float)); break;
     case G4_DT_BF16: {
         const uint16_t *s = (const uint16_t *)p + first;
@@ -211,7 +212,21 @@ static int cpu_load_weight(void *ctx, g4_weight *w, g4_error *err) {
 }
 static void cpu_unload_weight(void *ctx, g4_weight *w) {
     (void)ctx;
+    if (w->data != w->host) free(w->data); /* dummy weights own their buffer; mapped ones alias */
     w->data = NULL;
+}
+
+/* Dummy weights: a bf16 buffer of the seeded values (base/dummy.h), owned by the weight. */
+static int cpu_load_dummy_weight(void *ctx, g4_weight *w, uint64_t seed, float mean, float amp, g4_error *err) {
+    (void)ctx;
+    size_t n = 1;
+    for (int i = 0; i < w->ndim; i++) n *= (size_t)w->shape[i];
+    uint16_t *b = malloc(n * sizeof *b);
+    if (!b) return g4_fail(err, "dummy weight %s: cannot allocate %zu bytes", w->name ? w->name : "?", n * 2);
+    for (size_t i = 0; i < n; i++) b[i] = g4_f32_to_bf16(mean + amp * g4_dummy_u(seed, i));
+    w->data = b;
+    w->data_dtype = G4_DT_BF16;
+    return 0;
 }
 
 const g4_backend_ops g4_cpu_ops = {
@@ -238,4 +253,5 @@ const g4_backend_ops g4_cpu_ops = {
     .moe_route = g4_cpu_moe_route,
     .moe_experts = g4_cpu_moe_experts,
     .lm_head = cpu_lm_head,
+    .load_dummy_weight = cpu_load_dummy_weight,
 };
