@@ -136,8 +136,10 @@ static int plan_kv(g4_model *m, g4_error *err) {
     const g4_config *c = &m->cfg;
     g4_model_opts *o = &m->opts;
     int B = o->block_size;
+    /* A sequence holds the blocks of its last W−1 positions plus its chunk of this step (+1 for
+     * alignment), and the chunks of one step add up to at most max_step_tokens. */
     if (!o->n_blocks_sliding)
-        o->n_blocks_sliding = o->max_seqs * ((c->sliding_window + o->max_step_tokens + B - 1) / B + 2);
+        o->n_blocks_sliding = o->max_seqs * ((c->sliding_window + B - 2) / B + 2) + (o->max_step_tokens + B - 1) / B;
     if (!o->n_blocks_global) o->n_blocks_global = o->max_seqs * m->max_blocks_per_seq;
     size_t es = g4_dtype_size(m->be->ops->kv_dtype);
     for (int l = 0; l < c->n_layers; l++) {

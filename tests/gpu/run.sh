@@ -84,6 +84,18 @@ if $build_ok && "$BUILD/bench/kernels/g4-bench-kernels" > "$OUT/bench-kernels.js
   bench=$(cat "$OUT/bench-kernels.json")
 fi
 
+# Whole-model throughput at full size (dummy weights), each vs its roofline.
+model_bench="null"
+if $build_ok; then
+  parts=""
+  for m in 26b-a4b 31b; do
+    if "$BUILD/bench/kernels/g4-bench-model" --model $m > "$OUT/bench-model-$m.json" 2>>"$LOG"; then
+      parts="$parts${parts:+,} \"$m\": $(cat "$OUT/bench-model-$m.json")"
+    fi
+  done
+  [ -n "$parts" ] && model_bench="{$parts}"
+fi
+
 RESULT=$OUT/gpu-suite-$COMMIT.json
 cat > "$RESULT" <<JSON
 {
@@ -99,7 +111,8 @@ cat > "$RESULT" <<JSON
   "skipped": $skipped,
   "tests": $tests_json,
   "memcheck": "$memcheck",
-  "benchmarks": $bench
+  "benchmarks": $bench,
+  "model_benchmarks": $model_bench
 }
 JSON
 echo "wrote $RESULT"
