@@ -3,7 +3,8 @@
  *
  * This is the simple, obviously-correct kernel: one block per (token, query head[, split]),
  * keys walked in tiles of 32 through the block table, online softmax in fp32. It is the
- * oracle and fallback for the tiled flash kernels to come; it does not share K/V loads
+ * oracle and fallback for the tiled flash kernel (attention_flash.cu, chosen at the end of the
+ * validation in g4_cuda_attention by shape and G4_ATTN_PATH); it does not share K/V loads
  * between the query heads of a GQA group or between the tokens of a chunk.
  * Not here: writing the cache (rope_cache.cu). */
 #include "ctx.cuh"
@@ -186,6 +187,12 @@ int g4_cuda_attention(void *ctx, void *out, const void *q, const g4_weight *k_no
     }
     if (s->n_tokens <= 0) return 0;
     if (s->max_pos < 0) return g4_fail(err, "attention: step max_pos %d < 0", s->max_pos);
+
+    /* Tiled tensor-core kernel (attention_flash.cu) for prefill-like steps: on average ≥ 8
+     * tokens per sequence, where its K/V tiles are shared by the tokens of a chunk. */
+    if (c->attn_path != G4_ATTN_SIMPLE && g4_cuda_attention_flash_supported(c, g) &&
+        (c->attn_path == G4_ATTN_FAST || s->n_tokens >= 8 * (s->n_seqs > 0 ? s->n_seqs : 1)))
+        return g4_cuda_attention_flash(c, out, q, k_norm, g, kv, s, err);
 
     int max_keys = s->max_pos + 1;
     if (g->window > 0 && max_keys > g->window) max_keys = g->window;

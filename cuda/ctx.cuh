@@ -38,9 +38,16 @@ enum {
     G4_SCR_COUNT
 };
 
+/* Attention kernel choice (env G4_ATTN_PATH=simple|fast|auto; unset = simple until a GPU run has
+ * verified the flash kernel): auto runs the flash kernel on prefill-like steps of supported
+ * shapes, fast on every supported step, simple always the oracle kernel (attention.cu). */
+enum { G4_ATTN_AUTO = 0, G4_ATTN_SIMPLE, G4_ATTN_FAST };
+
 typedef struct g4_cuda_ctx {
     int device;
     int n_sms;                  /* multiprocessors (split-KV heuristic) */
+    int smem_optin;             /* max dynamic shared memory per block after opt-in (bytes) */
+    int attn_path;              /* G4_ATTN_PATH read at creation: G4_ATTN_AUTO / _SIMPLE / _FAST */
     cudaStream_t stream;
     cublasLtHandle_t lt;
     void *workspace;            /* cuBLASLt workspace */
@@ -51,7 +58,15 @@ typedef struct g4_cuda_ctx {
     size_t scratch_bytes[G4_SCR_COUNT];
     int32_t *host_offsets;      /* pinned [host_offsets_n] (moe: expert offsets read back) */
     int host_offsets_n;
+    int moe_path;               /* G4_MOE_PATH_*: from env G4_MOE_PATH, read once at creation */
 } g4_cuda_ctx;
+
+/* MoE expert paths (env G4_MOE_PATH=fast|simple; default simple until a GPU run has verified
+ * the fast one): FAST runs moe_decode.cu for
+ * 1 ≤ T ≤ G4_MOE_DECODE_MAX_T (graph-capturable, no host sync) and the simple grouped path
+ * above that; SIMPLE always runs the simple path (the oracle; it syncs the stream once). */
+enum { G4_MOE_PATH_FAST = 0, G4_MOE_PATH_SIMPLE = 1 };
+#define G4_MOE_DECODE_MAX_T 64
 
 /* Returns scratch slot `slot` with at least `bytes` bytes in *out. */
 int g4_cuda_scratch(g4_cuda_ctx *c, int slot, size_t bytes, void **out, g4_error *err);
@@ -66,6 +81,12 @@ int g4_cuda_check_weight(const g4_weight *w, const char *what, int64_t numel, g4
 int g4_cuda_gemm(g4_cuda_ctx *c, void *y, cudaDataType_t ydt, const void *x, const void *W, int M, int N,
                  int K, g4_error *err);
 void g4_cuda_gemm_plans_free(g4_cuda_ctx *c);
+
+/* Tiled tensor-core prefill attention (attention_flash.cu); same contract as the attention op.
+ * _supported: 1 when this device and geometry (d 256/512, GQA group dividing the row tile) fit. */
+int g4_cuda_attention_flash_supported(const g4_cuda_ctx *c, const g4_attn_geom *g);
+int g4_cuda_attention_flash(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm,
+                            const g4_attn_geom *g, const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 
 /* Op entry points (contracts in backend/backend.h). */
 int g4_cuda_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, float scale, g4_error *err);
@@ -87,6 +108,13 @@ int g4_cuda_moe_route(void *ctx, int32_t *ids, float *weights, const void *h1, c
                       g4_error *err);
 int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, const float *weights,
                         const g4_weight *gate_up, const g4_weight *down, int T, int top_k, g4_error *err);
+/* Decode / small-T routed experts (moe_decode.cu): same contract as moe_experts, Wgu/Wd the
+ * device data of gate_up [E,2I,H] and down [E,H,I]. _fits says whether the shapes and
+ * pointer alignments are supported (1) or the caller must take the simple path (0). */
+int g4_cuda_moe_decode_fits(int E, int I, int H, int T, int top_k, const void *y, const void *x, const void *Wgu,
+                            const void *Wd);
+int g4_cuda_moe_decode(g4_cuda_ctx *c, void *y, const void *x, const int32_t *ids, const float *weights,
+                       const void *Wgu, const void *Wd, int E, int I, int H, int T, int top_k, g4_error *err);
 int g4_cuda_lm_head(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E,
                     float softcap, g4_error *err);
 

@@ -3,9 +3,10 @@
  * per non-empty expert for gate_up and for down, GeGLU in between, weighted combine back in
  * token order. Correct for any routing (all tokens on one expert, experts with no tokens).
  *
- * Limitations of this first version: it reads the per-expert offsets back to the host
- * (one stream sync per call, so it cannot be captured in a CUDA graph), and small-M decode
- * runs 2·(experts hit) separate GEMMs instead of one weight-streaming kernel.
+ * Limitations: it reads the per-expert offsets back to the host (one stream sync per call,
+ * so it cannot be captured in a CUDA graph), and runs 2·(experts hit) separate GEMMs.
+ * Dispatch: with G4_MOE_PATH=fast (the default) calls of 1 ≤ T ≤ 64 tokens take the decode
+ * path of moe_decode.cu (no host sync); G4_MOE_PATH=simple keeps every call here (oracle).
  * Not here: the router (moe_route.cu), the dense shared MLP (model side: matmul + geglu). */
 #include "ctx.cuh"
 
@@ -97,6 +98,8 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
                        (long long)down->shape[2], E, H, I);
     if (top_k < 1) return g4_fail(err, "moe_experts: top_k %d < 1", top_k);
     if (T <= 0) return 0;
+    if (c->moe_path == G4_MOE_PATH_FAST && g4_cuda_moe_decode_fits(E, I, H, T, top_k, y, x, gate_up->data, down->data))
+        return g4_cuda_moe_decode(c, y, x, ids, weights, gate_up->data, down->data, E, I, H, T, top_k, err);
     size_t P = (size_t)T * top_k;
 
     int32_t *idx;

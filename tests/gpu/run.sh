@@ -88,9 +88,14 @@ fi
 model_bench="null"
 if $build_ok; then
   parts=""
-  for m in 26b-a4b 31b; do
-    if "$BUILD/bench/kernels/g4-bench-model" --model $m > "$OUT/bench-model-$m.json" 2>>"$LOG"; then
-      parts="$parts${parts:+,} \"$m\": $(cat "$OUT/bench-model-$m.json")"
+  # default (simple, verified-first) kernels for both models; the fast MoE/attention paths too
+  # for 26B-A4B (G4_MOE_PATH / G4_ATTN_PATH, docs/operations.md)
+  for run in "26b-a4b simple" "31b simple" "26b-a4b fast"; do
+    set -- $run
+    envs=()
+    [ "$2" = fast ] && envs=(G4_MOE_PATH=fast G4_ATTN_PATH=auto)
+    if env "${envs[@]}" "$BUILD/bench/kernels/g4-bench-model" --model "$1" > "$OUT/bench-model-$1-$2.json" 2>>"$LOG"; then
+      parts="$parts${parts:+,} \"$1-$2\": $(cat "$OUT/bench-model-$1-$2.json")"
     fi
   done
   [ -n "$parts" ] && model_bench="{$parts}"
