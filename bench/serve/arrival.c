@@ -1,5 +1,6 @@
 /* arrival.c — seeded xoshiro256** generator, gamma sampling (Marsaglia–Tsang) and vLLM's
  * rescaled gamma arrival schedule (arrival.h). */
+#include "base/rng.h"
 #include "arrival.h"
 
 #include <math.h>
@@ -8,12 +9,7 @@ static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 void g4_rng_seed(g4_rng *r, uint64_t seed)
 {
-    for (int i = 0; i < 4; i++) { /* splitmix64 expands the seed */
-        uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        r->s[i] = z ^ (z >> 31);
-    }
+    for (int i = 0; i < 4; i++) r->s[i] = g4_splitmix64(&seed); /* splitmix64 expands the seed */
 }
 
 uint64_t g4_rng_next(g4_rng *r)

@@ -1,5 +1,7 @@
-/* driver.h — the two ways g4-bench-serve sends its load: over the OpenAI HTTP API (driver_http.c,
- * libcurl, streaming SSE) or straight into the engine in-process (driver_offline.c). Both send
+/* driver.h — the ways g4-bench-serve sends its load: over the OpenAI HTTP API (driver_http.c,
+ * libcurl, streaming SSE), over g4serve's native gRPC Generate (driver_grpc.c, built only with
+ * the gRPC C core and protobuf-c: G4_BENCH_GRPC) or straight into the engine in-process
+ * (driver_offline.c). All send
  * request i of the dataset at send_at[i] seconds after the start (or later, when max_concurrency
  * requests are already in flight) and fill rec[i] with timestamps on one monotonic clock whose
  * zero is the benchmark start. */
@@ -42,6 +44,14 @@ typedef struct g4_http_target {
 } g4_http_target;
 
 int g4_drive_http(const g4_http_target *t, g4_bench_load *l, g4_error *err);
+
+typedef struct g4_grpc_target {
+    const char *target;       /* host:port (gRPC target string) */
+    const char *model;        /* GenerateRequest.model; NULL = the served model */
+    double timeout_s;         /* per request (call deadline); 0 = none */
+} g4_grpc_target;
+
+int g4_drive_grpc(const g4_grpc_target *t, g4_bench_load *l, g4_error *err);
 
 int g4_drive_engine(g4_engine *e, g4_bench_load *l, g4_error *err);
 

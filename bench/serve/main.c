@@ -1,7 +1,7 @@
 /* main.c — g4-bench-serve: the serving benchmark client. Builds a dataset (random token ids or
  * ShareGPT), an arrival schedule (request rate with gamma burstiness, max concurrency), runs
- * warm-up requests that are not counted, then the measured load over the OpenAI HTTP API or
- * straight into the engine (--offline), and prints vLLM's result table, optionally a roofline
+ * warm-up requests that are not counted, then the measured load over the OpenAI HTTP API, the
+ * native gRPC Generate API (--backend grpc) or straight into the engine (--offline), and prints vLLM's result table, optionally a roofline
  * report, and the result JSON (--result-file). Flag names follow `vllm bench serve`.
  * Not here: the metrics math (metrics.c), transports (driver_*.c), accounting (roofline.c). */
 #include <math.h>
@@ -33,8 +33,10 @@ static void usage(FILE *f)
     fprintf(f,
 "usage: g4-bench-serve [flags]     (vLLM `bench serve` flag names; docs/benchmarks.md)\n"
 "Target\n"
-"  --backend openai|openai-chat|grpc  /v1/completions (default) or /v1/chat/completions; grpc: not built yet\n"
-"  --base-url URL | --host H --port P  server (default http://127.0.0.1:8000)\n"
+"  --backend openai|openai-chat|grpc  /v1/completions (default), /v1/chat/completions, or the native\n"
+"                              gRPC g4serve.v1.G4Serve/Generate (%s)\n"
+"  --base-url URL | --host H --port P  server (default http://127.0.0.1:8000; grpc: 127.0.0.1:8001,\n"
+"                              --base-url HOST:PORT)\n"
 "  --endpoint PATH             default /v1/completions or /v1/chat/completions\n"
 "  --model NAME                'model' field (HTTP); with --offline the checkpoint directory\n"
 "  --api-key KEY               Authorization: Bearer KEY\n"
@@ -56,12 +58,18 @@ static void usage(FILE *f)
 "  --roofline                  measure copy bandwidth and cuBLAS BF16 TFLOP/s on --device N (0) and print\n"
 "                              decode / prefill as fractions of their rooflines (needs a GPU and the\n"
 "                              model geometry: --model-config config.json, or the --offline model)\n"
-"  --kv-shared-global          count one stored KV tensor on k_eq_v global layers (design.md §5)\n");
+"  --kv-shared-global          count one stored KV tensor on k_eq_v global layers (design.md §5)\n",
+#ifdef G4_BENCH_GRPC
+            "built in"
+#else
+            "not built into this binary"
+#endif
+    );
 }
 
 static int parse(args *a, int argc, char **argv)
 {
-    *a = (args){.backend = "openai", .host = "127.0.0.1", .port = 8000, .dataset = "random", .num_prompts = 1000,
+    *a = (args){.backend = "openai", .host = "127.0.0.1", .dataset = "random", .num_prompts = 1000,
                 .num_warmups = 1, .input_len = 1024, .output_len = 128, .id_min = 256, .burstiness = 1.0,
                 .engine_backend = "cpu", .max_num_seqs = 64, .max_batched = 512, .max_model_len = 4096,
                 .pcts = "90,99"};
@@ -215,9 +223,18 @@ static void offline_close(offline *o)
     }
 }
 
-static int run_load(const args *a, const g4_http_target *t, offline *off, g4_bench_load *l, g4_error *err)
+static int run_load(const args *a, const g4_http_target *t, const g4_grpc_target *gt, offline *off, g4_bench_load *l,
+                    g4_error *err)
 {
-    return a->offline ? g4_drive_engine(off->e, l, err) : g4_drive_http(t, l, err);
+    if (a->offline)
+        return g4_drive_engine(off->e, l, err);
+#ifdef G4_BENCH_GRPC
+    if (gt->target)
+        return g4_drive_grpc(gt, l, err);
+#else
+    (void)gt;
+#endif
+    return g4_drive_http(t, l, err);
 }
 
 int main(int argc, char **argv)
@@ -226,13 +243,15 @@ int main(int argc, char **argv)
     if (parse(&a, argc, argv) < 0)
         return 2;
     g4_error err = {{0}};
-    if (!strcmp(a.backend, "grpc")) {
-        fprintf(stderr, "g4-bench-serve: --backend grpc: not built yet (the native g4serve.v1 Generate client is "
-                        "future work; use --backend openai or openai-chat)\n");
+    bool chat = !strcmp(a.backend, "openai-chat"), grpc = !strcmp(a.backend, "grpc");
+#ifndef G4_BENCH_GRPC
+    if (grpc && !a.offline) {
+        fprintf(stderr, "g4-bench-serve: --backend grpc: not built into this binary (needs libgrpc-dev, "
+                        "libprotobuf-c-dev and protoc-c at build time; use --backend openai or openai-chat)\n");
         return 2;
     }
-    bool chat = !strcmp(a.backend, "openai-chat");
-    if (!chat && strcmp(a.backend, "openai")) {
+#endif
+    if (!chat && !grpc && strcmp(a.backend, "openai")) {
         fprintf(stderr, "g4-bench-serve: --backend '%s': expected openai, openai-chat or grpc\n", a.backend);
         return 2;
     }
@@ -268,17 +287,24 @@ int main(int argc, char **argv)
         g4_fail(&err, "--dataset-name '%s': expected random or sharegpt", a.dataset);
         goto fail;
     }
+    /* HTTP: a base URL; gRPC: a HOST:PORT target (a URL's scheme and trailing slash are dropped) */
     char base[512];
-    if (a.base_url)
-        snprintf(base, sizeof base, "%s", a.base_url);
+    const char *url = a.base_url;
+    if (grpc && url && strstr(url, "://"))
+        url = strstr(url, "://") + 3;
+    if (url)
+        snprintf(base, sizeof base, "%s", url);
     else
-        snprintf(base, sizeof base, "http://%s:%d", a.host, a.port);
+        snprintf(base, sizeof base, grpc ? "%s:%d" : "http://%s:%d", a.host, a.port ? a.port : grpc ? 8001 : 8000);
     size_t bl = strlen(base);
     if (bl && base[bl - 1] == '/')
         base[bl - 1] = 0;
     g4_http_target t = {.base_url = base, .endpoint = a.endpoint ? a.endpoint : chat ? "/v1/chat/completions" : "/v1/completions",
                         .chat = chat, .model = a.offline ? NULL : a.model, .api_key = a.api_key, .timeout_s = a.timeout,
                         .tok = tok};
+    g4_grpc_target gt = {.target = grpc ? base : NULL, .model = a.model, .timeout_s = a.timeout};
+    if (grpc)
+        t.endpoint = "/g4serve.v1.G4Serve/Generate";
     offline off = {0};
     if (a.offline && offline_open(&off, &a, &err) < 0) {
         offline_close(&off);
@@ -289,7 +315,7 @@ int main(int argc, char **argv)
                           .max_concurrency = a.max_concurrency, .temperature = a.temperature};
     if (a.num_warmups > 0) {
         fprintf(stderr, "g4-bench-serve: %d warm-up request(s)\n", a.num_warmups);
-        if (run_load(&a, &t, &off, &warm, &err) < 0)
+        if (run_load(&a, &t, &gt, &off, &warm, &err) < 0)
             goto done;
         for (int i = 0; i < warm.n; i++)
             if (!warm.rec[i].ok) {
@@ -304,7 +330,7 @@ int main(int argc, char **argv)
                           .max_concurrency = a.max_concurrency, .temperature = a.temperature};
     fprintf(stderr, "g4-bench-serve: %d requests, rate %s, burstiness %g, max concurrency %d, %s\n", a.num_prompts,
             a.rate > 0 ? "finite" : "inf", a.burstiness, a.max_concurrency, a.offline ? "offline (in-process engine)" : base);
-    if (run_load(&a, &t, &off, &load, &err) < 0)
+    if (run_load(&a, &t, &gt, &off, &load, &err) < 0)
         goto done_load;
     g4_bench_metrics m;
     if (g4_bench_metrics_compute(load.rec, load.n, load.duration, a.goodput ? &slo : NULL, pcts, n_pcts, &m, &err) < 0)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/file.h"
 #include "text/tokenizer.h"
 
 static double now(void) {
@@ -19,20 +20,8 @@ static double now(void) {
 }
 
 static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[n] = 0;
-    *len = (size_t)n;
-    return b;
+    char *b;
+    return g4_read_file(path, (size_t)1 << 31, &b, len, NULL) ? NULL : b;
 }
 
 int main(int argc, char **argv) {

@@ -12,18 +12,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifdef __CUDACC__
-#define G4_HD __host__ __device__
-#else
-#define G4_HD
-#endif
+#include "base/rng.h"
 
-/* splitmix64 finaliser of (seed, i) → 24 random bits → u ∈ [-1, 1) */
+/* splitmix64 of (seed, i) → 24 random bits → u ∈ [-1, 1) */
 G4_HD static inline float g4_dummy_u(uint64_t seed, uint64_t i) {
-    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
+    uint64_t z = g4_mix64(seed + G4_SPLITMIX_GAMMA * (i + 1));
     return (float)(z >> 40) * (2.0f / 16777216.0f) - 1.0f;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/rng.h"
 #include "engine/engine_impl.h"
 
 #define G4_TEXT_SCRATCH (64 * 1024)
@@ -20,12 +21,7 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static uint64_t mix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
+static uint64_t mix64(uint64_t x) { return g4_mix64(x + G4_SPLITMIX_GAMMA); }
 
 /* Grows *arr (elements of size sz) to hold at least n; 0 or −1. */
 static int reserve(void **arr, int *cap, int n, size_t sz) {

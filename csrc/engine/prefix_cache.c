@@ -1,23 +1,16 @@
 /* prefix_cache.c — hash-chain keys → cached KV blocks, per pool (see prefix_cache.h).
  * Chained hash tables whose links live in per-block arrays, so no allocation after init.
  * Not here: the LRU and eviction order (kvcache.c). Engine thread only. */
+#include "base/rng.h"
 #include "engine/prefix_cache.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static inline uint64_t mix64(uint64_t x) { /* splitmix64 finaliser */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
 
 uint64_t g4_prefix_hash(uint64_t parent, const int32_t *tokens, int B) {
-    uint64_t h = mix64(parent ^ 0x9e3779b97f4a7c15ULL);
-    for (int i = 0; i < B; i++) h = mix64(h ^ ((uint64_t)(uint32_t)tokens[i] + 0x632be59bd9b4e019ULL * (uint64_t)(i + 1)));
+    uint64_t h = g4_mix64(parent ^ 0x9e3779b97f4a7c15ULL);
+    for (int i = 0; i < B; i++) h = g4_mix64(h ^ ((uint64_t)(uint32_t)tokens[i] + 0x632be59bd9b4e019ULL * (uint64_t)(i + 1)));
     return h;
 }
 

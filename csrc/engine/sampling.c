@@ -1,6 +1,7 @@
 /* sampling.c — penalties, temperature, min-p / top-k / top-p, seeded draw and logprobs for one
  * row of logits on the host (see sampling.h for the exact order and formulas).
  * Not here: stop rules (stop.c), generation_config.json defaults (sampling_defaults.c). */
+#include "base/rng.h"
 #include "engine/sampling.h"
 
 #include <math.h>
@@ -44,17 +45,9 @@ void g4_sampler_free(g4_sampler *s) {
     memset(s, 0, sizeof *s);
 }
 
-static inline uint64_t mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
 
 double g4_sample_uniform(uint64_t seed, uint64_t i) {
-    uint64_t x = mix64(mix64(seed + 0x9e3779b97f4a7c15ULL) ^ (i * 0xd1b54a32d192ed03ULL + 0x8cb92ba72f3d8dd7ULL));
+    uint64_t x = g4_mix64(g4_mix64(seed + 0x9e3779b97f4a7c15ULL) ^ (i * 0xd1b54a32d192ed03ULL + 0x8cb92ba72f3d8dd7ULL));
     return (double)(x >> 11) * (1.0 / 9007199254740992.0);
 }
 

@@ -7,6 +7,8 @@
  * vision_config is ignored (vision tensors are skipped by the loader). */
 #include "model/config.h"
 
+#include "base/file.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -373,20 +375,8 @@ done:
 }
 
 int g4_config_load(g4_config *cfg, const char *path, g4_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return g4_fail(err, "config: cannot open %s: %s", path, strerror(errno));
-    char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 && n < (64 << 20)) {
-        buf = malloc((size_t)n + 1);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    fclose(f);
-    if (!buf) return g4_fail(err, "config: cannot read %s (size %ld)", path, n);
-    buf[n] = 0;
+    char *buf;
+    if (g4_read_file(path, 64u << 20, &buf, NULL, err)) return g4_fail_prefix(err, "config");
     int rc = g4_config_parse(cfg, buf, err);
     free(buf);
     if (rc) return g4_fail_prefix(err, "%s", path);

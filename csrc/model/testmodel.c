@@ -7,6 +7,7 @@
  *   layer_scalar          0.75 + 0.2·u
  *   router scale          1 + 0.2·u;  per_expert_scale 1 + 0.3·u
  * Everything is rounded to bf16 and written under `model.language_model.`. */
+#include "base/rng.h"
 #include "model/testmodel.h"
 
 #include <errno.h>
@@ -79,13 +80,7 @@ int g4_testmodel_config(g4_config *c, const char *name, g4_error *err) {
     return 0;
 }
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float uniform(uint64_t *s) { return (float)((splitmix64(s) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
+static float uniform(uint64_t *s) { return (float)((g4_splitmix64(s) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
 
 typedef struct {
     g4_st_writer *w;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/file.h"
 #include "text/tokenizer_impl.h"
 #include "text/utf8.h"
 
@@ -526,28 +527,10 @@ int g4_tokenizer_load_json(const char *json, size_t len, g4_tokenizer **out, g4_
 
 int g4_tokenizer_load(const char *path, g4_tokenizer **out, g4_error *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return g4_fail(err, "tokenizer: cannot open %s", path);
-    char *buf = NULL;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return g4_fail(err, "tokenizer: cannot size %s", path);
-    }
-    buf = malloc((size_t)size + 1);
-    if (!buf) {
-        fclose(f);
-        return g4_fail(err, "tokenizer: out of memory reading %s (%ld bytes)", path, size);
-    }
-    size_t got = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    if (got != (size_t)size) {
-        free(buf);
-        return g4_fail(err, "tokenizer: short read on %s", path);
-    }
-    buf[size] = 0;
-    int rc = g4_tokenizer_load_json(buf, (size_t)size, out, err);
+    char *buf;
+    size_t size;
+    if (g4_read_file(path, (size_t)1 << 31, &buf, &size, err)) return g4_fail_prefix(err, "tokenizer");
+    int rc = g4_tokenizer_load_json(buf, size, out, err);
     free(buf);
     if (rc) return g4_fail_prefix(err, "%s", path);
     return 0;

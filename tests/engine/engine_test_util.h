@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "engine/engine.h"
 
 #define REC_MAX_TOKENS 512
@@ -58,12 +59,7 @@ static inline void rec_on_event(void *user, const g4_event *ev) {
     }
 }
 
-static inline uint64_t rng_next(uint64_t *s) {
-    uint64_t x = (*s += 0x9e3779b97f4a7c15ULL);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
+static inline uint64_t rng_next(uint64_t *s) { return g4_splitmix64(s); }
 static inline int rng_int(uint64_t *s, int lo, int hi) { return lo + (int)(rng_next(s) % (uint64_t)(hi - lo + 1)); }
 
 /* --- fake detokenizer ---------------------------------------------------------------------- */

@@ -1,16 +1,12 @@
 /* mock_exec.c — the fake model for engine tests (see mock_exec.h). */
+#include "base/rng.h"
 #include "mock_exec.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static inline uint64_t mix(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
+static inline uint64_t mix(uint64_t x) { return g4_mix64(x + G4_SPLITMIX_GAMMA); }
 
 static inline uint64_t value_at(int32_t token, int pos, uint64_t acc_g) {
     return mix(acc_g ^ mix(((uint64_t)(uint32_t)token << 32) | (uint32_t)pos)) | 1;

@@ -10,24 +10,14 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/file.h"
 #include "check.h"
 #include "text/chat_format.h"
 #include "text/chat_template.h"
 
 static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[n] = 0;
-    return b;
+    char *b;
+    return g4_read_file(path, (size_t)1 << 31, &b, NULL, NULL) ? NULL : b;
 }
 
 static void show_diff(const char *got, const char *want) {

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/file.h"
 #include "check.h"
 #include "text/detokenizer.h"
 #include "text/tokenizer.h"
@@ -18,20 +19,8 @@
 #include "text/utf8.h"
 
 static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[n] = 0;
-    *len = (size_t)n;
-    return b;
+    char *b;
+    return g4_read_file(path, (size_t)1 << 31, &b, len, NULL) ? NULL : b;
 }
 
 static size_t unhex(const char *h, char *out) {

@@ -8,20 +8,13 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/file.h"
 #include "check.h"
 #include "model/config.h"
 
 static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
+    char *b;
+    return g4_read_file(path, (size_t)1 << 31, &b, NULL, NULL) ? NULL : b;
 }
 
 /* Global layers are exactly i % 6 == 5 (all fixtures use the default 5:1 pattern). */
