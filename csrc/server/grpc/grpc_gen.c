@@ -7,10 +7,12 @@
  * time, so tokens that arrive while a write is in flight are coalesced into the next message.
  * Every running engine request holds a reference on its call until its final event has been
  * collected, so a cancelled call stays alive until the engine has let go of it. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/grpc/grpc_impl.h"
+#include "text/utf8.h"
 
 struct g4_gevent {
     g4_gevent *next;
@@ -217,10 +219,45 @@ int g4_grpc_check_lengths(g4_grpc_server *s, g4_request_params *p, g4_error *err
                        max_len);
     if (p->stop.max_tokens <= 0) {
         p->stop.max_tokens = s->cfg.default_max_tokens;
-        if (max_len > 0 && p->n_prompt + p->stop.max_tokens > max_len) p->stop.max_tokens = max_len - p->n_prompt;
-    } else if (max_len > 0 && p->n_prompt + p->stop.max_tokens > max_len) {
+        if (max_len > 0 && p->stop.max_tokens > max_len - p->n_prompt) p->stop.max_tokens = max_len - p->n_prompt;
+    } else if (max_len > 0 && p->stop.max_tokens > max_len - p->n_prompt) { /* no int overflow */
         return g4_fail(err, "prompt (%d tokens) + max_tokens (%d) exceeds the model length %d", p->n_prompt,
                        p->stop.max_tokens, max_len);
     }
     return 0;
 }
+
+/* Walks every string field of m (submessages, repeated fields and set oneof members included):
+ * protobuf-c does not check that proto3 strings are UTF-8, and one echoed back would make the
+ * client's parser fail on our reply. */
+static int utf8_walk(const ProtobufCMessage *m, const char *path, int depth, g4_error *err) {
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (depth > 32) return g4_fail(err, "%s: messages nested too deeply", path);
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+        const char *base = (const char *)m;
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+            continue;
+        size_t n = 1;
+        void *const *vals = (void *const *)(base + f->offset);
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)(base + f->quantifier_offset);
+            vals = *(void *const *const *)(base + f->offset);
+        }
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", f->name);
+        for (size_t k = 0; k < n && vals; k++) {
+            if (!vals[k]) continue;
+            if (f->type == PROTOBUF_C_TYPE_STRING) {
+                if (!g4_utf8_valid(vals[k], strlen(vals[k])))
+                    return g4_fail(err, "%s is not valid UTF-8 (proto3 strings must be)", sub);
+            } else if (utf8_walk(vals[k], sub, depth + 1, err)) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int g4_grpc_check_utf8(const ProtobufCMessage *m, g4_error *err) { return utf8_walk(m, "", 0, err); }

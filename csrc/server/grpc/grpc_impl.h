@@ -221,6 +221,9 @@ grpc_status_code g4_grpc_status_for(int engine_code);
 /* Fills p->stop defaults / checks prompt length: max_tokens 0 -> default, capped. */
 int g4_grpc_check_lengths(g4_grpc_server *s, g4_request_params *p, g4_error *err);
 
+/* 0 when every string field of m (recursively) is valid UTF-8; else -1 naming the field. */
+int g4_grpc_check_utf8(const ProtobufCMessage *m, g4_error *err);
+
 /* The method tables of each service. */
 extern const g4_grpc_method g4_health_methods[];
 extern const g4_grpc_method g4_native_methods[];

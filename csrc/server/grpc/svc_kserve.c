@@ -11,6 +11,7 @@
  * gets a response with error_message and the stream stays open. Other methods of Triton's
  * service are not in the method table, so the core answers UNIMPLEMENTED. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,10 @@ static void model_ready(g4_gcall *c, const uint8_t *d, size_t n) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "ModelReadyRequest does not parse");
         return;
     }
-    if (!rq->name[0] || strcmp(rq->name, c->srv->served_name) || !version_ok(rq->version)) {
+    g4_error err = {{0}};
+    if (g4_grpc_check_utf8(&rq->base, &err)) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "ModelReadyRequest.%s", err.msg);
+    } else if (!rq->name[0] || strcmp(rq->name, c->srv->served_name) || !version_ok(rq->version)) {
         g4_gcall_finish(c, GRPC_STATUS_NOT_FOUND, "model \"%s\" version \"%s\" is not served here", rq->name,
                         rq->version);
     } else {
@@ -85,6 +89,12 @@ static void model_metadata(g4_gcall *c, const uint8_t *d, size_t n) {
     Inference__ModelMetadataRequest *rq = inference__model_metadata_request__unpack(NULL, n, d);
     if (!rq) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "ModelMetadataRequest does not parse");
+        return;
+    }
+    g4_error err = {{0}};
+    if (g4_grpc_check_utf8(&rq->base, &err)) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "ModelMetadataRequest.%s", err.msg);
+        inference__model_metadata_request__free_unpacked(rq, NULL);
         return;
     }
     if (strcmp(rq->name, c->srv->served_name) || !version_ok(rq->version)) {
@@ -210,6 +220,7 @@ typedef struct kparams {
     g4_request_params p;
     const char *stops[G4_KSERVE_MAX_STOP];
     int32_t stop_ids[64];
+    int vocab;                  /* bounds stop_token_ids */
     cJSON *json;
 } kparams;
 
@@ -241,6 +252,9 @@ static int parse_sampling(kparams *kp, const char *s, size_t len, g4_error *err)
             if (!cJSON_IsArray(v)) return g4_fail(err, "sampling_parameters.stop_token_ids must be a list");
             for (cJSON *e = v->child; e; e = e->next) {
                 if (!cJSON_IsNumber(e) || n == 64) return g4_fail(err, "sampling_parameters.stop_token_ids: up to 64 ids");
+                if (!(e->valuedouble >= 0 && e->valuedouble < kp->vocab) || e->valuedouble != floor(e->valuedouble))
+                    return g4_fail(err, "sampling_parameters.stop_token_ids[%d] is not a token id in [0, %d)", n,
+                                   kp->vocab);
                 kp->stop_ids[n++] = (int32_t)e->valuedouble;
             }
             p->stop.stop_ids = kp->stop_ids;
@@ -255,6 +269,8 @@ static int parse_sampling(kparams *kp, const char *s, size_t len, g4_error *err)
             if (!(x > 0 && x <= 1)) return g4_fail(err, "sampling_parameters.top_p must be in (0, 1]");
             p->sampling.top_p = (float)x;
         } else if (!strcmp(k, "top_k")) {
+            if (!(x >= -1 && x <= 1 << 30) || x != floor(x))
+                return g4_fail(err, "sampling_parameters.top_k must be an integer in [-1, %d]", 1 << 30);
             p->sampling.top_k = x < 0 ? 0 : (int)x; /* vLLM: -1 = off */
         } else if (!strcmp(k, "min_p")) {
             if (!(x >= 0 && x <= 1)) return g4_fail(err, "sampling_parameters.min_p must be in [0, 1]");
@@ -267,13 +283,15 @@ static int parse_sampling(kparams *kp, const char *s, size_t len, g4_error *err)
             if (k[0] == 'p') p->sampling.presence_penalty = (float)x;
             else p->sampling.frequency_penalty = (float)x;
         } else if (!strcmp(k, "seed")) {
+            if (!(x >= 0 && x < 18446744073709551616.0) || x != floor(x))
+                return g4_fail(err, "sampling_parameters.seed must be an integer in [0, 2^64)");
             p->sampling.has_seed = true;
             p->sampling.seed = (uint64_t)x;
         } else if (!strcmp(k, "max_tokens")) {
-            if (!(x >= 1 && x <= 1e9)) return g4_fail(err, "sampling_parameters.max_tokens must be >= 1");
+            if (!(x >= 1 && x <= 1e9)) return g4_fail(err, "sampling_parameters.max_tokens must be in [1, 1e9]");
             p->stop.max_tokens = (int)x;
         } else if (!strcmp(k, "min_tokens")) {
-            if (!(x >= 0 && x <= 1e9)) return g4_fail(err, "sampling_parameters.min_tokens must be >= 0");
+            if (!(x >= 0 && x <= 1e9)) return g4_fail(err, "sampling_parameters.min_tokens must be in [0, 1e9]");
             p->stop.min_tokens = (int)x;
         } else if (!strcmp(k, "ignore_eos")) {
             p->stop.ignore_eos = x != 0;
@@ -298,6 +316,12 @@ static int start_request(g4_gcall *c, const Inference__ModelInferRequest *rq, g4
     g->svc = k;
     g->svc_free = kreq_free;
     *code = GRPC_STATUS_INVALID_ARGUMENT;
+    if (g4_grpc_check_utf8(&rq->base, err)) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        k->id[0] = 0; /* not echoed in an error response */
+        return g4_fail(err, "ModelInferRequest.%s", msg);
+    }
     if (!g4_grpc_ready(s)) {
         *code = GRPC_STATUS_UNAVAILABLE;
         return g4_fail(err, "the model is not ready");
@@ -321,6 +345,7 @@ static int start_request(g4_gcall *c, const Inference__ModelInferRequest *rq, g4
     g4_stop_rules_default(&kp.p.stop);
     kp.p.stop.max_tokens = 0;
     kp.p.sampling.logprobs = -1;
+    kp.vocab = s->model.cfg.vocab;
     const char *text = NULL;
     size_t text_len = 0;
     int64_t max_tokens = 0;
@@ -349,7 +374,7 @@ static int start_request(g4_gcall *c, const Inference__ModelInferRequest *rq, g4
     }
     if (rc == 0 && !text) rc = g4_fail(err, "input text_input is required");
     if (rc == 0 && max_tokens) {
-        if (max_tokens < 1 || max_tokens > 1000000000) rc = g4_fail(err, "input max_tokens must be >= 1");
+        if (max_tokens < 1 || max_tokens > 1000000000) rc = g4_fail(err, "input max_tokens must be in [1, 1e9]");
         else kp.p.stop.max_tokens = (int)max_tokens;
     }
     g4_tokens ids = {0};

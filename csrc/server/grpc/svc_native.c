@@ -50,6 +50,12 @@ static int chat_json(const G4serve__V1__ChatInput *ci, cJSON **msgs_out, cJSON *
             cJSON_Delete(msgs);
             return g4_fail(err, "chat.messages[%zu].role is empty", i);
         }
+        if (strcmp(m->role, "system") && strcmp(m->role, "developer") && strcmp(m->role, "user") &&
+            strcmp(m->role, "assistant") && strcmp(m->role, "tool")) {
+            cJSON_Delete(msgs);
+            return g4_fail(err, "chat.messages[%zu].role \"%s\" is not one of system, developer, user, assistant, tool",
+                           i, m->role);
+        }
         cJSON *o = cJSON_CreateObject();
         cJSON_AddItemToArray(msgs, o);
         cJSON_AddStringToObject(o, "role", m->role);
@@ -340,6 +346,10 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "GenerateRequest does not parse");
         return;
     }
+    if (g4_grpc_check_utf8(&rq->base, &err)) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "GenerateRequest.%s", err.msg);
+        goto out;
+    }
     if (!g4_grpc_ready(s)) {
         g4_gcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the model is not ready");
         goto out;
@@ -444,7 +454,9 @@ static void tokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
     }
     g4_tokens ids = {0};
     g4_error err = {{0}};
-    if (!atomic_load(&s->attached)) {
+    if (g4_grpc_check_utf8(&rq->base, &err)) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "TokenizeRequest.%s", err.msg);
+    } else if (!atomic_load(&s->attached)) {
         g4_gcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the model is not loaded yet");
     } else if (!g4_grpc_model_matches(s, rq->model)) {
         g4_gcall_finish(c, GRPC_STATUS_NOT_FOUND, "model \"%s\" is not served here", rq->model);
@@ -477,7 +489,9 @@ static void detokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
     size_t bad = rq->n_ids;
     for (size_t i = 0; i < rq->n_ids && bad == rq->n_ids; i++)
         if (rq->ids[i] < 0 || rq->ids[i] >= n_vocab) bad = i;
-    if (!atomic_load(&s->attached) || !s->model.tok) {
+    if (g4_grpc_check_utf8(&rq->base, &err)) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "DetokenizeRequest.%s", err.msg);
+    } else if (!atomic_load(&s->attached) || !s->model.tok) {
         g4_gcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the model is not loaded yet");
     } else if (!g4_grpc_model_matches(s, rq->model)) {
         g4_gcall_finish(c, GRPC_STATUS_NOT_FOUND, "model \"%s\" is not served here", rq->model);
@@ -554,8 +568,11 @@ static void abort_message(g4_gcall *c, const uint8_t *data, size_t len) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "AbortRequest does not parse");
         return;
     }
+    g4_error err = {{0}};
     if (!rq->request_id[0]) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "request_id is empty");
+    } else if (g4_grpc_check_utf8(&rq->base, &err)) {
+        g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "AbortRequest.%s", err.msg);
     } else {
         G4serve__V1__AbortResponse r = G4SERVE__V1__ABORT_RESPONSE__INIT;
         r.found = g4_grpc_rid_abort(c->srv, rq->request_id);

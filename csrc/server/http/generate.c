@@ -13,9 +13,11 @@
  * Not here: JSON shapes of chunks and responses (oai_format.c). */
 #include "server/http/generate_impl.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "text/chat_template.h"
@@ -421,6 +423,21 @@ void g4_generate_conn_closed(g4_http_server *s, g4_conn *cn, bool ok)
 
 /* --- ticker and shutdown -------------------------------------------------------------------- */
 
+/* Under j->mu: true when the client of a suspended connection has closed or reset its socket.
+ * MHD does not watch suspended connections, so a non-streaming client that leaves would
+ * otherwise keep its generation (and KV blocks) until max_tokens. */
+static bool client_gone(g4_job *j)
+{
+    if (!j->conn || !j->suspended)
+        return false;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(j->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return false;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 /* Collects references to live jobs (so they cannot be freed while we look at them). */
 static int live_jobs(g4_http_server *s, g4_job **out, int cap)
 {
@@ -450,6 +467,10 @@ void g4_generate_tick(g4_http_server *s, double now)
         if (s->cfg.request_timeout_s > 0 && !j->timed_out && j->n_engine_done < j->n &&
             now - j->t_arrival > s->cfg.request_timeout_s) {
             j->timed_out = true;
+            cancel = true;
+        }
+        if (!j->stream && j->n_engine_done < j->n && !j->client_left && client_gone(j)) {
+            j->client_left = true;
             cancel = true;
         }
         if (j->stream && j->conn && s->cfg.keepalive_s > 0 && now - j->last_write >= s->cfg.keepalive_s &&

@@ -55,6 +55,7 @@ struct g4_job {
     bool stream;
     bool failed;                 /* an error response was sent at submit */
     bool timed_out;
+    bool client_left;            /* non-streaming client hung up while waiting: cancelled */
     bool oom;
     g4_oai_request req;
     char id[64];

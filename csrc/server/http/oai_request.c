@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text/utf8.h"
+
 int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fmt, ...)
 {
     if (!e)
@@ -29,6 +31,35 @@ int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fm
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+cJSON *g4_http_parse_body(const char *body, size_t len, g4_http_error *e)
+{
+    uint32_t cp;
+    for (size_t i = 0; i < len;) {
+        int l = g4_utf8_next(body + i, len - i, &cp);
+        if (!l) {
+            g4_http_fail(e, 400, NULL, "the request body is not valid UTF-8 (byte 0x%02x at offset %zu)",
+                         (unsigned)(unsigned char)body[i], i);
+            return NULL;
+        }
+        i += (size_t)l;
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    size_t at = end && end >= body && end <= body + len ? (size_t)(end - body) : len;
+    while (root && at < len && body[at] && strchr(" \t\r\n", body[at]))
+        at++;
+    if (!root || at < len) {
+        cJSON_Delete(root);
+        if (!len)
+            g4_http_fail(e, 400, NULL, "the request body is empty; expected a JSON object");
+        else
+            g4_http_fail(e, 400, NULL, "the request body is not valid JSON (%s at offset %zu)",
+                         root ? "unexpected data after the value" : "syntax error", at);
+        return NULL;
+    }
+    return root;
 }
 
 /* --- typed field readers: 0 = absent/null, 1 = present and valid, -1 = error ------------- */
@@ -458,9 +489,9 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
     r->skip_special_tokens = true;
     g4_sampling_default(&r->sampling);
     g4_stop_rules_default(&r->stop);
-    r->root = cJSON_ParseWithLength(body, len);
+    r->root = g4_http_parse_body(body, len, e);
     if (!r->root)
-        return g4_http_fail(e, 400, NULL, "the request body is not valid JSON");
+        return -1;
     const cJSON *o = r->root;
     long long i;
     int k;

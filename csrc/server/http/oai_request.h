@@ -31,6 +31,10 @@ typedef struct g4_http_error {
 int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Parses a request body as one JSON value: the body must be valid UTF-8 (JSON's encoding) and
+ * hold nothing after the value but whitespace. NULL with e filled (400, naming the offset). */
+cJSON *g4_http_parse_body(const char *body, size_t len, g4_http_error *e);
+
 typedef enum { G4_OAI_CHAT = 0, G4_OAI_COMPLETION = 1 } g4_oai_kind;
 
 typedef enum {

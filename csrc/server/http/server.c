@@ -154,7 +154,10 @@ static enum MHD_Result metrics(g4_http_server *s, struct MHD_Connection *c)
 /* vLLM's /tokenize: {prompt} or {messages[, tools]} (+ add_special_tokens) → {count, max_model_len, tokens}. */
 static enum MHD_Result tokenize(g4_http_server *s, struct MHD_Connection *c, const g4_strbuf *body)
 {
-    cJSON *in = cJSON_ParseWithLength(body->data ? body->data : "", body->len);
+    g4_http_error pe;
+    cJSON *in = g4_http_parse_body(body->data ? body->data : "", body->len, &pe);
+    if (!in)
+        return send_fail(s, c, 400, NULL, pe.message);
     if (!cJSON_IsObject(in)) {
         cJSON_Delete(in);
         return send_fail(s, c, 400, NULL, "the request body must be a JSON object");
@@ -207,7 +210,10 @@ static enum MHD_Result tokenize(g4_http_server *s, struct MHD_Connection *c, con
 
 static enum MHD_Result detokenize(g4_http_server *s, struct MHD_Connection *c, const g4_strbuf *body)
 {
-    cJSON *in = cJSON_ParseWithLength(body->data ? body->data : "", body->len);
+    g4_http_error pe;
+    cJSON *in = g4_http_parse_body(body->data ? body->data : "", body->len, &pe);
+    if (!in)
+        return send_fail(s, c, 400, NULL, pe.message);
     const cJSON *toks = cJSON_GetObjectItemCaseSensitive(in, "tokens");
     if (!cJSON_IsArray(toks)) {
         cJSON_Delete(in);
