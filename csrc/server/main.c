@@ -184,6 +184,41 @@ static int read_env(opts *o)
     return 0;
 }
 
+/* Numeric flags with their ranges: one table instead of a branch each. Returns 1 when `a` is
+ * one of them (*i advanced past the value; *i = -1 when the value is bad), 0 when it is not. */
+static int take_number(opts *o, const char *a, const char *v, int *i)
+{
+    const struct { const char *flag; int lo, hi; int *dst; } ints[] = {
+        {"--port", 0, 65535, &o->http.port},
+        {"--grpc-port", 0, 65535, &o->grpc_port},
+        {"--max-model-len", 1, 1 << 30, &o->max_model_len},
+        {"--max-num-seqs", 1, 1 << 30, &o->max_num_seqs},
+        {"--max-num-batched-tokens", 1, 1 << 30, &o->max_batched_tokens},
+        {"--max-queue", 0, 1 << 30, &o->max_queue},
+        {"--tensor-parallel-size", 1, 8, &o->tp},
+        {"--connection-timeout", 0, 1 << 30, &o->http.connection_timeout_s},
+    };
+    const struct { const char *flag; double *dst; } doubles[] = {
+        {"--keepalive-interval", &o->http.keepalive_s},
+        {"--debug-ready-delay", &o->ready_delay_s},
+        {"--request-timeout", &o->http.request_timeout_s},
+    };
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
+        if (!strcmp(a, ints[k].flag)) {
+            bool ok = parse_int(a, v, ints[k].lo, ints[k].dst) == 0 && *ints[k].dst <= ints[k].hi;
+            if (!ok && *ints[k].dst > ints[k].hi)
+                fprintf(stderr, "g4serve: %s: at most %d\n", a, ints[k].hi);
+            *i = ok ? *i + 1 : -1;
+            return 1;
+        }
+    for (size_t k = 0; k < sizeof doubles / sizeof doubles[0]; k++)
+        if (!strcmp(a, doubles[k].flag)) {
+            *i = parse_double(a, v, doubles[k].dst) == 0 ? *i + 1 : -1;
+            return 1;
+        }
+    return 0;
+}
+
 /* 0 ok, 1 exit 0 (help), -1 error. */
 static int parse_args(opts *o, int argc, char **argv)
 {
@@ -218,43 +253,13 @@ static int parse_args(opts *o, int argc, char **argv)
             set_names(o, v);
         } else if (ARG("--host")) {
             o->http.host = v;
-        } else if (ARG("--port")) {
-            if (parse_int(a, v, 0, &o->http.port) < 0 || o->http.port > 65535)
-                return -1;
-        } else if (ARG("--grpc-port")) {
-            if (parse_int(a, v, 0, &o->grpc_port) < 0 || o->grpc_port > 65535)
-                return -1;
-        } else if (ARG("--max-model-len")) {
-            if (parse_int(a, v, 1, &o->max_model_len) < 0)
-                return -1;
-        } else if (ARG("--max-num-seqs")) {
-            if (parse_int(a, v, 1, &o->max_num_seqs) < 0)
-                return -1;
-        } else if (ARG("--max-num-batched-tokens")) {
-            if (parse_int(a, v, 1, &o->max_batched_tokens) < 0)
-                return -1;
-        } else if (ARG("--max-queue")) {
-            if (parse_int(a, v, 0, &o->max_queue) < 0)
-                return -1;
-        } else if (ARG("--tensor-parallel-size")) {
-            if (parse_int(a, v, 1, &o->tp) < 0)
-                return -1;
         } else if (ARG("--max-body-bytes")) {
             int n;
             if (parse_int(a, v, 1024, &n) < 0)
                 return -1;
             o->http.max_body_bytes = (size_t)n;
-        } else if (ARG("--connection-timeout")) {
-            if (parse_int(a, v, 0, &o->http.connection_timeout_s) < 0)
-                return -1;
-        } else if (ARG("--keepalive-interval")) {
-            if (parse_double(a, v, &o->http.keepalive_s) < 0)
-                return -1;
-        } else if (ARG("--debug-ready-delay")) {
-            if (parse_double(a, v, &o->ready_delay_s) < 0)
-                return -1;
-        } else if (ARG("--request-timeout")) {
-            if (parse_double(a, v, &o->http.request_timeout_s) < 0)
+        } else if (take_number(o, a, v, &i)) {
+            if (i < 0)
                 return -1;
         } else {
             fprintf(stderr, "g4serve: unknown flag: %s (see --help)\n", a);
@@ -391,14 +396,14 @@ static int write_default_model(const char *dir, g4_error *err)
     return 0;
 }
 
-/* --- the gRPC server, when this build has it (G4_HAVE_GRPC) ------------------------------ */
+/* --- the gRPC server, when this build has it (G4_HAVE_GRPC); a no-op otherwise ------------- */
 
-#ifdef G4_HAVE_GRPC
 static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
 {
     *out = NULL;
     if (o->grpc_port < 0)
         return 0;
+#ifdef G4_HAVE_GRPC
     g4_grpc_config gc;
     g4_grpc_config_default(&gc);
     gc.host = o->http.host;
@@ -410,46 +415,38 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
         return g4_fail_prefix(err, "gRPC server");
     fprintf(stderr, "g4serve: gRPC on %s:%d\n", gc.host, g4_grpc_server_port(gs));
     *out = gs;
+#else
+    (void)dir, (void)err;
+    if (o->grpc_port != 8001)
+        fprintf(stderr, "g4serve: this build has no gRPC server (libgrpc-dev, protobuf-c missing at build time)\n");
+#endif
     return 0;
 }
 
-static void attach_grpc(void *gs, g4_engine *eng, const g4_tokenizer *tok, const g4_model *m,
-                        const g4_engine_opts *eo, int tp)
+/* After the engine exists and is warm: hand it over and report ready. */
+static void grpc_ready(void *gs, g4_engine *eng, const g4_tokenizer *tok, const g4_model *m,
+                       const g4_engine_opts *eo, int tp)
 {
+#ifdef G4_HAVE_GRPC
     if (!gs)
         return;
     g4_grpc_model gm = {.engine = eng, .tok = tok, .cfg = m->full_cfg, .eo = *eo, .tp_size = tp};
     g4_grpc_server_attach(gs, &gm);
-}
-
-static void set_grpc_ready(void *gs)
-{
-    if (gs)
-        g4_grpc_server_set_ready(gs, true);
+    g4_grpc_server_set_ready(gs, true);
+#else
+    (void)gs, (void)eng, (void)tok, (void)m, (void)eo, (void)tp;
+#endif
 }
 
 static void stop_grpc(void *gs)
 {
+#ifdef G4_HAVE_GRPC
     if (gs)
         g4_grpc_server_stop(gs);
-}
 #else
-static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
-{
-    (void)dir, (void)err;
-    *out = NULL;
-    if (o->grpc_port >= 0 && o->grpc_port != 8001)
-        fprintf(stderr, "g4serve: this build has no gRPC server (libgrpc-dev, protobuf-c missing at build time)\n");
-    return 0;
-}
-static void attach_grpc(void *gs, g4_engine *eng, const g4_tokenizer *tok, const g4_model *m,
-                        const g4_engine_opts *eo, int tp)
-{
-    (void)gs, (void)eng, (void)tok, (void)m, (void)eo, (void)tp;
-}
-static void set_grpc_ready(void *gs) { (void)gs; }
-static void stop_grpc(void *gs) { (void)gs; }
+    (void)gs;
 #endif
+}
 
 int main(int argc, char **argv)
 {
@@ -572,13 +569,12 @@ int main(int argc, char **argv)
     if (!(eng = g4_engine_create(&eo, &ex, &dt, &err)))
         goto out;
     g4_http_server_attach(srv, eng, tok, &eo);
-    attach_grpc(grpc, eng, tok, m, &eo, o.tp);
     if (warm_up(eng, tok, &err) < 0)
         goto out;
     if (o.ready_delay_s > 0)
         usleep((useconds_t)(o.ready_delay_s * 1e6));
     g4_http_server_set_ready(srv, true);
-    set_grpc_ready(grpc);
+    grpc_ready(grpc, eng, tok, m, &eo, o.tp);
     fprintf(stderr, "g4serve: ready: model %s (%d layers, vocab %d), tokenizer %s, max_model_len %d, "
             "max_num_seqs %d, backend %s\n", dir, m->cfg.n_layers, (int)m->cfg.vocab, tokpath,
             eo.max_model_len, eo.max_running, o.backend);
