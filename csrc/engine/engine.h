@@ -136,6 +136,8 @@ typedef struct g4_engine_opts {
     int max_blocks_per_seq;     /* block-table columns the executor expects (the model's
                                    max_blocks_per_seq); 0 = ceil(max_model_len / block_size) */
     uint64_t seed;              /* seeds requests without has_seed; 0 = from the clock */
+    g4_sampling defaults;       /* what front-ends start a request's sampling from: greedy, or the
+                                   model's generation_config.json (g4_sampling_load_defaults) */
 } g4_engine_opts;
 
 /* Fills opts from a loaded model (its pools, window, eos ids and limits). */

@@ -33,4 +33,5 @@ void g4_engine_opts_from_model(g4_engine_opts *o, const g4_model *m) {
     o->eos_ids = m->cfg.eos_ids;
     o->n_eos = m->cfg.n_eos;
     o->max_blocks_per_seq = m->max_blocks_per_seq;
+    g4_sampling_default(&o->defaults);
 }

@@ -64,7 +64,8 @@ void g4_sample_row(g4_sampler *s, const float *logits, const g4_sampling *sp, ui
 double g4_sample_uniform(uint64_t seed, uint64_t i);
 
 /* Reads model_dir/generation_config.json (temperature, top_k, top_p, min_p, repetition_penalty,
- * do_sample) into s when the file exists; 0 also when it does not, −1 on a malformed file. */
+ * as vLLM does, without consulting do_sample) into s when the file exists; 0 also when it does
+ * not, −1 naming the field on a malformed file. */
 int g4_sampling_load_defaults(g4_sampling *s, const char *model_dir, g4_error *err);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "backend/backend.h"
 #include "engine/engine.h"
+#include "engine/sampling.h"
 #include "model/gemma4.h"
 #include "model/testmodel.h"
 #include "parallel/tp.h"
@@ -538,6 +539,8 @@ int main(int argc, char **argv)
     }
     g4_engine_opts eo;
     g4_engine_opts_from_model(&eo, m);
+    if (g4_sampling_load_defaults(&eo.defaults, dir, &err) < 0) /* generation_config.json, if any */
+        goto out;
     eo.max_running = o.max_num_seqs < eo.max_running ? o.max_num_seqs : eo.max_running;
     eo.max_waiting = o.max_queue;
     if (o.prefix_cache >= 0)

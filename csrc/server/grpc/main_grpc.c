@@ -14,6 +14,7 @@
 
 #include "backend/backend.h"
 #include "engine/engine.h"
+#include "engine/sampling.h"
 #include "model/gemma4.h"
 #include "model/testmodel.h"
 #include "server/grpc/grpc_server.h"
@@ -129,6 +130,7 @@ int main(int argc, char **argv) {
     if (g4_tokenizer_load(tokpath, &tok, &err)) goto out;
     g4_engine_opts eo;
     g4_engine_opts_from_model(&eo, m);
+    if (g4_sampling_load_defaults(&eo.defaults, dir, &err)) goto out;
     eo.max_running = max_running;
     eo.max_waiting = max_waiting;
     g4_executor ex;

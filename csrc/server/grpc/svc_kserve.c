@@ -341,7 +341,7 @@ static int start_request(g4_gcall *c, const Inference__ModelInferRequest *rq, g4
                        rq->n_inputs);
     kparams kp;
     memset(&kp, 0, sizeof kp);
-    g4_sampling_default(&kp.p.sampling);
+    kp.p.sampling = s->model.eo.defaults; /* greedy, or the model's generation_config.json */
     g4_stop_rules_default(&kp.p.stop);
     kp.p.stop.max_tokens = 0;
     kp.p.sampling.logprobs = -1;

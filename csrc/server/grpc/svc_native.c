@@ -142,7 +142,7 @@ static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__
 
 static int fill_params(g4_grpc_server *s, const G4serve__V1__GenerateRequest *rq, g4_request_params *p,
                        g4_error *err) {
-    g4_sampling_default(&p->sampling);
+    p->sampling = s->model.eo.defaults; /* greedy, or the model's generation_config.json */
     g4_stop_rules_default(&p->stop);
     const G4serve__V1__SamplingParams *sp = rq->sampling;
     if (sp) {

@@ -212,7 +212,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     g4_http_error e;
     g4_oai_request req;
     if (g4_oai_request_parse(&req, kind, cn->body.data ? cn->body.data : "", cn->body.len,
-                             g4_tokenizer_n_vocab(s->tok), &e) < 0)
+                             g4_tokenizer_n_vocab(s->tok), &s->defaults, &e) < 0)
         return reject(s, c, &e);
     if (req.model && !served_name(s, req.model)) {
         g4_http_fail(&e, 404, "model", "The model `%s` does not exist.", req.model);

@@ -480,14 +480,17 @@ static int parse_chat_options(g4_oai_request *r, const cJSON *o, g4_http_error *
 }
 
 int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, size_t len, int32_t n_vocab,
-                         g4_http_error *e)
+                         const g4_sampling *defaults, g4_http_error *e)
 {
     memset(r, 0, sizeof *r);
     r->kind = kind;
     r->n = 1;
     r->logprobs = -1;
     r->skip_special_tokens = true;
-    g4_sampling_default(&r->sampling);
+    if (defaults)
+        r->sampling = *defaults;
+    else
+        g4_sampling_default(&r->sampling);
     g4_stop_rules_default(&r->stop);
     r->root = g4_http_parse_body(body, len, e);
     if (!r->root)

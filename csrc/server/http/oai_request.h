@@ -81,9 +81,10 @@ typedef struct g4_oai_request {
 
 /* Parses and validates body[0..len). On success returns 0 and *r owns its memory (free with
  * g4_oai_request_free). On failure returns -1 with e filled (status 400) and nothing to free.
- * n_vocab bounds token ids given in the body (prompt ids, stop_token_ids). */
+ * n_vocab bounds token ids given in the body (prompt ids, stop_token_ids). Sampling fields the
+ * body leaves out take their values from defaults (NULL = greedy). */
 int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, size_t len,
-                         int32_t n_vocab, g4_http_error *e);
+                         int32_t n_vocab, const g4_sampling *defaults, g4_http_error *e);
 void g4_oai_request_free(g4_oai_request *r);
 
 #endif

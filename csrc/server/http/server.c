@@ -440,6 +440,7 @@ void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *
     s->tok = tok;
     s->max_model_len = eo->max_model_len;
     s->max_running = eo->max_running;
+    s->defaults = eo->defaults;
     g4_metrics_set_max_len(s->metrics, eo->max_model_len);
     atomic_store(&s->engine, e);
 }

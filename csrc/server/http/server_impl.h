@@ -23,6 +23,7 @@ struct g4_http_server {
     const g4_tokenizer *tok;       /* set together with engine */
     atomic_bool ready;
     int max_model_len, max_running;
+    g4_sampling defaults;          /* sampling of a request that sets none (engine opts) */
     g4_metrics *metrics;
     long created;                  /* unix seconds, for /v1/models */
     atomic_ullong next_id;         /* response ids */
