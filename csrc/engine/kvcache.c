@@ -3,6 +3,7 @@
  * Not here: prefix hashing (prefix_cache.c), preemption policy (scheduler.c). */
 #include "engine/kvcache.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,10 +203,14 @@ int g4_kv_plan_budget(g4_kv_plan *plan, const g4_config *cfg, size_t bytes_budge
         return g4_fail(err, "kv plan: %zu bytes hold no sequence of %d tokens (one needs %zu bytes)", bytes_budget,
                        max_model_len, per_seq);
     if (n_seqs > (size_t)1 << 20) n_seqs = (size_t)1 << 20;
+    if (n_seqs > (size_t)(INT_MAX / 2) / (size_t)nb_g) n_seqs = (size_t)(INT_MAX / 2) / (size_t)nb_g; /* ids are int */
     size_t rest = bytes_budget - n_seqs * per_seq;
     plan->n_blocks_sliding = (int)(n_seqs * nb_s);
     plan->n_blocks_global = (int)(n_seqs * nb_g);
-    if (plan->bytes_per_block_global) plan->n_blocks_global += (int)(rest / plan->bytes_per_block_global);
+    if (plan->bytes_per_block_global) {
+        size_t extra = rest / plan->bytes_per_block_global, room = (size_t)(INT_MAX - plan->n_blocks_global);
+        plan->n_blocks_global += (int)(extra < room ? extra : room);
+    }
     plan->bytes_used = (size_t)plan->n_blocks_sliding * plan->bytes_per_block_sliding +
                        (size_t)plan->n_blocks_global * plan->bytes_per_block_global;
     plan->tokens = (long long)plan->n_blocks_global * block_size;

@@ -246,7 +246,26 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
             return g4_fail(err, "step: token %d at position %d, model length is %d", t, st->pos[t], m->opts.max_model_len);
         if (st->pos[t] > max_pos) max_pos = st->pos[t];
     }
+    for (int r = 0; r < st->n_rows; r++)
+        if (st->rows[r] < 0 || st->rows[r] >= T)
+            return g4_fail(err, "step: logit row %d is token %d, expected 0..%d", r, st->rows[r], T - 1);
     size_t tab = (size_t)st->n_seqs * nb;
+    /* every backend reads K/V through these tables: check them once here, not per kernel */
+    for (size_t i = 0; i < tab; i++) {
+        if (st->blocks_sliding[i] < -1 || st->blocks_sliding[i] >= m->opts.n_blocks_sliding)
+            return g4_fail(err, "step: sliding block table entry %zu is %d, pool has %d blocks", i,
+                           st->blocks_sliding[i], m->opts.n_blocks_sliding);
+        if (st->blocks_global[i] < -1 || st->blocks_global[i] >= m->opts.n_blocks_global)
+            return g4_fail(err, "step: global block table entry %zu is %d, pool has %d blocks", i,
+                           st->blocks_global[i], m->opts.n_blocks_global);
+    }
+    for (int t = 0; t < T; t++) { /* the token's own slot must exist: it is written this step */
+        size_t at = (size_t)st->seq[t] * nb + (size_t)(st->pos[t] / m->opts.block_size);
+        if (st->blocks_global[at] < 0 && g4_config_count_layers(&m->cfg, G4_LAYER_GLOBAL))
+            return g4_fail(err, "step: token %d (position %d) has no global-pool block", t, st->pos[t]);
+        if (st->blocks_sliding[at] < 0 && g4_config_count_layers(&m->cfg, G4_LAYER_SLIDING))
+            return g4_fail(err, "step: token %d (position %d) has no sliding-pool block", t, st->pos[t]);
+    }
     int32_t *base = s->step_i32;
     int32_t *ids = base, *pos = ids + T, *seq = pos + T, *rows = seq + T, *bs = rows + T, *bg = bs + tab;
     const g4_backend_ops *ops = m->be->ops;

@@ -43,20 +43,9 @@ struct g4_tp {
     g4_model_opts opts;
 };
 
-static void run_rank(tp_worker *w) {
-    g4_tp *tp = w->tp;
-    const g4_step *st = tp->step;
-    int V = w->model->shard.vocab_local;
-    if (st->n_rows > w->cap_rows) {
-        float *p = realloc(w->logits, (size_t)st->n_rows * V * sizeof *p);
-        if (!p) {
-            w->rc = g4_fail(&w->err, "tp rank %d: out of memory for logits", w->rank);
-            return;
-        }
-        w->logits = p, w->cap_rows = st->n_rows;
-    }
-    w->rc = g4_model_forward(w->model, st, w->logits, &w->err);
-}
+/* Logit buffers are grown by g4_tp_step before the step starts: a rank that failed alone here
+ * would leave the others waiting inside an all-reduce. */
+static void run_rank(tp_worker *w) { w->rc = g4_model_forward(w->model, w->tp->step, w->logits, &w->err); }
 
 static void *worker_main(void *arg) {
     tp_worker *w = arg;
@@ -185,6 +174,13 @@ g4_model *g4_tp_model(g4_tp *tp, int rank) { return rank >= 0 && rank < tp->size
 
 int g4_tp_step(void *ctx, const g4_step *step, float *logits, g4_error *err) {
     g4_tp *tp = ctx;
+    for (int k = 0; k < tp->size; k++) { /* workers are idle between steps */
+        tp_worker *w = &tp->w[k];
+        if (step->n_rows <= w->cap_rows) continue;
+        float *p = realloc(w->logits, (size_t)step->n_rows * w->model->shard.vocab_local * sizeof *p);
+        if (!p) return g4_fail(err, "tp rank %d: out of memory for logits of %d rows", k, step->n_rows);
+        w->logits = p, w->cap_rows = step->n_rows;
+    }
     pthread_mutex_lock(&tp->mu);
     tp->step = step;
     tp->n_done = 0;

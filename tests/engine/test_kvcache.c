@@ -90,6 +90,16 @@ int main(void) {
     g4_prefix_register(&pc, 0, 0, keys[0]);
     g4_kvcache_release_slot(&kv, 0);
     CHECK(g4_prefix_lookup(&pc, 1, keys, 9) == 0 && kv.pool[G4_POOL_GLOBAL].n_free == 8, "disabled cache");
+
+    /* window release at the exact boundary (B = 4, W = 8): block 1 holds keys 4..7; the query at
+     * position L needs keys L−7..L, so block 1 is live at L = 14 and dead at L = 15. */
+    REQUIRE(g4_kvcache_reserve(&kv, 0, 0, 16) == 0, "reserve 16");
+    int32_t *rw = g4_kvcache_row(&kv, G4_POOL_SLIDING, 0);
+    g4_kvcache_release_window(&kv, 0, 14);
+    CHECK(rw[0] < 0 && rw[1] >= 0 && g4_kv_pool_used(&kv.pool[G4_POOL_SLIDING]) == 3, "L = 14 keeps block 1");
+    g4_kvcache_release_window(&kv, 0, 15);
+    CHECK(rw[1] < 0 && rw[2] >= 0 && g4_kv_pool_used(&kv.pool[G4_POOL_SLIDING]) == 2, "L = 15 drops block 1");
+    g4_kvcache_release_slot(&kv, 0);
     g4_prefix_cache_free(&pc);
     g4_kvcache_free(&kv);
 
