@@ -16,6 +16,44 @@ static int row_empty(g4_kvcache *kv, int pool, int slot) {
     return 1;
 }
 
+/* The hit shrinks to where the sliding window before it is cached: sequence A (8 tokens) caches
+ * sliding blocks 0, 1; sequence B (24 tokens, same prefix) lets blocks 0..3 leave its window
+ * before registering, so only 4, 5 are cached from it. A 21-token lookup finds global 0..4, but
+ * the windows of hits of 5, 4 and 3 blocks need sliding block 2 or 3: it must shrink to 2 blocks,
+ * whose window [1, 8) lies in A's blocks 0, 1. A 25-token lookup hits 6 blocks (window in 4, 5). */
+static void test_hit_shrinks_to_cached_window(void) {
+    g4_error err = {{0}};
+    g4_kvcache kv;
+    REQUIRE_VOID(g4_kvcache_init(&kv, 8, 16, 4, 8, 3, 16, &err) == 0, "%s", err.msg);
+    g4_prefix_cache pc;
+    REQUIRE_VOID(g4_prefix_cache_init(&pc, &kv, true, &err) == 0, "%s", err.msg);
+    int32_t toks[32];
+    for (int i = 0; i < 32; i++) toks[i] = 7 + i * 5;
+    uint64_t keys[8], parent = G4_PREFIX_ROOT;
+    for (int k = 0; k < 8; k++) keys[k] = parent = g4_prefix_hash(parent, toks + 4 * k, 4);
+    CHECK(g4_kvcache_reserve(&kv, 0, 0, 8) == 0, "A reserve");
+    for (int k = 0; k < 2; k++) g4_prefix_register(&pc, 0, k, keys[k]);
+    for (int from = 0; from < 24; from += 8) { /* B in chunks of 8, its window released as it goes */
+        CHECK(g4_kvcache_reserve(&kv, 1, from, from + 8) == 0, "B reserve %d", from);
+        g4_kvcache_release_window(&kv, 1, from + 8);
+    }
+    for (int k = 0; k < 6; k++) g4_prefix_register(&pc, 1, k, keys[k]);
+    CHECK(pc.t[G4_POOL_SLIDING].n_present == 4 && pc.t[G4_POOL_GLOBAL].n_present == 6, "cached: %d sliding, %d global",
+          pc.t[G4_POOL_SLIDING].n_present, pc.t[G4_POOL_GLOBAL].n_present);
+    g4_kvcache_release_slot(&kv, 0);
+    g4_kvcache_release_slot(&kv, 1);
+    int hit = g4_prefix_lookup(&pc, 2, keys, 21);
+    const int32_t *rs = g4_kvcache_row(&kv, G4_POOL_SLIDING, 2), *rg = g4_kvcache_row(&kv, G4_POOL_GLOBAL, 2);
+    CHECK(hit == 8, "21 tokens: hit %d, expected 8 (shrunk from 20)", hit);
+    CHECK(rg[0] >= 0 && rg[1] >= 0 && rg[2] < 0 && rs[0] >= 0 && rs[1] >= 0 && rs[2] < 0, "hit rows cover blocks 0, 1");
+    g4_kvcache_release_slot(&kv, 2);
+    hit = g4_prefix_lookup(&pc, 2, keys, 25);
+    CHECK(hit == 24 && rs[3] < 0 && rs[4] >= 0 && rs[5] >= 0, "25 tokens: hit %d, window blocks 4, 5", hit);
+    g4_kvcache_release_slot(&kv, 2);
+    g4_prefix_cache_free(&pc);
+    g4_kvcache_free(&kv);
+}
+
 int main(void) {
     g4_error err = {{0}};
     g4_kvcache kv;
@@ -126,5 +164,6 @@ int main(void) {
           "tokens / bytes");
     CHECK(g4_kv_plan_budget(&plan, &cfg, per_seq - 1, 2, 16, 128, 64, &err) != 0 && strstr(err.msg, "no sequence"),
           "too small a budget: %s", err.msg);
+    test_hit_shrinks_to_cached_window();
     return check_summary();
 }

@@ -33,6 +33,16 @@ static int check_passed_, check_failed_;
         }                                   \
     } while (0)
 
+/* REQUIRE for functions returning void. */
+#define REQUIRE_VOID(cond, ...)             \
+    do {                                    \
+        int before_ = check_failed_;        \
+        CHECK(cond, __VA_ARGS__);           \
+        if (check_failed_ != before_) {     \
+            return;                         \
+        }                                   \
+    } while (0)
+
 static inline int check_summary(void) {
     printf("%d passed, %d failed\n", check_passed_, check_failed_);
     return check_failed_ ? 1 : 0;
