@@ -21,6 +21,7 @@
 #include "model/gemma4.h"
 #include "model/testmodel.h"
 #include "parallel/tp.h"
+#include "server/detok_seam.h"
 #include "server/http/http_server.h"
 #ifdef G4_HAVE_GRPC
 #include "server/grpc/grpc_server.h"
@@ -275,46 +276,6 @@ static int parse_args(opts *o, int argc, char **argv)
     return 0;
 }
 
-/* --- detokenizer seam: one streaming detokenizer per request, special tokens rendered ------ */
-
-static void *detok_open(void *ctx)
-{
-    g4_detokenizer *d = NULL;
-    return g4_detokenizer_new(ctx, 0, &d, NULL) < 0 ? NULL : d;
-}
-
-static int detok_push(void *state, int32_t token, char *out, size_t cap)
-{
-    g4_strbuf b = {0};
-    if (!state || g4_detokenizer_push(state, token, &b, NULL) < 0) {
-        g4_strbuf_free(&b);
-        return -1;
-    }
-    size_t n = b.len < cap - 1 ? b.len : cap - 1;
-    if (n)
-        memcpy(out, b.data, n);
-    out[n] = 0;
-    g4_strbuf_free(&b);
-    return (int)n;
-}
-
-static int detok_finish(void *state, char *out, size_t cap)
-{
-    g4_strbuf b = {0};
-    if (!state || g4_detokenizer_finish(state, &b, NULL) < 0) {
-        g4_strbuf_free(&b);
-        return -1;
-    }
-    size_t n = b.len < cap - 1 ? b.len : cap - 1;
-    if (n)
-        memcpy(out, b.data, n);
-    out[n] = 0;
-    g4_strbuf_free(&b);
-    return (int)n;
-}
-
-static void detok_close(void *state) { g4_detokenizer_free(state); }
-
 /* --- warm-up: one short request through the whole engine ---------------------------------- */
 
 typedef struct warm {
@@ -567,8 +528,7 @@ int main(int argc, char **argv)
         g4_executor_tp(&ex, tp);
     else
         g4_executor_local(&ex, m);
-    g4_detok_iface dt = {.ctx = tok, .open = detok_open, .push = detok_push, .close = detok_close,
-                        .finish = detok_finish};
+    g4_detok_iface dt = g4_detok_iface_for(tok);
     if (!(eng = g4_engine_create(&eo, &ex, &dt, &err)))
         goto out;
     g4_http_server_attach(srv, eng, tok, &eo);

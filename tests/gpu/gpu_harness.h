@@ -60,6 +60,17 @@ static inline float gh_rand(uint64_t *s) {
     return (float)(z >> 40) * (2.0f / 16777216.0f) - 1.0f;
 }
 
+/* perm[0..n) = a seeded random permutation of 0..n−1 (Fisher–Yates): shuffled physical KV blocks. */
+static inline void gh_shuffled_ids(int *perm, int n, uint64_t *rs) {
+    for (int i = 0; i < n; i++) perm[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)((gh_rand(rs) * 0.5f + 0.5f) * (float)(i + 1)) % (i + 1);
+        int tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+    }
+}
+
 /* x[i] = bf16(mean + amp·u) */
 static inline void gh_fill(float *x, size_t n, uint64_t seed, float mean, float amp) {
     uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;

@@ -110,13 +110,7 @@ static void run_case(gh_pair *p, g4_backend *simple, const lcase *L, const tstep
     for (int s = 0; s < NSEQ; s++) n_used += (ctx_len[s] + B - 1) / B;
     int n_blocks = n_used + SPARE, perm[512];
     uint64_t rs = seed;
-    for (int i = 0; i < n_blocks; i++) perm[i] = i;
-    for (int i = n_blocks - 1; i > 0; i--) { /* Fisher–Yates */
-        int j = (int)((gh_rand(&rs) * 0.5f + 0.5f) * (float)(i + 1)) % (i + 1);
-        int tmp = perm[i];
-        perm[i] = perm[j];
-        perm[j] = tmp;
-    }
+    gh_shuffled_ids(perm, n_blocks, &rs);
     int32_t table[NSEQ * MAXB];
     make_table(table, perm, st, L->window);
 

@@ -17,43 +17,13 @@
 #include "engine/sampling.h"
 #include "model/gemma4.h"
 #include "model/testmodel.h"
+#include "server/detok_seam.h"
 #include "server/grpc/grpc_server.h"
 #include "text/detokenizer.h"
 #include "text/tokenizer.h"
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { (void)sig, g_stop = 1; }
-
-/* The engine's detokenizer seam over g4_detokenizer (special tokens kept: the gRPC layer
- * drops them per request). */
-static void *dt_open(void *ctx) {
-    g4_detokenizer *d = NULL;
-    return g4_detokenizer_new(ctx, 0, &d, NULL) ? NULL : d;
-}
-static int dt_copy(g4_strbuf *b, char *out, size_t cap) {
-    size_t n = b->len < cap - 1 ? b->len : cap - 1;
-    if (n) memcpy(out, b->data, n);
-    out[n] = 0;
-    g4_strbuf_free(b);
-    return (int)n;
-}
-static int dt_push(void *st, int32_t token, char *out, size_t cap) {
-    g4_strbuf b = {0};
-    if (!st || g4_detokenizer_push(st, token, &b, NULL)) {
-        g4_strbuf_free(&b);
-        return -1;
-    }
-    return dt_copy(&b, out, cap);
-}
-static int dt_finish(void *st, char *out, size_t cap) {
-    g4_strbuf b = {0};
-    if (!st || g4_detokenizer_finish(st, &b, NULL)) {
-        g4_strbuf_free(&b);
-        return -1;
-    }
-    return dt_copy(&b, out, cap);
-}
-static void dt_close(void *st) { g4_detokenizer_free(st); }
 
 static void usage(const char *argv0) {
     fprintf(stderr,
@@ -135,7 +105,7 @@ int main(int argc, char **argv) {
     eo.max_waiting = max_waiting;
     g4_executor ex;
     g4_executor_local(&ex, m);
-    g4_detok_iface dt = {.ctx = tok, .open = dt_open, .push = dt_push, .close = dt_close, .finish = dt_finish};
+    g4_detok_iface dt = g4_detok_iface_for(tok);
     if (!(eng = g4_engine_create(&eo, &ex, &dt, &err))) goto out;
     g4_grpc_model gm = {.engine = eng, .tok = tok, .cfg = m->full_cfg, .eo = eo, .tp_size = 1};
     g4_grpc_server_attach(srv, &gm);
