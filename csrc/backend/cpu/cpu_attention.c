@@ -1,7 +1,10 @@
 /* cpu_attention.c — reference attention for the CPU backend: fused Q/K norm + RoPE + paged
  * cache write, and paged causal (optionally windowed) attention with GQA, scale 1.0.
  * The cache holds f32. Global k_eq_v layers store one tensor U = RMSNorm_∅(raw K); keys are
- * re-formed from it as K = RoPE(U ⊙ k_norm, pos) for every read (design.md §5). */
+ * re-formed from it as K = RoPE(U ⊙ k_norm, pos) for every read (design.md §5).
+ * bf16 mode (rope_cache.cu, attention.cu): inputs rounded on read, the normed head rounded
+ * before RoPE, q / K / V / U rounded when written, the attention output rounded; K formed from
+ * U, scores, softmax and P·V stay f32 (table in cpu_ops.c). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -28,15 +31,17 @@ static const int32_t *table_of(const g4_attn_geom *g, const g4_step_dev *s) {
 int g4_cpu_qk_norm_rope_cache(void *ctx, void *qv, const void *kv_in, const void *v_in, const g4_weight *q_norm,
                               const g4_weight *k_norm, const g4_attn_geom *g, const g4_kv_layer *kv,
                               const g4_step_dev *s, g4_error *err) {
-    (void)ctx;
+    int bf = g4_cpu_is_bf16(ctx);
     int d = g->head_dim, nq = g->n_heads, nkv = g->n_kv_heads;
     float *q = qv, *cache = kv->base;
     const float *k = kv_in, *v = v_in;
     const int32_t *table = table_of(g, s);
     float *qw = malloc((size_t)d * sizeof *qw), *kw = malloc((size_t)d * sizeof *kw);
-    if (!qw || !kw) {
+    float *in = malloc((size_t)d * sizeof *in); /* bf16 mode: one input head rounded on read */
+    if (!qw || !kw || !in) {
         free(qw);
         free(kw);
+        free(in);
         return g4_fail(err, "qk_norm_rope_cache: out of memory");
     }
     g4_cpu_weight_f32(q_norm, 0, d, qw);
@@ -46,8 +51,11 @@ int g4_cpu_qk_norm_rope_cache(void *ctx, void *qv, const void *kv_in, const void
         int p = s->pos[t];
         for (int h = 0; h < nq; h++) {
             float *qh = q + ((size_t)t * nq + h) * d;
+            if (bf) g4_cpu_round_bf16(qh, (size_t)d);
             g4_cpu_rmsnorm_row(qh, qh, qw, d, g->eps);
+            if (bf) g4_cpu_round_bf16(qh, (size_t)d);
             g4_cpu_rope(qh, d, &g->rope, p);
+            if (bf) g4_cpu_round_bf16(qh, (size_t)d);
         }
         int blk = g4_cpu_block_of(table, s, kv, s->seq[t], p, err);
         if (blk < 0) {
@@ -58,18 +66,32 @@ int g4_cpu_qk_norm_rope_cache(void *ctx, void *qv, const void *kv_in, const void
         for (int h = 0; h < nkv; h++) {
             const float *kh = k + ((size_t)t * nkv + h) * d;
             float *kdst = cache + g4_kv_offset(kv, blk, slot, h, 0);
+            if (bf) {
+                for (int i = 0; i < d; i++) in[i] = g4_round_bf16(kh[i]);
+                kh = in;
+            }
             if (g->k_eq_v) {
                 g4_cpu_rmsnorm_row(kdst, kh, NULL, d, g->eps);
+                if (bf) g4_cpu_round_bf16(kdst, (size_t)d);
             } else {
                 float *vdst = cache + g4_kv_offset(kv, blk, slot, h, 1);
                 g4_cpu_rmsnorm_row(kdst, kh, kw, d, g->eps);
+                if (bf) g4_cpu_round_bf16(kdst, (size_t)d);
                 g4_cpu_rope(kdst, d, &g->rope, p);
-                g4_cpu_rmsnorm_row(vdst, v + ((size_t)t * nkv + h) * d, NULL, d, g->eps);
+                const float *vh = v + ((size_t)t * nkv + h) * d;
+                if (bf) {
+                    g4_cpu_round_bf16(kdst, (size_t)d);
+                    for (int i = 0; i < d; i++) in[i] = g4_round_bf16(vh[i]);
+                    vh = in;
+                }
+                g4_cpu_rmsnorm_row(vdst, vh, NULL, d, g->eps);
+                if (bf) g4_cpu_round_bf16(vdst, (size_t)d);
             }
         }
     }
     free(qw);
     free(kw);
+    free(in);
     return rc;
 }
 
@@ -77,7 +99,7 @@ int g4_cpu_qk_norm_rope_cache(void *ctx, void *qv, const void *kv_in, const void
  * lo = max(0, p − window + 1) on sliding layers, 0 on global layers. */
 int g4_cpu_attention(void *ctx, void *outv, const void *qv, const g4_weight *k_norm, const g4_attn_geom *g,
                      const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err) {
-    (void)ctx;
+    int bf = g4_cpu_is_bf16(ctx), order = g4_cpu_order(ctx);
     int d = g->head_dim, nq = g->n_heads, nkv = g->n_kv_heads, group = nq / nkv;
     const float *q = qv, *cache = kv->base;
     float *out = outv;
@@ -93,9 +115,10 @@ int g4_cpu_attention(void *ctx, void *outv, const void *qv, const g4_weight *k_n
         int lo = g->window > 0 && p - g->window + 1 > 0 ? p - g->window + 1 : 0;
         int n = p - lo + 1;
         float *keys = malloc((size_t)n * d * sizeof *keys), *sc = malloc((size_t)n * sizeof *sc);
+        float *qb = malloc((size_t)d * sizeof *qb); /* bf16 mode: the query head rounded on read */
         const float **vals = malloc((size_t)n * sizeof *vals);
         g4_error e = {{0}};
-        int bad = !keys || !sc || !vals;
+        int bad = !keys || !sc || !vals || !qb;
         if (bad) g4_fail(&e, "attention: out of memory");
         for (int h = 0; h < nkv && !bad; h++) {
             for (int j = 0; j < n && !bad; j++) {
@@ -116,19 +139,25 @@ int g4_cpu_attention(void *ctx, void *outv, const void *qv, const g4_weight *k_n
             }
             for (int qh = h * group; qh < (h + 1) * group && !bad; qh++) {
                 const float *qr = q + ((size_t)t * nq + qh) * d;
+                if (bf) {
+                    for (int i = 0; i < d; i++) qb[i] = g4_round_bf16(qr[i]);
+                    qr = qb;
+                }
                 float mx = -INFINITY;
                 for (int j = 0; j < n; j++) {
-                    sc[j] = g4_cpu_dot(qr, keys + (size_t)j * d, d);
+                    sc[j] = g4_cpu_dot_ord(qr, keys + (size_t)j * d, d, order);
                     if (sc[j] > mx) mx = sc[j];
                 }
                 double sum = 0;
                 for (int j = 0; j < n; j++) sum += (sc[j] = expf(sc[j] - mx));
                 float *o = out + ((size_t)t * nq + qh) * d;
                 for (int i = 0; i < d; i++) o[i] = 0;
-                for (int j = 0; j < n; j++) {
+                for (int jj = 0; jj < n; jj++) {
+                    int j = order ? n - 1 - jj : jj;
                     float pj = (float)(sc[j] / sum);
                     for (int i = 0; i < d; i++) o[i] += pj * vals[j][i];
                 }
+                if (bf) g4_cpu_round_bf16(o, (size_t)d);
             }
         }
         if (bad) {
@@ -140,6 +169,7 @@ int g4_cpu_attention(void *ctx, void *outv, const void *qv, const g4_weight *k_n
         }
         free(keys);
         free(sc);
+        free(qb);
         free(vals);
     }
     free(kw);

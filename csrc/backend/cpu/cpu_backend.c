@@ -1,20 +1,44 @@
-/* cpu_backend.c — creates the CPU reference backend (the op table is in cpu_ops.c). */
+/* cpu_backend.c — creates the CPU reference backend in fp32 or bf16 mode (cpu_backend.h);
+ * the op table is in cpu_ops.c. */
 #include <stdlib.h>
+#include <string.h>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_internal.h"
 
 extern const g4_backend_ops g4_cpu_ops;
 
-static void cpu_destroy(g4_backend *b) { free(b); }
+static void cpu_destroy(g4_backend *b) {
+    if (!b) return;
+    free(b->ctx);
+    free(b);
+}
 
-g4_backend *g4_backend_cpu_create(g4_error *err) {
+void g4_cpu_opts_default(g4_cpu_opts *o) { memset(o, 0, sizeof *o); }
+
+g4_backend *g4_backend_cpu_create_opts(const g4_cpu_opts *o, g4_error *err) {
     g4_backend *b = calloc(1, sizeof *b);
-    if (!b) {
+    g4_cpu_ctx *c = calloc(1, sizeof *c);
+    if (!b || !c) {
+        free(b);
+        free(c);
         g4_fail(err, "cpu backend: out of memory");
         return NULL;
     }
+    if (o) {
+        if (o->sum_order < 0 || o->sum_order > 1) {
+            free(b);
+            free(c);
+            g4_fail(err, "cpu backend: sum_order %d (expected 0 or 1)", o->sum_order);
+            return NULL;
+        }
+        c->round_bf16 = !!o->round_bf16;
+        c->sum_order = o->sum_order;
+    }
     b->ops = &g4_cpu_ops;
-    b->ctx = NULL;
+    b->ctx = c;
     b->destroy = cpu_destroy;
     return b;
 }
+
+g4_backend *g4_backend_cpu_create(g4_error *err) { return g4_backend_cpu_create_opts(NULL, err); }

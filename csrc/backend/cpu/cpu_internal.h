@@ -1,13 +1,34 @@
-/* cpu_internal.h — shared helpers of the CPU reference backend (not a public header).
+/* cpu_internal.h — shared helpers of the CPU reference backend (not a public header; that is
+ * cpu_backend.h).
  *
  * The CPU backend keeps activations and the KV cache in f32 and reads weights straight from
- * the mmapped checkpoint in their stored dtype, converting one row at a time. */
+ * the mmapped checkpoint in their stored dtype, converting one row at a time. In bf16 mode
+ * (g4_cpu_ctx.round_bf16) the buffers stay f32 but hold bf16-rounded values (cpu_ops.c table). */
 #ifndef G4_BACKEND_CPU_INTERNAL_H
 #define G4_BACKEND_CPU_INTERNAL_H
 
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "base/bf16.h"
+
+/* The backend's ctx (g4_backend.ctx). A NULL ctx means the defaults (fp32, order 0). */
+typedef struct g4_cpu_ctx {
+    int round_bf16; /* see g4_cpu_opts (cpu_backend.h) */
+    int sum_order;
+} g4_cpu_ctx;
+
+static inline int g4_cpu_is_bf16(const void *ctx) { return ctx && ((const g4_cpu_ctx *)ctx)->round_bf16; }
+static inline int g4_cpu_order(const void *ctx) { return ctx ? ((const g4_cpu_ctx *)ctx)->sum_order : 0; }
+
+/* x[0..n) ← bf16(x[i]) in place. */
+static inline void g4_cpu_round_bf16(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = g4_round_bf16(x[i]);
+}
+
+/* A malloc'd copy of x[0..n) rounded to bf16 (the bf16 mode's "round the input on read"), or
+ * NULL when out of memory. The caller frees. */
+float *g4_cpu_rounded_copy(const void *x, size_t n);
 
 /* OpenMP regions open only above this many multiply-adds: tiny ops (the test models) run
  * faster on one thread than with the fork/join, and far faster on an oversubscribed machine. */
@@ -18,6 +39,8 @@ void g4_cpu_weight_f32(const g4_weight *w, int64_t first, int64_t n, float *dst)
 
 /* Σ a[i]·b[i], f32 inputs, accumulated in double-free unrolled f32 lanes. */
 float g4_cpu_dot(const float *a, const float *b, int n);
+/* The same sum in summation order `order` (0: g4_cpu_dot; 1: serial, from i = n−1 down). */
+float g4_cpu_dot_ord(const float *a, const float *b, int n, int order);
 
 /* y = RMSNorm(x) ⊙ w (w may be NULL) over n elements; y may alias x. */
 void g4_cpu_rmsnorm_row(float *y, const float *x, const float *w, int n, float eps);

@@ -1,0 +1,39 @@
+/* cpu_backend.h — the CPU reference backend's public header: how to create it and in which mode.
+ *
+ * Two modes, one op table:
+ *   fp32 (the default, g4_backend_cpu_create): every activation, the KV cache and every op's
+ *     arithmetic in f32; weights converted from their stored dtype row by row. This is the
+ *     oracle checked against Hugging Face transformers (tests/golden); nothing in it changes
+ *     with the options below left at zero.
+ *   bf16 (g4_cpu_opts.round_bf16 = 1): the same f32 buffers (act_dtype and kv_dtype stay F32,
+ *     so any harness that uploads f32 keeps working), but every value is rounded to bf16
+ *     (round-to-nearest-even) exactly where the CUDA backend (cuda/) stores a bf16: each op
+ *     rounds its activation inputs on read, its outputs on write, and the intermediates the
+ *     kernels round (g4_round_bf); weights that are not bf16 in the checkpoint are converted to
+ *     bf16 at load, as the CUDA backend does. All arithmetic in between stays f32, so this mode
+ *     differs from the CUDA backend only by f32 summation order (and the few points listed as
+ *     not modelled in cpu_ops.c). It is the reference for GPU tests of whole-model logits.
+ *
+ * The rounding points, op by op, are the table atop cpu_ops.c.
+ * Not here: the op table's contract (backend/backend.h). */
+#ifndef G4_BACKEND_CPU_BACKEND_H
+#define G4_BACKEND_CPU_BACKEND_H
+
+#include "backend/backend.h"
+
+typedef struct g4_cpu_opts {
+    int round_bf16; /* 0: fp32 reference (default); 1: round to bf16 where the CUDA backend stores bf16 */
+    int sum_order;  /* 0: default f32 summation order; 1: every dot product (matmul, attention scores,
+                     * router, experts, LM head) summed serially from the last element down and
+                     * attention's P·V over keys in reverse — a test knob that measures how much a
+                     * result depends on f32 summation order alone (as a GPU's order differs) */
+} g4_cpu_opts;
+
+/* All fields zero: the fp32 reference. */
+void g4_cpu_opts_default(g4_cpu_opts *o);
+
+/* Creates the CPU backend in the mode o describes (NULL = defaults, same as
+ * g4_backend_cpu_create). NULL with err set on failure; release with g4_backend_destroy. */
+g4_backend *g4_backend_cpu_create_opts(const g4_cpu_opts *o, g4_error *err);
+
+#endif
