@@ -12,6 +12,7 @@
 #include "model/gemma4.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,8 @@ int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_mode
     g4_model *m = calloc(1, sizeof *m);
     if (!m) return g4_fail(err, "model: out of memory");
     m->be = be;
+    const char *dbg = getenv("G4_DEBUG_SYNC"); /* read once here, never per op */
+    m->debug_sync = dbg && *dbg && strcmp(dbg, "0") != 0;
     if (opts) m->opts = *opts;
     else g4_model_opts_default(&m->opts);
     g4_model_opts def;
@@ -283,10 +286,38 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
     return 0;
 }
 
-#define OP(call)            \
-    do {                    \
-        if ((call)) return -1; \
+/* Ends one op of the forward pass. With m->debug_sync (G4_DEBUG_SYNC) the op is waited for and
+ * checked at once, so an asynchronous fault (a CUDA kernel's) is reported by the op that caused
+ * it rather than by a later sync. On failure err is prefixed with the layer (layer < 0: outside
+ * the layers), the op and its shapes. Returns 0 or -1. */
+static int op_end(const g4_model *m, int rc, int layer, const char *op, g4_error *err, const char *shape_fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static int op_end(const g4_model *m, int rc, int layer, const char *op, g4_error *err, const char *shape_fmt, ...) {
+    if (rc == 0 && m->debug_sync && m->be->ops->sync(m->be->ctx, err)) {
+        rc = -1;
+        g4_fail_prefix(err, "G4_DEBUG_SYNC: fault at the sync after it");
+    }
+    if (rc == 0) return 0;
+    char shapes[256];
+    va_list ap;
+    va_start(ap, shape_fmt);
+    vsnprintf(shapes, sizeof shapes, shape_fmt, ap);
+    va_end(ap);
+    if (layer >= 0) return g4_fail_prefix(err, "layer %d %s [%s]", layer, op, shapes);
+    return g4_fail_prefix(err, "%s [%s]", op, shapes);
+}
+
+/* Runs `call` (an op returning 0/-1) as op `name` of layer `l`; the rest is the shape format.
+ * Needs `m` and `err` in scope; returns -1 from the enclosing function on failure. */
+#define OP(l, name, call, ...)                                              \
+    do {                                                                    \
+        if (op_end(m, (call), (l), (name), err, __VA_ARGS__)) return -1;    \
     } while (0)
+
+/* y[T,N] = x[T,K] · Wᵀ as op "matmul <W's role>". */
+#define MATMUL(l, role, y, x, W, T)                                                                   \
+    OP(l, "matmul " role, ops->matmul(cx, (y), (x), (W), (T), err), "x[%d,%lld] W[%lld,%lld]", (T), \
+       (long long)(W)->shape[1], (long long)(W)->shape[0], (long long)(W)->shape[1])
 
 /* Sums a partial [rows, n] output over the tensor-parallel ranks (no-op on one rank). */
 static int reduce(g4_model *m, void *buf, size_t n, g4_error *err) {
@@ -301,32 +332,39 @@ static int attention_block(g4_model *m, int l, const g4_step_dev *d, g4_error *e
     const g4_backend_ops *ops = m->be->ops;
     void *cx = m->be->ctx;
     g4_model_scratch *s = m->scratch;
-    int T = d->n_tokens, global = g4_layer_is_global(c, l);
+    int T = d->n_tokens, H = c->hidden, global = g4_layer_is_global(c, l);
     g4_attn_geom g = {.layer = l, .n_heads = c->n_heads, .n_kv_heads = g4_layer_kv_heads(c, l),
                       .head_dim = g4_layer_head_dim(c, l), .window = global ? 0 : c->sliding_window,
                       .rope = global ? c->rope_global : c->rope_sliding, .k_eq_v = g4_layer_k_eq_v(c, l),
                       .eps = c->eps};
-    OP(ops->rmsnorm(cx, s->a, s->x, &lw->input_norm, T, c->hidden, c->eps, err));
-    OP(ops->matmul(cx, s->q, s->a, &lw->q_proj, T, err));
-    OP(ops->matmul(cx, s->k, s->a, &lw->k_proj, T, err));
-    if (!g.k_eq_v) OP(ops->matmul(cx, s->v, s->a, &lw->v_proj, T, err));
-    OP(ops->qk_norm_rope_cache(cx, s->q, s->k, g.k_eq_v ? NULL : s->v, &lw->q_norm, &lw->k_norm, &g, &m->kv[l], d, err));
-    OP(ops->attention(cx, s->att, s->q, &lw->k_norm, &g, &m->kv[l], d, err));
-    OP(ops->matmul(cx, s->o, s->att, &lw->o_proj, T, err));
-    OP(reduce(m, s->o, (size_t)T * c->hidden, err));
-    OP(ops->add_rmsnorm(cx, s->x, s->o, &lw->post_attn_norm, T, c->hidden, c->eps, err));
+    OP(l, "rmsnorm input_norm", ops->rmsnorm(cx, s->a, s->x, &lw->input_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
+    MATMUL(l, "q_proj", s->q, s->a, &lw->q_proj, T);
+    MATMUL(l, "k_proj", s->k, s->a, &lw->k_proj, T);
+    if (!g.k_eq_v) MATMUL(l, "v_proj", s->v, s->a, &lw->v_proj, T);
+    OP(l, "qk_norm_rope_cache",
+       ops->qk_norm_rope_cache(cx, s->q, s->k, g.k_eq_v ? NULL : s->v, &lw->q_norm, &lw->k_norm, &g, &m->kv[l], d, err),
+       "q[%d,%d,%d] k[%d,%d,%d] window=%d k_eq_v=%d blocks=%dx%d", T, g.n_heads, g.head_dim, T, g.n_kv_heads,
+       g.head_dim, g.window, g.k_eq_v, m->kv[l].n_blocks, m->kv[l].block_size);
+    OP(l, "attention", ops->attention(cx, s->att, s->q, &lw->k_norm, &g, &m->kv[l], d, err),
+       "q[%d,%d,%d] kv_heads=%d window=%d k_eq_v=%d seqs=%d max_pos=%d table=[%d,%d]", T, g.n_heads, g.head_dim,
+       g.n_kv_heads, g.window, g.k_eq_v, d->n_seqs, d->max_pos, d->n_seqs, d->max_blocks);
+    MATMUL(l, "o_proj", s->o, s->att, &lw->o_proj, T);
+    OP(l, "all_reduce o_proj", reduce(m, s->o, (size_t)T * H, err), "[%d,%d] ranks=%d", T, H, m->shard.size);
+    OP(l, "add_rmsnorm post_attn_norm", ops->add_rmsnorm(cx, s->x, s->o, &lw->post_attn_norm, T, H, c->eps, err),
+       "x[%d,%d]", T, H);
     return 0;
 }
 
 /* out = down(gelu_tanh(gate·in) ⊙ up·in) */
-static int dense_mlp(g4_model *m, void *out, const void *in, const g4_layer_weights *lw, int T, g4_error *err) {
+static int dense_mlp(g4_model *m, int l, void *out, const void *in, const g4_layer_weights *lw, int T, g4_error *err) {
     const g4_backend_ops *ops = m->be->ops;
     void *cx = m->be->ctx;
     g4_model_scratch *s = m->scratch;
-    OP(ops->matmul(cx, s->g, in, &lw->gate_proj, T, err));
-    OP(ops->matmul(cx, s->u, in, &lw->up_proj, T, err));
-    OP(ops->geglu(cx, s->g, s->g, s->u, (size_t)T * m->cfg.intermediate, err));
-    OP(ops->matmul(cx, out, s->g, &lw->down_proj, T, err));
+    size_t n = (size_t)T * m->cfg.intermediate;
+    MATMUL(l, "gate_proj", s->g, in, &lw->gate_proj, T);
+    MATMUL(l, "up_proj", s->u, in, &lw->up_proj, T);
+    OP(l, "geglu", ops->geglu(cx, s->g, s->g, s->u, n, err), "[%d,%d]", T, m->cfg.intermediate);
+    MATMUL(l, "down_proj", out, s->g, &lw->down_proj, T);
     return 0;
 }
 
@@ -337,22 +375,31 @@ static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
     void *cx = m->be->ctx;
     g4_model_scratch *s = m->scratch;
     int T = d->n_tokens, H = c->hidden;
-    OP(ops->rmsnorm(cx, s->a, s->x, &lw->pre_ffn_norm, T, H, c->eps, err));
-    OP(dense_mlp(m, s->f, s->a, lw, T, err));
-    OP(reduce(m, s->f, (size_t)T * H, err));
+    OP(l, "rmsnorm pre_ffn_norm", ops->rmsnorm(cx, s->a, s->x, &lw->pre_ffn_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
+    if (dense_mlp(m, l, s->f, s->a, lw, T, err)) return -1;
+    OP(l, "all_reduce mlp", reduce(m, s->f, (size_t)T * H, err), "[%d,%d] ranks=%d", T, H, m->shard.size);
     if (c->moe) {
-        OP(ops->rmsnorm(cx, s->f, s->f, &lw->post_ffn_norm_1, T, H, c->eps, err));
-        OP(ops->moe_route(cx, s->moe_ids, s->moe_w, s->x, &lw->router_proj, &lw->router_scale,
-                          &lw->router_expert_scale, T, c->top_k, c->eps, err));
-        OP(ops->rmsnorm(cx, s->a, s->x, &lw->pre_ffn_norm_2, T, H, c->eps, err));
-        OP(ops->moe_experts(cx, s->m, s->a, s->moe_ids, s->moe_w, &lw->experts_gate_up, &lw->experts_down, T,
-                            c->top_k, err));
-        OP(reduce(m, s->m, (size_t)T * H, err));
-        OP(ops->rmsnorm(cx, s->m, s->m, &lw->post_ffn_norm_2, T, H, c->eps, err));
-        OP(ops->add(cx, s->f, s->f, s->m, (size_t)T * H, err));
+        OP(l, "rmsnorm post_ffn_norm_1", ops->rmsnorm(cx, s->f, s->f, &lw->post_ffn_norm_1, T, H, c->eps, err),
+           "x[%d,%d]", T, H);
+        OP(l, "moe_route",
+           ops->moe_route(cx, s->moe_ids, s->moe_w, s->x, &lw->router_proj, &lw->router_scale,
+                          &lw->router_expert_scale, T, c->top_k, c->eps, err),
+           "h[%d,%d] experts=%d top_k=%d", T, H, c->n_experts, c->top_k);
+        OP(l, "rmsnorm pre_ffn_norm_2", ops->rmsnorm(cx, s->a, s->x, &lw->pre_ffn_norm_2, T, H, c->eps, err),
+           "x[%d,%d]", T, H);
+        OP(l, "moe_experts",
+           ops->moe_experts(cx, s->m, s->a, s->moe_ids, s->moe_w, &lw->experts_gate_up, &lw->experts_down, T,
+                            c->top_k, err),
+           "x[%d,%d] gate_up[%lld,%lld,%lld] top_k=%d", T, H, (long long)lw->experts_gate_up.shape[0],
+           (long long)lw->experts_gate_up.shape[1], (long long)lw->experts_gate_up.shape[2], c->top_k);
+        OP(l, "all_reduce moe", reduce(m, s->m, (size_t)T * H, err), "[%d,%d] ranks=%d", T, H, m->shard.size);
+        OP(l, "rmsnorm post_ffn_norm_2", ops->rmsnorm(cx, s->m, s->m, &lw->post_ffn_norm_2, T, H, c->eps, err),
+           "x[%d,%d]", T, H);
+        OP(l, "add", ops->add(cx, s->f, s->f, s->m, (size_t)T * H, err), "[%d,%d]", T, H);
     }
-    OP(ops->add_rmsnorm(cx, s->x, s->f, &lw->post_ffn_norm, T, H, c->eps, err));
-    OP(ops->scale(cx, s->x, &lw->layer_scalar, (size_t)T * H, err));
+    OP(l, "add_rmsnorm post_ffn_norm", ops->add_rmsnorm(cx, s->x, s->f, &lw->post_ffn_norm, T, H, c->eps, err),
+       "x[%d,%d]", T, H);
+    OP(l, "scale layer_scalar", ops->scale(cx, s->x, &lw->layer_scalar, (size_t)T * H, err), "[%d,%d]", T, H);
     return 0;
 }
 
@@ -363,20 +410,28 @@ int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *
     g4_model_scratch *s = m->scratch;
     g4_step_dev d;
     if (upload_step(m, step, &d, err)) return -1;
-    OP(ops->embed(cx, s->x, &d, &m->w.embed, m->embed_scale, err));
+    int T = d.n_tokens, H = c->hidden, V = m->shard.vocab_local;
+    OP(-1, "embed", ops->embed(cx, s->x, &d, &m->w.embed, m->embed_scale, err), "x[%d,%d] E[%lld,%d]", T, H,
+       (long long)m->w.embed.shape[0], H);
     for (int l = 0; l < c->n_layers; l++) {
-        if (attention_block(m, l, &d, err) || ffn_block(m, l, &d, err)) return g4_fail_prefix(err, "layer %d", l);
+        if (attention_block(m, l, &d, err) || ffn_block(m, l, &d, err)) return -1;
     }
-    if (d.n_rows == 0) return ops->sync(cx, err);
-    size_t need = (size_t)d.n_rows * m->shard.vocab_local;
+    if (d.n_rows == 0) {
+        OP(-1, "sync", ops->sync(cx, err), "end of step, T=%d", T);
+        return 0;
+    }
+    size_t need = (size_t)d.n_rows * V;
     if (need > s->logits_cap) {
         ops->free(cx, s->logits);
         s->logits = ops->alloc(cx, need * sizeof(float));
         s->logits_cap = s->logits ? need : 0;
         if (!s->logits) return g4_fail(err, "model: cannot allocate logits for %d rows", d.n_rows);
     }
-    OP(ops->rmsnorm(cx, s->a, s->x, &m->w.final_norm, d.n_tokens, c->hidden, c->eps, err));
-    OP(ops->lm_head(cx, s->logits, s->a, &d, &m->shard.lm_head, c->final_softcap, err));
-    OP(ops->download(cx, logits, s->logits, need * sizeof(float), err));
-    return ops->sync(cx, err);
+    OP(-1, "rmsnorm final_norm", ops->rmsnorm(cx, s->a, s->x, &m->w.final_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
+    OP(-1, "lm_head", ops->lm_head(cx, s->logits, s->a, &d, &m->shard.lm_head, c->final_softcap, err),
+       "x[%d rows of %d,%d] E[%d,%d] logits[%d,%d]", d.n_rows, T, H, V, H, d.n_rows, V);
+    OP(-1, "download logits", ops->download(cx, logits, s->logits, need * sizeof(float), err), "[%d,%d] f32",
+       d.n_rows, V);
+    OP(-1, "sync", ops->sync(cx, err), "end of step, T=%d", T);
+    return 0;
 }

@@ -48,6 +48,7 @@ typedef struct g4_model {
     g4_shard shard;          /* tensor-parallel slice; shard.lm_head is the (local) LM head */
     size_t weight_bytes;     /* bytes of this rank's weights as stored in the checkpoint */
     double load_seconds;     /* wall time of g4_model_open */
+    int debug_sync;          /* G4_DEBUG_SYNC=1 at open: sync and check after every op (fault localising) */
     g4_kv_layer kv[G4_MAX_LAYERS];
     struct g4_model_scratch *scratch; /* activation buffers and the dev copy of the step */
 } g4_model;
@@ -73,7 +74,11 @@ int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_mode
 void g4_model_close(g4_model *m);
 
 /* Runs one step. logits: host f32 [n_rows, shard.vocab_local] (V unless tensor parallel; may be
- * NULL when n_rows == 0). With tp_size > 1 every rank must run the same step concurrently. */
+ * NULL when n_rows == 0). With tp_size > 1 every rank must run the same step concurrently.
+ * A failing op's message names the op, its layer and its shapes ("layer 3 attention [T=7 ...]:
+ * ..."). Backends that queue work (CUDA) report a kernel fault only at a later sync, far from its
+ * cause; with G4_DEBUG_SYNC=1 in the environment when the model is opened, every op is followed
+ * by ops->sync and the fault is pinned on the op that caused it (slow: debugging only). */
 int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *err);
 
 #endif
