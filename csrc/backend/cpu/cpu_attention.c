@@ -153,7 +153,7 @@ int g4_cpu_attention(void *ctx, void *outv, const void *qv, const g4_weight *k_n
                 float *o = out + ((size_t)t * nq + qh) * d;
                 for (int i = 0; i < d; i++) o[i] = 0;
                 for (int jj = 0; jj < n; jj++) {
-                    int j = order ? n - 1 - jj : jj;
+                    int j = order == 1 ? n - 1 - jj : jj;
                     float pj = (float)(sc[j] / sum);
                     for (int i = 0; i < d; i++) o[i] += pj * vals[j][i];
                 }

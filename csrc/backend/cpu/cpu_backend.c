@@ -26,10 +26,10 @@ g4_backend *g4_backend_cpu_create_opts(const g4_cpu_opts *o, g4_error *err) {
         return NULL;
     }
     if (o) {
-        if (o->sum_order < 0 || o->sum_order > 1) {
+        if (o->sum_order < 0 || o->sum_order > 3) {
             free(b);
             free(c);
-            g4_fail(err, "cpu backend: sum_order %d (expected 0 or 1)", o->sum_order);
+            g4_fail(err, "cpu backend: sum_order %d (expected 0..3)", o->sum_order);
             return NULL;
         }
         c->round_bf16 = !!o->round_bf16;

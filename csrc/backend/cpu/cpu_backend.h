@@ -23,10 +23,12 @@
 
 typedef struct g4_cpu_opts {
     int round_bf16; /* 0: fp32 reference (default); 1: round to bf16 where the CUDA backend stores bf16 */
-    int sum_order;  /* 0: default f32 summation order; 1: every dot product (matmul, attention scores,
-                     * router, experts, LM head) summed serially from the last element down and
-                     * attention's P·V over keys in reverse — a test knob that measures how much a
-                     * result depends on f32 summation order alone (as a GPU's order differs) */
+    int sum_order;  /* 0: default f32 summation order. 1..3: every dot product (matmul, attention
+                     * scores, router, experts, LM head) summed in another order — 1 serially from
+                     * the last element (and attention's P·V over keys in reverse), 2 serially from
+                     * the first, 3 in 32 strided lanes reduced by halving (a warp's shape). A test
+                     * knob: it measures how much a result depends on f32 summation order alone,
+                     * which is how a correct GPU differs from this backend. */
 } g4_cpu_opts;
 
 /* All fields zero: the fp32 reference. */

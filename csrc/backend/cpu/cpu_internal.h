@@ -39,7 +39,7 @@ void g4_cpu_weight_f32(const g4_weight *w, int64_t first, int64_t n, float *dst)
 
 /* Σ a[i]·b[i], f32 inputs, accumulated in double-free unrolled f32 lanes. */
 float g4_cpu_dot(const float *a, const float *b, int n);
-/* The same sum in summation order `order` (0: g4_cpu_dot; 1: serial, from i = n−1 down). */
+/* The same sum in summation order `order` (g4_cpu_opts.sum_order: 0 = g4_cpu_dot). */
 float g4_cpu_dot_ord(const float *a, const float *b, int n, int order);
 
 /* y = RMSNorm(x) ⊙ w (w may be NULL) over n elements; y may alias x. */

@@ -81,10 +81,23 @@ float g4_cpu_dot(const float *a, const float *b, int n) {
 }
 
 float g4_cpu_dot_ord(const float *a, const float *b, int n, int order) {
-    if (order == 0) return g4_cpu_dot(a, b, n);
     float s = 0;
-    for (int i = n - 1; i >= 0; i--) s += a[i] * b[i];
-    return s;
+    switch (order) {
+    case 1: /* serial from the last element */
+        for (int i = n - 1; i >= 0; i--) s += a[i] * b[i];
+        return s;
+    case 2: /* serial from the first */
+        for (int i = 0; i < n; i++) s += a[i] * b[i];
+        return s;
+    case 3: { /* 32 lanes (a warp's strided partials), lanes summed by halving like a shuffle tree */
+        float acc[32] = {0};
+        for (int i = 0; i < n; i++) acc[i & 31] += a[i] * b[i];
+        for (int w = 16; w > 0; w >>= 1)
+            for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+        return acc[0];
+    }
+    default: return g4_cpu_dot(a, b, n);
+    }
 }
 
 void g4_cpu_rmsnorm_row(float *y, const float *x, const float *w, int n, float eps) {
