@@ -70,7 +70,7 @@ cp -L "$(sed -n 's/^CJSON_LIBRARY:FILEPATH=//p' "$BUILD/CMakeCache.txt")" "$STAG
 
 # 3. manifest and archive
 commit=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no -- CMakeLists.txt csrc cuda tests bench 2>/dev/null | wc -l)
+dirty=$( (git -C "$ROOT" status --porcelain --untracked-files=no -- CMakeLists.txt csrc cuda tests bench 2>/dev/null || true) | wc -l)
 nvcc_v=$(nvcc --version | sed -n 's/.*release \([0-9.]*\), V\([0-9.]*\).*/\2/p')
 gencode=$(sed -n '/^set(G4_CUDA_GENCODE/,/)/p' "$ROOT/cuda/CMakeLists.txt" | grep -o 'arch=[a-z_0-9]*,code=[a-z_0-9]*' | paste -sd' ' -)
 unpacked=$(du -sb "$STAGE" | cut -f1)

@@ -28,6 +28,10 @@ size=$(du -sb "$T/kit" | cut -f1)
 limit=$((60 * 1024 * 1024))
 [ "$size" -le "$limit" ] && ok "kit is $((size / 1024)) KiB (limit 60 MiB)" || bad "kit is $size bytes, over 60 MiB"
 
+# run.sh unpacks into $TMPDIR: keep that inside $T, so a killed run leaves nothing behind
+export TMPDIR=$T/tmp
+mkdir -p "$TMPDIR"
+
 # stand-ins: a driverless nvidia-smi, a GPU's nvidia-smi, a compute-sanitizer
 mkdir -p "$T/nogpu" "$T/gpu"
 printf '#!/bin/sh\necho "NVIDIA-SMI has failed because it couldn'"'"'t communicate with the NVIDIA driver."\nexit 9\n' >"$T/nogpu/nvidia-smi"
@@ -64,7 +68,7 @@ for expr in sys.argv[2:]:
 sys.exit(rc)
 EOF
 }
-result() { ls "$1"/gpu-suite-*.json 2>/dev/null | head -n1; }
+result() { ls "$1"/gpu-suite-*.json 2>/dev/null | head -n1 || true; }
 
 # 2. the dry run
 if PATH=$T/nogpu:$PATH bash "$ROOT/tests/gpu/run.sh" "$T/kit" "$T/dry" >"$T/dry.out" 2>&1; then
