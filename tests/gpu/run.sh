@@ -110,8 +110,13 @@ run_cmd() {
     124|137) STATUS=timeout REASON="killed after ${limit}s" ;;
     *) STATUS=failed REASON="exit $RC: $(grep -v '^ *$' "$log" | tail -n1)" ;;
   esac
-  { echo "=== $name: $STATUS (${SECS}s, rc $RC): $*"; head -c 1000000 "$log"
-    [ -n "$out" ] && { echo "--- stdout:"; head -c 1000000 "$out"; }; echo; } >>"$LOG"
+  # gpu-suite.log comes back only under 16 MiB: 500 kB per stream, 12 MB in all
+  if [ "$(stat -c %s "$LOG")" -lt 12000000 ]; then
+    { echo "=== $name: $STATUS (${SECS}s, rc $RC): $*"; head -c 500000 "$log"
+      [ -n "$out" ] && { echo "--- stdout:"; head -c 500000 "$out"; }; echo; } >>"$LOG"
+  else
+    echo "=== $name: $STATUS (${SECS}s, rc $RC): output dropped, gpu-suite.log is full" >>"$LOG"
+  fi
   return 0
 }
 
@@ -145,7 +150,7 @@ else
     meta memory_total_mib "${g_total// /}"; meta memory_free_mib "${g_free// /}"; meta compute_cap "${g_cc# }"
     meta cuda_version "$(timeout 30 nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/\1/p' | head -n1)"
   else
-    meta no_gpu_reason "no CUDA device: nvidia-smi: $q"
+    meta no_gpu_reason "no CUDA device: nvidia-smi: ${q:-no output}"
   fi
 fi
 meta gpu "$GPU"
