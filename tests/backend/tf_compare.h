@@ -124,9 +124,10 @@ static inline int tf_run(g4_model *m, g4_step_fn fn, void *fn_ctx, const tf_stre
  * summation order (cuBLASLt, block reductions, rsqrtf/sincosf vs libm) tips a bf16 rounding the
  * other way; that one-ulp difference then cascades through the layers. Replacing the CPU's dot
  * order by three others (sum_order 1–3) moves the conditioned tiny models' logits by at most
- * 2.35 % per row (dense, 10 seeds × 6 order pairs; MoE the same once routing is replayed).
- * The weakest planted bug (p-RoPE on the global layers, dense) moves them by ≥ 10 %, the others
- * by ≥ 30 %. 5 % is twice the noise and half the weakest bug. bf16 vs fp32 is 2.6–6.3 % (dense)
+ * 2.35 % per row (dense, 10 seeds × 6 order pairs) and 3.2 % (MoE with routing replayed, on a
+ * seed chosen because near-ties flip). The weakest planted bug (p-RoPE on the global layers,
+ * dense) moves them by ≥ 10 %, the others by ≥ 30 %. 5 % sits 1.5–2× above the noise and 2×
+ * below the weakest bug. bf16 vs fp32 is 2.6–6.3 % (dense)
  * and up to 94 % (MoE) on the same models, which is why the fp32 oracle is not the reference. */
 #define TF_TOL 0.05
 typedef struct tf_stats {
@@ -251,6 +252,7 @@ typedef struct tf_wrap {
     g4_backend_ops ops;
     const g4_backend_ops *inner;
     g4_backend *target;          /* tf_wrap_in_place: the backend whose ops were replaced */
+    size_t cursor;               /* replay: this backend's position in the routing log */
 } tf_wrap;
 
 typedef enum { TF_ROUTE_OFF = 0, TF_ROUTE_RECORD, TF_ROUTE_REPLAY } tf_route_mode;
@@ -266,9 +268,10 @@ static struct {
     int layer, head;
     float dummy_qk_scale;   /* ≠ 0: q_norm / k_norm dummy weights scaled by it */
     tf_route_mode route;
-    void *record_ctx;       /* record only this backend ctx's calls (a tensor-parallel rank 0); NULL = any */
+    void *record_ctx;       /* record / count only this backend ctx's calls (a tensor-parallel rank 0:
+                             * all ranks route alike, each replays the whole log); NULL = any */
     int32_t *log;           /* recorded expert ids, calls in order, [T, k] each */
-    size_t log_n, log_cap, cursor;
+    size_t log_n, log_cap, cursor; /* cursor: the counted backend's replay position */
     long decisions, mismatches, violations; /* replay: tokens routed, differing, not near-ties */
     double worst_gap;       /* replay: max (p_k − p_e) / p_k over recorded experts e */
     tf_wrap *wraps[8];
@@ -286,10 +289,22 @@ static inline void tf_route_reset(void) {
     tf_cfg.record_ctx = NULL;
 }
 
-static inline const g4_backend_ops *tf_inner_(void *ctx) {
+static inline tf_wrap *tf_find_(void *ctx) {
     for (int i = 0; i < tf_cfg.n_wraps; i++)
-        if (tf_cfg.wraps[i]->be.ctx == ctx) return tf_cfg.wraps[i]->inner;
+        if (tf_cfg.wraps[i]->be.ctx == ctx) return tf_cfg.wraps[i];
     return NULL;
+}
+static inline const g4_backend_ops *tf_inner_(void *ctx) { return tf_find_(ctx)->inner; }
+
+/* Starts a run: routing mode, counters and replay positions back to zero (a record run also
+ * empties the log). */
+static inline void tf_route_begin(tf_route_mode route) {
+    tf_cfg.route = route;
+    tf_cfg.cursor = 0;
+    tf_cfg.decisions = tf_cfg.mismatches = tf_cfg.violations = 0;
+    tf_cfg.worst_gap = 0;
+    if (route == TF_ROUTE_RECORD) tf_cfg.log_n = 0;
+    for (int i = 0; i < tf_cfg.n_wraps; i++) tf_cfg.wraps[i]->cursor = 0;
 }
 
 static inline int tf_prope_hit_(const g4_attn_geom *g) {
@@ -341,12 +356,14 @@ static inline float tf_weight_at_(const g4_weight *w, int i) { /* host-resident 
 static inline int tf_route_replay_(void *ctx, const g4_backend_ops *in, int32_t *ids, float *weights, const void *h1,
                                    const g4_weight *proj, const g4_weight *scale, const g4_weight *es, int T, int k,
                                    float eps, g4_error *err) {
-    if (tf_cfg.cursor + (size_t)T * k > tf_cfg.log_n)
+    tf_wrap *w = tf_find_(ctx);
+    int counted = !tf_cfg.record_ctx || tf_cfg.record_ctx == ctx;
+    if (w->cursor + (size_t)T * k > tf_cfg.log_n)
         return g4_fail(err, "routing replay: the recorded run routed fewer tokens (log %zu, need %zu)", tf_cfg.log_n,
-                       tf_cfg.cursor + (size_t)T * k);
-    const int32_t *rec = tf_cfg.log + tf_cfg.cursor;
-    tf_cfg.cursor += (size_t)T * k;
-    tf_cfg.decisions += T;
+                       w->cursor + (size_t)T * k);
+    const int32_t *rec = tf_cfg.log + w->cursor;
+    w->cursor += (size_t)T * k;
+    if (counted) tf_cfg.cursor = w->cursor, tf_cfg.decisions += T;
     int E = (int)proj->shape[0];
     int32_t *all_ids = NULL;
     float *all_w = NULL;
@@ -360,7 +377,7 @@ static inline int tf_route_replay_(void *ctx, const g4_backend_ops *in, int32_t 
             else rc = in->moe_route(ctx, all_ids, all_w, h1, proj, scale, es, T, E, eps, err);
             if (rc) break;
         }
-        tf_cfg.mismatches++;
+        if (counted) tf_cfg.mismatches++;
         double p[256], pk = 0, sum = 0;
         for (int j = 0; j < E && j < 256; j++) {
             int e = all_ids[(size_t)t * E + j];
@@ -375,11 +392,11 @@ static inline int tf_route_replay_(void *ctx, const g4_backend_ops *in, int32_t 
                 continue;
             }
             double gap = pk > 0 ? (pk - p[e]) / pk : 1;
-            if (gap > tf_cfg.worst_gap) tf_cfg.worst_gap = gap;
+            if (counted && gap > tf_cfg.worst_gap) tf_cfg.worst_gap = gap;
             bad |= gap > TF_TIE;
             sum += p[e];
         }
-        tf_cfg.violations += bad;
+        if (counted) tf_cfg.violations += bad;
         for (int j = 0; j < k && !bad; j++) {
             int e = rec[(size_t)t * k + j];
             ids[(size_t)t * k + j] = e;

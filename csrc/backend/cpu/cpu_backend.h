@@ -14,7 +14,17 @@
  *     differs from the CUDA backend only by f32 summation order (and the few points listed as
  *     not modelled in cpu_ops.c). It is the reference for GPU tests of whole-model logits.
  *
- * The rounding points, op by op, are the table atop cpu_ops.c.
+ * Rounding points in bf16 mode ("in" = activation inputs rounded on read; full table with the
+ * CUDA twins and what is not modelled atop cpu_ops.c):
+ *   embed                out
+ *   rmsnorm / add / scale / geglu / matmul   in, out (f32 math / f32 accumulate between)
+ *   add_rmsnorm          in; the normed branch; the sum
+ *   qk_norm_rope_cache   in; normed head before RoPE; q, cache K, V, U as written
+ *   attention            in (q); out. K formed from U, scores, softmax, P·V stay f32
+ *   moe_route            in; ids and weights f32
+ *   moe_experts          in; gate and up outputs; GeGLU product; Σ w·down (down outputs f32)
+ *   lm_head              in; logits f32
+ *   load_weight          F32 / F16 weights → bf16
  * Not here: the op table's contract (backend/backend.h). */
 #ifndef G4_BACKEND_CPU_BACKEND_H
 #define G4_BACKEND_CPU_BACKEND_H
@@ -37,5 +47,12 @@ void g4_cpu_opts_default(g4_cpu_opts *o);
 /* Creates the CPU backend in the mode o describes (NULL = defaults, same as
  * g4_backend_cpu_create). NULL with err set on failure; release with g4_backend_destroy. */
 g4_backend *g4_backend_cpu_create_opts(const g4_cpu_opts *o, g4_error *err);
+
+/* Switches an existing CPU backend to the mode o describes — for backends created by name inside
+ * something else (a tensor-parallel group's ranks, g4_tp_open). Weights loaded before keep what
+ * load_weight made of them (an F32 / F16 weight loaded in fp32 mode is not rounded later), so call
+ * it before loading, or with bf16 checkpoints only. 0, or -1 with err set when b is not a CPU
+ * backend or o is invalid. Not thread-safe against ops running on b. */
+int g4_backend_cpu_set_opts(g4_backend *b, const g4_cpu_opts *o, g4_error *err);
 
 #endif
