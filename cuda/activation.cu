@@ -13,7 +13,7 @@ int g4_cuda_geglu(void *ctx, void *y, const void *g, const void *u, size_t n, g4
     if (n == 0) return 0;
     size_t blocks = (n + 255) / 256;
     unsigned grid = (unsigned)(blocks < 65536 ? blocks : 65536);
-    g4_geglu_kernel<<<grid, 256, 0, c->stream>>>((__nv_bfloat16 *)y, (const __nv_bfloat16 *)g,
+    G4_LAUNCH(grid, 256, 0, c->stream, g4_geglu_kernel)((__nv_bfloat16 *)y, (const __nv_bfloat16 *)g,
                                                  (const __nv_bfloat16 *)u, n);
     CUDA_CHECK_LAUNCH();
     return 0;

@@ -50,6 +50,7 @@
 #include <cuda_fp16.h>
 
 #include "ctx.cuh"
+#include "ptx.cuh"
 #include "kv.cuh"
 
 #define G4_FA_LOG2E 1.4426950408889634f
@@ -73,32 +74,6 @@ static_assert(g4_fa_cfg<256, 4, 32>::SMEM == 87168 && g4_fa_cfg<256, 4, 32>::SME
 static_assert(g4_fa_cfg<512, 2, 16>::SMEM == 74560 && g4_fa_cfg<512, 2, 16>::SMEM <= G4_FA_SMEM_SM89, "d512 small");
 
 /* --- tensor-core helpers ------------------------------------------------------------------- */
-
-/* c[16×8] += a[16×16] · b[16×8], fp16 in, fp32 accumulate (PTX fragment layouts). */
-__device__ __forceinline__ void g4_mma_f16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* Four 8×8 b16 matrices from shared memory; lane l gives the row address of matrix l/8. */
-__device__ __forceinline__ void g4_ldsm_x4(uint32_t r[4], const __half *p) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a)
-                 : "memory");
-}
-
-/* Same, each matrix transposed. */
-__device__ __forceinline__ void g4_ldsm_x4_t(uint32_t r[4], const __half *p) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a)
-                 : "memory");
-}
 
 /* bf16x2 word: lo in bits 0..15 (the lower address / lower column), hi in 16..31. */
 __device__ __forceinline__ uint32_t g4_pack_bf2(float lo, float hi) {
@@ -137,7 +112,7 @@ static __global__ void __launch_bounds__(64 * RG, 1)
                               int window, float log2_theta, int rotated_pairs) {
     typedef g4_fa_cfg<D, RG, BN> C;
     constexpr int BM = C::BM, P = C::P, DH = C::DH, THREADS = C::THREADS, HALF = D / 2;
-    extern __shared__ __align__(16) unsigned char g4_fa_smem[];
+    G4_SHARED_DYN(unsigned char, g4_fa_smem);
     __half *Qs = (__half *)g4_fa_smem;                 /* [BM][P] fp16 */
     __half *Ks = Qs + (size_t)BM * P;                  /* [BN][P] fp16 */
     __half *Vs = Ks + (size_t)BN * P;                  /* [BN][P] fp16 */
@@ -147,7 +122,7 @@ static __global__ void __launch_bounds__(64 * RG, 1)
     int *t_pos = (int *)(invf + HALF), *t_seq = t_pos + BM, *t_lo = t_seq + BM; /* per token */
     int *ps_seq = t_lo + BM, *ps_lo = ps_seq + BM, *ps_hi = ps_lo + BM;          /* per pass */
     int *k_ok = ps_hi + BM;                                                       /* [BN] */
-    __shared__ int n_pass;
+    G4_SHARED(int, n_pass, );
 
     const int G = n_heads / kv.n_kv_heads, TT = BM / G, g = blockIdx.y;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * TT; /* last tiles (most keys) start first */
@@ -403,7 +378,7 @@ static int g4_fa_launch(g4_cuda_ctx *c, void *out, const void *q, const void *kn
     g4_kv_dev kd = {kv->n_blocks, kv->block_size, kv->n_kv_heads, kv->head_dim, kv->single};
     const int32_t *table = g->window > 0 ? s->blocks_sliding : s->blocks_global;
     dim3 grid(g4_ceil_div((size_t)s->n_tokens, (size_t)TT), (unsigned)g->n_kv_heads);
-    g4_attention_flash_kernel<D, RG, BN><<<grid, C::THREADS, C::SMEM, c->stream>>>(
+    G4_LAUNCH(grid, C::THREADS, C::SMEM, c->stream, g4_attention_flash_kernel<D, RG, BN>)(
         (__nv_bfloat16 *)out, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base, (const __nv_bfloat16 *)kn,
         kd, s->pos, s->seq, table, s->n_tokens, s->n_seqs, s->max_blocks, g->n_heads, g->window,
         g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f, g->k_eq_v ? g->rope.rotated_pairs : 0);

@@ -36,6 +36,32 @@ extern "C" {
 /* Every launcher ends with this: catches bad launch configurations at once. */
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
 
+/* Kernel launch, the same source on the GPU and on the emulated target (cuda/emu/):
+ *   G4_LAUNCH(grid, block, dynamic_smem_bytes, stream, kernel)(args...);
+ * The kernel comes last so a template instance's commas need no parentheses. */
+#ifdef G4_CUDA_EMU
+#define G4_LAUNCH(grid, block, smem, stream, ...) \
+    g4emu::make_launcher(&__VA_ARGS__, #__VA_ARGS__, (grid), (block), (smem), (stream))
+#else
+#define G4_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<(grid), (block), (smem), (stream)>>>
+#endif
+
+/* Shared memory, declared so the emulated target can give each block its own:
+ *   G4_SHARED(float, red, [32]);      static:  __shared__ float red[32];
+ *   G4_SHARED(int, n_pass, );         static scalar
+ *   G4_SHARED_DYN(float, sm);         dynamic: extern __shared__ __align__(16) float sm[];
+ * (a bare __shared__ does not compile on the emulated target). */
+#ifdef G4_CUDA_EMU
+#define G4_SHARED(type, name, dims)                                                              \
+    static const char name##_g4emu_key = 0;                                                      \
+    type(&name) dims = *reinterpret_cast<type(*) dims>(                                          \
+        g4emu::shared_static(&name##_g4emu_key, sizeof(type dims), alignof(type)))
+#define G4_SHARED_DYN(type, name) type *name = reinterpret_cast<type *>(g4emu::shared_dynamic())
+#else
+#define G4_SHARED(type, name, dims) __shared__ type name dims
+#define G4_SHARED_DYN(type, name) extern __shared__ __align__(16) type name[]
+#endif
+
 /* Propagates -1 from an internal call that already filled err. */
 #define G4_TRY(call)                    \
     do {                                \

@@ -93,7 +93,7 @@ __device__ __forceinline__ int g4_md_bucket(int nt) { return nt <= 1 ? 1 : nt <=
  * scans by warp 0 (each lane a contiguous run of ⌈E/32⌉ experts); ranks O(P) per pair. */
 static __global__ void g4_md_sort_kernel(int32_t *meta, int32_t *a_e, int32_t *a_off, int32_t *a_cnt, int32_t *src,
                                          int32_t *inv, const int32_t *ids, int P, int E) {
-    extern __shared__ int32_t g4_md_sort_sm[];
+    G4_SHARED_DYN(int32_t, g4_md_sort_sm);
     int32_t *s_ids = g4_md_sort_sm, *cnt = s_ids + P, *off = cnt + E;
     for (int q = threadIdx.x; q < P; q += blockDim.x) {
         int e = ids[q];
@@ -184,7 +184,7 @@ static __global__ void __launch_bounds__(G4_MD_WARPS * 32, 3)
     g4_md_gate_up_kernel(__nv_bfloat16 *act, const __nv_bfloat16 *x, const __nv_bfloat16 *Wgu, const int32_t *meta,
                          const int32_t *a_e, const int32_t *a_off, const int32_t *a_cnt, const int32_t *src, int H,
                          int I, int k, int cap, int tiles) {
-    extern __shared__ uint4 g4_md_gu_sm[];
+    G4_SHARED_DYN(uint4, g4_md_gu_sm);
     const int a = blockIdx.x / tiles, tile = blockIdx.x % tiles;
     if (a >= meta[0]) return; /* block-uniform: fewer experts hit than the grid allows */
     const int e = a_e[a], off = a_off[a], cnt = a_cnt[a];
@@ -242,7 +242,7 @@ static __global__ void __launch_bounds__(G4_MD_WARPS * 32)
     g4_md_down_kernel(float *ys, const __nv_bfloat16 *act, const __nv_bfloat16 *Wd, const int32_t *meta,
                       const int32_t *a_e, const int32_t *a_off, const int32_t *a_cnt, int H, int I, int cap,
                       int tiles) {
-    extern __shared__ uint4 g4_md_down_sm[];
+    G4_SHARED_DYN(uint4, g4_md_down_sm);
     const int a = blockIdx.x / tiles, tile = blockIdx.x % tiles;
     if (a >= meta[0]) return; /* block-uniform */
     const int e = a_e[a], off = a_off[a], cnt = a_cnt[a];
@@ -327,25 +327,25 @@ int g4_cuda_moe_decode(g4_cuda_ctx *c, void *y, const void *x, const int32_t *id
     G4_TRY(g4_cuda_scratch(c, G4_SCR_MOE_Y, (size_t)P * H * sizeof(float), &ys, err));
     int32_t *meta = idx, *a_e = meta + 2, *a_off = a_e + E, *a_cnt = a_off + E, *src = a_cnt + E, *inv = src + P;
 
-    g4_md_sort_kernel<<<1, 256, (size_t)(P + 2 * E) * sizeof(int32_t), c->stream>>>(meta, a_e, a_off, a_cnt, src,
+    G4_LAUNCH(1, 256, (size_t)(P + 2 * E) * sizeof(int32_t), c->stream, g4_md_sort_kernel)(meta, a_e, a_off, a_cnt, src,
                                                                                     inv, ids, P, E);
     CUDA_CHECK_LAUNCH();
 
     const int cap_gu = g4_md_cap(T, H), tiles_gu = (I + G4_MD_WARPS - 1) / G4_MD_WARPS;
-    g4_md_gate_up_kernel<<<(unsigned)hit_max * tiles_gu, G4_MD_WARPS * 32, (size_t)cap_gu * H * 2, c->stream>>>(
+    G4_LAUNCH((unsigned)hit_max * tiles_gu, G4_MD_WARPS * 32, (size_t)cap_gu * H * 2, c->stream, g4_md_gate_up_kernel)(
         (__nv_bfloat16 *)act, (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)Wgu, meta, a_e, a_off, a_cnt, src, H, I,
         top_k, cap_gu, tiles_gu);
     CUDA_CHECK_LAUNCH();
 
     const int rows_d = G4_MD_WARPS * (32 / G4_MD_DOWN_LPR);
     const int cap_d = g4_md_cap(T, I), tiles_d = (H + rows_d - 1) / rows_d;
-    g4_md_down_kernel<<<(unsigned)hit_max * tiles_d, G4_MD_WARPS * 32, (size_t)cap_d * I * 2, c->stream>>>(
+    G4_LAUNCH((unsigned)hit_max * tiles_d, G4_MD_WARPS * 32, (size_t)cap_d * I * 2, c->stream, g4_md_down_kernel)(
         (float *)ys, (const __nv_bfloat16 *)act, (const __nv_bfloat16 *)Wd, meta, a_e, a_off, a_cnt, H, I, cap_d,
         tiles_d);
     CUDA_CHECK_LAUNCH();
 
     dim3 grid(g4_ceil_div((size_t)H / 4, 128), (unsigned)T);
-    g4_md_combine_kernel<<<grid, 128, 0, c->stream>>>((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
+    G4_LAUNCH(grid, 128, 0, c->stream, g4_md_combine_kernel)((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
     CUDA_CHECK_LAUNCH();
     return 0;
 }

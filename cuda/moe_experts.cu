@@ -118,9 +118,9 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
         c->host_offsets_n = E + 1;
     }
 
-    g4_moe_sort_kernel<<<1, 256, 0, c->stream>>>(offsets, src, inv, ids, (int)P, E);
+    G4_LAUNCH(1, 256, 0, c->stream, g4_moe_sort_kernel)(offsets, src, inv, ids, (int)P, E);
     CUDA_CHECK_LAUNCH();
-    g4_moe_gather_kernel<<<(unsigned)P, 256, 0, c->stream>>>((__nv_bfloat16 *)xs, (const __nv_bfloat16 *)x, src, H,
+    G4_LAUNCH((unsigned)P, 256, 0, c->stream, g4_moe_gather_kernel)((__nv_bfloat16 *)xs, (const __nv_bfloat16 *)x, src, H,
                                                              top_k);
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cudaMemcpyAsync(c->host_offsets, offsets, (size_t)(E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost,
@@ -139,7 +139,7 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
     size_t valid = (size_t)off[E];
     if (valid > 0) {
         size_t blocks = (valid * I + 255) / 256;
-        g4_moe_geglu_kernel<<<(unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream>>>(
+        G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_moe_geglu_kernel)(
             (__nv_bfloat16 *)act, (const __nv_bfloat16 *)gu, valid, I);
         CUDA_CHECK_LAUNCH();
     }
@@ -150,7 +150,7 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
                          Wd + (size_t)e * H * I, n, H, I, err))
             return g4_fail_prefix(err, "moe_experts: expert %d down", e);
     }
-    g4_moe_combine_kernel<<<T, 256, 0, c->stream>>>((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
+    G4_LAUNCH(T, 256, 0, c->stream, g4_moe_combine_kernel)((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
     CUDA_CHECK_LAUNCH();
     return 0;
 }

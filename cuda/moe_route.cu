@@ -19,8 +19,8 @@
 static __global__ void g4_moe_route_kernel(int32_t *ids, float *weights, const __nv_bfloat16 *h1,
                                            const __nv_bfloat16 *proj, const __nv_bfloat16 *scale,
                                            const __nv_bfloat16 *expert_scale, int H, int E, int k, float eps) {
-    extern __shared__ float sm[];
-    __shared__ float red[32];
+    G4_SHARED_DYN(float, sm);
+    G4_SHARED(float, red, [32]);
     float *u = sm, *z = sm + H;
     const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
     const __nv_bfloat16 *x = h1 + (size_t)t * H;
@@ -81,7 +81,7 @@ int g4_cuda_moe_route(void *ctx, int32_t *ids, float *weights, const void *h1, c
     size_t shmem = (size_t)(H + E) * sizeof(float);
     if (shmem > 48 * 1024) return g4_fail(err, "moe_route: H=%d + E=%d floats exceed 48 KiB of shared memory", H, E);
     if (T <= 0) return 0;
-    g4_moe_route_kernel<<<T, G4_ROUTE_THREADS, shmem, c->stream>>>(
+    G4_LAUNCH(T, G4_ROUTE_THREADS, shmem, c->stream, g4_moe_route_kernel)(
         ids, weights, (const __nv_bfloat16 *)h1, (const __nv_bfloat16 *)proj->data,
         (const __nv_bfloat16 *)scale->data, (const __nv_bfloat16 *)expert_scale->data, H, E, top_k, eps);
     CUDA_CHECK_LAUNCH();

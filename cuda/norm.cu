@@ -10,7 +10,7 @@
  * x[i] before writing y[i] for the same i, and the sum is complete before any write. */
 static __global__ void g4_rmsnorm_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int n,
                                   float eps) {
-    __shared__ float red[32];
+    G4_SHARED(float, red, [32]);
     const __nv_bfloat16 *xr = x + (size_t)blockIdx.x * n;
     __nv_bfloat16 *yr = y + (size_t)blockIdx.x * n;
     float ss = 0.0f;
@@ -30,7 +30,7 @@ static __global__ void g4_rmsnorm_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *
  * grid: one block per row; 256 threads stride over n. */
 static __global__ void g4_add_rmsnorm_kernel(__nv_bfloat16 *h, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int n,
                                       float eps) {
-    __shared__ float red[32];
+    G4_SHARED(float, red, [32]);
     const __nv_bfloat16 *xr = x + (size_t)blockIdx.x * n;
     __nv_bfloat16 *hr = h + (size_t)blockIdx.x * n;
     float ss = 0.0f;
@@ -70,7 +70,7 @@ int g4_cuda_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, int r
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (w) G4_TRY(g4_cuda_check_weight(w, "rmsnorm", n, err));
     if (rows <= 0 || n <= 0) return 0;
-    g4_rmsnorm_kernel<<<rows, G4_NORM_THREADS, 0, c->stream>>>(
+    G4_LAUNCH(rows, G4_NORM_THREADS, 0, c->stream, g4_rmsnorm_kernel)(
         (__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
     CUDA_CHECK_LAUNCH();
     return 0;
@@ -81,7 +81,7 @@ int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, i
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (w) G4_TRY(g4_cuda_check_weight(w, "add_rmsnorm", n, err));
     if (rows <= 0 || n <= 0) return 0;
-    g4_add_rmsnorm_kernel<<<rows, G4_NORM_THREADS, 0, c->stream>>>(
+    G4_LAUNCH(rows, G4_NORM_THREADS, 0, c->stream, g4_add_rmsnorm_kernel)(
         (__nv_bfloat16 *)h, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
     CUDA_CHECK_LAUNCH();
     return 0;
@@ -90,7 +90,7 @@ int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, i
 int g4_cuda_add(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (n == 0) return 0;
-    g4_add_kernel<<<g4_elementwise_grid(n), 256, 0, c->stream>>>((__nv_bfloat16 *)y, (const __nv_bfloat16 *)a,
+    G4_LAUNCH(g4_elementwise_grid(n), 256, 0, c->stream, g4_add_kernel)((__nv_bfloat16 *)y, (const __nv_bfloat16 *)a,
                                                                  (const __nv_bfloat16 *)b, n);
     CUDA_CHECK_LAUNCH();
     return 0;
@@ -100,7 +100,7 @@ int g4_cuda_scale(void *ctx, void *h, const g4_weight *lambda, size_t n, g4_erro
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     G4_TRY(g4_cuda_check_weight(lambda, "layer_scalar", 1, err));
     if (n == 0) return 0;
-    g4_scale_kernel<<<g4_elementwise_grid(n), 256, 0, c->stream>>>((__nv_bfloat16 *)h,
+    G4_LAUNCH(g4_elementwise_grid(n), 256, 0, c->stream, g4_scale_kernel)((__nv_bfloat16 *)h,
                                                                    (const __nv_bfloat16 *)lambda->data, n);
     CUDA_CHECK_LAUNCH();
     return 0;
