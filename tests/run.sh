@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # run.sh — the whole test suite: install what is missing, build everything (the CUDA backend
-# too when nvcc is present), run ctest, then rebuild CPU-only with AddressSanitizer +
-# UndefinedBehaviorSanitizer and run ctest again. GPU tests report "skipped" without a GPU.
+# too when nvcc is present) and run ctest (GPU tests report "skipped" without a GPU); build the
+# emulated CUDA target (docs/gpu-emulation.md) and run every GPU test on it (label emu); then
+# rebuild with AddressSanitizer + UndefinedBehaviorSanitizer, the emulated target included, and
+# run ctest again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/deploy/env.sh"
@@ -23,9 +25,17 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build" -j"$jobs"
 (cd "$build" && ctest --output-on-failure --timeout 900)
 
+# The kernels on the emulated CUDA target: clang-16 instruments them for the race check.
+emu="${G4_EMU_BUILD_DIR:-$root/build-emu}"
+emu_cxx=()
+command -v clang++-16 >/dev/null 2>&1 && emu_cxx=(-DCMAKE_CXX_COMPILER=clang++-16)
+cmake -S "$root" -B "$emu" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DG4_CUDA=EMU "${emu_cxx[@]}"
+cmake --build "$emu" -j"$jobs" --target emu-tests
+(cd "$emu" && ctest -L emu --output-on-failure --timeout 900)
+
 asan="${G4_ASAN_BUILD_DIR:-$root/build-asan}"
-cmake -S "$root" -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DG4_CUDA=OFF -DG4_SANITIZE=ON \
-  -DCMAKE_C_FLAGS_DEBUG="-O1 -g"
+cmake -S "$root" -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DG4_CUDA=EMU -DG4_SANITIZE=ON \
+  -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g"
 cmake --build "$asan" -j"$jobs"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 (cd "$asan" && ctest --output-on-failure --timeout 1800)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <memory>
+#include <vector>
 
 #include "cublasLt.h"
 #include "emu_internal.h"
@@ -29,8 +30,23 @@ struct g4emu_lt_pref {
 
 namespace {
 
-size_t type_size(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
 bool type_ok(cudaDataType_t t) { return t == CUDA_R_32F || t == CUDA_R_16BF || t == CUDA_R_16F; }
+
+/* f16 bits → float without a library call (the compiler may evaluate every branch of load()). */
+float half_bits_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, u;
+    if (e == 0x1f) u = sign | 0x7f800000u | (m << 13);
+    else if (e) u = sign | ((e + 112u) << 23) | (m << 13);
+    else if (!m) u = sign;
+    else { /* subnormal: m · 2^-24 */
+        float f = (float)m * (1.0f / 16777216.0f);
+        memcpy(&u, &f, 4);
+        u |= sign;
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 
 float load(const void *p, cudaDataType_t t, size_t i) {
     if (t == CUDA_R_32F) return ((const float *)p)[i];
@@ -41,9 +57,7 @@ float load(const void *p, cudaDataType_t t, size_t i) {
         memcpy(&f, &u, 4);
         return f;
     }
-    _Float16 h;
-    memcpy(&h, &b, 2);
-    return (float)h;
+    return half_bits_to_float(b);
 }
 
 void store(void *p, cudaDataType_t t, size_t i, float v) {
@@ -63,10 +77,25 @@ void store(void *p, cudaDataType_t t, size_t i, float v) {
     memcpy((uint16_t *)p + i, &h, 2);
 }
 
-/* op(X) element (r, c) of a column-major layout, transposed when t. */
-inline size_t at(const g4emu_lt_layout &l, cublasOperation_t t, uint64_t r, uint64_t c) {
-    return t == CUBLAS_OP_N ? (size_t)(r + c * (uint64_t)l.ld) : (size_t)(c + r * (uint64_t)l.ld);
+/* Row r of op(X) (length k) as floats: op(X)[r][p] = X[p][r] when transposed (column r of X
+ * is contiguous), X[r][p] otherwise (strided by ld). */
+void load_row(float *out, const void *X, const g4emu_lt_layout &l, cublasOperation_t t, uint64_t r, uint64_t k) {
+    for (uint64_t p = 0; p < k; p++) {
+        size_t i = t == CUBLAS_OP_N ? (size_t)(r + p * (uint64_t)l.ld) : (size_t)(p + r * (uint64_t)l.ld);
+        out[p] = load(X, l.type, i);
+    }
 }
+
+/* Σ_p a[p]·b[p] in 8 interleaved f32 partial sums, added in a fixed order. */
+float dot(const float *a, const float *b, uint64_t k) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint64_t p = 0;
+    for (; p + 8 <= k; p += 8)
+        for (int q = 0; q < 8; q++) s[q] += a[p + q] * b[p + q];
+    for (; p < k; p++) s[p & 7] += a[p] * b[p];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 
 } /* namespace */
 
@@ -204,15 +233,17 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
     g4emu_lt_layout a = *la, b = *lb, c = *lc, dd = *ld;
     cudaError_t e = g4emu::enqueue(stream, "cublasLtMatmul", [job, a, b, c, dd, al, be, A, B, C, D]() {
         uint64_t m = dd.rows, n = dd.cols, k = job->ta == CUBLAS_OP_N ? a.cols : a.rows;
-        for (uint64_t j = 0; j < n; j++)
-            for (uint64_t i = 0; i < m; i++) {
-                float acc = 0.0f;
-                for (uint64_t p = 0; p < k; p++)
-                    acc += load(A, a.type, at(a, job->ta, i, p)) * load(B, b.type, at(b, job->tb, p, j));
-                float v = al * acc;
+        /* op(B) columns once as floats; op(A) one row at a time */
+        std::vector<float> bt((size_t)(n * k)), ar((size_t)k);
+        for (uint64_t j = 0; j < n; j++) load_row(&bt[(size_t)(j * k)], B, b, job->tb == CUBLAS_OP_N ? CUBLAS_OP_T : CUBLAS_OP_N, j, k);
+        for (uint64_t i = 0; i < m; i++) {
+            load_row(ar.data(), A, a, job->ta, i, k);
+            for (uint64_t j = 0; j < n; j++) {
+                float v = al * dot(ar.data(), &bt[(size_t)(j * k)], k);
                 if (be != 0.0f) v += be * load(C, c.type, (size_t)(i + j * (uint64_t)c.ld));
                 store(D, dd.type, (size_t)(i + j * (uint64_t)dd.ld), v);
             }
+        }
         return cudaSuccess;
     });
     return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <vector>
 
 #include "emu_internal.h"
 
@@ -28,15 +27,20 @@ struct shadow {
     uint8_t multi;    /* reads by more than one warp in this epoch */
 };
 
+/* Plain data (constant-initialised thread_local: no guard on the hooks' path). The shadow is
+ * allocated once per host thread and kept. */
 struct race_state {
-    bool active = false;
+    bool active;
     race_scope scope;
-    uint32_t epoch = 0;
-    std::vector<shadow> sh;
-    long printed_in_launch = 0;
+    uint32_t epoch;
+    shadow *sh;
+    size_t sh_n;
+    long printed_in_launch;
 };
 thread_local race_state rs;
 long n_races; /* all host threads (reported only) */
+/* The hooks' fast path: the armed arena of this host thread (trivial TLS, no init guard). */
+thread_local uintptr_t arena_lo, arena_size;
 
 const char *kind(int is_write, int other_write) {
     return is_write ? (other_write ? "write-after-write" : "write-after-read") : "read-after-write";
@@ -60,23 +64,31 @@ void hazard(size_t off, int is_write, int thread, int other, int other_write) {
 }
 
 inline void access(const void *p, size_t n, int is_write) {
-    if (!rs.active || !t_cur) return;
-    const unsigned char *c = (const unsigned char *)p;
-    if (c < rs.scope.base || c >= rs.scope.base + rs.scope.size) return;
+    if ((uintptr_t)p - arena_lo >= arena_size || !t_cur) return;
     race_access(p, n, is_write, t_cur->linear);
 }
 
 } /* namespace */
 
 void race_begin_block(const race_scope &s) {
-    if (rs.sh.size() < s.size) rs.sh.assign(s.size, shadow{0, -1, -1, 0});
+    if (rs.sh_n < s.size) {
+        free(rs.sh);
+        rs.sh = (shadow *)calloc(s.size, sizeof(shadow)); /* epoch 0 never matches: reset on use */
+        rs.sh_n = rs.sh ? s.size : 0;
+    }
+    if (!rs.sh) return;
     rs.scope = s;
     rs.epoch++;
+    arena_lo = (uintptr_t)s.base;
+    arena_size = s.size;
     if (s.block.x == 0 && s.block.y == 0 && s.block.z == 0) rs.printed_in_launch = 0;
     rs.active = true;
 }
 void race_barrier() { rs.epoch++; }
-void race_end_block() { rs.active = false; }
+void race_end_block() {
+    rs.active = false;
+    arena_size = 0;
+}
 long race_count() { return __atomic_load_n(&n_races, __ATOMIC_RELAXED); }
 
 void race_access(const void *p, size_t n, int is_write, int thread) {
@@ -84,8 +96,10 @@ void race_access(const void *p, size_t n, int is_write, int thread) {
     size_t off = (size_t)((const unsigned char *)p - rs.scope.base);
     int warp = thread >> 5;
     bool reported = false;
-    for (size_t i = 0; i < n && off + i < rs.scope.size; i++) {
-        shadow &s = rs.sh[off + i];
+    shadow *sh = rs.sh;
+    if (off + n > rs.scope.size) n = rs.scope.size - off;
+    for (size_t i = 0; i < n; i++) {
+        shadow &s = sh[off + i];
         if (s.epoch != rs.epoch) s = shadow{rs.epoch, -1, -1, 0};
         if (is_write) {
             if (!reported && s.writer >= 0 && (s.writer >> 5) != warp) {

@@ -8,7 +8,7 @@
  * order of warps between two barriers is a seeded random permutation, so code that relies on
  * one order fails. threadIdx & co. read the current fiber's coordinates.
  * Shared memory: kernels declare it with G4_SHARED / G4_SHARED_DYN (cuda/common.cuh); a bare
- * __shared__ does not compile here. Not here: the scheduler and runtime (cuda/emu/*.cc). */
+ * __shared__ does not compile here. Not here: the scheduler and runtime (the .cc files of cuda/emu). */
 #ifndef G4EMU_DEVICE_H
 #define G4EMU_DEVICE_H
 
