@@ -20,6 +20,7 @@
 
 #include "backend/kv_layout.h"
 #include "base/error.h"
+#include "base/rng.h"
 #include "model/config.h"
 #include "model/weights.h"
 
@@ -51,6 +52,106 @@ typedef struct g4_attn_geom {
     int k_eq_v;         /* global layer: cache holds u = RMSNorm_∅(raw K); K = RoPE(u ⊙ k_norm), V = u */
     float eps;
 } g4_attn_geom;
+
+/* --- sampling (the `sample` op) ------------------------------------------------------------
+ *
+ * Per row r of logits (f32 [n_rows, ld], first V columns used), in this order (as vLLM; the same
+ * as the engine's former host sampler, engine/sampling.h):
+ *   0. mask (row flag G4_SAMPLE_MASKED): tokens whose bit is 0 get z = −inf
+ *   1. penalties, once per distinct token t of prompt ∪ output (g4_sample_penalty):
+ *      repetition: z > 0 → z / rp, else z · rp;  then z −= presence + frequency · count_out(t)
+ *   2. temperature ≤ 0: token = argmax z (lowest id on ties); the filters below do not apply
+ *   3. z ← fl(z · (1/T));  p_i = expf(z_i − max z)                         (unnormalised, ≤ 1)
+ *   4. min-p keeps p ≥ min_p; top-k keeps the k first in (p desc, id asc) order; top-p keeps the
+ *      shortest prefix of that order whose running sum (double) reaches top_p · Σ kept p
+ *   5. u = g4_sample_draw_u(seed, step); token = the first kept id (id order) whose cumulative
+ *      kept mass (double, id order) exceeds u · (kept mass)
+ *   logprobs (n_logprobs ≥ 0): log_softmax of z after steps 1 and 3 (T = 1 when greedy), over
+ *   the whole row: the token's value and the top n (≤ 20; ties → lower id).
+ * The draw depends only on the row, (seed, step): batch composition does not change a token.
+ * A row whose mask allows nothing gets token −1.
+ *
+ * Memory layout: one dev block holds everything the op reads besides logits and mask, so a step
+ * uploads it with one copy and a captured graph can replay with new contents at a fixed address:
+ *     g4_sample_params header | g4_sample_row_params rows[n_rows] | g4_sample_penalty pen[n_pen]
+ * (g4_sample_params_bytes; every part 8-byte aligned). The op reads n_rows from the dev header,
+ * so the host-side launch arguments depend only on the capacity (max_rows). */
+
+#define G4_SAMPLE_MAX_TOP 20          /* = G4_MAX_TOP_LOGPROBS of the engine */
+#define G4_SAMPLE_MASKED 1            /* g4_sample_row_params.flags: apply the row of the mask */
+
+typedef struct g4_sample_row_params {
+    float temperature;                /* ≤ 0: greedy */
+    float top_p;                      /* ≥ 1 or ≤ 0: off */
+    float min_p;                      /* ≤ 0: off */
+    float repetition_penalty;         /* 1 (or ≤ 0): off */
+    float presence_penalty;           /* 0: off */
+    float frequency_penalty;          /* 0: off */
+    int32_t top_k;                    /* ≤ 0: off */
+    int32_t n_logprobs;               /* −1: none; 0: the sampled token's; n ≤ 20: plus the top n */
+    uint64_t seed;                    /* the request's seed */
+    uint64_t step;                    /* the request's output index (keys the draw) */
+    int32_t pen_first;                /* this row's penalty entries: pen[pen_first, +n_pen) */
+    int32_t n_pen;
+    int32_t lp_slot;                  /* index into the logprob outputs when n_logprobs ≥ 0 */
+    int32_t flags;                    /* G4_SAMPLE_MASKED */
+} g4_sample_row_params;                      /* 64 bytes */
+
+/* One distinct token of the row's prompt ∪ output; count = its occurrences in the output
+ * (0 for prompt-only tokens; the host caps it at 65535). Only rows with penalties need them. */
+typedef struct g4_sample_penalty {
+    int32_t token;
+    int32_t count;
+} g4_sample_penalty;
+
+typedef struct g4_sample_params {
+    int32_t n_rows;                   /* rows to sample (≤ the op's max_rows) */
+    int32_t n_pen;                    /* penalty entries after the rows */
+    int32_t vocab;                    /* V (columns sampled) */
+    int32_t mask_words;               /* words per mask row: (V + 31) / 32 */
+} g4_sample_params;                   /* followed by rows[n_rows], pen[n_pen] */
+
+/* What the op writes for a row that asked for logprobs (at its lp_slot). */
+typedef struct g4_sample_logprobs {
+    float logprob;                    /* of the sampled token */
+    int32_t n_top;
+    int32_t top_ids[G4_SAMPLE_MAX_TOP];
+    float top_logprobs[G4_SAMPLE_MAX_TOP];
+} g4_sample_logprobs;
+
+static inline size_t g4_sample_params_bytes(int n_rows, int n_pen) {
+    return sizeof(g4_sample_params) + (size_t)n_rows * sizeof(g4_sample_row_params) + (size_t)n_pen * sizeof(g4_sample_penalty);
+}
+static inline g4_sample_row_params *g4_sample_rows(g4_sample_params *p) { return (g4_sample_row_params *)(p + 1); }
+static inline const g4_sample_row_params *g4_sample_rows_c(const g4_sample_params *p) {
+    return (const g4_sample_row_params *)(p + 1);
+}
+static inline g4_sample_penalty *g4_sample_pens(g4_sample_params *p) {
+    return (g4_sample_penalty *)(g4_sample_rows(p) + p->n_rows);
+}
+static inline const g4_sample_penalty *g4_sample_pens_c(const g4_sample_params *p) {
+    return (const g4_sample_penalty *)(g4_sample_rows_c(p) + p->n_rows);
+}
+
+/* u ∈ [0, 1) for output index i of a request with this seed (53 random bits; counter-based). */
+G4_HD static inline double g4_sample_draw_u(uint64_t seed, uint64_t i) {
+    uint64_t x = g4_mix64(g4_mix64(seed + 0x9e3779b97f4a7c15ULL) ^ (i * 0xd1b54a32d192ed03ULL + 0x8cb92ba72f3d8dd7ULL));
+    return (double)(x >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* The sample op's arguments (host struct; every pointer is dev memory). */
+typedef struct g4_sample_args {
+    float *logits;                    /* [max_rows, ld] f32; used as scratch (mask and penalties are
+                                         applied in place): its contents are undefined afterwards */
+    int64_t ld;                       /* row stride in floats (≥ V) */
+    int vocab;                        /* V; must equal params->vocab */
+    int max_rows;                     /* capacity: rows ≥ params->n_rows are left untouched */
+    const g4_sample_params *params;   /* the dev block described above */
+    const uint32_t *mask;             /* [max_rows, (V+31)/32], bit i%32 of word i/32 set = token i
+                                         allowed; NULL when no row has G4_SAMPLE_MASKED */
+    int32_t *tokens;                  /* out [max_rows] */
+    g4_sample_logprobs *logprobs;     /* out [slots]; NULL when no row asks */
+} g4_sample_args;
 
 typedef struct g4_backend_ops {
     int api_version;                /* G4_BACKEND_API_VERSION */
@@ -124,6 +225,12 @@ typedef struct g4_backend_ops {
     /* logits[r,:] = softcap(x[rows[r],:] · Eᵀ)    f32 [n_rows, V]; softcap(z) = c·tanh(z/c), c=0 off */
     int (*lm_head)(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E,
                    float softcap, g4_error *err);
+
+    /* tokens[r] (and logprobs[lp_slot] for rows that ask) from logits[r,:] by the sampling rules
+     * at "sampling" above, for r < params->n_rows. Queued like every op: the caller downloads
+     * tokens (4 bytes a row) and only the logprob slots it asked for. The CPU one reproduces the
+     * engine's former host sampler bit for bit (tests/backend/test_cpu_sample.c). */
+    int (*sample)(void *ctx, const g4_sample_args *a, g4_error *err);
 
     /* --- dummy weights (base/dummy.h) ----------------------------------------------------- */
 

@@ -46,10 +46,8 @@ void g4_sampler_free(g4_sampler *s) {
 }
 
 
-double g4_sample_uniform(uint64_t seed, uint64_t i) {
-    uint64_t x = g4_mix64(g4_mix64(seed + 0x9e3779b97f4a7c15ULL) ^ (i * 0xd1b54a32d192ed03ULL + 0x8cb92ba72f3d8dd7ULL));
-    return (double)(x >> 11) * (1.0 / 9007199254740992.0);
-}
+/* the op's generator (backend.h), so the host sampler and every backend draw the same u */
+double g4_sample_uniform(uint64_t seed, uint64_t i) { return g4_sample_draw_u(seed, i); }
 
 /* Step 1: repetition, presence and frequency penalties, in place on z. */
 static void apply_penalties(g4_sampler *s, const g4_sampling *sp, const g4_sample_history *h) {

@@ -10,6 +10,7 @@ extern const g4_backend_ops g4_cpu_ops;
 
 static void cpu_destroy(g4_backend *b) {
     if (!b) return;
+    if (b->ctx) g4_cpu_sample_scratch_free(((g4_cpu_ctx *)b->ctx)->sample_scratch);
     free(b->ctx);
     free(b);
 }

@@ -55,4 +55,13 @@ g4_backend *g4_backend_cpu_create_opts(const g4_cpu_opts *o, g4_error *err);
  * backend or o is invalid. Not thread-safe against ops running on b. */
 int g4_backend_cpu_set_opts(g4_backend *b, const g4_cpu_opts *o, g4_error *err);
 
+/* The sample op's CPU implementation on host memory, for callers that hold logits on the host
+ * (the engine with an executor that returns logits; tests). Same contract as ops->sample
+ * (backend.h); the scratch holds [V]-sized buffers and is reused across calls (one thread at a
+ * time). create: NULL when out of memory. */
+typedef struct g4_cpu_sample_scratch g4_cpu_sample_scratch;
+g4_cpu_sample_scratch *g4_cpu_sample_scratch_create(void);
+void g4_cpu_sample_scratch_free(g4_cpu_sample_scratch *s);
+int g4_cpu_sample_host(g4_cpu_sample_scratch *s, const g4_sample_args *a, g4_error *err);
+
 #endif

@@ -16,6 +16,7 @@
 typedef struct g4_cpu_ctx {
     int round_bf16; /* see g4_cpu_opts (cpu_backend.h) */
     int sum_order;
+    struct g4_cpu_sample_scratch *sample_scratch; /* the sample op's [V] buffers (lazily made) */
 } g4_cpu_ctx;
 
 static inline int g4_cpu_is_bf16(const void *ctx) { return ctx && ((const g4_cpu_ctx *)ctx)->round_bf16; }
@@ -55,6 +56,7 @@ int g4_cpu_qk_norm_rope_cache(void *ctx, void *q, const void *k, const void *v, 
                               const g4_step_dev *s, g4_error *err);
 int g4_cpu_attention(void *ctx, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,
                      const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
+int g4_cpu_sample(void *ctx, const g4_sample_args *a, g4_error *err);
 int g4_cpu_moe_route(void *ctx, int32_t *ids, float *weights, const void *h1, const g4_weight *proj,
                      const g4_weight *scale, const g4_weight *expert_scale, int T, int top_k, float eps,
                      g4_error *err);

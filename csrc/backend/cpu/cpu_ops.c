@@ -374,5 +374,6 @@ const g4_backend_ops g4_cpu_ops = {
     .moe_route = g4_cpu_moe_route,
     .moe_experts = g4_cpu_moe_experts,
     .lm_head = cpu_lm_head,
+    .sample = g4_cpu_sample,
     .load_dummy_weight = cpu_load_dummy_weight,
 };
