@@ -86,16 +86,23 @@ void load_row(float *out, const void *X, const g4emu_lt_layout &l, cublasOperati
     }
 }
 
-/* Σ_p a[p]·b[p] in 8 interleaved f32 partial sums, added in a fixed order. */
+/* Σ_p a[p]·b[p] the way a tensor-core GEMM accumulates: k in chunks of 16 (one mma), each chunk
+ * summed as a pairwise tree, chunks added to one f32 accumulator in k order. Deliberately not
+ * the CPU backend's order (8 interleaved partial sums), so the GPU tests' tolerances are
+ * exercised by summation-order noise here as they will be on a GPU. */
 float dot(const float *a, const float *b, uint64_t k) {
-    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float acc = 0.0f;
     uint64_t p = 0;
-    for (; p + 8 <= k; p += 8)
-        for (int q = 0; q < 8; q++) s[q] += a[p + q] * b[p + q];
-    for (; p < k; p++) s[p & 7] += a[p] * b[p];
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; p + 16 <= k; p += 16) {
+        float t[16];
+        for (int q = 0; q < 16; q++) t[q] = a[p + q] * b[p + q];
+        for (int w = 8; w > 0; w >>= 1)
+            for (int q = 0; q < w; q++) t[q] += t[q + w];
+        acc += t[0];
+    }
+    for (; p < k; p++) acc += a[p] * b[p];
+    return acc;
 }
-
 
 } /* namespace */
 

@@ -169,6 +169,9 @@ int main(void) {
     static const int Ts[4] = {1, 3, 8, 64};
     for (int i = 0; i < 4; i++)
         for (int m = 0; m < R_COUNT; m++) {
+#ifdef G4_CUDA_EMU /* CI time: at T=64 two routings; the edge cases run at T ≤ 8 */
+            if (Ts[i] == 64 && m > R_SAME8) continue;
+#endif
             /* the CPU rejects dropped ids; at T=64 it checks two routings (seconds each) */
             int with_cpu = m != R_DROPPED && (Ts[i] < 64 || m <= R_SAME8);
             run_case(&p, simple, Ts[i], m, with_cpu, 100 + 10 * i + m);
