@@ -26,7 +26,8 @@ typedef struct g4_model_scratch {
     void *x, *a, *q, *k, *v, *att, *o, *g, *u, *f, *m;
     int32_t *moe_ids;
     float *moe_w;
-    void *step_i32;            /* ids, pos, seq, rows, two block tables */
+    void *step_i32;            /* ids, pos, seq, rows, two block tables (backend memory) */
+    int32_t *step_host;        /* the same, packed on the host: one upload per step */
     size_t step_i32_cap;       /* int32 elements */
     float *logits;
     size_t logits_cap;         /* floats */
@@ -117,6 +118,8 @@ static int plan_buffers(g4_model *m, g4_error *err) {
     }
     s->step_i32_cap = 4 * T + 2 * (size_t)m->opts.max_seqs * m->max_blocks_per_seq;
     s->step_i32 = scratch_alloc(m, s->step_i32_cap * sizeof(int32_t), &failed);
+    s->step_host = malloc(s->step_i32_cap * sizeof(int32_t));
+    if (!s->step_host) failed = 1;
     if (failed) return g4_fail(err, "model: cannot allocate activation buffers for %zu tokens", T);
     return 0;
 }
@@ -127,6 +130,7 @@ static void free_buffers(g4_model *m) {
     void *all[] = {s->x, s->a, s->q, s->k, s->v, s->att, s->o, s->g, s->u, s->f, s->m,
                    s->moe_ids, s->moe_w, s->step_i32, s->logits};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) m->be->ops->free(m->be->ctx, all[i]);
+    free(s->step_host);
     free(s);
     m->scratch = NULL;
 }
@@ -269,17 +273,18 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
         if (st->blocks_sliding[at] < 0 && g4_config_count_layers(&m->cfg, G4_LAYER_SLIDING))
             return g4_fail(err, "step: token %d (position %d) has no sliding-pool block", t, st->pos[t]);
     }
-    int32_t *base = s->step_i32;
+    /* [ids T | pos T | seq T | rows T | sliding table | global table]: packed on the host, one
+     * upload (each upload is a host synchronisation on a GPU) */
+    int32_t *h = s->step_host, *base = s->step_i32;
+    memcpy(h, st->token_ids, T * sizeof(int32_t));
+    memcpy(h + T, st->pos, T * sizeof(int32_t));
+    memcpy(h + 2 * T, st->seq, T * sizeof(int32_t));
+    if (st->n_rows) memcpy(h + 3 * T, st->rows, st->n_rows * sizeof(int32_t));
+    memset(h + 3 * T + st->n_rows, 0, (size_t)(T - st->n_rows) * sizeof(int32_t));
+    memcpy(h + 4 * T, st->blocks_sliding, tab * sizeof(int32_t));
+    memcpy(h + 4 * T + tab, st->blocks_global, tab * sizeof(int32_t));
+    if (m->be->ops->upload(m->be->ctx, base, h, (4 * (size_t)T + 2 * tab) * sizeof(int32_t), err)) return -1;
     int32_t *ids = base, *pos = ids + T, *seq = pos + T, *rows = seq + T, *bs = rows + T, *bg = bs + tab;
-    const g4_backend_ops *ops = m->be->ops;
-    void *c = m->be->ctx;
-    if (ops->upload(c, ids, st->token_ids, T * sizeof(int32_t), err) ||
-        ops->upload(c, pos, st->pos, T * sizeof(int32_t), err) ||
-        ops->upload(c, seq, st->seq, T * sizeof(int32_t), err) ||
-        (st->n_rows && ops->upload(c, rows, st->rows, st->n_rows * sizeof(int32_t), err)) ||
-        ops->upload(c, bs, st->blocks_sliding, tab * sizeof(int32_t), err) ||
-        ops->upload(c, bg, st->blocks_global, tab * sizeof(int32_t), err))
-        return -1;
     *d = (g4_step_dev){.n_tokens = T, .token_ids = ids, .pos = pos, .seq = seq, .n_seqs = st->n_seqs,
                        .max_blocks = nb, .blocks_sliding = bs, .blocks_global = bg, .n_rows = st->n_rows,
                        .rows = rows, .max_pos = max_pos};
