@@ -117,6 +117,7 @@ int g4_cuda_moe_decode(g4_cuda_ctx *c, void *y, const void *x, const int32_t *id
                        const void *Wgu, const void *Wd, int E, int I, int H, int T, int top_k, g4_error *err);
 int g4_cuda_lm_head(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E,
                     float softcap, g4_error *err);
+int g4_cuda_sample(void *ctx, const g4_sample_args *a, g4_error *err); /* sample.cu */
 
 /* RoPE inverse frequency of pair i (rotate-half pairs (i, i + d/2)):
  * theta^(-2i/d) for i < rotated_pairs, 0 beyond (those dims pass through). */

@@ -180,6 +180,7 @@ static const g4_backend_ops g4_cuda_ops = {
     g4_cuda_moe_experts,
     g4_cuda_lm_head,
     g4_cuda_load_dummy_weight,
+    g4_cuda_sample,
 };
 
 static void g4_cuda_ctx_free(g4_cuda_ctx *c) {

@@ -226,17 +226,19 @@ typedef struct g4_backend_ops {
     int (*lm_head)(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E,
                    float softcap, g4_error *err);
 
-    /* tokens[r] (and logprobs[lp_slot] for rows that ask) from logits[r,:] by the sampling rules
-     * at "sampling" above, for r < params->n_rows. Queued like every op: the caller downloads
-     * tokens (4 bytes a row) and only the logprob slots it asked for. The CPU one reproduces the
-     * engine's former host sampler bit for bit (tests/backend/test_cpu_sample.c). */
-    int (*sample)(void *ctx, const g4_sample_args *a, g4_error *err);
-
     /* --- dummy weights (base/dummy.h) ----------------------------------------------------- */
 
     /* Like load_weight, but w->data is filled with bf16(mean + amp·g4_dummy_u(seed, i)) made on
      * the backend; the checkpoint's bytes are never read. Released by unload_weight. */
     int (*load_dummy_weight)(void *ctx, g4_weight *w, uint64_t seed, float mean, float amp, g4_error *err);
+
+    /* --- sampling (appended; see "sampling" above) ----------------------------------------- */
+
+    /* tokens[r] (and logprobs[lp_slot] for rows that ask) from logits[r,:] by the sampling rules,
+     * for r < params->n_rows. Queued like every op: the caller downloads tokens (4 bytes a row)
+     * and only the logprob slots it asked for. The CPU one reproduces the engine's former host
+     * sampler (tests/backend/test_cpu_sample.c); the CUDA one is cuda/sample.cu. */
+    int (*sample)(void *ctx, const g4_sample_args *a, g4_error *err);
 } g4_backend_ops;
 
 typedef struct g4_backend {
