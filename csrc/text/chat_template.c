@@ -46,11 +46,15 @@ static int put_trimmed(g4_strbuf *b, const cJSON *v) {
     return rc;
 }
 
-/* The template's strip_thinking: drop every "<|channel>...<channel|>" span, then trim. */
-static int put_strip_thinking(g4_strbuf *b, const cJSON *v) {
-    g4_strbuf t = {0}, r = {0};
-    int rc = g4_py_str(&t, v) || g4_strbuf_reserve(&t, 0);
-    const char *s = t.data ? t.data : "", *end = s + t.len;
+/* The template's strip_thinking: drop every "<|channel>...<channel|>" span, then trim.
+ * The template calls text.split(), so anything but a string (a part without "text", null, a
+ * number) raises there; here it is an error too. */
+static int put_strip_thinking(g4_strbuf *b, const cJSON *v, int msg_idx, g4_error *err) {
+    if (!cJSON_IsString(v))
+        return g4_fail(err, "chat: messages[%d]: an assistant text part needs a string 'text'", msg_idx);
+    const char *s = v->valuestring, *end = s + strlen(s);
+    g4_strbuf r = {0};
+    int rc = 0;
     while (!rc) { /* parts of text.split('<channel|>') */
         const char *close = strstr(s, "<channel|>");
         const char *part_end = close ? close : end;
@@ -66,9 +70,8 @@ static int put_strip_thinking(g4_strbuf *b, const cJSON *v) {
         g4_utf8_strip(r.data, r.len, &a, &e);
         rc = g4_strbuf_append(b, r.data + a, e - a);
     }
-    g4_strbuf_free(&t);
     g4_strbuf_free(&r);
-    return rc;
+    return rc ? g4_fail(err, "chat: out of memory") : 0;
 }
 
 /* format_tool_response_block(name, response). */
@@ -191,15 +194,16 @@ static int put_tool_messages(g4_strbuf *b, const cJSON **msgs, int n, int i, con
 }
 
 /* The content of one message (the template's captured_content). */
-static int put_content(g4_strbuf *b, const cJSON *content, int is_model) {
+static int put_content(g4_strbuf *b, const cJSON *content, int is_model, int msg_idx, g4_error *err) {
     if (cJSON_IsString(content))
-        return is_model ? put_strip_thinking(b, content) : put_trimmed(b, content);
+        return is_model ? put_strip_thinking(b, content, msg_idx, err) : put_trimmed(b, content);
     int rc = 0;
     if (cJSON_IsArray(content)) {
         for (const cJSON *it = content->child; it && !rc; it = it->next) {
             const char *t = part_type(it);
             if (streq(t, "text"))
-                rc = is_model ? put_strip_thinking(b, get(it, "text")) : put_trimmed(b, get(it, "text"));
+                rc = is_model ? put_strip_thinking(b, get(it, "text"), msg_idx, err)
+                              : put_trimmed(b, get(it, "text"));
             else
                 rc = put_media_marker(b, t);
         }
@@ -350,7 +354,7 @@ int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_opti
                                 "content-part objects", i + first);
         }
         g4_strbuf_clear(&captured);
-        rc = rc || put_content(&captured, get(msg, "content"), is_model);
+        rc = rc || put_content(&captured, get(msg, "content"), is_model, i + first, err);
         rc = rc || g4_strbuf_append(out, captured.data ? captured.data : "", captured.len);
         size_t cs = 0, ce = 0;
         if (captured.len) g4_utf8_strip(captured.data, captured.len, &cs, &ce);

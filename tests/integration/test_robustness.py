@@ -161,6 +161,30 @@ def test_nan_infinity_and_deep_nesting(server):
     assert_clean(server)
 
 
+def test_assistant_text_part_without_text(server):
+    """Issue 20: an assistant text part without a string "text" read out of bounds in the chat
+    renderer's thinking-stripper (heap-buffer-overflow under ASan, the process aborted). /tokenize
+    skipped chat validation and reached the renderer directly. Both must answer 400 naming the
+    message, and /tokenize must refuse exactly what chat refuses."""
+    parts = [[{"type": "text"}], [{"type": "text", "text": None}], [{"type": "text", "text": 7}],
+             [{"type": "text", "text": "ok"}, {"type": "text"}]]
+    for content in parts:
+        msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": content},
+                {"role": "user", "content": "again"}]
+        for path, body in (("/tokenize", {"messages": msgs}),
+                           (CHAT, {"messages": msgs, "max_tokens": 1})):
+            st, out = raw(server, "POST", path, json.dumps(body))
+            assert_names(st, out, "messages", "text")
+    # the same validation as chat: what chat refuses, /tokenize refuses (and names the same field)
+    for bad in ([{"role": "wizard", "content": "x"}], [{"role": "user", "content": [{"type": "image_url"}]}],
+                [], {"role": "user"}):
+        st_t, out_t = raw(server, "POST", "/tokenize", json.dumps({"messages": bad}))
+        st_c, out_c = raw(server, "POST", CHAT, json.dumps({"messages": bad, "max_tokens": 1}))
+        assert st_t == st_c == 400, (bad, st_t, st_c)
+        assert error_of(st_t, out_t)["message"] == error_of(st_c, out_c)["message"]
+    assert_clean(server)
+
+
 def test_wrong_types_for_every_chat_field(server):
     fields = ["model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
               "n", "stream", "stream_options", "stop", "stop_token_ids", "seed", "presence_penalty",

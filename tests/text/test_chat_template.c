@@ -117,6 +117,28 @@ static void check_numbers(void) {
     }
 }
 
+/* Issue 20: an assistant text part without a string "text" made the thinking-stripper strstr()
+ * an uninitialised, unterminated buffer (heap over-read under ASan). The template calls
+ * text.split() there and raises; the renderer must refuse, naming the message. */
+static void check_assistant_part_without_text(void) {
+    static const char *const bodies[] = {
+        "[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":[{\"type\":\"text\"}]}]",
+        "[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":null}]}]",
+        "[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":7}]}]",
+        "[{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"ok\"},{\"type\":\"text\"}]}]",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        cJSON *m = cJSON_Parse(bodies[i]);
+        g4_strbuf out = {0};
+        g4_error err = {0};
+        int rc = g4_chat_render(m, NULL, NULL, &out, &err);
+        CHECK(rc == -1 && strstr(err.msg, "messages[") && strstr(err.msg, "text"),
+              "assistant part without string text (case %zu): rc %d, %s", i, rc, err.msg);
+        cJSON_Delete(m);
+        g4_strbuf_free(&out);
+    }
+}
+
 int main(void) {
     char *json = read_file("tests/text/data/chat_cases.json");
     REQUIRE(json != NULL, "cannot read tests/text/data/chat_cases.json");
@@ -124,6 +146,7 @@ int main(void) {
     REQUIRE(root != NULL, "chat_cases.json does not parse");
     check_cases(root);
     check_string_arguments();
+    check_assistant_part_without_text();
     check_numbers();
     cJSON_Delete(root);
     free(json);

@@ -149,8 +149,8 @@ static void job_cancel(g4_job *j)
 
 /* --- prompt ------------------------------------------------------------------------------ */
 
-static int build_prompt(g4_http_server *s, const g4_oai_request *r, g4_tokens *ids, unsigned *parse_flags,
-                        g4_http_error *e)
+int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, g4_tokens *ids, unsigned *parse_flags,
+                         g4_http_error *e)
 {
     g4_error err = {{0}};
     *parse_flags = 0;
@@ -221,7 +221,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     }
     g4_tokens ids = {0};
     unsigned parse_flags = 0;
-    if (build_prompt(s, &req, &ids, &parse_flags, &e) < 0) {
+    if (g4_http_build_prompt(s, &req, &ids, &parse_flags, &e) < 0) {
         g4_tokens_free(&ids);
         g4_oai_request_free(&req);
         return reject(s, c, &e);

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "text/chat_template.h"
 
 #ifndef G4_VERSION
 #define G4_VERSION "0.0.0"
@@ -78,6 +77,12 @@ static enum MHD_Result send_fail(g4_http_server *s, struct MHD_Connection *c, in
     g4_http_fail(&e, status, param, "%s", msg);
     g4_metrics_request_rejected(s->metrics, status);
     return g4_http_send_error(c, &e);
+}
+
+static enum MHD_Result send_error(g4_http_server *s, struct MHD_Connection *c, const g4_http_error *e)
+{
+    g4_metrics_request_rejected(s->metrics, e->status);
+    return g4_http_send_error(c, e);
 }
 
 static enum MHD_Result send_cjson(struct MHD_Connection *c, int status, cJSON *root)
@@ -151,7 +156,10 @@ static enum MHD_Result metrics(g4_http_server *s, struct MHD_Connection *c)
     return ret;
 }
 
-/* vLLM's /tokenize: {prompt} or {messages[, tools]} (+ add_special_tokens) → {count, max_model_len, tokens}. */
+/* vLLM's /tokenize: {prompt} or {messages[, tools, ...]} (+ add_special_tokens) → {count, max_model_len, tokens}.
+ * A messages body is parsed and validated exactly as a chat completions request (g4_oai_request_parse)
+ * and rendered by the same prompt builder, so /tokenize returns the ids chat would submit and
+ * refuses what chat refuses. */
 static enum MHD_Result tokenize(g4_http_server *s, struct MHD_Connection *c, const g4_strbuf *body)
 {
     g4_http_error pe;
@@ -165,45 +173,46 @@ static enum MHD_Result tokenize(g4_http_server *s, struct MHD_Connection *c, con
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(in, "prompt");
     const cJSON *messages = cJSON_GetObjectItemCaseSensitive(in, "messages");
     const cJSON *ast = cJSON_GetObjectItemCaseSensitive(in, "add_special_tokens");
-    g4_strbuf text = {0};
+    g4_tokens ids = {0};
     g4_error err = {{0}};
-    unsigned flags = G4_ENCODE_SPLIT_SPECIAL;
     enum MHD_Result ret;
     if (cJSON_IsString(prompt)) {
-        g4_strbuf_puts(&text, prompt->valuestring);
+        /* A raw prompt, as /v1/completions takes it: special tokens in the text are split. */
+        unsigned flags = G4_ENCODE_SPLIT_SPECIAL;
         if (!ast || cJSON_IsTrue(ast))
             flags |= G4_ENCODE_ADD_BOS;
-    } else if (cJSON_IsArray(messages)) {
-        g4_chat_options o;
-        g4_chat_options_default(&o);
-        o.decode_string_arguments = 1;
-        const cJSON *agp = cJSON_GetObjectItemCaseSensitive(in, "add_generation_prompt");
-        if (cJSON_IsBool(agp))
-            o.add_generation_prompt = cJSON_IsTrue(agp);
-        const cJSON *tools = cJSON_GetObjectItemCaseSensitive(in, "tools");
-        if (g4_chat_render(messages, cJSON_IsArray(tools) ? tools : NULL, &o, &text, &err) < 0) {
-            g4_strbuf_free(&text);
+        if (g4_tokenizer_encode(s->tok, prompt->valuestring, strlen(prompt->valuestring), flags, &ids, &err) < 0) {
+            g4_tokens_free(&ids);
             cJSON_Delete(in);
-            return send_fail(s, c, 400, "messages", err.msg);
+            return send_fail(s, c, 500, NULL, err.msg);
+        }
+    } else if (messages) {
+        g4_oai_request req;
+        unsigned parse_flags;
+        if (g4_oai_request_parse(&req, G4_OAI_CHAT, body->data ? body->data : "", body->len,
+                                 g4_tokenizer_n_vocab(s->tok), &s->defaults, &pe) < 0) {
+            cJSON_Delete(in);
+            return send_error(s, c, &pe);
+        }
+        int rc = g4_http_build_prompt(s, &req, &ids, &parse_flags, &pe);
+        g4_oai_request_free(&req);
+        if (rc < 0) {
+            g4_tokens_free(&ids);
+            cJSON_Delete(in);
+            return send_error(s, c, &pe);
         }
     } else {
         cJSON_Delete(in);
         return send_fail(s, c, 400, "prompt", "'prompt' (a string) or 'messages' (a list) is required");
     }
-    g4_tokens ids = {0};
-    if (g4_tokenizer_encode(s->tok, text.data ? text.data : "", text.len, flags, &ids, &err) < 0) {
-        ret = send_fail(s, c, 500, NULL, err.msg);
-    } else {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "count", (double)ids.n);
-        cJSON_AddNumberToObject(o, "max_model_len", s->max_model_len);
-        cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
-        for (size_t i = 0; i < ids.n; i++)
-            cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids.ids[i]));
-        ret = send_cjson(c, 200, o);
-    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "count", (double)ids.n);
+    cJSON_AddNumberToObject(o, "max_model_len", s->max_model_len);
+    cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
+    for (size_t i = 0; i < ids.n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids.ids[i]));
+    ret = send_cjson(c, 200, o);
     g4_tokens_free(&ids);
-    g4_strbuf_free(&text);
     cJSON_Delete(in);
     return ret;
 }
