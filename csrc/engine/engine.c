@@ -182,6 +182,8 @@ static void engine_free(g4_engine *e) {
     g4_prefix_cache_free(&e->pc);
     g4_kvcache_free(&e->kv);
     g4_sampler_free(&e->sampler);
+    g4_cpu_sample_scratch_free(e->sample_scratch);
+    free(e->sample_params);
     free(e->logits);
     free(e->text);
     free(e->pending);
@@ -242,7 +244,9 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
                         o->max_running, e->o.max_blocks_per_seq, err) ||
         g4_prefix_cache_init(&e->pc, &e->kv, o->prefix_cache, err) ||
         g4_sched_init(&e->sched, &e->kv, &e->pc, o->max_running, o->step_token_budget, err) ||
-        g4_sampler_init(&e->sampler, ex->vocab, err)) {
+        g4_sampler_init(&e->sampler, ex->vocab, err) ||
+        !(e->sample_scratch = g4_cpu_sample_scratch_create())) {
+        if (!e->sample_scratch) g4_fail(err, "engine: out of memory for the sampler");
         engine_free(e);
         return NULL;
     }

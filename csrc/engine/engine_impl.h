@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "backend/cpu/cpu_backend.h"
 #include "engine/engine.h"
 #include "engine/kvcache.h"
 #include "engine/prefix_cache.h"
@@ -26,7 +27,10 @@ struct g4_engine {
     g4_kvcache kv;
     g4_prefix_cache pc;
     g4_scheduler sched;
-    g4_sampler sampler;
+    g4_sampler sampler;      /* its seen/count arrays build the sample op's penalty entries */
+    g4_cpu_sample_scratch *sample_scratch; /* the sample op on host logits (backend/cpu) */
+    g4_sample_params *sample_params;       /* one row's parameter block, grown on demand */
+    size_t sample_params_cap;              /* bytes */
     float *logits;           /* [max_running, V] */
     char *text;              /* detokenizer output scratch */
     size_t text_cap;
@@ -57,6 +61,6 @@ void g4_engine_finish(g4_engine *e, g4_seq *q, g4_finish_reason why, const char 
 
 /* Samples row r of e->logits for q, appends the token, applies stop rules and delivers the
  * token's event (finishing q when it ends). */
-void g4_engine_emit_row(g4_engine *e, g4_seq *q, const float *logits);
+void g4_engine_emit_row(g4_engine *e, g4_seq *q, float *logits);
 
 #endif
