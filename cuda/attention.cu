@@ -4,8 +4,9 @@
  * This is the simple, obviously-correct kernel: one block per (token, query head[, split]),
  * keys walked in tiles of 32 through the block table, online softmax in fp32. It is the
  * oracle and fallback for the tiled flash kernel (attention_flash.cu, chosen at the end of the
- * validation in g4_cuda_attention by shape and G4_ATTN_PATH); it does not share K/V loads
- * between the query heads of a GQA group or between the tokens of a chunk.
+ * validation in g4_cuda_attention by shape and G4_ATTN_PATH) and for the split-KV decode kernel
+ * (attention_decode.cu, chosen there for decode steps); it does not share K/V loads between the
+ * query heads of a GQA group or between the tokens of a chunk.
  * Not here: writing the cache (rope_cache.cu). */
 #include "ctx.cuh"
 #include "kv.cuh"
@@ -188,9 +189,16 @@ int g4_cuda_attention(void *ctx, void *out, const void *q, const g4_weight *k_no
     if (s->n_tokens <= 0) return 0;
     if (s->max_pos < 0) return g4_fail(err, "attention: step max_pos %d < 0", s->max_pos);
 
+    /* Split-KV decode kernel (attention_decode.cu) for decode steps: T ≤ n_seqs, i.e. one token
+     * per sequence when every sequence of the step has one (it is correct for any step: each
+     * token reads its own key range; it only stops sharing K/V between the tokens of a chunk). */
+    if ((c->attn_path == G4_ATTN_AUTO || c->attn_path == G4_ATTN_DECODE) && s->n_tokens <= s->n_seqs &&
+        g4_cuda_attention_decode_supported(c, g, kv))
+        return g4_cuda_attention_decode(c, out, q, k_norm, g, kv, s, err);
+
     /* Tiled tensor-core kernel (attention_flash.cu) for prefill-like steps: on average ≥ 8
      * tokens per sequence, where its K/V tiles are shared by the tokens of a chunk. */
-    if (c->attn_path != G4_ATTN_SIMPLE && g4_cuda_attention_flash_supported(c, g) &&
+    if ((c->attn_path == G4_ATTN_AUTO || c->attn_path == G4_ATTN_FAST) && g4_cuda_attention_flash_supported(c, g) &&
         (c->attn_path == G4_ATTN_FAST || s->n_tokens >= 8 * (s->n_seqs > 0 ? s->n_seqs : 1)))
         return g4_cuda_attention_flash(c, out, q, k_norm, g, kv, s, err);
 

@@ -40,8 +40,11 @@ enum {
 
 /* Attention kernel choice (env G4_ATTN_PATH=simple|fast|auto; unset = simple until a GPU run has
  * verified the flash kernel): auto runs the flash kernel on prefill-like steps of supported
- * shapes, fast on every supported step, simple always the oracle kernel (attention.cu). */
-enum { G4_ATTN_AUTO = 0, G4_ATTN_SIMPLE, G4_ATTN_FAST };
+ * shapes and the decode kernel (attention_decode.cu) on steps with T ≤ n_seqs, fast the flash
+ * kernel on every supported step, simple always the oracle kernel (attention.cu). DECODE: the
+ * decode kernel on T ≤ n_seqs steps, the simple kernel elsewhere (the flash kernel unused); meant
+ * as the unset default once cuda_backend.cu maps it (G4_ATTN_PATH is parsed there). */
+enum { G4_ATTN_AUTO = 0, G4_ATTN_SIMPLE, G4_ATTN_FAST, G4_ATTN_DECODE };
 
 typedef struct g4_cuda_ctx {
     int device;
@@ -87,6 +90,13 @@ void g4_cuda_gemm_plans_free(g4_cuda_ctx *c);
 int g4_cuda_attention_flash_supported(const g4_cuda_ctx *c, const g4_attn_geom *g);
 int g4_cuda_attention_flash(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm,
                             const g4_attn_geom *g, const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
+
+/* Split-KV decode attention (attention_decode.cu); same contract as the attention op, serving
+ * every query head of a GQA group per block. _supported: 1 when d is 256 / 512, n_heads/n_kv ≤ 8,
+ * the block size a power of two, k_eq_v rotated pairs a multiple of 16, and it fits this device. */
+int g4_cuda_attention_decode_supported(const g4_cuda_ctx *c, const g4_attn_geom *g, const g4_kv_layer *kv);
+int g4_cuda_attention_decode(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm,
+                             const g4_attn_geom *g, const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 
 /* Op entry points (contracts in backend/backend.h). */
 int g4_cuda_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, float scale, g4_error *err);
