@@ -6,7 +6,12 @@
  *                      and global d512 (32q/4kv, k_eq_v) at 4K and 16K tokens;
  *                      FLOPs = 4·d·heads·Σ_t keys(t); the default path (the tiled flash kernel,
  *                      cuda/attention_flash.cu) and "simple" (G4_ATTN_PATH=simple: the oracle)
- *   decode_attention   GB/s of KV bytes read, batch 1 and 8, contexts 2K and 32K
+ *   decode_attention   GB/s of KV bytes read, batch 1 and 8, contexts 2K, 4K and 32K, one token per
+ *                      sequence: the auto path (the split-KV decode kernel, cuda/attention_decode.cu),
+ *                      frac_copy against copy_gbs, ideal_us = bytes at copy_gbs, and simple_us (the
+ *                      oracle kernel, G4_ATTN_PATH=simple, one run); us/gbs are back-to-back runs,
+ *                      where a KV set smaller than L2 (batch 1 sliding: 16.8 MB) stays cached, so
+ *                      cold_us / cold_gbs time single runs after a 256 MiB memset scrubs L2
  *   moe_layer          26B-A4B at M = 1, 8, 64, 512, 4096: the router's µs, then the routed
  *                      experts three ways, each with µs, GB/s of the distinct experts'
  *                      weights touched (experts hit × 3·I·H·2 bytes) and TFLOP/s (2·M·k·3·I·H):
@@ -100,6 +105,33 @@ static double time_ms_on(g4_backend *tb, bench_fn fn, void *arg, int reps) {
 }
 static double time_ms(bench_fn fn, void *arg, int reps) { return time_ms_on(be, fn, arg, reps); }
 
+/* Mean ms of fn over reps single runs on be's stream, each after a memset of 256 MiB (more than
+ * any L2) so its inputs come from memory; one warm-up first. */
+static double time_ms_cold(bench_fn fn, void *arg, int reps) {
+    static void *scrub;
+    const size_t scrub_bytes = (size_t)256 << 20;
+    cudaEvent_t a, b;
+    cudaStream_t st = (cudaStream_t)g4_cuda_backend_stream(be);
+    if (!scrub && !(scrub = be->ops->alloc(be->ctx, scrub_bytes))) DIE("alloc L2 scrub buffer");
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    fn(arg);
+    double total = 0;
+    for (int i = 0; i < reps; i++) {
+        CK(cudaMemsetAsync(scrub, i & 0xff, scrub_bytes, st));
+        CK(cudaEventRecord(a, st));
+        fn(arg);
+        CK(cudaEventRecord(b, st));
+        CK(cudaEventSynchronize(b));
+        float ms = 0;
+        CK(cudaEventElapsedTime(&ms, a, b));
+        total += ms;
+    }
+    CK(cudaEventDestroy(a));
+    CK(cudaEventDestroy(b));
+    return total / reps;
+}
+
 /* --- copy bandwidth and cuBLAS ------------------------------------------------------------- */
 typedef struct { void *dst, *src; size_t bytes; } copy_arg;
 static void run_copy(void *p) {
@@ -123,6 +155,7 @@ typedef struct {
     g4_step_dev s;
 } att_arg;
 static g4_backend *be_att_simple; /* G4_ATTN_PATH=simple */
+static double att_cold_ms;        /* bench_attention with T_per = 1: ms of a run after an L2 scrub */
 static void run_att(void *p) {
     att_arg *a = p;
     OK(a->b->ops->attention(a->b->ctx, a->out, a->q, &a->kn, &a->g, &a->kv, &a->s, &err));
@@ -168,6 +201,7 @@ static double bench_attention(int global, int n_seqs, int ctx, int T_per, double
     a.s.max_pos = ctx - 1;
     a.b = be;
     double ms = time_ms(run_att, &a, T > 1024 ? 3 : 5);
+    if (T_per == 1) att_cold_ms = time_ms_cold(run_att, &a, 5);
     if (ms_simple) {
         a.b = be_att_simple;
         *ms_simple = time_ms_on(be_att_simple, run_att, &a, 1);
@@ -348,19 +382,22 @@ int main(void) {
                    fl / (ms * 1e-3) / 1e12 / cublas_tflops, ms_s, fl / (ms_s * 1e-3) / 1e12, ms_s / ms,
                    gl == 1 && i == 1 ? "" : ",");
         }
-    g4_backend_destroy(be_att_simple);
     printf("  ],\n  \"decode_attention\": [\n");
-    const int dctx[2] = {2048, 32768}, dbatch[2] = {1, 8};
+    const int dctx[3] = {2048, 4096, 32768}, dbatch[2] = {1, 8};
     for (int gl = 0; gl < 2; gl++)
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 3; i++)
             for (int bb = 0; bb < 2; bb++) {
-                double fl, by;
-                ms = bench_attention(gl, dbatch[bb], dctx[i], 1, &fl, &by, NULL);
+                double fl, by, ms_s;
+                ms = bench_attention(gl, dbatch[bb], dctx[i], 1, &fl, &by, &ms_s);
                 printf("    {\"layer\": \"%s\", \"context\": %d, \"batch\": %d, \"us\": %.1f, \"gbs\": %.1f, "
-                       "\"frac_copy\": %.3f}%s\n",
+                       "\"frac_copy\": %.3f, \"cold_us\": %.1f, \"cold_gbs\": %.1f, \"cold_frac_copy\": %.3f, "
+                       "\"ideal_us\": %.1f, \"simple_us\": %.1f}%s\n",
                        gl ? "global_d512" : "sliding_d256", dctx[i], dbatch[bb], ms * 1e3, by / (ms * 1e-3) / 1e9,
-                       by / (ms * 1e-3) / 1e9 / copy_gbs, gl == 1 && i == 1 && bb == 1 ? "" : ",");
+                       by / (ms * 1e-3) / 1e9 / copy_gbs, att_cold_ms * 1e3, by / (att_cold_ms * 1e-3) / 1e9,
+                       by / (att_cold_ms * 1e-3) / 1e9 / copy_gbs, by / (copy_gbs * 1e9) * 1e6, ms_s * 1e3,
+                       gl == 1 && i == 2 && bb == 1 ? "" : ",");
             }
+    g4_backend_destroy(be_att_simple);
 
     printf("  ],\n");
     bench_moe(copy_gbs);
