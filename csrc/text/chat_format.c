@@ -14,6 +14,22 @@
 
 #define Q "<|\"|>"
 
+/* Appends caller-supplied text (a key, a name, an upper-cased type): marked as user text, so
+ * control-token spellings in it are never tokenized as control tokens. */
+static int put_user(g4_strbuf *b, const char *s, size_t n) {
+    g4_strbuf_user_begin(b);
+    int rc = g4_strbuf_append(b, s, n);
+    g4_strbuf_user_end(b);
+    return rc;
+}
+
+static int puts_user(g4_strbuf *b, const char *s) { return put_user(b, s, strlen(s)); }
+
+/* <|"|>s<|"|> with s user text. */
+static int put_quoted_user(g4_strbuf *b, const char *s) {
+    return g4_strbuf_puts(b, Q) || puts_user(b, s) || g4_strbuf_puts(b, Q);
+}
+
 int g4_py_truthy(const cJSON *v) {
     if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v)) return 0;
     if (cJSON_IsNumber(v)) return v->valuedouble != 0;
@@ -101,7 +117,17 @@ static int py_repr(g4_strbuf *b, const cJSON *v) {
     return g4_py_str(b, v);
 }
 
+static int py_str(g4_strbuf *b, const cJSON *v);
+
+/* str(v) of a caller's value: user text (see g4_strbuf.user). */
 int g4_py_str(g4_strbuf *b, const cJSON *v) {
+    g4_strbuf_user_begin(b);
+    int rc = py_str(b, v);
+    g4_strbuf_user_end(b);
+    return rc;
+}
+
+static int py_str(g4_strbuf *b, const cJSON *v) {
     if (!v) return 0;
     if (cJSON_IsString(v)) return g4_strbuf_puts(b, v->valuestring);
     if (cJSON_IsNull(v)) return g4_strbuf_puts(b, "None");
@@ -165,7 +191,7 @@ void g4_ascii_upper(char *s, size_t n) {
 int g4_gemma_format_argument(g4_strbuf *b, const cJSON *v, int escape_keys) {
     if (!v) return 0;
     if (cJSON_IsNull(v)) return g4_strbuf_puts(b, "null");
-    if (cJSON_IsString(v)) return g4_strbuf_printf(b, Q "%s" Q, v->valuestring);
+    if (cJSON_IsString(v)) return put_quoted_user(b, v->valuestring);
     if (cJSON_IsBool(v)) return g4_strbuf_puts(b, cJSON_IsTrue(v) ? "true" : "false");
     if (cJSON_IsObject(v)) {
         int n, rc = g4_strbuf_putc(b, '{');
@@ -173,8 +199,7 @@ int g4_gemma_format_argument(g4_strbuf *b, const cJSON *v, int escape_keys) {
         if (!kv && v->child) return -1;
         for (int i = 0; i < n && !rc; i++) {
             if (i) rc = g4_strbuf_putc(b, ',');
-            if (!rc) rc = escape_keys ? g4_strbuf_printf(b, Q "%s" Q, kv[i]->string)
-                                      : g4_strbuf_puts(b, kv[i]->string);
+            if (!rc) rc = escape_keys ? put_quoted_user(b, kv[i]->string) : puts_user(b, kv[i]->string);
             if (!rc) rc = g4_strbuf_putc(b, ':') || g4_gemma_format_argument(b, kv[i], escape_keys);
         }
         free(kv);
@@ -247,7 +272,7 @@ static int format_items(g4_strbuf *b, const cJSON *items) {
             if (cJSON_IsString(iv)) {
                 g4_strbuf u = {0};
                 rc = rc || upper_of(&u, iv) || g4_strbuf_puts(b, Q) ||
-                     g4_strbuf_append(b, u.data ? u.data : "", u.len) || g4_strbuf_puts(b, Q);
+                     put_user(b, u.data ? u.data : "", u.len) || g4_strbuf_puts(b, Q);
                 g4_strbuf_free(&u);
             } else { /* map('upper') | list, then format_argument */
                 rc = rc || g4_strbuf_putc(b, '[');
@@ -255,13 +280,13 @@ static int format_items(g4_strbuf *b, const cJSON *items) {
                     g4_strbuf u = {0};
                     if (c != iv->child) rc = g4_strbuf_putc(b, ',');
                     rc = rc || upper_of(&u, c) || g4_strbuf_puts(b, Q) ||
-                         g4_strbuf_append(b, u.data ? u.data : "", u.len) || g4_strbuf_puts(b, Q);
+                         put_user(b, u.data ? u.data : "", u.len) || g4_strbuf_puts(b, Q);
                     g4_strbuf_free(&u);
                 }
                 rc = rc || g4_strbuf_putc(b, ']');
             }
         } else {
-            rc = g4_strbuf_puts(b, ik) || g4_strbuf_putc(b, ':') ||
+            rc = puts_user(b, ik) || g4_strbuf_putc(b, ':') ||
                  g4_gemma_format_argument(b, iv, 1);
         }
     }
@@ -284,7 +309,7 @@ static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys) 
         if (found_first) rc = g4_strbuf_putc(b, ',');
         found_first = 1;
         int add_comma = 0;
-        rc = rc || g4_strbuf_puts(b, key) || g4_strbuf_puts(b, ":{");
+        rc = rc || puts_user(b, key) || g4_strbuf_puts(b, ":{");
         const cJSON *desc = get(value, "description");
         if (g4_py_truthy(desc)) {
             rc = rc || g4_strbuf_puts(b, "description:" Q) || g4_py_str(b, desc) ||
@@ -318,7 +343,7 @@ static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys) 
             if (g4_py_truthy(req)) rc = rc || comma(b, &add_comma) || required_list(b, req);
         }
         rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "type:" Q) ||
-             g4_strbuf_append(b, type.data ? type.data : "", type.len) || g4_strbuf_puts(b, Q "}");
+             put_user(b, type.data ? type.data : "", type.len) || g4_strbuf_puts(b, Q "}");
         g4_strbuf_free(&type);
     }
     free(kv);
@@ -333,7 +358,7 @@ int g4_gemma_format_declaration(g4_strbuf *out, const cJSON *tool, const char **
     }
     *why = "out of memory";
     g4_strbuf b = {0};
-    int rc = g4_strbuf_puts(&b, "declaration:") || g4_py_str(&b, get(fn, "name")) ||
+    int rc = (out->tracking && g4_strbuf_track_user(&b)) || g4_strbuf_puts(&b, "declaration:") || g4_py_str(&b, get(fn, "name")) ||
              g4_strbuf_puts(&b, "{description:" Q) || g4_py_str(&b, get(fn, "description")) ||
              g4_strbuf_puts(&b, Q);
     const cJSON *params = get(fn, "parameters");
@@ -348,7 +373,7 @@ int g4_gemma_format_declaration(g4_strbuf *out, const cJSON *tool, const char **
         if (g4_py_truthy(type)) {
             g4_strbuf u = {0};
             rc = rc || upper_of(&u, type) || g4_strbuf_puts(&b, "type:" Q) ||
-                 g4_strbuf_append(&b, u.data ? u.data : "", u.len) || g4_strbuf_puts(&b, Q "}");
+                 put_user(&b, u.data ? u.data : "", u.len) || g4_strbuf_puts(&b, Q "}");
             g4_strbuf_free(&u);
         }
     }
@@ -362,7 +387,7 @@ int g4_gemma_format_declaration(g4_strbuf *out, const cJSON *tool, const char **
         g4_strbuf u = {0};
         rc = rc || upper_of(&u, get(resp, "type"));
         if (!rc && is_type(&u, "OBJECT"))
-            rc = g4_strbuf_puts(&b, "type:" Q) || g4_strbuf_append(&b, u.data, u.len) ||
+            rc = g4_strbuf_puts(&b, "type:" Q) || put_user(&b, u.data, u.len) ||
                  g4_strbuf_puts(&b, Q "}");
         g4_strbuf_free(&u);
     }
@@ -370,7 +395,7 @@ int g4_gemma_format_declaration(g4_strbuf *out, const cJSON *tool, const char **
     if (!rc) { /* | trim */
         size_t s, e;
         g4_utf8_strip(b.data, b.len, &s, &e);
-        rc = g4_strbuf_append(out, b.data + s, e - s);
+        rc = g4_strbuf_append_from(out, &b, s, e - s);
     }
     g4_strbuf_free(&b);
     return rc;

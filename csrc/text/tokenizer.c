@@ -69,6 +69,8 @@ typedef struct bpe_scratch {
     size_t cap, heap_cap;
     char *norm;          /* normalized segment */
     size_t norm_cap;
+    unsigned char *norm_user; /* the user-text flags of norm (masked encode only) */
+    size_t norm_user_cap;
 } bpe_scratch;
 
 static void scratch_free(bpe_scratch *s) {
@@ -78,6 +80,7 @@ static void scratch_free(bpe_scratch *s) {
     free(s->alive);
     free(s->heap);
     free(s->norm);
+    free(s->norm_user);
 }
 
 static int scratch_reserve(bpe_scratch *s, size_t n) {
@@ -233,20 +236,23 @@ static int is_word_byte(unsigned char c) {
 }
 
 /* Finds the leftmost-longest added-token match in s[from..n) using trie t. Returns the added
- * index (and the match bounds, widened by lstrip/rstrip) or -1. plain: ignore special tokens. */
+ * index (and the match bounds, widened by lstrip/rstrip) or -1. plain: ignore special tokens.
+ * user (NULL or one flag per byte of s): a special token never matches over a flagged byte. */
 static int32_t find_added(const g4_tokenizer *tok, const g4_trie *t, const char *s, size_t from,
-                          size_t n, int plain, size_t *mb, size_t *me) {
+                          size_t n, int plain, const unsigned char *user, size_t *mb, size_t *me) {
     if (t->nodes[0].first_child < 0) return -1;
     for (size_t i = from; i < n; i++) {
         int32_t cur = 0, best = -1;
         size_t best_end = 0;
+        int in_user = 0;
         for (size_t j = i; j < n; j++) {
             int32_t ch = t->nodes[cur].first_child;
             while (ch >= 0 && t->nodes[ch].byte != (uint8_t)s[j]) ch = t->nodes[ch].next_sibling;
             if (ch < 0) break;
             cur = ch;
+            if (user) in_user |= user[j];
             int32_t a = t->nodes[cur].added;
-            if (a >= 0 && !(plain && tok->added[a].special)) best = a, best_end = j + 1;
+            if (a >= 0 && !((plain || in_user) && tok->added[a].special)) best = a, best_end = j + 1;
         }
         if (best < 0) continue;
         const g4_added_token *at = &tok->added[best];
@@ -268,9 +274,10 @@ static int32_t find_added(const g4_tokenizer *tok, const g4_trie *t, const char 
 
 /* Normalizes s[0..n) (" " -> U+2581), splits normalized added tokens, runs BPE on the rest. */
 static int encode_segment(const g4_tokenizer *tok, bpe_scratch *sc, const char *s, size_t n,
-                          int plain, g4_tokens *out) {
+                          int plain, const unsigned char *user, g4_tokens *out) {
     if (!n) return 0;
     const char *p = s;
+    const unsigned char *pu = user;
     size_t m = n;
     if (tok->normalize_space) {
         if (n * 3 > sc->norm_cap) {
@@ -279,20 +286,28 @@ static int encode_segment(const g4_tokenizer *tok, bpe_scratch *sc, const char *
             sc->norm = q;
             sc->norm_cap = n * 3;
         }
+        if (user && n * 3 > sc->norm_user_cap) {
+            unsigned char *q = realloc(sc->norm_user, n * 3);
+            if (!q) return -1;
+            sc->norm_user = q;
+            sc->norm_user_cap = n * 3;
+        }
         m = 0;
         for (size_t i = 0; i < n; i++) {
-            if (s[i] == ' ') {
+            size_t k = s[i] == ' ' ? 3 : 1;
+            if (s[i] == ' ')
                 memcpy(sc->norm + m, SP_UTF8, 3);
-                m += 3;
-            } else {
-                sc->norm[m++] = s[i];
-            }
+            else
+                sc->norm[m] = s[i];
+            if (user) memset(sc->norm_user + m, user[i], k);
+            m += k;
         }
         p = sc->norm;
+        pu = user ? sc->norm_user : NULL;
     }
     size_t pos = 0, mb, me;
     int32_t a;
-    while ((a = find_added(tok, &tok->trie_norm, p, pos, m, plain, &mb, &me)) >= 0) {
+    while ((a = find_added(tok, &tok->trie_norm, p, pos, m, plain, pu, &mb, &me)) >= 0) {
         if (bpe_piece(tok, sc, p + pos, mb - pos, out) || g4_tokens_push(out, tok->added[a].id))
             return -1;
         pos = me;
@@ -302,6 +317,11 @@ static int encode_segment(const g4_tokenizer *tok, bpe_scratch *sc, const char *
 
 int g4_tokenizer_encode(const g4_tokenizer *tok, const char *text, size_t len, unsigned flags,
                         g4_tokens *out, g4_error *err) {
+    return g4_tokenizer_encode_masked(tok, text, len, flags, NULL, out, err);
+}
+
+int g4_tokenizer_encode_masked(const g4_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                               const unsigned char *user, g4_tokens *out, g4_error *err) {
     bpe_scratch sc = {0};
     int plain = !(flags & G4_ENCODE_SPLIT_SPECIAL);
     size_t first = out->n;
@@ -309,12 +329,12 @@ int g4_tokenizer_encode(const g4_tokenizer *tok, const char *text, size_t len, u
     if ((flags & G4_ENCODE_ADD_BOS) && tok->sp.bos >= 0) rc = g4_tokens_push(out, tok->sp.bos);
     size_t pos = 0, mb, me;
     int32_t a;
-    while (!rc && (a = find_added(tok, &tok->trie_raw, text, pos, len, plain, &mb, &me)) >= 0) {
-        rc = encode_segment(tok, &sc, text + pos, mb - pos, plain, out);
+    while (!rc && (a = find_added(tok, &tok->trie_raw, text, pos, len, plain, user, &mb, &me)) >= 0) {
+        rc = encode_segment(tok, &sc, text + pos, mb - pos, plain, user ? user + pos : NULL, out);
         if (!rc) rc = g4_tokens_push(out, tok->added[a].id);
         pos = me;
     }
-    if (!rc) rc = encode_segment(tok, &sc, text + pos, len - pos, plain, out);
+    if (!rc) rc = encode_segment(tok, &sc, text + pos, len - pos, plain, user ? user + pos : NULL, out);
     scratch_free(&sc);
     if (rc) return g4_fail(err, "tokenizer: out of memory encoding %zu bytes", len);
     /* One BOS only: drop the one we added when the text itself began with <bos>. */

@@ -95,6 +95,15 @@ enum {
 int g4_tokenizer_encode(const g4_tokenizer *tok, const char *text, size_t len, unsigned flags,
                         g4_tokens *out, g4_error *err);
 
+/* g4_tokenizer_encode, except that with G4_ENCODE_SPLIT_SPECIAL a special added token is matched
+ * only where none of its bytes is flagged in user (NULL, or one flag per byte of text; nonzero
+ * = caller-supplied text). This is how a rendered chat prompt is encoded: control tokens come
+ * from the template (flag 0), while the same spelling inside message content, names, arguments
+ * or tool results is tokenized as plain text. Ids are otherwise identical to the unmasked
+ * encode (the BPE runs over the same spans), so a prompt without such spellings is unchanged. */
+int g4_tokenizer_encode_masked(const g4_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                               const unsigned char *user, g4_tokens *out, g4_error *err);
+
 /* Decode flags. */
 enum {
     G4_DECODE_SKIP_SPECIAL = 1u << 0, /* drop added tokens marked special */

@@ -125,13 +125,15 @@ static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__
     g4_chat_options_default(&opt);
     opt.enable_thinking = chat->enable_thinking;
     g4_strbuf prompt = {0};
-    int rc = g4_chat_render(msgs, tools, &opt, &prompt, err);
+    int rc = g4_strbuf_track_user(&prompt) ? g4_fail(err, "out of memory") : 0;
+    if (rc == 0) rc = g4_chat_render(msgs, tools, &opt, &prompt, err);
     static const char thought[] = "<|channel>thought\n";
     if (rc == 0 && in_reasoning)
-        *in_reasoning = prompt.len >= sizeof thought - 1 &&
+        *in_reasoning = prompt.len >= sizeof thought - 1 && !prompt.user[prompt.len - 1] &&
                         !memcmp(prompt.data + prompt.len - (sizeof thought - 1), thought, sizeof thought - 1);
+    /* Control tokens only where the template wrote them; user text is plain text (issue 20). */
     if (rc == 0)
-        rc = g4_tokenizer_encode(tok, prompt.data ? prompt.data : "", prompt.len, G4_ENCODE_SPLIT_SPECIAL, out, err);
+        rc = g4_tokenizer_encode_masked(tok, prompt.data, prompt.len, G4_ENCODE_SPLIT_SPECIAL, prompt.user, out, err);
     g4_strbuf_free(&prompt);
     cJSON_Delete(msgs);
     cJSON_Delete(tools);

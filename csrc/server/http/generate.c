@@ -161,7 +161,8 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, g4_tokens *
                     return g4_http_fail(e, 500, NULL, "out of memory");
             return 0;
         }
-        /* Raw prompts may carry control tokens on purpose; Gemma needs exactly one BOS. */
+        /* Raw prompts may carry control tokens on purpose (the caller writes the whole prompt,
+         * template included: docs/api-http.md); Gemma needs exactly one BOS. */
         if (g4_tokenizer_encode(s->tok, r->prompt_text, strlen(r->prompt_text),
                                 G4_ENCODE_SPLIT_SPECIAL | G4_ENCODE_ADD_BOS, ids, &err) < 0)
             return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
@@ -174,14 +175,18 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, g4_tokens *
     o.decode_string_arguments = 1;
     const cJSON *tools = r->tool_choice == G4_TOOL_CHOICE_NONE ? NULL : r->tools;
     g4_strbuf text = {0};
+    if (g4_strbuf_track_user(&text) < 0)
+        return g4_http_fail(e, 500, NULL, "out of memory");
     if (g4_chat_render(r->messages, tools, &o, &text, &err) < 0) {
         g4_strbuf_free(&text);
         return g4_http_fail(e, 400, "messages", "%s", err.msg);
     }
     static const char opened[] = "<|channel>thought\n";
-    if (text.len >= sizeof opened - 1 && !memcmp(text.data + text.len - (sizeof opened - 1), opened, sizeof opened - 1))
+    if (text.len >= sizeof opened - 1 && !memcmp(text.data + text.len - (sizeof opened - 1), opened, sizeof opened - 1) &&
+        !text.user[text.len - 1])
         *parse_flags |= G4_PARSE_START_IN_REASONING;
-    int rc = g4_tokenizer_encode(s->tok, text.data ? text.data : "", text.len, G4_ENCODE_SPLIT_SPECIAL, ids, &err);
+    /* Control tokens only where the template wrote them; user text is plain text (issue 20). */
+    int rc = g4_tokenizer_encode_masked(s->tok, text.data, text.len, G4_ENCODE_SPLIT_SPECIAL, text.user, ids, &err);
     g4_strbuf_free(&text);
     if (rc < 0)
         return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
