@@ -185,6 +185,19 @@ def test_assistant_text_part_without_text(server):
     assert_clean(server)
 
 
+def test_error_message_cut_is_utf8(server):
+    """Issue 20: user strings echoed into the 1,024-byte error message were cut at a byte, so a 4xx
+    body could be invalid UTF-8. Every offset of 1- to 4-byte characters across the cut."""
+    for ch in ("\u00e9", "\u20ac", "\U0001F600"):
+        for pad in range(4):
+            role = "x" * pad + ch * 600
+            st, body = raw(server, "POST", CHAT, json.dumps({"messages": [{"role": role, "content": "x"}],
+                                                              "max_tokens": 1}))
+            assert_names(st, body, "role")  # strict UTF-8 decode of the body
+            st, body = raw(server, "POST", "/tokenize", json.dumps({"messages": [{"role": role, "content": "x"}]}))
+            assert_names(st, body, "role")
+
+
 def test_wrong_types_for_every_chat_field(server):
     fields = ["model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
               "n", "stream", "stream_options", "stop", "stop_token_ids", "seed", "presence_penalty",

@@ -12,6 +12,21 @@
 
 #include "text/utf8.h"
 
+/* A message cut at the buffer's end may end inside a multi-byte character (user text is echoed
+ * into it): drop that partial character, so the error body stays valid UTF-8 JSON. */
+static void utf8_cut(char *s)
+{
+    size_t len = strlen(s), lead = len;
+    while (lead > 0 && len - lead < 4 && ((unsigned char)s[lead - 1] & 0xC0) == 0x80)
+        lead--;
+    if (lead == 0)
+        return;
+    unsigned char c = (unsigned char)s[lead - 1];
+    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (c >= 0x80 && len - (lead - 1) < need)
+        s[lead - 1] = 0;
+}
+
 int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fmt, ...)
 {
     if (!e)
@@ -28,8 +43,10 @@ int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fm
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    int n = vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    if (n >= (int)sizeof e->message)
+        utf8_cut(e->message);
     return -1;
 }
 
