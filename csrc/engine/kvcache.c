@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 /* --- one pool ---------------------------------------------------------------------------- */
@@ -171,11 +172,12 @@ void g4_kvcache_release_slot(g4_kvcache *kv, int slot) {
 }
 
 int g4_kvcache_seq_blocks(const g4_kvcache *kv, int pool, int L, int C) {
-    int B = kv->block_size, all = (L + B - 1) / B;
-    if (pool == G4_POOL_GLOBAL) return all;
+    /* 64-bit sums: window + chunk can pass INT_MAX even though the block counts cannot */
+    int64_t B = kv->block_size, all = ((int64_t)L + B - 1) / B;
+    if (pool == G4_POOL_GLOBAL) return (int)all;
     /* window W−1 keys before the chunk, the chunk itself, one partial block at each end */
-    int win = (kv->window - 1 + C + B - 1) / B + 1;
-    return win < all ? win : all;
+    int64_t win = ((int64_t)kv->window - 1 + C + B - 1) / B + 1;
+    return (int)(win < all ? win : all);
 }
 
 /* --- capacity planning --------------------------------------------------------------------- */

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -284,6 +285,55 @@ static int parse_moe(const cJSON *t, g4_config *c, g4_error *err) {
     return 0;
 }
 
+/* ---- geometry limits ------------------------------------------------------------------ */
+
+/* Every size the engine turns into int arithmetic (KV plan, block tables, row widths) must stay
+ * far from INT_MAX: each dimension has a cap well above any real Gemma 4 checkpoint, and the
+ * products used as row widths are checked in 64 bits. A config past them is refused at load,
+ * naming the field, instead of overflowing a signed int later (issue 20: sliding_window 2^30). */
+#define G4_CFG_MAX_DIM (1 << 20)       /* hidden, heads, head dims, intermediate sizes, experts */
+#define G4_CFG_MAX_TOKENS (1 << 24)    /* sliding_window, max_position_embeddings */
+#define G4_CFG_MAX_VOCAB (1 << 24)
+
+static int check_geometry(const g4_config *c, g4_error *err) {
+    const struct {
+        const char *name;
+        int v, max;
+    } dims[] = {
+        {"hidden_size", c->hidden, G4_CFG_MAX_DIM},
+        {"num_attention_heads", c->n_heads, G4_CFG_MAX_DIM},
+        {"num_key_value_heads", c->n_kv_heads, G4_CFG_MAX_DIM},
+        {"head_dim", c->head_dim, G4_CFG_MAX_DIM},
+        {"global_head_dim", c->global_head_dim, G4_CFG_MAX_DIM},
+        {"num_global_key_value_heads", c->n_global_kv_heads, G4_CFG_MAX_DIM},
+        {"intermediate_size", c->intermediate, G4_CFG_MAX_DIM},
+        {"num_experts", c->n_experts, G4_CFG_MAX_DIM},
+        {"moe_intermediate_size", c->moe_intermediate, G4_CFG_MAX_DIM},
+        {"vocab_size", c->vocab, G4_CFG_MAX_VOCAB},
+        {"sliding_window", c->sliding_window, G4_CFG_MAX_TOKENS},
+        {"max_position_embeddings", c->max_positions, G4_CFG_MAX_TOKENS},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (dims[i].v > dims[i].max)
+            return g4_fail(err, "config: field %s = %d exceeds the supported %d", dims[i].name, dims[i].v,
+                           dims[i].max);
+    const struct {
+        const char *name;
+        int64_t v;
+    } rows[] = {
+        {"num_attention_heads * head_dim", (int64_t)c->n_heads * c->head_dim},
+        {"num_attention_heads * global_head_dim", (int64_t)c->n_heads * c->global_head_dim},
+        {"num_key_value_heads * head_dim", (int64_t)c->n_kv_heads * c->head_dim},
+        {"num_global_key_value_heads * global_head_dim", (int64_t)c->n_global_kv_heads * c->global_head_dim},
+        {"num_experts * moe_intermediate_size", (int64_t)c->n_experts * c->moe_intermediate},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if (rows[i].v > G4_CFG_MAX_DIM)
+            return g4_fail(err, "config: fields %s = %lld exceed the supported %d", rows[i].name,
+                           (long long)rows[i].v, G4_CFG_MAX_DIM);
+    return 0;
+}
+
 /* ---- the parser ----------------------------------------------------------------------- */
 
 static int parse_text(g4_config *c, const cJSON *t, g4_error *err) {
@@ -321,6 +371,7 @@ static int parse_text(g4_config *c, const cJSON *t, g4_error *err) {
         parse_rope(rp, "full_attention", c->global_head_dim, &c->rope_global, err))
         return -1;
     if (parse_moe(t, c, err)) return -1;
+    if (check_geometry(c, err)) return -1;
 
     double cap, eps;
     if (opt_num(t, "final_logit_softcapping", 0.0, &cap, err)) return -1;

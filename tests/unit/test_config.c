@@ -226,6 +226,16 @@ static void test_rejections(void) {
     expect_reject(m, "text_config.top_k_experts", "16", "top_k_experts");
     expect_reject(m, "text_config.moe_intermediate_size", "0", "moe_intermediate_size");
     expect_reject(m, "text_config.rms_norm_eps", "0", "rms_norm_eps");
+    /* issue 20: geometry past int arithmetic is refused at load, naming the field */
+    expect_reject(d, "sliding_window", "1073741824", "sliding_window");
+    expect_reject(d, "sliding_window", "2147483647", "sliding_window");
+    expect_reject(d, "max_position_embeddings", "2147483647", "max_position_embeddings");
+    expect_reject(d, "head_dim", "2097152", "head_dim");
+    expect_reject(d, "hidden_size", "2147483647", "hidden_size");
+    expect_reject(d, "vocab_size", "1073741824", "vocab_size");
+    expect_reject(d, "intermediate_size", "1073741824", "intermediate_size");
+    expect_reject(d, "num_attention_heads", "65536", "num_attention_heads");
+    expect_reject(m, "text_config.moe_intermediate_size", "1048576", "moe_intermediate_size");
 
     /* malformed JSON */
     g4_config c;
