@@ -68,8 +68,19 @@ static void run_step(g4_engine *e) {
     g4_step st;
     g4_sched_step_view(s, &st);
     g4_error err = {{0}};
+    /* rows sampled on the backend when the executor can: only ids (and asked-for logprobs) return */
+    int on_device = e->ex.step_sample != NULL, n_lp = 0, rc = 0;
+    if (on_device) {
+        double ts = now_s();
+        for (int r = 0; r < s->n_rows; r++) e->row_seqs[r] = s->batch[s->row_batch[r]];
+        rc = g4_engine_sample_params(e, e->row_seqs, s->n_rows, &n_lp, &err);
+        e->st.sample_seconds += now_s() - ts;
+    }
     double t1 = now_s();
-    int rc = e->ex.step(e->ex.ctx, &st, e->logits, &err);
+    if (!rc)
+        rc = on_device ? e->ex.step_sample(e->ex.ctx, &st, e->sample_params, e->sample_params_bytes, e->sampled,
+                                           e->sampled_lp, n_lp, &err)
+                       : e->ex.step(e->ex.ctx, &st, e->logits, &err);
     double t2 = now_s();
     e->st.model_seconds += t2 - t1;
     e->st.steps++;
@@ -89,8 +100,16 @@ static void run_step(g4_engine *e) {
     int V = e->ex.vocab;
     for (int r = 0; r < s->n_rows; r++) {
         g4_seq *q = s->batch[s->row_batch[r]];
-        if (q->cancelled) g4_engine_finish(e, q, G4_FINISH_ABORT, NULL);
-        else g4_engine_emit_row(e, q, e->logits + (size_t)r * V);
+        if (q->cancelled) {
+            g4_engine_finish(e, q, G4_FINISH_ABORT, NULL);
+        } else if (on_device) {
+            g4_sample_result res;
+            int slot = q->sampling.logprobs >= 0 ? g4_sample_rows(e->sample_params)[r].lp_slot : -1;
+            g4_engine_result(&res, e->sampled[r], slot >= 0 ? &e->sampled_lp[slot] : NULL);
+            g4_engine_emit_token(e, q, &res);
+        } else {
+            g4_engine_emit_row(e, q, e->logits + (size_t)r * V);
+        }
     }
     e->st.sched_seconds += (t1 - t0) + (now_s() - t2);
 }
@@ -184,6 +203,9 @@ static void engine_free(g4_engine *e) {
     g4_sampler_free(&e->sampler);
     g4_cpu_sample_scratch_free(e->sample_scratch);
     free(e->sample_params);
+    free(e->sampled);
+    free(e->sampled_lp);
+    free(e->row_seqs);
     free(e->logits);
     free(e->text);
     free(e->pending);
@@ -235,7 +257,10 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     e->text_cap = G4_TEXT_SCRATCH;
     e->text = malloc(e->text_cap);
     e->logits = malloc((size_t)o->max_running * ex->vocab * sizeof *e->logits);
-    if (!e->text || !e->logits) {
+    e->sampled = malloc((size_t)o->max_running * sizeof *e->sampled);
+    e->sampled_lp = malloc((size_t)o->max_running * sizeof *e->sampled_lp);
+    e->row_seqs = malloc((size_t)o->max_running * sizeof *e->row_seqs);
+    if (!e->text || !e->logits || !e->sampled || !e->sampled_lp || !e->row_seqs) {
         g4_fail(err, "engine: out of memory for %d logit rows of %d", o->max_running, ex->vocab);
         engine_free(e);
         return NULL;

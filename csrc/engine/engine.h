@@ -109,12 +109,17 @@ typedef struct g4_detok_iface {
 /* --- executor seam ---------------------------------------------------------------------- */
 
 /* One step's computation: forward on every worker, f32 logits [n_rows, vocab] of rank 0 back.
- * g4_executor_local wraps one g4_model (N = 1); tests pass a null model. */
+ * Optional step_sample (NULL: the engine samples host logits from step): the same step with the
+ * rows sampled on the backend (g4_model_forward_sample): tokens [n_rows] and the logprob records
+ * of the rows that ask come back instead of the logits. g4_executor_local wraps one g4_model
+ * (N = 1) and samples on its backend when the backend can; tests pass a null model. */
 typedef struct g4_executor {
     void *ctx;
     int n_workers;
     int vocab;
     int (*step)(void *ctx, const g4_step *step, float *logits, g4_error *err);
+    int (*step_sample)(void *ctx, const g4_step *step, const g4_sample_params *params, size_t params_bytes,
+                       int32_t *tokens, g4_sample_logprobs *logprobs, int n_logprobs, g4_error *err);
 } g4_executor;
 
 void g4_executor_local(g4_executor *ex, g4_model *m);

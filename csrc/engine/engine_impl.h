@@ -29,8 +29,12 @@ struct g4_engine {
     g4_scheduler sched;
     g4_sampler sampler;      /* its seen/count arrays build the sample op's penalty entries */
     g4_cpu_sample_scratch *sample_scratch; /* the sample op on host logits (backend/cpu) */
-    g4_sample_params *sample_params;       /* one row's parameter block, grown on demand */
+    g4_sample_params *sample_params;       /* the step's (or one row's) parameter block, grown on demand */
     size_t sample_params_cap;              /* bytes */
+    size_t sample_params_bytes;            /* bytes in use */
+    int32_t *sampled;                      /* [max_running] tokens from ex.step_sample */
+    g4_sample_logprobs *sampled_lp;        /* [max_running] their logprob records */
+    g4_seq **row_seqs;                     /* [max_running] the step's rows' sequences */
     float *logits;           /* [max_running, V] */
     char *text;              /* detokenizer output scratch */
     size_t text_cap;
@@ -62,5 +66,14 @@ void g4_engine_finish(g4_engine *e, g4_seq *q, g4_finish_reason why, const char 
 /* Samples row r of e->logits for q, appends the token, applies stop rules and delivers the
  * token's event (finishing q when it ends). */
 void g4_engine_emit_row(g4_engine *e, g4_seq *q, float *logits);
+/* The same for a token already sampled (by the executor's step_sample). */
+void g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *r);
+
+/* Builds e->sample_params (e->sample_params_bytes) for the step's rows, in row order;
+ * *n_logprobs = rows that ask for logprobs (their lp_slot numbers them in row order). */
+int g4_engine_sample_params(g4_engine *e, g4_seq *const *rows, int n_rows, int *n_logprobs, g4_error *err);
+int g4_engine_row_has_penalty(const g4_seq *q);
+/* A sample result from the op's outputs (lp NULL: no logprobs). */
+void g4_engine_result(g4_sample_result *out, int32_t token, const g4_sample_logprobs *lp);
 
 #endif

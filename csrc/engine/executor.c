@@ -5,11 +5,17 @@
  * its shard of the model); step() will hand the same g4_step to every worker, wait for all of
  * them (they all-reduce inside the forward), and return rank 0's logits — nothing above this
  * seam changes. For N = 1 the worker is the engine thread itself, so step() calls the model
- * directly. Not here: scheduling, sampling (engine). */
+ * directly, and samples on the model's backend (only ids come back) when the backend can.
+ * Not here: scheduling, the sampling parameters (engine). */
 #include "engine/engine.h"
 
 static int local_step(void *ctx, const g4_step *step, float *logits, g4_error *err) {
     return g4_model_forward((g4_model *)ctx, step, logits, err);
+}
+
+static int local_step_sample(void *ctx, const g4_step *step, const g4_sample_params *params, size_t params_bytes,
+                             int32_t *tokens, g4_sample_logprobs *logprobs, int n_logprobs, g4_error *err) {
+    return g4_model_forward_sample((g4_model *)ctx, step, params, params_bytes, tokens, logprobs, n_logprobs, err);
 }
 
 void g4_executor_local(g4_executor *ex, g4_model *m) {
@@ -17,6 +23,7 @@ void g4_executor_local(g4_executor *ex, g4_model *m) {
     ex->n_workers = 1;
     ex->vocab = m->cfg.vocab;
     ex->step = local_step;
+    ex->step_sample = g4_model_can_sample(m) ? local_step_sample : NULL;
 }
 
 void g4_engine_opts_from_model(g4_engine_opts *o, const g4_model *m) {

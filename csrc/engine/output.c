@@ -1,7 +1,8 @@
-/* output.c — from a row of logits to a request's events: sample, append, detokenize, apply stop
- * rules, deliver. Also the last event of requests that end any other way. Engine thread only.
- * Sampling goes through the sample op's CPU implementation (backend/cpu/cpu_sample.c) over the
- * executor's host logits, which it overwrites.
+/* output.c — from a row of logits (or a token sampled on the backend) to a request's events:
+ * sample, append, detokenize, apply stop rules, deliver. Also the last event of requests that end
+ * any other way, and the sample op's parameter block for a step's rows. Engine thread only.
+ * Host sampling goes through the sample op's CPU implementation (backend/cpu/cpu_sample.c) over
+ * the executor's host logits, which it overwrites.
  * Not here: the sampler itself (backend/cpu/cpu_sample.c; sampling.c keeps the reference), stop matching (stop.c), the loop (engine.c). */
 #include <stdlib.h>
 #include <string.h>
@@ -44,53 +45,84 @@ static int detok_call(g4_engine *e, g4_seq *q, int32_t token, bool finish) {
     return e->detok.push(q->detok, token, e->text, e->text_cap);
 }
 
-/* One row through the sample op (the CPU implementation over host logits, which it may
- * overwrite): the parameter block for q, with its penalty entries (distinct prompt ∪ output
- * tokens, output counts capped at 65535) when it has penalties. Same result as g4_sample_row. */
-static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *out, g4_error *err) {
+/* q's row of the sample op's parameter block: R, and its penalty entries at pe (distinct
+ * prompt ∪ output tokens, output counts capped at 65535) when it has penalties. Returns the
+ * number of penalty entries. lp_slot: its logprob record, −1 when it asks for none. */
+static int row_params(g4_engine *e, g4_seq *q, g4_sample_row_params *R, g4_sample_penalty *pe, int pen_first,
+                      int lp_slot) {
     const g4_sampling *sp = &q->sampling;
-    int n_out = g4_seq_n_output(q), n_hist = q->n_prompt + n_out;
-    bool pen = (sp->repetition_penalty > 0 && sp->repetition_penalty != 1.0f) || sp->presence_penalty != 0 ||
-               sp->frequency_penalty != 0;
-    size_t need = g4_sample_params_bytes(1, pen ? n_hist : 0);
+    int n_out = g4_seq_n_output(q), n_hist = q->n_prompt + n_out, n = 0;
+    *R = (g4_sample_row_params){.temperature = sp->temperature, .top_p = sp->top_p, .min_p = sp->min_p,
+                                .repetition_penalty = sp->repetition_penalty, .presence_penalty = sp->presence_penalty,
+                                .frequency_penalty = sp->frequency_penalty, .top_k = sp->top_k,
+                                .n_logprobs = sp->logprobs, .seed = q->seed, .step = (uint64_t)n_out,
+                                .lp_slot = lp_slot};
+    if (!g4_engine_row_has_penalty(q)) return 0;
+    uint8_t *seen = e->sampler.seen;
+    uint16_t *count = e->sampler.count;
+    for (int i = 0; i < n_hist; i++) {
+        int32_t t = q->tokens[i];
+        if (i >= q->n_prompt && count[t] < UINT16_MAX) count[t]++;
+        if (!seen[t]) seen[t] = 1, pe[n++].token = t;
+    }
+    for (int j = 0; j < n; j++) pe[j].count = count[pe[j].token], seen[pe[j].token] = 0, count[pe[j].token] = 0;
+    R->pen_first = pen_first;
+    R->n_pen = n;
+    return n;
+}
+
+int g4_engine_row_has_penalty(const g4_seq *q) {
+    const g4_sampling *sp = &q->sampling;
+    return (sp->repetition_penalty > 0 && sp->repetition_penalty != 1.0f) || sp->presence_penalty != 0 ||
+           sp->frequency_penalty != 0;
+}
+
+int g4_engine_sample_params(g4_engine *e, g4_seq *const *rows, int n_rows, int *n_logprobs, g4_error *err) {
+    size_t n_pen_max = 0;
+    for (int r = 0; r < n_rows; r++)
+        if (g4_engine_row_has_penalty(rows[r])) n_pen_max += (size_t)(rows[r]->n_prompt + g4_seq_n_output(rows[r]));
+    size_t need = g4_sample_params_bytes(n_rows, (int)n_pen_max);
     if (need > e->sample_params_cap) {
         void *p = realloc(e->sample_params, need);
         if (!p) return g4_fail(err, "engine: out of memory for sampling parameters");
         e->sample_params = p, e->sample_params_cap = need;
     }
     g4_sample_params *P = e->sample_params;
-    *P = (g4_sample_params){.n_rows = 1, .vocab = e->ex.vocab, .mask_words = (e->ex.vocab + 31) / 32};
+    *P = (g4_sample_params){.n_rows = n_rows, .vocab = e->ex.vocab, .mask_words = (e->ex.vocab + 31) / 32};
     g4_sample_row_params *R = g4_sample_rows(P);
-    *R = (g4_sample_row_params){.temperature = sp->temperature, .top_p = sp->top_p, .min_p = sp->min_p,
-                                .repetition_penalty = sp->repetition_penalty, .presence_penalty = sp->presence_penalty,
-                                .frequency_penalty = sp->frequency_penalty, .top_k = sp->top_k,
-                                .n_logprobs = sp->logprobs, .seed = q->seed, .step = (uint64_t)n_out,
-                                .lp_slot = sp->logprobs >= 0 ? 0 : -1};
-    if (pen) {
-        g4_sample_penalty *pe = (g4_sample_penalty *)(R + 1);
-        uint8_t *seen = e->sampler.seen;
-        uint16_t *count = e->sampler.count;
-        int n = 0;
-        for (int i = 0; i < n_hist; i++) {
-            int32_t t = q->tokens[i];
-            if (i >= q->n_prompt && count[t] < UINT16_MAX) count[t]++;
-            if (!seen[t]) seen[t] = 1, pe[n++].token = t;
-        }
-        for (int j = 0; j < n; j++) pe[j].count = count[pe[j].token], seen[pe[j].token] = 0, count[pe[j].token] = 0;
-        P->n_pen = R->n_pen = n;
+    g4_sample_penalty *pe = (g4_sample_penalty *)(R + n_rows);
+    int n_pen = 0, n_lp = 0;
+    for (int r = 0; r < n_rows; r++) {
+        int slot = rows[r]->sampling.logprobs >= 0 ? n_lp++ : -1;
+        n_pen += row_params(e, rows[r], &R[r], pe + n_pen, n_pen, slot);
     }
+    P->n_pen = n_pen;
+    *n_logprobs = n_lp;
+    e->sample_params_bytes = g4_sample_params_bytes(n_rows, n_pen);
+    return 0;
+}
+
+void g4_engine_result(g4_sample_result *out, int32_t token, const g4_sample_logprobs *lp) {
+    out->token = token;
+    out->logprob = 0, out->n_top = 0;
+    if (lp) {
+        out->logprob = lp->logprob, out->n_top = lp->n_top;
+        memcpy(out->top_ids, lp->top_ids, (size_t)lp->n_top * sizeof *lp->top_ids);
+        memcpy(out->top_logprobs, lp->top_logprobs, (size_t)lp->n_top * sizeof *lp->top_logprobs);
+    }
+}
+
+/* One row through the sample op's CPU implementation over host logits (which it may
+ * overwrite). Same result as g4_sample_row. */
+static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *out, g4_error *err) {
+    int n_lp = 0;
+    if (g4_engine_sample_params(e, &q, 1, &n_lp, err)) return -1;
     g4_sample_logprobs lp;
     int32_t tok;
-    g4_sample_args a = {.logits = logits, .ld = e->ex.vocab, .vocab = e->ex.vocab, .max_rows = 1, .params = P,
-                        .tokens = &tok, .logprobs = &lp};
+    g4_sample_args a = {.logits = logits, .ld = e->ex.vocab, .vocab = e->ex.vocab, .max_rows = 1,
+                        .params = e->sample_params, .tokens = &tok, .logprobs = &lp};
     if (g4_cpu_sample_host(e->sample_scratch, &a, err)) return -1;
-    out->token = tok;
-    out->logprob = 0, out->n_top = 0;
-    if (sp->logprobs >= 0) {
-        out->logprob = lp.logprob, out->n_top = lp.n_top;
-        memcpy(out->top_ids, lp.top_ids, (size_t)lp.n_top * sizeof *lp.top_ids);
-        memcpy(out->top_logprobs, lp.top_logprobs, (size_t)lp.n_top * sizeof *lp.top_logprobs);
-    }
+    g4_engine_result(out, tok, n_lp ? &lp : NULL);
     return 0;
 }
 
@@ -104,6 +136,11 @@ void g4_engine_emit_row(g4_engine *e, g4_seq *q, float *logits) {
         g4_engine_finish(e, q, G4_FINISH_ERROR, serr.msg);
         return;
     }
+    g4_engine_emit_token(e, q, &r);
+}
+
+void g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
+    const g4_sample_result r = *rp;
     g4_seq_append(q, r.token, e->o.block_size);
     e->st.output_tokens++;
     int n_out = g4_seq_n_output(q);

@@ -31,6 +31,8 @@ typedef struct g4_model_scratch {
     size_t step_i32_cap;       /* int32 elements */
     float *logits;
     size_t logits_cap;         /* floats */
+    void *sample_params, *sample_tokens, *sample_lp; /* the sample op's inputs and outputs */
+    size_t sample_params_cap, sample_tokens_cap, sample_lp_cap; /* bytes */
 } g4_model_scratch;
 
 void g4_model_opts_default(g4_model_opts *o) {
@@ -128,7 +130,7 @@ static void free_buffers(g4_model *m) {
     g4_model_scratch *s = m->scratch;
     if (!s) return;
     void *all[] = {s->x, s->a, s->q, s->k, s->v, s->att, s->o, s->g, s->u, s->f, s->m,
-                   s->moe_ids, s->moe_w, s->step_i32, s->logits};
+                   s->moe_ids, s->moe_w, s->step_i32, s->logits, s->sample_params, s->sample_tokens, s->sample_lp};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) m->be->ops->free(m->be->ctx, all[i]);
     free(s->step_host);
     free(s);
@@ -408,35 +410,90 @@ static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
     return 0;
 }
 
-int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *err) {
+/* The step through every layer and the LM head: device logits [n_rows, V] in s->logits (none
+ * when the step asks for no rows). */
+static int forward_logits(g4_model *m, const g4_step *step, g4_step_dev *d, g4_error *err) {
     const g4_config *c = &m->cfg;
     const g4_backend_ops *ops = m->be->ops;
     void *cx = m->be->ctx;
     g4_model_scratch *s = m->scratch;
-    g4_step_dev d;
-    if (upload_step(m, step, &d, err)) return -1;
-    int T = d.n_tokens, H = c->hidden, V = m->shard.vocab_local;
-    OP(-1, "embed", ops->embed(cx, s->x, &d, &m->w.embed, m->embed_scale, err), "x[%d,%d] E[%lld,%d]", T, H,
+    if (upload_step(m, step, d, err)) return -1;
+    int T = d->n_tokens, H = c->hidden, V = m->shard.vocab_local;
+    OP(-1, "embed", ops->embed(cx, s->x, d, &m->w.embed, m->embed_scale, err), "x[%d,%d] E[%lld,%d]", T, H,
        (long long)m->w.embed.shape[0], H);
     for (int l = 0; l < c->n_layers; l++) {
-        if (attention_block(m, l, &d, err) || ffn_block(m, l, &d, err)) return -1;
+        if (attention_block(m, l, d, err) || ffn_block(m, l, d, err)) return -1;
     }
-    if (d.n_rows == 0) {
-        OP(-1, "sync", ops->sync(cx, err), "end of step, T=%d", T);
-        return 0;
-    }
-    size_t need = (size_t)d.n_rows * V;
+    if (d->n_rows == 0) return 0;
+    size_t need = (size_t)d->n_rows * V;
     if (need > s->logits_cap) {
         ops->free(cx, s->logits);
         s->logits = ops->alloc(cx, need * sizeof(float));
         s->logits_cap = s->logits ? need : 0;
-        if (!s->logits) return g4_fail(err, "model: cannot allocate logits for %d rows", d.n_rows);
+        if (!s->logits) return g4_fail(err, "model: cannot allocate logits for %d rows", d->n_rows);
     }
     OP(-1, "rmsnorm final_norm", ops->rmsnorm(cx, s->a, s->x, &m->w.final_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
-    OP(-1, "lm_head", ops->lm_head(cx, s->logits, s->a, &d, &m->shard.lm_head, c->final_softcap, err),
-       "x[%d rows of %d,%d] E[%d,%d] logits[%d,%d]", d.n_rows, T, H, V, H, d.n_rows, V);
-    OP(-1, "download logits", ops->download(cx, logits, s->logits, need * sizeof(float), err), "[%d,%d] f32",
-       d.n_rows, V);
-    OP(-1, "sync", ops->sync(cx, err), "end of step, T=%d", T);
+    OP(-1, "lm_head", ops->lm_head(cx, s->logits, s->a, d, &m->shard.lm_head, c->final_softcap, err),
+       "x[%d rows of %d,%d] E[%d,%d] logits[%d,%d]", d->n_rows, T, H, V, H, d->n_rows, V);
+    return 0;
+}
+
+int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *err) {
+    const g4_backend_ops *ops = m->be->ops;
+    void *cx = m->be->ctx;
+    g4_step_dev d;
+    if (forward_logits(m, step, &d, err)) return -1;
+    int V = m->shard.vocab_local;
+    if (d.n_rows)
+        OP(-1, "download logits", ops->download(cx, logits, m->scratch->logits, (size_t)d.n_rows * V * sizeof(float), err),
+           "[%d,%d] f32", d.n_rows, V);
+    OP(-1, "sync", ops->sync(cx, err), "end of step, T=%d", d.n_tokens);
+    return 0;
+}
+
+int g4_model_can_sample(const g4_model *m) { return m->shard.size == 1 && m->be->ops->sample != NULL; }
+
+/* Grows backend buffer *buf to at least bytes. */
+static int grow(g4_model *m, void **buf, size_t *cap, size_t bytes, const char *what, g4_error *err) {
+    if (bytes <= *cap) return 0;
+    m->be->ops->free(m->be->ctx, *buf);
+    *buf = m->be->ops->alloc(m->be->ctx, bytes);
+    *cap = *buf ? bytes : 0;
+    return *buf ? 0 : g4_fail(err, "model: cannot allocate %zu bytes for %s", bytes, what);
+}
+
+int g4_model_forward_sample(g4_model *m, const g4_step *step, const g4_sample_params *params, size_t params_bytes,
+                            int32_t *tokens, g4_sample_logprobs *logprobs, int n_logprobs, g4_error *err) {
+    const g4_backend_ops *ops = m->be->ops;
+    void *cx = m->be->ctx;
+    g4_model_scratch *s = m->scratch;
+    if (!g4_model_can_sample(m)) return g4_fail(err, "model: this backend or tensor-parallel setup cannot sample");
+    if (params->n_rows != step->n_rows || params->vocab != m->shard.vocab_local || n_logprobs < 0 ||
+        n_logprobs > step->n_rows || params_bytes < g4_sample_params_bytes(params->n_rows, params->n_pen))
+        return g4_fail(err, "model: sample parameters for %d rows of vocab %d (%zu bytes), step has %d rows of %d",
+                       params->n_rows, params->vocab, params_bytes, step->n_rows, m->shard.vocab_local);
+    g4_step_dev d;
+    if (forward_logits(m, step, &d, err)) return -1;
+    if (d.n_rows) {
+        int V = m->shard.vocab_local;
+        if (grow(m, &s->sample_params, &s->sample_params_cap, params_bytes, "sampling parameters", err) ||
+            grow(m, &s->sample_tokens, &s->sample_tokens_cap, (size_t)d.n_rows * sizeof(int32_t), "tokens", err) ||
+            (n_logprobs && grow(m, &s->sample_lp, &s->sample_lp_cap, (size_t)n_logprobs * sizeof(g4_sample_logprobs),
+                                "logprobs", err)))
+            return -1;
+        OP(-1, "upload sample params", ops->upload(cx, s->sample_params, params, params_bytes, err), "%zu bytes",
+           params_bytes);
+        g4_sample_args a = {.logits = s->logits, .ld = V, .vocab = V, .max_rows = d.n_rows,
+                            .params = s->sample_params, .mask = NULL, .tokens = s->sample_tokens,
+                            .logprobs = n_logprobs ? s->sample_lp : NULL};
+        OP(-1, "sample", ops->sample(cx, &a, err), "logits[%d,%d] logprob rows %d", d.n_rows, V, n_logprobs);
+        OP(-1, "download tokens", ops->download(cx, tokens, s->sample_tokens, (size_t)d.n_rows * sizeof(int32_t), err),
+           "[%d] i32", d.n_rows);
+        if (n_logprobs)
+            OP(-1, "download logprobs",
+               ops->download(cx, logprobs, s->sample_lp, (size_t)n_logprobs * sizeof(g4_sample_logprobs), err),
+               "[%d] logprob records", n_logprobs);
+    }
+    OP(-1, "sync", ops->sync(cx, err), "end of step, T=%d", d.n_tokens);
     return 0;
 }

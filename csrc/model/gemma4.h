@@ -81,4 +81,16 @@ void g4_model_close(g4_model *m);
  * by ops->sync and the fault is pinned on the op that caused it (slow: debugging only). */
 int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *err);
 
+/* 1 when g4_model_forward_sample works here: one rank (no tensor parallelism) and a backend
+ * with the sample op. */
+int g4_model_can_sample(const g4_model *m);
+
+/* Runs one step and samples its logit rows on the backend with the sample op (backend.h), so
+ * only token ids — and the logprob records of the rows that ask — come back to the host:
+ * 4 bytes a row instead of 4·V. params: the host parameter block (g4_sample_params_bytes;
+ * n_rows = step->n_rows, vocab = V), uploaded in one copy. tokens: host [n_rows];
+ * logprobs: host [n_logprobs] (the rows' lp_slot index it; NULL when n_logprobs = 0). */
+int g4_model_forward_sample(g4_model *m, const g4_step *step, const g4_sample_params *params, size_t params_bytes,
+                            int32_t *tokens, g4_sample_logprobs *logprobs, int n_logprobs, g4_error *err);
+
 #endif

@@ -204,4 +204,5 @@ void g4_executor_tp(g4_executor *ex, g4_tp *tp) {
     ex->n_workers = tp->size;
     ex->vocab = tp->w[0].model->full_cfg.vocab;
     ex->step = g4_tp_step;
+    ex->step_sample = NULL; /* rank 0 gathers the vocabulary shards' logits on the host */
 }
