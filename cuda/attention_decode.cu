@@ -45,12 +45,12 @@
  *                                                32K ctx → 32768 × 4 × 512 × 2 = 134 MB → 40.1 µs
  *   (Storing K and V for the global layers would double that: 80 µs at 32K.) Per 31B token at 32K:
  *   50 × 5.0 + 10 × 40.1 = 651 µs of attention per decode step at batch 1 (vs ~18 ms of weights).
- *   Goals (issue 15): ≥ 80 % of the measured copy bandwidth at 32K, ≥ 70 % at 4K, i.e. ≤ 50 µs per
- *   global layer at 32K and ≤ 7.1 µs per layer at 4K on an H100 measuring ~3 TB/s copy. At 4K
+ *   Goals (issue 15): ≥ 80 % of the measured copy bandwidth at 32K, ≥ 70 % at 4K, i.e. ≤ 56 µs per
+ *   global layer at 32K and ≤ 8.0 µs per layer at 4K on an H100 whose copy measures 3.0 TB/s. At 4K
  *   and batch 1 the ~2–4 µs of launch + combine latency is of the same order as the ideal time:
  *   batch ≥ 8 (or a CUDA graph) is where the 4K goal is meaningful.
  *   Compute: global d512 G = 8 needs 4·G·D = 16 K FLOP per key per 1 KB read = 16 FLOP/B →
- *   54 TFLOP/s at 3.35 TB/s, ~90 % of the H100's non-tensor fp32 rate: why QKᵀ and PV run on
+ *   54 TFLOP/s at 3.35 TB/s, ~80 % of the H100's non-tensor fp32 FMA rate (67 TFLOP/s): why QKᵀ and PV run on
  *   tensor cores (16-row mma tiles with G ≤ 8 real rows: ≤ 2× the useful FLOPs, well within the
  *   mma rate). The 2·rp·BN RoPE rotations per tile use one sincosf per (pair, key group) and an
  *   angle-addition recurrence along the keys.
@@ -58,8 +58,9 @@
  * --- Block layout (4 warps, BN = 32 keys per tile, STAGES tiles in shared memory)
  *   load      all 128 threads issue 16-byte cp.async for tile i + STAGES − 1 (zero-fill for keys
  *             outside the split's range or with no valid block, so garbage never reaches an mma);
- *             physical block offsets of a tile are computed once per KV block, one tile ahead, by
- *             threads < BN/B into a small ring (B a power of two: shifts, no divisions)
+ *             physical block offsets of a tile are computed once per KV block, STAGES tiles ahead
+ *             (table entry fetched one iteration earlier still), by threads < BN/B into a small
+ *             ring (B a power of two: shifts and masks, no divisions)
  *   QKᵀ       warp w: keys [8w, 8w+8) of the tile, all D dims; S [8 rows][BN] fp32 → shared
  *   softmax   warp w: rows w and w + 4 (rows ≥ G: P = 0), lane = key; P bf16 → shared, corr
  *   PV        warp w: output dims [w·D/4, (w+1)·D/4) for all BN keys (ldmatrix.trans of V / U)
@@ -161,14 +162,13 @@ static __global__ void __launch_bounds__(G4_DEC_THREADS)
     const int lo = window > 0 ? max(0, p - window + 1) : 0;
     int kb = 0, ke = 0, tile0 = 0, n_t = 0; /* keys [kb, ke), tiles tile0 .. tile0 + n_t − 1 (absolute) */
     if (row && p >= 0) {
-        int first = lo / BN, last = p / BN, n_all = last - first + 1, per = (n_all + Z - 1) / Z;
-        tile0 = first + z * per;
-        n_t = min(per, last + 1 - tile0);
+        /* tiles dealt out evenly: split z gets [first + ⌊z·n/Z⌋, first + ⌊(z+1)·n/Z⌋) (empty only when n < Z) */
+        int first = lo / BN, n_all = p / BN - first + 1;
+        tile0 = first + (int)((long long)z * n_all / Z);
+        n_t = first + (int)((long long)(z + 1) * n_all / Z) - tile0;
         if (n_t > 0) {
             kb = max(lo, tile0 * BN);
             ke = min(p + 1, (tile0 + n_t) * BN);
-        } else {
-            n_t = 0;
         }
     }
 
@@ -207,19 +207,23 @@ static __global__ void __launch_bounds__(G4_DEC_THREADS)
         }
     }
 
-    /* physical offsets of the KV blocks of local tile k → ring[k % STAGES] (threads < NBT);
-     * −1 for a block with no key in [kb, ke) or no valid table entry: never read */
-    auto fill_ring = [&](int k) {
+    /* physical offsets of the KV blocks of local tile k (threads < NBT), or −1 for a block with no
+     * key in [kb, ke) or no valid table entry (never read). Fetched one iteration before it is
+     * stored into ring[k % STAGES], so the table load's latency hides behind a tile's compute. */
+    auto ring_fetch = [&](int k) -> long long {
+        long long off = -1;
         if (tid < NBT && k < n_t) {
             int j0 = (tile0 + k) * BN, bi = (j0 >> lb) + tid;
             int b_lo = max(j0, bi << lb), b_hi = min(j0 + BN, (bi + 1) << lb); /* keys of block bi in the tile */
-            long long off = -1;
             if (max(b_lo, kb) < min(b_hi, ke) && bi < max_blocks) {
                 int blk = row[bi];
                 if (blk >= 0 && blk < kv.n_blocks) off = (long long)((size_t)blk * blk_elems + (size_t)g * D);
             }
-            ring[(k % STAGES) * BN + tid] = off;
         }
+        return off;
+    };
+    auto ring_put = [&](int k, long long off) {
+        if (tid < NBT && k < n_t) ring[(k % STAGES) * BN + tid] = off;
     };
     /* cp.async of local tile k into stage k % STAGES (zero-fill outside [kb, ke) / invalid blocks) */
     auto issue = [&](int k) {
@@ -244,7 +248,7 @@ static __global__ void __launch_bounds__(G4_DEC_THREADS)
         g4_cp_async_commit(); /* always: the wait below counts groups */
     };
 
-    for (int k = 0; k < STAGES; k++) fill_ring(k);
+    for (int k = 0; k < STAGES; k++) ring_put(k, ring_fetch(k));
     __syncthreads(); /* ring, q, k_norm visible */
     for (int k = 0; k < STAGES - 1; k++) issue(k);
 
@@ -258,6 +262,7 @@ static __global__ void __launch_bounds__(G4_DEC_THREADS)
         g4_cp_async_wait<STAGES - 2>();
         __syncthreads(); /* [A] tile i landed for everyone; tile i − 1 fully consumed */
         issue(i + STAGES - 1);
+        const long long next_off = ring_fetch(i + STAGES); /* stored after [C] */
         const int j0 = (tile0 + i) * BN, st = i % STAGES;
         const __nv_bfloat16 *Kt = tiles + (size_t)st * BN * PD * (single ? 1 : 2);
         const __nv_bfloat16 *Vt = single ? Kt : Kt + (size_t)BN * PD;
@@ -334,7 +339,7 @@ static __global__ void __launch_bounds__(G4_DEC_THREADS)
             }
         }
         __syncthreads(); /* [C] P, corr complete */
-        fill_ring(i + STAGES); /* ring slot i % STAGES is free now (read by the softmax above) */
+        ring_put(i + STAGES, next_off); /* ring slot i % STAGES is free now (read by the softmax above) */
 
         /* PV: warp w → output dims [w·D/4, (w+1)·D/4) */
         {
@@ -440,7 +445,7 @@ static int g4_dec_stages(const g4_cuda_ctx *c) { return c->smem_optin >= G4_DEC_
  * Worked examples (H100, 132 SMs → want = ceil(264 / (T·n_kv))):
  *   31B sliding (16 kv, G 2, d256: min_len 64), T = 1, 4K or 32K: bucket 1024 → Z = 16, 256 blocks
  *   31B global (4 kv, G 8, d512: min_len 160), T = 1, 32K: Z = 64 (cap) → 256 blocks of 512 keys
- *   31B global, T = 1, 4K: bucket 4096 → Z = 25 → 100 blocks of ~164 keys
+ *   31B global, T = 1, 4K: bucket 4096 → Z = 25 → 100 blocks of 5–6 tiles (160–192 keys)
  *   31B global, T = 8, 32K: want 9 → Z = 9 → 288 blocks;  T = 64: Z = 2 (512 blocks) */
 static int g4_attention_decode_splits(const g4_cuda_ctx *c, int T, int n_kv, int G, int D, int single, int keys) {
     int bucket = G4_DEC_BN;

@@ -1,6 +1,6 @@
 /* test_gpu_attention_decode.c — the split-KV decode-attention kernel (cuda/attention_decode.cu)
  * vs the CPU backend (the oracle) and vs the simple CUDA kernel (cuda/attention.cu), paged through
- * shuffled block tables (B = 16), on decode steps (one token per sequence, T = n_seqs):
+ * shuffled block tables (B = 16, and 64 once), on decode steps (one token per sequence, T = n_seqs):
  *   31B sliding   d=256, 32 q / 16 kv heads (G 2), window 1024
  *   31B global    d=512, 32 q / 4 kv heads (G 8), k_eq_v (K = RoPE(U ⊙ k_norm), V = U), θ=1e6 on 64 of 256 pairs
  *   26B global    d=512, 16 q / 2 kv heads (G 8), k_eq_v
@@ -25,7 +25,7 @@
 
 #include "gpu_harness.h"
 
-#define B 16
+static int B = 16; /* KV block size (tokens); one case runs with 64 (a tile inside one block) */
 #define MAXB 96
 #define MAXS 64
 
@@ -157,7 +157,7 @@ static void run_case(gh_pair *p, g4_backend *simple, const lcase *L, const dstep
         int k = L->window && st->ctx[s] > L->window ? L->window : st->ctx[s];
         if (k > max_keys) max_keys = k;
     }
-    printf("%s %s: %d sequences, splits %d\n", L->name, st->name, st->n,
+    printf("%s %s: %d sequences, B=%d, splits %d\n", L->name, st->name, st->n, B,
            expect_splits(st->n, L->nkv, L->nq / L->nkv, L->d, L->k_eq_v, max_keys));
     int ok = !run_attention(p->cpu, &kn.cpu, &g, &in, st->n, ref) &&
              !run_attention(p->gpu, &kn.gpu, &g, &in, st->n, dec) &&
@@ -296,6 +296,9 @@ int main(void) {
     run_case(&p, simple, &s26, &cross, 64);
     run_case(&p, simple, &s31, &flat, 71);
     run_case(&p, simple, &g31, &flat, 72);
+    B = 64;
+    run_case(&p, simple, &s31, &flat, 73);
+    B = 16;
     run_case(&p, simple, &s31, &many, 65);
     run_case(&p, simple, &g31, &many, 66);
     static const dstep gsmall = {"graph", 3, 0.5f, {300, 1025, 40}};
