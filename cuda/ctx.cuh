@@ -38,12 +38,11 @@ enum {
     G4_SCR_COUNT
 };
 
-/* Attention kernel choice (env G4_ATTN_PATH=simple|fast|auto; unset = simple until a GPU run has
- * verified the flash kernel): auto runs the flash kernel on prefill-like steps of supported
- * shapes and the decode kernel (attention_decode.cu) on steps with T ≤ n_seqs, fast the flash
- * kernel on every supported step, simple always the oracle kernel (attention.cu). DECODE: the
- * decode kernel on T ≤ n_seqs steps, the simple kernel elsewhere (the flash kernel unused); meant
- * as the unset default once cuda_backend.cu maps it (G4_ATTN_PATH is parsed there). */
+/* Attention kernel choice (env G4_ATTN_PATH=auto|decode|fast|simple, read at backend creation;
+ * unset = auto): auto runs the flash kernel on prefill-like steps of supported shapes and the
+ * decode kernel (attention_decode.cu) on steps with T ≤ n_seqs, decode the decode kernel on those
+ * steps and the simple kernel elsewhere, fast the flash kernel on every supported step, simple
+ * always the oracle kernel (attention.cu). */
 enum { G4_ATTN_AUTO = 0, G4_ATTN_SIMPLE, G4_ATTN_FAST, G4_ATTN_DECODE };
 
 typedef struct g4_cuda_ctx {
@@ -64,8 +63,7 @@ typedef struct g4_cuda_ctx {
     int moe_path;               /* G4_MOE_PATH_*: from env G4_MOE_PATH, read once at creation */
 } g4_cuda_ctx;
 
-/* MoE expert paths (env G4_MOE_PATH=fast|simple; default simple until a GPU run has verified
- * the fast one): FAST runs moe_decode.cu for
+/* MoE expert paths (env G4_MOE_PATH=fast|simple; unset = fast): FAST runs moe_decode.cu for
  * 1 ≤ T ≤ G4_MOE_DECODE_MAX_T (graph-capturable, no host sync) and the simple grouped path
  * above that; SIMPLE always runs the simple path (the oracle; it syncs the stream once). */
 enum { G4_MOE_PATH_FAST = 0, G4_MOE_PATH_SIMPLE = 1 };

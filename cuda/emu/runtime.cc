@@ -442,6 +442,7 @@ static cudaError_t emu_alloc(void **p, size_t bytes, bool pinned, const char *wh
     size_t total = (bytes + RED_ZONE + 255) & ~(size_t)255;
     void *m = aligned_alloc(256, total);
     if (!m) return fail(cudaErrorMemoryAllocation);
+    if (!pinned) memset(m, 0xff, bytes); /* NaN in f32/bf16/f16: a kernel reading memory nobody wrote shows */
     memset((char *)m + bytes, RED_BYTE, RED_ZONE);
 #ifdef G4EMU_ASAN
     ASAN_POISON_MEMORY_REGION((char *)m + bytes, total - bytes);
