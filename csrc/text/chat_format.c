@@ -14,20 +14,9 @@
 
 #define Q "<|\"|>"
 
-/* Appends caller-supplied text (a key, a name, an upper-cased type): marked as user text, so
- * control-token spellings in it are never tokenized as control tokens. */
-static int put_user(g4_strbuf *b, const char *s, size_t n) {
-    g4_strbuf_user_begin(b);
-    int rc = g4_strbuf_append(b, s, n);
-    g4_strbuf_user_end(b);
-    return rc;
-}
-
-static int puts_user(g4_strbuf *b, const char *s) { return put_user(b, s, strlen(s)); }
-
 /* <|"|>s<|"|> with s user text. */
 static int put_quoted_user(g4_strbuf *b, const char *s) {
-    return g4_strbuf_puts(b, Q) || puts_user(b, s) || g4_strbuf_puts(b, Q);
+    return g4_strbuf_puts(b, Q) || g4_strbuf_puts_user(b, s) || g4_strbuf_puts(b, Q);
 }
 
 int g4_py_truthy(const cJSON *v) {
@@ -199,7 +188,7 @@ int g4_gemma_format_argument(g4_strbuf *b, const cJSON *v, int escape_keys) {
         if (!kv && v->child) return -1;
         for (int i = 0; i < n && !rc; i++) {
             if (i) rc = g4_strbuf_putc(b, ',');
-            if (!rc) rc = escape_keys ? put_quoted_user(b, kv[i]->string) : puts_user(b, kv[i]->string);
+            if (!rc) rc = escape_keys ? put_quoted_user(b, kv[i]->string) : g4_strbuf_puts_user(b, kv[i]->string);
             if (!rc) rc = g4_strbuf_putc(b, ':') || g4_gemma_format_argument(b, kv[i], escape_keys);
         }
         free(kv);
@@ -272,7 +261,7 @@ static int format_items(g4_strbuf *b, const cJSON *items) {
             if (cJSON_IsString(iv)) {
                 g4_strbuf u = {0};
                 rc = rc || upper_of(&u, iv) || g4_strbuf_puts(b, Q) ||
-                     put_user(b, u.data ? u.data : "", u.len) || g4_strbuf_puts(b, Q);
+                     g4_strbuf_append_user(b, u.data ? u.data : "", u.len) || g4_strbuf_puts(b, Q);
                 g4_strbuf_free(&u);
             } else { /* map('upper') | list, then format_argument */
                 rc = rc || g4_strbuf_putc(b, '[');
@@ -280,13 +269,13 @@ static int format_items(g4_strbuf *b, const cJSON *items) {
                     g4_strbuf u = {0};
                     if (c != iv->child) rc = g4_strbuf_putc(b, ',');
                     rc = rc || upper_of(&u, c) || g4_strbuf_puts(b, Q) ||
-                         put_user(b, u.data ? u.data : "", u.len) || g4_strbuf_puts(b, Q);
+                         g4_strbuf_append_user(b, u.data ? u.data : "", u.len) || g4_strbuf_puts(b, Q);
                     g4_strbuf_free(&u);
                 }
                 rc = rc || g4_strbuf_putc(b, ']');
             }
         } else {
-            rc = puts_user(b, ik) || g4_strbuf_putc(b, ':') ||
+            rc = g4_strbuf_puts_user(b, ik) || g4_strbuf_putc(b, ':') ||
                  g4_gemma_format_argument(b, iv, 1);
         }
     }
@@ -309,7 +298,7 @@ static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys) 
         if (found_first) rc = g4_strbuf_putc(b, ',');
         found_first = 1;
         int add_comma = 0;
-        rc = rc || puts_user(b, key) || g4_strbuf_puts(b, ":{");
+        rc = rc || g4_strbuf_puts_user(b, key) || g4_strbuf_puts(b, ":{");
         const cJSON *desc = get(value, "description");
         if (g4_py_truthy(desc)) {
             rc = rc || g4_strbuf_puts(b, "description:" Q) || g4_py_str(b, desc) ||
@@ -343,7 +332,7 @@ static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys) 
             if (g4_py_truthy(req)) rc = rc || comma(b, &add_comma) || required_list(b, req);
         }
         rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "type:" Q) ||
-             put_user(b, type.data ? type.data : "", type.len) || g4_strbuf_puts(b, Q "}");
+             g4_strbuf_append_user(b, type.data ? type.data : "", type.len) || g4_strbuf_puts(b, Q "}");
         g4_strbuf_free(&type);
     }
     free(kv);
@@ -373,7 +362,7 @@ int g4_gemma_format_declaration(g4_strbuf *out, const cJSON *tool, const char **
         if (g4_py_truthy(type)) {
             g4_strbuf u = {0};
             rc = rc || upper_of(&u, type) || g4_strbuf_puts(&b, "type:" Q) ||
-                 put_user(&b, u.data ? u.data : "", u.len) || g4_strbuf_puts(&b, Q "}");
+                 g4_strbuf_append_user(&b, u.data ? u.data : "", u.len) || g4_strbuf_puts(&b, Q "}");
             g4_strbuf_free(&u);
         }
     }
@@ -387,7 +376,7 @@ int g4_gemma_format_declaration(g4_strbuf *out, const cJSON *tool, const char **
         g4_strbuf u = {0};
         rc = rc || upper_of(&u, get(resp, "type"));
         if (!rc && is_type(&u, "OBJECT"))
-            rc = g4_strbuf_puts(&b, "type:" Q) || put_user(&b, u.data, u.len) ||
+            rc = g4_strbuf_puts(&b, "type:" Q) || g4_strbuf_append_user(&b, u.data, u.len) ||
                  g4_strbuf_puts(&b, Q "}");
         g4_strbuf_free(&u);
     }

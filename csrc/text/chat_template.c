@@ -33,17 +33,6 @@ static const char *role_of(const cJSON *m) {
 
 static int streq(const char *a, const char *b) { return a && b && !strcmp(a, b); }
 
-/* Appends caller-supplied text, marked as such (g4_strbuf.user): the encoder never turns a
- * control-token spelling inside it into the control token. */
-static int put_user(g4_strbuf *b, const char *s, size_t n) {
-    g4_strbuf_user_begin(b);
-    int rc = g4_strbuf_append(b, s, n);
-    g4_strbuf_user_end(b);
-    return rc;
-}
-
-static int puts_user(g4_strbuf *b, const char *s) { return put_user(b, s, strlen(s)); }
-
 /* Appends str(v) | trim. */
 static int put_trimmed(g4_strbuf *b, const cJSON *v) {
     g4_strbuf t = {0};
@@ -51,7 +40,7 @@ static int put_trimmed(g4_strbuf *b, const cJSON *v) {
     if (!rc && t.len) {
         size_t s, e;
         g4_utf8_strip(t.data, t.len, &s, &e);
-        rc = put_user(b, t.data + s, e - s);
+        rc = g4_strbuf_append_user(b, t.data + s, e - s);
     }
     g4_strbuf_free(&t);
     return rc;
@@ -79,7 +68,7 @@ static int put_strip_thinking(g4_strbuf *b, const cJSON *v, int msg_idx, g4_erro
     if (!rc && r.len) {
         size_t a, e;
         g4_utf8_strip(r.data, r.len, &a, &e);
-        rc = put_user(b, r.data + a, e - a);
+        rc = g4_strbuf_append_user(b, r.data + a, e - a);
     }
     g4_strbuf_free(&r);
     return rc ? g4_fail(err, "chat: out of memory") : 0;
@@ -87,14 +76,14 @@ static int put_strip_thinking(g4_strbuf *b, const cJSON *v, int msg_idx, g4_erro
 
 /* format_tool_response_block(name, response). */
 static int put_tool_response(g4_strbuf *b, const char *name, const cJSON *resp) {
-    int rc = g4_strbuf_puts(b, "<|tool_response>response:") || puts_user(b, name) ||
+    int rc = g4_strbuf_puts(b, "<|tool_response>response:") || g4_strbuf_puts_user(b, name) ||
              g4_strbuf_putc(b, '{');
     if (cJSON_IsObject(resp)) {
         int n;
         const cJSON **kv = g4_dictsort(resp, &n);
         for (int i = 0; i < n && !rc; i++) {
             if (i) rc = g4_strbuf_putc(b, ',');
-            rc = rc || puts_user(b, kv[i]->string) || g4_strbuf_putc(b, ':') ||
+            rc = rc || g4_strbuf_puts_user(b, kv[i]->string) || g4_strbuf_putc(b, ':') ||
                  g4_gemma_format_argument(b, kv[i], 0);
         }
         free(kv);
@@ -139,14 +128,14 @@ static int put_tool_call(g4_strbuf *b, const cJSON *tc, int idx, int msg_idx,
                             "object (mapping), not a %s", msg_idx, idx,
                        cJSON_IsString(args) ? "string" : args ? "non-object" : "missing value");
     }
-    int rc = g4_strbuf_puts(b, "<|tool_call>call:") || puts_user(b, name->valuestring) ||
+    int rc = g4_strbuf_puts(b, "<|tool_call>call:") || g4_strbuf_puts_user(b, name->valuestring) ||
              g4_strbuf_putc(b, '{');
     if (cJSON_IsObject(args)) {
         int n;
         const cJSON **kv = g4_dictsort(args, &n);
         for (int i = 0; i < n && !rc; i++) {
             if (i) rc = g4_strbuf_putc(b, ',');
-            rc = rc || puts_user(b, kv[i]->string) || g4_strbuf_putc(b, ':') ||
+            rc = rc || g4_strbuf_puts_user(b, kv[i]->string) || g4_strbuf_putc(b, ':') ||
                  g4_gemma_format_argument(b, kv[i], 0);
         }
         free(kv);
@@ -314,7 +303,7 @@ int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_opti
         int is_model = streq(turn_role, "model");
         if (!(is_model && streq(prev_non_tool_role, "assistant")))
             rc = g4_strbuf_puts(out, "<|turn>") ||
-                 (is_model ? g4_strbuf_puts(out, "model") : puts_user(out, turn_role)) ||
+                 (is_model ? g4_strbuf_puts(out, "model") : g4_strbuf_puts_user(out, turn_role)) ||
                  g4_strbuf_putc(out, '\n');
 
         const cJSON *reasoning = get(msg, "reasoning");

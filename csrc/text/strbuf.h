@@ -6,6 +6,7 @@
 #define G4_TEXT_STRBUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 typedef struct g4_strbuf {
     char *data;  /* NULL until the first append; NUL-terminated afterwards */
@@ -29,6 +30,15 @@ int g4_strbuf_reserve(g4_strbuf *b, size_t extra);
 int g4_strbuf_track_user(g4_strbuf *b);
 static inline void g4_strbuf_user_begin(g4_strbuf *b) { b->user_depth++; }
 static inline void g4_strbuf_user_end(g4_strbuf *b) { b->user_depth--; }
+/* Appends caller-supplied text marked as user text: the encoder never turns a control-token
+ * spelling inside it into the control token. 0, or -1. */
+static inline int g4_strbuf_append_user(g4_strbuf *b, const char *s, size_t n) {
+    g4_strbuf_user_begin(b);
+    int rc = g4_strbuf_append(b, s, n);
+    g4_strbuf_user_end(b);
+    return rc;
+}
+static inline int g4_strbuf_puts_user(g4_strbuf *b, const char *s) { return g4_strbuf_append_user(b, s, strlen(s)); }
 /* Appends src->data[off..off+n), keeping src's provenance when both buffers track it (a source
  * without tracking counts as template text, or user text inside a begin/end pair). */
 int g4_strbuf_append_from(g4_strbuf *b, const g4_strbuf *src, size_t off, size_t n);

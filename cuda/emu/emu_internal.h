@@ -13,6 +13,18 @@
 
 #include "cuda_runtime.h"
 
+/* G4EMU_ASAN: built with AddressSanitizer (gcc or clang); its interface is then included. */
+#if defined(__SANITIZE_ADDRESS__)
+#define G4EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define G4EMU_ASAN 1
+#endif
+#endif
+#ifdef G4EMU_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace g4emu {
 
 using work = std::function<cudaError_t()>;

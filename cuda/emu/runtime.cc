@@ -35,16 +35,6 @@
 
 #include "emu_internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define G4EMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define G4EMU_ASAN 1
-#endif
-#endif
-#ifdef G4EMU_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
 
 struct g4emu_graph {
     std::vector<std::pair<std::string, g4emu::work>> ops;

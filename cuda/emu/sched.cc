@@ -21,15 +21,7 @@
 
 #include "emu_internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define G4EMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define G4EMU_ASAN 1
-#endif
-#endif
 #ifdef G4EMU_ASAN
-#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define G4EMU_STACK (512u << 10)
 #else
