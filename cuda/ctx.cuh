@@ -58,6 +58,7 @@ typedef struct g4_cuda_ctx {
     int next_plan;              /* round-robin eviction once full */
     void *scratch[G4_SCR_COUNT];
     size_t scratch_bytes[G4_SCR_COUNT];
+    uint64_t scratch_generation; /* bumped whenever a scratch buffer moves (graphs record pointers) */
     int32_t *host_offsets;      /* pinned [host_offsets_n] (moe: expert offsets read back) */
     int host_offsets_n;
     int moe_path;               /* G4_MOE_PATH_*: from env G4_MOE_PATH, read once at creation */
@@ -95,6 +96,12 @@ int g4_cuda_attention_flash(g4_cuda_ctx *c, void *out, const void *q, const g4_w
 int g4_cuda_attention_decode_supported(const g4_cuda_ctx *c, const g4_attn_geom *g, const g4_kv_layer *kv);
 int g4_cuda_attention_decode(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm,
                              const g4_attn_geom *g, const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
+
+/* Graph recording and replay on the context's stream (graph.cu; contracts in backend/backend.h). */
+int g4_cuda_graph_begin(void *ctx, g4_error *err);
+int g4_cuda_graph_end(void *ctx, void **graph, g4_error *err);
+int g4_cuda_graph_launch(void *ctx, void *graph, g4_error *err);
+void g4_cuda_graph_free(void *ctx, void *graph);
 
 /* Op entry points (contracts in backend/backend.h). */
 int g4_cuda_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, float scale, g4_error *err);

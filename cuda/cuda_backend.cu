@@ -17,6 +17,7 @@ extern "C" {
 int g4_cuda_scratch(g4_cuda_ctx *c, int slot, size_t bytes, void **out, g4_error *err) {
     if (bytes == 0) bytes = 1;
     if (c->scratch_bytes[slot] < bytes) {
+        c->scratch_generation++; /* graphs recorded with the old buffer are stale now */
         if (c->scratch[slot]) CUDA_CHECK(cudaFree(c->scratch[slot])); /* syncs: nothing queued still uses it */
         c->scratch[slot] = NULL;
         c->scratch_bytes[slot] = 0;
@@ -181,6 +182,10 @@ static const g4_backend_ops g4_cuda_ops = {
     g4_cuda_lm_head,
     g4_cuda_load_dummy_weight,
     g4_cuda_sample,
+    g4_cuda_graph_begin,
+    g4_cuda_graph_end,
+    g4_cuda_graph_launch,
+    g4_cuda_graph_free,
 };
 
 static void g4_cuda_ctx_free(g4_cuda_ctx *c) {

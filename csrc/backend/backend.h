@@ -239,6 +239,20 @@ typedef struct g4_backend_ops {
      * and only the logprob slots it asked for. The CPU one reproduces the engine's former host
      * sampler (tests/backend/test_cpu_sample.c); the CUDA one is cuda/sample.cu. */
     int (*sample)(void *ctx, const g4_sample_args *a, g4_error *err);
+
+    /* --- graphs (optional: NULL where the backend has none; the CPU has none) ---------------- */
+
+    /* From graph_begin to graph_end the ops queued are recorded instead of run; nothing in
+     * between may synchronise with the host or allocate (an op that would makes graph_end fail).
+     * graph_end: *graph = the recorded work as a replayable graph; on failure NULL, err set, and
+     * the recorded work did NOT run (run it again without recording). */
+    int (*graph_begin)(void *ctx, g4_error *err);
+    int (*graph_end)(void *ctx, void **graph, g4_error *err);
+    /* Queues the recorded work again: the same kernels with the same arguments, so the same
+     * buffers and shapes, with whatever they hold now. Returns 0, −1 on error, or 1 when the
+     * graph is stale (the backend has since moved a buffer it recorded: free it, record again). */
+    int (*graph_launch)(void *ctx, void *graph, g4_error *err);
+    void (*graph_free)(void *ctx, void *graph);
 } g4_backend_ops;
 
 typedef struct g4_backend {

@@ -21,6 +21,15 @@
 #include "base/bf16.h"
 #include "base/dummy.h"
 
+/* A recorded decode step (compute_step). */
+#define G4_MODEL_GRAPHS 64
+typedef struct g4_graph_slot {
+    int T, max_pos, with_sample; /* the key */
+    int seen, failed;
+    void *graph;                 /* backend graph, NULL until recorded */
+    uint64_t generation;         /* scratch generation when recorded */
+} g4_graph_slot;
+
 /* Activation buffers (backend memory) sized for opts.max_step_tokens, and the step in dev memory. */
 typedef struct g4_model_scratch {
     void *x, *a, *q, *k, *v, *att, *o, *g, *u, *f, *m;
@@ -33,6 +42,10 @@ typedef struct g4_model_scratch {
     size_t logits_cap;         /* floats */
     void *sample_params, *sample_tokens, *sample_lp; /* the sample op's inputs and outputs */
     size_t sample_params_cap, sample_tokens_cap, sample_lp_cap; /* bytes */
+    uint64_t generation;       /* bumped when any buffer above moves (recorded graphs hold pointers) */
+    g4_graph_slot graphs[G4_MODEL_GRAPHS];
+    int n_graphs;
+    g4_model_graph_stats stats;
 } g4_model_scratch;
 
 void g4_model_opts_default(g4_model_opts *o) {
@@ -129,6 +142,8 @@ static int plan_buffers(g4_model *m, g4_error *err) {
 static void free_buffers(g4_model *m) {
     g4_model_scratch *s = m->scratch;
     if (!s) return;
+    for (int i = 0; i < s->n_graphs; i++)
+        if (s->graphs[i].graph) m->be->ops->graph_free(m->be->ctx, s->graphs[i].graph);
     void *all[] = {s->x, s->a, s->q, s->k, s->v, s->att, s->o, s->g, s->u, s->f, s->m,
                    s->moe_ids, s->moe_w, s->step_i32, s->logits, s->sample_params, s->sample_tokens, s->sample_lp};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) m->be->ops->free(m->be->ctx, all[i]);
@@ -410,14 +425,25 @@ static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
     return 0;
 }
 
-/* The step through every layer and the LM head: device logits [n_rows, V] in s->logits (none
- * when the step asks for no rows). */
-static int forward_logits(g4_model *m, const g4_step *step, g4_step_dev *d, g4_error *err) {
+/* Grows backend buffer *buf to at least bytes; a move bumps s->generation (recorded graphs
+ * hold the old pointer). */
+static int grow(g4_model *m, void **buf, size_t *cap, size_t bytes, const char *what, g4_error *err) {
+    if (bytes <= *cap) return 0;
+    m->be->ops->free(m->be->ctx, *buf);
+    *buf = m->be->ops->alloc(m->be->ctx, bytes);
+    *cap = *buf ? bytes : 0;
+    m->scratch->generation++;
+    return *buf ? 0 : g4_fail(err, "model: cannot allocate %zu bytes for %s", bytes, what);
+}
+
+/* Everything of a step after its upload: embed, the layers, and for the rows that ask the
+ * LM head into s->logits and (sa non-NULL) the sample op. Only queued backend work, so it can
+ * be recorded as a graph. */
+static int compute(g4_model *m, const g4_step_dev *d, const g4_sample_args *sa, g4_error *err) {
     const g4_config *c = &m->cfg;
     const g4_backend_ops *ops = m->be->ops;
     void *cx = m->be->ctx;
     g4_model_scratch *s = m->scratch;
-    if (upload_step(m, step, d, err)) return -1;
     int T = d->n_tokens, H = c->hidden, V = m->shard.vocab_local;
     OP(-1, "embed", ops->embed(cx, s->x, d, &m->w.embed, m->embed_scale, err), "x[%d,%d] E[%lld,%d]", T, H,
        (long long)m->w.embed.shape[0], H);
@@ -425,16 +451,88 @@ static int forward_logits(g4_model *m, const g4_step *step, g4_step_dev *d, g4_e
         if (attention_block(m, l, d, err) || ffn_block(m, l, d, err)) return -1;
     }
     if (d->n_rows == 0) return 0;
-    size_t need = (size_t)d->n_rows * V;
-    if (need > s->logits_cap) {
-        ops->free(cx, s->logits);
-        s->logits = ops->alloc(cx, need * sizeof(float));
-        s->logits_cap = s->logits ? need : 0;
-        if (!s->logits) return g4_fail(err, "model: cannot allocate logits for %d rows", d->n_rows);
-    }
     OP(-1, "rmsnorm final_norm", ops->rmsnorm(cx, s->a, s->x, &m->w.final_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
     OP(-1, "lm_head", ops->lm_head(cx, s->logits, s->a, d, &m->shard.lm_head, c->final_softcap, err),
        "x[%d rows of %d,%d] E[%d,%d] logits[%d,%d]", d->n_rows, T, H, V, H, d->n_rows, V);
+    if (sa) OP(-1, "sample", ops->sample(cx, sa, err), "logits[%d,%d]", d->n_rows, V);
+    return 0;
+}
+
+/* Decode steps (one token per sequence, each wanting its row) are replayed from a recorded
+ * graph when the backend has graphs: one launch instead of ~1,000. A graph is keyed by what its
+ * launches bake in — T, the position bound (max_pos rounded up to a power of two, an upper bound
+ * every kernel accepts) and whether it samples — and is recorded the second time its key comes
+ * (the first, eager, run warms plans and scratch). */
+static g4_graph_slot *graph_slot(g4_model *m, g4_step_dev *d, int with_sample) {
+    g4_model_scratch *s = m->scratch;
+    const g4_backend_ops *ops = m->be->ops;
+    if (!ops->graph_begin || m->debug_sync || m->shard.size > 1 || m->opts.no_graphs || d->n_tokens != d->n_seqs ||
+        d->n_rows != d->n_tokens)
+        return NULL;
+    int bound = 1;
+    while (bound < d->max_pos + 1) bound *= 2;
+    if (bound > m->opts.max_model_len) bound = m->opts.max_model_len;
+    d->max_pos = bound - 1;
+    for (int i = 0; i < s->n_graphs; i++) {
+        g4_graph_slot *g = &s->graphs[i];
+        if (g->T == d->n_tokens && g->max_pos == d->max_pos && g->with_sample == with_sample) return g;
+    }
+    if (s->n_graphs == G4_MODEL_GRAPHS) return NULL;
+    g4_graph_slot *g = &s->graphs[s->n_graphs++];
+    *g = (g4_graph_slot){.T = d->n_tokens, .max_pos = d->max_pos, .with_sample = with_sample};
+    return g;
+}
+
+static int compute_step(g4_model *m, g4_step_dev *d, const g4_sample_args *sa, g4_error *err) {
+    g4_model_scratch *s = m->scratch;
+    const g4_backend_ops *ops = m->be->ops;
+    void *cx = m->be->ctx;
+    g4_graph_slot *g = graph_slot(m, d, sa != NULL);
+    if (!g || g->failed) return compute(m, d, sa, err);
+    if (g->graph && g->generation != s->generation) { /* a buffer it recorded has moved */
+        ops->graph_free(cx, g->graph);
+        g->graph = NULL;
+    }
+    if (g->graph) {
+        int r = ops->graph_launch(cx, g->graph, err);
+        if (r == 0) {
+            s->stats.replays++;
+            return 0;
+        }
+        if (r < 0) return -1;
+        ops->graph_free(cx, g->graph); /* stale in the backend: run eagerly now, record next time */
+        g->graph = NULL;
+        return compute(m, d, sa, err);
+    }
+    if (!g->seen++) return compute(m, d, sa, err);
+    g4_error rec = {{0}};
+    if (ops->graph_begin(cx, &rec) == 0) {
+        int rc = compute(m, d, sa, &rec);
+        void *graph = NULL;
+        int re = ops->graph_end(cx, &graph, rc ? &(g4_error){{0}} : &rec);
+        if (!rc && !re) {
+            g->graph = graph;
+            g->generation = s->generation;
+            s->stats.recorded++;
+            if (ops->graph_launch(cx, g->graph, err)) return -1; /* the recording did not run */
+            s->stats.replays++;
+            return 0;
+        }
+    }
+    g->failed = 1; /* not recordable (an op synchronised or allocated): eager from now on */
+    s->stats.record_failures++;
+    fprintf(stderr, "g4 model: decode step T=%d not recordable as a graph, running it eagerly: %s\n", d->n_tokens,
+            rec.msg);
+    return compute(m, d, sa, err);
+}
+
+/* Uploads the step and sizes the logits for its rows. */
+static int prepare(g4_model *m, const g4_step *step, g4_step_dev *d, g4_error *err) {
+    g4_model_scratch *s = m->scratch;
+    if (upload_step(m, step, d, err)) return -1;
+    size_t need = (size_t)d->n_rows * m->shard.vocab_local * sizeof(float), cap = s->logits_cap * sizeof(float);
+    if (d->n_rows && grow(m, (void **)&s->logits, &cap, need, "logits", err)) return -1;
+    s->logits_cap = cap / sizeof(float);
     return 0;
 }
 
@@ -442,7 +540,7 @@ int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *
     const g4_backend_ops *ops = m->be->ops;
     void *cx = m->be->ctx;
     g4_step_dev d;
-    if (forward_logits(m, step, &d, err)) return -1;
+    if (prepare(m, step, &d, err) || compute_step(m, &d, NULL, err)) return -1;
     int V = m->shard.vocab_local;
     if (d.n_rows)
         OP(-1, "download logits", ops->download(cx, logits, m->scratch->logits, (size_t)d.n_rows * V * sizeof(float), err),
@@ -451,16 +549,9 @@ int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *
     return 0;
 }
 
-int g4_model_can_sample(const g4_model *m) { return m->shard.size == 1 && m->be->ops->sample != NULL; }
+void g4_model_graph_stats_get(const g4_model *m, g4_model_graph_stats *out) { *out = m->scratch->stats; }
 
-/* Grows backend buffer *buf to at least bytes. */
-static int grow(g4_model *m, void **buf, size_t *cap, size_t bytes, const char *what, g4_error *err) {
-    if (bytes <= *cap) return 0;
-    m->be->ops->free(m->be->ctx, *buf);
-    *buf = m->be->ops->alloc(m->be->ctx, bytes);
-    *cap = *buf ? bytes : 0;
-    return *buf ? 0 : g4_fail(err, "model: cannot allocate %zu bytes for %s", bytes, what);
-}
+int g4_model_can_sample(const g4_model *m) { return m->shard.size == 1 && m->be->ops->sample != NULL; }
 
 int g4_model_forward_sample(g4_model *m, const g4_step *step, const g4_sample_params *params, size_t params_bytes,
                             int32_t *tokens, g4_sample_logprobs *logprobs, int n_logprobs, g4_error *err) {
@@ -473,20 +564,22 @@ int g4_model_forward_sample(g4_model *m, const g4_step *step, const g4_sample_pa
         return g4_fail(err, "model: sample parameters for %d rows of vocab %d (%zu bytes), step has %d rows of %d",
                        params->n_rows, params->vocab, params_bytes, step->n_rows, m->shard.vocab_local);
     g4_step_dev d;
-    if (forward_logits(m, step, &d, err)) return -1;
-    if (d.n_rows) {
+    if (prepare(m, step, &d, err)) return -1;
+    if (!d.n_rows) {
+        if (compute_step(m, &d, NULL, err)) return -1;
+    } else {
         int V = m->shard.vocab_local;
+        /* every row gets a logprob record slot, so the op's arguments do not depend on how many ask */
         if (grow(m, &s->sample_params, &s->sample_params_cap, params_bytes, "sampling parameters", err) ||
             grow(m, &s->sample_tokens, &s->sample_tokens_cap, (size_t)d.n_rows * sizeof(int32_t), "tokens", err) ||
-            (n_logprobs && grow(m, &s->sample_lp, &s->sample_lp_cap, (size_t)n_logprobs * sizeof(g4_sample_logprobs),
-                                "logprobs", err)))
+            grow(m, &s->sample_lp, &s->sample_lp_cap, (size_t)d.n_rows * sizeof(g4_sample_logprobs), "logprobs", err))
             return -1;
         OP(-1, "upload sample params", ops->upload(cx, s->sample_params, params, params_bytes, err), "%zu bytes",
            params_bytes);
         g4_sample_args a = {.logits = s->logits, .ld = V, .vocab = V, .max_rows = d.n_rows,
                             .params = s->sample_params, .mask = NULL, .tokens = s->sample_tokens,
-                            .logprobs = n_logprobs ? s->sample_lp : NULL};
-        OP(-1, "sample", ops->sample(cx, &a, err), "logits[%d,%d] logprob rows %d", d.n_rows, V, n_logprobs);
+                            .logprobs = s->sample_lp};
+        if (compute_step(m, &d, &a, err)) return -1;
         OP(-1, "download tokens", ops->download(cx, tokens, s->sample_tokens, (size_t)d.n_rows * sizeof(int32_t), err),
            "[%d] i32", d.n_rows);
         if (n_logprobs)

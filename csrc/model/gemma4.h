@@ -34,6 +34,9 @@ typedef struct g4_model_opts {
     /* Called after each weight is on the backend (NULL = silent): bytes done of total. */
     void (*progress)(void *user, int rank, size_t done, size_t total);
     void *progress_user;
+    /* Non-zero: never replay decode steps from recorded graphs (backends with graphs record
+     * and replay them by default; G4_DEBUG_SYNC also turns them off). */
+    int no_graphs;
 } g4_model_opts;
 
 typedef struct g4_model {
@@ -80,6 +83,12 @@ void g4_model_close(g4_model *m);
  * cause; with G4_DEBUG_SYNC=1 in the environment when the model is opened, every op is followed
  * by ops->sync and the fault is pinned on the op that caused it (slow: debugging only). */
 int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *err);
+
+/* Decode-step graphs so far: recorded, replayed, and keys that could not be recorded. */
+typedef struct g4_model_graph_stats {
+    long recorded, replays, record_failures;
+} g4_model_graph_stats;
+void g4_model_graph_stats_get(const g4_model *m, g4_model_graph_stats *out);
 
 /* 1 when g4_model_forward_sample works here: one rank (no tensor parallelism) and a backend
  * with the sample op. */
