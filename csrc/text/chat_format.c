@@ -152,22 +152,34 @@ static int lower_cmp(const char *a, const char *b) {
     }
 }
 
+typedef struct dict_item {
+    const cJSON *kv;
+    int order;
+} dict_item;
+
+static int dict_item_cmp(const void *pa, const void *pb) {
+    const dict_item *a = pa, *b = pb;
+    int c = lower_cmp(a->kv->string, b->kv->string);
+    return c ? c : a->order - b->order; /* stable, as the template's dictsort */
+}
+
 const cJSON **g4_dictsort(const cJSON *obj, int *n) {
     *n = 0;
     int cnt = 0;
     for (const cJSON *c = obj ? obj->child : NULL; c; c = c->next) cnt++;
     if (!cnt || !cJSON_IsObject(obj)) return NULL;
     const cJSON **a = malloc(sizeof *a * (size_t)cnt);
-    if (!a) return NULL;
-    int i = 0;
-    for (const cJSON *c = obj->child; c; c = c->next) { /* insertion sort: stable, n is small */
-        int j = i++;
-        while (j > 0 && lower_cmp(a[j - 1]->string, c->string) > 0) {
-            a[j] = a[j - 1];
-            j--;
-        }
-        a[j] = c;
+    dict_item *it = malloc(sizeof *it * (size_t)cnt);
+    if (!a || !it) {
+        free(a);
+        free(it);
+        return NULL;
     }
+    int i = 0;
+    for (const cJSON *c = obj->child; c; c = c->next, i++) it[i] = (dict_item){c, i};
+    qsort(it, (size_t)cnt, sizeof *it, dict_item_cmp); /* O(n log n): objects can be large */
+    for (i = 0; i < cnt; i++) a[i] = it[i].kv;
+    free(it);
     *n = cnt;
     return a;
 }

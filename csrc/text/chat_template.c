@@ -268,10 +268,9 @@ int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_opti
         opt = &defaults;
     }
     if (messages && !cJSON_IsArray(messages)) return g4_fail(err, "chat: messages must be an array");
-    int n_all = cJSON_GetArraySize(messages);
-    for (int i = 0; i < n_all; i++)
-        if (!role_of(cJSON_GetArrayItem(messages, i)))
-            return g4_fail(err, "chat: messages[%d].role must be a string", i);
+    int n_all = 0; /* one walk (cJSON_GetArrayItem in a loop would be quadratic in messages) */
+    for (const cJSON *m = messages ? messages->child : NULL; m; m = m->next, n_all++)
+        if (!role_of(m)) return g4_fail(err, "chat: messages[%d].role must be a string", n_all);
     enum prev_type prev = PREV_NONE;
     const char *prev_non_tool_role = NULL;
     int first;
