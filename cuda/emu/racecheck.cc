@@ -38,6 +38,17 @@ struct race_state {
     long printed_in_launch;
 };
 thread_local race_state rs;
+
+/* Frees this host thread's shadow when the thread exits. */
+struct race_state_owner {
+    int armed;
+    ~race_state_owner() {
+        free(rs.sh);
+        rs.sh = nullptr;
+        rs.sh_n = 0;
+    }
+};
+thread_local race_state_owner rs_owner;
 long n_races; /* all host threads (reported only) */
 /* The hooks' fast path: the armed arena of this host thread (trivial TLS, no init guard). */
 thread_local uintptr_t arena_lo, arena_size;
@@ -72,6 +83,7 @@ inline void access(const void *p, size_t n, int is_write) {
 
 void race_begin_block(const race_scope &s) {
     if (rs.sh_n < s.size) {
+        rs_owner.armed = 1; /* first use constructs it in this thread: it frees the shadow at exit */
         free(rs.sh);
         rs.sh = (shadow *)calloc(s.size, sizeof(shadow)); /* epoch 0 never matches: reset on use */
         rs.sh_n = rs.sh ? s.size : 0;

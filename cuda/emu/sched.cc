@@ -129,6 +129,22 @@ struct host_sched {
 };
 thread_local host_sched *hs;
 
+/* Frees this host thread's scheduler (fiber stacks, arena) when the thread exits. */
+struct host_sched_owner {
+    int armed;
+    ~host_sched_owner() {
+        if (!hs) return;
+        for (fiber *f : hs->fibers) {
+            munmap(f->stack - 4096, f->size + 4096);
+            delete f;
+        }
+        free(hs->arena);
+        delete hs;
+        hs = nullptr;
+    }
+};
+thread_local host_sched_owner hs_owner;
+
 void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fail(const char *fmt, ...) {
     if (hs->failed) return;
@@ -516,6 +532,7 @@ void arena_fill_garbage(size_t from, size_t to) {
 
 cudaError_t run_kernel(const launch_rec &L) {
     if (!hs) {
+        hs_owner.armed = 1; /* first use constructs it in this thread: it frees hs at thread exit */
         hs = new host_sched();
         hs->arena_cap = 256u << 10;
         hs->arena = (unsigned char *)aligned_alloc(128, hs->arena_cap);
