@@ -32,58 +32,32 @@ namespace {
 
 bool type_ok(cudaDataType_t t) { return t == CUDA_R_32F || t == CUDA_R_16BF || t == CUDA_R_16F; }
 
-/* f16 bits → float without a library call (the compiler may evaluate every branch of load()). */
-float half_bits_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, u;
-    if (e == 0x1f) u = sign | 0x7f800000u | (m << 13);
-    else if (e) u = sign | ((e + 112u) << 23) | (m << 13);
-    else if (!m) u = sign;
-    else { /* subnormal: m · 2^-24 */
-        float f = (float)m * (1.0f / 16777216.0f);
-        memcpy(&u, &f, 4);
-        u |= sign;
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
+/* Element i of a matrix of type t as float, and back (the emulated cuda_bf16.h / cuda_fp16.h
+ * conversions: one rounding rule for the whole target). */
 float load(const void *p, cudaDataType_t t, size_t i) {
     if (t == CUDA_R_32F) return ((const float *)p)[i];
-    uint16_t b = ((const uint16_t *)p)[i];
-    if (t == CUDA_R_16BF) {
-        uint32_t u = (uint32_t)b << 16;
-        float f;
-        memcpy(&f, &u, 4);
-        return f;
-    }
-    return half_bits_to_float(b);
+    if (t == CUDA_R_16BF) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    return __half2float(((const __half *)p)[i]);
 }
 
 void store(void *p, cudaDataType_t t, size_t i, float v) {
-    if (t == CUDA_R_32F) {
-        ((float *)p)[i] = v;
-        return;
-    }
-    if (t == CUDA_R_16BF) {
-        uint32_t u;
-        memcpy(&u, &v, 4);
-        if ((u & 0x7fffffffu) > 0x7f800000u) u |= 0x400000u;
-        else u += 0x7fffu + ((u >> 16) & 1u);
-        ((uint16_t *)p)[i] = (uint16_t)(u >> 16);
-        return;
-    }
-    _Float16 h = (_Float16)v;
-    memcpy((uint16_t *)p + i, &h, 2);
+    if (t == CUDA_R_32F) ((float *)p)[i] = v;
+    else if (t == CUDA_R_16BF) ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
+    else ((__half *)p)[i] = __float2half_rn(v);
 }
 
 /* Row r of op(X) (length k) as floats: op(X)[r][p] = X[p][r] when transposed (column r of X
- * is contiguous), X[r][p] otherwise (strided by ld). */
+ * is contiguous), X[r][p] otherwise (strided by ld). The type is looked at once per row, not
+ * per element: this is the GEMM's data path. */
 void load_row(float *out, const void *X, const g4emu_lt_layout &l, cublasOperation_t t, uint64_t r, uint64_t k) {
-    for (uint64_t p = 0; p < k; p++) {
-        size_t i = t == CUBLAS_OP_N ? (size_t)(r + p * (uint64_t)l.ld) : (size_t)(p + r * (uint64_t)l.ld);
-        out[p] = load(X, l.type, i);
-    }
+    size_t base = t == CUBLAS_OP_N ? (size_t)r : (size_t)(r * (uint64_t)l.ld);
+    size_t step = t == CUBLAS_OP_N ? (size_t)l.ld : 1;
+    if (l.type == CUDA_R_32F)
+        for (uint64_t p = 0; p < k; p++) out[p] = ((const float *)X)[base + p * step];
+    else if (l.type == CUDA_R_16BF)
+        for (uint64_t p = 0; p < k; p++) out[p] = __bfloat162float(((const __nv_bfloat16 *)X)[base + p * step]);
+    else
+        for (uint64_t p = 0; p < k; p++) out[p] = __half2float(((const __half *)X)[base + p * step]);
 }
 
 /* Σ_p a[p]·b[p] the way a tensor-core GEMM accumulates: k in chunks of 16 (one mma), each chunk

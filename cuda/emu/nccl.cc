@@ -28,35 +28,20 @@ struct clique {
     bool mismatch = false;
 };
 
+/* Element i of a buffer of type t as float, and back (the emulated cuda_bf16.h / cuda_fp16.h
+ * conversions). */
 float ld(const void *p, ncclDataType_t t, size_t i) {
     if (t == ncclFloat32) return ((const float *)p)[i];
     if (t == ncclInt32) return (float)((const int32_t *)p)[i];
-    uint16_t b = ((const uint16_t *)p)[i];
-    if (t == ncclBfloat16) {
-        uint32_t u = (uint32_t)b << 16;
-        float f;
-        memcpy(&f, &u, 4);
-        return f;
-    }
-    _Float16 h;
-    memcpy(&h, &b, 2);
-    return (float)h;
+    if (t == ncclBfloat16) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    return __half2float(((const __half *)p)[i]);
 }
 
 void st(void *p, ncclDataType_t t, size_t i, float v) {
-    if (t == ncclFloat32) {
-        ((float *)p)[i] = v;
-    } else if (t == ncclInt32) {
-        ((int32_t *)p)[i] = (int32_t)v;
-    } else if (t == ncclBfloat16) {
-        uint32_t u;
-        memcpy(&u, &v, 4);
-        u += 0x7fffu + ((u >> 16) & 1u);
-        ((uint16_t *)p)[i] = (uint16_t)(u >> 16);
-    } else {
-        _Float16 h = (_Float16)v;
-        memcpy((uint16_t *)p + i, &h, 2);
-    }
+    if (t == ncclFloat32) ((float *)p)[i] = v;
+    else if (t == ncclInt32) ((int32_t *)p)[i] = (int32_t)v;
+    else if (t == ncclBfloat16) ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
+    else ((__half *)p)[i] = __float2half_rn(v);
 }
 
 } /* namespace */

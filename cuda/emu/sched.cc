@@ -264,16 +264,8 @@ std::string thread_name(const fiber *f) {
 
 int lane_bf16(uint32_t w, int hi) { return (int)((w >> (hi ? 16 : 0)) & 0xffffu); }
 float b16_to_f(int bits, int bf16) {
-    if (bf16) {
-        uint32_t u = (uint32_t)bits << 16;
-        float f;
-        memcpy(&f, &u, 4);
-        return f;
-    }
-    _Float16 h;
-    uint16_t s = (uint16_t)bits;
-    memcpy(&h, &s, 2);
-    return (float)h;
+    return bf16 ? __bfloat162float(__ushort_as_bfloat16((unsigned short)bits))
+                : __half2float(__ushort_as_half((unsigned short)bits));
 }
 
 bool in_shared(const void *p, size_t n) {
