@@ -108,6 +108,26 @@ static inline int gh_weight_make(gh_pair *p, gh_weight *w, const char *name, int
     return 0;
 }
 
+/* src (a weight loaded on one backend) loaded again on backend be, e.g. a second CUDA backend
+ * created with other kernel paths: dst shares src's host bytes and gets its own device data. */
+static inline int gh_weight_load_on(g4_backend *be, g4_weight *dst, const g4_weight *src) {
+    g4_error err = {{0}};
+    *dst = *src;
+    dst->data = NULL;
+    if (be->ops->load_weight(be->ctx, dst, &err)) {
+        fprintf(stderr, "load_weight %s on backend %s: %s\n", src->name, be->ops->name, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* One attention layer kind of a test (31B / 26B-A4B sliding or global geometry). */
+typedef struct gh_attn_case {
+    const char *name;
+    int d, nq, nkv, window, k_eq_v;
+    g4_rope rope;
+} gh_attn_case;
+
 static inline void gh_weight_free(gh_pair *p, gh_weight *w) {
     if (w->cpu.data) p->cpu->ops->unload_weight(p->cpu->ctx, &w->cpu);
     if (w->gpu.data) p->gpu->ops->unload_weight(p->gpu->ctx, &w->gpu);

@@ -28,12 +28,6 @@ static const int ctx_len[NSEQ] = {1, 1024, 1500};
 #define PRE_HEAD 16
 #endif
 
-typedef struct lcase {
-    const char *name;
-    int d, nq, nkv, window, k_eq_v;
-    g4_rope rope;
-} lcase;
-
 /* tokens of a step */
 typedef struct tstep {
     const char *name;
@@ -83,7 +77,7 @@ static void make_table(int32_t *table, const int *perm, const tstep *st, int win
     }
 }
 
-static void run_case(gh_pair *p, const lcase *L, const tstep *st, uint64_t seed) {
+static void run_case(gh_pair *p, const gh_attn_case *L, const tstep *st, uint64_t seed) {
     g4_error err = {{0}};
     char what[128];
     int n_used = 0;
@@ -186,8 +180,8 @@ int main(void) {
     REQUIRE(rc == 0, "backends");
     static tstep dec, pre;
     make_steps(&dec, &pre);
-    lcase sliding = {"sliding d256", 256, 32, 16, 1024, 0, {10000.0, 128}};
-    lcase global = {"global d512 k_eq_v", 512, 32, 4, 0, 1, {1000000.0, 64}};
+    gh_attn_case sliding = {"sliding d256", 256, 32, 16, 1024, 0, {10000.0, 128}};
+    gh_attn_case global = {"global d512 k_eq_v", 512, 32, 4, 0, 1, {1000000.0, 64}};
     run_case(&p, &sliding, &dec, 41);
     run_case(&p, &sliding, &pre, 42);
     run_case(&p, &global, &dec, 43);

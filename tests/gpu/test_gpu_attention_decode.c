@@ -29,12 +29,6 @@ static int B = 16; /* KV block size (tokens); one case runs with 64 (a tile insi
 #define MAXB 96
 #define MAXS 64
 
-typedef struct lcase {
-    const char *name;
-    int d, nq, nkv, window, k_eq_v;
-    g4_rope rope;
-} lcase;
-
 /* A decode step: sequence s has ctx[s] cached tokens, its query at position ctx[s] − 1. */
 typedef struct dstep {
     const char *name;
@@ -53,7 +47,7 @@ typedef struct inputs {
 
 /* Tables from a shuffled permutation of the physical blocks (+ spare blocks never referenced);
  * on sliding layers blocks wholly below the query's window start are −1. Random pool and q. */
-static int make_inputs(inputs *in, const lcase *L, const dstep *st, uint64_t seed) {
+static int make_inputs(inputs *in, const gh_attn_case *L, const dstep *st, uint64_t seed) {
     memset(in, 0, sizeof *in);
     int n_used = 0;
     for (int s = 0; s < st->n; s++) n_used += (st->ctx[s] + B - 1) / B;
@@ -110,17 +104,6 @@ static int run_attention(g4_backend *b, const g4_weight *kn, const g4_attn_geom 
     return ok ? 0 : -1;
 }
 
-static int load_on(g4_backend *be, g4_weight *dst, const g4_weight *src) {
-    g4_error err = {{0}};
-    *dst = *src;
-    dst->data = NULL;
-    if (be->ops->load_weight(be->ctx, dst, &err)) {
-        fprintf(stderr, "load_weight %s: %s\n", src->name, err.msg);
-        return -1;
-    }
-    return 0;
-}
-
 /* Splits the decode kernel picks (the rule of g4_attention_decode_splits, for the printout). */
 static int expect_splits(int T, int nkv, int G, int d, int k_eq_v, int keys) {
     int bucket = 32;
@@ -135,7 +118,7 @@ static int expect_splits(int T, int nkv, int G, int d, int k_eq_v, int keys) {
     return want < 1 ? 1 : (int)want;
 }
 
-static void run_case(gh_pair *p, g4_backend *simple, const lcase *L, const dstep *st, uint64_t seed) {
+static void run_case(gh_pair *p, g4_backend *simple, const gh_attn_case *L, const dstep *st, uint64_t seed) {
     char what[160];
     inputs in;
     if (make_inputs(&in, L, st, seed)) {
@@ -147,7 +130,7 @@ static void run_case(gh_pair *p, g4_backend *simple, const lcase *L, const dstep
     g4_weight kn_simple;
     int64_t shd[1] = {L->d};
     if (!ref || !dec || !slow || gh_weight_make(p, &kn, "k_norm.weight", 1, shd, seed + 6, 1.0f, 0.4f) ||
-        load_on(simple, &kn_simple, &kn.gpu)) {
+        gh_weight_load_on(simple, &kn_simple, &kn.gpu)) {
         CHECK(0, "setup %s %s", L->name, st->name);
         return;
     }
@@ -193,7 +176,7 @@ static void run_case(gh_pair *p, g4_backend *simple, const lcase *L, const dstep
  * scratch), capture of the same call, replay = eager bit for bit; then the positions move one
  * token on (pos uploaded into the same device buffer, as a captured step would) and the replay
  * must equal a fresh eager run at the new positions. */
-static void run_graph(gh_pair *p, const lcase *L, const dstep *st, uint64_t seed) {
+static void run_graph(gh_pair *p, const gh_attn_case *L, const dstep *st, uint64_t seed) {
     g4_error err = {{0}};
     g4_backend *be = p->gpu;
     inputs in;
@@ -280,10 +263,10 @@ int main(void) {
     REQUIRE(simple, "simple CUDA backend: %s", err.msg);
     unsetenv("G4_ATTN_PATH");
 
-    lcase s31 = {"31B sliding d256", 256, 32, 16, 1024, 0, {10000.0, 128}};
-    lcase g31 = {"31B global d512 k_eq_v", 512, 32, 4, 0, 1, {1000000.0, 64}};
-    lcase g26 = {"26B global d512 k_eq_v", 512, 16, 2, 0, 1, {1000000.0, 64}};
-    lcase s26 = {"26B sliding d256", 256, 16, 8, 1024, 0, {10000.0, 128}};
+    gh_attn_case s31 = {"31B sliding d256", 256, 32, 16, 1024, 0, {10000.0, 128}};
+    gh_attn_case g31 = {"31B global d512 k_eq_v", 512, 32, 4, 0, 1, {1000000.0, 64}};
+    gh_attn_case g26 = {"26B global d512 k_eq_v", 512, 16, 2, 0, 1, {1000000.0, 64}};
+    gh_attn_case s26 = {"26B sliding d256", 256, 16, 8, 1024, 0, {10000.0, 128}};
     static const dstep cross = {"window", 5, 1.5f, {1, 17, 1024, 1025, 1500}};
     static const dstep flat = {"window flat", 5, 0.15f, {1, 17, 1024, 1025, 1500}};
     /* many short sequences: one split on both 31B layers (the kernel's direct epilogue) */

@@ -25,12 +25,6 @@
 
 static const int ctx_len[NSEQ] = {1500, 201, 764, 1301, 1};
 
-typedef struct lcase {
-    const char *name;
-    int d, nq, nkv, window, k_eq_v;
-    g4_rope rope;
-} lcase;
-
 typedef struct tstep {
     const char *name;
     int T;
@@ -118,7 +112,7 @@ static int run_attention(g4_backend *b, const g4_weight *kn, const g4_attn_geom 
     return ok ? 0 : -1;
 }
 
-static void run_case(gh_pair *p, g4_backend *simple, const lcase *L, const tstep *st, uint64_t seed) {
+static void run_case(gh_pair *p, g4_backend *simple, const gh_attn_case *L, const tstep *st, uint64_t seed) {
     g4_error err = {{0}};
     char what[128];
     int n_used = 0;
@@ -189,8 +183,8 @@ int main(void) {
 
     static tstep mixed, small;
     make_steps(&mixed, &small);
-    lcase sliding = {"sliding d256", 256, 32, 16, 1024, 0, {10000.0, 128}};
-    lcase global = {"global d512 k_eq_v", 512, 32, 4, 0, 1, {1000000.0, 64}};
+    gh_attn_case sliding = {"sliding d256", 256, 32, 16, 1024, 0, {10000.0, 128}};
+    gh_attn_case global = {"global d512 k_eq_v", 512, 32, 4, 0, 1, {1000000.0, 64}};
     run_case(&p, simple, &sliding, &small, 51);
     run_case(&p, simple, &sliding, &mixed, 52);
     run_case(&p, simple, &global, &small, 53);

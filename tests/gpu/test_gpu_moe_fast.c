@@ -139,17 +139,6 @@ static void run_graph(gh_pair *p, int T, uint64_t seed) {
     free(x), free(eager), free(replay);
 }
 
-static int load_copy(g4_backend *be, g4_weight *dst, const g4_weight *src) {
-    g4_error err = {{0}};
-    *dst = *src;
-    dst->data = NULL;
-    if (be->ops->load_weight(be->ctx, dst, &err)) {
-        fprintf(stderr, "load_weight %s on the simple backend: %s\n", src->name, err.msg);
-        return -1;
-    }
-    return 0;
-}
-
 int main(void) {
     gh_pair p;
     g4_error err = {{0}};
@@ -164,7 +153,7 @@ int main(void) {
     int64_t s_gu[3] = {E, 2 * I, H}, s_d[3] = {E, H, I};
     REQUIRE(!gh_weight_make(&p, &gate_up, "experts.gate_up_proj", 3, s_gu, 54, 0.0f, 0.04f), "weight");
     REQUIRE(!gh_weight_make(&p, &down, "experts.down_proj", 3, s_d, 55, 0.0f, 0.06f), "weight");
-    REQUIRE(!load_copy(simple, &gu_simple, &gate_up.gpu) && !load_copy(simple, &dn_simple, &down.gpu), "weights");
+    REQUIRE(!gh_weight_load_on(simple, &gu_simple, &gate_up.gpu) && !gh_weight_load_on(simple, &dn_simple, &down.gpu), "weights");
 
     static const int Ts[4] = {1, 3, 8, 64};
     for (int i = 0; i < 4; i++)
