@@ -18,6 +18,7 @@
 
 #include "kserve_v2.pb-c.h"
 #include "server/grpc/grpc_impl.h"
+#include "text/prompt.h"
 
 #define G4_KSERVE_MAX_STOP 16
 
@@ -379,7 +380,14 @@ static int start_request(g4_gcall *c, const Inference__ModelInferRequest *rq, g4
     }
     g4_tokens ids = {0};
     if (rc == 0 && !s->model.tok) rc = g4_fail(err, "this server has no tokenizer");
-    if (rc == 0) rc = g4_tokenizer_encode(s->model.tok, text, text_len, G4_ENCODE_ADD_BOS, &ids, err);
+    if (rc == 0) { /* plain text, one BOS: as the native API's text input */
+        g4_prompt_input in;
+        g4_prompt_input_init(&in, G4_PROMPT_TEXT);
+        in.text = text;
+        in.text_len = text_len;
+        in.encode_flags = G4_ENCODE_ADD_BOS;
+        rc = g4_prompt_build(s->model.tok, &in, &ids, NULL, err);
+    }
     if (rc == 0) {
         kp.p.prompt = ids.ids;
         kp.p.n_prompt = (int)ids.n;

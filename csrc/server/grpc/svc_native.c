@@ -7,15 +7,14 @@
  * (client cancel, deadline) cancels the engine request; its KV blocks are freed by the engine.
  * Chat output goes through the text layer's output parser: content, reasoning and tool calls
  * arrive in their own response fields (special tokens are kept for the parser to see). */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "g4serve.pb-c.h"
 #include "server/grpc/grpc_impl.h"
-#include "text/chat_template.h"
 #include "text/output_parser.h"
+#include "text/prompt.h"
 
 typedef struct gen_state {
     g4_gen *g;
@@ -26,118 +25,68 @@ typedef struct gen_state {
 
 /* ---- prompt ------------------------------------------------------------------------------ */
 
-static cJSON *parse_json_object(const char *text, const char *what, g4_error *err) {
-    cJSON *o = cJSON_Parse(text && text[0] ? text : "{}");
-    if (!o || !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        g4_fail(err, "%s must be a JSON object", what);
-        return NULL;
-    }
-    return o;
-}
-
-/* OpenAI-shaped cJSON for the chat template. */
-static int chat_json(const G4serve__V1__ChatInput *ci, cJSON **msgs_out, cJSON **tools_out, g4_error *err) {
-    cJSON *msgs = cJSON_CreateArray(), *tools = NULL;
-    if (!msgs) return g4_fail(err, "out of memory");
-    if (ci->n_messages == 0) {
-        cJSON_Delete(msgs);
-        return g4_fail(err, "chat.messages is empty");
-    }
+/* The chat template's input, built from the protobuf fields (roles and names checked here, where
+ * the field paths are known). */
+static int chat_input(const G4serve__V1__ChatInput *ci, g4_chat_input *in, g4_error *err) {
+    static const char *const roles[] = {"system", "developer", "user", "assistant", "tool"};
+    if (ci->n_messages == 0) return g4_fail(err, "chat.messages is empty");
     for (size_t i = 0; i < ci->n_messages; i++) {
         const G4serve__V1__ChatMessage *m = ci->messages[i];
-        if (!m->role[0]) {
-            cJSON_Delete(msgs);
-            return g4_fail(err, "chat.messages[%zu].role is empty", i);
-        }
-        if (strcmp(m->role, "system") && strcmp(m->role, "developer") && strcmp(m->role, "user") &&
-            strcmp(m->role, "assistant") && strcmp(m->role, "tool")) {
-            cJSON_Delete(msgs);
+        if (!m->role[0]) return g4_fail(err, "chat.messages[%zu].role is empty", i);
+        bool known = false;
+        for (size_t r = 0; r < sizeof roles / sizeof roles[0]; r++) known |= !strcmp(m->role, roles[r]);
+        if (!known)
             return g4_fail(err, "chat.messages[%zu].role \"%s\" is not one of system, developer, user, assistant, tool",
                            i, m->role);
-        }
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToArray(msgs, o);
-        cJSON_AddStringToObject(o, "role", m->role);
-        cJSON_AddStringToObject(o, "content", m->content);
-        if (m->reasoning[0]) cJSON_AddStringToObject(o, "reasoning", m->reasoning);
-        if (m->tool_call_id[0]) cJSON_AddStringToObject(o, "tool_call_id", m->tool_call_id);
-        if (m->name[0]) cJSON_AddStringToObject(o, "name", m->name);
-        if (m->n_tool_calls) {
-            cJSON *tcs = cJSON_AddArrayToObject(o, "tool_calls");
-            for (size_t k = 0; k < m->n_tool_calls; k++) {
-                const G4serve__V1__ToolCall *tc = m->tool_calls[k];
-                char what[96];
-                snprintf(what, sizeof what, "chat.messages[%zu].tool_calls[%zu].arguments", i, k);
-                cJSON *args = parse_json_object(tc->arguments, what, err);
-                if (!args) {
-                    cJSON_Delete(msgs);
-                    return -1;
-                }
-                cJSON *t = cJSON_CreateObject();
-                cJSON_AddItemToArray(tcs, t);
-                cJSON_AddStringToObject(t, "id", tc->id);
-                cJSON_AddStringToObject(t, "type", "function");
-                cJSON *f = cJSON_AddObjectToObject(t, "function");
-                cJSON_AddStringToObject(f, "name", tc->name);
-                cJSON_AddItemToObject(f, "arguments", args);
-            }
+        if (g4_chat_input_message(in, m->role, m->content, m->reasoning, m->tool_call_id, m->name, err)) return -1;
+        for (size_t k = 0; k < m->n_tool_calls; k++) {
+            const G4serve__V1__ToolCall *tc = m->tool_calls[k];
+            int rc = g4_chat_input_tool_call(in, tc->id, tc->name, tc->arguments, err);
+            if (rc == G4_PROMPT_BAD_INPUT)
+                return g4_fail(err, "chat.messages[%zu].tool_calls[%zu].arguments must be a JSON object", i, k);
+            if (rc) return -1;
         }
     }
-    if (ci->n_tools) {
-        tools = cJSON_CreateArray();
-        for (size_t i = 0; i < ci->n_tools; i++) {
-            const G4serve__V1__Tool *t = ci->tools[i];
-            if (!t->name[0]) {
-                cJSON_Delete(msgs), cJSON_Delete(tools);
-                return g4_fail(err, "chat.tools[%zu].name is empty", i);
-            }
-            char what[64];
-            snprintf(what, sizeof what, "chat.tools[%zu].parameters_json", i);
-            cJSON *params = parse_json_object(t->parameters_json, what, err);
-            if (!params) {
-                cJSON_Delete(msgs), cJSON_Delete(tools);
-                return -1;
-            }
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddItemToArray(tools, o);
-            cJSON_AddStringToObject(o, "type", "function");
-            cJSON *f = cJSON_AddObjectToObject(o, "function");
-            cJSON_AddStringToObject(f, "name", t->name);
-            if (t->description[0]) cJSON_AddStringToObject(f, "description", t->description);
-            cJSON_AddItemToObject(f, "parameters", params);
-        }
+    for (size_t i = 0; i < ci->n_tools; i++) {
+        const G4serve__V1__Tool *t = ci->tools[i];
+        if (!t->name[0]) return g4_fail(err, "chat.tools[%zu].name is empty", i);
+        int rc = g4_chat_input_tool(in, t->name, t->description, t->parameters_json, err);
+        if (rc == G4_PROMPT_BAD_INPUT) return g4_fail(err, "chat.tools[%zu].parameters_json must be a JSON object", i);
+        if (rc) return -1;
     }
-    *msgs_out = msgs;
-    *tools_out = tools;
     return 0;
 }
 
-/* text or chat -> ids. INVALID_ARGUMENT on error (message in err). */
-static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__ChatInput *chat, g4_tokens *out,
-                        bool *in_reasoning, g4_error *err) {
+/* text, ids or chat -> prompt ids (text: plain text, one BOS). INVALID_ARGUMENT on error
+ * (message in err). */
+static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__TokenIds *ids,
+                        const G4serve__V1__ChatInput *chat, g4_tokens *out, bool *in_reasoning, g4_error *err) {
     const g4_tokenizer *tok = s->model.tok;
-    if (!tok) return g4_fail(err, "this server has no tokenizer; send token_ids");
-    if (text) return g4_tokenizer_encode(tok, text, strlen(text), G4_ENCODE_ADD_BOS, out, err);
-    cJSON *msgs = NULL, *tools = NULL;
-    if (chat_json(chat, &msgs, &tools, err)) return -1;
-    g4_chat_options opt;
-    g4_chat_options_default(&opt);
-    opt.enable_thinking = chat->enable_thinking;
-    g4_strbuf prompt = {0};
-    int rc = g4_strbuf_track_user(&prompt) ? g4_fail(err, "out of memory") : 0;
-    if (rc == 0) rc = g4_chat_render(msgs, tools, &opt, &prompt, err);
-    static const char thought[] = "<|channel>thought\n";
-    if (rc == 0 && in_reasoning)
-        *in_reasoning = prompt.len >= sizeof thought - 1 && !prompt.user[prompt.len - 1] &&
-                        !memcmp(prompt.data + prompt.len - (sizeof thought - 1), thought, sizeof thought - 1);
-    /* Control tokens only where the template wrote them; user text is plain text (issue 20). */
-    if (rc == 0)
-        rc = g4_tokenizer_encode_masked(tok, prompt.data, prompt.len, G4_ENCODE_SPLIT_SPECIAL, prompt.user, out, err);
-    g4_strbuf_free(&prompt);
-    cJSON_Delete(msgs);
-    cJSON_Delete(tools);
-    return rc;
+    if (!tok && !ids) return g4_fail(err, "this server has no tokenizer; send token_ids");
+    g4_prompt_input in;
+    g4_chat_input ci = {0};
+    g4_prompt_input_init(&in, text ? G4_PROMPT_TEXT : ids ? G4_PROMPT_IDS : G4_PROMPT_CHAT);
+    if (text) {
+        in.text = text;
+        in.text_len = strlen(text);
+        in.encode_flags = G4_ENCODE_ADD_BOS;
+    } else if (ids) {
+        in.ids = ids->ids;
+        in.n_ids = ids->n_ids;
+        in.ids_field = "token_ids.ids";
+        in.vocab = s->model.cfg.vocab;
+    } else {
+        if (g4_chat_input_init(&ci, err) || chat_input(chat, &ci, err)) {
+            g4_chat_input_free(&ci);
+            return -1;
+        }
+        in.messages = ci.messages;
+        in.tools = ci.tools;
+        in.chat.enable_thinking = chat->enable_thinking;
+    }
+    int rc = g4_prompt_build(tok, &in, out, in_reasoning, err);
+    g4_chat_input_free(&ci);
+    return rc ? -1 : 0;
 }
 
 /* ---- Generate ---------------------------------------------------------------------------- */
@@ -369,23 +318,13 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     }
     switch (rq->input_case) {
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_TEXT:
-        if (build_prompt(s, rq->text, NULL, &prompt, NULL, &err)) goto bad;
+        if (build_prompt(s, rq->text, NULL, NULL, &prompt, NULL, &err)) goto bad;
         break;
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_CHAT:
-        if (build_prompt(s, NULL, rq->chat, &prompt, &in_reasoning, &err)) goto bad;
+        if (build_prompt(s, NULL, NULL, rq->chat, &prompt, &in_reasoning, &err)) goto bad;
         break;
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_TOKEN_IDS:
-        for (size_t i = 0; i < rq->token_ids->n_ids; i++) {
-            int32_t id = rq->token_ids->ids[i];
-            if (id < 0 || id >= s->model.cfg.vocab) {
-                g4_fail(&err, "token_ids.ids[%zu] = %d is outside the vocabulary [0, %d)", i, id, s->model.cfg.vocab);
-                goto bad;
-            }
-            if (g4_tokens_push(&prompt, id)) {
-                g4_fail(&err, "out of memory");
-                goto bad;
-            }
-        }
+        if (build_prompt(s, NULL, rq->token_ids, NULL, &prompt, NULL, &err)) goto bad;
         break;
     default:
         g4_fail(&err, "one of text, token_ids or chat is required");
@@ -464,7 +403,7 @@ static void tokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
         g4_gcall_finish(c, GRPC_STATUS_NOT_FOUND, "model \"%s\" is not served here", rq->model);
     } else if (rq->input_case == G4SERVE__V1__TOKENIZE_REQUEST__INPUT__NOT_SET) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "one of text or chat is required");
-    } else if (build_prompt(s, rq->input_case == G4SERVE__V1__TOKENIZE_REQUEST__INPUT_TEXT ? rq->text : NULL,
+    } else if (build_prompt(s, rq->input_case == G4SERVE__V1__TOKENIZE_REQUEST__INPUT_TEXT ? rq->text : NULL, NULL,
                             rq->chat, &ids, NULL, &err)) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     } else {

@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "text/chat_template.h"
+#include "text/prompt.h"
 
 /* --- job lifetime ---------------------------------------------------------------------- */
 
@@ -153,43 +153,36 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, g4_tokens *
                          g4_http_error *e)
 {
     g4_error err = {{0}};
+    g4_prompt_input in;
     *parse_flags = 0;
-    if (r->kind == G4_OAI_COMPLETION) {
-        if (r->prompt_ids) {
-            for (int i = 0; i < r->n_prompt_ids; i++)
-                if (g4_tokens_push(ids, r->prompt_ids[i]) < 0)
-                    return g4_http_fail(e, 500, NULL, "out of memory");
-            return 0;
-        }
+    if (r->kind == G4_OAI_COMPLETION && r->prompt_ids) {
+        g4_prompt_input_init(&in, G4_PROMPT_IDS);
+        in.ids = r->prompt_ids;
+        in.n_ids = (size_t)r->n_prompt_ids;
+        in.ids_field = "prompt";
+    } else if (r->kind == G4_OAI_COMPLETION) {
         /* Raw prompts may carry control tokens on purpose (the caller writes the whole prompt,
          * template included: docs/api-http.md); Gemma needs exactly one BOS. */
-        if (g4_tokenizer_encode(s->tok, r->prompt_text, strlen(r->prompt_text),
-                                G4_ENCODE_SPLIT_SPECIAL | G4_ENCODE_ADD_BOS, ids, &err) < 0)
-            return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
-        return 0;
+        g4_prompt_input_init(&in, G4_PROMPT_TEXT);
+        in.text = r->prompt_text;
+        in.text_len = strlen(r->prompt_text);
+        in.encode_flags = G4_ENCODE_SPLIT_SPECIAL | G4_ENCODE_ADD_BOS;
+    } else {
+        g4_prompt_input_init(&in, G4_PROMPT_CHAT);
+        in.messages = r->messages;
+        in.tools = r->tool_choice == G4_TOOL_CHOICE_NONE ? NULL : r->tools;
+        in.chat.enable_thinking = r->enable_thinking;
+        in.chat.add_generation_prompt = r->add_generation_prompt;
+        in.chat.decode_string_arguments = 1;
     }
-    g4_chat_options o;
-    g4_chat_options_default(&o);
-    o.enable_thinking = r->enable_thinking;
-    o.add_generation_prompt = r->add_generation_prompt;
-    o.decode_string_arguments = 1;
-    const cJSON *tools = r->tool_choice == G4_TOOL_CHOICE_NONE ? NULL : r->tools;
-    g4_strbuf text = {0};
-    if (g4_strbuf_track_user(&text) < 0)
-        return g4_http_fail(e, 500, NULL, "out of memory");
-    if (g4_chat_render(r->messages, tools, &o, &text, &err) < 0) {
-        g4_strbuf_free(&text);
-        return g4_http_fail(e, 400, "messages", "%s", err.msg);
-    }
-    static const char opened[] = "<|channel>thought\n";
-    if (text.len >= sizeof opened - 1 && !memcmp(text.data + text.len - (sizeof opened - 1), opened, sizeof opened - 1) &&
-        !text.user[text.len - 1])
-        *parse_flags |= G4_PARSE_START_IN_REASONING;
-    /* Control tokens only where the template wrote them; user text is plain text (issue 20). */
-    int rc = g4_tokenizer_encode_masked(s->tok, text.data, text.len, G4_ENCODE_SPLIT_SPECIAL, text.user, ids, &err);
-    g4_strbuf_free(&text);
+    bool in_reasoning = false;
+    int rc = g4_prompt_build(s->tok, &in, ids, &in_reasoning, &err);
+    if (rc == G4_PROMPT_BAD_INPUT)
+        return g4_http_fail(e, 400, r->kind == G4_OAI_CHAT ? "messages" : "prompt", "%s", err.msg);
     if (rc < 0)
         return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
+    if (in_reasoning)
+        *parse_flags |= G4_PARSE_START_IN_REASONING;
     return 0;
 }
 

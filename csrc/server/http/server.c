@@ -3,6 +3,7 @@
  * Generation lives in generate.c. Threading: MHD's one internal polling thread runs every
  * handler here; a ticker thread sends SSE keep-alives and enforces request timeouts. */
 #include "server/http/server_impl.h"
+#include "text/prompt.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -178,10 +179,12 @@ static enum MHD_Result tokenize(g4_http_server *s, struct MHD_Connection *c, con
     enum MHD_Result ret;
     if (cJSON_IsString(prompt)) {
         /* A raw prompt, as /v1/completions takes it: special tokens in the text are split. */
-        unsigned flags = G4_ENCODE_SPLIT_SPECIAL;
-        if (!ast || cJSON_IsTrue(ast))
-            flags |= G4_ENCODE_ADD_BOS;
-        if (g4_tokenizer_encode(s->tok, prompt->valuestring, strlen(prompt->valuestring), flags, &ids, &err) < 0) {
+        g4_prompt_input pin;
+        g4_prompt_input_init(&pin, G4_PROMPT_TEXT);
+        pin.text = prompt->valuestring;
+        pin.text_len = strlen(prompt->valuestring);
+        pin.encode_flags = G4_ENCODE_SPLIT_SPECIAL | (!ast || cJSON_IsTrue(ast) ? G4_ENCODE_ADD_BOS : 0);
+        if (g4_prompt_build(s->tok, &pin, &ids, NULL, &err) < 0) {
             g4_tokens_free(&ids);
             cJSON_Delete(in);
             return send_fail(s, c, 500, NULL, err.msg);

@@ -1,0 +1,162 @@
+/* prompt.c - a request's prompt ids (see prompt.h). */
+#include "text/prompt.h"
+
+#include <string.h>
+
+/* What the template writes last when it opens the model's thought channel (chat_template.c). */
+static const char thought_opened[] = "<|channel>thought\n";
+
+void g4_prompt_input_init(g4_prompt_input *in, g4_prompt_kind kind) {
+    memset(in, 0, sizeof *in);
+    in->kind = kind;
+    g4_chat_options_default(&in->chat);
+}
+
+static int copy_ids(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *out, g4_error *err) {
+    int32_t n_vocab = in->vocab > 0 ? in->vocab : g4_tokenizer_n_vocab(tok);
+    for (size_t i = 0; i < in->n_ids; i++) {
+        int32_t id = in->ids[i];
+        if (id < 0 || id >= n_vocab) {
+            g4_fail(err, "%s[%zu] = %d is outside the vocabulary [0, %d)", in->ids_field ? in->ids_field : "ids", i,
+                    id, n_vocab);
+            return G4_PROMPT_BAD_INPUT;
+        }
+        if (g4_tokens_push(out, id) < 0) {
+            g4_fail(err, "out of memory");
+            return G4_PROMPT_FAILED;
+        }
+    }
+    return 0;
+}
+
+/* True when the rendered prompt ends with the template's (not the user's) thought opener. */
+static bool ends_in_thought(const g4_strbuf *p) {
+    size_t n = sizeof thought_opened - 1;
+    return p->len >= n && !memcmp(p->data + p->len - n, thought_opened, n) && !p->user[p->len - 1];
+}
+
+static int chat(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *out, bool *in_reasoning,
+                g4_error *err) {
+    g4_strbuf text = {0};
+    if (g4_strbuf_track_user(&text) < 0) {
+        g4_fail(err, "out of memory");
+        return G4_PROMPT_FAILED;
+    }
+    if (g4_chat_render(in->messages, in->tools, &in->chat, &text, err) < 0) {
+        g4_strbuf_free(&text);
+        return G4_PROMPT_BAD_INPUT;
+    }
+    if (in_reasoning) *in_reasoning = ends_in_thought(&text);
+    /* Control tokens only where the template wrote them; user text is plain text (issue 20). */
+    int rc = g4_tokenizer_encode_masked(tok, text.data, text.len, G4_ENCODE_SPLIT_SPECIAL, text.user, out, err);
+    g4_strbuf_free(&text);
+    return rc < 0 ? G4_PROMPT_FAILED : 0;
+}
+
+int g4_prompt_build(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *out, bool *in_reasoning,
+                    g4_error *err) {
+    if (in_reasoning) *in_reasoning = false;
+    switch (in->kind) {
+    case G4_PROMPT_IDS: return copy_ids(tok, in, out, err);
+    case G4_PROMPT_TEXT:
+        return g4_tokenizer_encode(tok, in->text ? in->text : "", in->text ? in->text_len : 0, in->encode_flags, out,
+                                   err) < 0
+                   ? G4_PROMPT_FAILED
+                   : 0;
+    case G4_PROMPT_CHAT: return chat(tok, in, out, in_reasoning, err);
+    }
+    g4_fail(err, "prompt: unknown input kind %d", (int)in->kind);
+    return G4_PROMPT_BAD_INPUT;
+}
+
+/* --- chat input ------------------------------------------------------------------------------ */
+
+static int oom(g4_error *err) {
+    g4_fail(err, "out of memory");
+    return G4_PROMPT_FAILED;
+}
+
+int g4_chat_input_init(g4_chat_input *c, g4_error *err) {
+    c->tools = NULL;
+    c->messages = cJSON_CreateArray();
+    return c->messages ? 0 : oom(err);
+}
+
+void g4_chat_input_free(g4_chat_input *c) {
+    cJSON_Delete(c->messages);
+    cJSON_Delete(c->tools);
+    c->messages = c->tools = NULL;
+}
+
+static bool given(const char *s) { return s && s[0]; }
+
+/* Adds key: s (a string) to o; false when out of memory. */
+static bool add_str(cJSON *o, const char *key, const char *s) { return cJSON_AddStringToObject(o, key, s) != NULL; }
+
+int g4_chat_input_message(g4_chat_input *c, const char *role, const char *content, const char *reasoning,
+                          const char *tool_call_id, const char *name, g4_error *err) {
+    cJSON *m = cJSON_CreateObject();
+    if (!m) return oom(err);
+    cJSON_AddItemToArray(c->messages, m);
+    if (!add_str(m, "role", role) || !add_str(m, "content", content ? content : "") ||
+        (given(reasoning) && !add_str(m, "reasoning", reasoning)) ||
+        (given(tool_call_id) && !add_str(m, "tool_call_id", tool_call_id)) || (given(name) && !add_str(m, "name", name)))
+        return oom(err);
+    return 0;
+}
+
+/* A JSON object from text ("" = {}); NULL with G4_PROMPT_BAD_INPUT / _FAILED in *rc. */
+static cJSON *json_object(const char *text, int *rc, g4_error *err) {
+    cJSON *o = cJSON_Parse(given(text) ? text : "{}");
+    if (o && cJSON_IsObject(o)) return o;
+    cJSON_Delete(o);
+    *rc = G4_PROMPT_BAD_INPUT;
+    g4_fail(err, "must be a JSON object");
+    return NULL;
+}
+
+int g4_chat_input_tool_call(g4_chat_input *c, const char *id, const char *name, const char *arguments_json,
+                            g4_error *err) {
+    cJSON *m = cJSON_GetArrayItem(c->messages, cJSON_GetArraySize(c->messages) - 1);
+    if (!m) {
+        g4_fail(err, "a tool call needs a message");
+        return G4_PROMPT_BAD_INPUT;
+    }
+    int rc = 0;
+    cJSON *args = json_object(arguments_json, &rc, err);
+    if (!args) return rc;
+    cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+    if (!calls && !(calls = cJSON_AddArrayToObject(m, "tool_calls"))) {
+        cJSON_Delete(args);
+        return oom(err);
+    }
+    cJSON *t = cJSON_CreateObject(), *f = NULL;
+    if (t) cJSON_AddItemToArray(calls, t);
+    if (!t || !add_str(t, "id", id ? id : "") || !add_str(t, "type", "function") ||
+        !(f = cJSON_AddObjectToObject(t, "function")) || !add_str(f, "name", name ? name : "")) {
+        cJSON_Delete(args);
+        return oom(err);
+    }
+    cJSON_AddItemToObject(f, "arguments", args);
+    return 0;
+}
+
+int g4_chat_input_tool(g4_chat_input *c, const char *name, const char *description, const char *parameters_json,
+                       g4_error *err) {
+    int rc = 0;
+    cJSON *params = json_object(parameters_json, &rc, err);
+    if (!params) return rc;
+    if (!c->tools && !(c->tools = cJSON_CreateArray())) {
+        cJSON_Delete(params);
+        return oom(err);
+    }
+    cJSON *o = cJSON_CreateObject(), *f = NULL;
+    if (o) cJSON_AddItemToArray(c->tools, o);
+    if (!o || !add_str(o, "type", "function") || !(f = cJSON_AddObjectToObject(o, "function")) ||
+        !add_str(f, "name", name) || (given(description) && !add_str(f, "description", description))) {
+        cJSON_Delete(params);
+        return oom(err);
+    }
+    cJSON_AddItemToObject(f, "parameters", params);
+    return 0;
+}
