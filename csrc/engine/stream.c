@@ -1,5 +1,6 @@
-/* stream.c — blocking queue of owned event copies (see stream.h). A singly linked FIFO under a
- * mutex and condition variable. */
+/* stream.c — the owned-event queue (see stream.h). A singly linked FIFO under a mutex and a
+ * condition variable; a sink's last event is allocated when the sink is made, so pushing it
+ * needs no memory. */
 #include "engine/stream.h"
 
 #include <errno.h>
@@ -8,15 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct node {
-    struct node *next;
-    g4_stream_event e;
-} node;
-
 struct g4_stream {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    node *head, *tail;
+    g4_stream_event *head, *tail;
     uint64_t finished, lost;
 };
 
@@ -42,64 +38,120 @@ void g4_stream_event_clear(g4_stream_event *e) {
     memset(e, 0, sizeof *e);
 }
 
+void g4_stream_event_free(g4_stream_event *e) {
+    if (!e) return;
+    g4_stream_event_clear(e);
+    free(e);
+}
+
 void g4_stream_free(g4_stream *s) {
     if (!s) return;
-    for (node *n = s->head, *next; n; n = next) {
-        next = n->next;
-        g4_stream_event_clear(&n->e);
-        free(n);
+    for (g4_stream_event *e = s->head, *next; e; e = next) {
+        next = e->next;
+        g4_stream_event_free(e);
     }
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
 }
 
-static char *dup_str(const char *t, int *bad) {
+/* An owned copy of t (NULL for NULL); NULL with *lost set when it cannot be allocated. */
+static char *copy_text(const char *t, bool *lost) {
     if (!t) return NULL;
-    char *c = strdup(t);
-    if (!c) *bad = 1;
+    size_t n = strlen(t) + 1;
+    char *c = g4_stream_alloc(G4_STREAM_ALLOC_TEXT, n);
+    if (!c) {
+        *lost = true;
+        return NULL;
+    }
+    memcpy(c, t, n);
     return c;
 }
 
-/* Points the copy's ev at its own storage. */
+static const char lost_error[] = "out of memory (the error message was lost)";
+
+/* Points the copy's ev at its own storage (an error message that could not be copied reads
+ * lost_error). */
 static void fix_pointers(g4_stream_event *e) {
     e->ev.text = e->text;
     e->ev.stop_string = e->stop_string;
-    e->ev.error = e->error;
+    e->ev.error = e->error ? e->error : e->ev.error ? lost_error : NULL;
     e->ev.top_ids = e->ev.n_top ? e->top_ids : NULL;
     e->ev.top_logprobs = e->ev.n_top ? e->top_logprobs : NULL;
 }
 
-void g4_stream_on_event(void *user, const g4_event *ev) {
-    g4_stream *s = user;
-    node *n = calloc(1, sizeof *n);
-    int bad = !n;
-    if (n) {
-        n->e.ev = *ev;
-        n->e.text = dup_str(ev->text, &bad);
-        n->e.stop_string = dup_str(ev->stop_string, &bad);
-        n->e.error = dup_str(ev->error, &bad);
-        int k = ev->n_top < G4_MAX_TOP_LOGPROBS ? ev->n_top : G4_MAX_TOP_LOGPROBS;
-        n->e.ev.n_top = k > 0 ? k : 0;
-        if (k > 0) {
-            memcpy(n->e.top_ids, ev->top_ids, (size_t)k * sizeof *ev->top_ids);
-            memcpy(n->e.top_logprobs, ev->top_logprobs, (size_t)k * sizeof *ev->top_logprobs);
-        }
+/* Fills e (zeroed) with an owned copy of ev. A last event keeps its finish whatever fails: its
+ * text is marked lost and a missing error message becomes a fixed one. Returns false when a
+ * token event lost its text (the caller drops it: a token without its text would be wrong). */
+static bool copy_event(g4_stream_event *e, const g4_event *ev, void *tag) {
+    bool text_lost = false, other_lost = false;
+    e->tag = tag;
+    e->ev = *ev;
+    e->text = copy_text(ev->text, &text_lost);
+    e->stop_string = copy_text(ev->stop_string, &other_lost);
+    e->error = copy_text(ev->error, &other_lost);
+    int k = ev->n_top < G4_MAX_TOP_LOGPROBS ? ev->n_top : G4_MAX_TOP_LOGPROBS;
+    e->ev.n_top = k > 0 ? k : 0;
+    if (k > 0) {
+        memcpy(e->top_ids, ev->top_ids, (size_t)k * sizeof *ev->top_ids);
+        memcpy(e->top_logprobs, ev->top_logprobs, (size_t)k * sizeof *ev->top_logprobs);
     }
+    e->text_lost = text_lost;
+    fix_pointers(e);
+    return ev->finish != G4_FINISH_NONE || !(text_lost || other_lost);
+}
+
+/* Appends e (NULL: an event lost) under the lock and wakes a waiting pop. */
+static void enqueue(g4_stream *s, g4_stream_event *e, bool last) {
     pthread_mutex_lock(&s->mu);
-    if (ev->finish != G4_FINISH_NONE) s->finished++;
-    if (bad) {
+    if (last) s->finished++;
+    if (!e) {
         s->lost++;
-        if (n) g4_stream_event_clear(&n->e);
-        free(n);
     } else {
-        if (s->tail) s->tail->next = n;
-        else s->head = n;
-        s->tail = n;
+        if (s->tail) s->tail->next = e;
+        else s->head = e;
+        s->tail = e;
         pthread_cond_signal(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
 }
+
+/* Copies ev into storage (NULL: allocate one) and queues it; false when it was lost. */
+static bool push(g4_stream *s, g4_stream_event *storage, const g4_event *ev, void *tag) {
+    bool last = ev->finish != G4_FINISH_NONE;
+    g4_stream_event *e = storage ? storage : g4_stream_alloc(G4_STREAM_ALLOC_EVENT, sizeof *e);
+    if (e && !copy_event(e, ev, tag)) {
+        g4_stream_event_free(e);
+        e = NULL;
+    }
+    enqueue(s, e, last);
+    return e != NULL;
+}
+
+void g4_stream_on_event(void *user, const g4_event *ev) { push(user, NULL, ev, NULL); }
+
+int g4_stream_sink_init(g4_stream_sink *k, g4_stream *s, void *tag) {
+    k->stream = s;
+    k->tag = tag;
+    k->last = g4_stream_alloc(G4_STREAM_ALLOC_LAST, sizeof *k->last);
+    return k->last ? 0 : -1;
+}
+
+void g4_stream_sink_release(g4_stream_sink *k) {
+    free(k->last);
+    k->last = NULL;
+}
+
+bool g4_stream_sink_push(g4_stream_sink *k, const g4_event *ev) {
+    g4_stream_event *storage = NULL;
+    if (ev->finish != G4_FINISH_NONE) {
+        storage = k->last;
+        k->last = NULL;
+    }
+    return push(k->stream, storage, ev, k->tag);
+}
+
+void g4_stream_sink_on_event(void *user, const g4_event *ev) { g4_stream_sink_push(user, ev); }
 
 int g4_stream_pop(g4_stream *s, g4_stream_event *out, int timeout_ms) {
     struct timespec until;
@@ -120,14 +172,23 @@ int g4_stream_pop(g4_stream *s, g4_stream_event *out, int timeout_ms) {
             return 0;
         }
     }
-    node *n = s->head;
-    s->head = n->next;
+    g4_stream_event *e = s->head;
+    s->head = e->next;
     if (!s->head) s->tail = NULL;
     pthread_mutex_unlock(&s->mu);
-    *out = n->e;
+    *out = *e;
+    out->next = NULL;
     fix_pointers(out);
-    free(n);
+    free(e);
     return 1;
+}
+
+g4_stream_event *g4_stream_take(g4_stream *s) {
+    pthread_mutex_lock(&s->mu);
+    g4_stream_event *e = s->head;
+    s->head = s->tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    return e;
 }
 
 uint64_t g4_stream_finished(g4_stream *s) {
