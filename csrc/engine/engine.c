@@ -164,7 +164,7 @@ static void *loop(void *arg) {
 
         for (int i = 0; i < n_new; i++) {
             g4_seq *q = e->intake[i];
-            if (e->has_detok && !(q->detok = e->detok.open(e->detok.ctx))) {
+            if (e->has_detok && !(q->detok = e->detok.open(e->detok.ctx, q->detok_flags))) {
                 g4_engine_finish(e, q, G4_FINISH_ERROR, "detokenizer: cannot open a stream");
                 continue;
             }

@@ -88,15 +88,24 @@ typedef struct g4_request_params {
     g4_sampling sampling;
     g4_stop_rules stop;
     int priority;               /* lower runs first (vLLM convention); FCFS within a priority */
+    unsigned detok_flags;       /* G4_DETOK_*: how this request's text is rendered (0: every token's
+                                   text, special tokens included — what the output parser needs) */
     g4_event_fn on_event;
     void *user;
 } g4_request_params;
 
 /* --- detokenizer seam (filled by the text layer; optional) ------------------------------ */
 
+/* Per-request detokenizer flags (g4_request_params.detok_flags). Stop strings are matched on the
+ * text so rendered. */
+enum {
+    G4_DETOK_SKIP_SPECIAL = 1u << 0,            /* special tokens render as nothing */
+    G4_DETOK_SPACES_BETWEEN_SPECIAL = 1u << 1,  /* a space between a special token and the text next to it */
+};
+
 typedef struct g4_detok_iface {
     void *ctx;
-    void *(*open)(void *ctx);                               /* per-request streaming state */
+    void *(*open)(void *ctx, unsigned flags);               /* per-request streaming state (G4_DETOK_*) */
     /* Appends the text newly certain after `token` to out (NUL-terminated, ≤ cap−1 bytes);
      * returns its length or −1. */
     int (*push)(void *state, int32_t token, char *out, size_t cap);

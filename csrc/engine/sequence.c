@@ -39,6 +39,7 @@ g4_seq *g4_seq_create(const g4_request_params *p, int block_size, const int32_t 
     s->slot = -1;
     s->heap_idx = -1;
     s->sampling = p->sampling;
+    s->detok_flags = p->detok_flags;
     s->on_event = p->on_event;
     s->user = p->user;
     return s;

@@ -37,6 +37,7 @@ typedef struct g4_seq {
     uint64_t seed;           /* the request's seed, or one drawn by the engine */
     g4_stop stop;
     void *detok;             /* detokenizer state, NULL without one */
+    unsigned detok_flags;    /* G4_DETOK_* it is opened with */
     g4_event_fn on_event;
     void *user;
 } g4_seq;

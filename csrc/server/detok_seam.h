@@ -1,7 +1,9 @@
 /* detok_seam.h — the engine's detokenizer seam (engine.h g4_detok_iface) over the text layer's
- * streaming detokenizer, special tokens rendered (the output parser needs them). One adapter for
- * every server executable (g4serve, g4serve-grpc); header-only so neither library depends on the
- * other. Not here: the detokenizer itself (text/detokenizer.c). */
+ * streaming detokenizer. Each request's stream opens with that request's flags (engine.h
+ * G4_DETOK_*: skip special tokens, spaces between special tokens); with none, special tokens are
+ * rendered (the output parser needs them). One adapter for every server executable (g4serve,
+ * g4serve-grpc); header-only so neither library depends on the other. Not here: the detokenizer
+ * itself (text/detokenizer.c). */
 #ifndef G4_SERVER_DETOK_SEAM_H
 #define G4_SERVER_DETOK_SEAM_H
 
@@ -10,9 +12,15 @@
 #include "engine/engine.h"
 #include "text/detokenizer.h"
 
-static void *g4_seam_detok_open(void *tok) {
+/* Engine flags → text-layer flags. */
+static inline unsigned g4_seam_detok_flags(unsigned engine_flags) {
+    return ((engine_flags & G4_DETOK_SKIP_SPECIAL) ? G4_DECODE_SKIP_SPECIAL : 0) |
+           ((engine_flags & G4_DETOK_SPACES_BETWEEN_SPECIAL) ? G4_DECODE_SPACES_BETWEEN_SPECIAL : 0);
+}
+
+static void *g4_seam_detok_open(void *tok, unsigned flags) {
     g4_detokenizer *d = NULL;
-    return g4_detokenizer_new(tok, 0, &d, NULL) < 0 ? NULL : d;
+    return g4_detokenizer_new(tok, g4_seam_detok_flags(flags), &d, NULL) < 0 ? NULL : d;
 }
 
 /* Moves b's bytes into out (NUL-terminated, at most cap − 1) and frees b. */

@@ -1,5 +1,6 @@
 /* detokenizer.c - streaming decode (see detokenizer.h). The held-back state is just the
  * pending byte-token run; ordinary and special tokens are always complete UTF-8. */
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "text/detokenizer.h"
@@ -9,6 +10,8 @@ struct g4_detokenizer {
     const g4_tokenizer *tok;
     unsigned flags;
     g4_strbuf run;   /* raw bytes of the open byte-token run */
+    bool any_text;   /* something was handed out (G4_DETOK_SPACES_BETWEEN_SPECIAL) */
+    bool after_special; /* the last text handed out was a special token's */
 };
 
 int g4_detokenizer_new(const g4_tokenizer *tok, unsigned flags, g4_detokenizer **out,
@@ -29,8 +32,18 @@ void g4_detokenizer_free(g4_detokenizer *d) {
 
 size_t g4_detokenizer_pending(const g4_detokenizer *d) { return d->run.len; }
 
+/* With G4_DECODE_SPACES_BETWEEN_SPECIAL: a space where text meets a special token, as
+ * vLLM's " ".join of the pieces between added tokens. Records what comes next. */
+static int separate(g4_detokenizer *d, bool special, g4_strbuf *out) {
+    bool space = (d->flags & G4_DECODE_SPACES_BETWEEN_SPECIAL) && d->any_text && (special || d->after_special);
+    d->any_text = true;
+    d->after_special = special;
+    return space ? g4_strbuf_append(out, " ", 1) : 0;
+}
+
 static int close_run(g4_detokenizer *d, g4_strbuf *out) {
     if (!d->run.len) return 0;
+    if (separate(d, false, out)) return -1;
     size_t start = out->len;
     if (g4_strbuf_append(out, d->run.data, d->run.len) || g4_tok_close_byte_run(out, start))
         return -1;
@@ -49,7 +62,8 @@ int g4_detokenizer_push(g4_detokenizer *d, int32_t id, g4_strbuf *out, g4_error 
         if (g4_strbuf_append(&d->run, &c, 1)) return g4_fail(err, "detokenizer: out of memory");
         return 0;
     }
-    if (close_run(d, out) || g4_strbuf_append(out, tok->dec + tok->dec_off[id], tok->dec_len[id]))
+    if (close_run(d, out) || (tok->dec_len[id] && separate(d, tok->is_special[id], out)) ||
+        g4_strbuf_append(out, tok->dec + tok->dec_off[id], tok->dec_len[id]))
         return g4_fail(err, "detokenizer: out of memory");
     return 0;
 }

@@ -18,8 +18,14 @@
 
 typedef struct g4_detokenizer g4_detokenizer;
 
-/* flags: G4_DECODE_SKIP_SPECIAL or 0 (render special tokens as their text, which the output
- * parser needs). The tokenizer must outlive the detokenizer. */
+/* A streaming-only decode flag beside tokenizer.h's G4_DECODE_*: a space where text meets a
+ * special token (vLLM's spaces_between_special_tokens, the " ".join of the pieces between added
+ * tokens); with G4_DECODE_SKIP_SPECIAL there is nothing to separate. */
+enum { G4_DECODE_SPACES_BETWEEN_SPECIAL = 1u << 8 };
+
+/* flags: G4_DECODE_SKIP_SPECIAL, G4_DECODE_SPACES_BETWEEN_SPECIAL, or 0 (render special tokens
+ * as their text, which the output parser needs). The flags are the request's: a server sets
+ * them per request (engine.h detok_flags). The tokenizer must outlive the detokenizer. */
 int g4_detokenizer_new(const g4_tokenizer *tok, unsigned flags, g4_detokenizer **out,
                        g4_error *err);
 void g4_detokenizer_free(g4_detokenizer *d);

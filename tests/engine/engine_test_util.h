@@ -69,7 +69,8 @@ typedef struct fake_detok_state {
     int n_opened;
 } fake_detok_state;
 
-static inline void *fake_open(void *ctx) {
+static inline void *fake_open(void *ctx, unsigned flags) {
+    (void)flags;
     (void)ctx;
     return calloc(1, sizeof(fake_detok_state));
 }
