@@ -26,13 +26,11 @@
 
 static void job_free(g4_job *j)
 {
-    for (int i = 0; i < j->n; i++)
+    for (int i = 0; i < j->n; i++) {
+        g4_stream_sink_release(&j->ch[i].sink);
         g4_choice_release(&j->ch[i]);
-    for (int i = 0; i < j->nq; i++) {
-        free(j->q[i].text);
-        free(j->q[i].error);
     }
-    free(j->q);
+    g4_stream_free(j->events);
     g4_strbuf_free(&j->out);
     g4_oai_request_free(&j->req);
     pthread_mutex_destroy(&j->mu);
@@ -68,46 +66,15 @@ static void job_wake(g4_job *j)
 
 /* --- engine side ----------------------------------------------------------------------- */
 
+/* Engine thread: the event goes into the job's queue (its last event always does: the sink
+ * holds it preallocated, so a stream always ends), then the bookkeeping and the wake-up. */
 static void on_event(void *user, const g4_event *ev)
 {
     g4_choice *ch = user;
     g4_job *j = ch->job;
     double now = g4_now();
-    g4_evrec r;
-    memset(&r, 0, sizeof r);
-    r.choice = ch->index;
-    r.n_tokens = ev->n_tokens;
-    r.token = ev->token;
-    r.text = ev->text && ev->text[0] ? strdup(ev->text) : NULL;
-    r.logprob = ev->logprob;
-    r.n_top = ev->n_top > G4_MAX_TOP_LOGPROBS ? G4_MAX_TOP_LOGPROBS : (ev->n_top > 0 ? ev->n_top : 0);
-    for (int i = 0; i < r.n_top; i++) {
-        r.top_ids[i] = ev->top_ids[i];
-        r.top_lp[i] = ev->top_logprobs[i];
-    }
-    r.finish = ev->finish;
-    r.stop_token = ev->stop_token;
-    r.error = ev->error ? strdup(ev->error) : NULL;
-    r.prompt_tokens = ev->prompt_tokens;
-    r.completion_tokens = ev->completion_tokens;
-    r.cached_tokens = ev->cached_tokens;
-
+    g4_stream_sink_push(&ch->sink, ev);
     pthread_mutex_lock(&j->mu);
-    if (j->nq == j->capq) {
-        int cap = j->capq ? 2 * j->capq : 16;
-        g4_evrec *q = realloc(j->q, sizeof *q * (size_t)cap);
-        if (q) {
-            j->q = q;
-            j->capq = cap;
-        }
-    }
-    if (j->nq < j->capq)
-        j->q[j->nq++] = r;
-    else { /* out of memory: drop the text, keep the finish */
-        free(r.text);
-        free(r.error);
-        j->oom = true;
-    }
     if (ev->n_tokens > 0 && ch->t_first == 0)
         ch->t_first = now;
     bool last = ev->finish != G4_FINISH_NONE;
@@ -251,6 +218,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     }
     pthread_mutex_init(&j->mu, NULL);
     j->srv = s;
+    j->events = g4_stream_create();
     j->req = req;
     j->n = req.n;
     j->stream = req.stream;
@@ -264,7 +232,8 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
              (unsigned long long)time(NULL), (unsigned long long)atomic_fetch_add(&s->next_id, 1));
     j->model = req.model ? req.model : s->cfg.served_names[0];
     for (int i = 0; i < j->n; i++) {
-        if (g4_choice_init(&j->ch[i], j, i, kind == G4_OAI_CHAT, parse_flags) < 0) {
+        if (!j->events || g4_choice_init(&j->ch[i], j, i, kind == G4_OAI_CHAT, parse_flags) < 0 ||
+            g4_stream_sink_init(&j->ch[i].sink, j->events, &j->ch[i]) < 0) {
             g4_tokens_free(&ids);
             job_free(j);
             g4_http_fail(&e, 500, NULL, "out of memory");
@@ -291,6 +260,10 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
             p.sampling.seed += (uint64_t)i; /* distinct but reproducible choices */
         p.stop = j->req.stop;
         p.priority = j->req.priority;
+        /* Completions render special tokens as nothing when asked; chat keeps them for the
+         * output parser. */
+        if (kind == G4_OAI_COMPLETION && j->req.skip_special_tokens)
+            p.detok_flags = G4_DETOK_SKIP_SPECIAL;
         p.on_event = on_event;
         p.user = &j->ch[i];
         pthread_mutex_lock(&j->mu);

@@ -7,29 +7,15 @@
 
 #include <cjson/cJSON.h>
 
+#include "engine/stream.h"
 #include "server/http/server_impl.h"
 #include "text/output_parser.h"
-
-/* A copy of one g4_event, made on the engine thread (its pointers die with the callback). */
-typedef struct g4_evrec {
-    int choice;
-    int n_tokens;
-    int32_t token;
-    char *text;                  /* owned, NULL when empty */
-    float logprob;
-    int n_top;
-    int32_t top_ids[G4_MAX_TOP_LOGPROBS];
-    float top_lp[G4_MAX_TOP_LOGPROBS];
-    g4_finish_reason finish;
-    int32_t stop_token;
-    char *error;                 /* owned */
-    int prompt_tokens, completion_tokens, cached_tokens;
-} g4_evrec;
 
 typedef struct g4_choice {
     g4_job *job;
     int index;
     uint64_t id;                 /* engine request id, 0 = not submitted */
+    g4_stream_sink sink;         /* into job->events; its last event is allocated at init */
     bool engine_done;            /* its last event arrived (engine thread writes, under job mu) */
     double t_first;              /* first token, monotonic s */
     /* MHD thread only, below */
@@ -56,15 +42,14 @@ struct g4_job {
     bool failed;                 /* an error response was sent at submit */
     bool timed_out;
     bool client_left;            /* non-streaming client hung up while waiting: cancelled */
-    bool oom;
+    bool oom;                    /* output lost to out of memory (non-streaming answers 500) */
     g4_oai_request req;
     char id[64];
     const char *model;
     long created;
     int prompt_tokens;
     double t_arrival, t_submit, last_write;
-    g4_evrec *q;                 /* events not yet processed */
-    int nq, capq;
+    g4_stream *events;           /* engine events not yet processed (every choice's) */
     int n_engine_done;           /* choices whose last event arrived */
     int n_finished;              /* choices whose last event was processed */
     g4_strbuf out;               /* SSE bytes; out_pos of them already written */
@@ -77,7 +62,8 @@ struct g4_job {
 int g4_choice_init(g4_choice *c, g4_job *j, int index, bool chat, unsigned parse_flags);
 void g4_choice_release(g4_choice *c);
 
-/* Under j->mu: turns the queued events into SSE text (stream) or accumulated output. */
+/* Under j->mu: turns the queued events into SSE text (stream) or accumulated output. A lost
+ * token event or a last event whose text was lost sets j->oom. */
 int g4_job_drain(g4_job *j, g4_http_error *e);
 /* Under j->mu, every choice finished: the non-streaming response body (malloc'ed) or an error. */
 int g4_job_final_json(g4_job *j, char **json, g4_http_error *e);

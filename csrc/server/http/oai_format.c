@@ -1,7 +1,8 @@
 /* oai_format.c - OpenAI response shapes: engine events → chat.completion(.chunk) and
  * text_completion objects, SSE framing, logprobs, usage. Runs on the MHD thread under the job's
  * mutex. Chat output goes through the Gemma 4 output parser (content / reasoning / tool_calls);
- * completions strip special-token text when skip_special_tokens is set.
+ * completions get their text as the request's detokenizer renders it (skip_special_tokens is
+ * a detokenizer flag, generate.c).
  * Shapes: docs/api-http.md; field semantics: serving-conventions.md §2. */
 #include "server/http/generate_impl.h"
 
@@ -75,12 +76,12 @@ static cJSON *token_entry(const g4_tokenizer *tok, int32_t id, float lp)
     return o;
 }
 
-static cJSON *chat_logprob(const g4_tokenizer *tok, const g4_evrec *r, int top)
+static cJSON *chat_logprob(const g4_tokenizer *tok, const g4_event *r, int top)
 {
     cJSON *o = token_entry(tok, r->token, r->logprob);
     cJSON *t = cJSON_AddArrayToObject(o, "top_logprobs");
     for (int i = 0; i < r->n_top && i < top; i++)
-        cJSON_AddItemToArray(t, token_entry(tok, r->top_ids[i], r->top_lp[i]));
+        cJSON_AddItemToArray(t, token_entry(tok, r->top_ids[i], r->top_logprobs[i]));
     return o;
 }
 
@@ -95,7 +96,7 @@ static cJSON *completion_logprobs_new(void)
     return o;
 }
 
-static void completion_logprobs_add(cJSON *o, const g4_tokenizer *tok, const g4_evrec *r, int top, size_t offset)
+static void completion_logprobs_add(cJSON *o, const g4_tokenizer *tok, const g4_event *r, int top, size_t offset)
 {
     g4_strbuf s = {0};
     g4_tokenizer_decode(tok, &r->token, 1, 0, &s, NULL);
@@ -107,7 +108,7 @@ static void completion_logprobs_add(cJSON *o, const g4_tokenizer *tok, const g4_
         g4_strbuf t = {0};
         g4_tokenizer_decode(tok, &r->top_ids[i], 1, 0, &t, NULL);
         if (!cJSON_GetObjectItemCaseSensitive(m, t.data ? t.data : ""))
-            cJSON_AddNumberToObject(m, t.data ? t.data : "", r->top_lp[i]);
+            cJSON_AddNumberToObject(m, t.data ? t.data : "", r->top_logprobs[i]);
         g4_strbuf_free(&t);
     }
     cJSON_AddItemToArray(cJSON_GetObjectItem(o, "top_logprobs"), m);
@@ -242,23 +243,8 @@ static void take_parse_events(g4_job *j, g4_choice *ch, g4_parse_events *pev, cJ
     g4_parse_events_clear(pev);
 }
 
-/* Special-token text is not output: strip it from the end of the event text. */
-static size_t visible_len(const g4_job *j, const g4_evrec *r)
+static void process(g4_job *j, g4_choice *ch, const g4_event *r)
 {
-    size_t len = r->text ? strlen(r->text) : 0;
-    const g4_tokenizer *tok = j->srv->tok;
-    if (len && r->n_tokens > 0 && j->req.skip_special_tokens && g4_tokenizer_is_special(tok, r->token)) {
-        size_t tl = 0;
-        const char *t = g4_tokenizer_token_text(tok, r->token, &tl);
-        if (t && tl <= len && !memcmp(r->text + len - tl, t, tl))
-            len -= tl;
-    }
-    return len;
-}
-
-static void process(g4_job *j, g4_evrec *r)
-{
-    g4_choice *ch = &j->ch[r->choice];
     const g4_tokenizer *tok = j->srv->tok;
     bool chat = j->req.kind == G4_OAI_CHAT;
     if (ch->finished)
@@ -310,7 +296,7 @@ static void process(g4_job *j, g4_evrec *r)
             finish = NULL;
         }
     } else {
-        size_t len = visible_len(j, r);
+        size_t len = r->text ? strlen(r->text) : 0; /* special tokens skipped by the detokenizer */
         ch->text_offset += len;
         ch->finish = r->finish;
         if (j->stream && normal_end)
@@ -361,12 +347,15 @@ static void process(g4_job *j, g4_evrec *r)
 int g4_job_drain(g4_job *j, g4_http_error *e)
 {
     (void)e;
-    for (int i = 0; i < j->nq; i++) {
-        process(j, &j->q[i]);
-        free(j->q[i].text);
-        free(j->q[i].error);
+    for (g4_stream_event *ev = g4_stream_take(j->events), *next; ev; ev = next) {
+        next = ev->next;
+        if (ev->text_lost)
+            j->oom = true;
+        process(j, ev->tag, &ev->ev);
+        g4_stream_event_free(ev);
     }
-    j->nq = 0;
+    if (g4_stream_lost(j->events) > 0)
+        j->oom = true;
     return 0;
 }
 
