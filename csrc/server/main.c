@@ -387,16 +387,16 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
 
 /* After the engine exists and is warm: hand it over and report ready. */
 static void grpc_ready(void *gs, g4_engine *eng, const g4_tokenizer *tok, const g4_model *m,
-                       const g4_engine_opts *eo, int tp)
+                       const g4_engine_opts *eo, int tp, g4_metrics *metrics)
 {
 #ifdef G4_HAVE_GRPC
     if (!gs)
         return;
-    g4_grpc_model gm = {.engine = eng, .tok = tok, .cfg = m->full_cfg, .eo = *eo, .tp_size = tp};
+    g4_grpc_model gm = {.engine = eng, .tok = tok, .cfg = m->full_cfg, .eo = *eo, .tp_size = tp, .metrics = metrics};
     g4_grpc_server_attach(gs, &gm);
     g4_grpc_server_set_ready(gs, true);
 #else
-    (void)gs, (void)eng, (void)tok, (void)m, (void)eo, (void)tp;
+    (void)gs, (void)eng, (void)tok, (void)m, (void)eo, (void)tp, (void)metrics;
 #endif
 }
 
@@ -445,9 +445,17 @@ int main(int argc, char **argv)
         set_names(&o, base);
     }
     o.http.model_path = dir;
+    /* One set of metrics for both protocols, rendered by the HTTP server's /metrics. */
+    g4_metrics *metrics = g4_metrics_create(o.http.served_names[0], 4096);
+    if (!metrics) {
+        fprintf(stderr, "g4serve: out of memory\n");
+        return 1;
+    }
+    o.http.metrics = metrics;
     g4_http_server *srv = g4_http_server_start(&o.http, &err);
     if (!srv) {
         fprintf(stderr, "g4serve: %s\n", err.msg);
+        g4_metrics_free(metrics);
         return 1;
     }
     fprintf(stderr, "g4serve: listening on http://%s:%d (live; loading %s)\n", o.http.host,
@@ -458,6 +466,7 @@ int main(int argc, char **argv)
     if (start_grpc(&o, dir, &grpc, &err) < 0) {
         fprintf(stderr, "g4serve: %s\n", err.msg);
         g4_http_server_stop(srv);
+        g4_metrics_free(metrics);
         return 1;
     }
 
@@ -537,7 +546,7 @@ int main(int argc, char **argv)
     if (o.ready_delay_s > 0)
         usleep((useconds_t)(o.ready_delay_s * 1e6));
     g4_http_server_set_ready(srv, true);
-    grpc_ready(grpc, eng, tok, m, &eo, o.tp);
+    grpc_ready(grpc, eng, tok, m, &eo, o.tp, metrics);
     fprintf(stderr, "g4serve: ready: model %s (%d layers, vocab %d), tokenizer %s, max_model_len %d, "
             "max_num_seqs %d, backend %s\n", dir, m->cfg.n_layers, (int)m->cfg.vocab, tokpath,
             eo.max_model_len, eo.max_running, o.backend);
@@ -551,6 +560,7 @@ out:
         fprintf(stderr, "g4serve: %s\n", err.msg);
     g4_http_server_stop(srv);
     stop_grpc(grpc);
+    g4_metrics_free(metrics);
     if (eng)
         g4_engine_destroy(eng);
     g4_tokenizer_free(tok);

@@ -28,7 +28,6 @@ g4_gcall *g4_gcall_new(g4_grpc_server *s) {
     atomic_init(&c->refs, 1); /* the pending request_call */
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->batch_mu, NULL);
-    pthread_mutex_init(&c->evq_mu, NULL);
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
     return c;
@@ -45,7 +44,7 @@ void g4_gcall_unref(g4_gcall *c) {
     grpc_metadata_array_destroy(&c->md);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->batch_mu);
-    pthread_mutex_destroy(&c->evq_mu);
+    g4_stream_free(c->events);
     g4_grpc_server *s = c->srv;
     bool accepted = c->accepted;
     free(c);

@@ -1,7 +1,7 @@
 /* grpc_gen.c - the bridge between a gRPC call and its engine requests.
  *
  * The engine calls on_event on its own thread; that must not block, so the event is copied
- * into the call's queue (evq_mu) and the call is woken with an empty batch, which puts a WAKE
+ * into the call's queue (engine/stream.h) and the call is woken with an empty batch, which puts a WAKE
  * tag on the completion queue. A CQ thread then collects the queued events into each g4_gen's
  * "not yet sent" accumulators; the method's pump turns those into messages, one send at a
  * time, so tokens that arrive while a write is in flight are coalesced into the next message.
@@ -10,25 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/grpc/grpc_impl.h"
 #include "text/utf8.h"
-
-struct g4_gevent {
-    g4_gevent *next;
-    g4_gen *gen;
-    int n_tokens;
-    int32_t token;
-    float logprob;
-    int n_top;
-    int32_t top_ids[G4_MAX_TOP_LOGPROBS];
-    float top_logprobs[G4_MAX_TOP_LOGPROBS];
-    char *text;                 /* NULL: the engine gave none */
-    g4_finish_reason finish;
-    int prompt_tokens, completion_tokens, cached_tokens;
-    int32_t stop_token;
-    char *stop_string, *error;
-};
 
 const char *g4_finish_name(g4_finish_reason f) {
     switch (f) {
@@ -40,50 +25,51 @@ const char *g4_finish_name(g4_finish_reason f) {
     }
 }
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 g4_gen *g4_gen_new(g4_gcall *c, unsigned detok_flags) {
+    if (!c->events && !(c->events = g4_stream_create())) return NULL;
     g4_gen *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     g->call = c;
     g->stop_token = -1;
-    g->skip_special = (detok_flags & G4_DECODE_SKIP_SPECIAL) != 0;
-    g->final_ev = calloc(1, sizeof *g->final_ev);
-    const g4_tokenizer *tok = c->srv->model.tok;
-    if (!g->final_ev || (tok && g4_detokenizer_new(tok, detok_flags, &g->detok, NULL))) {
-        free(g->final_ev);
+    g->detok_flags = detok_flags;
+    g->t_arrival = now_s();
+    if (g4_stream_sink_init(&g->sink, c->events, g)) {
         free(g);
         return NULL;
     }
     return g;
 }
 
+/* Engine thread: queue the event (the last one always arrives) and wake the call. */
 static void on_event(void *user, const g4_event *ev) {
     g4_gen *g = user;
     g4_gcall *c = g->call;
-    g4_gevent *e = ev->finish != G4_FINISH_NONE ? g->final_ev : calloc(1, sizeof *e);
-    if (!e) return; /* out of memory: this token is lost, the request still ends */
-    e->gen = g;
-    e->n_tokens = ev->n_tokens;
-    e->token = ev->token;
-    e->logprob = ev->logprob;
-    e->n_top = ev->n_top > G4_MAX_TOP_LOGPROBS ? G4_MAX_TOP_LOGPROBS : ev->n_top;
-    for (int i = 0; i < e->n_top; i++) {
-        e->top_ids[i] = ev->top_ids[i];
-        e->top_logprobs[i] = ev->top_logprobs[i];
+    double now = now_s();
+    if (ev->n_tokens > 0 && g->t_first == 0) g->t_first = now;
+    if (ev->finish != G4_FINISH_NONE) {
+        g4_request_record rec = {
+            .finish = ev->finish,
+            .prompt_tokens = ev->prompt_tokens,
+            .generation_tokens = ev->completion_tokens,
+            .cached_tokens = ev->cached_tokens,
+            .queue_s = g->t_first > 0 ? g->t_first - g->t_submit : -1,
+            .ttft_s = g->t_first > 0 ? g->t_first - g->t_arrival : -1,
+            .e2e_s = now - g->t_arrival,
+        };
+        g4_metrics_request_done(c->srv->model.metrics, &rec);
     }
-    e->text = ev->text ? strdup(ev->text) : NULL;
-    e->finish = ev->finish;
-    e->prompt_tokens = ev->prompt_tokens;
-    e->completion_tokens = ev->completion_tokens;
-    e->cached_tokens = ev->cached_tokens;
-    e->stop_token = ev->stop_token;
-    e->stop_string = ev->stop_string ? strdup(ev->stop_string) : NULL;
-    e->error = ev->error ? strdup(ev->error) : NULL;
-    pthread_mutex_lock(&c->evq_mu);
-    if (c->evq_tail) c->evq_tail->next = e;
-    else c->evq_head = e;
-    c->evq_tail = e;
-    pthread_mutex_unlock(&c->evq_mu);
+    /* Once the last event is queued a CQ thread may collect it and drop the engine's reference:
+     * hold one of our own until the wake-up is posted. */
+    g4_gcall_ref(c);
+    g4_stream_sink_push(&g->sink, ev); /* g is not read after this */
     g4_gcall_wake(c);
+    g4_gcall_unref(c);
 }
 
 grpc_status_code g4_grpc_status_for(int code) {
@@ -96,10 +82,20 @@ grpc_status_code g4_grpc_status_for(int code) {
     }
 }
 
+void g4_grpc_count_refusal(g4_grpc_server *s, grpc_status_code code) {
+    if (code == GRPC_STATUS_OK || !atomic_load(&s->attached)) return;
+    int http = code == GRPC_STATUS_RESOURCE_EXHAUSTED ? 429
+               : code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_INTERNAL ? 503
+               : code == GRPC_STATUS_CANCELLED ? 499 : 400;
+    g4_metrics_request_rejected(s->model.metrics, http);
+}
+
 int g4_gen_submit(g4_gen *g, g4_request_params *p, grpc_status_code *code, g4_error *err) {
     g4_gcall *c = g->call;
+    g->t_submit = now_s();
     p->on_event = on_event;
     p->user = g;
+    p->detok_flags = g->detok_flags;
     g4_gcall_ref(c); /* the engine's: dropped when the final event is collected */
     int ecode = 0;
     uint64_t id = g4_engine_submit(c->srv->model.engine, p, &ecode, err);
@@ -125,13 +121,11 @@ static int push_id(g4_gen *g, int32_t id) {
     return 0;
 }
 
-static void apply(g4_gen *g, g4_gevent *e) {
+static void apply(g4_gen *g, const g4_stream_event *se) {
+    const g4_event *e = &se->ev;
+    if (e->text) g4_strbuf_puts(&g->text, e->text);
     if (e->n_tokens > 0) {
         push_id(g, e->token);
-        const g4_tokenizer *tok = g->call->srv->model.tok;
-        bool drop = g->skip_special && tok && g4_tokenizer_is_special(tok, e->token);
-        if (e->text && !drop) g4_strbuf_puts(&g->text, e->text);
-        else if (g->detok) g4_detokenizer_push(g->detok, e->token, &g->text, NULL);
         if (g->want_logprobs) {
             if (g->n_lp == g->cap_lp) {
                 int cap = g->cap_lp ? 2 * g->cap_lp : 16;
@@ -143,48 +137,34 @@ static void apply(g4_gen *g, g4_gevent *e) {
                 l->token = e->token;
                 l->logprob = e->logprob;
                 l->n_top = e->n_top;
-                memcpy(l->top_ids, e->top_ids, sizeof l->top_ids);
-                memcpy(l->top_logprobs, e->top_logprobs, sizeof l->top_logprobs);
+                memcpy(l->top_ids, se->top_ids, sizeof l->top_ids);
+                memcpy(l->top_logprobs, se->top_logprobs, sizeof l->top_logprobs);
             }
         }
-    } else if (e->text) {
-        g4_strbuf_puts(&g->text, e->text);
     }
     if (e->finish != G4_FINISH_NONE) {
-        if (!e->text && g->detok) g4_detokenizer_finish(g->detok, &g->text, NULL);
         g->finish = e->finish;
         g->prompt_tokens = e->prompt_tokens;
         g->completion_tokens = e->completion_tokens;
         g->cached_tokens = e->cached_tokens;
         g->stop_token = e->stop_token;
-        g->stop_string = e->stop_string, e->stop_string = NULL;
-        g->error = e->error, e->error = NULL;
+        g->stop_string = e->stop_string ? strdup(e->stop_string) : NULL;
+        g->error = e->error ? strdup(e->error) : NULL;
+        if (e->error && !g->error) g->error = strdup("out of memory");
         g->finished = true;
         g->running = false;
     }
 }
 
 void g4_gen_collect(g4_gcall *c) {
-    pthread_mutex_lock(&c->evq_mu);
-    g4_gevent *e = c->evq_head;
-    c->evq_head = c->evq_tail = NULL;
-    pthread_mutex_unlock(&c->evq_mu);
-    while (e) {
-        g4_gevent *next = e->next;
-        g4_gen *g = e->gen;
+    if (!c->events) return;
+    for (g4_stream_event *e = g4_stream_take(c->events), *next; e; e = next) {
+        next = e->next;
+        g4_gen *g = e->tag;
         apply(g, e);
-        free(e->text);
-        free(e->stop_string);
-        free(e->error);
-        bool final = e == g->final_ev;
-        if (final) {
-            g->final_ev = NULL;
-            free(e);
-            atomic_fetch_sub(&c->refs, 1); /* the engine's reference; the wake tag holds one */
-        } else {
-            free(e);
-        }
-        e = next;
+        bool last = e->ev.finish != G4_FINISH_NONE;
+        g4_stream_event_free(e);
+        if (last) atomic_fetch_sub(&c->refs, 1); /* the engine's reference; the wake tag holds one */
     }
 }
 
@@ -205,8 +185,7 @@ void g4_gen_free(g4_gen *g) {
     g4_strbuf_free(&g->text);
     free(g->stop_string);
     free(g->error);
-    free(g->final_ev);
-    if (g->detok) g4_detokenizer_free(g->detok);
+    g4_stream_sink_release(&g->sink);
     if (g->svc_free) g->svc_free(g->svc);
     free(g);
 }

@@ -4,8 +4,9 @@
  * Threading and locks (never take them in another order):
  *   c->mu       the call's state; held while a completion-queue thread handles one of its tags.
  *               Engine calls (submit, cancel) may be made under it.
- *   c->evq_mu   the call's engine-event queue; the engine thread's callback takes only this
- *               and then batch_mu, never c->mu, so the engine can never wait on a CQ thread.
+ *   c->events   the call's engine-event queue (engine/stream.h, its own lock); the engine
+ *               thread's callback takes only that and then batch_mu, never c->mu, so the
+ *               engine can never wait on a CQ thread.
  *   c->batch_mu leaf lock around every grpc_call_start_batch (grpc.h: batches on one call
  *               must be synchronized; wake-ups come from other threads).
  *   srv->mu     server lists (calls, watchers, request-id registry); taken before c->batch_mu.
@@ -21,13 +22,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine/stream.h"
 #include "server/grpc/grpc_server.h"
-#include "text/detokenizer.h"
 #include "text/strbuf.h"
 
 typedef struct g4_gcall g4_gcall;
 typedef struct g4_gen g4_gen;
-typedef struct g4_gevent g4_gevent;
 
 typedef enum {
     G4_TAG_NEW,        /* grpc_server_request_call completed */
@@ -111,8 +111,8 @@ struct g4_gcall {
     pthread_mutex_t batch_mu;
     bool wake_pending;                  /* under batch_mu */
 
-    pthread_mutex_t evq_mu;
-    g4_gevent *evq_head, *evq_tail;
+    g4_stream *events;                  /* engine events of the call's requests; made by the
+                                           first g4_gen_new */
 
     g4_gcall *wnext;                    /* srv->watchers link */
     bool watching;
@@ -187,20 +187,22 @@ struct g4_gen {
     g4_lp_entry *lp;
     int n_lp, cap_lp;
     bool want_logprobs;
-    bool skip_special;                  /* drop special tokens' text from the engine's text */
+    unsigned detok_flags;               /* G4_DETOK_*: how the engine renders its text */
     /* on the final event */
     g4_finish_reason finish;
     int prompt_tokens, completion_tokens, cached_tokens;
     int32_t stop_token;
     char *stop_string;
     char *error;
-    g4_detokenizer *detok;              /* used when the engine delivers no text */
-    g4_gevent *final_ev;                /* preallocated, so the last event is never lost */
+    g4_stream_sink sink;                /* into call->events; the last event preallocated, so it is
+                                           never lost */
     void *svc;                          /* per-request method state */
     void (*svc_free)(void *);
+    /* metrics (monotonic seconds): arrival = g4_gen_new; t_first is the engine thread's */
+    double t_arrival, t_submit, t_first;
 };
 
-/* Allocates a gen for call c (detok_flags: G4_DECODE_SKIP_SPECIAL or 0). NULL on OOM. */
+/* Allocates a gen for call c (detok_flags: G4_DETOK_* for its engine request). NULL on OOM. */
 g4_gen *g4_gen_new(g4_gcall *c, unsigned detok_flags);
 /* Submits p (on_event/user are filled here). On failure returns -1 with the gRPC status in
  * *code and a message in err; the gen stays unsubmitted. */
@@ -218,6 +220,8 @@ const char *g4_finish_name(g4_finish_reason f);
 
 /* Maps an engine submit code to a gRPC status. */
 grpc_status_code g4_grpc_status_for(int engine_code);
+/* Counts a generation request refused before the engine (status ≠ OK) in the server's metrics. */
+void g4_grpc_count_refusal(g4_grpc_server *s, grpc_status_code code);
 /* Fills p->stop defaults / checks prompt length: max_tokens 0 -> default, capped. */
 int g4_grpc_check_lengths(g4_grpc_server *s, g4_request_params *p, g4_error *err);
 

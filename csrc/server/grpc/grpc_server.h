@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "engine/engine.h"
 #include "model/config.h"
+#include "server/metrics.h"
 #include "text/tokenizer.h"
 
 typedef struct g4_grpc_config {
@@ -39,6 +40,8 @@ typedef struct g4_grpc_model {
     g4_config cfg;                /* the checkpoint's geometry (full, not per TP rank) */
     g4_engine_opts eo;            /* limits the API enforces and reports */
     int tp_size;
+    g4_metrics *metrics;          /* where generations are counted (the HTTP server's /metrics);
+                                     NULL = not counted */
 } g4_grpc_model;
 
 typedef struct g4_grpc_server g4_grpc_server;

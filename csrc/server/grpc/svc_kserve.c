@@ -504,7 +504,7 @@ static void infer_message(g4_gcall *c, const uint8_t *d, size_t n) {
         return;
     }
     kstate *ks = calloc(1, sizeof *ks);
-    g4_gen *g = ks ? g4_gen_new(c, G4_DECODE_SKIP_SPECIAL) : NULL;
+    g4_gen *g = ks ? g4_gen_new(c, G4_DETOK_SKIP_SPECIAL) : NULL;
     if (!g) {
         free(ks);
         g4_gcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -514,6 +514,7 @@ static void infer_message(g4_gcall *c, const uint8_t *d, size_t n) {
         grpc_status_code code;
         g4_error err = {{0}};
         if (start_request(c, rq, g, &code, &err)) {
+            g4_grpc_count_refusal(c->srv, code);
             g->finished = g->final_sent = true;
             g4_gcall_finish(c, code, "%s", err.msg);
         } else if (c->cancelled) {
@@ -608,7 +609,7 @@ static void stream_message(g4_gcall *c, const uint8_t *d, size_t n) {
         }
         c->svc = ks;
     }
-    g4_gen *g = g4_gen_new(c, G4_DECODE_SKIP_SPECIAL);
+    g4_gen *g = g4_gen_new(c, G4_DETOK_SKIP_SPECIAL);
     if (!g) {
         g4_gcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
@@ -624,6 +625,7 @@ static void stream_message(g4_gcall *c, const uint8_t *d, size_t n) {
         g->finished = true;
         g->error = strdup(err.msg);
     } else if (start_request(c, rq, g, &code, &err)) {
+        g4_grpc_count_refusal(c->srv, code);
         g->finished = true;
         g->finish = G4_FINISH_ERROR;
         g->error = strdup(err.msg);

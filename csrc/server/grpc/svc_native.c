@@ -292,7 +292,7 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     g4_tokens prompt = {0};
     g4_error err = {{0}};
     gen_state *st = NULL;
-    bool in_reasoning = false;
+    bool in_reasoning = false, submitted = false;
     if (!rq) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "GenerateRequest does not parse");
         return;
@@ -335,7 +335,7 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     if (g4_grpc_check_lengths(s, &p, &err)) goto bad;
     bool chat = rq->input_case == G4SERVE__V1__GENERATE_REQUEST__INPUT_CHAT;
     st = calloc(1, sizeof *st);
-    if (!st || !(st->g = g4_gen_new(c, chat || rq->keep_special_tokens ? 0 : G4_DECODE_SKIP_SPECIAL)) ||
+    if (!st || !(st->g = g4_gen_new(c, chat || rq->keep_special_tokens ? 0u : G4_DETOK_SKIP_SPECIAL)) ||
         (chat && g4_output_parser_new(in_reasoning ? G4_PARSE_START_IN_REASONING : 0, &st->parser, &err))) {
         if (st) g4_gen_free(st->g);
         free(st);
@@ -360,12 +360,14 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
         g4_gcall_finish(c, code, "%s", err.msg);
         goto out;
     }
+    submitted = true;
     if (g4_grpc_rid_bind(s, st->rid, st->g->eid)) g4_gen_cancel(st->g);
     if (c->cancelled) g4_gen_cancel(st->g); /* the client left while we were submitting */
     goto out;
 bad:
     g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
 out:
+    if (!submitted) g4_grpc_count_refusal(s, c->status_queued ? c->status : GRPC_STATUS_INTERNAL);
     g4_tokens_free(&prompt);
     g4serve__v1__generate_request__free_unpacked(rq, NULL);
 }

@@ -17,6 +17,7 @@
 
 #include "base/error.h"
 #include "engine/engine.h"
+#include "server/metrics.h"
 #include "text/tokenizer.h"
 
 #define G4_HTTP_MAX_NAMES 8
@@ -34,6 +35,8 @@ typedef struct g4_http_config {
     bool reasoning_content;        /* also emit `reasoning_content` (older clients) */
     bool log_requests;             /* one log line per request (NIM_DISABLE_LOG_REQUESTS=0) */
     int default_completion_max_tokens; /* /v1/completions without max_tokens (vLLM: 16) */
+    g4_metrics *metrics;           /* what /metrics renders, shared with the gRPC server (borrowed;
+                                      must outlive the server); NULL = the server makes its own */
 } g4_http_config;
 
 void g4_http_config_default(g4_http_config *c);

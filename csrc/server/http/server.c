@@ -404,7 +404,11 @@ g4_http_server *g4_http_server_start(const g4_http_config *cfg, g4_error *err)
     atomic_init(&s->next_id, 1);
     pthread_mutex_init(&s->jobs_mu, NULL);
     pthread_cond_init(&s->ticker_cv, NULL);
-    s->metrics = g4_metrics_create(cfg->served_names[0], 4096);
+    s->metrics = cfg->metrics;
+    if (!s->metrics) {
+        s->metrics = g4_metrics_create(cfg->served_names[0], 4096);
+        s->own_metrics = true;
+    }
     if (!s->metrics) {
         g4_fail(err, "out of memory");
         goto fail;
@@ -440,7 +444,8 @@ g4_http_server *g4_http_server_start(const g4_http_config *cfg, g4_error *err)
 fail:
     if (s->daemon)
         MHD_stop_daemon(s->daemon);
-    g4_metrics_free(s->metrics);
+    if (s->own_metrics)
+        g4_metrics_free(s->metrics);
     free(s);
     return NULL;
 }
@@ -478,7 +483,8 @@ void g4_http_server_stop(g4_http_server *s)
         g4_engine_wait_idle(e);
     g4_generate_cancel_all(s);
     MHD_stop_daemon(s->daemon);
-    g4_metrics_free(s->metrics);
+    if (s->own_metrics)
+        g4_metrics_free(s->metrics);
     pthread_cond_destroy(&s->ticker_cv);
     pthread_mutex_destroy(&s->jobs_mu);
     free(s);

@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 #include "server/http/http_server.h"
-#include "server/http/metrics.h"
 #include "server/http/oai_request.h"
+#include "server/metrics.h"
 #include "text/strbuf.h"
 
 typedef struct g4_job g4_job;
@@ -24,7 +24,8 @@ struct g4_http_server {
     atomic_bool ready;
     int max_model_len, max_running;
     g4_sampling defaults;          /* sampling of a request that sets none (engine opts) */
-    g4_metrics *metrics;
+    g4_metrics *metrics;           /* cfg.metrics, or the server's own */
+    bool own_metrics;
     long created;                  /* unix seconds, for /v1/models */
     atomic_ullong next_id;         /* response ids */
 

@@ -1,13 +1,17 @@
 /* metrics.h - the server's Prometheus metrics: request counters, latency and size histograms.
  *
- * Requests report here once, when they finish (g4_metrics_request_done, any thread); the engine's
+ * One g4_metrics per process, made by the composition root (main.c) and fed by both protocols:
+ * HTTP generations (http/generate.c) and gRPC ones (native Generate, KServe ModelInfer /
+ * ModelStreamInfer: grpc/grpc_gen.c); /metrics on the HTTP port renders it. Requests report here
+ * once, when they finish (g4_metrics_request_done, any thread); the engine's
  * live numbers (running, waiting, KV blocks, prefix cache) are read at scrape time and passed to
  * g4_metrics_render. Every family is written twice, under vLLM's `vllm:` names and NIM's plain
  * names, plus a few `g4_` ones (KV blocks per pool), all with a model_name label, in the
  * Prometheus text format 0.0.4. Histogram buckets are vLLM's, so existing dashboards work.
- * Not here: HTTP handling (server.c). Thread-safe (one mutex). */
-#ifndef G4_SERVER_HTTP_METRICS_H
-#define G4_SERVER_HTTP_METRICS_H
+ * Not here: the /metrics endpoint (http/server.c). Thread-safe (one mutex). The recording
+ * functions accept m = NULL (nothing is recorded). */
+#ifndef G4_SERVER_METRICS_H
+#define G4_SERVER_METRICS_H
 
 #include <stdint.h>
 
@@ -21,7 +25,7 @@ typedef struct g4_request_record {
     g4_finish_reason finish;
     int prompt_tokens, generation_tokens, cached_tokens;
     double queue_s;     /* submit → first token (includes prefill), < 0 when no token came */
-    double ttft_s;      /* arrival of the HTTP request → first token, < 0 when no token came */
+    double ttft_s;      /* arrival of the request (HTTP or gRPC) → first token, < 0 when no token came */
     double e2e_s;       /* arrival → last event */
 } g4_request_record;
 
@@ -32,7 +36,8 @@ void g4_metrics_free(g4_metrics *m);
 void g4_metrics_set_max_len(g4_metrics *m, int max_model_len);
 
 void g4_metrics_request_done(g4_metrics *m, const g4_request_record *r);
-/* A request refused before it reached the engine (status 4xx/5xx). */
+/* A request refused before it reached the engine, as an HTTP status (4xx/5xx; gRPC maps its
+ * status codes onto these: grpc_gen.c). */
 void g4_metrics_request_rejected(g4_metrics *m, int status);
 
 /* Appends the exposition text. st is NULL while no engine exists (gauges then read 0);

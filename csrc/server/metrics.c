@@ -1,7 +1,7 @@
-/* metrics.c - Prometheus counters and histograms of the HTTP server (see metrics.h).
+/* metrics.c - Prometheus counters and histograms of the server, both protocols (see metrics.h).
  * Families are rendered from one set of numbers under two names (vLLM's and NIM's); counters
  * are declared with their base name and sampled as <name>_total, as prometheus_client does. */
-#include "server/http/metrics.h"
+#include "server/metrics.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -119,6 +119,8 @@ void g4_metrics_free(g4_metrics *m)
 
 void g4_metrics_request_done(g4_metrics *m, const g4_request_record *r)
 {
+    if (!m)
+        return;
     pthread_mutex_lock(&m->mu);
     if (r->finish >= 0 && r->finish < 5)
         m->finished[r->finish]++;
@@ -143,6 +145,8 @@ void g4_metrics_request_done(g4_metrics *m, const g4_request_record *r)
 
 void g4_metrics_request_rejected(g4_metrics *m, int status)
 {
+    if (!m)
+        return;
     pthread_mutex_lock(&m->mu);
     if (status == 429)
         m->rejected_429++;
