@@ -263,45 +263,93 @@ static enum MHD_Result detokenize(g4_http_server *s, struct MHD_Connection *c, c
 
 /* --- routing -------------------------------------------------------------------------- */
 
+/* Handlers of the route table: one signature, so a route names exactly what it runs. */
+static enum MHD_Result h_live(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    (void)s, (void)cn;
+    return health(c, true, "Service is live.");
+}
+
+static enum MHD_Result h_ready(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    (void)cn;
+    bool ready = atomic_load(&s->ready);
+    return health(c, ready, ready ? "Service is ready." : "Model is loading.");
+}
+
+static enum MHD_Result h_models(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    (void)cn;
+    return models(s, c);
+}
+
+static enum MHD_Result h_version(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    (void)s, (void)cn;
+    return version(c);
+}
+
+static enum MHD_Result h_metrics(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    (void)cn;
+    return metrics(s, c);
+}
+
+static enum MHD_Result h_chat(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    return g4_generate_start(s, c, cn, G4_OAI_CHAT);
+}
+
+static enum MHD_Result h_completions(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    return g4_generate_start(s, c, cn, G4_OAI_COMPLETION);
+}
+
+static enum MHD_Result h_tokenize(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    return tokenize(s, c, &cn->body);
+}
+
+static enum MHD_Result h_detokenize(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    return detokenize(s, c, &cn->body);
+}
+
+/* The endpoints. GET routes also answer HEAD. needs_ready: 503 until the model is warm. */
+static const struct route {
+    const char *method;
+    const char *path;
+    enum MHD_Result (*handler)(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn);
+    bool needs_ready;
+} routes[] = {
+    {"GET", "/v1/health/live", h_live, false},
+    {"GET", "/v1/health/ready", h_ready, false},
+    {"GET", "/health", h_ready, false},
+    {"GET", "/v1/models", h_models, false},
+    {"GET", "/v1/version", h_version, false},
+    {"GET", "/v1/metrics", h_metrics, false},
+    {"GET", "/metrics", h_metrics, false},
+    {"POST", "/v1/chat/completions", h_chat, true},
+    {"POST", "/v1/completions", h_completions, true},
+    {"POST", "/tokenize", h_tokenize, true},
+    {"POST", "/detokenize", h_detokenize, true},
+};
+
 static enum MHD_Result route(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, const char *url,
                              const char *method)
 {
-    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
-    bool ready = atomic_load(&s->ready);
-    static const struct {
-        const char *path;
-        bool is_post;
-    } routes[] = {
-        {"/v1/health/live", 0}, {"/v1/health/ready", 0}, {"/health", 0},  {"/v1/models", 0},
-        {"/v1/version", 0},     {"/v1/metrics", 0},      {"/metrics", 0}, {"/v1/chat/completions", 1},
-        {"/v1/completions", 1}, {"/tokenize", 1},        {"/detokenize", 1},
-    };
-    int k = -1;
-    for (int i = 0; i < (int)(sizeof routes / sizeof routes[0]); i++)
+    const struct route *r = NULL;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !r; i++)
         if (!strcmp(url, routes[i].path))
-            k = i;
-    if (k < 0)
+            r = &routes[i];
+    if (!r)
         return send_fail(s, c, 404, NULL, "no such endpoint");
-    if (routes[k].is_post ? !post : !get)
-        return send_fail(s, c, 405, NULL, routes[k].is_post ? "use POST" : "use GET");
-    switch (k) {
-    case 0: return health(c, true, "Service is live.");
-    case 1:
-    case 2: return health(c, ready, ready ? "Service is ready." : "Model is loading.");
-    case 3: return models(s, c);
-    case 4: return version(c);
-    case 5:
-    case 6: return metrics(s, c);
-    default: break;
-    }
-    if (!ready)
+    bool get = !strcmp(r->method, "GET");
+    if (strcmp(method, r->method) && !(get && !strcmp(method, "HEAD")))
+        return send_fail(s, c, 405, NULL, get ? "use GET" : "use POST");
+    if (r->needs_ready && !atomic_load(&s->ready))
         return send_fail(s, c, 503, NULL, "the model is not loaded yet; retry when /v1/health/ready is 200");
-    switch (k) {
-    case 7: return g4_generate_start(s, c, cn, G4_OAI_CHAT);
-    case 8: return g4_generate_start(s, c, cn, G4_OAI_COMPLETION);
-    case 9: return tokenize(s, c, &cn->body);
-    default: return detokenize(s, c, &cn->body);
-    }
+    return r->handler(s, c, cn);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
