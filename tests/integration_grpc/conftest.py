@@ -1,11 +1,12 @@
 """conftest.py - fixtures for the gRPC integration tests.
 
-`server` starts the real g4serve (path in $G4SERVE, else build-grpc's) with its gRPC and HTTP
+`server` starts the real g4serve (path in $G4SERVE, else the first build*/ that has one) with its gRPC and HTTP
 ports on ephemeral loopback ports, on the embedded tiny-dense model (which brings its test
 tokenizer), waits for /v1/health/ready (bounded), and stops it with SIGINT at the end, checking
 that it shut down cleanly. `pb`
 generates Python stubs from proto/g4serve.proto and proto/health.proto with grpcio-tools.
 Every wait in these tests is bounded."""
+import glob
 import importlib
 import os
 import signal
@@ -55,10 +56,17 @@ class Server:
 
 
 def binary():
-    path = os.environ.get("G4SERVE") or os.path.join(ROOT, "build-grpc", "csrc", "server", "g4serve")
-    if not os.path.exists(path):
-        pytest.skip(f"{path} is not built")
-    return path
+    """$G4SERVE (set by ctest), else the first build directory that has one."""
+    path = os.environ.get("G4SERVE")
+    if path:
+        if not os.path.exists(path):
+            pytest.skip(f"{path} is not built")
+        return path
+    for d in sorted(glob.glob(os.path.join(ROOT, "build*"))):
+        p = os.path.join(d, "csrc", "server", "g4serve")
+        if os.path.exists(p):
+            return p
+    pytest.skip("g4serve binary not found (build it, or set G4SERVE)")
 
 
 def _port_line(proc, prefix, log_path):
