@@ -73,20 +73,37 @@ static int write_tokenizer(const char *path, g4_error *err)
     return 0;
 }
 
+/* The test tokenizer goes only beside the tiny model: a directory that already holds another
+ * checkpoint (same geometry check as the loader's) is refused rather than given it. */
+static int check_is_tiny(const char *config_path, const g4_config *tiny, g4_error *err)
+{
+    g4_config have;
+    if (g4_config_load(&have, config_path, err) < 0)
+        return g4_fail_prefix(err, "default model");
+    if (have.vocab != tiny->vocab || have.hidden != tiny->hidden || have.n_layers != tiny->n_layers)
+        return g4_fail(err, "%s is not the embedded default model (hidden %d, %d layers) and has no "
+                            "tokenizer.json; serve it with --model and its own tokenizer.json",
+                       config_path, have.hidden, have.n_layers);
+    return 0;
+}
+
 int g4_default_model_write(const char *dir, const char *geometry, bool with_tokenizer, g4_error *err)
 {
-    char path[4200];
-    if (make_dirs(dir, err) < 0)
+    char config[4200], tokenizer[4200];
+    g4_config tiny;
+    if (g4_testmodel_config(&tiny, geometry, err) < 0 || make_dirs(dir, err) < 0)
         return -1;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (!exists(path)) {
+    snprintf(config, sizeof config, "%s/config.json", dir);
+    snprintf(tokenizer, sizeof tokenizer, "%s/tokenizer.json", dir);
+    bool have_model = exists(config);
+    if (!have_model) {
         fprintf(stderr, "g4serve: writing the embedded default model (%s, seed 1) to %s\n", geometry, dir);
-        g4_config cfg;
-        if (g4_testmodel_config(&cfg, geometry, err) < 0 || g4_testmodel_write(&cfg, 1, dir, err) < 0)
+        if (g4_testmodel_write(&tiny, 1, dir, err) < 0)
             return -1;
     }
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if (with_tokenizer && !exists(path))
-        return write_tokenizer(path, err);
-    return 0;
+    if (!with_tokenizer || exists(tokenizer))
+        return 0;
+    if (have_model && check_is_tiny(config, &tiny, err) < 0)
+        return -1;
+    return write_tokenizer(tokenizer, err);
 }

@@ -14,7 +14,8 @@
 
 /* Writes the parts of the default model that dir lacks: config.json + model.safetensors of
  * geometry ("tiny-dense" or "tiny-moe"), and tokenizer.json when with_tokenizer. dir and its
- * parents are created. Existing files are kept. Returns 0, or -1 with err naming the path. */
+ * parents are created. Existing files are kept; a tokenizer is never added beside an existing
+ * checkpoint of another geometry (-1). Returns 0, or -1 with err naming the path. */
 int g4_default_model_write(const char *dir, const char *geometry, bool with_tokenizer, g4_error *err);
 
 #endif
