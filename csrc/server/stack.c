@@ -35,13 +35,12 @@ static bool exists(const char *path)
 
 static int choose_dir(g4_stack *s, const g4_stack_opts *o, g4_error *err)
 {
-    if (o->model_dir) {
-        snprintf(s->dir, sizeof s->dir, "%s", o->model_dir);
+    const char *given = o->model_dir ? o->model_dir : o->default_model_dir;
+    if (given && snprintf(s->dir, sizeof s->dir, "%s", given) >= (int)sizeof s->dir)
+        return g4_fail(err, "model directory name too long: %.64s...", given);
+    if (o->model_dir)
         return 0;
-    }
-    if (o->default_model_dir) {
-        snprintf(s->dir, sizeof s->dir, "%s", o->default_model_dir);
-    } else {
+    if (!given) {
         const char *t = getenv("TMPDIR");
         snprintf(s->dir, sizeof s->dir, "%s/g4-model-XXXXXX", t && *t ? t : "/tmp");
         if (!mkdtemp(s->dir))
