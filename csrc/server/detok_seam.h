@@ -1,7 +1,7 @@
 /* detok_seam.h — the engine's detokenizer seam (engine.h g4_detok_iface) over the text layer's
- * streaming detokenizer, special tokens rendered (the output parser needs them). The model stack
- * (stack.c) gives it to the engine; neither front-end library depends on the other through it.
- * Not here: the detokenizer itself (text/detokenizer.c). */
+ * streaming detokenizer, special tokens rendered (the output parser needs them). One adapter for
+ * every server executable (g4serve, g4serve-grpc); header-only so neither library depends on the
+ * other. Not here: the detokenizer itself (text/detokenizer.c). */
 #ifndef G4_SERVER_DETOK_SEAM_H
 #define G4_SERVER_DETOK_SEAM_H
 
