@@ -1,7 +1,8 @@
 /* bench_offline.c — g4-bench-offline: offline throughput of the engine. Runs N synthetic
  * requests (random prompt ids of a given length, ignore_eos, a fixed number of output tokens)
- * through the engine on a model directory, or on a freshly written tiny random model, and prints
- * requests/s, output tokens/s and the engine's CPU time per step excluding the model.
+ * through the engine on a model directory, or on a freshly written tiny random model (in a
+ * temporary directory), and prints requests/s, output tokens/s and the engine's CPU time per step
+ * excluding the model. The model and engine come from the stack g4serve runs (server/stack.h).
  *
  *   g4-bench-offline [--model DIR | --tiny dense|moe] [-n 64] [--input 128] [--output 32]
  *                    [--max-running 64] [--budget 512] [--max-len 1024] [--no-prefix]
@@ -10,13 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "backend/backend.h"
 #include "engine/engine.h"
 #include "engine/stream.h"
-#include "model/gemma4.h"
-#include "model/testmodel.h"
+#include "server/stack.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -53,44 +51,30 @@ int main(int argc, char **argv) {
     }
     if (n < 1 || in_len < 1 || out_len < 1 || max_running < 1 || budget < 1 || in_len + out_len > max_len) return usage();
     g4_error err = {{0}};
-    char tmp[] = "/tmp/g4-bench-offline-XXXXXX";
-    if (!model_dir) {
-        g4_config cfg;
-        if (!mkdtemp(tmp) || g4_testmodel_config(&cfg, !strcmp(tiny, "moe") ? "tiny-moe" : "tiny-dense", &err) ||
-            g4_testmodel_write(&cfg, 1, tmp, &err)) {
-            fprintf(stderr, "g4-bench-offline: cannot write a tiny model: %s\n", err.msg);
-            return 1;
-        }
-        model_dir = tmp;
-    }
-    g4_backend *be = g4_backend_cpu_create(&err);
-    if (!be) {
-        fprintf(stderr, "g4-bench-offline: %s\n", err.msg);
+    g4_stack_opts so;
+    g4_stack_opts_default(&so);
+    so.model_dir = model_dir;
+    so.default_model = !strcmp(tiny, "moe") ? "tiny-moe" : "tiny-dense";
+    so.no_tokenizer = true;
+    so.model.max_seqs = max_running;
+    so.model.max_step_tokens = budget;
+    so.model.max_model_len = max_len;
+    so.max_waiting = n;
+    so.prefix_cache = prefix;
+    g4_stack *st = NULL;
+    g4_stream *stream = NULL;
+    if (g4_stack_open(&st, &so, &err) < 0 || !(stream = g4_stream_create())) {
+        fprintf(stderr, "g4-bench-offline: %s\n", err.msg[0] ? err.msg : "out of memory");
+        g4_stack_close(st);
         return 1;
     }
-    g4_model_opts mo;
-    g4_model_opts_default(&mo);
-    mo.max_seqs = max_running;
-    mo.max_step_tokens = budget;
-    mo.max_model_len = max_len;
-    g4_model *m = NULL;
-    if (g4_model_open(&m, model_dir, be, &mo, &err)) {
-        fprintf(stderr, "g4-bench-offline: %s\n", err.msg);
-        return 1;
-    }
-    g4_engine_opts eo;
-    g4_engine_opts_from_model(&eo, m);
-    eo.max_waiting = n;
-    eo.prefix_cache = prefix;
-    g4_executor ex;
-    g4_executor_local(&ex, m);
-    g4_engine *e = g4_engine_create(&eo, &ex, NULL, &err);
-    g4_stream *st = g4_stream_create();
-    if (!e || !st) {
-        fprintf(stderr, "g4-bench-offline: %s\n", err.msg);
-        return 1;
-    }
+    g4_engine *e = st->engine;
+    const g4_model *m = st->model;
     int32_t *prompt = malloc((size_t)in_len * sizeof *prompt);
+    if (!prompt) {
+        fprintf(stderr, "g4-bench-offline: out of memory\n");
+        return 1;
+    }
     uint64_t seed = 12345;
     double t0 = now_s();
     for (int i = 0; i < n; i++) {
@@ -98,7 +82,7 @@ int main(int argc, char **argv) {
             seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
             prompt[j] = 2 + (int32_t)((seed >> 33) % (uint64_t)(m->cfg.vocab - 2));
         }
-        g4_request_params p = {.prompt = prompt, .n_prompt = in_len, .on_event = g4_stream_on_event, .user = st};
+        g4_request_params p = {.prompt = prompt, .n_prompt = in_len, .on_event = g4_stream_on_event, .user = stream};
         g4_sampling_default(&p.sampling);
         g4_stop_rules_default(&p.stop);
         p.stop.max_tokens = out_len;
@@ -111,7 +95,7 @@ int main(int argc, char **argv) {
     }
     long tokens = 0, done = 0;
     g4_stream_event ev;
-    while (done < n && g4_stream_pop(st, &ev, -1)) {
+    while (done < n && g4_stream_pop(stream, &ev, -1)) {
         tokens += ev.ev.n_tokens;
         done += ev.ev.finish != G4_FINISH_NONE;
         g4_stream_event_clear(&ev);
@@ -120,7 +104,7 @@ int main(int argc, char **argv) {
     g4_engine_stats s;
     g4_engine_stats_get(e, &s);
     printf("g4-bench-offline: %d requests × (%d in, %d out), max_running %d, budget %d, model %s\n", n, in_len, out_len,
-           max_running, budget, model_dir);
+           max_running, budget, model_dir ? model_dir : so.default_model);
     printf("  %.2f requests/s, %.1f output tokens/s, %.2f s wall\n", n / wall, tokens / wall, wall);
     printf("  %llu steps, %.1f tokens/step; model %.3f s; engine CPU %.1f µs/step excluding the model "
            "(sampling %.1f µs/step); %llu preemptions; prefix hit %llu / %llu tokens\n",
@@ -128,15 +112,8 @@ int main(int argc, char **argv) {
            s.steps ? s.sched_seconds / s.steps * 1e6 : 0.0, s.steps ? s.sample_seconds / s.steps * 1e6 : 0.0,
            (unsigned long long)s.preemptions, (unsigned long long)s.prefix_hit_tokens,
            (unsigned long long)s.prefix_query_tokens);
-    g4_engine_destroy(e);
-    g4_stream_free(st);
+    g4_stack_close(st); /* the engine first: nothing calls into the stream after it */
+    g4_stream_free(stream);
     free(prompt);
-    g4_model_close(m);
-    g4_backend_destroy(be);
-    if (model_dir == tmp) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-        if (system(cmd)) fprintf(stderr, "g4-bench-offline: could not remove %s\n", tmp);
-    }
     return 0;
 }

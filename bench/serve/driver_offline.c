@@ -2,7 +2,7 @@
  * same schedule and concurrency cap as the HTTP driver, timestamps taken in the engine's event
  * callback (each event carrying a token is a chunk; the end is the last token; output tokens from
  * the final event's usage). Measures the engine without the front-end. Not here: loading the
- * model or creating the engine (main.c). */
+ * model or creating the engine (main.c, through server/stack.h). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,15 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "arrival.h"
-#include "backend/backend.h"
 #include "dataset.h"
 #include "driver.h"
-#include "model/testmodel.h"
 #include "report.h"
 #include "roofline.h"
+#include "server/stack.h"
 
 typedef struct args {
     const char *backend, *base_url, *host, *endpoint, *model, *api_key, *dataset, *dataset_path, *tokenizer;
@@ -168,66 +166,28 @@ static void roofline_report(const args *a, const g4_config *cfg, const g4_bench_
         printf("%-40s %-10.1f\n", "Prefill fraction of roofline (%):", 100 * t_pre * 1e3 / m->ttft.median);
 }
 
-/* Offline: a model (given, or a tiny random one), a backend and an engine. */
-typedef struct offline {
-    g4_backend *be;
-    g4_model *m;
-    g4_engine *e;
-    char tmp[64];
-} offline;
-
-static int offline_open(offline *o, const args *a, g4_error *err)
+/* Offline: the model stack g4serve runs (stack.h) on a given checkpoint or the tiny random one in a
+ * temporary directory; token ids in, ids out (no tokenizer). */
+static int offline_open(g4_stack **st, const args *a, g4_error *err)
 {
-    memset(o, 0, sizeof *o);
-    const char *dir = a->model;
-    if (!dir) {
-        g4_config cfg;
-        snprintf(o->tmp, sizeof o->tmp, "/tmp/g4-bench-serve-XXXXXX");
-        if (!mkdtemp(o->tmp) || g4_testmodel_config(&cfg, "tiny-dense", err) || g4_testmodel_write(&cfg, 1, o->tmp, err))
-            return g4_fail_prefix(err, "offline: cannot write the tiny model");
-        dir = o->tmp;
-    }
-    if (!(o->be = g4_backend_create(a->engine_backend, err)))
-        return -1;
-    g4_model_opts mo;
-    g4_model_opts_default(&mo);
-    mo.max_seqs = a->max_num_seqs;
-    mo.max_step_tokens = a->max_batched;
-    mo.max_model_len = a->max_model_len;
-    if (g4_model_open(&o->m, dir, o->be, &mo, err))
-        return -1;
-    g4_engine_opts eo;
-    g4_engine_opts_from_model(&eo, o->m);
-    eo.max_waiting = a->num_prompts + a->num_warmups + 16;
-    eo.prefix_cache = false; /* unique random prompts; keep warm-ups from seeding the cache */
-    g4_executor ex;
-    g4_executor_local(&ex, o->m);
-    return (o->e = g4_engine_create(&eo, &ex, NULL, err)) ? 0 : -1;
+    g4_stack_opts so;
+    g4_stack_opts_default(&so);
+    so.model_dir = a->model;
+    so.no_tokenizer = true;
+    so.backend = a->engine_backend;
+    so.model.max_seqs = a->max_num_seqs;
+    so.model.max_step_tokens = a->max_batched;
+    so.model.max_model_len = a->max_model_len;
+    so.max_waiting = a->num_prompts + a->num_warmups + 16;
+    so.prefix_cache = 0; /* unique random prompts; keep warm-ups from seeding the cache */
+    return g4_stack_open(st, &so, err) < 0 ? g4_fail_prefix(err, "offline") : 0;
 }
 
-static void offline_close(offline *o)
-{
-    if (o->e)
-        g4_engine_destroy(o->e);
-    if (o->m)
-        g4_model_close(o->m);
-    if (o->be)
-        g4_backend_destroy(o->be);
-    if (o->tmp[0]) {
-        char p[128];
-        snprintf(p, sizeof p, "%s/config.json", o->tmp);
-        unlink(p);
-        snprintf(p, sizeof p, "%s/model.safetensors", o->tmp);
-        unlink(p);
-        rmdir(o->tmp);
-    }
-}
-
-static int run_load(const args *a, const g4_http_target *t, const g4_grpc_target *gt, offline *off, g4_bench_load *l,
+static int run_load(const args *a, const g4_http_target *t, const g4_grpc_target *gt, g4_stack *off, g4_bench_load *l,
                     g4_error *err)
 {
     if (a->offline)
-        return g4_drive_engine(off->e, l, err);
+        return g4_drive_engine(off->engine, l, err);
 #ifdef G4_BENCH_GRPC
     if (gt->target)
         return g4_drive_grpc(gt, l, err);
@@ -305,17 +265,15 @@ int main(int argc, char **argv)
     g4_grpc_target gt = {.target = grpc ? base : NULL, .model = a.model, .timeout_s = a.timeout};
     if (grpc)
         t.endpoint = "/g4serve.v1.G4Serve/Generate";
-    offline off = {0};
-    if (a.offline && offline_open(&off, &a, &err) < 0) {
-        offline_close(&off);
+    g4_stack *off = NULL;
+    if (a.offline && offline_open(&off, &a, &err) < 0)
         goto fail;
-    }
     double *send_at = calloc((size_t)total, sizeof *send_at);
     g4_bench_load warm = {.ds = &ds, .n = a.num_warmups, .first = 0, .send_at = send_at,
                           .max_concurrency = a.max_concurrency, .temperature = a.temperature};
     if (a.num_warmups > 0) {
         fprintf(stderr, "g4-bench-serve: %d warm-up request(s)\n", a.num_warmups);
-        if (run_load(&a, &t, &gt, &off, &warm, &err) < 0)
+        if (run_load(&a, &t, &gt, off, &warm, &err) < 0)
             goto done;
         for (int i = 0; i < warm.n; i++)
             if (!warm.rec[i].ok) {
@@ -330,7 +288,7 @@ int main(int argc, char **argv)
                           .max_concurrency = a.max_concurrency, .temperature = a.temperature};
     fprintf(stderr, "g4-bench-serve: %d requests, rate %s, burstiness %g, max concurrency %d, %s\n", a.num_prompts,
             a.rate > 0 ? "finite" : "inf", a.burstiness, a.max_concurrency, a.offline ? "offline (in-process engine)" : base);
-    if (run_load(&a, &t, &gt, &off, &load, &err) < 0)
+    if (run_load(&a, &t, &gt, off, &load, &err) < 0)
         goto done_load;
     g4_bench_metrics m;
     if (g4_bench_metrics_compute(load.rec, load.n, load.duration, a.goodput ? &slo : NULL, pcts, n_pcts, &m, &err) < 0)
@@ -345,10 +303,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "g4-bench-serve: request %d failed: %s\n", i, load.errors[i]), shown++;
     if (a.roofline) {
         g4_config cfg, *pc = NULL;
-        char path[1024];
+        char path[G4_STACK_PATH_MAX + 16];
         const char *cp = a.model_config;
         if (!cp && a.offline) {
-            snprintf(path, sizeof path, "%s/config.json", a.model ? a.model : off.tmp);
+            snprintf(path, sizeof path, "%s/config.json", off->dir);
             cp = path;
         }
         if (cp && g4_config_load(&cfg, cp, &err) == 0)
@@ -377,7 +335,7 @@ done:
     free(warm.rec);
     free(warm.errors);
     free(send_at);
-    offline_close(&off);
+    g4_stack_close(off);
 fail:
     if (rc)
         fprintf(stderr, "g4-bench-serve: %s\n", err.msg);

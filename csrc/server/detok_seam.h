@@ -1,8 +1,8 @@
 /* detok_seam.h — the engine's detokenizer seam (engine.h g4_detok_iface) over the text layer's
  * streaming detokenizer. Each request's stream opens with that request's flags (engine.h
  * G4_DETOK_*: skip special tokens, spaces between special tokens); with none, special tokens are
- * rendered (the output parser needs them). One adapter for every server executable (g4serve,
- * g4serve-grpc); header-only so neither library depends on the other. Not here: the detokenizer
+ * rendered (the output parser needs them). One adapter, given to the engine by the composition root
+ * (stack.c); header-only so neither library depends on the other. Not here: the detokenizer
  * itself (text/detokenizer.c). */
 #ifndef G4_SERVER_DETOK_SEAM_H
 #define G4_SERVER_DETOK_SEAM_H

@@ -1,37 +1,23 @@
 /* main.c - g4serve: the OpenAI-compatible HTTP server (NIM-style) on one model.
  *
- * Reads NIM_* environment variables, then command-line flags (flags win), opens the HTTP port
- * at once (/v1/health/live = 200), loads the model and tokenizer, starts the engine, warms it
- * with one short request and only then reports ready (/v1/health/ready = 200). Without --model
- * it serves the embedded default model: a deterministic tiny random Gemma 4 checkpoint written
- * to --default-model-dir if missing. Runs until SIGINT / SIGTERM, then drains and exits.
- * Not here: request handling (http/), the engine (engine/). */
+ * Reads NIM_* environment variables, then command-line flags (flags win), opens the HTTP and
+ * gRPC ports at once (/v1/health/live = 200), builds the model stack (stack.h: model, tokenizer,
+ * engine, warm-up) and only then reports ready (/v1/health/ready = 200). Without --model it
+ * serves the embedded default model (default_model.h) written to --default-model-dir if missing.
+ * Runs until SIGINT / SIGTERM, then drains and exits.
+ * Not here: building the model stack (stack.c), request handling (http/, grpc/). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/backend.h"
-#include "engine/engine.h"
-#include "engine/sampling.h"
-#include "model/gemma4.h"
-#include "model/testmodel.h"
-#include "parallel/tp.h"
-#include "server/detok_seam.h"
 #include "server/http/http_server.h"
+#include "server/stack.h"
 #ifdef G4_HAVE_GRPC
 #include "server/grpc/grpc_server.h"
-#endif
-#include "text/detokenizer.h"
-#include "text/tokenizer.h"
-
-/* The test tokenizer that matches the tiny models; the build passes its absolute path. */
-#ifndef TEST_TOKENIZER
-#define TEST_TOKENIZER "tests/text/data/tokenizer.json"
 #endif
 
 typedef struct opts {
@@ -53,10 +39,11 @@ static void usage(FILE *f)
 "Model\n"
 "  --model DIR                 Hugging Face Gemma 4 checkpoint directory (env NIM_MODEL_PATH, legacy\n"
 "                              NIM_MODEL_NAME; only local directories). Default: the embedded tiny model.\n"
-"  --default-model-dir DIR     where the embedded default model (tiny-dense, seed 1) is written if\n"
-"                              missing and served when --model is not given (default ./models/tiny-dense)\n"
-"  --tokenizer FILE            tokenizer.json (default: the model directory's tokenizer.json, else\n"
-"                              " TEST_TOKENIZER ", the test tokenizer matching the tiny models)\n"
+"  --default-model-dir DIR     where the embedded default model (tiny-dense, seed 1, with its test\n"
+"                              tokenizer.json) is written if missing and served when --model is not\n"
+"                              given (default ./models/tiny-dense)\n"
+"  --tokenizer FILE            tokenizer.json (default: the model directory's tokenizer.json; without\n"
+"                              one g4serve refuses to start)\n"
 "  --backend cpu|cuda          compute backend (default cpu)\n"
 "  --served-model-name N[,A..] name(s) the API answers to; the first is reported (env\n"
 "                              NIM_SERVED_MODEL_NAME; default: g4serve-tiny, or the model directory name)\n"
@@ -276,88 +263,6 @@ static int parse_args(opts *o, int argc, char **argv)
     return 0;
 }
 
-/* --- warm-up: one short request through the whole engine ---------------------------------- */
-
-typedef struct warm {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;
-    g4_finish_reason finish;
-    char error[256];
-} warm;
-
-static void warm_event(void *user, const g4_event *ev)
-{
-    warm *w = user;
-    if (ev->finish == G4_FINISH_NONE)
-        return;
-    pthread_mutex_lock(&w->mu);
-    w->done = 1;
-    w->finish = ev->finish;
-    snprintf(w->error, sizeof w->error, "%s", ev->error ? ev->error : "");
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
-static int warm_up(g4_engine *e, const g4_tokenizer *tok, g4_error *err)
-{
-    g4_tokens ids = {0};
-    if (g4_tokenizer_encode(tok, "Hello", 5, G4_ENCODE_ADD_BOS, &ids, err) < 0)
-        return -1;
-    warm w = {.done = 0};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    g4_request_params p;
-    memset(&p, 0, sizeof p);
-    p.prompt = ids.ids;
-    p.n_prompt = (int)ids.n;
-    g4_sampling_default(&p.sampling);
-    g4_stop_rules_default(&p.stop);
-    p.stop.max_tokens = 2;
-    p.on_event = warm_event;
-    p.user = &w;
-    int code = 0;
-    uint64_t id = g4_engine_submit(e, &p, &code, err);
-    g4_tokens_free(&ids);
-    if (!id)
-        return g4_fail_prefix(err, "warm-up request");
-    pthread_mutex_lock(&w.mu);
-    while (!w.done)
-        pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    if (w.finish == G4_FINISH_ERROR || w.finish == G4_FINISH_ABORT)
-        return g4_fail(err, "warm-up request failed: %s", w.error[0] ? w.error : "aborted");
-    return 0;
-}
-
-static bool file_exists(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-/* The embedded default model: tiny-dense, seed 1, written once (parents created). */
-static int write_default_model(const char *dir, g4_error *err)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (file_exists(path))
-        return 0;
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(path, 0755) < 0 && errno != EEXIST)
-                return g4_fail(err, "cannot create %s: %s", path, strerror(errno));
-            *p = '/';
-        }
-    fprintf(stderr, "g4serve: writing the embedded default model (tiny-dense, seed 1) to %s\n", dir);
-    g4_config cfg;
-    if (g4_testmodel_config(&cfg, "tiny-dense", err) < 0 || g4_testmodel_write(&cfg, 1, dir, err) < 0)
-        return -1;
-    return 0;
-}
-
 /* --- the gRPC server, when this build has it (G4_HAVE_GRPC); a no-op otherwise ------------- */
 
 static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
@@ -376,6 +281,8 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
     if (!gs)
         return g4_fail_prefix(err, "gRPC server");
     fprintf(stderr, "g4serve: gRPC on %s:%d\n", gc.host, g4_grpc_server_port(gs));
+    printf("g4serve: grpc port %d\n", g4_grpc_server_port(gs));
+    fflush(stdout);
     *out = gs;
 #else
     (void)dir, (void)err;
@@ -386,17 +293,17 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
 }
 
 /* After the engine exists and is warm: hand it over and report ready. */
-static void grpc_ready(void *gs, g4_engine *eng, const g4_tokenizer *tok, const g4_model *m,
-                       const g4_engine_opts *eo, int tp, g4_metrics *metrics)
+static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics)
 {
 #ifdef G4_HAVE_GRPC
     if (!gs)
         return;
-    g4_grpc_model gm = {.engine = eng, .tok = tok, .cfg = m->full_cfg, .eo = *eo, .tp_size = tp, .metrics = metrics};
+    g4_grpc_model gm = {.engine = st->engine, .tok = st->tok, .cfg = st->model->full_cfg, .eo = st->eo,
+                        .tp_size = st->tp_size, .metrics = metrics};
     g4_grpc_server_attach(gs, &gm);
     g4_grpc_server_set_ready(gs, true);
 #else
-    (void)gs, (void)eng, (void)tok, (void)m, (void)eo, (void)tp, (void)metrics;
+    (void)gs, (void)st, (void)metrics;
 #endif
 }
 
@@ -470,86 +377,33 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    int rc = 1;
-    g4_backend *be = NULL;
-    g4_model *m = NULL;
-    g4_tp *tp = NULL;
-    g4_tokenizer *tok = NULL;
-    g4_engine *eng = NULL;
-    if (!o.model && write_default_model(dir, &err) < 0)
-        goto out;
-    char tokpath[4096];
-    if (o.tokenizer) {
-        snprintf(tokpath, sizeof tokpath, "%s", o.tokenizer);
-    } else {
-        snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", dir);
-        if (!file_exists(tokpath))
-            snprintf(tokpath, sizeof tokpath, "%s", TEST_TOKENIZER);
-    }
-    g4_model_opts mo;
-    g4_model_opts_default(&mo);
-    mo.max_seqs = o.max_num_seqs;
+    g4_stack_opts so;
+    g4_stack_opts_default(&so);
+    so.model_dir = o.model;
+    so.default_model_dir = o.default_model_dir;
+    so.tokenizer = o.tokenizer;
+    so.backend = o.backend;
+    so.tp = o.tp;
+    so.model.max_seqs = o.max_num_seqs;
     if (o.max_model_len)
-        mo.max_model_len = o.max_model_len;
+        so.model.max_model_len = o.max_model_len;
     if (o.max_batched_tokens)
-        mo.max_step_tokens = o.max_batched_tokens;
-    if (o.tp > 1) { /* t ranks, each with its own backend, stepping together */
-        if (!(tp = g4_tp_open(dir, o.backend, o.tp, &mo, &err)))
-            goto out;
-        m = g4_tp_model(tp, 0);
-    } else if (!(be = g4_backend_create(o.backend, &err)) || g4_model_open(&m, dir, be, &mo, &err) < 0) {
+        so.model.max_step_tokens = o.max_batched_tokens;
+    so.max_waiting = o.max_queue;
+    so.prefix_cache = o.prefix_cache;
+    so.warm_up = true;
+    int rc = 1;
+    g4_stack *st = NULL;
+    if (g4_stack_open(&st, &so, &err) < 0)
         goto out;
-    }
-    if (g4_tokenizer_load(tokpath, &tok, &err) < 0)
-        goto out;
-    if (g4_tokenizer_n_vocab(tok) > m->cfg.vocab) {
-        g4_fail(&err, "tokenizer %s has %d ids but the model's vocabulary is %d", tokpath,
-                (int)g4_tokenizer_n_vocab(tok), (int)m->cfg.vocab);
-        goto out;
-    }
-    g4_engine_opts eo;
-    g4_engine_opts_from_model(&eo, m);
-    if (g4_sampling_load_defaults(&eo.defaults, dir, &err) < 0) /* generation_config.json, if any */
-        goto out;
-    eo.max_running = o.max_num_seqs < eo.max_running ? o.max_num_seqs : eo.max_running;
-    eo.max_waiting = o.max_queue;
-    if (o.prefix_cache >= 0)
-        eo.prefix_cache = o.prefix_cache;
-    /* Stop ids: the model's plus Gemma 4's chat stops (<eos>, <turn|>, <|tool_response>), which an
-     * instruction-tuned generation_config lists but config.json may not. */
-    int32_t eos[16];
-    int n_eos = 0;
-    for (int i = 0; i < eo.n_eos && n_eos < 13; i++)
-        eos[n_eos++] = eo.eos_ids[i];
-    const g4_special_ids *sp = g4_tokenizer_specials(tok);
-    const int32_t extra[3] = {sp->eos, sp->turn_end, sp->tool_response_start};
-    for (int k = 0; k < 3; k++) {
-        bool have = extra[k] < 0;
-        for (int i = 0; i < n_eos; i++)
-            have |= eos[i] == extra[k];
-        if (!have)
-            eos[n_eos++] = extra[k];
-    }
-    eo.eos_ids = eos;
-    eo.n_eos = n_eos;
-    g4_executor ex;
-    if (tp)
-        g4_executor_tp(&ex, tp);
-    else
-        g4_executor_local(&ex, m);
-    g4_detok_iface dt = g4_detok_iface_for(tok);
-    if (!(eng = g4_engine_create(&eo, &ex, &dt, &err)))
-        goto out;
-    g4_http_server_attach(srv, eng, tok, &eo);
-    if (warm_up(eng, tok, &err) < 0)
-        goto out;
+    g4_http_server_attach(srv, st->engine, st->tok, &st->eo);
     if (o.ready_delay_s > 0)
         usleep((useconds_t)(o.ready_delay_s * 1e6));
     g4_http_server_set_ready(srv, true);
-    grpc_ready(grpc, eng, tok, m, &eo, o.tp, metrics);
+    grpc_ready(grpc, st, metrics);
     fprintf(stderr, "g4serve: ready: model %s (%d layers, vocab %d), tokenizer %s, max_model_len %d, "
-            "max_num_seqs %d, backend %s\n", dir, m->cfg.n_layers, (int)m->cfg.vocab, tokpath,
-            eo.max_model_len, eo.max_running, o.backend);
+            "max_num_seqs %d, backend %s\n", st->dir, st->model->cfg.n_layers, (int)st->model->cfg.vocab,
+            st->tokenizer_path, st->eo.max_model_len, st->eo.max_running, o.backend);
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -558,17 +412,9 @@ int main(int argc, char **argv)
 out:
     if (rc)
         fprintf(stderr, "g4serve: %s\n", err.msg);
-    g4_http_server_stop(srv);
+    g4_http_server_stop(srv); /* the front-ends first: they cancel in-flight requests through the engine */
     stop_grpc(grpc);
+    g4_stack_close(st); /* the engine first: nothing feeds the metrics after it */
     g4_metrics_free(metrics);
-    if (eng)
-        g4_engine_destroy(eng);
-    g4_tokenizer_free(tok);
-    if (tp)
-        g4_tp_close(tp);
-    else if (m)
-        g4_model_close(m);
-    if (be)
-        g4_backend_destroy(be);
     return rc;
 }

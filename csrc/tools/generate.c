@@ -1,17 +1,19 @@
 /* generate.c — g4-generate: offline greedy generation from token ids.
  *
- * Loads a model directory on a backend, prefills the prompt ids (in chunks of --chunk), then
- * decodes greedily, printing the generated ids and prefill / decode tokens per second. The
- * first job of the project before the server exists; also a smoke test for a backend. */
+ * Builds the model stack g4serve runs (server/stack.h: backend, model, engine; no tokenizer) on
+ * a model directory, sends one request — the prompt ids, prefilled in steps of --chunk tokens,
+ * then greedy decoding — and prints the generated ids and prefill / decode tokens per second.
+ * The first job of the project before the server existed; also a smoke test for a backend.
+ * Not here: text in or out (g4serve). */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "backend/backend.h"
-#include "model/gemma4.h"
-#include "model/runner.h"
 #include "model/testmodel.h"
+#include "server/stack.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -29,6 +31,39 @@ static void progress(void *user, int rank, size_t done, size_t total) {
     fprintf(stderr, "\rrank %d: loading weights [%-40.*s] %3d%%", rank, pct * 40 / 100,
             "########################################", pct);
     if (done == total) fputc('\n', stderr);
+}
+
+/* The request's tokens and times, filled on the engine thread. */
+typedef struct run {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int32_t *ids;                /* generated ids, the stop id that ended them last */
+    int n, cap;
+    double t_first, t_end;       /* first generated token, last event */
+    bool done;
+    g4_finish_reason finish;
+    char error[256];
+} run;
+
+static void keep(run *r, int32_t id, double t) {
+    if (r->n == 0) r->t_first = t;
+    if (r->n < r->cap) r->ids[r->n++] = id;
+}
+
+static void on_event(void *user, const g4_event *ev) {
+    run *r = user;
+    double t = now_s();
+    pthread_mutex_lock(&r->mu);
+    if (ev->n_tokens > 0) keep(r, ev->token, t);
+    if (ev->finish != G4_FINISH_NONE) {
+        if (ev->finish == G4_FINISH_STOP && ev->stop_token >= 0) keep(r, ev->stop_token, t);
+        r->t_end = t;
+        r->done = true;
+        r->finish = ev->finish;
+        snprintf(r->error, sizeof r->error, "%s", ev->error ? ev->error : "aborted");
+        pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
 }
 
 static int parse_ids(const char *s, int32_t *ids, int cap) {
@@ -95,73 +130,60 @@ int main(int argc, char **argv) {
         return 2;
     }
     g4_error err = {{0}};
-    g4_backend *be = g4_backend_create(backend, &err);
-    if (!be) {
-        fprintf(stderr, "g4-generate: %s\n", err.msg);
-        return 1;
-    }
-    g4_model_opts opts;
-    g4_model_opts_default(&opts);
-    opts.max_seqs = 1;
-    opts.max_step_tokens = chunk;
-    opts.progress = progress;
-    opts.dummy_seed = dummy ? dummy_seed : 0;
-    g4_model *m = NULL;
-    g4_runner *r = NULL;
-    float *logits = NULL;
+    g4_stack_opts so;
+    g4_stack_opts_default(&so);
+    so.model_dir = dir;
+    so.no_tokenizer = true;
+    so.backend = backend;
+    so.model.max_seqs = 1;
+    so.model.max_step_tokens = chunk;
+    so.model.progress = progress;
+    so.model.dummy_seed = dummy ? dummy_seed : 0;
+    g4_stack *st = NULL;
+    run r = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .cap = max_tokens + 1};
     int rc = 1;
     double t0 = now_s();
-    if (g4_model_open(&m, dir, be, &opts, &err)) goto out;
-    double t_load = now_s() - t0;
-    if (n + max_tokens > m->opts.max_model_len) {
-        fprintf(stderr, "g4-generate: prompt (%d) + max tokens (%d) exceeds the model length %d\n", n, max_tokens,
-                m->opts.max_model_len);
+    if (!(r.ids = malloc((size_t)r.cap * sizeof *r.ids))) {
+        g4_fail(&err, "out of memory");
         goto out;
     }
-    r = g4_runner_create(m, &err);
-    logits = malloc((size_t)m->cfg.vocab * sizeof *logits);
-    if (!r || !logits) goto out;
-    int seq = g4_runner_seq_open(r, &err);
-    if (seq < 0) goto out;
-    printf("model %s: %d layers, hidden %d, vocab %d, backend %s\n", dir, m->cfg.n_layers, m->cfg.hidden,
-           m->cfg.vocab, be->ops->name);
+    if (g4_stack_open(&st, &so, &err) < 0) goto out;
+    double t_load = now_s() - t0;
+    const g4_model *m = st->model;
+    if (n + max_tokens > st->eo.max_model_len) {
+        g4_fail(&err, "prompt (%d) + max tokens (%d) exceeds the model length %d", n, max_tokens, st->eo.max_model_len);
+        goto out;
+    }
+    printf("model %s: %d layers, hidden %d, vocab %d, backend %s\n", st->dir, m->cfg.n_layers, m->cfg.hidden,
+           m->cfg.vocab, backend);
     printf("loaded %.2f GB of weights in %.2f s (%.2f GB/s)\n", m->weight_bytes / 1e9, t_load,
            t_load > 0 ? m->weight_bytes / 1e9 / t_load : 0.0);
+    g4_request_params p = {.prompt = ids, .n_prompt = n, .on_event = on_event, .user = &r};
+    g4_sampling_default(&p.sampling); /* greedy: argmax, lowest id on ties */
+    g4_stop_rules_default(&p.stop);
+    p.stop.max_tokens = max_tokens;
+    p.stop.ignore_eos = !stop;
+    int code = 0;
     t0 = now_s();
-    for (int done = 0; done < n;) {
-        int c = n - done < chunk ? n - done : chunk;
-        g4_runner_chunk ch = {.seq = seq, .n = c, .ids = ids + done, .all_logits = 0};
-        if (g4_runner_step(r, &ch, 1, logits, &err)) goto out;
-        done += c;
+    if (!g4_engine_submit(st->engine, &p, &code, &err)) goto out;
+    pthread_mutex_lock(&r.mu);
+    while (!r.done) pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+    if (r.finish != G4_FINISH_STOP && r.finish != G4_FINISH_LENGTH) {
+        g4_fail(&err, "generation failed: %s", r.error);
+        goto out;
     }
-    double t_prefill = now_s() - t0;
     printf("generated:");
-    int produced = 0;
-    t0 = now_s();
-    for (; produced < max_tokens; produced++) {
-        int32_t next = g4_argmax(logits, m->cfg.vocab);
-        printf(" %d", next);
-        fflush(stdout);
-        int is_eos = 0;
-        for (int e = 0; e < m->cfg.n_eos; e++) is_eos |= next == m->cfg.eos_ids[e];
-        if ((stop && is_eos) || produced + 1 == max_tokens) {
-            produced++;
-            break;
-        }
-        g4_runner_chunk ch = {.seq = seq, .n = 1, .ids = &next, .all_logits = 0};
-        if (g4_runner_step(r, &ch, 1, logits, &err)) goto out;
-    }
-    double t_decode = now_s() - t0;
+    for (int i = 0; i < r.n; i++) printf(" %d", r.ids[i]);
+    double t_prefill = r.t_first - t0, t_decode = r.t_end - r.t_first;
     printf("\nprefill: %d tokens in %.3f s (%.1f tokens/s)\n", n, t_prefill, n / t_prefill);
-    printf("decode:  %d tokens in %.3f s (%.1f tokens/s)\n", produced, t_decode,
-           produced > 1 ? (produced - 1) / t_decode : 0.0);
+    printf("decode:  %d tokens in %.3f s (%.1f tokens/s)\n", r.n, t_decode,
+           r.n > 1 && t_decode > 0 ? (r.n - 1) / t_decode : 0.0);
     rc = 0;
 out:
     if (rc) fprintf(stderr, "g4-generate: %s\n", err.msg);
-    free(logits);
-    g4_runner_free(r);
-    g4_model_close(m);
-    g4_backend_destroy(be);
+    g4_stack_close(st);
+    free(r.ids);
     if (dummy) {
         char cmd[64];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -1,5 +1,5 @@
-"""Fixtures for the HTTP integration tests: start a real g4serve on 127.0.0.1 (ephemeral port)
-on the embedded tiny model, wait until /v1/health/ready is 200, stop it afterwards.
+"""Fixtures for the HTTP integration tests: start a real g4serve on 127.0.0.1 (ephemeral HTTP and
+gRPC ports) on the embedded tiny model, wait until /v1/health/ready is 200, stop it afterwards.
 
 The binary comes from $G4SERVE (set by ctest) or the first build directory that has one."""
 import os
@@ -31,7 +31,7 @@ class Server:
         env.update(env_extra)
         self.stderr_path = tmp / "stderr.txt"
         self.proc = subprocess.Popen(
-            [find_binary(), "--host", "127.0.0.1", "--port", "0",
+            [find_binary(), "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0",
              "--default-model-dir", str(model_dir)] + args,
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=open(self.stderr_path, "w"), text=True)
         line = self.proc.stdout.readline()  # "g4serve: port N", printed once the socket is open

@@ -1,10 +1,12 @@
 """conftest.py - fixtures for the gRPC integration tests.
 
-`server` starts g4serve-grpc (path in $G4SERVE_GRPC_BIN, else build-grpc's) on an ephemeral
-loopback port with the tiny-dense test model and the test tokenizer, waits for it to be ready
-(bounded), and stops it with SIGTERM at the end, checking that it shut down cleanly. `pb`
+`server` starts the real g4serve (path in $G4SERVE, else the first build*/ that has one) with its gRPC and HTTP
+ports on ephemeral loopback ports, on the embedded tiny-dense model (which brings its test
+tokenizer), waits for /v1/health/ready (bounded), and stops it with SIGINT at the end, checking
+that it shut down cleanly. `pb`
 generates Python stubs from proto/g4serve.proto and proto/health.proto with grpcio-tools.
 Every wait in these tests is bounded."""
+import glob
 import importlib
 import os
 import signal
@@ -12,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -42,8 +46,8 @@ def pb():
 
 
 class Server:
-    def __init__(self, proc, port, log_path):
-        self.proc, self.port, self.log_path = proc, port, log_path
+    def __init__(self, proc, http_port, port, log_path):
+        self.proc, self.http_port, self.port, self.log_path = proc, http_port, port, log_path
         self.addr = f"127.0.0.1:{port}"
 
     def log(self):
@@ -51,32 +55,71 @@ class Server:
             return f.read()
 
 
-def start_server(extra=()):
-    binary = os.environ.get("G4SERVE_GRPC_BIN") or os.path.join(ROOT, "build-grpc", "csrc", "server", "grpc",
-                                                                "g4serve-grpc")
-    if not os.path.exists(binary):
-        pytest.skip(f"{binary} is not built")
-    base = _tmp_base()
-    work = tempfile.mkdtemp(prefix="srv-", dir=base)
-    port_file = os.path.join(work, "port")
-    log_path = os.path.join(work, "server.log")
-    cmd = [binary, "--model", os.path.join(base, "tiny-dense"), "--tokenizer",
-           os.path.join(ROOT, "tests", "text", "data", "tokenizer.json"), "--host", "127.0.0.1", "--port", "0",
-           "--port-file", port_file, "--served-name", SERVED, *extra]
-    log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
+def binary():
+    """$G4SERVE (set by ctest), else the first build directory that has one."""
+    path = os.environ.get("G4SERVE")
+    if path:
+        if not os.path.exists(path):
+            pytest.skip(f"{path} is not built")
+        return path
+    for d in sorted(glob.glob(os.path.join(ROOT, "build*"))):
+        p = os.path.join(d, "csrc", "server", "g4serve")
+        if os.path.exists(p):
+            return p
+    pytest.skip("g4serve binary not found (build it, or set G4SERVE)")
+
+
+def _port_line(proc, prefix, log_path):
+    line = proc.stdout.readline()
+    if not line.startswith(prefix):
+        proc.kill()
+        proc.wait(10)
+        with open(log_path, errors="replace") as f:
+            raise AssertionError(f"g4serve did not print '{prefix}N' (got {line!r}):\n" + f.read())
+    return int(line.split()[-1])
+
+
+def launch(args, log_path):
+    """Starts g4serve with HTTP and gRPC on ephemeral loopback ports; returns (proc, http, grpc)
+    once both ports are open (not yet ready)."""
+    cmd = [binary(), "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True)
+    http = _port_line(proc, "g4serve: port ", log_path)
+    grpc_port = _port_line(proc, "g4serve: grpc port ", log_path)
+    return proc, http, grpc_port
+
+
+def wait_ready(proc, http_port, log_path, timeout=120):
+    """Bounded wait for /v1/health/ready = 200 (the gRPC side is attached and SERVING then too)."""
+    deadline = time.time() + timeout
     while time.time() < deadline:
-        if os.path.exists(port_file):
-            with open(port_file) as f:
-                return Server(proc, int(f.read().strip()), log_path)
         if proc.poll() is not None:
             break
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v1/health/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
         time.sleep(0.05)
-    proc.kill()
-    proc.wait(10)
-    with open(log_path) as f:
-        raise AssertionError("g4serve-grpc did not become ready:\n" + f.read())
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    with open(log_path, errors="replace") as f:
+        raise AssertionError("g4serve did not become ready:\n" + f.read())
+
+
+def start_server(extra=(), model_args=None):
+    """The real g4serve on the embedded tiny-dense model (written once under the test folder with
+    its test tokenizer), served as SERVED; model_args replaces the model choice."""
+    base = _tmp_base()
+    work = tempfile.mkdtemp(prefix="srv-", dir=base)
+    log_path = os.path.join(work, "server.log")
+    if model_args is None:
+        model_args = ["--default-model-dir", os.path.join(base, "tiny-dense")]
+    proc, http, port = launch([*model_args, "--served-model-name", SERVED, *extra], log_path)
+    wait_ready(proc, http, log_path)
+    return Server(proc, http, port, log_path)
 
 
 def stop_server(srv, timeout=60):
@@ -86,8 +129,8 @@ def stop_server(srv, timeout=60):
     except subprocess.TimeoutExpired:
         srv.proc.kill()
         srv.proc.wait(10)
-        raise AssertionError("g4serve-grpc did not stop within %ds:\n%s" % (timeout, srv.log()))
-    assert rc == 0, f"g4serve-grpc exited with {rc}:\n{srv.log()}"
+        raise AssertionError("g4serve did not stop within %ds:\n%s" % (timeout, srv.log()))
+    assert rc == 0, f"g4serve exited with {rc}:\n{srv.log()}"
 
 
 @pytest.fixture(scope="module")

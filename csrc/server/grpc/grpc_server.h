@@ -6,7 +6,7 @@
  * and tokenizer once the model is loaded, set_ready (Health turns SERVING, Watch streams are
  * told), stop (drains in-flight calls, then cancels what is left). Completion-queue threads only
  * move bytes and call state; model work happens on the engine thread. Protocols and examples:
- * docs/api-grpc.md. Not here: flag parsing and model loading (main.c, main_grpc.c). */
+ * docs/api-grpc.md. Not here: flag parsing (main.c) and model loading (stack.c). */
 #ifndef G4_SERVER_GRPC_GRPC_SERVER_H
 #define G4_SERVER_GRPC_GRPC_SERVER_H
 
