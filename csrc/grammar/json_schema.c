@@ -1,0 +1,1022 @@
+/* json_schema.c - JSON Schema -> grammar (the contract is in json_schema.h).
+ *
+ * Every subschema that is a value position (property value, array item, $ref target) becomes a
+ * rule, memoised by its node, so recursion through $ref is a recursive rule. allOf, and sibling
+ * keywords next to $ref / anyOf / oneOf, are merged into one schema (merge.c-like code below):
+ * types intersect, bounds tighten, required unions, properties merge as nested allOf, and
+ * additionalProperties of each part constrain the properties the other parts add. What cannot be
+ * merged exactly is refused. Numbers with bounds: integer bounds are exact digit-range grammars;
+ * a fractional bound is honoured for integers (rounded) and refused for type number.
+ * Not here: regex syntax (regex.c), character encodings (charset.c). */
+#include "grammar/json_schema.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grammar/charset.h"
+#include "grammar/regex.h"
+
+enum { T_NULL = 1, T_BOOL = 2, T_OBJECT = 4, T_ARRAY = 8, T_STRING = 16, T_NUMBER = 32, T_INTEGER = 64 };
+#define T_ALL (T_NULL | T_BOOL | T_OBJECT | T_ARRAY | T_STRING | T_NUMBER)
+
+typedef struct memo { const cJSON *node; int32_t rule; } memo;
+
+typedef struct js {
+    g4_grammar *g;
+    const cJSON *root;
+    g4_json_schema_opts o;
+    memo *memo; int32_t n_memo, cap_memo;
+    cJSON **owned; int32_t n_owned, cap_owned; /* merged schemas, freed at the end */
+    int32_t r_value, r_chars; /* generic rules, -1 until made */
+    int depth;
+} js;
+
+static int fail(js *j, const char *fmt, const char *arg) {
+    return g4_grammar_fail(j->g, fmt, arg);
+}
+
+static const char *const ANNOTATIONS[] = {
+    "title", "description", "$comment", "examples", "default", "$schema", "readOnly", "writeOnly",
+    "deprecated", "contentMediaType", "contentEncoding", "$defs", "definitions", "$id", NULL};
+static const char *const KEYWORDS[] = {
+    "type", "enum", "const", "properties", "required", "additionalProperties", "items", "prefixItems",
+    "additionalItems", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum",
+    "maximum", "exclusiveMinimum", "exclusiveMaximum", "anyOf", "oneOf", "allOf", "$ref", "nullable",
+    "uniqueItems", NULL};
+
+static int in_list(const char *const *l, const char *s) {
+    for (; *l; l++) if (!strcmp(*l, s)) return 1;
+    return 0;
+}
+
+static int own(js *j, cJSON *x) {
+    if (!x) return fail(j, "out of memory%s", "");
+    if (j->n_owned == j->cap_owned) {
+        int32_t nc = j->cap_owned ? j->cap_owned * 2 : 16;
+        void *q = realloc(j->owned, (size_t)nc * sizeof *j->owned);
+        if (!q) { cJSON_Delete(x); return fail(j, "out of memory%s", ""); }
+        j->owned = q; j->cap_owned = nc;
+    }
+    j->owned[j->n_owned++] = x;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ $ref */
+
+static const cJSON *resolve_ref(js *j, const char *ref) {
+    if (ref[0] != '#') { fail(j, "$ref '%s': only references inside the schema (#...) are supported", ref); return NULL; }
+    const cJSON *cur = j->root;
+    const char *p = ref + 1;
+    if (*p && *p != '/') { fail(j, "$ref '%s': anchors are not supported", ref); return NULL; }
+    while (*p == '/') {
+        p++;
+        char tok[256];
+        size_t n = 0;
+        while (*p && *p != '/' && n + 1 < sizeof tok) {
+            if (p[0] == '~' && p[1] == '0') { tok[n++] = '~'; p += 2; }
+            else if (p[0] == '~' && p[1] == '1') { tok[n++] = '/'; p += 2; }
+            else if (p[0] == '%' && p[1] && p[2]) {
+                char h[3] = {p[1], p[2], 0};
+                tok[n++] = (char)strtol(h, NULL, 16);
+                p += 3;
+            } else tok[n++] = *p++;
+        }
+        tok[n] = 0;
+        if (cJSON_IsArray(cur)) {
+            char *e;
+            long k = strtol(tok, &e, 10);
+            cur = *e || e == tok ? NULL : cJSON_GetArrayItem(cur, (int)k);
+        } else if (cJSON_IsObject(cur)) {
+            cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
+        } else cur = NULL;
+        if (!cur) { fail(j, "$ref '%s' does not resolve inside the schema", ref); return NULL; }
+    }
+    return cur;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static g4_gx ws(js *j) {
+    if (j->o.ws_max <= 0) return g4_gx_empty(j->g);
+    uint8_t set[32] = {0};
+    set[' ' >> 3] |= 1u << (' ' & 7); set['\t' >> 3] |= 1u << ('\t' & 7); set['\n' >> 3] |= 1u << ('\n' & 7);
+    return g4_gx_repeat(j->g, g4_gx_bytes(j->g, set), 0, j->o.ws_max);
+}
+static g4_gx punct(js *j, const char *p) { return g4_gx_seq3(j->g, ws(j), g4_gx_str(j->g, p), ws(j)); }
+
+static g4_gx digits(js *j, int min) { return g4_gx_repeat(j->g, g4_gx_range(j->g, '0', '9'), min, -1); }
+
+/* Rule "chars": any JSON string content. */
+static g4_gx chars_ref(js *j) {
+    if (j->r_chars < 0) {
+        j->r_chars = g4_grammar_rule_new(j->g, "string-chars");
+        if (g4_grammar_rule_set(j->g, j->r_chars, g4_gx_star(j->g, g4_any_char_gx(j->g, G4_ENC_JSON)))) return -1;
+    }
+    return g4_gx_ref(j->g, j->r_chars);
+}
+
+static g4_gx any_number(js *j) {
+    g4_grammar *g = j->g;
+    g4_gx intpart = g4_gx_alt2(g, g4_gx_str(g, "0"), g4_gx_seq2(g, g4_gx_range(g, '1', '9'), digits(j, 0)));
+    g4_gx frac = g4_gx_opt(g, g4_gx_seq2(g, g4_gx_str(g, "."), digits(j, 1)));
+    uint8_t pm[32] = {0};
+    pm['+' >> 3] |= 1u << ('+' & 7); pm['-' >> 3] |= 1u << ('-' & 7);
+    g4_gx exp = g4_gx_opt(g, g4_gx_seq3(g, g4_gx_alt2(g, g4_gx_str(g, "e"), g4_gx_str(g, "E")), g4_gx_opt(g, g4_gx_bytes(g, pm)), digits(j, 1)));
+    g4_gx xs[4] = {g4_gx_opt(g, g4_gx_str(g, "-")), intpart, frac, exp};
+    return g4_gx_seq(g, xs, 4);
+}
+
+/* Rule "value": any JSON value. */
+static g4_gx any_value(js *j) {
+    g4_grammar *g = j->g;
+    if (j->r_value >= 0) return g4_gx_ref(g, j->r_value);
+    j->r_value = g4_grammar_rule_new(g, "any-value");
+    int32_t r_obj = g4_grammar_rule_new(g, "any-object"), r_arr = g4_grammar_rule_new(g, "any-array");
+    g4_gx str = g4_gx_seq3(g, g4_gx_str(g, "\""), chars_ref(j), g4_gx_str(g, "\""));
+    g4_gx alts[7] = {g4_gx_ref(g, r_obj), g4_gx_ref(g, r_arr), str, any_number(j),
+                     g4_gx_str(g, "true"), g4_gx_str(g, "false"), g4_gx_str(g, "null")};
+    g4_grammar_rule_set(g, j->r_value, g4_gx_alt(g, alts, 7));
+    g4_gx kv = g4_gx_seq3(g, g4_gx_seq3(g, g4_gx_str(g, "\""), chars_ref(j), g4_gx_str(g, "\"")), punct(j, ":"), g4_gx_ref(g, j->r_value));
+    g4_gx kvs = g4_gx_opt(g, g4_gx_seq2(g, kv, g4_gx_star(g, g4_gx_seq2(g, punct(j, ","), kv))));
+    g4_grammar_rule_set(g, r_obj, g4_gx_seq3(g, punct(j, "{"), kvs, punct(j, "}")));
+    g4_gx v = g4_gx_ref(g, j->r_value);
+    g4_gx vs = g4_gx_opt(g, g4_gx_seq2(g, v, g4_gx_star(g, g4_gx_seq2(g, punct(j, ","), v))));
+    g4_grammar_rule_set(g, r_arr, g4_gx_seq3(g, punct(j, "["), vs, punct(j, "]")));
+    return g4_gx_ref(g, j->r_value);
+}
+
+static int type_bit(const char *t) {
+    if (!strcmp(t, "null")) return T_NULL;
+    if (!strcmp(t, "boolean")) return T_BOOL;
+    if (!strcmp(t, "object")) return T_OBJECT;
+    if (!strcmp(t, "array")) return T_ARRAY;
+    if (!strcmp(t, "string")) return T_STRING;
+    if (!strcmp(t, "number")) return T_NUMBER;
+    if (!strcmp(t, "integer")) return T_INTEGER;
+    return 0;
+}
+
+/* Allowed types of schema s (T_INTEGER alone means integers only). -1 on a bad "type". */
+static int types_of(js *j, const cJSON *s) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "type");
+    int m = 0;
+    if (!t) m = T_ALL;
+    else if (cJSON_IsString(t)) {
+        m = type_bit(t->valuestring);
+        if (!m) return fail(j, "type '%s' is not a JSON Schema type", t->valuestring);
+    } else if (cJSON_IsArray(t)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, t) {
+            int b = cJSON_IsString(e) ? type_bit(e->valuestring) : 0;
+            if (!b) return fail(j, "type: bad entry in the type list%s", "");
+            m |= b;
+        }
+    } else return fail(j, "type must be a string or an array%s", "");
+    if (m & T_NUMBER) m &= ~T_INTEGER;
+    const cJSON *nb = cJSON_GetObjectItemCaseSensitive(s, "nullable");
+    if (cJSON_IsTrue(nb)) m |= T_NULL;
+    return m;
+}
+
+static int value_type(const cJSON *v) {
+    if (cJSON_IsNull(v)) return T_NULL;
+    if (cJSON_IsBool(v)) return T_BOOL;
+    if (cJSON_IsObject(v)) return T_OBJECT;
+    if (cJSON_IsArray(v)) return T_ARRAY;
+    if (cJSON_IsString(v)) return T_STRING;
+    double d = v->valuedouble;
+    return d == floor(d) && fabs(d) < 9e15 ? (T_NUMBER | T_INTEGER) : T_NUMBER;
+}
+
+/* ------------------------------------------------------------------ enum / const literals */
+
+static g4_gx value_lit(js *j, const cJSON *v, int depth) {
+    g4_grammar *g = j->g;
+    if (depth > 64) return fail(j, "enum/const value nested too deeply%s", "");
+    if (cJSON_IsNull(v)) return g4_gx_str(g, "null");
+    if (cJSON_IsTrue(v)) return g4_gx_str(g, "true");
+    if (cJSON_IsFalse(v)) return g4_gx_str(g, "false");
+    if (cJSON_IsString(v)) return g4_gx_seq3(g, g4_gx_str(g, "\""), g4_json_lit_gx(g, v->valuestring, strlen(v->valuestring)), g4_gx_str(g, "\""));
+    if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        char buf[64];
+        if (d == floor(d) && fabs(d) < 1e16) {
+            snprintf(buf, sizeof buf, "%.0f", d);
+            if (!strcmp(buf, "-0")) strcpy(buf, "0");
+            g4_gx a = g4_gx_str(g, buf);
+            return g4_gx_seq2(g, a, g4_gx_opt(g, g4_gx_seq2(g, g4_gx_str(g, "."), g4_gx_repeat(g, g4_gx_str(g, "0"), 1, -1))));
+        }
+        if (!isfinite(d)) return fail(j, "enum/const: number out of range%s", "");
+        for (int p = 1; p <= 17; p++) {
+            snprintf(buf, sizeof buf, "%.*g", p, d);
+            if (strtod(buf, NULL) == d) break;
+        }
+        return g4_gx_str(g, buf);
+    }
+    if (cJSON_IsArray(v)) {
+        g4_gx acc = punct(j, "[");
+        const cJSON *e;
+        int first = 1;
+        cJSON_ArrayForEach(e, v) {
+            if (!first) acc = g4_gx_seq2(g, acc, punct(j, ","));
+            acc = g4_gx_seq2(g, acc, value_lit(j, e, depth + 1));
+            first = 0;
+        }
+        return g4_gx_seq2(g, acc, punct(j, "]"));
+    }
+    if (cJSON_IsObject(v)) {
+        g4_gx acc = punct(j, "{");
+        const cJSON *e;
+        int first = 1;
+        cJSON_ArrayForEach(e, v) {
+            if (!first) acc = g4_gx_seq2(g, acc, punct(j, ","));
+            g4_gx key = g4_gx_seq3(g, g4_gx_str(g, "\""), g4_json_lit_gx(g, e->string, strlen(e->string)), g4_gx_str(g, "\""));
+            acc = g4_gx_seq3(g, acc, key, g4_gx_seq2(g, punct(j, ":"), value_lit(j, e, depth + 1)));
+            first = 0;
+        }
+        return g4_gx_seq2(g, acc, punct(j, "}"));
+    }
+    return fail(j, "enum/const: unsupported value%s", "");
+}
+
+static g4_gx compile_enum(js *j, const cJSON *s, int types) {
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(s, "const");
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(s, "enum");
+    if (c && en) return fail(j, "const together with enum is not supported%s", "");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, s) {
+        if (!strcmp(e->string, "const") || !strcmp(e->string, "enum") || !strcmp(e->string, "type") ||
+            !strcmp(e->string, "nullable") || in_list(ANNOTATIONS, e->string))
+            continue;
+        return fail(j, "keyword '%s' together with enum/const is not supported", e->string);
+    }
+    if (en && !cJSON_IsArray(en)) return fail(j, "enum must be an array%s", "");
+    int n = c ? 1 : cJSON_GetArraySize(en);
+    g4_gx *alts = calloc((size_t)n + 1, sizeof *alts);
+    if (!alts) return fail(j, "out of memory%s", "");
+    int k = 0;
+    if (c) { if (value_type(c) & types) alts[k++] = value_lit(j, c, 0); }
+    else cJSON_ArrayForEach(e, en) if (value_type(e) & types) alts[k++] = value_lit(j, e, 0);
+    g4_gx r = g4_gx_alt(j->g, alts, k);
+    free(alts);
+    return r;
+}
+
+/* ------------------------------------------------------------------ numbers */
+
+/* Digit strings of equal length n in [L, H] (positional, leading zeros allowed inside). */
+static g4_gx digit_range(js *j, const char *L, const char *H, int n) {
+    g4_grammar *g = j->g;
+    if (n == 0) return g4_gx_empty(g);
+    if (L[0] == H[0]) return g4_gx_seq2(g, g4_gx_range(g, L[0], L[0]), digit_range(j, L + 1, H + 1, n - 1));
+    int lz = 1, h9 = 1;
+    for (int i = 1; i < n; i++) { if (L[i] != '0') lz = 0; if (H[i] != '9') h9 = 0; }
+    g4_gx any = g4_gx_repeat(g, g4_gx_range(g, '0', '9'), n - 1, n - 1);
+    if (lz && h9) return g4_gx_seq2(g, g4_gx_range(g, L[0], H[0]), any);
+    char nines[24], zeros[24];
+    memset(nines, '9', sizeof nines); memset(zeros, '0', sizeof zeros);
+    g4_gx alts[3];
+    int k = 0;
+    alts[k++] = g4_gx_seq2(g, g4_gx_range(g, L[0], L[0]), digit_range(j, L + 1, nines, n - 1));
+    if (L[0] + 1 <= H[0] - 1) alts[k++] = g4_gx_seq2(g, g4_gx_range(g, L[0] + 1, H[0] - 1), any);
+    alts[k++] = g4_gx_seq2(g, g4_gx_range(g, H[0], H[0]), digit_range(j, zeros, H + 1, n - 1));
+    return g4_gx_alt(g, alts, k);
+}
+
+/* Canonical decimal integers in [lo, hi] (unsigned; hi < 0 = unbounded). */
+static g4_gx uint_range(js *j, long long lo, long long hi) {
+    g4_grammar *g = j->g;
+    char ls[24], hs[24];
+    g4_gx alts[24];
+    int k = 0;
+    int nlo = snprintf(ls, sizeof ls, "%lld", lo);
+    int nhi = hi < 0 ? nlo : snprintf(hs, sizeof hs, "%lld", hi);
+    long long p10 = 1;
+    for (int i = 1; i < nlo; i++) p10 *= 10;
+    for (int len = nlo; len <= nhi; len++, p10 *= 10) {
+        long long a = len == 1 ? 0 : p10, b = p10 * 10 - 1;
+        if (a < lo) a = lo;
+        if (hi >= 0 && b > hi) b = hi;
+        if (a > b) continue;
+        char as[24], bs[24];
+        snprintf(as, sizeof as, "%lld", a);
+        snprintf(bs, sizeof bs, "%lld", b);
+        alts[k++] = digit_range(j, as, bs, len);
+    }
+    if (hi < 0) /* every longer number */
+        alts[k++] = g4_gx_seq2(g, g4_gx_range(g, '1', '9'), digits(j, nlo));
+    return g4_gx_alt(g, alts, k);
+}
+
+typedef struct bound { int have, incl; double v; } bound;
+
+static int read_bounds(js *j, const cJSON *s, bound *lo, bound *hi) {
+    memset(lo, 0, sizeof *lo); memset(hi, 0, sizeof *hi);
+    const char *names[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
+    const cJSON *v[4];
+    for (int i = 0; i < 4; i++) v[i] = cJSON_GetObjectItemCaseSensitive(s, names[i]);
+    for (int i = 0; i < 4; i += 2) {
+        bound *b = i == 0 ? lo : hi;
+        if (v[i]) {
+            if (!cJSON_IsNumber(v[i])) return fail(j, "%s must be a number", names[i]);
+            b->have = 1; b->incl = 1; b->v = v[i]->valuedouble;
+        }
+        if (cJSON_IsBool(v[i + 1])) { /* draft 4 */
+            if (cJSON_IsTrue(v[i + 1])) { if (!b->have) return fail(j, "%s: true without a bound", names[i + 1]); b->incl = 0; }
+        } else if (v[i + 1]) {
+            if (!cJSON_IsNumber(v[i + 1])) return fail(j, "%s must be a number", names[i + 1]);
+            double x = v[i + 1]->valuedouble;
+            int tighter = !b->have || (i == 0 ? x >= b->v : x <= b->v);
+            if (tighter) { b->have = 1; b->incl = 0; b->v = x; }
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        bound *b = i ? hi : lo;
+        if (b->have && !(fabs(b->v) < 1e17)) return fail(j, "%s out of the supported range (|bound| < 1e17)", i ? "maximum" : "minimum");
+    }
+    return 0;
+}
+
+static g4_gx int_grammar(js *j, const cJSON *s) {
+    g4_grammar *g = j->g;
+    bound lo, hi;
+    if (read_bounds(j, s, &lo, &hi)) return -1;
+    long long a = 0, b = 0;
+    if (lo.have) a = (long long)(lo.incl ? ceil(lo.v) : floor(lo.v) + 1);
+    if (hi.have) b = (long long)(hi.incl ? floor(hi.v) : ceil(hi.v) - 1);
+    if (lo.have && hi.have && a > b) return g4_gx_never(g);
+    g4_gx alts[2];
+    int k = 0;
+    if (!hi.have || b >= 0) alts[k++] = uint_range(j, lo.have && a > 0 ? a : 0, hi.have ? b : -1);
+    if (!lo.have || a < 0) alts[k++] = g4_gx_seq2(g, g4_gx_str(g, "-"), uint_range(j, hi.have && b < 0 ? -b : 1, lo.have ? -a : -1));
+    g4_gx zero_frac = g4_gx_opt(g, g4_gx_seq2(g, g4_gx_str(g, "."), g4_gx_repeat(g, g4_gx_str(g, "0"), 1, -1)));
+    return g4_gx_seq2(g, g4_gx_alt(g, alts, k), zero_frac);
+}
+
+/* Magnitudes m = i.f with integer part i: A <= m <= B (ends per incl; b_inf: no upper end). */
+static g4_gx magnitude(js *j, long long A, int a_incl, long long B, int b_incl, int b_inf) {
+    g4_grammar *g = j->g;
+    g4_gx fr_any = g4_gx_opt(g, g4_gx_seq2(g, g4_gx_str(g, "."), digits(j, 1)));
+    g4_gx fr_zero = g4_gx_opt(g, g4_gx_seq2(g, g4_gx_str(g, "."), g4_gx_repeat(g, g4_gx_str(g, "0"), 1, -1)));
+    g4_gx fr_nz = g4_gx_seq3(g, g4_gx_str(g, "."), digits(j, 0), g4_gx_seq2(g, g4_gx_range(g, '1', '9'), digits(j, 0)));
+    g4_gx alts[3];
+    int k = 0;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", A);
+    if (!b_inf && A == B) return a_incl && b_incl ? g4_gx_seq2(g, g4_gx_str(g, buf), fr_zero) : g4_gx_never(g);
+    alts[k++] = g4_gx_seq2(g, g4_gx_str(g, buf), a_incl ? fr_any : fr_nz);
+    if (b_inf) alts[k++] = g4_gx_seq2(g, uint_range(j, A + 1, -1), fr_any);
+    else {
+        if (A + 1 <= B - 1) alts[k++] = g4_gx_seq2(g, uint_range(j, A + 1, B - 1), fr_any);
+        if (b_incl) { snprintf(buf, sizeof buf, "%lld", B); alts[k++] = g4_gx_seq2(g, g4_gx_str(g, buf), fr_zero); }
+    }
+    return g4_gx_alt(g, alts, k);
+}
+
+static g4_gx number_grammar(js *j, const cJSON *s) {
+    g4_grammar *g = j->g;
+    bound lo, hi;
+    if (read_bounds(j, s, &lo, &hi)) return -1;
+    if (!lo.have && !hi.have) return any_number(j);
+    if ((lo.have && lo.v != floor(lo.v)) || (hi.have && hi.v != floor(hi.v)))
+        return fail(j, "minimum/maximum with a fractional bound on type number is not supported%s", "");
+    long long l = (long long)lo.v, h = (long long)hi.v;
+    g4_gx alts[2];
+    int k = 0;
+    /* x >= 0 */
+    if (!hi.have || h > 0 || (h == 0 && hi.incl)) {
+        long long A = 0; int ai = 1;
+        if (lo.have && l >= 0) { A = l; ai = lo.incl; }
+        if (!(hi.have && lo.have && (l > h))) alts[k++] = magnitude(j, A, ai, hi.have ? h : 0, hi.incl, !hi.have);
+    }
+    /* x < 0: m = -x > 0 */
+    if (!lo.have || l < 0) {
+        long long A = 0; int ai = 0;
+        if (hi.have && h < 0) { A = -h; ai = hi.incl; }
+        if (A == 0) ai = 0;
+        if (!(lo.have && hi.have && l > h)) alts[k++] = g4_gx_seq2(g, g4_gx_str(g, "-"), magnitude(j, A, ai, lo.have ? -l : 0, lo.incl, !lo.have));
+    }
+    return g4_gx_alt(g, alts, k);
+}
+
+/* ------------------------------------------------------------------ strings */
+
+static const struct { const char *name, *re; } FORMATS[] = {
+    {"date", "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"},
+    {"time", "([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"},
+    {"date-time", "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"},
+    {"uuid", "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"},
+    {"email", "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"},
+    {"ipv4", "((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"},
+    {"uri", "[A-Za-z][A-Za-z0-9+.-]*:[A-Za-z0-9\\-._~:/?#\\[\\]@!$&'()*+,;=%]*"},
+    {NULL, NULL}};
+
+static int int_kw(js *j, const cJSON *s, const char *kw, int def, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, kw);
+    *out = def;
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble))
+        return fail(j, "%s must be a non-negative integer", kw);
+    if (v->valuedouble > j->o.max_repeat) {
+        char b[128];
+        snprintf(b, sizeof b, "%s %.0f over the compile limit of %d", kw, v->valuedouble, j->o.max_repeat);
+        return fail(j, "%s", b);
+    }
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+static g4_gx string_grammar(js *j, const cJSON *s) {
+    g4_grammar *g = j->g;
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(s, "pattern");
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(s, "format");
+    int mn, mx;
+    if (int_kw(j, s, "minLength", 0, &mn) || int_kw(j, s, "maxLength", -1, &mx)) return -1;
+    int has_len = cJSON_GetObjectItemCaseSensitive(s, "minLength") || cJSON_GetObjectItemCaseSensitive(s, "maxLength");
+    g4_gx q = g4_gx_str(g, "\"");
+    if (mx >= 0 && mn > mx) return g4_gx_never(g);
+    if (pat || fmt) {
+        if (pat && fmt) return fail(j, "pattern together with format is not supported%s", "");
+        if (has_len && (mn > 0 || mx >= 0)) return fail(j, "%s together with minLength/maxLength is not supported", pat ? "pattern" : "format");
+        if (pat) {
+            if (!cJSON_IsString(pat)) return fail(j, "pattern must be a string%s", "");
+            return g4_gx_seq3(g, q, g4_regex_gx(g, pat->valuestring, strlen(pat->valuestring), G4_ENC_JSON, 1), g4_gx_str(g, "\""));
+        }
+        if (!cJSON_IsString(fmt)) return fail(j, "format must be a string%s", "");
+        for (int i = 0; FORMATS[i].name; i++)
+            if (!strcmp(FORMATS[i].name, fmt->valuestring))
+                return g4_gx_seq3(g, q, g4_regex_gx(g, FORMATS[i].re, strlen(FORMATS[i].re), G4_ENC_JSON, 0), g4_gx_str(g, "\""));
+        return fail(j, "format '%s' is not supported", fmt->valuestring);
+    }
+    if (mn == 0 && mx < 0) return g4_gx_seq3(g, q, chars_ref(j), g4_gx_str(g, "\""));
+    return g4_gx_seq3(g, q, g4_gx_repeat(g, g4_any_char_gx(g, G4_ENC_JSON), mn, mx), g4_gx_str(g, "\""));
+}
+
+/* ------------------------------------------------------------------ forward */
+
+static int32_t rule_of(js *j, const cJSON *s);
+static g4_gx body_of(js *j, const cJSON *s);
+static g4_gx value_ref(js *j, const cJSON *s) {
+    if (cJSON_IsFalse(s)) return g4_gx_never(j->g);
+    int32_t r = rule_of(j, s);
+    return r < 0 ? -1 : g4_gx_ref(j->g, r);
+}
+
+/* ------------------------------------------------------------------ objects */
+
+/* JSON string content whose decoded text is none of names[0..n) (trie over code points). */
+typedef struct ktrie { uint32_t cp; int32_t first_child, next_sibling; int term; } ktrie;
+
+static g4_gx key_not_in_node(js *j, const ktrie *t, int32_t u, int depth) {
+    g4_grammar *g = j->g;
+    if (depth > 4096) return fail(j, "property names too long%s", "");
+    g4_cpset other = {0};
+    int32_t nkids = 0;
+    for (int32_t c = t[u].first_child; c >= 0; c = t[c].next_sibling) { g4_cpset_add(&other, t[c].cp, t[c].cp); nkids++; }
+    if (g4_cpset_negate(&other)) { g4_cpset_free(&other); return fail(j, "out of memory%s", ""); }
+    g4_gx *alts = calloc((size_t)nkids + 2, sizeof *alts);
+    if (!alts) { g4_cpset_free(&other); return fail(j, "out of memory%s", ""); }
+    int k = 0;
+    alts[k++] = g4_gx_seq2(g, g4_cpset_gx(g, &other, G4_ENC_JSON), chars_ref(j));
+    g4_cpset_free(&other);
+    if (!t[u].term) alts[k++] = g4_gx_empty(g);
+    for (int32_t c = t[u].first_child; c >= 0; c = t[c].next_sibling) {
+        g4_cpset one = {0};
+        g4_cpset_add(&one, t[c].cp, t[c].cp);
+        alts[k++] = g4_gx_seq2(g, g4_cpset_gx(g, &one, G4_ENC_JSON), key_not_in_node(j, t, c, depth + 1));
+        g4_cpset_free(&one);
+    }
+    g4_gx r = g4_gx_alt(g, alts, k);
+    free(alts);
+    return r;
+}
+
+static uint32_t decode_cp(const unsigned char **p) {
+    const unsigned char *s = *p;
+    uint32_t c = s[0];
+    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : 4;
+    for (int i = 1; i < len; i++) if ((s[i] & 0xC0) != 0x80) { len = 1; break; }
+    if (len == 2) c = ((c & 0x1F) << 6) | (s[1] & 0x3F);
+    else if (len == 3) c = ((c & 0x0F) << 12) | ((s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+    else if (len == 4) c = ((c & 0x07) << 18) | ((s[1] & 0x3F) << 12) | ((s[2] & 0x3F) << 6) | (s[3] & 0x3F);
+    *p = s + len;
+    return c;
+}
+
+static g4_gx key_not_in(js *j, const char *const *names, int n) {
+    int32_t cap = 1;
+    for (int i = 0; i < n; i++) cap += (int32_t)strlen(names[i]);
+    ktrie *t = calloc((size_t)cap, sizeof *t);
+    if (!t) return fail(j, "out of memory%s", "");
+    int32_t nt = 1;
+    t[0].first_child = t[0].next_sibling = -1;
+    for (int i = 0; i < n; i++) {
+        int32_t u = 0;
+        const unsigned char *p = (const unsigned char *)names[i];
+        while (*p) {
+            uint32_t cp = decode_cp(&p);
+            int32_t c = t[u].first_child;
+            while (c >= 0 && t[c].cp != cp) c = t[c].next_sibling;
+            if (c < 0) {
+                c = nt++;
+                t[c].cp = cp; t[c].first_child = -1; t[c].next_sibling = t[u].first_child; t[c].term = 0;
+                t[u].first_child = c;
+            }
+            u = c;
+        }
+        t[u].term = 1;
+    }
+    g4_gx r = g4_gx_seq3(j->g, g4_gx_str(j->g, "\""), key_not_in_node(j, t, 0, 0), g4_gx_str(j->g, "\""));
+    free(t);
+    return r;
+}
+
+static g4_gx object_grammar(js *j, const cJSON *s) {
+    g4_grammar *g = j->g;
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
+    const cJSON *addl = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
+    if (props && !cJSON_IsObject(props)) return fail(j, "properties must be an object%s", "");
+    if (req && !cJSON_IsArray(req)) return fail(j, "required must be an array%s", "");
+    if (addl && !cJSON_IsObject(addl) && !cJSON_IsBool(addl)) return fail(j, "additionalProperties must be a schema%s", "");
+    int np = props ? cJSON_GetArraySize(props) : 0, nr = req ? cJSON_GetArraySize(req) : 0;
+    const char **names = calloc((size_t)(np + nr + 1), sizeof *names);
+    const cJSON **schemas = calloc((size_t)(np + nr + 1), sizeof *schemas);
+    int *required = calloc((size_t)(np + nr + 1), sizeof *required);
+    int32_t *rules = calloc((size_t)(2 * (np + nr) + 2), sizeof *rules);
+    g4_gx result = -1;
+    if (!names || !schemas || !required || !rules) { fail(j, "out of memory%s", ""); goto out; }
+    int n = 0;
+    const cJSON *e;
+    if (props) cJSON_ArrayForEach(e, props) { names[n] = e->string; schemas[n] = e; n++; }
+    if (req) cJSON_ArrayForEach(e, req) {
+        if (!cJSON_IsString(e)) { fail(j, "required: entries must be strings%s", ""); goto out; }
+        int k = 0;
+        while (k < n && strcmp(names[k], e->valuestring)) k++;
+        if (k == n) { names[n] = e->valuestring; schemas[n] = addl; n++; } /* NULL schema = any value */
+        required[k] = 1;
+    }
+    /* a required property whose schema is false makes the object impossible */
+    for (int i = 0; i < n; i++) if (required[i] && schemas[i] && cJSON_IsFalse(schemas[i])) { result = g4_gx_never(g); goto out; }
+    int has_addl = !addl || !cJSON_IsFalse(addl);
+    g4_gx kv_addl = -1;
+    if (has_addl) kv_addl = g4_gx_seq3(g, key_not_in(j, names, n), punct(j, ":"), addl ? value_ref(j, addl) : any_value(j));
+    /* T[i][f]: properties i.. with f = 1 while nothing has been written (no comma needed) */
+    for (int i = 0; i <= n; i++)
+        for (int f = 0; f < 2; f++) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "obj-tail-%d-%d", i, f);
+            rules[2 * i + f] = g4_grammar_rule_new(g, nm);
+        }
+    for (int f = 0; f < 2; f++) {
+        g4_gx body;
+        if (!has_addl) body = g4_gx_empty(g);
+        else {
+            g4_gx more = g4_gx_star(g, g4_gx_seq2(g, punct(j, ","), kv_addl));
+            body = f ? g4_gx_opt(g, g4_gx_seq2(g, kv_addl, more)) : more;
+        }
+        g4_grammar_rule_set(g, rules[2 * n + f], body);
+    }
+    for (int i = n - 1; i >= 0; i--)
+        for (int f = 0; f < 2; f++) {
+            g4_gx key = g4_gx_seq3(g, g4_gx_str(g, "\""), g4_json_lit_gx(g, names[i], strlen(names[i])), g4_gx_str(g, "\""));
+            g4_gx val = schemas[i] ? value_ref(j, schemas[i]) : any_value(j);
+            g4_gx kv = g4_gx_seq3(g, key, punct(j, ":"), val);
+            g4_gx with = g4_gx_seq3(g, f ? g4_gx_empty(g) : punct(j, ","), kv, g4_gx_ref(g, rules[2 * (i + 1)]));
+            g4_gx body = required[i] ? with : g4_gx_alt2(g, with, g4_gx_ref(g, rules[2 * (i + 1) + f]));
+            g4_grammar_rule_set(g, rules[2 * i + f], body);
+        }
+    result = g4_gx_seq3(g, punct(j, "{"), g4_gx_ref(g, rules[1]), punct(j, "}"));
+out:
+    free(names); free(schemas); free(required); free(rules);
+    return result;
+}
+
+/* ------------------------------------------------------------------ arrays */
+
+static g4_gx array_grammar(js *j, const cJSON *s) {
+    g4_grammar *g = j->g;
+    const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(s, "prefixItems");
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
+    const cJSON *addi = cJSON_GetObjectItemCaseSensitive(s, "additionalItems");
+    const cJSON *uniq = cJSON_GetObjectItemCaseSensitive(s, "uniqueItems");
+    if (uniq && !cJSON_IsFalse(uniq)) return fail(j, "uniqueItems: true is not supported%s", "");
+    const cJSON *rest = items;
+    if (cJSON_IsArray(items)) { /* drafts 4-7 tuple form */
+        if (prefix) return fail(j, "items as an array together with prefixItems%s", "");
+        prefix = items;
+        rest = addi;
+    } else if (addi) {
+        return fail(j, "additionalItems without an items array is not supported%s", "");
+    }
+    if (prefix && !cJSON_IsArray(prefix)) return fail(j, "prefixItems must be an array%s", "");
+    if (rest && !cJSON_IsObject(rest) && !cJSON_IsBool(rest)) return fail(j, "items must be a schema%s", "");
+    int mn, mx;
+    if (int_kw(j, s, "minItems", 0, &mn) || int_kw(j, s, "maxItems", -1, &mx)) return -1;
+    int P = prefix ? cJSON_GetArraySize(prefix) : 0;
+    if (rest && cJSON_IsFalse(rest)) mx = mx < 0 || mx > P ? P : mx;
+    if (mx >= 0 && mn > mx) return g4_gx_never(g);
+    int np = mx >= 0 && mx < P ? mx : P;
+    /* the part after the prefix */
+    g4_gx tail;
+    int lo = mn > np ? mn - np : 0, hi = mx < 0 ? -1 : mx - np;
+    g4_gx item = rest ? value_ref(j, rest) : any_value(j);
+    if (np < P || hi == 0) tail = lo > 0 ? g4_gx_never(g) : g4_gx_empty(g);
+    else if (np > 0) tail = g4_gx_repeat(g, g4_gx_seq2(g, punct(j, ","), item), lo, hi);
+    else if (lo == 0) tail = g4_gx_opt(g, g4_gx_seq2(g, item, g4_gx_repeat(g, g4_gx_seq2(g, punct(j, ","), item), 0, hi < 0 ? -1 : hi - 1)));
+    else tail = g4_gx_seq2(g, item, g4_gx_repeat(g, g4_gx_seq2(g, punct(j, ","), item), lo - 1, hi < 0 ? -1 : hi - 1));
+    for (int i = np - 1; i >= 0; i--) {
+        const cJSON *ps = cJSON_GetArrayItem(prefix, i);
+        g4_gx el = g4_gx_seq3(g, i ? punct(j, ",") : g4_gx_empty(g), value_ref(j, ps), tail);
+        tail = i >= mn ? g4_gx_alt2(g, el, g4_gx_empty(g)) : el;
+    }
+    return g4_gx_seq3(g, punct(j, "["), tail, punct(j, "]"));
+}
+
+/* ------------------------------------------------------------------ allOf merging */
+
+static const cJSON *deref(js *j, const cJSON *s, int *err) {
+    for (int k = 0; k < 64; k++) {
+        if (!cJSON_IsObject(s)) return s;
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(s, "$ref");
+        if (!r) return s;
+        if (cJSON_GetArraySize(s) > 1) return s; /* siblings: flattened by the caller */
+        if (!cJSON_IsString(r)) { *err = fail(j, "$ref must be a string%s", ""); return NULL; }
+        s = resolve_ref(j, r->valuestring);
+        if (!s) { *err = -1; return NULL; }
+    }
+    *err = fail(j, "$ref chain too long%s", "");
+    return NULL;
+}
+
+/* Appends the conjuncts of s to list (resolving $ref, flattening allOf). */
+static int conjuncts(js *j, const cJSON *s, const cJSON ***list, int *n, int *cap, int depth) {
+    if (depth > 32) return fail(j, "allOf / $ref nesting too deep to merge (recursive allOf?)%s", "");
+    int err = 0;
+    s = deref(j, s, &err);
+    if (err) return -1;
+    if (cJSON_IsTrue(s)) return 0;
+    if (*n == *cap) {
+        int nc = *cap ? *cap * 2 : 8;
+        void *q = realloc(*list, (size_t)nc * sizeof **list);
+        if (!q) return fail(j, "out of memory%s", "");
+        *list = q; *cap = nc;
+    }
+    if (!cJSON_IsObject(s)) { (*list)[(*n)++] = s; return 0; }
+    const cJSON *all = cJSON_GetObjectItemCaseSensitive(s, "allOf");
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
+    if (!all && !ref) { (*list)[(*n)++] = s; return 0; }
+    /* the rest of s without allOf / $ref */
+    cJSON *rest = cJSON_CreateObject();
+    if (own(j, rest)) return -1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, s) {
+        if (!strcmp(e->string, "allOf") || !strcmp(e->string, "$ref")) continue;
+        cJSON_AddItemReferenceToObject(rest, e->string, (cJSON *)e);
+    }
+    (*list)[(*n)++] = rest;
+    if (ref) {
+        if (!cJSON_IsString(ref)) return fail(j, "$ref must be a string%s", "");
+        const cJSON *t = resolve_ref(j, ref->valuestring);
+        if (!t || conjuncts(j, t, list, n, cap, depth + 1)) return -1;
+    }
+    if (all) {
+        if (!cJSON_IsArray(all) || !cJSON_GetArraySize(all)) return fail(j, "allOf must be a non-empty array%s", "");
+        cJSON_ArrayForEach(e, all) if (conjuncts(j, e, list, n, cap, depth + 1)) return -1;
+    }
+    return 0;
+}
+
+static cJSON *type_array(int m) {
+    cJSON *a = cJSON_CreateArray();
+    const char *names[] = {"null", "boolean", "object", "array", "string", "number", "integer"};
+    for (int i = 0; i < 7; i++) if (m & (1 << i)) cJSON_AddItemToArray(a, cJSON_CreateString(names[i]));
+    return a;
+}
+
+/* Merges the conjuncts into one schema (owned by j). NULL on a refusal. */
+static const cJSON *merge(js *j, const cJSON *const *list, int n) {
+    cJSON *m = cJSON_CreateObject();
+    if (own(j, m)) return NULL;
+    int types = T_ALL | T_INTEGER, any_false = 0;
+    /* items counts from the end of its own schema's prefixItems: it cannot move to another part */
+    for (int a = 0; a < n; a++)
+        for (int b = 0; b < n; b++) {
+            if (a == b || !cJSON_IsObject(list[a]) || !cJSON_IsObject(list[b])) continue;
+            const cJSON *pa = cJSON_GetObjectItemCaseSensitive(list[a], "prefixItems");
+            const cJSON *pb = cJSON_GetObjectItemCaseSensitive(list[b], "prefixItems");
+            const cJSON *ia = cJSON_GetObjectItemCaseSensitive(list[a], "items");
+            const cJSON *ib = cJSON_GetObjectItemCaseSensitive(list[b], "items");
+            if ((ia && cJSON_IsArray(ia)) || (ib && cJSON_IsArray(ib)) || (ia && pb && !cJSON_Compare(pa, pb, 1))) {
+                if (ia && (pb || (ib && cJSON_IsArray(ib)) || cJSON_IsArray(ia))) {
+                    fail(j, "allOf: items / prefixItems in different parts cannot be merged%s", "");
+                    return NULL;
+                }
+            }
+        }
+    for (int i = 0; i < n; i++) {
+        const cJSON *s = list[i];
+        if (cJSON_IsFalse(s)) { any_false = 1; continue; }
+        if (!cJSON_IsObject(s)) { fail(j, "a schema must be an object or a boolean%s", ""); return NULL; }
+        const cJSON *e;
+        cJSON_ArrayForEach(e, s) {
+            const char *k = e->string;
+            if (in_list(ANNOTATIONS, k)) continue;
+            if (!in_list(KEYWORDS, k)) { fail(j, "keyword '%s' is not supported", k); return NULL; }
+            if (!strcmp(k, "type") || !strcmp(k, "nullable")) continue;
+            cJSON *cur = cJSON_GetObjectItemCaseSensitive(m, k);
+            if (!cur) { cJSON_AddItemReferenceToObject(m, k, (cJSON *)e); continue; }
+            if (cJSON_Compare(cur, e, 1)) continue;
+            if (!strcmp(k, "required")) {
+                cJSON *u = cJSON_Duplicate(cur, 1);
+                const cJSON *x;
+                cJSON_ArrayForEach(x, e) cJSON_AddItemToArray(u, cJSON_Duplicate(x, 1));
+                cJSON_ReplaceItemInObjectCaseSensitive(m, k, u);
+            } else if (!strcmp(k, "properties")) {
+                cJSON *u = cJSON_CreateObject();
+                const cJSON *x;
+                cJSON_ArrayForEach(x, cur) {
+                    const cJSON *y = cJSON_GetObjectItemCaseSensitive(e, x->string);
+                    if (!y) { cJSON_AddItemReferenceToObject(u, x->string, (cJSON *)x); continue; }
+                    cJSON *both = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+                    cJSON_AddItemReferenceToArray(arr, (cJSON *)x);
+                    cJSON_AddItemReferenceToArray(arr, (cJSON *)y);
+                    cJSON_AddItemToObject(both, "allOf", arr);
+                    cJSON_AddItemToObject(u, x->string, both);
+                }
+                cJSON_ArrayForEach(x, e)
+                    if (!cJSON_GetObjectItemCaseSensitive(cur, x->string)) cJSON_AddItemReferenceToObject(u, x->string, (cJSON *)x);
+                cJSON_ReplaceItemInObjectCaseSensitive(m, k, u);
+            } else if (!strcmp(k, "minimum") || !strcmp(k, "minLength") || !strcmp(k, "minItems") ||
+                       (!strcmp(k, "exclusiveMinimum") && cJSON_IsNumber(e) && cJSON_IsNumber(cur))) {
+                if (!cJSON_IsNumber(e) || !cJSON_IsNumber(cur)) { fail(j, "allOf: cannot merge '%s'", k); return NULL; }
+                if (e->valuedouble > cur->valuedouble) cJSON_ReplaceItemInObjectCaseSensitive(m, k, cJSON_Duplicate(e, 1));
+            } else if (!strcmp(k, "maximum") || !strcmp(k, "maxLength") || !strcmp(k, "maxItems") ||
+                       (!strcmp(k, "exclusiveMaximum") && cJSON_IsNumber(e) && cJSON_IsNumber(cur))) {
+                if (!cJSON_IsNumber(e) || !cJSON_IsNumber(cur)) { fail(j, "allOf: cannot merge '%s'", k); return NULL; }
+                if (e->valuedouble < cur->valuedouble) cJSON_ReplaceItemInObjectCaseSensitive(m, k, cJSON_Duplicate(e, 1));
+            } else if (!strcmp(k, "items") && !cJSON_IsArray(e) && !cJSON_IsArray(cur)) {
+                cJSON *both = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+                cJSON_AddItemToArray(arr, cJSON_Duplicate(cur, 1));
+                cJSON_AddItemReferenceToArray(arr, (cJSON *)e);
+                cJSON_AddItemToObject(both, "allOf", arr);
+                cJSON_ReplaceItemInObjectCaseSensitive(m, k, both);
+            } else {
+                fail(j, "allOf: cannot merge two different '%s'", k);
+                return NULL;
+            }
+        }
+        int t = types_of(j, s);
+        if (t < 0) return NULL;
+        /* intersect with integer inside number */
+        int tt = t & T_NUMBER ? t | T_INTEGER : t;
+        types &= tt;
+    }
+    if (any_false) {
+        cJSON *f = cJSON_CreateFalse();
+        return own(j, f) ? NULL : f;
+    }
+    if (types & T_NUMBER) types &= ~T_INTEGER;
+    if ((types & (T_ALL | T_INTEGER)) != (T_ALL)) {
+        if (!types) {
+            cJSON *f = cJSON_CreateFalse();
+            return own(j, f) ? NULL : f;
+        }
+        cJSON_AddItemToObject(m, "type", type_array(types));
+    }
+    /* additionalProperties of a part constrains the properties the other parts add */
+    cJSON *props = cJSON_GetObjectItemCaseSensitive(m, "properties");
+    int n_addl = 0;
+    for (int i = 0; i < n; i++) if (cJSON_IsObject(list[i]) && cJSON_GetObjectItemCaseSensitive(list[i], "additionalProperties")) n_addl++;
+    if (n_addl && props) { /* a private copy: the entries are rewritten below */
+        cJSON *dup = cJSON_Duplicate(props, 1);
+        if (!dup) { fail(j, "out of memory%s", ""); return NULL; }
+        cJSON_ReplaceItemInObjectCaseSensitive(m, "properties", dup);
+        props = dup;
+    }
+    if (n_addl) {
+        cJSON *all_addl = cJSON_CreateArray();
+        for (int i = 0; i < n; i++) {
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(list[i], "additionalProperties");
+            if (!a) continue;
+            cJSON_AddItemReferenceToArray(all_addl, (cJSON *)a);
+            const cJSON *own_props = cJSON_GetObjectItemCaseSensitive(list[i], "properties");
+            cJSON *x, *nx;
+            for (x = props ? props->child : NULL; x; x = nx) {
+                nx = x->next; /* x is replaced below */
+                if (own_props && cJSON_GetObjectItemCaseSensitive(own_props, x->string)) continue;
+                cJSON *both = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+                cJSON_AddItemToArray(arr, cJSON_Duplicate(x, 1));
+                cJSON_AddItemReferenceToArray(arr, (cJSON *)a);
+                cJSON_AddItemToObject(both, "allOf", arr);
+                cJSON_ReplaceItemInObjectCaseSensitive(props, x->string, both);
+            }
+            /* required names that are not in properties are additional too: handled by object_grammar
+             * through the merged additionalProperties below */
+        }
+        cJSON *both = cJSON_CreateObject();
+        cJSON_AddItemToObject(both, "allOf", all_addl);
+        cJSON_ReplaceItemInObjectCaseSensitive(m, "additionalProperties", both);
+    }
+    return m;
+}
+
+/* ------------------------------------------------------------------ anyOf / oneOf */
+
+/* 1 when no instance can be valid for both a and b (by type and by enum/const values). */
+static int disjoint(js *j, const cJSON *a, const cJSON *b) {
+    int err = 0;
+    a = deref(j, a, &err);
+    if (err) return -1;
+    b = deref(j, b, &err);
+    if (err) return -1;
+    if (cJSON_IsFalse(a) || cJSON_IsFalse(b)) return 1;
+    if (!cJSON_IsObject(a) || !cJSON_IsObject(b)) return 0;
+    if (cJSON_GetObjectItemCaseSensitive(a, "$ref") || cJSON_GetObjectItemCaseSensitive(b, "$ref") ||
+        cJSON_GetObjectItemCaseSensitive(a, "allOf") || cJSON_GetObjectItemCaseSensitive(b, "allOf") ||
+        cJSON_GetObjectItemCaseSensitive(a, "anyOf") || cJSON_GetObjectItemCaseSensitive(b, "anyOf") ||
+        cJSON_GetObjectItemCaseSensitive(a, "oneOf") || cJSON_GetObjectItemCaseSensitive(b, "oneOf"))
+        return 0;
+    int ta = types_of(j, a), tb = types_of(j, b);
+    if (ta < 0 || tb < 0) return -1;
+    if (ta & T_NUMBER) ta |= T_INTEGER;
+    if (tb & T_NUMBER) tb |= T_INTEGER;
+    if (!(ta & tb)) return 1;
+    const cJSON *va = cJSON_GetObjectItemCaseSensitive(a, "const"), *vb = cJSON_GetObjectItemCaseSensitive(b, "const");
+    const cJSON *ea = cJSON_GetObjectItemCaseSensitive(a, "enum"), *eb = cJSON_GetObjectItemCaseSensitive(b, "enum");
+    if ((va || ea) && (vb || eb)) {
+        cJSON *la = va ? cJSON_CreateArray() : NULL, *lb = vb ? cJSON_CreateArray() : NULL;
+        if (la) cJSON_AddItemReferenceToArray(la, (cJSON *)va);
+        if (lb) cJSON_AddItemReferenceToArray(lb, (cJSON *)vb);
+        const cJSON *xa = la ? la : ea, *xb = lb ? lb : eb, *x, *y;
+        int overlap = 0;
+        cJSON_ArrayForEach(x, xa) cJSON_ArrayForEach(y, xb) {
+            if (cJSON_Compare(x, y, 1)) overlap = 1;
+            if (cJSON_IsNumber(x) && cJSON_IsNumber(y) && x->valuedouble == y->valuedouble) overlap = 1;
+        }
+        cJSON_Delete(la); cJSON_Delete(lb);
+        return !overlap;
+    }
+    return 0;
+}
+
+static g4_gx compile_union(js *j, const cJSON *s, const char *kw) {
+    const cJSON *branches = cJSON_GetObjectItemCaseSensitive(s, kw);
+    if (!cJSON_IsArray(branches) || !cJSON_GetArraySize(branches)) return fail(j, "%s must be a non-empty array", kw);
+    if (!strcmp(kw, "oneOf") && !j->o.oneof_as_anyof) {
+        const cJSON *a, *b;
+        for (a = branches->child; a; a = a->next)
+            for (b = a->next; b; b = b->next) {
+                int d = disjoint(j, a, b);
+                if (d < 0) return -1;
+                if (!d) return fail(j, "oneOf with branches that may overlap is not supported (only provably disjoint branches; or enable oneOf-as-anyOf)%s", "");
+            }
+    }
+    /* siblings other than annotations apply to every branch */
+    int siblings = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, s) if (strcmp(e->string, kw) && !in_list(ANNOTATIONS, e->string)) siblings = 1;
+    int n = cJSON_GetArraySize(branches), k = 0;
+    g4_gx *alts = calloc((size_t)n, sizeof *alts);
+    if (!alts) return fail(j, "out of memory%s", "");
+    cJSON_ArrayForEach(e, branches) {
+        if (!siblings) { alts[k++] = value_ref(j, e); continue; }
+        cJSON *rest = cJSON_CreateObject();
+        if (own(j, rest)) { free(alts); return -1; }
+        const cJSON *x;
+        cJSON_ArrayForEach(x, s) if (strcmp(x->string, kw)) cJSON_AddItemReferenceToObject(rest, x->string, (cJSON *)x);
+        cJSON *both = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+        if (own(j, both) || !arr) { free(alts); cJSON_Delete(arr); return -1; }
+        cJSON_AddItemReferenceToArray(arr, rest);
+        cJSON_AddItemReferenceToArray(arr, (cJSON *)e);
+        cJSON_AddItemToObject(both, "allOf", arr);
+        alts[k++] = body_of(j, both);
+    }
+    g4_gx r = g4_gx_alt(j->g, alts, k);
+    free(alts);
+    return r;
+}
+
+/* ------------------------------------------------------------------ schema bodies */
+
+static g4_gx body_of(js *j, const cJSON *s) {
+    g4_grammar *g = j->g;
+    if (g4_grammar_failed(g)) return -1;
+    if (cJSON_IsTrue(s)) return any_value(j);
+    if (cJSON_IsFalse(s)) return g4_gx_never(g);
+    if (!cJSON_IsObject(s)) return fail(j, "a schema must be an object or a boolean%s", "");
+    if (++j->depth > 200) return fail(j, "schema nested too deeply%s", "");
+    g4_gx r = -1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, s) {
+        if (in_list(ANNOTATIONS, e->string) || in_list(KEYWORDS, e->string)) continue;
+        fail(j, "keyword '%s' is not supported", e->string);
+        goto out;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(s, "$id");
+    if (id && s != j->root) { fail(j, "$id inside a schema (a new base URI) is not supported%s", ""); goto out; }
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
+    const cJSON *all = cJSON_GetObjectItemCaseSensitive(s, "allOf");
+    int n_constraining = 0;
+    cJSON_ArrayForEach(e, s) if (!in_list(ANNOTATIONS, e->string)) n_constraining++;
+    if (ref && n_constraining == 1) {
+        if (!cJSON_IsString(ref)) { fail(j, "$ref must be a string%s", ""); goto out; }
+        const cJSON *t = resolve_ref(j, ref->valuestring);
+        if (!t) goto out;
+        r = value_ref(j, t);
+        goto out;
+    }
+    if (ref || all) {
+        const cJSON **list = NULL;
+        int n = 0, cap = 0;
+        if (conjuncts(j, s, &list, &n, &cap, 0)) { free(list); goto out; }
+        const cJSON *m = merge(j, list, n);
+        free(list);
+        if (!m) { if (!g4_grammar_failed(g)) r = g4_gx_never(g); goto out; }
+        r = body_of(j, m);
+        goto out;
+    }
+    const cJSON *any = cJSON_GetObjectItemCaseSensitive(s, "anyOf"), *one = cJSON_GetObjectItemCaseSensitive(s, "oneOf");
+    if (any && one) { fail(j, "anyOf together with oneOf in one schema is not supported%s", ""); goto out; }
+    if (any || one) { r = compile_union(j, s, any ? "anyOf" : "oneOf"); goto out; }
+    int types = types_of(j, s);
+    if (types < 0) goto out;
+    if (cJSON_GetObjectItemCaseSensitive(s, "enum") || cJSON_GetObjectItemCaseSensitive(s, "const")) {
+        r = compile_enum(j, s, types & T_NUMBER ? types | T_INTEGER : types);
+        goto out;
+    }
+    g4_gx alts[6];
+    int k = 0;
+    if (types & T_NULL) alts[k++] = g4_gx_str(g, "null");
+    if (types & T_BOOL) alts[k++] = g4_gx_alt2(g, g4_gx_str(g, "true"), g4_gx_str(g, "false"));
+    if (types & T_OBJECT) alts[k++] = object_grammar(j, s);
+    if (types & T_ARRAY) alts[k++] = array_grammar(j, s);
+    if (types & T_STRING) alts[k++] = string_grammar(j, s);
+    if (types & T_NUMBER) alts[k++] = number_grammar(j, s);
+    else if (types & T_INTEGER) alts[k++] = int_grammar(j, s);
+    /* keywords of types that are not allowed are fine (they never apply); check the rest are used */
+    r = g4_gx_alt(g, alts, k);
+out:
+    j->depth--;
+    return r;
+}
+
+static int32_t rule_of(js *j, const cJSON *s) {
+    for (int32_t i = 0; i < j->n_memo; i++) if (j->memo[i].node == s) return j->memo[i].rule;
+    char name[32];
+    snprintf(name, sizeof name, "schema-%d", j->n_memo);
+    int32_t r = g4_grammar_rule_new(j->g, name);
+    if (r < 0) return -1;
+    if (j->n_memo == j->cap_memo) {
+        int32_t nc = j->cap_memo ? j->cap_memo * 2 : 16;
+        void *q = realloc(j->memo, (size_t)nc * sizeof *j->memo);
+        if (!q) return fail(j, "out of memory%s", "");
+        j->memo = q; j->cap_memo = nc;
+    }
+    j->memo[j->n_memo].node = s;
+    j->memo[j->n_memo].rule = r;
+    j->n_memo++;
+    g4_gx body = body_of(j, s);
+    if (body < 0 || g4_grammar_rule_set(j->g, r, body)) return -1;
+    return r;
+}
+
+int g4_json_schema_compile(const char *schema, size_t len, const g4_json_schema_opts *opts,
+                           const g4_grammar_limits *lim, g4_grammar **out, g4_error *err) {
+    *out = NULL;
+    /* cJSON ends strings at U+0000, so a schema string holding one would be silently cut */
+    for (size_t i = 0; i + 5 < len; i++) {
+        if (schema[i] != '\\') continue;
+        if (!memcmp(schema + i + 1, "u0000", 5)) return g4_fail(err, "strings containing U+0000 are not supported");
+        i++; /* skip the escaped character */
+    }
+    cJSON *root = cJSON_ParseWithLength(schema, len);
+    if (!root) return g4_fail(err, "schema is not valid JSON");
+    js j = {0};
+    j.root = root;
+    j.r_value = j.r_chars = -1;
+    if (opts) j.o = *opts;
+    if (j.o.max_repeat <= 0) j.o.max_repeat = 4096;
+    j.g = g4_grammar_new(lim);
+    int rc = -1;
+    if (!j.g) { g4_fail(err, "out of memory"); goto done; }
+    if (cJSON_IsFalse(root)) { g4_fail(err, "schema false admits no instance"); goto done; }
+    int32_t start = g4_grammar_rule_new(j.g, "root");
+    g4_gx body = body_of(&j, root);
+    g4_gx top = g4_gx_seq3(j.g, ws(&j), body, ws(&j));
+    if (g4_grammar_rule_set(j.g, start, top) < 0 && !g4_grammar_failed(j.g)) g4_grammar_fail(j.g, "schema compile failed");
+    if (g4_grammar_compile(j.g, start, err)) goto done;
+    *out = j.g;
+    j.g = NULL;
+    rc = 0;
+done:
+    g4_grammar_free(j.g);
+    for (int32_t i = 0; i < j.n_owned; i++) cJSON_Delete(j.owned[i]);
+    free(j.owned);
+    free(j.memo);
+    cJSON_Delete(root);
+    return rc;
+}
