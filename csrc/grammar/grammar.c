@@ -456,6 +456,14 @@ static int32_t determinize(ctx *c, dfa_build *b, dfa_out *o, int32_t acc) {
         }
         for (int32_t cl = 0; cl < nc; cl++) {
             if (!b->bucket[cl].n) continue;
+            /* classes with the same targets as an earlier class share its DFA state */
+            qsort(b->bucket[cl].v, (size_t)b->bucket[cl].n, sizeof(int32_t), cmp_i32);
+            int32_t same = -1;
+            for (int32_t c2 = 0; c2 < cl && same < 0; c2++)
+                if (b->bucket[c2].n == b->bucket[cl].n &&
+                    !memcmp(b->bucket[c2].v, b->bucket[cl].v, (size_t)b->bucket[cl].n * sizeof(int32_t)))
+                    same = c2;
+            if (same >= 0) { o->next[st * nc + cl] = o->next[st * nc + same]; continue; }
             s.n = 0;
             for (int32_t i = 0; i < b->bucket[cl].n; i++) if (iset_push(&s, b->bucket[cl].v[i])) goto oom;
             if (closure(c, b, &s)) goto oom;

@@ -30,7 +30,8 @@ typedef struct js {
     g4_json_schema_opts o;
     memo *memo; int32_t n_memo, cap_memo;
     cJSON **owned; int32_t n_owned, cap_owned; /* merged schemas, freed at the end */
-    int32_t r_value, r_chars; /* generic rules, -1 until made */
+    int32_t r_value; /* the any-value rule, -1 until made */
+    char **str_key; int32_t *str_rule; int32_t n_str, cap_str; /* one rule per kind of string */
     int depth;
 } js;
 
@@ -63,6 +64,8 @@ static int own(js *j, cJSON *x) {
     j->owned[j->n_owned++] = x;
     return 0;
 }
+
+static g4_gx string_grammar(js *j, const cJSON *s);
 
 /* ------------------------------------------------------------------ $ref */
 
@@ -109,14 +112,9 @@ static g4_gx punct(js *j, const char *p) { return g4_gx_seq3(j->g, ws(j), g4_gx_
 
 static g4_gx digits(js *j, int min) { return g4_gx_repeat(j->g, g4_gx_range(j->g, '0', '9'), min, -1); }
 
-/* Rule "chars": any JSON string content. */
-static g4_gx chars_ref(js *j) {
-    if (j->r_chars < 0) {
-        j->r_chars = g4_grammar_rule_new(j->g, "string-chars");
-        if (g4_grammar_rule_set(j->g, j->r_chars, g4_gx_star(j->g, g4_any_char_gx(j->g, G4_ENC_JSON)))) return -1;
-    }
-    return g4_gx_ref(j->g, j->r_chars);
-}
+/* Any JSON string content (inline: callers put it between the quotes of one rule, so inside a
+ * string the matcher is in non-accepting states of that rule, one table lookup per byte). */
+static g4_gx chars_ref(js *j) { return g4_gx_star(j->g, g4_any_char_gx(j->g, G4_ENC_JSON)); }
 
 static g4_gx any_number(js *j) {
     g4_grammar *g = j->g;
@@ -135,11 +133,13 @@ static g4_gx any_value(js *j) {
     if (j->r_value >= 0) return g4_gx_ref(g, j->r_value);
     j->r_value = g4_grammar_rule_new(g, "any-value");
     int32_t r_obj = g4_grammar_rule_new(g, "any-object"), r_arr = g4_grammar_rule_new(g, "any-array");
-    g4_gx str = g4_gx_seq3(g, g4_gx_str(g, "\""), chars_ref(j), g4_gx_str(g, "\""));
+    cJSON *plain = cJSON_CreateObject();
+    if (own(j, plain)) return -1;
+    g4_gx str = string_grammar(j, plain);
     g4_gx alts[7] = {g4_gx_ref(g, r_obj), g4_gx_ref(g, r_arr), str, any_number(j),
                      g4_gx_str(g, "true"), g4_gx_str(g, "false"), g4_gx_str(g, "null")};
     g4_grammar_rule_set(g, j->r_value, g4_gx_alt(g, alts, 7));
-    g4_gx kv = g4_gx_seq3(g, g4_gx_seq3(g, g4_gx_str(g, "\""), chars_ref(j), g4_gx_str(g, "\"")), punct(j, ":"), g4_gx_ref(g, j->r_value));
+    g4_gx kv = g4_gx_seq3(g, str, punct(j, ":"), g4_gx_ref(g, j->r_value));
     g4_gx kvs = g4_gx_opt(g, g4_gx_seq2(g, kv, g4_gx_star(g, g4_gx_seq2(g, punct(j, ","), kv))));
     g4_grammar_rule_set(g, r_obj, g4_gx_seq3(g, punct(j, "{"), kvs, punct(j, "}")));
     g4_gx v = g4_gx_ref(g, j->r_value);
@@ -412,7 +412,7 @@ static const struct { const char *name, *re; } FORMATS[] = {
     {"time", "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"},
     {"date-time", "(([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)-(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)-(0[469]|11)-(0[1-9]|[12][0-9]|30)|([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)-02-(0[1-9]|1[0-9]|2[0-8])|([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29)T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"},
     {"uuid", "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"},
-    {"email", "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"},
+    {"email", "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+"},
     {"ipv4", "((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"},
     {"uri", "[A-Za-z][A-Za-z0-9+.-]*:(//(([A-Za-z0-9\\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@)?([A-Za-z0-9\\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*(:[0-9]*)?(/([A-Za-z0-9\\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)*|/?(([A-Za-z0-9\\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})+(/([A-Za-z0-9\\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)*)?)(\\?([A-Za-z0-9\\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?(#([A-Za-z0-9\\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?"},
     {NULL, NULL}};
@@ -432,7 +432,7 @@ static int int_kw(js *j, const cJSON *s, const char *kw, int def, int *out) {
     return 0;
 }
 
-static g4_gx string_grammar(js *j, const cJSON *s) {
+static g4_gx string_body(js *j, const cJSON *s) {
     g4_grammar *g = j->g;
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(s, "pattern");
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(s, "format");
@@ -456,6 +456,39 @@ static g4_gx string_grammar(js *j, const cJSON *s) {
     }
     if (mn == 0 && mx < 0) return g4_gx_seq3(g, q, chars_ref(j), g4_gx_str(g, "\""));
     return g4_gx_seq3(g, q, g4_gx_repeat(g, g4_any_char_gx(g, G4_ENC_JSON), mn, mx), g4_gx_str(g, "\""));
+}
+
+/* Strings are rules, one per kind (bounds, pattern, format), quotes included: every string of a
+ * kind shares its states, so token_mask.c's per-state cache is built once per kind. */
+static g4_gx string_grammar(js *j, const cJSON *s) {
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(s, "pattern");
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(s, "format");
+    const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minLength"), *mx = cJSON_GetObjectItemCaseSensitive(s, "maxLength");
+    size_t cap = 64 + (cJSON_IsString(pat) ? strlen(pat->valuestring) : 0) + (cJSON_IsString(fmt) ? strlen(fmt->valuestring) : 0);
+    char *key = malloc(cap);
+    if (!key) return fail(j, "out of memory%s", "");
+    snprintf(key, cap, "%g|%g|%s|%s", cJSON_IsNumber(mn) ? mn->valuedouble : -1, cJSON_IsNumber(mx) ? mx->valuedouble : -1,
+             cJSON_IsString(pat) ? pat->valuestring : pat ? "?" : "", cJSON_IsString(fmt) ? fmt->valuestring : fmt ? "?" : "");
+    for (int32_t i = 0; i < j->n_str; i++)
+        if (!strcmp(j->str_key[i], key)) { free(key); return g4_gx_ref(j->g, j->str_rule[i]); }
+    g4_gx body = string_body(j, s);
+    if (body < 0) { free(key); return -1; }
+    if (j->n_str == j->cap_str) {
+        int32_t nc = j->cap_str ? j->cap_str * 2 : 8;
+        char **k2 = realloc(j->str_key, (size_t)nc * sizeof *k2);
+        if (k2) j->str_key = k2;
+        int32_t *r2 = realloc(j->str_rule, (size_t)nc * sizeof *r2);
+        if (r2) j->str_rule = r2;
+        if (!k2 || !r2) { free(key); return fail(j, "out of memory%s", ""); }
+        j->cap_str = nc;
+    }
+    char name[32];
+    snprintf(name, sizeof name, "string-%d", j->n_str);
+    int32_t r = g4_grammar_rule_new(j->g, name);
+    if (r < 0 || g4_grammar_rule_set(j->g, r, body)) { free(key); return -1; }
+    j->str_key[j->n_str] = key;
+    j->str_rule[j->n_str++] = r;
+    return g4_gx_ref(j->g, r);
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -1000,7 +1033,7 @@ int g4_json_schema_compile(const char *schema, size_t len, const g4_json_schema_
     if (!root) return g4_fail(err, "schema is not valid JSON");
     js j = {0};
     j.root = root;
-    j.r_value = j.r_chars = -1;
+    j.r_value = -1;
     if (opts) j.o = *opts;
     if (j.o.max_repeat <= 0) j.o.max_repeat = 4096;
     j.g = g4_grammar_new(lim);
@@ -1020,6 +1053,8 @@ done:
     for (int32_t i = 0; i < j.n_owned; i++) cJSON_Delete(j.owned[i]);
     free(j.owned);
     free(j.memo);
+    for (int32_t i = 0; i < j.n_str; i++) free(j.str_key[i]);
+    free(j.str_key); free(j.str_rule);
     cJSON_Delete(root);
     return rc;
 }
