@@ -338,6 +338,22 @@ int g4_token_mask(g4_mask_cache *c, g4_matcher *m, const int32_t *end_ids, int n
     return 0;
 }
 
+int g4_mask_cache_precompute(g4_mask_cache *c, int min_bytes) {
+    const g4_pda *p = c->p;
+    g4_frames fr = {0};
+    g4_step_scratch sc = {0};
+    int rc = 0;
+    for (int32_t s = 0; s < p->n_states && !rc; s++) {
+        if (c->share[s] != s || c->st[s].bits) continue;
+        int wide = 0;
+        for (int b = 0; b < 256; b++) wide += p->next[s * p->n_classes + p->byte_class[b]] >= 0;
+        if (wide >= min_bytes) rc = state_entry_build(c, &fr, &sc, s);
+    }
+    free(fr.state); free(fr.parent);
+    g4_step_scratch_free(&sc);
+    return rc;
+}
+
 int g4_matcher_advance_token(g4_matcher *m, const g4_token_trie *t, int32_t id) {
     size_t len;
     const uint8_t *b = g4_token_trie_token(t, id, &len);

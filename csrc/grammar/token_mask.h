@@ -25,6 +25,12 @@ typedef struct g4_mask_cache g4_mask_cache;
 g4_mask_cache *g4_mask_cache_new(const g4_grammar *g, const g4_token_trie *t);
 void g4_mask_cache_free(g4_mask_cache *c);
 
+/* Builds now the per-state entries of every state that reads at least min_bytes of the 256 byte
+ * values (string contents: the entries whose whole-trie walk is expensive), so that the first
+ * masks inside strings do not pay for them. Part of preparing a grammar for a tokenizer (the
+ * benchmark reports it with the compile time). 0, or -1 on OOM. */
+int g4_mask_cache_precompute(g4_mask_cache *c, int min_bytes);
+
 /* Number of uint32 words of a mask over t. */
 int32_t g4_mask_words(const g4_token_trie *t);
 
