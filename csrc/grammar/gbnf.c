@@ -13,7 +13,23 @@ typedef struct gp {
     const char *s;
     size_t n, i;
     int line, depth;
+    uint8_t *defined; int32_t cap_defined; /* rules whose definition was seen */
 } gp;
+
+/* Marks rule r defined; 1 when it already was, -1 on OOM. */
+static int defined_mark(gp *p, int32_t r) {
+    if (r >= p->cap_defined) {
+        int32_t nc = (r + 1) * 2;
+        uint8_t *d = realloc(p->defined, (size_t)nc);
+        if (!d) return -1;
+        memset(d + p->cap_defined, 0, (size_t)(nc - p->cap_defined));
+        p->defined = d;
+        p->cap_defined = nc;
+    }
+    if (p->defined[r]) return 1;
+    p->defined[r] = 1;
+    return 0;
+}
 
 static int gfail(gp *p, const char *what) {
     return g4_grammar_fail(p->g, "grammar line %d: %s", p->line, what);
@@ -221,7 +237,7 @@ int g4_gbnf_compile(const char *text, size_t len, const g4_grammar_limits *lim, 
     *out = NULL;
     g4_grammar *g = g4_grammar_new(lim);
     if (!g) return g4_fail(err, "out of memory");
-    gp p = {g, text, len, 0, 1, 0};
+    gp p = {g, text, len, 0, 1, 0, NULL, 0};
     for (;;) {
         skip_ws(&p);
         if (p.i >= p.n) break;
@@ -229,6 +245,7 @@ int g4_gbnf_compile(const char *text, size_t len, const g4_grammar_limits *lim, 
         size_t k = name_len(&p, p.i);
         int32_t r = rule_named(&p, p.s + p.i, k);
         if (r < 0) break;
+        if (defined_mark(&p, r)) { gfail(&p, "rule defined twice"); break; }
         p.i += k;
         while (p.s[p.i] != ':') p.i++;
         p.i += 3;
@@ -238,6 +255,7 @@ int g4_gbnf_compile(const char *text, size_t len, const g4_grammar_limits *lim, 
         if (p.i < p.n && !at_definition(&p)) { gfail(&p, p.s[p.i] == ')' ? "unbalanced )" : "unexpected character"); break; }
         if (g4_grammar_rule_set(g, r, body)) break;
     }
+    free(p.defined);
     int32_t root = g4_grammar_rule_find(g, "root");
     if (!g4_grammar_failed(g) && root < 0) g4_grammar_fail(g, "grammar has no `root` rule");
     if (g4_grammar_failed(g)) {

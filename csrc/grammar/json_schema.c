@@ -863,7 +863,14 @@ static const cJSON *merge(js *j, const cJSON *const *list, int n) {
 /* ------------------------------------------------------------------ anyOf / oneOf */
 
 /* 1 when no instance can be valid for both a and b (by type and by enum/const values). */
-static int disjoint(js *j, const cJSON *a, const cJSON *b) {
+static int in_required(const cJSON *s, const char *name) {
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(s, "required"), *e;
+    cJSON_ArrayForEach(e, r) if (cJSON_IsString(e) && !strcmp(e->valuestring, name)) return 1;
+    return 0;
+}
+
+static int disjoint(js *j, const cJSON *a, const cJSON *b, int depth) {
+    if (depth > 8) return 0;
     int err = 0;
     a = deref(j, a, &err);
     if (err) return -1;
@@ -896,6 +903,16 @@ static int disjoint(js *j, const cJSON *a, const cJSON *b) {
         cJSON_Delete(la); cJSON_Delete(lb);
         return !overlap;
     }
+    /* objects only, with a property both require whose schemas are disjoint (a discriminator) */
+    if ((ta & tb) == T_OBJECT) {
+        const cJSON *pa = cJSON_GetObjectItemCaseSensitive(a, "properties"), *pb = cJSON_GetObjectItemCaseSensitive(b, "properties"), *x;
+        cJSON_ArrayForEach(x, pa) {
+            const cJSON *y = cJSON_GetObjectItemCaseSensitive(pb, x->string);
+            if (!y || !in_required(a, x->string) || !in_required(b, x->string)) continue;
+            int d = disjoint(j, x, y, depth + 1);
+            if (d) return d;
+        }
+    }
     return 0;
 }
 
@@ -906,7 +923,7 @@ static g4_gx compile_union(js *j, const cJSON *s, const char *kw) {
         const cJSON *a, *b;
         for (a = branches->child; a; a = a->next)
             for (b = a->next; b; b = b->next) {
-                int d = disjoint(j, a, b);
+                int d = disjoint(j, a, b, 0);
                 if (d < 0) return -1;
                 if (!d) return fail(j, "oneOf with branches that may overlap is not supported (only provably disjoint branches; or enable oneOf-as-anyOf)%s", "");
             }

@@ -104,6 +104,7 @@ REFUSE = [
     ("gbnf", "root ::= a\na ::= a \"x\" | \"y\"", "left recursion"), ("gbnf", "root ::= undefined-rule", "never defined"),
     ("gbnf", "start ::= \"x\"", "no `root` rule"), ("gbnf", "root ::= \"x", "unterminated literal"),
     ("gbnf", "root ::= (\"x\"", "missing )"), ("gbnf", "root ::= x\nx ::= \"a\" x", "no finite string"),
+    ("gbnf", "root ::= \"a\"\nroot ::= \"b\"", "defined twice"),
 ]
 
 

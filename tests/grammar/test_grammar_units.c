@@ -50,6 +50,11 @@ int main(void) {
     g = schema("{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}", NULL, NULL, &err);
     CHECK(g && accepts(g, "\"x\"") && accepts(g, "3") && !accepts(g, "true"), "disjoint oneOf");
     g4_grammar_free(g);
+    g = schema("{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"a\"},\"x\":{\"type\":\"integer\"}},\"required\":[\"kind\"]},"
+               "{\"type\":\"object\",\"properties\":{\"kind\":{\"enum\":[\"b\",\"c\"]}},\"required\":[\"kind\"]}]}", NULL, NULL, &err);
+    CHECK(g && accepts(g, "{\"kind\":\"a\",\"x\":1}") && accepts(g, "{\"kind\":\"c\"}") && !accepts(g, "{\"kind\":\"d\"}"),
+          "oneOf with a discriminator property: %s", g ? "" : err.msg);
+    g4_grammar_free(g);
     /* refused keywords are named */
     const char *kws[] = {"not", "if", "patternProperties", "multipleOf", "minProperties", "contains", "unevaluatedProperties", "dependentRequired"};
     for (int i = 0; i < 8; i++) {
