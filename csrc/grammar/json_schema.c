@@ -2,11 +2,11 @@
  *
  * Every subschema that is a value position (property value, array item, $ref target) becomes a
  * rule, memoised by its node, so recursion through $ref is a recursive rule. allOf, and sibling
- * keywords next to $ref / anyOf / oneOf, are merged into one schema (merge.c-like code below):
- * types intersect, bounds tighten, required unions, properties merge as nested allOf, and
+ * keywords next to $ref / anyOf / oneOf, are merged into one schema (merge() below): types
+ * intersect, bounds tighten, required unions, properties merge as nested allOf, and
  * additionalProperties of each part constrain the properties the other parts add. What cannot be
- * merged exactly is refused. Numbers with bounds: integer bounds are exact digit-range grammars;
- * a fractional bound is honoured for integers (rounded) and refused for type number.
+ * merged exactly is refused. Numeric bounds are digit-by-digit grammars on the written number
+ * (integer part by digit ranges, fraction compared with the bound's digits), so they are exact.
  * Not here: regex syntax (regex.c), character encodings (charset.c). */
 #include "grammar/json_schema.h"
 
@@ -356,22 +356,125 @@ static g4_gx int_grammar(js *j, const cJSON *s) {
     return g4_gx_seq2(g, g4_gx_alt(g, alts, k), zero_frac);
 }
 
-/* Magnitudes m = i.f with integer part i: A <= m <= B (ends per incl; b_inf: no upper end). */
-static g4_gx magnitude(js *j, long long A, int a_incl, long long B, int b_incl, int b_inf) {
+/* Decimal bounds. A bound |v| as integer part + fraction digits (shortest round-trip, no trailing
+ * zeros), so 1.1 is (1, "1") and the grammar compares the written digits exactly. */
+typedef struct dec { long long ip; char frac[24]; } dec;
+
+static void to_dec(double v, dec *d) {
+    v = fabs(v);
+    char buf[64];
+    for (int p = 0; p <= 20; p++) {
+        snprintf(buf, sizeof buf, "%.*f", p, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    char *dot = strchr(buf, '.');
+    d->frac[0] = 0;
+    if (dot) {
+        *dot = 0;
+        snprintf(d->frac, sizeof d->frac, "%s", dot + 1);
+        size_t n = strlen(d->frac);
+        while (n && d->frac[n - 1] == '0') d->frac[--n] = 0;
+    }
+    d->ip = atoll(buf);
+}
+
+/* Fraction digit strings F (value 0.F) between a lower and an upper constraint. A lower one is
+ * NONE, NZ (some nonzero digit still needed: > 0) or the digits L still to match (lo_incl: >=);
+ * an upper one NONE, Z (only zeros may follow: <= 0) or the digits H (hi_incl: <=). */
+enum { C_NONE, C_NZ, C_Z, C_DIGITS, C_FAIL };
+typedef struct fcons { int kind; const char *d; int incl; } fcons;
+
+static g4_gx frac_full(js *j, fcons lo, fcons up, int depth);
+
+/* Constraint after reading digit c. */
+static fcons lo_next(fcons lo, char c) {
+    fcons n = {C_NONE, NULL, 0};
+    if (lo.kind == C_NONE) return n;
+    if (lo.kind == C_NZ) { if (c == '0') return lo; return n; }
+    if (c > lo.d[0]) return n;
+    if (c < lo.d[0]) { n.kind = C_FAIL; return n; }
+    if (lo.d[1]) { n.kind = C_DIGITS; n.d = lo.d + 1; n.incl = lo.incl; return n; }
+    n.kind = lo.incl ? C_NONE : C_NZ;
+    return n;
+}
+static fcons up_next(fcons up, char c) {
+    fcons n = {C_NONE, NULL, 0};
+    if (up.kind == C_NONE) return n;
+    if (up.kind == C_Z) { if (c == '0') return up; n.kind = C_FAIL; return n; }
+    if (c < up.d[0]) return n;
+    if (c > up.d[0]) { n.kind = C_FAIL; return n; }
+    if (up.d[1]) { n.kind = C_DIGITS; n.d = up.d + 1; n.incl = up.incl; return n; }
+    n.kind = up.incl ? C_Z : C_FAIL;
+    return n;
+}
+
+/* Nonempty digit strings under (lo, up). */
+static g4_gx frac_nonempty(js *j, fcons lo, fcons up, int depth) {
     g4_grammar *g = j->g;
-    g4_gx fr_any = g4_gx_opt(g, g4_gx_seq2(g, g4_gx_str(g, "."), digits(j, 1)));
-    g4_gx fr_zero = g4_gx_opt(g, g4_gx_seq2(g, g4_gx_str(g, "."), g4_gx_repeat(g, g4_gx_str(g, "0"), 1, -1)));
-    g4_gx fr_nz = g4_gx_seq3(g, g4_gx_str(g, "."), digits(j, 0), g4_gx_seq2(g, g4_gx_range(g, '1', '9'), digits(j, 0)));
+    if (lo.kind == C_FAIL || up.kind == C_FAIL) return g4_gx_never(g);
+    if (lo.kind == C_NONE && up.kind == C_NONE) return digits(j, 1);
+    if (lo.kind == C_NONE && up.kind == C_Z) return g4_gx_repeat(g, g4_gx_str(g, "0"), 1, -1);
+    if (lo.kind == C_NZ && up.kind == C_NONE) return g4_gx_seq3(g, digits(j, 0), g4_gx_range(g, '1', '9'), digits(j, 0));
+    if (lo.kind == C_NZ && up.kind == C_Z) return g4_gx_never(g);
+    if (depth > 64) return fail(j, "numeric bound with too many digits%s", "");
+    g4_gx alts[10];
+    int k = 0;
+    for (char c = '0'; c <= '9';) { /* group digits with the same next constraints */
+        fcons l1 = lo_next(lo, c), u1 = up_next(up, c);
+        char e = c;
+        while (e < '9') {
+            fcons l2 = lo_next(lo, (char)(e + 1)), u2 = up_next(up, (char)(e + 1));
+            if (l2.kind != l1.kind || l2.d != l1.d || u2.kind != u1.kind || u2.d != u1.d) break;
+            e++;
+        }
+        if (l1.kind != C_FAIL && u1.kind != C_FAIL)
+            alts[k++] = g4_gx_seq2(g, g4_gx_range(g, c, e), frac_full(j, l1, u1, depth + 1));
+        c = (char)(e + 1);
+    }
+    return g4_gx_alt(g, alts, k);
+}
+
+/* 1 when the empty digit string (value 0) satisfies (lo, up). */
+static int frac_empty_ok(fcons lo, fcons up) {
+    return (lo.kind == C_NONE) && up.kind != C_FAIL;
+}
+
+static g4_gx frac_full(js *j, fcons lo, fcons up, int depth) {
+    g4_gx ne = frac_nonempty(j, lo, up, depth);
+    return frac_empty_ok(lo, up) ? g4_gx_alt2(j->g, g4_gx_empty(j->g), ne) : ne;
+}
+
+/* The written fraction of a number: nothing (value 0) or "." and digits, under (lo, up). */
+static g4_gx fraction(js *j, fcons lo, fcons up) {
+    g4_grammar *g = j->g;
+    g4_gx dotted = g4_gx_seq2(g, g4_gx_str(g, "."), frac_nonempty(j, lo, up, 0));
+    return frac_empty_ok(lo, up) ? g4_gx_alt2(g, g4_gx_empty(g), dotted) : dotted;
+}
+
+/* Magnitudes m = i.F (integer part i, fraction digits F) with A <= m <= B (ends per incl;
+ * b_inf: no upper end). */
+static g4_gx magnitude(js *j, const dec *A, int a_incl, const dec *B, int b_incl, int b_inf) {
+    g4_grammar *g = j->g;
+    fcons none = {C_NONE, NULL, 0};
+    fcons lo = none, up = none;
+    if (A->frac[0]) { lo.kind = C_DIGITS; lo.d = A->frac; lo.incl = a_incl; }
+    else lo.kind = a_incl ? C_NONE : C_NZ;
+    if (!b_inf) {
+        if (B->frac[0]) { up.kind = C_DIGITS; up.d = B->frac; up.incl = b_incl; }
+        else up.kind = b_incl ? C_Z : C_FAIL;
+    }
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", A->ip);
+    if (!b_inf && A->ip > B->ip) return g4_gx_never(g);
+    if (!b_inf && A->ip == B->ip) return g4_gx_seq2(g, g4_gx_str(g, buf), fraction(j, lo, up));
     g4_gx alts[3];
     int k = 0;
-    char buf[32];
-    snprintf(buf, sizeof buf, "%lld", A);
-    if (!b_inf && A == B) return a_incl && b_incl ? g4_gx_seq2(g, g4_gx_str(g, buf), fr_zero) : g4_gx_never(g);
-    alts[k++] = g4_gx_seq2(g, g4_gx_str(g, buf), a_incl ? fr_any : fr_nz);
-    if (b_inf) alts[k++] = g4_gx_seq2(g, uint_range(j, A + 1, -1), fr_any);
+    alts[k++] = g4_gx_seq2(g, g4_gx_str(g, buf), fraction(j, lo, none));
+    if (b_inf) alts[k++] = g4_gx_seq2(g, uint_range(j, A->ip + 1, -1), fraction(j, none, none));
     else {
-        if (A + 1 <= B - 1) alts[k++] = g4_gx_seq2(g, uint_range(j, A + 1, B - 1), fr_any);
-        if (b_incl) { snprintf(buf, sizeof buf, "%lld", B); alts[k++] = g4_gx_seq2(g, g4_gx_str(g, buf), fr_zero); }
+        if (A->ip + 1 <= B->ip - 1) alts[k++] = g4_gx_seq2(g, uint_range(j, A->ip + 1, B->ip - 1), fraction(j, none, none));
+        snprintf(buf, sizeof buf, "%lld", B->ip);
+        alts[k++] = g4_gx_seq2(g, g4_gx_str(g, buf), fraction(j, none, up));
     }
     return g4_gx_alt(g, alts, k);
 }
@@ -381,28 +484,24 @@ static g4_gx number_grammar(js *j, const cJSON *s) {
     bound lo, hi;
     if (read_bounds(j, s, &lo, &hi)) return -1;
     if (!lo.have && !hi.have) return any_number(j);
-    if ((lo.have && lo.v != floor(lo.v)) || (hi.have && hi.v != floor(hi.v)))
-        return fail(j, "minimum/maximum with a fractional bound on type number is not supported%s", "");
-    long long l = (long long)lo.v, h = (long long)hi.v;
+    if (lo.have && hi.have && (lo.v > hi.v || (lo.v == hi.v && !(lo.incl && hi.incl)))) return g4_gx_never(g);
+    dec zero = {0, ""}, dl, dh;
+    if (lo.have) to_dec(lo.v, &dl);
+    if (hi.have) to_dec(hi.v, &dh);
     g4_gx alts[2];
     int k = 0;
-    /* x >= 0 */
-    if (!hi.have || h > 0 || (h == 0 && hi.incl)) {
-        long long A = 0; int ai = 1;
-        if (lo.have && l >= 0) { A = l; ai = lo.incl; }
-        if (!(hi.have && lo.have && (l > h))) alts[k++] = magnitude(j, A, ai, hi.have ? h : 0, hi.incl, !hi.have);
+    /* x >= 0: magnitude in [max(lo, 0), hi] */
+    if (!hi.have || hi.v > 0 || (hi.v == 0 && hi.incl)) {
+        int lo_pos = lo.have && lo.v >= 0;
+        alts[k++] = magnitude(j, lo_pos ? &dl : &zero, lo_pos ? lo.incl : 1, hi.have ? &dh : &zero, hi.incl, !hi.have);
     }
-    /* x < 0: m = -x > 0 */
-    if (!lo.have || l < 0) {
-        long long A = 0; int ai = 0;
-        if (hi.have && h < 0) { A = -h; ai = hi.incl; }
-        if (A == 0) ai = 0;
-        if (!(lo.have && hi.have && l > h)) alts[k++] = g4_gx_seq2(g, g4_gx_str(g, "-"), magnitude(j, A, ai, lo.have ? -l : 0, lo.incl, !lo.have));
+    /* x < 0: m = -x > 0, m in [max(-hi, 0), -lo] */
+    if (!lo.have || lo.v < 0) {
+        int hi_neg = hi.have && hi.v < 0;
+        alts[k++] = g4_gx_seq2(g, g4_gx_str(g, "-"), magnitude(j, hi_neg ? &dh : &zero, hi_neg ? hi.incl : 0, lo.have ? &dl : &zero, lo.incl, !lo.have));
     }
     return g4_gx_alt(g, alts, k);
 }
-
-/* ------------------------------------------------------------------ strings */
 
 /* Format grammars: a subset of each format's valid strings, exact where a checker is strict
  * (dates check the days of each month and leap years; no leap seconds; URIs follow RFC 3986's

@@ -108,6 +108,52 @@ REFUSE = [
 ]
 
 
+def numeric_cases(rng, cases, n):
+    """Numbers under random bounds (integer and decimal, inclusive and exclusive), texts in the
+    canonical layout (no exponent), labelled by exact decimal comparison."""
+    from decimal import Decimal
+
+    def rnd_num(scale):
+        ip = rng.randint(-scale, scale)
+        nd = rng.choice([0, 0, 1, 2, 3])
+        fr = "".join(rng.choice("0123456789") for _ in range(nd))
+        txt = str(abs(ip)) + ("." + fr if fr else "")
+        if ip < 0 or (ip == 0 and fr.strip("0") and rng.random() < 0.5):
+            txt = "-" + txt
+        return txt
+
+    for _ in range(n):
+        typ = rng.choice(["number", "number", "integer"])
+        schema = {"type": typ}
+        bounds = []
+        for kw in rng.sample(["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"], rng.randint(1, 2)):
+            b = rnd_num(20)
+            schema[kw] = json.loads(b)
+            bounds.append((kw, Decimal(b)))
+        texts = [rnd_num(25) for _ in range(20)]
+        for kw, b in bounds:  # the bound itself and its neighbours
+            for d in ("0", "0.001", "-0.001", "1", "-1"):
+                v = b + Decimal(d)
+                t = format(v, "f")
+                if t.startswith("-") and Decimal(t) == 0:
+                    continue
+                texts.append(t)
+        texts = [t for t in texts if t not in ("-0",) and not (t.startswith("-0") and Decimal(t) == 0)]
+
+        def valid(t):
+            v = Decimal(t)
+            if typ == "integer" and v != v.to_integral_value():
+                return 0
+            for kw, b in bounds:
+                if (kw == "minimum" and v < b) or (kw == "maximum" and v > b) or \
+                   (kw == "exclusiveMinimum" and v <= b) or (kw == "exclusiveMaximum" and v >= b):
+                    return 0
+            return 1
+        if typ == "integer":  # the canonical integer layout: no fraction (or a zero one)
+            texts = [t for t in texts if "." not in t or set(t.split(".")[1]) <= {"0"}]
+        cases.append({"kind": "schema", "source": json.dumps(schema), "texts": texts, "expect": [valid(t) for t in texts]})
+
+
 def main():
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 300
     rng = random.Random(1234)
@@ -141,6 +187,7 @@ def main():
     for ch in [["yes", "no"], ["positive", "negative", "neutral"], ["a", "ab", "abc"], ["", "x"], ["日本", "中文"]]:
         texts = ch + ["ye", "yess", "abcd", "neutra", "日", "x y", ""]
         cases.append({"kind": "choice", "choices": ch, "texts": texts, "expect": [int(t in ch) for t in texts]})
+    numeric_cases(rng, cases, n)
     for lang, src, needle in REFUSE:
         cases.append({"kind": "refuse", "lang": lang, "source": src, "needle": needle})
     with tempfile.TemporaryDirectory() as d:

@@ -65,8 +65,14 @@ int main(void) {
     }
     g = schema("{\"type\":\"string\",\"format\":\"hostname\"}", NULL, NULL, &err);
     CHECK(!g && strstr(err.msg, "hostname"), "unknown format named: %s", err.msg);
-    g = schema("{\"type\":\"number\",\"minimum\":0.5}", NULL, NULL, &err);
-    CHECK(!g && strstr(err.msg, "minimum"), "fractional bound on number refused: %s", err.msg);
+    g = schema("{\"type\":\"number\",\"minimum\":-0.25,\"exclusiveMaximum\":1.5}", NULL, NULL, &err);
+    CHECK(g, "fractional bounds: %s", err.msg);
+    const char *in[] = {"-0.25", "-0.2", "0", "0.0", "1", "1.49999", "-0.1"}, *out[] = {"-0.26", "-0.250001", "1.5", "1.50", "2", "-1", "-0"};
+    for (int i = 0; g && i < 7; i++) {
+        CHECK(accepts(g, in[i]), "%s in [-0.25, 1.5)", in[i]);
+        CHECK(!accepts(g, out[i]), "%s not in [-0.25, 1.5)", out[i]);
+    }
+    g4_grammar_free(g);
     g = schema("{\"type\":\"integer\",\"minimum\":0.5,\"exclusiveMaximum\":3}", NULL, NULL, &err);
     CHECK(g && accepts(g, "1") && accepts(g, "2") && !accepts(g, "0") && !accepts(g, "3"), "integer with fractional bound");
     g4_grammar_free(g);
