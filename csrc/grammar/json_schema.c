@@ -2,12 +2,9 @@
  *
  * Every subschema that is a value position (property value, array item, $ref target) becomes a
  * rule, memoised by its node, so recursion through $ref is a recursive rule. allOf, and sibling
- * keywords next to $ref / anyOf / oneOf, are merged into one schema (merge() below): types
- * intersect, bounds tighten, required unions, properties merge as nested allOf, and
- * additionalProperties of each part constrain the properties the other parts add. What cannot be
- * merged exactly is refused. Numeric bounds are digit-by-digit grammars on the written number
- * (integer part by digit ranges, fraction compared with the bound's digits), so they are exact.
- * Not here: regex syntax (regex.c), character encodings (charset.c). */
+ * keywords next to $ref / anyOf / oneOf, are merged into one schema first (json_merge.c).
+ * Not here: merging and oneOf disjointness (json_merge.c), numbers within bounds (json_number.c),
+ * regex syntax (regex.c), character encodings (charset.c). */
 #include "grammar/json_schema.h"
 
 #include <cjson/cJSON.h>
@@ -19,47 +16,32 @@
 #include "grammar/charset.h"
 #include "grammar/json_number.h"
 #include "grammar/regex.h"
+#include "grammar/json_schema_impl.h"
 
-enum { T_NULL = 1, T_BOOL = 2, T_OBJECT = 4, T_ARRAY = 8, T_STRING = 16, T_NUMBER = 32, T_INTEGER = 64 };
-#define T_ALL (T_NULL | T_BOOL | T_OBJECT | T_ARRAY | T_STRING | T_NUMBER)
-
-typedef struct memo { const cJSON *node; int32_t rule; } memo;
-
-typedef struct js {
-    g4_grammar *g;
-    const cJSON *root;
-    g4_json_schema_opts o;
-    memo *memo; int32_t n_memo, cap_memo;
-    cJSON **owned; int32_t n_owned, cap_owned; /* merged schemas, freed at the end */
-    int32_t r_value; /* the any-value rule, -1 until made */
-    char **str_key; int32_t *str_rule; int32_t n_str, cap_str; /* one rule per kind of string */
-    int depth;
-} js;
-
-static int fail(js *j, const char *fmt, const char *arg) {
+int g4_js_fail(js *j, const char *fmt, const char *arg) {
     return g4_grammar_fail(j->g, fmt, arg);
 }
 
-static const char *const ANNOTATIONS[] = {
+const char *const G4_JS_ANNOTATIONS[] = {
     "title", "description", "$comment", "examples", "default", "$schema", "readOnly", "writeOnly",
     "deprecated", "contentMediaType", "contentEncoding", "$defs", "definitions", "$id", NULL};
-static const char *const KEYWORDS[] = {
+const char *const G4_JS_KEYWORDS[] = {
     "type", "enum", "const", "properties", "required", "additionalProperties", "items", "prefixItems",
     "additionalItems", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum",
     "maximum", "exclusiveMinimum", "exclusiveMaximum", "anyOf", "oneOf", "allOf", "$ref", "nullable",
     "uniqueItems", NULL};
 
-static int in_list(const char *const *l, const char *s) {
+int g4_js_in_list(const char *const *l, const char *s) {
     for (; *l; l++) if (!strcmp(*l, s)) return 1;
     return 0;
 }
 
-static int own(js *j, cJSON *x) {
-    if (!x) return fail(j, "out of memory%s", "");
+int g4_js_own(js *j, cJSON *x) {
+    if (!x) return g4_js_fail(j, "out of memory%s", "");
     if (j->n_owned == j->cap_owned) {
         int32_t nc = j->cap_owned ? j->cap_owned * 2 : 16;
         void *q = realloc(j->owned, (size_t)nc * sizeof *j->owned);
-        if (!q) { cJSON_Delete(x); return fail(j, "out of memory%s", ""); }
+        if (!q) { cJSON_Delete(x); return g4_js_fail(j, "out of memory%s", ""); }
         j->owned = q; j->cap_owned = nc;
     }
     j->owned[j->n_owned++] = x;
@@ -70,11 +52,11 @@ static g4_gx string_grammar(js *j, const cJSON *s);
 
 /* ------------------------------------------------------------------ $ref */
 
-static const cJSON *resolve_ref(js *j, const char *ref) {
-    if (ref[0] != '#') { fail(j, "$ref '%s': only references inside the schema (#...) are supported", ref); return NULL; }
+const cJSON *g4_js_resolve_ref(js *j, const char *ref) {
+    if (ref[0] != '#') { g4_js_fail(j, "$ref '%s': only references inside the schema (#...) are supported", ref); return NULL; }
     const cJSON *cur = j->root;
     const char *p = ref + 1;
-    if (*p && *p != '/') { fail(j, "$ref '%s': anchors are not supported", ref); return NULL; }
+    if (*p && *p != '/') { g4_js_fail(j, "$ref '%s': anchors are not supported", ref); return NULL; }
     while (*p == '/') {
         p++;
         char tok[256];
@@ -96,7 +78,7 @@ static const cJSON *resolve_ref(js *j, const char *ref) {
         } else if (cJSON_IsObject(cur)) {
             cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
         } else cur = NULL;
-        if (!cur) { fail(j, "$ref '%s' does not resolve inside the schema", ref); return NULL; }
+        if (!cur) { g4_js_fail(j, "$ref '%s' does not resolve inside the schema", ref); return NULL; }
     }
     return cur;
 }
@@ -122,7 +104,7 @@ static g4_gx any_value(js *j) {
     j->r_value = g4_grammar_rule_new(g, "any-value");
     int32_t r_obj = g4_grammar_rule_new(g, "any-object"), r_arr = g4_grammar_rule_new(g, "any-array");
     cJSON *plain = cJSON_CreateObject();
-    if (own(j, plain)) return -1;
+    if (g4_js_own(j, plain)) return -1;
     g4_gx str = string_grammar(j, plain);
     g4_gx alts[7] = {g4_gx_ref(g, r_obj), g4_gx_ref(g, r_arr), str, g4_json_number_gx(j->g, 0, (g4_num_bound){0}, (g4_num_bound){0}),
                      g4_gx_str(g, "true"), g4_gx_str(g, "false"), g4_gx_str(g, "null")};
@@ -148,21 +130,21 @@ static int type_bit(const char *t) {
 }
 
 /* Allowed types of schema s (T_INTEGER alone means integers only). -1 on a bad "type". */
-static int types_of(js *j, const cJSON *s) {
+int g4_js_types_of(js *j, const cJSON *s) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "type");
     int m = 0;
     if (!t) m = T_ALL;
     else if (cJSON_IsString(t)) {
         m = type_bit(t->valuestring);
-        if (!m) return fail(j, "type '%s' is not a JSON Schema type", t->valuestring);
+        if (!m) return g4_js_fail(j, "type '%s' is not a JSON Schema type", t->valuestring);
     } else if (cJSON_IsArray(t)) {
         const cJSON *e;
         cJSON_ArrayForEach(e, t) {
             int b = cJSON_IsString(e) ? type_bit(e->valuestring) : 0;
-            if (!b) return fail(j, "type: bad entry in the type list%s", "");
+            if (!b) return g4_js_fail(j, "type: bad entry in the type list%s", "");
             m |= b;
         }
-    } else return fail(j, "type must be a string or an array%s", "");
+    } else return g4_js_fail(j, "type must be a string or an array%s", "");
     if (m & T_NUMBER) m &= ~T_INTEGER;
     const cJSON *nb = cJSON_GetObjectItemCaseSensitive(s, "nullable");
     if (cJSON_IsTrue(nb)) m |= T_NULL;
@@ -183,7 +165,7 @@ static int value_type(const cJSON *v) {
 
 static g4_gx value_lit(js *j, const cJSON *v, int depth) {
     g4_grammar *g = j->g;
-    if (depth > 64) return fail(j, "enum/const value nested too deeply%s", "");
+    if (depth > 64) return g4_js_fail(j, "enum/const value nested too deeply%s", "");
     if (cJSON_IsNull(v)) return g4_gx_str(g, "null");
     if (cJSON_IsTrue(v)) return g4_gx_str(g, "true");
     if (cJSON_IsFalse(v)) return g4_gx_str(g, "false");
@@ -197,7 +179,7 @@ static g4_gx value_lit(js *j, const cJSON *v, int depth) {
             g4_gx a = g4_gx_str(g, buf);
             return g4_gx_seq2(g, a, g4_gx_opt(g, g4_gx_seq2(g, g4_gx_str(g, "."), g4_gx_repeat(g, g4_gx_str(g, "0"), 1, -1))));
         }
-        if (!isfinite(d)) return fail(j, "enum/const: number out of range%s", "");
+        if (!isfinite(d)) return g4_js_fail(j, "enum/const: number out of range%s", "");
         for (int p = 1; p <= 17; p++) {
             snprintf(buf, sizeof buf, "%.*g", p, d);
             if (strtod(buf, NULL) == d) break;
@@ -227,24 +209,24 @@ static g4_gx value_lit(js *j, const cJSON *v, int depth) {
         }
         return g4_gx_seq2(g, acc, punct(j, "}"));
     }
-    return fail(j, "enum/const: unsupported value%s", "");
+    return g4_js_fail(j, "enum/const: unsupported value%s", "");
 }
 
 static g4_gx compile_enum(js *j, const cJSON *s, int types) {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(s, "const");
     const cJSON *en = cJSON_GetObjectItemCaseSensitive(s, "enum");
-    if (c && en) return fail(j, "const together with enum is not supported%s", "");
+    if (c && en) return g4_js_fail(j, "const together with enum is not supported%s", "");
     const cJSON *e;
     cJSON_ArrayForEach(e, s) {
         if (!strcmp(e->string, "const") || !strcmp(e->string, "enum") || !strcmp(e->string, "type") ||
-            !strcmp(e->string, "nullable") || in_list(ANNOTATIONS, e->string))
+            !strcmp(e->string, "nullable") || g4_js_in_list(G4_JS_ANNOTATIONS, e->string))
             continue;
-        return fail(j, "keyword '%s' together with enum/const is not supported", e->string);
+        return g4_js_fail(j, "keyword '%s' together with enum/const is not supported", e->string);
     }
-    if (en && !cJSON_IsArray(en)) return fail(j, "enum must be an array%s", "");
+    if (en && !cJSON_IsArray(en)) return g4_js_fail(j, "enum must be an array%s", "");
     int n = c ? 1 : cJSON_GetArraySize(en);
     g4_gx *alts = calloc((size_t)n + 1, sizeof *alts);
-    if (!alts) return fail(j, "out of memory%s", "");
+    if (!alts) return g4_js_fail(j, "out of memory%s", "");
     int k = 0;
     if (c) { if (value_type(c) & types) alts[k++] = value_lit(j, c, 0); }
     else cJSON_ArrayForEach(e, en) if (value_type(e) & types) alts[k++] = value_lit(j, e, 0);
@@ -263,13 +245,13 @@ static int read_bounds(js *j, const cJSON *s, g4_num_bound *lo, g4_num_bound *hi
     for (int i = 0; i < 4; i += 2) {
         g4_num_bound *b = i == 0 ? lo : hi;
         if (v[i]) {
-            if (!cJSON_IsNumber(v[i])) return fail(j, "%s must be a number", names[i]);
+            if (!cJSON_IsNumber(v[i])) return g4_js_fail(j, "%s must be a number", names[i]);
             b->have = 1; b->incl = 1; b->v = v[i]->valuedouble;
         }
         if (cJSON_IsBool(v[i + 1])) { /* draft 4 */
-            if (cJSON_IsTrue(v[i + 1])) { if (!b->have) return fail(j, "%s: true without a bound", names[i + 1]); b->incl = 0; }
+            if (cJSON_IsTrue(v[i + 1])) { if (!b->have) return g4_js_fail(j, "%s: true without a bound", names[i + 1]); b->incl = 0; }
         } else if (v[i + 1]) {
-            if (!cJSON_IsNumber(v[i + 1])) return fail(j, "%s must be a number", names[i + 1]);
+            if (!cJSON_IsNumber(v[i + 1])) return g4_js_fail(j, "%s must be a number", names[i + 1]);
             double x = v[i + 1]->valuedouble;
             int tighter = !b->have || (i == 0 ? x >= b->v : x <= b->v);
             if (tighter) { b->have = 1; b->incl = 0; b->v = x; }
@@ -277,7 +259,7 @@ static int read_bounds(js *j, const cJSON *s, g4_num_bound *lo, g4_num_bound *hi
     }
     for (int i = 0; i < 2; i++) {
         g4_num_bound *b = i ? hi : lo;
-        if (b->have && !(fabs(b->v) < 1e17)) return fail(j, "%s out of the supported range (|bound| < 1e17)", i ? "maximum" : "minimum");
+        if (b->have && !(fabs(b->v) < 1e17)) return g4_js_fail(j, "%s out of the supported range (|bound| < 1e17)", i ? "maximum" : "minimum");
     }
     return 0;
 }
@@ -312,11 +294,11 @@ static int int_kw(js *j, const cJSON *s, const char *kw, int def, int *out) {
     *out = def;
     if (!v) return 0;
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble))
-        return fail(j, "%s must be a non-negative integer", kw);
+        return g4_js_fail(j, "%s must be a non-negative integer", kw);
     if (v->valuedouble > j->o.max_repeat) {
         char b[128];
         snprintf(b, sizeof b, "%s %.0f over the compile limit of %d", kw, v->valuedouble, j->o.max_repeat);
-        return fail(j, "%s", b);
+        return g4_js_fail(j, "%s", b);
     }
     *out = (int)v->valuedouble;
     return 0;
@@ -332,17 +314,17 @@ static g4_gx string_body(js *j, const cJSON *s) {
     g4_gx q = g4_gx_str(g, "\"");
     if (mx >= 0 && mn > mx) return g4_gx_never(g);
     if (pat || fmt) {
-        if (pat && fmt) return fail(j, "pattern together with format is not supported%s", "");
-        if (has_len && (mn > 0 || mx >= 0)) return fail(j, "%s together with minLength/maxLength is not supported", pat ? "pattern" : "format");
+        if (pat && fmt) return g4_js_fail(j, "pattern together with format is not supported%s", "");
+        if (has_len && (mn > 0 || mx >= 0)) return g4_js_fail(j, "%s together with minLength/maxLength is not supported", pat ? "pattern" : "format");
         if (pat) {
-            if (!cJSON_IsString(pat)) return fail(j, "pattern must be a string%s", "");
+            if (!cJSON_IsString(pat)) return g4_js_fail(j, "pattern must be a string%s", "");
             return g4_gx_seq3(g, q, g4_regex_gx(g, pat->valuestring, strlen(pat->valuestring), G4_ENC_JSON, 1), g4_gx_str(g, "\""));
         }
-        if (!cJSON_IsString(fmt)) return fail(j, "format must be a string%s", "");
+        if (!cJSON_IsString(fmt)) return g4_js_fail(j, "format must be a string%s", "");
         for (int i = 0; FORMATS[i].name; i++)
             if (!strcmp(FORMATS[i].name, fmt->valuestring))
                 return g4_gx_seq3(g, q, g4_regex_gx(g, FORMATS[i].re, strlen(FORMATS[i].re), G4_ENC_JSON, 0), g4_gx_str(g, "\""));
-        return fail(j, "format '%s' is not supported", fmt->valuestring);
+        return g4_js_fail(j, "format '%s' is not supported", fmt->valuestring);
     }
     if (mn == 0 && mx < 0) return g4_gx_seq3(g, q, chars_ref(j), g4_gx_str(g, "\""));
     return g4_gx_seq3(g, q, g4_gx_repeat(g, g4_any_char_gx(g, G4_ENC_JSON), mn, mx), g4_gx_str(g, "\""));
@@ -356,7 +338,7 @@ static g4_gx string_grammar(js *j, const cJSON *s) {
     const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minLength"), *mx = cJSON_GetObjectItemCaseSensitive(s, "maxLength");
     size_t cap = 64 + (cJSON_IsString(pat) ? strlen(pat->valuestring) : 0) + (cJSON_IsString(fmt) ? strlen(fmt->valuestring) : 0);
     char *key = malloc(cap);
-    if (!key) return fail(j, "out of memory%s", "");
+    if (!key) return g4_js_fail(j, "out of memory%s", "");
     snprintf(key, cap, "%g|%g|%s|%s", cJSON_IsNumber(mn) ? mn->valuedouble : -1, cJSON_IsNumber(mx) ? mx->valuedouble : -1,
              cJSON_IsString(pat) ? pat->valuestring : pat ? "?" : "", cJSON_IsString(fmt) ? fmt->valuestring : fmt ? "?" : "");
     for (int32_t i = 0; i < j->n_str; i++)
@@ -369,7 +351,7 @@ static g4_gx string_grammar(js *j, const cJSON *s) {
         if (k2) j->str_key = k2;
         int32_t *r2 = realloc(j->str_rule, (size_t)nc * sizeof *r2);
         if (r2) j->str_rule = r2;
-        if (!k2 || !r2) { free(key); return fail(j, "out of memory%s", ""); }
+        if (!k2 || !r2) { free(key); return g4_js_fail(j, "out of memory%s", ""); }
         j->cap_str = nc;
     }
     char name[32];
@@ -398,13 +380,13 @@ typedef struct ktrie { uint32_t cp; int32_t first_child, next_sibling; int term;
 
 static g4_gx key_not_in_node(js *j, const ktrie *t, int32_t u, int depth) {
     g4_grammar *g = j->g;
-    if (depth > 4096) return fail(j, "property names too long%s", "");
+    if (depth > 4096) return g4_js_fail(j, "property names too long%s", "");
     g4_cpset other = {0};
     int32_t nkids = 0;
     for (int32_t c = t[u].first_child; c >= 0; c = t[c].next_sibling) { g4_cpset_add(&other, t[c].cp, t[c].cp); nkids++; }
-    if (g4_cpset_negate(&other)) { g4_cpset_free(&other); return fail(j, "out of memory%s", ""); }
+    if (g4_cpset_negate(&other)) { g4_cpset_free(&other); return g4_js_fail(j, "out of memory%s", ""); }
     g4_gx *alts = calloc((size_t)nkids + 2, sizeof *alts);
-    if (!alts) { g4_cpset_free(&other); return fail(j, "out of memory%s", ""); }
+    if (!alts) { g4_cpset_free(&other); return g4_js_fail(j, "out of memory%s", ""); }
     int k = 0;
     alts[k++] = g4_gx_seq2(g, g4_cpset_gx(g, &other, G4_ENC_JSON), chars_ref(j));
     g4_cpset_free(&other);
@@ -436,7 +418,7 @@ static g4_gx key_not_in(js *j, const char *const *names, int n) {
     int32_t cap = 1;
     for (int i = 0; i < n; i++) cap += (int32_t)strlen(names[i]);
     ktrie *t = calloc((size_t)cap, sizeof *t);
-    if (!t) return fail(j, "out of memory%s", "");
+    if (!t) return g4_js_fail(j, "out of memory%s", "");
     int32_t nt = 1;
     t[0].first_child = t[0].next_sibling = -1;
     for (int i = 0; i < n; i++) {
@@ -465,21 +447,21 @@ static g4_gx object_grammar(js *j, const cJSON *s) {
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
     const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
     const cJSON *addl = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
-    if (props && !cJSON_IsObject(props)) return fail(j, "properties must be an object%s", "");
-    if (req && !cJSON_IsArray(req)) return fail(j, "required must be an array%s", "");
-    if (addl && !cJSON_IsObject(addl) && !cJSON_IsBool(addl)) return fail(j, "additionalProperties must be a schema%s", "");
+    if (props && !cJSON_IsObject(props)) return g4_js_fail(j, "properties must be an object%s", "");
+    if (req && !cJSON_IsArray(req)) return g4_js_fail(j, "required must be an array%s", "");
+    if (addl && !cJSON_IsObject(addl) && !cJSON_IsBool(addl)) return g4_js_fail(j, "additionalProperties must be a schema%s", "");
     int np = props ? cJSON_GetArraySize(props) : 0, nr = req ? cJSON_GetArraySize(req) : 0;
     const char **names = calloc((size_t)(np + nr + 1), sizeof *names);
     const cJSON **schemas = calloc((size_t)(np + nr + 1), sizeof *schemas);
     int *required = calloc((size_t)(np + nr + 1), sizeof *required);
     int32_t *rules = calloc((size_t)(2 * (np + nr) + 2), sizeof *rules);
     g4_gx result = -1;
-    if (!names || !schemas || !required || !rules) { fail(j, "out of memory%s", ""); goto out; }
+    if (!names || !schemas || !required || !rules) { g4_js_fail(j, "out of memory%s", ""); goto out; }
     int n = 0;
     const cJSON *e;
     if (props) cJSON_ArrayForEach(e, props) { names[n] = e->string; schemas[n] = e; n++; }
     if (req) cJSON_ArrayForEach(e, req) {
-        if (!cJSON_IsString(e)) { fail(j, "required: entries must be strings%s", ""); goto out; }
+        if (!cJSON_IsString(e)) { g4_js_fail(j, "required: entries must be strings%s", ""); goto out; }
         int k = 0;
         while (k < n && strcmp(names[k], e->valuestring)) k++;
         if (k == n) { names[n] = e->valuestring; schemas[n] = addl; n++; } /* NULL schema = any value */
@@ -529,17 +511,17 @@ static g4_gx array_grammar(js *j, const cJSON *s) {
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
     const cJSON *addi = cJSON_GetObjectItemCaseSensitive(s, "additionalItems");
     const cJSON *uniq = cJSON_GetObjectItemCaseSensitive(s, "uniqueItems");
-    if (uniq && !cJSON_IsFalse(uniq)) return fail(j, "uniqueItems: true is not supported%s", "");
+    if (uniq && !cJSON_IsFalse(uniq)) return g4_js_fail(j, "uniqueItems: true is not supported%s", "");
     const cJSON *rest = items;
     if (cJSON_IsArray(items)) { /* drafts 4-7 tuple form */
-        if (prefix) return fail(j, "items as an array together with prefixItems%s", "");
+        if (prefix) return g4_js_fail(j, "items as an array together with prefixItems%s", "");
         prefix = items;
         rest = addi;
     } else if (addi) {
-        return fail(j, "additionalItems without an items array is not supported%s", "");
+        return g4_js_fail(j, "additionalItems without an items array is not supported%s", "");
     }
-    if (prefix && !cJSON_IsArray(prefix)) return fail(j, "prefixItems must be an array%s", "");
-    if (rest && !cJSON_IsObject(rest) && !cJSON_IsBool(rest)) return fail(j, "items must be a schema%s", "");
+    if (prefix && !cJSON_IsArray(prefix)) return g4_js_fail(j, "prefixItems must be an array%s", "");
+    if (rest && !cJSON_IsObject(rest) && !cJSON_IsBool(rest)) return g4_js_fail(j, "items must be a schema%s", "");
     int mn, mx;
     if (int_kw(j, s, "minItems", 0, &mn) || int_kw(j, s, "maxItems", -1, &mx)) return -1;
     int P = prefix ? cJSON_GetArraySize(prefix) : 0;
@@ -562,277 +544,33 @@ static g4_gx array_grammar(js *j, const cJSON *s) {
     return g4_gx_seq3(g, punct(j, "["), tail, punct(j, "]"));
 }
 
-/* ------------------------------------------------------------------ allOf merging */
-
-static const cJSON *deref(js *j, const cJSON *s, int *err) {
-    for (int k = 0; k < 64; k++) {
-        if (!cJSON_IsObject(s)) return s;
-        const cJSON *r = cJSON_GetObjectItemCaseSensitive(s, "$ref");
-        if (!r) return s;
-        if (cJSON_GetArraySize(s) > 1) return s; /* siblings: flattened by the caller */
-        if (!cJSON_IsString(r)) { *err = fail(j, "$ref must be a string%s", ""); return NULL; }
-        s = resolve_ref(j, r->valuestring);
-        if (!s) { *err = -1; return NULL; }
-    }
-    *err = fail(j, "$ref chain too long%s", "");
-    return NULL;
-}
-
-/* Appends the conjuncts of s to list (resolving $ref, flattening allOf). */
-static int conjuncts(js *j, const cJSON *s, const cJSON ***list, int *n, int *cap, int depth) {
-    if (depth > 32) return fail(j, "allOf / $ref nesting too deep to merge (recursive allOf?)%s", "");
-    int err = 0;
-    s = deref(j, s, &err);
-    if (err) return -1;
-    if (cJSON_IsTrue(s)) return 0;
-    if (*n == *cap) {
-        int nc = *cap ? *cap * 2 : 8;
-        void *q = realloc(*list, (size_t)nc * sizeof **list);
-        if (!q) return fail(j, "out of memory%s", "");
-        *list = q; *cap = nc;
-    }
-    if (!cJSON_IsObject(s)) { (*list)[(*n)++] = s; return 0; }
-    const cJSON *all = cJSON_GetObjectItemCaseSensitive(s, "allOf");
-    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
-    if (!all && !ref) { (*list)[(*n)++] = s; return 0; }
-    /* the rest of s without allOf / $ref */
-    cJSON *rest = cJSON_CreateObject();
-    if (own(j, rest)) return -1;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, s) {
-        if (!strcmp(e->string, "allOf") || !strcmp(e->string, "$ref")) continue;
-        cJSON_AddItemReferenceToObject(rest, e->string, (cJSON *)e);
-    }
-    (*list)[(*n)++] = rest;
-    if (ref) {
-        if (!cJSON_IsString(ref)) return fail(j, "$ref must be a string%s", "");
-        const cJSON *t = resolve_ref(j, ref->valuestring);
-        if (!t || conjuncts(j, t, list, n, cap, depth + 1)) return -1;
-    }
-    if (all) {
-        if (!cJSON_IsArray(all) || !cJSON_GetArraySize(all)) return fail(j, "allOf must be a non-empty array%s", "");
-        cJSON_ArrayForEach(e, all) if (conjuncts(j, e, list, n, cap, depth + 1)) return -1;
-    }
-    return 0;
-}
-
-static cJSON *type_array(int m) {
-    cJSON *a = cJSON_CreateArray();
-    const char *names[] = {"null", "boolean", "object", "array", "string", "number", "integer"};
-    for (int i = 0; i < 7; i++) if (m & (1 << i)) cJSON_AddItemToArray(a, cJSON_CreateString(names[i]));
-    return a;
-}
-
-/* Merges the conjuncts into one schema (owned by j). NULL on a refusal. */
-static const cJSON *merge(js *j, const cJSON *const *list, int n) {
-    cJSON *m = cJSON_CreateObject();
-    if (own(j, m)) return NULL;
-    int types = T_ALL | T_INTEGER, any_false = 0;
-    /* items counts from the end of its own schema's prefixItems: it cannot move to another part */
-    for (int a = 0; a < n; a++)
-        for (int b = 0; b < n; b++) {
-            if (a == b || !cJSON_IsObject(list[a]) || !cJSON_IsObject(list[b])) continue;
-            const cJSON *pa = cJSON_GetObjectItemCaseSensitive(list[a], "prefixItems");
-            const cJSON *pb = cJSON_GetObjectItemCaseSensitive(list[b], "prefixItems");
-            const cJSON *ia = cJSON_GetObjectItemCaseSensitive(list[a], "items");
-            const cJSON *ib = cJSON_GetObjectItemCaseSensitive(list[b], "items");
-            if ((ia && cJSON_IsArray(ia)) || (ib && cJSON_IsArray(ib)) || (ia && pb && !cJSON_Compare(pa, pb, 1))) {
-                if (ia && (pb || (ib && cJSON_IsArray(ib)) || cJSON_IsArray(ia))) {
-                    fail(j, "allOf: items / prefixItems in different parts cannot be merged%s", "");
-                    return NULL;
-                }
-            }
-        }
-    for (int i = 0; i < n; i++) {
-        const cJSON *s = list[i];
-        if (cJSON_IsFalse(s)) { any_false = 1; continue; }
-        if (!cJSON_IsObject(s)) { fail(j, "a schema must be an object or a boolean%s", ""); return NULL; }
-        const cJSON *e;
-        cJSON_ArrayForEach(e, s) {
-            const char *k = e->string;
-            if (in_list(ANNOTATIONS, k)) continue;
-            if (!in_list(KEYWORDS, k)) { fail(j, "keyword '%s' is not supported", k); return NULL; }
-            if (!strcmp(k, "type") || !strcmp(k, "nullable")) continue;
-            cJSON *cur = cJSON_GetObjectItemCaseSensitive(m, k);
-            if (!cur) { cJSON_AddItemReferenceToObject(m, k, (cJSON *)e); continue; }
-            if (cJSON_Compare(cur, e, 1)) continue;
-            if (!strcmp(k, "required")) {
-                cJSON *u = cJSON_Duplicate(cur, 1);
-                const cJSON *x;
-                cJSON_ArrayForEach(x, e) cJSON_AddItemToArray(u, cJSON_Duplicate(x, 1));
-                cJSON_ReplaceItemInObjectCaseSensitive(m, k, u);
-            } else if (!strcmp(k, "properties")) {
-                cJSON *u = cJSON_CreateObject();
-                const cJSON *x;
-                cJSON_ArrayForEach(x, cur) {
-                    const cJSON *y = cJSON_GetObjectItemCaseSensitive(e, x->string);
-                    if (!y) { cJSON_AddItemReferenceToObject(u, x->string, (cJSON *)x); continue; }
-                    cJSON *both = cJSON_CreateObject(), *arr = cJSON_CreateArray();
-                    cJSON_AddItemReferenceToArray(arr, (cJSON *)x);
-                    cJSON_AddItemReferenceToArray(arr, (cJSON *)y);
-                    cJSON_AddItemToObject(both, "allOf", arr);
-                    cJSON_AddItemToObject(u, x->string, both);
-                }
-                cJSON_ArrayForEach(x, e)
-                    if (!cJSON_GetObjectItemCaseSensitive(cur, x->string)) cJSON_AddItemReferenceToObject(u, x->string, (cJSON *)x);
-                cJSON_ReplaceItemInObjectCaseSensitive(m, k, u);
-            } else if (!strcmp(k, "minimum") || !strcmp(k, "minLength") || !strcmp(k, "minItems") ||
-                       (!strcmp(k, "exclusiveMinimum") && cJSON_IsNumber(e) && cJSON_IsNumber(cur))) {
-                if (!cJSON_IsNumber(e) || !cJSON_IsNumber(cur)) { fail(j, "allOf: cannot merge '%s'", k); return NULL; }
-                if (e->valuedouble > cur->valuedouble) cJSON_ReplaceItemInObjectCaseSensitive(m, k, cJSON_Duplicate(e, 1));
-            } else if (!strcmp(k, "maximum") || !strcmp(k, "maxLength") || !strcmp(k, "maxItems") ||
-                       (!strcmp(k, "exclusiveMaximum") && cJSON_IsNumber(e) && cJSON_IsNumber(cur))) {
-                if (!cJSON_IsNumber(e) || !cJSON_IsNumber(cur)) { fail(j, "allOf: cannot merge '%s'", k); return NULL; }
-                if (e->valuedouble < cur->valuedouble) cJSON_ReplaceItemInObjectCaseSensitive(m, k, cJSON_Duplicate(e, 1));
-            } else if (!strcmp(k, "items") && !cJSON_IsArray(e) && !cJSON_IsArray(cur)) {
-                cJSON *both = cJSON_CreateObject(), *arr = cJSON_CreateArray();
-                cJSON_AddItemToArray(arr, cJSON_Duplicate(cur, 1));
-                cJSON_AddItemReferenceToArray(arr, (cJSON *)e);
-                cJSON_AddItemToObject(both, "allOf", arr);
-                cJSON_ReplaceItemInObjectCaseSensitive(m, k, both);
-            } else {
-                fail(j, "allOf: cannot merge two different '%s'", k);
-                return NULL;
-            }
-        }
-        int t = types_of(j, s);
-        if (t < 0) return NULL;
-        /* intersect with integer inside number */
-        int tt = t & T_NUMBER ? t | T_INTEGER : t;
-        types &= tt;
-    }
-    if (any_false) {
-        cJSON *f = cJSON_CreateFalse();
-        return own(j, f) ? NULL : f;
-    }
-    if (types & T_NUMBER) types &= ~T_INTEGER;
-    if ((types & (T_ALL | T_INTEGER)) != (T_ALL)) {
-        if (!types) {
-            cJSON *f = cJSON_CreateFalse();
-            return own(j, f) ? NULL : f;
-        }
-        cJSON_AddItemToObject(m, "type", type_array(types));
-    }
-    /* additionalProperties of a part constrains the properties the other parts add */
-    cJSON *props = cJSON_GetObjectItemCaseSensitive(m, "properties");
-    int n_addl = 0;
-    for (int i = 0; i < n; i++) if (cJSON_IsObject(list[i]) && cJSON_GetObjectItemCaseSensitive(list[i], "additionalProperties")) n_addl++;
-    if (n_addl && props) { /* a private copy: the entries are rewritten below */
-        cJSON *dup = cJSON_Duplicate(props, 1);
-        if (!dup) { fail(j, "out of memory%s", ""); return NULL; }
-        cJSON_ReplaceItemInObjectCaseSensitive(m, "properties", dup);
-        props = dup;
-    }
-    if (n_addl) {
-        cJSON *all_addl = cJSON_CreateArray();
-        for (int i = 0; i < n; i++) {
-            const cJSON *a = cJSON_GetObjectItemCaseSensitive(list[i], "additionalProperties");
-            if (!a) continue;
-            cJSON_AddItemReferenceToArray(all_addl, (cJSON *)a);
-            const cJSON *own_props = cJSON_GetObjectItemCaseSensitive(list[i], "properties");
-            cJSON *x, *nx;
-            for (x = props ? props->child : NULL; x; x = nx) {
-                nx = x->next; /* x is replaced below */
-                if (own_props && cJSON_GetObjectItemCaseSensitive(own_props, x->string)) continue;
-                cJSON *both = cJSON_CreateObject(), *arr = cJSON_CreateArray();
-                cJSON_AddItemToArray(arr, cJSON_Duplicate(x, 1));
-                cJSON_AddItemReferenceToArray(arr, (cJSON *)a);
-                cJSON_AddItemToObject(both, "allOf", arr);
-                cJSON_ReplaceItemInObjectCaseSensitive(props, x->string, both);
-            }
-            /* required names that are not in properties are additional too: handled by object_grammar
-             * through the merged additionalProperties below */
-        }
-        cJSON *both = cJSON_CreateObject();
-        cJSON_AddItemToObject(both, "allOf", all_addl);
-        cJSON_ReplaceItemInObjectCaseSensitive(m, "additionalProperties", both);
-    }
-    return m;
-}
-
-/* ------------------------------------------------------------------ anyOf / oneOf */
-
-/* 1 when no instance can be valid for both a and b (by type and by enum/const values). */
-static int in_required(const cJSON *s, const char *name) {
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(s, "required"), *e;
-    cJSON_ArrayForEach(e, r) if (cJSON_IsString(e) && !strcmp(e->valuestring, name)) return 1;
-    return 0;
-}
-
-static int disjoint(js *j, const cJSON *a, const cJSON *b, int depth) {
-    if (depth > 8) return 0;
-    int err = 0;
-    a = deref(j, a, &err);
-    if (err) return -1;
-    b = deref(j, b, &err);
-    if (err) return -1;
-    if (cJSON_IsFalse(a) || cJSON_IsFalse(b)) return 1;
-    if (!cJSON_IsObject(a) || !cJSON_IsObject(b)) return 0;
-    if (cJSON_GetObjectItemCaseSensitive(a, "$ref") || cJSON_GetObjectItemCaseSensitive(b, "$ref") ||
-        cJSON_GetObjectItemCaseSensitive(a, "allOf") || cJSON_GetObjectItemCaseSensitive(b, "allOf") ||
-        cJSON_GetObjectItemCaseSensitive(a, "anyOf") || cJSON_GetObjectItemCaseSensitive(b, "anyOf") ||
-        cJSON_GetObjectItemCaseSensitive(a, "oneOf") || cJSON_GetObjectItemCaseSensitive(b, "oneOf"))
-        return 0;
-    int ta = types_of(j, a), tb = types_of(j, b);
-    if (ta < 0 || tb < 0) return -1;
-    if (ta & T_NUMBER) ta |= T_INTEGER;
-    if (tb & T_NUMBER) tb |= T_INTEGER;
-    if (!(ta & tb)) return 1;
-    const cJSON *va = cJSON_GetObjectItemCaseSensitive(a, "const"), *vb = cJSON_GetObjectItemCaseSensitive(b, "const");
-    const cJSON *ea = cJSON_GetObjectItemCaseSensitive(a, "enum"), *eb = cJSON_GetObjectItemCaseSensitive(b, "enum");
-    if ((va || ea) && (vb || eb)) {
-        cJSON *la = va ? cJSON_CreateArray() : NULL, *lb = vb ? cJSON_CreateArray() : NULL;
-        if (la) cJSON_AddItemReferenceToArray(la, (cJSON *)va);
-        if (lb) cJSON_AddItemReferenceToArray(lb, (cJSON *)vb);
-        const cJSON *xa = la ? la : ea, *xb = lb ? lb : eb, *x, *y;
-        int overlap = 0;
-        cJSON_ArrayForEach(x, xa) cJSON_ArrayForEach(y, xb) {
-            if (cJSON_Compare(x, y, 1)) overlap = 1;
-            if (cJSON_IsNumber(x) && cJSON_IsNumber(y) && x->valuedouble == y->valuedouble) overlap = 1;
-        }
-        cJSON_Delete(la); cJSON_Delete(lb);
-        return !overlap;
-    }
-    /* objects only, with a property both require whose schemas are disjoint (a discriminator) */
-    if ((ta & tb) == T_OBJECT) {
-        const cJSON *pa = cJSON_GetObjectItemCaseSensitive(a, "properties"), *pb = cJSON_GetObjectItemCaseSensitive(b, "properties"), *x;
-        cJSON_ArrayForEach(x, pa) {
-            const cJSON *y = cJSON_GetObjectItemCaseSensitive(pb, x->string);
-            if (!y || !in_required(a, x->string) || !in_required(b, x->string)) continue;
-            int d = disjoint(j, x, y, depth + 1);
-            if (d) return d;
-        }
-    }
-    return 0;
-}
-
 static g4_gx compile_union(js *j, const cJSON *s, const char *kw) {
     const cJSON *branches = cJSON_GetObjectItemCaseSensitive(s, kw);
-    if (!cJSON_IsArray(branches) || !cJSON_GetArraySize(branches)) return fail(j, "%s must be a non-empty array", kw);
+    if (!cJSON_IsArray(branches) || !cJSON_GetArraySize(branches)) return g4_js_fail(j, "%s must be a non-empty array", kw);
     if (!strcmp(kw, "oneOf") && !j->o.oneof_as_anyof) {
         const cJSON *a, *b;
         for (a = branches->child; a; a = a->next)
             for (b = a->next; b; b = b->next) {
-                int d = disjoint(j, a, b, 0);
+                int d = g4_js_disjoint(j, a, b, 0);
                 if (d < 0) return -1;
-                if (!d) return fail(j, "oneOf with branches that may overlap is not supported (only provably disjoint branches; or enable oneOf-as-anyOf)%s", "");
+                if (!d) return g4_js_fail(j, "oneOf with branches that may overlap is not supported (only provably disjoint branches; or enable oneOf-as-anyOf)%s", "");
             }
     }
     /* siblings other than annotations apply to every branch */
     int siblings = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, s) if (strcmp(e->string, kw) && !in_list(ANNOTATIONS, e->string)) siblings = 1;
+    cJSON_ArrayForEach(e, s) if (strcmp(e->string, kw) && !g4_js_in_list(G4_JS_ANNOTATIONS, e->string)) siblings = 1;
     int n = cJSON_GetArraySize(branches), k = 0;
     g4_gx *alts = calloc((size_t)n, sizeof *alts);
-    if (!alts) return fail(j, "out of memory%s", "");
+    if (!alts) return g4_js_fail(j, "out of memory%s", "");
     cJSON_ArrayForEach(e, branches) {
         if (!siblings) { alts[k++] = value_ref(j, e); continue; }
         cJSON *rest = cJSON_CreateObject();
-        if (own(j, rest)) { free(alts); return -1; }
+        if (g4_js_own(j, rest)) { free(alts); return -1; }
         const cJSON *x;
         cJSON_ArrayForEach(x, s) if (strcmp(x->string, kw)) cJSON_AddItemReferenceToObject(rest, x->string, (cJSON *)x);
         cJSON *both = cJSON_CreateObject(), *arr = cJSON_CreateArray();
-        if (own(j, both) || !arr) { free(alts); cJSON_Delete(arr); return -1; }
+        if (g4_js_own(j, both) || !arr) { free(alts); cJSON_Delete(arr); return -1; }
         cJSON_AddItemReferenceToArray(arr, rest);
         cJSON_AddItemReferenceToArray(arr, (cJSON *)e);
         cJSON_AddItemToObject(both, "allOf", arr);
@@ -850,24 +588,24 @@ static g4_gx body_of(js *j, const cJSON *s) {
     if (g4_grammar_failed(g)) return -1;
     if (cJSON_IsTrue(s)) return any_value(j);
     if (cJSON_IsFalse(s)) return g4_gx_never(g);
-    if (!cJSON_IsObject(s)) return fail(j, "a schema must be an object or a boolean%s", "");
-    if (++j->depth > 200) return fail(j, "schema nested too deeply%s", "");
+    if (!cJSON_IsObject(s)) return g4_js_fail(j, "a schema must be an object or a boolean%s", "");
+    if (++j->depth > 200) return g4_js_fail(j, "schema nested too deeply%s", "");
     g4_gx r = -1;
     const cJSON *e;
     cJSON_ArrayForEach(e, s) {
-        if (in_list(ANNOTATIONS, e->string) || in_list(KEYWORDS, e->string)) continue;
-        fail(j, "keyword '%s' is not supported", e->string);
+        if (g4_js_in_list(G4_JS_ANNOTATIONS, e->string) || g4_js_in_list(G4_JS_KEYWORDS, e->string)) continue;
+        g4_js_fail(j, "keyword '%s' is not supported", e->string);
         goto out;
     }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(s, "$id");
-    if (id && s != j->root) { fail(j, "$id inside a schema (a new base URI) is not supported%s", ""); goto out; }
+    if (id && s != j->root) { g4_js_fail(j, "$id inside a schema (a new base URI) is not supported%s", ""); goto out; }
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
     const cJSON *all = cJSON_GetObjectItemCaseSensitive(s, "allOf");
     int n_constraining = 0;
-    cJSON_ArrayForEach(e, s) if (!in_list(ANNOTATIONS, e->string)) n_constraining++;
+    cJSON_ArrayForEach(e, s) if (!g4_js_in_list(G4_JS_ANNOTATIONS, e->string)) n_constraining++;
     if (ref && n_constraining == 1) {
-        if (!cJSON_IsString(ref)) { fail(j, "$ref must be a string%s", ""); goto out; }
-        const cJSON *t = resolve_ref(j, ref->valuestring);
+        if (!cJSON_IsString(ref)) { g4_js_fail(j, "$ref must be a string%s", ""); goto out; }
+        const cJSON *t = g4_js_resolve_ref(j, ref->valuestring);
         if (!t) goto out;
         r = value_ref(j, t);
         goto out;
@@ -875,17 +613,17 @@ static g4_gx body_of(js *j, const cJSON *s) {
     if (ref || all) {
         const cJSON **list = NULL;
         int n = 0, cap = 0;
-        if (conjuncts(j, s, &list, &n, &cap, 0)) { free(list); goto out; }
-        const cJSON *m = merge(j, list, n);
+        if (g4_js_conjuncts(j, s, &list, &n, &cap, 0)) { free(list); goto out; }
+        const cJSON *m = g4_js_merge(j, list, n);
         free(list);
         if (!m) { if (!g4_grammar_failed(g)) r = g4_gx_never(g); goto out; }
         r = body_of(j, m);
         goto out;
     }
     const cJSON *any = cJSON_GetObjectItemCaseSensitive(s, "anyOf"), *one = cJSON_GetObjectItemCaseSensitive(s, "oneOf");
-    if (any && one) { fail(j, "anyOf together with oneOf in one schema is not supported%s", ""); goto out; }
+    if (any && one) { g4_js_fail(j, "anyOf together with oneOf in one schema is not supported%s", ""); goto out; }
     if (any || one) { r = compile_union(j, s, any ? "anyOf" : "oneOf"); goto out; }
-    int types = types_of(j, s);
+    int types = g4_js_types_of(j, s);
     if (types < 0) goto out;
     if (cJSON_GetObjectItemCaseSensitive(s, "enum") || cJSON_GetObjectItemCaseSensitive(s, "const")) {
         r = compile_enum(j, s, types & T_NUMBER ? types | T_INTEGER : types);
@@ -916,7 +654,7 @@ static int32_t rule_of(js *j, const cJSON *s) {
     if (j->n_memo == j->cap_memo) {
         int32_t nc = j->cap_memo ? j->cap_memo * 2 : 16;
         void *q = realloc(j->memo, (size_t)nc * sizeof *j->memo);
-        if (!q) return fail(j, "out of memory%s", "");
+        if (!q) return g4_js_fail(j, "out of memory%s", "");
         j->memo = q; j->cap_memo = nc;
     }
     j->memo[j->n_memo].node = s;
