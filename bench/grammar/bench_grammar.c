@@ -1,10 +1,7 @@
 /* bench_grammar.c - schema compile time and token-mask time per token, one thread, printed as JSON.
  *
- * Vocabulary: --tokenizer PATH (a tokenizer.json) or, by default, a synthetic 262,144-token
- * vocabulary shaped like a real one (byte tokens, words with and without a leading space, numbers,
- * punctuation / code / JSON fragments, whitespace runs, CJK, accented and Cyrillic words, emoji),
- * because the repository has no real Gemma 4 tokenizer; its trie has about as many nodes per token
- * as a real BPE vocabulary, which is what the walk's cost follows.
+ * Vocabulary: --tokenizer PATH (a tokenizer.json) or, by default, the synthetic 262,144-token
+ * vocabulary of g4_token_trie_synthetic (the repository has no real Gemma 4 tokenizer).
  * Per schema: compile time (median of 5), then G generations (random allowed tokens, sometimes
  * preferring ones that close a string / object / array, up to 300 tokens) with one mask cache per
  * schema (the server keeps one per compiled schema); every g4_token_mask call is timed.
@@ -36,72 +33,6 @@ static double pct(double *v, size_t n, double p) {
     return v[i];
 }
 
-static size_t put_utf8(char *o, uint32_t cp) {
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63)); return 2; }
-    if (cp < 0x10000) { o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | (cp >> 6 & 63)); o[2] = (char)(0x80 | (cp & 63)); return 3; }
-    o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | (cp >> 12 & 63)); o[2] = (char)(0x80 | (cp >> 6 & 63)); o[3] = (char)(0x80 | (cp & 63));
-    return 4;
-}
-
-/* The synthetic vocabulary (see the header). */
-static int synthetic_vocab(int32_t n, g4_token_trie **out, g4_error *err) {
-    char **tok = calloc((size_t)n, sizeof *tok);
-    uint32_t *len = calloc((size_t)n, sizeof *len);
-    uint64_t rng = 12345;
-    static const char *syl[] = {"th", "e", "an", "in", "er", "on", "re", "at", "en", "nd", "ti", "es", "or", "te", "of", "ed",
-                                "is", "it", "al", "ar", "st", "to", "nt", "ng", "se", "ha", "as", "ou", "io", "le", "ve", "co",
-                                "me", "de", "hi", "ri", "ro", "ic", "ne", "ea", "ra", "ce", "li", "ch", "ll", "be", "ma", "si",
-                                "om", "ur", "a", "o", "i", "u", "s", "t", "n", "r", "l", "d", "m", "p", "c", "g", "y", "k"};
-    const int nsyl = (int)(sizeof syl / sizeof *syl);
-    static const char punct[] = "{}[]\":,.-_/\\()<>=+*!?#@';`|&%$^~";
-    for (int32_t i = 0; i < n; i++) {
-        char buf[64];
-        size_t l = 0;
-        uint64_t r = g4_splitmix64(&rng);
-        if (i < 256) { buf[l++] = (char)i; }
-        else if (i < 1256) { l = (size_t)snprintf(buf, sizeof buf, "%s%d", i & 1 ? " " : "", (i - 256) / 2); }
-        else if (r % 100 < 62) { /* words */
-            if (r >> 8 & 1) buf[l++] = ' ';
-            int ns = 1 + (int)((r >> 9) % 4) + (int)((r >> 12) % 3 == 0);
-            for (int k = 0; k < ns && l < 40; k++) {
-                const char *s = syl[g4_splitmix64(&rng) % (uint64_t)nsyl];
-                memcpy(buf + l, s, strlen(s));
-                l += strlen(s);
-            }
-            if ((r >> 16) % 7 == 0) buf[(r >> 8 & 1)] = (char)(buf[(r >> 8 & 1)] - 32 * (buf[(r >> 8 & 1)] >= 'a' && buf[(r >> 8 & 1)] <= 'z'));
-        } else if (r % 100 < 74) { /* punctuation, code and JSON fragments */
-            int np = 1 + (int)((r >> 8) % 4);
-            if ((r >> 12) % 3 == 0) buf[l++] = ' ';
-            for (int k = 0; k < np; k++) buf[l++] = punct[g4_splitmix64(&rng) % (sizeof punct - 1)];
-            if ((r >> 14) % 4 == 0) { const char *s = syl[(r >> 20) % (uint64_t)nsyl]; memcpy(buf + l, s, strlen(s)); l += strlen(s); }
-        } else if (r % 100 < 78) { /* whitespace runs */
-            int nw = 1 + (int)((r >> 8) % 16);
-            char c = (r >> 13) % 3 == 0 ? '\n' : (r >> 13) % 3 == 1 ? '\t' : ' ';
-            for (int k = 0; k < nw; k++) buf[l++] = c;
-        } else if (r % 100 < 82) { /* numbers */
-            l = (size_t)snprintf(buf, sizeof buf, "%s%llu", (r >> 8) & 1 ? " " : "", (unsigned long long)((r >> 10) % 1000));
-        } else if (r % 100 < 92) { /* CJK, one to three characters */
-            int nc = 1 + (int)((r >> 8) % 3);
-            for (int k = 0; k < nc; k++) l += put_utf8(buf + l, 0x4E00 + (uint32_t)(g4_splitmix64(&rng) % 20000));
-        } else if (r % 100 < 98) { /* accented / Cyrillic words */
-            if (r >> 8 & 1) buf[l++] = ' ';
-            int nc = 2 + (int)((r >> 9) % 6);
-            uint32_t base = (r >> 12) & 1 ? 0x430 : 0xE0;
-            for (int k = 0; k < nc; k++) l += put_utf8(buf + l, base + (uint32_t)(g4_splitmix64(&rng) % 32));
-        } else { /* emoji */
-            l += put_utf8(buf + l, 0x1F600 + (uint32_t)((r >> 8) % 80));
-        }
-        tok[i] = malloc(l + 1);
-        memcpy(tok[i], buf, l);
-        len[i] = (uint32_t)l;
-    }
-    int rc = g4_token_trie_build((const char *const *)tok, len, n, out, err);
-    for (int32_t i = 0; i < n; i++) free(tok[i]);
-    free(tok); free(len);
-    return rc;
-}
-
 int main(int argc, char **argv) {
     const char *tokenizer = NULL;
     int gens = 8, a = 1, precompute = 1;
@@ -118,7 +49,7 @@ int main(int argc, char **argv) {
         if (g4_tokenizer_load(tokenizer, &tk, &err) || g4_token_trie_from_tokenizer(tk, &t, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
         eos = g4_tokenizer_specials(tk)->eos;
         g4_tokenizer_free(tk);
-    } else if (synthetic_vocab(262144, &t, &err)) {
+    } else if (g4_token_trie_synthetic(262144, 12345, &t, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 2;
     }

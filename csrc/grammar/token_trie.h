@@ -34,6 +34,12 @@ int g4_token_trie_build(const char *const *tok, const uint32_t *len, int32_t n_v
 int g4_token_trie_from_tokenizer(const g4_tokenizer *t, g4_token_trie **out, g4_error *err);
 void g4_token_trie_free(g4_token_trie *t);
 
+/* A synthetic vocabulary of n tokens shaped like a real BPE one, for benchmarks and tests: 256
+ * single bytes, numbers, words from common syllables with and without a leading space, punctuation
+ * / code / JSON fragments ("}, ":, ...), whitespace runs, CJK, accented and Cyrillic words, emoji.
+ * Deterministic in seed. */
+int g4_token_trie_synthetic(int32_t n, uint64_t seed, g4_token_trie **out, g4_error *err);
+
 /* The bytes of token id (NULL, *len 0 for an excluded or unknown id). */
 const uint8_t *g4_token_trie_token(const g4_token_trie *t, int32_t id, size_t *len);
 

@@ -43,13 +43,18 @@ static int token_ok(g4_matcher *m, const g4_token_trie *t, int32_t id) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 5) { fprintf(stderr, "usage: %s TOKENIZER OUT N_SEEDS SCHEMA...\n", argv[0]); return 2; }
+    if (argc < 5) { fprintf(stderr, "usage: %s TOKENIZER|synthetic OUT N_SEEDS SCHEMA...\n", argv[0]); return 2; }
     g4_error err = {{0}};
-    g4_tokenizer *tk;
-    if (g4_tokenizer_load(argv[1], &tk, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+    g4_tokenizer *tk = NULL;
     g4_token_trie *t;
-    if (g4_token_trie_from_tokenizer(tk, &t, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
-    int32_t eos = g4_tokenizer_specials(tk)->eos;
+    int32_t eos = 1;
+    if (!strcmp(argv[1], "synthetic")) { /* token 1 is a control byte the grammars never allow: EOS */
+        if (g4_token_trie_synthetic(262144, 777, &t, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+    } else {
+        if (g4_tokenizer_load(argv[1], &tk, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+        if (g4_token_trie_from_tokenizer(tk, &t, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+        eos = g4_tokenizer_specials(tk)->eos;
+    }
     int n_seeds = atoi(argv[3]);
     int32_t words = g4_mask_words(t);
     uint32_t *mask = malloc(sizeof *mask * (size_t)words), *slow = malloc(sizeof *slow * (size_t)words);

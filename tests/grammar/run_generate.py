@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""run_generate.py - random masked generation with the test tokenizer, validated by `jsonschema`.
+"""run_generate.py - random masked generation, validated by `jsonschema`.
 
 Runs gen_check (the C side: masks checked against the uncached walk and byte-by-byte) over the
-schema corpus of bench/grammar/schemas/, then checks every finished text: json.loads parses it
+schema corpus of bench/grammar/schemas/, with the test tokenizer (Gemma 4 shaped, 262,144 ids) and
+with the synthetic 262,144-token vocabulary (g4_token_trie_synthetic: realistic multi-byte and
+JSON-fragment tokens), then checks every finished text: json.loads parses it
 and jsonschema (Draft 2020-12, with format checking) validates it. Any failure fails the test.
 Usage: run_generate.py GEN_CHECK_BINARY [N_SEEDS]. Exit 77 (skip) without jsonschema.
 """
@@ -38,14 +40,18 @@ def main():
     seeds = sys.argv[2] if len(sys.argv) > 2 else "12"
     schemas = sorted(glob.glob(os.path.join(ROOT, "bench", "grammar", "schemas", "*.json")))
     tok = os.path.join(ROOT, "tests", "text", "data", "tokenizer.json")
+    results = []
     with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "gen.json")
-        rc = subprocess.call([sys.argv[1], tok, out, seeds] + schemas)
-        if rc != 0:
-            print("gen_check failed:", rc)
-            return 1
-        with open(out, encoding="utf-8") as f:
-            results = json.load(f)
+        for vocab in (tok, "synthetic"):  # the Gemma-shaped test tokenizer; a realistic synthetic one
+            out = os.path.join(d, "gen.json")
+            print("vocabulary:", vocab)
+            sys.stdout.flush()
+            rc = subprocess.call([sys.argv[1], vocab, out, seeds] + schemas)
+            if rc != 0:
+                print("gen_check failed:", rc)
+                return 1
+            with open(out, encoding="utf-8") as f:
+                results += json.load(f)
     bad = finished = 0
     for r in results:
         if not r["finished"]:
