@@ -24,7 +24,9 @@ int g4_js_fail(js *j, const char *fmt, const char *arg) {
 
 const char *const G4_JS_ANNOTATIONS[] = {
     "title", "description", "$comment", "examples", "default", "$schema", "readOnly", "writeOnly",
-    "deprecated", "contentMediaType", "contentEncoding", "$defs", "definitions", "$id", NULL};
+    "deprecated", "contentMediaType", "contentEncoding", "$defs", "definitions", "$id",
+    "discriminator", /* OpenAPI / pydantic: a hint next to oneOf; oneOf itself is compiled exactly */
+    NULL};
 const char *const G4_JS_KEYWORDS[] = {
     "type", "enum", "const", "properties", "required", "additionalProperties", "items", "prefixItems",
     "additionalItems", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum",
@@ -32,6 +34,7 @@ const char *const G4_JS_KEYWORDS[] = {
     "uniqueItems", NULL};
 
 int g4_js_in_list(const char *const *l, const char *s) {
+    if (l == G4_JS_ANNOTATIONS && !strncmp(s, "x-", 2)) return 1; /* OpenAPI vendor extensions */
     for (; *l; l++) if (!strcmp(*l, s)) return 1;
     return 0;
 }
