@@ -1,5 +1,5 @@
-"""test_chat_stops.py - Gemma 4's chat stop tokens end a gRPC generation of the real g4serve, also
-when the checkpoint's config.json lists only <eos> (g4serve adds <turn|> and <|tool_response>,
+"""test_chat_stops.py - Gemma 4's chat stop tokens end a gRPC generation (token ids or chat
+messages) of the real g4serve, also when the checkpoint's config.json lists only <eos> (g4serve adds <turn|> and <|tool_response>,
 found by name in tokenizer.json). The gRPC-only test binary this suite used to start did not.
 
 A random tiny model never picks a given id by itself, so the test makes it: the tiny model ties
@@ -78,19 +78,28 @@ def swap_embedding_rows(d, a, b):
         f.write(ra)
 
 
-def generate(pb, srv, ignore_eos):
+def prompt(P, kind):
+    """The request input: token ids, or a chat (rendered with the template: <|turn>, <turn|>)."""
+    if kind == "ids":
+        return {"token_ids": P.TokenIds(ids=PROMPT)}
+    return {"chat": P.ChatInput(messages=[P.ChatMessage(role="user", content="Hello there")])}
+
+
+def generate(pb, srv, ignore_eos, kind="ids"):
+    """(generated ids, last response, prompt ids as the server tokenized them)."""
     import grpc
 
     P = pb.g4serve_pb2
     with grpc.insecure_channel(srv.addr) as ch:
         stub = pb.g4serve_pb2_grpc.G4ServeStub(ch)
-        rq = P.GenerateRequest(token_ids=P.TokenIds(ids=PROMPT), sampling=P.SamplingParams(temperature=0),
+        rq = P.GenerateRequest(**prompt(P, kind), sampling=P.SamplingParams(temperature=0),
                                stop=P.StopRules(max_tokens=MAX_TOKENS, ignore_eos=ignore_eos))
         ids, last = [], None
         for r in stub.Generate(rq, timeout=60):
             ids += list(r.token_ids)
             last = r
-    return ids, last
+        tk = PROMPT if kind == "ids" else list(stub.Tokenize(P.TokenizeRequest(**prompt(P, kind)), timeout=30).ids)
+    return ids, last, tk
 
 
 def serve(d, fn):
@@ -109,17 +118,23 @@ def original(pb):
     make_tiny(d)
     only_eos_in_config(d)
     shutil.copy(TOKENIZER, os.path.join(d, "tokenizer.json"))
-    ids, last = serve(d, lambda srv: generate(pb, srv, ignore_eos=True))
-    assert len(ids) == MAX_TOKENS and last.finish_reason == pb.g4serve_pb2.FINISH_REASON_LENGTH
-    return d, ids
+    def both(srv):
+        return {kind: generate(pb, srv, ignore_eos=True, kind=kind) for kind in ("ids", "chat")}
+
+    out = serve(d, both)
+    for ids, last, _ in out.values():
+        assert len(ids) == MAX_TOKENS and last.finish_reason == pb.g4serve_pb2.FINISH_REASON_LENGTH
+    return d, out
 
 
-@pytest.mark.parametrize("stop", ["<turn|>", "<|tool_response>"])
-def test_chat_stop_token_ends_generation(pb, original, stop):
+# A chat prompt holds <turn|> itself, so relabelling <turn|> is tried with an ids prompt only.
+@pytest.mark.parametrize("stop,kind", [("<turn|>", "ids"), ("<|tool_response>", "ids"), ("<|tool_response>", "chat")])
+def test_chat_stop_token_ends_generation(pb, original, stop, kind):
     P = pb.g4serve_pb2
-    d0, ids0 = original
+    d0, out = original
+    ids0, _, prompt0 = out[kind]
     s, a = token_id(stop), ids0[0]
-    assert a not in (s, token_id("<eos>")) and s not in ids0 and a not in PROMPT and s not in PROMPT
+    assert a not in (s, token_id("<eos>")) and s not in ids0 and a not in prompt0 and s not in prompt0
     d = tempfile.mkdtemp(prefix="stops-swapped-", dir=_tmp_base())
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         shutil.copy(os.path.join(d0, name), os.path.join(d, name))
@@ -127,10 +142,11 @@ def test_chat_stop_token_ends_generation(pb, original, stop):
 
     def check(srv):
         relabelled = [s if t == a else a if t == s else t for t in ids0]
-        ids, last = generate(pb, srv, ignore_eos=True)
+        ids, last, tk = generate(pb, srv, ignore_eos=True, kind=kind)
+        assert tk == prompt0
         assert ids == relabelled, "swapping two embedding rows must only exchange those two ids"
         assert last.finish_reason == P.FINISH_REASON_LENGTH
-        ids, last = generate(pb, srv, ignore_eos=False)
+        ids, last, _ = generate(pb, srv, ignore_eos=False, kind=kind)
         # an eos-like stop ends the stream at once; like <eos>, the id is reported, not sent as output
         assert last.finish_reason == P.FINISH_REASON_STOP, f"generation did not stop at {stop} ({s}): {ids}"
         assert last.stop_token_id == s and ids == [] and last.usage.completion_tokens == 1
