@@ -64,6 +64,16 @@ extern "C" g4_comm *g4_comm_nccl_create(int size, const int *devices, g4_error *
     return &nc->pub;
 }
 
+extern "C" g4_comm *g4_comm_nccl_create_group(int size, g4_error *err) {
+    int devices[8];
+    if (size < 1 || size > 8) {
+        g4_fail(err, "nccl: group of %d ranks (expected 1..8)", size);
+        return NULL;
+    }
+    for (int r = 0; r < size; r++) devices[r] = r;
+    return g4_comm_nccl_create(size, devices, err);
+}
+
 extern "C" int g4_comm_nccl_bind(g4_comm *c, int rank, void *stream, g4_error *err) {
     nccl_comm *nc = (nccl_comm *)c->ctx;
     if (rank < 0 || rank >= c->size) return g4_fail(err, "nccl bind: rank %d of %d", rank, c->size);

@@ -331,14 +331,12 @@ static void bench_moe(double copy_gbs) {
 
 int main(void) {
     if (g4_cuda_device_count() < 1) DIE("no CUDA device");
-    setenv("G4_MOE_PATH", "simple", 1); /* read at creation: one backend per MoE path */
-    be_simple = g4_backend_cuda_create(0, &err);
+    /* one backend per MoE path; the main one takes the fast kernels where they apply */
+    const g4_backend_options moe_simple = {.moe_path = G4_MOE_PATH_SIMPLE},
+                             fast = {.attn_path = G4_ATTN_AUTO, .moe_path = G4_MOE_PATH_FAST};
+    be_simple = g4_backend_cuda_create(&moe_simple, &err);
     if (!be_simple) DIE("%s", err.msg);
-    setenv("G4_MOE_PATH", "fast", 1);
-    setenv("G4_ATTN_PATH", "auto", 1); /* the main backend takes the fast kernels where they apply */
-    be = g4_backend_cuda_create(0, &err);
-    unsetenv("G4_ATTN_PATH");
-    unsetenv("G4_MOE_PATH");
+    be = g4_backend_cuda_create(&fast, &err);
     if (!be) DIE("%s", err.msg);
     stream = (cudaStream_t)g4_cuda_backend_stream(be);
     struct cudaDeviceProp prop;
@@ -368,9 +366,8 @@ int main(void) {
 
     printf("  \"prefill_attention\": [\n");
     const int ptok[2] = {4096, 16384};
-    setenv("G4_ATTN_PATH", "simple", 1); /* read at creation */
-    be_att_simple = g4_backend_cuda_create(0, &err);
-    unsetenv("G4_ATTN_PATH");
+    const g4_backend_options attn_simple = {.attn_path = G4_ATTN_SIMPLE};
+    be_att_simple = g4_backend_cuda_create(&attn_simple, &err);
     if (!be_att_simple) DIE("%s", err.msg);
     for (int gl = 0; gl < 2; gl++)
         for (int i = 0; i < 2; i++) {

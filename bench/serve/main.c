@@ -187,7 +187,8 @@ static int offline_open(offline *o, const args *a, g4_error *err)
             return g4_fail_prefix(err, "offline: cannot write the tiny model");
         dir = o->tmp;
     }
-    if (!(o->be = g4_backend_create(a->engine_backend, err)))
+    g4_backend_options bo;
+    if (g4_backend_options_from_env(&bo, err) || !(o->be = g4_backend_create(a->engine_backend, &bo, err)))
         return -1;
     g4_model_opts mo;
     g4_model_opts_default(&mo);

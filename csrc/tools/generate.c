@@ -95,7 +95,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     g4_error err = {{0}};
-    g4_backend *be = g4_backend_create(backend, &err);
+    g4_backend_options bo;
+    g4_backend *be = g4_backend_options_from_env(&bo, &err) ? NULL : g4_backend_create(backend, &bo, &err);
     if (!be) {
         fprintf(stderr, "g4-generate: %s\n", err.msg);
         return 1;

@@ -171,15 +171,13 @@ static void run_case(gh_pair *p, g4_backend *simple, const gh_attn_case *L, cons
 
 int main(void) {
     gh_pair p;
-    if (setenv("G4_ATTN_PATH", "fast", 1)) return check_skip("setenv");
-    int rc = gh_open(&p);
+    const g4_backend_options fast = {.attn_path = G4_ATTN_FAST}, simple_path = {.attn_path = G4_ATTN_SIMPLE};
+    int rc = gh_open_with(&p, &fast);
     if (rc == CHECK_SKIP_CODE) return check_skip("no CUDA device");
     REQUIRE(rc == 0, "backends");
     g4_error err = {{0}};
-    REQUIRE(!setenv("G4_ATTN_PATH", "simple", 1), "setenv");
-    g4_backend *simple = g4_backend_cuda_create(0, &err);
+    g4_backend *simple = g4_backend_cuda_create(&simple_path, &err);
     REQUIRE(simple, "simple CUDA backend: %s", err.msg);
-    unsetenv("G4_ATTN_PATH");
 
     static tstep mixed, small;
     make_steps(&mixed, &small);

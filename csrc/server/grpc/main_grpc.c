@@ -91,7 +91,8 @@ int main(int argc, char **argv) {
         if (g4_testmodel_config(&cfg, "tiny-dense", &err) || g4_testmodel_write(&cfg, 1, dir, &err)) goto out;
         fprintf(stderr, "g4serve-grpc: wrote the tiny-dense test model to %s\n", dir);
     }
-    if (!(be = g4_backend_create(backend, &err))) goto out;
+    g4_backend_options bo;
+    if (g4_backend_options_from_env(&bo, &err) || !(be = g4_backend_create(backend, &bo, &err))) goto out;
     g4_model_opts mo;
     g4_model_opts_default(&mo);
     mo.max_seqs = max_running;

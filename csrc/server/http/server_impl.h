@@ -11,7 +11,7 @@
 #include "server/http/http_server.h"
 #include "server/http/metrics.h"
 #include "server/http/oai_request.h"
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 
 typedef struct g4_job g4_job;
 
