@@ -10,6 +10,7 @@
 extern "C" {
 #include "backend/registry.h"
 #include "base/bf16.h"
+#include "base/invariant.h"
 #include "cuda_backend.h"
 #ifdef G4_HAVE_NCCL
 #include "comm_nccl.h"
@@ -19,14 +20,15 @@ extern "C" {
 #define G4_LT_WORKSPACE_BYTES ((size_t)32 << 20)
 
 int g4_cuda_scratch(g4_cuda_ctx *c, int slot, size_t bytes, void **out, g4_error *err) {
+    G4_INVARIANT(slot >= 0 && slot < G4_SCR_COUNT, "scratch slot %d", slot);
     if (bytes == 0) bytes = 1;
     if (c->scratch_bytes[slot] < bytes) {
         c->scratch_generation++; /* graphs recorded with the old buffer are stale now */
-        if (c->scratch[slot]) CUDA_CHECK(cudaFree(c->scratch[slot])); /* syncs: nothing queued still uses it */
+        if (c->scratch[slot]) G4_CHECK(cudaFree(c->scratch[slot])); /* syncs: nothing queued still uses it */
         c->scratch[slot] = NULL;
         c->scratch_bytes[slot] = 0;
         size_t want = bytes + bytes / 4; /* headroom: fewer regrowths when sizes creep up */
-        CUDA_CHECK(cudaMalloc(&c->scratch[slot], want));
+        G4_CHECK(cudaMalloc(&c->scratch[slot], want));
         c->scratch_bytes[slot] = want;
     }
     *out = c->scratch[slot];
@@ -66,8 +68,8 @@ static void g4_cuda_free(void *ctx, void *p) {
 static int g4_cuda_upload(void *ctx, void *dst_dev, const void *src_host, size_t bytes, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (bytes == 0) return 0;
-    CUDA_CHECK(cudaMemcpyAsync(dst_dev, src_host, bytes, cudaMemcpyHostToDevice, c->stream));
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    G4_CHECK(cudaMemcpyAsync(dst_dev, src_host, bytes, cudaMemcpyHostToDevice, c->stream));
+    G4_CHECK(cudaStreamSynchronize(c->stream));
     return 0;
 }
 
@@ -75,14 +77,14 @@ static int g4_cuda_upload(void *ctx, void *dst_dev, const void *src_host, size_t
 static int g4_cuda_download(void *ctx, void *dst_host, const void *src_dev, size_t bytes, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (bytes == 0) return 0;
-    CUDA_CHECK(cudaMemcpyAsync(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost, c->stream));
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    G4_CHECK(cudaMemcpyAsync(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost, c->stream));
+    G4_CHECK(cudaStreamSynchronize(c->stream));
     return 0;
 }
 
 static int g4_cuda_sync(void *ctx, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    G4_CHECK(cudaStreamSynchronize(c->stream));
     return 0;
 }
 
@@ -100,9 +102,9 @@ static int g4_cuda_load_weight(void *ctx, g4_weight *w, g4_error *err) {
         return g4_fail(err, "load_weight %s: dtype %d not convertible to bf16", name, (int)w->dtype);
     int64_t n = g4_weight_numel(w);
     if (n <= 0) return g4_fail(err, "load_weight %s: %lld elements", name, (long long)n);
-    CUDA_CHECK(cudaSetDevice(c->device));
+    G4_CHECK(cudaSetDevice(c->device));
     void *dev = NULL;
-    CUDA_CHECK(cudaMalloc(&dev, (size_t)n * 2));
+    G4_CHECK(cudaMalloc(&dev, (size_t)n * 2));
     cudaError_t e = cudaSuccess;
     if (w->dtype == G4_DT_BF16) {
         e = cudaMemcpyAsync(dev, w->host, (size_t)n * 2, cudaMemcpyHostToDevice, c->stream);
@@ -216,7 +218,7 @@ static void g4_cuda_destroy(g4_backend *b) {
 
 static int g4_cuda_ctx_init(g4_cuda_ctx *c, const g4_backend_options *o, g4_error *err) {
     int n = 0, device = o->device;
-    CUDA_CHECK(cudaGetDeviceCount(&n));
+    G4_CHECK(cudaGetDeviceCount(&n));
     if (device < 0 || device >= n) return g4_fail(err, "cuda backend: no CUDA device %d (found %d)", device, n);
     c->device = device;
     /* Kernel paths (backend/options.h). Defaults: the fast MoE path and the auto attention path
@@ -227,13 +229,13 @@ static int g4_cuda_ctx_init(g4_cuda_ctx *c, const g4_backend_options *o, g4_erro
     if ((unsigned)o->attn_path > G4_ATTN_DECODE) return g4_fail(err, "cuda backend: attention path %d", (int)o->attn_path);
     c->moe_path = o->moe_path;
     c->attn_path = o->attn_path;
-    CUDA_CHECK(cudaSetDevice(device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&c->n_sms, cudaDevAttrMultiProcessorCount, device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-    CUBLAS_CHECK(cublasLtCreate(&c->lt));
+    G4_CHECK(cudaSetDevice(device));
+    G4_CHECK(cudaDeviceGetAttribute(&c->n_sms, cudaDevAttrMultiProcessorCount, device));
+    G4_CHECK(cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    G4_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    G4_CHECK(cublasLtCreate(&c->lt));
     c->workspace_bytes = G4_LT_WORKSPACE_BYTES;
-    CUDA_CHECK(cudaMalloc(&c->workspace, c->workspace_bytes));
+    G4_CHECK(cudaMalloc(&c->workspace, c->workspace_bytes));
     return 0;
 }
 

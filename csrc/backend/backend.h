@@ -22,6 +22,7 @@
 #include "backend/options.h"
 #include "base/dtype.h"
 #include "base/error.h"
+#include "base/invariant.h"
 #include "base/rng.h"
 #include "base/rope.h"
 #include "base/weight.h"
@@ -298,6 +299,7 @@ g4_backend *g4_backend_create(const char *name, const g4_backend_options *o, g4_
 
 /* The supports query of b (see g4_backend_ops.supports). */
 static inline int g4_backend_supports(const g4_backend *b, g4_op op, g4_dtype dt) {
+    G4_INVARIANT(b->ops->supports, "backend %s: op table without its supports slot", b->ops->name);
     return b->ops->supports(b->ctx, op, dt);
 }
 

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "base/invariant.h"
+
 static const g4_backend_kind *const kinds[] = {
     &g4_backend_kind_cpu,
 #ifdef G4_HAVE_CUDA
@@ -15,7 +17,10 @@ static const g4_backend_kind *const kinds[] = {
 const g4_backend_kind *g4_backend_kind_find(const char *name, g4_error *err) {
     if (!name) name = "cpu";
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-        if (!strcmp(kinds[i]->name, name)) return kinds[i];
+        if (!strcmp(kinds[i]->name, name)) {
+            G4_INVARIANT(kinds[i]->create && kinds[i]->comm_create, "backend kind %s lacks a required slot", name);
+            return kinds[i];
+        }
     if (!strcmp(name, "cuda"))
         g4_fail(err, "backend \"cuda\": this build has no CUDA backend (configure with -DG4_CUDA=ON)");
     else
