@@ -10,8 +10,6 @@ static const char *const moe_names[] = {[G4_MOE_PATH_FAST] = "fast", [G4_MOE_PAT
 
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-void g4_backend_options_default(g4_backend_options *o) { memset(o, 0, sizeof *o); }
-
 static int parse(const char *name, const char *const *names, int n) {
     if (!name || !*name) return 0; /* value 0 is each enum's default */
     for (int i = 0; i < n; i++)

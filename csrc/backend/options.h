@@ -9,6 +9,8 @@
 #ifndef G4_BACKEND_OPTIONS_H
 #define G4_BACKEND_OPTIONS_H
 
+#include <string.h>
+
 #include "base/error.h"
 
 /* Attention kernel of the CUDA backend: AUTO runs the flash kernel on prefill-like steps of
@@ -29,7 +31,7 @@ typedef struct g4_backend_options {
 } g4_backend_options;
 
 /* The defaults: all fields zero. */
-void g4_backend_options_default(g4_backend_options *o);
+static inline void g4_backend_options_default(g4_backend_options *o) { memset(o, 0, sizeof *o); }
 
 /* The defaults, overridden by the environment the server documents (docs/operations.md):
  *   G4_ATTN_PATH = auto | decode | fast | simple     (unset or empty: auto)
