@@ -4,7 +4,7 @@
  * This is the simple, obviously-correct kernel: one block per (token, query head[, split]),
  * keys walked in tiles of 32 through the block table, online softmax in fp32. It is the
  * oracle and fallback for the tiled flash kernel (attention_flash.cu, chosen at the end of the
- * validation in g4_cuda_attention by shape and G4_ATTN_PATH) and for the split-KV decode kernel
+ * validation in g4_cuda_attention by shape and the attention path option) and for the split-KV decode kernel
  * (attention_decode.cu, chosen there for decode steps); it does not share K/V loads between the
  * query heads of a GQA group or between the tokens of a chunk.
  * Not here: writing the cache (rope_cache.cu). */

@@ -5,8 +5,8 @@
  *
  * Limitations: it reads the per-expert offsets back to the host (one stream sync per call,
  * so it cannot be captured in a CUDA graph), and runs 2·(experts hit) separate GEMMs.
- * Dispatch: with G4_MOE_PATH=fast (the default) calls of 1 ≤ T ≤ 64 tokens take the decode
- * path of moe_decode.cu (no host sync); G4_MOE_PATH=simple keeps every call here (oracle).
+ * Dispatch: with MoE path fast (the default) calls of 1 ≤ T ≤ 64 tokens take the decode
+ * path of moe_decode.cu (no host sync); MoE path simple keeps every call here (oracle).
  * Not here: the router (moe_route.cu), the dense shared MLP (model side: matmul + geglu). */
 #include "ctx.cuh"
 

@@ -10,8 +10,8 @@
  * with peaked (near one-hot) and flat softmaxes (every key's V weighs in);
  * later cache slots hold random keys the causal bound must hide, and sliding tables hold −1 for
  * blocks wholly outside the window (a read there fails the CPU oracle and reads garbage here).
- * Three backends: CPU, CUDA with G4_ATTN_PATH=auto (the decode kernel takes every T ≤ n_seqs step)
- * and CUDA with G4_ATTN_PATH=simple. The emulated device has 132 SMs like an H100, so the split
+ * Three backends: CPU, CUDA with attention path auto (the decode kernel takes every T ≤ n_seqs step)
+ * and CUDA with attention path simple. The emulated device has 132 SMs like an H100, so the split
  * rule (printed per case) gives Z > 1 on the five-sequence step (combine kernel) and Z = 1 on a
  * step of 20 short sequences (the kernel's direct bf16 epilogue).
  * Bound: the harness's 1 % of max|ref| (identical bf16 q and cache on every side; the decode

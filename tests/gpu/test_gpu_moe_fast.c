@@ -1,5 +1,5 @@
 /* test_gpu_moe_fast.c — the CUDA backend's decode MoE path (cuda/moe_decode.cu, taken for
- * 1 ≤ T ≤ 64 when G4_MOE_PATH=fast) vs the simple grouped CUDA path (G4_MOE_PATH=simple, a
+ * 1 ≤ T ≤ 64 when MoE path fast) vs the simple grouped CUDA path (MoE path simple, a
  * second backend) and vs the CPU backend, at the 26B-A4B shapes (E=128, k=8, I=704, H=2816)
  * for T = 1, 3, 8, 64.
  *

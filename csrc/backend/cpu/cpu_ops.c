@@ -29,8 +29,8 @@
  *   load_weight         cuda_backend.cu          F32 / F16 weights → bf16 once at load
  *
  * Not modelled (the CUDA backend's defaults do not take these paths): attention_flash.cu
- * (G4_ATTN_PATH=fast|auto; rounds K-from-U and P to fp16 before its mma), moe_decode.cu
- * (G4_MOE_PATH=fast; keeps gate/up in f32 before the GeGLU), NCCL sums over t > 2 ranks (one
+ * (attention path fast|auto; rounds K-from-U and P to fp16 before its mma), moe_decode.cu
+ * (MoE path fast; keeps gate/up in f32 before the GeGLU), NCCL sums over t > 2 ranks (one
  * rounding per ring hop). Differences that remain by design: f32 summation order (cuBLASLt,
  * block reductions; this file sums squares for RMSNorm in double), rsqrtf / sincosf / exp2
  * inverse frequencies against libm. g4_cpu_opts.sum_order = 1 measures how much the first of
