@@ -479,18 +479,19 @@ int main(int argc, char **argv)
     }
     g4_model_opts mo;
     g4_model_opts_default(&mo);
-    g4_backend_options bo; /* kernel paths: G4_ATTN_PATH / G4_MOE_PATH (backend/options.h) */
     mo.max_seqs = o.max_num_seqs;
     if (o.max_model_len)
         mo.max_model_len = o.max_model_len;
     if (o.max_batched_tokens)
         mo.max_step_tokens = o.max_batched_tokens;
+    g4_backend_options bo; /* kernel paths: G4_ATTN_PATH / G4_MOE_PATH (backend/options.h) */
+    if (g4_backend_options_from_env(&bo, &err) < 0)
+        goto out;
     if (o.tp > 1) { /* t ranks, each with its own backend, stepping together */
-        if (g4_backend_options_from_env(&bo, &err) || !(tp = g4_tp_open(dir, o.backend, &bo, o.tp, &mo, &err)))
+        if (!(tp = g4_tp_open(dir, o.backend, &bo, o.tp, &mo, &err)))
             goto out;
         m = g4_tp_model(tp, 0);
-    } else if (g4_backend_options_from_env(&bo, &err) || !(be = g4_backend_create(o.backend, &bo, &err)) ||
-               g4_model_open(&m, dir, be, &mo, &err) < 0) {
+    } else if (!(be = g4_backend_create(o.backend, &bo, &err)) || g4_model_open(&m, dir, be, &mo, &err) < 0) {
         goto out;
     }
     if (g4_tokenizer_load(tokpath, &tok, &err) < 0)
