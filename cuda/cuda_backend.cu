@@ -225,8 +225,9 @@ static int g4_cuda_ctx_init(g4_cuda_ctx *c, const g4_backend_options *o, g4_erro
      * (the decode kernel on decode steps, the flash kernel on prefill-like ones): they run (and
      * pass test_gpu_moe_fast, test_gpu_attention_decode / _fast) on the emulated CUDA target on
      * every commit; no GPU run has timed them yet. simple stays the oracle of both. */
-    if ((unsigned)o->moe_path > G4_MOE_PATH_SIMPLE) return g4_fail(err, "cuda backend: MoE path %d", (int)o->moe_path);
-    if ((unsigned)o->attn_path > G4_ATTN_DECODE) return g4_fail(err, "cuda backend: attention path %d", (int)o->attn_path);
+    /* options are made from the enums (g4_backend_options_from_env refuses wrong spellings) */
+    G4_INVARIANT((unsigned)o->moe_path <= G4_MOE_PATH_SIMPLE, "MoE path %d", (int)o->moe_path);
+    G4_INVARIANT((unsigned)o->attn_path <= G4_ATTN_DECODE, "attention path %d", (int)o->attn_path);
     c->moe_path = o->moe_path;
     c->attn_path = o->attn_path;
     G4_CHECK(cudaSetDevice(device));
