@@ -4,7 +4,7 @@
  * This is the simple, obviously-correct kernel: one block per (token, query head[, split]),
  * keys walked in tiles of 32 through the block table, online softmax in fp32. It is the
  * oracle and fallback for the tiled flash kernel (attention_flash.cu, chosen at the end of the
- * validation in g4_cuda_attention by shape and G4_ATTN_PATH) and for the split-KV decode kernel
+ * validation in g4_cuda_attention by shape and the attention path option) and for the split-KV decode kernel
  * (attention_decode.cu, chosen there for decode steps); it does not share K/V loads between the
  * query heads of a GQA group or between the tokens of a chunk.
  * Not here: writing the cache (rope_cache.cu). */
@@ -219,11 +219,11 @@ int g4_cuda_attention(void *ctx, void *out, const void *q, const g4_weight *k_no
         g->k_eq_v ? (const __nv_bfloat16 *)k_norm->data : NULL, kd, s->pos, s->seq, table, s->n_seqs,
         s->max_blocks, g->n_heads, g->window, g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f, g->k_eq_v ? g->rope.rotated_pairs : 0,
         split_len);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     if (n_splits > 1) {
         G4_LAUNCH(dim3((unsigned)s->n_tokens, (unsigned)g->n_heads), G4_ATT_THREADS, 0,
                                       c->stream, g4_attention_combine_kernel)((__nv_bfloat16 *)out, partial, g->n_heads, d, n_splits);
-        CUDA_CHECK_LAUNCH();
+        G4_CHECK_LAUNCH();
     }
     return 0;
 }

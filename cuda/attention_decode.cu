@@ -484,7 +484,7 @@ static int g4_dec_launch(g4_cuda_ctx *c, void *out, const void *q, const void *k
         G4_TRY(g4_cuda_scratch(c, G4_SCR_ATTN, bytes, (void **)&partial, err));
     }
     const g4_dec_layout L = g4_dec_layout_of(D, single, rp, STAGES);
-    CUDA_CHECK(cudaFuncSetAttribute(g4_attention_decode_kernel<D, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    G4_CHECK(cudaFuncSetAttribute(g4_attention_decode_kernel<D, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)L.total));
     int lb = 0;
     while ((1 << lb) < kv->block_size) lb++;
@@ -495,11 +495,11 @@ static int g4_dec_launch(g4_cuda_ctx *c, void *out, const void *q, const void *k
         (__nv_bfloat16 *)out, partial, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base,
         (const __nv_bfloat16 *)kn, kd, lb, s->pos, s->seq, table, s->n_seqs, s->max_blocks, g->n_heads, g->window,
         single ? (float)log2(g->rope.theta) : 0.0f, rp);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     if (Z > 1) {
         G4_LAUNCH(dim3((unsigned)s->n_tokens, (unsigned)g->n_heads), G4_DEC_THREADS, 0, c->stream,
                   g4_attention_decode_combine_kernel)((__nv_bfloat16 *)out, partial, g->n_heads, D, Z);
-        CUDA_CHECK_LAUNCH();
+        G4_CHECK_LAUNCH();
     }
     return 0;
 }

@@ -373,7 +373,7 @@ static int g4_fa_launch(g4_cuda_ctx *c, void *out, const void *q, const void *kn
                         const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err) {
     typedef g4_fa_cfg<D, RG, BN> C;
     int G = g->n_heads / g->n_kv_heads, TT = C::BM / G;
-    CUDA_CHECK(cudaFuncSetAttribute(g4_attention_flash_kernel<D, RG, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    G4_CHECK(cudaFuncSetAttribute(g4_attention_flash_kernel<D, RG, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)C::SMEM));
     g4_kv_dev kd = {kv->n_blocks, kv->block_size, kv->n_kv_heads, kv->head_dim, kv->single};
     const int32_t *table = g->window > 0 ? s->blocks_sliding : s->blocks_global;
@@ -382,7 +382,7 @@ static int g4_fa_launch(g4_cuda_ctx *c, void *out, const void *q, const void *kn
         (__nv_bfloat16 *)out, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base, (const __nv_bfloat16 *)kn,
         kd, s->pos, s->seq, table, s->n_tokens, s->n_seqs, s->max_blocks, g->n_heads, g->window,
         g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f, g->k_eq_v ? g->rope.rotated_pairs : 0);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     return 0;
 }
 

@@ -6,12 +6,10 @@
 #include "comm_nccl.h"
 #include "common.cuh"
 
-#define NCCL_CHECK(call)                                                                               \
-    do {                                                                                               \
-        ncclResult_t r_ = (call);                                                                      \
-        if (r_ != ncclSuccess)                                                                         \
-            return g4_fail(err, "%s:%d: %s: %s", __FILE__, __LINE__, #call, ncclGetErrorString(r_));  \
-    } while (0)
+/* NCCL statuses for G4_CHECK (common.cuh). */
+static inline bool g4_status_ok(ncclResult_t r) { return r == ncclSuccess; }
+static inline const char *g4_status_msg(ncclResult_t r) { return ncclGetErrorString(r); }
+static inline const char *g4_status_name(ncclResult_t r) { return r == ncclSuccess ? "NCCL ok" : "NCCL error"; }
 
 struct nccl_comm {
     g4_comm pub;
@@ -27,7 +25,7 @@ static int nccl_all_reduce(g4_comm *c, int rank, void *buf, size_t n, g4_dtype d
     if (dt == G4_DT_BF16) t = ncclBfloat16;
     else if (dt == G4_DT_F32) t = ncclFloat32;
     else return g4_fail(err, "nccl all-reduce: unsupported dtype %s", g4_dtype_name(dt));
-    NCCL_CHECK(ncclAllReduce(buf, buf, n, t, ncclSum, nc->comms[rank], nc->streams[rank]));
+    G4_CHECK(ncclAllReduce(buf, buf, n, t, ncclSum, nc->comms[rank], nc->streams[rank]));
     return 0;
 }
 
@@ -62,6 +60,16 @@ extern "C" g4_comm *g4_comm_nccl_create(int size, const int *devices, g4_error *
     nc->pub.all_reduce_sum = nccl_all_reduce;
     nc->pub.destroy = nccl_destroy;
     return &nc->pub;
+}
+
+extern "C" g4_comm *g4_comm_nccl_create_group(int size, g4_error *err) {
+    int devices[8];
+    if (size < 1 || size > 8) {
+        g4_fail(err, "nccl: group of %d ranks (expected 1..8)", size);
+        return NULL;
+    }
+    for (int r = 0; r < size; r++) devices[r] = r;
+    return g4_comm_nccl_create(size, devices, err);
 }
 
 extern "C" int g4_comm_nccl_bind(g4_comm *c, int rank, void *stream, g4_error *err) {

@@ -1,8 +1,8 @@
 /* common.cuh — shared helpers of the CUDA backend: error-check macros, bf16 loads/stores,
  * block reductions, gelu_tanh.
  *
- * Errors are values: CUDA_CHECK / CUBLAS_CHECK fill the caller's `g4_error *err` with the
- * failing statement, the library's message and file:line, and `return -1` from the enclosing
+ * Errors are values: G4_CHECK fills the caller's `g4_error *err` with the failing statement,
+ * the library's message, file:line and the device, and `return -1`s from the enclosing
  * function. Nothing here prints or exits. Not here: the backend context (ctx.cuh). */
 #ifndef G4_CUDA_COMMON_CUH
 #define G4_CUDA_COMMON_CUH
@@ -17,24 +17,35 @@ extern "C" {
 #include "base/error.h"
 }
 
-#define CUDA_CHECK(call)                                                                    \
-    do {                                                                                    \
-        cudaError_t e_ = (call);                                                            \
-        if (e_ != cudaSuccess)                                                              \
-            return g4_fail(err, "%s:%d: %s: %s (%s)", __FILE__, __LINE__, #call,            \
-                           cudaGetErrorString(e_), cudaGetErrorName(e_));                   \
-    } while (0)
+/* The one check for CUDA runtime, cuBLAS(Lt) and NCCL calls:
+ *   G4_CHECK(cudaMalloc(&p, n));   G4_CHECK(cublasLtMatmul(...));   G4_CHECK(ncclAllReduce(...));
+ * On failure it fills the caller's `g4_error *err` with file:line, the failing statement, the
+ * library's message and status name, and the device current on this thread, then returns -1
+ * from the enclosing function. The status type picks the library (g4_status_ok / _msg / _name
+ * overloads below; the NCCL ones live in comm_nccl.cu, the only file that includes nccl.h). */
+static inline bool g4_status_ok(cudaError_t e) { return e == cudaSuccess; }
+static inline const char *g4_status_msg(cudaError_t e) { return cudaGetErrorString(e); }
+static inline const char *g4_status_name(cudaError_t e) { return cudaGetErrorName(e); }
+static inline bool g4_status_ok(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS; }
+static inline const char *g4_status_msg(cublasStatus_t s) { return cublasLtGetStatusString(s); }
+static inline const char *g4_status_name(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS ? "cuBLAS ok" : "cuBLAS error"; }
 
-#define CUBLAS_CHECK(call)                                                                  \
-    do {                                                                                    \
-        cublasStatus_t s_ = (call);                                                         \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                    \
-            return g4_fail(err, "%s:%d: %s: cuBLAS status %d (%s)", __FILE__, __LINE__,     \
-                           #call, (int)s_, cublasLtGetStatusString(s_));                    \
+static inline int g4_check_fail(g4_error *err, const char *file, int line, const char *call, const char *msg,
+                                const char *name) {
+    int dev = -1;
+    if (cudaGetDevice(&dev) != cudaSuccess) dev = -1;
+    return g4_fail(err, "%s:%d: %s: %s (%s) on device %d", file, line, call, msg, name, dev);
+}
+
+#define G4_CHECK(call)                                                                              \
+    do {                                                                                            \
+        auto s_ = (call);                                                                           \
+        if (!g4_status_ok(s_))                                                                      \
+            return g4_check_fail(err, __FILE__, __LINE__, #call, g4_status_msg(s_), g4_status_name(s_)); \
     } while (0)
 
 /* Every launcher ends with this: catches bad launch configurations at once. */
-#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+#define G4_CHECK_LAUNCH() G4_CHECK(cudaGetLastError())
 
 /* Kernel launch, the same source on the GPU and on the emulated target (cuda/emu/):
  *   G4_LAUNCH(grid, block, dynamic_smem_bytes, stream, kernel)(args...);

@@ -38,18 +38,11 @@ enum {
     G4_SCR_COUNT
 };
 
-/* Attention kernel choice (env G4_ATTN_PATH=auto|decode|fast|simple, read at backend creation;
- * unset = auto): auto runs the flash kernel on prefill-like steps of supported shapes and the
- * decode kernel (attention_decode.cu) on steps with T ≤ n_seqs, decode the decode kernel on those
- * steps and the simple kernel elsewhere, fast the flash kernel on every supported step, simple
- * always the oracle kernel (attention.cu). */
-enum { G4_ATTN_AUTO = 0, G4_ATTN_SIMPLE, G4_ATTN_FAST, G4_ATTN_DECODE };
-
 typedef struct g4_cuda_ctx {
     int device;
     int n_sms;                  /* multiprocessors (split-KV heuristic) */
     int smem_optin;             /* max dynamic shared memory per block after opt-in (bytes) */
-    int attn_path;              /* G4_ATTN_PATH read at creation: G4_ATTN_AUTO / _SIMPLE / _FAST */
+    g4_attn_path attn_path;     /* from the backend options at creation (backend/options.h) */
     cudaStream_t stream;
     cublasLtHandle_t lt;
     void *workspace;            /* cuBLASLt workspace */
@@ -61,13 +54,10 @@ typedef struct g4_cuda_ctx {
     uint64_t scratch_generation; /* bumped whenever a scratch buffer moves (graphs record pointers) */
     int32_t *host_offsets;      /* pinned [host_offsets_n] (moe: expert offsets read back) */
     int host_offsets_n;
-    int moe_path;               /* G4_MOE_PATH_*: from env G4_MOE_PATH, read once at creation */
+    g4_moe_path moe_path;       /* from the backend options at creation (backend/options.h) */
 } g4_cuda_ctx;
 
-/* MoE expert paths (env G4_MOE_PATH=fast|simple; unset = fast): FAST runs moe_decode.cu for
- * 1 ≤ T ≤ G4_MOE_DECODE_MAX_T (graph-capturable, no host sync) and the simple grouped path
- * above that; SIMPLE always runs the simple path (the oracle; it syncs the stream once). */
-enum { G4_MOE_PATH_FAST = 0, G4_MOE_PATH_SIMPLE = 1 };
+/* Largest T the fast MoE path (G4_MOE_PATH_FAST, backend/options.h) runs moe_decode.cu for. */
 #define G4_MOE_DECODE_MAX_T 64
 
 /* Returns scratch slot `slot` with at least `bytes` bytes in *out. */

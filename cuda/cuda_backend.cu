@@ -8,31 +8,31 @@
 #include "ctx.cuh"
 
 extern "C" {
+#include "backend/registry.h"
 #include "base/bf16.h"
+#include "base/invariant.h"
 #include "cuda_backend.h"
+#ifdef G4_HAVE_NCCL
+#include "comm_nccl.h"
+#endif
 }
 
 #define G4_LT_WORKSPACE_BYTES ((size_t)32 << 20)
 
 int g4_cuda_scratch(g4_cuda_ctx *c, int slot, size_t bytes, void **out, g4_error *err) {
+    G4_INVARIANT(slot >= 0 && slot < G4_SCR_COUNT, "scratch slot %d", slot);
     if (bytes == 0) bytes = 1;
     if (c->scratch_bytes[slot] < bytes) {
         c->scratch_generation++; /* graphs recorded with the old buffer are stale now */
-        if (c->scratch[slot]) CUDA_CHECK(cudaFree(c->scratch[slot])); /* syncs: nothing queued still uses it */
+        if (c->scratch[slot]) G4_CHECK(cudaFree(c->scratch[slot])); /* syncs: nothing queued still uses it */
         c->scratch[slot] = NULL;
         c->scratch_bytes[slot] = 0;
         size_t want = bytes + bytes / 4; /* headroom: fewer regrowths when sizes creep up */
-        CUDA_CHECK(cudaMalloc(&c->scratch[slot], want));
+        G4_CHECK(cudaMalloc(&c->scratch[slot], want));
         c->scratch_bytes[slot] = want;
     }
     *out = c->scratch[slot];
     return 0;
-}
-
-static int64_t g4_weight_numel(const g4_weight *w) {
-    int64_t n = 1;
-    for (int d = 0; d < w->ndim; d++) n *= w->shape[d];
-    return n;
 }
 
 int g4_cuda_check_weight(const g4_weight *w, const char *what, int64_t numel, g4_error *err) {
@@ -68,8 +68,8 @@ static void g4_cuda_free(void *ctx, void *p) {
 static int g4_cuda_upload(void *ctx, void *dst_dev, const void *src_host, size_t bytes, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (bytes == 0) return 0;
-    CUDA_CHECK(cudaMemcpyAsync(dst_dev, src_host, bytes, cudaMemcpyHostToDevice, c->stream));
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    G4_CHECK(cudaMemcpyAsync(dst_dev, src_host, bytes, cudaMemcpyHostToDevice, c->stream));
+    G4_CHECK(cudaStreamSynchronize(c->stream));
     return 0;
 }
 
@@ -77,14 +77,14 @@ static int g4_cuda_upload(void *ctx, void *dst_dev, const void *src_host, size_t
 static int g4_cuda_download(void *ctx, void *dst_host, const void *src_dev, size_t bytes, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (bytes == 0) return 0;
-    CUDA_CHECK(cudaMemcpyAsync(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost, c->stream));
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    G4_CHECK(cudaMemcpyAsync(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost, c->stream));
+    G4_CHECK(cudaStreamSynchronize(c->stream));
     return 0;
 }
 
 static int g4_cuda_sync(void *ctx, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    G4_CHECK(cudaStreamSynchronize(c->stream));
     return 0;
 }
 
@@ -102,9 +102,9 @@ static int g4_cuda_load_weight(void *ctx, g4_weight *w, g4_error *err) {
         return g4_fail(err, "load_weight %s: dtype %d not convertible to bf16", name, (int)w->dtype);
     int64_t n = g4_weight_numel(w);
     if (n <= 0) return g4_fail(err, "load_weight %s: %lld elements", name, (long long)n);
-    CUDA_CHECK(cudaSetDevice(c->device));
+    G4_CHECK(cudaSetDevice(c->device));
     void *dev = NULL;
-    CUDA_CHECK(cudaMalloc(&dev, (size_t)n * 2));
+    G4_CHECK(cudaMalloc(&dev, (size_t)n * 2));
     cudaError_t e = cudaSuccess;
     if (w->dtype == G4_DT_BF16) {
         e = cudaMemcpyAsync(dev, w->host, (size_t)n * 2, cudaMemcpyHostToDevice, c->stream);
@@ -156,36 +156,44 @@ static int g4_cuda_load_dummy_weight(void *ctx, g4_weight *w, uint64_t seed, flo
 
 /* --- table and lifetime ------------------------------------------------------------------ */
 
+/* Every op; weights stored as bf16, f16 or f32 (converted to bf16 on upload). */
+static int g4_cuda_supports(void *ctx, g4_op op, g4_dtype dt) {
+    (void)ctx;
+    if (op == G4_OP_LOAD_WEIGHT) return dt == G4_DT_BF16 || dt == G4_DT_F16 || dt == G4_DT_F32;
+    return op >= 0 && op < G4_OP_COUNT;
+}
+
 static const g4_backend_ops g4_cuda_ops = {
-    G4_BACKEND_API_VERSION,
-    "cuda",
-    G4_DT_BF16,
-    G4_DT_BF16,
-    g4_cuda_alloc,
-    g4_cuda_free,
-    g4_cuda_upload,
-    g4_cuda_download,
-    g4_cuda_sync,
-    g4_cuda_load_weight,
-    g4_cuda_unload_weight,
-    g4_cuda_embed,
-    g4_cuda_rmsnorm,
-    g4_cuda_add_rmsnorm,
-    g4_cuda_add,
-    g4_cuda_scale,
-    g4_cuda_matmul,
-    g4_cuda_geglu,
-    g4_cuda_qk_norm_rope_cache,
-    g4_cuda_attention,
-    g4_cuda_moe_route,
-    g4_cuda_moe_experts,
-    g4_cuda_lm_head,
-    g4_cuda_load_dummy_weight,
-    g4_cuda_sample,
-    g4_cuda_graph_begin,
-    g4_cuda_graph_end,
-    g4_cuda_graph_launch,
-    g4_cuda_graph_free,
+    .api_version = G4_BACKEND_API_VERSION,
+    .name = "cuda",
+    .act_dtype = G4_DT_BF16,
+    .kv_dtype = G4_DT_BF16,
+    .supports = g4_cuda_supports,
+    .alloc = g4_cuda_alloc,
+    .free = g4_cuda_free,
+    .upload = g4_cuda_upload,
+    .download = g4_cuda_download,
+    .sync = g4_cuda_sync,
+    .load_weight = g4_cuda_load_weight,
+    .unload_weight = g4_cuda_unload_weight,
+    .embed = g4_cuda_embed,
+    .rmsnorm = g4_cuda_rmsnorm,
+    .add_rmsnorm = g4_cuda_add_rmsnorm,
+    .add = g4_cuda_add,
+    .scale = g4_cuda_scale,
+    .matmul = g4_cuda_matmul,
+    .geglu = g4_cuda_geglu,
+    .qk_norm_rope_cache = g4_cuda_qk_norm_rope_cache,
+    .attention = g4_cuda_attention,
+    .moe_route = g4_cuda_moe_route,
+    .moe_experts = g4_cuda_moe_experts,
+    .lm_head = g4_cuda_lm_head,
+    .load_dummy_weight = g4_cuda_load_dummy_weight,
+    .sample = g4_cuda_sample,
+    .graph_begin = g4_cuda_graph_begin,
+    .graph_end = g4_cuda_graph_end,
+    .graph_launch = g4_cuda_graph_launch,
+    .graph_free = g4_cuda_graph_free,
 };
 
 static void g4_cuda_ctx_free(g4_cuda_ctx *c) {
@@ -208,37 +216,33 @@ static void g4_cuda_destroy(g4_backend *b) {
     free(b);
 }
 
-static int g4_cuda_ctx_init(g4_cuda_ctx *c, int device, g4_error *err) {
-    int n = 0;
-    CUDA_CHECK(cudaGetDeviceCount(&n));
+static int g4_cuda_ctx_init(g4_cuda_ctx *c, const g4_backend_options *o, g4_error *err) {
+    int n = 0, device = o->device;
+    G4_CHECK(cudaGetDeviceCount(&n));
     if (device < 0 || device >= n) return g4_fail(err, "cuda backend: no CUDA device %d (found %d)", device, n);
     c->device = device;
-    const char *mp = getenv("G4_MOE_PATH"); /* MoE experts path, see ctx.cuh */
-    /* fast by default: moe_decode.cu runs (and passes test_gpu_moe_fast) on the emulated CUDA
-     * target on every commit; no GPU run has timed it yet. simple stays the oracle. */
-    if (!mp || !*mp || !strcmp(mp, "fast")) c->moe_path = G4_MOE_PATH_FAST;
-    else if (!strcmp(mp, "simple")) c->moe_path = G4_MOE_PATH_SIMPLE;
-    else return g4_fail(err, "cuda backend: G4_MOE_PATH=%s, expected fast or simple", mp);
-    CUDA_CHECK(cudaSetDevice(device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&c->n_sms, cudaDevAttrMultiProcessorCount, device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    const char *ap = getenv("G4_ATTN_PATH");
-    /* auto by default (the decode kernel on decode steps, the flash kernel on prefill-like ones):
-     * both run (and pass test_gpu_attention_decode / _fast) on the emulated CUDA target on every
-     * commit; no GPU run has timed them yet. simple stays the oracle. */
-    if (!ap || !*ap || !strcmp(ap, "auto")) c->attn_path = G4_ATTN_AUTO;
-    else if (!strcmp(ap, "decode")) c->attn_path = G4_ATTN_DECODE;
-    else if (!strcmp(ap, "simple")) c->attn_path = G4_ATTN_SIMPLE;
-    else if (!strcmp(ap, "fast")) c->attn_path = G4_ATTN_FAST;
-    else return g4_fail(err, "cuda backend: G4_ATTN_PATH=%s (expected auto, decode, fast or simple)", ap);
-    CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-    CUBLAS_CHECK(cublasLtCreate(&c->lt));
+    /* Kernel paths (backend/options.h). Defaults: the fast MoE path and the auto attention path
+     * (the decode kernel on decode steps, the flash kernel on prefill-like ones): they run (and
+     * pass test_gpu_moe_fast, test_gpu_attention_decode / _fast) on the emulated CUDA target on
+     * every commit; no GPU run has timed them yet. simple stays the oracle of both. */
+    /* options are made from the enums (g4_backend_options_from_env refuses wrong spellings) */
+    G4_INVARIANT((unsigned)o->moe_path <= G4_MOE_PATH_SIMPLE, "MoE path %d", (int)o->moe_path);
+    G4_INVARIANT((unsigned)o->attn_path <= G4_ATTN_DECODE, "attention path %d", (int)o->attn_path);
+    c->moe_path = o->moe_path;
+    c->attn_path = o->attn_path;
+    G4_CHECK(cudaSetDevice(device));
+    G4_CHECK(cudaDeviceGetAttribute(&c->n_sms, cudaDevAttrMultiProcessorCount, device));
+    G4_CHECK(cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    G4_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    G4_CHECK(cublasLtCreate(&c->lt));
     c->workspace_bytes = G4_LT_WORKSPACE_BYTES;
-    CUDA_CHECK(cudaMalloc(&c->workspace, c->workspace_bytes));
+    G4_CHECK(cudaMalloc(&c->workspace, c->workspace_bytes));
     return 0;
 }
 
-extern "C" g4_backend *g4_backend_cuda_create(int device, g4_error *err) {
+extern "C" g4_backend *g4_backend_cuda_create(const g4_backend_options *o, g4_error *err) {
+    g4_backend_options defaults;
+    if (!o) g4_backend_options_default(&defaults), o = &defaults;
     g4_cuda_ctx *c = (g4_cuda_ctx *)calloc(1, sizeof(*c));
     g4_backend *b = (g4_backend *)calloc(1, sizeof(*b));
     if (!c || !b) {
@@ -247,7 +251,7 @@ extern "C" g4_backend *g4_backend_cuda_create(int device, g4_error *err) {
         g4_fail(err, "cuda backend: out of host memory");
         return NULL;
     }
-    if (g4_cuda_ctx_init(c, device, err) != 0) {
+    if (g4_cuda_ctx_init(c, o, err) != 0) {
         g4_cuda_ctx_free(c);
         free(b);
         return NULL;
@@ -270,3 +274,28 @@ extern "C" int g4_cuda_device_count(void) {
 extern "C" void *g4_cuda_backend_stream(g4_backend *be) {
     return be && be->ctx ? (void *)((g4_cuda_ctx *)be->ctx)->stream : NULL;
 }
+
+/* --- the registry's "cuda" kind (backend/registry.h) ------------------------------------- */
+
+#ifdef G4_HAVE_NCCL
+static g4_comm *g4_cuda_comm_create(int size, g4_error *err) { return g4_comm_nccl_create_group(size, err); }
+static int g4_cuda_comm_join(g4_comm *comm, int rank, g4_backend *be, g4_error *err) {
+    return g4_comm_nccl_bind(comm, rank, g4_cuda_backend_stream(be), err);
+}
+#else
+static g4_comm *g4_cuda_comm_create(int size, g4_error *err) {
+    g4_fail(err, "tensor parallel on \"cuda\" with %d ranks: this build has no NCCL", size);
+    return NULL;
+}
+static int g4_cuda_comm_join(g4_comm *comm, int rank, g4_backend *be, g4_error *err) {
+    (void)comm, (void)be;
+    return g4_fail(err, "rank %d: this build has no NCCL", rank); /* unreachable: no comm to join */
+}
+#endif
+
+extern "C" const g4_backend_kind g4_backend_kind_cuda = {
+    .name = "cuda",
+    .create = g4_backend_cuda_create,
+    .comm_create = g4_cuda_comm_create,
+    .comm_join = g4_cuda_comm_join,
+};

@@ -38,9 +38,9 @@ int g4_cuda_dummy_fill(g4_cuda_ctx *c, g4_weight *w, uint64_t seed, float mean, 
         if (w->shape[d] <= 0) return g4_fail(err, "dummy weight %s: dim %d is %lld", w->name ? w->name : "?", d, (long long)w->shape[d]);
         n *= (size_t)w->shape[d];
     }
-    CUDA_CHECK(cudaSetDevice(c->device));
+    G4_CHECK(cudaSetDevice(c->device));
     void *p = NULL;
-    CUDA_CHECK(cudaMalloc(&p, n * sizeof(__nv_bfloat16)));
+    G4_CHECK(cudaMalloc(&p, n * sizeof(__nv_bfloat16)));
     size_t blocks = (n + 255) / 256;
     G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_dummy_fill_kernel)((__nv_bfloat16 *)p, n,
                                                                                              seed, mean, amp);

@@ -7,7 +7,7 @@
 
 #include "backend/backend.h"
 #include "base/error.h"
-#include "model/weights.h"
+#include "base/weight.h"
 
 #ifdef __cplusplus
 extern "C" {

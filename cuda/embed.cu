@@ -26,6 +26,6 @@ int g4_cuda_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, 
     int V = (int)E->shape[0], H = (int)E->shape[1];
     G4_LAUNCH(s->n_tokens, 256, 0, c->stream, g4_embed_kernel)((__nv_bfloat16 *)x, s->token_ids,
                                                          (const __nv_bfloat16 *)E->data, V, H, scale);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     return 0;
 }

@@ -36,16 +36,16 @@ static int g4_plan_make(g4_cuda_ctx *c, g4_gemm_plan *pl, int M, int N, int K, c
                         int ay, g4_error *err) {
     memset(pl, 0, sizeof(*pl));
     cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&pl->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    G4_CHECK(cublasLtMatmulDescCreate(&pl->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     pl->used = 1; /* from here on g4_plan_destroy releases what was made (layouts may be NULL) */
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->la, CUDA_R_16BF, (uint64_t)K, (uint64_t)N, (int64_t)K));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->lb, CUDA_R_16BF, (uint64_t)K, (uint64_t)M, (int64_t)K));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->lc, ydt, (uint64_t)N, (uint64_t)M, (int64_t)N));
+    G4_CHECK(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
+    G4_CHECK(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
+    G4_CHECK(cublasLtMatrixLayoutCreate(&pl->la, CUDA_R_16BF, (uint64_t)K, (uint64_t)N, (int64_t)K));
+    G4_CHECK(cublasLtMatrixLayoutCreate(&pl->lb, CUDA_R_16BF, (uint64_t)K, (uint64_t)M, (int64_t)K));
+    G4_CHECK(cublasLtMatrixLayoutCreate(&pl->lc, ydt, (uint64_t)N, (uint64_t)M, (int64_t)N));
 
     cublasLtMatmulPreference_t pref;
-    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    G4_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     uint32_t a32[3] = {(uint32_t)aw, (uint32_t)ax, (uint32_t)ay};
     cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                              &c->workspace_bytes, sizeof(c->workspace_bytes));
@@ -62,7 +62,7 @@ static int g4_plan_make(g4_cuda_ctx *c, g4_gemm_plan *pl, int M, int N, int K, c
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulAlgoGetHeuristic(c->lt, pl->op, pl->la, pl->lb, pl->lc, pl->lc, pref, 1, &res, &n_res);
     cublasLtMatmulPreferenceDestroy(pref);
-    CUBLAS_CHECK(st);
+    G4_CHECK(st);
     if (n_res < 1)
         return g4_fail(err, "gemm: cuBLASLt has no algorithm for M=%d N=%d K=%d (alignments x=%d W=%d y=%d)", M, N, K,
                        ax, aw, ay);
@@ -107,7 +107,7 @@ int g4_cuda_gemm(g4_cuda_ctx *c, void *y, cudaDataType_t ydt, const void *x, con
         }
     }
     float alpha = 1.0f, beta = 0.0f;
-    CUBLAS_CHECK(cublasLtMatmul(c->lt, pl->op, &alpha, W, pl->la, x, pl->lb, &beta, y, pl->lc, y, pl->lc, &pl->algo,
+    G4_CHECK(cublasLtMatmul(c->lt, pl->op, &alpha, W, pl->la, x, pl->lb, &beta, y, pl->lc, y, pl->lc, &pl->algo,
                                 c->workspace, c->workspace_bytes, c->stream));
     return 0;
 }

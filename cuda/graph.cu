@@ -15,7 +15,7 @@ typedef struct g4_cuda_graph {
 
 int g4_cuda_graph_begin(void *ctx, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
-    CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeGlobal));
+    G4_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeGlobal));
     return 0;
 }
 
@@ -49,7 +49,7 @@ int g4_cuda_graph_launch(void *ctx, void *graph, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     g4_cuda_graph *cg = (g4_cuda_graph *)graph;
     if (cg->generation != c->scratch_generation) return 1;
-    CUDA_CHECK(cudaGraphLaunch(cg->exec, c->stream));
+    G4_CHECK(cudaGraphLaunch(cg->exec, c->stream));
     return 0;
 }
 

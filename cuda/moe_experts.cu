@@ -5,8 +5,8 @@
  *
  * Limitations: it reads the per-expert offsets back to the host (one stream sync per call,
  * so it cannot be captured in a CUDA graph), and runs 2·(experts hit) separate GEMMs.
- * Dispatch: with G4_MOE_PATH=fast (the default) calls of 1 ≤ T ≤ 64 tokens take the decode
- * path of moe_decode.cu (no host sync); G4_MOE_PATH=simple keeps every call here (oracle).
+ * Dispatch: with MoE path fast (the default) calls of 1 ≤ T ≤ 64 tokens take the decode
+ * path of moe_decode.cu (no host sync); MoE path simple keeps every call here (oracle).
  * Not here: the router (moe_route.cu), the dense shared MLP (model side: matmul + geglu). */
 #include "ctx.cuh"
 
@@ -111,21 +111,21 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
     G4_TRY(g4_cuda_scratch(c, G4_SCR_MOE_Y, P * H * sizeof(float), &ys, err));
     int32_t *offsets = idx, *src = idx + E + 1, *inv = src + P;
     if (c->host_offsets_n < E + 1) {
-        if (c->host_offsets) CUDA_CHECK(cudaFreeHost(c->host_offsets));
+        if (c->host_offsets) G4_CHECK(cudaFreeHost(c->host_offsets));
         c->host_offsets = NULL;
         c->host_offsets_n = 0;
-        CUDA_CHECK(cudaMallocHost((void **)&c->host_offsets, (size_t)(E + 1) * sizeof(int32_t)));
+        G4_CHECK(cudaMallocHost((void **)&c->host_offsets, (size_t)(E + 1) * sizeof(int32_t)));
         c->host_offsets_n = E + 1;
     }
 
     G4_LAUNCH(1, 256, 0, c->stream, g4_moe_sort_kernel)(offsets, src, inv, ids, (int)P, E);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     G4_LAUNCH((unsigned)P, 256, 0, c->stream, g4_moe_gather_kernel)((__nv_bfloat16 *)xs, (const __nv_bfloat16 *)x, src, H,
                                                              top_k);
-    CUDA_CHECK_LAUNCH();
-    CUDA_CHECK(cudaMemcpyAsync(c->host_offsets, offsets, (size_t)(E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost,
+    G4_CHECK_LAUNCH();
+    G4_CHECK(cudaMemcpyAsync(c->host_offsets, offsets, (size_t)(E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost,
                                c->stream));
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    G4_CHECK(cudaStreamSynchronize(c->stream));
     const int32_t *off = c->host_offsets;
 
     const __nv_bfloat16 *Wgu = (const __nv_bfloat16 *)gate_up->data, *Wd = (const __nv_bfloat16 *)down->data;
@@ -141,7 +141,7 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
         size_t blocks = (valid * I + 255) / 256;
         G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_moe_geglu_kernel)(
             (__nv_bfloat16 *)act, (const __nv_bfloat16 *)gu, valid, I);
-        CUDA_CHECK_LAUNCH();
+        G4_CHECK_LAUNCH();
     }
     for (int e = 0; e < E; e++) {
         int n = off[e + 1] - off[e];
@@ -151,6 +151,6 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
             return g4_fail_prefix(err, "moe_experts: expert %d down", e);
     }
     G4_LAUNCH(T, 256, 0, c->stream, g4_moe_combine_kernel)((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     return 0;
 }

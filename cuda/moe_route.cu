@@ -84,6 +84,6 @@ int g4_cuda_moe_route(void *ctx, int32_t *ids, float *weights, const void *h1, c
     G4_LAUNCH(T, G4_ROUTE_THREADS, shmem, c->stream, g4_moe_route_kernel)(
         ids, weights, (const __nv_bfloat16 *)h1, (const __nv_bfloat16 *)proj->data,
         (const __nv_bfloat16 *)scale->data, (const __nv_bfloat16 *)expert_scale->data, H, E, top_k, eps);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     return 0;
 }

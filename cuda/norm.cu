@@ -72,7 +72,7 @@ int g4_cuda_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, int r
     if (rows <= 0 || n <= 0) return 0;
     G4_LAUNCH(rows, G4_NORM_THREADS, 0, c->stream, g4_rmsnorm_kernel)(
         (__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     return 0;
 }
 
@@ -83,7 +83,7 @@ int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, i
     if (rows <= 0 || n <= 0) return 0;
     G4_LAUNCH(rows, G4_NORM_THREADS, 0, c->stream, g4_add_rmsnorm_kernel)(
         (__nv_bfloat16 *)h, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     return 0;
 }
 
@@ -92,7 +92,7 @@ int g4_cuda_add(void *ctx, void *y, const void *a, const void *b, size_t n, g4_e
     if (n == 0) return 0;
     G4_LAUNCH(g4_elementwise_grid(n), 256, 0, c->stream, g4_add_kernel)((__nv_bfloat16 *)y, (const __nv_bfloat16 *)a,
                                                                  (const __nv_bfloat16 *)b, n);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     return 0;
 }
 
@@ -102,6 +102,6 @@ int g4_cuda_scale(void *ctx, void *h, const g4_weight *lambda, size_t n, g4_erro
     if (n == 0) return 0;
     G4_LAUNCH(g4_elementwise_grid(n), 256, 0, c->stream, g4_scale_kernel)((__nv_bfloat16 *)h,
                                                                    (const __nv_bfloat16 *)lambda->data, n);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     return 0;
 }

@@ -107,6 +107,6 @@ int g4_cuda_qk_norm_rope_cache(void *ctx, void *q, const void *k, const void *v,
         (__nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v,
         (const __nv_bfloat16 *)q_norm->data, (const __nv_bfloat16 *)k_norm->data, (__nv_bfloat16 *)kv->base, kd,
         s->pos, s->seq, table, s->n_seqs, s->max_blocks, g->n_heads, g->eps, (float)log2(g->rope.theta), g->rope.rotated_pairs);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     return 0;
 }

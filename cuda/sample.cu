@@ -435,6 +435,6 @@ int g4_cuda_sample(void *ctx, const g4_sample_args *a, g4_error *err) {
     if (a->max_rows > 65535 * 32) return g4_fail(err, "sample: %d rows", a->max_rows);
     G4_LAUNCH(a->max_rows, SAMPLE_THREADS, 0, c->stream, g4_sample_kernel)(a->logits, a->ld, a->vocab, a->params,
                                                                            a->mask, a->tokens, a->logprobs);
-    CUDA_CHECK_LAUNCH();
+    G4_CHECK_LAUNCH();
     return 0;
 }

@@ -5,18 +5,18 @@
  *   prefill_attention  TFLOP/s, one sequence prefilled from 0: sliding d256 (32q/16kv, W=1024)
  *                      and global d512 (32q/4kv, k_eq_v) at 4K and 16K tokens;
  *                      FLOPs = 4·d·heads·Σ_t keys(t); the default path (the tiled flash kernel,
- *                      cuda/attention_flash.cu) and "simple" (G4_ATTN_PATH=simple: the oracle)
+ *                      cuda/attention_flash.cu) and "simple" (attention path simple: the oracle)
  *   decode_attention   GB/s of KV bytes read, batch 1 and 8, contexts 2K, 4K and 32K, one token per
  *                      sequence: the auto path (the split-KV decode kernel, cuda/attention_decode.cu),
  *                      frac_copy against copy_gbs, ideal_us = bytes at copy_gbs, and simple_us (the
- *                      oracle kernel, G4_ATTN_PATH=simple, one run); us/gbs are back-to-back runs,
+ *                      oracle kernel, attention path simple, one run); us/gbs are back-to-back runs,
  *                      where a KV set smaller than L2 (batch 1 sliding: 16.8 MB) stays cached, so
  *                      cold_us / cold_gbs time single runs after a 256 MiB memset scrubs L2
  *   moe_layer          26B-A4B at M = 1, 8, 64, 512, 4096: the router's µs, then the routed
  *                      experts three ways, each with µs, GB/s of the distinct experts'
  *                      weights touched (experts hit × 3·I·H·2 bytes) and TFLOP/s (2·M·k·3·I·H):
  *                        fast         the default path (cuda/moe_decode.cu, M ≤ 64; null above)
- *                        simple       G4_MOE_PATH=simple (sort, per-expert cuBLASLt, combine)
+ *                        simple       MoE path simple (sort, per-expert cuBLASLt, combine)
  *                        cublas_loop  only the 2 GEMMs per expert hit (counts known on the
  *                                     host, no routing / gather / GeGLU / combine): the cost
  *                                     floor of a loop of cuBLAS GEMMs per expert
@@ -48,7 +48,7 @@
         if ((call) != 0) DIE("%s:%d: %s: %s", __FILE__, __LINE__, #call, err.msg); \
     } while (0)
 
-static g4_backend *be, *be_simple; /* be_simple: G4_MOE_PATH=simple (same device and context) */
+static g4_backend *be, *be_simple; /* be_simple: MoE path simple (same device and context) */
 static cudaStream_t stream;
 static g4_error err;
 static uint64_t seed_ctr = 1000;
@@ -154,7 +154,7 @@ typedef struct {
     g4_kv_layer kv;
     g4_step_dev s;
 } att_arg;
-static g4_backend *be_att_simple; /* G4_ATTN_PATH=simple */
+static g4_backend *be_att_simple; /* attention path simple */
 static double att_cold_ms;        /* bench_attention with T_per = 1: ms of a run after an L2 scrub */
 static void run_att(void *p) {
     att_arg *a = p;
@@ -331,14 +331,12 @@ static void bench_moe(double copy_gbs) {
 
 int main(void) {
     if (g4_cuda_device_count() < 1) DIE("no CUDA device");
-    setenv("G4_MOE_PATH", "simple", 1); /* read at creation: one backend per MoE path */
-    be_simple = g4_backend_cuda_create(0, &err);
+    /* one backend per MoE path; the main one takes the fast kernels where they apply */
+    const g4_backend_options moe_simple = {.moe_path = G4_MOE_PATH_SIMPLE},
+                             fast = {.attn_path = G4_ATTN_AUTO, .moe_path = G4_MOE_PATH_FAST};
+    be_simple = g4_backend_cuda_create(&moe_simple, &err);
     if (!be_simple) DIE("%s", err.msg);
-    setenv("G4_MOE_PATH", "fast", 1);
-    setenv("G4_ATTN_PATH", "auto", 1); /* the main backend takes the fast kernels where they apply */
-    be = g4_backend_cuda_create(0, &err);
-    unsetenv("G4_ATTN_PATH");
-    unsetenv("G4_MOE_PATH");
+    be = g4_backend_cuda_create(&fast, &err);
     if (!be) DIE("%s", err.msg);
     stream = (cudaStream_t)g4_cuda_backend_stream(be);
     struct cudaDeviceProp prop;
@@ -368,9 +366,8 @@ int main(void) {
 
     printf("  \"prefill_attention\": [\n");
     const int ptok[2] = {4096, 16384};
-    setenv("G4_ATTN_PATH", "simple", 1); /* read at creation */
-    be_att_simple = g4_backend_cuda_create(0, &err);
-    unsetenv("G4_ATTN_PATH");
+    const g4_backend_options attn_simple = {.attn_path = G4_ATTN_SIMPLE};
+    be_att_simple = g4_backend_cuda_create(&attn_simple, &err);
     if (!be_att_simple) DIE("%s", err.msg);
     for (int gl = 0; gl < 2; gl++)
         for (int i = 0; i < 2; i++) {

@@ -43,7 +43,8 @@ static int open_session(session *ss, const char *dir, int max_seqs, int step_tok
     g4_model_opts o;
     g4_model_opts_default(&o);
     o.max_seqs = max_seqs, o.max_step_tokens = step_tokens, o.max_model_len = max_len, o.dummy_seed = 1;
-    if (!(ss->be = g4_backend_create("cuda", err))) return -1;
+    g4_backend_options bo;
+    if (g4_backend_options_from_env(&bo, err) || !(ss->be = g4_backend_create("cuda", &bo, err))) return -1;
     if (g4_model_open(&ss->m, dir, ss->be, &o, err) || !(ss->r = g4_runner_create(ss->m, err))) return -1;
     return 0;
 }

@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "driver.h"
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 
 double g4_bench_now(void)
 {

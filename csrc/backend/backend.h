@@ -19,12 +19,15 @@
 #include <stdint.h>
 
 #include "backend/kv_layout.h"
+#include "backend/options.h"
+#include "base/dtype.h"
 #include "base/error.h"
+#include "base/invariant.h"
 #include "base/rng.h"
-#include "model/config.h"
-#include "model/weights.h"
+#include "base/rope.h"
+#include "base/weight.h"
 
-#define G4_BACKEND_API_VERSION 1
+#define G4_BACKEND_API_VERSION 2 /* 2: the supports query */
 
 /* The packed batch of one step, as it lives in dev memory (gemma4.c uploads it). */
 typedef struct g4_step_dev {
@@ -153,11 +156,37 @@ typedef struct g4_sample_args {
     g4_sample_logprobs *logprobs;     /* out [slots]; NULL when no row asks */
 } g4_sample_args;
 
+/* What the `supports` query asks about: one op slot each (or a group of optional slots). */
+typedef enum g4_op {
+    G4_OP_LOAD_WEIGHT = 0,    /* load_weight of a weight stored as dt */
+    G4_OP_LOAD_DUMMY_WEIGHT,  /* load_dummy_weight (optional slot) */
+    G4_OP_EMBED,
+    G4_OP_RMSNORM,
+    G4_OP_ADD_RMSNORM,
+    G4_OP_ADD,
+    G4_OP_SCALE,
+    G4_OP_MATMUL,
+    G4_OP_GEGLU,
+    G4_OP_QK_NORM_ROPE_CACHE,
+    G4_OP_ATTENTION,
+    G4_OP_MOE_ROUTE,
+    G4_OP_MOE_EXPERTS,
+    G4_OP_LM_HEAD,
+    G4_OP_SAMPLE,
+    G4_OP_GRAPH,              /* graph_begin / _end / _launch / _free (optional slots) */
+    G4_OP_COUNT
+} g4_op;
+
 typedef struct g4_backend_ops {
     int api_version;                /* G4_BACKEND_API_VERSION */
     const char *name;               /* "cpu", "cuda" */
     g4_dtype act_dtype;             /* activation element type */
     g4_dtype kv_dtype;              /* KV-cache element type */
+
+    /* 1 when this backend runs `op`, 0 when it does not (an optional slot it leaves NULL, a
+     * dtype it cannot take). dt matters for G4_OP_LOAD_WEIGHT only (the weight's stored dtype);
+     * other ops take act_dtype / kv_dtype buffers. Ask before calling an optional slot. */
+    int (*supports)(void *ctx, g4_op op, g4_dtype dt);
 
     /* --- memory ------------------------------------------------------------------------- */
     void *(*alloc)(void *ctx, size_t bytes);                  /* NULL on failure */
@@ -226,7 +255,7 @@ typedef struct g4_backend_ops {
     int (*lm_head)(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E,
                    float softcap, g4_error *err);
 
-    /* --- dummy weights (base/dummy.h) ----------------------------------------------------- */
+    /* --- dummy weights (base/dummy.h; optional: supports(G4_OP_LOAD_DUMMY_WEIGHT)) --------- */
 
     /* Like load_weight, but w->data is filled with bf16(mean + amp·g4_dummy_u(seed, i)) made on
      * the backend; the checkpoint's bytes are never read. Released by unload_weight. */
@@ -240,7 +269,7 @@ typedef struct g4_backend_ops {
      * sampler (tests/backend/test_cpu_sample.c); the CUDA one is cuda/sample.cu. */
     int (*sample)(void *ctx, const g4_sample_args *a, g4_error *err);
 
-    /* --- graphs (optional: NULL where the backend has none; the CPU has none) ---------------- */
+    /* --- graphs (optional: supports(G4_OP_GRAPH); NULL where the backend has none, as the CPU) - */
 
     /* From graph_begin to graph_end the ops queued are recorded instead of run; nothing in
      * between may synchronise with the host or allocate (an op that would makes graph_end fail).
@@ -263,11 +292,19 @@ typedef struct g4_backend {
 
 g4_backend *g4_backend_cpu_create(g4_error *err);
 
-/* Creates a backend by name ("cpu", "cuda"). "cuda" fails with a clear message in builds
- * without the CUDA backend or on machines without a GPU. */
-g4_backend *g4_backend_create(const char *name, g4_error *err);
-/* Same, on a given device (ignored by "cpu"). */
-g4_backend *g4_backend_create_on(const char *name, int device, g4_error *err);
-void g4_backend_destroy(g4_backend *b);
+/* Creates a backend by name ("cpu", "cuda"; the kinds of backend/registry.h) with options o
+ * (NULL = defaults). "cuda" fails with a clear message in builds without the CUDA backend or on
+ * machines without the device o->device. */
+g4_backend *g4_backend_create(const char *name, const g4_backend_options *o, g4_error *err);
+
+/* The supports query of b (see g4_backend_ops.supports). */
+static inline int g4_backend_supports(const g4_backend *b, g4_op op, g4_dtype dt) {
+    G4_INVARIANT(b->ops->supports, "backend %s: op table without its supports slot", b->ops->name);
+    return b->ops->supports(b->ctx, op, dt);
+}
+
+static inline void g4_backend_destroy(g4_backend *b) {
+    if (b && b->destroy) b->destroy(b);
+}
 
 #endif

@@ -13,18 +13,12 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/rope.h"
 
 #define G4_MAX_LAYERS 128
 #define G4_MAX_EOS 8
 
 typedef enum { G4_LAYER_SLIDING = 0, G4_LAYER_GLOBAL = 1 } g4_layer_type;
-
-/* Rotary embedding of one layer type. Pairs are rotate-half: (i, i + head_dim/2).
- * inv_freq[i] = theta^(-2i/head_dim) for i < rotated_pairs, 0 (no rotation) beyond. */
-typedef struct g4_rope {
-    double theta;          /* base frequency: 1e4 sliding, 1e6 global */
-    int rotated_pairs;     /* head_dim/2 for "default"; int(partial_rotary_factor*head_dim/2) for "proportional" */
-} g4_rope;
 
 typedef struct g4_config {
     int hidden;              /* H: 5376 (31B), 2816 (26B) */

@@ -81,9 +81,11 @@ static int load_weight_cb(g4_weight *w, void *user) {
     if (m->opts.dummy_seed) {
         float mean, amp;
         g4_dummy_init(w->name, w->ndim, w->shape, &mean, &amp);
-        rc = ops->load_dummy_weight
+        rc = g4_backend_supports(m->be, G4_OP_LOAD_DUMMY_WEIGHT, w->dtype)
                  ? ops->load_dummy_weight(m->be->ctx, w, g4_dummy_tensor_seed(m->opts.dummy_seed, w->name), mean, amp, lc->err)
                  : g4_fail(lc->err, "backend %s has no dummy-weights mode", ops->name);
+    } else if (!g4_backend_supports(m->be, G4_OP_LOAD_WEIGHT, w->dtype)) {
+        rc = g4_fail(lc->err, "backend %s cannot load a %s weight", ops->name, g4_dtype_name(w->dtype));
     } else {
         rc = ops->load_weight(m->be->ctx, w, lc->err);
     }
@@ -465,9 +467,8 @@ static int compute(g4_model *m, const g4_step_dev *d, const g4_sample_args *sa, 
  * (the first, eager, run warms plans and scratch). */
 static g4_graph_slot *graph_slot(g4_model *m, g4_step_dev *d, int with_sample) {
     g4_model_scratch *s = m->scratch;
-    const g4_backend_ops *ops = m->be->ops;
-    if (!ops->graph_begin || m->debug_sync || m->shard.size > 1 || m->opts.no_graphs || d->n_tokens != d->n_seqs ||
-        d->n_rows != d->n_tokens)
+    if (!g4_backend_supports(m->be, G4_OP_GRAPH, G4_DT_F32) || m->debug_sync || m->shard.size > 1 || m->opts.no_graphs ||
+        d->n_tokens != d->n_seqs || d->n_rows != d->n_tokens)
         return NULL;
     int bound = 1;
     while (bound < d->max_pos + 1) bound *= 2;

@@ -16,7 +16,7 @@
 #include "model/safetensors.h"
 #include "model/shard.h"
 #include "model/weights.h"
-#include "parallel/comm.h"
+#include "base/comm.h"
 
 typedef struct g4_model_opts {
     int max_step_tokens;   /* largest T of one step (activation buffers); default 512 */

@@ -37,17 +37,6 @@ struct g4_safetensors {
     bool sorted;
 };
 
-static const struct {
-    const char *name;
-    size_t size;
-} dtypes[G4_DT_COUNT] = {
-    [G4_DT_BF16] = {"BF16", 2}, [G4_DT_F16] = {"F16", 2}, [G4_DT_F32] = {"F32", 4},
-    [G4_DT_I32] = {"I32", 4},   [G4_DT_I64] = {"I64", 8},
-};
-
-size_t g4_dtype_size(g4_dtype dt) { return (unsigned)dt < G4_DT_COUNT ? dtypes[dt].size : 0; }
-const char *g4_dtype_name(g4_dtype dt) { return (unsigned)dt < G4_DT_COUNT ? dtypes[dt].name : "?"; }
-
 int64_t g4_st_numel(const g4_st_tensor *t) {
     int64_t n = 1;
     for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
@@ -111,15 +100,6 @@ static bool json_u64(const cJSON *v, uint64_t *out) {
     return true;
 }
 
-static int dtype_from(const char *s, g4_dtype *out) {
-    for (int i = 0; i < G4_DT_COUNT; i++)
-        if (strcmp(s, dtypes[i].name) == 0) {
-            *out = (g4_dtype)i;
-            return 0;
-        }
-    return -1;
-}
-
 static int push(g4_safetensors *st, g4_error *err) {
     if (st->n < st->cap) return 0;
     int cap = st->cap ? 2 * st->cap : 256;
@@ -142,7 +122,7 @@ static int parse_entry(g4_safetensors *st, int s, const cJSON *e, size_t data_st
     if (push(st, err)) return -1;
     g4_st_tensor *t = &st->t[st->n];
     memset(t, 0, sizeof *t);
-    if (dtype_from(dt->valuestring, &t->dtype))
+    if (g4_dtype_parse(dt->valuestring, &t->dtype))
         return g4_fail(err, "%s: tensor %s: unsupported dtype %s (supported: BF16, F16, F32, I32, I64)", path, name,
                        dt->valuestring);
     t->ndim = cJSON_GetArraySize(sh);
@@ -162,10 +142,10 @@ static int parse_entry(g4_safetensors *st, int s, const cJSON *e, size_t data_st
     if (cJSON_GetArraySize(off) != 2 || !json_u64(cJSON_GetArrayItem(off, 0), &b) ||
         !json_u64(cJSON_GetArrayItem(off, 1), &en) || en < b)
         return g4_fail(err, "%s: tensor %s: data_offsets must be [begin, end] with 0 <= begin <= end", path, name);
-    uint64_t want = numel * dtypes[t->dtype].size, data_size = st->shards[s].size - data_start;
+    uint64_t want = numel * g4_dtype_size(t->dtype), data_size = st->shards[s].size - data_start;
     if (en - b != want)
         return g4_fail(err, "%s: tensor %s: dtype/shape mismatch: %s × %llu elements = %llu bytes, data_offsets span %llu",
-                       path, name, dtypes[t->dtype].name, (unsigned long long)numel, (unsigned long long)want,
+                       path, name, g4_dtype_name(t->dtype), (unsigned long long)numel, (unsigned long long)want,
                        (unsigned long long)(en - b));
     if (en > data_size)
         return g4_fail(err, "%s: tensor %s: data_offsets [%llu, %llu] out of range: data section is %llu bytes", path, name,

@@ -12,18 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/dtype.h"
 #include "base/error.h"
-
-typedef enum {
-    G4_DT_BF16 = 0,
-    G4_DT_F16,
-    G4_DT_F32,
-    G4_DT_I32,
-    G4_DT_I64,
-    G4_DT_COUNT
-} g4_dtype;
-
-#define G4_MAX_DIMS 4
 
 typedef struct g4_st_tensor {
     char *name;                 /* full checkpoint name, owned */
@@ -47,8 +37,6 @@ const g4_st_tensor *g4_st_at(const g4_safetensors *st, int i);
 /* NULL when absent. O(log n). */
 const g4_st_tensor *g4_st_find(const g4_safetensors *st, const char *name);
 
-size_t g4_dtype_size(g4_dtype dt);
-const char *g4_dtype_name(g4_dtype dt);
 int64_t g4_st_numel(const g4_st_tensor *t);
 
 #endif

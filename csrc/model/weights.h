@@ -7,8 +7,8 @@
  * (`model.vision_tower.`, `model.embed_vision.`) are skipped. Tied LM head: no lm_head.weight
  * is expected (one that exists must equal embed_tokens' shape and is ignored).
  *
- * A g4_weight starts as a host view into the mmapped file; a backend then makes it usable on
- * its side (backend.h, load_weight) and sets `data`. */
+ * A g4_weight (base/weight.h) starts as a host view into the mmapped file; a backend then makes
+ * it usable on its side (backend.h, load_weight) and sets `data`. */
 #ifndef G4_MODEL_WEIGHTS_H
 #define G4_MODEL_WEIGHTS_H
 
@@ -16,21 +16,9 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/weight.h"
 #include "model/config.h"
 #include "model/safetensors.h"
-
-typedef struct g4_weight {
-    const char *name;            /* checkpoint name (points into the safetensors table) */
-    g4_dtype dtype;              /* dtype of `host` */
-    int ndim;
-    int64_t shape[G4_MAX_DIMS];  /* Linear weights are [out, in] */
-    const void *host;            /* bytes in the mapping; NULL = slot absent. name and host live
-                                    only as long as the g4_safetensors they came from */
-    void *data;                  /* backend-side copy or alias, set by the backend */
-    int data_dtype;              /* g4_dtype of `data` (backend's choice) */
-} g4_weight;
-
-static inline bool g4_weight_present(const g4_weight *w) { return w->host != NULL; }
 
 /* One decoder layer. Shapes for 31B sliding / global; 26B in the spec (§3.2, §3.3). */
 typedef struct g4_layer_weights {

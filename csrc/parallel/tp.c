@@ -9,11 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
-#ifdef G4_HAVE_NCCL
-#include "comm_nccl.h"
-#include "cuda_backend.h"
-#endif
+#include "backend/registry.h"
 
 typedef struct tp_worker {
     struct g4_tp *tp;
@@ -37,9 +33,10 @@ struct g4_tp {
     int n_done;
     int quit;
     const g4_step *step;
-    int uses_nccl;              /* CUDA ranks: NCCL communicators, one per GPU */
     /* opening */
-    const char *dir, *backend;
+    const char *dir;
+    const g4_backend_kind *kind; /* every rank's backend kind; it also made comm */
+    g4_backend_options backend_opts;
     g4_model_opts opts;
 };
 
@@ -53,11 +50,11 @@ static void *worker_main(void *arg) {
     /* open this rank's slice on the worker's own thread */
     g4_model_opts o = tp->opts;
     o.tp_rank = w->rank, o.tp_size = tp->size, o.comm = tp->comm;
-    w->be = g4_backend_create_on(tp->backend, w->rank, &w->err);
+    g4_backend_options bo = tp->backend_opts;
+    bo.device = w->rank; /* rank r runs on device r, as the kind's comm_create assumes */
+    w->be = tp->kind->create(&bo, &w->err);
     w->rc = w->be ? 0 : -1;
-#ifdef G4_HAVE_NCCL
-    if (!w->rc && tp->uses_nccl) w->rc = g4_comm_nccl_bind(tp->comm, w->rank, g4_cuda_backend_stream(w->be), &w->err);
-#endif
+    if (!w->rc && tp->kind->comm_join) w->rc = tp->kind->comm_join(tp->comm, w->rank, w->be, &w->err);
     if (!w->rc) w->rc = g4_model_open(&w->model, tp->dir, w->be, &o, &w->err);
     uint64_t seen = 0;
     pthread_mutex_lock(&tp->mu);
@@ -88,11 +85,14 @@ static int first_error(g4_tp *tp, g4_error *err) {
     return 0;
 }
 
-g4_tp *g4_tp_open(const char *dir, const char *backend, int t, const g4_model_opts *opts, g4_error *err) {
+g4_tp *g4_tp_open(const char *dir, const char *backend, const g4_backend_options *backend_opts, int t,
+                  const g4_model_opts *opts, g4_error *err) {
     if (t < 1 || t > 8) {
         g4_fail(err, "tensor parallel size %d: expected 1..8", t);
         return NULL;
     }
+    const g4_backend_kind *kind = g4_backend_kind_find(backend, err);
+    if (!kind) return NULL;
     g4_tp *tp = calloc(1, sizeof *tp);
     if (!tp || !(tp->w = calloc((size_t)t, sizeof *tp->w))) {
         free(tp);
@@ -100,21 +100,12 @@ g4_tp *g4_tp_open(const char *dir, const char *backend, int t, const g4_model_op
         return NULL;
     }
     tp->size = t;
-    tp->dir = dir, tp->backend = backend;
+    tp->dir = dir, tp->kind = kind;
+    if (backend_opts) tp->backend_opts = *backend_opts;
+    else g4_backend_options_default(&tp->backend_opts);
     if (opts) tp->opts = *opts;
     else g4_model_opts_default(&tp->opts);
-    if (!strcmp(backend, "cuda")) {
-#ifdef G4_HAVE_NCCL
-        int devices[8];
-        for (int r = 0; r < t; r++) devices[r] = r;
-        tp->comm = g4_comm_nccl_create(t, devices, err);
-        tp->uses_nccl = 1;
-#else
-        g4_fail(err, "tensor parallel on \"cuda\": this build has no NCCL");
-#endif
-    } else {
-        tp->comm = g4_comm_threads_create(t, err);
-    }
+    tp->comm = kind->comm_create(t, err);
     if (!tp->comm) {
         free(tp->w);
         free(tp);

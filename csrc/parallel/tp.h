@@ -7,15 +7,18 @@
 #ifndef G4_PARALLEL_TP_H
 #define G4_PARALLEL_TP_H
 
+#include "backend/options.h"
 #include "base/error.h"
 #include "engine/engine.h"
 #include "model/gemma4.h"
 
 typedef struct g4_tp g4_tp; /* opaque */
 
-/* Opens dir on t ranks of backend `backend` ("cpu"; "cuda" once the NCCL comm exists).
+/* Opens dir on t ranks of backend kind `backend` ("cpu", "cuda"; backend/registry.h), rank r
+ * created with backend_opts (NULL = defaults) on device r; the kind supplies the communicator.
  * opts: as for g4_model_open (its tp_* and comm fields are set here). */
-g4_tp *g4_tp_open(const char *dir, const char *backend, int t, const g4_model_opts *opts, g4_error *err);
+g4_tp *g4_tp_open(const char *dir, const char *backend, const g4_backend_options *backend_opts, int t,
+                  const g4_model_opts *opts, g4_error *err);
 void g4_tp_close(g4_tp *tp);
 
 int g4_tp_size(const g4_tp *tp);

@@ -384,6 +384,10 @@ int main(int argc, char **argv)
     so.tokenizer = o.tokenizer;
     so.backend = o.backend;
     so.tp = o.tp;
+    int rc = 1;
+    g4_stack *st = NULL;
+    if (g4_backend_options_from_env(&so.backend_opts, &err) < 0) /* G4_ATTN_PATH, G4_MOE_PATH */
+        goto out;
     so.model.max_seqs = o.max_num_seqs;
     if (o.max_model_len)
         so.model.max_model_len = o.max_model_len;
@@ -392,8 +396,6 @@ int main(int argc, char **argv)
     so.max_waiting = o.max_queue;
     so.prefix_cache = o.prefix_cache;
     so.warm_up = true;
-    int rc = 1;
-    g4_stack *st = NULL;
     if (g4_stack_open(&st, &so, &err) < 0)
         goto out;
     g4_http_server_attach(srv, st->engine, st->tok, &st->eo);

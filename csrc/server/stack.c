@@ -71,12 +71,12 @@ static int open_model(g4_stack *s, const g4_stack_opts *o, g4_error *err)
 {
     s->tp_size = o->tp > 1 ? o->tp : 1;
     if (s->tp_size > 1) { /* t ranks, each with its own backend, stepping together */
-        if (!(s->tp = g4_tp_open(s->dir, o->backend, s->tp_size, &o->model, err)))
+        if (!(s->tp = g4_tp_open(s->dir, o->backend, &o->backend_opts, s->tp_size, &o->model, err)))
             return -1;
         s->model = g4_tp_model(s->tp, 0);
         return 0;
     }
-    if (!(s->backend = g4_backend_create(o->backend, err)))
+    if (!(s->backend = g4_backend_create(o->backend, &o->backend_opts, err)))
         return -1;
     return g4_model_open(&s->model, s->dir, s->backend, &o->model, err) < 0 ? -1 : 0;
 }

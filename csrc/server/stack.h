@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "backend/options.h"
 #include "base/error.h"
 #include "engine/engine.h"
 #include "model/gemma4.h"
@@ -37,6 +38,7 @@ typedef struct g4_stack_opts {
     bool no_tokenizer;              /* token ids in, ids out (benchmarks): no tokenizer, no
                                        detokenizer, no chat stop ids, no warm-up */
     const char *backend;            /* "cpu" (default) or "cuda" */
+    g4_backend_options backend_opts; /* device and kernel paths (default: all zero) */
     int tp;                         /* tensor-parallel ranks (default 1) */
     g4_model_opts model;            /* sequence slots (= max running), step tokens, length, ... */
     int max_waiting;                /* queued requests (0: none wait); -1 = the engine's default */

@@ -9,7 +9,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 
 /* Python truthiness: missing, null, false, 0, "", [] and {} are false. */
 int g4_py_truthy(const cJSON *v);

@@ -20,7 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "base/error.h"
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 
 typedef struct g4_chat_options {
     int add_generation_prompt;   /* open the model's turn at the end (default 1) */

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 #include "text/tokenizer.h"
 
 typedef struct g4_detokenizer g4_detokenizer;

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 
 /* Parses a whole call body "call:NAME{...}" (surrounding whitespace allowed). On success
  * appends NAME to name and the arguments as a compact JSON object to args_json and returns

@@ -28,7 +28,7 @@
 #include <stddef.h>
 
 #include "base/error.h"
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 
 typedef enum g4_parse_kind {
     G4_PARSE_CONTENT,    /* text: content delta */

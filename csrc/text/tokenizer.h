@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 
 typedef struct g4_tokenizer g4_tokenizer;
 

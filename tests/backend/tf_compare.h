@@ -49,6 +49,11 @@
  * test_bf16_oracle.c for what this buys). */
 #define TF_QK_SCALE 0.5f
 
+/* The backend options whole-model comparisons run under: the bf16 reference rounds where the
+ * simple MoE path rounds (gate and up outputs); the default fast path (moe_decode.cu) keeps them
+ * in f32 and has its own op-level test (test_gpu_moe_fast). The CPU backend ignores them. */
+static const g4_backend_options tf_backend_opts = {.moe_path = G4_MOE_PATH_SIMPLE};
+
 /* --- the token stream -------------------------------------------------------------------- */
 
 #define TF_MAX_PROMPT 24

@@ -14,13 +14,13 @@
 #include "parallel/tp.h"
 #include "tf_compare.h"
 
-/* Opens dir on t ranks of `backend`, switches CPU ranks to *cpu (NULL: leave them as created),
+/* Opens dir on t ranks of `backend` (with tf_backend_opts), switches CPU ranks to *cpu (NULL: leave them as created),
  * wraps every rank in place, runs the stream (routing counted and recorded on rank 0; every rank
  * replays the whole log), closes the group. 0, or -1 with err set. */
 static inline int tf_tp_run(const char *dir, const char *backend, int t, const g4_model_opts *o, const g4_cpu_opts *cpu,
                             tf_route_mode route, tf_bug bug, const tf_stream *st, float *logits, g4_error *err) {
     if (t < 1 || t > 8) return g4_fail(err, "tf_tp_run: t = %d", t);
-    g4_tp *tp = g4_tp_open(dir, backend, t, o, err);
+    g4_tp *tp = g4_tp_open(dir, backend, &tf_backend_opts, t, o, err);
     if (!tp) return -1;
     tf_wrap w[8];
     int rc = 0;

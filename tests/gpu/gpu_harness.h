@@ -32,19 +32,22 @@ typedef struct gh_pair {
     g4_backend *cpu, *gpu;
 } gh_pair;
 
-/* 0 ok, 77 no GPU (caller returns it), 1 failure (message printed). */
-static inline int gh_open(gh_pair *p) {
+/* 0 ok, 77 no GPU (caller returns it), 1 failure (message printed). The CUDA backend is created
+ * with options o (NULL = defaults: the default kernel paths). */
+static inline int gh_open_with(gh_pair *p, const g4_backend_options *o) {
     g4_error err = {{0}};
     memset(p, 0, sizeof *p);
     if (g4_cuda_device_count() < 1) return CHECK_SKIP_CODE;
     p->cpu = g4_backend_cpu_create(&err);
-    if (p->cpu) p->gpu = g4_backend_cuda_create(0, &err);
+    if (p->cpu) p->gpu = g4_backend_cuda_create(o, &err);
     if (!p->cpu || !p->gpu) {
         fprintf(stderr, "backend create: %s\n", err.msg);
         return 1;
     }
     return 0;
 }
+
+static inline int gh_open(gh_pair *p) { return gh_open_with(p, NULL); }
 
 static inline void gh_close(gh_pair *p) {
     if (p->gpu) g4_backend_destroy(p->gpu);

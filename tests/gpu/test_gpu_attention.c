@@ -173,9 +173,8 @@ static void run_case(gh_pair *p, const gh_attn_case *L, const tstep *st, uint64_
 int main(void) {
     gh_pair p;
     /* this test is the oracle (simple) kernels' own; the default paths have theirs */
-    setenv("G4_ATTN_PATH", "simple", 1);
-    int rc = gh_open(&p);
-    unsetenv("G4_ATTN_PATH");
+    const g4_backend_options simple_path = {.attn_path = G4_ATTN_SIMPLE};
+    int rc = gh_open_with(&p, &simple_path);
     if (rc == CHECK_SKIP_CODE) return check_skip("no CUDA device");
     REQUIRE(rc == 0, "backends");
     static tstep dec, pre;

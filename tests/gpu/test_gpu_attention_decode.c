@@ -10,8 +10,8 @@
  * with peaked (near one-hot) and flat softmaxes (every key's V weighs in);
  * later cache slots hold random keys the causal bound must hide, and sliding tables hold −1 for
  * blocks wholly outside the window (a read there fails the CPU oracle and reads garbage here).
- * Three backends: CPU, CUDA with G4_ATTN_PATH=auto (the decode kernel takes every T ≤ n_seqs step)
- * and CUDA with G4_ATTN_PATH=simple. The emulated device has 132 SMs like an H100, so the split
+ * Three backends: CPU, CUDA with attention path auto (the decode kernel takes every T ≤ n_seqs step)
+ * and CUDA with attention path simple. The emulated device has 132 SMs like an H100, so the split
  * rule (printed per case) gives Z > 1 on the five-sequence step (combine kernel) and Z = 1 on a
  * step of 20 short sequences (the kernel's direct bf16 epilogue).
  * Bound: the harness's 1 % of max|ref| (identical bf16 q and cache on every side; the decode
@@ -253,15 +253,13 @@ static void run_graph(gh_pair *p, const gh_attn_case *L, const dstep *st, uint64
 
 int main(void) {
     gh_pair p;
-    if (setenv("G4_ATTN_PATH", "auto", 1)) return check_skip("setenv"); /* read at backend creation */
-    int rc = gh_open(&p);
+    const g4_backend_options auto_path = {.attn_path = G4_ATTN_AUTO}, simple_path = {.attn_path = G4_ATTN_SIMPLE};
+    int rc = gh_open_with(&p, &auto_path);
     if (rc == CHECK_SKIP_CODE) return check_skip("no CUDA device");
     REQUIRE(rc == 0, "backends");
     g4_error err = {{0}};
-    REQUIRE(!setenv("G4_ATTN_PATH", "simple", 1), "setenv");
-    g4_backend *simple = g4_backend_cuda_create(0, &err);
+    g4_backend *simple = g4_backend_cuda_create(&simple_path, &err);
     REQUIRE(simple, "simple CUDA backend: %s", err.msg);
-    unsetenv("G4_ATTN_PATH");
 
     gh_attn_case s31 = {"31B sliding d256", 256, 32, 16, 1024, 0, {10000.0, 128}};
     gh_attn_case g31 = {"31B global d512 k_eq_v", 512, 32, 4, 0, 1, {1000000.0, 64}};

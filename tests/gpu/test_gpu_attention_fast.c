@@ -3,8 +3,8 @@
  * tables (B = 16):
  *   sliding  d=256, 32 q / 16 kv heads, window 1024
  *   global   d=512, 32 q / 4 kv heads, k_eq_v (K = RoPE(U ⊙ k_norm), V = U), θ=1e6 on 64 of 256 pairs
- * Three backends: CPU (oracle), CUDA with G4_ATTN_PATH=fast (flash on every step) and CUDA with
- * G4_ATTN_PATH=simple. Five sequences (cached contexts 1500, 201, 764, 1301, 1) mixed in one
+ * Three backends: CPU (oracle), CUDA with attention path fast (flash on every step) and CUDA with
+ * attention path simple. Five sequences (cached contexts 1500, 201, 764, 1301, 1) mixed in one
  * packed step, so row tiles straddle sequence boundaries:
  *   mixed  seq0 prefill chunk 1100..1499 (crosses the window), seq1 chunk 0..200 (from the
  *          start), one decode token of seq3 at 1300 between them, seq2 chunk 700..763, seq4 pos 0
@@ -171,15 +171,13 @@ static void run_case(gh_pair *p, g4_backend *simple, const gh_attn_case *L, cons
 
 int main(void) {
     gh_pair p;
-    if (setenv("G4_ATTN_PATH", "fast", 1)) return check_skip("setenv");
-    int rc = gh_open(&p);
+    const g4_backend_options fast = {.attn_path = G4_ATTN_FAST}, simple_path = {.attn_path = G4_ATTN_SIMPLE};
+    int rc = gh_open_with(&p, &fast);
     if (rc == CHECK_SKIP_CODE) return check_skip("no CUDA device");
     REQUIRE(rc == 0, "backends");
     g4_error err = {{0}};
-    REQUIRE(!setenv("G4_ATTN_PATH", "simple", 1), "setenv");
-    g4_backend *simple = g4_backend_cuda_create(0, &err);
+    g4_backend *simple = g4_backend_cuda_create(&simple_path, &err);
     REQUIRE(simple, "simple CUDA backend: %s", err.msg);
-    unsetenv("G4_ATTN_PATH");
 
     static tstep mixed, small;
     make_steps(&mixed, &small);

@@ -30,7 +30,7 @@
 #ifndef G4_CUDA_EMU
 static int greedy(const char *backend, const char *dir, int n_prompt, int n_gen, int32_t *out, int check_logits) {
     g4_error err = {{0}};
-    g4_backend *be = g4_backend_create(backend, &err);
+    g4_backend *be = g4_backend_create(backend, &tf_backend_opts, &err);
     g4_model_opts o;
     g4_model_opts_default(&o);
     o.max_seqs = 1, o.max_step_tokens = 64, o.max_model_len = 128, o.dummy_seed = 7;
@@ -110,7 +110,7 @@ static void tiny_part(const char *dir) {
     g4_cpu_opts co;
     g4_cpu_opts_default(&co);
     co.round_bf16 = 1;
-    g4_backend *gpu = g4_backend_create("cuda", &err), *cpu = gpu ? g4_backend_cpu_create_opts(&co, &err) : NULL;
+    g4_backend *gpu = g4_backend_create("cuda", &tf_backend_opts, &err), *cpu = gpu ? g4_backend_cpu_create_opts(&co, &err) : NULL;
     CHECK(gpu && cpu && got && ref, "tiny part: %s", err.msg);
     if (gpu && cpu && got && ref && !tiny_run(gpu, dir, &st, TF_ROUTE_RECORD, TF_BUG_NONE, got)) {
         if (!tiny_run(cpu, dir, &st, TF_ROUTE_REPLAY, TF_BUG_NONE, ref)) {
@@ -135,10 +135,7 @@ static void tiny_part(const char *dir) {
 
 int main(void) {
     if (g4_cuda_device_count() < 1) return check_skip("no CUDA device");
-    /* The bf16 reference rounds where the simple MoE path rounds (gate and up outputs); the
-     * default fast path (moe_decode.cu) keeps them in f32 and has its own op-level test
-     * (test_gpu_moe_fast). Whole-model comparisons pin the path the reference models. */
-    setenv("G4_MOE_PATH", "simple", 1);
+    /* Whole-model comparisons pin the MoE path the bf16 reference models (tf_backend_opts). */
     char dir[] = "/tmp/g4-test-gpu-dummy-XXXXXX", sub[512];
     REQUIRE(mkdtemp(dir) != NULL, "mkdtemp");
     snprintf(sub, sizeof sub, "%s/tiny", dir);

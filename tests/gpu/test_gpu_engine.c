@@ -68,7 +68,7 @@ static int both_step_sample(void *ctx, const g4_step *st, const g4_sample_params
 int main(void) {
     if (g4_cuda_device_count() < 1) return check_skip("no CUDA device");
     g4_error err = {{0}};
-    g4_backend *gpu = g4_backend_cuda_create(0, &err);
+    g4_backend *gpu = g4_backend_cuda_create(NULL, &err);
     REQUIRE(gpu, "cuda backend: %s", err.msg);
     char dir[128];
     snprintf(dir, sizeof dir, "/tmp/g4_test_gpu_engine_%d", (int)getpid());

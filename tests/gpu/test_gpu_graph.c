@@ -72,13 +72,12 @@ static void one(g4_backend *be, const char *kind, int simple_moe) {
 int main(void) {
     if (g4_cuda_device_count() < 1) return check_skip("no CUDA device");
     g4_error err = {{0}};
-    g4_backend *gpu = g4_backend_cuda_create(0, &err);
+    g4_backend *gpu = g4_backend_cuda_create(NULL, &err);
     REQUIRE(gpu, "cuda backend: %s", err.msg);
     one(gpu, "tiny-dense", 0);
     one(gpu, "tiny-moe", 0);
     g4_backend_destroy(gpu);
-    setenv("G4_MOE_PATH", "simple", 1); /* read at backend creation */
-    gpu = g4_backend_cuda_create(0, &err);
+    gpu = g4_backend_cuda_create(&tf_backend_opts, &err); /* the simple MoE path */
     REQUIRE(gpu, "cuda backend: %s", err.msg);
     one(gpu, "tiny-moe", 1);
     g4_backend_destroy(gpu);

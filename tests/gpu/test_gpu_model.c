@@ -113,12 +113,9 @@ static void run_model(g4_backend *gpu, const char *name) {
 
 int main(void) {
     if (g4_cuda_device_count() < 1) return check_skip("no CUDA device");
-    /* The bf16 reference rounds where the simple MoE path rounds (gate and up outputs); the
-     * default fast path (moe_decode.cu) keeps them in f32 and has its own op-level test
-     * (test_gpu_moe_fast). Whole-model comparisons pin the path the reference models. */
-    setenv("G4_MOE_PATH", "simple", 1);
+    /* Whole-model comparisons pin the MoE path the bf16 reference models (tf_backend_opts). */
     g4_error err = {{0}};
-    g4_backend *gpu = g4_backend_cuda_create(0, &err);
+    g4_backend *gpu = g4_backend_cuda_create(&tf_backend_opts, &err);
     REQUIRE(gpu != NULL, "cuda backend: %s", err.msg);
     run_model(gpu, "tiny-dense");
     run_model(gpu, "tiny-moe");

@@ -152,9 +152,8 @@ static void run_experts(gh_pair *p, int M, int adversarial, uint64_t seed) {
 int main(void) {
     gh_pair p;
     /* this test is the oracle (simple) kernels' own; the default paths have theirs */
-    setenv("G4_MOE_PATH", "simple", 1);
-    int rc = gh_open(&p);
-    unsetenv("G4_MOE_PATH");
+    const g4_backend_options simple_path = {.moe_path = G4_MOE_PATH_SIMPLE};
+    int rc = gh_open_with(&p, &simple_path);
     if (rc == CHECK_SKIP_CODE) return check_skip("no CUDA device");
     REQUIRE(rc == 0, "backends");
     int64_t s_proj[2] = {E, H}, s_h[1] = {H}, s_e[1] = {E}, s_gu[3] = {E, 2 * I, H}, s_d[3] = {E, H, I};

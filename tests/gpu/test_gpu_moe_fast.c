@@ -1,5 +1,5 @@
 /* test_gpu_moe_fast.c — the CUDA backend's decode MoE path (cuda/moe_decode.cu, taken for
- * 1 ≤ T ≤ 64 when G4_MOE_PATH=fast) vs the simple grouped CUDA path (G4_MOE_PATH=simple, a
+ * 1 ≤ T ≤ 64 when MoE path fast) vs the simple grouped CUDA path (MoE path simple, a
  * second backend) and vs the CPU backend, at the 26B-A4B shapes (E=128, k=8, I=704, H=2816)
  * for T = 1, 3, 8, 64.
  *
@@ -142,13 +142,11 @@ static void run_graph(gh_pair *p, int T, uint64_t seed) {
 int main(void) {
     gh_pair p;
     g4_error err = {{0}};
-    setenv("G4_MOE_PATH", "fast", 1); /* read once, at backend creation */
-    int rc = gh_open(&p);
+    const g4_backend_options fast = {.moe_path = G4_MOE_PATH_FAST}, simple_path = {.moe_path = G4_MOE_PATH_SIMPLE};
+    int rc = gh_open_with(&p, &fast);
     if (rc == CHECK_SKIP_CODE) return check_skip("no CUDA device");
     REQUIRE(rc == 0, "backends");
-    setenv("G4_MOE_PATH", "simple", 1);
-    g4_backend *simple = g4_backend_cuda_create(0, &err);
-    unsetenv("G4_MOE_PATH");
+    g4_backend *simple = g4_backend_cuda_create(&simple_path, &err);
     REQUIRE(simple, "simple-path backend: %s", err.msg);
     int64_t s_gu[3] = {E, 2 * I, H}, s_d[3] = {E, H, I};
     REQUIRE(!gh_weight_make(&p, &gate_up, "experts.gate_up_proj", 3, s_gu, 54, 0.0f, 0.04f), "weight");

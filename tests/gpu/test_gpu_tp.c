@@ -42,10 +42,8 @@ int main(void) {
     return check_skip("this build has no NCCL");
 #else
     int ngpu = g4_cuda_device_count();
-    /* The bf16 reference rounds where the simple MoE path rounds (gate and up outputs); the
-     * default fast path (moe_decode.cu) keeps them in f32 and has its own op-level test
-     * (test_gpu_moe_fast). Whole-model comparisons pin the path the reference models. */
-    setenv("G4_MOE_PATH", "simple", 1);
+    /* Whole-model comparisons pin the MoE path the bf16 reference models (tf_backend_opts,
+     * which tf_tp_run passes to every rank). */
     if (ngpu < 1) return check_skip("no CUDA device");
     const char *kinds[2] = {"tiny-dense", "tiny-moe"};
     for (int k = 0; k < 2; k++) {

@@ -83,7 +83,7 @@ static void test_model(const char *kind, const char *dir) {
     g4_backend_destroy(be);
 
     for (int t = 2; t <= 4; t *= 2) {
-        g4_tp *tp = g4_tp_open(dir, "cpu", t, &o, &err);
+        g4_tp *tp = g4_tp_open(dir, "cpu", NULL, t, &o, &err);
         CHECK(tp != NULL, "%s t=%d: %s", kind, t, err.msg);
         if (!tp) continue;
         CHECK(g4_tp_model(tp, t - 1)->cfg.n_heads == cfg.n_heads / t, "local heads");
@@ -100,7 +100,7 @@ static void test_model(const char *kind, const char *dir) {
         g4_tp_close(tp);
     }
     /* t = 3 does not divide 4 query heads */
-    g4_tp *bad = g4_tp_open(dir, "cpu", 3, &o, &err);
+    g4_tp *bad = g4_tp_open(dir, "cpu", NULL, 3, &o, &err);
     CHECK(bad == NULL && strstr(err.msg, "num_attention_heads"), "t=3 refused: %s", err.msg);
     for (int s = 0; s < NSEQ; s++) free(prompt[s]);
     free(ref), free(got);

@@ -103,7 +103,7 @@ static void test_model(const char *kind, const char *dir) {
     g4_model_close(m);
     g4_backend_destroy(be);
     for (int t = 2; t <= 4; t *= 2) {
-        g4_tp *tp = g4_tp_open(dir, "cpu", t, &o, &err);
+        g4_tp *tp = g4_tp_open(dir, "cpu", NULL, t, &o, &err);
         CHECK(tp != NULL, "t=%d: %s", t, err.msg);
         if (!tp) continue;
         g4_executor_tp(&ex, tp);

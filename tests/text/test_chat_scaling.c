@@ -11,7 +11,7 @@
 
 #include "check.h"
 #include "text/chat_template.h"
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 
 static double cpu_s(void) {
     struct timespec t;

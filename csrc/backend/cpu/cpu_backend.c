@@ -5,6 +5,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_internal.h"
+#include "backend/registry.h"
 
 extern const g4_backend_ops g4_cpu_ops;
 
@@ -52,3 +53,16 @@ int g4_backend_cpu_set_opts(g4_backend *b, const g4_cpu_opts *o, g4_error *err) 
     c->sum_order = o ? o->sum_order : 0;
     return 0;
 }
+
+/* The registry's "cpu" kind: options carry nothing the CPU backend reads (device, kernel paths). */
+static g4_backend *cpu_create_kind(const g4_backend_options *o, g4_error *err) {
+    (void)o;
+    return g4_backend_cpu_create(err);
+}
+
+const g4_backend_kind g4_backend_kind_cpu = {
+    .name = "cpu",
+    .create = cpu_create_kind,
+    .comm_create = g4_cpu_comm_create,
+    .comm_join = NULL,
+};

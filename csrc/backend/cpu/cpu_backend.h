@@ -30,6 +30,7 @@
 #define G4_BACKEND_CPU_BACKEND_H
 
 #include "backend/backend.h"
+#include "base/comm.h"
 
 typedef struct g4_cpu_opts {
     int round_bf16; /* 0: fp32 reference (default); 1: round to bf16 where the CUDA backend stores bf16 */
@@ -54,6 +55,10 @@ g4_backend *g4_backend_cpu_create_opts(const g4_cpu_opts *o, g4_error *err);
  * it before loading, or with bf16 checkpoints only. 0, or -1 with err set when b is not a CPU
  * backend or o is invalid. Not thread-safe against ops running on b. */
 int g4_backend_cpu_set_opts(g4_backend *b, const g4_cpu_opts *o, g4_error *err);
+
+/* The CPU backend's communicator for a group of `size` ranks that are threads of this process
+ * (cpu_comm.c; f32 buffers only). NULL with err set on failure. The registry's "cpu" kind. */
+g4_comm *g4_cpu_comm_create(int size, g4_error *err);
 
 /* The sample op's CPU implementation on host memory, for callers that hold logits on the host
  * (the engine with an executor that returns logits; tests). Same contract as ops->sample

@@ -29,8 +29,8 @@
  *   load_weight         cuda_backend.cu          F32 / F16 weights → bf16 once at load
  *
  * Not modelled (the CUDA backend's defaults do not take these paths): attention_flash.cu
- * (G4_ATTN_PATH=fast|auto; rounds K-from-U and P to fp16 before its mma), moe_decode.cu
- * (G4_MOE_PATH=fast; keeps gate/up in f32 before the GeGLU), NCCL sums over t > 2 ranks (one
+ * (attention path fast|auto; rounds K-from-U and P to fp16 before its mma), moe_decode.cu
+ * (MoE path fast; keeps gate/up in f32 before the GeGLU), NCCL sums over t > 2 ranks (one
  * rounding per ring hop). Differences that remain by design: f32 summation order (cuBLASLt,
  * block reductions; this file sums squares for RMSNorm in double), rsqrtf / sincosf / exp2
  * inverse frequencies against libm. g4_cpu_opts.sum_order = 1 measures how much the first of
@@ -350,11 +350,19 @@ static int cpu_load_dummy_weight(void *ctx, g4_weight *w, uint64_t seed, float m
     return 0;
 }
 
+/* Every op but graphs; weights stored as bf16, f16 or f32 (cpu_load_weight). */
+static int cpu_supports(void *ctx, g4_op op, g4_dtype dt) {
+    (void)ctx;
+    if (op == G4_OP_LOAD_WEIGHT) return dt == G4_DT_BF16 || dt == G4_DT_F16 || dt == G4_DT_F32;
+    return op >= 0 && op < G4_OP_COUNT && op != G4_OP_GRAPH;
+}
+
 const g4_backend_ops g4_cpu_ops = {
     .api_version = G4_BACKEND_API_VERSION,
     .name = "cpu",
     .act_dtype = G4_DT_F32,
     .kv_dtype = G4_DT_F32,
+    .supports = cpu_supports,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,

@@ -24,7 +24,7 @@
 
 #include "engine/stream.h"
 #include "server/grpc/grpc_server.h"
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 
 typedef struct g4_gcall g4_gcall;
 typedef struct g4_gen g4_gen;

@@ -16,7 +16,7 @@
 #include "base/error.h"
 #include "engine/engine.h"
 #include "model/config.h"
-#include "server/metrics.h"
+#include "server/metrics/metrics.h"
 #include "text/tokenizer.h"
 
 typedef struct g4_grpc_config {

@@ -17,7 +17,7 @@
 
 #include "base/error.h"
 #include "engine/engine.h"
-#include "server/metrics.h"
+#include "server/metrics/metrics.h"
 #include "text/tokenizer.h"
 
 #define G4_HTTP_MAX_NAMES 8

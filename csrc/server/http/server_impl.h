@@ -10,8 +10,8 @@
 
 #include "server/http/http_server.h"
 #include "server/http/oai_request.h"
-#include "server/metrics.h"
-#include "text/strbuf.h"
+#include "server/metrics/metrics.h"
+#include "base/strbuf.h"
 
 typedef struct g4_job g4_job;
 

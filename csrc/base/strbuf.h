@@ -1,9 +1,9 @@
-/* strbuf.h - a growable byte string owned by its caller (the text layer's output type).
+/* strbuf.h - a growable byte string owned by its caller (the text layer's and the servers' output type).
  *
  * Always NUL-terminated after any successful append, yet binary safe (len counts the bytes).
  * Zero-initialise (`g4_strbuf b = {0};`) before first use; g4_strbuf_free releases it. */
-#ifndef G4_TEXT_STRBUF_H
-#define G4_TEXT_STRBUF_H
+#ifndef G4_BASE_STRBUF_H
+#define G4_BASE_STRBUF_H
 
 #include <stddef.h>
 #include <string.h>

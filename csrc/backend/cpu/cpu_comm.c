@@ -1,4 +1,5 @@
-/* comm_threads.c — in-process all-reduce for tensor parallelism on the CPU backend.
+/* cpu_comm.c — the CPU backend's communicator (base/comm.h): in-process all-reduce for
+ * tensor parallelism, ranks are threads of this process; f32 buffers only.
  *
  * Each rank publishes its buffer, then rank k sums slice k of every rank's buffer in rank order
  * 0..t−1 into a shared result, and every rank copies the result back: a reduce-scatter +
@@ -7,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "parallel/comm.h"
+#include "backend/cpu/cpu_backend.h"
 
 typedef struct threads_comm {
     g4_comm pub;
@@ -54,7 +55,7 @@ static void threads_destroy(g4_comm *c) {
     free(tc);
 }
 
-g4_comm *g4_comm_threads_create(int size, g4_error *err) {
+g4_comm *g4_cpu_comm_create(int size, g4_error *err) {
     if (size < 1) {
         g4_fail(err, "thread comm: size %d", size);
         return NULL;

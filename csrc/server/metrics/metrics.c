@@ -1,7 +1,7 @@
 /* metrics.c - Prometheus counters and histograms of the server, both protocols (see metrics.h).
  * Families are rendered from one set of numbers under two names (vLLM's and NIM's); counters
  * are declared with their base name and sampled as <name>_total, as prometheus_client does. */
-#include "server/metrics.h"
+#include "server/metrics/metrics.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -1,17 +1,19 @@
-/* comm.h — the collective interface tensor parallelism needs inside a step (design.md §8).
+/* comm.h — the collective interface tensor parallelism needs inside a step.
  *
  * One g4_comm serves all t ranks of a tensor-parallel group; every rank calls each collective
  * with the same arguments, in the same order, from its own worker thread. Buffers are backend
- * memory of that rank (host memory for the CPU backend, device memory for CUDA). Two
- * implementations: an in-process thread all-reduce for the CPU backend (comm_threads.c) and
- * NCCL for the CUDA backend. Results are identical on every rank (fixed reduction order). */
-#ifndef G4_PARALLEL_COMM_H
-#define G4_PARALLEL_COMM_H
+ * memory of that rank (host memory for the CPU backend, device memory for CUDA). Each backend
+ * kind brings its implementation (backend/registry.h): an in-process thread all-reduce for the
+ * CPU backend (backend/cpu/cpu_comm.c) and NCCL for the CUDA backend (cuda/comm_nccl.cu).
+ * Results are identical on every rank (fixed reduction order). A ground-floor interface: the
+ * forward pass (model/) calls it, backends implement it. */
+#ifndef G4_BASE_COMM_H
+#define G4_BASE_COMM_H
 
 #include <stddef.h>
 
+#include "base/dtype.h"
 #include "base/error.h"
-#include "model/safetensors.h"
 
 typedef struct g4_comm {
     int size;                   /* t */
@@ -20,9 +22,6 @@ typedef struct g4_comm {
     int (*all_reduce_sum)(struct g4_comm *c, int rank, void *buf, size_t n, g4_dtype dt, g4_error *err);
     void (*destroy)(struct g4_comm *c);
 } g4_comm;
-
-/* The CPU implementation: ranks are threads of this process; f32 buffers only. */
-g4_comm *g4_comm_threads_create(int size, g4_error *err);
 
 static inline void g4_comm_destroy(g4_comm *c) {
     if (c && c->destroy) c->destroy(c);

@@ -1,5 +1,5 @@
 /* strbuf.c - growable byte string (see strbuf.h). */
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "text/strbuf.h"
+#include "base/strbuf.h"
 
 typedef struct g4_metrics g4_metrics;
 
