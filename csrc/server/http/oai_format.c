@@ -2,7 +2,7 @@
  * text_completion objects, SSE framing, logprobs, usage. Runs on the MHD thread under the job's
  * mutex. Chat output goes through the Gemma 4 output parser (content / reasoning / tool_calls);
  * completions strip special-token text when skip_special_tokens is set.
- * Shapes: docs/api-http.md; field semantics: serving-conventions.md §2. */
+ * Shapes: docs/api-http.md; field semantics: docs/serving-conventions.md §2. */
 #include "server/http/generate_impl.h"
 
 #include <stdio.h>
