@@ -1,6 +1,6 @@
 /* kv.cuh — device-side twin of backend/kv_layout.h: where (block, slot, head) lives in a pool.
- * Must stay equal to g4_kv_offset(); tests/gpu/test_rope_cache.c reads the CUDA cache back
- * with the host function, so a drift between the two fails there. */
+ * Must stay equal to g4_kv_offset(); tests/gpu/test_gpu_attention.c compares the CUDA cache
+ * with the CPU backend's, laid out by the host function, so a drift between the two fails there. */
 #ifndef G4_CUDA_KV_CUH
 #define G4_CUDA_KV_CUH
 

@@ -2,7 +2,7 @@
  * m16n8k16 (f16 or bf16 in, f32 accumulate), ldmatrix (x1/x2/x4, optionally transposed) and
  * cp.async with commit / wait groups. On the GPU each is one inline-PTX statement; on the
  * emulated CUDA target (G4_CUDA_EMU) each calls the emulator's implementation of the PTX
- * ISA's fragment layouts (cuda/emu/sched.cc), checked by tests/gpu/test_gpu_ptx.c against a
+ * ISA's fragment layouts (cuda/emu/sched.cc), checked by tests/gpu/test_gpu_ptx.cu against a
  * layout table transcribed from the ISA. Not here: anything that is not a single instruction. */
 #ifndef G4_CUDA_PTX_CUH
 #define G4_CUDA_PTX_CUH

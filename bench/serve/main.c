@@ -56,7 +56,7 @@ static void usage(FILE *f)
 "  --roofline                  measure copy bandwidth and cuBLAS BF16 TFLOP/s on --device N (0) and print\n"
 "                              decode / prefill as fractions of their rooflines (needs a GPU and the\n"
 "                              model geometry: --model-config config.json, or the --offline model)\n"
-"  --kv-shared-global          count one stored KV tensor on k_eq_v global layers (design.md §5)\n",
+"  --kv-shared-global          count one stored KV tensor on k_eq_v global layers (docs/model-spec.md §4)\n",
 #ifdef G4_BENCH_GRPC
             "built in"
 #else

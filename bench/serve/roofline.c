@@ -1,6 +1,6 @@
 /* roofline.c — byte and FLOP accounting of Gemma 4 decode and prefill steps from a g4_config
  * (see roofline.h for the model of a step). Counts follow the checkpoint tensor tables of
- * gemma4-model-spec.md §3.2–3.3; the unit test checks them against that spec's totals. */
+ * docs/model-spec.md §3.2–3.3; the unit test checks them against that spec's totals. */
 #include "roofline.h"
 
 #include <math.h>

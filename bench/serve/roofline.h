@@ -1,5 +1,5 @@
 /* roofline.h — what a Gemma 4 step must move and compute, from the model geometry alone, and the
- * fraction of that limit a measured run reached (performance-anchors.md §5).
+ * fraction of that limit a measured run reached (docs/performance-anchors.md §5).
  *
  * Decode step (B sequences, one new token each) reads every weight once — for MoE only the
  * experts some sequence routed to, E·(1 − (1 − k/E)^B) of them per layer on average under uniform
@@ -29,7 +29,7 @@ typedef struct g4_param_count {
 void g4_roofline_params(const g4_config *c, g4_param_count *p);
 
 /* KV-cache bytes per token on layer l: kv_heads · head_dim · elem_bytes · (2, or 1 for a k_eq_v
- * global layer when shared_global — one stored tensor, design.md §5). */
+ * global layer when shared_global — one stored tensor, docs/model-spec.md §4). */
 double g4_roofline_kv_bytes_token(const g4_config *c, int l, int elem_bytes, bool shared_global);
 
 /* Bytes one decode step reads for `batch` sequences at context length ctx (tokens including the

@@ -1,6 +1,6 @@
 /* kv_layout.h — where a token's keys and values live in the paged KV pools.
  *
- * Two pools (design.md §5), both of fixed-size blocks of B tokens:
+ * Two pools (docs/architecture.md, "KV cache"), both of fixed-size blocks of B tokens:
  *   sliding pool   per sliding layer, block b:  [2][B][n_kv][d]   (K then V)
  *   global pool    per global layer, block b:  [B][n_kv][d]      (one tensor U: k_eq_v)
  * A global layer without k_eq_v (not used by 31B/26B, kept for generality) uses the sliding

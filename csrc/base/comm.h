@@ -1,4 +1,4 @@
-/* comm.h — the collective interface tensor parallelism needs inside a step.
+/* comm.h — the collective interface tensor parallelism needs inside a step (docs/architecture.md, "Tensor parallelism").
  *
  * One g4_comm serves all t ranks of a tensor-parallel group; every rank calls each collective
  * with the same arguments, in the same order, from its own worker thread. Buffers are backend

@@ -1,5 +1,5 @@
 /* engine.h — the serving engine: many concurrent requests → a stream of model steps → per-request
- * event streams (design.md §3, §5, §6).
+ * event streams (docs/engine.md).
  *
  * Front-ends (HTTP, gRPC, the offline throughput tool, tests) submit requests from any thread;
  * one engine thread schedules iteration-level batches (running decodes first, then chunked

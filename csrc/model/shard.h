@@ -1,4 +1,4 @@
-/* shard.h — tensor-parallel slicing of a mapped checkpoint for one rank (design.md §8).
+/* shard.h — tensor-parallel slicing of a mapped checkpoint for one rank (docs/architecture.md, "Tensor parallelism").
  *
  * For rank r of t: query heads, MLP and expert intermediate columns and the LM head's vocabulary
  * are split evenly; q/k/v/gate/up (and the experts' gate_up) are sliced by output rows, o/down

@@ -22,7 +22,7 @@
 #include "base/bf16.h"
 #include "model/safetensors_write.h"
 
-/* The real geometries (gemma4-model-spec.md §1), for header-only checkpoints + dummy weights. */
+/* The real geometries (docs/model-spec.md §1), for header-only checkpoints + dummy weights. */
 static void real_config(g4_config *c, int moe) {
     c->hidden = moe ? 2816 : 5376;
     c->n_layers = moe ? 30 : 60;

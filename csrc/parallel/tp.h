@@ -1,5 +1,5 @@
 /* tp.h — a tensor-parallel group: t ranks of one model, one worker thread (and one backend)
- * per rank, stepping together (design.md §8, issue "Tensor-parallel executor").
+ * per rank, stepping together (docs/architecture.md, "Tensor parallelism").
  *
  * g4_tp_step() hands the same step to every worker, each runs g4_model_forward on its slice
  * (all-reducing inside through the group's g4_comm), and the vocabulary slices of the logits are

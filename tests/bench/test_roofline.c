@@ -1,6 +1,6 @@
 /* test_roofline.c — bench/serve/roofline.c byte / FLOP accounting against numbers computed by hand
- * from gemma4-model-spec.md (§1, §3.2–3.4 parameter totals, §4 KV bytes) and the decode / prefill
- * anchors of performance-anchors.md §5, for the real 31B and 26B-A4B geometries
+ * from docs/model-spec.md (§1, §3.2–3.4 parameter totals, §4 KV bytes) and the decode / prefill
+ * anchors of docs/performance-anchors.md §5, for the real 31B and 26B-A4B geometries
  * (tests/unit/data/config_*_mm.json). Also: g4_hw_measure refuses plainly without a GPU build. */
 #include <math.h>
 #include <string.h>

@@ -113,7 +113,7 @@ int main(void) {
     test_model("tiny-dense", sub);
     snprintf(sub, sizeof sub, "%s/moe", dir);
     test_model("tiny-moe", sub);
-    /* the real geometries split as design.md §8 says */
+    /* the real geometries split as docs/architecture.md ("Tensor parallelism") says */
     g4_config c = {0};
     c.n_heads = 32, c.n_kv_heads = 16, c.n_global_kv_heads = 4, c.intermediate = 21504, c.vocab = 262144;
     g4_error err = {{0}};

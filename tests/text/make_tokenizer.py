@@ -28,7 +28,7 @@ VOCAB_SIZE = 262144
 N_TRAINED = 5000  # target size of the trained part (alphabet + merges)
 SP = "\u2581"
 
-# Added tokens at their real Gemma 4 ids (docs/gemma4-tokenizer-chat.md section 1.4).
+# Added tokens at their real Gemma 4 ids (docs/model-spec.md §5).
 SPECIALS = [
     (0, "<pad>"), (1, "<eos>"), (2, "<bos>"), (3, "<unk>"), (4, "<mask>"),
     (46, "<|tool>"), (47, "<tool|>"), (48, "<|tool_call>"), (49, "<tool_call|>"),

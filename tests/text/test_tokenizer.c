@@ -135,7 +135,7 @@ static void check_corpus(const g4_tokenizer *tok, const cJSON *root) {
 static void check_specials(const g4_tokenizer *tok) {
     const g4_special_ids *sp = g4_tokenizer_specials(tok);
     CHECK(g4_tokenizer_n_vocab(tok) == 262144, "n_vocab %d", g4_tokenizer_n_vocab(tok));
-    /* Real Gemma 4 ids (docs/gemma4-tokenizer-chat.md 1.4), found by string at load. */
+    /* Real Gemma 4 ids (docs/model-spec.md §5), found by string at load. */
     CHECK(sp->pad == 0 && sp->eos == 1 && sp->bos == 2 && sp->unk == 3 && sp->mask == 4, "basic");
     CHECK(sp->tool_start == 46 && sp->tool_end == 47, "tool decl");
     CHECK(sp->tool_call_start == 48 && sp->tool_call_end == 49, "tool call");

@@ -1,7 +1,7 @@
 /* test_loader_real.c — the loader on header-only checkpoints laid out exactly like the real
  * google/gemma-4-31B-it and gemma-4-26B-A4B-it (config.json + 2 sparse shards + index).
  *
- * The tensor tables below are copied from docs/gemma4-model-spec.md §3.2, §3.3 and §3.5 as
+ * The tensor tables below are copied from docs/model-spec.md §3.2, §3.3 and §3.5 as
  * literal shapes (not derived from a config), so they are independent of weights.c. The
  * tables are first checked against the spec's own totals (§3.4: tensor counts 1,188 / 1,013,
  * parameter counts 31,273,088,876 / 25,805,936,206), then mapped with g4_config_load +

@@ -1,7 +1,7 @@
 /* cpu_attention.c — reference attention for the CPU backend: fused Q/K norm + RoPE + paged
  * cache write, and paged causal (optionally windowed) attention with GQA, scale 1.0.
  * The cache holds f32. Global k_eq_v layers store one tensor U = RMSNorm_∅(raw K); keys are
- * re-formed from it as K = RoPE(U ⊙ k_norm, pos) for every read (design.md §5).
+ * re-formed from it as K = RoPE(U ⊙ k_norm, pos) for every read (docs/architecture.md, "KV cache").
  * bf16 mode (rope_cache.cu, attention.cu): inputs rounded on read, the normed head rounded
  * before RoPE, q / K / V / U rounded when written, the attention output rounded; K formed from
  * U, scores, softmax and P·V stay f32 (table in cpu_ops.c). */

@@ -1,7 +1,7 @@
 /* cpu_moe.c — reference MoE ops of the CPU backend: the router (fp32 softmax over all experts,
  * exact top-k with lower-id tie break, renormalise, × per-expert scale) and the experts
  * (GeGLU per selected expert, weighted sum). Straight loops per token; the CUDA backend
- * groups tokens by expert instead. Spec: gemma4-model-spec.md §2.6.
+ * groups tokens by expert instead. Spec: docs/model-spec.md §2.6.
  * bf16 mode (moe_route.cu, moe_experts.cu simple path): inputs rounded on read; gate and up
  * outputs and the GeGLU product rounded; the down outputs and their weighted sum stay f32 until
  * the sum is rounded once (table in cpu_ops.c). */

@@ -59,6 +59,7 @@ void g4_gcall_unref(g4_gcall *c) {
 int g4_gcall_batch(g4_gcall *c, const grpc_op *ops, size_t n, g4_gtag *tag) {
     pthread_mutex_lock(&c->batch_mu);
     g4_gcall_ref(c);
+    G4_GTAG_RELEASE(tag);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
     pthread_mutex_unlock(&c->batch_mu);
     if (e != GRPC_CALL_OK) {
@@ -73,6 +74,7 @@ void g4_gcall_wake(g4_gcall *c) {
     pthread_mutex_lock(&c->batch_mu);
     if (!c->wake_pending) {
         g4_gcall_ref(c);
+        G4_GTAG_RELEASE(&c->t_wake);
         if (grpc_call_start_batch(c->call, NULL, 0, &c->t_wake, NULL) == GRPC_CALL_OK) c->wake_pending = true;
         else atomic_fetch_sub(&c->refs, 1);
     }

@@ -1,7 +1,7 @@
 /* grpc_server.c - the gRPC server: setup on the C core, completion-queue threads, method
  * dispatch, readiness, Health watchers, the request-id registry, and orderly shutdown.
  *
- * Setup follows serving-conventions.md §4: channel args raise the receive limit, one CQ for
+ * Setup follows docs/serving-conventions.md §4: channel args raise the receive limit, one CQ for
  * next() shared by n_threads threads, generic request_call slots re-posted as calls arrive.
  * Shutdown: shutdown_and_notify, end the Watch streams, wait drain_timeout_s for calls to
  * finish, cancel_all_calls, wait until every call is freed (their engine requests have
@@ -46,6 +46,7 @@ static void post_slot(g4_grpc_server *s) {
         gpr_log(GPR_ERROR, "g4serve grpc: out of memory for a call slot");
         return;
     }
+    G4_GTAG_RELEASE(&c->t_new);
     grpc_call_error e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq, &c->t_new);
     if (e != GRPC_CALL_OK) g4_gcall_unref(c);
 }
@@ -56,6 +57,7 @@ static void *cq_loop(void *arg) {
         grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
         if (ev.type != GRPC_OP_COMPLETE) continue;
+        G4_GTAG_ACQUIRE(ev.tag);
         if (ev.tag == (void *)s) { /* the server shutdown tag */
             pthread_mutex_lock(&s->mu);
             s->shutdown_done = true;
@@ -273,6 +275,7 @@ static struct timespec deadline_in(double seconds) {
 void g4_grpc_server_stop(g4_grpc_server *s) {
     if (!s) return;
     atomic_store(&s->stopping, true);
+    G4_GTAG_RELEASE(s);
     grpc_server_shutdown_and_notify(s->server, s->cq, s);
     wake_watchers(s); /* Watch streams end with UNAVAILABLE */
     pthread_mutex_lock(&s->mu);

@@ -3,7 +3,7 @@
  * mutex. Chat output goes through the Gemma 4 output parser (content / reasoning / tool_calls);
  * completions get their text as the request's detokenizer renders it (skip_special_tokens is
  * a detokenizer flag, generate.c).
- * Shapes: docs/api-http.md; field semantics: serving-conventions.md §2. */
+ * Shapes: docs/api-http.md; field semantics: docs/serving-conventions.md §2. */
 #include "server/http/generate_impl.h"
 
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * one gives a 400 naming it in `param`. Fields for features not built yet (response_format
  * json, logit_bias, beam search, echo, ...) are refused with 400 "not supported yet", never
  * silently ignored; harmless bookkeeping fields (user, metadata, store, ...) are accepted.
- * Not here: tokenizing or rendering the chat template (chat_prompt.c), the model name check
+ * Not here: tokenizing or rendering the chat template (generate.c), the model name check
  * and the model-length check (they need the server's state, see server.c / generate.c). */
 #ifndef G4_SERVER_HTTP_OAI_REQUEST_H
 #define G4_SERVER_HTTP_OAI_REQUEST_H
