@@ -1,5 +1,7 @@
 /* activation.cu — GeGLU, the dense MLP's activation (elementwise).
- * Not here: the MoE experts' GeGLU over the packed gate_up rows (moe_experts.cu). */
+ * Not here: the MoE experts' GeGLU over the packed gate_up rows (moe_experts.cu).
+ * Twin: cpu_geglu (csrc/backend/cpu/cpu_ops.c). Test: tests/gpu/test_gpu_ops.c. Bench: the whole
+ * step, bench/kernels/bench_model.c. */
 #include "ctx.cuh"
 
 /* y[i] = bf16( gelu_tanh(g[i]) · u[i] )      n elements bf16; fp32 inside; grid-stride loop */

@@ -7,7 +7,9 @@
  * validation in g4_cuda_attention by shape and the attention path option) and for the split-KV decode kernel
  * (attention_decode.cu, chosen there for decode steps); it does not share K/V loads between the
  * query heads of a GQA group or between the tokens of a chunk.
- * Not here: writing the cache (rope_cache.cu). */
+ * Not here: writing the cache (rope_cache.cu).
+ * Twin: g4_cpu_attention (csrc/backend/cpu/cpu_attention.c). Test: tests/gpu/test_gpu_attention.c.
+ * Bench: bench/kernels/bench_kernels.c "prefill_attention" / "decode_attention" (with the simple path). */
 #include "ctx.cuh"
 #include "kv.cuh"
 

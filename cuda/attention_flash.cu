@@ -44,7 +44,9 @@
  *                                  d512 RG 4 BN 32: 66560+33280+33280+16384+2048+1024+1664 = 154240
  *   small (sm_89, 99 KiB opt-in):  d256 RG 4 BN 32: 33792+16896+16896+16384+1024+512+1664 =  87168
  *                                  d512 RG 2 BN 16: 33280+16640+16640+ 4096+2048+1024+ 832 =  74560
- * (static_asserts below.) */
+ * (static_asserts below.)
+ * Twin: g4_cpu_attention (csrc/backend/cpu/cpu_attention.c); oracle on the GPU: attention.cu.
+ * Test: tests/gpu/test_gpu_attention_fast.c. Bench: bench/kernels/bench_kernels.c "prefill_attention". */
 #include <limits.h>
 
 #include <cuda_fp16.h>

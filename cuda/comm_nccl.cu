@@ -1,4 +1,5 @@
-/* comm_nccl.cu — g4_comm over NCCL (see comm_nccl.h). */
+/* comm_nccl.cu — g4_comm over NCCL (see comm_nccl.h).
+ * Twin: the CPU ranks' communicator (csrc/backend/cpu/cpu_comm.c). Test: tests/gpu/test_gpu_tp.c. */
 #include <nccl.h>
 
 #include <cstdlib>

@@ -1,5 +1,7 @@
 /* dummy_weights.cu — seeded random bf16 weights filled on the GPU (see dummy_weights.h).
- * The generator is a counter-based splitmix64 hash, identical on host and device. */
+ * The generator is a counter-based splitmix64 hash, identical on host and device.
+ * Twin: cpu_load_dummy_weight (csrc/backend/cpu/cpu_ops.c), same generator (base/dummy.h).
+ * Test: tests/gpu/test_gpu_dummy.c. */
 #include <string.h>
 
 #include "ctx.cuh"

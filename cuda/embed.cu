@@ -1,5 +1,7 @@
 /* embed.cu — token embedding lookup (the first op of the forward pass).
- * Not here: the LM head that reuses E (lm_head.cu). */
+ * Not here: the LM head that reuses E (lm_head.cu).
+ * Twin: cpu_embed (csrc/backend/cpu/cpu_ops.c). Test: tests/gpu/test_gpu_ops.c. Bench: the whole step,
+ * bench/kernels/bench_model.c. */
 #include "ctx.cuh"
 
 /* x[t,:] = bf16(E[ids[t],:] × scale)      E [V,H] bf16, x [T,H] bf16, scale = bf16(√H)

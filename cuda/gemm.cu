@@ -1,7 +1,9 @@
 /* gemm.cu — dense GEMMs through cuBLASLt: y = x · Wᵀ, BF16 in, FP32 accumulate, BF16 or F32 out,
  * the algorithm chosen once per shape by cuBLASLt's heuristic and cached in the context.
  * Not here: grouped expert GEMMs (moe_experts.cu drives this per expert), the LM head's
- * softcap (lm_head.cu). */
+ * softcap (lm_head.cu).
+ * Twin: cpu_matmul (csrc/backend/cpu/cpu_ops.c). Test: tests/gpu/test_gpu_matmul.c.
+ * Bench: bench/kernels/bench_kernels.c "cublas_bf16_tflops". */
 #include <string.h>
 
 #include "ctx.cuh"

@@ -3,7 +3,8 @@
  * anywhere in the process fails the recording instead of corrupting it), replay them with one
  * cudaGraphLaunch. A recorded graph holds the scratch pointers of its time: when a scratch
  * buffer has moved since (g4_cuda_ctx.scratch_generation), graph_launch reports it stale.
- * Not here: which steps are worth recording (the model's forward, csrc/model/gemma4.c). */
+ * Not here: which steps are worth recording (the model's forward, csrc/model/gemma4.c).
+ * Twin: none (the CPU backend runs steps directly). Test: tests/gpu/test_gpu_graph.c. */
 #include <stdlib.h>
 
 #include "ctx.cuh"

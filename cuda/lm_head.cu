@@ -1,5 +1,7 @@
 /* lm_head.cu — logits for the rows that want them: gather rows, one cuBLASLt GEMM against the
- * tied embedding (f32 out), soft-cap in place. Not here: sampling / argmax (engine side). */
+ * tied embedding (f32 out), soft-cap in place. Not here: sampling / argmax (engine side).
+ * Twin: cpu_lm_head (csrc/backend/cpu/cpu_ops.c). Test: tests/gpu/test_gpu_lm_head.c. Bench: the
+ * whole step, bench/kernels/bench_model.c. */
 #include "ctx.cuh"
 
 /* xs[r,:] = x[rows[r],:]      x [T,H], xs [n_rows,H] bf16; grid n_rows blocks; a row index

@@ -22,7 +22,9 @@
  *   T=64: ≈126 (≤ 128)  →  1.50 GB → 447 µs (≤ 454 µs);  6.1 GFLOP (≈103 µs of FP32 FMA peak,
  *         so still memory-bound, though the CUDA cores run at ≈ 1/4 of their peak there)
  * Fixed costs on top: four launches (≈ 2–3 µs each back to back, less inside a graph).
- * Not here: the simple grouped path used for large T and as the oracle (moe_experts.cu). */
+ * Not here: the simple grouped path used for large T and as the oracle (moe_experts.cu).
+ * Twin: g4_cpu_moe_experts (csrc/backend/cpu/cpu_moe.c); oracle on the GPU: moe_experts.cu.
+ * Test: tests/gpu/test_gpu_moe_fast.c. Bench: bench/kernels/bench_kernels.c "moe_layer". */
 #include "ctx.cuh"
 
 #define G4_MD_WARPS 8    /* warps per block (gate_up and down) */

@@ -7,7 +7,9 @@
  * so it cannot be captured in a CUDA graph), and runs 2·(experts hit) separate GEMMs.
  * Dispatch: with MoE path fast (the default) calls of 1 ≤ T ≤ 64 tokens take the decode
  * path of moe_decode.cu (no host sync); MoE path simple keeps every call here (oracle).
- * Not here: the router (moe_route.cu), the dense shared MLP (model side: matmul + geglu). */
+ * Not here: the router (moe_route.cu), the dense shared MLP (model side: matmul + geglu).
+ * Twin: g4_cpu_moe_experts (csrc/backend/cpu/cpu_moe.c). Test: tests/gpu/test_gpu_moe.c.
+ * Bench: bench/kernels/bench_kernels.c "moe_layer" (with the simple path). */
 #include "ctx.cuh"
 
 /* Counting sort of the P = T·k pairs q = t·k + j by expert e = ids[q] (stable in q):

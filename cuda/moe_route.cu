@@ -1,6 +1,8 @@
 /* moe_route.cu — the MoE router: fp32 logits, softmax over all experts, exact top-k with
  * lower-id tie break, renormalise, × per-expert scale. One block per token.
- * Not here: the experts themselves (moe_experts.cu). */
+ * Not here: the experts themselves (moe_experts.cu).
+ * Twin: g4_cpu_moe_route (csrc/backend/cpu/cpu_moe.c). Test: tests/gpu/test_gpu_moe.c.
+ * Bench: bench/kernels/bench_kernels.c "moe_layer" (route_us). */
 #include "ctx.cuh"
 
 #define G4_ROUTE_THREADS 256

@@ -1,6 +1,8 @@
 /* norm.cu — RMSNorm (plain and fused with the residual add) and the two elementwise residual
  * ops (add, layer-scalar scale). fp32 inside, bf16 in and out.
- * Not here: the per-head Q/K norms (rope_cache.cu), the MoE router's norm (moe_route.cu). */
+ * Not here: the per-head Q/K norms (rope_cache.cu), the MoE router's norm (moe_route.cu).
+ * Twin: cpu_rmsnorm / cpu_add_rmsnorm / cpu_add / cpu_scale (csrc/backend/cpu/cpu_ops.c).
+ * Test: tests/gpu/test_gpu_ops.c. Bench: the whole step, bench/kernels/bench_model.c. */
 #include "ctx.cuh"
 
 #define G4_NORM_THREADS 256

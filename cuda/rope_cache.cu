@@ -1,7 +1,9 @@
 /* rope_cache.cu — fused per-head Q/K RMSNorm + RoPE + paged KV-cache write (one op before
  * attention). Sliding layers store K and V; k_eq_v global layers store the one tensor
  * U = RMSNorm_∅(raw K), from which attention forms K and V on the fly.
- * Not here: reading the cache (attention.cu). */
+ * Not here: reading the cache (attention.cu).
+ * Twin: g4_cpu_qk_norm_rope_cache (csrc/backend/cpu/cpu_attention.c). Test: tests/gpu/test_gpu_attention.c.
+ * Bench: the whole step, bench/kernels/bench_model.c. */
 #include "ctx.cuh"
 #include "kv.cuh"
 
