@@ -70,6 +70,8 @@ static void run_step(g4_engine *e) {
     g4_error err = {{0}};
     /* rows sampled on the backend when the executor can: only ids (and asked-for logprobs) return */
     int on_device = e->ex.step_sample != NULL, n_lp = 0, rc = 0;
+    for (int r = 0; r < s->n_rows && on_device; r++) /* logit processors run on host logits */
+        if (g4_seq_host_sampled(s->batch[s->row_batch[r]])) on_device = 0;
     if (on_device) {
         double ts = now_s();
         for (int r = 0; r < s->n_rows; r++) e->row_seqs[r] = s->batch[s->row_batch[r]];
@@ -207,6 +209,7 @@ static void engine_free(g4_engine *e) {
     free(e->sampled_lp);
     free(e->row_seqs);
     free(e->logits);
+    free(e->allowed_mask);
     free(e->text);
     free(e->pending);
     free(e->intake);
@@ -260,7 +263,8 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     e->sampled = malloc((size_t)o->max_running * sizeof *e->sampled);
     e->sampled_lp = malloc((size_t)o->max_running * sizeof *e->sampled_lp);
     e->row_seqs = malloc((size_t)o->max_running * sizeof *e->row_seqs);
-    if (!e->text || !e->logits || !e->sampled || !e->sampled_lp || !e->row_seqs) {
+    e->allowed_mask = malloc((size_t)((ex->vocab + 31) / 32) * sizeof *e->allowed_mask);
+    if (!e->text || !e->logits || !e->sampled || !e->sampled_lp || !e->row_seqs || !e->allowed_mask) {
         g4_fail(err, "engine: out of memory for %d logit rows of %d", o->max_running, ex->vocab);
         engine_free(e);
         return NULL;

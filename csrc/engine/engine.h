@@ -82,10 +82,23 @@ typedef struct g4_event {
  * Pointers inside the event are valid only during the call. */
 typedef void (*g4_event_fn)(void *user, const g4_event *ev);
 
+/* An additive bias on one token's logit (OpenAI logit_bias). */
+typedef struct g4_logit_bias {
+    int32_t token;
+    float bias;                 /* added to the raw logit, before penalties and temperature */
+} g4_logit_bias;
+
 typedef struct g4_request_params {
     const int32_t *prompt;      /* copied at submit */
     int n_prompt;
     g4_sampling sampling;
+    /* Logit processors, applied to the raw logits before the sampler (as vLLM: before penalties).
+     * A request that has either is sampled from host logits: a step holding one runs the
+     * executor's host-logits path even where the backend samples on the device. Both copied. */
+    const g4_logit_bias *logit_bias;  /* n_logit_bias entries, tokens in the vocabulary */
+    int n_logit_bias;
+    const int32_t *allowed_ids; /* only these tokens can be sampled (vLLM allowed_token_ids); */
+    int n_allowed_ids;          /* 0 = every token */
     g4_stop_rules stop;
     int priority;               /* lower runs first (vLLM convention); FCFS within a priority */
     unsigned detok_flags;       /* G4_DETOK_*: how this request's text is rendered (0: every token's

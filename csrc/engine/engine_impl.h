@@ -36,6 +36,7 @@ struct g4_engine {
     g4_sample_logprobs *sampled_lp;        /* [max_running] their logprob records */
     g4_seq **row_seqs;                     /* [max_running] the step's rows' sequences */
     float *logits;           /* [max_running, V] */
+    uint32_t *allowed_mask;  /* [(V + 31) / 32] the sample op's mask row for allowed ids (host path) */
     char *text;              /* detokenizer output scratch */
     size_t text_cap;
     g4_engine_stats st;
