@@ -49,6 +49,14 @@ static g4_seq *find_seq(g4_engine *e, uint64_t id) {
 
 static void publish(g4_engine *e);
 
+/* The step-size histogram (vLLM's iteration_tokens_total). */
+static void record_step_tokens(g4_engine *e, int n) {
+    static const int le[G4_STEP_TOKEN_BUCKETS] = G4_STEP_TOKEN_BUCKET_BOUNDS;
+    int b = 0;
+    while (b < G4_STEP_TOKEN_BUCKETS && n > le[b]) b++;
+    if (b < G4_STEP_TOKEN_BUCKETS) e->st.step_tokens_le[b]++;
+}
+
 static void run_step(g4_engine *e) {
     double t0 = now_s();
     g4_scheduler *s = &e->sched;
@@ -67,6 +75,9 @@ static void run_step(g4_engine *e) {
     }
     g4_step st;
     g4_sched_step_view(s, &st);
+    for (int b = 0; b < s->n_batch; b++)
+        if (s->batch[b]->t_scheduled == 0) s->batch[b]->t_scheduled = t0;
+    record_step_tokens(e, n);
     g4_error err = {{0}};
     /* rows sampled on the backend when the executor can: only ids (and asked-for logprobs) return */
     int on_device = e->ex.step_sample != NULL, n_lp = 0, rc = 0;
@@ -328,6 +339,7 @@ uint64_t g4_engine_submit(g4_engine *e, const g4_request_params *p, int *code, g
         *code = G4_ERR_INVALID;
         return 0;
     }
+    q->t_submit = now_s();
     pthread_mutex_lock(&e->mu);
     const char *why = NULL;
     if (e->stopping) {

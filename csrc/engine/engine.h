@@ -75,6 +75,8 @@ typedef struct g4_event {
     int prompt_tokens;          /* usage, on the last event */
     int completion_tokens;
     int cached_tokens;          /* prompt tokens served from the prefix cache */
+    double queue_s;             /* on the last event: submit → its first step (the whole life when it
+                                   never ran), seconds */
 } g4_event;
 
 /* Called on the engine thread for every event of a request; must not block or call back into the
@@ -186,6 +188,9 @@ uint64_t g4_engine_submit(g4_engine *e, const g4_request_params *p, int *code, g
 /* Thread-safe; the request ends with G4_FINISH_ABORT (no-op for unknown / finished ids). */
 void g4_engine_cancel(g4_engine *e, uint64_t id);
 
+#define G4_STEP_TOKEN_BUCKETS 13
+#define G4_STEP_TOKEN_BUCKET_BOUNDS {1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}
+
 typedef struct g4_engine_stats {
     int running, waiting;
     int blocks_sliding_used, blocks_sliding_total;
@@ -200,6 +205,10 @@ typedef struct g4_engine_stats {
     double model_seconds;       /* wall time inside executor steps */
     double sample_seconds;      /* part of sched_seconds spent sampling */
     uint64_t output_tokens;     /* tokens sampled (all requests) */
+    /* Steps by tokens in the step: step_tokens_le[b] counts steps with bound[b-1] < tokens ≤ bound[b]
+     * (bounds G4_STEP_TOKEN_BUCKET_BOUNDS, vLLM's iteration_tokens_total buckets); the steps above
+     * the last bound are steps − Σ. */
+    uint64_t step_tokens_le[G4_STEP_TOKEN_BUCKETS];
 } g4_engine_stats;
 
 void g4_engine_stats_get(g4_engine *e, g4_engine_stats *s);

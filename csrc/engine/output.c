@@ -20,6 +20,7 @@ static void usage(const g4_seq *q, g4_event *ev) {
     ev->prompt_tokens = q->n_prompt;
     ev->completion_tokens = g4_seq_n_output(q);
     ev->cached_tokens = q->cached_tokens;
+    ev->queue_s = q->t_scheduled > 0 ? q->t_scheduled - q->t_submit : now_s() - q->t_submit;
 }
 
 /* Takes q out everywhere and frees it; its last event has been delivered. */

@@ -30,6 +30,8 @@ typedef struct g4_seq {
     int heap_idx;            /* position in the waiting heap */
     uint64_t mark;           /* scheduler step that last scheduled it */
     int cached_tokens;       /* prefix-cache hit of the first admission (usage) */
+    double t_submit;         /* monotonic seconds at submit */
+    double t_scheduled;      /* at the start of its first step, 0 before */
     bool admitted_once;
     bool cancelled;
     /* per-request behaviour */

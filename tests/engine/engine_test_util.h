@@ -26,6 +26,7 @@ typedef struct rec {
     char text[4096];
     size_t n_text;
     int prompt_tokens, completion_tokens, cached_tokens;
+    double queue_s;
     char error[256];
     int order;                 /* 1, 2, ...: when its last event came, across all recs */
 } rec;
@@ -56,6 +57,7 @@ static inline void rec_on_event(void *user, const g4_event *ev) {
         r->prompt_tokens = ev->prompt_tokens;
         r->completion_tokens = ev->completion_tokens;
         r->cached_tokens = ev->cached_tokens;
+        r->queue_s = ev->queue_s;
     }
 }
 

@@ -7,7 +7,8 @@
  *   limits     queue full (G4_ERR_QUEUE_FULL), too long / never fits (G4_ERR_TOO_LONG),
  *              invalid requests, cancel while waiting, priority order
  *   stop       stop strings across token boundaries through the engine and a fake detokenizer
- *   prefix     a repeated prompt hits the cache (counters, usage) and gives the same tokens
+ *   prefix     a repeated prompt hits the cache (counters, usage) and gives the same tokens;
+ *              the step-size histogram and the queue time of the last event
  *   processors logit_bias and allowed ids (greedy and seeded) equal the host sampler on the
  *              mock's logits with the bias added / other tokens at −inf; such a request runs
  *              on the host-logits path although the executor samples on the device
@@ -395,6 +396,14 @@ static void test_prefix(void) {
     g4_engine_wait_idle(e);
     g4_engine_stats s0, s1, s2;
     g4_engine_stats_get(e, &s0);
+    /* the step-size histogram: one 41-token prefill step (bucket ≤ 64), then 7 one-token decodes */
+    uint64_t in_buckets = 0;
+    for (int b = 0; b < G4_STEP_TOKEN_BUCKETS; b++) in_buckets += s0.step_tokens_le[b];
+    CHECK(s0.step_tokens_le[0] == 7 && s0.step_tokens_le[4] == 1 && in_buckets == s0.steps && s0.steps == 8,
+          "step histogram: %llu one-token steps, %llu in (32, 64], %llu of %llu steps",
+          (unsigned long long)s0.step_tokens_le[0], (unsigned long long)s0.step_tokens_le[4],
+          (unsigned long long)in_buckets, (unsigned long long)s0.steps);
+    CHECK(cold.queue_s >= 0 && cold.queue_s < 5, "queue time %g s", cold.queue_s);
     submit(e, prompt, 41, 8, 0, &hot, &code, &err);
     g4_engine_wait_idle(e);
     g4_engine_stats_get(e, &s1);

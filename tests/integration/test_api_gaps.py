@@ -237,3 +237,46 @@ def test_invocations(server, client):
         assert r.status_code == 400 and r.json()["error"]["param"] in ("prompt", "messages")
     r = requests.post(server.base + "/invocations", data=b"{nope")
     assert r.status_code == 400
+
+
+# --- dashboard metric names ------------------------------------------------------------------------
+
+def scrape(server):
+    from prometheus_client.parser import text_string_to_metric_families
+    out = {}
+    for fam in text_string_to_metric_families(requests.get(server.base + "/metrics").text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append(s)
+    return out
+
+
+def value(m, name):
+    return sum(s.value for s in m.get(name, []))
+
+
+def test_dashboard_metric_names(client, server):
+    """The names vLLM's Grafana dashboard queries, parsed by prometheus_client, moved by one request."""
+    before = scrape(server)
+    client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=5, n=2, temperature=1.0, seed=1,
+                              extra_body={"ignore_eos": True})
+    after = scrape(server)
+    per_choice = ("request_time_per_output_token_seconds", "request_prefill_time_seconds",
+                  "request_decode_time_seconds", "request_inference_time_seconds", "request_queue_time_seconds")
+    per_request = ("request_max_num_generation_tokens", "request_params_n", "request_params_max_tokens")
+    for h in per_choice + per_request + ("iteration_tokens_total",):
+        for suffix in ("_bucket", "_count", "_sum"):
+            assert "vllm:" + h + suffix in after, h + suffix
+        inf = [s for s in after["vllm:" + h + "_bucket"] if s.labels["le"] == "+Inf"]
+        assert inf[0].value == value(after, "vllm:" + h + "_count"), h
+    d = {k: value(after, k) - value(before, k) for k in after}
+    for h in per_choice:
+        assert d["vllm:" + h + "_count"] == 2, h  # one per engine request (choice)
+    assert d["vllm:request_params_n_count"] == 1 and d["vllm:request_params_n_sum"] == 2
+    assert d["vllm:request_params_max_tokens_sum"] == 5 and d["vllm:request_max_num_generation_tokens_sum"] == 5
+    assert d["vllm:request_inference_time_seconds_sum"] >= d["vllm:request_decode_time_seconds_sum"] > 0
+    # every step is counted: at least one per generated token, and the tokens add up
+    assert d["vllm:iteration_tokens_total_count"] >= 5
+    assert d["vllm:iteration_tokens_total_sum"] >= 2 * 5
+    info = after["vllm:cache_config_info"][0]
+    assert info.value == 1 and int(info.labels["block_size"]) > 0 and int(info.labels["num_gpu_blocks"]) > 0
+    assert info.labels["enable_prefix_caching"] in ("True", "False") and info.labels["model_name"] == MODEL

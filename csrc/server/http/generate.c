@@ -69,6 +69,19 @@ static void job_wake(g4_job *j)
 
 /* --- engine side ----------------------------------------------------------------------- */
 
+/* Under j->mu, every choice's last event in: one parameter record per prompt (vLLM counts a
+ * prompt with its n choices as a request). */
+static void record_params(g4_job *j)
+{
+    int n = j->req.n;
+    for (int p = 0; p < j->n_prompts; p++) {
+        int most = 0;
+        for (int i = p * n; i < (p + 1) * n; i++)
+            most = j->ch[i].engine_tokens > most ? j->ch[i].engine_tokens : most;
+        g4_metrics_request_params(j->srv->metrics, n, j->ch[p * n].max_tokens, most);
+    }
+}
+
 /* Engine thread: the event goes into the job's queue (its last event always does: the sink
  * holds it preallocated, so a stream always ends), then the bookkeeping and the wake-up. */
 static void on_event(void *user, const g4_event *ev)
@@ -76,14 +89,13 @@ static void on_event(void *user, const g4_event *ev)
     g4_choice *ch = user;
     g4_job *j = ch->job;
     double now = g4_now();
-    g4_stream_sink_push(&ch->sink, ev);
+    bool last = ev->finish != G4_FINISH_NONE;
+    /* Metrics first: once the event is queued the client may see the end of its answer, and a
+     * scrape after that must count this request. */
     pthread_mutex_lock(&j->mu);
     if (ev->n_tokens > 0 && ch->t_first == 0)
         ch->t_first = now;
-    bool last = ev->finish != G4_FINISH_NONE;
     if (last) {
-        ch->engine_done = true;
-        j->n_engine_done++;
         g4_request_record rec = {
             .finish = ev->finish,
             .prompt_tokens = ev->prompt_tokens,
@@ -92,8 +104,19 @@ static void on_event(void *user, const g4_event *ev)
             .queue_s = ch->t_first > 0 ? ch->t_first - j->t_submit : -1,
             .ttft_s = ch->t_first > 0 ? ch->t_first - j->t_arrival : -1,
             .e2e_s = now - j->t_arrival,
+            .sched_wait_s = ev->queue_s,
         };
         g4_metrics_request_done(j->srv->metrics, &rec);
+        ch->engine_tokens = ev->completion_tokens;
+        if (++j->n_recorded == j->n)
+            record_params(j);
+    }
+    pthread_mutex_unlock(&j->mu);
+    g4_stream_sink_push(&ch->sink, ev);
+    pthread_mutex_lock(&j->mu);
+    if (last) {
+        ch->engine_done = true;
+        j->n_engine_done++;
     }
     if (j->stream || j->n_engine_done == j->n)
         job_wake(j);

@@ -19,6 +19,7 @@ typedef struct g4_choice {
     uint64_t id;                 /* engine request id, 0 = not submitted */
     g4_stream_sink sink;         /* into job->events; its last event is allocated at init */
     bool engine_done;            /* its last event arrived (engine thread writes, under job mu) */
+    int engine_tokens;           /* generated, as its last event says (engine thread, under job mu) */
     double t_first;              /* first token, monotonic s */
     /* MHD thread only, below */
     bool finished;               /* last event processed */
@@ -61,6 +62,7 @@ struct g4_job {
     double t_arrival, t_submit, last_write;
     g4_stream *events;           /* engine events not yet processed (every choice's) */
     int n_engine_done;           /* choices whose last event arrived */
+    int n_recorded;              /* choices whose last event reached the metrics (before it is queued) */
     int n_finished;              /* choices whose last event was processed */
     g4_strbuf out;               /* SSE bytes; out_pos of them already written */
     size_t out_pos;

@@ -576,6 +576,10 @@ void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *
     s->max_running = eo->max_running;
     s->defaults = eo->defaults;
     g4_metrics_set_max_len(s->metrics, eo->max_model_len);
+    g4_cache_info ci = {.block_size = eo->block_size, .n_blocks_global = eo->n_blocks_global,
+                        .n_blocks_sliding = eo->n_blocks_sliding, .sliding_window = eo->sliding_window,
+                        .prefix_caching = eo->prefix_cache};
+    g4_metrics_set_cache_info(s->metrics, &ci);
     atomic_store(&s->engine, e);
 }
 
