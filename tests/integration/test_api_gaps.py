@@ -280,3 +280,30 @@ def test_dashboard_metric_names(client, server):
     info = after["vllm:cache_config_info"][0]
     assert info.value == 1 and int(info.labels["block_size"]) > 0 and int(info.labels["num_gpu_blocks"]) > 0
     assert info.labels["enable_prefix_caching"] in ("True", "False") and info.labels["model_name"] == MODEL
+
+
+def test_non_streaming_hangup_cancels_while_waiting(make_server):
+    """docs/api-http.md: a non-streaming client that disconnects is cancelled within the ticker's
+    250 ms, not when its answer would have been written."""
+    import socket
+    import time
+    s = make_server(["--max-num-seqs", "1"])
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 3000, "stream": True, "ignore_eos": True}
+    first = requests.post(s.base + "/v1/completions", json=body, stream=True, timeout=30)
+    lines = first.iter_lines()
+    assert next(l for l in lines if l.startswith(b"data: "))  # running: holds the only slot
+    aborts = lambda: value(scrape(s), 'vllm:request_success_total') - sum(  # noqa: E731
+        x.value for x in scrape(s)["vllm:request_success_total"] if x.labels["finished_reason"] != "abort")
+    before = aborts()
+    payload = json.dumps(dict(body, stream=False, max_tokens=5)).encode()
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
+    time.sleep(0.5)  # queued behind the running stream
+    sock.close()
+    deadline = time.time() + 5
+    while aborts() == before and time.time() < deadline:
+        time.sleep(0.1)
+    assert aborts() == before + 1  # cancelled while the first stream still holds the slot
+    assert value(scrape(s), "vllm:num_requests_running") == 1
+    first.close()

@@ -1,5 +1,6 @@
 /* server.c - the libmicrohttpd daemon: connection state, body collection, routing, and the
- * endpoints that need no generation (health, models, version, metrics, tokenize, detokenize).
+ * endpoints that need no generation (health, models, version, metrics, tokenize, detokenize,
+ * tokenizer_info); /invocations picks chat or completions by the body's shape.
  * Generation lives in generate.c. Threading: MHD's one internal polling thread runs every
  * handler here; a ticker thread sends SSE keep-alives and enforces request timeouts. */
 #include "server/http/server_impl.h"
