@@ -58,6 +58,18 @@ typedef enum {
     G4_FINISH_ERROR,            /* the request could not run (message in event.error) */
 } g4_finish_reason;
 
+/* The logprob of one prompt token given the tokens before it (prompt logprobs): raw
+ * log_softmax of the model's logits (no penalty, bias or temperature), as vLLM reports them. */
+typedef struct g4_prompt_logprob {
+    int pos;                    /* the prompt position, 1 .. n_prompt − 1 (position 0 has none) */
+    int32_t token;              /* the prompt token there */
+    float logprob;
+    int rank;                   /* 1 + the number of tokens with a larger logit */
+    int n_top;                  /* the top n_top alternatives (prompt_logprobs_top) */
+    int32_t top_ids[G4_MAX_TOP_LOGPROBS];
+    float top_logprobs[G4_MAX_TOP_LOGPROBS];
+} g4_prompt_logprob;
+
 typedef struct g4_event {
     uint64_t id;
     int n_tokens;               /* new tokens in this event (0 or 1 today) */
@@ -77,6 +89,8 @@ typedef struct g4_event {
     int cached_tokens;          /* prompt tokens served from the prefix cache */
     double queue_s;             /* on the last event: submit → its first step (the whole life when it
                                    never ran), seconds */
+    int n_prompt_lp;            /* prompt logprobs: an event of its own (no token, finish NONE) */
+    const g4_prompt_logprob *prompt_lp; /* per prefill step, positions in order, each once */
 } g4_event;
 
 /* Called on the engine thread for every event of a request; must not block or call back into the
@@ -101,6 +115,11 @@ typedef struct g4_request_params {
     int n_logit_bias;
     const int32_t *allowed_ids; /* only these tokens can be sampled (vLLM allowed_token_ids); */
     int n_allowed_ids;          /* 0 = every token */
+    /* Prompt logprobs: every prompt token after the first gets a g4_prompt_logprob (events with
+     * n_prompt_lp, before the first token's event). Such a request skips the prefix cache, its
+     * prefill runs at most G4_SCHED_LP_ROWS positions a step, and its steps return host logits. */
+    bool prompt_logprobs;
+    int prompt_logprobs_top;    /* 0..20 alternatives per position */
     g4_stop_rules stop;
     int priority;               /* lower runs first (vLLM convention); FCFS within a priority */
     unsigned detok_flags;       /* G4_DETOK_*: how this request's text is rendered (0: every token's

@@ -40,6 +40,9 @@ typedef struct g4_seq {
     int n_logit_bias;
     int32_t *allowed_ids;        /* [n_allowed_ids], NULL = every token */
     int n_allowed_ids;
+    bool want_plp;               /* prompt logprobs asked */
+    int plp_top;
+    int plp_next;                /* the next prompt position to report (1 .. n_prompt − 1) */
     uint64_t seed;           /* the request's seed, or one drawn by the engine */
     g4_stop stop;
     void *detok;             /* detokenizer state, NULL without one */
@@ -54,6 +57,8 @@ void g4_seq_free(g4_seq *s);
 /* Appends an output token (len < cap) and the key of a block it completes. */
 void g4_seq_append(g4_seq *s, int32_t token, int block_size);
 static inline int g4_seq_n_output(const g4_seq *s) { return s->len - s->n_prompt; }
+/* Prompt positions still to report (prompt logprobs). */
+static inline bool g4_seq_plp_pending(const g4_seq *s) { return s->want_plp && s->plp_next < s->n_prompt; }
 /* Has logit processors (bias, allowed ids): sampled from host logits. */
 static inline bool g4_seq_host_sampled(const g4_seq *s) { return s->n_logit_bias > 0 || s->n_allowed_ids > 0; }
 

@@ -12,6 +12,9 @@
  *   processors logit_bias and allowed ids (greedy and seeded) equal the host sampler on the
  *              mock's logits with the bias added / other tokens at −inf; such a request runs
  *              on the host-logits path although the executor samples on the device
+ *   prompt lp  prompt logprobs of every position equal log_softmax of the mock's logits (value,
+ *              rank, top ids), each position once and before the first token, also when two
+ *              requests share a step's 64 rows and on a prefix-cache hit; the tokens are unchanged
  *   cost       scheduler CPU time per step with 256 running sequences (printed, not asserted) */
 #include <math.h>
 #include <pthread.h>
@@ -530,6 +533,78 @@ static void test_processors(void) {
     mock_exec_free(&m);
 }
 
+/* --- prompt logprobs -------------------------------------------------------------------------------- */
+
+static void check_plp(const mock_exec *m, const int32_t *prompt, int n_prompt, int top, const rec *r, const char *what) {
+    CHECK(r->n_plp == n_prompt - 1 && !r->plp_after_token, "%s: %d prompt logprobs for %d tokens (after token %d)",
+          what, r->n_plp, n_prompt, r->plp_after_token);
+    float logits[V];
+    int bad = 0;
+    for (int i = 0; i < r->n_plp && !bad; i++) {
+        const g4_prompt_logprob *p = &r->plp[i];
+        int pos = i + 1;
+        mock_reference_logits(m, prompt, pos, logits);
+        double mx = logits[0], sum = 0;
+        for (int t = 1; t < V; t++) mx = logits[t] > mx ? logits[t] : mx;
+        for (int t = 0; t < V; t++) sum += exp(logits[t] - mx);
+        double want = logits[prompt[pos]] - mx - log(sum);
+        int rank = 1;
+        for (int t = 0; t < V; t++) rank += logits[t] > logits[prompt[pos]];
+        int best = 0;
+        for (int t = 1; t < V; t++) best = logits[t] > logits[best] ? t : best;
+        bad = p->pos != pos || p->token != prompt[pos] || fabs(p->logprob - want) > 1e-4 || p->rank != rank ||
+              p->n_top != top || (top > 0 && p->top_ids[0] != best);
+        CHECK(!bad, "%s: position %d: pos %d token %d logprob %g (want %g) rank %d (want %d) top %d (%d)", what, pos,
+              p->pos, p->token, p->logprob, want, p->rank, rank, p->n_top ? p->top_ids[0] : -1, best);
+    }
+}
+
+static void test_prompt_logprobs(void) {
+    g4_engine_opts o;
+    base_opts(&o, 64, 64);
+    mock_exec m;
+    mock_exec_init(&m, V, BS, WIN, MAXLEN / BS, 64, 64, true);
+    g4_executor ex;
+    mock_exec_bind(&m, &ex);
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    CHECK(e != NULL, "%s", err.msg);
+    if (!e) return;
+    int32_t a[40], b[44];
+    for (int i = 0; i < 40; i++) a[i] = 5 + i * 7 % 500;
+    for (int i = 0; i < 44; i++) b[i] = 11 + i * 13 % 480;
+    rec ra = {0}, rb = {0}, ra2 = {0};
+    g4_request_params p = {.on_event = rec_on_event, .prompt_logprobs = true, .prompt_logprobs_top = 3};
+    g4_sampling_default(&p.sampling);
+    g4_stop_rules_default(&p.stop);
+    p.stop.max_tokens = 4;
+    p.stop.ignore_eos = true;
+    int code = 0;
+    /* two at once: 39 + 43 rows > 64, so the second one's prefill is cut over two steps */
+    p.prompt = a, p.n_prompt = 40, p.user = &ra;
+    CHECK(g4_engine_submit(e, &p, &code, &err) > 0, "submit: %s", err.msg);
+    p.prompt = b, p.n_prompt = 44, p.user = &rb;
+    CHECK(g4_engine_submit(e, &p, &code, &err) > 0, "submit: %s", err.msg);
+    g4_engine_wait_idle(e);
+    check_plp(&m, a, 40, 3, &ra, "a");
+    check_plp(&m, b, 44, 3, &rb, "b");
+    /* the same prompt again: its blocks are cached, but every position is still reported */
+    p.prompt = a, p.n_prompt = 40, p.user = &ra2;
+    CHECK(g4_engine_submit(e, &p, &code, &err) > 0, "submit: %s", err.msg);
+    g4_engine_wait_idle(e);
+    check_plp(&m, a, 40, 3, &ra2, "a again");
+    g4_sampler smp;
+    g4_sampler_init(&smp, V, &err);
+    int32_t ref[4];
+    reference(&m, &smp, a, 40, &p.sampling, 0, 4, ref);
+    CHECK(ra.n == 4 && !memcmp(ra.toks, ref, sizeof ref) && !memcmp(ra2.toks, ref, sizeof ref),
+          "tokens after prompt logprobs differ from the reference");
+    CHECK(m.faults == 0, "mock faults %ld: %s", m.faults, m.first_fault);
+    g4_sampler_free(&smp);
+    g4_engine_destroy(e);
+    mock_exec_free(&m);
+}
+
 /* --- scheduler cost --------------------------------------------------------------------------------- */
 
 static void test_cost(void) {
@@ -574,6 +649,7 @@ int main(void) {
     test_stop_strings();
     test_prefix();
     test_processors();
+    test_prompt_logprobs();
     test_soak();
     test_cost();
     return check_summary();
