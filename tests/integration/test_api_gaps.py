@@ -155,11 +155,46 @@ def test_echo(client, server):
     ids = tokenize(server, p)  # an id prompt echoes its decoded text
     r = client.completions.create(model=MODEL, prompt=ids, max_tokens=2, temperature=0, echo=True)
     assert r.choices[0].text.startswith(p)
-    # prompt logprobs are not built: echo + logprobs (lm-eval's log-likelihood) is refused, not half-answered
-    for kw in (dict(echo=True, logprobs=1), dict(extra_body={"prompt_logprobs": 1})):
-        with pytest.raises(openai.BadRequestError) as ei:
-            client.completions.create(model=MODEL, prompt=p, max_tokens=1, **kw)
-        assert ei.value.body["param"] in ("echo", "prompt_logprobs")
+
+
+def test_prompt_logprobs_match_generation(client, server):
+    """lm-eval's log-likelihood request (token-id prompts, echo, logprobs=1, max_tokens=1) and vLLM's
+    prompt_logprobs, checked against what the model gives when generating from each prefix."""
+    ids = tokenize(server, "The quick brown fox jumps over")
+    assert len(ids) >= 4
+    r = client.completions.create(model=MODEL, prompt=[ids, ids[:3]], max_tokens=1, temperature=0, echo=True,
+                                  logprobs=1, extra_body={"prompt_logprobs": 2})
+    c = r.choices[0]
+    lp = c.logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(ids) + 1  # the prompt's, then the generated one
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert len(r.choices[1].logprobs.tokens) == 4  # the second prompt's own
+    plp = c.model_extra["prompt_logprobs"]
+    assert plp[0] is None and len(plp) == len(ids)
+    for i in range(1, len(ids)):
+        entry = plp[i][str(ids[i])]
+        assert lp.token_logprobs[i] == pytest.approx(entry["logprob"], abs=1e-6)
+        assert entry["logprob"] <= 0 and entry["rank"] >= 1
+        assert {v["rank"] for v in plp[i].values()} >= {1, 2}  # the top 2, whatever the prompt token's rank
+        # the same distribution as greedy generation from the prefix (raw logits either way)
+        g = client.completions.create(model=MODEL, prompt=ids[:i], max_tokens=1, temperature=0, logprobs=2,
+                                      extra_body={"return_token_ids": True})
+        top = max(plp[i].values(), key=lambda v: v["logprob"])
+        assert top["rank"] == 1
+        assert g.choices[0].token_ids[0] == int(max(plp[i], key=lambda k: plp[i][k]["logprob"]))
+        assert g.choices[0].logprobs.token_logprobs[0] == pytest.approx(top["logprob"], abs=1e-3)
+        assert (entry["rank"] == 1) == (g.choices[0].token_ids[0] == ids[i])
+    # streamed: the echo chunk carries the prompt's logprobs, then the generated token's
+    chunks = [ch for ch in client.completions.create(model=MODEL, prompt=ids, max_tokens=1, temperature=0, echo=True,
+                                                     logprobs=1, stream=True) if ch.choices]
+    toks = [t for ch in chunks if ch.choices[0].logprobs for t in ch.choices[0].logprobs.token_logprobs]
+    assert toks[0] is None and toks[1:] == pytest.approx(lp.token_logprobs[1:], abs=1e-6)
+    with pytest.raises(openai.BadRequestError) as ei:
+        client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=1, extra_body={"prompt_logprobs": 1})
+    assert ei.value.body["param"] == "prompt_logprobs"
+    with pytest.raises(openai.BadRequestError) as ei:
+        client.completions.create(model=MODEL, prompt="x", max_tokens=1, extra_body={"prompt_logprobs": -1})
+    assert ei.value.body["param"] == "prompt_logprobs"
 
 
 # --- logit processors, token ids ------------------------------------------------------------------

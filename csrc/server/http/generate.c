@@ -302,6 +302,12 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         p.n_logit_bias = j->req.n_logit_bias;
         p.allowed_ids = j->req.allowed_ids;
         p.n_allowed_ids = j->req.n_allowed_ids;
+        /* vLLM's prompt_logprobs, or OpenAI's echo + logprobs (the prompt tokens' logprobs) */
+        int plp_top = j->req.prompt_logprobs;
+        if (j->req.echo && j->req.logprobs > plp_top)
+            plp_top = j->req.logprobs;
+        p.prompt_logprobs = plp_top >= 0;
+        p.prompt_logprobs_top = plp_top > 0 ? plp_top : 0;
         p.priority = j->req.priority;
         /* Completions render special tokens as nothing when asked; chat keeps them for the
          * output parser. */

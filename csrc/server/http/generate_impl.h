@@ -28,7 +28,9 @@ typedef struct g4_choice {
     int completion_tokens, cached_tokens; /* so far (usage on every chunk), then the engine's */
     int reasoning_tokens;        /* tokens inside the thought channel (chat), markers excluded */
     int thought_depth;           /* > 0 while inside it */
-    bool echo_sent;              /* stream: the echoed prompt went out */
+    bool echo_sent;              /* the echoed prompt was taken (stream: sent), text_offset past it */
+    g4_prompt_logprob *plp;      /* prompt logprobs so far, positions 1.. in order */
+    int n_plp, cap_plp;
     bool chunk_sent;             /* stream: a chunk of this choice went out (prompt_token_ids go on the first) */
     g4_tokens ids;               /* return_token_ids: generated ids; ids_sent of them streamed */
     size_t ids_sent;

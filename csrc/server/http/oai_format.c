@@ -35,6 +35,7 @@ void g4_choice_release(g4_choice *c)
     cJSON_Delete(c->tool_calls);
     cJSON_Delete(c->logprobs);
     g4_tokens_free(&c->ids);
+    free(c->plp);
 }
 
 static const char *finish_name(const g4_choice *c)
@@ -152,6 +153,104 @@ static void completion_logprobs_add(cJSON *o, const g4_tokenizer *tok, const g4_
     g4_strbuf_free(&s);
 }
 
+/* --- prompt logprobs --------------------------------------------------------------------- */
+
+static char *token_text(const g4_tokenizer *tok, int32_t id)
+{
+    g4_strbuf t = {0};
+    g4_tokenizer_decode(tok, &id, 1, 0, &t, NULL);
+    char *s = strdup(t.data ? t.data : "");
+    g4_strbuf_free(&t);
+    return s;
+}
+
+/* The prompt entry of position pos (1..), or NULL when it did not arrive. */
+static const g4_prompt_logprob *plp_at(const g4_choice *ch, int pos)
+{
+    return pos >= 1 && pos <= ch->n_plp && ch->plp[pos - 1].pos == pos ? &ch->plp[pos - 1] : NULL;
+}
+
+/* echo + logprobs (OpenAI's legacy shape): the prompt tokens' part of the completions logprobs
+ * object, the first token's logprob and alternatives null. Returns the text length it spans. */
+static size_t prompt_legacy_logprobs(const g4_job *j, const g4_choice *ch, cJSON *o)
+{
+    const g4_tokenizer *tok = j->srv->tok;
+    const g4_tokens *ids = &j->prompt_ids[ch->prompt];
+    size_t offset = 0;
+    for (size_t i = 0; i < ids->n; i++) {
+        char *t = token_text(tok, ids->ids[i]);
+        const g4_prompt_logprob *p = plp_at(ch, (int)i);
+        cJSON_AddItemToArray(cJSON_GetObjectItem(o, "tokens"), cJSON_CreateString(t ? t : ""));
+        cJSON_AddItemToArray(cJSON_GetObjectItem(o, "token_logprobs"),
+                             p ? cJSON_CreateNumber(p->logprob) : cJSON_CreateNull());
+        cJSON_AddItemToArray(cJSON_GetObjectItem(o, "text_offset"), cJSON_CreateNumber((double)offset));
+        cJSON *m = p ? cJSON_CreateObject() : cJSON_CreateNull();
+        if (p) {
+            cJSON_AddNumberToObject(m, t ? t : "", p->logprob);
+            for (int k = 0; k < p->n_top && k < j->req.logprobs; k++) {
+                char *a = token_text(tok, p->top_ids[k]);
+                if (a && !cJSON_GetObjectItemCaseSensitive(m, a))
+                    cJSON_AddNumberToObject(m, a, p->top_logprobs[k]);
+                free(a);
+            }
+        }
+        cJSON_AddItemToArray(cJSON_GetObjectItem(o, "top_logprobs"), m);
+        offset += t ? strlen(t) : 0;
+        free(t);
+    }
+    return offset;
+}
+
+/* vLLM's prompt_logprobs: [null, {"id": {logprob, rank, decoded_token}, ...}, ...] — the prompt
+ * token and its top alternatives at every position after the first. */
+static cJSON *prompt_logprobs_json(const g4_job *j, const g4_choice *ch)
+{
+    const g4_tokenizer *tok = j->srv->tok;
+    const g4_tokens *ids = &j->prompt_ids[ch->prompt];
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < ids->n; i++) {
+        const g4_prompt_logprob *p = plp_at(ch, (int)i);
+        if (!p) {
+            cJSON_AddItemToArray(a, cJSON_CreateNull());
+            continue;
+        }
+        cJSON *m = cJSON_CreateObject();
+        for (int k = -1; k < p->n_top && k < j->req.prompt_logprobs; k++) {
+            int32_t id = k < 0 ? p->token : p->top_ids[k];
+            char key[16];
+            snprintf(key, sizeof key, "%d", (int)id);
+            if (cJSON_GetObjectItemCaseSensitive(m, key))
+                continue;
+            cJSON *e = cJSON_AddObjectToObject(m, key);
+            cJSON_AddNumberToObject(e, "logprob", k < 0 ? p->logprob : p->top_logprobs[k]);
+            cJSON_AddNumberToObject(e, "rank", k < 0 ? p->rank : k + 1);
+            char *t = token_text(tok, id);
+            cJSON_AddStringToObject(e, "decoded_token", t ? t : "");
+            free(t);
+        }
+        cJSON_AddItemToArray(a, m);
+    }
+    return a;
+}
+
+static void plp_append(g4_job *j, g4_choice *ch, const g4_event *r)
+{
+    if (ch->n_plp + r->n_prompt_lp > ch->cap_plp) {
+        int cap = ch->cap_plp ? ch->cap_plp : 64;
+        while (cap < ch->n_plp + r->n_prompt_lp)
+            cap *= 2;
+        g4_prompt_logprob *p = realloc(ch->plp, sizeof *p * (size_t)cap);
+        if (!p) {
+            j->oom = true;
+            return;
+        }
+        ch->plp = p;
+        ch->cap_plp = cap;
+    }
+    memcpy(ch->plp + ch->n_plp, r->prompt_lp, sizeof *r->prompt_lp * (size_t)r->n_prompt_lp);
+    ch->n_plp += r->n_prompt_lp;
+}
+
 /* --- SSE chunks ------------------------------------------------------------------------ */
 
 static void sse_put(g4_job *j, cJSON *chunk)
@@ -208,6 +307,8 @@ static void emit(g4_job *j, g4_choice *ch, cJSON *delta, const char *text, cJSON
         cJSON_AddItemToObject(o, "token_ids", ids_json(ch->ids.ids + ch->ids_sent, ch->ids.n - ch->ids_sent));
         ch->ids_sent = ch->ids.n;
     }
+    if (!ch->chunk_sent && j->req.prompt_logprobs >= 0)
+        cJSON_AddItemToObject(o, "prompt_logprobs", prompt_logprobs_json(j, ch));
     ch->chunk_sent = true;
     cJSON_AddItemToArray(arr, o);
     if (j->req.continuous_usage)
@@ -317,11 +418,25 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r)
     bool chat = j->req.kind == G4_OAI_CHAT;
     if (ch->finished)
         return;
+    if (r->n_prompt_lp > 0)
+        plp_append(j, ch, r);
+    if (r->n_tokens == 0 && r->finish == G4_FINISH_NONE)
+        return; /* prompt logprobs: they go out with the first chunk / the response */
     count_token(j, ch, r);
-    if (j->stream && j->req.echo && !ch->echo_sent) {
+    if (j->req.echo && !ch->echo_sent) {
+        /* the echoed prompt (streamed: a chunk of its own, with the prompt's logprobs); the
+         * completion's text offsets count from its end */
         g4_strbuf t = {0};
         echo_text(j, ch, &t);
-        emit(j, ch, NULL, t.data ? t.data : "", NULL, NULL);
+        ch->text_offset = t.len;
+        if (j->stream) {
+            cJSON *plp = NULL;
+            if (j->req.logprobs >= 0) {
+                plp = completion_logprobs_new();
+                prompt_legacy_logprobs(j, ch, plp);
+            }
+            emit(j, ch, NULL, t.data ? t.data : "", plp, NULL);
+        }
         g4_strbuf_free(&t);
         ch->echo_sent = true;
     }
@@ -510,6 +625,20 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e)
             g4_strbuf_append(&text, ch->content.data ? ch->content.data : "", ch->content.len);
             cJSON_AddStringToObject(o, "text", text.data ? text.data : "");
             g4_strbuf_free(&text);
+            if (j->req.echo && j->req.logprobs >= 0) { /* the prompt's tokens first */
+                cJSON *all = completion_logprobs_new();
+                prompt_legacy_logprobs(j, ch, all);
+                static const char *const keys[4] = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+                for (int k = 0; k < 4 && ch->logprobs; k++) {
+                    cJSON *src = cJSON_GetObjectItem(ch->logprobs, keys[k]), *dst = cJSON_GetObjectItem(all, keys[k]);
+                    while (src && src->child)
+                        cJSON_AddItemToArray(dst, cJSON_DetachItemViaPointer(src, src->child));
+                }
+                cJSON_Delete(ch->logprobs);
+                ch->logprobs = all;
+            }
+            if (j->req.prompt_logprobs >= 0)
+                cJSON_AddItemToObject(o, "prompt_logprobs", prompt_logprobs_json(j, ch));
             if (ch->logprobs) {
                 cJSON_AddItemToObject(o, "logprobs", ch->logprobs);
                 ch->logprobs = NULL;

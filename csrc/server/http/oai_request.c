@@ -139,7 +139,7 @@ static int get_str(const cJSON *o, const char *name, const char **out, g4_http_e
 static int refuse_unsupported(const cJSON *o, g4_http_error *e)
 {
     static const char *const never[] = {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
-                                        "structured_outputs", "prompt_logprobs", "bad_words", "functions",
+                                        "structured_outputs", "bad_words", "functions",
                                         "audio", "prediction", "mm_processor_kwargs", "chat_template", "suffix",
                                         "guided_decoding_backend", "logits_processors", "vllm_xargs",
                                         "kv_transfer_params", "cache_salt", "truncate_prompt_tokens"};
@@ -578,6 +578,7 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
     r->kind = kind;
     r->n = 1;
     r->logprobs = -1;
+    r->prompt_logprobs = -1;
     r->skip_special_tokens = true;
     if (defaults)
         r->sampling = *defaults;
@@ -643,8 +644,16 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
         g4_http_fail(e, 400, "echo", "'echo': true is not supported on chat completions");
         goto fail;
     }
-    if (r->echo && r->logprobs >= 0) {
-        g4_http_fail(e, 400, "echo", "'echo' with 'logprobs' needs prompt logprobs, which are not supported yet");
+    if ((k = get_int(o, "prompt_logprobs", -1, G4_MAX_TOP_LOGPROBS, &i, e)) < 0)
+        goto fail;
+    r->prompt_logprobs = k ? (int)i : -1;
+    if (k && i < 0) {
+        g4_http_fail(e, 400, "prompt_logprobs", "'prompt_logprobs': -1 (the whole vocabulary) is not supported; "
+                     "ask for 0..%d", G4_MAX_TOP_LOGPROBS);
+        goto fail;
+    }
+    if (k && kind == G4_OAI_CHAT) {
+        g4_http_fail(e, 400, "prompt_logprobs", "'prompt_logprobs' is not supported on chat completions yet");
         goto fail;
     }
     if (kind == G4_OAI_COMPLETION) {

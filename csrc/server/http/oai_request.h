@@ -82,7 +82,9 @@ typedef struct g4_oai_request {
     /* completions */
     g4_oai_prompt *prompts;      /* malloc'ed [n_prompts]: one choice group of n per prompt */
     int n_prompts;
-    bool echo;                   /* the prompt's text before the completion */
+    bool echo;                   /* the prompt's text before the completion (with logprobs: the prompt
+                                    tokens' logprobs first, the first one null) */
+    int prompt_logprobs;         /* vLLM prompt_logprobs: −1 none, else the top alternatives 0..20 */
 
     /* chat */
     const cJSON *messages;       /* validated array */
