@@ -195,6 +195,10 @@ def test_prompt_logprobs_match_generation(client, server):
     with pytest.raises(openai.BadRequestError) as ei:
         client.completions.create(model=MODEL, prompt="x", max_tokens=1, extra_body={"prompt_logprobs": -1})
     assert ei.value.body["param"] == "prompt_logprobs"
+    # bounded: 64 prompts × 2,000 tokens × 21 entries is refused before any work, not a 5xx or a huge body
+    with pytest.raises(openai.BadRequestError) as ei:
+        client.completions.create(model=MODEL, prompt=[[5] * 2000] * 64, max_tokens=1, echo=True, logprobs=20)
+    assert ei.value.body["param"] == "echo"
 
 
 # --- logit processors, token ids ------------------------------------------------------------------
@@ -216,6 +220,11 @@ def test_logit_bias_and_allowed_token_ids(client, server):
                                               "ignore_eos": True})
     for c in r.choices:
         assert len(c.token_ids) == 8 and set(c.token_ids) <= set(allowed)
+    # alternatives beyond the allowed ids (logprob −inf) are left out, never sent as null
+    r = client.completions.create(model=MODEL, prompt=p, max_tokens=3, temperature=0, logprobs=5,
+                                  extra_body={"allowed_token_ids": allowed[:2], "ignore_eos": True})
+    for top in r.choices[0].logprobs.top_logprobs:
+        assert 1 <= len(top) <= 2 and all(isinstance(v, float) and v <= 0 for v in top.values())
     r = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=3, temperature=0,
                                        logit_bias={str(forced): 100}, extra_body={"return_token_ids": True})
     assert r.choices[0].token_ids == [forced] * 3

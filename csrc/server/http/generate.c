@@ -199,6 +199,8 @@ static enum MHD_Result reject(g4_http_server *s, struct MHD_Connection *c, const
 static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max);
 static void sse_free(void *cls);
 
+#define G4_HTTP_MAX_PROMPT_LP_ENTRIES 1000000
+
 enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, g4_oai_kind kind)
 {
     g4_http_error e;
@@ -243,6 +245,17 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     }
 
     int n_choices = n_prompts * req.n;
+    /* Prompt logprobs (vLLM's prompt_logprobs, or OpenAI's echo + logprobs) answer (1 + top)
+     * entries per prompt token and choice: bounded, so a request cannot make the server build
+     * gigabytes of JSON. */
+    int plp_top = req.prompt_logprobs > (req.echo ? req.logprobs : -1) ? req.prompt_logprobs
+                  : req.echo ? req.logprobs : -1;
+    if (plp_top >= 0 && (double)n_prompt_total * req.n * (plp_top + 1) > G4_HTTP_MAX_PROMPT_LP_ENTRIES) {
+        g4_http_fail(&e, 400, req.prompt_logprobs >= 0 ? "prompt_logprobs" : "echo",
+                     "prompt logprobs for %d prompt tokens × n = %d × %d alternatives exceed %d entries; send fewer "
+                     "or shorter prompts", n_prompt_total, req.n, plp_top + 1, G4_HTTP_MAX_PROMPT_LP_ENTRIES);
+        goto refuse;
+    }
     g4_job *j = calloc(1, sizeof *j + sizeof(g4_choice) * (size_t)n_choices);
     if (!j) {
         g4_http_fail(&e, 500, NULL, "out of memory");
@@ -302,10 +315,6 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         p.n_logit_bias = j->req.n_logit_bias;
         p.allowed_ids = j->req.allowed_ids;
         p.n_allowed_ids = j->req.n_allowed_ids;
-        /* vLLM's prompt_logprobs, or OpenAI's echo + logprobs (the prompt tokens' logprobs) */
-        int plp_top = j->req.prompt_logprobs;
-        if (j->req.echo && j->req.logprobs > plp_top)
-            plp_top = j->req.logprobs;
         p.prompt_logprobs = plp_top >= 0;
         p.prompt_logprobs_top = plp_top > 0 ? plp_top : 0;
         p.priority = j->req.priority;

@@ -6,6 +6,7 @@
  * Shapes: docs/api-http.md; field semantics: serving-conventions.md §2. */
 #include "server/http/generate_impl.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +117,8 @@ static cJSON *chat_logprob(const g4_tokenizer *tok, const g4_event *r, int top)
     cJSON *o = token_entry(tok, r->token, r->logprob);
     cJSON *t = cJSON_AddArrayToObject(o, "top_logprobs");
     for (int i = 0; i < r->n_top && i < top; i++)
-        cJSON_AddItemToArray(t, token_entry(tok, r->top_ids[i], r->top_logprobs[i]));
+        if (isfinite(r->top_logprobs[i])) /* allowed_token_ids leaves the rest at −inf */
+            cJSON_AddItemToArray(t, token_entry(tok, r->top_ids[i], r->top_logprobs[i]));
     return o;
 }
 
@@ -142,7 +144,7 @@ static void completion_logprobs_add(cJSON *o, const g4_tokenizer *tok, const g4_
      * logprobs 0 just the sampled one). */
     cJSON *m = cJSON_CreateObject();
     cJSON_AddNumberToObject(m, s.data ? s.data : "", r->logprob);
-    for (int i = 0; i < r->n_top && i < top; i++) {
+    for (int i = 0; i < r->n_top && i < top && isfinite(r->top_logprobs[i]); i++) {
         g4_strbuf t = {0};
         g4_tokenizer_decode(tok, &r->top_ids[i], 1, 0, &t, NULL);
         if (!cJSON_GetObjectItemCaseSensitive(m, t.data ? t.data : ""))
