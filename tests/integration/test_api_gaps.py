@@ -189,8 +189,15 @@ def test_prompt_logprobs_match_generation(client, server):
                                                      logprobs=1, stream=True) if ch.choices]
     toks = [t for ch in chunks if ch.choices[0].logprobs for t in ch.choices[0].logprobs.token_logprobs]
     assert toks[0] is None and toks[1:] == pytest.approx(lp.token_logprobs[1:], abs=1e-6)
+    # chat (vLLM: a top-level list for the rendered prompt; not when streamed)
+    chat = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=1,
+                                          extra_body={"prompt_logprobs": 0, "return_token_ids": True})
+    cp = chat.model_extra["prompt_logprobs"]
+    assert cp[0] is None and len(cp) == len(chat.prompt_token_ids)
+    assert all(list(e) == [str(t)] for e, t in zip(cp[1:], chat.prompt_token_ids[1:]))
     with pytest.raises(openai.BadRequestError) as ei:
-        client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=1, extra_body={"prompt_logprobs": 1})
+        client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=1, stream=True,
+                                       extra_body={"prompt_logprobs": 1})
     assert ei.value.body["param"] == "prompt_logprobs"
     with pytest.raises(openai.BadRequestError) as ei:
         client.completions.create(model=MODEL, prompt="x", max_tokens=1, extra_body={"prompt_logprobs": -1})

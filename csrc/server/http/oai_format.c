@@ -309,7 +309,7 @@ static void emit(g4_job *j, g4_choice *ch, cJSON *delta, const char *text, cJSON
         cJSON_AddItemToObject(o, "token_ids", ids_json(ch->ids.ids + ch->ids_sent, ch->ids.n - ch->ids_sent));
         ch->ids_sent = ch->ids.n;
     }
-    if (!ch->chunk_sent && j->req.prompt_logprobs >= 0)
+    if (!ch->chunk_sent && j->req.prompt_logprobs >= 0 && j->req.kind == G4_OAI_COMPLETION)
         cJSON_AddItemToObject(o, "prompt_logprobs", prompt_logprobs_json(j, ch));
     ch->chunk_sent = true;
     cJSON_AddItemToArray(arr, o);
@@ -584,6 +584,8 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e)
     cJSON_AddStringToObject(root, "system_fingerprint", FINGERPRINT);
     if (chat && j->req.return_token_ids)
         cJSON_AddItemToObject(root, "prompt_token_ids", ids_json(j->prompt_ids[0].ids, j->prompt_ids[0].n));
+    if (chat && j->req.prompt_logprobs >= 0) /* vLLM: one list for the request's one prompt */
+        cJSON_AddItemToObject(root, "prompt_logprobs", prompt_logprobs_json(j, &j->ch[0]));
     cJSON *arr = cJSON_AddArrayToObject(root, "choices");
     for (int i = 0; i < j->n; i++) {
         g4_choice *ch = &j->ch[i];

@@ -652,8 +652,8 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
                      "ask for 0..%d", G4_MAX_TOP_LOGPROBS);
         goto fail;
     }
-    if (k && kind == G4_OAI_CHAT) {
-        g4_http_fail(e, 400, "prompt_logprobs", "'prompt_logprobs' is not supported on chat completions yet");
+    if (k && kind == G4_OAI_CHAT && r->stream) { /* vLLM: not with stream on chat either */
+        g4_http_fail(e, 400, "prompt_logprobs", "'prompt_logprobs' is not available on streamed chat completions");
         goto fail;
     }
     if (kind == G4_OAI_COMPLETION) {
