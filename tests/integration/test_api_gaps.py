@@ -325,7 +325,15 @@ def test_dashboard_metric_names(client, server):
     assert d["vllm:request_params_n_count"] == 1 and d["vllm:request_params_n_sum"] == 2
     assert d["vllm:request_params_max_tokens_sum"] == 5 and d["vllm:request_max_num_generation_tokens_sum"] == 5
     assert d["vllm:request_inference_time_seconds_sum"] >= d["vllm:request_decode_time_seconds_sum"] > 0
-    # every step is counted: at least one per generated token, and the tokens add up
+    # every step is counted: at least one per generated token, and the tokens add up (the engine
+    # publishes its step counters when it goes idle, just after the answer: wait for that)
+    import time
+    deadline = time.time() + 5
+    while value(scrape(server), "vllm:iteration_tokens_total_count") - value(before, "vllm:iteration_tokens_total_count") < 5 \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    after = scrape(server)
+    d = {k: value(after, k) - value(before, k) for k in after}
     assert d["vllm:iteration_tokens_total_count"] >= 5
     assert d["vllm:iteration_tokens_total_sum"] >= 2 * 5
     info = after["vllm:cache_config_info"][0]

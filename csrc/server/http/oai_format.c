@@ -173,8 +173,8 @@ static const g4_prompt_logprob *plp_at(const g4_choice *ch, int pos)
 }
 
 /* echo + logprobs (OpenAI's legacy shape): the prompt tokens' part of the completions logprobs
- * object, the first token's logprob and alternatives null. Returns the text length it spans. */
-static size_t prompt_legacy_logprobs(const g4_job *j, const g4_choice *ch, cJSON *o)
+ * object, the first token's logprob and alternatives null; offsets count the tokens' texts. */
+static void prompt_legacy_logprobs(const g4_job *j, const g4_choice *ch, cJSON *o)
 {
     const g4_tokenizer *tok = j->srv->tok;
     const g4_tokens *ids = &j->prompt_ids[ch->prompt];
@@ -200,7 +200,6 @@ static size_t prompt_legacy_logprobs(const g4_job *j, const g4_choice *ch, cJSON
         offset += t ? strlen(t) : 0;
         free(t);
     }
-    return offset;
 }
 
 /* vLLM's prompt_logprobs: [null, {"id": {logprob, rank, decoded_token}, ...}, ...] — the prompt
