@@ -1,13 +1,13 @@
 /* oai_request.h - one OpenAI request body (chat or text completion), parsed and validated.
  *
  * Turns the JSON body of POST /v1/chat/completions or /v1/completions into engine parameters
- * (g4_sampling, g4_stop_rules) plus the few things the front-end needs (n, stream, logprobs,
- * tools, chat options). Every field the server understands is type- and range-checked; a bad
- * one gives a 400 naming it in `param`. Fields for features not built yet (response_format
- * json, tool_choice forcing, beam search, prompt logprobs, ...) are refused with 400 "not
- * supported yet", never silently ignored; harmless bookkeeping fields (user, metadata, store,
+ * (g4_sampling, g4_stop_rules, logit processors) plus the few things the front-end needs (n,
+ * stream, logprobs, prompts, echo, tools, chat options). Every field the server understands is
+ * type- and range-checked; a bad one gives a 400 naming it in `param`. Fields for features not
+ * built yet (response_format json, tool_choice forcing, beam search, ...) are refused with 400
+ * "not supported yet", never silently ignored; harmless bookkeeping fields (user, metadata, store,
  * ...) are accepted.
- * Not here: tokenizing or rendering the chat template (chat_prompt.c), the model name check
+ * Not here: tokenizing or rendering the chat template (text/prompt.c), the model name check
  * and the model-length check (they need the server's state, see server.c / generate.c). */
 #ifndef G4_SERVER_HTTP_OAI_REQUEST_H
 #define G4_SERVER_HTTP_OAI_REQUEST_H
