@@ -367,11 +367,16 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         MHD_destroy_response(r);
         return ret;
     }
+    /* Every choice may have finished already (a short request on a fast model): its wake-up
+     * found no suspended connection, so answer now instead of sleeping forever. */
     pthread_mutex_lock(&j->mu);
-    j->suspended = true;
-    MHD_suspend_connection(c);
+    bool done = j->n_engine_done == j->n;
+    if (!done) {
+        j->suspended = true;
+        MHD_suspend_connection(c);
+    }
     pthread_mutex_unlock(&j->mu);
-    return MHD_YES;
+    return done ? g4_generate_resume(s, c, cn) : MHD_YES;
 
 refuse: /* before the job exists: the prompts and the request are ours to free */
     for (int p = 0; pids && p < n_prompts; p++)

@@ -419,10 +419,11 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r)
     bool chat = j->req.kind == G4_OAI_CHAT;
     if (ch->finished)
         return;
-    if (r->n_prompt_lp > 0)
+    if (r->n_prompt_lp > 0) { /* they go out with the first chunk / the response */
         plp_append(j, ch, r);
-    if (r->n_tokens == 0 && r->finish == G4_FINISH_NONE)
-        return; /* prompt logprobs: they go out with the first chunk / the response */
+        if (r->n_tokens == 0 && r->finish == G4_FINISH_NONE)
+            return;
+    }
     count_token(j, ch, r);
     if (j->req.echo && !ch->echo_sent) {
         /* the echoed prompt (streamed: a chunk of its own, with the prompt's logprobs); the
