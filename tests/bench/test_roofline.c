@@ -1,7 +1,7 @@
 /* test_roofline.c — bench/serve/roofline.c byte / FLOP accounting against numbers computed by hand
  * from docs/model-spec.md (§1, §3.2–3.4 parameter totals, §4 KV bytes) and the decode / prefill
  * anchors of docs/performance-anchors.md §5, for the real 31B and 26B-A4B geometries
- * (tests/unit/data/config_*_mm.json). Also: g4_hw_measure refuses plainly without a GPU build. */
+ * (tests/model/data/config_*_mm.json). Also: g4_hw_measure refuses plainly without a GPU build. */
 #include <math.h>
 #include <string.h>
 
@@ -80,8 +80,8 @@ int main(void)
 {
     g4_config c31, c26;
     g4_error err = {{0}};
-    REQUIRE(g4_config_load(&c31, "tests/unit/data/config_31b_mm.json", &err) == 0, "%s", err.msg);
-    REQUIRE(g4_config_load(&c26, "tests/unit/data/config_26b_mm.json", &err) == 0, "%s", err.msg);
+    REQUIRE(g4_config_load(&c31, "tests/model/data/config_31b_mm.json", &err) == 0, "%s", err.msg);
+    REQUIRE(g4_config_load(&c26, "tests/model/data/config_26b_mm.json", &err) == 0, "%s", err.msg);
     dense_31b(&c31);
     moe_26b(&c26);
     g4_hw_peak hw;

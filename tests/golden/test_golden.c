@@ -14,7 +14,7 @@
  * must equal `prompt.<i>.greedy` exactly. After each mode every sequence is closed and both KV
  * pools must be empty again (no leaked blocks).
  *
- * Not here: the op-level unit tests (tests/unit) and the CUDA backend (tests/gpu). */
+ * Not here: the loader tests (tests/model) and the CUDA backend (tests/gpu). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
-INCLUDE_ROOTS = ["csrc", "cuda", "cuda/emu/include", "tests/unit", "bench"]
+INCLUDE_ROOTS = ["csrc", "cuda", "cuda/emu/include", "tests/common", "bench"]
 C_LIKE = (".c", ".h", ".cu", ".cuh", ".cc")
 HASH_LIKE = (".py", ".sh", ".cmake", "CMakeLists.txt", ".proto")
 # Extensions whose bare names must be repository files; data names (config.json, tokenizer.json)

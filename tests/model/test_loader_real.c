@@ -360,8 +360,8 @@ static void test_model(const model *m, const char *transformers_config) {
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/g4_test_loader_XXXXXX");
     if (!mkdtemp(dir)) return check_skip("mkdtemp failed");
-    test_model(&m31, "tests/unit/data/config_31b_mm.json");
-    test_model(&m26, "tests/unit/data/config_26b_mm.json");
+    test_model(&m31, "tests/model/data/config_31b_mm.json");
+    test_model(&m26, "tests/model/data/config_26b_mm.json");
     remove_checkpoint();
     CHECK(rmdir(dir) == 0, "temp dir %s removed", dir);
     return check_summary();

@@ -1,6 +1,6 @@
-"""Writes the config.json fixtures of tests/unit/test_config.c with transformers 5.23.
+"""Writes the config.json fixtures of tests/model/test_config.c with transformers 5.23.
 
-Run once from the repository root: python3 tests/unit/data/make_configs.py
+Run once from the repository root: python3 tests/model/data/make_configs.py
 The outputs are committed; CI does not run this. Each file is exactly what transformers
 serialises (to_json_string), plus "architectures" as save_pretrained adds it for the
 multimodal model. Global-layer geometry is given the way Google's files give it
@@ -21,7 +21,7 @@ def save(name, cfg, multimodal):
     d = json.loads(cfg.to_json_string())
     if multimodal:
         d["architectures"] = ["Gemma4ForConditionalGeneration"]
-    with open(f"tests/unit/data/{name}", "w") as f:
+    with open(f"tests/model/data/{name}", "w") as f:
         json.dump(d, f, indent=2, sort_keys=True)
         f.write("\n")
 

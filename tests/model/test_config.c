@@ -1,7 +1,7 @@
 /* test_config.c — g4_config_parse on config.json files as transformers 5.23 writes them and
  * as Google's checkpoints write them, and every rejection naming its field.
  *
- * Fixtures tests/unit/data/config_*.json were written once by tests/unit/data/make_configs.py
+ * Fixtures tests/model/data/config_*.json were written once by tests/model/data/make_configs.py
  * (transformers 5.23: Gemma4TextConfig / Gemma4Config(...).to_json_string()); expected values
  * below are the arguments given there and the spec §1 table, not anything computed by config.c. */
 #include <string.h>
@@ -41,7 +41,7 @@ static void check_common(const g4_config *c, const char *what) {
 static void test_tiny_dense_text(void) {
     g4_config c;
     g4_error err = {{0}};
-    int rc = g4_config_load(&c, "tests/unit/data/config_tiny_dense_text.json", &err);
+    int rc = g4_config_load(&c, "tests/model/data/config_tiny_dense_text.json", &err);
     CHECK(rc == 0, "tiny dense: %s", err.msg);
     if (rc) return;
     CHECK(!c.multimodal && !c.moe, "tiny dense: multimodal %d moe %d", c.multimodal, c.moe);
@@ -60,7 +60,7 @@ static void test_tiny_dense_text(void) {
 static void test_tiny_moe_mm(void) {
     g4_config c;
     g4_error err = {{0}};
-    int rc = g4_config_load(&c, "tests/unit/data/config_tiny_moe_mm.json", &err);
+    int rc = g4_config_load(&c, "tests/model/data/config_tiny_moe_mm.json", &err);
     CHECK(rc == 0, "tiny moe: %s", err.msg);
     if (rc) return;
     CHECK(c.multimodal && c.moe, "tiny moe: multimodal %d moe %d", c.multimodal, c.moe);
@@ -111,10 +111,10 @@ static const char *google_31b =
 static void test_real(void) {
     g4_config c31, c26, g31;
     g4_error err = {{0}};
-    int rc = g4_config_load(&c31, "tests/unit/data/config_31b_mm.json", &err);
+    int rc = g4_config_load(&c31, "tests/model/data/config_31b_mm.json", &err);
     CHECK(rc == 0, "31B: %s", err.msg);
     if (!rc) check_real(&c31, true);
-    rc = g4_config_load(&c26, "tests/unit/data/config_26b_mm.json", &err);
+    rc = g4_config_load(&c26, "tests/model/data/config_26b_mm.json", &err);
     CHECK(rc == 0, "26B: %s", err.msg);
     if (!rc) check_real(&c26, false);
 
@@ -176,8 +176,8 @@ static void expect_accept(const char *base, const char *path, const char *value,
 }
 
 static void test_rejections(void) {
-    char *d = slurp("tests/unit/data/config_tiny_dense_text.json");
-    char *m = slurp("tests/unit/data/config_tiny_moe_mm.json");
+    char *d = slurp("tests/model/data/config_tiny_dense_text.json");
+    char *m = slurp("tests/model/data/config_tiny_moe_mm.json");
     CHECK(d && m, "fixtures readable");
     if (!d || !m) return;
     expect_reject(d, "hidden_size_per_layer_input", "256", "hidden_size_per_layer_input");
@@ -241,7 +241,7 @@ static void test_rejections(void) {
     g4_config c;
     g4_error err = {{0}};
     CHECK(g4_config_parse(&c, "{\"hidden_size\": 64,", &err) == -1 && strstr(err.msg, "JSON"), "bad JSON: %s", err.msg);
-    CHECK(g4_config_load(&c, "tests/unit/data/no_such_config.json", &err) == -1 && strstr(err.msg, "no_such_config"),
+    CHECK(g4_config_load(&c, "tests/model/data/no_such_config.json", &err) == -1 && strstr(err.msg, "no_such_config"),
           "missing file: %s", err.msg);
 
     /* accepted variants: eos as an int or null, softcap null = 0, Google names agreeing with the map */
