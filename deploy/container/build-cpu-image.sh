@@ -52,7 +52,7 @@ fi
 # Layer 2: g4serve and the NIM layout.
 stage="$out/layer2"
 rm -rf "$stage" "$out/layer2.tar"
-install -D -m 0755 "$binary" "$stage/usr/local/bin/g4serve"
+install -D -m 0755 --strip "$binary" "$stage/usr/local/bin/g4serve" # no debug info in the image
 install -D -m 0755 "$here/entrypoint.sh" "$stage/usr/local/bin/g4serve-entrypoint"
 install -D -m 0755 "$here/healthcheck.sh" "$stage/usr/local/bin/g4serve-healthcheck"
 mkdir -p "$stage/opt/nim/.cache"
