@@ -35,8 +35,9 @@ cmake --build "$build" -j"$jobs"
 # The CPU container image built from Debian packages (deploy/container/build-cpu-image.sh) around
 # a CPU-only g4serve, unpacked and run as the image says (entry point, user 1000:0, NIM_* env) in
 # a chroot + PID namespace on loopback, with the smoke test (tests/deploy/container_test.sh).
-# About 3 minutes from cold (the Debian base layer is cached under the build dir). Without root
-# or the tools it prints SKIPPED with the reason and the run goes on; any other failure fails it.
+# 2 min 15 s from cold on the 2-core machine, g4serve's build included (the Debian base layer
+# is then cached under the build dir). Without root or the tools it prints SKIPPED with the
+# reason and the run goes on; any other failure fails it.
 # Its g4serve is a CPU-only RelWithDebInfo build (stripped in the image); with -Werror, Release
 # (-O3) still trips -Wmaybe-uninitialized in csrc/model/config.c.
 container="${G4_CONTAINER_BUILD_DIR:-$root/build-container}"
