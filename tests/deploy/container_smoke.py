@@ -1,8 +1,8 @@
 """container_smoke.py — the smoke test run against the CPU container image (container_test.sh
 starts the image's entry point in a chroot + PID namespace on loopback, as the image's user).
 
-usage: container_smoke.py BASE_URL SERVED_MODEL_NAME
-Waits for /v1/health/ready (the model is written and warmed inside the image), then with the
+usage: container_smoke.py BASE_URL SERVED_MODEL_NAME [SERVER_PID]
+Waits for /v1/health/ready (giving up at once when SERVER_PID has exited) (the model is written and warmed inside the image), then with the
 real openai client: the model list holds exactly the NIM_SERVED_MODEL_NAME given to the
 container, and one chat completion returns text with consistent usage. /metrics serves the two
 vllm: series the Kubernetes manifests scale and route on (num_requests_waiting for the HPA,
@@ -16,10 +16,20 @@ import urllib.request
 from openai import OpenAI
 
 
-def wait_ready(base, deadline_s):
+def running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def wait_ready(base, deadline_s, pid):
     end = time.monotonic() + deadline_s
     last = None
     while time.monotonic() < end:
+        if pid and not running(pid):
+            raise SystemExit("container_smoke: the server exited before it was ready")
         try:
             with urllib.request.urlopen(base + "/v1/health/ready", timeout=3) as r:
                 if r.status == 200:
@@ -32,7 +42,7 @@ def wait_ready(base, deadline_s):
 
 def main():
     base, name = sys.argv[1], sys.argv[2]
-    wait_ready(base, 180)
+    wait_ready(base, 180, int(sys.argv[3]) if len(sys.argv) > 3 else None)
     client = OpenAI(base_url=base + "/v1", api_key="none", max_retries=0, timeout=120)
     ids = [m.id for m in client.models.list().data]
     assert ids == [name], f"models {ids}, expected [{name!r}]"

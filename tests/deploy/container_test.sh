@@ -58,7 +58,7 @@ stop() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true;
 trap stop EXIT
 
 status=0
-python3 "$root/tests/deploy/container_smoke.py" "http://127.0.0.1:$port" "$name" || status=1
+python3 "$root/tests/deploy/container_smoke.py" "http://127.0.0.1:$port" "$name" "$server" || status=1
 if [ $status -eq 0 ]; then
   "${in_image[@]}" /usr/local/bin/g4serve-healthcheck || { echo "container_test: health check failed on port $port" >&2; status=1; }
   if "${in_image[@]}" env NIM_SERVER_PORT=1 /usr/local/bin/g4serve-healthcheck 2>/dev/null; then
@@ -70,7 +70,8 @@ fi
 # SIGTERM to the namespace's PID 1 (g4serve, which the entry point exec'd) stops it cleanly;
 # unshare exits with its status. (Killing unshare itself kills the child: --kill-child.)
 trap - EXIT
-kill -TERM "$(cat "/proc/$server/task/$server/children")"
+child=$(cat "/proc/$server/task/$server/children" 2>/dev/null || true)
+[ -z "$child" ] || kill -TERM $child
 rc=0; wait "$server" || rc=$?
 if [ $rc -ne 0 ] && [ $status -eq 0 ]; then
   echo "container_test: server exited $rc after SIGTERM" >&2; status=1
