@@ -97,7 +97,7 @@ static int parse_rope(const cJSON *rp, const char *type, int head_dim, g4_rope *
         return g4_fail(err, "config: field %s: missing or not a positive number", fname);
     out->theta = theta->valuedouble;
 
-    double factor, p;
+    double factor = 1.0, p = 1.0; /* set by opt_num; initialised for -O3 -Wmaybe-uninitialized */
     snprintf(fname, sizeof fname, "rope_parameters.%s.factor", type);
     if (opt_num(r, "factor", 1.0, &factor, err)) return -1;
     if (factor != 1.0) return g4_fail(err, "config: field %s = %g: only 1.0 is supported", fname, factor);
@@ -246,8 +246,8 @@ static int parse_eos(const cJSON *t, g4_config *c, g4_error *err) {
 
 /* Settings the real 31B / 26B-A4B never use. */
 static int reject_unsupported(const cJSON *t, g4_error *err) {
-    int ple, shared;
-    bool b;
+    int ple = 0, shared = 0;
+    bool b = false;
     const cJSON *v;
     if (!field(t, "hidden_size_per_layer_input"))
         return g4_fail(err, "config: field hidden_size_per_layer_input is missing; transformers' default (256) means "
@@ -373,7 +373,7 @@ static int parse_text(g4_config *c, const cJSON *t, g4_error *err) {
     if (parse_moe(t, c, err)) return -1;
     if (check_geometry(c, err)) return -1;
 
-    double cap, eps;
+    double cap = 0, eps = 0;
     if (opt_num(t, "final_logit_softcapping", 0.0, &cap, err)) return -1;
     if (cap < 0) return g4_fail(err, "config: field final_logit_softcapping = %g: must be >= 0", cap);
     c->final_softcap = (float)cap;
@@ -409,7 +409,7 @@ int g4_config_parse(g4_config *cfg, const char *json_text, g4_error *err) {
             g4_fail(err, "config: field audio_config is set: audio models are not supported");
             goto done;
         }
-        bool tie;
+        bool tie = false;
         if (opt_bool(root, "tie_word_embeddings", true, &tie, err)) goto done;
         if (!tie) {
             g4_fail(err, "config: field tie_word_embeddings = false: an untied LM head is not supported");
