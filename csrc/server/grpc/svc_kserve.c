@@ -638,9 +638,9 @@ static void stream_message(g4_gcall *c, const uint8_t *d, size_t n) {
 static void stream_half_close(g4_gcall *c) { stream_pump(c); }
 
 const g4_grpc_method g4_kserve_methods[] = {
-    {.path = "/inference.GRPCInferenceService/ServerLive", .kind = G4_RPC_UNARY, .on_message = server_live},
-    {.path = "/inference.GRPCInferenceService/ServerReady", .kind = G4_RPC_UNARY, .on_message = server_ready},
-    {.path = "/inference.GRPCInferenceService/ModelReady", .kind = G4_RPC_UNARY, .on_message = model_ready},
+    {.path = "/inference.GRPCInferenceService/ServerLive", .kind = G4_RPC_UNARY, .open = true, .on_message = server_live},
+    {.path = "/inference.GRPCInferenceService/ServerReady", .kind = G4_RPC_UNARY, .open = true, .on_message = server_ready},
+    {.path = "/inference.GRPCInferenceService/ModelReady", .kind = G4_RPC_UNARY, .open = true, .on_message = model_ready},
     {.path = "/inference.GRPCInferenceService/ServerMetadata", .kind = G4_RPC_UNARY, .on_message = server_metadata},
     {.path = "/inference.GRPCInferenceService/ModelMetadata", .kind = G4_RPC_UNARY, .on_message = model_metadata},
     {.path = "/inference.GRPCInferenceService/ModelInfer", .kind = G4_RPC_UNARY, .on_message = infer_message,
