@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 
@@ -469,6 +470,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body_bytes)
             cn->too_big = true;
+        /* libmicrohttpd decodes only "chunked"; any other coding (gzip, "chunked, gzip", ...) it
+         * would wait on until the idle timeout with no answer (RFC 9112 §6.1: a server answers
+         * 501 to a coding it does not understand; 400 here, as the body cannot be framed). The
+         * answer is queued before the body is read, so the connection closes after it. */
+        const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (te && strcasecmp(te, "chunked"))
+            return send_fail(s, c, 400, NULL, "unsupported Transfer-Encoding: only 'chunked' is accepted");
         return MHD_YES;
     }
     if (*data_size) {
