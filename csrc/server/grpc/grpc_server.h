@@ -4,7 +4,8 @@
  * Life cycle (mirrors http_server.h, so main.c drives both the same way): start (the port is
  * open; Health answers NOT_SERVING, ServerLive true, generation UNAVAILABLE), attach the engine
  * and tokenizer once the model is loaded, set_ready (Health turns SERVING, Watch streams are
- * told), stop (drains in-flight calls, then cancels what is left). Completion-queue threads only
+ * told), on SIGTERM drain / in_flight / cancel_all (main.c's drain: docs/operations.md), stop
+ * (refuses new calls, waits briefly, cancels what is left). Completion-queue threads only
  * move bytes and call state; model work happens on the engine thread. Protocols and examples:
  * docs/api-grpc.md. Not here: flag parsing (main.c) and model loading (stack.c). */
 #ifndef G4_SERVER_GRPC_GRPC_SERVER_H

@@ -6,7 +6,8 @@
  *
  * Life cycle: start (the port is open and /v1/health/live answers 200 at once), attach the
  * engine and tokenizer when the model is loaded, set_ready after warm-up (/v1/health/ready
- * turns 200; generation endpoints answer 503 before), stop. One internal polling thread (epoll)
+ * turns 200; generation endpoints answer 503 before), on SIGTERM drain / in_flight /
+ * cancel_all (main.c's drain: docs/operations.md), stop. One internal polling thread (epoll)
  * serves every connection; streaming responses suspend their connection and the engine thread
  * resumes it when events arrive. Not here: flag parsing and model loading (main.c). */
 #ifndef G4_SERVER_HTTP_HTTP_SERVER_H
