@@ -180,3 +180,29 @@ def test_a_second_signal_exits_at_once(pb):
     assert time.time() - t0 < 5
     assert rc == 128 + signal.SIGINT, srv.log()
     s.join(30)  # the connections closed with the process
+
+
+def test_an_idle_kserve_stream_does_not_hold_the_drain(pb):
+    """An open ModelStreamInfer stream with nothing to answer (tritonclient keeps one open between
+    requests) ends with UNAVAILABLE at SIGTERM instead of holding the process for the whole grace."""
+    tc = pytest.importorskip("tritonclient.grpc")
+    srv = start_server(["--drain-timeout", "100"])
+    c = tc.InferenceServerClient(url=srv.addr)
+    errors = []
+    got = threading.Event()
+
+    def callback(result, error):
+        errors.append(error)
+        got.set()
+
+    c.start_stream(callback=callback)
+    time.sleep(1.0)  # the call reaches the server (nothing to wait on: the stream sends nothing)
+    t0 = time.time()
+    srv.proc.send_signal(signal.SIGTERM)
+    assert got.wait(20), "the stream was not ended"
+    assert "shutting down" in str(errors[0]) or "UNAVAILABLE" in str(errors[0]), errors
+    rc = srv.proc.wait(30)
+    assert rc == 0, srv.log()
+    assert time.time() - t0 < 20
+    c.stop_stream()
+    c.close()

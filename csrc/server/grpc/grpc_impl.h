@@ -171,6 +171,7 @@ void g4_gcall_on_tag(g4_gtag *t, bool ok);
 /* --- server helpers (grpc_server.c) ------------------------------------------------------- */
 
 bool g4_grpc_ready(g4_grpc_server *s);         /* attached and ready */
+bool g4_grpc_draining(g4_grpc_server *s);      /* SIGTERM came: finish what runs, start nothing */
 const g4_grpc_method *g4_grpc_find_method(const char *path, size_t len);
 void g4_grpc_watch_add(g4_grpc_server *s, g4_gcall *c);
 void g4_grpc_watch_remove(g4_grpc_server *s, g4_gcall *c);

@@ -180,10 +180,40 @@ bool g4_grpc_ready(g4_grpc_server *s) {
            !atomic_load(&s->stopping);
 }
 
+/* Every accepted call still alive, each with a reference the caller drops (g4_gcall_unref, with
+ * no server lock held). Taken under srv->mu; c->mu must not be, as it comes before srv->mu.
+ * NULL when out of memory. */
+static g4_gcall **hold_calls(g4_grpc_server *s, int *n_out) {
+    pthread_mutex_lock(&s->mu);
+    int n = 0;
+    for (g4_gcall *c = s->calls; c; c = c->anext) n++;
+    g4_gcall **held = calloc((size_t)n + 1, sizeof *held);
+    int k = 0;
+    for (g4_gcall *c = s->calls; c && held; c = c->anext)
+        if (g4_gcall_ref_if_alive(c)) held[k++] = c;
+    pthread_mutex_unlock(&s->mu);
+    *n_out = k;
+    return held;
+}
+
 void g4_grpc_server_drain(g4_grpc_server *s) {
     atomic_store(&s->draining, true);
-    wake_watchers(s); /* they send NOT_SERVING */
+    /* Every call's pump sees the drain: Watch streams send NOT_SERVING, an idle ModelStreamInfer
+     * stream ends with UNAVAILABLE. */
+    int n;
+    g4_gcall **held = hold_calls(s, &n);
+    if (!held) {
+        wake_watchers(s);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        g4_gcall_wake(held[i]);
+        g4_gcall_unref(held[i]);
+    }
+    free(held);
 }
+
+bool g4_grpc_draining(g4_grpc_server *s) { return atomic_load(&s->draining); }
 
 int g4_grpc_server_in_flight(g4_grpc_server *s) {
     pthread_mutex_lock(&s->mu);
@@ -193,20 +223,13 @@ int g4_grpc_server_in_flight(g4_grpc_server *s) {
 }
 
 void g4_grpc_server_cancel_all(g4_grpc_server *s) {
-    /* Referenced under srv->mu, cancelled under each c->mu (c->mu comes before srv->mu). */
-    pthread_mutex_lock(&s->mu);
-    int n = 0;
-    for (g4_gcall *c = s->calls; c; c = c->anext) n++;
-    g4_gcall **held = calloc((size_t)n + 1, sizeof *held);
-    int k = 0;
-    for (g4_gcall *c = s->calls; c && held; c = c->anext)
-        if (g4_gcall_ref_if_alive(c)) held[k++] = c;
-    pthread_mutex_unlock(&s->mu);
-    if (!held) { /* out of memory: the old way, the clients see CANCELLED */
+    int n;
+    g4_gcall **held = hold_calls(s, &n);
+    if (!held) { /* out of memory: the blunt way, the clients see CANCELLED */
         grpc_server_cancel_all_calls(s->server);
         return;
     }
-    for (int i = 0; i < k; i++) {
+    for (int i = 0; i < n; i++) {
         g4_gcall *c = held[i];
         pthread_mutex_lock(&c->mu);
         if (c->m && c->m->on_cancel && !c->cancel_handled) c->m->on_cancel(c);
