@@ -4,7 +4,9 @@
  * gRPC ports at once (/v1/health/live = 200), builds the model stack (stack.h: model, tokenizer,
  * engine, warm-up) and only then reports ready (/v1/health/ready = 200). Without --model it
  * serves the embedded default model (default_model.h) written to --default-model-dir if missing.
- * Runs until SIGINT / SIGTERM, then drains and exits.
+ * Runs until SIGINT / SIGTERM, then drains (drain() below: readiness 503 / NOT_SERVING, new work
+ * refused, in-flight streams finish within --drain-timeout, the rest cancelled with a clean end)
+ * and exits 0; a second signal during the drain exits at once.
  * Not here: building the model stack (stack.c), request handling (http/, grpc/). */
 #include <errno.h>
 #include <pthread.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server/http/http_server.h"
@@ -27,6 +30,7 @@ typedef struct opts {
     int grpc_port;               /* -1 = no gRPC server */
     int prefix_cache;            /* -1 = engine default */
     double ready_delay_s;        /* testing aid: stay not-ready this long after warm-up */
+    double drain_timeout_s;      /* grace period for in-flight work after SIGTERM */
     char names_buf[1024];
 } opts;
 
@@ -59,7 +63,15 @@ static void usage(FILE *f)
 "                              with cpu (env NIM_TENSOR_PARALLEL_SIZE; default 1)\n"
 "\n"
 "HTTP\n"
-"  --host ADDR                 IPv4 listen address (default 0.0.0.0)\n"
+"  --host ADDR                 IPv4 listen address of HTTP and gRPC (default 0.0.0.0; deploy/run-local.sh\n"
+"                              passes 127.0.0.1)\n"
+"  --api-key KEY               require 'Authorization: Bearer KEY' on every API route and gRPC metadata\n"
+"                              'authorization: Bearer KEY' on every gRPC method but health (env\n"
+"                              VLLM_API_KEY, preferred: a flag shows in ps). Default: no key\n"
+"  --protect-metrics           with a key: /metrics and /v1/metrics want it too (default open)\n"
+"  --drain-timeout S           on SIGTERM/SIGINT let in-flight requests finish for up to S seconds, then\n"
+"                              cancel them (env G4_DRAIN_TIMEOUT; default 30, Kubernetes'\n"
+"                              terminationGracePeriodSeconds); a second signal exits at once\n"
 "  --port N                    listen port (env NIM_SERVER_PORT; default 8000; 0 = any free port)\n"
 "  --max-body-bytes N          request body limit, larger bodies get 413 (default 67108864)\n"
 "  --connection-timeout S      close idle connections after S seconds (default 600; 0 = never)\n"
@@ -162,6 +174,10 @@ static int read_env(opts *o)
         return -1;
     if ((v = getenv("NIM_ENABLE_KV_CACHE_REUSE")))
         o->prefix_cache = strcmp(v, "0") && strcasecmp(v, "false");
+    if ((v = getenv("VLLM_API_KEY")) && *v)
+        o->http.api_key = v;
+    if ((v = getenv("G4_DRAIN_TIMEOUT")) && parse_double("G4_DRAIN_TIMEOUT", v, &o->drain_timeout_s) < 0)
+        return -1;
     if ((v = getenv("NIM_DISABLE_LOG_REQUESTS")))
         o->http.log_requests = !strcmp(v, "0") || !strcasecmp(v, "false");
     static const char *const logged[] = {"NIM_LOG_LEVEL", "NIM_JSONL_LOGGING", "NIM_CACHE_PATH", "NIM_MODEL_PROFILE",
@@ -191,6 +207,7 @@ static int take_number(opts *o, const char *a, const char *v, int *i)
         {"--keepalive-interval", &o->http.keepalive_s},
         {"--debug-ready-delay", &o->ready_delay_s},
         {"--request-timeout", &o->http.request_timeout_s},
+        {"--drain-timeout", &o->drain_timeout_s},
     };
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
         if (!strcmp(a, ints[k].flag)) {
@@ -223,6 +240,8 @@ static int parse_args(opts *o, int argc, char **argv)
             o->prefix_cache = 0;
         } else if (!strcmp(a, "--no-reasoning-content")) {
             o->http.reasoning_content = false;
+        } else if (!strcmp(a, "--protect-metrics")) {
+            o->http.protect_metrics = true;
         } else if (!strcmp(a, "--log-requests")) {
             o->http.log_requests = true;
         } else if (!strcmp(a, "--no-grpc")) {
@@ -242,6 +261,8 @@ static int parse_args(opts *o, int argc, char **argv)
             set_names(o, v);
         } else if (ARG("--host")) {
             o->http.host = v;
+        } else if (ARG("--api-key")) {
+            o->http.api_key = v;
         } else if (ARG("--max-body-bytes")) {
             int n;
             if (parse_int(a, v, 1024, &n) < 0)
@@ -277,6 +298,7 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
     gc.port = o->grpc_port;
     gc.served_name = o->http.served_names[0];
     gc.model_path = dir;
+    gc.api_key = o->http.api_key;
     g4_grpc_server *gs = g4_grpc_server_start(&gc, err);
     if (!gs)
         return g4_fail_prefix(err, "gRPC server");
@@ -307,6 +329,36 @@ static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics)
 #endif
 }
 
+static void drain_grpc(void *gs)
+{
+#ifdef G4_HAVE_GRPC
+    if (gs)
+        g4_grpc_server_drain(gs);
+#else
+    (void)gs;
+#endif
+}
+
+static int grpc_in_flight(void *gs)
+{
+#ifdef G4_HAVE_GRPC
+    return gs ? g4_grpc_server_in_flight(gs) : 0;
+#else
+    (void)gs;
+    return 0;
+#endif
+}
+
+static void cancel_grpc(void *gs)
+{
+#ifdef G4_HAVE_GRPC
+    if (gs)
+        g4_grpc_server_cancel_all(gs);
+#else
+    (void)gs;
+#endif
+}
+
 static void stop_grpc(void *gs)
 {
 #ifdef G4_HAVE_GRPC
@@ -315,6 +367,47 @@ static void stop_grpc(void *gs)
 #else
     (void)gs;
 #endif
+}
+
+/* Waits until nothing is in flight on either protocol or `seconds` pass. A stop signal meanwhile
+ * (the second one) ends the process at once: 128 + its number, as a shell reports it. */
+static bool wait_in_flight(g4_http_server *srv, void *grpc, const sigset_t *sigs, double seconds)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (g4_http_server_in_flight(srv) + grpc_in_flight(grpc) == 0)
+            return true;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) * 1e-9 >= seconds)
+            return false;
+        struct timespec tick = {0, 50 * 1000000L};
+        int sig = sigtimedwait(sigs, NULL, &tick);
+        if (sig > 0) {
+            fprintf(stderr, "g4serve: second signal %d during the drain, exiting now\n", sig);
+            _exit(128 + sig);
+        }
+    }
+}
+
+/* The drain (docs/operations.md): refuse new work on both protocols while readiness reports 503 /
+ * NOT_SERVING, let in-flight requests finish for up to drain_s, then cancel the rest: each stream
+ * still ends cleanly (finish_reason "abort" and [DONE] / last message and status OK). */
+static void drain(g4_http_server *srv, void *grpc, const sigset_t *sigs, double drain_s)
+{
+    g4_http_server_drain(srv);
+    drain_grpc(grpc);
+    int n = g4_http_server_in_flight(srv) + grpc_in_flight(grpc);
+    fprintf(stderr, "g4serve: draining %d request(s) for up to %.0f s\n", n, drain_s);
+    if (wait_in_flight(srv, grpc, sigs, drain_s))
+        return;
+    fprintf(stderr, "g4serve: drain timeout: cancelling %d request(s)\n",
+            g4_http_server_in_flight(srv) + grpc_in_flight(grpc));
+    g4_http_server_cancel_all(srv);
+    cancel_grpc(grpc);
+    if (!wait_in_flight(srv, grpc, sigs, 10.0))
+        fprintf(stderr, "g4serve: requests still open 10 s after cancelling; closing their connections\n");
 }
 
 int main(int argc, char **argv)
@@ -329,6 +422,7 @@ int main(int argc, char **argv)
     o.tp = 1;
     o.grpc_port = 8001;
     o.prefix_cache = -1;
+    o.drain_timeout_s = 30;
     if (read_env(&o) < 0)
         return 2;
     int pr = parse_args(&o, argc, argv);
@@ -351,7 +445,6 @@ int main(int argc, char **argv)
         base = base && base[1] ? base + 1 : dir;
         set_names(&o, base);
     }
-    o.http.model_path = dir;
     /* One set of metrics for both protocols, rendered by the HTTP server's /metrics. */
     g4_metrics *metrics = g4_metrics_create(o.http.served_names[0], 4096);
     if (!metrics) {
@@ -410,12 +503,13 @@ int main(int argc, char **argv)
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "g4serve: signal %d, shutting down\n", sig);
+    drain(srv, grpc, &sigs, o.drain_timeout_s);
     rc = 0;
 out:
     if (rc)
         fprintf(stderr, "g4serve: %s\n", err.msg);
-    g4_http_server_stop(srv); /* the front-ends first: they cancel in-flight requests through the engine */
-    stop_grpc(grpc);
+    stop_grpc(grpc); /* the front-ends first: they cancel what is left through the engine */
+    g4_http_server_stop(srv);
     g4_stack_close(st); /* the engine first: nothing feeds the metrics after it */
     g4_metrics_free(metrics);
     return rc;

@@ -13,6 +13,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/support/log.h>
 
+#include "base/secret.h"
 #include "server/grpc/grpc_impl.h"
 
 g4_gcall *g4_gcall_new(g4_grpc_server *s) {
@@ -35,8 +36,34 @@ g4_gcall *g4_gcall_new(g4_grpc_server *s) {
 
 void g4_gcall_ref(g4_gcall *c) { atomic_fetch_add(&c->refs, 1); }
 
+bool g4_gcall_ref_if_alive(g4_gcall *c) {
+    int n = atomic_load(&c->refs);
+    while (n > 0)
+        if (atomic_compare_exchange_weak(&c->refs, &n, n + 1)) return true;
+    return false;
+}
+
+void g4_gcall_accept(g4_gcall *c) {
+    g4_grpc_server *s = c->srv;
+    pthread_mutex_lock(&s->mu);
+    s->n_calls++;
+    c->accepted = true;
+    c->anext = s->calls;
+    if (s->calls) s->calls->aprev = c;
+    s->calls = c;
+    pthread_mutex_unlock(&s->mu);
+}
+
 void g4_gcall_unref(g4_gcall *c) {
     if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+    g4_grpc_server *s = c->srv;
+    if (c->accepted) { /* off the list before anything is freed (g4_gcall_ref_if_alive) */
+        pthread_mutex_lock(&s->mu);
+        if (c->aprev) c->aprev->anext = c->anext;
+        else s->calls = c->anext;
+        if (c->anext) c->anext->aprev = c->aprev;
+        pthread_mutex_unlock(&s->mu);
+    }
     if (c->m && c->m->on_free) c->m->on_free(c);
     if (c->recv_bb) grpc_byte_buffer_destroy(c->recv_bb);
     if (c->call) grpc_call_unref(c->call);
@@ -45,7 +72,6 @@ void g4_gcall_unref(g4_gcall *c) {
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->batch_mu);
     g4_stream_free(c->events);
-    g4_grpc_server *s = c->srv;
     bool accepted = c->accepted;
     free(c);
     if (accepted) {
@@ -162,10 +188,30 @@ static void cancel_once(g4_gcall *c) {
     if (c->m && c->m->on_cancel) c->m->on_cancel(c);
 }
 
+/* True when the call may run its method: no key configured, an open method (health), or
+ * metadata "authorization: Bearer <key>" (compared in constant time, base/secret.h). */
+static bool authorized(const g4_gcall *c) {
+    const char *key = c->srv->cfg.api_key;
+    if (!key || !key[0] || (c->m && c->m->open)) return true;
+    for (size_t i = 0; i < c->md.count; i++) {
+        grpc_slice k = c->md.metadata[i].key, v = c->md.metadata[i].value;
+        if (GRPC_SLICE_LENGTH(k) != 13 || memcmp(GRPC_SLICE_START_PTR(k), "authorization", 13)) continue;
+        char buf[1024];
+        size_t n = GRPC_SLICE_LENGTH(v);
+        if (n >= sizeof buf) return false;
+        memcpy(buf, GRPC_SLICE_START_PTR(v), n);
+        buf[n] = 0;
+        return g4_bearer_matches(buf, key);
+    }
+    return false;
+}
+
 /* A new call: pick the method, post the first receive and the close watcher. */
 static void start_call(g4_gcall *c) {
     grpc_slice m = c->details.method;
     c->m = g4_grpc_find_method((const char *)GRPC_SLICE_START_PTR(m), GRPC_SLICE_LENGTH(m));
+    bool allowed = authorized(c);
+    if (!allowed) c->m = NULL; /* refused: no method state, no callbacks */
     pthread_mutex_lock(&c->mu);
     grpc_op close;
     memset(&close, 0, sizeof close);
@@ -175,11 +221,15 @@ static void start_call(g4_gcall *c) {
     grpc_op ops[2];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (!c->m) {
+    if (!c->m || !allowed) {
         c->status_queued = true;
-        c->status = GRPC_STATUS_UNIMPLEMENTED;
-        snprintf(c->status_msg, sizeof c->status_msg, "method %.*s is not implemented by g4serve",
-                 (int)GRPC_SLICE_LENGTH(m), (const char *)GRPC_SLICE_START_PTR(m));
+        c->status = !allowed ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_UNIMPLEMENTED;
+        if (!allowed)
+            snprintf(c->status_msg, sizeof c->status_msg,
+                     "missing or wrong API key (send metadata 'authorization: Bearer <key>')");
+        else
+            snprintf(c->status_msg, sizeof c->status_msg, "method %.*s is not implemented by g4serve",
+                     (int)GRPC_SLICE_LENGTH(m), (const char *)GRPC_SLICE_START_PTR(m));
         grpc_slice details = grpc_slice_from_copied_string(c->status_msg);
         ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
         ops[1].data.send_status_from_server.status = c->status;

@@ -62,13 +62,16 @@ typedef enum { G4_RPC_UNARY, G4_RPC_SERVER_STREAM, G4_RPC_BIDI } g4_rpc_kind;
 typedef struct g4_grpc_method {
     const char *path;                                   /* "/pkg.Service/Method" */
     g4_rpc_kind kind;
+    bool open;                                          /* needs no API key (health) */
     /* A request message (bytes valid during the call). Unary/server-stream: exactly once. */
     void (*on_message)(g4_gcall *c, const uint8_t *data, size_t len);
     /* Bidi: the client half-closed its side. */
     void (*on_half_close)(g4_gcall *c);
     /* Woken (engine events, readiness) or the last send completed: produce what is due. */
     void (*pump)(g4_gcall *c);
-    /* The call was cancelled (client cancel, deadline, failed write, shutdown). Once. */
+    /* Stop the call's engine requests; their last events still come, so the method ends the
+     * call as it would at a finish (the client cancelled, a deadline, a failed write: once,
+     * with the call marked cancelled; a drain that ran out of time: with the call intact). */
     void (*on_cancel)(g4_gcall *c);
     /* Free service state: no lock held, no reference left. */
     void (*on_free)(g4_gcall *c);
@@ -84,22 +87,24 @@ typedef struct g4_rid {
 
 struct g4_grpc_server {
     g4_grpc_config cfg;
-    char *served_name, *model_path, *host;
+    char *served_name, *model_path, *host, *api_key;
     grpc_server *server;
     grpc_completion_queue *cq;
     pthread_t threads[16];
     int n_threads;
     int port;
     _Atomic(bool) attached, ready, stopping;
+    _Atomic(bool) draining;             /* no new generations; health NOT_SERVING */
     g4_grpc_model model;                /* valid once attached */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;                  /* n_calls reaches 0, shutdown tag seen */
     int n_calls;                        /* accepted calls not yet freed */
+    int n_watchers;                     /* of those, Health Watch streams */
+    g4_gcall *calls;                    /* accepted calls not yet freed (linked by anext) */
     bool shutdown_done;
     g4_gcall *watchers;                 /* Health Watch calls (linked by wnext) */
     g4_rid *rids;
-    atomic_ullong next_rid;
 };
 
 struct g4_gcall {
@@ -127,6 +132,7 @@ struct g4_gcall {
     g4_stream *events;                  /* engine events of the call's requests; made by the
                                            first g4_gen_new */
 
+    g4_gcall *anext, *aprev;            /* srv->calls links (accepted calls) */
     g4_gcall *wnext;                    /* srv->watchers link */
     bool watching;
     void *svc;                          /* the method's state */
@@ -136,6 +142,10 @@ struct g4_gcall {
 
 g4_gcall *g4_gcall_new(g4_grpc_server *s);
 void g4_gcall_ref(g4_gcall *c);
+/* A reference unless the last one is already gone (srv->calls walks, under srv->mu). */
+bool g4_gcall_ref_if_alive(g4_gcall *c);
+/* A request_call completed: count c and list it in srv->calls. */
+void g4_gcall_accept(g4_gcall *c);
 void g4_gcall_unref(g4_gcall *c);
 /* Starts a batch under batch_mu, taking a reference for its tag. 0, or -1 (call error). */
 int g4_gcall_batch(g4_gcall *c, const grpc_op *ops, size_t n, g4_gtag *tag);
@@ -161,9 +171,13 @@ void g4_gcall_on_tag(g4_gtag *t, bool ok);
 /* --- server helpers (grpc_server.c) ------------------------------------------------------- */
 
 bool g4_grpc_ready(g4_grpc_server *s);         /* attached and ready */
+bool g4_grpc_draining(g4_grpc_server *s);      /* SIGTERM came: finish what runs, start nothing */
 const g4_grpc_method *g4_grpc_find_method(const char *path, size_t len);
 void g4_grpc_watch_add(g4_grpc_server *s, g4_gcall *c);
 void g4_grpc_watch_remove(g4_grpc_server *s, g4_gcall *c);
+/* A fresh request id: "g4-" and 128 random bits in hex (unguessable, so Abort by id is a
+ * capability only its caller holds). -1 when the kernel gives no randomness. */
+int g4_grpc_new_rid(char *out, size_t cap);
 /* Request-id registry: add fails (-1) when the id is in use. */
 int g4_grpc_rid_add(g4_grpc_server *s, const char *rid);
 /* Sets the engine id; returns true when an Abort came in the meantime (caller cancels). */

@@ -14,6 +14,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/log.h>
 
+#include "base/secret.h"
 #include "server/grpc/grpc_impl.h"
 
 #define G4_GRPC_SLOTS 16 /* request_call slots kept posted */
@@ -69,10 +70,7 @@ static void *cq_loop(void *arg) {
         if (t->kind == G4_TAG_NEW) {
             g4_gcall *c = t->call;
             if (ev.success && c->call) {
-                pthread_mutex_lock(&s->mu);
-                s->n_calls++;
-                c->accepted = true;
-                pthread_mutex_unlock(&s->mu);
+                g4_gcall_accept(c);
                 post_slot(s);
                 g4_gcall_start(c);
             }
@@ -104,6 +102,8 @@ g4_grpc_server *g4_grpc_server_start(const g4_grpc_config *cfg, g4_error *err) {
     s->served_name = dupstr(cfg->served_name);
     s->model_path = dupstr(cfg->model_path);
     s->host = dupstr(cfg->host ? cfg->host : "0.0.0.0");
+    s->api_key = cfg->api_key && cfg->api_key[0] ? strdup(cfg->api_key) : NULL;
+    s->cfg.api_key = s->api_key;
     s->cfg.served_name = s->served_name;
     s->cfg.model_path = s->model_path;
     s->cfg.host = s->host;
@@ -113,7 +113,6 @@ g4_grpc_server *g4_grpc_server_start(const g4_grpc_config *cfg, g4_error *err) {
     if (s->cfg.default_max_tokens < 1) s->cfg.default_max_tokens = 16;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    atomic_init(&s->next_rid, 1);
 
     grpc_init();
     grpc_arg args[2];
@@ -141,7 +140,7 @@ g4_grpc_server *g4_grpc_server_start(const g4_grpc_config *cfg, g4_error *err) {
         }
         grpc_completion_queue_destroy(s->cq);
         grpc_shutdown();
-        free(s->served_name), free(s->model_path), free(s->host), free(s);
+        free(s->served_name), free(s->model_path), free(s->host), free(s->api_key), free(s);
         return NULL;
     }
     grpc_server_start(s->server);
@@ -177,7 +176,75 @@ void g4_grpc_server_set_ready(g4_grpc_server *s, bool ready) {
 }
 
 bool g4_grpc_ready(g4_grpc_server *s) {
-    return atomic_load(&s->attached) && atomic_load(&s->ready) && !atomic_load(&s->stopping);
+    return atomic_load(&s->attached) && atomic_load(&s->ready) && !atomic_load(&s->draining) &&
+           !atomic_load(&s->stopping);
+}
+
+/* Every accepted call still alive, each with a reference the caller drops (g4_gcall_unref, with
+ * no server lock held). Taken under srv->mu; c->mu must not be, as it comes before srv->mu.
+ * NULL when out of memory. */
+static g4_gcall **hold_calls(g4_grpc_server *s, int *n_out) {
+    pthread_mutex_lock(&s->mu);
+    int n = 0;
+    for (g4_gcall *c = s->calls; c; c = c->anext) n++;
+    g4_gcall **held = calloc((size_t)n + 1, sizeof *held);
+    int k = 0;
+    for (g4_gcall *c = s->calls; c && held; c = c->anext)
+        if (g4_gcall_ref_if_alive(c)) held[k++] = c;
+    pthread_mutex_unlock(&s->mu);
+    *n_out = k;
+    return held;
+}
+
+void g4_grpc_server_drain(g4_grpc_server *s) {
+    atomic_store(&s->draining, true);
+    /* Every call's pump sees the drain: Watch streams send NOT_SERVING, an idle ModelStreamInfer
+     * stream ends with UNAVAILABLE. */
+    int n;
+    g4_gcall **held = hold_calls(s, &n);
+    if (!held) {
+        wake_watchers(s);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        g4_gcall_wake(held[i]);
+        g4_gcall_unref(held[i]);
+    }
+    free(held);
+}
+
+bool g4_grpc_draining(g4_grpc_server *s) { return atomic_load(&s->draining); }
+
+int g4_grpc_server_in_flight(g4_grpc_server *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->n_calls - s->n_watchers;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void g4_grpc_server_cancel_all(g4_grpc_server *s) {
+    int n;
+    g4_gcall **held = hold_calls(s, &n);
+    if (!held) { /* out of memory: the blunt way, the clients see CANCELLED */
+        grpc_server_cancel_all_calls(s->server);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        g4_gcall *c = held[i];
+        pthread_mutex_lock(&c->mu);
+        if (c->m && c->m->on_cancel && !c->cancel_handled) c->m->on_cancel(c);
+        pthread_mutex_unlock(&c->mu);
+        g4_gcall_unref(c);
+    }
+    free(held);
+}
+
+int g4_grpc_new_rid(char *out, size_t cap) {
+    unsigned char r[16];
+    if (cap < 3 + 2 * sizeof r + 1 || g4_random_bytes(r, sizeof r)) return -1;
+    memcpy(out, "g4-", 3);
+    for (size_t i = 0; i < sizeof r; i++) snprintf(out + 3 + 2 * i, 3, "%02x", r[i]);
+    return 0;
 }
 
 bool g4_grpc_model_matches(g4_grpc_server *s, const char *name) {
@@ -189,6 +256,7 @@ void g4_grpc_watch_add(g4_grpc_server *s, g4_gcall *c) {
     c->wnext = s->watchers;
     s->watchers = c;
     c->watching = true;
+    s->n_watchers++;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -197,6 +265,7 @@ void g4_grpc_watch_remove(g4_grpc_server *s, g4_gcall *c) {
     for (g4_gcall **p = &s->watchers; *p; p = &(*p)->wnext)
         if (*p == c) {
             *p = c->wnext;
+            s->n_watchers--;
             break;
         }
     c->watching = false;
@@ -303,6 +372,6 @@ void g4_grpc_server_stop(g4_grpc_server *s) {
     }
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
-    free(s->served_name), free(s->model_path), free(s->host);
+    free(s->served_name), free(s->model_path), free(s->host), free(s->api_key);
     free(s);
 }

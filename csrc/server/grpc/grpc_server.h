@@ -4,7 +4,8 @@
  * Life cycle (mirrors http_server.h, so main.c drives both the same way): start (the port is
  * open; Health answers NOT_SERVING, ServerLive true, generation UNAVAILABLE), attach the engine
  * and tokenizer once the model is loaded, set_ready (Health turns SERVING, Watch streams are
- * told), stop (drains in-flight calls, then cancels what is left). Completion-queue threads only
+ * told), on SIGTERM drain / in_flight / cancel_all (main.c's drain: docs/operations.md), stop
+ * (refuses new calls, waits briefly, cancels what is left). Completion-queue threads only
  * move bytes and call state; model work happens on the engine thread. Protocols and examples:
  * docs/api-grpc.md. Not here: flag parsing (main.c) and model loading (stack.c). */
 #ifndef G4_SERVER_GRPC_GRPC_SERVER_H
@@ -25,6 +26,8 @@ typedef struct g4_grpc_config {
     int n_threads;                /* completion-queue threads (default 2) */
     size_t max_recv_bytes;        /* largest request message (default 64 MiB) */
     double drain_timeout_s;       /* stop: wait this long for in-flight calls before cancelling */
+    const char *api_key;          /* NULL/"" = open; else every method but grpc.health.v1 wants
+                                     metadata "authorization: Bearer <key>" (UNAUTHENTICATED) */
     const char *served_name;      /* model name the APIs answer to (required) */
     const char *model_path;       /* reported by ModelInfo */
     int default_max_tokens;       /* Generate / KServe without max_tokens (default 16) */
@@ -57,6 +60,17 @@ void g4_grpc_server_attach(g4_grpc_server *s, const g4_grpc_model *m);
 
 /* Readiness for Health, ServerReady, ModelReady; generation answers UNAVAILABLE while false. */
 void g4_grpc_server_set_ready(g4_grpc_server *s, bool ready);
+
+/* Drain, step 1: Health turns NOT_SERVING (Watch streams are told), new generations (Generate,
+ * ModelInfer, ModelStreamInfer) get UNAVAILABLE; running calls go on. */
+void g4_grpc_server_drain(g4_grpc_server *s);
+
+/* Calls in flight, Health Watch streams not counted. */
+int g4_grpc_server_in_flight(g4_grpc_server *s);
+
+/* Drain, step 2 (grace period over): stops every call's engine requests; each stream still ends
+ * as at a finish (last message with finish reason "abort", then status OK). */
+void g4_grpc_server_cancel_all(g4_grpc_server *s);
 
 /* Clean shutdown: refuses new calls, ends Health Watch streams, lets running calls finish for
  * up to drain_timeout_s, cancels the rest (aborting their engine requests), waits until every

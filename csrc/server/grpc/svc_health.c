@@ -1,7 +1,8 @@
 /* svc_health.c - grpc.health.v1.Health: Check (unary) and Watch (server streaming).
  *
  * Known services: "" (the server), "inference.GRPCInferenceService", "g4serve.v1.G4Serve";
- * all SERVING once the model is attached and ready, NOT_SERVING before and while stopping.
+ * all SERVING once the model is attached and ready, NOT_SERVING before, while draining and
+ * while stopping. Open without an API key (probes carry none).
  * Check on an unknown name -> NOT_FOUND; Watch on one streams SERVICE_UNKNOWN (as
  * grpc/grpc doc/health-checking.md says). Watch sends the current status at once and again on
  * every change; the server wakes watchers from set_ready and stop. */
@@ -83,8 +84,8 @@ static void watch_message(g4_gcall *c, const uint8_t *data, size_t len) {
 static void watch_free(g4_gcall *c) { free(c->svc); }
 
 const g4_grpc_method g4_health_methods[] = {
-    {.path = "/grpc.health.v1.Health/Check", .kind = G4_RPC_UNARY, .on_message = check_message},
-    {.path = "/grpc.health.v1.Health/Watch", .kind = G4_RPC_SERVER_STREAM, .on_message = watch_message,
-     .pump = watch_pump, .on_free = watch_free},
+    {.path = "/grpc.health.v1.Health/Check", .kind = G4_RPC_UNARY, .open = true, .on_message = check_message},
+    {.path = "/grpc.health.v1.Health/Watch", .kind = G4_RPC_SERVER_STREAM, .open = true,
+     .on_message = watch_message, .pump = watch_pump, .on_free = watch_free},
     {0},
 };

@@ -554,7 +554,11 @@ static void send_stream(g4_gcall *c, g4_gen *g, bool with_output, bool final) {
 
 static void stream_pump(g4_gcall *c) {
     kstate *ks = c->svc;
-    if (!ks) return;
+    if (!ks) {
+        if (g4_grpc_draining(c->srv) && !c->send_busy)
+            g4_gcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
+        return;
+    }
     g4_gen_collect(c);
     for (g4_gen **pg = &ks->head; *pg;) {
         g4_gen *g = *pg;
@@ -597,6 +601,9 @@ static void stream_pump(g4_gcall *c) {
         pg = &g->next;
     }
     if (c->half_closed && !ks->head && !c->send_busy) g4_gcall_finish(c, GRPC_STATUS_OK, "%s", "");
+    /* Draining: a stream with nothing left to answer ends, so it does not hold the drain open. */
+    else if (g4_grpc_draining(c->srv) && !ks->head && !c->send_busy)
+        g4_gcall_finish(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
 }
 
 static void stream_message(g4_gcall *c, const uint8_t *d, size_t n) {
@@ -638,9 +645,9 @@ static void stream_message(g4_gcall *c, const uint8_t *d, size_t n) {
 static void stream_half_close(g4_gcall *c) { stream_pump(c); }
 
 const g4_grpc_method g4_kserve_methods[] = {
-    {.path = "/inference.GRPCInferenceService/ServerLive", .kind = G4_RPC_UNARY, .on_message = server_live},
-    {.path = "/inference.GRPCInferenceService/ServerReady", .kind = G4_RPC_UNARY, .on_message = server_ready},
-    {.path = "/inference.GRPCInferenceService/ModelReady", .kind = G4_RPC_UNARY, .on_message = model_ready},
+    {.path = "/inference.GRPCInferenceService/ServerLive", .kind = G4_RPC_UNARY, .open = true, .on_message = server_live},
+    {.path = "/inference.GRPCInferenceService/ServerReady", .kind = G4_RPC_UNARY, .open = true, .on_message = server_ready},
+    {.path = "/inference.GRPCInferenceService/ModelReady", .kind = G4_RPC_UNARY, .open = true, .on_message = model_ready},
     {.path = "/inference.GRPCInferenceService/ServerMetadata", .kind = G4_RPC_UNARY, .on_message = server_metadata},
     {.path = "/inference.GRPCInferenceService/ModelMetadata", .kind = G4_RPC_UNARY, .on_message = model_metadata},
     {.path = "/inference.GRPCInferenceService/ModelInfer", .kind = G4_RPC_UNARY, .on_message = infer_message,

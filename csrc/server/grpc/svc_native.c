@@ -343,7 +343,13 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
         goto out;
     }
     if (rq->request_id[0]) snprintf(st->rid, sizeof st->rid, "%s", rq->request_id);
-    else snprintf(st->rid, sizeof st->rid, "g4-%llu", (unsigned long long)atomic_fetch_add(&s->next_rid, 1));
+    else if (g4_grpc_new_rid(st->rid, sizeof st->rid)) {
+        g4_gcall_finish(c, GRPC_STATUS_INTERNAL, "no randomness for a request id");
+        g4_gen_free(st->g);
+        g4_output_parser_free(st->parser);
+        free(st);
+        goto out;
+    }
     if (g4_grpc_rid_add(s, st->rid)) {
         g4_gcall_finish(c, GRPC_STATUS_ALREADY_EXISTS, "request_id \"%s\" is already running", st->rid);
         g4_gen_free(st->g);

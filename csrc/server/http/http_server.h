@@ -6,7 +6,8 @@
  *
  * Life cycle: start (the port is open and /v1/health/live answers 200 at once), attach the
  * engine and tokenizer when the model is loaded, set_ready after warm-up (/v1/health/ready
- * turns 200; generation endpoints answer 503 before), stop. One internal polling thread (epoll)
+ * turns 200; generation endpoints answer 503 before), on SIGTERM drain / in_flight /
+ * cancel_all (main.c's drain: docs/operations.md), stop. One internal polling thread (epoll)
  * serves every connection; streaming responses suspend their connection and the engine thread
  * resumes it when events arrive. Not here: flag parsing and model loading (main.c). */
 #ifndef G4_SERVER_HTTP_HTTP_SERVER_H
@@ -27,7 +28,6 @@ typedef struct g4_http_config {
     int port;                      /* 0 = pick a free port (see g4_http_server_port) */
     const char *served_names[G4_HTTP_MAX_NAMES]; /* model names the API answers to; [0] is reported */
     int n_served_names;
-    const char *model_path;        /* reported as `root` in /v1/models */
     size_t max_body_bytes;         /* request bodies above this get 413 */
     int connection_timeout_s;      /* idle connection timeout (0 = none) */
     double keepalive_s;            /* SSE comment after this long without data (0 = never) */
@@ -35,6 +35,9 @@ typedef struct g4_http_config {
     bool reasoning_content;        /* also emit `reasoning_content` (older clients) */
     bool log_requests;             /* one log line per request (NIM_DISABLE_LOG_REQUESTS=0) */
     int default_completion_max_tokens; /* /v1/completions without max_tokens (vLLM: 16) */
+    const char *api_key;           /* NULL/"" = open; else every API route wants
+                                      "Authorization: Bearer <key>" (401 otherwise) */
+    bool protect_metrics;          /* with api_key: /metrics and /v1/metrics want it too */
     g4_metrics *metrics;           /* what /metrics renders, shared with the gRPC server (borrowed;
                                       must outlive the server); NULL = the server makes its own */
 } g4_http_config;
@@ -54,6 +57,17 @@ int g4_http_server_port(const g4_http_server *s);
 void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *tok, const g4_engine_opts *eo);
 
 void g4_http_server_set_ready(g4_http_server *s, bool ready);
+
+/* Drain, step 1: readiness turns 503 and every route that starts work (generation, tokenize)
+ * answers 503 with Retry-After; what is in flight runs on. Health, models, metrics still answer. */
+void g4_http_server_drain(g4_http_server *s);
+
+/* Generation jobs not yet finished and written (streams and non-streaming answers). */
+int g4_http_server_in_flight(g4_http_server *s);
+
+/* Drain, step 2 (grace period over): cancels every in-flight generation; each stream still ends
+ * cleanly (finish_reason "abort", then [DONE]), each non-streaming request gets its answer. */
+void g4_http_server_cancel_all(g4_http_server *s);
 
 /* Stops accepting, cancels what is in flight, closes every connection, frees s. The engine
  * must still exist (in-flight requests are cancelled through it). */

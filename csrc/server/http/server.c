@@ -3,6 +3,8 @@
  * tokenizer_info); /invocations picks chat or completions by the body's shape.
  * Generation lives in generate.c. Threading: MHD's one internal polling thread runs every
  * handler here; a ticker thread sends SSE keep-alives and enforces request timeouts. */
+#include "base/secret.h"
+#include "server/http/generate_impl.h"
 #include "server/http/server_impl.h"
 #include "text/prompt.h"
 
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 
@@ -48,8 +51,10 @@ enum MHD_Result g4_http_send_json(struct MHD_Connection *c, int status, const ch
     if (!r)
         return MHD_NO;
     MHD_add_response_header(r, "Content-Type", "application/json");
-    if (status == 429)
-        MHD_add_response_header(r, "Retry-After", "1");
+    if (status == 429 || status == 503)
+        MHD_add_response_header(r, "Retry-After", status == 429 ? "1" : "5");
+    if (status == 401)
+        MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
@@ -117,7 +122,9 @@ static enum MHD_Result models(g4_http_server *s, struct MHD_Connection *c)
         cJSON_AddStringToObject(m, "object", "model");
         cJSON_AddNumberToObject(m, "created", (double)s->created);
         cJSON_AddStringToObject(m, "owned_by", "g4serve");
-        cJSON_AddStringToObject(m, "root", s->cfg.model_path ? s->cfg.model_path : s->cfg.served_names[0]);
+        /* vLLM puts the checkpoint's path here; a path tells a client nothing it needs and an
+         * attacker where the files are (issue 20), so the root is the reported name. */
+        cJSON_AddStringToObject(m, "root", s->cfg.served_names[0]);
         cJSON_AddNullToObject(m, "parent");
         cJSON_AddNumberToObject(m, "max_model_len", s->max_model_len);
         cJSON_AddArrayToObject(m, "permission");
@@ -310,8 +317,9 @@ static enum MHD_Result h_live(g4_http_server *s, struct MHD_Connection *c, g4_co
 static enum MHD_Result h_ready(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
 {
     (void)cn;
-    bool ready = atomic_load(&s->ready);
-    return health(c, ready, ready ? "Service is ready." : "Model is loading.");
+    bool ready = atomic_load(&s->ready), draining = atomic_load(&s->draining);
+    return health(c, ready && !draining,
+                  draining ? "Service is shutting down." : ready ? "Service is ready." : "Model is loading.");
 }
 
 static enum MHD_Result h_models(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
@@ -382,28 +390,45 @@ static enum MHD_Result h_detokenize(g4_http_server *s, struct MHD_Connection *c,
     return detokenize(s, c, &cn->body);
 }
 
-/* The endpoints. GET routes also answer HEAD. needs_ready: 503 until the model is warm. */
+/* Who may call a route when an API key is set (g4_http_config.api_key). */
+typedef enum { G4_ACCESS_OPEN, G4_ACCESS_KEY, G4_ACCESS_METRICS } g4_access;
+
+/* The endpoints. GET routes also answer HEAD. needs_ready: 503 until the model is warm, and
+ * again once the server drains. access: open (health, probes), key (every API route), metrics
+ * (open unless --protect-metrics). */
 static const struct route {
     const char *method;
     const char *path;
     enum MHD_Result (*handler)(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn);
     bool needs_ready;
+    g4_access access;
 } routes[] = {
-    {"GET", "/v1/health/live", h_live, false},
-    {"GET", "/v1/health/ready", h_ready, false},
-    {"GET", "/health", h_ready, false},
-    {"GET", "/v1/models", h_models, false},
-    {"GET", "/v1/version", h_version, false},
-    {"GET", "/version", h_vllm_version, false},
-    {"GET", "/tokenizer_info", h_tokenizer_info, true},
-    {"GET", "/v1/metrics", h_metrics, false},
-    {"GET", "/metrics", h_metrics, false},
-    {"POST", "/v1/chat/completions", h_chat, true},
-    {"POST", "/v1/completions", h_completions, true},
-    {"POST", "/invocations", h_invocations, true},
-    {"POST", "/tokenize", h_tokenize, true},
-    {"POST", "/detokenize", h_detokenize, true},
+    {"GET", "/v1/health/live", h_live, false, G4_ACCESS_OPEN},
+    {"GET", "/v1/health/ready", h_ready, false, G4_ACCESS_OPEN},
+    {"GET", "/health", h_ready, false, G4_ACCESS_OPEN},
+    {"GET", "/v1/models", h_models, false, G4_ACCESS_KEY},
+    {"GET", "/v1/version", h_version, false, G4_ACCESS_OPEN},
+    {"GET", "/version", h_vllm_version, false, G4_ACCESS_OPEN},
+    {"GET", "/tokenizer_info", h_tokenizer_info, true, G4_ACCESS_KEY},
+    {"GET", "/v1/metrics", h_metrics, false, G4_ACCESS_METRICS},
+    {"GET", "/metrics", h_metrics, false, G4_ACCESS_METRICS},
+    {"POST", "/v1/chat/completions", h_chat, true, G4_ACCESS_KEY},
+    {"POST", "/v1/completions", h_completions, true, G4_ACCESS_KEY},
+    {"POST", "/invocations", h_invocations, true, G4_ACCESS_KEY},
+    {"POST", "/tokenize", h_tokenize, true, G4_ACCESS_KEY},
+    {"POST", "/detokenize", h_detokenize, true, G4_ACCESS_KEY},
 };
+
+/* True when the request may use route r: no key configured, an open route, or the header
+ * "Authorization: Bearer <key>" with the key compared in constant time (base/secret.h). */
+static bool authorized(const g4_http_server *s, struct MHD_Connection *c, const struct route *r)
+{
+    const char *key = s->cfg.api_key;
+    if (!key || !key[0] || r->access == G4_ACCESS_OPEN || (r->access == G4_ACCESS_METRICS && !s->cfg.protect_metrics))
+        return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    return g4_bearer_matches(h, key);
+}
 
 static enum MHD_Result route(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, const char *url,
                              const char *method)
@@ -417,6 +442,14 @@ static enum MHD_Result route(g4_http_server *s, struct MHD_Connection *c, g4_con
     bool get = !strcmp(r->method, "GET");
     if (strcmp(method, r->method) && !(get && !strcmp(method, "HEAD")))
         return send_fail(s, c, 405, NULL, get ? "use GET" : "use POST");
+    if (!authorized(s, c, r)) {
+        g4_http_error e;
+        g4_http_fail(&e, 401, NULL, "missing or wrong API key (send 'Authorization: Bearer <key>')");
+        snprintf(e.type, sizeof e.type, "%s", "AuthenticationError");
+        return send_error(s, c, &e);
+    }
+    if (r->needs_ready && atomic_load(&s->draining))
+        return send_fail(s, c, 503, NULL, "the server is shutting down; retry on another replica");
     if (r->needs_ready && !atomic_load(&s->ready))
         return send_fail(s, c, 503, NULL, "the model is not loaded yet; retry when /v1/health/ready is 200");
     return r->handler(s, c, cn);
@@ -437,6 +470,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body_bytes)
             cn->too_big = true;
+        /* libmicrohttpd decodes only "chunked"; any other coding (gzip, "chunked, gzip", ...) it
+         * would wait on until the idle timeout with no answer (RFC 9112 §6.1: a server answers
+         * 501 to a coding it does not understand; 400 here, as the body cannot be framed). The
+         * answer is queued before the body is read, so the connection closes after it. */
+        const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (te && strcasecmp(te, "chunked"))
+            return send_fail(s, c, 400, NULL, "unsupported Transfer-Encoding: only 'chunked' is accepted");
         return MHD_YES;
     }
     if (*data_size) {
@@ -519,6 +559,7 @@ g4_http_server *g4_http_server_start(const g4_http_config *cfg, g4_error *err)
     s->max_model_len = 0;
     atomic_init(&s->engine, NULL);
     atomic_init(&s->ready, false);
+    atomic_init(&s->draining, false);
     atomic_init(&s->next_id, 1);
     pthread_mutex_init(&s->jobs_mu, NULL);
     pthread_cond_init(&s->ticker_cv, NULL);
@@ -585,6 +626,23 @@ void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *
 }
 
 void g4_http_server_set_ready(g4_http_server *s, bool ready) { atomic_store(&s->ready, ready); }
+
+void g4_http_server_drain(g4_http_server *s)
+{
+    atomic_store(&s->draining, true);
+}
+
+int g4_http_server_in_flight(g4_http_server *s)
+{
+    int n = 0;
+    pthread_mutex_lock(&s->jobs_mu);
+    for (g4_job *j = s->jobs; j; j = j->next_live)
+        n++;
+    pthread_mutex_unlock(&s->jobs_mu);
+    return n;
+}
+
+void g4_http_server_cancel_all(g4_http_server *s) { g4_generate_cancel_all(s); }
 
 void g4_http_server_stop(g4_http_server *s)
 {

@@ -22,6 +22,7 @@ struct g4_http_server {
     _Atomic(g4_engine *) engine;   /* NULL until attach */
     const g4_tokenizer *tok;       /* set together with engine */
     atomic_bool ready;
+    atomic_bool draining;          /* shutting down: no new work (503 + Retry-After), readiness 503 */
     int max_model_len, max_running;
     g4_sampling defaults;          /* sampling of a request that sets none (engine opts) */
     g4_metrics *metrics;           /* cfg.metrics, or the server's own */
