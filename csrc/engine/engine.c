@@ -49,6 +49,14 @@ static g4_seq *find_seq(g4_engine *e, uint64_t id) {
 
 static void publish(g4_engine *e);
 
+/* The step-size histogram (vLLM's iteration_tokens_total). */
+static void record_step_tokens(g4_engine *e, int n) {
+    static const int le[G4_STEP_TOKEN_BUCKETS] = G4_STEP_TOKEN_BUCKET_BOUNDS;
+    int b = 0;
+    while (b < G4_STEP_TOKEN_BUCKETS && n > le[b]) b++;
+    if (b < G4_STEP_TOKEN_BUCKETS) e->st.step_tokens_le[b]++;
+}
+
 static void run_step(g4_engine *e) {
     double t0 = now_s();
     g4_scheduler *s = &e->sched;
@@ -67,9 +75,25 @@ static void run_step(g4_engine *e) {
     }
     g4_step st;
     g4_sched_step_view(s, &st);
+    for (int b = 0; b < s->n_batch; b++)
+        if (s->batch[b]->t_scheduled == 0) s->batch[b]->t_scheduled = t0;
+    record_step_tokens(e, n);
     g4_error err = {{0}};
-    /* rows sampled on the backend when the executor can: only ids (and asked-for logprobs) return */
-    int on_device = e->ex.step_sample != NULL, n_lp = 0, rc = 0;
+    /* rows sampled on the backend when the executor can: only ids (and asked-for logprobs)
+     * return; logit processors and prompt logprobs need the host logits */
+    int on_device = e->ex.step_sample != NULL && s->n_plp_rows == 0, n_lp = 0, rc = 0;
+    for (int r = 0; r < s->n_rows && on_device; r++)
+        if (g4_seq_host_sampled(s->batch[s->row_batch[r]])) on_device = 0;
+    if (!on_device && s->n_rows > e->logits_rows) {
+        float *l = realloc(e->logits, (size_t)s->n_rows * (size_t)e->ex.vocab * sizeof *l);
+        if (!l) {
+            rc = -1;
+            g4_fail(&err, "engine: out of memory for %d logit rows", s->n_rows);
+        } else {
+            e->logits = l;
+            e->logits_rows = s->n_rows;
+        }
+    }
     if (on_device) {
         double ts = now_s();
         for (int r = 0; r < s->n_rows; r++) e->row_seqs[r] = s->batch[s->row_batch[r]];
@@ -100,6 +124,22 @@ static void run_step(g4_engine *e) {
     int V = e->ex.vocab;
     for (int r = 0; r < s->n_rows; r++) {
         g4_seq *q = s->batch[s->row_batch[r]];
+        if (s->row_plp[r] > 0) { /* a run of q's prompt-logprob rows: one event */
+            int n = 0, b = s->row_batch[r];
+            for (; r < s->n_rows && s->row_batch[r] == b && s->row_plp[r] > 0; r++, n++) {
+                int pos = s->row_plp[r];
+                g4_prompt_logprob_row(e->logits + (size_t)r * V, V, q->tokens[pos], q->plp_top, &e->plp[n]);
+                e->plp[n].pos = pos;
+            }
+            r--;
+            q->plp_next = e->plp[n - 1].pos + 1;
+            if (!q->cancelled) {
+                g4_event ev = {.id = q->id, .stop_token = -1, .n_prompt_lp = n, .prompt_lp = e->plp,
+                               .text = e->has_detok ? "" : NULL};
+                q->on_event(q->user, &ev);
+            }
+            continue;
+        }
         if (q->cancelled) {
             g4_engine_finish(e, q, G4_FINISH_ABORT, NULL);
         } else if (on_device) {
@@ -207,6 +247,8 @@ static void engine_free(g4_engine *e) {
     free(e->sampled_lp);
     free(e->row_seqs);
     free(e->logits);
+    free(e->allowed_mask);
+    free(e->plp);
     free(e->text);
     free(e->pending);
     free(e->intake);
@@ -260,7 +302,10 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     e->sampled = malloc((size_t)o->max_running * sizeof *e->sampled);
     e->sampled_lp = malloc((size_t)o->max_running * sizeof *e->sampled_lp);
     e->row_seqs = malloc((size_t)o->max_running * sizeof *e->row_seqs);
-    if (!e->text || !e->logits || !e->sampled || !e->sampled_lp || !e->row_seqs) {
+    e->logits_rows = o->max_running;
+    e->allowed_mask = malloc((size_t)((ex->vocab + 31) / 32) * sizeof *e->allowed_mask);
+    e->plp = malloc(G4_SCHED_LP_ROWS * sizeof *e->plp);
+    if (!e->text || !e->logits || !e->sampled || !e->sampled_lp || !e->row_seqs || !e->allowed_mask || !e->plp) {
         g4_fail(err, "engine: out of memory for %d logit rows of %d", o->max_running, ex->vocab);
         engine_free(e);
         return NULL;
@@ -324,6 +369,7 @@ uint64_t g4_engine_submit(g4_engine *e, const g4_request_params *p, int *code, g
         *code = G4_ERR_INVALID;
         return 0;
     }
+    q->t_submit = now_s();
     pthread_mutex_lock(&e->mu);
     const char *why = NULL;
     if (e->stopping) {

@@ -58,6 +58,18 @@ typedef enum {
     G4_FINISH_ERROR,            /* the request could not run (message in event.error) */
 } g4_finish_reason;
 
+/* The logprob of one prompt token given the tokens before it (prompt logprobs): raw
+ * log_softmax of the model's logits (no penalty, bias or temperature), as vLLM reports them. */
+typedef struct g4_prompt_logprob {
+    int pos;                    /* the prompt position, 1 .. n_prompt − 1 (position 0 has none) */
+    int32_t token;              /* the prompt token there */
+    float logprob;
+    int rank;                   /* 1 + the number of tokens with a larger logit */
+    int n_top;                  /* the top n_top alternatives (prompt_logprobs_top) */
+    int32_t top_ids[G4_MAX_TOP_LOGPROBS];
+    float top_logprobs[G4_MAX_TOP_LOGPROBS];
+} g4_prompt_logprob;
+
 typedef struct g4_event {
     uint64_t id;
     int n_tokens;               /* new tokens in this event (0 or 1 today) */
@@ -75,6 +87,10 @@ typedef struct g4_event {
     int prompt_tokens;          /* usage, on the last event */
     int completion_tokens;
     int cached_tokens;          /* prompt tokens served from the prefix cache */
+    double queue_s;             /* on the last event: submit → its first step (the whole life when it
+                                   never ran), seconds */
+    int n_prompt_lp;            /* prompt logprobs: an event of its own (no token, finish NONE) */
+    const g4_prompt_logprob *prompt_lp; /* per prefill step, positions in order, each once */
 } g4_event;
 
 /* Called on the engine thread for every event of a request; must not block or call back into the
@@ -82,10 +98,28 @@ typedef struct g4_event {
  * Pointers inside the event are valid only during the call. */
 typedef void (*g4_event_fn)(void *user, const g4_event *ev);
 
+/* An additive bias on one token's logit (OpenAI logit_bias). */
+typedef struct g4_logit_bias {
+    int32_t token;
+    float bias;                 /* added to the raw logit, before penalties and temperature */
+} g4_logit_bias;
+
 typedef struct g4_request_params {
     const int32_t *prompt;      /* copied at submit */
     int n_prompt;
     g4_sampling sampling;
+    /* Logit processors, applied to the raw logits before the sampler (as vLLM: before penalties).
+     * A request that has either is sampled from host logits: a step holding one runs the
+     * executor's host-logits path even where the backend samples on the device. Both copied. */
+    const g4_logit_bias *logit_bias;  /* n_logit_bias entries, tokens in the vocabulary */
+    int n_logit_bias;
+    const int32_t *allowed_ids; /* only these tokens can be sampled (vLLM allowed_token_ids); */
+    int n_allowed_ids;          /* 0 = every token */
+    /* Prompt logprobs: every prompt token after the first gets a g4_prompt_logprob (events with
+     * n_prompt_lp, before the first token's event). Such a request skips the prefix cache, its
+     * prefill runs at most G4_SCHED_LP_ROWS positions a step, and its steps return host logits. */
+    bool prompt_logprobs;
+    int prompt_logprobs_top;    /* 0..20 alternatives per position */
     g4_stop_rules stop;
     int priority;               /* lower runs first (vLLM convention); FCFS within a priority */
     unsigned detok_flags;       /* G4_DETOK_*: how this request's text is rendered (0: every token's
@@ -173,6 +207,9 @@ uint64_t g4_engine_submit(g4_engine *e, const g4_request_params *p, int *code, g
 /* Thread-safe; the request ends with G4_FINISH_ABORT (no-op for unknown / finished ids). */
 void g4_engine_cancel(g4_engine *e, uint64_t id);
 
+#define G4_STEP_TOKEN_BUCKETS 13
+#define G4_STEP_TOKEN_BUCKET_BOUNDS {1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}
+
 typedef struct g4_engine_stats {
     int running, waiting;
     int blocks_sliding_used, blocks_sliding_total;
@@ -187,6 +224,10 @@ typedef struct g4_engine_stats {
     double model_seconds;       /* wall time inside executor steps */
     double sample_seconds;      /* part of sched_seconds spent sampling */
     uint64_t output_tokens;     /* tokens sampled (all requests) */
+    /* Steps by tokens in the step: step_tokens_le[b] counts steps with bound[b-1] < tokens ≤ bound[b]
+     * (bounds G4_STEP_TOKEN_BUCKET_BOUNDS, vLLM's iteration_tokens_total buckets); the steps above
+     * the last bound are steps − Σ. */
+    uint64_t step_tokens_le[G4_STEP_TOKEN_BUCKETS];
 } g4_engine_stats;
 
 void g4_engine_stats_get(g4_engine *e, g4_engine_stats *s);

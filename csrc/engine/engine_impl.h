@@ -35,7 +35,10 @@ struct g4_engine {
     int32_t *sampled;                      /* [max_running] tokens from ex.step_sample */
     g4_sample_logprobs *sampled_lp;        /* [max_running] their logprob records */
     g4_seq **row_seqs;                     /* [max_running] the step's rows' sequences */
-    float *logits;           /* [max_running, V] */
+    float *logits;           /* [logits_rows, V] */
+    int logits_rows;         /* max_running, grown for steps with prompt-logprob rows */
+    g4_prompt_logprob *plp;  /* [G4_SCHED_LP_ROWS] one sequence's prompt logprobs of a step */
+    uint32_t *allowed_mask;  /* [(V + 31) / 32] the sample op's mask row for allowed ids (host path) */
     char *text;              /* detokenizer output scratch */
     size_t text_cap;
     g4_engine_stats st;

@@ -20,6 +20,7 @@ static void usage(const g4_seq *q, g4_event *ev) {
     ev->prompt_tokens = q->n_prompt;
     ev->completion_tokens = g4_seq_n_output(q);
     ev->cached_tokens = q->cached_tokens;
+    ev->queue_s = q->t_scheduled > 0 ? q->t_scheduled - q->t_submit : now_s() - q->t_submit;
 }
 
 /* Takes q out everywhere and frees it; its last event has been delivered. */
@@ -112,6 +113,18 @@ void g4_engine_result(g4_sample_result *out, int32_t token, const g4_sample_logp
     }
 }
 
+/* q's logit processors on its raw host row: biases added, and the allowed ids as the sample
+ * op's mask row (the op then gives −inf to every other token). Returns the mask or NULL. */
+static const uint32_t *logit_processors(g4_engine *e, const g4_seq *q, float *logits) {
+    for (int i = 0; i < q->n_logit_bias; i++) logits[q->logit_bias[i].token] += q->logit_bias[i].bias;
+    if (!q->n_allowed_ids) return NULL;
+    memset(e->allowed_mask, 0, (size_t)((e->ex.vocab + 31) / 32) * sizeof *e->allowed_mask);
+    for (int i = 0; i < q->n_allowed_ids; i++)
+        e->allowed_mask[q->allowed_ids[i] / 32] |= 1u << (q->allowed_ids[i] % 32);
+    g4_sample_rows(e->sample_params)[0].flags |= G4_SAMPLE_MASKED;
+    return e->allowed_mask;
+}
+
 /* One row through the sample op's CPU implementation over host logits (which it may
  * overwrite). Same result as g4_sample_row. */
 static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *out, g4_error *err) {
@@ -119,8 +132,9 @@ static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *
     if (g4_engine_sample_params(e, &q, 1, &n_lp, err)) return -1;
     g4_sample_logprobs lp;
     int32_t tok;
+    const uint32_t *mask = logit_processors(e, q, logits);
     g4_sample_args a = {.logits = logits, .ld = e->ex.vocab, .vocab = e->ex.vocab, .max_rows = 1,
-                        .params = e->sample_params, .tokens = &tok, .logprobs = &lp};
+                        .params = e->sample_params, .mask = mask, .tokens = &tok, .logprobs = &lp};
     if (g4_cpu_sample_host(e->sample_scratch, &a, err)) return -1;
     g4_engine_result(out, tok, n_lp ? &lp : NULL);
     return 0;

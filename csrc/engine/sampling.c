@@ -107,6 +107,19 @@ static void logprobs(const float *z, int V, int32_t token, int n, g4_sample_resu
     for (int i = 0; i < k; i++) out->top_logprobs[i] = z[out->top_ids[i]] - lse;
 }
 
+void g4_prompt_logprob_row(const float *logits, int V, int32_t token, int top, g4_prompt_logprob *out) {
+    g4_sample_result r;
+    logprobs(logits, V, token, top, &r);
+    int rank = 1;
+    for (int i = 0; i < V; i++) rank += logits[i] > logits[token];
+    out->token = token;
+    out->logprob = r.logprob;
+    out->rank = rank;
+    out->n_top = r.n_top;
+    memcpy(out->top_ids, r.top_ids, (size_t)r.n_top * sizeof *r.top_ids);
+    memcpy(out->top_logprobs, r.top_logprobs, (size_t)r.n_top * sizeof *r.top_logprobs);
+}
+
 /* k-th largest (1-based) of v[0..n) by quickselect; reorders v. */
 static float kth_largest(float *v, int n, int k) {
     int lo = 0, hi = n - 1, want = k - 1;

@@ -60,6 +60,10 @@ void g4_sampler_free(g4_sampler *s);
 void g4_sample_row(g4_sampler *s, const float *logits, const g4_sampling *sp, uint64_t seed, const g4_sample_history *h,
                    g4_sample_result *out);
 
+/* A prompt position's logprob from its logits row [V] (raw log_softmax): the token's, its rank
+ * and the top `top` (≤ 20). */
+void g4_prompt_logprob_row(const float *logits, int V, int32_t token, int top, g4_prompt_logprob *out);
+
 /* u ∈ [0, 1) for output index i of a request with this seed. */
 double g4_sample_uniform(uint64_t seed, uint64_t i);
 

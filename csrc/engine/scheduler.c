@@ -93,7 +93,9 @@ int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_
     s->running = malloc((size_t)max_running * sizeof *s->running);
     s->batch = malloc((size_t)max_running * sizeof *s->batch);
     s->free_slots = malloc((size_t)max_running * sizeof *s->free_slots);
-    s->row_batch = malloc((size_t)max_running * sizeof *s->row_batch);
+    /* rows ≤ tokens: a prompt-logprob row is a prompt token, a sampling row a sequence's last one */
+    int rows_cap = token_budget > max_running ? token_budget : max_running;
+    s->row_batch = malloc((size_t)rows_cap * 2 * sizeof *s->row_batch);
     s->ids = malloc((size_t)token_budget * 4 * sizeof *s->ids);
     if (!s->running || !s->batch || !s->free_slots || !s->row_batch || !s->ids) {
         g4_sched_free(s);
@@ -102,6 +104,7 @@ int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_
     s->pos = s->ids + token_budget;
     s->seq = s->pos + token_budget;
     s->rows = s->seq + token_budget;
+    s->row_plp = s->row_batch + rows_cap;
     for (int i = 0; i < max_running; i++) s->free_slots[i] = max_running - 1 - i;
     s->n_free_slots = max_running;
     return 0;
@@ -164,6 +167,24 @@ static int ensure_blocks(g4_scheduler *s, g4_seq *q, int chunk) {
     }
 }
 
+/* Whether the token at position pos of q gives a prompt-logprob row: it predicts a prompt
+ * position not yet reported. */
+static bool plp_row(const g4_seq *q, int pos) {
+    return q->want_plp && pos + 1 >= q->plp_next && pos + 1 < q->n_prompt;
+}
+
+/* q's chunk cut so that its prompt-logprob rows fit in what is left of this step's. */
+static int plp_chunk(const g4_scheduler *s, const g4_seq *q, int chunk) {
+    if (!g4_seq_plp_pending(q)) return chunk;
+    int rows = 0, c = 0;
+    for (; c < chunk; c++) {
+        bool need = plp_row(q, q->n_computed + c);
+        if (need && s->n_plp_rows + rows == G4_SCHED_LP_ROWS) break;
+        rows += need;
+    }
+    return c;
+}
+
 static void add_to_batch(g4_scheduler *s, g4_seq *q, int chunk) {
     q->mark = s->step_no;
     q->chunk = chunk;
@@ -174,9 +195,16 @@ static void add_to_batch(g4_scheduler *s, g4_seq *q, int chunk) {
         s->ids[t] = q->tokens[q->n_computed + j];
         s->pos[t] = q->n_computed + j;
         s->seq[t] = q->slot;
+        if (plp_row(q, q->n_computed + j)) {
+            s->row_batch[s->n_rows] = b;
+            s->row_plp[s->n_rows] = q->n_computed + j + 1;
+            s->rows[s->n_rows++] = t;
+            s->n_plp_rows++;
+        }
     }
     if (q->n_computed + chunk == q->len) {
         s->row_batch[s->n_rows] = b;
+        s->row_plp[s->n_rows] = 0;
         s->rows[s->n_rows++] = s->n_tokens - 1;
     }
     if (q->slot + 1 > s->n_seqs) s->n_seqs = q->slot + 1;
@@ -192,7 +220,11 @@ static int schedule_running(g4_scheduler *s, int want_decode, int *budget) {
             i++;
             continue;
         }
-        int chunk = left < *budget ? left : *budget;
+        int chunk = plp_chunk(s, q, left < *budget ? left : *budget);
+        if (chunk == 0) { /* this step's prompt-logprob rows are taken */
+            i++;
+            continue;
+        }
         uint64_t before_p = s->preemptions;
         int self = ensure_blocks(s, q, chunk);
         preempted |= s->preemptions != before_p;
@@ -208,11 +240,12 @@ static void admit(g4_scheduler *s, int *budget) {
     while (s->n_waiting && *budget > 0 && s->n_running < s->max_running && s->n_free_slots) {
         g4_seq *q = s->waiting[0];
         q->slot = s->free_slots[--s->n_free_slots];
-        int hit = g4_prefix_lookup(s->pc, q->slot, q->keys, q->len);
+        /* prompt logprobs need every prompt position computed: no prefix-cache hit */
+        int hit = g4_seq_plp_pending(q) ? 0 : g4_prefix_lookup(s->pc, q->slot, q->keys, q->len);
         q->n_computed = hit;
         q->n_registered = hit / s->kv->block_size;
-        int left = q->len - hit, chunk = left < *budget ? left : *budget;
-        if (g4_kvcache_reserve(s->kv, q->slot, q->n_computed, q->n_computed + chunk)) {
+        int left = q->len - hit, chunk = plp_chunk(s, q, left < *budget ? left : *budget);
+        if (chunk == 0 || g4_kvcache_reserve(s->kv, q->slot, q->n_computed, q->n_computed + chunk)) {
             release_slot(s, q); /* the hit blocks go back to the cache */
             break;
         }
@@ -227,7 +260,7 @@ static void admit(g4_scheduler *s, int *budget) {
 
 int g4_sched_next(g4_scheduler *s) {
     s->step_no++;
-    s->n_batch = s->n_tokens = s->n_rows = s->n_seqs = 0;
+    s->n_batch = s->n_tokens = s->n_rows = s->n_seqs = s->n_plp_rows = 0;
     int budget = s->token_budget;
     int preempted = schedule_running(s, 1, &budget);
     preempted |= schedule_running(s, 0, &budget);

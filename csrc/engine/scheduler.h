@@ -21,6 +21,9 @@
 #include "engine/sequence.h"
 #include "model/gemma4.h"
 
+/* Prompt-logprob rows per step (each is a logits row the step returns to the host). */
+#define G4_SCHED_LP_ROWS 64
+
 typedef struct g4_scheduler {
     int max_running;
     int token_budget;
@@ -38,8 +41,11 @@ typedef struct g4_scheduler {
     g4_seq **batch;          /* [max_running] scheduled sequences, in step order */
     int n_batch;
     int32_t *ids, *pos, *seq, *rows; /* [budget] step arrays */
-    int32_t *row_batch;      /* [max_running] batch index of each logits row */
+    int32_t *row_batch;      /* [rows cap] batch index of each logits row */
+    int32_t *row_plp;        /* [rows cap] the prompt position a row reports (prompt logprobs), 0 for
+                                a sampling row */
     int n_tokens, n_rows, n_seqs;
+    int n_plp_rows;          /* prompt-logprob rows in this step (≤ G4_SCHED_LP_ROWS) */
 } g4_scheduler;
 
 int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_running, int token_budget,

@@ -39,6 +39,29 @@ g4_seq *g4_seq_create(const g4_request_params *p, int block_size, const int32_t 
     s->slot = -1;
     s->heap_idx = -1;
     s->sampling = p->sampling;
+    if (p->n_logit_bias > 0) {
+        s->logit_bias = malloc((size_t)p->n_logit_bias * sizeof *s->logit_bias);
+        if (!s->logit_bias) {
+            g4_fail(err, "engine: out of memory for logit_bias");
+            g4_seq_free(s);
+            return NULL;
+        }
+        memcpy(s->logit_bias, p->logit_bias, (size_t)p->n_logit_bias * sizeof *s->logit_bias);
+        s->n_logit_bias = p->n_logit_bias;
+    }
+    if (p->n_allowed_ids > 0) {
+        s->allowed_ids = malloc((size_t)p->n_allowed_ids * sizeof *s->allowed_ids);
+        if (!s->allowed_ids) {
+            g4_fail(err, "engine: out of memory for allowed token ids");
+            g4_seq_free(s);
+            return NULL;
+        }
+        memcpy(s->allowed_ids, p->allowed_ids, (size_t)p->n_allowed_ids * sizeof *s->allowed_ids);
+        s->n_allowed_ids = p->n_allowed_ids;
+    }
+    s->want_plp = p->prompt_logprobs;
+    s->plp_top = p->prompt_logprobs_top;
+    s->plp_next = 1;
     s->detok_flags = p->detok_flags;
     s->on_event = p->on_event;
     s->user = p->user;
@@ -48,6 +71,8 @@ g4_seq *g4_seq_create(const g4_request_params *p, int block_size, const int32_t 
 void g4_seq_free(g4_seq *s) {
     if (!s) return;
     g4_stop_free(&s->stop);
+    free(s->logit_bias);
+    free(s->allowed_ids);
     free(s->tokens);
     free(s->keys);
     free(s);

@@ -30,10 +30,19 @@ typedef struct g4_seq {
     int heap_idx;            /* position in the waiting heap */
     uint64_t mark;           /* scheduler step that last scheduled it */
     int cached_tokens;       /* prefix-cache hit of the first admission (usage) */
+    double t_submit;         /* monotonic seconds at submit */
+    double t_scheduled;      /* at the start of its first step, 0 before */
     bool admitted_once;
     bool cancelled;
     /* per-request behaviour */
     g4_sampling sampling;
+    g4_logit_bias *logit_bias;   /* [n_logit_bias], NULL when none */
+    int n_logit_bias;
+    int32_t *allowed_ids;        /* [n_allowed_ids], NULL = every token */
+    int n_allowed_ids;
+    bool want_plp;               /* prompt logprobs asked */
+    int plp_top;
+    int plp_next;                /* the next prompt position to report (1 .. n_prompt − 1) */
     uint64_t seed;           /* the request's seed, or one drawn by the engine */
     g4_stop stop;
     void *detok;             /* detokenizer state, NULL without one */
@@ -48,5 +57,9 @@ void g4_seq_free(g4_seq *s);
 /* Appends an output token (len < cap) and the key of a block it completes. */
 void g4_seq_append(g4_seq *s, int32_t token, int block_size);
 static inline int g4_seq_n_output(const g4_seq *s) { return s->len - s->n_prompt; }
+/* Prompt positions still to report (prompt logprobs). */
+static inline bool g4_seq_plp_pending(const g4_seq *s) { return s->want_plp && s->plp_next < s->n_prompt; }
+/* Has logit processors (bias, allowed ids): sampled from host logits. */
+static inline bool g4_seq_host_sampled(const g4_seq *s) { return s->n_logit_bias > 0 || s->n_allowed_ids > 0; }
 
 #endif

@@ -35,6 +35,7 @@ void g4_stream_event_clear(g4_stream_event *e) {
     free(e->text);
     free(e->stop_string);
     free(e->error);
+    free(e->prompt_lp);
     memset(e, 0, sizeof *e);
 }
 
@@ -78,6 +79,8 @@ static void fix_pointers(g4_stream_event *e) {
     e->ev.error = e->error ? e->error : e->ev.error ? lost_error : NULL;
     e->ev.top_ids = e->ev.n_top ? e->top_ids : NULL;
     e->ev.top_logprobs = e->ev.n_top ? e->top_logprobs : NULL;
+    e->ev.prompt_lp = e->prompt_lp;
+    if (!e->prompt_lp) e->ev.n_prompt_lp = 0;
 }
 
 /* Fills e (zeroed) with an owned copy of ev. A last event keeps its finish whatever fails: its
@@ -95,6 +98,13 @@ static bool copy_event(g4_stream_event *e, const g4_event *ev, void *tag) {
     if (k > 0) {
         memcpy(e->top_ids, ev->top_ids, (size_t)k * sizeof *ev->top_ids);
         memcpy(e->top_logprobs, ev->top_logprobs, (size_t)k * sizeof *ev->top_logprobs);
+    }
+    if (ev->n_prompt_lp > 0 && ev->prompt_lp) {
+        size_t n = (size_t)ev->n_prompt_lp * sizeof *ev->prompt_lp;
+        if ((e->prompt_lp = g4_stream_alloc(G4_STREAM_ALLOC_TEXT, n)))
+            memcpy(e->prompt_lp, ev->prompt_lp, n);
+        else
+            other_lost = true;
     }
     e->text_lost = text_lost;
     fix_pointers(e);

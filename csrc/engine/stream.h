@@ -30,6 +30,7 @@ typedef struct g4_stream_event {
     char *stop_string;            /* owned */
     char *error;                  /* owned */
     bool text_lost;               /* the event had text that could not be copied (out of memory) */
+    g4_prompt_logprob *prompt_lp; /* owned copy of ev.prompt_lp (NULL when none) */
     int32_t top_ids[G4_MAX_TOP_LOGPROBS];
     float top_logprobs[G4_MAX_TOP_LOGPROBS];
 } g4_stream_event;

@@ -25,6 +25,10 @@ struct g4_metrics {
     uint64_t prompt_tokens, generation_tokens;
     uint64_t rejected_4xx, rejected_5xx, rejected_429;
     hist ttft, tpot, itl, e2e, queue, prompt_len, gen_len;
+    hist req_tpot, prefill, decode, inference;   /* per request phases (vLLM v1 names) */
+    hist params_n, params_max_tokens, max_gen;   /* per request (prompt group) */
+    bool has_cache_info;
+    g4_cache_info cache;
 };
 
 static void hist_init(hist *h, const double *le, int n)
@@ -96,6 +100,14 @@ g4_metrics *g4_metrics_create(const char *model_name, int max_model_len)
     int n = buckets_125(le, max_model_len > 0 ? max_model_len : 4096);
     hist_init(&m->prompt_len, le, n);
     hist_init(&m->gen_len, le, n);
+    hist_init(&m->req_tpot, tpot, (int)(sizeof tpot / sizeof tpot[0]));
+    hist_init(&m->prefill, e2e, (int)(sizeof e2e / sizeof e2e[0]));
+    hist_init(&m->decode, e2e, (int)(sizeof e2e / sizeof e2e[0]));
+    hist_init(&m->inference, e2e, (int)(sizeof e2e / sizeof e2e[0]));
+    static const double n_le[] = {1, 2, 5, 10, 20};
+    hist_init(&m->params_n, n_le, (int)(sizeof n_le / sizeof n_le[0]));
+    hist_init(&m->params_max_tokens, le, n);
+    hist_init(&m->max_gen, le, n);
     return m;
 }
 
@@ -106,6 +118,8 @@ void g4_metrics_set_max_len(g4_metrics *m, int max_model_len)
     pthread_mutex_lock(&m->mu);
     hist_init(&m->prompt_len, le, n);
     hist_init(&m->gen_len, le, n);
+    hist_init(&m->params_max_tokens, le, n);
+    hist_init(&m->max_gen, le, n);
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -132,14 +146,43 @@ void g4_metrics_request_done(g4_metrics *m, const g4_request_record *r)
         hist_observe(&m->e2e, r->e2e_s, 1);
     }
     if (r->ttft_s >= 0) {
+        /* vLLM's phases: queued (submit → first step), prefill (first step → first token), decode
+         * (first → last token), inference (first step → last token). */
+        double wait = r->sched_wait_s > 0 && r->sched_wait_s <= r->queue_s ? r->sched_wait_s : 0;
+        double prefill = r->queue_s - wait, decode = r->e2e_s - r->ttft_s;
         hist_observe(&m->ttft, r->ttft_s, 1);
-        hist_observe(&m->queue, r->queue_s, 1);
+        hist_observe(&m->queue, wait, 1);
+        hist_observe(&m->prefill, prefill, 1);
+        hist_observe(&m->decode, decode, 1);
+        hist_observe(&m->inference, prefill + decode, 1);
         if (r->generation_tokens > 1) {
-            double tpot = (r->e2e_s - r->ttft_s) / (r->generation_tokens - 1);
+            double tpot = decode / (r->generation_tokens - 1);
             hist_observe(&m->tpot, tpot, 1);
+            hist_observe(&m->req_tpot, tpot, 1);
             hist_observe(&m->itl, tpot, (uint64_t)(r->generation_tokens - 1));
         }
     }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void g4_metrics_request_params(g4_metrics *m, int n, int max_tokens, int max_generated)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    hist_observe(&m->params_n, n, 1);
+    hist_observe(&m->params_max_tokens, max_tokens, 1);
+    hist_observe(&m->max_gen, max_generated, 1);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void g4_metrics_set_cache_info(g4_metrics *m, const g4_cache_info *ci)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->cache = *ci;
+    m->has_cache_info = true;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -192,6 +235,34 @@ static int histogram(g4_strbuf *o, const g4_metrics *m, const char *name, const 
     return g4_strbuf_printf(o, "%s_bucket{%s,le=\"+Inf\"} %llu\n%s_count{%s} %llu\n%s_sum{%s} %.17g\n", name,
                             m->label, (unsigned long long)h->total, name, m->label, (unsigned long long)h->total,
                             name, m->label, h->sum);
+}
+
+/* Steps by size, from the engine's histogram (engine.h: step_tokens_le). */
+static int iteration_tokens(g4_strbuf *o, const g4_metrics *m, const char *name, const g4_engine_stats *st)
+{
+    static const int bounds[G4_STEP_TOKEN_BUCKETS] = G4_STEP_TOKEN_BUCKET_BOUNDS;
+    hist h;
+    double le[G4_STEP_TOKEN_BUCKETS];
+    for (int b = 0; b < G4_STEP_TOKEN_BUCKETS; b++)
+        le[b] = bounds[b];
+    hist_init(&h, le, G4_STEP_TOKEN_BUCKETS);
+    for (int b = 0; b < G4_STEP_TOKEN_BUCKETS; b++)
+        h.count[b] = st->step_tokens_le[b];
+    h.total = st->steps;
+    h.sum = (double)st->step_tokens;
+    return histogram(o, m, name, "Histogram of number of tokens per engine_step.", &h);
+}
+
+/* vLLM's info gauge: 1, with the KV cache configuration as labels. */
+static int cache_info(g4_strbuf *o, const g4_metrics *m, const char *name)
+{
+    const g4_cache_info *ci = &m->cache;
+    if (head(o, name, "gauge", "Information of the LLMEngine CacheConfig") < 0)
+        return -1;
+    return g4_strbuf_printf(o, "%s{%s,block_size=\"%d\",cache_dtype=\"auto\",enable_prefix_caching=\"%s\","
+                            "num_gpu_blocks=\"%d\",num_gpu_blocks_sliding=\"%d\",sliding_window=\"%d\"} 1\n",
+                            name, m->label, ci->block_size, ci->prefix_caching ? "True" : "False", ci->n_blocks_global,
+                            ci->n_blocks_sliding, ci->sliding_window);
 }
 
 static const char *const reason_names[5] = {"none", "stop", "length", "abort", "error"};
@@ -254,13 +325,29 @@ int g4_metrics_render(g4_metrics *m, const g4_engine_stats *st, int max_running,
             rc |= histogram(out, &c, NAME("inter_token_latency_seconds"), "Histogram of inter-token latency in seconds.",
                             &c.itl);
             rc |= histogram(out, &c, NAME("request_queue_time_seconds"),
-                            "Histogram of time from submission to the first token (queue + prefill) in seconds.",
+                            "Histogram of time spent in WAITING phase for request.",
                             &c.queue);
             rc |= counter(out, &c, NAME("prefix_cache_queries"), "Prefix cache queries, in prompt tokens.",
                           st->prefix_query_tokens);
             rc |= counter(out, &c, NAME("prefix_cache_hits"), "Prefix cache hits, in prompt tokens.",
                           st->prefix_hit_tokens);
             rc |= counter(out, &c, NAME("num_preemptions"), "Cumulative number of preemptions.", st->preemptions);
+            rc |= histogram(out, &c, NAME("request_time_per_output_token_seconds"),
+                            "Histogram of time_per_output_token_seconds per request.", &c.req_tpot);
+            rc |= histogram(out, &c, NAME("request_prefill_time_seconds"),
+                            "Histogram of time spent in PREFILL phase for request.", &c.prefill);
+            rc |= histogram(out, &c, NAME("request_decode_time_seconds"),
+                            "Histogram of time spent in DECODE phase for request.", &c.decode);
+            rc |= histogram(out, &c, NAME("request_inference_time_seconds"),
+                            "Histogram of time spent in RUNNING phase for request.", &c.inference);
+            rc |= histogram(out, &c, NAME("request_params_n"), "Histogram of the n request parameter.", &c.params_n);
+            rc |= histogram(out, &c, NAME("request_params_max_tokens"),
+                            "Histogram of the max_tokens request parameter.", &c.params_max_tokens);
+            rc |= histogram(out, &c, NAME("request_max_num_generation_tokens"),
+                            "Histogram of maximum number of requested generation tokens.", &c.max_gen);
+            rc |= iteration_tokens(out, &c, NAME("iteration_tokens_total"), st);
+            if (c.has_cache_info)
+                rc |= cache_info(out, &c, NAME("cache_config_info"));
         } else {
             rc |= counter(out, &c, NAME("request_failure"), "Count of failed requests (errors and refusals).", failure);
             rc |= by_reason(out, &c, NAME("request_finish"), "Count of finished requests by finish reason.",

@@ -26,6 +26,10 @@ typedef struct rec {
     char text[4096];
     size_t n_text;
     int prompt_tokens, completion_tokens, cached_tokens;
+    double queue_s;
+    int n_plp;                 /* prompt logprobs, in arrival order */
+    g4_prompt_logprob plp[64];
+    int plp_after_token;       /* a prompt logprob came after a token (must not happen) */
     char error[256];
     int order;                 /* 1, 2, ...: when its last event came, across all recs */
 } rec;
@@ -35,6 +39,10 @@ static int rec_finish_counter;
 static inline void rec_on_event(void *user, const g4_event *ev) {
     rec *r = user;
     r->n_events++;
+    for (int i = 0; i < ev->n_prompt_lp; i++) {
+        if (r->n) r->plp_after_token = 1;
+        if (r->n_plp < 64) r->plp[r->n_plp++] = ev->prompt_lp[i];
+    }
     if (ev->n_tokens == 1 && r->n < REC_MAX_TOKENS) {
         r->logprob[r->n] = ev->logprob;
         r->toks[r->n++] = ev->token;
@@ -56,6 +64,7 @@ static inline void rec_on_event(void *user, const g4_event *ev) {
         r->prompt_tokens = ev->prompt_tokens;
         r->completion_tokens = ev->completion_tokens;
         r->cached_tokens = ev->cached_tokens;
+        r->queue_s = ev->queue_s;
     }
 }
 

@@ -7,8 +7,16 @@
  *   limits     queue full (G4_ERR_QUEUE_FULL), too long / never fits (G4_ERR_TOO_LONG),
  *              invalid requests, cancel while waiting, priority order
  *   stop       stop strings across token boundaries through the engine and a fake detokenizer
- *   prefix     a repeated prompt hits the cache (counters, usage) and gives the same tokens
+ *   prefix     a repeated prompt hits the cache (counters, usage) and gives the same tokens;
+ *              the step-size histogram and the queue time of the last event
+ *   processors logit_bias and allowed ids (greedy and seeded) equal the host sampler on the
+ *              mock's logits with the bias added / other tokens at −inf; such a request runs
+ *              on the host-logits path although the executor samples on the device
+ *   prompt lp  prompt logprobs of every position equal log_softmax of the mock's logits (value,
+ *              rank, top ids), each position once and before the first token, also when two
+ *              requests share a step's 64 rows and on a prefix-cache hit; the tokens are unchanged
  *   cost       scheduler CPU time per step with 256 running sequences (printed, not asserted) */
+#include <math.h>
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
@@ -391,6 +399,14 @@ static void test_prefix(void) {
     g4_engine_wait_idle(e);
     g4_engine_stats s0, s1, s2;
     g4_engine_stats_get(e, &s0);
+    /* the step-size histogram: one 41-token prefill step (bucket ≤ 64), then 7 one-token decodes */
+    uint64_t in_buckets = 0;
+    for (int b = 0; b < G4_STEP_TOKEN_BUCKETS; b++) in_buckets += s0.step_tokens_le[b];
+    CHECK(s0.step_tokens_le[0] == 7 && s0.step_tokens_le[4] == 1 && in_buckets == s0.steps && s0.steps == 8,
+          "step histogram: %llu one-token steps, %llu in (32, 64], %llu of %llu steps",
+          (unsigned long long)s0.step_tokens_le[0], (unsigned long long)s0.step_tokens_le[4],
+          (unsigned long long)in_buckets, (unsigned long long)s0.steps);
+    CHECK(cold.queue_s >= 0 && cold.queue_s < 5, "queue time %g s", cold.queue_s);
     submit(e, prompt, 41, 8, 0, &hot, &code, &err);
     g4_engine_wait_idle(e);
     g4_engine_stats_get(e, &s1);
@@ -417,6 +433,174 @@ static void test_prefix(void) {
     CHECK(s2.prefix_hit_tokens - s1.prefix_hit_tokens == 28, "partial hit %llu, want 28",
           (unsigned long long)(s2.prefix_hit_tokens - s1.prefix_hit_tokens));
     CHECK(m.faults == 0, "mock faults %ld: %s", m.faults, m.first_fault);
+    g4_engine_destroy(e);
+    mock_exec_free(&m);
+}
+
+/* --- logit processors ------------------------------------------------------------------------------- */
+
+static int device_calls;
+static int refuse_device_step(void *ctx, const g4_step *step, const g4_sample_params *params, size_t params_bytes,
+                              int32_t *tokens, g4_sample_logprobs *logprobs, int n_logprobs, g4_error *err) {
+    (void)ctx, (void)step, (void)params, (void)params_bytes, (void)tokens, (void)logprobs, (void)n_logprobs;
+    device_calls++;
+    return g4_fail(err, "a request with logit processors reached the device sampler");
+}
+
+/* The reference with the processors applied to the mock's pure logits. */
+static void reference_processed(const mock_exec *m, g4_sampler *smp, const int32_t *prompt, int n_prompt,
+                                const g4_sampling *sp, uint64_t seed, int max_tokens, const g4_logit_bias *bias,
+                                int n_bias, const int32_t *allowed, int n_allowed, int32_t *out) {
+    int32_t toks[MAXLEN];
+    float logits[V];
+    memcpy(toks, prompt, (size_t)n_prompt * sizeof *toks);
+    int n = n_prompt;
+    for (int i = 0; i < max_tokens; i++) {
+        mock_reference_logits(m, toks, n, logits);
+        for (int b = 0; b < n_bias; b++) logits[bias[b].token] += bias[b].bias;
+        if (n_allowed) {
+            float keep[V];
+            for (int t = 0; t < V; t++) keep[t] = -INFINITY;
+            for (int a = 0; a < n_allowed; a++) keep[allowed[a]] = logits[allowed[a]];
+            memcpy(logits, keep, sizeof keep);
+        }
+        g4_sample_history h = {toks, n_prompt, toks + n_prompt, n - n_prompt};
+        g4_sample_result r;
+        g4_sample_row(smp, logits, sp, seed, &h, &r);
+        out[i] = toks[n++] = r.token;
+    }
+}
+
+static void test_processors(void) {
+    g4_engine_opts o;
+    base_opts(&o, 64, 64);
+    mock_exec m;
+    mock_exec_init(&m, V, BS, WIN, MAXLEN / BS, 64, 64, true);
+    g4_executor ex;
+    mock_exec_bind(&m, &ex);
+    ex.step_sample = refuse_device_step; /* every request below must take the host path */
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    CHECK(e != NULL, "%s", err.msg);
+    if (!e) return;
+    g4_sampler smp;
+    g4_sampler_init(&smp, V, &err);
+    int32_t prompt[9] = {2, 17, 33, 5, 90, 211, 8, 44, 300};
+    const g4_logit_bias bias[2] = {{77, 30.0f}, {78, -5.0f}};
+    const int32_t allowed[3] = {400, 9, 123};
+    struct { const g4_logit_bias *b; int nb; const int32_t *a; int na; float temp; } cases[] = {
+        {bias, 2, NULL, 0, 0.0f}, {NULL, 0, allowed, 3, 0.0f}, {NULL, 0, allowed, 3, 0.8f}, {bias, 1, allowed, 3, 0.8f}};
+    for (int c = 0; c < 4; c++) {
+        g4_request_params p = {.prompt = prompt, .n_prompt = 9, .on_event = rec_on_event, .logit_bias = cases[c].b,
+                               .n_logit_bias = cases[c].nb, .allowed_ids = cases[c].a, .n_allowed_ids = cases[c].na};
+        rec r = {0};
+        p.user = &r;
+        g4_sampling_default(&p.sampling);
+        p.sampling.temperature = cases[c].temp;
+        p.sampling.has_seed = true;
+        p.sampling.seed = 42 + (uint64_t)c;
+        p.sampling.logprobs = 2;
+        g4_stop_rules_default(&p.stop);
+        p.stop.max_tokens = 10;
+        p.stop.ignore_eos = true;
+        int code = 0;
+        CHECK(g4_engine_submit(e, &p, &code, &err) > 0, "case %d submit: %s", c, err.msg);
+        g4_engine_wait_idle(e);
+        int32_t ref[10];
+        reference_processed(&m, &smp, prompt, 9, &p.sampling, p.sampling.seed, 10, cases[c].b, cases[c].nb, cases[c].a,
+                            cases[c].na, ref);
+        CHECK(r.finish == G4_FINISH_LENGTH && r.n == 10, "case %d: finish %d, %d tokens (%s)", c, r.finish, r.n, r.error);
+        CHECK(!memcmp(r.toks, ref, sizeof ref), "case %d: tokens differ from the processed reference", c);
+        for (int i = 0; i < r.n && cases[c].na; i++)
+            CHECK(r.toks[i] == 400 || r.toks[i] == 9 || r.toks[i] == 123, "case %d: token %d not allowed", c, r.toks[i]);
+        if (c == 0) CHECK(r.toks[0] == 77, "a +30 bias on 77 did not win the greedy pick (%d)", r.toks[0]);
+    }
+    CHECK(device_calls == 0, "the device sampler was called %d times", device_calls);
+    /* out-of-vocabulary entries are refused at submit */
+    g4_logit_bias bad = {V, 1.0f};
+    g4_request_params p = {.prompt = prompt, .n_prompt = 9, .on_event = rec_on_event, .logit_bias = &bad,
+                           .n_logit_bias = 1};
+    rec r = {0};
+    p.user = &r;
+    g4_sampling_default(&p.sampling);
+    g4_stop_rules_default(&p.stop);
+    p.stop.max_tokens = 2;
+    int code = 0;
+    CHECK(g4_engine_submit(e, &p, &code, &err) == 0 && code == G4_ERR_INVALID, "bad logit_bias accepted");
+    CHECK(m.faults == 0, "mock faults %ld: %s", m.faults, m.first_fault);
+    g4_sampler_free(&smp);
+    g4_engine_destroy(e);
+    mock_exec_free(&m);
+}
+
+/* --- prompt logprobs -------------------------------------------------------------------------------- */
+
+static void check_plp(const mock_exec *m, const int32_t *prompt, int n_prompt, int top, const rec *r, const char *what) {
+    CHECK(r->n_plp == n_prompt - 1 && !r->plp_after_token, "%s: %d prompt logprobs for %d tokens (after token %d)",
+          what, r->n_plp, n_prompt, r->plp_after_token);
+    float logits[V];
+    int bad = 0;
+    for (int i = 0; i < r->n_plp && !bad; i++) {
+        const g4_prompt_logprob *p = &r->plp[i];
+        int pos = i + 1;
+        mock_reference_logits(m, prompt, pos, logits);
+        double mx = logits[0], sum = 0;
+        for (int t = 1; t < V; t++) mx = logits[t] > mx ? logits[t] : mx;
+        for (int t = 0; t < V; t++) sum += exp(logits[t] - mx);
+        double want = logits[prompt[pos]] - mx - log(sum);
+        int rank = 1;
+        for (int t = 0; t < V; t++) rank += logits[t] > logits[prompt[pos]];
+        int best = 0;
+        for (int t = 1; t < V; t++) best = logits[t] > logits[best] ? t : best;
+        bad = p->pos != pos || p->token != prompt[pos] || fabs(p->logprob - want) > 1e-4 || p->rank != rank ||
+              p->n_top != top || (top > 0 && p->top_ids[0] != best);
+        CHECK(!bad, "%s: position %d: pos %d token %d logprob %g (want %g) rank %d (want %d) top %d (%d)", what, pos,
+              p->pos, p->token, p->logprob, want, p->rank, rank, p->n_top ? p->top_ids[0] : -1, best);
+    }
+}
+
+static void test_prompt_logprobs(void) {
+    g4_engine_opts o;
+    base_opts(&o, 64, 64);
+    mock_exec m;
+    mock_exec_init(&m, V, BS, WIN, MAXLEN / BS, 64, 64, true);
+    g4_executor ex;
+    mock_exec_bind(&m, &ex);
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    CHECK(e != NULL, "%s", err.msg);
+    if (!e) return;
+    int32_t a[40], b[44];
+    for (int i = 0; i < 40; i++) a[i] = 5 + i * 7 % 500;
+    for (int i = 0; i < 44; i++) b[i] = 11 + i * 13 % 480;
+    rec ra = {0}, rb = {0}, ra2 = {0};
+    g4_request_params p = {.on_event = rec_on_event, .prompt_logprobs = true, .prompt_logprobs_top = 3};
+    g4_sampling_default(&p.sampling);
+    g4_stop_rules_default(&p.stop);
+    p.stop.max_tokens = 4;
+    p.stop.ignore_eos = true;
+    int code = 0;
+    /* two at once: 39 + 43 rows > 64, so the second one's prefill is cut over two steps */
+    p.prompt = a, p.n_prompt = 40, p.user = &ra;
+    CHECK(g4_engine_submit(e, &p, &code, &err) > 0, "submit: %s", err.msg);
+    p.prompt = b, p.n_prompt = 44, p.user = &rb;
+    CHECK(g4_engine_submit(e, &p, &code, &err) > 0, "submit: %s", err.msg);
+    g4_engine_wait_idle(e);
+    check_plp(&m, a, 40, 3, &ra, "a");
+    check_plp(&m, b, 44, 3, &rb, "b");
+    /* the same prompt again: its blocks are cached, but every position is still reported */
+    p.prompt = a, p.n_prompt = 40, p.user = &ra2;
+    CHECK(g4_engine_submit(e, &p, &code, &err) > 0, "submit: %s", err.msg);
+    g4_engine_wait_idle(e);
+    check_plp(&m, a, 40, 3, &ra2, "a again");
+    g4_sampler smp;
+    g4_sampler_init(&smp, V, &err);
+    int32_t ref[4];
+    reference(&m, &smp, a, 40, &p.sampling, 0, 4, ref);
+    CHECK(ra.n == 4 && !memcmp(ra.toks, ref, sizeof ref) && !memcmp(ra2.toks, ref, sizeof ref),
+          "tokens after prompt logprobs differ from the reference");
+    CHECK(m.faults == 0, "mock faults %ld: %s", m.faults, m.first_fault);
+    g4_sampler_free(&smp);
     g4_engine_destroy(e);
     mock_exec_free(&m);
 }
@@ -464,6 +648,8 @@ int main(void) {
     test_limits();
     test_stop_strings();
     test_prefix();
+    test_processors();
+    test_prompt_logprobs();
     test_soak();
     test_cost();
     return check_summary();

@@ -141,8 +141,9 @@ TOOLS = [{"type": "function", "function": {
 
 
 def test_tool_call_round_trip(client, server):
-    # 1. a request offering tools (auto / required / named) is accepted
-    for choice in ("auto", "required", {"type": "function", "function": {"name": "get_weather"}}):
+    # 1. a request offering tools is accepted (forcing a call is refused until constrained decoding:
+    #    test_api_gaps.py)
+    for choice in ("auto", "none"):
         r = client.chat.completions.create(model=MODEL, messages=MSG, tools=TOOLS, tool_choice=choice, max_tokens=4)
         assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
     # 2. the assistant's tool call and the tool result go back through the Gemma 4 template
@@ -208,7 +209,7 @@ def test_tokenize_detokenize(server):
     (dict(presence_penalty="high"), "presence_penalty"),
     (dict(stop=[1, 2]), "stop"),
     (dict(response_format={"type": "json_object"}), "response_format"),
-    (dict(extra_body={"logit_bias": {"5": 10}}), "logit_bias"),
+    (dict(extra_body={"logit_bias": {"5": 1000}}), "logit_bias"),
     (dict(tool_choice="required"), "tool_choice"),
 ])
 def test_bad_request(client, kw, param):

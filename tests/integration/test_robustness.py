@@ -205,7 +205,7 @@ def test_wrong_types_for_every_chat_field(server):
               "parallel_tool_calls", "response_format", "logit_bias", "ignore_eos", "min_tokens",
               "skip_special_tokens", "chat_template_kwargs", "reasoning_effort", "include_reasoning",
               "add_generation_prompt", "continue_final_message", "priority", "request_id", "echo", "best_of",
-              "use_beam_search", "user"]
+              "use_beam_search", "user", "allowed_token_ids", "return_token_ids"]
     values = ["1", "abc", "", {}, {"a": 1}, [], [1], ["x"], [None], None, 1e300, -1e300, -1, 0, 2.5, True, False,
               2 ** 63, "x" * 10000]
     seen = 0
@@ -324,12 +324,16 @@ def test_invalid_utf8_in_content_and_keys(server):
 
 def test_completions_prompt_ids(server):
     for prompt, word in (([1, 262144], "prompt"), ([-1], "prompt"), ([1 << 40], "prompt"), ([1.5], "prompt"),
-                         ([], "prompt"), ([[]], "prompt"), ([[1], [2]], "prompt"), ([None], "prompt"),
+                         ([], "prompt"), ([[]], "prompt"), ([[1], []], "prompt"), ([None], "prompt"),
+                         ([[1], ["a"]], "prompt"), (["x", 5], "prompt"), ([1, "a"], "prompt"), (["x"] * 300, "prompt"),
+                         ([[2], [1] * 5000], "context length"),
                          ({"a": 1}, "prompt"), (None, "prompt"), ([1] * 5000, "context length")):
         st, body = raw(server, "POST", CMPL, json.dumps({"prompt": prompt, "max_tokens": 1}))
         assert_names(st, body, word)
     st, body = raw(server, "POST", CMPL, json.dumps({"prompt": [2, 100, 200], "max_tokens": 1}))
     assert st == 200, body
+    st, body = raw(server, "POST", CMPL, json.dumps({"prompt": [[2, 100], [2, 200]], "max_tokens": 1}))
+    assert st == 200 and len(json.loads(body)["choices"]) == 2, body
     for toks in ([262144], [-1], ["a"], [1e300], {"a": 1}):
         st, body = raw(server, "POST", "/detokenize", json.dumps({"tokens": toks}))
         assert_names(st, body, "tokens")

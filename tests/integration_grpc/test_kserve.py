@@ -50,8 +50,11 @@ def test_health_and_metadata(client):
     mm = client.get_model_metadata(SERVED)
     assert mm.name == SERVED and list(mm.versions) == ["1"]
     assert [i.name for i in mm.inputs][0] == "text_input" and mm.outputs[0].name == "text_output"
+    # As Triton: an unknown model (or version) is not ready, not an error; its metadata is NOT_FOUND.
+    assert client.is_model_ready("nope") is False
+    assert client.is_model_ready(SERVED, model_version="7") is False
     with pytest.raises(InferenceServerException) as e:
-        client.is_model_ready("nope")
+        client.get_model_metadata("nope")
     assert "NOT_FOUND" in str(e.value.status()) or "not served" in str(e.value)
 
 

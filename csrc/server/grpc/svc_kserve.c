@@ -67,12 +67,12 @@ static void model_ready(g4_gcall *c, const uint8_t *d, size_t n) {
     g4_error err = {{0}};
     if (g4_grpc_check_utf8(&rq->base, &err)) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "ModelReadyRequest.%s", err.msg);
-    } else if (!rq->name[0] || strcmp(rq->name, c->srv->served_name) || !version_ok(rq->version)) {
-        g4_gcall_finish(c, GRPC_STATUS_NOT_FOUND, "model \"%s\" version \"%s\" is not served here", rq->name,
-                        rq->version);
     } else {
+        /* As Triton: a model that is not served is not ready (status OK, ready false); only
+         * ModelMetadata / ModelInfer answer NOT_FOUND for it. */
+        bool served = rq->name[0] && !strcmp(rq->name, c->srv->served_name) && version_ok(rq->version);
         Inference__ModelReadyResponse r = INFERENCE__MODEL_READY_RESPONSE__INIT;
-        r.ready = g4_grpc_ready(c->srv);
+        r.ready = served && g4_grpc_ready(c->srv);
         g4_gcall_reply(c, &r.base);
     }
     inference__model_ready_request__free_unpacked(rq, NULL);

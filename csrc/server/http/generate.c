@@ -1,7 +1,7 @@
 /* generate.c - one generation request from HTTP body to engine and back (chat and completions).
  *
  * A g4_job holds the parsed request, one g4_choice per requested choice (n > 1 submits n engine
- * requests), a queue of copied engine events and the SSE bytes not yet written. Threads:
+ * requests; several completions prompts give n choices each, numbered prompt · n + i), a queue of copied engine events and the SSE bytes not yet written. Threads:
  *   engine thread  on_event(): copies the event into the job's queue, resumes the connection;
  *   MHD thread     the access handler (submit, final JSON) and the SSE content reader, which
  *                  turn queued events into chunks (output parsing happens here, off the engine).
@@ -30,6 +30,9 @@ static void job_free(g4_job *j)
         g4_stream_sink_release(&j->ch[i].sink);
         g4_choice_release(&j->ch[i]);
     }
+    for (int i = 0; i < j->n_prompts && j->prompt_ids; i++)
+        g4_tokens_free(&j->prompt_ids[i]);
+    free(j->prompt_ids);
     g4_stream_free(j->events);
     g4_strbuf_free(&j->out);
     g4_oai_request_free(&j->req);
@@ -66,6 +69,19 @@ static void job_wake(g4_job *j)
 
 /* --- engine side ----------------------------------------------------------------------- */
 
+/* Under j->mu, every choice's last event in: one parameter record per prompt (vLLM counts a
+ * prompt with its n choices as a request). */
+static void record_params(g4_job *j)
+{
+    int n = j->req.n;
+    for (int p = 0; p < j->n_prompts; p++) {
+        int most = 0;
+        for (int i = p * n; i < (p + 1) * n; i++)
+            most = j->ch[i].engine_tokens > most ? j->ch[i].engine_tokens : most;
+        g4_metrics_request_params(j->srv->metrics, n, j->ch[p * n].max_tokens, most);
+    }
+}
+
 /* Engine thread: the event goes into the job's queue (its last event always does: the sink
  * holds it preallocated, so a stream always ends), then the bookkeeping and the wake-up. */
 static void on_event(void *user, const g4_event *ev)
@@ -73,14 +89,13 @@ static void on_event(void *user, const g4_event *ev)
     g4_choice *ch = user;
     g4_job *j = ch->job;
     double now = g4_now();
-    g4_stream_sink_push(&ch->sink, ev);
+    bool last = ev->finish != G4_FINISH_NONE;
+    /* Metrics first: once the event is queued the client may see the end of its answer, and a
+     * scrape after that must count this request. */
     pthread_mutex_lock(&j->mu);
     if (ev->n_tokens > 0 && ch->t_first == 0)
         ch->t_first = now;
-    bool last = ev->finish != G4_FINISH_NONE;
     if (last) {
-        ch->engine_done = true;
-        j->n_engine_done++;
         g4_request_record rec = {
             .finish = ev->finish,
             .prompt_tokens = ev->prompt_tokens,
@@ -89,8 +104,19 @@ static void on_event(void *user, const g4_event *ev)
             .queue_s = ch->t_first > 0 ? ch->t_first - j->t_submit : -1,
             .ttft_s = ch->t_first > 0 ? ch->t_first - j->t_arrival : -1,
             .e2e_s = now - j->t_arrival,
+            .sched_wait_s = ev->queue_s,
         };
         g4_metrics_request_done(j->srv->metrics, &rec);
+        ch->engine_tokens = ev->completion_tokens;
+        if (++j->n_recorded == j->n)
+            record_params(j);
+    }
+    pthread_mutex_unlock(&j->mu);
+    g4_stream_sink_push(&ch->sink, ev);
+    pthread_mutex_lock(&j->mu);
+    if (last) {
+        ch->engine_done = true;
+        j->n_engine_done++;
     }
     if (j->stream || j->n_engine_done == j->n)
         job_wake(j);
@@ -102,7 +128,7 @@ static void on_event(void *user, const g4_event *ev)
 /* Cancels every unfinished engine request of j (any thread; takes j->mu). */
 static void job_cancel(g4_job *j)
 {
-    uint64_t ids[G4_OAI_MAX_N];
+    uint64_t ids[G4_OAI_MAX_CHOICES];
     int n = 0;
     pthread_mutex_lock(&j->mu);
     for (int i = 0; i < j->n; i++)
@@ -116,23 +142,24 @@ static void job_cancel(g4_job *j)
 
 /* --- prompt ------------------------------------------------------------------------------ */
 
-int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, g4_tokens *ids, unsigned *parse_flags,
-                         g4_http_error *e)
+int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt, g4_tokens *ids,
+                         unsigned *parse_flags, g4_http_error *e)
 {
     g4_error err = {{0}};
     g4_prompt_input in;
     *parse_flags = 0;
-    if (r->kind == G4_OAI_COMPLETION && r->prompt_ids) {
+    const g4_oai_prompt *p = r->kind == G4_OAI_COMPLETION ? &r->prompts[prompt] : NULL;
+    if (p && p->ids) {
         g4_prompt_input_init(&in, G4_PROMPT_IDS);
-        in.ids = r->prompt_ids;
-        in.n_ids = (size_t)r->n_prompt_ids;
+        in.ids = p->ids;
+        in.n_ids = (size_t)p->n_ids;
         in.ids_field = "prompt";
-    } else if (r->kind == G4_OAI_COMPLETION) {
+    } else if (p) {
         /* Raw prompts may carry control tokens on purpose (the caller writes the whole prompt,
          * template included: docs/api-http.md); Gemma needs exactly one BOS. */
         g4_prompt_input_init(&in, G4_PROMPT_TEXT);
-        in.text = r->prompt_text;
-        in.text_len = strlen(r->prompt_text);
+        in.text = p->text;
+        in.text_len = strlen(p->text);
         in.encode_flags = G4_ENCODE_SPLIT_SPECIAL | G4_ENCODE_ADD_BOS;
     } else {
         g4_prompt_input_init(&in, G4_PROMPT_CHAT);
@@ -184,62 +211,72 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         g4_oai_request_free(&req);
         return reject(s, c, &e);
     }
-    g4_tokens ids = {0};
+    /* Every prompt's ids and length limit first: a request is refused whole or runs whole. */
+    int n_prompts = kind == G4_OAI_COMPLETION ? req.n_prompts : 1;
+    g4_tokens *pids = calloc((size_t)n_prompts, sizeof *pids);
+    int *pmax = calloc((size_t)n_prompts, sizeof *pmax);
     unsigned parse_flags = 0;
-    if (g4_http_build_prompt(s, &req, &ids, &parse_flags, &e) < 0) {
-        g4_tokens_free(&ids);
-        g4_oai_request_free(&req);
-        return reject(s, c, &e);
-    }
-    int n_prompt = (int)ids.n;
-    int room = s->max_model_len - n_prompt;
-    int max_tokens = req.max_tokens ? req.max_tokens
-                     : kind == G4_OAI_COMPLETION ? s->cfg.default_completion_max_tokens : room;
-    if (n_prompt == 0 || room < 1 || max_tokens > room) {
-        if (n_prompt == 0)
-            g4_http_fail(&e, 400, "prompt", "the prompt is empty");
-        else
-            g4_http_fail(&e, 400, req.max_tokens ? "max_tokens" : "messages",
-                         "This model's maximum context length is %d tokens. However, you requested %d tokens "
-                         "(%d in the messages, %d in the completion). Please reduce the length of the messages "
-                         "or completion.", s->max_model_len, n_prompt + max_tokens, n_prompt, max_tokens);
-        g4_tokens_free(&ids);
-        g4_oai_request_free(&req);
-        return reject(s, c, &e);
-    }
-    req.stop.max_tokens = max_tokens;
-
-    g4_job *j = calloc(1, sizeof *j + sizeof(g4_choice) * (size_t)req.n);
-    if (!j) {
-        g4_tokens_free(&ids);
-        g4_oai_request_free(&req);
+    int n_prompt_total = 0, max_tokens = 0;
+    if (!pids || !pmax) {
         g4_http_fail(&e, 500, NULL, "out of memory");
-        return reject(s, c, &e);
+        goto refuse;
+    }
+    for (int p = 0; p < n_prompts; p++) {
+        if (g4_http_build_prompt(s, &req, p, &pids[p], &parse_flags, &e) < 0)
+            goto refuse;
+        int n_prompt = (int)pids[p].n;
+        int room = s->max_model_len - n_prompt;
+        max_tokens = req.max_tokens ? req.max_tokens
+                     : kind == G4_OAI_COMPLETION ? s->cfg.default_completion_max_tokens : room;
+        if (n_prompt == 0 || room < 1 || max_tokens > room) {
+            if (n_prompt == 0)
+                g4_http_fail(&e, 400, "prompt", "the prompt%s is empty", n_prompts > 1 ? " (one of them)" : "");
+            else
+                g4_http_fail(&e, 400, req.max_tokens ? "max_tokens" : kind == G4_OAI_CHAT ? "messages" : "prompt",
+                             "This model's maximum context length is %d tokens. However, you requested %d tokens "
+                             "(%d in the messages, %d in the completion). Please reduce the length of the messages "
+                             "or completion.", s->max_model_len, n_prompt + max_tokens, n_prompt, max_tokens);
+            goto refuse;
+        }
+        pmax[p] = max_tokens;
+        n_prompt_total += n_prompt;
+    }
+
+    int n_choices = n_prompts * req.n;
+    g4_job *j = calloc(1, sizeof *j + sizeof(g4_choice) * (size_t)n_choices);
+    if (!j) {
+        g4_http_fail(&e, 500, NULL, "out of memory");
+        goto refuse;
     }
     pthread_mutex_init(&j->mu, NULL);
     j->srv = s;
     j->events = g4_stream_create();
     j->req = req;
-    j->n = req.n;
+    j->n = n_choices;
+    j->n_prompts = n_prompts;
+    j->prompt_ids = pids;
     j->stream = req.stream;
     j->conn = c;
     j->refs = 1; /* the connection's */
     j->t_arrival = cn->t_arrival;
     j->last_write = g4_now();
     j->created = (long)time(NULL);
-    j->prompt_tokens = n_prompt;
+    j->prompt_tokens = n_prompt_total;
     snprintf(j->id, sizeof j->id, "%s-%llx%08llx", kind == G4_OAI_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)time(NULL), (unsigned long long)atomic_fetch_add(&s->next_id, 1));
     j->model = req.model ? req.model : s->cfg.served_names[0];
     for (int i = 0; i < j->n; i++) {
-        if (!j->events || g4_choice_init(&j->ch[i], j, i, kind == G4_OAI_CHAT, parse_flags) < 0 ||
+        int prompt = i / req.n;
+        if (!j->events || g4_choice_init(&j->ch[i], j, i, prompt, kind == G4_OAI_CHAT, parse_flags) < 0 ||
             g4_stream_sink_init(&j->ch[i].sink, j->events, &j->ch[i]) < 0) {
-            g4_tokens_free(&ids);
+            free(pmax);
             job_free(j);
             g4_http_fail(&e, 500, NULL, "out of memory");
             return reject(s, c, &e);
         }
+        j->ch[i].max_tokens = pmax[prompt];
     }
+    free(pmax);
     cn->job = j;
     pthread_mutex_lock(&s->jobs_mu);
     j->next_live = s->jobs;
@@ -251,14 +288,26 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     int code = 0, submitted = 0;
     g4_error err = {{0}};
     for (int i = 0; i < j->n; i++) {
+        const g4_tokens *ids = &j->prompt_ids[j->ch[i].prompt];
         g4_request_params p;
         memset(&p, 0, sizeof p);
-        p.prompt = ids.ids;
-        p.n_prompt = n_prompt;
+        p.prompt = ids->ids;
+        p.n_prompt = (int)ids->n;
         p.sampling = j->req.sampling;
         if (p.sampling.has_seed)
-            p.sampling.seed += (uint64_t)i; /* distinct but reproducible choices */
+            p.sampling.seed += (uint64_t)(i % req.n); /* distinct but reproducible choices of a prompt */
         p.stop = j->req.stop;
+        p.stop.max_tokens = j->ch[i].max_tokens;
+        p.logit_bias = j->req.logit_bias;
+        p.n_logit_bias = j->req.n_logit_bias;
+        p.allowed_ids = j->req.allowed_ids;
+        p.n_allowed_ids = j->req.n_allowed_ids;
+        /* vLLM's prompt_logprobs, or OpenAI's echo + logprobs (the prompt tokens' logprobs) */
+        int plp_top = j->req.prompt_logprobs;
+        if (j->req.echo && j->req.logprobs > plp_top)
+            plp_top = j->req.logprobs;
+        p.prompt_logprobs = plp_top >= 0;
+        p.prompt_logprobs_top = plp_top > 0 ? plp_top : 0;
         p.priority = j->req.priority;
         /* Completions render special tokens as nothing when asked; chat keeps them for the
          * output parser. */
@@ -279,7 +328,6 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
             break;
         submitted++;
     }
-    g4_tokens_free(&ids);
     if (submitted < j->n) {
         job_cancel(j); /* choices already submitted end with ABORT and drop their refs */
         int status = code == G4_ERR_QUEUE_FULL ? 429 : code == G4_ERR_STOPPED ? 503 : 400;
@@ -291,8 +339,9 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         return reject(s, c, &e);
     }
     if (s->cfg.log_requests)
-        fprintf(stderr, "g4serve: %s %s n=%d prompt_tokens=%d max_tokens=%d stream=%d\n", j->id,
-                kind == G4_OAI_CHAT ? "chat" : "completion", j->n, n_prompt, max_tokens, (int)j->stream);
+        fprintf(stderr, "g4serve: %s %s prompts=%d n=%d prompt_tokens=%d max_tokens=%d stream=%d\n", j->id,
+                kind == G4_OAI_CHAT ? "chat" : "completion", n_prompts, req.n, n_prompt_total, max_tokens,
+                (int)j->stream);
 
     if (j->stream) {
         pthread_mutex_lock(&j->mu);
@@ -314,6 +363,14 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     MHD_suspend_connection(c);
     pthread_mutex_unlock(&j->mu);
     return MHD_YES;
+
+refuse: /* before the job exists: the prompts and the request are ours to free */
+    for (int p = 0; pids && p < n_prompts; p++)
+        g4_tokens_free(&pids[p]);
+    free(pids);
+    free(pmax);
+    g4_oai_request_free(&req);
+    return reject(s, c, &e);
 }
 
 /* Non-streaming: the connection was resumed; answer when every choice has finished. */

@@ -13,16 +13,27 @@
 
 typedef struct g4_choice {
     g4_job *job;
-    int index;
+    int index;                   /* prompt · n + i, as vLLM numbers several prompts' choices */
+    int prompt;                  /* its prompt (completions may send several) */
+    int max_tokens;
     uint64_t id;                 /* engine request id, 0 = not submitted */
     g4_stream_sink sink;         /* into job->events; its last event is allocated at init */
     bool engine_done;            /* its last event arrived (engine thread writes, under job mu) */
+    int engine_tokens;           /* generated, as its last event says (engine thread, under job mu) */
     double t_first;              /* first token, monotonic s */
     /* MHD thread only, below */
     bool finished;               /* last event processed */
     bool role_sent;              /* stream: the role chunk went out */
     g4_finish_reason finish;
-    int completion_tokens, cached_tokens;
+    int completion_tokens, cached_tokens; /* so far (usage on every chunk), then the engine's */
+    int reasoning_tokens;        /* tokens inside the thought channel (chat), markers excluded */
+    int thought_depth;           /* > 0 while inside it */
+    bool echo_sent;              /* the echoed prompt was taken (stream: sent), text_offset past it */
+    g4_prompt_logprob *plp;      /* prompt logprobs so far, positions 1.. in order */
+    int n_plp, cap_plp;
+    bool chunk_sent;             /* stream: a chunk of this choice went out (prompt_token_ids go on the first) */
+    g4_tokens ids;               /* return_token_ids: generated ids; ids_sent of them streamed */
+    size_t ids_sent;
     g4_output_parser *parser;    /* chat only */
     g4_strbuf content, reasoning;
     cJSON *tool_calls;           /* non-stream: accumulated calls */
@@ -47,10 +58,13 @@ struct g4_job {
     char id[64];
     const char *model;
     long created;
-    int prompt_tokens;
+    int prompt_tokens;           /* all prompts together */
+    int n_prompts;
+    g4_tokens *prompt_ids;       /* [n_prompts] each prompt's ids (echo, return_token_ids) */
     double t_arrival, t_submit, last_write;
     g4_stream *events;           /* engine events not yet processed (every choice's) */
     int n_engine_done;           /* choices whose last event arrived */
+    int n_recorded;              /* choices whose last event reached the metrics (before it is queued) */
     int n_finished;              /* choices whose last event was processed */
     g4_strbuf out;               /* SSE bytes; out_pos of them already written */
     size_t out_pos;
@@ -59,7 +73,7 @@ struct g4_job {
     g4_choice ch[];
 };
 
-int g4_choice_init(g4_choice *c, g4_job *j, int index, bool chat, unsigned parse_flags);
+int g4_choice_init(g4_choice *c, g4_job *j, int index, int prompt, bool chat, unsigned parse_flags);
 void g4_choice_release(g4_choice *c);
 
 /* Under j->mu: turns the queued events into SSE text (stream) or accumulated output. A lost

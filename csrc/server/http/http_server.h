@@ -1,8 +1,8 @@
 /* http_server.h - the OpenAI-compatible HTTP API (NIM-style) over libmicrohttpd.
  *
- * Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
+ * Endpoints: POST /v1/chat/completions, POST /v1/completions, POST /invocations, GET /v1/models,
  * GET /v1/health/live, GET /v1/health/ready, GET /v1/metrics and /metrics, GET /v1/version,
- * POST /tokenize, POST /detokenize. Reference: docs/api-http.md.
+ * GET /version, GET /tokenizer_info, POST /tokenize, POST /detokenize. Reference: docs/api-http.md.
  *
  * Life cycle: start (the port is open and /v1/health/live answers 200 at once), attach the
  * engine and tokenizer when the model is loaded, set_ready after warm-up (/v1/health/ready

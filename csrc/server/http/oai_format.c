@@ -15,11 +15,13 @@
 #endif
 #define FINGERPRINT "g4serve-" G4_VERSION
 
-int g4_choice_init(g4_choice *c, g4_job *j, int index, bool chat, unsigned parse_flags)
+int g4_choice_init(g4_choice *c, g4_job *j, int index, int prompt, bool chat, unsigned parse_flags)
 {
     memset(c, 0, sizeof *c);
     c->job = j;
     c->index = index;
+    c->prompt = prompt;
+    c->thought_depth = (parse_flags & G4_PARSE_START_IN_REASONING) ? 1 : 0;
     if (chat && g4_output_parser_new(parse_flags, &c->parser, NULL) < 0)
         return -1;
     return 0;
@@ -32,6 +34,8 @@ void g4_choice_release(g4_choice *c)
     g4_strbuf_free(&c->reasoning);
     cJSON_Delete(c->tool_calls);
     cJSON_Delete(c->logprobs);
+    g4_tokens_free(&c->ids);
+    free(c->plp);
 }
 
 static const char *finish_name(const g4_choice *c)
@@ -44,21 +48,52 @@ static const char *finish_name(const g4_choice *c)
     }
 }
 
-static cJSON *usage_json(const g4_job *j)
+/* The request's usage (ch NULL: every choice, prompts counted once each), or one choice's so far
+ * (continuous_usage_stats: its prompt and its tokens up to this chunk, as vLLM). Chat reports
+ * completion_tokens_details.reasoning_tokens: tokens inside the thought channel. */
+static cJSON *usage_json(const g4_job *j, const g4_choice *ch)
 {
-    int completion = 0, cached = 0;
+    int completion = 0, cached = 0, reasoning = 0, prompt = j->prompt_tokens;
     for (int i = 0; i < j->n; i++) {
-        completion += j->ch[i].completion_tokens;
-        if (j->ch[i].cached_tokens > cached)
-            cached = j->ch[i].cached_tokens;
+        const g4_choice *c = &j->ch[i];
+        if (ch && c != ch)
+            continue;
+        completion += c->completion_tokens;
+        reasoning += c->reasoning_tokens;
+        if (c->cached_tokens > cached)
+            cached = c->cached_tokens;
     }
+    if (ch)
+        prompt = (int)j->prompt_ids[ch->prompt].n;
     cJSON *u = cJSON_CreateObject();
-    cJSON_AddNumberToObject(u, "prompt_tokens", j->prompt_tokens);
+    cJSON_AddNumberToObject(u, "prompt_tokens", prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", completion);
-    cJSON_AddNumberToObject(u, "total_tokens", j->prompt_tokens + completion);
+    cJSON_AddNumberToObject(u, "total_tokens", prompt + completion);
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
     cJSON_AddNumberToObject(d, "cached_tokens", cached);
+    if (j->req.kind == G4_OAI_CHAT)
+        cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "completion_tokens_details"), "reasoning_tokens", reasoning);
     return u;
+}
+
+static cJSON *ids_json(const int32_t *ids, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    return a;
+}
+
+/* The echoed prompt of a completions choice: the text as sent, or the ids decoded. */
+static void echo_text(const g4_job *j, const g4_choice *ch, g4_strbuf *out)
+{
+    const g4_oai_prompt *p = &j->req.prompts[ch->prompt];
+    if (p->text) {
+        g4_strbuf_puts(out, p->text);
+        return;
+    }
+    g4_tokenizer_decode(j->srv->tok, p->ids, (size_t)p->n_ids,
+                        j->req.skip_special_tokens ? G4_DECODE_SKIP_SPECIAL : 0, out, NULL);
 }
 
 /* {token, logprob, bytes} for one id (chat logprobs). */
@@ -103,7 +138,10 @@ static void completion_logprobs_add(cJSON *o, const g4_tokenizer *tok, const g4_
     cJSON_AddItemToArray(cJSON_GetObjectItem(o, "tokens"), cJSON_CreateString(s.data ? s.data : ""));
     cJSON_AddItemToArray(cJSON_GetObjectItem(o, "token_logprobs"), cJSON_CreateNumber(r->logprob));
     cJSON_AddItemToArray(cJSON_GetObjectItem(o, "text_offset"), cJSON_CreateNumber((double)offset));
+    /* The sampled token first, then the top n (OpenAI and vLLM: up to logprobs + 1 entries; with
+     * logprobs 0 just the sampled one). */
     cJSON *m = cJSON_CreateObject();
+    cJSON_AddNumberToObject(m, s.data ? s.data : "", r->logprob);
     for (int i = 0; i < r->n_top && i < top; i++) {
         g4_strbuf t = {0};
         g4_tokenizer_decode(tok, &r->top_ids[i], 1, 0, &t, NULL);
@@ -113,6 +151,104 @@ static void completion_logprobs_add(cJSON *o, const g4_tokenizer *tok, const g4_
     }
     cJSON_AddItemToArray(cJSON_GetObjectItem(o, "top_logprobs"), m);
     g4_strbuf_free(&s);
+}
+
+/* --- prompt logprobs --------------------------------------------------------------------- */
+
+static char *token_text(const g4_tokenizer *tok, int32_t id)
+{
+    g4_strbuf t = {0};
+    g4_tokenizer_decode(tok, &id, 1, 0, &t, NULL);
+    char *s = strdup(t.data ? t.data : "");
+    g4_strbuf_free(&t);
+    return s;
+}
+
+/* The prompt entry of position pos (1..), or NULL when it did not arrive. */
+static const g4_prompt_logprob *plp_at(const g4_choice *ch, int pos)
+{
+    return pos >= 1 && pos <= ch->n_plp && ch->plp[pos - 1].pos == pos ? &ch->plp[pos - 1] : NULL;
+}
+
+/* echo + logprobs (OpenAI's legacy shape): the prompt tokens' part of the completions logprobs
+ * object, the first token's logprob and alternatives null. Returns the text length it spans. */
+static size_t prompt_legacy_logprobs(const g4_job *j, const g4_choice *ch, cJSON *o)
+{
+    const g4_tokenizer *tok = j->srv->tok;
+    const g4_tokens *ids = &j->prompt_ids[ch->prompt];
+    size_t offset = 0;
+    for (size_t i = 0; i < ids->n; i++) {
+        char *t = token_text(tok, ids->ids[i]);
+        const g4_prompt_logprob *p = plp_at(ch, (int)i);
+        cJSON_AddItemToArray(cJSON_GetObjectItem(o, "tokens"), cJSON_CreateString(t ? t : ""));
+        cJSON_AddItemToArray(cJSON_GetObjectItem(o, "token_logprobs"),
+                             p ? cJSON_CreateNumber(p->logprob) : cJSON_CreateNull());
+        cJSON_AddItemToArray(cJSON_GetObjectItem(o, "text_offset"), cJSON_CreateNumber((double)offset));
+        cJSON *m = p ? cJSON_CreateObject() : cJSON_CreateNull();
+        if (p) {
+            cJSON_AddNumberToObject(m, t ? t : "", p->logprob);
+            for (int k = 0; k < p->n_top && k < j->req.logprobs; k++) {
+                char *a = token_text(tok, p->top_ids[k]);
+                if (a && !cJSON_GetObjectItemCaseSensitive(m, a))
+                    cJSON_AddNumberToObject(m, a, p->top_logprobs[k]);
+                free(a);
+            }
+        }
+        cJSON_AddItemToArray(cJSON_GetObjectItem(o, "top_logprobs"), m);
+        offset += t ? strlen(t) : 0;
+        free(t);
+    }
+    return offset;
+}
+
+/* vLLM's prompt_logprobs: [null, {"id": {logprob, rank, decoded_token}, ...}, ...] — the prompt
+ * token and its top alternatives at every position after the first. */
+static cJSON *prompt_logprobs_json(const g4_job *j, const g4_choice *ch)
+{
+    const g4_tokenizer *tok = j->srv->tok;
+    const g4_tokens *ids = &j->prompt_ids[ch->prompt];
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < ids->n; i++) {
+        const g4_prompt_logprob *p = plp_at(ch, (int)i);
+        if (!p) {
+            cJSON_AddItemToArray(a, cJSON_CreateNull());
+            continue;
+        }
+        cJSON *m = cJSON_CreateObject();
+        for (int k = -1; k < p->n_top && k < j->req.prompt_logprobs; k++) {
+            int32_t id = k < 0 ? p->token : p->top_ids[k];
+            char key[16];
+            snprintf(key, sizeof key, "%d", (int)id);
+            if (cJSON_GetObjectItemCaseSensitive(m, key))
+                continue;
+            cJSON *e = cJSON_AddObjectToObject(m, key);
+            cJSON_AddNumberToObject(e, "logprob", k < 0 ? p->logprob : p->top_logprobs[k]);
+            cJSON_AddNumberToObject(e, "rank", k < 0 ? p->rank : k + 1);
+            char *t = token_text(tok, id);
+            cJSON_AddStringToObject(e, "decoded_token", t ? t : "");
+            free(t);
+        }
+        cJSON_AddItemToArray(a, m);
+    }
+    return a;
+}
+
+static void plp_append(g4_job *j, g4_choice *ch, const g4_event *r)
+{
+    if (ch->n_plp + r->n_prompt_lp > ch->cap_plp) {
+        int cap = ch->cap_plp ? ch->cap_plp : 64;
+        while (cap < ch->n_plp + r->n_prompt_lp)
+            cap *= 2;
+        g4_prompt_logprob *p = realloc(ch->plp, sizeof *p * (size_t)cap);
+        if (!p) {
+            j->oom = true;
+            return;
+        }
+        ch->plp = p;
+        ch->cap_plp = cap;
+    }
+    memcpy(ch->plp + ch->n_plp, r->prompt_lp, sizeof *r->prompt_lp * (size_t)r->n_prompt_lp);
+    ch->n_plp += r->n_prompt_lp;
 }
 
 /* --- SSE chunks ------------------------------------------------------------------------ */
@@ -163,9 +299,20 @@ static void emit(g4_job *j, g4_choice *ch, cJSON *delta, const char *text, cJSON
         cJSON_AddStringToObject(o, "finish_reason", finish);
     else
         cJSON_AddNullToObject(o, "finish_reason");
+    if (j->req.return_token_ids) {
+        if (!ch->chunk_sent) {
+            const g4_tokens *pi = &j->prompt_ids[ch->prompt];
+            cJSON_AddItemToObject(j->req.kind == G4_OAI_CHAT ? c : o, "prompt_token_ids", ids_json(pi->ids, pi->n));
+        }
+        cJSON_AddItemToObject(o, "token_ids", ids_json(ch->ids.ids + ch->ids_sent, ch->ids.n - ch->ids_sent));
+        ch->ids_sent = ch->ids.n;
+    }
+    if (!ch->chunk_sent && j->req.prompt_logprobs >= 0)
+        cJSON_AddItemToObject(o, "prompt_logprobs", prompt_logprobs_json(j, ch));
+    ch->chunk_sent = true;
     cJSON_AddItemToArray(arr, o);
     if (j->req.continuous_usage)
-        cJSON_AddItemToObject(c, "usage", usage_json(j));
+        cJSON_AddItemToObject(c, "usage", usage_json(j, ch));
     else
         cJSON_AddNullToObject(c, "usage");
     sse_put(j, c);
@@ -243,12 +390,56 @@ static void take_parse_events(g4_job *j, g4_choice *ch, g4_parse_events *pev, cJ
     g4_parse_events_clear(pev);
 }
 
+/* Per-token bookkeeping before anything is emitted: tokens so far (continuous usage), the
+ * thought channel's tokens (vLLM's count: markers excluded, nesting counted), returned ids. */
+static void count_token(g4_job *j, g4_choice *ch, const g4_event *r)
+{
+    if (r->n_tokens > 0) {
+        ch->completion_tokens += r->n_tokens;
+        if (j->req.return_token_ids && g4_tokens_push(&ch->ids, r->token) < 0)
+            j->oom = true;
+        if (j->req.kind == G4_OAI_CHAT) {
+            const g4_special_ids *sp = g4_tokenizer_specials(j->srv->tok);
+            if (r->token == sp->channel_start)
+                ch->thought_depth++;
+            else if (r->token == sp->channel_end)
+                ch->thought_depth -= ch->thought_depth > 0;
+            else if (ch->thought_depth > 0)
+                ch->reasoning_tokens++;
+        }
+    }
+    if (r->finish != G4_FINISH_NONE)
+        ch->completion_tokens = r->completion_tokens;
+}
+
 static void process(g4_job *j, g4_choice *ch, const g4_event *r)
 {
     const g4_tokenizer *tok = j->srv->tok;
     bool chat = j->req.kind == G4_OAI_CHAT;
     if (ch->finished)
         return;
+    if (r->n_prompt_lp > 0)
+        plp_append(j, ch, r);
+    if (r->n_tokens == 0 && r->finish == G4_FINISH_NONE)
+        return; /* prompt logprobs: they go out with the first chunk / the response */
+    count_token(j, ch, r);
+    if (j->req.echo && !ch->echo_sent) {
+        /* the echoed prompt (streamed: a chunk of its own, with the prompt's logprobs); the
+         * completion's text offsets count from its end */
+        g4_strbuf t = {0};
+        echo_text(j, ch, &t);
+        ch->text_offset = t.len;
+        if (j->stream) {
+            cJSON *plp = NULL;
+            if (j->req.logprobs >= 0) {
+                plp = completion_logprobs_new();
+                prompt_legacy_logprobs(j, ch, plp);
+            }
+            emit(j, ch, NULL, t.data ? t.data : "", plp, NULL);
+        }
+        g4_strbuf_free(&t);
+        ch->echo_sent = true;
+    }
     if (j->stream && chat && !ch->role_sent) {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "role", "assistant");
@@ -336,7 +527,7 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r)
         if (j->req.include_usage) {
             cJSON *c = chunk_new(j);
             cJSON_AddArrayToObject(c, "choices");
-            cJSON_AddItemToObject(c, "usage", usage_json(j));
+            cJSON_AddItemToObject(c, "usage", usage_json(j, NULL));
             sse_put(j, c);
         }
         g4_strbuf_puts(&j->out, "data: [DONE]\n\n");
@@ -389,11 +580,19 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e)
     cJSON_AddNumberToObject(root, "created", (double)j->created);
     cJSON_AddStringToObject(root, "model", j->model);
     cJSON_AddStringToObject(root, "system_fingerprint", FINGERPRINT);
+    if (chat && j->req.return_token_ids)
+        cJSON_AddItemToObject(root, "prompt_token_ids", ids_json(j->prompt_ids[0].ids, j->prompt_ids[0].n));
     cJSON *arr = cJSON_AddArrayToObject(root, "choices");
     for (int i = 0; i < j->n; i++) {
         g4_choice *ch = &j->ch[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "index", i);
+        if (j->req.return_token_ids) {
+            const g4_tokens *pi = &j->prompt_ids[ch->prompt];
+            if (!chat)
+                cJSON_AddItemToObject(o, "prompt_token_ids", ids_json(pi->ids, pi->n));
+            cJSON_AddItemToObject(o, "token_ids", ids_json(ch->ids.ids, ch->ids.n));
+        }
         if (chat) {
             cJSON *m = cJSON_AddObjectToObject(o, "message");
             cJSON_AddStringToObject(m, "role", "assistant");
@@ -420,7 +619,26 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e)
                 cJSON_AddNullToObject(o, "logprobs");
             }
         } else {
-            cJSON_AddStringToObject(o, "text", ch->content.data ? ch->content.data : "");
+            g4_strbuf text = {0};
+            if (j->req.echo)
+                echo_text(j, ch, &text);
+            g4_strbuf_append(&text, ch->content.data ? ch->content.data : "", ch->content.len);
+            cJSON_AddStringToObject(o, "text", text.data ? text.data : "");
+            g4_strbuf_free(&text);
+            if (j->req.echo && j->req.logprobs >= 0) { /* the prompt's tokens first */
+                cJSON *all = completion_logprobs_new();
+                prompt_legacy_logprobs(j, ch, all);
+                static const char *const keys[4] = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+                for (int k = 0; k < 4 && ch->logprobs; k++) {
+                    cJSON *src = cJSON_GetObjectItem(ch->logprobs, keys[k]), *dst = cJSON_GetObjectItem(all, keys[k]);
+                    while (src && src->child)
+                        cJSON_AddItemToArray(dst, cJSON_DetachItemViaPointer(src, src->child));
+                }
+                cJSON_Delete(ch->logprobs);
+                ch->logprobs = all;
+            }
+            if (j->req.prompt_logprobs >= 0)
+                cJSON_AddItemToObject(o, "prompt_logprobs", prompt_logprobs_json(j, ch));
             if (ch->logprobs) {
                 cJSON_AddItemToObject(o, "logprobs", ch->logprobs);
                 ch->logprobs = NULL;
@@ -432,7 +650,7 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e)
         cJSON_AddNullToObject(o, "stop_reason");
         cJSON_AddItemToArray(arr, o);
     }
-    cJSON_AddItemToObject(root, "usage", usage_json(j));
+    cJSON_AddItemToObject(root, "usage", usage_json(j, NULL));
     *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!*json)

@@ -139,28 +139,23 @@ static int get_str(const cJSON *o, const char *name, const char **out, g4_http_e
 static int refuse_unsupported(const cJSON *o, g4_http_error *e)
 {
     static const char *const never[] = {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
-                                        "structured_outputs", "prompt_logprobs", "allowed_token_ids",
-                                        "bad_words", "functions", "audio", "prediction",
-                                        "mm_processor_kwargs", "chat_template", "suffix"};
+                                        "structured_outputs", "bad_words", "functions",
+                                        "audio", "prediction", "mm_processor_kwargs", "chat_template", "suffix",
+                                        "guided_decoding_backend", "logits_processors", "vllm_xargs",
+                                        "kv_transfer_params", "cache_salt", "truncate_prompt_tokens"};
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++) {
         const cJSON *v = field(o, never[i]);
         if (v && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
             return g4_http_fail(e, 400, never[i], "'%s' is not supported yet", never[i]);
     }
-    static const char *const must_be_false[] = {"use_beam_search", "echo", "include_stop_str_in_output"};
+    static const char *const must_be_false[] = {"use_beam_search", "include_stop_str_in_output",
+                                                "return_tokens_as_token_ids"};
     for (size_t i = 0; i < sizeof must_be_false / sizeof must_be_false[0]; i++) {
         bool b = false;
         if (get_bool(o, must_be_false[i], &b, e) < 0)
             return -1;
         if (b)
             return g4_http_fail(e, 400, must_be_false[i], "'%s': true is not supported yet", must_be_false[i]);
-    }
-    const cJSON *lb = field(o, "logit_bias");
-    if (lb) {
-        if (!cJSON_IsObject(lb))
-            return g4_http_fail(e, 400, "logit_bias", "'logit_bias' must be an object");
-        if (cJSON_GetArraySize(lb) > 0)
-            return g4_http_fail(e, 400, "logit_bias", "'logit_bias' is not supported yet");
     }
     long long best_of = 1;
     if (get_int(o, "best_of", 1, G4_OAI_MAX_N, &best_of, e) < 0)
@@ -221,6 +216,58 @@ static int parse_stop(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_htt
         }
     }
     r->stop.stop_ids = r->stop_ids;
+    return 0;
+}
+
+/* Token ids as JSON: an integer in [0, n_vocab). */
+static bool is_token_id(const cJSON *v, int32_t n_vocab)
+{
+    return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && v->valuedouble >= 0 &&
+           v->valuedouble < n_vocab;
+}
+
+/* logit_bias {"id": bias in [-100, 100]} (OpenAI; keys are ids as decimal strings) and vLLM's
+ * allowed_token_ids (a non-empty list of ids). */
+static int parse_processors(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_http_error *e)
+{
+    const cJSON *lb = field(o, "logit_bias");
+    if (lb) {
+        if (!cJSON_IsObject(lb))
+            return g4_http_fail(e, 400, "logit_bias", "'logit_bias' must be an object of token id: bias");
+        int n = cJSON_GetArraySize(lb);
+        if (n > G4_OAI_MAX_LOGIT_BIAS)
+            return g4_http_fail(e, 400, "logit_bias", "'logit_bias' takes at most %d entries", G4_OAI_MAX_LOGIT_BIAS);
+        if (n > 0 && !(r->logit_bias = malloc(sizeof *r->logit_bias * (size_t)n)))
+            return g4_http_fail(e, 500, NULL, "out of memory");
+        const cJSON *it;
+        cJSON_ArrayForEach(it, lb)
+        {
+            char *end = NULL;
+            long id = strtol(it->string, &end, 10);
+            if (!it->string[0] || *end || id < 0 || id >= n_vocab || strspn(it->string, "0123456789") != strlen(it->string))
+                return g4_http_fail(e, 400, "logit_bias", "'logit_bias' key '%.40s' is not a token id in [0, %d)",
+                                    it->string, (int)n_vocab);
+            if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || fabs(it->valuedouble) > 100)
+                return g4_http_fail(e, 400, "logit_bias", "'logit_bias' values must be numbers in [-100, 100]");
+            r->logit_bias[r->n_logit_bias++] = (g4_logit_bias){(int32_t)id, (float)it->valuedouble};
+        }
+    }
+    const cJSON *al = field(o, "allowed_token_ids");
+    if (al) {
+        int n = cJSON_IsArray(al) ? cJSON_GetArraySize(al) : 0;
+        if (n == 0 || n > n_vocab)
+            return g4_http_fail(e, 400, "allowed_token_ids", "'allowed_token_ids' must be a non-empty list of token ids");
+        if (!(r->allowed_ids = malloc(sizeof *r->allowed_ids * (size_t)n)))
+            return g4_http_fail(e, 500, NULL, "out of memory");
+        const cJSON *it;
+        cJSON_ArrayForEach(it, al)
+        {
+            if (!is_token_id(it, n_vocab))
+                return g4_http_fail(e, 400, "allowed_token_ids", "'allowed_token_ids' entries must be token ids in [0, %d)",
+                                    (int)n_vocab);
+            r->allowed_ids[r->n_allowed_ids++] = (int32_t)it->valuedouble;
+        }
+    }
     return 0;
 }
 
@@ -295,34 +342,55 @@ static int parse_logprobs(g4_oai_request *r, const cJSON *o, g4_http_error *e)
     return 0;
 }
 
+/* One prompt: a string or a non-empty list of token ids. idx names it in errors (-1: the only one). */
+static int parse_one_prompt(g4_oai_prompt *out, const cJSON *p, int idx, int32_t n_vocab, g4_http_error *e)
+{
+    char where[32] = "'prompt'";
+    if (idx >= 0)
+        snprintf(where, sizeof where, "'prompt[%d]'", idx);
+    if (cJSON_IsString(p)) {
+        out->text = p->valuestring;
+        return 0;
+    }
+    int n = cJSON_IsArray(p) ? cJSON_GetArraySize(p) : 0;
+    if (n == 0)
+        return g4_http_fail(e, 400, "prompt", "%s must be a string or a non-empty list of token ids", where);
+    if (!(out->ids = malloc(sizeof(int32_t) * (size_t)n)))
+        return g4_http_fail(e, 500, "prompt", "out of memory");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p)
+    {
+        if (!is_token_id(it, n_vocab))
+            return g4_http_fail(e, 400, "prompt", "%s token ids must be integers in [0, %d)", where, (int)n_vocab);
+        out->ids[out->n_ids++] = (int32_t)it->valuedouble;
+    }
+    return 0;
+}
+
+/* prompt: a string, a list of token ids, or a list of several prompts (strings or id lists), as
+ * OpenAI and vLLM take it. */
 static int parse_prompt(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_http_error *e)
 {
     const cJSON *p = field(o, "prompt");
     if (!p)
         return g4_http_fail(e, 400, "prompt", "'prompt' is required");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && !cJSON_IsNumber(p->child))
-        p = p->child; /* ["text"] or [[ids]]: one prompt in a list */
-    if (cJSON_IsString(p)) {
-        r->prompt_text = p->valuestring;
-        return 0;
-    }
-    if (!cJSON_IsArray(p))
-        return g4_http_fail(e, 400, "prompt", "'prompt' must be a string or a list of token ids");
-    int n = cJSON_GetArraySize(p);
-    if (n == 0)
-        return g4_http_fail(e, 400, "prompt", "'prompt' is empty");
-    if (!cJSON_IsNumber(p->child))
-        return g4_http_fail(e, 400, "prompt", "several prompts in one request are not supported yet; send one prompt");
-    r->prompt_ids = malloc(sizeof(int32_t) * (size_t)n);
-    if (!r->prompt_ids)
+    bool several = cJSON_IsArray(p) && cJSON_GetArraySize(p) > 0 && !cJSON_IsNumber(p->child);
+    int n = several ? cJSON_GetArraySize(p) : 1;
+    if (n * r->n > G4_OAI_MAX_CHOICES)
+        return g4_http_fail(e, 400, "prompt", "%d prompts × n = %d gives more than %d choices in one request", n, r->n,
+                            G4_OAI_MAX_CHOICES);
+    if (!(r->prompts = calloc((size_t)n, sizeof *r->prompts)))
         return g4_http_fail(e, 500, "prompt", "out of memory");
+    r->n_prompts = n;
+    if (!several)
+        return parse_one_prompt(&r->prompts[0], p, -1, n_vocab, e);
+    int i = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, p)
     {
-        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0 ||
-            it->valuedouble >= n_vocab)
-            return g4_http_fail(e, 400, "prompt", "'prompt' token ids must be integers in [0, %d)", (int)n_vocab);
-        r->prompt_ids[r->n_prompt_ids++] = (int32_t)it->valuedouble;
+        if (parse_one_prompt(&r->prompts[i], it, i, n_vocab, e) < 0)
+            return -1;
+        i++;
     }
     return 0;
 }
@@ -449,6 +517,11 @@ static int parse_tools(g4_oai_request *r, const cJSON *o, g4_http_error *e)
         }
         if (r->tool_choice != G4_TOOL_CHOICE_NONE && !r->tools)
             return g4_http_fail(e, 400, "tool_choice", "'tool_choice' needs 'tools'");
+        /* Forcing a call needs constrained decoding, which is not built: refused rather than
+         * silently acting as "auto". */
+        if (r->tool_choice == G4_TOOL_CHOICE_REQUIRED)
+            return g4_http_fail(e, 400, "tool_choice", "tool_choice \"required\" is not supported yet (it needs "
+                                "constrained decoding); use \"auto\" or \"none\"");
         if (r->tool_choice == G4_TOOL_CHOICE_NAMED) {
             bool found = false;
             const cJSON *it;
@@ -460,6 +533,8 @@ static int parse_tools(g4_oai_request *r, const cJSON *o, g4_http_error *e)
             if (!found)
                 return g4_http_fail(e, 400, "tool_choice", "tool_choice names '%s', which is not in 'tools'",
                                     r->tool_choice_name);
+            return g4_http_fail(e, 400, "tool_choice", "tool_choice naming a function ('%s') is not supported yet "
+                                "(it needs constrained decoding); use \"auto\" or \"none\"", r->tool_choice_name);
         }
     }
     r->parallel_tool_calls = true;
@@ -503,6 +578,7 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
     r->kind = kind;
     r->n = 1;
     r->logprobs = -1;
+    r->prompt_logprobs = -1;
     r->skip_special_tokens = true;
     if (defaults)
         r->sampling = *defaults;
@@ -536,6 +612,7 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
         if (get_bool(so, "include_usage", &r->include_usage, e) < 0 ||
             get_bool(so, "continuous_usage_stats", &r->continuous_usage, e) < 0)
             goto fail;
+        r->continuous_usage = r->continuous_usage && r->include_usage; /* as vLLM: usage only when asked */
     }
     /* max_completion_tokens wins over the deprecated max_tokens. */
     if ((k = get_int(o, "max_tokens", 1, 1 << 30, &i, e)) < 0)
@@ -552,15 +629,33 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
         r->stop.min_tokens = (int)i;
     if (get_bool(o, "ignore_eos", &r->stop.ignore_eos, e) < 0 ||
         get_bool(o, "skip_special_tokens", &r->skip_special_tokens, e) < 0 ||
-        get_str(o, "request_id", &r->request_id, e) < 0)
+        get_str(o, "request_id", &r->request_id, e) < 0 ||
+        get_bool(o, "return_token_ids", &r->return_token_ids, e) < 0)
         goto fail;
     if ((k = get_int(o, "priority", -1e9, 1e9, &i, e)) < 0)
         goto fail;
     if (k)
         r->priority = (int)i;
     if (refuse_unsupported(o, e) < 0 || parse_sampling(r, o, e) < 0 || parse_logprobs(r, o, e) < 0 ||
-        parse_stop(r, o, n_vocab, e) < 0)
+        parse_stop(r, o, n_vocab, e) < 0 || parse_processors(r, o, n_vocab, e) < 0 ||
+        get_bool(o, "echo", &r->echo, e) < 0)
         goto fail;
+    if (r->echo && kind == G4_OAI_CHAT) {
+        g4_http_fail(e, 400, "echo", "'echo': true is not supported on chat completions");
+        goto fail;
+    }
+    if ((k = get_int(o, "prompt_logprobs", -1, G4_MAX_TOP_LOGPROBS, &i, e)) < 0)
+        goto fail;
+    r->prompt_logprobs = k ? (int)i : -1;
+    if (k && i < 0) {
+        g4_http_fail(e, 400, "prompt_logprobs", "'prompt_logprobs': -1 (the whole vocabulary) is not supported; "
+                     "ask for 0..%d", G4_MAX_TOP_LOGPROBS);
+        goto fail;
+    }
+    if (k && kind == G4_OAI_CHAT) {
+        g4_http_fail(e, 400, "prompt_logprobs", "'prompt_logprobs' is not supported on chat completions yet");
+        goto fail;
+    }
     if (kind == G4_OAI_COMPLETION) {
         if (parse_prompt(r, o, n_vocab, e) < 0)
             goto fail;
@@ -579,6 +674,10 @@ fail:
 void g4_oai_request_free(g4_oai_request *r)
 {
     cJSON_Delete(r->root);
-    free(r->prompt_ids);
+    for (int i = 0; i < r->n_prompts; i++)
+        free(r->prompts[i].ids);
+    free(r->prompts);
+    free(r->logit_bias);
+    free(r->allowed_ids);
     memset(r, 0, sizeof *r);
 }

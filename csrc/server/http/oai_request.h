@@ -4,8 +4,9 @@
  * (g4_sampling, g4_stop_rules) plus the few things the front-end needs (n, stream, logprobs,
  * tools, chat options). Every field the server understands is type- and range-checked; a bad
  * one gives a 400 naming it in `param`. Fields for features not built yet (response_format
- * json, logit_bias, beam search, echo, ...) are refused with 400 "not supported yet", never
- * silently ignored; harmless bookkeeping fields (user, metadata, store, ...) are accepted.
+ * json, tool_choice forcing, beam search, prompt logprobs, ...) are refused with 400 "not
+ * supported yet", never silently ignored; harmless bookkeeping fields (user, metadata, store,
+ * ...) are accepted.
  * Not here: tokenizing or rendering the chat template (chat_prompt.c), the model name check
  * and the model-length check (they need the server's state, see server.c / generate.c). */
 #ifndef G4_SERVER_HTTP_OAI_REQUEST_H
@@ -41,9 +42,18 @@ typedef enum {
     G4_TOOL_CHOICE_NONE = 0, G4_TOOL_CHOICE_AUTO, G4_TOOL_CHOICE_REQUIRED, G4_TOOL_CHOICE_NAMED
 } g4_tool_choice;
 
-#define G4_OAI_MAX_N 64          /* choices per request */
+#define G4_OAI_MAX_N 64          /* choices per prompt (n) */
+#define G4_OAI_MAX_CHOICES 256   /* choices per request: prompts × n */
+#define G4_OAI_MAX_LOGIT_BIAS 1024
 #define G4_OAI_MAX_STOP 16       /* stop strings per request */
 #define G4_OAI_MAX_STOP_IDS 64
+
+/* One completions prompt: a string or token ids. */
+typedef struct g4_oai_prompt {
+    const char *text;            /* points into root, or NULL */
+    int32_t *ids;                /* malloc'ed, or NULL */
+    int n_ids;
+} g4_oai_prompt;
 
 typedef struct g4_oai_request {
     g4_oai_kind kind;
@@ -52,7 +62,8 @@ typedef struct g4_oai_request {
     int n;                       /* choices, 1..G4_OAI_MAX_N */
     bool stream;
     bool include_usage;          /* stream_options.include_usage */
-    bool continuous_usage;       /* stream_options.continuous_usage_stats (vLLM) */
+    bool continuous_usage;       /* stream_options.continuous_usage_stats (vLLM), with include_usage:
+                                    usage so far on every chunk */
     int logprobs;                /* -1 none; else number of top alternatives (0..20) */
     int max_tokens;              /* 0 = not given (the caller picks the default) */
     bool skip_special_tokens;    /* default true */
@@ -62,11 +73,18 @@ typedef struct g4_oai_request {
     int32_t stop_ids[G4_OAI_MAX_STOP_IDS];
     int priority;
     const char *request_id;      /* optional client-supplied id (vLLM `request_id`) */
+    bool return_token_ids;       /* vLLM: prompt_token_ids and token_ids in the response */
+    g4_logit_bias *logit_bias;   /* malloc'ed [n_logit_bias], or NULL */
+    int n_logit_bias;
+    int32_t *allowed_ids;        /* vLLM allowed_token_ids: malloc'ed [n_allowed_ids], or NULL */
+    int n_allowed_ids;
 
     /* completions */
-    const char *prompt_text;     /* prompt as a string, or NULL */
-    int32_t *prompt_ids;         /* prompt as token ids (malloc'ed), or NULL */
-    int n_prompt_ids;
+    g4_oai_prompt *prompts;      /* malloc'ed [n_prompts]: one choice group of n per prompt */
+    int n_prompts;
+    bool echo;                   /* the prompt's text before the completion (with logprobs: the prompt
+                                    tokens' logprobs first, the first one null) */
+    int prompt_logprobs;         /* vLLM prompt_logprobs: −1 none, else the top alternatives 0..20 */
 
     /* chat */
     const cJSON *messages;       /* validated array */

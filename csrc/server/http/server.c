@@ -1,5 +1,6 @@
 /* server.c - the libmicrohttpd daemon: connection state, body collection, routing, and the
- * endpoints that need no generation (health, models, version, metrics, tokenize, detokenize).
+ * endpoints that need no generation (health, models, version, metrics, tokenize, detokenize,
+ * tokenizer_info); /invocations picks chat or completions by the body's shape.
  * Generation lives in generate.c. Threading: MHD's one internal polling thread runs every
  * handler here; a ticker thread sends SSE keep-alives and enforces request timeouts. */
 #include "server/http/server_impl.h"
@@ -125,11 +126,47 @@ static enum MHD_Result models(g4_http_server *s, struct MHD_Connection *c)
     return send_cjson(c, 200, root);
 }
 
-static enum MHD_Result version(struct MHD_Connection *c)
+/* NIM's /v1/version {release, api}; vLLM's /version {version}. */
+static enum MHD_Result version(struct MHD_Connection *c, bool vllm)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "release", G4_VERSION);
-    cJSON_AddStringToObject(o, "api", "1.0.0");
+    if (vllm) {
+        cJSON_AddStringToObject(o, "version", G4_VERSION);
+    } else {
+        cJSON_AddStringToObject(o, "release", G4_VERSION);
+        cJSON_AddStringToObject(o, "api", "1.0.0");
+    }
+    return send_cjson(c, 200, o);
+}
+
+static void add_token(cJSON *o, const g4_tokenizer *tok, const char *key, int32_t id)
+{
+    size_t len = 0;
+    const char *t = id >= 0 ? g4_tokenizer_token_text(tok, id, &len) : NULL;
+    if (!t) {
+        cJSON_AddNullToObject(o, key);
+        return;
+    }
+    char *z = strndup(t, len);
+    cJSON_AddStringToObject(o, key, z ? z : "");
+    free(z);
+}
+
+/* vLLM's /tokenizer_info: the tokenizer's configuration as Hugging Face names it, so clients
+ * (guidance, xgrammar front-ends) can check they tokenize as the server does. */
+static enum MHD_Result tokenizer_info(g4_http_server *s, struct MHD_Connection *c)
+{
+    const g4_special_ids *sp = g4_tokenizer_specials(s->tok);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "tokenizer_class", "GemmaTokenizerFast");
+    cJSON_AddNumberToObject(o, "vocab_size", g4_tokenizer_n_vocab(s->tok));
+    cJSON_AddNumberToObject(o, "model_max_length", s->max_model_len);
+    cJSON_AddBoolToObject(o, "add_bos_token", g4_tokenizer_wants_bos(s->tok) != 0);
+    add_token(o, s->tok, "bos_token", sp->bos);
+    add_token(o, s->tok, "eos_token", sp->eos);
+    add_token(o, s->tok, "pad_token", sp->pad);
+    add_token(o, s->tok, "unk_token", sp->unk);
+    cJSON_AddStringToObject(o, "padding_side", "left");
     return send_cjson(c, 200, o);
 }
 
@@ -197,7 +234,7 @@ static enum MHD_Result tokenize(g4_http_server *s, struct MHD_Connection *c, con
             cJSON_Delete(in);
             return send_error(s, c, &pe);
         }
-        int rc = g4_http_build_prompt(s, &req, &ids, &parse_flags, &pe);
+        int rc = g4_http_build_prompt(s, &req, 0, &ids, &parse_flags, &pe);
         g4_oai_request_free(&req);
         if (rc < 0) {
             g4_tokens_free(&ids);
@@ -286,7 +323,37 @@ static enum MHD_Result h_models(g4_http_server *s, struct MHD_Connection *c, g4_
 static enum MHD_Result h_version(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
 {
     (void)s, (void)cn;
-    return version(c);
+    return version(c, false);
+}
+
+static enum MHD_Result h_vllm_version(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    (void)s, (void)cn;
+    return version(c, true);
+}
+
+static enum MHD_Result h_tokenizer_info(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    (void)cn;
+    return tokenizer_info(s, c);
+}
+
+/* SageMaker's /invocations, as vLLM serves it: a body with `messages` is a chat completion, one
+ * with `prompt` a completion. */
+static enum MHD_Result h_invocations(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
+{
+    g4_http_error pe;
+    cJSON *in = g4_http_parse_body(cn->body.data ? cn->body.data : "", cn->body.len, &pe);
+    if (!in)
+        return send_error(s, c, &pe);
+    bool chat = cJSON_GetObjectItemCaseSensitive(in, "messages") != NULL;
+    bool completion = cJSON_GetObjectItemCaseSensitive(in, "prompt") != NULL;
+    cJSON_Delete(in);
+    if (chat == completion)
+        return send_fail(s, c, 400, chat ? "prompt" : "messages",
+                         "/invocations takes a chat completions body (with 'messages') or a completions body "
+                         "(with 'prompt'), not both or neither");
+    return g4_generate_start(s, c, cn, chat ? G4_OAI_CHAT : G4_OAI_COMPLETION);
 }
 
 static enum MHD_Result h_metrics(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
@@ -327,10 +394,13 @@ static const struct route {
     {"GET", "/health", h_ready, false},
     {"GET", "/v1/models", h_models, false},
     {"GET", "/v1/version", h_version, false},
+    {"GET", "/version", h_vllm_version, false},
+    {"GET", "/tokenizer_info", h_tokenizer_info, true},
     {"GET", "/v1/metrics", h_metrics, false},
     {"GET", "/metrics", h_metrics, false},
     {"POST", "/v1/chat/completions", h_chat, true},
     {"POST", "/v1/completions", h_completions, true},
+    {"POST", "/invocations", h_invocations, true},
     {"POST", "/tokenize", h_tokenize, true},
     {"POST", "/detokenize", h_detokenize, true},
 };
@@ -507,6 +577,10 @@ void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *
     s->max_running = eo->max_running;
     s->defaults = eo->defaults;
     g4_metrics_set_max_len(s->metrics, eo->max_model_len);
+    g4_cache_info ci = {.block_size = eo->block_size, .n_blocks_global = eo->n_blocks_global,
+                        .n_blocks_sliding = eo->n_blocks_sliding, .sliding_window = eo->sliding_window,
+                        .prefix_caching = eo->prefix_cache};
+    g4_metrics_set_cache_info(s->metrics, &ci);
     atomic_store(&s->engine, e);
 }
 
