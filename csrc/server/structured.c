@@ -235,9 +235,9 @@ void *g4_so_constraint_new(g4_so_grammar *gr, const g4_so_thought *th) {
     }
     atomic_fetch_add(&gr->refs, 1);
     k->gr = gr;
-    const g4_tokenizer *tok = gr->cache->tok;
-    k->open_id = g4_tokenizer_token_id(tok, "<|channel>", strlen("<|channel>"));
-    k->close_id = g4_tokenizer_token_id(tok, "<channel|>", strlen("<channel|>"));
+    const g4_special_ids *sp = g4_tokenizer_specials(gr->cache->tok);
+    k->open_id = sp->channel_start;
+    k->close_id = sp->channel_end;
     k->phase = PHASE_OUTPUT;
     if (th && th->started && k->close_id >= 0) k->phase = PHASE_THOUGHT;
     else if (th && th->enabled && k->open_id >= 0 && k->close_id >= 0) k->phase = PHASE_MAY_THINK;
