@@ -206,3 +206,23 @@ def test_refusals_name_the_problem_and_leak_nothing(client, server):
             break
         assert time.time() < deadline, g
         time.sleep(0.05)
+
+
+def test_reasoning_then_constrained_answer(client, server):
+    """Thinking on: the thought channel is free, the answer after <channel|> follows the schema.
+    The random model is steered into and out of the channel with logit_bias on the two markers
+    (the mask decides where they may appear: never inside the answer)."""
+    def tid(text):
+        ids = requests.post(server.base + "/tokenize", json={"prompt": text, "add_special_tokens": False}).json()
+        assert len(ids["tokens"]) == 1, ids
+        return ids["tokens"][0]
+    open_id, close_id = tid("<|channel>"), tid("<channel|>")
+    schema = SCHEMAS[0]
+    for seed in SEEDS[:3]:
+        r = chat(client, seed=seed, logit_bias={str(open_id): 30, str(close_id): 60},
+                 extra_body={"chat_template_kwargs": {"enable_thinking": True}, "return_token_ids": True},
+                 response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}})
+        c = r.choices[0]
+        done(c)
+        assert close_id in c.token_ids, c.token_ids  # the channel was closed, then the answer came
+        jsonschema.validate(json.loads(c.message.content), schema)
