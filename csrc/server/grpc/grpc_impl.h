@@ -24,6 +24,7 @@
 
 #include "engine/stream.h"
 #include "server/grpc/grpc_server.h"
+#include "server/structured.h"
 #include "text/strbuf.h"
 
 typedef struct g4_gcall g4_gcall;
@@ -79,6 +80,7 @@ struct g4_grpc_server {
     int port;
     _Atomic(bool) attached, ready, stopping;
     g4_grpc_model model;                /* valid once attached */
+    g4_so_cache *so_cache;              /* structured output (made at attach, with a tokenizer) */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;                  /* n_calls reaches 0, shutdown tag seen */
