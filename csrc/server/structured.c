@@ -24,6 +24,7 @@ struct g4_so_grammar {
     atomic_int refs;
     g4_so_cache *cache;       /* a reference: the trie lives as long as the grammar */
     g4_grammar *g;
+    const g4_token_trie *trie; /* the cache's: plain, or with the tool-call markers */
     g4_mask_cache *mc;        /* engine thread only once published */
 };
 
@@ -41,6 +42,7 @@ struct g4_so_cache {
     const g4_tokenizer *tok;
     pthread_mutex_t mu;       /* guards everything below */
     g4_token_trie *trie;      /* built on the first compile */
+    g4_token_trie *trie_calls; /* with <|tool_call>, <tool_call|>, <|"|>: on the first tool call */
     so_entry *e;
     int n, cap;
     uint64_t tick;
@@ -56,6 +58,7 @@ static uint64_t spec_hash(const g4_so_spec *s) {
 static void cache_unref(g4_so_cache *c) {
     if (atomic_fetch_sub(&c->refs, 1) != 1) return;
     g4_token_trie_free(c->trie);
+    g4_token_trie_free(c->trie_calls);
     pthread_mutex_destroy(&c->mu);
     free(c->e);
     free(c);
@@ -135,6 +138,7 @@ static int compile(const g4_so_spec *s, g4_grammar **out, g4_error *err) {
     case G4_SO_REGEX: return g4_regex_compile(s->text, s->len, NULL, out, err);
     case G4_SO_CHOICE: return compile_choice(s, out, err);
     case G4_SO_GRAMMAR: return g4_gbnf_compile(s->text, s->len, NULL, out, err);
+    case G4_SO_TOOL_CALL: return g4_gemma_tool_call_compile(s->text, s->len, NULL, NULL, out, err);
     }
     return g4_fail(err, "structured output: unknown constraint kind %d", (int)s->kind);
 }
@@ -178,7 +182,14 @@ int g4_so_cache_get(g4_so_cache *c, const g4_so_spec *s, g4_so_grammar **out, g4
     g4_so_grammar *gr = lookup(c, h, s);
     if (gr) c->hits++;
     int rc = 0;
-    if (!gr && !c->trie) rc = g4_token_trie_from_tokenizer(c->tok, &c->trie, err);
+    bool calls = s->kind == G4_SO_TOOL_CALL;
+    if (!gr && !calls && !c->trie) rc = g4_token_trie_from_tokenizer(c->tok, &c->trie, err);
+    if (!gr && calls && !c->trie_calls) {
+        const g4_special_ids *sp = g4_tokenizer_specials(c->tok);
+        int32_t ids[3] = {sp->tool_call_start, sp->tool_call_end, g4_tokenizer_token_id(c->tok, "<|\"|>", 5)};
+        rc = g4_token_trie_with_specials(c->tok, ids, 3, &c->trie_calls, err);
+    }
+    const g4_token_trie *trie = calls ? c->trie_calls : c->trie;
     pthread_mutex_unlock(&c->mu);
     if (gr) return *out = gr, 0;
     if (rc) return -1;
@@ -190,7 +201,8 @@ int g4_so_cache_get(g4_so_cache *c, const g4_so_spec *s, g4_so_grammar **out, g4
         free(gr);
         return -1;
     }
-    gr->mc = g4_mask_cache_new(gr->g, c->trie);
+    gr->trie = trie;
+    gr->mc = g4_mask_cache_new(gr->g, trie);
     if (!gr->mc || g4_mask_cache_precompute(gr->mc, SO_PRECOMPUTE_MIN_BYTES)) {
         g4_mask_cache_free(gr->mc);
         g4_grammar_free(gr->g);
@@ -264,9 +276,9 @@ static int so_advance(void *p, int32_t token, g4_error *err) {
     }
     k->phase = PHASE_OUTPUT;
     size_t n = 0;
-    g4_token_trie_token(k->gr->cache->trie, token, &n);
+    g4_token_trie_token(k->gr->trie, token, &n);
     if (n == 0) return 0; /* a stop id (the mask allowed it: the request ends on it) */
-    if (g4_matcher_advance_token(k->m, k->gr->cache->trie, token))
+    if (g4_matcher_advance_token(k->m, k->gr->trie, token))
         return g4_fail(err, "structured output: token %d is not allowed by the constraint", token);
     return 0;
 }

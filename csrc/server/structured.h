@@ -26,6 +26,8 @@ typedef enum {
     G4_SO_REGEX,           /* text: the regex; the whole output must match */
     G4_SO_CHOICE,          /* text: a JSON array of strings; the output is exactly one of them */
     G4_SO_GRAMMAR,         /* text: a GBNF grammar (grammar/gbnf.h), start rule `root` */
+    G4_SO_TOOL_CALL,       /* text: a JSON array of {"name", "parameters"}: one Gemma 4 tool call
+                              of one of them, arguments following its parameter schema */
 } g4_so_kind;
 
 typedef struct g4_so_spec {

@@ -503,24 +503,11 @@ static int parse_tools(g4_oai_request *r, const cJSON *o, g4_http_error *e)
         }
         if (r->tool_choice != G4_TOOL_CHOICE_NONE && !r->tools)
             return g4_http_fail(e, 400, "tool_choice", "'tool_choice' needs 'tools'");
-        /* Forcing a call needs constrained decoding, which is not built: refused rather than
-         * silently acting as "auto". */
-        if (r->tool_choice == G4_TOOL_CHOICE_REQUIRED)
-            return g4_http_fail(e, 400, "tool_choice", "tool_choice \"required\" is not supported yet (it needs "
-                                "constrained decoding); use \"auto\" or \"none\"");
-        if (r->tool_choice == G4_TOOL_CHOICE_NAMED) {
-            bool found = false;
-            const cJSON *it;
-            cJSON_ArrayForEach(it, r->tools)
-            {
-                const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "function"), "name");
-                found |= !strcmp(n->valuestring, r->tool_choice_name);
-            }
-            if (!found)
-                return g4_http_fail(e, 400, "tool_choice", "tool_choice names '%s', which is not in 'tools'",
-                                    r->tool_choice_name);
-            return g4_http_fail(e, 400, "tool_choice", "tool_choice naming a function ('%s') is not supported yet "
-                                "(it needs constrained decoding); use \"auto\" or \"none\"", r->tool_choice_name);
+        if (r->tool_choice == G4_TOOL_CHOICE_REQUIRED || r->tool_choice == G4_TOOL_CHOICE_NAMED) {
+            /* a forced call is a constraint of its own (oai_structured.c) */
+            const char *named = r->tool_choice == G4_TOOL_CHOICE_NAMED ? r->tool_choice_name : NULL;
+            if (g4_oai_structured_tool_choice(&r->structured, r->tools, named, e) < 0)
+                return -1;
         }
     }
     r->parallel_tool_calls = true;

@@ -156,6 +156,35 @@ int g4_oai_structured_parse(const cJSON *o, g4_oai_structured *s, g4_http_error 
     return 0;
 }
 
+int g4_oai_structured_tool_choice(g4_oai_structured *s, const cJSON *tools, const char *named, g4_http_error *e) {
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr)
+        return g4_http_fail(e, 500, NULL, "out of memory");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        if (!cJSON_IsString(name) || (named && strcmp(name->valuestring, named)))
+            continue;
+        cJSON *x = cJSON_CreateObject();
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        cJSON_AddItemToArray(arr, x);
+        if (!x || !cJSON_AddStringToObject(x, "name", name->valuestring) ||
+            (params && !cJSON_AddItemToObject(x, "parameters", cJSON_Duplicate(params, 1)))) {
+            cJSON_Delete(arr);
+            return g4_http_fail(e, 500, NULL, "out of memory");
+        }
+    }
+    if (cJSON_GetArraySize(arr) == 0) {
+        cJSON_Delete(arr);
+        return named ? g4_http_fail(e, 400, "tool_choice", "tool_choice names '%s', which is not in 'tools'", named)
+                     : g4_http_fail(e, 400, "tool_choice", "tool_choice \"required\" needs at least one function tool");
+    }
+    int rc = set_json(s, G4_SO_TOOL_CALL, "tool_choice", arr, e);
+    cJSON_Delete(arr);
+    return rc;
+}
+
 void g4_oai_structured_free(g4_oai_structured *s) {
     free(s->owned);
     memset(s, 0, sizeof *s);
