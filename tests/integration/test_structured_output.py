@@ -226,3 +226,40 @@ def test_reasoning_then_constrained_answer(client, server):
         done(c)
         assert close_id in c.token_ids, c.token_ids  # the channel was closed, then the answer came
         jsonschema.validate(json.loads(c.message.content), schema)
+
+
+WEATHER = {"type": "object",
+           "properties": {"city": {"type": "string", "maxLength": 8}, "unit": {"enum": ["c", "f"]},
+                          "days": {"type": "integer", "minimum": 1, "maximum": 7},
+                          "at": {"type": "string", "format": "date"}},
+           "required": ["city", "unit"], "additionalProperties": False}
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}},
+         {"type": "function", "function": {"name": "ping"}},
+         {"type": "function", "function": {"name": "add", "parameters": {
+             "type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 99},
+                                              "b": {"type": "number", "minimum": -1, "maximum": 1}},
+             "required": ["a", "b"], "additionalProperties": False}}}]
+
+
+def test_tool_choice_forces_a_gemma_tool_call(client):
+    """tool_choice named / required: the model writes one Gemma 4 tool call (<|tool_call>call:NAME{..}
+    <tool_call|>, Gemma's argument syntax) whose arguments follow the tool's schema; the server's
+    output parser turns it into an OpenAI tool call."""
+    schemas = {t["function"]["name"]: t["function"].get("parameters", {"type": "object", "additionalProperties": False})
+               for t in TOOLS}
+    names = set()
+    for seed in SEEDS:
+        for choice in ({"type": "function", "function": {"name": "get_weather"}},
+                       {"type": "function", "function": {"name": "add"}}, "required"):
+            r = chat(client, seed=seed, tools=TOOLS, tool_choice=choice, max_tokens=150)
+            c = r.choices[0]
+            assert c.finish_reason == "tool_calls" and len(c.message.tool_calls) == 1, c
+            call = c.message.tool_calls[0].function
+            if choice != "required":
+                assert call.name == choice["function"]["name"]
+            names.add(call.name)
+            jsonschema.validate(json.loads(call.arguments), schemas[call.name])
+    assert names >= {"get_weather", "add"}, names
+    with pytest.raises(openai.BadRequestError) as ei:
+        chat(client, tools=TOOLS, tool_choice="required", response_format={"type": "json_object"})
+    assert "only one" in str(ei.value)
