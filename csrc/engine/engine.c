@@ -307,7 +307,8 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     e->allowed_mask = malloc((size_t)((ex->vocab + 31) / 32) * sizeof *e->allowed_mask);
     e->constraint_mask = malloc((size_t)((ex->vocab + 31) / 32) * sizeof *e->constraint_mask);
     e->plp = malloc(G4_SCHED_LP_ROWS * sizeof *e->plp);
-    if (!e->text || !e->logits || !e->sampled || !e->sampled_lp || !e->row_seqs || !e->allowed_mask || !e->constraint_mask || !e->plp) {
+    if (!e->text || !e->logits || !e->sampled || !e->sampled_lp || !e->row_seqs || !e->allowed_mask ||
+        !e->constraint_mask || !e->plp) {
         g4_fail(err, "engine: out of memory for %d logit rows of %d", o->max_running, ex->vocab);
         engine_free(e);
         return NULL;

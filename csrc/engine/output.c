@@ -122,7 +122,10 @@ static int logit_processors(g4_engine *e, const g4_seq *q, float *logits, const 
     for (int i = 0; i < q->n_logit_bias; i++) logits[q->logit_bias[i].token] += q->logit_bias[i].bias;
     int constrained = 0;
     if (q->constraint) {
-        constrained = q->constraint_fn->mask(q->constraint, q->stop.ids, q->stop.n_ids, e->constraint_mask, err);
+        /* stop ids count only from min_tokens on (stop.h): before, they may not end the output */
+        bool may_end = g4_seq_n_output(q) + 1 >= q->stop.min_tokens;
+        constrained = q->constraint_fn->mask(q->constraint, may_end ? q->stop.ids : NULL, may_end ? q->stop.n_ids : 0,
+                                             e->constraint_mask, err);
         if (constrained < 0) return -1;
     }
     if (!q->n_allowed_ids && !constrained) return 0;
