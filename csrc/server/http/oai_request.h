@@ -3,9 +3,10 @@
  * Turns the JSON body of POST /v1/chat/completions or /v1/completions into engine parameters
  * (g4_sampling, g4_stop_rules) plus the few things the front-end needs (n, stream, logprobs,
  * tools, chat options). Every field the server understands is type- and range-checked; a bad
- * one gives a 400 naming it in `param`. Fields for features not built yet (tool_choice forcing, beam search, prompt logprobs, ...) are refused with 400 "not
- * supported yet", never silently ignored; harmless bookkeeping fields (user, metadata, store,
- * ...) are accepted.
+ * one gives a 400 naming it in `param`. Fields for features not built yet (beam search,
+ * best_of, ...) are refused with 400 "not supported yet", never silently ignored; harmless
+ * bookkeeping fields (user, metadata, store, ...) are accepted. Structured-output fields are
+ * read by oai_structured.c (into `structured`).
  * Not here: tokenizing or rendering the chat template (chat_prompt.c), the model name check
  * and the model-length check (they need the server's state, see server.c / generate.c). */
 #ifndef G4_SERVER_HTTP_OAI_REQUEST_H
