@@ -248,6 +248,7 @@ static void engine_free(g4_engine *e) {
     free(e->row_seqs);
     free(e->logits);
     free(e->allowed_mask);
+    free(e->constraint_mask);
     free(e->plp);
     free(e->text);
     free(e->pending);
@@ -304,8 +305,10 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     e->row_seqs = malloc((size_t)o->max_running * sizeof *e->row_seqs);
     e->logits_rows = o->max_running;
     e->allowed_mask = malloc((size_t)((ex->vocab + 31) / 32) * sizeof *e->allowed_mask);
+    e->constraint_mask = malloc((size_t)((ex->vocab + 31) / 32) * sizeof *e->constraint_mask);
     e->plp = malloc(G4_SCHED_LP_ROWS * sizeof *e->plp);
-    if (!e->text || !e->logits || !e->sampled || !e->sampled_lp || !e->row_seqs || !e->allowed_mask || !e->plp) {
+    if (!e->text || !e->logits || !e->sampled || !e->sampled_lp || !e->row_seqs || !e->allowed_mask ||
+        !e->constraint_mask || !e->plp) {
         g4_fail(err, "engine: out of memory for %d logit rows of %d", o->max_running, ex->vocab);
         engine_free(e);
         return NULL;
@@ -361,6 +364,7 @@ uint64_t g4_engine_submit(g4_engine *e, const g4_request_params *p, int *code, g
     }
     int rc = g4_engine_check_request(&e->o, e->ex.vocab, e->has_detok, p, err);
     if (rc) {
+        if (p->constraint) p->constraint_fn->free(p->constraint); /* the engine owns it */
         *code = rc;
         return 0;
     }

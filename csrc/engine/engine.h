@@ -104,6 +104,21 @@ typedef struct g4_logit_bias {
     float bias;                 /* added to the raw logit, before penalties and temperature */
 } g4_logit_bias;
 
+/* A per-request token constraint (structured output: a grammar matcher; csrc/server/structured/structured.h
+ * makes them). The engine calls it on its thread only: mask before sampling each output token,
+ * advance after. The engine owns the object from g4_engine_submit on (success or not) and calls
+ * free when the request is gone. A constrained request is sampled from host logits. */
+typedef struct g4_constraint_iface {
+    /* Fills mask (one bit per token id, 32 per word, (vocab + 31) / 32 words) with the tokens
+     * allowed next; end_ids (the request's stop ids) are to be allowed only where the output may
+     * end. Returns 1 (mask filled), 0 (no constraint on this token: e.g. inside the thought
+     * channel) or −1 with err. */
+    int (*mask)(void *c, const int32_t *end_ids, int n_end, uint32_t *mask, g4_error *err);
+    /* The token sampled (any id, stop ids included). 0, or −1 with err (a token the mask forbade). */
+    int (*advance)(void *c, int32_t token, g4_error *err);
+    void (*free)(void *c);
+} g4_constraint_iface;
+
 typedef struct g4_request_params {
     const int32_t *prompt;      /* copied at submit */
     int n_prompt;
@@ -120,6 +135,10 @@ typedef struct g4_request_params {
      * prefill runs at most G4_SCHED_LP_ROWS positions a step, and its steps return host logits. */
     bool prompt_logprobs;
     int prompt_logprobs_top;    /* 0..20 alternatives per position */
+    /* Token constraint (NULL = none); owned by the engine from submit on. A request whose
+     * constraint allows no token ends with G4_FINISH_STOP. */
+    const g4_constraint_iface *constraint_fn;
+    void *constraint;
     g4_stop_rules stop;
     int priority;               /* lower runs first (vLLM convention); FCFS within a priority */
     unsigned detok_flags;       /* G4_DETOK_*: how this request's text is rendered (0: every token's

@@ -38,6 +38,7 @@ struct g4_engine {
     float *logits;           /* [logits_rows, V] */
     int logits_rows;         /* max_running, grown for steps with prompt-logprob rows */
     g4_prompt_logprob *plp;  /* [G4_SCHED_LP_ROWS] one sequence's prompt logprobs of a step */
+    uint32_t *constraint_mask; /* [(V + 31) / 32] a constrained row's mask (host path) */
     uint32_t *allowed_mask;  /* [(V + 31) / 32] the sample op's mask row for allowed ids (host path) */
     char *text;              /* detokenizer output scratch */
     size_t text_cap;

@@ -113,31 +113,73 @@ void g4_engine_result(g4_sample_result *out, int32_t token, const g4_sample_logp
     }
 }
 
-/* q's logit processors on its raw host row: biases added, and the allowed ids as the sample
- * op's mask row (the op then gives −inf to every other token). Returns the mask or NULL. */
-static const uint32_t *logit_processors(g4_engine *e, const g4_seq *q, float *logits) {
+/* q's logit processors on its raw host row: biases added, the allowed ids and the constraint's
+ * mask (both: their intersection) as the sample op's mask row (the op then gives −inf to every
+ * other token). *mask gets the mask or NULL. 1 when the mask allows no token, −1 on error. */
+static int logit_processors(g4_engine *e, const g4_seq *q, float *logits, const uint32_t **mask, g4_error *err) {
+    int W = (e->ex.vocab + 31) / 32;
+    *mask = NULL;
     for (int i = 0; i < q->n_logit_bias; i++) logits[q->logit_bias[i].token] += q->logit_bias[i].bias;
-    if (!q->n_allowed_ids) return NULL;
-    memset(e->allowed_mask, 0, (size_t)((e->ex.vocab + 31) / 32) * sizeof *e->allowed_mask);
-    for (int i = 0; i < q->n_allowed_ids; i++)
-        e->allowed_mask[q->allowed_ids[i] / 32] |= 1u << (q->allowed_ids[i] % 32);
+    int constrained = 0;
+    if (q->constraint) {
+        /* stop ids count only from min_tokens on (stop.h): before, they may not end the output */
+        bool may_end = g4_seq_n_output(q) + 1 >= q->stop.min_tokens;
+        constrained = q->constraint_fn->mask(q->constraint, may_end ? q->stop.ids : NULL, may_end ? q->stop.n_ids : 0,
+                                             e->constraint_mask, err);
+        if (constrained < 0) return -1;
+    }
+    if (!q->n_allowed_ids && !constrained) return 0;
+    uint32_t *m = e->allowed_mask;
+    if (q->n_allowed_ids) {
+        memset(m, 0, (size_t)W * sizeof *m);
+        for (int i = 0; i < q->n_allowed_ids; i++) m[q->allowed_ids[i] / 32] |= 1u << (q->allowed_ids[i] % 32);
+        if (constrained)
+            for (int w = 0; w < W; w++) m[w] &= e->constraint_mask[w];
+    } else {
+        m = e->constraint_mask;
+    }
+    uint32_t any = 0;
+    for (int w = 0; w < W; w++) any |= m[w];
+    if (!any) return 1;
     g4_sample_rows(e->sample_params)[0].flags |= G4_SAMPLE_MASKED;
-    return e->allowed_mask;
+    *mask = m;
+    return 0;
 }
 
 /* One row through the sample op's CPU implementation over host logits (which it may
- * overwrite). Same result as g4_sample_row. */
+ * overwrite). Same result as g4_sample_row. 1 (no sample) when the row's mask allows nothing. */
 static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *out, g4_error *err) {
     int n_lp = 0;
     if (g4_engine_sample_params(e, &q, 1, &n_lp, err)) return -1;
     g4_sample_logprobs lp;
     int32_t tok;
-    const uint32_t *mask = logit_processors(e, q, logits);
+    const uint32_t *mask;
+    int rc = logit_processors(e, q, logits, &mask, err);
+    if (rc) return rc;
     g4_sample_args a = {.logits = logits, .ld = e->ex.vocab, .vocab = e->ex.vocab, .max_rows = 1,
                         .params = e->sample_params, .mask = mask, .tokens = &tok, .logprobs = &lp};
     if (g4_cpu_sample_host(e->sample_scratch, &a, err)) return -1;
     g4_engine_result(out, tok, n_lp ? &lp : NULL);
     return 0;
+}
+
+/* The request's constraint allows no further token (complete, and no stop id may end it): it ends
+ * with STOP, showing the text the detokenizer and the stop-string matcher still hold. */
+static void finish_complete(g4_engine *e, g4_seq *q) {
+    g4_error err = {{0}};
+    g4_stop_result res = {.stop_string = -1, .stop_token = -1};
+    int n_tail = e->has_detok ? detok_call(e, q, -1, true) : 0;
+    if (n_tail < 0) n_tail = 0;
+    if (g4_stop_finish(&q->stop, g4_seq_n_output(q), e->has_detok ? e->text : NULL, (size_t)n_tail, &res, &err)) {
+        g4_engine_finish(e, q, G4_FINISH_ERROR, err.msg);
+        return;
+    }
+    g4_event ev = {.id = q->id, .finish = G4_FINISH_STOP, .stop_token = -1};
+    if (e->has_detok) ev.text = res.text ? res.text : "";
+    if (res.stop_string >= 0) ev.stop_string = q->stop.strings[res.stop_string];
+    usage(q, &ev);
+    q->on_event(q->user, &ev);
+    retire(e, q, G4_FINISH_STOP);
 }
 
 void g4_engine_emit_row(g4_engine *e, g4_seq *q, float *logits) {
@@ -146,8 +188,12 @@ void g4_engine_emit_row(g4_engine *e, g4_seq *q, float *logits) {
     g4_error serr = {{0}};
     int src = sample_one(e, q, logits, &r, &serr);
     e->st.sample_seconds += now_s() - t0;
-    if (src) {
+    if (src < 0) {
         g4_engine_finish(e, q, G4_FINISH_ERROR, serr.msg);
+        return;
+    }
+    if (src > 0) {
+        finish_complete(e, q);
         return;
     }
     g4_engine_emit_token(e, q, &r);
@@ -155,13 +201,20 @@ void g4_engine_emit_row(g4_engine *e, g4_seq *q, float *logits) {
 
 void g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
     const g4_sample_result r = *rp;
+    g4_error cerr = {{0}};
+    if (q->constraint && q->constraint_fn->advance(q->constraint, r.token, &cerr)) {
+        g4_engine_finish(e, q, G4_FINISH_ERROR, cerr.msg);
+        return;
+    }
     g4_seq_append(q, r.token, e->o.block_size);
     e->st.output_tokens++;
     int n_out = g4_seq_n_output(q);
 
     g4_error err = {{0}};
     int n_text = 0;
-    if (e->has_detok && (n_text = detok_call(e, q, r.token, false)) < 0) {
+    /* a stop id is not shown: the detokenizer only gives back what it held (a byte run) */
+    bool stop_id = g4_stop_is_stop_id(&q->stop, r.token, n_out);
+    if (e->has_detok && (n_text = detok_call(e, q, r.token, stop_id)) < 0) {
         g4_engine_finish(e, q, G4_FINISH_ERROR, "detokenizer failed");
         return;
     }
@@ -172,8 +225,9 @@ void g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
     }
     g4_finish_reason why = res.finish;
     if (why == G4_FINISH_LENGTH || (why == G4_FINISH_STOP && res.stop_string < 0)) {
-        /* ends without a stop string so far: show what was held, plus the detokenizer's tail */
-        int n_tail = e->has_detok ? detok_call(e, q, -1, true) : 0;
+        /* ends without a stop string so far: show what was held, plus the detokenizer's tail
+         * (for a stop id, what its finish call above gave back) */
+        int n_tail = stop_id ? n_text : e->has_detok ? detok_call(e, q, -1, true) : 0;
         if (n_tail < 0) n_tail = 0;
         int stop_token = res.stop_token;
         bool deliver = res.deliver;

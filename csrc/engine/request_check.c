@@ -53,6 +53,9 @@ int g4_engine_check_request(const g4_engine_opts *o, int vocab, bool has_detok, 
         if (p->allowed_ids[i] < 0 || p->allowed_ids[i] >= vocab)
             return g4_fail(err, "request: allowed_ids[%d] = %d is outside the vocabulary 0..%d", i, p->allowed_ids[i],
                            vocab - 1), G4_ERR_INVALID;
+    if (p->constraint && (!p->constraint_fn || !p->constraint_fn->mask || !p->constraint_fn->advance ||
+                          !p->constraint_fn->free))
+        return g4_fail(err, "request: a constraint without its functions"), G4_ERR_INVALID;
     if (p->prompt_logprobs && (p->prompt_logprobs_top < 0 || p->prompt_logprobs_top > G4_MAX_TOP_LOGPROBS))
         return g4_fail(err, "request: prompt_logprobs_top %d must be in 0..%d", p->prompt_logprobs_top,
                        G4_MAX_TOP_LOGPROBS), G4_ERR_INVALID;

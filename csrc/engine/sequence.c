@@ -17,9 +17,12 @@ static void add_keys(g4_seq *s, int B) {
 g4_seq *g4_seq_create(const g4_request_params *p, int block_size, const int32_t *eos, int n_eos, g4_error *err) {
     g4_seq *s = calloc(1, sizeof *s);
     if (!s) {
+        if (p->constraint) p->constraint_fn->free(p->constraint);
         g4_fail(err, "engine: out of memory for a request");
         return NULL;
     }
+    s->constraint_fn = p->constraint ? p->constraint_fn : NULL;
+    s->constraint = p->constraint;
     s->cap = p->n_prompt + p->stop.max_tokens;
     s->tokens = malloc((size_t)s->cap * sizeof *s->tokens);
     s->keys = malloc((size_t)(s->cap / block_size + 1) * sizeof *s->keys);
@@ -71,6 +74,7 @@ g4_seq *g4_seq_create(const g4_request_params *p, int block_size, const int32_t 
 void g4_seq_free(g4_seq *s) {
     if (!s) return;
     g4_stop_free(&s->stop);
+    if (s->constraint) s->constraint_fn->free(s->constraint);
     free(s->logit_bias);
     free(s->allowed_ids);
     free(s->tokens);

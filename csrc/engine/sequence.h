@@ -40,6 +40,8 @@ typedef struct g4_seq {
     int n_logit_bias;
     int32_t *allowed_ids;        /* [n_allowed_ids], NULL = every token */
     int n_allowed_ids;
+    const g4_constraint_iface *constraint_fn; /* owned constraint, NULL = none */
+    void *constraint;
     bool want_plp;               /* prompt logprobs asked */
     int plp_top;
     int plp_next;                /* the next prompt position to report (1 .. n_prompt − 1) */
@@ -51,7 +53,8 @@ typedef struct g4_seq {
     void *user;
 } g4_seq;
 
-/* Copies the request (prompt, stop rules). eos: the model's stop ids. */
+/* Copies the request (prompt, stop rules) and takes its constraint (freed with it, also when
+ * creation fails). eos: the model's stop ids. */
 g4_seq *g4_seq_create(const g4_request_params *p, int block_size, const int32_t *eos, int n_eos, g4_error *err);
 void g4_seq_free(g4_seq *s);
 /* Appends an output token (len < cap) and the key of a block it completes. */
@@ -59,7 +62,9 @@ void g4_seq_append(g4_seq *s, int32_t token, int block_size);
 static inline int g4_seq_n_output(const g4_seq *s) { return s->len - s->n_prompt; }
 /* Prompt positions still to report (prompt logprobs). */
 static inline bool g4_seq_plp_pending(const g4_seq *s) { return s->want_plp && s->plp_next < s->n_prompt; }
-/* Has logit processors (bias, allowed ids): sampled from host logits. */
-static inline bool g4_seq_host_sampled(const g4_seq *s) { return s->n_logit_bias > 0 || s->n_allowed_ids > 0; }
+/* Has logit processors (bias, allowed ids, a constraint): sampled from host logits. */
+static inline bool g4_seq_host_sampled(const g4_seq *s) {
+    return s->n_logit_bias > 0 || s->n_allowed_ids > 0 || s->constraint;
+}
 
 #endif

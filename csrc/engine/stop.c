@@ -120,16 +120,21 @@ static int append(g4_stop *s, const char *text, size_t n) {
     return 0;
 }
 
+bool g4_stop_is_stop_id(const g4_stop *s, int32_t token, int n_out) {
+    for (int i = 0; n_out >= s->min_tokens && i < s->n_ids; i++)
+        if (s->ids[i] == token) return true;
+    return false;
+}
+
 int g4_stop_token(g4_stop *s, int32_t token, int n_out, const char *text, size_t n, g4_stop_result *res,
                   g4_error *err) {
     result_init(res);
     int may_stop = n_out >= s->min_tokens;
-    for (int i = 0; may_stop && i < s->n_ids; i++) {
-        if (s->ids[i] != token) continue;
+    if (g4_stop_is_stop_id(s, token, n_out)) {
         res->finish = G4_FINISH_STOP;
         res->deliver = false;
         res->stop_token = token;
-        return 0; /* held text is shown by g4_stop_finish */
+        return 0; /* text is not the output's; held text is shown by g4_stop_finish */
     }
     if (append(s, text, n)) return g4_fail(err, "stop: out of memory");
     int which = -1;

@@ -45,8 +45,11 @@ typedef struct g4_stop_result {
 int g4_stop_init(g4_stop *s, const g4_stop_rules *r, const int32_t *eos, int n_eos, g4_error *err);
 void g4_stop_free(g4_stop *s);
 
+/* 1 when token ends the request as a stop id at output token number n_out (min_tokens met). */
+bool g4_stop_is_stop_id(const g4_stop *s, int32_t token, int n_out);
+
 /* After output token number n_out (1-based) was sampled; text: its newly certain text (NULL or
- * n = 0 when none). Returns −1 only when out of memory. */
+ * n = 0 when none; ignored for a stop id). Returns −1 only when out of memory. */
 int g4_stop_token(g4_stop *s, int32_t token, int n_out, const char *text, size_t n, g4_stop_result *res,
                   g4_error *err);
 

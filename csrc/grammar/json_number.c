@@ -72,7 +72,9 @@ static g4_gx int_grammar(g4_grammar *g, g4_num_bound lo, g4_num_bound hi) {
     int k = 0;
     if (!hi.have || b >= 0) alts[k++] = uint_range(g, lo.have && a > 0 ? a : 0, hi.have ? b : -1);
     if (!lo.have || a < 0) alts[k++] = g4_gx_seq2(g, g4_gx_str(g, "-"), uint_range(g, hi.have && b < 0 ? -b : 1, lo.have ? -a : -1));
-    g4_gx zero_frac = g4_gx_opt(g, g4_gx_seq2(g, g4_gx_str(g, "."), g4_gx_repeat(g, g4_gx_str(g, "0"), 1, -1)));
+    /* "1.0" is an integer to JSON Schema; one zero digit only, or a sampled integer could go on
+     * with zeros for ever ("2.000...") */
+    g4_gx zero_frac = g4_gx_opt(g, g4_gx_str(g, ".0"));
     return g4_gx_seq2(g, g4_gx_alt(g, alts, k), zero_frac);
 }
 

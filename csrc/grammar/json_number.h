@@ -11,7 +11,7 @@ typedef struct g4_num_bound {
     double v;  /* |v| < 1e17 */
 } g4_num_bound;
 
-/* integer = 1: canonical integers (optionally with a zero fraction, "1.0"); 0: numbers. Without
+/* integer = 1: canonical integers (optionally with the zero fraction ".0"); 0: numbers. Without
  * bounds a number may have an exponent; with bounds it is written without one. Empty range:
  * the empty language. -1 on failure (the grammar's sticky error). */
 g4_gx g4_json_number_gx(g4_grammar *g, int integer, g4_num_bound lo, g4_num_bound hi);

@@ -8,6 +8,7 @@
 #include "grammar/json_schema.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,9 +97,39 @@ static g4_gx ws(js *j) {
 }
 static g4_gx punct(js *j, const char *p) { return g4_gx_seq3(j->g, ws(j), g4_gx_str(j->g, p), ws(j)); }
 
+/* The string syntax: JSON ("..." with canonical escapes) or Gemma's tool-call arguments
+ * (<|"|>...<|"|>, content verbatim; '<' is left out of free content so the text can never hold
+ * the closing delimiter). */
+#define GEMMA_QUOTE "<|\"|>"
+static g4_gx quote(js *j) { return g4_gx_str(j->g, j->o.gemma_args ? GEMMA_QUOTE : "\""); }
+static int str_enc(const js *j) { return j->o.gemma_args ? G4_ENC_UTF8 : G4_ENC_JSON; }
+static g4_gx any_char(js *j) {
+    if (!j->o.gemma_args) return g4_any_char_gx(j->g, G4_ENC_JSON);
+    g4_cpset not_lt = {0};
+    g4_cpset_add(&not_lt, '<', '<');
+    if (g4_cpset_negate(&not_lt)) { g4_cpset_free(&not_lt); return g4_js_fail(j, "out of memory%s", ""); }
+    g4_gx r = g4_cpset_gx(j->g, &not_lt, G4_ENC_UTF8);
+    g4_cpset_free(&not_lt);
+    return r;
+}
+/* A literal string value (enum / const): its text in the string syntax. */
+static g4_gx str_lit(js *j, const char *t) {
+    g4_gx body = j->o.gemma_args ? g4_gx_lit(j->g, t, strlen(t)) : g4_json_lit_gx(j->g, t, strlen(t));
+    return g4_gx_seq3(j->g, quote(j), body, quote(j));
+}
+/* A listed property name: a JSON string, or in Gemma's syntax a bare key when it is a word. */
+static g4_gx key_lit(js *j, const char *t) {
+    if (j->o.gemma_args && (isalpha((unsigned char)t[0]) || t[0] == '_')) {
+        int word = 1;
+        for (const char *c = t; *c; c++) word &= isalnum((unsigned char)*c) || *c == '_';
+        if (word) return g4_gx_str(j->g, t);
+    }
+    return str_lit(j, t);
+}
+
 /* Any JSON string content (inline: callers put it between the quotes of one rule, so inside a
  * string the matcher is in non-accepting states of that rule, one table lookup per byte). */
-static g4_gx chars_ref(js *j) { return g4_gx_star(j->g, g4_any_char_gx(j->g, G4_ENC_JSON)); }
+static g4_gx chars_ref(js *j) { return g4_gx_star(j->g, any_char(j)); }
 
 /* Rule "value": any JSON value. */
 static g4_gx any_value(js *j) {
@@ -172,7 +203,7 @@ static g4_gx value_lit(js *j, const cJSON *v, int depth) {
     if (cJSON_IsNull(v)) return g4_gx_str(g, "null");
     if (cJSON_IsTrue(v)) return g4_gx_str(g, "true");
     if (cJSON_IsFalse(v)) return g4_gx_str(g, "false");
-    if (cJSON_IsString(v)) return g4_gx_seq3(g, g4_gx_str(g, "\""), g4_json_lit_gx(g, v->valuestring, strlen(v->valuestring)), g4_gx_str(g, "\""));
+    if (cJSON_IsString(v)) return str_lit(j, v->valuestring);
     if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
         char buf[64];
@@ -180,7 +211,7 @@ static g4_gx value_lit(js *j, const cJSON *v, int depth) {
             snprintf(buf, sizeof buf, "%.0f", d);
             if (!strcmp(buf, "-0")) strcpy(buf, "0");
             g4_gx a = g4_gx_str(g, buf);
-            return g4_gx_seq2(g, a, g4_gx_opt(g, g4_gx_seq2(g, g4_gx_str(g, "."), g4_gx_repeat(g, g4_gx_str(g, "0"), 1, -1))));
+            return g4_gx_seq2(g, a, g4_gx_opt(g, g4_gx_str(g, ".0"))); /* one zero digit, as integers */
         }
         if (!isfinite(d)) return g4_js_fail(j, "enum/const: number out of range%s", "");
         for (int p = 1; p <= 17; p++) {
@@ -206,7 +237,7 @@ static g4_gx value_lit(js *j, const cJSON *v, int depth) {
         int first = 1;
         cJSON_ArrayForEach(e, v) {
             if (!first) acc = g4_gx_seq2(g, acc, punct(j, ","));
-            g4_gx key = g4_gx_seq3(g, g4_gx_str(g, "\""), g4_json_lit_gx(g, e->string, strlen(e->string)), g4_gx_str(g, "\""));
+            g4_gx key = key_lit(j, e->string);
             acc = g4_gx_seq3(g, acc, key, g4_gx_seq2(g, punct(j, ":"), value_lit(j, e, depth + 1)));
             first = 0;
         }
@@ -314,23 +345,23 @@ static g4_gx string_body(js *j, const cJSON *s) {
     int mn, mx;
     if (int_kw(j, s, "minLength", 0, &mn) || int_kw(j, s, "maxLength", -1, &mx)) return -1;
     int has_len = cJSON_GetObjectItemCaseSensitive(s, "minLength") || cJSON_GetObjectItemCaseSensitive(s, "maxLength");
-    g4_gx q = g4_gx_str(g, "\"");
+    g4_gx q = quote(j);
     if (mx >= 0 && mn > mx) return g4_gx_never(g);
     if (pat || fmt) {
         if (pat && fmt) return g4_js_fail(j, "pattern together with format is not supported%s", "");
         if (has_len && (mn > 0 || mx >= 0)) return g4_js_fail(j, "%s together with minLength/maxLength is not supported", pat ? "pattern" : "format");
         if (pat) {
             if (!cJSON_IsString(pat)) return g4_js_fail(j, "pattern must be a string%s", "");
-            return g4_gx_seq3(g, q, g4_regex_gx(g, pat->valuestring, strlen(pat->valuestring), G4_ENC_JSON, 1), g4_gx_str(g, "\""));
+            return g4_gx_seq3(g, q, g4_regex_gx(g, pat->valuestring, strlen(pat->valuestring), str_enc(j), 1), quote(j));
         }
         if (!cJSON_IsString(fmt)) return g4_js_fail(j, "format must be a string%s", "");
         for (int i = 0; FORMATS[i].name; i++)
             if (!strcmp(FORMATS[i].name, fmt->valuestring))
-                return g4_gx_seq3(g, q, g4_regex_gx(g, FORMATS[i].re, strlen(FORMATS[i].re), G4_ENC_JSON, 0), g4_gx_str(g, "\""));
+                return g4_gx_seq3(g, q, g4_regex_gx(g, FORMATS[i].re, strlen(FORMATS[i].re), str_enc(j), 0), quote(j));
         return g4_js_fail(j, "format '%s' is not supported", fmt->valuestring);
     }
-    if (mn == 0 && mx < 0) return g4_gx_seq3(g, q, chars_ref(j), g4_gx_str(g, "\""));
-    return g4_gx_seq3(g, q, g4_gx_repeat(g, g4_any_char_gx(g, G4_ENC_JSON), mn, mx), g4_gx_str(g, "\""));
+    if (mn == 0 && mx < 0) return g4_gx_seq3(g, q, chars_ref(j), quote(j));
+    return g4_gx_seq3(g, q, g4_gx_repeat(g, any_char(j), mn, mx), quote(j));
 }
 
 /* Strings are rules, one per kind (bounds, pattern, format), quotes included: every string of a
@@ -387,17 +418,18 @@ static g4_gx key_not_in_node(js *j, const ktrie *t, int32_t u, int depth) {
     g4_cpset other = {0};
     int32_t nkids = 0;
     for (int32_t c = t[u].first_child; c >= 0; c = t[c].next_sibling) { g4_cpset_add(&other, t[c].cp, t[c].cp); nkids++; }
+    if (j->o.gemma_args) g4_cpset_add(&other, '<', '<'); /* never in Gemma's free string content */
     if (g4_cpset_negate(&other)) { g4_cpset_free(&other); return g4_js_fail(j, "out of memory%s", ""); }
     g4_gx *alts = calloc((size_t)nkids + 2, sizeof *alts);
     if (!alts) { g4_cpset_free(&other); return g4_js_fail(j, "out of memory%s", ""); }
     int k = 0;
-    alts[k++] = g4_gx_seq2(g, g4_cpset_gx(g, &other, G4_ENC_JSON), chars_ref(j));
+    alts[k++] = g4_gx_seq2(g, g4_cpset_gx(g, &other, str_enc(j)), chars_ref(j));
     g4_cpset_free(&other);
     if (!t[u].term) alts[k++] = g4_gx_empty(g);
     for (int32_t c = t[u].first_child; c >= 0; c = t[c].next_sibling) {
         g4_cpset one = {0};
         g4_cpset_add(&one, t[c].cp, t[c].cp);
-        alts[k++] = g4_gx_seq2(g, g4_cpset_gx(g, &one, G4_ENC_JSON), key_not_in_node(j, t, c, depth + 1));
+        alts[k++] = g4_gx_seq2(g, g4_cpset_gx(g, &one, str_enc(j)), key_not_in_node(j, t, c, depth + 1));
         g4_cpset_free(&one);
     }
     g4_gx r = g4_gx_alt(g, alts, k);
@@ -440,7 +472,7 @@ static g4_gx key_not_in(js *j, const char *const *names, int n) {
         }
         t[u].term = 1;
     }
-    g4_gx r = g4_gx_seq3(j->g, g4_gx_str(j->g, "\""), key_not_in_node(j, t, 0, 0), g4_gx_str(j->g, "\""));
+    g4_gx r = g4_gx_seq3(j->g, quote(j), key_not_in_node(j, t, 0, 0), quote(j));
     free(t);
     return r;
 }
@@ -493,7 +525,7 @@ static g4_gx object_grammar(js *j, const cJSON *s) {
     }
     for (int i = n - 1; i >= 0; i--)
         for (int f = 0; f < 2; f++) {
-            g4_gx key = g4_gx_seq3(g, g4_gx_str(g, "\""), g4_json_lit_gx(g, names[i], strlen(names[i])), g4_gx_str(g, "\""));
+            g4_gx key = key_lit(j, names[i]);
             g4_gx val = schemas[i] ? value_ref(j, schemas[i]) : any_value(j);
             g4_gx kv = g4_gx_seq3(g, key, punct(j, ":"), val);
             g4_gx with = g4_gx_seq3(g, f ? g4_gx_empty(g) : punct(j, ","), kv, g4_gx_ref(g, rules[2 * (i + 1)]));
@@ -704,5 +736,63 @@ done:
     for (int32_t i = 0; i < j.n_str; i++) free(j.str_key[i]);
     free(j.str_key); free(j.str_rule);
     cJSON_Delete(root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ Gemma 4 tool calls */
+
+int g4_gemma_tool_call_compile(const char *tools, size_t len, const g4_json_schema_opts *opts,
+                               const g4_grammar_limits *lim, g4_grammar **out, g4_error *err) {
+    *out = NULL;
+    cJSON *arr = cJSON_ParseWithLength(tools, len);
+    int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : 0;
+    if (n < 1) {
+        cJSON_Delete(arr);
+        return g4_fail(err, "tool call: a non-empty array of tools is needed");
+    }
+    js j = {0};
+    j.r_value = -1;
+    if (opts) j.o = *opts;
+    j.o.gemma_args = 1;
+    j.o.ws_max = 0;
+    if (j.o.max_repeat <= 0) j.o.max_repeat = 4096;
+    j.g = g4_grammar_new(lim);
+    g4_gx *alts = calloc((size_t)n, sizeof *alts);
+    cJSON *empty = cJSON_Parse("{\"type\":\"object\",\"additionalProperties\":false}"); /* no parameters: {} */
+    int rc = -1, k = 0;
+    if (!j.g || !alts || !empty) { g4_fail(err, "out of memory"); goto done; }
+    const cJSON *t;
+    cJSON_ArrayForEach(t, arr) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(t, "parameters");
+        if (!cJSON_IsString(name) || !name->valuestring[0]) { g4_fail(err, "tool call: every tool needs a name"); goto done; }
+        if (!params || cJSON_IsNull(params)) params = empty;
+        if (!cJSON_IsObject(params)) { g4_fail(err, "tool '%s': parameters must be an object", name->valuestring); goto done; }
+        j.root = params; /* $refs of this tool's schema resolve inside it */
+        g4_gx body = body_of(&j, params);
+        if (g4_grammar_failed(j.g)) {
+            g4_fail(err, "tool '%s': %s", name->valuestring, g4_grammar_error(j.g));
+            goto done;
+        }
+        g4_gx head = g4_gx_seq2(j.g, g4_gx_str(j.g, "<|tool_call>call:"), g4_gx_str(j.g, name->valuestring));
+        alts[k++] = g4_gx_seq3(j.g, head, body, g4_gx_str(j.g, "<tool_call|>"));
+    }
+    int32_t start = g4_grammar_rule_new(j.g, "root");
+    if (g4_grammar_rule_set(j.g, start, g4_gx_alt(j.g, alts, k)) < 0 && !g4_grammar_failed(j.g))
+        g4_grammar_fail(j.g, "tool call compile failed");
+    if (g4_grammar_compile(j.g, start, err)) goto done;
+    *out = j.g;
+    j.g = NULL;
+    rc = 0;
+done:
+    g4_grammar_free(j.g);
+    for (int32_t i = 0; i < j.n_owned; i++) cJSON_Delete(j.owned[i]);
+    free(j.owned);
+    free(j.memo);
+    for (int32_t i = 0; i < j.n_str; i++) free(j.str_key[i]);
+    free(j.str_key); free(j.str_rule);
+    free(alts);
+    cJSON_Delete(empty);
+    cJSON_Delete(arr);
     return rc;
 }

@@ -122,6 +122,41 @@ void g4_token_trie_free(g4_token_trie *t) {
     free(t);
 }
 
+int g4_token_trie_with_specials(const g4_tokenizer *t, const int32_t *ids, int n, g4_token_trie **out,
+                                g4_error *err) {
+    *out = NULL;
+    g4_token_trie *base = NULL;
+    if (g4_token_trie_from_tokenizer(t, &base, err)) return -1;
+    int32_t V = base->n_vocab;
+    const char **tok = malloc((size_t)V * sizeof *tok);
+    uint32_t *len = malloc((size_t)V * sizeof *len);
+    int rc = -1;
+    if (!tok || !len) {
+        g4_fail(err, "out of memory");
+        goto done;
+    }
+    for (int32_t i = 0; i < V; i++) {
+        tok[i] = (const char *)base->bytes + base->bytes_off[i];
+        len[i] = (uint32_t)(base->bytes_off[i + 1] - base->bytes_off[i]);
+    }
+    for (int k = 0; k < n; k++) {
+        size_t L = 0;
+        const char *text = ids[k] >= 0 && ids[k] < V ? g4_tokenizer_token_text(t, ids[k], &L) : NULL;
+        if (!text) {
+            g4_fail(err, "token trie: special token id %d is not in the vocabulary", ids[k]);
+            goto done;
+        }
+        tok[ids[k]] = text;
+        len[ids[k]] = (uint32_t)L;
+    }
+    rc = g4_token_trie_build(tok, len, V, out, err);
+done:
+    free(tok);
+    free(len);
+    g4_token_trie_free(base);
+    return rc;
+}
+
 const uint8_t *g4_token_trie_token(const g4_token_trie *t, int32_t id, size_t *len) {
     if (id < 0 || id >= t->n_vocab) { *len = 0; return NULL; }
     *len = (size_t)(t->bytes_off[id + 1] - t->bytes_off[id]);

@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
     g4_token_trie *t;
     if (g4_token_trie_build(tok, len, nv, &t, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
     g4_grammar_limits lim = {200000, 200000, 20000, 5000};
-    g4_json_schema_opts jo = {0, 0, 300};
+    g4_json_schema_opts jo = {.max_repeat = 300};
     char *corpus[64];
     size_t corpus_len[64];
     int n_corpus = 0;

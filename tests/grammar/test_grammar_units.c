@@ -34,7 +34,7 @@ int main(void) {
     CHECK(!accepts(g, "{\"b\":[],\"a\":1}"), "properties in schema order only");
     CHECK(!accepts(g, "{\"b\":[]}"), "required property missing");
     g4_grammar_free(g);
-    g4_json_schema_opts ws = {2, 0, 0};
+    g4_json_schema_opts ws = {.ws_max = 2};
     g = schema(obj, &ws, NULL, &err);
     CHECK(g && accepts(g, " { \"a\" : 1 ,\n\"b\": [ \"x\" , \"y\" ] } "), "ws_max 2 accepted");
     CHECK(g && !accepts(g, "{\"a\":   1}"), "three spaces over ws_max 2");
@@ -43,7 +43,7 @@ int main(void) {
     const char *one = "{\"oneOf\":[{\"type\":\"integer\"},{\"minimum\":2}]}";
     g = schema(one, NULL, NULL, &err);
     CHECK(!g && strstr(err.msg, "oneOf"), "overlapping oneOf refused: %s", err.msg);
-    g4_json_schema_opts any = {0, 1, 0};
+    g4_json_schema_opts any = {.oneof_as_anyof = 1};
     g = schema(one, &any, NULL, &err);
     CHECK(g && accepts(g, "1") && accepts(g, "2.5"), "oneOf as anyOf");
     g4_grammar_free(g);

@@ -1,6 +1,6 @@
 """Issue 21: the API behaviours vLLM / OpenAI clients rely on, driven by the official `openai`
 client (and `requests` for the plain endpoints): continuous usage, completions logprobs with
-logprobs=0, reasoning_tokens, tool_choice forcing refused, several prompts, echo, logit_bias,
+logprobs=0, reasoning_tokens, tool_choice forcing, several prompts, echo, logit_bias,
 allowed_token_ids, return_token_ids, /version, /tokenizer_info, /invocations.
 The model is the embedded tiny random checkpoint: outputs are token soup, so every check compares
 the server with itself through another route (a single-prompt request, /tokenize, the token ids)
@@ -100,14 +100,22 @@ def test_reasoning_tokens_in_usage(client, server):
         assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == want
 
 
-# --- tool_choice forcing is refused, never silently "auto" --------------------------------------
+# --- tool_choice forcing gives a call, never silently "auto" ------------------------------------
 
 @pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
-def test_tool_choice_forcing_refused(client, choice):
+def test_tool_choice_forcing_gives_a_call(client, choice):
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 6}}, "required": ["city"],
+        "additionalProperties": False}}}]
+    r = client.chat.completions.create(model=MODEL, messages=MSG, tools=tools, tool_choice=choice, max_tokens=64,
+                                       temperature=1, seed=3)
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls" and c.message.tool_calls[0].function.name == "get_weather"
+    assert set(json.loads(c.message.tool_calls[0].function.arguments)) == {"city"}
     with pytest.raises(openai.BadRequestError) as ei:
-        client.chat.completions.create(model=MODEL, messages=MSG, tools=TOOLS, tool_choice=choice, max_tokens=2)
-    assert ei.value.body["param"] == "tool_choice" and "not supported" in ei.value.body["message"]
-    assert ("required" if choice == "required" else "get_weather") in ei.value.body["message"]
+        client.chat.completions.create(model=MODEL, messages=MSG, tools=TOOLS, max_tokens=2,
+                                       tool_choice={"type": "function", "function": {"name": "nope"}})
+    assert ei.value.body["param"] == "tool_choice" and "nope" in ei.value.body["message"]
 
 
 def test_tool_choice_none_and_auto_work(client, server):

@@ -141,8 +141,8 @@ TOOLS = [{"type": "function", "function": {
 
 
 def test_tool_call_round_trip(client, server):
-    # 1. a request offering tools is accepted (forcing a call is refused until constrained decoding:
-    #    test_api_gaps.py)
+    # 1. a request offering tools is accepted (forced calls: test_api_gaps.py,
+    #    test_structured_output.py)
     for choice in ("auto", "none"):
         r = client.chat.completions.create(model=MODEL, messages=MSG, tools=TOOLS, tool_choice=choice, max_tokens=4)
         assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
@@ -208,7 +208,8 @@ def test_tokenize_detokenize(server):
     (dict(top_logprobs=3), "top_logprobs"),
     (dict(presence_penalty="high"), "presence_penalty"),
     (dict(stop=[1, 2]), "stop"),
-    (dict(response_format={"type": "json_object"}), "response_format"),
+    (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"not": {}}}}),
+     "response_format"),
     (dict(extra_body={"logit_bias": {"5": 1000}}), "logit_bias"),
     (dict(tool_choice="required"), "tool_choice"),
 ])
@@ -219,9 +220,9 @@ def test_bad_request(client, kw, param):
     assert ei.value.status_code == 400 and err["param"] == param and err["message"]
 
 
-def test_json_schema_not_supported(client):
+def test_structural_tag_not_supported(client):
     with pytest.raises(openai.BadRequestError, match="not supported yet"):
-        chat_text(client, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}})
+        chat_text(client, response_format={"type": "structural_tag"})
 
 
 def test_image_part_rejected(client):

@@ -34,7 +34,7 @@ LAYERS = [
     ["csrc/grammar"],                                # structured output: grammars, matcher, token masks
     ["csrc/engine"],                                 # the serving engine over the executor seam
     ["csrc/parallel"],                               # the tensor-parallel group and its executor
-    ["csrc/server/metrics"],                         # the metrics both protocols feed
+    ["csrc/server/metrics", "csrc/server/structured"],  # what both protocols share: metrics, compiled constraints
     ["csrc/server/http", "csrc/server/grpc"],        # protocols over the engine
     ["csrc/server"],                                 # the g4serve process (composition root)
     ["csrc/tools"],                                  # tools over the composition root

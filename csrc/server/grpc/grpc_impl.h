@@ -25,6 +25,7 @@
 #include "engine/stream.h"
 #include "server/grpc/grpc_server.h"
 #include "base/strbuf.h"
+#include "server/structured/structured.h"
 
 typedef struct g4_gcall g4_gcall;
 typedef struct g4_gen g4_gen;
@@ -96,6 +97,7 @@ struct g4_grpc_server {
     _Atomic(bool) attached, ready, stopping;
     _Atomic(bool) draining;             /* no new generations; health NOT_SERVING */
     g4_grpc_model model;                /* valid once attached */
+    g4_so_cache *so_cache;              /* structured output (made at attach, with a tokenizer) */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;                  /* n_calls reaches 0, shutdown tag seen */

@@ -161,6 +161,7 @@ int g4_grpc_server_port(const g4_grpc_server *s) { return s->port; }
 
 void g4_grpc_server_attach(g4_grpc_server *s, const g4_grpc_model *m) {
     s->model = *m;
+    if (m->tok) s->so_cache = g4_so_cache_new(m->tok, 64); /* NULL: structured requests are refused */
     atomic_store(&s->attached, true);
 }
 
@@ -370,6 +371,7 @@ void g4_grpc_server_stop(g4_grpc_server *s) {
         s->rids = r->next;
         free(r->rid), free(r);
     }
+    g4_so_cache_free(s->so_cache);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->served_name), free(s->model_path), free(s->host), free(s->api_key);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "g4serve.pb-c.h"
 #include "server/grpc/grpc_impl.h"
 #include "text/output_parser.h"
@@ -154,6 +156,58 @@ static int fill_params(g4_grpc_server *s, const G4serve__V1__GenerateRequest *rq
                        p->stop.max_tokens);
     p->priority = rq->priority;
     return 0;
+}
+
+/* The request's structured-output constraint, compiled here (the call's thread, never the
+ * engine's) through the server's cache, into p (the engine owns it from submit on). 0 when the
+ * request has none; -1 with err naming the field. */
+static int structured(g4_grpc_server *s, const G4serve__V1__GenerateRequest *rq, bool in_reasoning,
+                      g4_request_params *p, g4_error *err) {
+    const G4serve__V1__StructuredOutput *so = rq->structured;
+    if (!so || so->kind_case == G4SERVE__V1__STRUCTURED_OUTPUT__KIND__NOT_SET) return 0;
+    if (!s->so_cache) return g4_fail(err, "structured: needs the server's tokenizer");
+    g4_so_spec spec = {0};
+    char *owned = NULL;
+    const char *field = "structured";
+    switch (so->kind_case) {
+    case G4SERVE__V1__STRUCTURED_OUTPUT__KIND_JSON_SCHEMA:
+        spec = (g4_so_spec){G4_SO_JSON_SCHEMA, so->json_schema, strlen(so->json_schema)}, field = "structured.json_schema";
+        break;
+    case G4SERVE__V1__STRUCTURED_OUTPUT__KIND_JSON_OBJECT:
+        if (!so->json_object) return 0;
+        spec = (g4_so_spec){G4_SO_JSON_SCHEMA, "{\"type\":\"object\"}", strlen("{\"type\":\"object\"}")};
+        field = "structured.json_object";
+        break;
+    case G4SERVE__V1__STRUCTURED_OUTPUT__KIND_REGEX:
+        spec = (g4_so_spec){G4_SO_REGEX, so->regex, strlen(so->regex)}, field = "structured.regex";
+        break;
+    case G4SERVE__V1__STRUCTURED_OUTPUT__KIND_GRAMMAR:
+        spec = (g4_so_spec){G4_SO_GRAMMAR, so->grammar, strlen(so->grammar)}, field = "structured.grammar";
+        break;
+    case G4SERVE__V1__STRUCTURED_OUTPUT__KIND_CHOICE: {
+        field = "structured.choice";
+        if (!so->choice || !so->choice->n_choices) return g4_fail(err, "%s: at least one choice is needed", field);
+        cJSON *a = cJSON_CreateStringArray((const char *const *)so->choice->choices, (int)so->choice->n_choices);
+        owned = a ? cJSON_PrintUnformatted(a) : NULL;
+        cJSON_Delete(a);
+        if (!owned) return g4_fail(err, "out of memory");
+        spec = (g4_so_spec){G4_SO_CHOICE, owned, strlen(owned)};
+        break;
+    }
+    default:
+        return g4_fail(err, "structured: unknown kind %d", (int)so->kind_case);
+    }
+    g4_so_grammar *gr = NULL;
+    g4_error cerr = {{0}};
+    int rc = g4_so_cache_get(s->so_cache, &spec, &gr, &cerr);
+    cJSON_free(owned);
+    if (rc) return g4_fail(err, "%s cannot be honoured: %s", field, cerr.msg);
+    bool chat = rq->input_case == G4SERVE__V1__GENERATE_REQUEST__INPUT_CHAT;
+    g4_so_thought th = {.enabled = chat && rq->chat->enable_thinking, .started = in_reasoning};
+    p->constraint = g4_so_constraint_new(gr, &th);
+    p->constraint_fn = &g4_so_constraint_fn;
+    g4_so_grammar_unref(gr); /* the constraint holds its own reference */
+    return p->constraint ? 0 : g4_fail(err, "out of memory for a constraint");
 }
 
 /* Chat output: runs the new text (and, at the end, the flush) through the parser into content,
@@ -332,13 +386,14 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     }
     p.prompt = prompt.ids;
     p.n_prompt = (int)prompt.n;
-    if (g4_grpc_check_lengths(s, &p, &err)) goto bad;
+    if (g4_grpc_check_lengths(s, &p, &err) || structured(s, rq, in_reasoning, &p, &err)) goto bad;
     bool chat = rq->input_case == G4SERVE__V1__GENERATE_REQUEST__INPUT_CHAT;
     st = calloc(1, sizeof *st);
     if (!st || !(st->g = g4_gen_new(c, chat || rq->keep_special_tokens ? 0u : G4_DETOK_SKIP_SPECIAL)) ||
         (chat && g4_output_parser_new(in_reasoning ? G4_PARSE_START_IN_REASONING : 0, &st->parser, &err))) {
         if (st) g4_gen_free(st->g);
         free(st);
+        if (p.constraint) p.constraint_fn->free(p.constraint); /* not handed to the engine */
         g4_gcall_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
@@ -355,6 +410,7 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
         g4_gen_free(st->g);
         g4_output_parser_free(st->parser);
         free(st);
+        if (p.constraint) p.constraint_fn->free(p.constraint); /* not handed to the engine */
         goto out;
     }
     st->registered = true;

@@ -218,6 +218,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     g4_tokens *pids = calloc((size_t)n_prompts, sizeof *pids);
     int *pmax = calloc((size_t)n_prompts, sizeof *pmax);
     unsigned parse_flags = 0;
+    g4_so_grammar *so = NULL; /* the request's compiled constraint, if any */
     int n_prompt_total = 0, max_tokens = 0;
     if (!pids || !pmax) {
         g4_http_fail(&e, 500, NULL, "out of memory");
@@ -243,6 +244,10 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         pmax[p] = max_tokens;
         n_prompt_total += n_prompt;
     }
+
+    /* compiled here, on the connection's thread, never the engine's */
+    if (req.structured.set && g4_oai_structured_compile(s->so_cache, &req.structured, &so, &e) < 0)
+        goto refuse;
 
     int n_choices = n_prompts * req.n;
     /* Prompt logprobs (vLLM's prompt_logprobs, or OpenAI's echo + logprobs) answer (1 + top)
@@ -283,6 +288,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         if (!j->events || g4_choice_init(&j->ch[i], j, i, prompt, kind == G4_OAI_CHAT, parse_flags) < 0 ||
             g4_stream_sink_init(&j->ch[i].sink, j->events, &j->ch[i]) < 0) {
             free(pmax);
+            g4_so_grammar_unref(so);
             job_free(j);
             g4_http_fail(&e, 500, NULL, "out of memory");
             return reject(s, c, &e);
@@ -317,6 +323,16 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         p.n_allowed_ids = j->req.n_allowed_ids;
         p.prompt_logprobs = plp_top >= 0;
         p.prompt_logprobs_top = plp_top > 0 ? plp_top : 0;
+        if (so) { /* one matcher per choice; the engine owns it from submit on */
+            g4_so_thought th = {.enabled = kind == G4_OAI_CHAT && j->req.enable_thinking,
+                                .started = parse_flags & G4_PARSE_START_IN_REASONING};
+            if (!(p.constraint = g4_so_constraint_new(so, &th))) {
+                code = G4_ERR_INVALID;
+                snprintf(err.msg, sizeof err.msg, "out of memory for a constraint");
+                break;
+            }
+            p.constraint_fn = &g4_so_constraint_fn;
+        }
         p.priority = j->req.priority;
         /* Completions render special tokens as nothing when asked; chat keeps them for the
          * output parser. */
@@ -337,6 +353,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
             break;
         submitted++;
     }
+    g4_so_grammar_unref(so); /* each constraint holds its own reference */
     if (submitted < j->n) {
         job_cancel(j); /* choices already submitted end with ABORT and drop their refs */
         int status = code == G4_ERR_QUEUE_FULL ? 429 : code == G4_ERR_STOPPED ? 503 : 400;
@@ -383,6 +400,7 @@ refuse: /* before the job exists: the prompts and the request are ours to free *
         g4_tokens_free(&pids[p]);
     free(pids);
     free(pmax);
+    g4_so_grammar_unref(so);
     g4_oai_request_free(&req);
     return reject(s, c, &e);
 }

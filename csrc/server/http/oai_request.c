@@ -138,8 +138,7 @@ static int get_str(const cJSON *o, const char *name, const char **out, g4_http_e
 /* Fields for features not built yet: refused when present with a non-default value. */
 static int refuse_unsupported(const cJSON *o, g4_http_error *e)
 {
-    static const char *const never[] = {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
-                                        "structured_outputs", "bad_words", "functions",
+    static const char *const never[] = {"bad_words", "functions",
                                         "audio", "prediction", "mm_processor_kwargs", "chat_template", "suffix",
                                         "guided_decoding_backend", "logits_processors", "vllm_xargs",
                                         "kv_transfer_params", "cache_salt", "truncate_prompt_tokens"};
@@ -162,19 +161,6 @@ static int refuse_unsupported(const cJSON *o, g4_http_error *e)
         return -1;
     if (best_of != 1)
         return g4_http_fail(e, 400, "best_of", "'best_of' > 1 is not supported yet");
-    const cJSON *rf = field(o, "response_format");
-    if (rf) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
-        if (!cJSON_IsObject(rf) || !cJSON_IsString(t))
-            return g4_http_fail(e, 400, "response_format", "'response_format' must be an object with a string 'type'");
-        if (!strcmp(t->valuestring, "json_object") || !strcmp(t->valuestring, "json_schema") ||
-            !strcmp(t->valuestring, "structural_tag") || !strcmp(t->valuestring, "grammar"))
-            return g4_http_fail(e, 400, "response_format",
-                                "response_format type '%s' is not supported yet (structured output is not built)",
-                                t->valuestring);
-        if (strcmp(t->valuestring, "text"))
-            return g4_http_fail(e, 400, "response_format", "unknown response_format type '%s'", t->valuestring);
-    }
     return 0;
 }
 
@@ -517,24 +503,11 @@ static int parse_tools(g4_oai_request *r, const cJSON *o, g4_http_error *e)
         }
         if (r->tool_choice != G4_TOOL_CHOICE_NONE && !r->tools)
             return g4_http_fail(e, 400, "tool_choice", "'tool_choice' needs 'tools'");
-        /* Forcing a call needs constrained decoding, which is not built: refused rather than
-         * silently acting as "auto". */
-        if (r->tool_choice == G4_TOOL_CHOICE_REQUIRED)
-            return g4_http_fail(e, 400, "tool_choice", "tool_choice \"required\" is not supported yet (it needs "
-                                "constrained decoding); use \"auto\" or \"none\"");
-        if (r->tool_choice == G4_TOOL_CHOICE_NAMED) {
-            bool found = false;
-            const cJSON *it;
-            cJSON_ArrayForEach(it, r->tools)
-            {
-                const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "function"), "name");
-                found |= !strcmp(n->valuestring, r->tool_choice_name);
-            }
-            if (!found)
-                return g4_http_fail(e, 400, "tool_choice", "tool_choice names '%s', which is not in 'tools'",
-                                    r->tool_choice_name);
-            return g4_http_fail(e, 400, "tool_choice", "tool_choice naming a function ('%s') is not supported yet "
-                                "(it needs constrained decoding); use \"auto\" or \"none\"", r->tool_choice_name);
+        if (r->tool_choice == G4_TOOL_CHOICE_REQUIRED || r->tool_choice == G4_TOOL_CHOICE_NAMED) {
+            /* a forced call is a constraint of its own (oai_structured.c) */
+            const char *named = r->tool_choice == G4_TOOL_CHOICE_NAMED ? r->tool_choice_name : NULL;
+            if (g4_oai_structured_tool_choice(&r->structured, r->tools, named, e) < 0)
+                return -1;
         }
     }
     r->parallel_tool_calls = true;
@@ -638,7 +611,7 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
         r->priority = (int)i;
     if (refuse_unsupported(o, e) < 0 || parse_sampling(r, o, e) < 0 || parse_logprobs(r, o, e) < 0 ||
         parse_stop(r, o, n_vocab, e) < 0 || parse_processors(r, o, n_vocab, e) < 0 ||
-        get_bool(o, "echo", &r->echo, e) < 0)
+        get_bool(o, "echo", &r->echo, e) < 0 || g4_oai_structured_parse(o, &r->structured, e) < 0)
         goto fail;
     if (r->echo && kind == G4_OAI_CHAT) {
         g4_http_fail(e, 400, "echo", "'echo': true is not supported on chat completions");
@@ -679,5 +652,6 @@ void g4_oai_request_free(g4_oai_request *r)
     free(r->prompts);
     free(r->logit_bias);
     free(r->allowed_ids);
+    g4_oai_structured_free(&r->structured);
     memset(r, 0, sizeof *r);
 }

@@ -4,9 +4,10 @@
  * (g4_sampling, g4_stop_rules, logit processors) plus the few things the front-end needs (n,
  * stream, logprobs, prompts, echo, tools, chat options). Every field the server understands is
  * type- and range-checked; a bad one gives a 400 naming it in `param`. Fields for features not
- * built yet (response_format json, tool_choice forcing, beam search, ...) are refused with 400
+ * built yet (beam search, best_of, ...) are refused with 400
  * "not supported yet", never silently ignored; harmless bookkeeping fields (user, metadata, store,
  * ...) are accepted.
+ * Structured-output fields are read by oai_structured.c (into `structured`).
  * Not here: tokenizing or rendering the chat template (text/prompt.c), the model name check
  * and the model-length check (they need the server's state, see server.c / generate.c). */
 #ifndef G4_SERVER_HTTP_OAI_REQUEST_H
@@ -19,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine/engine.h"
+#include "server/http/oai_structured.h"
 
 /* An error to send as an OpenAI error object: {"error":{message,type,param,code}}. */
 typedef struct g4_http_error {
@@ -78,6 +80,7 @@ typedef struct g4_oai_request {
     int n_logit_bias;
     int32_t *allowed_ids;        /* vLLM allowed_token_ids: malloc'ed [n_allowed_ids], or NULL */
     int n_allowed_ids;
+    g4_oai_structured structured; /* response_format / structured_outputs / guided_* (oai_structured.h) */
 
     /* completions */
     g4_oai_prompt *prompts;      /* malloc'ed [n_prompts]: one choice group of n per prompt */

@@ -614,6 +614,7 @@ int g4_http_server_port(const g4_http_server *s) { return s->port; }
 void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *tok, const g4_engine_opts *eo)
 {
     s->tok = tok;
+    s->so_cache = g4_so_cache_new(tok, 64); /* NULL: structured requests get a 500 */
     s->max_model_len = eo->max_model_len;
     s->max_running = eo->max_running;
     s->defaults = eo->defaults;
@@ -663,6 +664,7 @@ void g4_http_server_stop(g4_http_server *s)
         g4_engine_wait_idle(e);
     g4_generate_cancel_all(s);
     MHD_stop_daemon(s->daemon);
+    g4_so_cache_free(s->so_cache);
     if (s->own_metrics)
         g4_metrics_free(s->metrics);
     pthread_cond_destroy(&s->ticker_cv);

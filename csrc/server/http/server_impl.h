@@ -21,6 +21,7 @@ struct g4_http_server {
     int port;
     _Atomic(g4_engine *) engine;   /* NULL until attach */
     const g4_tokenizer *tok;       /* set together with engine */
+    g4_so_cache *so_cache;         /* compiled structured-output constraints (made at attach) */
     atomic_bool ready;
     atomic_bool draining;          /* shutting down: no new work (503 + Retry-After), readiness 503 */
     int max_model_len, max_running;
