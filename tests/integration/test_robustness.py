@@ -268,7 +268,8 @@ def test_named_bad_values(server):
          "name"),
         (dict(messages=[{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": {"a": 1}}]),
          "tool_calls"),
-        (dict(response_format={"type": "json_object"}), "response_format"),
+        (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"not": {}}}}), "not"),
+        (dict(response_format={"type": "xml"}), "response_format"),
         (dict(stream_options={"include_usage": True}), "stream_options"),
         (dict(model="no-such-model"), "no-such-model"), (dict(model="m" * 100000), "model"),
     ]
