@@ -5,7 +5,7 @@
 # peak RSS and whether it crashed (the crash input is kept under the build tree, path in the
 # report). Exit 1 when any target crashed.
 #
-#   bash bench/fuzz.sh [SECONDS] [TARGET...] > bench/results/fuzz-YYYY-MM-DD.json
+#   bash bench/fuzz.sh [SECONDS] [TARGET...] > REPORT.json   (committed reports: bench/results/)
 #
 # Builds the libFuzzer targets first (clang-16, ASan + UBSan, G4_FUZZ=ON) in $G4_FUZZ_BUILD_DIR
 # (default build-fuzz). New inputs go to a scratch corpus in the build tree; the committed seed
