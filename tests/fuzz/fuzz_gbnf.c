@@ -10,7 +10,7 @@
 #include "grammar/matcher.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    g4_grammar_limits lim = {200000, 200000, 20000, 5000};
+    g4_grammar_limits lim = {20000, 20000, 2000, 500};
     g4_grammar *g = NULL;
     g4_error err = {{0}};
     int rc = g4_gbnf_compile((const char *)data, size, &lim, &g, &err);

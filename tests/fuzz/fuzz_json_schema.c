@@ -10,10 +10,10 @@
 #include "grammar/matcher.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    g4_grammar_limits lim = {200000, 200000, 20000, 5000};
+    g4_grammar_limits lim = {20000, 20000, 2000, 500};
     g4_grammar *g = NULL;
     g4_error err = {{0}};
-    g4_json_schema_opts opts = {0, 0, 300};
+    g4_json_schema_opts opts = {0, 0, 256};
     int rc = g4_json_schema_compile((const char *)data, size, &opts, &lim, &g, &err);
     if (rc != 0) {
         if (!err.msg[0]) abort();
