@@ -4,7 +4,7 @@
 # CPU container image and run it with the smoke test (the container stage); build the
 # emulated CUDA target (docs/gpu-emulation.md) and run every GPU test on it (label emu); then
 # rebuild with AddressSanitizer + UndefinedBehaviorSanitizer, the emulated target included, and
-# run ctest again; then build the engine, tensor-parallel and server tests with ThreadSanitizer
+# run ctest again; then run the libFuzzer targets briefly (tests/fuzz/); then build the engine, tensor-parallel and server tests with ThreadSanitizer
 # and run them (label tsan, tests/CMakeLists.txt). Every build has -Werror; the
 # source format is checked first (tests/tools/format.sh).
 set -euo pipefail
@@ -67,6 +67,19 @@ cmake -S "$root" -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DG4_CUDA=EMU -DG4
 cmake --build "$asan" -j"$jobs"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 (cd "$asan" && ctest --output-on-failure --timeout 1800)
+
+# --- fuzz stage (tests/fuzz/, docs/contributing.md "Fuzzing") ---------------------------------
+# The libFuzzer targets (clang-16, ASan + UBSan, G4_FUZZ=ON) replay their seed corpora (label
+# fuzz) and then fuzz G4_FUZZ_SECONDS = 10 s each (label fuzz_run; 11 targets, about 2 minutes).
+# The replays alone also ran in both builds above, through the plain-C driver.
+if command -v clang-16 >/dev/null 2>&1; then
+  fuzz="${G4_FUZZ_BUILD_DIR:-$root/build-fuzz}"
+  cmake -S "$root" -B "$fuzz" -G Ninja -DCMAKE_C_COMPILER=clang-16 -DG4_CUDA=OFF -DG4_SANITIZE=ON -DG4_FUZZ=ON \
+    -DG4_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DG4_FUZZ_SECONDS=10
+  cmake --build "$fuzz" -j"$jobs" --target fuzz-targets
+  (cd "$fuzz" && ctest -L '^fuzz' --output-on-failure --timeout 300)
+fi
+# --- end of the fuzz stage ---------------------------------------------------------------------
 
 # ThreadSanitizer (host code only: the emulated target's fiber switches are invisible to it).
 # The engine thread, TP workers, libmicrohttpd and completion-queue threads share state; a

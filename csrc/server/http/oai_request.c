@@ -231,8 +231,9 @@ static int parse_processors(g4_oai_request *r, const cJSON *o, int32_t n_vocab, 
             char *end = NULL;
             long id = strtol(it->string, &end, 10);
             if (!it->string[0] || *end || id < 0 || id >= n_vocab || strspn(it->string, "0123456789") != strlen(it->string))
-                return g4_http_fail(e, 400, "logit_bias", "'logit_bias' key '%.40s' is not a token id in [0, %d)",
-                                    it->string, (int)n_vocab);
+                return g4_http_fail(e, 400, "logit_bias", "'logit_bias' key '%.*s' is not a token id in [0, %d)",
+                                    (int)g4_utf8_complete_prefix(it->string, strnlen(it->string, 40)), it->string,
+                                    (int)n_vocab); /* 40 bytes, never half a character */
             if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || fabs(it->valuedouble) > 100)
                 return g4_http_fail(e, 400, "logit_bias", "'logit_bias' values must be numbers in [-100, 100]");
             r->logit_bias[r->n_logit_bias++] = (g4_logit_bias){(int32_t)id, (float)it->valuedouble};

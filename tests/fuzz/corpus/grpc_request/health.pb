@@ -1,0 +1,2 @@
+
+g4serve.v1.G4Serve
