@@ -110,6 +110,7 @@ static int closure(const g4_pda *p, g4_frames *fr, g4_step_scratch *sc, const g4
     int can_end = 0;
     for (int32_t i = 0; i < n_in; i++) if (push_wl(sc, in[i])) return -1;
     for (int32_t i = 0; i < sc->n_wl; i++) {
+        if (sc->n_wl > 16 * G4_MATCHER_MAX_HEADS) return -1; /* too ambiguous (matcher.h) */
         g4_head h = sc->wl[i];
         for (int32_t k = p->call_off[h.state]; k < p->call_off[h.state + 1]; k++) {
             int32_t f = frame_get(fr, sc, p->calls[k].ret, h.frame);
@@ -148,6 +149,7 @@ int32_t g4_pda_step(const g4_pda *p, g4_frames *fr, g4_step_scratch *sc, const g
         int r = tab_insert(sc, key_of(TAG_OUT, t, sc->wl[i].frame), &slot);
         if (r < 0) return -1;
         if (r == 0) continue;
+        if (n == G4_MATCHER_MAX_HEADS) return -1; /* too ambiguous (matcher.h) */
         if (grow((void **)out, cap_out, n + 1, sizeof(g4_head))) return -1;
         (*out)[n].state = t;
         (*out)[n].frame = sc->wl[i].frame;

@@ -21,8 +21,14 @@ typedef struct g4_matcher g4_matcher;
 g4_matcher *g4_matcher_new(const g4_grammar *g);
 void g4_matcher_free(g4_matcher *m);
 
+/* Most live heads (and 16x that many closure entries) one step may hold. A highly ambiguous
+ * grammar (e.g. x ::= "(" x | "(" | "(" x x) grows its heads exponentially with the input; past
+ * this cap the step fails (as on OOM) instead of taking time and memory without bound, and the
+ * request using it ends with an error (tests/grammar/test_grammar_units.c). */
+#define G4_MATCHER_MAX_HEADS 4096
+
 /* Reads n bytes. 0 when all were accepted; -1 when some byte was not (the state is then as it was
- * before the call) or on OOM. */
+ * before the call), on OOM, or past G4_MATCHER_MAX_HEADS. */
 int g4_matcher_advance(g4_matcher *m, const void *bytes, size_t n);
 
 /* 1 when the bytes read so far form a complete string of the grammar (EOS may be sampled). */

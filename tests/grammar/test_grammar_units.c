@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "grammar/gbnf.h"
 #include "grammar/json_schema.h"
 #include "grammar/token_mask.h"
 
@@ -34,6 +35,23 @@ int main(void) {
     CHECK(!accepts(g, "{\"b\":[],\"a\":1}"), "properties in schema order only");
     CHECK(!accepts(g, "{\"b\":[]}"), "required property missing");
     g4_grammar_free(g);
+    { /* an exponentially ambiguous grammar: the step fails at the head cap, in bounded time
+       * (tests/fuzz found it hanging at 75,000 heads after 20 bytes) */
+        const char *amb = "root ::= x\nx ::= \"(\" x | \"(\" | \"(\" x x\n";
+        g4_grammar *ga = NULL;
+        CHECK(g4_gbnf_compile(amb, strlen(amb), NULL, &ga, &err) == 0, "ambiguous grammar compiles: %s", err.msg);
+        g4_matcher *m = ga ? g4_matcher_new(ga) : NULL;
+        int failed_at = -1, max_heads = 0;
+        for (int i = 0; m && i < 64; i++) {
+            if (g4_matcher_advance(m, "(", 1)) { failed_at = i; break; }
+            if (g4_matcher_n_heads(m) > max_heads) max_heads = g4_matcher_n_heads(m);
+        }
+        CHECK(failed_at > 4 && max_heads <= G4_MATCHER_MAX_HEADS,
+              "the ambiguous grammar stops at the head cap (failed at byte %d, %d heads at most)", failed_at, max_heads);
+        CHECK(!m || accepts(ga, "((("), "short inputs of the ambiguous grammar still match");
+        g4_matcher_free(m);
+        g4_grammar_free(ga);
+    }
     g4_json_schema_opts ws = {.ws_max = 2};
     g = schema(obj, &ws, NULL, &err);
     CHECK(g && accepts(g, " { \"a\" : 1 ,\n\"b\": [ \"x\" , \"y\" ] } "), "ws_max 2 accepted");
