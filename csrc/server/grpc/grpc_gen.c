@@ -224,8 +224,9 @@ static int utf8_walk(const ProtobufCMessage *m, const char *path, int depth, g4_
             n = *(const size_t *)(base + f->quantifier_offset);
             vals = *(void *const *const *)(base + f->offset);
         }
-        char sub[256];
-        snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", f->name);
+        char sub[256]; /* the field's path, for the message; a deeper one is cut and marked "..." */
+        if (snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", f->name) >= (int)sizeof sub)
+            memcpy(sub + sizeof sub - 4, "...", 4);
         for (size_t k = 0; k < n && vals; k++) {
             if (!vals[k]) continue;
             if (f->type == PROTOBUF_C_TYPE_STRING) {
