@@ -96,18 +96,30 @@ __host__ __device__ static inline g4_dec_layout g4_dec_layout_of(int D, int sing
     g4_dec_layout L;
     const unsigned PD = (unsigned)D + 8, R = 2u * (unsigned)rp + 8, BN = G4_DEC_BN;
     unsigned o = 0;
-    L.kv = o;    o += g4_dec_up16((unsigned)stages * BN * PD * 2u * (single ? 1u : 2u));
-    L.q_hi = o;  o += g4_dec_up16(8u * PD * 2u);
-    L.q_lo = o;  o += single ? g4_dec_up16(8u * PD * 2u) : 0u;
-    L.q_rot = o; o += single ? g4_dec_up16(8u * R * 2u) : 0u;
-    L.k_rot = o; o += single ? g4_dec_up16(BN * R * 2u) : 0u;
-    L.kn = o;    o += single ? g4_dec_up16(2u * (unsigned)rp * 4u) : 0u;
-    L.invf = o;  o += single ? g4_dec_up16((unsigned)rp * 4u) : 0u;
-    L.s = o;     o += g4_dec_up16(8u * (BN + 4) * 4u);
-    L.p = o;     o += g4_dec_up16(8u * (BN + 8) * 2u);
-    L.corr = o;  o += g4_dec_up16(8u * 4u);
-    L.ml = o;    o += g4_dec_up16(16u * 4u);
-    L.ring = o;  o += (unsigned)stages * BN * 8u;
+    L.kv = o;
+    o += g4_dec_up16((unsigned)stages * BN * PD * 2u * (single ? 1u : 2u));
+    L.q_hi = o;
+    o += g4_dec_up16(8u * PD * 2u);
+    L.q_lo = o;
+    o += single ? g4_dec_up16(8u * PD * 2u) : 0u;
+    L.q_rot = o;
+    o += single ? g4_dec_up16(8u * R * 2u) : 0u;
+    L.k_rot = o;
+    o += single ? g4_dec_up16(BN * R * 2u) : 0u;
+    L.kn = o;
+    o += single ? g4_dec_up16(2u * (unsigned)rp * 4u) : 0u;
+    L.invf = o;
+    o += single ? g4_dec_up16((unsigned)rp * 4u) : 0u;
+    L.s = o;
+    o += g4_dec_up16(8u * (BN + 4) * 4u);
+    L.p = o;
+    o += g4_dec_up16(8u * (BN + 8) * 2u);
+    L.corr = o;
+    o += g4_dec_up16(8u * 4u);
+    L.ml = o;
+    o += g4_dec_up16(16u * 4u);
+    L.ring = o;
+    o += (unsigned)stages * BN * 8u;
     L.total = o;
     return L;
 }
@@ -127,10 +139,10 @@ __device__ __forceinline__ __half g4_dec_h(float v) { /* clamped: nothing become
  * lb = log2(block_size); rp = rotated pairs (k_eq_v; multiple of 16, 2·rp ≤ D). */
 template <int D, int STAGES>
 static __global__ void __launch_bounds__(G4_DEC_THREADS)
-    g4_attention_decode_kernel(__nv_bfloat16 *out, float *partial, const __nv_bfloat16 *q,
-                               const __nv_bfloat16 *cache, const __nv_bfloat16 *k_norm, g4_kv_dev kv, int lb,
-                               const int32_t *pos, const int32_t *seq, const int32_t *table, int n_seqs,
-                               int max_blocks, int n_heads, int window, float log2_theta, int rp) {
+    g4_attention_decode_kernel(__nv_bfloat16 *out, float *partial, const __nv_bfloat16 *q, const __nv_bfloat16 *cache,
+                               const __nv_bfloat16 *k_norm, g4_kv_dev kv, int lb, const int32_t *pos,
+                               const int32_t *seq, const int32_t *table, int n_seqs, int max_blocks, int n_heads,
+                               int window, float log2_theta, int rp) {
     constexpr int BN = G4_DEC_BN, PD = D + 8, HALF = D / 2, NB_PV = D / 32; /* n-blocks of 8 dims per warp */
     static_assert(D % 64 == 0, "head dim");
     const int single = kv.single, R = 2 * rp + 8;
@@ -256,7 +268,7 @@ static __global__ void __launch_bounds__(G4_DEC_THREADS)
 #pragma unroll
     for (int nb = 0; nb < NB_PV; nb++) o[nb][0] = o[nb][1] = o[nb][2] = o[nb][3] = 0.0f;
     float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f}; /* rows warp, warp + 4 (softmax owner) */
-    const int gr = lane >> 2, tq = lane & 3;                       /* fragment row / column pair */
+    const int gr = lane >> 2, tq = lane & 3; /* fragment row / column pair */
 
     for (int i = 0; i < n_t; i++) {
         g4_cp_async_wait<STAGES - 2>();
@@ -384,7 +396,8 @@ static __global__ void __launch_bounds__(G4_DEC_THREADS)
             const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
             __nv_bfloat16 *oh = out + ((size_t)t * n_heads + h) * D + d0;
 #pragma unroll
-            for (int nb = 0; nb < NB_PV; nb++) *(uint32_t *)(oh + nb * 8) = g4_dec_bf2(o[nb][0] * inv_l, o[nb][1] * inv_l);
+            for (int nb = 0; nb < NB_PV; nb++)
+                *(uint32_t *)(oh + nb * 8) = g4_dec_bf2(o[nb][0] * inv_l, o[nb][1] * inv_l);
         } else {
             float *pp = partial + (((size_t)t * n_heads + h) * Z + z) * (size_t)(D + 2);
             if (warp == 0 && tq == 0) *(float2 *)pp = make_float2(m, l);
@@ -485,36 +498,39 @@ static int g4_dec_launch(g4_cuda_ctx *c, void *out, const void *q, const void *k
     }
     const g4_dec_layout L = g4_dec_layout_of(D, single, rp, STAGES);
     G4_CHECK(cudaFuncSetAttribute(g4_attention_decode_kernel<D, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)L.total));
+                                  (int)L.total));
     int lb = 0;
     while ((1 << lb) < kv->block_size) lb++;
     g4_kv_dev kd = {kv->n_blocks, kv->block_size, kv->n_kv_heads, kv->head_dim, kv->single};
     const int32_t *table = g->window > 0 ? s->blocks_sliding : s->blocks_global;
     dim3 grid((unsigned)s->n_tokens, (unsigned)g->n_kv_heads, (unsigned)Z);
-    G4_LAUNCH(grid, G4_DEC_THREADS, L.total, c->stream, g4_attention_decode_kernel<D, STAGES>)(
-        (__nv_bfloat16 *)out, partial, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base,
-        (const __nv_bfloat16 *)kn, kd, lb, s->pos, s->seq, table, s->n_seqs, s->max_blocks, g->n_heads, g->window,
-        single ? (float)log2(g->rope.theta) : 0.0f, rp);
+    G4_LAUNCH(grid, G4_DEC_THREADS, L.total, c->stream, g4_attention_decode_kernel<D, STAGES>)
+    ((__nv_bfloat16 *)out, partial, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base,
+     (const __nv_bfloat16 *)kn, kd, lb, s->pos, s->seq, table, s->n_seqs, s->max_blocks, g->n_heads, g->window,
+     single ? (float)log2(g->rope.theta) : 0.0f, rp);
     G4_CHECK_LAUNCH();
     if (Z > 1) {
         G4_LAUNCH(dim3((unsigned)s->n_tokens, (unsigned)g->n_heads), G4_DEC_THREADS, 0, c->stream,
-                  g4_attention_decode_combine_kernel)((__nv_bfloat16 *)out, partial, g->n_heads, D, Z);
+                  g4_attention_decode_combine_kernel)
+        ((__nv_bfloat16 *)out, partial, g->n_heads, D, Z);
         G4_CHECK_LAUNCH();
     }
     return 0;
 }
 
-int g4_cuda_attention_decode(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm,
-                             const g4_attn_geom *g, const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err) {
+int g4_cuda_attention_decode(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,
+                             const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err) {
     if (!g4_cuda_attention_decode_supported(c, g, kv))
-        return g4_fail(err, "attention_decode: layer %d: d=%d, %d/%d heads, B=%d not supported", g->layer,
-                       g->head_dim, g->n_heads, g->n_kv_heads, kv->block_size);
+        return g4_fail(err, "attention_decode: layer %d: d=%d, %d/%d heads, B=%d not supported", g->layer, g->head_dim,
+                       g->n_heads, g->n_kv_heads, kv->block_size);
     const void *kn = g->k_eq_v ? k_norm->data : NULL;
     uintptr_t al = (uintptr_t)out | (uintptr_t)q | (uintptr_t)kv->base | (uintptr_t)kn;
     if (al & 15) return g4_fail(err, "attention_decode: layer %d: q/out/cache/k_norm not 16-byte aligned", g->layer);
     if (s->n_tokens <= 0) return 0;
     const int big = g4_dec_stages(c) == 3;
     if (g->head_dim == 256)
-        return big ? g4_dec_launch<256, 3>(c, out, q, kn, g, kv, s, err) : g4_dec_launch<256, 2>(c, out, q, kn, g, kv, s, err);
-    return big ? g4_dec_launch<512, 3>(c, out, q, kn, g, kv, s, err) : g4_dec_launch<512, 2>(c, out, q, kn, g, kv, s, err);
+        return big ? g4_dec_launch<256, 3>(c, out, q, kn, g, kv, s, err)
+                   : g4_dec_launch<256, 2>(c, out, q, kn, g, kv, s, err);
+    return big ? g4_dec_launch<512, 3>(c, out, q, kn, g, kv, s, err)
+               : g4_dec_launch<512, 2>(c, out, q, kn, g, kv, s, err);
 }

@@ -110,8 +110,8 @@ template <int D, int RG, int BN>
 static __global__ void __launch_bounds__(64 * RG, 1)
     g4_attention_flash_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const __nv_bfloat16 *cache,
                               const __nv_bfloat16 *k_norm, g4_kv_dev kv, const int32_t *pos, const int32_t *seq,
-                              const int32_t *table, int n_tokens, int n_seqs, int max_blocks, int n_heads,
-                              int window, float log2_theta, int rotated_pairs) {
+                              const int32_t *table, int n_tokens, int n_seqs, int max_blocks, int n_heads, int window,
+                              float log2_theta, int rotated_pairs) {
     typedef g4_fa_cfg<D, RG, BN> C;
     constexpr int BM = C::BM, P = C::P, DH = C::DH, THREADS = C::THREADS, HALF = D / 2;
     G4_SHARED_DYN(unsigned char, g4_fa_smem);
@@ -271,7 +271,8 @@ static __global__ void __launch_bounds__(64 * RG, 1)
                 }
                 float4 *mine = (float4 *)(Sx + warp * 16 * BN);
 #pragma unroll
-                for (int nb = 0; nb < BN / 8; nb++) mine[nb * 32 + lane] = make_float4(s[nb][0], s[nb][1], s[nb][2], s[nb][3]);
+                for (int nb = 0; nb < BN / 8; nb++)
+                    mine[nb * 32 + lane] = make_float4(s[nb][0], s[nb][1], s[nb][2], s[nb][3]);
             }
             __syncthreads(); /* partials of both warps of every pair are in Sx */
             if (!active) continue;
@@ -286,7 +287,8 @@ static __global__ void __launch_bounds__(64 * RG, 1)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int jj = nb * 8 + 2 * (lane & 3) + (e & 1), j = j0 + jj;
-                    bool ok = k_ok[jj] && (e < 2 ? (sq0 == sq && j >= lo0 && j <= p0) : (sq1 == sq && j >= lo1 && j <= p1));
+                    bool ok =
+                        k_ok[jj] && (e < 2 ? (sq0 == sq && j >= lo0 && j <= p0) : (sq1 == sq && j >= lo1 && j <= p1));
                     s[nb][e] = ok ? (s[nb][e] + pv[e]) * G4_FA_LOG2E : -INFINITY;
                     mx[e >> 1] = fmaxf(mx[e >> 1], s[nb][e]);
                 }
@@ -376,20 +378,20 @@ static int g4_fa_launch(g4_cuda_ctx *c, void *out, const void *q, const void *kn
     typedef g4_fa_cfg<D, RG, BN> C;
     int G = g->n_heads / g->n_kv_heads, TT = C::BM / G;
     G4_CHECK(cudaFuncSetAttribute(g4_attention_flash_kernel<D, RG, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)C::SMEM));
+                                  (int)C::SMEM));
     g4_kv_dev kd = {kv->n_blocks, kv->block_size, kv->n_kv_heads, kv->head_dim, kv->single};
     const int32_t *table = g->window > 0 ? s->blocks_sliding : s->blocks_global;
     dim3 grid(g4_ceil_div((size_t)s->n_tokens, (size_t)TT), (unsigned)g->n_kv_heads);
-    G4_LAUNCH(grid, C::THREADS, C::SMEM, c->stream, g4_attention_flash_kernel<D, RG, BN>)(
-        (__nv_bfloat16 *)out, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base, (const __nv_bfloat16 *)kn,
-        kd, s->pos, s->seq, table, s->n_tokens, s->n_seqs, s->max_blocks, g->n_heads, g->window,
-        g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f, g->k_eq_v ? g->rope.rotated_pairs : 0);
+    G4_LAUNCH(grid, C::THREADS, C::SMEM, c->stream, g4_attention_flash_kernel<D, RG, BN>)
+    ((__nv_bfloat16 *)out, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base, (const __nv_bfloat16 *)kn, kd,
+     s->pos, s->seq, table, s->n_tokens, s->n_seqs, s->max_blocks, g->n_heads, g->window,
+     g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f, g->k_eq_v ? g->rope.rotated_pairs : 0);
     G4_CHECK_LAUNCH();
     return 0;
 }
 
-int g4_cuda_attention_flash(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm,
-                            const g4_attn_geom *g, const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err) {
+int g4_cuda_attention_flash(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,
+                            const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err) {
     if (!g4_cuda_attention_flash_supported(c, g))
         return g4_fail(err, "attention_flash: layer %d: d=%d, %d/%d heads not supported", g->layer, g->head_dim,
                        g->n_heads, g->n_kv_heads);

@@ -28,7 +28,9 @@ static inline const char *g4_status_msg(cudaError_t e) { return cudaGetErrorStri
 static inline const char *g4_status_name(cudaError_t e) { return cudaGetErrorName(e); }
 static inline bool g4_status_ok(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS; }
 static inline const char *g4_status_msg(cublasStatus_t s) { return cublasLtGetStatusString(s); }
-static inline const char *g4_status_name(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS ? "cuBLAS ok" : "cuBLAS error"; }
+static inline const char *g4_status_name(cublasStatus_t s) {
+    return s == CUBLAS_STATUS_SUCCESS ? "cuBLAS ok" : "cuBLAS error";
+}
 
 static inline int g4_check_fail(g4_error *err, const char *file, int line, const char *call, const char *msg,
                                 const char *name) {
@@ -37,10 +39,10 @@ static inline int g4_check_fail(g4_error *err, const char *file, int line, const
     return g4_fail(err, "%s:%d: %s: %s (%s) on device %d", file, line, call, msg, name, dev);
 }
 
-#define G4_CHECK(call)                                                                              \
-    do {                                                                                            \
-        auto s_ = (call);                                                                           \
-        if (!g4_status_ok(s_))                                                                      \
+#define G4_CHECK(call)                                                                                   \
+    do {                                                                                                 \
+        auto s_ = (call);                                                                                \
+        if (!g4_status_ok(s_))                                                                           \
             return g4_check_fail(err, __FILE__, __LINE__, #call, g4_status_msg(s_), g4_status_name(s_)); \
     } while (0)
 
@@ -63,10 +65,10 @@ static inline int g4_check_fail(g4_error *err, const char *file, int line, const
  *   G4_SHARED_DYN(float, sm);         dynamic: extern __shared__ __align__(16) float sm[];
  * (a bare __shared__ does not compile on the emulated target). */
 #ifdef G4_CUDA_EMU
-#define G4_SHARED(type, name, dims)                                                              \
-    static const char name##_g4emu_key = 0;                                                      \
-    type(&name) dims = *reinterpret_cast<type(*) dims>(                                          \
-        g4emu::shared_static(&name##_g4emu_key, sizeof(type dims), alignof(type)))
+#define G4_SHARED(type, name, dims)         \
+    static const char name##_g4emu_key = 0; \
+    type(&name) dims =                      \
+        *reinterpret_cast<type(*) dims>(g4emu::shared_static(&name##_g4emu_key, sizeof(type dims), alignof(type)))
 #define G4_SHARED_DYN(type, name) type *name = reinterpret_cast<type *>(g4emu::shared_dynamic())
 #else
 #define G4_SHARED(type, name, dims) __shared__ type name dims
@@ -74,9 +76,9 @@ static inline int g4_check_fail(g4_error *err, const char *file, int line, const
 #endif
 
 /* Propagates -1 from an internal call that already filled err. */
-#define G4_TRY(call)                    \
-    do {                                \
-        if ((call) != 0) return -1;     \
+#define G4_TRY(call)                \
+    do {                            \
+        if ((call) != 0) return -1; \
     } while (0)
 
 static inline unsigned g4_ceil_div(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }

@@ -70,22 +70,22 @@ int g4_cuda_check_weight(const g4_weight *w, const char *what, int64_t numel, g4
 
 /* y[M,N] = x[M,K] · Wᵀ     x, W bf16 row-major (W [N,K]), y row-major in ydt (BF16 or F32),
  * FP32 accumulate, through cuBLASLt with a cached per-shape plan. M = 0 is a no-op. */
-int g4_cuda_gemm(g4_cuda_ctx *c, void *y, cudaDataType_t ydt, const void *x, const void *W, int M, int N,
-                 int K, g4_error *err);
+int g4_cuda_gemm(g4_cuda_ctx *c, void *y, cudaDataType_t ydt, const void *x, const void *W, int M, int N, int K,
+                 g4_error *err);
 void g4_cuda_gemm_plans_free(g4_cuda_ctx *c);
 
 /* Tiled tensor-core prefill attention (attention_flash.cu); same contract as the attention op.
  * _supported: 1 when this device and geometry (d 256/512, GQA group dividing the row tile) fit. */
 int g4_cuda_attention_flash_supported(const g4_cuda_ctx *c, const g4_attn_geom *g);
-int g4_cuda_attention_flash(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm,
-                            const g4_attn_geom *g, const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
+int g4_cuda_attention_flash(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,
+                            const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 
 /* Split-KV decode attention (attention_decode.cu); same contract as the attention op, serving
  * every query head of a GQA group per block. _supported: 1 when d is 256 / 512, n_heads/n_kv ≤ 8,
  * the block size a power of two, k_eq_v rotated pairs a multiple of 16, and it fits this device. */
 int g4_cuda_attention_decode_supported(const g4_cuda_ctx *c, const g4_attn_geom *g, const g4_kv_layer *kv);
-int g4_cuda_attention_decode(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm,
-                             const g4_attn_geom *g, const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
+int g4_cuda_attention_decode(g4_cuda_ctx *c, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,
+                             const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 
 /* Graph recording and replay on the context's stream (graph.cu; contracts in backend/backend.h). */
 int g4_cuda_graph_begin(void *ctx, g4_error *err);
@@ -95,8 +95,7 @@ void g4_cuda_graph_free(void *ctx, void *graph);
 
 /* Op entry points (contracts in backend/backend.h). */
 int g4_cuda_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, float scale, g4_error *err);
-int g4_cuda_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, int rows, int n, float eps,
-                    g4_error *err);
+int g4_cuda_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, int rows, int n, float eps, g4_error *err);
 int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, int rows, int n, float eps,
                         g4_error *err);
 int g4_cuda_add(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err);
@@ -120,8 +119,8 @@ int g4_cuda_moe_decode_fits(int E, int I, int H, int T, int top_k, const void *y
                             const void *Wd);
 int g4_cuda_moe_decode(g4_cuda_ctx *c, void *y, const void *x, const int32_t *ids, const float *weights,
                        const void *Wgu, const void *Wd, int E, int I, int H, int T, int top_k, g4_error *err);
-int g4_cuda_lm_head(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E,
-                    float softcap, g4_error *err);
+int g4_cuda_lm_head(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E, float softcap,
+                    g4_error *err);
 int g4_cuda_sample(void *ctx, const g4_sample_args *a, g4_error *err); /* sample.cu */
 
 /* RoPE inverse frequency of pair i (rotate-half pairs (i, i + d/2)):

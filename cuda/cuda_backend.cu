@@ -39,7 +39,8 @@ int g4_cuda_check_weight(const g4_weight *w, const char *what, int64_t numel, g4
     if (!w) return g4_fail(err, "%s: weight is NULL", what);
     if (!w->data) return g4_fail(err, "%s: weight %s is not loaded on the CUDA backend", what, w->name ? w->name : "?");
     if (w->data_dtype != G4_DT_BF16)
-        return g4_fail(err, "%s: weight %s has device dtype %d, expected bf16", what, w->name ? w->name : "?", w->data_dtype);
+        return g4_fail(err, "%s: weight %s has device dtype %d, expected bf16", what, w->name ? w->name : "?",
+                       w->data_dtype);
     if (numel >= 0 && g4_weight_numel(w) != numel)
         return g4_fail(err, "%s: weight %s has %lld elements, expected %lld", what, w->name ? w->name : "?",
                        (long long)g4_weight_numel(w), (long long)numel);

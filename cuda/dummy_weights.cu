@@ -25,8 +25,7 @@ static __global__ void g4_dummy_fill_kernel(__nv_bfloat16 *w, size_t n, uint64_t
         w[i] = __float2bfloat16(mean + amp * g4_dummy_u(seed, i));
 }
 
-extern "C" int g4_cuda_dummy_weight(g4_backend *be, g4_weight *w, uint64_t seed, float mean, float amp,
-                                    g4_error *err) {
+extern "C" int g4_cuda_dummy_weight(g4_backend *be, g4_weight *w, uint64_t seed, float mean, float amp, g4_error *err) {
     if (!be || !be->ops || !be->ops->name || strcmp(be->ops->name, "cuda") != 0)
         return g4_fail(err, "dummy weight %s: backend is not the CUDA backend", w->name ? w->name : "?");
     return g4_cuda_dummy_fill((g4_cuda_ctx *)be->ctx, w, seed, mean, amp, err);
@@ -34,18 +33,20 @@ extern "C" int g4_cuda_dummy_weight(g4_backend *be, g4_weight *w, uint64_t seed,
 
 /* Allocates and fills w->data on c's device (the body of both entry points). */
 int g4_cuda_dummy_fill(g4_cuda_ctx *c, g4_weight *w, uint64_t seed, float mean, float amp, g4_error *err) {
-    if (w->ndim < 1 || w->ndim > G4_MAX_DIMS) return g4_fail(err, "dummy weight %s: ndim %d", w->name ? w->name : "?", w->ndim);
+    if (w->ndim < 1 || w->ndim > G4_MAX_DIMS)
+        return g4_fail(err, "dummy weight %s: ndim %d", w->name ? w->name : "?", w->ndim);
     size_t n = 1;
     for (int d = 0; d < w->ndim; d++) {
-        if (w->shape[d] <= 0) return g4_fail(err, "dummy weight %s: dim %d is %lld", w->name ? w->name : "?", d, (long long)w->shape[d]);
+        if (w->shape[d] <= 0)
+            return g4_fail(err, "dummy weight %s: dim %d is %lld", w->name ? w->name : "?", d, (long long)w->shape[d]);
         n *= (size_t)w->shape[d];
     }
     G4_CHECK(cudaSetDevice(c->device));
     void *p = NULL;
     G4_CHECK(cudaMalloc(&p, n * sizeof(__nv_bfloat16)));
     size_t blocks = (n + 255) / 256;
-    G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_dummy_fill_kernel)((__nv_bfloat16 *)p, n,
-                                                                                             seed, mean, amp);
+    G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_dummy_fill_kernel)
+    ((__nv_bfloat16 *)p, n, seed, mean, amp);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) {
         cudaFree(p);

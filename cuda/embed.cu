@@ -8,7 +8,7 @@
  * grid: one block per token t; 256 threads stride over H. An id outside [0,V) writes zeros
  * (the model validates ids on the host; the kernel must not read out of bounds). */
 static __global__ void g4_embed_kernel(__nv_bfloat16 *x, const int32_t *ids, const __nv_bfloat16 *E, int V, int H,
-                                float scale) {
+                                       float scale) {
     int t = blockIdx.x;
     int id = ids[t];
     __nv_bfloat16 *row = x + (size_t)t * H;
@@ -26,8 +26,8 @@ int g4_cuda_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, 
     if (E->ndim != 2) return g4_fail(err, "embed: weight %s must be [V,H]", E->name ? E->name : "?");
     if (s->n_tokens <= 0) return 0;
     int V = (int)E->shape[0], H = (int)E->shape[1];
-    G4_LAUNCH(s->n_tokens, 256, 0, c->stream, g4_embed_kernel)((__nv_bfloat16 *)x, s->token_ids,
-                                                         (const __nv_bfloat16 *)E->data, V, H, scale);
+    G4_LAUNCH(s->n_tokens, 256, 0, c->stream, g4_embed_kernel)
+    ((__nv_bfloat16 *)x, s->token_ids, (const __nv_bfloat16 *)E->data, V, H, scale);
     G4_CHECK_LAUNCH();
     return 0;
 }

@@ -87,8 +87,8 @@ int g4_cuda_gemm(g4_cuda_ctx *c, void *y, cudaDataType_t ydt, const void *x, con
     g4_gemm_plan *pl = NULL;
     for (int i = 0; i < G4_GEMM_PLANS; i++) {
         g4_gemm_plan *q = &c->plans[i];
-        if (q->used && q->M == M && q->N == N && q->K == K && q->ydt == ydt && q->align_x == ax &&
-            q->align_w == aw && q->align_y == ay) {
+        if (q->used && q->M == M && q->N == N && q->K == K && q->ydt == ydt && q->align_x == ax && q->align_w == aw &&
+            q->align_y == ay) {
             pl = q;
             break;
         }
@@ -110,7 +110,7 @@ int g4_cuda_gemm(g4_cuda_ctx *c, void *y, cudaDataType_t ydt, const void *x, con
     }
     float alpha = 1.0f, beta = 0.0f;
     G4_CHECK(cublasLtMatmul(c->lt, pl->op, &alpha, W, pl->la, x, pl->lb, &beta, y, pl->lc, y, pl->lc, &pl->algo,
-                                c->workspace, c->workspace_bytes, c->stream));
+                            c->workspace, c->workspace_bytes, c->stream));
     return 0;
 }
 

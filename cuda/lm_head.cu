@@ -10,7 +10,8 @@ static __global__ void g4_gather_rows_kernel(__nv_bfloat16 *xs, const __nv_bfloa
                                              int H) {
     int r = blockIdx.x, t = rows[r];
     __nv_bfloat16 *dst = xs + (size_t)r * H;
-    for (int i = threadIdx.x; i < H; i += blockDim.x) dst[i] = (t >= 0 && t < T) ? x[(size_t)t * H + i] : __float2bfloat16(0.0f);
+    for (int i = threadIdx.x; i < H; i += blockDim.x)
+        dst[i] = (t >= 0 && t < T) ? x[(size_t)t * H + i] : __float2bfloat16(0.0f);
 }
 
 /* z = c · tanh(z / c)      n f32 elements in place; grid-stride */
@@ -29,13 +30,14 @@ int g4_cuda_lm_head(void *ctx, float *logits, const void *x, const g4_step_dev *
     int V = (int)E->shape[0], H = (int)E->shape[1];
     void *xs;
     G4_TRY(g4_cuda_scratch(c, G4_SCR_ROWS, (size_t)s->n_rows * H * sizeof(__nv_bfloat16), &xs, err));
-    G4_LAUNCH(s->n_rows, 256, 0, c->stream, g4_gather_rows_kernel)((__nv_bfloat16 *)xs, (const __nv_bfloat16 *)x, s->rows,
-                                                            s->n_tokens, H);
+    G4_LAUNCH(s->n_rows, 256, 0, c->stream, g4_gather_rows_kernel)
+    ((__nv_bfloat16 *)xs, (const __nv_bfloat16 *)x, s->rows, s->n_tokens, H);
     G4_CHECK_LAUNCH();
     if (g4_cuda_gemm(c, logits, CUDA_R_32F, xs, E->data, s->n_rows, V, H, err)) return g4_fail_prefix(err, "lm_head");
     if (softcap > 0.0f) {
         size_t n = (size_t)s->n_rows * V, blocks = (n + 255) / 256;
-        G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_softcap_kernel)(logits, n, softcap);
+        G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_softcap_kernel)
+        (logits, n, softcap);
         G4_CHECK_LAUNCH();
     }
     return 0;

@@ -54,8 +54,8 @@ __device__ __forceinline__ float g4_md_fma8(uint4 w, uint4 x, float a) {
  * over 16-byte vectors v (8 bf16 each): W_r are NR weight rows in global memory (nvec vectors
  * each), xs holds NT rows in shared memory. The caller reduces acc over the LPR lanes. */
 template <int NR, int NT, int LPR>
-__device__ __forceinline__ void g4_md_dot(float (&acc)[NR][NT], const uint4 *const (&w)[NR], const uint4 *xs,
-                                          int nvec, int sub) {
+__device__ __forceinline__ void g4_md_dot(float (&acc)[NR][NT], const uint4 *const (&w)[NR], const uint4 *xs, int nvec,
+                                          int sub) {
     constexpr int U = G4_MD_UNROLL / NR; /* steps per iteration: NR·U loads in flight */
 #pragma unroll 1
     for (int v0 = sub; v0 < nvec; v0 += LPR * U) {
@@ -160,9 +160,8 @@ static __global__ void g4_md_sort_kernel(int32_t *meta, int32_t *a_e, int32_t *a
  * grid: (min(P,E) · tiles) blocks, tiles = ⌈I/8⌉; 256 threads; dynamic shared cap·H bf16
  * (x rows of up to cap ≤ 8 pairs at a time; more pairs loop over chunks). */
 template <int NT>
-__device__ __forceinline__ void g4_md_gate_up_chunk(__nv_bfloat16 *act, const uint4 *g, const uint4 *u,
-                                                    const uint4 *xs, int nvec, int lane, size_t row0, int nt,
-                                                    int i, int I, bool valid) {
+__device__ __forceinline__ void g4_md_gate_up_chunk(__nv_bfloat16 *act, const uint4 *g, const uint4 *u, const uint4 *xs,
+                                                    int nvec, int lane, size_t row0, int nt, int i, int I, bool valid) {
     float acc[2][NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[0][t] = acc[1][t] = 0.0f;
@@ -275,8 +274,8 @@ static __global__ void __launch_bounds__(G4_MD_WARPS * 32)
 /* ---- 4. combine ------------------------------------------------------------------------------
  * y[t, h] = bf16( Σ_{j<k, inv[t·k+j] ≥ 0} weights[t,j] · ys[inv[t·k+j], h] )   (j ascending)
  * ys [P,H] f32, y [T,H] bf16; grid (⌈H/4/128⌉, T), 128 threads, 4 consecutive h per thread. */
-static __global__ void g4_md_combine_kernel(__nv_bfloat16 *y, const float *ys, const int32_t *inv,
-                                            const float *weights, int H, int k) {
+static __global__ void g4_md_combine_kernel(__nv_bfloat16 *y, const float *ys, const int32_t *inv, const float *weights,
+                                            int H, int k) {
     const int t = blockIdx.y, h4 = blockIdx.x * blockDim.x + threadIdx.x;
     if (h4 * 4 >= H) return;
     float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -310,44 +309,44 @@ static int g4_md_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 int g4_cuda_moe_decode_fits(int E, int I, int H, int T, int top_k, const void *y, const void *x, const void *Wgu,
                             const void *Wd) {
     size_t P = (size_t)T * top_k;
-    return T >= 1 && T <= G4_MOE_DECODE_MAX_T && I % 8 == 0 && H % 8 == 0 && I >= 1 && H >= 1 &&
-           g4_md_cap(T, H) > 0 && g4_md_cap(T, I) > 0 && (P + 2 * (size_t)E) * 4 <= G4_MD_SMEM_MAX &&
-           g4_md_aligned16(y) && g4_md_aligned16(x) && g4_md_aligned16(Wgu) && g4_md_aligned16(Wd);
+    return T >= 1 && T <= G4_MOE_DECODE_MAX_T && I % 8 == 0 && H % 8 == 0 && I >= 1 && H >= 1 && g4_md_cap(T, H) > 0 &&
+           g4_md_cap(T, I) > 0 && (P + 2 * (size_t)E) * 4 <= G4_MD_SMEM_MAX && g4_md_aligned16(y) &&
+           g4_md_aligned16(x) && g4_md_aligned16(Wgu) && g4_md_aligned16(Wd);
 }
 
 int g4_cuda_moe_decode(g4_cuda_ctx *c, void *y, const void *x, const int32_t *ids, const float *weights,
                        const void *Wgu, const void *Wd, int E, int I, int H, int T, int top_k, g4_error *err) {
     if (!g4_cuda_moe_decode_fits(E, I, H, T, top_k, y, x, Wgu, Wd))
-        return g4_fail(err, "moe_decode: shape E=%d I=%d H=%d T=%d k=%d (or a pointer's alignment) not supported", E,
-                       I, H, T, top_k);
+        return g4_fail(err, "moe_decode: shape E=%d I=%d H=%d T=%d k=%d (or a pointer's alignment) not supported", E, I,
+                       H, T, top_k);
     const int P = T * top_k, hit_max = P < E ? P : E;
     int32_t *idx;
     void *act, *ys;
-    G4_TRY(g4_cuda_scratch(c, G4_SCR_MOE_IDX, (2 + 3 * (size_t)E + 2 * (size_t)P) * sizeof(int32_t), (void **)&idx,
-                           err));
+    G4_TRY(
+        g4_cuda_scratch(c, G4_SCR_MOE_IDX, (2 + 3 * (size_t)E + 2 * (size_t)P) * sizeof(int32_t), (void **)&idx, err));
     G4_TRY(g4_cuda_scratch(c, G4_SCR_MOE_ACT, (size_t)P * I * sizeof(__nv_bfloat16), &act, err));
     G4_TRY(g4_cuda_scratch(c, G4_SCR_MOE_Y, (size_t)P * H * sizeof(float), &ys, err));
     int32_t *meta = idx, *a_e = meta + 2, *a_off = a_e + E, *a_cnt = a_off + E, *src = a_cnt + E, *inv = src + P;
 
-    G4_LAUNCH(1, 256, (size_t)(P + 2 * E) * sizeof(int32_t), c->stream, g4_md_sort_kernel)(meta, a_e, a_off, a_cnt, src,
-                                                                                    inv, ids, P, E);
+    G4_LAUNCH(1, 256, (size_t)(P + 2 * E) * sizeof(int32_t), c->stream, g4_md_sort_kernel)
+    (meta, a_e, a_off, a_cnt, src, inv, ids, P, E);
     G4_CHECK_LAUNCH();
 
     const int cap_gu = g4_md_cap(T, H), tiles_gu = (I + G4_MD_WARPS - 1) / G4_MD_WARPS;
-    G4_LAUNCH((unsigned)hit_max * tiles_gu, G4_MD_WARPS * 32, (size_t)cap_gu * H * 2, c->stream, g4_md_gate_up_kernel)(
-        (__nv_bfloat16 *)act, (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)Wgu, meta, a_e, a_off, a_cnt, src, H, I,
-        top_k, cap_gu, tiles_gu);
+    G4_LAUNCH((unsigned)hit_max * tiles_gu, G4_MD_WARPS * 32, (size_t)cap_gu * H * 2, c->stream, g4_md_gate_up_kernel)
+    ((__nv_bfloat16 *)act, (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)Wgu, meta, a_e, a_off, a_cnt, src, H, I,
+     top_k, cap_gu, tiles_gu);
     G4_CHECK_LAUNCH();
 
     const int rows_d = G4_MD_WARPS * (32 / G4_MD_DOWN_LPR);
     const int cap_d = g4_md_cap(T, I), tiles_d = (H + rows_d - 1) / rows_d;
-    G4_LAUNCH((unsigned)hit_max * tiles_d, G4_MD_WARPS * 32, (size_t)cap_d * I * 2, c->stream, g4_md_down_kernel)(
-        (float *)ys, (const __nv_bfloat16 *)act, (const __nv_bfloat16 *)Wd, meta, a_e, a_off, a_cnt, H, I, cap_d,
-        tiles_d);
+    G4_LAUNCH((unsigned)hit_max * tiles_d, G4_MD_WARPS * 32, (size_t)cap_d * I * 2, c->stream, g4_md_down_kernel)
+    ((float *)ys, (const __nv_bfloat16 *)act, (const __nv_bfloat16 *)Wd, meta, a_e, a_off, a_cnt, H, I, cap_d, tiles_d);
     G4_CHECK_LAUNCH();
 
     dim3 grid(g4_ceil_div((size_t)H / 4, 128), (unsigned)T);
-    G4_LAUNCH(grid, 128, 0, c->stream, g4_md_combine_kernel)((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
+    G4_LAUNCH(grid, 128, 0, c->stream, g4_md_combine_kernel)
+    ((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
     G4_CHECK_LAUNCH();
     return 0;
 }

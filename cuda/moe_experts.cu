@@ -122,11 +122,11 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
 
     G4_LAUNCH(1, 256, 0, c->stream, g4_moe_sort_kernel)(offsets, src, inv, ids, (int)P, E);
     G4_CHECK_LAUNCH();
-    G4_LAUNCH((unsigned)P, 256, 0, c->stream, g4_moe_gather_kernel)((__nv_bfloat16 *)xs, (const __nv_bfloat16 *)x, src, H,
-                                                             top_k);
+    G4_LAUNCH((unsigned)P, 256, 0, c->stream, g4_moe_gather_kernel)
+    ((__nv_bfloat16 *)xs, (const __nv_bfloat16 *)x, src, H, top_k);
     G4_CHECK_LAUNCH();
     G4_CHECK(cudaMemcpyAsync(c->host_offsets, offsets, (size_t)(E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost,
-                               c->stream));
+                             c->stream));
     G4_CHECK(cudaStreamSynchronize(c->stream));
     const int32_t *off = c->host_offsets;
 
@@ -141,18 +141,19 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
     size_t valid = (size_t)off[E];
     if (valid > 0) {
         size_t blocks = (valid * I + 255) / 256;
-        G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_moe_geglu_kernel)(
-            (__nv_bfloat16 *)act, (const __nv_bfloat16 *)gu, valid, I);
+        G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_moe_geglu_kernel)
+        ((__nv_bfloat16 *)act, (const __nv_bfloat16 *)gu, valid, I);
         G4_CHECK_LAUNCH();
     }
     for (int e = 0; e < E; e++) {
         int n = off[e + 1] - off[e];
         if (n <= 0) continue;
-        if (g4_cuda_gemm(c, (float *)ys + (size_t)off[e] * H, CUDA_R_32F, (const __nv_bfloat16 *)act + (size_t)off[e] * I,
-                         Wd + (size_t)e * H * I, n, H, I, err))
+        if (g4_cuda_gemm(c, (float *)ys + (size_t)off[e] * H, CUDA_R_32F,
+                         (const __nv_bfloat16 *)act + (size_t)off[e] * I, Wd + (size_t)e * H * I, n, H, I, err))
             return g4_fail_prefix(err, "moe_experts: expert %d down", e);
     }
-    G4_LAUNCH(T, 256, 0, c->stream, g4_moe_combine_kernel)((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
+    G4_LAUNCH(T, 256, 0, c->stream, g4_moe_combine_kernel)
+    ((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
     G4_CHECK_LAUNCH();
     return 0;
 }

@@ -11,7 +11,7 @@
  * grid: one block per row; 256 threads stride over n. y may equal x: each thread reads
  * x[i] before writing y[i] for the same i, and the sum is complete before any write. */
 static __global__ void g4_rmsnorm_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int n,
-                                  float eps) {
+                                         float eps) {
     G4_SHARED(float, red, [32]);
     const __nv_bfloat16 *xr = x + (size_t)blockIdx.x * n;
     __nv_bfloat16 *yr = y + (size_t)blockIdx.x * n;
@@ -31,7 +31,7 @@ static __global__ void g4_rmsnorm_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *
  * (the branch output is rounded to bf16 before the add, as the bf16 reference does)
  * grid: one block per row; 256 threads stride over n. */
 static __global__ void g4_add_rmsnorm_kernel(__nv_bfloat16 *h, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int n,
-                                      float eps) {
+                                             float eps) {
     G4_SHARED(float, red, [32]);
     const __nv_bfloat16 *xr = x + (size_t)blockIdx.x * n;
     __nv_bfloat16 *hr = h + (size_t)blockIdx.x * n;
@@ -67,13 +67,12 @@ static unsigned g4_elementwise_grid(size_t n) {
     return (unsigned)(blocks < 65536 ? (blocks ? blocks : 1) : 65536);
 }
 
-int g4_cuda_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, int rows, int n, float eps,
-                    g4_error *err) {
+int g4_cuda_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, int rows, int n, float eps, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (w) G4_TRY(g4_cuda_check_weight(w, "rmsnorm", n, err));
     if (rows <= 0 || n <= 0) return 0;
-    G4_LAUNCH(rows, G4_NORM_THREADS, 0, c->stream, g4_rmsnorm_kernel)(
-        (__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
+    G4_LAUNCH(rows, G4_NORM_THREADS, 0, c->stream, g4_rmsnorm_kernel)
+    ((__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
     G4_CHECK_LAUNCH();
     return 0;
 }
@@ -83,8 +82,8 @@ int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, i
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (w) G4_TRY(g4_cuda_check_weight(w, "add_rmsnorm", n, err));
     if (rows <= 0 || n <= 0) return 0;
-    G4_LAUNCH(rows, G4_NORM_THREADS, 0, c->stream, g4_add_rmsnorm_kernel)(
-        (__nv_bfloat16 *)h, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
+    G4_LAUNCH(rows, G4_NORM_THREADS, 0, c->stream, g4_add_rmsnorm_kernel)
+    ((__nv_bfloat16 *)h, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
     G4_CHECK_LAUNCH();
     return 0;
 }
@@ -92,8 +91,8 @@ int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, i
 int g4_cuda_add(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (n == 0) return 0;
-    G4_LAUNCH(g4_elementwise_grid(n), 256, 0, c->stream, g4_add_kernel)((__nv_bfloat16 *)y, (const __nv_bfloat16 *)a,
-                                                                 (const __nv_bfloat16 *)b, n);
+    G4_LAUNCH(g4_elementwise_grid(n), 256, 0, c->stream, g4_add_kernel)
+    ((__nv_bfloat16 *)y, (const __nv_bfloat16 *)a, (const __nv_bfloat16 *)b, n);
     G4_CHECK_LAUNCH();
     return 0;
 }
@@ -102,8 +101,8 @@ int g4_cuda_scale(void *ctx, void *h, const g4_weight *lambda, size_t n, g4_erro
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     G4_TRY(g4_cuda_check_weight(lambda, "layer_scalar", 1, err));
     if (n == 0) return 0;
-    G4_LAUNCH(g4_elementwise_grid(n), 256, 0, c->stream, g4_scale_kernel)((__nv_bfloat16 *)h,
-                                                                   (const __nv_bfloat16 *)lambda->data, n);
+    G4_LAUNCH(g4_elementwise_grid(n), 256, 0, c->stream, g4_scale_kernel)
+    ((__nv_bfloat16 *)h, (const __nv_bfloat16 *)lambda->data, n);
     G4_CHECK_LAUNCH();
     return 0;
 }

@@ -13,9 +13,9 @@
  * rotate-half pairs (i, i+d/2): x'[i] = x[i]cosθ − x[i+h]sinθ, x'[i+h] = x[i+h]cosθ + x[i]sinθ,
  * θ = p·inv_freq[i]. xs is d floats of shared memory; dst may equal src.
  * Called by all threads of the block (contains __syncthreads). */
-__device__ static void g4_norm_rope_head(__nv_bfloat16 *dst, const __nv_bfloat16 *src, const __nv_bfloat16 *w,
-                                         int rope, int p, int d, float eps, float log2_theta, int rotated_pairs,
-                                         float *xs, float *red) {
+__device__ static void g4_norm_rope_head(__nv_bfloat16 *dst, const __nv_bfloat16 *src, const __nv_bfloat16 *w, int rope,
+                                         int p, int d, float eps, float log2_theta, int rotated_pairs, float *xs,
+                                         float *red) {
     float ss = 0.0f;
     for (int i = threadIdx.x; i < d; i += blockDim.x) {
         float v = g4_ld(src, i);
@@ -50,12 +50,12 @@ __device__ static void g4_norm_rope_head(__nv_bfloat16 *dst, const __nv_bfloat16
  *   blk = table[sq, p / B], slot = p % B; a missing block skips the write.
  * q [T,n_heads,d], k,v [T,n_kv,d] bf16; cache in kv_layout.h order, bf16.
  * grid: (T, n_heads + n_kv); 128 threads; dynamic shared d floats. */
-static __global__ void g4_qk_norm_rope_cache_kernel(__nv_bfloat16 *q, const __nv_bfloat16 *k,
-                                                    const __nv_bfloat16 *v, const __nv_bfloat16 *q_norm,
-                                                    const __nv_bfloat16 *k_norm, __nv_bfloat16 *cache,
-                                                    g4_kv_dev kv, const int32_t *pos, const int32_t *seq,
-                                                    const int32_t *table, int n_seqs, int max_blocks, int n_heads, float eps,
-                                                    float log2_theta, int rotated_pairs) {
+static __global__ void g4_qk_norm_rope_cache_kernel(__nv_bfloat16 *q, const __nv_bfloat16 *k, const __nv_bfloat16 *v,
+                                                    const __nv_bfloat16 *q_norm, const __nv_bfloat16 *k_norm,
+                                                    __nv_bfloat16 *cache, g4_kv_dev kv, const int32_t *pos,
+                                                    const int32_t *seq, const int32_t *table, int n_seqs,
+                                                    int max_blocks, int n_heads, float eps, float log2_theta,
+                                                    int rotated_pairs) {
     G4_SHARED_DYN(float, xs);
     G4_SHARED(float, red, [32]);
     int t = blockIdx.x, hs = blockIdx.y, d = kv.head_dim, n_kv = kv.n_kv_heads;
@@ -87,28 +87,33 @@ int g4_cuda_qk_norm_rope_cache(void *ctx, void *q, const void *k, const void *v,
                                const g4_step_dev *s, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     int d = g->head_dim;
-    if (d <= 0 || d % 2 || d > 1024) return g4_fail(err, "qk_norm_rope_cache: layer %d: head_dim %d unsupported (even, ≤ 1024)", g->layer, d);
+    if (d <= 0 || d % 2 || d > 1024)
+        return g4_fail(err, "qk_norm_rope_cache: layer %d: head_dim %d unsupported (even, ≤ 1024)", g->layer, d);
     if (kv->head_dim != d || kv->n_kv_heads != g->n_kv_heads || kv->block_size <= 0)
-        return g4_fail(err, "qk_norm_rope_cache: layer %d: kv layer geometry (d=%d, n_kv=%d, B=%d) != attention (d=%d, n_kv=%d)",
-                       g->layer, kv->head_dim, kv->n_kv_heads, kv->block_size, d, g->n_kv_heads);
+        return g4_fail(
+            err, "qk_norm_rope_cache: layer %d: kv layer geometry (d=%d, n_kv=%d, B=%d) != attention (d=%d, n_kv=%d)",
+            g->layer, kv->head_dim, kv->n_kv_heads, kv->block_size, d, g->n_kv_heads);
     if (g->n_kv_heads <= 0 || g->n_heads % g->n_kv_heads)
         return g4_fail(err, "qk_norm_rope_cache: layer %d: n_heads %d not a multiple of n_kv_heads %d", g->layer,
                        g->n_heads, g->n_kv_heads);
     if (!!g->k_eq_v != !!kv->single)
-        return g4_fail(err, "qk_norm_rope_cache: layer %d: k_eq_v=%d but kv layer single=%d", g->layer, g->k_eq_v, kv->single);
-    if (!g->k_eq_v && !v) return g4_fail(err, "qk_norm_rope_cache: layer %d: v is NULL on a layer with v_proj", g->layer);
+        return g4_fail(err, "qk_norm_rope_cache: layer %d: k_eq_v=%d but kv layer single=%d", g->layer, g->k_eq_v,
+                       kv->single);
+    if (!g->k_eq_v && !v)
+        return g4_fail(err, "qk_norm_rope_cache: layer %d: v is NULL on a layer with v_proj", g->layer);
     if (g->rope.rotated_pairs < 0 || g->rope.rotated_pairs > d / 2 || g->rope.theta <= 1.0)
-        return g4_fail(err, "qk_norm_rope_cache: layer %d: bad rope (theta %g, pairs %d)", g->layer, g->rope.theta, g->rope.rotated_pairs);
+        return g4_fail(err, "qk_norm_rope_cache: layer %d: bad rope (theta %g, pairs %d)", g->layer, g->rope.theta,
+                       g->rope.rotated_pairs);
     G4_TRY(g4_cuda_check_weight(q_norm, "q_norm", d, err));
     G4_TRY(g4_cuda_check_weight(k_norm, "k_norm", d, err));
     if (s->n_tokens <= 0) return 0;
     g4_kv_dev kd = {kv->n_blocks, kv->block_size, kv->n_kv_heads, kv->head_dim, kv->single};
     const int32_t *table = g->window > 0 ? s->blocks_sliding : s->blocks_global;
     dim3 grid((unsigned)s->n_tokens, (unsigned)(g->n_heads + g->n_kv_heads));
-    G4_LAUNCH(grid, G4_ROPE_THREADS, (size_t)d * sizeof(float), c->stream, g4_qk_norm_rope_cache_kernel)(
-        (__nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v,
-        (const __nv_bfloat16 *)q_norm->data, (const __nv_bfloat16 *)k_norm->data, (__nv_bfloat16 *)kv->base, kd,
-        s->pos, s->seq, table, s->n_seqs, s->max_blocks, g->n_heads, g->eps, (float)log2(g->rope.theta), g->rope.rotated_pairs);
+    G4_LAUNCH(grid, G4_ROPE_THREADS, (size_t)d * sizeof(float), c->stream, g4_qk_norm_rope_cache_kernel)
+    ((__nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, (const __nv_bfloat16 *)q_norm->data,
+     (const __nv_bfloat16 *)k_norm->data, (__nv_bfloat16 *)kv->base, kd, s->pos, s->seq, table, s->n_seqs,
+     s->max_blocks, g->n_heads, g->eps, (float)log2(g->rope.theta), g->rope.rotated_pairs);
     G4_CHECK_LAUNCH();
     return 0;
 }

@@ -283,10 +283,9 @@ static __device__ void row_logprobs(const float *x, int V, float sc, int32_t tok
 
 /* One block per row r < params->n_rows: tokens[r] (and logprobs[lp_slot]). x rows are modified
  * in place by the mask and penalties. */
-static __global__ void __launch_bounds__(SAMPLE_THREADS) g4_sample_kernel(float *logits, int64_t ld, int V,
-                                                                           const g4_sample_params *P,
-                                                                           const uint32_t *mask, int32_t *tokens,
-                                                                           g4_sample_logprobs *lps) {
+static __global__ void __launch_bounds__(SAMPLE_THREADS)
+    g4_sample_kernel(float *logits, int64_t ld, int V, const g4_sample_params *P, const uint32_t *mask, int32_t *tokens,
+                     g4_sample_logprobs *lps) {
     G4_SHARED(sample_smem, s, );
     int r = blockIdx.x;
     if (r >= P->n_rows) return;
@@ -433,8 +432,8 @@ int g4_cuda_sample(void *ctx, const g4_sample_args *a, g4_error *err) {
                        a ? (long long)a->ld : -1LL, a ? a->max_rows : -1);
     if (a->max_rows == 0) return 0;
     if (a->max_rows > 65535 * 32) return g4_fail(err, "sample: %d rows", a->max_rows);
-    G4_LAUNCH(a->max_rows, SAMPLE_THREADS, 0, c->stream, g4_sample_kernel)(a->logits, a->ld, a->vocab, a->params,
-                                                                           a->mask, a->tokens, a->logprobs);
+    G4_LAUNCH(a->max_rows, SAMPLE_THREADS, 0, c->stream, g4_sample_kernel)
+    (a->logits, a->ld, a->vocab, a->params, a->mask, a->tokens, a->logprobs);
     G4_CHECK_LAUNCH();
     return 0;
 }

@@ -49,7 +49,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--max-len")) max_len = atoi(v);
         else return usage();
     }
-    if (n < 1 || in_len < 1 || out_len < 1 || max_running < 1 || budget < 1 || in_len + out_len > max_len) return usage();
+    if (n < 1 || in_len < 1 || out_len < 1 || max_running < 1 || budget < 1 || in_len + out_len > max_len)
+        return usage();
     g4_error err = {{0}};
     g4_stack_opts so;
     g4_stack_opts_default(&so);

@@ -38,17 +38,32 @@ static double pct(double *v, size_t n, double p) {
 int main(int argc, char **argv) {
     const char *tokenizer = NULL;
     int gens = 8, a = 1, precompute = 1;
-    if (a < argc && !strcmp(argv[a], "--lazy")) { precompute = 0; a++; }
-    if (a + 1 < argc && !strcmp(argv[a], "--tokenizer")) { tokenizer = argv[a + 1]; a += 2; }
-    if (a + 1 < argc && !strcmp(argv[a], "--gens")) { gens = atoi(argv[a + 1]); a += 2; }
-    if (a >= argc) { fprintf(stderr, "usage: %s [--lazy] [--tokenizer PATH] [--gens N] SCHEMA...\n", argv[0]); return 2; }
+    if (a < argc && !strcmp(argv[a], "--lazy")) {
+        precompute = 0;
+        a++;
+    }
+    if (a + 1 < argc && !strcmp(argv[a], "--tokenizer")) {
+        tokenizer = argv[a + 1];
+        a += 2;
+    }
+    if (a + 1 < argc && !strcmp(argv[a], "--gens")) {
+        gens = atoi(argv[a + 1]);
+        a += 2;
+    }
+    if (a >= argc) {
+        fprintf(stderr, "usage: %s [--lazy] [--tokenizer PATH] [--gens N] SCHEMA...\n", argv[0]);
+        return 2;
+    }
     g4_error err = {{0}};
     g4_token_trie *t;
     double t0 = now_us();
     int32_t eos = 1;
     if (tokenizer) {
         g4_tokenizer *tk;
-        if (g4_tokenizer_load(tokenizer, &tk, &err) || g4_token_trie_from_tokenizer(tk, &t, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+        if (g4_tokenizer_load(tokenizer, &tk, &err) || g4_token_trie_from_tokenizer(tk, &t, &err)) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 2;
+        }
         eos = g4_tokenizer_specials(tk)->eos;
         g4_tokenizer_free(tk);
     } else if (g4_token_trie_synthetic(262144, 12345, &t, &err)) {
@@ -58,28 +73,40 @@ int main(int argc, char **argv) {
     double trie_ms = (now_us() - t0) / 1e3;
     int32_t words = g4_mask_words(t);
     uint32_t *mask = malloc(sizeof *mask * (size_t)words);
-    int32_t *allowed = malloc(sizeof *allowed * (size_t)t->n_vocab), *closing = malloc(sizeof *closing * (size_t)t->n_vocab);
+    int32_t *allowed = malloc(sizeof *allowed * (size_t)t->n_vocab),
+            *closing = malloc(sizeof *closing * (size_t)t->n_vocab);
     size_t cap = 1 << 16, n_all = 0, n_cold = 0;
     double *all = malloc(sizeof *all * cap), *cold = malloc(sizeof *cold * cap);
-    printf("{\n  \"vocab\": \"%s\", \"n_vocab\": %d, \"trie_nodes\": %d, \"trie_build_ms\": %.1f, \"threads\": 1,\n  \"precompute\": %s,\n  \"schemas\": [\n",
-           tokenizer ? tokenizer : "synthetic", t->n_vocab, t->n_nodes, trie_ms, precompute ? "\"states reading >= 128 byte values\"" : "\"none (lazy)\"");
+    printf(
+        "{\n  \"vocab\": \"%s\", \"n_vocab\": %d, \"trie_nodes\": %d, \"trie_build_ms\": %.1f, \"threads\": 1,\n  \"precompute\": %s,\n  \"schemas\": [\n",
+        tokenizer ? tokenizer : "synthetic", t->n_vocab, t->n_nodes, trie_ms,
+        precompute ? "\"states reading >= 128 byte values\"" : "\"none (lazy)\"");
     int first = 1;
     for (int f = a; f < argc; f++) {
         char *schema;
         size_t len;
-        if (g4_read_file(argv[f], 1 << 20, &schema, &len, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+        if (g4_read_file(argv[f], 1 << 20, &schema, &len, &err)) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 2;
+        }
         double ct[5];
         g4_grammar *g = NULL;
         for (int r = 0; r < 5; r++) {
             g4_grammar_free(g);
             double s0 = now_us();
-            if (g4_json_schema_compile(schema, len, NULL, NULL, &g, &err)) { fprintf(stderr, "%s: %s\n", argv[f], err.msg); return 2; }
+            if (g4_json_schema_compile(schema, len, NULL, NULL, &g, &err)) {
+                fprintf(stderr, "%s: %s\n", argv[f], err.msg);
+                return 2;
+            }
             ct[r] = now_us() - s0;
         }
         qsort(ct, 5, sizeof *ct, cmp_d);
         double p0 = now_us();
         g4_mask_cache *mc = g4_mask_cache_new(g, t);
-        if (!mc || (precompute && g4_mask_cache_precompute(mc, 128))) { fprintf(stderr, "mask cache failed\n"); return 2; }
+        if (!mc || (precompute && g4_mask_cache_precompute(mc, 128))) {
+            fprintf(stderr, "mask cache failed\n");
+            return 2;
+        }
         double prep_us = now_us() - p0;
         size_t start = n_all;
         int tokens = 0;
@@ -88,9 +115,16 @@ int main(int argc, char **argv) {
             g4_matcher *m = g4_matcher_new(g);
             for (int step = 0; step < 300; step++) {
                 double s0 = now_us();
-                if (g4_token_mask(mc, m, &eos, 1, mask)) { fprintf(stderr, "mask failed\n"); return 2; }
+                if (g4_token_mask(mc, m, &eos, 1, mask)) {
+                    fprintf(stderr, "mask failed\n");
+                    return 2;
+                }
                 double dt = now_us() - s0;
-                if (n_all == cap) { cap *= 2; all = realloc(all, sizeof *all * cap); cold = realloc(cold, sizeof *cold * cap); }
+                if (n_all == cap) {
+                    cap *= 2;
+                    all = realloc(all, sizeof *all * cap);
+                    cold = realloc(cold, sizeof *cold * cap);
+                }
                 all[n_all++] = dt;
                 if (seed == 0) cold[n_cold++] = dt;
                 int32_t na = 0, nc = 0;
@@ -105,9 +139,13 @@ int main(int argc, char **argv) {
                 if (!na) break;
                 if ((mask[eos >> 5] >> (eos & 31) & 1) && g4_splitmix64(&rng) % 4 == 0) break;
                 uint64_t r = g4_splitmix64(&rng);
-                int32_t id = nc && (r % 100) < (uint64_t)(step > 100 ? 60 : 15) ? closing[(r >> 8) % (uint64_t)nc] : allowed[(r >> 8) % (uint64_t)na];
+                int32_t id = nc && (r % 100) < (uint64_t)(step > 100 ? 60 : 15) ? closing[(r >> 8) % (uint64_t)nc]
+                                                                                : allowed[(r >> 8) % (uint64_t)na];
                 if (id == eos) break;
-                if (g4_matcher_advance_token(m, t, id)) { fprintf(stderr, "advance failed\n"); return 2; }
+                if (g4_matcher_advance_token(m, t, id)) {
+                    fprintf(stderr, "advance failed\n");
+                    return 2;
+                }
                 tokens++;
             }
             g4_matcher_free(m);
@@ -118,10 +156,11 @@ int main(int argc, char **argv) {
         qsort(v, ns, sizeof *v, cmp_d);
         g4_mask_stats st = g4_mask_cache_stats(mc);
         const char *base = strrchr(argv[f], '/') ? strrchr(argv[f], '/') + 1 : argv[f];
-        printf("%s    {\"schema\": \"%s\", \"compile_us\": %.0f, \"mask_prepare_us\": %.0f, \"states\": %d, \"masks\": %zu, \"tokens\": %d, "
-               "\"mask_us_p50\": %.1f, \"mask_us_p99\": %.1f, \"mask_us_max\": %.0f, \"context_hits\": %lld, \"state_entries\": %lld}",
-               first ? "" : ",\n", base, ct[2], prep_us, g4_grammar_pda(g)->n_states, ns, tokens, pct(v, ns, 0.5), pct(v, ns, 0.99),
-               ns ? v[ns - 1] : 0.0, (long long)st.context_hits, (long long)st.state_entries);
+        printf(
+            "%s    {\"schema\": \"%s\", \"compile_us\": %.0f, \"mask_prepare_us\": %.0f, \"states\": %d, \"masks\": %zu, \"tokens\": %d, "
+            "\"mask_us_p50\": %.1f, \"mask_us_p99\": %.1f, \"mask_us_max\": %.0f, \"context_hits\": %lld, \"state_entries\": %lld}",
+            first ? "" : ",\n", base, ct[2], prep_us, g4_grammar_pda(g)->n_states, ns, tokens, pct(v, ns, 0.5),
+            pct(v, ns, 0.99), ns ? v[ns - 1] : 0.0, (long long)st.context_hits, (long long)st.state_entries);
         first = 0;
         free(v);
         g4_mask_cache_free(mc);
@@ -130,11 +169,17 @@ int main(int argc, char **argv) {
     }
     qsort(all, n_all, sizeof *all, cmp_d);
     qsort(cold, n_cold, sizeof *cold, cmp_d);
-    printf("\n  ],\n  \"mask_us\": {\"n\": %zu, \"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.0f},\n", n_all, pct(all, n_all, 0.5),
-           pct(all, n_all, 0.9), pct(all, n_all, 0.99), n_all ? all[n_all - 1] : 0.0);
-    printf("  \"mask_us_first_generation\": {\"n\": %zu, \"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.0f}\n}\n", n_cold,
-           pct(cold, n_cold, 0.5), pct(cold, n_cold, 0.9), pct(cold, n_cold, 0.99), n_cold ? cold[n_cold - 1] : 0.0);
-    free(all); free(cold); free(mask); free(allowed); free(closing);
+    printf("\n  ],\n  \"mask_us\": {\"n\": %zu, \"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.0f},\n", n_all,
+           pct(all, n_all, 0.5), pct(all, n_all, 0.9), pct(all, n_all, 0.99), n_all ? all[n_all - 1] : 0.0);
+    printf(
+        "  \"mask_us_first_generation\": {\"n\": %zu, \"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.0f}\n}\n",
+        n_cold, pct(cold, n_cold, 0.5), pct(cold, n_cold, 0.9), pct(cold, n_cold, 0.99),
+        n_cold ? cold[n_cold - 1] : 0.0);
+    free(all);
+    free(cold);
+    free(mask);
+    free(allowed);
+    free(closing);
     g4_token_trie_free(t);
     return 0;
 }

@@ -31,16 +31,16 @@
 #include "cuda_backend.h"
 #include "dummy_weights.h"
 
-#define DIE(...)                                   \
-    do {                                           \
-        fprintf(stderr, "bench_kernels: ");        \
-        fprintf(stderr, __VA_ARGS__);              \
-        fputc('\n', stderr);                       \
-        exit(1);                                   \
+#define DIE(...)                            \
+    do {                                    \
+        fprintf(stderr, "bench_kernels: "); \
+        fprintf(stderr, __VA_ARGS__);       \
+        fputc('\n', stderr);                \
+        exit(1);                            \
     } while (0)
-#define CK(call)                                                                   \
-    do {                                                                           \
-        cudaError_t e_ = (call);                                                   \
+#define CK(call)                                                                                        \
+    do {                                                                                                \
+        cudaError_t e_ = (call);                                                                        \
         if (e_ != cudaSuccess) DIE("%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
     } while (0)
 #define OK(call)                                                                   \
@@ -133,13 +133,20 @@ static double time_ms_cold(bench_fn fn, void *arg, int reps) {
 }
 
 /* --- copy bandwidth and cuBLAS ------------------------------------------------------------- */
-typedef struct { void *dst, *src; size_t bytes; } copy_arg;
+typedef struct {
+    void *dst, *src;
+    size_t bytes;
+} copy_arg;
 static void run_copy(void *p) {
     copy_arg *c = p;
     CK(cudaMemcpyAsync(c->dst, c->src, c->bytes, cudaMemcpyDeviceToDevice, stream));
 }
 
-typedef struct { void *y, *x; g4_weight W; int M; } mm_arg;
+typedef struct {
+    void *y, *x;
+    g4_weight W;
+    int M;
+} mm_arg;
 static void run_mm(void *p) {
     mm_arg *m = p;
     OK(be->ops->matmul(be->ctx, m->y, m->x, &m->W, m->M, &err));
@@ -250,8 +257,8 @@ static void run_cublas_loop(void *p) {
         if (!m->cnt[e]) continue;
         OK(be->ops->matmul(be->ctx, (char *)m->gus + row * 2 * MOE_I * 2, (char *)m->xs + row * MOE_H * 2, &m->gu_e[e],
                            m->cnt[e], &err));
-        OK(be->ops->matmul(be->ctx, (char *)m->ys + row * MOE_H * 2, (char *)m->acts + row * MOE_I * 2,
-                           &m->down_e[e], m->cnt[e], &err));
+        OK(be->ops->matmul(be->ctx, (char *)m->ys + row * MOE_H * 2, (char *)m->acts + row * MOE_I * 2, &m->down_e[e],
+                           m->cnt[e], &err));
         row += (size_t)m->cnt[e];
     }
 }

@@ -36,7 +36,11 @@ static int parse_list(const char *s, int *out, int cap) {
     return n;
 }
 
-typedef struct { g4_backend *be; g4_model *m; g4_runner *r; } session;
+typedef struct {
+    g4_backend *be;
+    g4_model *m;
+    g4_runner *r;
+} session;
 
 static int open_session(session *ss, const char *dir, int max_seqs, int step_tokens, int max_len, g4_error *err) {
     memset(ss, 0, sizeof *ss);
@@ -84,8 +88,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--chunk") && i + 1 < argc) chunk = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--model 31b|26b-a4b] [--batches 1,8,32] [--ctx 1024] [--steps 32]\n"
-                            "          [--prefill 4096,32768] [--chunk 8192]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--model 31b|26b-a4b] [--batches 1,8,32] [--ctx 1024] [--steps 32]\n"
+                    "          [--prefill 4096,32768] [--chunk 8192]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -161,9 +167,9 @@ int main(int argc, char **argv) {
         double flops = g4_roofline_prefill_flops(&cfg, n, NULL, NULL), roof = hw.bf16_flops_per_s / flops * n;
         if (t > 0)
             printf("%s\n  {\"tokens\": %d, \"chunk\": %d, \"tokens_per_s\": %.1f, \"roofline_tokens_per_s\": %.1f, "
-                   "\"fraction\": %.3f}", pi ? "," : "", n, chunk, n / t, roof, n / t / roof);
-        else
-            rc = -1;
+                   "\"fraction\": %.3f}",
+                   pi ? "," : "", n, chunk, n / t, roof, n / t / roof);
+        else rc = -1;
         close_session(&ss);
     }
     printf("],\n \"error\": \"%s\"}\n", rc ? err.msg : "");

@@ -9,8 +9,7 @@
 
 #include "arrival.h"
 
-void g4_dataset_free(g4_bench_dataset *d)
-{
+void g4_dataset_free(g4_bench_dataset *d) {
     for (int i = 0; i < d->n; i++) {
         free(d->items[i].ids);
         free(d->items[i].text);
@@ -20,8 +19,7 @@ void g4_dataset_free(g4_bench_dataset *d)
     d->n = 0;
 }
 
-int g4_dataset_random(g4_bench_dataset *d, int n, const g4_random_opts *o, g4_error *err)
-{
+int g4_dataset_random(g4_bench_dataset *d, int n, const g4_random_opts *o, g4_error *err) {
     memset(d, 0, sizeof *d);
     if (n < 1 || o->input_len < 1 || o->output_len < 1 || o->prefix_len < 0)
         return g4_fail(err, "random dataset: need num-prompts >= 1, input and output lengths >= 1, prefix >= 0");
@@ -29,12 +27,12 @@ int g4_dataset_random(g4_bench_dataset *d, int n, const g4_random_opts *o, g4_er
         return g4_fail(err, "random dataset: --random-range-ratio %g must be in [0, 1)", o->range_ratio);
     if (o->id_min < 0 || o->vocab <= o->id_min)
         return g4_fail(err, "random dataset: token ids [%d, %ld) is empty", o->id_min, o->vocab);
-    long in_lo = (long)floor(o->input_len * (1 - o->range_ratio)), in_hi = (long)ceil(o->input_len * (1 + o->range_ratio));
-    long out_lo = (long)floor(o->output_len * (1 - o->range_ratio)), out_hi = (long)ceil(o->output_len * (1 + o->range_ratio));
-    if (in_lo < 1)
-        in_lo = 1;
-    if (out_lo < 1)
-        out_lo = 1;
+    long in_lo = (long)floor(o->input_len * (1 - o->range_ratio)),
+         in_hi = (long)ceil(o->input_len * (1 + o->range_ratio));
+    long out_lo = (long)floor(o->output_len * (1 - o->range_ratio)),
+         out_hi = (long)ceil(o->output_len * (1 + o->range_ratio));
+    if (in_lo < 1) in_lo = 1;
+    if (out_lo < 1) out_lo = 1;
     g4_rng rng;
     g4_rng_seed(&rng, o->seed);
     int32_t *prefix = malloc(sizeof(int32_t) * (size_t)(o->prefix_len + 1));
@@ -45,8 +43,7 @@ int g4_dataset_random(g4_bench_dataset *d, int n, const g4_random_opts *o, g4_er
         d->items = NULL;
         return g4_fail(err, "random dataset: out of memory for %d requests", n);
     }
-    for (int j = 0; j < o->prefix_len; j++)
-        prefix[j] = (int32_t)g4_rng_range(&rng, o->id_min, o->vocab - 1);
+    for (int j = 0; j < o->prefix_len; j++) prefix[j] = (int32_t)g4_rng_range(&rng, o->id_min, o->vocab - 1);
     for (int i = 0; i < n; i++) {
         g4_bench_item *it = &d->items[i];
         int len = (int)g4_rng_range(&rng, in_lo, in_hi);
@@ -60,16 +57,14 @@ int g4_dataset_random(g4_bench_dataset *d, int n, const g4_random_opts *o, g4_er
             return g4_fail(err, "random dataset: out of memory for request %d", i);
         }
         memcpy(it->ids, prefix, sizeof(int32_t) * (size_t)o->prefix_len);
-        for (int j = 0; j < len; j++)
-            it->ids[o->prefix_len + j] = (int32_t)g4_rng_range(&rng, o->id_min, o->vocab - 1);
+        for (int j = 0; j < len; j++) it->ids[o->prefix_len + j] = (int32_t)g4_rng_range(&rng, o->id_min, o->vocab - 1);
         d->n = i + 1;
     }
     free(prefix);
     return 0;
 }
 
-static char *read_file(const char *path, g4_error *err)
-{
+static char *read_file(const char *path, g4_error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         g4_fail(err, "sharegpt: cannot open '%s'", path);
@@ -90,8 +85,7 @@ static char *read_file(const char *path, g4_error *err)
     return s;
 }
 
-static int count_tokens(const g4_tokenizer *tok, const char *s, g4_error *err)
-{
+static int count_tokens(const g4_tokenizer *tok, const char *s, g4_error *err) {
     g4_tokens t = {0};
     if (g4_tokenizer_encode(tok, s, strlen(s), 0, &t, err) < 0) {
         g4_tokens_free(&t);
@@ -103,14 +97,12 @@ static int count_tokens(const g4_tokenizer *tok, const char *s, g4_error *err)
 }
 
 int g4_dataset_sharegpt(g4_bench_dataset *d, const char *path, int n, int output_len, const g4_tokenizer *tok,
-                        uint64_t seed, g4_error *err)
-{
+                        uint64_t seed, g4_error *err) {
     memset(d, 0, sizeof *d);
     if (!tok)
         return g4_fail(err, "sharegpt: a tokenizer is needed to count prompt and answer tokens (--tokenizer FILE)");
     char *text = read_file(path, err);
-    if (!text)
-        return -1;
+    if (!text) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!cJSON_IsArray(root)) {
@@ -126,8 +118,7 @@ int g4_dataset_sharegpt(g4_bench_dataset *d, const char *path, int n, int output
         return g4_fail(err, "sharegpt: out of memory");
     }
     const cJSON *e;
-    cJSON_ArrayForEach(e, root)
-    {
+    cJSON_ArrayForEach(e, root) {
         const cJSON *c = cJSON_GetObjectItem(e, "conversations");
         if (cJSON_GetArraySize(c) >= 2 && cJSON_IsString(cJSON_GetObjectItem(cJSON_GetArrayItem(c, 0), "value")) &&
             cJSON_IsString(cJSON_GetObjectItem(cJSON_GetArrayItem(c, 1), "value")))
@@ -150,8 +141,7 @@ int g4_dataset_sharegpt(g4_bench_dataset *d, const char *path, int n, int output
             rc = -1;
             break;
         }
-        if (pl < 4 || pl > 1024 || (output_len <= 0 && (ol < 4 || pl + ol > 2048)))
-            continue;
+        if (pl < 4 || pl > 1024 || (output_len <= 0 && (ol < 4 || pl + ol > 2048))) continue;
         g4_bench_item *it = &d->items[d->n];
         it->text = strdup(prompt);
         if (!it->text) {
@@ -166,7 +156,6 @@ int g4_dataset_sharegpt(g4_bench_dataset *d, const char *path, int n, int output
     cJSON_Delete(root);
     if (rc == 0 && d->n < n)
         rc = g4_fail(err, "sharegpt: '%s' has only %d usable conversations, %d requested", path, d->n, n);
-    if (rc)
-        g4_dataset_free(d);
+    if (rc) g4_dataset_free(d);
     return rc;
 }

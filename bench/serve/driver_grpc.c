@@ -50,38 +50,33 @@ struct rpc {
     char **error;
 };
 
-static const char *status_name(grpc_status_code s)
-{
-    static const char *names[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-                                  "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                  "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-                                  "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+static const char *status_name(grpc_status_code s) {
+    static const char *names[] = {
+        "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+        "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+        "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+        "DATA_LOSS", "UNAUTHENTICATED"};
     return (unsigned)s < sizeof names / sizeof *names ? names[s] : "?";
 }
 
 static void set_error(rpc *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_error(rpc *c, const char *fmt, ...)
-{
-    if (*c->error)
-        return;
+static void set_error(rpc *c, const char *fmt, ...) {
+    if (*c->error) return;
     char buf[640];
     va_list ap;
     va_start(ap, fmt);
     int len = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     size_t n = len < 0 ? 0 : (size_t)len < sizeof buf ? (size_t)len : sizeof buf - 1;
-    if ((*c->error = malloc(n + 1)))
-        memcpy(*c->error, buf, n), (*c->error)[n] = 0;
+    if ((*c->error = malloc(n + 1))) memcpy(*c->error, buf, n), (*c->error)[n] = 0;
 }
 
-static int add_chunk(rpc *c, double t)
-{
+static int add_chunk(rpc *c, double t) {
     g4_bench_record *r = c->rec;
     if (r->n_chunks == c->cap_chunks) {
         int cap = c->cap_chunks ? 2 * c->cap_chunks : 64;
         double *p = realloc(r->chunk_t, sizeof *p * (size_t)cap);
-        if (!p)
-            return -1;
+        if (!p) return -1;
         r->chunk_t = p;
         c->cap_chunks = cap;
     }
@@ -90,9 +85,7 @@ static int add_chunk(rpc *c, double t)
 }
 
 /* The packed GenerateRequest for one dataset item, as a byte buffer ready for SEND_MESSAGE. */
-static grpc_byte_buffer *request_buffer(const char *model, const g4_bench_item *it, double temperature,
-                                        g4_error *err)
-{
+static grpc_byte_buffer *request_buffer(const char *model, const g4_bench_item *it, double temperature, g4_error *err) {
     G4serve__V1__GenerateRequest rq = G4SERVE__V1__GENERATE_REQUEST__INIT;
     G4serve__V1__TokenIds ids = G4SERVE__V1__TOKEN_IDS__INIT;
     G4serve__V1__SamplingParams sp = G4SERVE__V1__SAMPLING_PARAMS__INIT;
@@ -122,32 +115,27 @@ static grpc_byte_buffer *request_buffer(const char *model, const g4_bench_item *
     }
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
     grpc_slice_unref(s);
-    if (!bb)
-        g4_fail(err, "grpc driver: cannot create a byte buffer for a %zu-byte request", n);
+    if (!bb) g4_fail(err, "grpc driver: cannot create a byte buffer for a %zu-byte request", n);
     return bb;
 }
 
-static int post_recv(rpc *c)
-{
+static int post_recv(rpc *c) {
     grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
     op.data.recv_message.recv_message = &c->resp;
-    if (grpc_call_start_batch(c->call, &op, 1, &c->t_msg, NULL) != GRPC_CALL_OK)
-        return -1;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->t_msg, NULL) != GRPC_CALL_OK) return -1;
     c->pending++;
     return 0;
 }
 
 /* Creates the call and starts [send metadata, message, close; receive metadata, status], then the
  * first RECV_MESSAGE. */
-static int start_rpc(rpc *c, grpc_channel *ch, grpc_completion_queue *cq, double timeout_s, g4_error *err)
-{
+static int start_rpc(rpc *c, grpc_channel *ch, grpc_completion_queue *cq, double timeout_s, g4_error *err) {
     gpr_timespec deadline = timeout_s > 0 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                                          gpr_time_from_millis((int64_t)(timeout_s * 1e3), GPR_TIMESPAN))
                                           : gpr_inf_future(GPR_CLOCK_MONOTONIC);
     c->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                        grpc_slice_from_static_string(GENERATE_METHOD), NULL, deadline, NULL);
-    if (!c->call)
-        return g4_fail(err, "grpc driver: grpc_channel_create_call failed");
+    if (!c->call) return g4_fail(err, "grpc driver: grpc_channel_create_call failed");
     grpc_metadata_array_init(&c->md_init);
     grpc_metadata_array_init(&c->md_trail);
     c->t_status = (tag){c, TAG_STATUS};
@@ -178,10 +166,8 @@ static int start_rpc(rpc *c, grpc_channel *ch, grpc_completion_queue *cq, double
 }
 
 /* A RECV_MESSAGE came back at t: a GenerateResponse, or (resp NULL) the end of the stream. */
-static void on_message(rpc *c, int success, double t)
-{
-    if (!success || !c->resp)
-        return; /* stream over; the status says how */
+static void on_message(rpc *c, int success, double t) {
+    if (!success || !c->resp) return; /* stream over; the status says how */
     grpc_byte_buffer_reader rd;
     G4serve__V1__GenerateResponse *m = NULL;
     if (grpc_byte_buffer_reader_init(&rd, c->resp)) {
@@ -197,34 +183,27 @@ static void on_message(rpc *c, int success, double t)
         c->rec->t_end = t;
         if (m->n_token_ids > 0) {
             c->tokens += (long)m->n_token_ids;
-            if (add_chunk(c, t) < 0)
-                problem = "out of memory for chunk times";
+            if (add_chunk(c, t) < 0) problem = "out of memory for chunk times";
         }
-        if (m->usage)
-            c->usage_tokens = m->usage->completion_tokens;
+        if (m->usage) c->usage_tokens = m->usage->completion_tokens;
         g4serve__v1__generate_response__free_unpacked(m, NULL);
     }
-    if (!problem && post_recv(c) < 0)
-        problem = "starting RECV_MESSAGE failed";
+    if (!problem && post_recv(c) < 0) problem = "starting RECV_MESSAGE failed";
     if (problem) {
         set_error(c, "%s", problem);
-        if (grpc_call_cancel(c->call, NULL) != GRPC_CALL_OK)
-            set_error(c, "%s", "grpc_call_cancel failed");
+        if (grpc_call_cancel(c->call, NULL) != GRPC_CALL_OK) set_error(c, "%s", "grpc_call_cancel failed");
     }
 }
 
 /* Both batches are back: fill the record and release the call. */
-static void finish_rpc(rpc *c)
-{
+static void finish_rpc(rpc *c) {
     g4_bench_record *r = c->rec;
     if (c->status != GRPC_STATUS_OK) {
         char *d = grpc_slice_to_c_string(c->details);
         set_error(c, "gRPC status %s (%d): %.500s", status_name(c->status), (int)c->status, d ? d : "");
         gpr_free(d);
-    } else if (r->n_chunks == 0)
-        set_error(c, "%s", "never received a GenerateResponse with token_ids");
-    else if (c->usage_tokens < 0)
-        set_error(c, "%s", "the last GenerateResponse has no usage");
+    } else if (r->n_chunks == 0) set_error(c, "%s", "never received a GenerateResponse with token_ids");
+    else if (c->usage_tokens < 0) set_error(c, "%s", "the last GenerateResponse has no usage");
     else if (c->usage_tokens != c->tokens)
         set_error(c, "usage.completion_tokens %d != %ld token_ids received", c->usage_tokens, c->tokens);
     r->ok = !*c->error;
@@ -235,8 +214,7 @@ static void finish_rpc(rpc *c)
     grpc_metadata_array_destroy(&c->md_trail);
     grpc_byte_buffer_destroy(c->req);
     c->req = NULL;
-    if (c->resp)
-        grpc_byte_buffer_destroy(c->resp);
+    if (c->resp) grpc_byte_buffer_destroy(c->resp);
     c->resp = NULL;
     grpc_call_unref(c->call);
     c->call = NULL;
@@ -245,22 +223,19 @@ static void finish_rpc(rpc *c)
 /* Connects before the clock starts, so the first requests do not pay for the TCP + HTTP/2 setup
  * (the HTTP driver's connections are made inside the run; here one connection serves them all).
  * Gives up quietly after 10 s or on a failure: the calls then fail with UNAVAILABLE. */
-static void connect_channel(grpc_channel *ch, grpc_completion_queue *cq)
-{
+static void connect_channel(grpc_channel *ch, grpc_completion_queue *cq) {
     gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(10, GPR_TIMESPAN));
     grpc_connectivity_state s = grpc_channel_check_connectivity_state(ch, 1);
     while (s == GRPC_CHANNEL_IDLE || s == GRPC_CHANNEL_CONNECTING) {
         int watch_tag;
         grpc_channel_watch_connectivity_state(ch, s, deadline, cq, &watch_tag);
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-        if (ev.type != GRPC_OP_COMPLETE || ev.tag != &watch_tag || !ev.success)
-            return;
+        if (ev.type != GRPC_OP_COMPLETE || ev.tag != &watch_tag || !ev.success) return;
         s = grpc_channel_check_connectivity_state(ch, 1);
     }
 }
 
-int g4_drive_grpc(const g4_grpc_target *t, g4_bench_load *l, g4_error *err)
-{
+int g4_drive_grpc(const g4_grpc_target *t, g4_bench_load *l, g4_error *err) {
     int n = l->n, rc = 0;
     rpc *cs = calloc((size_t)n, sizeof *cs);
     l->rec = calloc((size_t)n, sizeof *l->rec);
@@ -273,8 +248,7 @@ int g4_drive_grpc(const g4_grpc_target *t, g4_bench_load *l, g4_error *err)
     for (int i = 0; i < n; i++) {
         l->rec[i].prompt_len = l->ds->items[l->first + i].prompt_len;
         if (!(cs[i].req = request_buffer(t->model, &l->ds->items[l->first + i], l->temperature, err))) {
-            for (int k = 0; k < i; k++)
-                grpc_byte_buffer_destroy(cs[k].req);
+            for (int k = 0; k < i; k++) grpc_byte_buffer_destroy(cs[k].req);
             free(cs);
             return -1;
         }
@@ -283,8 +257,7 @@ int g4_drive_grpc(const g4_grpc_target *t, g4_bench_load *l, g4_error *err)
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     grpc_channel *ch = creds ? grpc_channel_create(t->target, creds, NULL) : NULL;
-    if (creds)
-        grpc_channel_credentials_release(creds);
+    if (creds) grpc_channel_credentials_release(creds);
     if (!cq || !ch) {
         rc = g4_fail(err, "grpc driver: cannot create a channel to %s", t->target);
         goto out;
@@ -308,13 +281,10 @@ int g4_drive_grpc(const g4_grpc_target *t, g4_bench_load *l, g4_error *err)
                 rc = -1;
                 stopping = true;
                 for (int k = 0; k < next; k++)
-                    if (cs[k].call)
-                        grpc_call_cancel(cs[k].call, NULL);
+                    if (cs[k].call) grpc_call_cancel(cs[k].call, NULL);
             }
-            if (c->pending)
-                running++;
-            else if (c->call) /* its first batch never started: nothing to wait for */
-                finish_rpc(c);
+            if (c->pending) running++;
+            else if (c->call) /* its first batch never started: nothing to wait for */ finish_rpc(c);
         }
         /* wait for an event, or until the next send is due (at most 100 ms, then look again) */
         double wait = 0.1;
@@ -322,11 +292,10 @@ int g4_drive_grpc(const g4_grpc_target *t, g4_bench_load *l, g4_error *err)
             double dt = l->send_at[next] - (g4_bench_now() - t0);
             wait = dt < 0 ? 0 : dt < wait ? dt : wait;
         }
-        gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros((int64_t)(wait * 1e6),
-                                                                                          GPR_TIMESPAN));
+        gpr_timespec dl =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros((int64_t)(wait * 1e6), GPR_TIMESPAN));
         grpc_event ev = grpc_completion_queue_next(cq, dl, NULL);
-        if (ev.type == GRPC_QUEUE_TIMEOUT)
-            continue;
+        if (ev.type == GRPC_QUEUE_TIMEOUT) continue;
         if (ev.type != GRPC_OP_COMPLETE) {
             rc = g4_fail(err, "grpc driver: the completion queue shut down unexpectedly");
             break;
@@ -334,10 +303,8 @@ int g4_drive_grpc(const g4_grpc_target *t, g4_bench_load *l, g4_error *err)
         tag *tg = ev.tag;
         rpc *c = tg->c;
         c->pending--;
-        if (tg->kind == TAG_MSG)
-            on_message(c, ev.success, g4_bench_now() - t0);
-        else if (!ev.success)
-            set_error(c, "%s", "the Generate call's batch failed");
+        if (tg->kind == TAG_MSG) on_message(c, ev.success, g4_bench_now() - t0);
+        else if (!ev.success) set_error(c, "%s", "the Generate call's batch failed");
         if (c->pending == 0) {
             finish_rpc(c);
             running--;
@@ -349,23 +316,18 @@ int g4_drive_grpc(const g4_grpc_target *t, g4_bench_load *l, g4_error *err)
 out:
     /* only after a driver error are calls left: cancel them and let the queue drain */
     for (int i = 0; i < n; i++)
-        if (cs[i].call)
-            grpc_call_cancel(cs[i].call, NULL);
+        if (cs[i].call) grpc_call_cancel(cs[i].call, NULL);
     if (cq) {
         grpc_completion_queue_shutdown(cq);
         while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type != GRPC_QUEUE_SHUTDOWN) {
         }
     }
     for (int i = 0; i < n; i++) {
-        if (cs[i].call)
-            finish_rpc(&cs[i]);
-        if (cs[i].req)
-            grpc_byte_buffer_destroy(cs[i].req);
+        if (cs[i].call) finish_rpc(&cs[i]);
+        if (cs[i].req) grpc_byte_buffer_destroy(cs[i].req);
     }
-    if (ch)
-        grpc_channel_destroy(ch);
-    if (cq)
-        grpc_completion_queue_destroy(cq);
+    if (ch) grpc_channel_destroy(ch);
+    if (cq) grpc_completion_queue_destroy(cq);
     grpc_shutdown_blocking(); /* no gRPC thread outlives the driver */
     free(cs);
     return rc;

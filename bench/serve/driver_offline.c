@@ -25,8 +25,7 @@ typedef struct slot {
     int cap;
 } slot;
 
-static void on_event(void *user, const g4_event *ev)
-{
+static void on_event(void *user, const g4_event *ev) {
     slot *s = user;
     g4_bench_record *r = s->rec;
     double t = g4_bench_now() - s->sh->t0;
@@ -39,18 +38,16 @@ static void on_event(void *user, const g4_event *ev)
                 s->cap = cap;
             }
         }
-        if (r->n_chunks < s->cap)
-            r->chunk_t[r->n_chunks++] = t;
+        if (r->n_chunks < s->cap) r->chunk_t[r->n_chunks++] = t;
         r->t_end = t;
     }
-    if (ev->finish == G4_FINISH_NONE)
-        return;
+    if (ev->finish == G4_FINISH_NONE) return;
     r->output_tokens = ev->completion_tokens;
     r->ok = (ev->finish == G4_FINISH_LENGTH || ev->finish == G4_FINISH_STOP) && r->n_chunks > 0;
     if (!r->ok) {
         const char *why = ev->finish == G4_FINISH_ERROR && ev->error ? ev->error
-                          : ev->finish == G4_FINISH_ABORT              ? "aborted"
-                                                                       : "no token";
+                          : ev->finish == G4_FINISH_ABORT            ? "aborted"
+                                                                     : "no token";
         *s->error = strdup(why);
     }
     pthread_mutex_lock(&s->sh->mu);
@@ -61,20 +58,17 @@ static void on_event(void *user, const g4_event *ev)
     pthread_mutex_unlock(&s->sh->mu);
 }
 
-static void abs_deadline(struct timespec *ts, double t0, double at)
-{
+static void abs_deadline(struct timespec *ts, double t0, double at) {
     /* CLOCK_REALTIME deadline for pthread_cond_timedwait from a monotonic offset */
     double wait = at - (g4_bench_now() - t0);
-    if (wait < 0)
-        wait = 0;
+    if (wait < 0) wait = 0;
     clock_gettime(CLOCK_REALTIME, ts);
     long ns = ts->tv_nsec + (long)((wait - (long)wait) * 1e9);
     ts->tv_sec += (time_t)wait + ns / 1000000000L;
     ts->tv_nsec = ns % 1000000000L;
 }
 
-int g4_drive_engine(g4_engine *e, g4_bench_load *l, g4_error *err)
-{
+int g4_drive_engine(g4_engine *e, g4_bench_load *l, g4_error *err) {
     int n = l->n, rc = 0;
     slot *sl = calloc((size_t)n, sizeof *sl);
     l->rec = calloc((size_t)n, sizeof *l->rec);
@@ -127,11 +121,9 @@ int g4_drive_engine(g4_engine *e, g4_bench_load *l, g4_error *err)
     int submitted = n;
     if (rc) { /* count what was really submitted; wait for it */
         submitted = 0;
-        for (int i = 0; i < n; i++)
-            submitted += sl[i].sh != NULL;
+        for (int i = 0; i < n; i++) submitted += sl[i].sh != NULL;
     }
-    while (sh.done < submitted)
-        pthread_cond_wait(&sh.cv, &sh.mu);
+    while (sh.done < submitted) pthread_cond_wait(&sh.cv, &sh.mu);
     l->duration = sh.last_end > 0 ? sh.last_end : g4_bench_now() - sh.t0;
     pthread_mutex_unlock(&sh.mu);
     free(sl);

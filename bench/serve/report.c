@@ -6,16 +6,13 @@
 #include <string.h>
 #include <time.h>
 
-static void pct_name(char *out, size_t cap, double p)
-{
-    if (p == floor(p))
-        snprintf(out, cap, "%d", (int)p);
-    else
-        snprintf(out, cap, "%g", p);
+static void pct_name(char *out, size_t cap, double p) {
+    if (p == floor(p)) snprintf(out, cap, "%d", (int)p);
+    else snprintf(out, cap, "%g", p);
 }
 
-static void stat_lines(FILE *f, const g4_bench_metrics *m, const char *title, const char *name, const g4_bench_stat *s)
-{
+static void stat_lines(FILE *f, const g4_bench_metrics *m, const char *title, const char *name,
+                       const g4_bench_stat *s) {
     fprintf(f, "%s\n", title);
     char k[64], p[32];
     snprintf(k, sizeof k, "Mean %s (ms):", name);
@@ -31,23 +28,18 @@ static void stat_lines(FILE *f, const g4_bench_metrics *m, const char *title, co
     }
 }
 
-void g4_bench_print_table(FILE *f, const g4_bench_metrics *m, const g4_bench_run_info *ri)
-{
+void g4_bench_print_table(FILE *f, const g4_bench_metrics *m, const g4_bench_run_info *ri) {
     fprintf(f, "%s\n", "============ Serving Benchmark Result ============");
     fprintf(f, "%-40s %-10d\n", "Successful requests:", m->completed);
     fprintf(f, "%-40s %-10d\n", "Failed requests:", m->failed);
-    if (ri->max_concurrency > 0)
-        fprintf(f, "%-40s %-10d\n", "Maximum request concurrency:", ri->max_concurrency);
-    if (ri->request_rate > 0)
-        fprintf(f, "%-40s %-10.2f\n", "Request rate configured (RPS):", ri->request_rate);
-    else
-        fprintf(f, "%-40s %-10s\n", "Request rate configured (RPS):", "inf");
+    if (ri->max_concurrency > 0) fprintf(f, "%-40s %-10d\n", "Maximum request concurrency:", ri->max_concurrency);
+    if (ri->request_rate > 0) fprintf(f, "%-40s %-10.2f\n", "Request rate configured (RPS):", ri->request_rate);
+    else fprintf(f, "%-40s %-10s\n", "Request rate configured (RPS):", "inf");
     fprintf(f, "%-40s %-10.2f\n", "Benchmark duration (s):", m->duration);
     fprintf(f, "%-40s %-10ld\n", "Total input tokens:", m->total_input);
     fprintf(f, "%-40s %-10ld\n", "Total generated tokens:", m->total_output);
     fprintf(f, "%-40s %-10.2f\n", "Request throughput (req/s):", m->request_throughput);
-    if (m->has_goodput)
-        fprintf(f, "%-40s %-10.2f\n", "Request goodput (req/s):", m->request_goodput);
+    if (m->has_goodput) fprintf(f, "%-40s %-10.2f\n", "Request goodput (req/s):", m->request_goodput);
     fprintf(f, "%-40s %-10.2f\n", "Output token throughput (tok/s):", m->output_throughput);
     fprintf(f, "%-40s %-10.2f\n", "Peak output token throughput (tok/s):", m->max_output_tokens_per_s);
     fprintf(f, "%-40s %-10d\n", "Peak concurrent requests:", m->max_concurrent_requests);
@@ -59,8 +51,7 @@ void g4_bench_print_table(FILE *f, const g4_bench_metrics *m, const g4_bench_run
     fprintf(f, "%s\n", "==================================================");
 }
 
-static void add_stat(cJSON *o, const g4_bench_metrics *m, const char *name, const g4_bench_stat *s)
-{
+static void add_stat(cJSON *o, const g4_bench_metrics *m, const char *name, const g4_bench_stat *s) {
     char k[64], p[32];
     snprintf(k, sizeof k, "mean_%s_ms", name);
     cJSON_AddNumberToObject(o, k, s->mean);
@@ -76,45 +67,35 @@ static void add_stat(cJSON *o, const g4_bench_metrics *m, const char *name, cons
 }
 
 cJSON *g4_bench_result_json(const g4_bench_metrics *m, const g4_bench_run_info *ri, const g4_bench_record *r, int n,
-                            char *const *errors)
-{
+                            char *const *errors) {
     cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
+    if (!o) return NULL;
     char date[32];
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y%m%d-%H%M%S", localtime(&now));
     cJSON_AddStringToObject(o, "date", date);
     cJSON_AddStringToObject(o, "tool", "g4-bench-serve");
     cJSON_AddStringToObject(o, "backend", ri->backend);
-    if (ri->base_url)
-        cJSON_AddStringToObject(o, "base_url", ri->base_url);
-    if (ri->endpoint)
-        cJSON_AddStringToObject(o, "endpoint", ri->endpoint);
+    if (ri->base_url) cJSON_AddStringToObject(o, "base_url", ri->base_url);
+    if (ri->endpoint) cJSON_AddStringToObject(o, "endpoint", ri->endpoint);
     cJSON_AddStringToObject(o, "model_id", ri->model ? ri->model : "");
     cJSON_AddStringToObject(o, "dataset", ri->dataset);
     cJSON_AddNumberToObject(o, "num_prompts", ri->num_prompts);
     cJSON_AddNumberToObject(o, "num_warmups", ri->num_warmups);
     cJSON_AddNumberToObject(o, "seed", (double)ri->seed);
-    if (ri->request_rate > 0)
-        cJSON_AddNumberToObject(o, "request_rate", ri->request_rate);
-    else
-        cJSON_AddStringToObject(o, "request_rate", "inf");
+    if (ri->request_rate > 0) cJSON_AddNumberToObject(o, "request_rate", ri->request_rate);
+    else cJSON_AddStringToObject(o, "request_rate", "inf");
     cJSON_AddNumberToObject(o, "burstiness", ri->burstiness);
-    if (ri->max_concurrency > 0)
-        cJSON_AddNumberToObject(o, "max_concurrency", ri->max_concurrency);
-    else
-        cJSON_AddNullToObject(o, "max_concurrency");
+    if (ri->max_concurrency > 0) cJSON_AddNumberToObject(o, "max_concurrency", ri->max_concurrency);
+    else cJSON_AddNullToObject(o, "max_concurrency");
     cJSON_AddNumberToObject(o, "duration", m->duration);
     cJSON_AddNumberToObject(o, "completed", m->completed);
     cJSON_AddNumberToObject(o, "failed", m->failed);
     cJSON_AddNumberToObject(o, "total_input_tokens", (double)m->total_input);
     cJSON_AddNumberToObject(o, "total_output_tokens", (double)m->total_output);
     cJSON_AddNumberToObject(o, "request_throughput", m->request_throughput);
-    if (m->has_goodput)
-        cJSON_AddNumberToObject(o, "request_goodput", m->request_goodput);
-    else
-        cJSON_AddNullToObject(o, "request_goodput");
+    if (m->has_goodput) cJSON_AddNumberToObject(o, "request_goodput", m->request_goodput);
+    else cJSON_AddNullToObject(o, "request_goodput");
     cJSON_AddNumberToObject(o, "output_throughput", m->output_throughput);
     cJSON_AddNumberToObject(o, "total_token_throughput", m->total_token_throughput);
     cJSON_AddNumberToObject(o, "max_output_tokens_per_s", m->max_output_tokens_per_s);
@@ -138,8 +119,7 @@ cJSON *g4_bench_result_json(const g4_bench_metrics *m, const g4_bench_run_info *
         cJSON_AddItemToArray(errs, cJSON_CreateString(errors && errors[i] ? errors[i] : ""));
         cJSON_AddBoolToObject(t, "ok", q->ok);
         cJSON_AddNumberToObject(t, "send", q->t_send);
-        for (int c = 0; c < q->n_chunks; c++)
-            cJSON_AddItemToArray(ch, cJSON_CreateNumber(q->chunk_t[c]));
+        for (int c = 0; c < q->n_chunks; c++) cJSON_AddItemToArray(ch, cJSON_CreateNumber(q->chunk_t[c]));
         cJSON_AddItemToObject(t, "chunks", ch);
         cJSON_AddNumberToObject(t, "end", q->t_end);
         cJSON_AddItemToArray(ts, t);
@@ -147,11 +127,9 @@ cJSON *g4_bench_result_json(const g4_bench_metrics *m, const g4_bench_run_info *
     return o;
 }
 
-int g4_bench_write_json(const char *path, const cJSON *obj, g4_error *err)
-{
+int g4_bench_write_json(const char *path, const cJSON *obj, g4_error *err) {
     char *s = cJSON_PrintUnformatted(obj);
-    if (!s)
-        return g4_fail(err, "result JSON: out of memory");
+    if (!s) return g4_fail(err, "result JSON: out of memory");
     FILE *f = fopen(path, "w");
     if (!f) {
         free(s);

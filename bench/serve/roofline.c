@@ -6,8 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-void g4_roofline_params(const g4_config *c, g4_param_count *p)
-{
+void g4_roofline_params(const g4_config *c, g4_param_count *p) {
     memset(p, 0, sizeof *p);
     double H = c->hidden, nq = c->n_heads;
     p->embedding = (double)c->vocab * H;
@@ -33,15 +32,13 @@ void g4_roofline_params(const g4_config *c, g4_param_count *p)
     p->total = p->matrices + small;
 }
 
-double g4_roofline_kv_bytes_token(const g4_config *c, int l, int elem_bytes, bool shared_global)
-{
+double g4_roofline_kv_bytes_token(const g4_config *c, int l, int elem_bytes, bool shared_global) {
     double per = (double)g4_layer_kv_heads(c, l) * g4_layer_head_dim(c, l) * elem_bytes;
     return per * (g4_layer_k_eq_v(c, l) && shared_global ? 1 : 2);
 }
 
 double g4_roofline_decode_bytes(const g4_config *c, int batch, long ctx, int elem_bytes, bool shared_global,
-                                double *weights_out, double *kv_out)
-{
+                                double *weights_out, double *kv_out) {
     g4_param_count p;
     g4_roofline_params(c, &p);
     double w = p.total;
@@ -58,37 +55,29 @@ double g4_roofline_decode_bytes(const g4_config *c, int batch, long ctx, int ele
         kv += (double)keys * g4_roofline_kv_bytes_token(c, l, elem_bytes, shared_global);
     }
     kv *= batch;
-    if (weights_out)
-        *weights_out = w;
-    if (kv_out)
-        *kv_out = kv;
+    if (weights_out) *weights_out = w;
+    if (kv_out) *kv_out = kv;
     return w + kv;
 }
 
 /* Σ over query positions i = 0..n−1 of the keys it attends: min(i + 1, window) (window ≤ 0: i + 1). */
-static double keys_attended(long n, long window)
-{
-    if (window <= 0 || n <= window)
-        return (double)n * (double)(n + 1) / 2;
+static double keys_attended(long n, long window) {
+    if (window <= 0 || n <= window) return (double)n * (double)(n + 1) / 2;
     return (double)window * (double)(window + 1) / 2 + (double)(n - window) * (double)window;
 }
 
-double g4_roofline_prefill_flops(const g4_config *c, long n, double *linear_out, double *attn_out)
-{
+double g4_roofline_prefill_flops(const g4_config *c, long n, double *linear_out, double *attn_out) {
     g4_param_count p;
     g4_roofline_params(c, &p);
     double active = p.matrices - p.embedding; /* the embedding is a lookup */
-    if (c->moe)
-        active += -p.experts_all + (double)c->top_k * p.expert_each * c->n_layers;
+    if (c->moe) active += -p.experts_all + (double)c->top_k * p.expert_each * c->n_layers;
     double linear = 2.0 * active * (double)n + (n > 0 ? 2.0 * p.embedding : 0); /* + LM head, last token */
     double attn = 0;
     for (int l = 0; l < c->n_layers; l++) {
         long win = g4_layer_is_global(c, l) ? 0 : c->sliding_window;
         attn += 4.0 * c->n_heads * g4_layer_head_dim(c, l) * keys_attended(n, win);
     }
-    if (linear_out)
-        *linear_out = linear;
-    if (attn_out)
-        *attn_out = attn;
+    if (linear_out) *linear_out = linear;
+    if (attn_out) *attn_out = attn;
     return linear + attn;
 }

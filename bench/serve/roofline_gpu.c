@@ -10,8 +10,7 @@
 
 #ifndef G4_BENCH_CUDA
 
-int g4_hw_measure(int device, g4_hw_peak *hw, g4_error *err)
-{
+int g4_hw_measure(int device, g4_hw_peak *hw, g4_error *err) {
     (void)device;
     memset(hw, 0, sizeof *hw);
     return g4_fail(err, "the roofline needs a GPU: this g4-bench-serve was built without CUDA");
@@ -22,25 +21,24 @@ int g4_hw_measure(int device, g4_hw_peak *hw, g4_error *err)
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
-#define CU(x)                                                                                                         \
-    do {                                                                                                              \
-        cudaError_t e_ = (x);                                                                                         \
-        if (e_ != cudaSuccess) {                                                                                      \
-            g4_fail(err, "roofline: %s: %s", #x, cudaGetErrorString(e_));                                            \
-            goto out;                                                                                                 \
-        }                                                                                                             \
+#define CU(x)                                                             \
+    do {                                                                  \
+        cudaError_t e_ = (x);                                             \
+        if (e_ != cudaSuccess) {                                          \
+            g4_fail(err, "roofline: %s: %s", #x, cudaGetErrorString(e_)); \
+            goto out;                                                     \
+        }                                                                 \
     } while (0)
-#define CB(x)                                                                                                         \
-    do {                                                                                                              \
-        cublasStatus_t s_ = (x);                                                                                      \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                            \
-            g4_fail(err, "roofline: %s: cuBLAS status %d", #x, (int)s_);                                             \
-            goto out;                                                                                                 \
-        }                                                                                                             \
+#define CB(x)                                                            \
+    do {                                                                 \
+        cublasStatus_t s_ = (x);                                         \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                               \
+            g4_fail(err, "roofline: %s: cuBLAS status %d", #x, (int)s_); \
+            goto out;                                                    \
+        }                                                                \
     } while (0)
 
-int g4_hw_measure(int device, g4_hw_peak *hw, g4_error *err)
-{
+int g4_hw_measure(int device, g4_hw_peak *hw, g4_error *err) {
     memset(hw, 0, sizeof *hw);
     int rc = -1, n_dev = 0;
     void *a = NULL, *b = NULL, *c = NULL;
@@ -104,15 +102,12 @@ int g4_hw_measure(int device, g4_hw_peak *hw, g4_error *err)
     hw->measured = true;
     rc = 0;
 out:
-    if (h)
-        cublasDestroy(h);
+    if (h) cublasDestroy(h);
     cudaFree(a);
     cudaFree(b);
     cudaFree(c);
-    if (e0)
-        cudaEventDestroy(e0);
-    if (e1)
-        cudaEventDestroy(e1);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
     return rc;
 }
 

@@ -123,7 +123,8 @@ typedef struct g4_sample_logprobs {
 } g4_sample_logprobs;
 
 static inline size_t g4_sample_params_bytes(int n_rows, int n_pen) {
-    return sizeof(g4_sample_params) + (size_t)n_rows * sizeof(g4_sample_row_params) + (size_t)n_pen * sizeof(g4_sample_penalty);
+    return sizeof(g4_sample_params) + (size_t)n_rows * sizeof(g4_sample_row_params) +
+           (size_t)n_pen * sizeof(g4_sample_penalty);
 }
 static inline g4_sample_row_params *g4_sample_rows(g4_sample_params *p) { return (g4_sample_row_params *)(p + 1); }
 static inline const g4_sample_row_params *g4_sample_rows_c(const g4_sample_params *p) {
@@ -190,14 +191,14 @@ typedef struct g4_backend_ops {
 
     /* --- memory ------------------------------------------------------------------------- */
     void *(*alloc)(void *ctx, size_t bytes);                  /* NULL on failure */
-    void  (*free)(void *ctx, void *p);                        /* NULL ok */
-    int   (*upload)(void *ctx, void *dst_dev, const void *src_host, size_t bytes, g4_error *err);
-    int   (*download)(void *ctx, void *dst_host, const void *src_dev, size_t bytes, g4_error *err);
-    int   (*sync)(void *ctx, g4_error *err);                  /* wait for all queued ops */
+    void (*free)(void *ctx, void *p);                        /* NULL ok */
+    int (*upload)(void *ctx, void *dst_dev, const void *src_host, size_t bytes, g4_error *err);
+    int (*download)(void *ctx, void *dst_host, const void *src_dev, size_t bytes, g4_error *err);
+    int (*sync)(void *ctx, g4_error *err);                  /* wait for all queued ops */
 
     /* Makes a mapped weight usable by the ops: sets w->data / w->data_dtype. Any dtype in. */
-    int   (*load_weight)(void *ctx, g4_weight *w, g4_error *err);
-    void  (*unload_weight)(void *ctx, g4_weight *w);
+    int (*load_weight)(void *ctx, g4_weight *w, g4_error *err);
+    void (*unload_weight)(void *ctx, g4_weight *w);
 
     /* --- ops ---------------------------------------------------------------------------- */
 
@@ -208,7 +209,8 @@ typedef struct g4_backend_ops {
     int (*rmsnorm)(void *ctx, void *y, const void *x, const g4_weight *w, int rows, int n, float eps, g4_error *err);
 
     /* h[r,:] += RMSNorm_w(x[r,:])             rows × n (residual add of a post-norm branch) */
-    int (*add_rmsnorm)(void *ctx, void *h, const void *x, const g4_weight *w, int rows, int n, float eps, g4_error *err);
+    int (*add_rmsnorm)(void *ctx, void *h, const void *x, const g4_weight *w, int rows, int n, float eps,
+                       g4_error *err);
 
     /* y[i] = a[i] + b[i]                       n elements; y may alias a or b */
     int (*add)(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err);
@@ -243,8 +245,7 @@ typedef struct g4_backend_ops {
      *   top-k by p (ties → lower id), w_e = p_e / Σ_top p × per_expert_scale[e]
      * ids[T,k] int32 dev, weights[T,k] f32 dev, ordered by descending p. */
     int (*moe_route)(void *ctx, int32_t *ids, float *weights, const void *h1, const g4_weight *proj,
-                     const g4_weight *scale, const g4_weight *expert_scale, int T, int top_k, float eps,
-                     g4_error *err);
+                     const g4_weight *scale, const g4_weight *expert_scale, int T, int top_k, float eps, g4_error *err);
 
     /* y[t] = Σ_{j<k} weights[t,j] · down_e (gelu_tanh(G_e·x[t]) ⊙ (U_e·x[t]))   e = ids[t,j]
      * gate_up [E, 2I, H] (gate rows 0..I-1), down [E, H, I]; x, y [T,H]. */
@@ -252,8 +253,8 @@ typedef struct g4_backend_ops {
                        const g4_weight *gate_up, const g4_weight *down, int T, int top_k, g4_error *err);
 
     /* logits[r,:] = softcap(x[rows[r],:] · Eᵀ)    f32 [n_rows, V]; softcap(z) = c·tanh(z/c), c=0 off */
-    int (*lm_head)(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E,
-                   float softcap, g4_error *err);
+    int (*lm_head)(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E, float softcap,
+                   g4_error *err);
 
     /* --- dummy weights (base/dummy.h; optional: supports(G4_OP_LOAD_DUMMY_WEIGHT)) --------- */
 

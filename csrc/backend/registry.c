@@ -23,8 +23,7 @@ const g4_backend_kind *g4_backend_kind_find(const char *name, g4_error *err) {
         }
     if (!strcmp(name, "cuda"))
         g4_fail(err, "backend \"cuda\": this build has no CUDA backend (configure with -DG4_CUDA=ON)");
-    else
-        g4_fail(err, "unknown backend \"%s\" (expected \"cpu\" or \"cuda\")", name);
+    else g4_fail(err, "unknown backend \"%s\" (expected \"cpu\" or \"cuda\")", name);
     return NULL;
 }
 

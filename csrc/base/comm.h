@@ -16,7 +16,7 @@
 #include "base/error.h"
 
 typedef struct g4_comm {
-    int size;                   /* t */
+    int size; /* t */
     void *ctx;
     /* buf[i] = Σ_ranks buf[i] for i < n, in place; dt is the element type (F32 or BF16). */
     int (*all_reduce_sum)(struct g4_comm *c, int rank, void *buf, size_t n, g4_dtype dt, g4_error *err);

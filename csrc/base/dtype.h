@@ -8,14 +8,7 @@
 
 #include <stddef.h>
 
-typedef enum {
-    G4_DT_BF16 = 0,
-    G4_DT_F16,
-    G4_DT_F32,
-    G4_DT_I32,
-    G4_DT_I64,
-    G4_DT_COUNT
-} g4_dtype;
+typedef enum { G4_DT_BF16 = 0, G4_DT_F16, G4_DT_F32, G4_DT_I32, G4_DT_I64, G4_DT_COUNT } g4_dtype;
 
 #define G4_MAX_DIMS 4 /* most dimensions a tensor may have */
 

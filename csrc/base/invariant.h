@@ -28,9 +28,9 @@ void g4_invariant_failed(const char *file, int line, const char *cond, const cha
 }
 #endif
 
-#define G4_INVARIANT(cond, ...)                                                    \
-    do {                                                                           \
-        if (!(cond)) g4_invariant_failed(__FILE__, __LINE__, #cond, __VA_ARGS__);  \
+#define G4_INVARIANT(cond, ...)                                                   \
+    do {                                                                          \
+        if (!(cond)) g4_invariant_failed(__FILE__, __LINE__, #cond, __VA_ARGS__); \
     } while (0)
 
 #define G4_UNREACHABLE(...) g4_invariant_failed(__FILE__, __LINE__, "unreachable", __VA_ARGS__)

@@ -6,8 +6,7 @@
 #include <strings.h>
 #include <sys/random.h>
 
-bool g4_secret_equal(const char *a, size_t na, const char *b, size_t nb)
-{
+bool g4_secret_equal(const char *a, size_t na, const char *b, size_t nb) {
     /* Walk the longer length; a differing length is folded in like a differing byte. */
     size_t n = na > nb ? na : nb;
     unsigned diff = (unsigned)(na ^ nb) | (unsigned)((uint64_t)(na ^ nb) >> 32);
@@ -18,33 +17,24 @@ bool g4_secret_equal(const char *a, size_t na, const char *b, size_t nb)
     return diff == 0;
 }
 
-bool g4_bearer_matches(const char *authorization, const char *key)
-{
-    if (!authorization || !key)
-        return false;
-    if (strncasecmp(authorization, "Bearer ", 7))
-        return false;
+bool g4_bearer_matches(const char *authorization, const char *key) {
+    if (!authorization || !key) return false;
+    if (strncasecmp(authorization, "Bearer ", 7)) return false;
     const char *t = authorization + 7;
-    while (*t == ' ')
-        t++;
+    while (*t == ' ') t++;
     size_t nt = 0, nk = 0;
-    while (t[nt])
-        nt++;
-    while (nt > 0 && (t[nt - 1] == ' ' || t[nt - 1] == '\t'))
-        nt--;
-    while (key[nk])
-        nk++;
+    while (t[nt]) nt++;
+    while (nt > 0 && (t[nt - 1] == ' ' || t[nt - 1] == '\t')) nt--;
+    while (key[nk]) nk++;
     return nk > 0 && g4_secret_equal(t, nt, key, nk);
 }
 
-int g4_random_bytes(void *out, size_t n)
-{
+int g4_random_bytes(void *out, size_t n) {
     unsigned char *p = out;
     while (n > 0) {
         ssize_t got = getrandom(p, n, 0);
         if (got < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return -1;
         }
         p += got;

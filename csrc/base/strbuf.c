@@ -50,8 +50,7 @@ int g4_strbuf_track_user(g4_strbuf *b) {
 
 int g4_strbuf_append_from(g4_strbuf *b, const g4_strbuf *src, size_t off, size_t n) {
     if (g4_strbuf_append(b, n ? src->data + off : "", n)) return -1;
-    if (b->tracking && src->tracking && b->user_depth <= 0 && n)
-        memcpy(b->user + b->len - n, src->user + off, n);
+    if (b->tracking && src->tracking && b->user_depth <= 0 && n) memcpy(b->user + b->len - n, src->user + off, n);
     return 0;
 }
 

@@ -134,7 +134,10 @@ static void run_step(g4_engine *e) {
             r--;
             q->plp_next = e->plp[n - 1].pos + 1;
             if (!q->cancelled) {
-                g4_event ev = {.id = q->id, .stop_token = -1, .n_prompt_lp = n, .prompt_lp = e->plp,
+                g4_event ev = {.id = q->id,
+                               .stop_token = -1,
+                               .n_prompt_lp = n,
+                               .prompt_lp = e->plp,
                                .text = e->has_detok ? "" : NULL};
                 q->on_event(q->user, &ev);
             }
@@ -266,8 +269,9 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     }
     if (o->max_running < 1 || o->max_waiting < 0 || o->max_model_len < 1 || o->step_token_budget < 1 ||
         o->block_size < 1 || o->sliding_window < 1 || o->n_eos < 0 || o->n_eos > G4_MAX_EOS) {
-        g4_fail(err, "engine: max_running %d, max_model_len %d, step_token_budget %d, block_size %d, sliding_window %d "
-                     "must be ≥ 1, max_waiting %d ≥ 0, n_eos %d ≤ %d",
+        g4_fail(err,
+                "engine: max_running %d, max_model_len %d, step_token_budget %d, block_size %d, sliding_window %d "
+                "must be ≥ 1, max_waiting %d ≥ 0, n_eos %d ≤ %d",
                 o->max_running, o->max_model_len, o->step_token_budget, o->block_size, o->sliding_window,
                 o->max_waiting, o->n_eos, G4_MAX_EOS);
         return NULL;
@@ -317,8 +321,7 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
                         o->max_running, e->o.max_blocks_per_seq, err) ||
         g4_prefix_cache_init(&e->pc, &e->kv, o->prefix_cache, err) ||
         g4_sched_init(&e->sched, &e->kv, &e->pc, o->max_running, o->step_token_budget, err) ||
-        g4_sampler_init(&e->sampler, ex->vocab, err) ||
-        !(e->sample_scratch = g4_cpu_sample_scratch_create())) {
+        g4_sampler_init(&e->sampler, ex->vocab, err) || !(e->sample_scratch = g4_cpu_sample_scratch_create())) {
         if (!e->sample_scratch) g4_fail(err, "engine: out of memory for the sampler");
         engine_free(e);
         return NULL;

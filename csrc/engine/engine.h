@@ -215,8 +215,7 @@ typedef struct g4_engine g4_engine; /* opaque */
 enum { G4_ERR_INVALID = 1, G4_ERR_QUEUE_FULL = 2, G4_ERR_TOO_LONG = 3, G4_ERR_STOPPED = 4 };
 
 /* detok may be NULL (then stop strings are refused at submit and events carry no text). */
-g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, const g4_detok_iface *detok,
-                            g4_error *err);
+g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, const g4_detok_iface *detok, g4_error *err);
 /* Stops the loop: running and waiting requests finish with G4_FINISH_ABORT first. */
 void g4_engine_destroy(g4_engine *e);
 
@@ -227,7 +226,8 @@ uint64_t g4_engine_submit(g4_engine *e, const g4_request_params *p, int *code, g
 void g4_engine_cancel(g4_engine *e, uint64_t id);
 
 #define G4_STEP_TOKEN_BUCKETS 13
-#define G4_STEP_TOKEN_BUCKET_BOUNDS {1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}
+#define G4_STEP_TOKEN_BUCKET_BOUNDS \
+    { 1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384 }
 
 typedef struct g4_engine_stats {
     int running, waiting;

@@ -92,8 +92,8 @@ void g4_kv_pool_set_cached(g4_kv_pool *p, int32_t b, int cached) { p->cached[b] 
 
 /* --- two pools and the tables -------------------------------------------------------------- */
 
-int g4_kvcache_init(g4_kvcache *kv, int n_blocks_sliding, int n_blocks_global, int block_size, int window,
-                    int n_slots, int max_blocks, g4_error *err) {
+int g4_kvcache_init(g4_kvcache *kv, int n_blocks_sliding, int n_blocks_global, int block_size, int window, int n_slots,
+                    int max_blocks, g4_error *err) {
     memset(kv, 0, sizeof *kv);
     if (block_size < 1 || window < 1 || n_slots < 1 || max_blocks < 1)
         return g4_fail(err, "kvcache: block_size %d, window %d, slots %d, max_blocks %d must all be ≥ 1", block_size,
@@ -182,12 +182,12 @@ int g4_kvcache_seq_blocks(const g4_kvcache *kv, int pool, int L, int C) {
 
 /* --- capacity planning --------------------------------------------------------------------- */
 
-int g4_kv_plan_budget(g4_kv_plan *plan, const g4_config *cfg, size_t bytes_budget, int kv_elem_bytes,
-                      int block_size, int max_model_len, int chunk, g4_error *err) {
+int g4_kv_plan_budget(g4_kv_plan *plan, const g4_config *cfg, size_t bytes_budget, int kv_elem_bytes, int block_size,
+                      int max_model_len, int chunk, g4_error *err) {
     memset(plan, 0, sizeof *plan);
     if (block_size < 1 || max_model_len < 1 || chunk < 1 || kv_elem_bytes < 1)
-        return g4_fail(err, "kv plan: block_size %d, max_model_len %d, chunk %d, elem bytes %d must be ≥ 1",
-                       block_size, max_model_len, chunk, kv_elem_bytes);
+        return g4_fail(err, "kv plan: block_size %d, max_model_len %d, chunk %d, elem bytes %d must be ≥ 1", block_size,
+                       max_model_len, chunk, kv_elem_bytes);
     size_t s = 0, g = 0;
     for (int l = 0; l < cfg->n_layers; l++) {
         size_t per_tok = (size_t)g4_layer_kv_heads(cfg, l) * g4_layer_head_dim(cfg, l) * kv_elem_bytes;
@@ -217,6 +217,7 @@ int g4_kv_plan_budget(g4_kv_plan *plan, const g4_config *cfg, size_t bytes_budge
                        (size_t)plan->n_blocks_global * plan->bytes_per_block_global;
     plan->tokens = (long long)plan->n_blocks_global * block_size;
     plan->full_len_seqs = (int)(plan->n_blocks_global / nb_g);
-    if (nb_s && plan->n_blocks_sliding / nb_s < plan->full_len_seqs) plan->full_len_seqs = plan->n_blocks_sliding / nb_s;
+    if (nb_s && plan->n_blocks_sliding / nb_s < plan->full_len_seqs)
+        plan->full_len_seqs = plan->n_blocks_sliding / nb_s;
     return 0;
 }

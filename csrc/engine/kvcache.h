@@ -63,8 +63,8 @@ typedef struct g4_kvcache {
     int32_t *table[G4_N_POOLS]; /* [n_slots, max_blocks], −1 = none; what the model reads */
 } g4_kvcache;
 
-int g4_kvcache_init(g4_kvcache *kv, int n_blocks_sliding, int n_blocks_global, int block_size, int window,
-                    int n_slots, int max_blocks, g4_error *err);
+int g4_kvcache_init(g4_kvcache *kv, int n_blocks_sliding, int n_blocks_global, int block_size, int window, int n_slots,
+                    int max_blocks, g4_error *err);
 void g4_kvcache_free(g4_kvcache *kv);
 
 static inline int32_t *g4_kvcache_row(g4_kvcache *kv, int pool, int slot) {
@@ -101,7 +101,7 @@ typedef struct g4_kv_plan {
 /* Splits bytes_budget between the pools so that whole max_model_len sequences fit (a sliding
  * pool needs only its window + chunk per sequence), remainder given to the global pool.
  * kv_elem_bytes: 2 for bf16, 4 for f32. Fails when not even one full-length sequence fits. */
-int g4_kv_plan_budget(g4_kv_plan *plan, const g4_config *cfg, size_t bytes_budget, int kv_elem_bytes,
-                      int block_size, int max_model_len, int chunk, g4_error *err);
+int g4_kv_plan_budget(g4_kv_plan *plan, const g4_config *cfg, size_t bytes_budget, int kv_elem_bytes, int block_size,
+                      int max_model_len, int chunk, g4_error *err);
 
 #endif

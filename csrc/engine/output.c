@@ -53,10 +53,16 @@ static int row_params(g4_engine *e, g4_seq *q, g4_sample_row_params *R, g4_sampl
                       int lp_slot) {
     const g4_sampling *sp = &q->sampling;
     int n_out = g4_seq_n_output(q), n_hist = q->n_prompt + n_out, n = 0;
-    *R = (g4_sample_row_params){.temperature = sp->temperature, .top_p = sp->top_p, .min_p = sp->min_p,
-                                .repetition_penalty = sp->repetition_penalty, .presence_penalty = sp->presence_penalty,
-                                .frequency_penalty = sp->frequency_penalty, .top_k = sp->top_k,
-                                .n_logprobs = sp->logprobs, .seed = q->seed, .step = (uint64_t)n_out,
+    *R = (g4_sample_row_params){.temperature = sp->temperature,
+                                .top_p = sp->top_p,
+                                .min_p = sp->min_p,
+                                .repetition_penalty = sp->repetition_penalty,
+                                .presence_penalty = sp->presence_penalty,
+                                .frequency_penalty = sp->frequency_penalty,
+                                .top_k = sp->top_k,
+                                .n_logprobs = sp->logprobs,
+                                .seed = q->seed,
+                                .step = (uint64_t)n_out,
                                 .lp_slot = lp_slot};
     if (!g4_engine_row_has_penalty(q)) return 0;
     uint8_t *seen = e->sampler.seen;
@@ -156,8 +162,14 @@ static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *
     const uint32_t *mask;
     int rc = logit_processors(e, q, logits, &mask, err);
     if (rc) return rc;
-    g4_sample_args a = {.logits = logits, .ld = e->ex.vocab, .vocab = e->ex.vocab, .max_rows = 1,
-                        .params = e->sample_params, .mask = mask, .tokens = &tok, .logprobs = &lp};
+    g4_sample_args a = {.logits = logits,
+                        .ld = e->ex.vocab,
+                        .vocab = e->ex.vocab,
+                        .max_rows = 1,
+                        .params = e->sample_params,
+                        .mask = mask,
+                        .tokens = &tok,
+                        .logprobs = &lp};
     if (g4_cpu_sample_host(e->sample_scratch, &a, err)) return -1;
     g4_engine_result(out, tok, n_lp ? &lp : NULL);
     return 0;

@@ -10,7 +10,8 @@
 
 uint64_t g4_prefix_hash(uint64_t parent, const int32_t *tokens, int B) {
     uint64_t h = g4_mix64(parent ^ 0x9e3779b97f4a7c15ULL);
-    for (int i = 0; i < B; i++) h = g4_mix64(h ^ ((uint64_t)(uint32_t)tokens[i] + 0x632be59bd9b4e019ULL * (uint64_t)(i + 1)));
+    for (int i = 0; i < B; i++)
+        h = g4_mix64(h ^ ((uint64_t)(uint32_t)tokens[i] + 0x632be59bd9b4e019ULL * (uint64_t)(i + 1)));
     return h;
 }
 

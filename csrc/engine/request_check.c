@@ -37,28 +37,34 @@ int g4_engine_check_request(const g4_engine_opts *o, int vocab, bool has_detok, 
     if (!(s->min_p >= 0 && s->min_p <= 1))
         return g4_fail(err, "request: min_p %g must be in [0, 1]", s->min_p), G4_ERR_INVALID;
     if (!(s->repetition_penalty > 0 && s->repetition_penalty <= 100))
-        return g4_fail(err, "request: repetition_penalty %g must be in (0, 100]", s->repetition_penalty), G4_ERR_INVALID;
-    if (!(s->presence_penalty >= -2 && s->presence_penalty <= 2) || !(s->frequency_penalty >= -2 && s->frequency_penalty <= 2))
+        return g4_fail(err, "request: repetition_penalty %g must be in (0, 100]", s->repetition_penalty),
+               G4_ERR_INVALID;
+    if (!(s->presence_penalty >= -2 && s->presence_penalty <= 2) ||
+        !(s->frequency_penalty >= -2 && s->frequency_penalty <= 2))
         return g4_fail(err, "request: presence/frequency penalties must be in [-2, 2]"), G4_ERR_INVALID;
     if (p->n_logit_bias < 0 || (p->n_logit_bias && !p->logit_bias))
         return g4_fail(err, "request: %d logit biases without an array", p->n_logit_bias), G4_ERR_INVALID;
     for (int i = 0; i < p->n_logit_bias; i++)
         if (p->logit_bias[i].token < 0 || p->logit_bias[i].token >= vocab || !(fabsf(p->logit_bias[i].bias) <= 100))
-            return g4_fail(err, "request: logit_bias[%d] (token %d, bias %g) needs a token in 0..%d and a bias in "
-                           "[-100, 100]", i, p->logit_bias[i].token, p->logit_bias[i].bias, vocab - 1),
+            return g4_fail(err,
+                           "request: logit_bias[%d] (token %d, bias %g) needs a token in 0..%d and a bias in "
+                           "[-100, 100]",
+                           i, p->logit_bias[i].token, p->logit_bias[i].bias, vocab - 1),
                    G4_ERR_INVALID;
     if (p->n_allowed_ids < 0 || (p->n_allowed_ids && !p->allowed_ids))
         return g4_fail(err, "request: %d allowed ids without an array", p->n_allowed_ids), G4_ERR_INVALID;
     for (int i = 0; i < p->n_allowed_ids; i++)
         if (p->allowed_ids[i] < 0 || p->allowed_ids[i] >= vocab)
             return g4_fail(err, "request: allowed_ids[%d] = %d is outside the vocabulary 0..%d", i, p->allowed_ids[i],
-                           vocab - 1), G4_ERR_INVALID;
-    if (p->constraint && (!p->constraint_fn || !p->constraint_fn->mask || !p->constraint_fn->advance ||
-                          !p->constraint_fn->free))
+                           vocab - 1),
+                   G4_ERR_INVALID;
+    if (p->constraint &&
+        (!p->constraint_fn || !p->constraint_fn->mask || !p->constraint_fn->advance || !p->constraint_fn->free))
         return g4_fail(err, "request: a constraint without its functions"), G4_ERR_INVALID;
     if (p->prompt_logprobs && (p->prompt_logprobs_top < 0 || p->prompt_logprobs_top > G4_MAX_TOP_LOGPROBS))
         return g4_fail(err, "request: prompt_logprobs_top %d must be in 0..%d", p->prompt_logprobs_top,
-                       G4_MAX_TOP_LOGPROBS), G4_ERR_INVALID;
+                       G4_MAX_TOP_LOGPROBS),
+               G4_ERR_INVALID;
     if (s->logprobs < -1 || s->logprobs > G4_MAX_TOP_LOGPROBS)
         return g4_fail(err, "request: logprobs %d must be in -1..%d", s->logprobs, G4_MAX_TOP_LOGPROBS), G4_ERR_INVALID;
     long long L = (long long)p->n_prompt + r->max_tokens;

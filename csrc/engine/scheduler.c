@@ -169,9 +169,7 @@ static int ensure_blocks(g4_scheduler *s, g4_seq *q, int chunk) {
 
 /* Whether the token at position pos of q gives a prompt-logprob row: it predicts a prompt
  * position not yet reported. */
-static bool plp_row(const g4_seq *q, int pos) {
-    return q->want_plp && pos + 1 >= q->plp_next && pos + 1 < q->n_prompt;
-}
+static bool plp_row(const g4_seq *q, int pos) { return q->want_plp && pos + 1 >= q->plp_next && pos + 1 < q->n_prompt; }
 
 /* q's chunk cut so that its prompt-logprob rows fit in what is left of this step's. */
 static int plp_chunk(const g4_scheduler *s, const g4_seq *q, int chunk) {
@@ -213,7 +211,7 @@ static void add_to_batch(g4_scheduler *s, g4_seq *q, int chunk) {
 /* Pass over running sequences that decode (want_decode) or prefill. Returns 1 if it preempted. */
 static int schedule_running(g4_scheduler *s, int want_decode, int *budget) {
     int preempted = 0;
-    for (int i = 0; i < s->n_running && *budget > 0;) {
+    for (int i = 0; i<s->n_running && * budget> 0;) {
         g4_seq *q = s->running[i];
         int left = q->len - q->n_computed;
         if (q->mark == s->step_no || (left == 1) != want_decode) {
@@ -269,9 +267,15 @@ int g4_sched_next(g4_scheduler *s) {
 }
 
 void g4_sched_step_view(const g4_scheduler *s, g4_step *st) {
-    *st = (g4_step){.n_tokens = s->n_tokens, .token_ids = s->ids, .pos = s->pos, .seq = s->seq,
-                    .n_seqs = s->n_seqs, .blocks_sliding = s->kv->table[G4_POOL_SLIDING],
-                    .blocks_global = s->kv->table[G4_POOL_GLOBAL], .n_rows = s->n_rows, .rows = s->rows};
+    *st = (g4_step){.n_tokens = s->n_tokens,
+                    .token_ids = s->ids,
+                    .pos = s->pos,
+                    .seq = s->seq,
+                    .n_seqs = s->n_seqs,
+                    .blocks_sliding = s->kv->table[G4_POOL_SLIDING],
+                    .blocks_global = s->kv->table[G4_POOL_GLOBAL],
+                    .n_rows = s->n_rows,
+                    .rows = s->rows};
 }
 
 void g4_sched_commit(g4_scheduler *s) {

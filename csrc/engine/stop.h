@@ -50,8 +50,7 @@ bool g4_stop_is_stop_id(const g4_stop *s, int32_t token, int n_out);
 
 /* After output token number n_out (1-based) was sampled; text: its newly certain text (NULL or
  * n = 0 when none; ignored for a stop id). Returns −1 only when out of memory. */
-int g4_stop_token(g4_stop *s, int32_t token, int n_out, const char *text, size_t n, g4_stop_result *res,
-                  g4_error *err);
+int g4_stop_token(g4_stop *s, int32_t token, int n_out, const char *text, size_t n, g4_stop_result *res, g4_error *err);
 
 /* At the end of a request that did not end on a stop string: appends the detokenizer's tail,
  * then shows everything held, cut at a stop string if one now completes (res->stop_string).

@@ -101,10 +101,8 @@ static bool copy_event(g4_stream_event *e, const g4_event *ev, void *tag) {
     }
     if (ev->n_prompt_lp > 0 && ev->prompt_lp) {
         size_t n = (size_t)ev->n_prompt_lp * sizeof *ev->prompt_lp;
-        if ((e->prompt_lp = g4_stream_alloc(G4_STREAM_ALLOC_TEXT, n)))
-            memcpy(e->prompt_lp, ev->prompt_lp, n);
-        else
-            other_lost = true;
+        if ((e->prompt_lp = g4_stream_alloc(G4_STREAM_ALLOC_TEXT, n))) memcpy(e->prompt_lp, ev->prompt_lp, n);
+        else other_lost = true;
     }
     e->text_lost = text_lost;
     fix_pointers(e);

@@ -22,7 +22,8 @@ int g4_cpset_add(g4_cpset *s, uint32_t lo, uint32_t hi) {
 }
 
 int g4_cpset_add_set(g4_cpset *s, const g4_cpset *o) {
-    for (int32_t i = 0; i < o->n; i++) if (g4_cpset_add(s, o->r[i][0], o->r[i][1])) return -1;
+    for (int32_t i = 0; i < o->n; i++)
+        if (g4_cpset_add(s, o->r[i][0], o->r[i][1])) return -1;
     return 0;
 }
 
@@ -65,7 +66,8 @@ oom:
 }
 
 int g4_cpset_contains(const g4_cpset *s, uint32_t cp) {
-    for (int32_t i = 0; i < s->n; i++) if (cp >= s->r[i][0] && cp <= s->r[i][1]) return 1;
+    for (int32_t i = 0; i < s->n; i++)
+        if (cp >= s->r[i][0] && cp <= s->r[i][1]) return 1;
     return 0;
 }
 
@@ -78,14 +80,25 @@ static int utf8_len(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 
 
 static void utf8_enc(uint32_t cp, uint8_t *o) {
     int n = utf8_len(cp);
-    if (n == 1) { o[0] = (uint8_t)cp; return; }
-    if (n == 2) { o[0] = (uint8_t)(0xC0 | (cp >> 6)); o[1] = (uint8_t)(0x80 | (cp & 0x3F)); return; }
-    if (n == 3) {
-        o[0] = (uint8_t)(0xE0 | (cp >> 12)); o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)); o[2] = (uint8_t)(0x80 | (cp & 0x3F));
+    if (n == 1) {
+        o[0] = (uint8_t)cp;
         return;
     }
-    o[0] = (uint8_t)(0xF0 | (cp >> 18)); o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (uint8_t)(0x80 | (cp & 0x3F));
+    if (n == 2) {
+        o[0] = (uint8_t)(0xC0 | (cp >> 6));
+        o[1] = (uint8_t)(0x80 | (cp & 0x3F));
+        return;
+    }
+    if (n == 3) {
+        o[0] = (uint8_t)(0xE0 | (cp >> 12));
+        o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (uint8_t)(0x80 | (cp & 0x3F));
+        return;
+    }
+    o[0] = (uint8_t)(0xF0 | (cp >> 18));
+    o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (uint8_t)(0x80 | (cp & 0x3F));
 }
 
 /* Appends the UTF-8 byte-range sequences of [lo, hi] (no surrogates inside) to alts. */
@@ -93,13 +106,19 @@ static int utf8_range(g4_grammar *g, uint32_t lo, uint32_t hi, g4_gx **alts, int
     static const uint32_t max_of_len[4] = {0x7F, 0x7FF, 0xFFFF, 0x10FFFF};
     for (int i = 0; i < 3; i++)
         if (lo <= max_of_len[i] && hi > max_of_len[i])
-            return utf8_range(g, lo, max_of_len[i], alts, n, cap) || utf8_range(g, max_of_len[i] + 1, hi, alts, n, cap) ? -1 : 0;
+            return utf8_range(g, lo, max_of_len[i], alts, n, cap) || utf8_range(g, max_of_len[i] + 1, hi, alts, n, cap)
+                       ? -1
+                       : 0;
     int len = utf8_len(lo);
     for (int i = 1; i < len; i++) {
         uint32_t m = (1u << (6 * i)) - 1;
         if ((lo & ~m) != (hi & ~m)) {
-            if (lo & m) return utf8_range(g, lo, lo | m, alts, n, cap) || utf8_range(g, (lo | m) + 1, hi, alts, n, cap) ? -1 : 0;
-            if ((hi & m) != m) return utf8_range(g, lo, (hi & ~m) - 1, alts, n, cap) || utf8_range(g, hi & ~m, hi, alts, n, cap) ? -1 : 0;
+            if (lo & m)
+                return utf8_range(g, lo, lo | m, alts, n, cap) || utf8_range(g, (lo | m) + 1, hi, alts, n, cap) ? -1
+                                                                                                                : 0;
+            if ((hi & m) != m)
+                return utf8_range(g, lo, (hi & ~m) - 1, alts, n, cap) || utf8_range(g, hi & ~m, hi, alts, n, cap) ? -1
+                                                                                                                  : 0;
         }
     }
     uint8_t a[4], b[4];
@@ -143,7 +162,10 @@ g4_gx g4_cpset_gx(g4_grammar *g, g4_cpset *s, int enc) {
         /* split out surrogates, and in JSON the escaped characters */
         for (uint32_t a = lo; a <= hi;) {
             uint32_t b = hi;
-            if (a >= 0xD800 && a <= 0xDFFF) { a = 0xE000; continue; }
+            if (a >= 0xD800 && a <= 0xDFFF) {
+                a = 0xE000;
+                continue;
+            }
             if (a < 0xD800 && b >= 0xD800) b = 0xD7FF;
             if (enc == G4_ENC_JSON) {
                 char esc[8];
@@ -151,8 +173,12 @@ g4_gx g4_cpset_gx(g4_grammar *g, g4_cpset *s, int enc) {
                     if (n == cap) {
                         int32_t nc = cap ? cap * 2 : 16;
                         void *q = realloc(alts, (size_t)nc * sizeof *alts);
-                        if (!q) { free(alts); return g4_grammar_fail(g, "out of memory"); }
-                        alts = q; cap = nc;
+                        if (!q) {
+                            free(alts);
+                            return g4_grammar_fail(g, "out of memory");
+                        }
+                        alts = q;
+                        cap = nc;
                     }
                     alts[n++] = g4_gx_str(g, esc);
                     a++;
@@ -162,7 +188,10 @@ g4_gx g4_cpset_gx(g4_grammar *g, g4_cpset *s, int enc) {
                 uint32_t stop = a < 0x20 ? 0x1F : a < '"' ? '"' - 1 : a < '\\' ? '\\' - 1 : b;
                 if (stop < b) b = stop;
             }
-            if (utf8_range(g, a, b, &alts, &n, &cap)) { free(alts); return -1; }
+            if (utf8_range(g, a, b, &alts, &n, &cap)) {
+                free(alts);
+                return -1;
+            }
             if (b == G4_CP_MAX) break;
             a = b + 1;
         }

@@ -13,7 +13,8 @@ typedef struct gp {
     const char *s;
     size_t n, i;
     int line, depth;
-    uint8_t *defined; int32_t cap_defined; /* rules whose definition was seen */
+    uint8_t *defined;
+    int32_t cap_defined; /* rules whose definition was seen */
 } gp;
 
 /* Marks rule r defined; 1 when it already was, -1 on OOM. */
@@ -31,20 +32,23 @@ static int defined_mark(gp *p, int32_t r) {
     return 0;
 }
 
-static int gfail(gp *p, const char *what) {
-    return g4_grammar_fail(p->g, "grammar line %d: %s", p->line, what);
-}
+static int gfail(gp *p, const char *what) { return g4_grammar_fail(p->g, "grammar line %d: %s", p->line, what); }
 
 static void skip_ws(gp *p) {
     while (p->i < p->n) {
         char c = p->s[p->i];
-        if (c == '#') { while (p->i < p->n && p->s[p->i] != '\n') p->i++; }
-        else if (c == ' ' || c == '\t' || c == '\r' || c == '\n') { if (c == '\n') p->line++; p->i++; }
-        else break;
+        if (c == '#') {
+            while (p->i < p->n && p->s[p->i] != '\n') p->i++;
+        } else if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+            if (c == '\n') p->line++;
+            p->i++;
+        } else break;
     }
 }
 
-static int is_name(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'; }
+static int is_name(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
 
 static size_t name_len(const gp *p, size_t at) {
     size_t k = at;
@@ -70,7 +74,12 @@ static int32_t rule_named(gp *p, const char *name, size_t len) {
     return r >= 0 ? r : g4_grammar_rule_new(p->g, buf);
 }
 
-static int hex(char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; }
+static int hex(char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
 
 /* One (possibly escaped) code point at p->i; -1 on error. */
 static int64_t char_at(gp *p) {
@@ -94,7 +103,13 @@ static int64_t char_at(gp *p) {
         case 'n': return '\n';
         case 'r': return '\r';
         case 't': return '\t';
-        case '\\': case '"': case '[': case ']': case '-': case '^': case '/': return e;
+        case '\\':
+        case '"':
+        case '[':
+        case ']':
+        case '-':
+        case '^':
+        case '/': return e;
         }
         return gfail(p, "unknown escape");
     }
@@ -135,27 +150,51 @@ static g4_gx parse_primary(gp *p) {
         p->i++;
         g4_cpset set = {0};
         int neg = 0;
-        if (p->i < p->n && p->s[p->i] == '^') { neg = 1; p->i++; }
+        if (p->i < p->n && p->s[p->i] == '^') {
+            neg = 1;
+            p->i++;
+        }
         while (p->i < p->n && p->s[p->i] != ']') {
             int64_t lo = char_at(p), hi;
-            if (lo < 0) { g4_cpset_free(&set); return -1; }
+            if (lo < 0) {
+                g4_cpset_free(&set);
+                return -1;
+            }
             hi = lo;
             if (p->i + 1 < p->n && p->s[p->i] == '-' && p->s[p->i + 1] != ']') {
                 p->i++;
                 hi = char_at(p);
-                if (hi < 0) { g4_cpset_free(&set); return -1; }
-                if (hi < lo) { g4_cpset_free(&set); return gfail(p, "range out of order in a character class"); }
+                if (hi < 0) {
+                    g4_cpset_free(&set);
+                    return -1;
+                }
+                if (hi < lo) {
+                    g4_cpset_free(&set);
+                    return gfail(p, "range out of order in a character class");
+                }
             }
-            if (g4_cpset_add(&set, (uint32_t)lo, (uint32_t)hi)) { g4_cpset_free(&set); return gfail(p, "out of memory"); }
+            if (g4_cpset_add(&set, (uint32_t)lo, (uint32_t)hi)) {
+                g4_cpset_free(&set);
+                return gfail(p, "out of memory");
+            }
         }
-        if (p->i >= p->n) { g4_cpset_free(&set); return gfail(p, "unterminated character class"); }
+        if (p->i >= p->n) {
+            g4_cpset_free(&set);
+            return gfail(p, "unterminated character class");
+        }
         p->i++;
-        if (neg && g4_cpset_negate(&set)) { g4_cpset_free(&set); return gfail(p, "out of memory"); }
+        if (neg && g4_cpset_negate(&set)) {
+            g4_cpset_free(&set);
+            return gfail(p, "out of memory");
+        }
         g4_gx x = g4_cpset_gx(g, &set, G4_ENC_UTF8);
         g4_cpset_free(&set);
         return x;
     }
-    if (c == '.') { p->i++; return g4_any_char_gx(g, G4_ENC_UTF8); }
+    if (c == '.') {
+        p->i++;
+        return g4_any_char_gx(g, G4_ENC_UTF8);
+    }
     if (c == '(') {
         p->i++;
         if (++p->depth > 200) return gfail(p, "groups nested too deeply");
@@ -187,26 +226,42 @@ static g4_gx parse_seq(gp *p) {
             if (p->i >= p->n) break;
             char q = p->s[p->i];
             int32_t mn, mx;
-            if (q == '*') { mn = 0; mx = -1; p->i++; }
-            else if (q == '+') { mn = 1; mx = -1; p->i++; }
-            else if (q == '?') { mn = 0; mx = 1; p->i++; }
-            else if (q == '{') {
+            if (q == '*') {
+                mn = 0;
+                mx = -1;
+                p->i++;
+            } else if (q == '+') {
+                mn = 1;
+                mx = -1;
+                p->i++;
+            } else if (q == '?') {
+                mn = 0;
+                mx = 1;
+                p->i++;
+            } else if (q == '{') {
                 p->i++;
                 long a = 0, b;
                 int da = 0;
-                while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9' && a < 100000) { a = a * 10 + (p->s[p->i++] - '0'); da++; }
+                while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9' && a < 100000) {
+                    a = a * 10 + (p->s[p->i++] - '0');
+                    da++;
+                }
                 if (!da) return gfail(p, "bad {m,n}");
                 b = a;
                 if (p->i < p->n && p->s[p->i] == ',') {
                     p->i++;
                     int db = 0;
                     b = 0;
-                    while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9' && b < 100000) { b = b * 10 + (p->s[p->i++] - '0'); db++; }
+                    while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9' && b < 100000) {
+                        b = b * 10 + (p->s[p->i++] - '0');
+                        db++;
+                    }
                     if (!db) b = -1;
                 }
                 if (p->i >= p->n || p->s[p->i] != '}') return gfail(p, "bad {m,n}");
                 p->i++;
-                mn = (int32_t)a; mx = (int32_t)b;
+                mn = (int32_t)a;
+                mx = (int32_t)b;
             } else break;
             x = g4_gx_repeat(p->g, x, mn, mx);
             if (x < 0) return -1;
@@ -228,7 +283,10 @@ static g4_gx parse_alts(gp *p) {
 }
 
 static int finish(g4_grammar *g, int32_t start, g4_grammar **out, g4_error *err) {
-    if (g4_grammar_compile(g, start, err)) { g4_grammar_free(g); return -1; }
+    if (g4_grammar_compile(g, start, err)) {
+        g4_grammar_free(g);
+        return -1;
+    }
     *out = g;
     return 0;
 }
@@ -241,18 +299,27 @@ int g4_gbnf_compile(const char *text, size_t len, const g4_grammar_limits *lim, 
     for (;;) {
         skip_ws(&p);
         if (p.i >= p.n) break;
-        if (!at_definition(&p)) { gfail(&p, "expected a rule definition `name ::= ...`"); break; }
+        if (!at_definition(&p)) {
+            gfail(&p, "expected a rule definition `name ::= ...`");
+            break;
+        }
         size_t k = name_len(&p, p.i);
         int32_t r = rule_named(&p, p.s + p.i, k);
         if (r < 0) break;
-        if (defined_mark(&p, r)) { gfail(&p, "rule defined twice"); break; }
+        if (defined_mark(&p, r)) {
+            gfail(&p, "rule defined twice");
+            break;
+        }
         p.i += k;
         while (p.s[p.i] != ':') p.i++;
         p.i += 3;
         g4_gx body = parse_alts(&p);
         if (body < 0) break;
         skip_ws(&p);
-        if (p.i < p.n && !at_definition(&p)) { gfail(&p, p.s[p.i] == ')' ? "unbalanced )" : "unexpected character"); break; }
+        if (p.i < p.n && !at_definition(&p)) {
+            gfail(&p, p.s[p.i] == ')' ? "unbalanced )" : "unexpected character");
+            break;
+        }
         if (g4_grammar_rule_set(g, r, body)) break;
     }
     free(p.defined);
@@ -275,13 +342,17 @@ int g4_regex_compile(const char *re, size_t len, const g4_grammar_limits *lim, g
     return finish(g, r, out, err);
 }
 
-int g4_choice_compile(const char *const *choices, int n, const g4_grammar_limits *lim, g4_grammar **out, g4_error *err) {
+int g4_choice_compile(const char *const *choices, int n, const g4_grammar_limits *lim, g4_grammar **out,
+                      g4_error *err) {
     *out = NULL;
     if (n < 1) return g4_fail(err, "choice: at least one string is needed");
     g4_grammar *g = g4_grammar_new(lim);
     if (!g) return g4_fail(err, "out of memory");
     g4_gx *alts = calloc((size_t)n, sizeof *alts);
-    if (!alts) { g4_grammar_free(g); return g4_fail(err, "out of memory"); }
+    if (!alts) {
+        g4_grammar_free(g);
+        return g4_fail(err, "out of memory");
+    }
     for (int i = 0; i < n; i++) alts[i] = g4_gx_str(g, choices[i]);
     int32_t r = g4_grammar_rule_new(g, "root");
     g4_grammar_rule_set(g, r, g4_gx_alt(g, alts, n));

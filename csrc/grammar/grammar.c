@@ -30,10 +30,14 @@ typedef struct rule {
 
 struct g4_grammar {
     g4_grammar_limits lim;
-    gx_node *nodes; int32_t n_nodes, cap_nodes;
-    int32_t *kids; int32_t n_kids, cap_kids;
-    uint8_t (*sets)[32]; int32_t n_sets, cap_sets;
-    rule *rules; int32_t n_rules, cap_rules;
+    gx_node *nodes;
+    int32_t n_nodes, cap_nodes;
+    int32_t *kids;
+    int32_t n_kids, cap_kids;
+    uint8_t (*sets)[32];
+    int32_t n_sets, cap_sets;
+    rule *rules;
+    int32_t n_rules, cap_rules;
     char err[512];
     int failed;
     int compiled;
@@ -55,9 +59,15 @@ g4_grammar *g4_grammar_new(const g4_grammar_limits *lim) {
 void g4_grammar_free(g4_grammar *g) {
     if (!g) return;
     for (int32_t i = 0; i < g->n_rules; i++) free(g->rules[i].name);
-    free(g->rules); free(g->nodes); free(g->kids); free(g->sets);
-    free(g->pda.next); free(g->pda.accepting); free(g->pda.simple);
-    free(g->pda.call_off); free(g->pda.calls);
+    free(g->rules);
+    free(g->nodes);
+    free(g->kids);
+    free(g->sets);
+    free(g->pda.next);
+    free(g->pda.accepting);
+    free(g->pda.simple);
+    free(g->pda.call_off);
+    free(g->pda.calls);
     free(g);
 }
 
@@ -93,14 +103,17 @@ static g4_gx new_node(g4_grammar *g, uint8_t kind, int32_t a, int32_t b) {
         return g4_grammar_fail(g, "out of memory building the grammar");
     gx_node *n = &g->nodes[g->n_nodes];
     memset(n, 0, sizeof *n);
-    n->kind = kind; n->a = a; n->b = b;
+    n->kind = kind;
+    n->a = a;
+    n->b = b;
     return g->n_nodes++;
 }
 
 g4_gx g4_gx_bytes(g4_grammar *g, const uint8_t set[32]) {
     if (g->failed) return -1;
     int empty = 1;
-    for (int i = 0; i < 32; i++) if (set[i]) empty = 0;
+    for (int i = 0; i < 32; i++)
+        if (set[i]) empty = 0;
     if (empty) return g4_gx_never(g);
     if (grow((void **)&g->sets, &g->cap_sets, g->n_sets + 1, 32))
         return g4_grammar_fail(g, "out of memory building the grammar");
@@ -110,7 +123,8 @@ g4_gx g4_gx_bytes(g4_grammar *g, const uint8_t set[32]) {
 
 g4_gx g4_gx_range(g4_grammar *g, int lo, int hi) {
     uint8_t set[32] = {0};
-    for (int b = lo; b <= hi && b < 256; b++) if (b >= 0) set[b >> 3] |= (uint8_t)(1u << (b & 7));
+    for (int b = lo; b <= hi && b < 256; b++)
+        if (b >= 0) set[b >> 3] |= (uint8_t)(1u << (b & 7));
     return g4_gx_bytes(g, set);
 }
 
@@ -119,7 +133,8 @@ g4_gx g4_gx_never(g4_grammar *g) { return new_node(g, GX_NEVER, 0, 0); }
 
 static g4_gx list_node(g4_grammar *g, uint8_t kind, const g4_gx *xs, int n) {
     if (g->failed) return -1;
-    for (int i = 0; i < n; i++) if (xs[i] < 0) return -1;
+    for (int i = 0; i < n; i++)
+        if (xs[i] < 0) return -1;
     if (n == 0) return kind == GX_SEQ ? g4_gx_empty(g) : g4_gx_never(g);
     if (n == 1) return xs[0];
     if (grow((void **)&g->kids, &g->cap_kids, g->n_kids + n, sizeof *g->kids))
@@ -131,9 +146,18 @@ static g4_gx list_node(g4_grammar *g, uint8_t kind, const g4_gx *xs, int n) {
 }
 g4_gx g4_gx_seq(g4_grammar *g, const g4_gx *xs, int n) { return list_node(g, GX_SEQ, xs, n); }
 g4_gx g4_gx_alt(g4_grammar *g, const g4_gx *xs, int n) { return list_node(g, GX_ALT, xs, n); }
-g4_gx g4_gx_seq2(g4_grammar *g, g4_gx a, g4_gx b) { g4_gx x[2] = {a, b}; return g4_gx_seq(g, x, 2); }
-g4_gx g4_gx_seq3(g4_grammar *g, g4_gx a, g4_gx b, g4_gx c) { g4_gx x[3] = {a, b, c}; return g4_gx_seq(g, x, 3); }
-g4_gx g4_gx_alt2(g4_grammar *g, g4_gx a, g4_gx b) { g4_gx x[2] = {a, b}; return g4_gx_alt(g, x, 2); }
+g4_gx g4_gx_seq2(g4_grammar *g, g4_gx a, g4_gx b) {
+    g4_gx x[2] = {a, b};
+    return g4_gx_seq(g, x, 2);
+}
+g4_gx g4_gx_seq3(g4_grammar *g, g4_gx a, g4_gx b, g4_gx c) {
+    g4_gx x[3] = {a, b, c};
+    return g4_gx_seq(g, x, 3);
+}
+g4_gx g4_gx_alt2(g4_grammar *g, g4_gx a, g4_gx b) {
+    g4_gx x[2] = {a, b};
+    return g4_gx_alt(g, x, 2);
+}
 
 g4_gx g4_gx_lit(g4_grammar *g, const char *s, size_t n) {
     if (n == 0) return g4_gx_empty(g);
@@ -152,7 +176,10 @@ g4_gx g4_gx_repeat(g4_grammar *g, g4_gx x, int32_t min, int32_t max) {
     if (max == 0) return g4_gx_empty(g);
     if (min == 1 && max == 1) return x;
     g4_gx r = new_node(g, GX_REPEAT, x, 0);
-    if (r >= 0) { g->nodes[r].min = min; g->nodes[r].max = max; }
+    if (r >= 0) {
+        g->nodes[r].min = min;
+        g->nodes[r].max = max;
+    }
     return r;
 }
 g4_gx g4_gx_opt(g4_grammar *g, g4_gx x) { return g4_gx_repeat(g, x, 0, 1); }
@@ -195,11 +222,15 @@ const g4_pda *g4_grammar_pda(const g4_grammar *g) { return g->compiled ? &g->pda
 /* ---------------------------------------------------------------- NFA (one rule at a time) */
 
 enum { E_EPS, E_BYTES, E_CALL };
-typedef struct nfa_edge { int32_t kind, arg, to, next; } nfa_edge;
+typedef struct nfa_edge {
+    int32_t kind, arg, to, next;
+} nfa_edge;
 
 typedef struct nfa {
-    int32_t *head; int32_t n_states, cap_states; /* first edge of each state, -1 = none */
-    nfa_edge *edges; int32_t n_edges, cap_edges;
+    int32_t *head;
+    int32_t n_states, cap_states; /* first edge of each state, -1 = none */
+    nfa_edge *edges;
+    int32_t n_edges, cap_edges;
 } nfa;
 
 typedef struct ctx {
@@ -222,7 +253,10 @@ static int nfa_edge_add(ctx *c, int32_t from, int32_t kind, int32_t arg, int32_t
     if (grow((void **)&c->n.edges, &c->n.cap_edges, c->n.n_edges + 1, sizeof(nfa_edge)))
         return g4_grammar_fail(c->g, "out of memory compiling the grammar");
     nfa_edge *e = &c->n.edges[c->n.n_edges];
-    e->kind = kind; e->arg = arg; e->to = to; e->next = c->n.head[from];
+    e->kind = kind;
+    e->arg = arg;
+    e->to = to;
+    e->next = c->n.head[from];
     c->n.head[from] = c->n.n_edges++;
     return 0;
 }
@@ -241,7 +275,8 @@ static int32_t build(ctx *c, g4_gx x, int32_t from, int depth) {
         return t;
     }
     case GX_REF: {
-        if (g->rules[nd.a].body < 0) return g4_grammar_fail(g, "rule '%s' is used but never defined", g->rules[nd.a].name);
+        if (g->rules[nd.a].body < 0)
+            return g4_grammar_fail(g, "rule '%s' is used but never defined", g->rules[nd.a].name);
         int32_t t = nfa_state(c);
         if (t < 0 || nfa_edge_add(c, from, E_CALL, nd.a, t)) return -1;
         return t;
@@ -295,7 +330,10 @@ static int32_t build(ctx *c, g4_gx x, int32_t from, int depth) {
 
 /* ---------------------------------------------------------------- subset construction */
 
-typedef struct iset { int32_t *v; int32_t n, cap; } iset;
+typedef struct iset {
+    int32_t *v;
+    int32_t n, cap;
+} iset;
 
 static int iset_push(iset *s, int32_t x) {
     if (grow((void **)&s->v, &s->cap, s->n + 1, sizeof(int32_t))) return -1;
@@ -310,11 +348,15 @@ static int cmp_i32(const void *a, const void *b) {
 
 typedef struct dfa_build {
     /* interned NFA sets of the current rule */
-    int32_t *pool; int32_t n_pool, cap_pool;
-    int32_t *set_off, *set_len, *set_state; int32_t n_sets, cap_sets, cap_sets2, cap_sets3;
-    int32_t *table; int32_t table_cap; /* hash -> set index, -1 empty */
+    int32_t *pool;
+    int32_t n_pool, cap_pool;
+    int32_t *set_off, *set_len, *set_state;
+    int32_t n_sets, cap_sets, cap_sets2, cap_sets3;
+    int32_t *table;
+    int32_t table_cap; /* hash -> set index, -1 empty */
     /* scratch */
-    uint8_t *mark; int32_t cap_mark;
+    uint8_t *mark;
+    int32_t cap_mark;
     iset stack, tmp;
     iset *bucket; /* per class */
 } dfa_build;
@@ -322,14 +364,20 @@ typedef struct dfa_build {
 /* Global DFA arrays under construction. */
 typedef struct dfa_out {
     int32_t n, cap_next, cap_acc, cap_co;
-    int32_t *next; uint8_t *acc;
-    int32_t *call_off; int32_t cap_call_off;
-    g4_pda_call *calls; int32_t n_calls, cap_calls; /* callee holds a rule id until fixed up */
+    int32_t *next;
+    uint8_t *acc;
+    int32_t *call_off;
+    int32_t cap_call_off;
+    g4_pda_call *calls;
+    int32_t n_calls, cap_calls; /* callee holds a rule id until fixed up */
 } dfa_out;
 
 static uint64_t hash_set(const int32_t *v, int32_t n) {
     uint64_t h = 1469598103934665603ull;
-    for (int32_t i = 0; i < n; i++) { h ^= (uint32_t)v[i]; h *= 1099511628211ull; }
+    for (int32_t i = 0; i < n; i++) {
+        h ^= (uint32_t)v[i];
+        h *= 1099511628211ull;
+    }
     return h ^ (uint64_t)n;
 }
 
@@ -367,7 +415,10 @@ static int table_insert(dfa_build *b, int32_t idx) {
     uint64_t h = hash_set(b->pool + b->set_off[idx], b->set_len[idx]);
     int32_t m = b->table_cap - 1;
     for (int32_t i = (int32_t)(h & (uint64_t)m);; i = (i + 1) & m)
-        if (b->table[i] < 0) { b->table[i] = idx; return 0; }
+        if (b->table[i] < 0) {
+            b->table[i] = idx;
+            return 0;
+        }
 }
 
 static int new_dfa_state(ctx *c, dfa_out *o) {
@@ -398,9 +449,13 @@ static int32_t intern(ctx *c, dfa_build *b, dfa_out *o, const iset *s, iset *que
     if ((b->n_sets + 1) * 2 > b->table_cap) {
         int32_t nc = b->table_cap ? b->table_cap * 2 : 1024;
         int32_t *t = malloc((size_t)nc * sizeof *t);
-        if (!t) { g4_grammar_fail(c->g, "out of memory compiling the grammar"); return -2; }
+        if (!t) {
+            g4_grammar_fail(c->g, "out of memory compiling the grammar");
+            return -2;
+        }
         free(b->table);
-        b->table = t; b->table_cap = nc;
+        b->table = t;
+        b->table_cap = nc;
         for (int32_t i = 0; i < nc; i++) t[i] = -1;
         for (int32_t k = 0; k < b->n_sets; k++) table_insert(b, k);
     }
@@ -414,23 +469,33 @@ static int32_t intern(ctx *c, dfa_build *b, dfa_out *o, const iset *s, iset *que
     int32_t st = new_dfa_state(c, o);
     if (st < 0) return -2;
     memcpy(b->pool + b->n_pool, s->v, (size_t)s->n * sizeof(int32_t));
-    b->set_off[b->n_sets] = b->n_pool; b->set_len[b->n_sets] = s->n; b->set_state[b->n_sets] = st;
+    b->set_off[b->n_sets] = b->n_pool;
+    b->set_len[b->n_sets] = s->n;
+    b->set_state[b->n_sets] = st;
     b->n_pool += s->n;
     table_insert(b, b->n_sets++);
-    if (iset_push(queue, b->n_sets - 1)) { g4_grammar_fail(c->g, "out of memory compiling the grammar"); return -2; }
+    if (iset_push(queue, b->n_sets - 1)) {
+        g4_grammar_fail(c->g, "out of memory compiling the grammar");
+        return -2;
+    }
     return st;
 }
 
 /* Determinizes the current NFA (start 0, accept acc) into o; returns the DFA start state. */
 static int32_t determinize(ctx *c, dfa_build *b, dfa_out *o, int32_t acc) {
     int32_t nc = c->g->pda.n_classes;
-    b->n_pool = 0; b->n_sets = 0;
-    if (b->table) for (int32_t i = 0; i < b->table_cap; i++) b->table[i] = -1;
+    b->n_pool = 0;
+    b->n_sets = 0;
+    if (b->table)
+        for (int32_t i = 0; i < b->table_cap; i++) b->table[i] = -1;
     iset queue = {0}, s = {0};
     int32_t ret = -2;
     if (iset_push(&s, 0) || closure(c, b, &s)) goto oom;
     int32_t start = intern(c, b, o, &s, &queue);
-    if (start < 0) { if (!c->g->failed) g4_grammar_fail(c->g, "internal error: empty start state"); goto out; }
+    if (start < 0) {
+        if (!c->g->failed) g4_grammar_fail(c->g, "internal error: empty start state");
+        goto out;
+    }
     for (int32_t qi = 0; qi < queue.n; qi++) {
         int32_t k = queue.v[qi];
         int32_t st = b->set_state[k];
@@ -463,9 +528,13 @@ static int32_t determinize(ctx *c, dfa_build *b, dfa_out *o, int32_t acc) {
                 if (b->bucket[c2].n == b->bucket[cl].n &&
                     !memcmp(b->bucket[c2].v, b->bucket[cl].v, (size_t)b->bucket[cl].n * sizeof(int32_t)))
                     same = c2;
-            if (same >= 0) { o->next[st * nc + cl] = o->next[st * nc + same]; continue; }
+            if (same >= 0) {
+                o->next[st * nc + cl] = o->next[st * nc + same];
+                continue;
+            }
             s.n = 0;
-            for (int32_t i = 0; i < b->bucket[cl].n; i++) if (iset_push(&s, b->bucket[cl].v[i])) goto oom;
+            for (int32_t i = 0; i < b->bucket[cl].n; i++)
+                if (iset_push(&s, b->bucket[cl].v[i])) goto oom;
             if (closure(c, b, &s)) goto oom;
             int32_t t = intern(c, b, o, &s, &queue);
             if (t == -2) goto out;
@@ -478,7 +547,10 @@ static int32_t determinize(ctx *c, dfa_build *b, dfa_out *o, int32_t acc) {
             if (r < 0) continue;
             s.n = 0;
             for (int32_t j = i; j < b->tmp.n; j += 2)
-                if (b->tmp.v[j] == r) { if (iset_push(&s, b->tmp.v[j + 1])) goto oom; if (j > i) b->tmp.v[j] = -1; }
+                if (b->tmp.v[j] == r) {
+                    if (iset_push(&s, b->tmp.v[j + 1])) goto oom;
+                    if (j > i) b->tmp.v[j] = -1;
+                }
             if (closure(c, b, &s)) goto oom;
             int32_t t = intern(c, b, o, &s, &queue);
             if (t == -2) goto out;
@@ -494,7 +566,8 @@ static int32_t determinize(ctx *c, dfa_build *b, dfa_out *o, int32_t acc) {
 oom:
     g4_grammar_fail(c->g, "out of memory compiling the grammar");
 out:
-    free(queue.v); free(s.v);
+    free(queue.v);
+    free(s.v);
     return ret;
 }
 
@@ -537,10 +610,16 @@ static void coreach(const g4_pda *p, uint8_t *co) {
         for (int32_t s = p->n_states - 1; s >= 0; s--) {
             if (co[s]) continue;
             int ok = 0;
-            for (int32_t k = 0; k < nc && !ok; k++) { int32_t t = p->next[s * nc + k]; if (t >= 0 && co[t]) ok = 1; }
+            for (int32_t k = 0; k < nc && !ok; k++) {
+                int32_t t = p->next[s * nc + k];
+                if (t >= 0 && co[t]) ok = 1;
+            }
             for (int32_t i = p->call_off[s]; i < p->call_off[s + 1] && !ok; i++)
                 if (co[p->calls[i].callee] && co[p->calls[i].ret]) ok = 1;
-            if (ok) { co[s] = 1; changed = 1; }
+            if (ok) {
+                co[s] = 1;
+                changed = 1;
+            }
         }
     }
 }
@@ -553,7 +632,11 @@ static void nullable(const g4_pda *p, uint8_t *nul) {
         for (int32_t s = p->n_states - 1; s >= 0; s--) {
             if (nul[s]) continue;
             for (int32_t i = p->call_off[s]; i < p->call_off[s + 1]; i++)
-                if (nul[p->calls[i].callee] && nul[p->calls[i].ret]) { nul[s] = 1; changed = 1; break; }
+                if (nul[p->calls[i].callee] && nul[p->calls[i].ret]) {
+                    nul[s] = 1;
+                    changed = 1;
+                    break;
+                }
         }
     }
 }
@@ -575,12 +658,16 @@ static int check_left_recursion(g4_grammar *g, const int32_t *rule_of_start) {
         off[s0] = edges.n;
         if (rule_of_start[s0] < 0) continue;
         int32_t nv = 0;
-        vis[nv++] = s0; seen[s0] = 1;
+        vis[nv++] = s0;
+        seen[s0] = 1;
         for (int32_t q = 0; q < nv; q++) {
             int32_t s = vis[q];
             for (int32_t i = p->call_off[s]; i < p->call_off[s + 1]; i++) {
                 if (iset_push(&edges, p->calls[i].callee)) goto oom;
-                if (nul[p->calls[i].callee] && !seen[p->calls[i].ret]) { seen[p->calls[i].ret] = 1; vis[nv++] = p->calls[i].ret; }
+                if (nul[p->calls[i].callee] && !seen[p->calls[i].ret]) {
+                    seen[p->calls[i].ret] = 1;
+                    vis[nv++] = p->calls[i].ret;
+                }
             }
         }
         for (int32_t q = 0; q < nv; q++) seen[vis[q]] = 0;
@@ -593,11 +680,17 @@ static int check_left_recursion(g4_grammar *g, const int32_t *rule_of_start) {
         color[root] = 1;
         while (stack.n) {
             int32_t s = stack.v[stack.n - 1];
-            if (it.v[it.n - 1] >= off[s + 1]) { color[s] = 2; stack.n--; it.n--; continue; }
+            if (it.v[it.n - 1] >= off[s + 1]) {
+                color[s] = 2;
+                stack.n--;
+                it.n--;
+                continue;
+            }
             int32_t t = edges.v[it.v[it.n - 1]++];
             if (color[t] == 1) {
-                rc = g4_grammar_fail(g, "left recursion through rule '%s' (a rule that can call itself before reading any text)",
-                                     g->rules[rule_of_start[t]].name);
+                rc = g4_grammar_fail(
+                    g, "left recursion through rule '%s' (a rule that can call itself before reading any text)",
+                    g->rules[rule_of_start[t]].name);
                 goto out;
             }
             if (color[t] == 0) {
@@ -610,7 +703,14 @@ static int check_left_recursion(g4_grammar *g, const int32_t *rule_of_start) {
 oom:
     rc = g4_grammar_fail(g, "out of memory compiling the grammar");
 out:
-    free(nul); free(seen); free(color); free(vis); free(off); free(edges.v); free(stack.v); free(it.v);
+    free(nul);
+    free(seen);
+    free(color);
+    free(vis);
+    free(off);
+    free(edges.v);
+    free(stack.v);
+    free(it.v);
     return rc;
 }
 
@@ -626,7 +726,10 @@ int g4_grammar_compile(g4_grammar *g, int32_t start, g4_error *err) {
     if (byte_classes(g, &c)) goto fail;
     b.bucket = calloc((size_t)g->pda.n_classes, sizeof *b.bucket);
     order = malloc(sizeof(int32_t) * (size_t)g->n_rules);
-    if (!b.bucket || !order) { g4_grammar_fail(g, "out of memory compiling the grammar"); goto fail; }
+    if (!b.bucket || !order) {
+        g4_grammar_fail(g, "out of memory compiling the grammar");
+        goto fail;
+    }
     /* compile the rules reachable from start, discovering callees as they appear */
     for (int32_t i = 0; i < g->n_rules; i++) g->rules[i].start = -1;
     int32_t n_order = 0;
@@ -634,8 +737,12 @@ int g4_grammar_compile(g4_grammar *g, int32_t start, g4_error *err) {
     g->rules[start].start = -2; /* queued */
     for (int32_t qi = 0; qi < n_order; qi++) {
         int32_t r = order[qi];
-        if (g->rules[r].body < 0) { g4_grammar_fail(g, "rule '%s' is used but never defined", g->rules[r].name); goto fail; }
-        c.n.n_states = 0; c.n.n_edges = 0;
+        if (g->rules[r].body < 0) {
+            g4_grammar_fail(g, "rule '%s' is used but never defined", g->rules[r].name);
+            goto fail;
+        }
+        c.n.n_states = 0;
+        c.n.n_edges = 0;
         if (nfa_state(&c) < 0) goto fail;
         int32_t acc = build(&c, g->rules[r].body, 0, 0);
         if (acc < 0) goto fail;
@@ -645,25 +752,44 @@ int g4_grammar_compile(g4_grammar *g, int32_t start, g4_error *err) {
         g->rules[r].start = st;
         for (int32_t i = first_call; i < o.n_calls; i++) {
             int32_t callee = o.calls[i].callee;
-            if (g->rules[callee].start == -1) { g->rules[callee].start = -2; order[n_order++] = callee; }
+            if (g->rules[callee].start == -1) {
+                g->rules[callee].start = -2;
+                order[n_order++] = callee;
+            }
         }
     }
     /* fix up: callee rule id -> start state */
     for (int32_t i = 0; i < o.n_calls; i++) o.calls[i].callee = g->rules[o.calls[i].callee].start;
     g4_pda *p = &g->pda;
-    p->n_states = o.n; p->next = o.next; p->accepting = o.acc; p->call_off = o.call_off; p->calls = o.calls;
+    p->n_states = o.n;
+    p->next = o.next;
+    p->accepting = o.acc;
+    p->call_off = o.call_off;
+    p->calls = o.calls;
     p->start = g->rules[start].start;
-    o.next = NULL; o.acc = NULL; o.call_off = NULL; o.calls = NULL;
+    o.next = NULL;
+    o.acc = NULL;
+    o.call_off = NULL;
+    o.calls = NULL;
     /* prune edges that cannot lead to the end of their rule */
     co = malloc((size_t)p->n_states);
     rule_of_start = malloc(sizeof(int32_t) * (size_t)p->n_states);
     p->simple = malloc((size_t)p->n_states);
-    if (!co || !rule_of_start || !p->simple) { g4_grammar_fail(g, "out of memory compiling the grammar"); goto fail; }
+    if (!co || !rule_of_start || !p->simple) {
+        g4_grammar_fail(g, "out of memory compiling the grammar");
+        goto fail;
+    }
     coreach(p, co);
-    if (!co[p->start]) { g4_grammar_fail(g, "the grammar admits no finite string"); goto fail; }
+    if (!co[p->start]) {
+        g4_grammar_fail(g, "the grammar admits no finite string");
+        goto fail;
+    }
     int32_t nc = p->n_classes, w = 0;
     for (int32_t s = 0; s < p->n_states; s++) {
-        for (int32_t k = 0; k < nc; k++) { int32_t t = p->next[s * nc + k]; if (t >= 0 && !co[t]) p->next[s * nc + k] = -1; }
+        for (int32_t k = 0; k < nc; k++) {
+            int32_t t = p->next[s * nc + k];
+            if (t >= 0 && !co[t]) p->next[s * nc + k] = -1;
+        }
         int32_t lo = p->call_off[s], hi = p->call_off[s + 1];
         p->call_off[s] = w;
         for (int32_t i = lo; i < hi; i++)
@@ -677,17 +803,33 @@ int g4_grammar_compile(g4_grammar *g, int32_t start, g4_error *err) {
     for (int32_t i = 0; i < n_order; i++) rule_of_start[g->rules[order[i]].start] = order[i];
     if (check_left_recursion(g, rule_of_start)) goto fail;
     g->compiled = 1;
-    free(order); free(rule_of_start); free(co);
+    free(order);
+    free(rule_of_start);
+    free(co);
     goto cleanup;
 fail:
-    free(order); free(rule_of_start); free(co);
-    free(o.next); free(o.acc); free(o.call_off); free(o.calls);
+    free(order);
+    free(rule_of_start);
+    free(co);
+    free(o.next);
+    free(o.acc);
+    free(o.call_off);
+    free(o.calls);
     g4_fail(err, "%s", g->err[0] ? g->err : "grammar compile failed");
 cleanup:
-    free(c.n.head); free(c.n.edges); free(c.set_classes);
-    free(b.pool); free(b.set_off); free(b.set_len); free(b.set_state); free(b.table); free(b.mark);
-    free(b.stack.v); free(b.tmp.v);
-    if (b.bucket) for (int32_t i = 0; i < g->pda.n_classes; i++) free(b.bucket[i].v);
+    free(c.n.head);
+    free(c.n.edges);
+    free(c.set_classes);
+    free(b.pool);
+    free(b.set_off);
+    free(b.set_len);
+    free(b.set_state);
+    free(b.table);
+    free(b.mark);
+    free(b.stack.v);
+    free(b.tmp.v);
+    if (b.bucket)
+        for (int32_t i = 0; i < g->pda.n_classes; i++) free(b.bucket[i].v);
     free(b.bucket);
     return g->compiled ? 0 : -1;
 }

@@ -12,9 +12,15 @@ const cJSON *g4_js_deref(js *j, const cJSON *s, int *err) {
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(s, "$ref");
         if (!r) return s;
         if (cJSON_GetArraySize(s) > 1) return s; /* siblings: flattened by the caller */
-        if (!cJSON_IsString(r)) { *err = g4_js_fail(j, "$ref must be a string%s", ""); return NULL; }
+        if (!cJSON_IsString(r)) {
+            *err = g4_js_fail(j, "$ref must be a string%s", "");
+            return NULL;
+        }
         s = g4_js_resolve_ref(j, r->valuestring);
-        if (!s) { *err = -1; return NULL; }
+        if (!s) {
+            *err = -1;
+            return NULL;
+        }
     }
     *err = g4_js_fail(j, "$ref chain too long%s", "");
     return NULL;
@@ -31,12 +37,19 @@ int g4_js_conjuncts(js *j, const cJSON *s, const cJSON ***list, int *n, int *cap
         int nc = *cap ? *cap * 2 : 8;
         void *q = realloc(*list, (size_t)nc * sizeof **list);
         if (!q) return g4_js_fail(j, "out of memory%s", "");
-        *list = q; *cap = nc;
+        *list = q;
+        *cap = nc;
     }
-    if (!cJSON_IsObject(s)) { (*list)[(*n)++] = s; return 0; }
+    if (!cJSON_IsObject(s)) {
+        (*list)[(*n)++] = s;
+        return 0;
+    }
     const cJSON *all = cJSON_GetObjectItemCaseSensitive(s, "allOf");
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
-    if (!all && !ref) { (*list)[(*n)++] = s; return 0; }
+    if (!all && !ref) {
+        (*list)[(*n)++] = s;
+        return 0;
+    }
     /* the rest of s without allOf / $ref */
     cJSON *rest = cJSON_CreateObject();
     if (g4_js_own(j, rest)) return -1;
@@ -52,7 +65,8 @@ int g4_js_conjuncts(js *j, const cJSON *s, const cJSON ***list, int *n, int *cap
         if (!t || g4_js_conjuncts(j, t, list, n, cap, depth + 1)) return -1;
     }
     if (all) {
-        if (!cJSON_IsArray(all) || !cJSON_GetArraySize(all)) return g4_js_fail(j, "allOf must be a non-empty array%s", "");
+        if (!cJSON_IsArray(all) || !cJSON_GetArraySize(all))
+            return g4_js_fail(j, "allOf must be a non-empty array%s", "");
         cJSON_ArrayForEach(e, all) if (g4_js_conjuncts(j, e, list, n, cap, depth + 1)) return -1;
     }
     return 0;
@@ -61,7 +75,8 @@ int g4_js_conjuncts(js *j, const cJSON *s, const cJSON ***list, int *n, int *cap
 static cJSON *type_array(int m) {
     cJSON *a = cJSON_CreateArray();
     const char *names[] = {"null", "boolean", "object", "array", "string", "number", "integer"};
-    for (int i = 0; i < 7; i++) if (m & (1 << i)) cJSON_AddItemToArray(a, cJSON_CreateString(names[i]));
+    for (int i = 0; i < 7; i++)
+        if (m & (1 << i)) cJSON_AddItemToArray(a, cJSON_CreateString(names[i]));
     return a;
 }
 
@@ -87,16 +102,28 @@ const cJSON *g4_js_merge(js *j, const cJSON *const *list, int n) {
         }
     for (int i = 0; i < n; i++) {
         const cJSON *s = list[i];
-        if (cJSON_IsFalse(s)) { any_false = 1; continue; }
-        if (!cJSON_IsObject(s)) { g4_js_fail(j, "a schema must be an object or a boolean%s", ""); return NULL; }
+        if (cJSON_IsFalse(s)) {
+            any_false = 1;
+            continue;
+        }
+        if (!cJSON_IsObject(s)) {
+            g4_js_fail(j, "a schema must be an object or a boolean%s", "");
+            return NULL;
+        }
         const cJSON *e;
         cJSON_ArrayForEach(e, s) {
             const char *k = e->string;
             if (g4_js_in_list(G4_JS_ANNOTATIONS, k)) continue;
-            if (!g4_js_in_list(G4_JS_KEYWORDS, k)) { g4_js_fail(j, "keyword '%s' is not supported", k); return NULL; }
+            if (!g4_js_in_list(G4_JS_KEYWORDS, k)) {
+                g4_js_fail(j, "keyword '%s' is not supported", k);
+                return NULL;
+            }
             if (!strcmp(k, "type") || !strcmp(k, "nullable")) continue;
             cJSON *cur = cJSON_GetObjectItemCaseSensitive(m, k);
-            if (!cur) { cJSON_AddItemReferenceToObject(m, k, (cJSON *)e); continue; }
+            if (!cur) {
+                cJSON_AddItemReferenceToObject(m, k, (cJSON *)e);
+                continue;
+            }
             if (cJSON_Compare(cur, e, 1)) continue;
             if (!strcmp(k, "required")) {
                 cJSON *u = cJSON_Duplicate(cur, 1);
@@ -108,24 +135,35 @@ const cJSON *g4_js_merge(js *j, const cJSON *const *list, int n) {
                 const cJSON *x;
                 cJSON_ArrayForEach(x, cur) {
                     const cJSON *y = cJSON_GetObjectItemCaseSensitive(e, x->string);
-                    if (!y) { cJSON_AddItemReferenceToObject(u, x->string, (cJSON *)x); continue; }
+                    if (!y) {
+                        cJSON_AddItemReferenceToObject(u, x->string, (cJSON *)x);
+                        continue;
+                    }
                     cJSON *both = cJSON_CreateObject(), *arr = cJSON_CreateArray();
                     cJSON_AddItemReferenceToArray(arr, (cJSON *)x);
                     cJSON_AddItemReferenceToArray(arr, (cJSON *)y);
                     cJSON_AddItemToObject(both, "allOf", arr);
                     cJSON_AddItemToObject(u, x->string, both);
                 }
-                cJSON_ArrayForEach(x, e)
-                    if (!cJSON_GetObjectItemCaseSensitive(cur, x->string)) cJSON_AddItemReferenceToObject(u, x->string, (cJSON *)x);
+                cJSON_ArrayForEach(x, e) if (!cJSON_GetObjectItemCaseSensitive(cur, x->string))
+                    cJSON_AddItemReferenceToObject(u, x->string, (cJSON *)x);
                 cJSON_ReplaceItemInObjectCaseSensitive(m, k, u);
             } else if (!strcmp(k, "minimum") || !strcmp(k, "minLength") || !strcmp(k, "minItems") ||
                        (!strcmp(k, "exclusiveMinimum") && cJSON_IsNumber(e) && cJSON_IsNumber(cur))) {
-                if (!cJSON_IsNumber(e) || !cJSON_IsNumber(cur)) { g4_js_fail(j, "allOf: cannot merge '%s'", k); return NULL; }
-                if (e->valuedouble > cur->valuedouble) cJSON_ReplaceItemInObjectCaseSensitive(m, k, cJSON_Duplicate(e, 1));
+                if (!cJSON_IsNumber(e) || !cJSON_IsNumber(cur)) {
+                    g4_js_fail(j, "allOf: cannot merge '%s'", k);
+                    return NULL;
+                }
+                if (e->valuedouble > cur->valuedouble)
+                    cJSON_ReplaceItemInObjectCaseSensitive(m, k, cJSON_Duplicate(e, 1));
             } else if (!strcmp(k, "maximum") || !strcmp(k, "maxLength") || !strcmp(k, "maxItems") ||
                        (!strcmp(k, "exclusiveMaximum") && cJSON_IsNumber(e) && cJSON_IsNumber(cur))) {
-                if (!cJSON_IsNumber(e) || !cJSON_IsNumber(cur)) { g4_js_fail(j, "allOf: cannot merge '%s'", k); return NULL; }
-                if (e->valuedouble < cur->valuedouble) cJSON_ReplaceItemInObjectCaseSensitive(m, k, cJSON_Duplicate(e, 1));
+                if (!cJSON_IsNumber(e) || !cJSON_IsNumber(cur)) {
+                    g4_js_fail(j, "allOf: cannot merge '%s'", k);
+                    return NULL;
+                }
+                if (e->valuedouble < cur->valuedouble)
+                    cJSON_ReplaceItemInObjectCaseSensitive(m, k, cJSON_Duplicate(e, 1));
             } else if (!strcmp(k, "items") && !cJSON_IsArray(e) && !cJSON_IsArray(cur)) {
                 cJSON *both = cJSON_CreateObject(), *arr = cJSON_CreateArray();
                 cJSON_AddItemToArray(arr, cJSON_Duplicate(cur, 1));
@@ -158,10 +196,14 @@ const cJSON *g4_js_merge(js *j, const cJSON *const *list, int n) {
     /* additionalProperties of a part constrains the properties the other parts add */
     cJSON *props = cJSON_GetObjectItemCaseSensitive(m, "properties");
     int n_addl = 0;
-    for (int i = 0; i < n; i++) if (cJSON_IsObject(list[i]) && cJSON_GetObjectItemCaseSensitive(list[i], "additionalProperties")) n_addl++;
+    for (int i = 0; i < n; i++)
+        if (cJSON_IsObject(list[i]) && cJSON_GetObjectItemCaseSensitive(list[i], "additionalProperties")) n_addl++;
     if (n_addl && props) { /* a private copy: the entries are rewritten below */
         cJSON *dup = cJSON_Duplicate(props, 1);
-        if (!dup) { g4_js_fail(j, "out of memory%s", ""); return NULL; }
+        if (!dup) {
+            g4_js_fail(j, "out of memory%s", "");
+            return NULL;
+        }
         cJSON_ReplaceItemInObjectCaseSensitive(m, "properties", dup);
         props = dup;
     }
@@ -232,12 +274,14 @@ int g4_js_disjoint(js *j, const cJSON *a, const cJSON *b, int depth) {
             if (cJSON_Compare(x, y, 1)) overlap = 1;
             if (cJSON_IsNumber(x) && cJSON_IsNumber(y) && x->valuedouble == y->valuedouble) overlap = 1;
         }
-        cJSON_Delete(la); cJSON_Delete(lb);
+        cJSON_Delete(la);
+        cJSON_Delete(lb);
         return !overlap;
     }
     /* objects only, with a property both require whose schemas are disjoint (a discriminator) */
     if ((ta & tb) == T_OBJECT) {
-        const cJSON *pa = cJSON_GetObjectItemCaseSensitive(a, "properties"), *pb = cJSON_GetObjectItemCaseSensitive(b, "properties"), *x;
+        const cJSON *pa = cJSON_GetObjectItemCaseSensitive(a, "properties"),
+                    *pb = cJSON_GetObjectItemCaseSensitive(b, "properties"), *x;
         cJSON_ArrayForEach(x, pa) {
             const cJSON *y = cJSON_GetObjectItemCaseSensitive(pb, x->string);
             if (!y || !in_required(a, x->string) || !in_required(b, x->string)) continue;
@@ -247,4 +291,3 @@ int g4_js_disjoint(js *j, const cJSON *a, const cJSON *b, int depth) {
     }
     return 0;
 }
-

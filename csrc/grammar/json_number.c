@@ -14,8 +14,10 @@ static g4_gx any_number(g4_grammar *g) {
     g4_gx intpart = g4_gx_alt2(g, g4_gx_str(g, "0"), g4_gx_seq2(g, g4_gx_range(g, '1', '9'), digits(g, 0)));
     g4_gx frac = g4_gx_opt(g, g4_gx_seq2(g, g4_gx_str(g, "."), digits(g, 1)));
     uint8_t pm[32] = {0};
-    pm['+' >> 3] |= 1u << ('+' & 7); pm['-' >> 3] |= 1u << ('-' & 7);
-    g4_gx exp = g4_gx_opt(g, g4_gx_seq3(g, g4_gx_alt2(g, g4_gx_str(g, "e"), g4_gx_str(g, "E")), g4_gx_opt(g, g4_gx_bytes(g, pm)), digits(g, 1)));
+    pm['+' >> 3] |= 1u << ('+' & 7);
+    pm['-' >> 3] |= 1u << ('-' & 7);
+    g4_gx exp = g4_gx_opt(g, g4_gx_seq3(g, g4_gx_alt2(g, g4_gx_str(g, "e"), g4_gx_str(g, "E")),
+                                        g4_gx_opt(g, g4_gx_bytes(g, pm)), digits(g, 1)));
     g4_gx xs[4] = {g4_gx_opt(g, g4_gx_str(g, "-")), intpart, frac, exp};
     return g4_gx_seq(g, xs, 4);
 }
@@ -26,11 +28,15 @@ static g4_gx digit_range(g4_grammar *g, const char *L, const char *H, int n) {
     if (n == 0) return g4_gx_empty(g);
     if (L[0] == H[0]) return g4_gx_seq2(g, g4_gx_range(g, L[0], L[0]), digit_range(g, L + 1, H + 1, n - 1));
     int lz = 1, h9 = 1;
-    for (int i = 1; i < n; i++) { if (L[i] != '0') lz = 0; if (H[i] != '9') h9 = 0; }
+    for (int i = 1; i < n; i++) {
+        if (L[i] != '0') lz = 0;
+        if (H[i] != '9') h9 = 0;
+    }
     g4_gx any = g4_gx_repeat(g, g4_gx_range(g, '0', '9'), n - 1, n - 1);
     if (lz && h9) return g4_gx_seq2(g, g4_gx_range(g, L[0], H[0]), any);
     char nines[24], zeros[24];
-    memset(nines, '9', sizeof nines); memset(zeros, '0', sizeof zeros);
+    memset(nines, '9', sizeof nines);
+    memset(zeros, '0', sizeof zeros);
     g4_gx alts[3];
     int k = 0;
     alts[k++] = g4_gx_seq2(g, g4_gx_range(g, L[0], L[0]), digit_range(g, L + 1, nines, n - 1));
@@ -71,7 +77,8 @@ static g4_gx int_grammar(g4_grammar *g, g4_num_bound lo, g4_num_bound hi) {
     g4_gx alts[2];
     int k = 0;
     if (!hi.have || b >= 0) alts[k++] = uint_range(g, lo.have && a > 0 ? a : 0, hi.have ? b : -1);
-    if (!lo.have || a < 0) alts[k++] = g4_gx_seq2(g, g4_gx_str(g, "-"), uint_range(g, hi.have && b < 0 ? -b : 1, lo.have ? -a : -1));
+    if (!lo.have || a < 0)
+        alts[k++] = g4_gx_seq2(g, g4_gx_str(g, "-"), uint_range(g, hi.have && b < 0 ? -b : 1, lo.have ? -a : -1));
     /* "1.0" is an integer to JSON Schema; one zero digit only, or a sampled integer could go on
      * with zeros for ever ("2.000...") */
     g4_gx zero_frac = g4_gx_opt(g, g4_gx_str(g, ".0"));
@@ -80,7 +87,10 @@ static g4_gx int_grammar(g4_grammar *g, g4_num_bound lo, g4_num_bound hi) {
 
 /* Decimal bounds. A bound |v| as integer part + fraction digits (shortest round-trip, no trailing
  * zeros), so 1.1 is (1, "1") and the grammar compares the written digits exactly. */
-typedef struct dec { long long ip; char frac[24]; } dec;
+typedef struct dec {
+    long long ip;
+    char frac[24];
+} dec;
 
 static void to_dec(double v, dec *d) {
     v = fabs(v);
@@ -104,7 +114,11 @@ static void to_dec(double v, dec *d) {
  * NONE, NZ (some nonzero digit still needed: > 0) or the digits L still to match (lo_incl: >=);
  * an upper one NONE, Z (only zeros may follow: <= 0) or the digits H (hi_incl: <=). */
 enum { C_NONE, C_NZ, C_Z, C_DIGITS, C_FAIL };
-typedef struct fcons { int kind; const char *d; int incl; } fcons;
+typedef struct fcons {
+    int kind;
+    const char *d;
+    int incl;
+} fcons;
 
 static g4_gx frac_full(g4_grammar *g, fcons lo, fcons up, int depth);
 
@@ -112,20 +126,43 @@ static g4_gx frac_full(g4_grammar *g, fcons lo, fcons up, int depth);
 static fcons lo_next(fcons lo, char c) {
     fcons n = {C_NONE, NULL, 0};
     if (lo.kind == C_NONE) return n;
-    if (lo.kind == C_NZ) { if (c == '0') return lo; return n; }
+    if (lo.kind == C_NZ) {
+        if (c == '0') return lo;
+        return n;
+    }
     if (c > lo.d[0]) return n;
-    if (c < lo.d[0]) { n.kind = C_FAIL; return n; }
-    if (lo.d[1]) { n.kind = C_DIGITS; n.d = lo.d + 1; n.incl = lo.incl; return n; }
+    if (c < lo.d[0]) {
+        n.kind = C_FAIL;
+        return n;
+    }
+    if (lo.d[1]) {
+        n.kind = C_DIGITS;
+        n.d = lo.d + 1;
+        n.incl = lo.incl;
+        return n;
+    }
     n.kind = lo.incl ? C_NONE : C_NZ;
     return n;
 }
 static fcons up_next(fcons up, char c) {
     fcons n = {C_NONE, NULL, 0};
     if (up.kind == C_NONE) return n;
-    if (up.kind == C_Z) { if (c == '0') return up; n.kind = C_FAIL; return n; }
+    if (up.kind == C_Z) {
+        if (c == '0') return up;
+        n.kind = C_FAIL;
+        return n;
+    }
     if (c < up.d[0]) return n;
-    if (c > up.d[0]) { n.kind = C_FAIL; return n; }
-    if (up.d[1]) { n.kind = C_DIGITS; n.d = up.d + 1; n.incl = up.incl; return n; }
+    if (c > up.d[0]) {
+        n.kind = C_FAIL;
+        return n;
+    }
+    if (up.d[1]) {
+        n.kind = C_DIGITS;
+        n.d = up.d + 1;
+        n.incl = up.incl;
+        return n;
+    }
     n.kind = up.incl ? C_Z : C_FAIL;
     return n;
 }
@@ -135,7 +172,8 @@ static g4_gx frac_nonempty(g4_grammar *g, fcons lo, fcons up, int depth) {
     if (lo.kind == C_FAIL || up.kind == C_FAIL) return g4_gx_never(g);
     if (lo.kind == C_NONE && up.kind == C_NONE) return digits(g, 1);
     if (lo.kind == C_NONE && up.kind == C_Z) return g4_gx_repeat(g, g4_gx_str(g, "0"), 1, -1);
-    if (lo.kind == C_NZ && up.kind == C_NONE) return g4_gx_seq3(g, digits(g, 0), g4_gx_range(g, '1', '9'), digits(g, 0));
+    if (lo.kind == C_NZ && up.kind == C_NONE)
+        return g4_gx_seq3(g, digits(g, 0), g4_gx_range(g, '1', '9'), digits(g, 0));
     if (lo.kind == C_NZ && up.kind == C_Z) return g4_gx_never(g);
     if (depth > 64) return g4_grammar_fail(g, "numeric bound with too many digits");
     g4_gx alts[10];
@@ -156,9 +194,7 @@ static g4_gx frac_nonempty(g4_grammar *g, fcons lo, fcons up, int depth) {
 }
 
 /* 1 when the empty digit string (value 0) satisfies (lo, up). */
-static int frac_empty_ok(fcons lo, fcons up) {
-    return (lo.kind == C_NONE) && up.kind != C_FAIL;
-}
+static int frac_empty_ok(fcons lo, fcons up) { return (lo.kind == C_NONE) && up.kind != C_FAIL; }
 
 static g4_gx frac_full(g4_grammar *g, fcons lo, fcons up, int depth) {
     g4_gx ne = frac_nonempty(g, lo, up, depth);
@@ -176,11 +212,17 @@ static g4_gx fraction(g4_grammar *g, fcons lo, fcons up) {
 static g4_gx magnitude(g4_grammar *g, const dec *A, int a_incl, const dec *B, int b_incl, int b_inf) {
     fcons none = {C_NONE, NULL, 0};
     fcons lo = none, up = none;
-    if (A->frac[0]) { lo.kind = C_DIGITS; lo.d = A->frac; lo.incl = a_incl; }
-    else lo.kind = a_incl ? C_NONE : C_NZ;
+    if (A->frac[0]) {
+        lo.kind = C_DIGITS;
+        lo.d = A->frac;
+        lo.incl = a_incl;
+    } else lo.kind = a_incl ? C_NONE : C_NZ;
     if (!b_inf) {
-        if (B->frac[0]) { up.kind = C_DIGITS; up.d = B->frac; up.incl = b_incl; }
-        else up.kind = b_incl ? C_Z : C_FAIL;
+        if (B->frac[0]) {
+            up.kind = C_DIGITS;
+            up.d = B->frac;
+            up.incl = b_incl;
+        } else up.kind = b_incl ? C_Z : C_FAIL;
     }
     char buf[32];
     snprintf(buf, sizeof buf, "%lld", A->ip);
@@ -191,7 +233,8 @@ static g4_gx magnitude(g4_grammar *g, const dec *A, int a_incl, const dec *B, in
     alts[k++] = g4_gx_seq2(g, g4_gx_str(g, buf), fraction(g, lo, none));
     if (b_inf) alts[k++] = g4_gx_seq2(g, uint_range(g, A->ip + 1, -1), fraction(g, none, none));
     else {
-        if (A->ip + 1 <= B->ip - 1) alts[k++] = g4_gx_seq2(g, uint_range(g, A->ip + 1, B->ip - 1), fraction(g, none, none));
+        if (A->ip + 1 <= B->ip - 1)
+            alts[k++] = g4_gx_seq2(g, uint_range(g, A->ip + 1, B->ip - 1), fraction(g, none, none));
         snprintf(buf, sizeof buf, "%lld", B->ip);
         alts[k++] = g4_gx_seq2(g, g4_gx_str(g, buf), fraction(g, none, up));
     }
@@ -214,7 +257,9 @@ static g4_gx number_grammar(g4_grammar *g, g4_num_bound lo, g4_num_bound hi) {
     /* x < 0: m = -x > 0, m in [max(-hi, 0), -lo] */
     if (!lo.have || lo.v < 0) {
         int hi_neg = hi.have && hi.v < 0;
-        alts[k++] = g4_gx_seq2(g, g4_gx_str(g, "-"), magnitude(g, hi_neg ? &dh : &zero, hi_neg ? hi.incl : 0, lo.have ? &dl : &zero, lo.incl, !lo.have));
+        alts[k++] = g4_gx_seq2(g, g4_gx_str(g, "-"),
+                               magnitude(g, hi_neg ? &dh : &zero, hi_neg ? hi.incl : 0, lo.have ? &dl : &zero, lo.incl,
+                                         !lo.have));
     }
     return g4_gx_alt(g, alts, k);
 }

@@ -10,16 +10,23 @@
 enum { T_NULL = 1, T_BOOL = 2, T_OBJECT = 4, T_ARRAY = 8, T_STRING = 16, T_NUMBER = 32, T_INTEGER = 64 };
 #define T_ALL (T_NULL | T_BOOL | T_OBJECT | T_ARRAY | T_STRING | T_NUMBER)
 
-typedef struct memo { const cJSON *node; int32_t rule; } memo;
+typedef struct memo {
+    const cJSON *node;
+    int32_t rule;
+} memo;
 
 typedef struct js {
     g4_grammar *g;
     const cJSON *root;
     g4_json_schema_opts o;
-    memo *memo; int32_t n_memo, cap_memo;
-    cJSON **owned; int32_t n_owned, cap_owned; /* merged schemas, freed at the end */
+    memo *memo;
+    int32_t n_memo, cap_memo;
+    cJSON **owned;
+    int32_t n_owned, cap_owned; /* merged schemas, freed at the end */
     int32_t r_value; /* the any-value rule, -1 until made */
-    char **str_key; int32_t *str_rule; int32_t n_str, cap_str; /* one rule per kind of string */
+    char **str_key;
+    int32_t *str_rule;
+    int32_t n_str, cap_str; /* one rule per kind of string */
     int depth;
 } js;
 

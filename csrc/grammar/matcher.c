@@ -8,12 +8,17 @@ struct g4_matcher {
     const g4_pda *p;
     g4_frames fr;
     g4_step_scratch sc;
-    g4_head *heads; int32_t n_heads, cap_heads;
-    g4_head *tmp; int32_t cap_tmp;
+    g4_head *heads;
+    int32_t n_heads, cap_heads;
+    g4_head *tmp;
+    int32_t cap_tmp;
 };
 
 void g4_step_scratch_free(g4_step_scratch *sc) {
-    free(sc->wl); free(sc->keys); free(sc->vals); free(sc->used);
+    free(sc->wl);
+    free(sc->keys);
+    free(sc->vals);
+    free(sc->used);
     memset(sc, 0, sizeof *sc);
 }
 
@@ -46,17 +51,30 @@ static int32_t tab_slot(g4_step_scratch *sc, uint64_t key) {
         uint64_t *k = calloc((size_t)nc, sizeof *k);
         int32_t *v = malloc((size_t)nc * sizeof *v);
         int32_t *u = malloc((size_t)nc * sizeof *u);
-        if (!k || !v || !u) { free(k); free(v); free(u); return -1; }
+        if (!k || !v || !u) {
+            free(k);
+            free(v);
+            free(u);
+            return -1;
+        }
         int32_t nu = 0;
         for (int32_t i = 0; i < sc->n_used; i++) {
             uint64_t kk = sc->keys[sc->used[i]];
             uint64_t h = kk * 0x9E3779B97F4A7C15ull;
             int32_t j = (int32_t)(h >> 40) & (nc - 1);
             while (k[j]) j = (j + 1) & (nc - 1);
-            k[j] = kk; v[j] = sc->vals[sc->used[i]]; u[nu++] = j;
+            k[j] = kk;
+            v[j] = sc->vals[sc->used[i]];
+            u[nu++] = j;
         }
-        free(sc->keys); free(sc->vals); free(sc->used);
-        sc->keys = k; sc->vals = v; sc->used = u; sc->cap_tab = nc; sc->cap_used = nc;
+        free(sc->keys);
+        free(sc->vals);
+        free(sc->used);
+        sc->keys = k;
+        sc->vals = v;
+        sc->used = u;
+        sc->cap_tab = nc;
+        sc->cap_used = nc;
     }
     uint64_t h = key * 0x9E3779B97F4A7C15ull;
     int32_t j = (int32_t)(h >> 40) & (sc->cap_tab - 1);
@@ -108,7 +126,8 @@ static int closure(const g4_pda *p, g4_frames *fr, g4_step_scratch *sc, const g4
     tab_clear(sc);
     sc->n_wl = 0;
     int can_end = 0;
-    for (int32_t i = 0; i < n_in; i++) if (push_wl(sc, in[i])) return -1;
+    for (int32_t i = 0; i < n_in; i++)
+        if (push_wl(sc, in[i])) return -1;
     for (int32_t i = 0; i < sc->n_wl; i++) {
         if (sc->n_wl > 16 * G4_MATCHER_MAX_HEADS) return -1; /* too ambiguous (matcher.h) */
         g4_head h = sc->wl[i];
@@ -129,8 +148,8 @@ static int closure(const g4_pda *p, g4_frames *fr, g4_step_scratch *sc, const g4
     return can_end;
 }
 
-int32_t g4_pda_step(const g4_pda *p, g4_frames *fr, g4_step_scratch *sc, const g4_head *in, int32_t n_in,
-                    int32_t cls, g4_head **out, int32_t *cap_out) {
+int32_t g4_pda_step(const g4_pda *p, g4_frames *fr, g4_step_scratch *sc, const g4_head *in, int32_t n_in, int32_t cls,
+                    g4_head **out, int32_t *cap_out) {
     const int32_t nc = p->n_classes;
     if (n_in == 1 && p->simple[in[0].state]) { /* fast path: one head inside a rule */
         int32_t t = p->next[in[0].state * nc + cls];
@@ -168,7 +187,10 @@ g4_matcher *g4_matcher_new(const g4_grammar *g) {
     g4_matcher *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->p = p;
-    if (grow((void **)&m->heads, &m->cap_heads, 1, sizeof(g4_head))) { free(m); return NULL; }
+    if (grow((void **)&m->heads, &m->cap_heads, 1, sizeof(g4_head))) {
+        free(m);
+        return NULL;
+    }
     m->heads[0].state = p->start;
     m->heads[0].frame = -1;
     m->n_heads = 1;
@@ -177,9 +199,11 @@ g4_matcher *g4_matcher_new(const g4_grammar *g) {
 
 void g4_matcher_free(g4_matcher *m) {
     if (!m) return;
-    free(m->fr.state); free(m->fr.parent);
+    free(m->fr.state);
+    free(m->fr.parent);
     g4_step_scratch_free(&m->sc);
-    free(m->heads); free(m->tmp);
+    free(m->heads);
+    free(m->tmp);
     free(m);
 }
 
@@ -193,30 +217,39 @@ int g4_matcher_advance(g4_matcher *m, const void *bytes, size_t n) {
         memcpy(save, m->heads, (size_t)m->n_heads * sizeof *save);
     }
     for (size_t i = 0; i < n; i++) {
-        int32_t k = g4_pda_step(m->p, &m->fr, &m->sc, m->heads, m->n_heads, m->p->byte_class[b[i]], &m->tmp, &m->cap_tmp);
+        int32_t k =
+            g4_pda_step(m->p, &m->fr, &m->sc, m->heads, m->n_heads, m->p->byte_class[b[i]], &m->tmp, &m->cap_tmp);
         if (k <= 0) {
             if (save) {
-                if (grow((void **)&m->heads, &m->cap_heads, n_save, sizeof *save)) { free(save); return -1; }
+                if (grow((void **)&m->heads, &m->cap_heads, n_save, sizeof *save)) {
+                    free(save);
+                    return -1;
+                }
                 memcpy(m->heads, save, (size_t)n_save * sizeof *save);
                 m->n_heads = n_save;
             }
             free(save);
             return -1;
         }
-        g4_head *t = m->heads; m->heads = m->tmp; m->tmp = t;
-        int32_t c = m->cap_heads; m->cap_heads = m->cap_tmp; m->cap_tmp = c;
+        g4_head *t = m->heads;
+        m->heads = m->tmp;
+        m->tmp = t;
+        int32_t c = m->cap_heads;
+        m->cap_heads = m->cap_tmp;
+        m->cap_tmp = c;
         m->n_heads = k;
     }
     free(save);
     return 0;
 }
 
-int g4_matcher_accepting(g4_matcher *m) {
-    return g4_pda_can_end(m->p, &m->fr, &m->sc, m->heads, m->n_heads) == 1;
-}
+int g4_matcher_accepting(g4_matcher *m) { return g4_pda_can_end(m->p, &m->fr, &m->sc, m->heads, m->n_heads) == 1; }
 
 int g4_matcher_n_heads(const g4_matcher *m) { return m->n_heads; }
-const g4_head *g4_matcher_heads(const g4_matcher *m, int32_t *n) { *n = m->n_heads; return m->heads; }
+const g4_head *g4_matcher_heads(const g4_matcher *m, int32_t *n) {
+    *n = m->n_heads;
+    return m->heads;
+}
 g4_frames *g4_matcher_frames(g4_matcher *m) { return &m->fr; }
 g4_step_scratch *g4_matcher_scratch(g4_matcher *m) { return &m->sc; }
 const g4_pda *g4_matcher_pda(const g4_matcher *m) { return m->p; }

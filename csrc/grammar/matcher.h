@@ -38,23 +38,32 @@ int g4_matcher_accepting(g4_matcher *m);
 int g4_matcher_n_heads(const g4_matcher *m);
 
 /* ---- low level (token_mask.c) ---- */
-typedef struct g4_head { int32_t state, frame; } g4_head; /* frame -1 = the root */
+typedef struct g4_head {
+    int32_t state, frame;
+} g4_head; /* frame -1 = the root */
 
-typedef struct g4_frames { int32_t *state, *parent; int32_t n, cap; } g4_frames;
+typedef struct g4_frames {
+    int32_t *state, *parent;
+    int32_t n, cap;
+} g4_frames;
 
 /* Scratch for one step: the closure worklist and a dedup table. Zero-initialise; free with
  * g4_step_scratch_free. */
 typedef struct g4_step_scratch {
-    g4_head *wl; int32_t n_wl, cap_wl;
-    uint64_t *keys; int32_t *vals; int32_t cap_tab; /* power of two */
-    int32_t *used; int32_t n_used, cap_used;
+    g4_head *wl;
+    int32_t n_wl, cap_wl;
+    uint64_t *keys;
+    int32_t *vals;
+    int32_t cap_tab; /* power of two */
+    int32_t *used;
+    int32_t n_used, cap_used;
 } g4_step_scratch;
 void g4_step_scratch_free(g4_step_scratch *sc);
 
 /* Closes in[0..n_in) then reads one byte of class cls; the new heads go to *out (grown as needed,
  * capacity in *cap_out). Returns the number of new heads (0 = byte rejected), -1 on OOM. */
-int32_t g4_pda_step(const g4_pda *p, g4_frames *fr, g4_step_scratch *sc, const g4_head *in, int32_t n_in,
-                    int32_t cls, g4_head **out, int32_t *cap_out);
+int32_t g4_pda_step(const g4_pda *p, g4_frames *fr, g4_step_scratch *sc, const g4_head *in, int32_t n_in, int32_t cls,
+                    g4_head **out, int32_t *cap_out);
 /* 1 when the closure of in[0..n_in) can end the whole string; -1 on OOM. */
 int g4_pda_can_end(const g4_pda *p, g4_frames *fr, g4_step_scratch *sc, const g4_head *in, int32_t n_in);
 

@@ -24,9 +24,7 @@ typedef struct rx {
     int search;
 } rx;
 
-static int fail(rx *r, const char *what) {
-    return g4_grammar_fail(r->g, "regex: %s (at offset %zu)", what, r->i);
-}
+static int fail(rx *r, const char *what) { return g4_grammar_fail(r->g, "regex: %s (at offset %zu)", what, r->i); }
 
 /* Decodes one UTF-8 code point at r->i. */
 static uint32_t next_cp(rx *r) {
@@ -43,17 +41,24 @@ static uint32_t next_cp(rx *r) {
 }
 
 static int hexval(char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 static int add_class_escape(g4_cpset *s, char c) {
     int rc = 0;
     switch (c) {
-    case 'd': case 'D': rc = g4_cpset_add(s, '0', '9'); break;
-    case 'w': case 'W':
-        rc = g4_cpset_add(s, '0', '9') || g4_cpset_add(s, 'A', 'Z') || g4_cpset_add(s, 'a', 'z') || g4_cpset_add(s, '_', '_');
+    case 'd':
+    case 'D': rc = g4_cpset_add(s, '0', '9'); break;
+    case 'w':
+    case 'W':
+        rc = g4_cpset_add(s, '0', '9') || g4_cpset_add(s, 'A', 'Z') || g4_cpset_add(s, 'a', 'z') ||
+             g4_cpset_add(s, '_', '_');
         break;
-    case 's': case 'S':
+    case 's':
+    case 'S':
         rc = g4_cpset_add(s, 9, 13) || g4_cpset_add(s, ' ', ' ') || g4_cpset_add(s, 0xA0, 0xA0) ||
              g4_cpset_add(s, 0x1680, 0x1680) || g4_cpset_add(s, 0x2000, 0x200A) || g4_cpset_add(s, 0x2028, 0x2029) ||
              g4_cpset_add(s, 0x202F, 0x202F) || g4_cpset_add(s, 0x205F, 0x205F) || g4_cpset_add(s, 0x3000, 0x3000) ||
@@ -100,7 +105,10 @@ static int parse_escape(rx *r, g4_cpset *s, uint32_t *cp, int in_class) {
         if (r->i < r->n && r->s[r->i] == '{') {
             r->i++;
             int k = 0;
-            while (r->i < r->n && hexval(r->s[r->i]) >= 0 && k < 7) { v = v * 16 + (uint32_t)hexval(r->s[r->i++]); k++; }
+            while (r->i < r->n && hexval(r->s[r->i]) >= 0 && k < 7) {
+                v = v * 16 + (uint32_t)hexval(r->s[r->i++]);
+                k++;
+            }
             if (!k || r->i >= r->n || r->s[r->i] != '}' || v > G4_CP_MAX) return fail(r, "bad \\u{...} escape");
             r->i++;
         } else {
@@ -114,8 +122,7 @@ static int parse_escape(rx *r, g4_cpset *s, uint32_t *cp, int in_class) {
         return 0;
     }
     }
-    if ((unsigned char)c < 0x80 && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
-        return fail(r, "unknown escape");
+    if ((unsigned char)c < 0x80 && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return fail(r, "unknown escape");
     r->i--;
     *cp = next_cp(r);
     return 0;
@@ -130,21 +137,39 @@ static g4_gx set_gx(rx *r, g4_cpset *s) {
 static g4_gx parse_class(rx *r) { /* after '[' */
     g4_cpset s = {0};
     int neg = 0;
-    if (r->i < r->n && r->s[r->i] == '^') { neg = 1; r->i++; }
+    if (r->i < r->n && r->s[r->i] == '^') {
+        neg = 1;
+        r->i++;
+    }
     int first = 1;
     for (;;) {
-        if (r->i >= r->n) { g4_cpset_free(&s); return fail(r, "unterminated character class"); }
-        if (r->s[r->i] == ']' && !first) { r->i++; break; }
-        if (r->s[r->i] == ']' && first) { r->i++; break; } /* ECMA: [] matches nothing, [^] anything */
+        if (r->i >= r->n) {
+            g4_cpset_free(&s);
+            return fail(r, "unterminated character class");
+        }
+        if (r->s[r->i] == ']' && !first) {
+            r->i++;
+            break;
+        }
+        if (r->s[r->i] == ']' && first) {
+            r->i++;
+            break;
+        } /* ECMA: [] matches nothing, [^] anything */
         first = 0;
         uint32_t lo;
         int k;
         if (r->s[r->i] == '\\') {
             r->i++;
             k = parse_escape(r, &s, &lo, 1);
-            if (k < 0) { g4_cpset_free(&s); return -1; }
+            if (k < 0) {
+                g4_cpset_free(&s);
+                return -1;
+            }
             if (k == 1) {
-                if (r->i + 1 < r->n && r->s[r->i] == '-' && r->s[r->i + 1] != ']') { g4_cpset_free(&s); return fail(r, "class escape as a range end"); }
+                if (r->i + 1 < r->n && r->s[r->i] == '-' && r->s[r->i + 1] != ']') {
+                    g4_cpset_free(&s);
+                    return fail(r, "class escape as a range end");
+                }
                 continue;
             }
         } else if (r->s[r->i] == '[' && r->i + 1 < r->n && r->s[r->i + 1] == ':') {
@@ -161,15 +186,27 @@ static g4_gx parse_class(rx *r) { /* after '[' */
                 g4_cpset dummy = {0};
                 k = parse_escape(r, &dummy, &hi, 1);
                 g4_cpset_free(&dummy);
-                if (k != 0) { g4_cpset_free(&s); return k < 0 ? -1 : fail(r, "class escape as a range end"); }
+                if (k != 0) {
+                    g4_cpset_free(&s);
+                    return k < 0 ? -1 : fail(r, "class escape as a range end");
+                }
             } else {
                 hi = next_cp(r);
             }
-            if (hi < lo) { g4_cpset_free(&s); return fail(r, "range out of order in character class"); }
+            if (hi < lo) {
+                g4_cpset_free(&s);
+                return fail(r, "range out of order in character class");
+            }
         }
-        if (g4_cpset_add(&s, lo, hi)) { g4_cpset_free(&s); return g4_grammar_fail(r->g, "out of memory"); }
+        if (g4_cpset_add(&s, lo, hi)) {
+            g4_cpset_free(&s);
+            return g4_grammar_fail(r->g, "out of memory");
+        }
     }
-    if (neg && g4_cpset_negate(&s)) { g4_cpset_free(&s); return g4_grammar_fail(r->g, "out of memory"); }
+    if (neg && g4_cpset_negate(&s)) {
+        g4_cpset_free(&s);
+        return g4_grammar_fail(r->g, "out of memory");
+    }
     return set_gx(r, &s);
 }
 
@@ -181,13 +218,21 @@ static int parse_braces(rx *r, int32_t *mn, int32_t *mx) {
     size_t i = r->i + 1;
     long a = 0, b = -1;
     int da = 0;
-    while (i < r->n && r->s[i] >= '0' && r->s[i] <= '9') { a = a * 10 + (r->s[i++] - '0'); da++; if (a > 100000) a = 100000; }
+    while (i < r->n && r->s[i] >= '0' && r->s[i] <= '9') {
+        a = a * 10 + (r->s[i++] - '0');
+        da++;
+        if (a > 100000) a = 100000;
+    }
     if (!da) return 0;
     if (i < r->n && r->s[i] == ',') {
         i++;
         int db = 0;
         long v = 0;
-        while (i < r->n && r->s[i] >= '0' && r->s[i] <= '9') { v = v * 10 + (r->s[i++] - '0'); db++; if (v > 100000) v = 100000; }
+        while (i < r->n && r->s[i] >= '0' && r->s[i] <= '9') {
+            v = v * 10 + (r->s[i++] - '0');
+            db++;
+            if (v > 100000) v = 100000;
+        }
         b = db ? v : -1;
     } else {
         b = a;
@@ -206,7 +251,8 @@ static g4_gx parse_atom(rx *r) {
         r->i++;
         if (r->i < r->n && r->s[r->i] == '?') {
             if (r->i + 1 < r->n && r->s[r->i + 1] == ':') r->i += 2;
-            else if (r->i + 1 < r->n && (r->s[r->i + 1] == '=' || r->s[r->i + 1] == '!')) return fail(r, "lookahead (?= / (?! is not supported");
+            else if (r->i + 1 < r->n && (r->s[r->i + 1] == '=' || r->s[r->i + 1] == '!'))
+                return fail(r, "lookahead (?= / (?! is not supported");
             else if (r->i + 2 < r->n && r->s[r->i + 1] == '<' && (r->s[r->i + 2] == '=' || r->s[r->i + 2] == '!'))
                 return fail(r, "lookbehind (?<= / (?<! is not supported");
             else if (r->i + 1 < r->n && (r->s[r->i + 1] == '<' || r->s[r->i + 1] == 'P')) {
@@ -225,12 +271,18 @@ static g4_gx parse_atom(rx *r) {
         r->i++;
         return x;
     }
-    if (c == '[') { r->i++; return parse_class(r); }
+    if (c == '[') {
+        r->i++;
+        return parse_class(r);
+    }
     if (c == '.') {
         r->i++;
         g4_cpset s = {0};
-        if (g4_cpset_add(&s, '\n', '\n') || g4_cpset_add(&s, '\r', '\r') || g4_cpset_add(&s, 0x2028, 0x2029) || g4_cpset_negate(&s))
-            { g4_cpset_free(&s); return g4_grammar_fail(r->g, "out of memory"); }
+        if (g4_cpset_add(&s, '\n', '\n') || g4_cpset_add(&s, '\r', '\r') || g4_cpset_add(&s, 0x2028, 0x2029) ||
+            g4_cpset_negate(&s)) {
+            g4_cpset_free(&s);
+            return g4_grammar_fail(r->g, "out of memory");
+        }
         return set_gx(r, &s);
     }
     if (c == '^' || c == '$') return fail(r, "anchors ^ and $ are supported only at the start / end of the pattern");
@@ -241,7 +293,10 @@ static g4_gx parse_atom(rx *r) {
     if (c == '\\') {
         r->i++;
         int k = parse_escape(r, &s, &cp, 0);
-        if (k < 0) { g4_cpset_free(&s); return -1; }
+        if (k < 0) {
+            g4_cpset_free(&s);
+            return -1;
+        }
         if (k == 1) return set_gx(r, &s);
     } else if (c == '{') {
         int32_t a, b;
@@ -267,10 +322,19 @@ static g4_gx parse_seq(rx *r, int top) {
             if (r->i >= r->n) break;
             char q = r->s[r->i];
             int32_t mn, mx;
-            if (q == '*') { mn = 0; mx = -1; r->i++; }
-            else if (q == '+') { mn = 1; mx = -1; r->i++; }
-            else if (q == '?') { mn = 0; mx = 1; r->i++; }
-            else if (q == '{') {
+            if (q == '*') {
+                mn = 0;
+                mx = -1;
+                r->i++;
+            } else if (q == '+') {
+                mn = 1;
+                mx = -1;
+                r->i++;
+            } else if (q == '?') {
+                mn = 0;
+                mx = 1;
+                r->i++;
+            } else if (q == '{') {
                 int k = parse_braces(r, &mn, &mx);
                 if (k < 0) return -1;
                 if (!k) break;
@@ -293,10 +357,16 @@ static g4_gx parse_alt(rx *r, int top) {
     g4_gx result = -1;
     for (;;) {
         int anchored_start = 0, anchored_end = 0;
-        if (top && r->i < r->n && r->s[r->i] == '^') { anchored_start = 1; r->i++; }
+        if (top && r->i < r->n && r->s[r->i] == '^') {
+            anchored_start = 1;
+            r->i++;
+        }
         g4_gx x = parse_seq(r, top);
         if (x < 0) goto out;
-        if (top && r->i < r->n && r->s[r->i] == '$') { anchored_end = 1; r->i++; }
+        if (top && r->i < r->n && r->s[r->i] == '$') {
+            anchored_end = 1;
+            r->i++;
+        }
         if (top && r->search) {
             g4_gx any = g4_gx_star(r->g, g4_any_char_gx(r->g, r->enc));
             if (!anchored_start) x = g4_gx_seq2(r->g, any, x);
@@ -306,11 +376,18 @@ static g4_gx parse_alt(rx *r, int top) {
         if (n == cap) {
             int32_t nc = cap ? cap * 2 : 8;
             void *q = realloc(alts, (size_t)nc * sizeof *alts);
-            if (!q) { g4_grammar_fail(r->g, "out of memory"); goto out; }
-            alts = q; cap = nc;
+            if (!q) {
+                g4_grammar_fail(r->g, "out of memory");
+                goto out;
+            }
+            alts = q;
+            cap = nc;
         }
         alts[n++] = x;
-        if (r->i < r->n && r->s[r->i] == '|') { r->i++; continue; }
+        if (r->i < r->n && r->s[r->i] == '|') {
+            r->i++;
+            continue;
+        }
         break;
     }
     result = g4_gx_alt(r->g, alts, n);

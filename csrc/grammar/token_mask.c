@@ -16,7 +16,8 @@ typedef struct state_entry {
 enum { N_CTX = 64 };
 typedef struct ctx_entry {
     uint64_t hash;
-    int32_t *key; int32_t key_len, key_cap;
+    int32_t *key;
+    int32_t key_len, key_cap;
     uint32_t *mask;
     int64_t last_use; /* 0 = empty */
 } ctx_entry;
@@ -31,7 +32,8 @@ struct g4_mask_cache {
     g4_head **lv;           /* per trie depth: the heads after the path to the current node */
     int32_t *lv_n, *lv_cap;
     ctx_entry ctx[N_CTX];
-    int32_t *key; int32_t key_cap;
+    int32_t *key;
+    int32_t key_cap;
     int64_t tick;
     g4_mask_stats stats;
 };
@@ -59,7 +61,11 @@ static int share_states(g4_mask_cache *c) {
     const g4_pda *p = c->p;
     int32_t n = p->n_states, nc = p->n_classes;
     uint64_t *h = malloc(sizeof(uint64_t) * 2 * (size_t)n), *h2 = malloc(sizeof(uint64_t) * 2 * (size_t)n);
-    if (!h || !h2) { free(h); free(h2); return -1; }
+    if (!h || !h2) {
+        free(h);
+        free(h2);
+        return -1;
+    }
     for (int32_t s = 0; s < n; s++) {
         int calls = p->call_off[s] != p->call_off[s + 1];
         h[2 * s] = calls ? g4_mix64((uint64_t)s + 1000003) : g4_mix64(p->accepting[s] + 7);
@@ -67,7 +73,11 @@ static int share_states(g4_mask_cache *c) {
     }
     for (int32_t k = 0; k < c->t->max_depth; k++) {
         for (int32_t s = 0; s < n; s++) {
-            if (p->call_off[s] != p->call_off[s + 1]) { h2[2 * s] = h[2 * s]; h2[2 * s + 1] = h[2 * s + 1]; continue; }
+            if (p->call_off[s] != p->call_off[s + 1]) {
+                h2[2 * s] = h[2 * s];
+                h2[2 * s + 1] = h[2 * s + 1];
+                continue;
+            }
             uint64_t a = h[2 * s] ^ 0x1234567ull, b = h[2 * s + 1] ^ 0x7654321ull;
             for (int32_t cl = 0; cl < nc; cl++) {
                 int32_t t = p->next[s * nc + cl];
@@ -75,23 +85,33 @@ static int share_states(g4_mask_cache *c) {
                 a = g4_mix64(a ^ (ta + (uint64_t)cl * 0x9E3779B97F4A7C15ull));
                 b = g4_mix64(b + (tb ^ ((uint64_t)cl << 32)) * 0xD6E8FEB86659FD93ull);
             }
-            h2[2 * s] = a; h2[2 * s + 1] = b;
+            h2[2 * s] = a;
+            h2[2 * s + 1] = b;
         }
-        uint64_t *tmp = h; h = h2; h2 = tmp;
+        uint64_t *tmp = h;
+        h = h2;
+        h2 = tmp;
     }
     /* the first state with each signature is the representative */
     int32_t cap = 1;
     while (cap < 2 * n) cap *= 2;
     int32_t *tab = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!tab) { free(h); free(h2); return -1; }
+    if (!tab) {
+        free(h);
+        free(h2);
+        return -1;
+    }
     for (int32_t i = 0; i < cap; i++) tab[i] = -1;
     for (int32_t s = 0; s < n; s++) {
         int32_t i = (int32_t)(h[2 * s] & (uint64_t)(cap - 1));
-        while (tab[i] >= 0 && !(h[2 * tab[i]] == h[2 * s] && h[2 * tab[i] + 1] == h[2 * s + 1])) i = (i + 1) & (cap - 1);
+        while (tab[i] >= 0 && !(h[2 * tab[i]] == h[2 * s] && h[2 * tab[i] + 1] == h[2 * s + 1]))
+            i = (i + 1) & (cap - 1);
         if (tab[i] < 0) tab[i] = s;
         c->share[s] = tab[i];
     }
-    free(tab); free(h); free(h2);
+    free(tab);
+    free(h);
+    free(h2);
     return 0;
 }
 
@@ -119,10 +139,24 @@ g4_mask_cache *g4_mask_cache_new(const g4_grammar *g, const g4_token_trie *t) {
 
 void g4_mask_cache_free(g4_mask_cache *c) {
     if (!c) return;
-    if (c->st) for (int32_t s = 0; s < c->p->n_states; s++) { free(c->st[s].bits); free(c->st[s].pops); }
-    if (c->lv) for (int32_t d = 0; d < c->t->max_depth + 2; d++) free(c->lv[d]);
-    for (int i = 0; i < N_CTX; i++) { free(c->ctx[i].key); free(c->ctx[i].mask); }
-    free(c->st); free(c->lv); free(c->lv_n); free(c->lv_cap); free(c->key); free(c->share); free(c->fast_st);
+    if (c->st)
+        for (int32_t s = 0; s < c->p->n_states; s++) {
+            free(c->st[s].bits);
+            free(c->st[s].pops);
+        }
+    if (c->lv)
+        for (int32_t d = 0; d < c->t->max_depth + 2; d++) free(c->lv[d]);
+    for (int i = 0; i < N_CTX; i++) {
+        free(c->ctx[i].key);
+        free(c->ctx[i].mask);
+    }
+    free(c->st);
+    free(c->lv);
+    free(c->lv_n);
+    free(c->lv_cap);
+    free(c->key);
+    free(c->share);
+    free(c->fast_st);
     free(c);
 }
 
@@ -161,7 +195,10 @@ static int walk_simple(g4_mask_cache *c, g4_frames *fr, g4_step_scratch *sc, int
         int32_t d = t->depth[i];
         int32_t s2 = next[st[d - 1] * nc + cls[t->byte[i]]];
         walked++;
-        if (s2 < 0) { i = t->end[i]; continue; }
+        if (s2 < 0) {
+            i = t->end[i];
+            continue;
+        }
         set_tokens(t, i, mask);
         if (!simple[s2]) {
             g4_head h = {s2, frame};
@@ -204,7 +241,10 @@ static int walk(g4_mask_cache *c, g4_frames *fr, g4_step_scratch *sc, int32_t u,
         walked++;
         k = g4_pda_step(p, fr, sc, in, nin, cls, &c->lv[d], &c->lv_cap[d]);
         if (k < 0) return -1;
-        if (k == 0) { i = t->end[i]; continue; }
+        if (k == 0) {
+            i = t->end[i];
+            continue;
+        }
         c->lv_n[d] = k;
         set_tokens(t, i, mask);
         if (k == 1 && p->simple[c->lv[d][0].state]) { /* back to the fast walk for this subtree */
@@ -232,7 +272,11 @@ static int state_entry_build(g4_mask_cache *c, g4_frames *fr, g4_step_scratch *s
     int rc = walk(c, fr, sc, 0, &h, 1, e->bits, e);
     fr->n = mark;
     c->stats.state_entries++;
-    if (rc) { free(e->bits); e->bits = NULL; e->n_pops = 0; }
+    if (rc) {
+        free(e->bits);
+        e->bits = NULL;
+        e->n_pops = 0;
+    }
     return rc;
 }
 
@@ -243,7 +287,10 @@ static void allow_end(g4_mask_cache *c, g4_matcher *m, const int32_t *end_ids, i
     int32_t mark = fr->n;
     int r = g4_pda_can_end(c->p, fr, g4_matcher_scratch(m), h, n);
     fr->n = mark;
-    if (r < 0) { *err = -1; return; }
+    if (r < 0) {
+        *err = -1;
+        return;
+    }
     if (r)
         for (int i = 0; i < n_end; i++)
             if (end_ids[i] >= 0 && end_ids[i] < c->t->n_vocab) mask[end_ids[i] >> 5] |= 1u << (end_ids[i] & 31);
@@ -293,7 +340,8 @@ int g4_token_mask(g4_mask_cache *c, g4_matcher *m, const int32_t *end_ids, int n
     if (kr == 0) {
         for (int i = 0; i < N_CTX; i++) {
             ctx_entry *e = &c->ctx[i];
-            if (e->last_use && e->hash == hash && e->key_len == klen && !memcmp(e->key, c->key, (size_t)klen * sizeof(int32_t))) {
+            if (e->last_use && e->hash == hash && e->key_len == klen &&
+                !memcmp(e->key, c->key, (size_t)klen * sizeof(int32_t))) {
                 memcpy(mask, e->mask, (size_t)c->words * sizeof *mask);
                 e->last_use = c->tick;
                 c->stats.context_hits++;
@@ -325,10 +373,14 @@ int g4_token_mask(g4_mask_cache *c, g4_matcher *m, const int32_t *end_ids, int n
     if (rc) return -1;
     if (kr == 0) { /* remember it in the least recently used slot */
         int victim = 0;
-        for (int i = 1; i < N_CTX; i++) if (c->ctx[i].last_use < c->ctx[victim].last_use) victim = i;
+        for (int i = 1; i < N_CTX; i++)
+            if (c->ctx[i].last_use < c->ctx[victim].last_use) victim = i;
         ctx_entry *e = &c->ctx[victim];
         if (!e->mask && !(e->mask = malloc((size_t)c->words * sizeof *mask))) return 0;
-        if (grow((void **)&e->key, &e->key_cap, klen, sizeof(int32_t))) { e->last_use = 0; return 0; }
+        if (grow((void **)&e->key, &e->key_cap, klen, sizeof(int32_t))) {
+            e->last_use = 0;
+            return 0;
+        }
         memcpy(e->key, c->key, (size_t)klen * sizeof(int32_t));
         memcpy(e->mask, mask, (size_t)c->words * sizeof *mask);
         e->key_len = klen;
@@ -349,7 +401,8 @@ int g4_mask_cache_precompute(g4_mask_cache *c, int min_bytes) {
         for (int b = 0; b < 256; b++) wide += p->next[s * p->n_classes + p->byte_class[b]] >= 0;
         if (wide >= min_bytes) rc = state_entry_build(c, &fr, &sc, s);
     }
-    free(fr.state); free(fr.parent);
+    free(fr.state);
+    free(fr.parent);
     g4_step_scratch_free(&sc);
     return rc;
 }

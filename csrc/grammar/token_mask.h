@@ -46,7 +46,9 @@ int g4_token_mask_slow(g4_mask_cache *c, g4_matcher *m, const int32_t *end_ids, 
 int g4_matcher_advance_token(g4_matcher *m, const g4_token_trie *t, int32_t id);
 
 /* Cache statistics (benchmarks). */
-typedef struct g4_mask_stats { int64_t calls, context_hits, state_entries, walked_nodes; } g4_mask_stats;
+typedef struct g4_mask_stats {
+    int64_t calls, context_hits, state_entries, walked_nodes;
+} g4_mask_stats;
 g4_mask_stats g4_mask_cache_stats(const g4_mask_cache *c);
 
 #endif

@@ -29,13 +29,13 @@ typedef struct g4_token_trie {
 } g4_token_trie;
 
 /* From explicit byte strings (tok[i], len[i]; len 0 or NULL tok = excluded). NULL on OOM / error. */
-int g4_token_trie_build(const char *const *tok, const uint32_t *len, int32_t n_vocab, g4_token_trie **out, g4_error *err);
+int g4_token_trie_build(const char *const *tok, const uint32_t *len, int32_t n_vocab, g4_token_trie **out,
+                        g4_error *err);
 /* From a loaded tokenizer (special tokens excluded). */
 int g4_token_trie_from_tokenizer(const g4_tokenizer *t, g4_token_trie **out, g4_error *err);
 /* The same with the special tokens ids[0..n) included as their text (a forced tool call writes
  * <|tool_call>, <tool_call|> and <|"|>; json_schema.h's g4_gemma_tool_call_compile). */
-int g4_token_trie_with_specials(const g4_tokenizer *t, const int32_t *ids, int n, g4_token_trie **out,
-                                g4_error *err);
+int g4_token_trie_with_specials(const g4_tokenizer *t, const int32_t *ids, int n, g4_token_trie **out, g4_error *err);
 void g4_token_trie_free(g4_token_trie *t);
 
 /* A synthetic vocabulary of n tokens shaped like a real BPE one, for benchmarks and tests: 256

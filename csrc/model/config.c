@@ -89,8 +89,7 @@ static int parse_rope(const cJSON *rp, const char *type, int head_dim, g4_rope *
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(rp, type);
     if (!cJSON_IsObject(r)) return g4_fail(err, "config: missing required field rope_parameters.%s", type);
     const cJSON *kind = field(r, "rope_type");
-    if (!cJSON_IsString(kind))
-        return g4_fail(err, "config: missing required field rope_parameters.%s.rope_type", type);
+    if (!cJSON_IsString(kind)) return g4_fail(err, "config: missing required field rope_parameters.%s.rope_type", type);
     snprintf(fname, sizeof fname, "rope_parameters.%s.rope_theta", type);
     const cJSON *theta = field(r, "rope_theta");
     if (!cJSON_IsNumber(theta) || !(theta->valuedouble > 0))
@@ -107,15 +106,18 @@ static int parse_rope(const cJSON *rp, const char *type, int head_dim, g4_rope *
     if (strcmp(kind->valuestring, "default") == 0) {
         /* HF's default RoPE with p < 1 uses the rotated width as exponent denominator,
          * which g4_rope cannot express; the real models never do that. */
-        if (p != 1.0) return g4_fail(err, "config: field %s = %g: only 1.0 is supported with rope_type \"default\"", fname, p);
+        if (p != 1.0)
+            return g4_fail(err, "config: field %s = %g: only 1.0 is supported with rope_type \"default\"", fname, p);
         out->rotated_pairs = head_dim / 2;
     } else if (strcmp(kind->valuestring, "proportional") == 0) {
         if (!(p > 0.0 && p <= 1.0)) return g4_fail(err, "config: field %s = %g: must be in (0, 1]", fname, p);
         out->rotated_pairs = (int)floor(p * head_dim / 2.0); /* HF: int(p * head_dim // 2) */
         if (out->rotated_pairs < 1) return g4_fail(err, "config: field %s = %g: rotates no pairs", fname, p);
     } else {
-        return g4_fail(err, "config: field rope_parameters.%s.rope_type = \"%s\": unknown rope type "
-                            "(supported: default, proportional)", type, kind->valuestring);
+        return g4_fail(err,
+                       "config: field rope_parameters.%s.rope_type = \"%s\": unknown rope type "
+                       "(supported: default, proportional)",
+                       type, kind->valuestring);
     }
     return 0;
 }
@@ -130,12 +132,11 @@ static int parse_layer_types(const cJSON *t, g4_config *c, g4_error *err) {
     int i = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, lt) {
-        if (cJSON_IsString(e) && strcmp(e->valuestring, "sliding_attention") == 0)
-            c->layer_type[i] = G4_LAYER_SLIDING;
-        else if (cJSON_IsString(e) && strcmp(e->valuestring, "full_attention") == 0)
-            c->layer_type[i] = G4_LAYER_GLOBAL;
+        if (cJSON_IsString(e) && strcmp(e->valuestring, "sliding_attention") == 0) c->layer_type[i] = G4_LAYER_SLIDING;
+        else if (cJSON_IsString(e) && strcmp(e->valuestring, "full_attention") == 0) c->layer_type[i] = G4_LAYER_GLOBAL;
         else
-            return g4_fail(err, "config: field layer_types[%d]: expected \"sliding_attention\" or \"full_attention\"", i);
+            return g4_fail(err, "config: field layer_types[%d]: expected \"sliding_attention\" or \"full_attention\"",
+                           i);
         i++;
     }
     /* transformers silently forces the last layer to full attention; we refuse instead of
@@ -182,8 +183,8 @@ static int parse_global_geometry(const cJSON *t, g4_config *c, g4_error *err) {
         errno = 0;
         long l = strtol(e->string, &end, 10); /* keys are zero-padded ("05"): base 10, not 0 */
         if (errno || end == e->string || *end || l < 0 || l >= c->n_layers)
-            return g4_fail(err, "config: field per_layer_config: key \"%s\" is not a layer index < %d",
-                           e->string, c->n_layers);
+            return g4_fail(err, "config: field per_layer_config: key \"%s\" is not a layer index < %d", e->string,
+                           c->n_layers);
         if (!cJSON_IsObject(e)) return g4_fail(err, "config: field per_layer_config.%s: expected an object", e->string);
         const cJSON *f;
         cJSON_ArrayForEach(f, e) {
@@ -202,24 +203,29 @@ static int parse_global_geometry(const cJSON *t, g4_config *c, g4_error *err) {
     for (int l = 0; l < c->n_layers; l++) {
         if (c->layer_type[l] == G4_LAYER_SLIDING) {
             if (hd[l] != c->head_dim || kv[l] != c->n_kv_heads)
-                return g4_fail(err, "config: field per_layer_config: sliding layer %d overrides head_dim/num_key_value_heads "
-                                    "(%d/%d, base %d/%d); only global layers may differ",
+                return g4_fail(err,
+                               "config: field per_layer_config: sliding layer %d overrides head_dim/num_key_value_heads "
+                               "(%d/%d, base %d/%d); only global layers may differ",
                                l, hd[l], kv[l], c->head_dim, c->n_kv_heads);
         } else if (first_g < 0) {
             first_g = l;
         } else if (hd[l] != hd[first_g] || kv[l] != kv[first_g]) {
-            return g4_fail(err, "config: field per_layer_config: global layers %d and %d differ (head_dim %d vs %d, "
-                                "num_key_value_heads %d vs %d)", first_g, l, hd[first_g], hd[l], kv[first_g], kv[l]);
+            return g4_fail(err,
+                           "config: field per_layer_config: global layers %d and %d differ (head_dim %d vs %d, "
+                           "num_key_value_heads %d vs %d)",
+                           first_g, l, hd[first_g], hd[l], kv[first_g], kv[l]);
         }
     }
     c->global_head_dim = hd[first_g];
     c->n_global_kv_heads = kv[first_g];
     if (have_ghd && ghd != c->global_head_dim)
-        return g4_fail(err, "config: field global_head_dim = %d disagrees with per_layer_config (head_dim %d)",
-                       ghd, c->global_head_dim);
+        return g4_fail(err, "config: field global_head_dim = %d disagrees with per_layer_config (head_dim %d)", ghd,
+                       c->global_head_dim);
     if (have_gkv && c->k_eq_v && gkv != c->n_global_kv_heads)
-        return g4_fail(err, "config: field num_global_key_value_heads = %d disagrees with per_layer_config "
-                            "(num_key_value_heads %d)", gkv, c->n_global_kv_heads);
+        return g4_fail(err,
+                       "config: field num_global_key_value_heads = %d disagrees with per_layer_config "
+                       "(num_key_value_heads %d)",
+                       gkv, c->n_global_kv_heads);
     return 0;
 }
 
@@ -254,17 +260,21 @@ static int reject_unsupported(const cJSON *t, g4_error *err) {
                             "per-layer embeddings, which are not supported (write 0)");
     if (req_int(t, "hidden_size_per_layer_input", &ple, err)) return -1;
     if (ple != 0)
-        return g4_fail(err, "config: field hidden_size_per_layer_input = %d: per-layer embeddings are not supported", ple);
+        return g4_fail(err, "config: field hidden_size_per_layer_input = %d: per-layer embeddings are not supported",
+                       ple);
     if (opt_int(t, "num_kv_shared_layers", 0, &shared, err)) return -1;
-    if (shared != 0) return g4_fail(err, "config: field num_kv_shared_layers = %d: KV sharing is not supported", shared);
+    if (shared != 0)
+        return g4_fail(err, "config: field num_kv_shared_layers = %d: KV sharing is not supported", shared);
     if (opt_bool(t, "use_double_wide_mlp", false, &b, err)) return -1;
     if (b) return g4_fail(err, "config: field use_double_wide_mlp = true: not supported");
     if (opt_bool(t, "attention_bias", false, &b, err)) return -1;
     if (b) return g4_fail(err, "config: field attention_bias = true: not supported");
     if ((v = field(t, "use_bidirectional_attention")) != NULL) {
-        if (!cJSON_IsString(v)) return g4_fail(err, "config: field use_bidirectional_attention: expected a string or null");
+        if (!cJSON_IsString(v))
+            return g4_fail(err, "config: field use_bidirectional_attention: expected a string or null");
         if (strcmp(v->valuestring, "vision") != 0)
-            return g4_fail(err, "config: field use_bidirectional_attention = \"%s\": only null or \"vision\" is supported",
+            return g4_fail(err,
+                           "config: field use_bidirectional_attention = \"%s\": only null or \"vision\" is supported",
                            v->valuestring);
     }
     if ((v = field(t, "hidden_activation")) != NULL &&
@@ -315,8 +325,7 @@ static int check_geometry(const g4_config *c, g4_error *err) {
     };
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
         if (dims[i].v > dims[i].max)
-            return g4_fail(err, "config: field %s = %d exceeds the supported %d", dims[i].name, dims[i].v,
-                           dims[i].max);
+            return g4_fail(err, "config: field %s = %d exceeds the supported %d", dims[i].name, dims[i].v, dims[i].max);
     const struct {
         const char *name;
         int64_t v;
@@ -329,8 +338,8 @@ static int check_geometry(const g4_config *c, g4_error *err) {
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         if (rows[i].v > G4_CFG_MAX_DIM)
-            return g4_fail(err, "config: fields %s = %lld exceed the supported %d", rows[i].name,
-                           (long long)rows[i].v, G4_CFG_MAX_DIM);
+            return g4_fail(err, "config: fields %s = %lld exceed the supported %d", rows[i].name, (long long)rows[i].v,
+                           G4_CFG_MAX_DIM);
     return 0;
 }
 
@@ -340,7 +349,8 @@ static int parse_text(g4_config *c, const cJSON *t, g4_error *err) {
     if (reject_unsupported(t, err)) return -1;
     if (req_pos(t, "num_hidden_layers", &c->n_layers, err)) return -1;
     if (c->n_layers > G4_MAX_LAYERS)
-        return g4_fail(err, "config: field num_hidden_layers = %d exceeds the supported %d", c->n_layers, G4_MAX_LAYERS);
+        return g4_fail(err, "config: field num_hidden_layers = %d exceeds the supported %d", c->n_layers,
+                       G4_MAX_LAYERS);
     if (req_pos(t, "hidden_size", &c->hidden, err) || req_pos(t, "num_attention_heads", &c->n_heads, err) ||
         req_pos(t, "num_key_value_heads", &c->n_kv_heads, err) || req_pos(t, "head_dim", &c->head_dim, err) ||
         req_pos(t, "intermediate_size", &c->intermediate, err) || req_pos(t, "vocab_size", &c->vocab, err) ||
@@ -353,7 +363,8 @@ static int parse_text(g4_config *c, const cJSON *t, g4_error *err) {
     if (parse_layer_types(t, c, err) || parse_global_geometry(t, c, err)) return -1;
 
     if (c->global_head_dim <= 0 || c->n_global_kv_heads <= 0)
-        return g4_fail(err, "config: field global_head_dim / num_global_key_value_heads: must be positive (got %d / %d)",
+        return g4_fail(err,
+                       "config: field global_head_dim / num_global_key_value_heads: must be positive (got %d / %d)",
                        c->global_head_dim, c->n_global_kv_heads);
     if (c->head_dim % 2 || c->global_head_dim % 2)
         return g4_fail(err, "config: field head_dim / global_head_dim: must be even (got %d / %d)", c->head_dim,
@@ -382,7 +393,8 @@ static int parse_text(g4_config *c, const cJSON *t, g4_error *err) {
     c->eps = (float)eps;
 
     if (opt_bool(t, "tie_word_embeddings", true, &c->tie_embeddings, err)) return -1;
-    if (!c->tie_embeddings) return g4_fail(err, "config: field tie_word_embeddings = false: an untied LM head is not supported");
+    if (!c->tie_embeddings)
+        return g4_fail(err, "config: field tie_word_embeddings = false: an untied LM head is not supported");
     if (opt_int(t, "bos_token_id", 2, &c->bos_id, err) || opt_int(t, "pad_token_id", 0, &c->pad_id, err)) return -1;
     if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(t, "bos_token_id"))) c->bos_id = -1;
     if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(t, "pad_token_id"))) c->pad_id = -1;
@@ -392,7 +404,8 @@ static int parse_text(g4_config *c, const cJSON *t, g4_error *err) {
 int g4_config_parse(g4_config *cfg, const char *json_text, g4_error *err) {
     memset(cfg, 0, sizeof *cfg);
     cJSON *root = cJSON_Parse(json_text);
-    if (!root) return g4_fail(err, "config: malformed JSON near \"%.32s\"", cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
+    if (!root)
+        return g4_fail(err, "config: malformed JSON near \"%.32s\"", cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
     int rc = -1;
     if (!cJSON_IsObject(root)) {
         g4_fail(err, "config: top level is not a JSON object");

@@ -63,7 +63,11 @@ static double now_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-typedef struct { g4_model *m; g4_error *err; size_t done, total; } load_ctx;
+typedef struct {
+    g4_model *m;
+    g4_error *err;
+    size_t done, total;
+} load_ctx;
 static size_t weight_bytes(const g4_weight *w) {
     size_t n = g4_dtype_size(w->dtype);
     for (int i = 0; i < w->ndim; i++) n *= (size_t)w->shape[i];
@@ -82,7 +86,8 @@ static int load_weight_cb(g4_weight *w, void *user) {
         float mean, amp;
         g4_dummy_init(w->name, w->ndim, w->shape, &mean, &amp);
         rc = g4_backend_supports(m->be, G4_OP_LOAD_DUMMY_WEIGHT, w->dtype)
-                 ? ops->load_dummy_weight(m->be->ctx, w, g4_dummy_tensor_seed(m->opts.dummy_seed, w->name), mean, amp, lc->err)
+                 ? ops->load_dummy_weight(m->be->ctx, w, g4_dummy_tensor_seed(m->opts.dummy_seed, w->name), mean, amp,
+                                          lc->err)
                  : g4_fail(lc->err, "backend %s has no dummy-weights mode", ops->name);
     } else if (!g4_backend_supports(m->be, G4_OP_LOAD_WEIGHT, w->dtype)) {
         rc = g4_fail(lc->err, "backend %s cannot load a %s weight", ops->name, g4_dtype_name(w->dtype));
@@ -146,8 +151,24 @@ static void free_buffers(g4_model *m) {
     if (!s) return;
     for (int i = 0; i < s->n_graphs; i++)
         if (s->graphs[i].graph) m->be->ops->graph_free(m->be->ctx, s->graphs[i].graph);
-    void *all[] = {s->x, s->a, s->q, s->k, s->v, s->att, s->o, s->g, s->u, s->f, s->m,
-                   s->moe_ids, s->moe_w, s->step_i32, s->logits, s->sample_params, s->sample_tokens, s->sample_lp};
+    void *all[] = {s->x,
+                   s->a,
+                   s->q,
+                   s->k,
+                   s->v,
+                   s->att,
+                   s->o,
+                   s->g,
+                   s->u,
+                   s->f,
+                   s->m,
+                   s->moe_ids,
+                   s->moe_w,
+                   s->step_i32,
+                   s->logits,
+                   s->sample_params,
+                   s->sample_tokens,
+                   s->sample_lp};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) m->be->ops->free(m->be->ctx, all[i]);
     free(s->step_host);
     free(s);
@@ -202,8 +223,7 @@ int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_mode
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (g4_config_load(&m->cfg, path, err)) goto fail;
-    if (!m->opts.max_model_len)
-        m->opts.max_model_len = m->cfg.max_positions < 4096 ? m->cfg.max_positions : 4096;
+    if (!m->opts.max_model_len) m->opts.max_model_len = m->cfg.max_positions < 4096 ? m->cfg.max_positions : 4096;
     if (m->opts.max_model_len > m->cfg.max_positions) {
         g4_fail(err, "model: max_model_len %d exceeds max_position_embeddings %d", m->opts.max_model_len,
                 m->cfg.max_positions);
@@ -269,7 +289,8 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
         if (st->seq[t] < 0 || st->seq[t] >= st->n_seqs)
             return g4_fail(err, "step: token %d has sequence slot %d, expected 0..%d", t, st->seq[t], st->n_seqs - 1);
         if (st->pos[t] < 0 || st->pos[t] >= m->opts.max_model_len)
-            return g4_fail(err, "step: token %d at position %d, model length is %d", t, st->pos[t], m->opts.max_model_len);
+            return g4_fail(err, "step: token %d at position %d, model length is %d", t, st->pos[t],
+                           m->opts.max_model_len);
         if (st->pos[t] > max_pos) max_pos = st->pos[t];
     }
     for (int r = 0; r < st->n_rows; r++)
@@ -282,8 +303,8 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
             return g4_fail(err, "step: sliding block table entry %zu is %d, pool has %d blocks", i,
                            st->blocks_sliding[i], m->opts.n_blocks_sliding);
         if (st->blocks_global[i] < -1 || st->blocks_global[i] >= m->opts.n_blocks_global)
-            return g4_fail(err, "step: global block table entry %zu is %d, pool has %d blocks", i,
-                           st->blocks_global[i], m->opts.n_blocks_global);
+            return g4_fail(err, "step: global block table entry %zu is %d, pool has %d blocks", i, st->blocks_global[i],
+                           m->opts.n_blocks_global);
     }
     for (int t = 0; t < T; t++) { /* the token's own slot must exist: it is written this step */
         size_t at = (size_t)st->seq[t] * nb + (size_t)(st->pos[t] / m->opts.block_size);
@@ -304,9 +325,17 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
     memcpy(h + 4 * T + tab, st->blocks_global, tab * sizeof(int32_t));
     if (m->be->ops->upload(m->be->ctx, base, h, (4 * (size_t)T + 2 * tab) * sizeof(int32_t), err)) return -1;
     int32_t *ids = base, *pos = ids + T, *seq = pos + T, *rows = seq + T, *bs = rows + T, *bg = bs + tab;
-    *d = (g4_step_dev){.n_tokens = T, .token_ids = ids, .pos = pos, .seq = seq, .n_seqs = st->n_seqs,
-                       .max_blocks = nb, .blocks_sliding = bs, .blocks_global = bg, .n_rows = st->n_rows,
-                       .rows = rows, .max_pos = max_pos};
+    *d = (g4_step_dev){.n_tokens = T,
+                       .token_ids = ids,
+                       .pos = pos,
+                       .seq = seq,
+                       .n_seqs = st->n_seqs,
+                       .max_blocks = nb,
+                       .blocks_sliding = bs,
+                       .blocks_global = bg,
+                       .n_rows = st->n_rows,
+                       .rows = rows,
+                       .max_pos = max_pos};
     return 0;
 }
 
@@ -333,13 +362,13 @@ static int op_end(const g4_model *m, int rc, int layer, const char *op, g4_error
 
 /* Runs `call` (an op returning 0/-1) as op `name` of layer `l`; the rest is the shape format.
  * Needs `m` and `err` in scope; returns -1 from the enclosing function on failure. */
-#define OP(l, name, call, ...)                                              \
-    do {                                                                    \
-        if (op_end(m, (call), (l), (name), err, __VA_ARGS__)) return -1;    \
+#define OP(l, name, call, ...)                                           \
+    do {                                                                 \
+        if (op_end(m, (call), (l), (name), err, __VA_ARGS__)) return -1; \
     } while (0)
 
 /* y[T,N] = x[T,K] · Wᵀ as op "matmul <W's role>". */
-#define MATMUL(l, role, y, x, W, T)                                                                   \
+#define MATMUL(l, role, y, x, W, T)                                                                 \
     OP(l, "matmul " role, ops->matmul(cx, (y), (x), (W), (T), err), "x[%d,%lld] W[%lld,%lld]", (T), \
        (long long)(W)->shape[1], (long long)(W)->shape[0], (long long)(W)->shape[1])
 
@@ -357,9 +386,13 @@ static int attention_block(g4_model *m, int l, const g4_step_dev *d, g4_error *e
     void *cx = m->be->ctx;
     g4_model_scratch *s = m->scratch;
     int T = d->n_tokens, H = c->hidden, global = g4_layer_is_global(c, l);
-    g4_attn_geom g = {.layer = l, .n_heads = c->n_heads, .n_kv_heads = g4_layer_kv_heads(c, l),
-                      .head_dim = g4_layer_head_dim(c, l), .window = global ? 0 : c->sliding_window,
-                      .rope = global ? c->rope_global : c->rope_sliding, .k_eq_v = g4_layer_k_eq_v(c, l),
+    g4_attn_geom g = {.layer = l,
+                      .n_heads = c->n_heads,
+                      .n_kv_heads = g4_layer_kv_heads(c, l),
+                      .head_dim = g4_layer_head_dim(c, l),
+                      .window = global ? 0 : c->sliding_window,
+                      .rope = global ? c->rope_global : c->rope_sliding,
+                      .k_eq_v = g4_layer_k_eq_v(c, l),
                       .eps = c->eps};
     OP(l, "rmsnorm input_norm", ops->rmsnorm(cx, s->a, s->x, &lw->input_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
     MATMUL(l, "q_proj", s->q, s->a, &lw->q_proj, T);
@@ -406,14 +439,14 @@ static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
         OP(l, "rmsnorm post_ffn_norm_1", ops->rmsnorm(cx, s->f, s->f, &lw->post_ffn_norm_1, T, H, c->eps, err),
            "x[%d,%d]", T, H);
         OP(l, "moe_route",
-           ops->moe_route(cx, s->moe_ids, s->moe_w, s->x, &lw->router_proj, &lw->router_scale,
-                          &lw->router_expert_scale, T, c->top_k, c->eps, err),
+           ops->moe_route(cx, s->moe_ids, s->moe_w, s->x, &lw->router_proj, &lw->router_scale, &lw->router_expert_scale,
+                          T, c->top_k, c->eps, err),
            "h[%d,%d] experts=%d top_k=%d", T, H, c->n_experts, c->top_k);
         OP(l, "rmsnorm pre_ffn_norm_2", ops->rmsnorm(cx, s->a, s->x, &lw->pre_ffn_norm_2, T, H, c->eps, err),
            "x[%d,%d]", T, H);
         OP(l, "moe_experts",
-           ops->moe_experts(cx, s->m, s->a, s->moe_ids, s->moe_w, &lw->experts_gate_up, &lw->experts_down, T,
-                            c->top_k, err),
+           ops->moe_experts(cx, s->m, s->a, s->moe_ids, s->moe_w, &lw->experts_gate_up, &lw->experts_down, T, c->top_k,
+                            err),
            "x[%d,%d] gate_up[%lld,%lld,%lld] top_k=%d", T, H, (long long)lw->experts_gate_up.shape[0],
            (long long)lw->experts_gate_up.shape[1], (long long)lw->experts_gate_up.shape[2], c->top_k);
         OP(l, "all_reduce moe", reduce(m, s->m, (size_t)T * H, err), "[%d,%d] ranks=%d", T, H, m->shard.size);
@@ -467,8 +500,8 @@ static int compute(g4_model *m, const g4_step_dev *d, const g4_sample_args *sa, 
  * (the first, eager, run warms plans and scratch). */
 static g4_graph_slot *graph_slot(g4_model *m, g4_step_dev *d, int with_sample) {
     g4_model_scratch *s = m->scratch;
-    if (!g4_backend_supports(m->be, G4_OP_GRAPH, G4_DT_F32) || m->debug_sync || m->shard.size > 1 || m->opts.no_graphs ||
-        d->n_tokens != d->n_seqs || d->n_rows != d->n_tokens)
+    if (!g4_backend_supports(m->be, G4_OP_GRAPH, G4_DT_F32) || m->debug_sync || m->shard.size > 1 ||
+        m->opts.no_graphs || d->n_tokens != d->n_seqs || d->n_rows != d->n_tokens)
         return NULL;
     int bound = 1;
     while (bound < d->max_pos + 1) bound *= 2;
@@ -544,8 +577,9 @@ int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *
     if (prepare(m, step, &d, err) || compute_step(m, &d, NULL, err)) return -1;
     int V = m->shard.vocab_local;
     if (d.n_rows)
-        OP(-1, "download logits", ops->download(cx, logits, m->scratch->logits, (size_t)d.n_rows * V * sizeof(float), err),
-           "[%d,%d] f32", d.n_rows, V);
+        OP(-1, "download logits",
+           ops->download(cx, logits, m->scratch->logits, (size_t)d.n_rows * V * sizeof(float), err), "[%d,%d] f32",
+           d.n_rows, V);
     OP(-1, "sync", ops->sync(cx, err), "end of step, T=%d", d.n_tokens);
     return 0;
 }
@@ -577,8 +611,13 @@ int g4_model_forward_sample(g4_model *m, const g4_step *step, const g4_sample_pa
             return -1;
         OP(-1, "upload sample params", ops->upload(cx, s->sample_params, params, params_bytes, err), "%zu bytes",
            params_bytes);
-        g4_sample_args a = {.logits = s->logits, .ld = V, .vocab = V, .max_rows = d.n_rows,
-                            .params = s->sample_params, .mask = NULL, .tokens = s->sample_tokens,
+        g4_sample_args a = {.logits = s->logits,
+                            .ld = V,
+                            .vocab = V,
+                            .max_rows = d.n_rows,
+                            .params = s->sample_params,
+                            .mask = NULL,
+                            .tokens = s->sample_tokens,
                             .logprobs = s->sample_lp};
         if (compute_step(m, &d, &a, err)) return -1;
         OP(-1, "download tokens", ops->download(cx, tokens, s->sample_tokens, (size_t)d.n_rows * sizeof(int32_t), err),

@@ -177,7 +177,8 @@ int g4_runner_step(g4_runner *r, const g4_runner_chunk *chunks, int n_chunks, fl
                            r->seqs[c->seq].len + c->n, m->opts.max_model_len);
         T += c->n;
     }
-    if (T > m->opts.max_step_tokens) return g4_fail(err, "runner: step of %d tokens exceeds %d", T, m->opts.max_step_tokens);
+    if (T > m->opts.max_step_tokens)
+        return g4_fail(err, "runner: step of %d tokens exceeds %d", T, m->opts.max_step_tokens);
     for (int i = 0; i < n_chunks; i++) {
         runner_seq *s = &r->seqs[chunks[i].seq];
         if (reserve(r, s, s->len, s->len + chunks[i].n, err)) {
@@ -199,8 +200,15 @@ int g4_runner_step(g4_runner *r, const g4_runner_chunk *chunks, int n_chunks, fl
             if (c->all_logits || j == c->n - 1) r->rows[R++] = t;
         }
     }
-    g4_step st = {.n_tokens = T, .token_ids = r->ids, .pos = r->pos, .seq = r->seq, .n_seqs = n_chunks,
-                  .blocks_sliding = r->tab_s, .blocks_global = r->tab_g, .n_rows = R, .rows = r->rows};
+    g4_step st = {.n_tokens = T,
+                  .token_ids = r->ids,
+                  .pos = r->pos,
+                  .seq = r->seq,
+                  .n_seqs = n_chunks,
+                  .blocks_sliding = r->tab_s,
+                  .blocks_global = r->tab_g,
+                  .n_rows = R,
+                  .rows = r->rows};
     int rc = r->step_fn ? r->step_fn(r->step_ctx, &st, logits, err) : g4_model_forward(m, &st, logits, err);
     if (rc) {
         for (int i = 0; i < n_chunks; i++) unreserve(r, &r->seqs[chunks[i].seq], r->seqs[chunks[i].seq].len);

@@ -126,7 +126,8 @@ static int parse_entry(g4_safetensors *st, int s, const cJSON *e, size_t data_st
         return g4_fail(err, "%s: tensor %s: unsupported dtype %s (supported: BF16, F16, F32, I32, I64)", path, name,
                        dt->valuestring);
     t->ndim = cJSON_GetArraySize(sh);
-    if (t->ndim > G4_MAX_DIMS) return g4_fail(err, "%s: tensor %s: %d dimensions (max %d)", path, name, t->ndim, G4_MAX_DIMS);
+    if (t->ndim > G4_MAX_DIMS)
+        return g4_fail(err, "%s: tensor %s: %d dimensions (max %d)", path, name, t->ndim, G4_MAX_DIMS);
     /* numel with overflow check: each dim < 2^40, product < 2^62 */
     uint64_t numel = 1;
     for (int i = 0; i < t->ndim; i++) {
@@ -144,12 +145,13 @@ static int parse_entry(g4_safetensors *st, int s, const cJSON *e, size_t data_st
         return g4_fail(err, "%s: tensor %s: data_offsets must be [begin, end] with 0 <= begin <= end", path, name);
     uint64_t want = numel * g4_dtype_size(t->dtype), data_size = st->shards[s].size - data_start;
     if (en - b != want)
-        return g4_fail(err, "%s: tensor %s: dtype/shape mismatch: %s × %llu elements = %llu bytes, data_offsets span %llu",
+        return g4_fail(err,
+                       "%s: tensor %s: dtype/shape mismatch: %s × %llu elements = %llu bytes, data_offsets span %llu",
                        path, name, g4_dtype_name(t->dtype), (unsigned long long)numel, (unsigned long long)want,
                        (unsigned long long)(en - b));
     if (en > data_size)
-        return g4_fail(err, "%s: tensor %s: data_offsets [%llu, %llu] out of range: data section is %llu bytes", path, name,
-                       (unsigned long long)b, (unsigned long long)en, (unsigned long long)data_size);
+        return g4_fail(err, "%s: tensor %s: data_offsets [%llu, %llu] out of range: data section is %llu bytes", path,
+                       name, (unsigned long long)b, (unsigned long long)en, (unsigned long long)data_size);
     t->name = strdup(name);
     if (!t->name) return g4_fail(err, "safetensors: out of memory");
     t->data = (const char *)st->shards[s].map + data_start + b;
@@ -194,7 +196,8 @@ static int load_shard(g4_safetensors *st, int s, g4_error *err) {
     const unsigned char *p = sh->map;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
     if (hlen < 2 || hlen > MAX_HEADER_BYTES || hlen > sh->size - 8)
-        return g4_fail(err, "%s: bad header length %llu (file is %zu bytes)", sh->path, (unsigned long long)hlen, sh->size);
+        return g4_fail(err, "%s: bad header length %llu (file is %zu bytes)", sh->path, (unsigned long long)hlen,
+                       sh->size);
     cJSON *root = cJSON_ParseWithLength((const char *)p + 8, (size_t)hlen);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
@@ -316,9 +319,9 @@ static int open_index(g4_safetensors *st, const char *index_path, g4_error *err)
         if (!cJSON_IsString(w))
             rc = g4_fail(err, "%s: tensor %s (in %s) is not listed in the index", index_path, t->name, base);
         else if (strcmp(w->valuestring, base) != 0)
-            rc = g4_fail(err, "%s: tensor %s: index says shard %s, found in %s", index_path, t->name, w->valuestring, base);
-        else
-            listed++;
+            rc = g4_fail(err, "%s: tensor %s: index says shard %s, found in %s", index_path, t->name, w->valuestring,
+                         base);
+        else listed++;
     }
     /* ... and every index entry is in its shard (names are unique by now, so equal counts
      * mean equal sets; cJSON keeps duplicate keys, so a name listed twice is caught too). */
@@ -355,8 +358,7 @@ g4_safetensors *g4_st_open(const char *path, g4_error *err) {
             rc = add_shard(st, one, err);
             one = NULL;
             if (!rc) rc = load_shard(st, 0, err);
-        } else
-            rc = g4_fail(err, "%s: holds neither model.safetensors.index.json nor model.safetensors", path);
+        } else rc = g4_fail(err, "%s: holds neither model.safetensors.index.json nor model.safetensors", path);
         free(idx);
         free(one);
     } else {

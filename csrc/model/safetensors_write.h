@@ -19,8 +19,8 @@ g4_st_writer *g4_stw_create(void);
 void g4_stw_free(g4_st_writer *w);
 
 /* Adds a tensor. data == NULL: no bytes (sparse). Copies name and data. */
-int g4_stw_add(g4_st_writer *w, const char *name, g4_dtype dt, int ndim, const int64_t *shape,
-               const void *data, g4_error *err);
+int g4_stw_add(g4_st_writer *w, const char *name, g4_dtype dt, int ndim, const int64_t *shape, const void *data,
+               g4_error *err);
 
 /* Writes the file. Returns 0 or -1 with err (errno text included). */
 int g4_stw_write(const g4_st_writer *w, const char *path, g4_error *err);

@@ -6,13 +6,15 @@
 
 int g4_shard_check(const g4_config *c, int t, g4_error *err) {
     if (t < 1) return g4_fail(err, "tensor parallel size %d: must be ≥ 1", t);
-    if (c->n_heads % t) return g4_fail(err, "tensor parallel %d: num_attention_heads %d does not divide", t, c->n_heads);
+    if (c->n_heads % t)
+        return g4_fail(err, "tensor parallel %d: num_attention_heads %d does not divide", t, c->n_heads);
     int kvs[2] = {c->n_kv_heads, c->n_global_kv_heads};
     const char *names[2] = {"num_key_value_heads", "num_global_key_value_heads"};
     for (int i = 0; i < 2; i++)
         if (kvs[i] % t && t % kvs[i])
             return g4_fail(err, "tensor parallel %d: %s %d neither divides nor is divided by it", t, names[i], kvs[i]);
-    if (c->intermediate % t) return g4_fail(err, "tensor parallel %d: intermediate_size %d does not divide", t, c->intermediate);
+    if (c->intermediate % t)
+        return g4_fail(err, "tensor parallel %d: intermediate_size %d does not divide", t, c->intermediate);
     if (c->moe && c->moe_intermediate % t)
         return g4_fail(err, "tensor parallel %d: moe_intermediate_size %d does not divide", t, c->moe_intermediate);
     if (c->vocab % t) return g4_fail(err, "tensor parallel %d: vocab_size %d does not divide", t, c->vocab);
@@ -45,7 +47,8 @@ static int slice_rows(g4_shard *s, g4_weight *w, int64_t r0, int64_t n, g4_error
         char *dst = own(s, (size_t)(lead * n * C) * es);
         if (!dst) return g4_fail(err, "shard: out of memory slicing %s", w->name);
         for (int64_t l = 0; l < lead; l++)
-            memcpy(dst + (size_t)(l * n * C) * es, (const char *)w->host + (size_t)((l * R + r0) * C) * es, (size_t)(n * C) * es);
+            memcpy(dst + (size_t)(l * n * C) * es, (const char *)w->host + (size_t)((l * R + r0) * C) * es,
+                   (size_t)(n * C) * es);
         w->host = dst;
     }
     w->shape[ax] = n;

@@ -16,9 +16,9 @@
 
 typedef struct g4_shard {
     int rank, size;
-    int vocab_offset, vocab_local;   /* this rank's LM-head rows */
-    g4_weight lm_head;               /* [vocab_local, H] slice of embed_tokens */
-    void **owned;                    /* copies made for column slices */
+    int vocab_offset, vocab_local; /* this rank's LM-head rows */
+    g4_weight lm_head; /* [vocab_local, H] slice of embed_tokens */
+    void **owned; /* copies made for column slices */
     int n_owned, cap_owned;
 } g4_shard;
 

@@ -112,7 +112,9 @@ static void add_linear(gen *g, const char *name, int64_t out, int64_t in) {
     int64_t s[2] = {out, in};
     add(g, name, 2, s, 0.0f, sqrtf(3.0f / (float)in));
 }
-static void add_vec(gen *g, const char *name, int64_t n, float base, float spread) { add(g, name, 1, &n, base, spread); }
+static void add_vec(gen *g, const char *name, int64_t n, float base, float spread) {
+    add(g, name, 1, &n, base, spread);
+}
 
 static void add_layer(gen *g, const g4_config *c, int l) {
     char n[256];
@@ -150,7 +152,8 @@ static void add_layer(gen *g, const g4_config *c, int l) {
 /* config.json in the multimodal form Google's checkpoints use. */
 static char *config_json(const g4_config *c) {
     cJSON *root = cJSON_CreateObject(), *tc = cJSON_CreateObject();
-    cJSON_AddItemToObject(root, "architectures", cJSON_CreateStringArray((const char *[]){"Gemma4ForConditionalGeneration"}, 1));
+    cJSON_AddItemToObject(root, "architectures",
+                          cJSON_CreateStringArray((const char *[]){"Gemma4ForConditionalGeneration"}, 1));
     cJSON_AddStringToObject(root, "model_type", "gemma4");
     cJSON_AddNullToObject(root, "audio_config");
     cJSON_AddBoolToObject(root, "tie_word_embeddings", 1);
@@ -188,14 +191,16 @@ static char *config_json(const g4_config *c) {
     cJSON_AddItemToObject(tc, "eos_token_id", cJSON_CreateIntArray(c->eos_ids, c->n_eos));
     cJSON *types = cJSON_AddArrayToObject(tc, "layer_types");
     for (int l = 0; l < c->n_layers; l++)
-        cJSON_AddItemToArray(types, cJSON_CreateString(g4_layer_is_global(c, l) ? "full_attention" : "sliding_attention"));
+        cJSON_AddItemToArray(types,
+                             cJSON_CreateString(g4_layer_is_global(c, l) ? "full_attention" : "sliding_attention"));
     cJSON *rp = cJSON_AddObjectToObject(tc, "rope_parameters");
     cJSON *rs = cJSON_AddObjectToObject(rp, "sliding_attention");
     cJSON_AddStringToObject(rs, "rope_type", "default");
     cJSON_AddNumberToObject(rs, "rope_theta", c->rope_sliding.theta);
     cJSON *rg = cJSON_AddObjectToObject(rp, "full_attention");
     cJSON_AddStringToObject(rg, "rope_type", "proportional");
-    cJSON_AddNumberToObject(rg, "partial_rotary_factor", (double)c->rope_global.rotated_pairs / (c->global_head_dim / 2));
+    cJSON_AddNumberToObject(rg, "partial_rotary_factor",
+                            (double)c->rope_global.rotated_pairs / (c->global_head_dim / 2));
     cJSON_AddNumberToObject(rg, "rope_theta", c->rope_global.theta);
     char *s = cJSON_Print(root);
     cJSON_Delete(root);
@@ -213,7 +218,8 @@ int g4_testmodel_write_sparse(const g4_config *c, const char *dir, g4_error *err
 }
 
 static int write_checkpoint(const g4_config *c, uint64_t seed, int sparse, const char *dir, g4_error *err) {
-    if (mkdir(dir, 0755) && errno != EEXIST) return g4_fail(err, "testmodel: cannot create %s: %s", dir, strerror(errno));
+    if (mkdir(dir, 0755) && errno != EEXIST)
+        return g4_fail(err, "testmodel: cannot create %s: %s", dir, strerror(errno));
     char path[4096];
     char *json = config_json(c);
     if (!json) return g4_fail(err, "testmodel: out of memory");

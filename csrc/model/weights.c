@@ -70,12 +70,10 @@ static int map_layer(mapper *m, g4_layer_weights *lw, const g4_config *c, int l)
     const int64_t H = c->hidden, d = g4_layer_head_dim(c, l), nkv = g4_layer_kv_heads(c, l), nq = c->n_heads;
     const int64_t I = c->intermediate, E = c->n_experts, Im = c->moe_intermediate;
     char s[128];
-#define T(slot, suffix, ...) \
-    (snprintf(s, sizeof s, "layers.%d.%s", l, suffix), take(m, &lw->slot, s, __VA_ARGS__))
+#define T(slot, suffix, ...) (snprintf(s, sizeof s, "layers.%d.%s", l, suffix), take(m, &lw->slot, s, __VA_ARGS__))
 
     memset(lw, 0, sizeof *lw);
-    if (T(input_norm, "input_layernorm.weight", 1, H, 0, 0) ||
-        T(q_proj, "self_attn.q_proj.weight", 2, nq * d, H, 0) ||
+    if (T(input_norm, "input_layernorm.weight", 1, H, 0, 0) || T(q_proj, "self_attn.q_proj.weight", 2, nq * d, H, 0) ||
         T(k_proj, "self_attn.k_proj.weight", 2, nkv * d, H, 0))
         return -1;
     if (!g4_layer_k_eq_v(c, l)) {
@@ -83,8 +81,10 @@ static int map_layer(mapper *m, g4_layer_weights *lw, const g4_config *c, int l)
     } else {
         snprintf(s, sizeof s, "%slayers.%d.self_attn.v_proj.weight", m->prefix, l);
         if (g4_st_find(m->st, s))
-            return g4_fail(m->err, "tensor %s: unexpected tensor: global layer %d has attention_k_eq_v "
-                                   "(V comes from k_proj), expected no v_proj", s, l);
+            return g4_fail(m->err,
+                           "tensor %s: unexpected tensor: global layer %d has attention_k_eq_v "
+                           "(V comes from k_proj), expected no v_proj",
+                           s, l);
     }
     if (T(o_proj, "self_attn.o_proj.weight", 2, H, nq * d, 0) || T(q_norm, "self_attn.q_norm.weight", 1, d, 0, 0) ||
         T(k_norm, "self_attn.k_norm.weight", 1, d, 0, 0) ||
@@ -95,14 +95,13 @@ static int map_layer(mapper *m, g4_layer_weights *lw, const g4_config *c, int l)
         T(post_ffn_norm, "post_feedforward_layernorm.weight", 1, H, 0, 0) ||
         T(layer_scalar, "layer_scalar", 1, 1, 0, 0))
         return -1;
-    if (c->moe &&
-        (T(post_ffn_norm_1, "post_feedforward_layernorm_1.weight", 1, H, 0, 0) ||
-         T(pre_ffn_norm_2, "pre_feedforward_layernorm_2.weight", 1, H, 0, 0) ||
-         T(post_ffn_norm_2, "post_feedforward_layernorm_2.weight", 1, H, 0, 0) ||
-         T(router_proj, "router.proj.weight", 2, E, H, 0) || T(router_scale, "router.scale", 1, H, 0, 0) ||
-         T(router_expert_scale, "router.per_expert_scale", 1, E, 0, 0) ||
-         T(experts_gate_up, "experts.gate_up_proj", 3, E, 2 * Im, H) ||
-         T(experts_down, "experts.down_proj", 3, E, H, Im)))
+    if (c->moe && (T(post_ffn_norm_1, "post_feedforward_layernorm_1.weight", 1, H, 0, 0) ||
+                   T(pre_ffn_norm_2, "pre_feedforward_layernorm_2.weight", 1, H, 0, 0) ||
+                   T(post_ffn_norm_2, "post_feedforward_layernorm_2.weight", 1, H, 0, 0) ||
+                   T(router_proj, "router.proj.weight", 2, E, H, 0) || T(router_scale, "router.scale", 1, H, 0, 0) ||
+                   T(router_expert_scale, "router.per_expert_scale", 1, E, 0, 0) ||
+                   T(experts_gate_up, "experts.gate_up_proj", 3, E, 2 * Im, H) ||
+                   T(experts_down, "experts.down_proj", 3, E, H, Im)))
         return -1;
 #undef T
     return 0;
@@ -124,7 +123,7 @@ int g4_weights_map(g4_weights *w, const g4_config *cfg, const g4_safetensors *st
     /* multimodal checkpoints (and text-only configs whose tensors sit there anyway) use the
      * language_model prefix; text-only conversions use plain `model.` */
     m.prefix = (cfg->multimodal || g4_st_find(st, "model.language_model.embed_tokens.weight")) ? "model.language_model."
-                                                                                                : "model.";
+                                                                                               : "model.";
     int rc = take(&m, &w->embed, "embed_tokens.weight", 2, cfg->vocab, cfg->hidden, 0) ||
              take(&m, &w->final_norm, "norm.weight", 1, cfg->hidden, 0, 0);
     for (int l = 0; l < cfg->n_layers && !rc; l++) rc = map_layer(&m, &w->layers[l], cfg, l);

@@ -185,7 +185,8 @@ int g4_tp_step(void *ctx, const g4_step *step, float *logits, g4_error *err) {
         const g4_model *m = tp->w[k].model;
         int Vl = m->shard.vocab_local, V = m->full_cfg.vocab;
         for (int r = 0; r < step->n_rows; r++)
-            memcpy(logits + (size_t)r * V + m->shard.vocab_offset, tp->w[k].logits + (size_t)r * Vl, Vl * sizeof(float));
+            memcpy(logits + (size_t)r * V + m->shard.vocab_offset, tp->w[k].logits + (size_t)r * Vl,
+                   Vl * sizeof(float));
     }
     return 0;
 }

@@ -53,8 +53,11 @@ static int g4_seam_detok_finish(void *state, char *out, size_t cap) {
 static void g4_seam_detok_close(void *state) { g4_detokenizer_free(state); }
 
 static inline g4_detok_iface g4_detok_iface_for(const g4_tokenizer *tok) {
-    g4_detok_iface d = {.ctx = (void *)tok, .open = g4_seam_detok_open, .push = g4_seam_detok_push,
-                        .close = g4_seam_detok_close, .finish = g4_seam_detok_finish};
+    g4_detok_iface d = {.ctx = (void *)tok,
+                        .open = g4_seam_detok_open,
+                        .push = g4_seam_detok_push,
+                        .close = g4_seam_detok_close,
+                        .finish = g4_seam_detok_finish};
     return d;
 }
 

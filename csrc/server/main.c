@@ -34,67 +34,65 @@ typedef struct opts {
     char names_buf[1024];
 } opts;
 
-static void usage(FILE *f)
-{
+static void usage(FILE *f) {
     fprintf(f,
-"usage: g4serve [flags]\n"
-"OpenAI-compatible HTTP server for Gemma 4 (NIM-style). Flags override NIM_* environment variables.\n"
-"\n"
-"Model\n"
-"  --model DIR                 Hugging Face Gemma 4 checkpoint directory (env NIM_MODEL_PATH, legacy\n"
-"                              NIM_MODEL_NAME; only local directories). Default: the embedded tiny model.\n"
-"  --default-model-dir DIR     where the embedded default model (tiny-dense, seed 1, with its test\n"
-"                              tokenizer.json) is written if missing and served when --model is not\n"
-"                              given (default ./models/tiny-dense)\n"
-"  --tokenizer FILE            tokenizer.json (default: the model directory's tokenizer.json; without\n"
-"                              one g4serve refuses to start)\n"
-"  --backend cpu|cuda          compute backend (default cpu)\n"
-"  --served-model-name N[,A..] name(s) the API answers to; the first is reported (env\n"
-"                              NIM_SERVED_MODEL_NAME; default: g4serve-tiny, or the model directory name)\n"
-"  --max-model-len N           prompt + completion limit in tokens (env NIM_MAX_MODEL_LEN; default 4096\n"
-"                              or the model's limit, whichever is smaller)\n"
-"  --max-num-seqs N            concurrently running sequences (env NIM_MAX_NUM_SEQS; default 64)\n"
-"  --max-num-batched-tokens N  tokens per engine step (env NIM_MAX_NUM_BATCHED_TOKENS; default 512)\n"
-"  --max-queue N               waiting requests beyond which requests get 429 (default 1024)\n"
-"  --enable-prefix-caching / --no-enable-prefix-caching\n"
-"                              reuse KV blocks of shared prompt prefixes (env NIM_ENABLE_KV_CACHE_REUSE;\n"
-"                              default on)\n"
-"  --tensor-parallel-size N    split the model over N ranks: N GPUs with --backend cuda (NCCL), N threads\n"
-"                              with cpu (env NIM_TENSOR_PARALLEL_SIZE; default 1)\n"
-"\n"
-"HTTP\n"
-"  --host ADDR                 IPv4 listen address of HTTP and gRPC (default 0.0.0.0; deploy/run-local.sh\n"
-"                              passes 127.0.0.1)\n"
-"  --api-key KEY               require 'Authorization: Bearer KEY' on every API route and gRPC metadata\n"
-"                              'authorization: Bearer KEY' on every gRPC method but health (env\n"
-"                              VLLM_API_KEY, preferred: a flag shows in ps). Default: no key\n"
-"  --protect-metrics           with a key: /metrics and /v1/metrics want it too (default open)\n"
-"  --drain-timeout S           on SIGTERM/SIGINT let in-flight requests finish for up to S seconds, then\n"
-"                              cancel them (env G4_DRAIN_TIMEOUT; default 30, Kubernetes'\n"
-"                              terminationGracePeriodSeconds); a second signal exits at once\n"
-"  --port N                    listen port (env NIM_SERVER_PORT; default 8000; 0 = any free port)\n"
-"  --max-body-bytes N          request body limit, larger bodies get 413 (default 67108864)\n"
-"  --connection-timeout S      close idle connections after S seconds (default 600; 0 = never)\n"
-"  --keepalive-interval S      SSE keep-alive comment after S seconds without data (default 5)\n"
-"  --request-timeout S         cancel a generation running longer than S seconds (default 0 = never)\n"
-"  --no-reasoning-content      emit only `reasoning`, not the older `reasoning_content` alias\n"
-"  --log-requests              one log line per request (env NIM_DISABLE_LOG_REQUESTS=0)\n"
-"  --debug-ready-delay S       testing aid: report not-ready for S more seconds after warm-up\n"
-"  --help                      this text\n"
-"\n"
-"gRPC (native g4serve.v1, KServe v2 subset, grpc.health.v1; docs/api-grpc.md)\n"
-"  --grpc-port N               listen port (env NIM_GRPC_API_PORT; default 8001; 0 = any free port)\n"
-"  --no-grpc                   do not start the gRPC server\n"
-"\n"
-"Also read (accepted, logged): NIM_LOG_LEVEL, NIM_JSONL_LOGGING, NIM_CACHE_PATH, NIM_MODEL_PROFILE,\n"
-"NIM_GPU_MEMORY_UTILIZATION, NIM_KVCACHE_PERCENT, NIM_PASSTHROUGH_ARGS, NIM_HEALTH_PORT (not\n"
-"supported: health is on the API port). Unknown NIM_* variables are logged and ignored.\n"
-"Endpoints: /v1/chat/completions /v1/completions /v1/models /v1/health/live /v1/health/ready\n"
-"/v1/metrics /metrics /v1/version /tokenize /detokenize (docs/api-http.md).\n");
+            "usage: g4serve [flags]\n"
+            "OpenAI-compatible HTTP server for Gemma 4 (NIM-style). Flags override NIM_* environment variables.\n"
+            "\n"
+            "Model\n"
+            "  --model DIR                 Hugging Face Gemma 4 checkpoint directory (env NIM_MODEL_PATH, legacy\n"
+            "                              NIM_MODEL_NAME; only local directories). Default: the embedded tiny model.\n"
+            "  --default-model-dir DIR     where the embedded default model (tiny-dense, seed 1, with its test\n"
+            "                              tokenizer.json) is written if missing and served when --model is not\n"
+            "                              given (default ./models/tiny-dense)\n"
+            "  --tokenizer FILE            tokenizer.json (default: the model directory's tokenizer.json; without\n"
+            "                              one g4serve refuses to start)\n"
+            "  --backend cpu|cuda          compute backend (default cpu)\n"
+            "  --served-model-name N[,A..] name(s) the API answers to; the first is reported (env\n"
+            "                              NIM_SERVED_MODEL_NAME; default: g4serve-tiny, or the model directory name)\n"
+            "  --max-model-len N           prompt + completion limit in tokens (env NIM_MAX_MODEL_LEN; default 4096\n"
+            "                              or the model's limit, whichever is smaller)\n"
+            "  --max-num-seqs N            concurrently running sequences (env NIM_MAX_NUM_SEQS; default 64)\n"
+            "  --max-num-batched-tokens N  tokens per engine step (env NIM_MAX_NUM_BATCHED_TOKENS; default 512)\n"
+            "  --max-queue N               waiting requests beyond which requests get 429 (default 1024)\n"
+            "  --enable-prefix-caching / --no-enable-prefix-caching\n"
+            "                              reuse KV blocks of shared prompt prefixes (env NIM_ENABLE_KV_CACHE_REUSE;\n"
+            "                              default on)\n"
+            "  --tensor-parallel-size N    split the model over N ranks: N GPUs with --backend cuda (NCCL), N threads\n"
+            "                              with cpu (env NIM_TENSOR_PARALLEL_SIZE; default 1)\n"
+            "\n"
+            "HTTP\n"
+            "  --host ADDR                 IPv4 listen address of HTTP and gRPC (default 0.0.0.0; deploy/run-local.sh\n"
+            "                              passes 127.0.0.1)\n"
+            "  --api-key KEY               require 'Authorization: Bearer KEY' on every API route and gRPC metadata\n"
+            "                              'authorization: Bearer KEY' on every gRPC method but health (env\n"
+            "                              VLLM_API_KEY, preferred: a flag shows in ps). Default: no key\n"
+            "  --protect-metrics           with a key: /metrics and /v1/metrics want it too (default open)\n"
+            "  --drain-timeout S           on SIGTERM/SIGINT let in-flight requests finish for up to S seconds, then\n"
+            "                              cancel them (env G4_DRAIN_TIMEOUT; default 30, Kubernetes'\n"
+            "                              terminationGracePeriodSeconds); a second signal exits at once\n"
+            "  --port N                    listen port (env NIM_SERVER_PORT; default 8000; 0 = any free port)\n"
+            "  --max-body-bytes N          request body limit, larger bodies get 413 (default 67108864)\n"
+            "  --connection-timeout S      close idle connections after S seconds (default 600; 0 = never)\n"
+            "  --keepalive-interval S      SSE keep-alive comment after S seconds without data (default 5)\n"
+            "  --request-timeout S         cancel a generation running longer than S seconds (default 0 = never)\n"
+            "  --no-reasoning-content      emit only `reasoning`, not the older `reasoning_content` alias\n"
+            "  --log-requests              one log line per request (env NIM_DISABLE_LOG_REQUESTS=0)\n"
+            "  --debug-ready-delay S       testing aid: report not-ready for S more seconds after warm-up\n"
+            "  --help                      this text\n"
+            "\n"
+            "gRPC (native g4serve.v1, KServe v2 subset, grpc.health.v1; docs/api-grpc.md)\n"
+            "  --grpc-port N               listen port (env NIM_GRPC_API_PORT; default 8001; 0 = any free port)\n"
+            "  --no-grpc                   do not start the gRPC server\n"
+            "\n"
+            "Also read (accepted, logged): NIM_LOG_LEVEL, NIM_JSONL_LOGGING, NIM_CACHE_PATH, NIM_MODEL_PROFILE,\n"
+            "NIM_GPU_MEMORY_UTILIZATION, NIM_KVCACHE_PERCENT, NIM_PASSTHROUGH_ARGS, NIM_HEALTH_PORT (not\n"
+            "supported: health is on the API port). Unknown NIM_* variables are logged and ignored.\n"
+            "Endpoints: /v1/chat/completions /v1/completions /v1/models /v1/health/live /v1/health/ready\n"
+            "/v1/metrics /metrics /v1/version /tokenize /detokenize (docs/api-http.md).\n");
 }
 
-static int parse_int(const char *flag, const char *v, int lo, int *out)
-{
+static int parse_int(const char *flag, const char *v, int lo, int *out) {
     char *end;
     errno = 0;
     long x = strtol(v ? v : "", &end, 10);
@@ -106,8 +104,7 @@ static int parse_int(const char *flag, const char *v, int lo, int *out)
     return 0;
 }
 
-static int parse_double(const char *flag, const char *v, double *out)
-{
+static int parse_double(const char *flag, const char *v, double *out) {
     char *end;
     double x = strtod(v ? v : "", &end);
     if (!v || !*v || *end || x < 0) {
@@ -118,71 +115,74 @@ static int parse_double(const char *flag, const char *v, double *out)
     return 0;
 }
 
-static void set_names(opts *o, const char *list)
-{
+static void set_names(opts *o, const char *list) {
     snprintf(o->names_buf, sizeof o->names_buf, "%s", list);
     o->http.n_served_names = 0;
     for (char *save = NULL, *t = strtok_r(o->names_buf, ",", &save); t && o->http.n_served_names < G4_HTTP_MAX_NAMES;
          t = strtok_r(NULL, ",", &save))
-        if (*t)
-            o->http.served_names[o->http.n_served_names++] = t;
+        if (*t) o->http.served_names[o->http.n_served_names++] = t;
 }
 
-static int read_env(opts *o)
-{
+static int read_env(opts *o) {
     extern char **environ;
-    static const char *const known[] = {"NIM_SERVER_PORT", "NIM_SERVED_MODEL_NAME", "NIM_MODEL_PATH", "NIM_MODEL_NAME",
-                                        "NIM_MAX_MODEL_LEN", "NIM_MAX_NUM_SEQS", "NIM_MAX_NUM_BATCHED_TOKENS",
-                                        "NIM_ENABLE_KV_CACHE_REUSE", "NIM_TENSOR_PARALLEL_SIZE", "NIM_GRPC_API_PORT",
-                                        "NIM_DISABLE_LOG_REQUESTS", "NIM_LOG_LEVEL", "NIM_JSONL_LOGGING",
-                                        "NIM_CACHE_PATH", "NIM_MODEL_PROFILE", "NIM_GPU_MEMORY_UTILIZATION",
-                                        "NIM_KVCACHE_PERCENT", "NIM_PASSTHROUGH_ARGS", "NIM_HEALTH_PORT",
+    static const char *const known[] = {"NIM_SERVER_PORT",
+                                        "NIM_SERVED_MODEL_NAME",
+                                        "NIM_MODEL_PATH",
+                                        "NIM_MODEL_NAME",
+                                        "NIM_MAX_MODEL_LEN",
+                                        "NIM_MAX_NUM_SEQS",
+                                        "NIM_MAX_NUM_BATCHED_TOKENS",
+                                        "NIM_ENABLE_KV_CACHE_REUSE",
+                                        "NIM_TENSOR_PARALLEL_SIZE",
+                                        "NIM_GRPC_API_PORT",
+                                        "NIM_DISABLE_LOG_REQUESTS",
+                                        "NIM_LOG_LEVEL",
+                                        "NIM_JSONL_LOGGING",
+                                        "NIM_CACHE_PATH",
+                                        "NIM_MODEL_PROFILE",
+                                        "NIM_GPU_MEMORY_UTILIZATION",
+                                        "NIM_KVCACHE_PERCENT",
+                                        "NIM_PASSTHROUGH_ARGS",
+                                        "NIM_HEALTH_PORT",
                                         "NIM_PIPELINE_PARALLEL_SIZE"};
     for (char **e = environ; *e; e++) {
-        if (strncmp(*e, "NIM_", 4))
-            continue;
+        if (strncmp(*e, "NIM_", 4)) continue;
         size_t n = strcspn(*e, "=");
         bool k = false;
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             k |= strlen(known[i]) == n && !strncmp(*e, known[i], n);
-        if (!k)
-            fprintf(stderr, "g4serve: ignoring unknown environment variable %.*s\n", (int)n, *e);
+        if (!k) fprintf(stderr, "g4serve: ignoring unknown environment variable %.*s\n", (int)n, *e);
     }
     const char *v;
-    if ((v = getenv("NIM_SERVER_PORT")) && parse_int("NIM_SERVER_PORT", v, 0, &o->http.port) < 0)
-        return -1;
-    if ((v = getenv("NIM_GRPC_API_PORT")) && parse_int("NIM_GRPC_API_PORT", v, 0, &o->grpc_port) < 0)
-        return -1;
-    if ((v = getenv("NIM_SERVED_MODEL_NAME")) && *v)
-        set_names(o, v);
-    if ((v = getenv("NIM_MODEL_NAME")) && *v)
-        o->model = v;
-    if ((v = getenv("NIM_MODEL_PATH")) && *v)
-        o->model = v;
+    if ((v = getenv("NIM_SERVER_PORT")) && parse_int("NIM_SERVER_PORT", v, 0, &o->http.port) < 0) return -1;
+    if ((v = getenv("NIM_GRPC_API_PORT")) && parse_int("NIM_GRPC_API_PORT", v, 0, &o->grpc_port) < 0) return -1;
+    if ((v = getenv("NIM_SERVED_MODEL_NAME")) && *v) set_names(o, v);
+    if ((v = getenv("NIM_MODEL_NAME")) && *v) o->model = v;
+    if ((v = getenv("NIM_MODEL_PATH")) && *v) o->model = v;
     if (o->model && strstr(o->model, "://")) {
-        fprintf(stderr, "g4serve: NIM_MODEL_PATH '%s': only local directories can be loaded (no downloads)\n", o->model);
+        fprintf(stderr, "g4serve: NIM_MODEL_PATH '%s': only local directories can be loaded (no downloads)\n",
+                o->model);
         return -1;
     }
-    if ((v = getenv("NIM_MAX_MODEL_LEN")) && parse_int("NIM_MAX_MODEL_LEN", v, 1, &o->max_model_len) < 0)
-        return -1;
-    if ((v = getenv("NIM_MAX_NUM_SEQS")) && parse_int("NIM_MAX_NUM_SEQS", v, 1, &o->max_num_seqs) < 0)
-        return -1;
+    if ((v = getenv("NIM_MAX_MODEL_LEN")) && parse_int("NIM_MAX_MODEL_LEN", v, 1, &o->max_model_len) < 0) return -1;
+    if ((v = getenv("NIM_MAX_NUM_SEQS")) && parse_int("NIM_MAX_NUM_SEQS", v, 1, &o->max_num_seqs) < 0) return -1;
     if ((v = getenv("NIM_MAX_NUM_BATCHED_TOKENS")) &&
         parse_int("NIM_MAX_NUM_BATCHED_TOKENS", v, 1, &o->max_batched_tokens) < 0)
         return -1;
-    if ((v = getenv("NIM_TENSOR_PARALLEL_SIZE")) && parse_int("NIM_TENSOR_PARALLEL_SIZE", v, 1, &o->tp) < 0)
-        return -1;
-    if ((v = getenv("NIM_ENABLE_KV_CACHE_REUSE")))
-        o->prefix_cache = strcmp(v, "0") && strcasecmp(v, "false");
-    if ((v = getenv("VLLM_API_KEY")) && *v)
-        o->http.api_key = v;
-    if ((v = getenv("G4_DRAIN_TIMEOUT")) && parse_double("G4_DRAIN_TIMEOUT", v, &o->drain_timeout_s) < 0)
-        return -1;
-    if ((v = getenv("NIM_DISABLE_LOG_REQUESTS")))
-        o->http.log_requests = !strcmp(v, "0") || !strcasecmp(v, "false");
-    static const char *const logged[] = {"NIM_LOG_LEVEL", "NIM_JSONL_LOGGING", "NIM_CACHE_PATH", "NIM_MODEL_PROFILE",
-                                         "NIM_GPU_MEMORY_UTILIZATION", "NIM_KVCACHE_PERCENT", "NIM_PASSTHROUGH_ARGS",
-                                         "NIM_HEALTH_PORT", "NIM_PIPELINE_PARALLEL_SIZE"};
+    if ((v = getenv("NIM_TENSOR_PARALLEL_SIZE")) && parse_int("NIM_TENSOR_PARALLEL_SIZE", v, 1, &o->tp) < 0) return -1;
+    if ((v = getenv("NIM_ENABLE_KV_CACHE_REUSE"))) o->prefix_cache = strcmp(v, "0") && strcasecmp(v, "false");
+    if ((v = getenv("VLLM_API_KEY")) && *v) o->http.api_key = v;
+    if ((v = getenv("G4_DRAIN_TIMEOUT")) && parse_double("G4_DRAIN_TIMEOUT", v, &o->drain_timeout_s) < 0) return -1;
+    if ((v = getenv("NIM_DISABLE_LOG_REQUESTS"))) o->http.log_requests = !strcmp(v, "0") || !strcasecmp(v, "false");
+    static const char *const logged[] = {"NIM_LOG_LEVEL",
+                                         "NIM_JSONL_LOGGING",
+                                         "NIM_CACHE_PATH",
+                                         "NIM_MODEL_PROFILE",
+                                         "NIM_GPU_MEMORY_UTILIZATION",
+                                         "NIM_KVCACHE_PERCENT",
+                                         "NIM_PASSTHROUGH_ARGS",
+                                         "NIM_HEALTH_PORT",
+                                         "NIM_PIPELINE_PARALLEL_SIZE"};
     for (size_t i = 0; i < sizeof logged / sizeof logged[0]; i++)
         if ((v = getenv(logged[i])))
             fprintf(stderr, "g4serve: %s=%s accepted; it has no effect in this build\n", logged[i], v);
@@ -191,9 +191,12 @@ static int read_env(opts *o)
 
 /* Numeric flags with their ranges: one table instead of a branch each. Returns 1 when `a` is
  * one of them (*i advanced past the value; *i = -1 when the value is bad), 0 when it is not. */
-static int take_number(opts *o, const char *a, const char *v, int *i)
-{
-    const struct { const char *flag; int lo, hi; int *dst; } ints[] = {
+static int take_number(opts *o, const char *a, const char *v, int *i) {
+    const struct {
+        const char *flag;
+        int lo, hi;
+        int *dst;
+    } ints[] = {
         {"--port", 0, 65535, &o->http.port},
         {"--grpc-port", 0, 65535, &o->grpc_port},
         {"--max-model-len", 1, 1 << 30, &o->max_model_len},
@@ -203,7 +206,10 @@ static int take_number(opts *o, const char *a, const char *v, int *i)
         {"--tensor-parallel-size", 1, 8, &o->tp},
         {"--connection-timeout", 0, 1 << 30, &o->http.connection_timeout_s},
     };
-    const struct { const char *flag; double *dst; } doubles[] = {
+    const struct {
+        const char *flag;
+        double *dst;
+    } doubles[] = {
         {"--keepalive-interval", &o->http.keepalive_s},
         {"--debug-ready-delay", &o->ready_delay_s},
         {"--request-timeout", &o->http.request_timeout_s},
@@ -212,8 +218,7 @@ static int take_number(opts *o, const char *a, const char *v, int *i)
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
         if (!strcmp(a, ints[k].flag)) {
             bool ok = parse_int(a, v, ints[k].lo, ints[k].dst) == 0 && *ints[k].dst <= ints[k].hi;
-            if (!ok && *ints[k].dst > ints[k].hi)
-                fprintf(stderr, "g4serve: %s: at most %d\n", a, ints[k].hi);
+            if (!ok && *ints[k].dst > ints[k].hi) fprintf(stderr, "g4serve: %s: at most %d\n", a, ints[k].hi);
             *i = ok ? *i + 1 : -1;
             return 1;
         }
@@ -226,8 +231,7 @@ static int take_number(opts *o, const char *a, const char *v, int *i)
 }
 
 /* 0 ok, 1 exit 0 (help), -1 error. */
-static int parse_args(opts *o, int argc, char **argv)
-{
+static int parse_args(opts *o, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define ARG(name) (!strcmp(a, name) && (i++, 1))
@@ -265,12 +269,10 @@ static int parse_args(opts *o, int argc, char **argv)
             o->http.api_key = v;
         } else if (ARG("--max-body-bytes")) {
             int n;
-            if (parse_int(a, v, 1024, &n) < 0)
-                return -1;
+            if (parse_int(a, v, 1024, &n) < 0) return -1;
             o->http.max_body_bytes = (size_t)n;
         } else if (take_number(o, a, v, &i)) {
-            if (i < 0)
-                return -1;
+            if (i < 0) return -1;
         } else {
             fprintf(stderr, "g4serve: unknown flag: %s (see --help)\n", a);
             return -1;
@@ -286,11 +288,9 @@ static int parse_args(opts *o, int argc, char **argv)
 
 /* --- the gRPC server, when this build has it (G4_HAVE_GRPC); a no-op otherwise ------------- */
 
-static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
-{
+static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err) {
     *out = NULL;
-    if (o->grpc_port < 0)
-        return 0;
+    if (o->grpc_port < 0) return 0;
 #ifdef G4_HAVE_GRPC
     g4_grpc_config gc;
     g4_grpc_config_default(&gc);
@@ -300,8 +300,7 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
     gc.model_path = dir;
     gc.api_key = o->http.api_key;
     g4_grpc_server *gs = g4_grpc_server_start(&gc, err);
-    if (!gs)
-        return g4_fail_prefix(err, "gRPC server");
+    if (!gs) return g4_fail_prefix(err, "gRPC server");
     fprintf(stderr, "g4serve: gRPC on %s:%d\n", gc.host, g4_grpc_server_port(gs));
     printf("g4serve: grpc port %d\n", g4_grpc_server_port(gs));
     fflush(stdout);
@@ -315,13 +314,15 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
 }
 
 /* After the engine exists and is warm: hand it over and report ready. */
-static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics)
-{
+static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics) {
 #ifdef G4_HAVE_GRPC
-    if (!gs)
-        return;
-    g4_grpc_model gm = {.engine = st->engine, .tok = st->tok, .cfg = st->model->full_cfg, .eo = st->eo,
-                        .tp_size = st->tp_size, .metrics = metrics};
+    if (!gs) return;
+    g4_grpc_model gm = {.engine = st->engine,
+                        .tok = st->tok,
+                        .cfg = st->model->full_cfg,
+                        .eo = st->eo,
+                        .tp_size = st->tp_size,
+                        .metrics = metrics};
     g4_grpc_server_attach(gs, &gm);
     g4_grpc_server_set_ready(gs, true);
 #else
@@ -329,18 +330,15 @@ static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics)
 #endif
 }
 
-static void drain_grpc(void *gs)
-{
+static void drain_grpc(void *gs) {
 #ifdef G4_HAVE_GRPC
-    if (gs)
-        g4_grpc_server_drain(gs);
+    if (gs) g4_grpc_server_drain(gs);
 #else
     (void)gs;
 #endif
 }
 
-static int grpc_in_flight(void *gs)
-{
+static int grpc_in_flight(void *gs) {
 #ifdef G4_HAVE_GRPC
     return gs ? g4_grpc_server_in_flight(gs) : 0;
 #else
@@ -349,21 +347,17 @@ static int grpc_in_flight(void *gs)
 #endif
 }
 
-static void cancel_grpc(void *gs)
-{
+static void cancel_grpc(void *gs) {
 #ifdef G4_HAVE_GRPC
-    if (gs)
-        g4_grpc_server_cancel_all(gs);
+    if (gs) g4_grpc_server_cancel_all(gs);
 #else
     (void)gs;
 #endif
 }
 
-static void stop_grpc(void *gs)
-{
+static void stop_grpc(void *gs) {
 #ifdef G4_HAVE_GRPC
-    if (gs)
-        g4_grpc_server_stop(gs);
+    if (gs) g4_grpc_server_stop(gs);
 #else
     (void)gs;
 #endif
@@ -371,17 +365,14 @@ static void stop_grpc(void *gs)
 
 /* Waits until nothing is in flight on either protocol or `seconds` pass. A stop signal meanwhile
  * (the second one) ends the process at once: 128 + its number, as a shell reports it. */
-static bool wait_in_flight(g4_http_server *srv, void *grpc, const sigset_t *sigs, double seconds)
-{
+static bool wait_in_flight(g4_http_server *srv, void *grpc, const sigset_t *sigs, double seconds) {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
-        if (g4_http_server_in_flight(srv) + grpc_in_flight(grpc) == 0)
-            return true;
+        if (g4_http_server_in_flight(srv) + grpc_in_flight(grpc) == 0) return true;
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) * 1e-9 >= seconds)
-            return false;
+        if ((double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) * 1e-9 >= seconds) return false;
         struct timespec tick = {0, 50 * 1000000L};
         int sig = sigtimedwait(sigs, NULL, &tick);
         if (sig > 0) {
@@ -394,14 +385,12 @@ static bool wait_in_flight(g4_http_server *srv, void *grpc, const sigset_t *sigs
 /* The drain (docs/operations.md): refuse new work on both protocols while readiness reports 503 /
  * NOT_SERVING, let in-flight requests finish for up to drain_s, then cancel the rest: each stream
  * still ends cleanly (finish_reason "abort" and [DONE] / last message and status OK). */
-static void drain(g4_http_server *srv, void *grpc, const sigset_t *sigs, double drain_s)
-{
+static void drain(g4_http_server *srv, void *grpc, const sigset_t *sigs, double drain_s) {
     g4_http_server_drain(srv);
     drain_grpc(grpc);
     int n = g4_http_server_in_flight(srv) + grpc_in_flight(grpc);
     fprintf(stderr, "g4serve: draining %d request(s) for up to %.0f s\n", n, drain_s);
-    if (wait_in_flight(srv, grpc, sigs, drain_s))
-        return;
+    if (wait_in_flight(srv, grpc, sigs, drain_s)) return;
     fprintf(stderr, "g4serve: drain timeout: cancelling %d request(s)\n",
             g4_http_server_in_flight(srv) + grpc_in_flight(grpc));
     g4_http_server_cancel_all(srv);
@@ -410,8 +399,7 @@ static void drain(g4_http_server *srv, void *grpc, const sigset_t *sigs, double 
         fprintf(stderr, "g4serve: requests still open 10 s after cancelling; closing their connections\n");
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     opts o;
     memset(&o, 0, sizeof o);
     g4_http_config_default(&o.http);
@@ -423,11 +411,9 @@ int main(int argc, char **argv)
     o.grpc_port = 8001;
     o.prefix_cache = -1;
     o.drain_timeout_s = 30;
-    if (read_env(&o) < 0)
-        return 2;
+    if (read_env(&o) < 0) return 2;
     int pr = parse_args(&o, argc, argv);
-    if (pr)
-        return pr > 0 ? 0 : 2;
+    if (pr) return pr > 0 ? 0 : 2;
 
     /* Block the stop signals in every thread; main waits for them with sigwait. */
     sigset_t sigs;
@@ -458,8 +444,8 @@ int main(int argc, char **argv)
         g4_metrics_free(metrics);
         return 1;
     }
-    fprintf(stderr, "g4serve: listening on http://%s:%d (live; loading %s)\n", o.http.host,
-            g4_http_server_port(srv), dir);
+    fprintf(stderr, "g4serve: listening on http://%s:%d (live; loading %s)\n", o.http.host, g4_http_server_port(srv),
+            dir);
     printf("g4serve: port %d\n", g4_http_server_port(srv));
     fflush(stdout);
     void *grpc = NULL; /* g4_grpc_server *, when built and enabled */
@@ -482,23 +468,21 @@ int main(int argc, char **argv)
     if (g4_backend_options_from_env(&so.backend_opts, &err) < 0) /* G4_ATTN_PATH, G4_MOE_PATH */
         goto out;
     so.model.max_seqs = o.max_num_seqs;
-    if (o.max_model_len)
-        so.model.max_model_len = o.max_model_len;
-    if (o.max_batched_tokens)
-        so.model.max_step_tokens = o.max_batched_tokens;
+    if (o.max_model_len) so.model.max_model_len = o.max_model_len;
+    if (o.max_batched_tokens) so.model.max_step_tokens = o.max_batched_tokens;
     so.max_waiting = o.max_queue;
     so.prefix_cache = o.prefix_cache;
     so.warm_up = true;
-    if (g4_stack_open(&st, &so, &err) < 0)
-        goto out;
+    if (g4_stack_open(&st, &so, &err) < 0) goto out;
     g4_http_server_attach(srv, st->engine, st->tok, &st->eo);
-    if (o.ready_delay_s > 0)
-        usleep((useconds_t)(o.ready_delay_s * 1e6));
+    if (o.ready_delay_s > 0) usleep((useconds_t)(o.ready_delay_s * 1e6));
     g4_http_server_set_ready(srv, true);
     grpc_ready(grpc, st, metrics);
-    fprintf(stderr, "g4serve: ready: model %s (%d layers, vocab %d), tokenizer %s, max_model_len %d, "
-            "max_num_seqs %d, backend %s\n", st->dir, st->model->cfg.n_layers, (int)st->model->cfg.vocab,
-            st->tokenizer_path, st->eo.max_model_len, st->eo.max_running, o.backend);
+    fprintf(stderr,
+            "g4serve: ready: model %s (%d layers, vocab %d), tokenizer %s, max_model_len %d, "
+            "max_num_seqs %d, backend %s\n",
+            st->dir, st->model->cfg.n_layers, (int)st->model->cfg.vocab, st->tokenizer_path, st->eo.max_model_len,
+            st->eo.max_running, o.backend);
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -506,8 +490,7 @@ int main(int argc, char **argv)
     drain(srv, grpc, &sigs, o.drain_timeout_s);
     rc = 0;
 out:
-    if (rc)
-        fprintf(stderr, "g4serve: %s\n", err.msg);
+    if (rc) fprintf(stderr, "g4serve: %s\n", err.msg);
     stop_grpc(grpc); /* the front-ends first: they cancel what is left through the engine */
     g4_http_server_stop(srv);
     g4_stack_close(st); /* the engine first: nothing feeds the metrics after it */

@@ -57,8 +57,7 @@ void g4_py_number(double x, char out[32]) {
             *o++ = '.';
             if (nd > e + 1)
                 for (int i = e + 1; i < nd; i++) *o++ = digits[i];
-            else
-                *o++ = '0';
+            else *o++ = '0';
         } else {
             *o++ = '0', *o++ = '.';
             for (int i = 0; i < -e - 1; i++) *o++ = '0';
@@ -264,8 +263,8 @@ static int format_items(g4_strbuf *b, const cJSON *items) {
         found_first = 1;
         if (rc) break;
         if (!strcmp(ik, "properties")) {
-            rc = g4_strbuf_puts(b, "properties:{") ||
-                 (cJSON_IsObject(iv) && format_parameters(b, iv, 0)) || g4_strbuf_putc(b, '}');
+            rc = g4_strbuf_puts(b, "properties:{") || (cJSON_IsObject(iv) && format_parameters(b, iv, 0)) ||
+                 g4_strbuf_putc(b, '}');
         } else if (!strcmp(ik, "required")) {
             rc = required_list(b, iv);
         } else if (!strcmp(ik, "type")) {
@@ -287,8 +286,7 @@ static int format_items(g4_strbuf *b, const cJSON *items) {
                 rc = rc || g4_strbuf_putc(b, ']');
             }
         } else {
-            rc = g4_strbuf_puts_user(b, ik) || g4_strbuf_putc(b, ':') ||
-                 g4_gemma_format_argument(b, iv, 1);
+            rc = g4_strbuf_puts_user(b, ik) || g4_strbuf_putc(b, ':') || g4_gemma_format_argument(b, iv, 1);
         }
     }
     free(kv);
@@ -296,8 +294,8 @@ static int format_items(g4_strbuf *b, const cJSON *items) {
 }
 
 static int is_standard_key(const char *k) {
-    return !strcmp(k, "description") || !strcmp(k, "type") || !strcmp(k, "properties") ||
-           !strcmp(k, "required") || !strcmp(k, "nullable");
+    return !strcmp(k, "description") || !strcmp(k, "type") || !strcmp(k, "properties") || !strcmp(k, "required") ||
+           !strcmp(k, "nullable");
 }
 
 static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys) {
@@ -313,8 +311,7 @@ static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys) 
         rc = rc || g4_strbuf_puts_user(b, key) || g4_strbuf_puts(b, ":{");
         const cJSON *desc = get(value, "description");
         if (g4_py_truthy(desc)) {
-            rc = rc || g4_strbuf_puts(b, "description:" Q) || g4_py_str(b, desc) ||
-                 g4_strbuf_puts(b, Q);
+            rc = rc || g4_strbuf_puts(b, "description:" Q) || g4_py_str(b, desc) || g4_strbuf_puts(b, Q);
             add_comma = 1;
         }
         g4_strbuf type = {0};
@@ -322,20 +319,17 @@ static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys) 
         if (is_type(&type, "STRING")) {
             const cJSON *en = get(value, "enum");
             if (g4_py_truthy(en))
-                rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "enum:") ||
-                     g4_gemma_format_argument(b, en, 1);
+                rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "enum:") || g4_gemma_format_argument(b, en, 1);
         } else if (is_type(&type, "ARRAY")) {
             const cJSON *items = get(value, "items");
-            if (cJSON_IsObject(items) && items->child)
-                rc = rc || comma(b, &add_comma) || format_items(b, items);
+            if (cJSON_IsObject(items) && items->child) rc = rc || comma(b, &add_comma) || format_items(b, items);
         }
-        if (g4_py_truthy(get(value, "nullable")))
-            rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "nullable:true");
+        if (g4_py_truthy(get(value, "nullable"))) rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "nullable:true");
         if (is_type(&type, "OBJECT")) {
             const cJSON *p = get(value, "properties");
             if (p && cJSON_IsObject(p)) {
-                rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "properties:{") ||
-                     format_parameters(b, p, 0) || g4_strbuf_putc(b, '}');
+                rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "properties:{") || format_parameters(b, p, 0) ||
+                     g4_strbuf_putc(b, '}');
             } else if (cJSON_IsObject(value)) {
                 rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "properties:{") ||
                      format_parameters(b, value, 1) || g4_strbuf_putc(b, '}');
@@ -359,16 +353,16 @@ int g4_gemma_format_declaration(g4_strbuf *out, const cJSON *tool, const char **
     }
     *why = "out of memory";
     g4_strbuf b = {0};
-    int rc = (out->tracking && g4_strbuf_track_user(&b)) || g4_strbuf_puts(&b, "declaration:") || g4_py_str(&b, get(fn, "name")) ||
-             g4_strbuf_puts(&b, "{description:" Q) || g4_py_str(&b, get(fn, "description")) ||
-             g4_strbuf_puts(&b, Q);
+    int rc = (out->tracking && g4_strbuf_track_user(&b)) || g4_strbuf_puts(&b, "declaration:") ||
+             g4_py_str(&b, get(fn, "name")) || g4_strbuf_puts(&b, "{description:" Q) ||
+             g4_py_str(&b, get(fn, "description")) || g4_strbuf_puts(&b, Q);
     const cJSON *params = get(fn, "parameters");
     if (g4_py_truthy(params)) {
         rc = rc || g4_strbuf_puts(&b, ",parameters:{");
         const cJSON *props = get(params, "properties"), *req = get(params, "required");
         if (g4_py_truthy(props))
-            rc = rc || g4_strbuf_puts(&b, "properties:{") || format_parameters(&b, props, 0) ||
-                 g4_strbuf_puts(&b, "},");
+            rc =
+                rc || g4_strbuf_puts(&b, "properties:{") || format_parameters(&b, props, 0) || g4_strbuf_puts(&b, "},");
         if (g4_py_truthy(req)) rc = rc || required_list(&b, req) || g4_strbuf_putc(&b, ',');
         const cJSON *type = get(params, "type");
         if (g4_py_truthy(type)) {
@@ -383,13 +377,11 @@ int g4_gemma_format_declaration(g4_strbuf *out, const cJSON *tool, const char **
         rc = rc || g4_strbuf_puts(&b, ",response:{");
         const cJSON *desc = get(resp, "description");
         if (g4_py_truthy(desc))
-            rc = rc || g4_strbuf_puts(&b, "description:" Q) || g4_py_str(&b, desc) ||
-                 g4_strbuf_puts(&b, Q ",");
+            rc = rc || g4_strbuf_puts(&b, "description:" Q) || g4_py_str(&b, desc) || g4_strbuf_puts(&b, Q ",");
         g4_strbuf u = {0};
         rc = rc || upper_of(&u, get(resp, "type"));
         if (!rc && is_type(&u, "OBJECT"))
-            rc = g4_strbuf_puts(&b, "type:" Q) || g4_strbuf_append_user(&b, u.data, u.len) ||
-                 g4_strbuf_puts(&b, Q "}");
+            rc = g4_strbuf_puts(&b, "type:" Q) || g4_strbuf_append_user(&b, u.data, u.len) || g4_strbuf_puts(&b, Q "}");
         g4_strbuf_free(&u);
     }
     rc = rc || g4_strbuf_putc(&b, '}');

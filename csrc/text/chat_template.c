@@ -76,8 +76,7 @@ static int put_strip_thinking(g4_strbuf *b, const cJSON *v, int msg_idx, g4_erro
 
 /* format_tool_response_block(name, response). */
 static int put_tool_response(g4_strbuf *b, const char *name, const cJSON *resp) {
-    int rc = g4_strbuf_puts(b, "<|tool_response>response:") || g4_strbuf_puts_user(b, name) ||
-             g4_strbuf_putc(b, '{');
+    int rc = g4_strbuf_puts(b, "<|tool_response>response:") || g4_strbuf_puts_user(b, name) || g4_strbuf_putc(b, '{');
     if (cJSON_IsObject(resp)) {
         int n;
         const cJSON **kv = g4_dictsort(resp, &n);
@@ -106,30 +105,34 @@ static const char *part_type(const cJSON *part) {
 }
 
 /* One assistant tool call: <|tool_call>call:NAME{k:v,...}<tool_call|>. */
-static int put_tool_call(g4_strbuf *b, const cJSON *tc, int idx, int msg_idx,
-                         const g4_chat_options *o, g4_error *err) {
+static int put_tool_call(g4_strbuf *b, const cJSON *tc, int idx, int msg_idx, const g4_chat_options *o, g4_error *err) {
     const cJSON *fn = get(tc, "function"), *name = get(fn, "name"), *args = get(fn, "arguments");
     if (!cJSON_IsString(name))
-        return g4_fail(err, "chat: messages[%d].tool_calls[%d].function.name must be a string",
-                       msg_idx, idx);
+        return g4_fail(err, "chat: messages[%d].tool_calls[%d].function.name must be a string", msg_idx, idx);
     cJSON *parsed = NULL;
     if (cJSON_IsString(args) && o->decode_string_arguments) {
         parsed = cJSON_Parse(args->valuestring);
         args = parsed;
         if (!parsed || !(cJSON_IsObject(parsed) || cJSON_IsNull(parsed))) {
             cJSON_Delete(parsed);
-            return g4_fail(err, "chat: messages[%d].tool_calls[%d].function.arguments: string is "
-                                "not a JSON object", msg_idx, idx);
+            return g4_fail(err,
+                           "chat: messages[%d].tool_calls[%d].function.arguments: string is "
+                           "not a JSON object",
+                           msg_idx, idx);
         }
     }
     if (!cJSON_IsObject(args) && !cJSON_IsNull(args)) {
         cJSON_Delete(parsed);
-        return g4_fail(err, "chat: messages[%d].tool_calls[%d].function.arguments must be a JSON "
-                            "object (mapping), not a %s", msg_idx, idx,
-                       cJSON_IsString(args) ? "string" : args ? "non-object" : "missing value");
+        return g4_fail(err,
+                       "chat: messages[%d].tool_calls[%d].function.arguments must be a JSON "
+                       "object (mapping), not a %s",
+                       msg_idx, idx,
+                       cJSON_IsString(args) ? "string"
+                       : args               ? "non-object"
+                                            : "missing value");
     }
-    int rc = g4_strbuf_puts(b, "<|tool_call>call:") || g4_strbuf_puts_user(b, name->valuestring) ||
-             g4_strbuf_putc(b, '{');
+    int rc =
+        g4_strbuf_puts(b, "<|tool_call>call:") || g4_strbuf_puts_user(b, name->valuestring) || g4_strbuf_putc(b, '{');
     if (cJSON_IsObject(args)) {
         int n;
         const cJSON **kv = g4_dictsort(args, &n);
@@ -157,8 +160,7 @@ static int parts_ok(const cJSON *content) {
 
 /* The OpenAI path: the run of role:"tool" messages after msgs[i], each answering a call.
  * Returns 0, 1 (bad content: *bad = message index) or -1 (out of memory). */
-static int put_tool_messages(g4_strbuf *b, const cJSON **msgs, int n, int i, const cJSON *calls,
-                             int *bad) {
+static int put_tool_messages(g4_strbuf *b, const cJSON **msgs, int n, int i, const cJSON *calls, int *bad) {
     int rc = 0;
     for (int k = i + 1; k < n && !rc && streq(role_of(msgs[k]), "tool"); k++) {
         const cJSON *follow = msgs[k];
@@ -170,8 +172,7 @@ static int put_tool_messages(g4_strbuf *b, const cJSON **msgs, int n, int i, con
         g4_strbuf name = {0};
         const cJSON *name_src = g4_py_truthy(fname) ? fname : NULL;
         for (const cJSON *tc = calls->child; tc; tc = tc->next)
-            if (g4_py_equal(get(tc, "id"), get(follow, "tool_call_id")))
-                name_src = get(get(tc, "function"), "name");
+            if (g4_py_equal(get(tc, "id"), get(follow, "tool_call_id"))) name_src = get(get(tc, "function"), "name");
         rc = name_src ? g4_py_str(&name, name_src) : g4_strbuf_puts(&name, "unknown");
         rc = rc || g4_strbuf_reserve(&name, 0);
         const cJSON *body = get(follow, "content");
@@ -183,8 +184,7 @@ static int put_tool_messages(g4_strbuf *b, const cJSON **msgs, int n, int i, con
             rc = rc || !s || put_tool_response(b, name.data, s);
             cJSON_Delete(s);
             g4_strbuf_free(&txt);
-            for (const cJSON *p = body->child; p && !rc; p = p->next)
-                rc = put_media_marker(b, part_type(p));
+            for (const cJSON *p = body->child; p && !rc; p = p->next) rc = put_media_marker(b, part_type(p));
         } else if (!rc) {
             rc = put_tool_response(b, name.data, body);
         }
@@ -202,10 +202,8 @@ static int put_content(g4_strbuf *b, const cJSON *content, int is_model, int msg
         for (const cJSON *it = content->child; it && !rc; it = it->next) {
             const char *t = part_type(it);
             if (streq(t, "text"))
-                rc = is_model ? put_strip_thinking(b, get(it, "text"), msg_idx, err)
-                              : put_trimmed(b, get(it, "text"));
-            else
-                rc = put_media_marker(b, t);
+                rc = is_model ? put_strip_thinking(b, get(it, "text"), msg_idx, err) : put_trimmed(b, get(it, "text"));
+            else rc = put_media_marker(b, t);
         }
     }
     return rc;
@@ -216,14 +214,14 @@ static int ends_with(const g4_strbuf *b, const char *s) {
     return b->len >= n && !memcmp(b->data + b->len - n, s, n);
 }
 
-#define OOM(rc)                                                  \
-    do {                                                         \
-        if (rc) return g4_fail(err, "chat: out of memory");      \
+#define OOM(rc)                                             \
+    do {                                                    \
+        if (rc) return g4_fail(err, "chat: out of memory"); \
     } while (0)
 
 /* The system block; returns the index of the first message of the main loop (0 or 1). */
-static int render_system(const cJSON *messages, const cJSON *tools, const g4_chat_options *o,
-                         g4_strbuf *out, enum prev_type *prev, int *first, g4_error *err) {
+static int render_system(const cJSON *messages, const cJSON *tools, const g4_chat_options *o, g4_strbuf *out,
+                         enum prev_type *prev, int *first, g4_error *err) {
     const cJSON *m0 = cJSON_GetArrayItem(messages, 0);
     int first_sys = m0 && (streq(role_of(m0), "system") || streq(role_of(m0), "developer"));
     int has_tools = g4_py_truthy(tools);
@@ -250,8 +248,7 @@ static int render_system(const cJSON *messages, const cJSON *tools, const g4_cha
         for (const cJSON *t = tools->child; t; t = t->next, k++) {
             const char *why;
             OOM(g4_strbuf_puts(out, "<|tool>"));
-            if (g4_gemma_format_declaration(out, t, &why))
-                return g4_fail(err, "chat: tools[%d]: %s", k, why);
+            if (g4_gemma_format_declaration(out, t, &why)) return g4_fail(err, "chat: tools[%d]: %s", k, why);
             OOM(g4_strbuf_puts(out, "<tool|>"));
         }
         *prev = PREV_TOOL;
@@ -260,8 +257,8 @@ static int render_system(const cJSON *messages, const cJSON *tools, const g4_cha
     return 0;
 }
 
-int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_options *opt,
-                   g4_strbuf *out, g4_error *err) {
+int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_options *opt, g4_strbuf *out,
+                   g4_error *err) {
     g4_chat_options defaults;
     if (!opt) {
         g4_chat_options_default(&defaults);
@@ -348,15 +345,19 @@ int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_opti
             if (rc == 1) {
                 free(msgs);
                 g4_strbuf_free(&captured);
-                return g4_fail(err, "chat: messages[%d].content: a tool result must be a string, "
-                                    "null or a list of content-part objects", bad + first);
+                return g4_fail(err,
+                               "chat: messages[%d].content: a tool result must be a string, "
+                               "null or a list of content-part objects",
+                               bad + first);
             }
         }
         if (!rc && !parts_ok(get(msg, "content"))) {
             free(msgs);
             g4_strbuf_free(&captured);
-            return g4_fail(err, "chat: messages[%d].content must be a string or a list of "
-                                "content-part objects", i + first);
+            return g4_fail(err,
+                           "chat: messages[%d].content must be a string or a list of "
+                           "content-part objects",
+                           i + first);
         }
         g4_strbuf_clear(&captured);
         rc = rc || put_content(&captured, get(msg, "content"), is_model, i + first, err);
@@ -367,15 +368,12 @@ int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_opti
         const char *next_role = NULL;
         for (int j = i + 1; j < n && !next_role; j++)
             if (!streq(role_of(msgs[j]), "tool")) next_role = role_of(msgs[j]);
-        int continues = is_model && streq(next_role, "assistant") &&
-                        (!g4_py_truthy(calls) || tr_flag);
+        int continues = is_model && streq(next_role, "assistant") && (!g4_py_truthy(calls) || tr_flag);
         if (rc) break;
-        if (prev == PREV_TOOL_CALL && !tr_flag)
-            rc = g4_strbuf_puts(out, "<|tool_response>");
+        if (prev == PREV_TOOL_CALL && !tr_flag) rc = g4_strbuf_puts(out, "<|tool_response>");
         else if (continues)
             ;
-        else if (!(tr_flag && !has_content && !next_role))
-            rc = g4_strbuf_puts(out, "<turn|>\n");
+        else if (!(tr_flag && !has_content && !next_role)) rc = g4_strbuf_puts(out, "<turn|>\n");
         prev_non_tool_role = role;
     }
     free(msgs);

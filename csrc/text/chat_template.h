@@ -47,7 +47,7 @@ void g4_chat_options_default(g4_chat_options *o);
  * empty = no tools) to out. Returns 0, or -1 with err naming the offending field (missing
  * role, tool call without a name, arguments that are not an object, ...). On error out may
  * hold a partial prompt; the caller discards it. The inputs are not modified. */
-int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_options *opt,
-                   g4_strbuf *out, g4_error *err);
+int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_options *opt, g4_strbuf *out,
+                   g4_error *err);
 
 #endif

@@ -14,8 +14,7 @@ struct g4_detokenizer {
     bool after_special; /* the last text handed out was a special token's */
 };
 
-int g4_detokenizer_new(const g4_tokenizer *tok, unsigned flags, g4_detokenizer **out,
-                       g4_error *err) {
+int g4_detokenizer_new(const g4_tokenizer *tok, unsigned flags, g4_detokenizer **out, g4_error *err) {
     g4_detokenizer *d = calloc(1, sizeof *d);
     if (!d) return g4_fail(err, "detokenizer: out of memory");
     d->tok = tok;
@@ -45,8 +44,7 @@ static int close_run(g4_detokenizer *d, g4_strbuf *out) {
     if (!d->run.len) return 0;
     if (separate(d, false, out)) return -1;
     size_t start = out->len;
-    if (g4_strbuf_append(out, d->run.data, d->run.len) || g4_tok_close_byte_run(out, start))
-        return -1;
+    if (g4_strbuf_append(out, d->run.data, d->run.len) || g4_tok_close_byte_run(out, start)) return -1;
     g4_strbuf_clear(&d->run);
     return 0;
 }
@@ -54,8 +52,7 @@ static int close_run(g4_detokenizer *d, g4_strbuf *out) {
 int g4_detokenizer_push(g4_detokenizer *d, int32_t id, g4_strbuf *out, g4_error *err) {
     const g4_tokenizer *tok = d->tok;
     /* Skipped and unknown ids vanish without ending a run, as in whole-sequence decode. */
-    if (id < 0 || id >= tok->n_vocab || ((d->flags & G4_DECODE_SKIP_SPECIAL) && tok->is_special[id]))
-        return 0;
+    if (id < 0 || id >= tok->n_vocab || ((d->flags & G4_DECODE_SKIP_SPECIAL) && tok->is_special[id])) return 0;
     int bv = tok->byte_val[id];
     if (bv >= 0) {
         char c = (char)bv;

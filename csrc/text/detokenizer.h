@@ -26,8 +26,7 @@ enum { G4_DECODE_SPACES_BETWEEN_SPECIAL = 1u << 8 };
 /* flags: G4_DECODE_SKIP_SPECIAL, G4_DECODE_SPACES_BETWEEN_SPECIAL, or 0 (render special tokens
  * as their text, which the output parser needs). The flags are the request's: a server sets
  * them per request (engine.h detok_flags). The tokenizer must outlive the detokenizer. */
-int g4_detokenizer_new(const g4_tokenizer *tok, unsigned flags, g4_detokenizer **out,
-                       g4_error *err);
+int g4_detokenizer_new(const g4_tokenizer *tok, unsigned flags, g4_detokenizer **out, g4_error *err);
 void g4_detokenizer_free(g4_detokenizer *d);
 
 /* Appends to out the text that token id makes certain (possibly nothing). 0, or -1 (OOM). */

@@ -19,14 +19,10 @@ typedef struct cursor {
 } cursor;
 
 static void skip_ws(cursor *c) {
-    while (c->i < c->n && (c->s[c->i] == ' ' || c->s[c->i] == '\n' || c->s[c->i] == '\t' ||
-                           c->s[c->i] == '\r'))
-        c->i++;
+    while (c->i < c->n && (c->s[c->i] == ' ' || c->s[c->i] == '\n' || c->s[c->i] == '\t' || c->s[c->i] == '\r')) c->i++;
 }
 
-static int at_delim(const cursor *c) {
-    return c->n - c->i >= DELIM_LEN && !memcmp(c->s + c->i, DELIM, DELIM_LEN);
-}
+static int at_delim(const cursor *c) { return c->n - c->i >= DELIM_LEN && !memcmp(c->s + c->i, DELIM, DELIM_LEN); }
 
 /* <|"|>...<|"|> -> the raw text between (start/len), cursor after the closing delimiter. */
 static int delimited(cursor *c, size_t *start, size_t *len) {
@@ -55,7 +51,8 @@ static int is_json_number(const char *s) {
     const char *p = s;
     if (*p == '-') p++;
     if (*p == '0') p++;
-    else if (*p >= '1' && *p <= '9') while (*p >= '0' && *p <= '9') p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9') p++;
     else return 0;
     if (*p == '.') {
         p++;
@@ -132,8 +129,7 @@ static cJSON *parse_object(cursor *c, int depth) {
         }
         if (cJSON_GetObjectItemCaseSensitive(o, key)) /* duplicate key: last one wins */
             cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
-        else
-            cJSON_AddItemToObject(o, key, v);
+        else cJSON_AddItemToObject(o, key, v);
         free(key);
         skip_ws(c);
         if (c->i < c->n && c->s[c->i] == ',') c->i++;

@@ -14,12 +14,22 @@
 
 enum state { ST_CONTENT, ST_REASONING, ST_CALL, ST_DONE };
 
-enum marker { M_NONE = -1, M_PARTIAL = -2, M_CH_OPEN = 0, M_CH_CLOSE, M_CALL_OPEN, M_CALL_CLOSE,
-              M_STOP_TURN_END, M_STOP_TOOL_RESPONSE, M_STOP_EOS, M_STOP_TURN_START, M_COUNT };
+enum marker {
+    M_NONE = -1,
+    M_PARTIAL = -2,
+    M_CH_OPEN = 0,
+    M_CH_CLOSE,
+    M_CALL_OPEN,
+    M_CALL_CLOSE,
+    M_STOP_TURN_END,
+    M_STOP_TOOL_RESPONSE,
+    M_STOP_EOS,
+    M_STOP_TURN_START,
+    M_COUNT
+};
 
-static const char *const MARKERS[M_COUNT] = {"<|channel>", "<channel|>", "<|tool_call>",
-                                             "<tool_call|>", "<turn|>", "<|tool_response>",
-                                             "<eos>", "<|turn>"};
+static const char *const MARKERS[M_COUNT] = {"<|channel>", "<channel|>",       "<|tool_call>", "<tool_call|>",
+                                             "<turn|>",    "<|tool_response>", "<eos>",        "<|turn>"};
 
 static const char LABEL[] = "thought\n";
 #define LABEL_LEN 8
@@ -72,8 +82,8 @@ static char *dup_bytes(const char *s, size_t n) {
     return d;
 }
 
-static int add_text(g4_output_parser *p, g4_parse_events *out, g4_parse_kind kind, const char *s,
-                    size_t n, int malformed) {
+static int add_text(g4_output_parser *p, g4_parse_events *out, g4_parse_kind kind, const char *s, size_t n,
+                    int malformed) {
     if (!n) return 0;
     g4_parse_event *last = out->n ? &out->ev[out->n - 1] : NULL;
     if (last && last->kind == kind && last->malformed == malformed) {
@@ -161,8 +171,7 @@ static void end_call(g4_output_parser *p, g4_parse_events *out, int terminated) 
         if (g4_strbuf_puts(&raw, "<|tool_call>") || g4_strbuf_append(&raw, body, p->call.len) ||
             (terminated && g4_strbuf_puts(&raw, "<tool_call|>")))
             p->oom = -1;
-        else
-            add_text(p, out, G4_PARSE_CONTENT, raw.data, raw.len, 1);
+        else add_text(p, out, G4_PARSE_CONTENT, raw.data, raw.len, 1);
         p->malformed = 1;
         g4_strbuf_free(&raw);
     }
@@ -210,10 +219,8 @@ static void on_marker(g4_output_parser *p, g4_parse_events *out, enum marker m) 
         p->state = ST_CALL;
         g4_strbuf_clear(&p->call);
         break;
-    case M_CALL_CLOSE:
-        break; /* stray closer: noise */
-    default:
-        stop(p, out);
+    case M_CALL_CLOSE: break; /* stray closer: noise */
+    default: stop(p, out);
     }
 }
 
@@ -232,8 +239,7 @@ static void process(g4_output_parser *p, g4_parse_events *out, int final) {
         if (!lt) break;
         enum marker m = match_marker(in->data + j, in->len - j);
         if (m == M_PARTIAL && !final) break; /* wait for more input */
-        if (m == M_PARTIAL || m == M_NONE ||
-            (p->state == ST_CALL && (m == M_CH_OPEN || m == M_CH_CLOSE))) {
+        if (m == M_PARTIAL || m == M_NONE || (p->state == ST_CALL && (m == M_CH_OPEN || m == M_CH_CLOSE))) {
             if (p->state == ST_CALL) {
                 if (g4_strbuf_putc(&p->call, '<')) p->oom = -1;
             } else {
@@ -283,8 +289,7 @@ void g4_output_parser_free(g4_output_parser *p) {
     free(p);
 }
 
-int g4_output_parser_feed(g4_output_parser *p, const char *text, size_t len, g4_parse_events *out,
-                          g4_error *err) {
+int g4_output_parser_feed(g4_output_parser *p, const char *text, size_t len, g4_parse_events *out, g4_error *err) {
     if (p->state == ST_DONE) return 0;
     if (g4_strbuf_append(&p->in, text, len)) return g4_fail(err, "output parser: out of memory");
     process(p, out, 0);

@@ -67,8 +67,7 @@ int g4_output_parser_new(unsigned flags, g4_output_parser **out, g4_error *err);
 void g4_output_parser_free(g4_output_parser *p);
 
 /* Consumes text[0..len) and appends the events it makes certain to out. 0, or -1 (OOM). */
-int g4_output_parser_feed(g4_output_parser *p, const char *text, size_t len, g4_parse_events *out,
-                          g4_error *err);
+int g4_output_parser_feed(g4_output_parser *p, const char *text, size_t len, g4_parse_events *out, g4_error *err);
 
 /* End of generation: flushes held text; an unterminated call is parsed if complete, else
  * returned as malformed content. 0, or -1 (OOM). */

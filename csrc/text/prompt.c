@@ -17,8 +17,8 @@ static int copy_ids(const g4_tokenizer *tok, const g4_prompt_input *in, g4_token
     for (size_t i = 0; i < in->n_ids; i++) {
         int32_t id = in->ids[i];
         if (id < 0 || id >= n_vocab) {
-            g4_fail(err, "%s[%zu] = %d is outside the vocabulary [0, %d)", in->ids_field ? in->ids_field : "ids", i,
-                    id, n_vocab);
+            g4_fail(err, "%s[%zu] = %d is outside the vocabulary [0, %d)", in->ids_field ? in->ids_field : "ids", i, id,
+                    n_vocab);
             return G4_PROMPT_BAD_INPUT;
         }
         if (g4_tokens_push(out, id) < 0) {
@@ -35,8 +35,7 @@ static bool ends_in_thought(const g4_strbuf *p) {
     return p->len >= n && !memcmp(p->data + p->len - n, thought_opened, n) && !p->user[p->len - 1];
 }
 
-static int chat(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *out, bool *in_reasoning,
-                g4_error *err) {
+static int chat(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *out, bool *in_reasoning, g4_error *err) {
     g4_strbuf text = {0};
     if (g4_strbuf_track_user(&text) < 0) {
         g4_fail(err, "out of memory");
@@ -100,7 +99,8 @@ int g4_chat_input_message(g4_chat_input *c, const char *role, const char *conten
     cJSON_AddItemToArray(c->messages, m);
     if (!add_str(m, "role", role) || !add_str(m, "content", content ? content : "") ||
         (given(reasoning) && !add_str(m, "reasoning", reasoning)) ||
-        (given(tool_call_id) && !add_str(m, "tool_call_id", tool_call_id)) || (given(name) && !add_str(m, "name", name)))
+        (given(tool_call_id) && !add_str(m, "tool_call_id", tool_call_id)) ||
+        (given(name) && !add_str(m, "name", name)))
         return oom(err);
     return 0;
 }

@@ -59,8 +59,8 @@ int g4_prompt_build(const g4_tokenizer *tok, const g4_prompt_input *in, g4_token
 /* --- chat input built field by field ------------------------------------------------------------ */
 
 typedef struct g4_chat_input {
-    cJSON *messages;             /* the template's structure, for g4_prompt_input.messages */
-    cJSON *tools;                /* NULL until a tool is added */
+    cJSON *messages; /* the template's structure, for g4_prompt_input.messages */
+    cJSON *tools; /* NULL until a tool is added */
 } g4_chat_input;
 
 int g4_chat_input_init(g4_chat_input *c, g4_error *err);

@@ -40,8 +40,7 @@ int g4_tokenizer_wants_bos(const g4_tokenizer *tok) { return tok->wants_bos; }
 
 int32_t g4_tokenizer_token_id(const g4_tokenizer *tok, const char *str, size_t len) {
     for (int32_t i = 0; i < tok->n_added; i++)
-        if (tok->added[i].len == len && !memcmp(tok->arena + tok->added[i].off, str, len))
-            return tok->added[i].id;
+        if (tok->added[i].len == len && !memcmp(tok->arena + tok->added[i].off, str, len)) return tok->added[i].id;
     return g4_tok_vocab_find(tok, str, len);
 }
 
@@ -146,8 +145,7 @@ static int push_pair(const g4_tokenizer *tok, bpe_scratch *s, size_t *hn, int32_
 }
 
 /* Runs the merge loop over symbols [start, end) and appends the result to out. */
-static int merge_range(const g4_tokenizer *tok, bpe_scratch *s, size_t start, size_t end,
-                       g4_tokens *out) {
+static int merge_range(const g4_tokenizer *tok, bpe_scratch *s, size_t start, size_t end, g4_tokens *out) {
     for (size_t i = start; i < end; i++) {
         s->prev[i] = i > start ? (int32_t)i - 1 : -1;
         s->next[i] = i + 1 < end ? (int32_t)i + 1 : -1;
@@ -162,8 +160,7 @@ static int merge_range(const g4_tokenizer *tok, bpe_scratch *s, size_t start, si
         if (!s->alive[pos] || s->next[pos] < 0) continue;
         int32_t nx = s->next[pos], rank, new_id;
         /* Stale-entry check exactly as `tokenizers`: the pair must still merge to new_id. */
-        if (!g4_tok_merge_find(tok, s->id[pos], s->id[nx], &rank, &new_id) || new_id != top.new_id)
-            continue;
+        if (!g4_tok_merge_find(tok, s->id[pos], s->id[nx], &rank, &new_id) || new_id != top.new_id) continue;
         s->id[pos] = top.new_id;
         s->alive[nx] = 0;
         s->next[pos] = s->next[nx];
@@ -184,8 +181,7 @@ static void add_symbol(const g4_tokenizer *tok, bpe_scratch *s, size_t *n, int32
 }
 
 /* BPE over one normalized piece p[0..m), appending ids to out. */
-static int bpe_piece(const g4_tokenizer *tok, bpe_scratch *s, const char *p, size_t m,
-                     g4_tokens *out) {
+static int bpe_piece(const g4_tokenizer *tok, bpe_scratch *s, const char *p, size_t m, g4_tokens *out) {
     if (!m) return 0;
     if (tok->ignore_merges) {
         int32_t whole = g4_tok_vocab_find(tok, p, m);
@@ -231,15 +227,14 @@ static int bpe_piece(const g4_tokenizer *tok, bpe_scratch *s, const char *p, siz
 /* ---- added-token split ------------------------------------------------------------------ */
 
 static int is_word_byte(unsigned char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-           c >= 0x80;
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
 }
 
 /* Finds the leftmost-longest added-token match in s[from..n) using trie t. Returns the added
  * index (and the match bounds, widened by lstrip/rstrip) or -1. plain: ignore special tokens.
  * user (NULL or one flag per byte of s): a special token never matches over a flagged byte. */
-static int32_t find_added(const g4_tokenizer *tok, const g4_trie *t, const char *s, size_t from,
-                          size_t n, int plain, const unsigned char *user, size_t *mb, size_t *me) {
+static int32_t find_added(const g4_tokenizer *tok, const g4_trie *t, const char *s, size_t from, size_t n, int plain,
+                          const unsigned char *user, size_t *mb, size_t *me) {
     if (t->nodes[0].first_child < 0) return -1;
     for (size_t i = from; i < n; i++) {
         int32_t cur = 0, best = -1;
@@ -261,9 +256,7 @@ static int32_t find_added(const g4_tokenizer *tok, const g4_trie *t, const char 
             continue;
         size_t b = i, e = best_end;
         if (at->lstrip)
-            while (b > from && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\n' ||
-                                s[b - 1] == '\r'))
-                b--;
+            while (b > from && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\n' || s[b - 1] == '\r')) b--;
         if (at->rstrip)
             while (e < n && (s[e] == ' ' || s[e] == '\t' || s[e] == '\n' || s[e] == '\r')) e++;
         *mb = b, *me = e;
@@ -273,8 +266,8 @@ static int32_t find_added(const g4_tokenizer *tok, const g4_trie *t, const char 
 }
 
 /* Normalizes s[0..n) (" " -> U+2581), splits normalized added tokens, runs BPE on the rest. */
-static int encode_segment(const g4_tokenizer *tok, bpe_scratch *sc, const char *s, size_t n,
-                          int plain, const unsigned char *user, g4_tokens *out) {
+static int encode_segment(const g4_tokenizer *tok, bpe_scratch *sc, const char *s, size_t n, int plain,
+                          const unsigned char *user, g4_tokens *out) {
     if (!n) return 0;
     const char *p = s;
     const unsigned char *pu = user;
@@ -295,10 +288,8 @@ static int encode_segment(const g4_tokenizer *tok, bpe_scratch *sc, const char *
         m = 0;
         for (size_t i = 0; i < n; i++) {
             size_t k = s[i] == ' ' ? 3 : 1;
-            if (s[i] == ' ')
-                memcpy(sc->norm + m, SP_UTF8, 3);
-            else
-                sc->norm[m] = s[i];
+            if (s[i] == ' ') memcpy(sc->norm + m, SP_UTF8, 3);
+            else sc->norm[m] = s[i];
             if (user) memset(sc->norm_user + m, user[i], k);
             m += k;
         }
@@ -308,15 +299,14 @@ static int encode_segment(const g4_tokenizer *tok, bpe_scratch *sc, const char *
     size_t pos = 0, mb, me;
     int32_t a;
     while ((a = find_added(tok, &tok->trie_norm, p, pos, m, plain, pu, &mb, &me)) >= 0) {
-        if (bpe_piece(tok, sc, p + pos, mb - pos, out) || g4_tokens_push(out, tok->added[a].id))
-            return -1;
+        if (bpe_piece(tok, sc, p + pos, mb - pos, out) || g4_tokens_push(out, tok->added[a].id)) return -1;
         pos = me;
     }
     return bpe_piece(tok, sc, p + pos, m - pos, out);
 }
 
-int g4_tokenizer_encode(const g4_tokenizer *tok, const char *text, size_t len, unsigned flags,
-                        g4_tokens *out, g4_error *err) {
+int g4_tokenizer_encode(const g4_tokenizer *tok, const char *text, size_t len, unsigned flags, g4_tokens *out,
+                        g4_error *err) {
     return g4_tokenizer_encode_masked(tok, text, len, flags, NULL, out, err);
 }
 
@@ -338,8 +328,7 @@ int g4_tokenizer_encode_masked(const g4_tokenizer *tok, const char *text, size_t
     scratch_free(&sc);
     if (rc) return g4_fail(err, "tokenizer: out of memory encoding %zu bytes", len);
     /* One BOS only: drop the one we added when the text itself began with <bos>. */
-    if ((flags & G4_ENCODE_ADD_BOS) && tok->sp.bos >= 0 && out->n >= first + 2 &&
-        out->ids[first + 1] == tok->sp.bos) {
+    if ((flags & G4_ENCODE_ADD_BOS) && tok->sp.bos >= 0 && out->n >= first + 2 && out->ids[first + 1] == tok->sp.bos) {
         memmove(out->ids + first, out->ids + first + 1, (out->n - first - 1) * sizeof(int32_t));
         out->n--;
     }
@@ -359,8 +348,8 @@ int g4_tok_close_byte_run(g4_strbuf *out, size_t run_start) {
     return 0;
 }
 
-int g4_tokenizer_decode(const g4_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags,
-                        g4_strbuf *out, g4_error *err) {
+int g4_tokenizer_decode(const g4_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags, g4_strbuf *out,
+                        g4_error *err) {
     size_t run_start = SIZE_MAX;
     int skip = flags & G4_DECODE_SKIP_SPECIAL;
     for (size_t i = 0; i < n; i++) {

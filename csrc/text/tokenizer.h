@@ -92,8 +92,8 @@ enum {
 
 /* Appends the ids of text[0..len) to out. Any byte string is accepted. Returns 0, or -1 (out
  * of memory) with err set; out then holds what was appended so far. */
-int g4_tokenizer_encode(const g4_tokenizer *tok, const char *text, size_t len, unsigned flags,
-                        g4_tokens *out, g4_error *err);
+int g4_tokenizer_encode(const g4_tokenizer *tok, const char *text, size_t len, unsigned flags, g4_tokens *out,
+                        g4_error *err);
 
 /* g4_tokenizer_encode, except that with G4_ENCODE_SPLIT_SPECIAL a special added token is matched
  * only where none of its bytes is flagged in user (NULL, or one flag per byte of text; nonzero
@@ -113,7 +113,7 @@ enum {
  * gathered into runs; a run that is valid UTF-8 becomes its text, an invalid run becomes one
  * U+FFFD per byte; "\u2581" becomes a space; ids outside the vocabulary are skipped.
  * The output is always valid UTF-8. Returns 0, or -1 (out of memory). */
-int g4_tokenizer_decode(const g4_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags,
-                        g4_strbuf *out, g4_error *err);
+int g4_tokenizer_decode(const g4_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags, g4_strbuf *out,
+                        g4_error *err);
 
 #endif

@@ -106,8 +106,7 @@ int32_t g4_tok_vocab_find(const g4_tokenizer *tok, const char *s, size_t n);
 int g4_tok_close_byte_run(g4_strbuf *out, size_t run_start);
 
 /* Merge lookup: 1 and (*rank, *new_id) when (a, b) merges, else 0. */
-static inline int g4_tok_merge_find(const g4_tokenizer *tok, int32_t a, int32_t b, int32_t *rank,
-                                    int32_t *new_id) {
+static inline int g4_tok_merge_find(const g4_tokenizer *tok, int32_t a, int32_t b, int32_t *rank, int32_t *new_id) {
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     uint64_t i = g4_merge_hash(key) & tok->merge_mask;
     for (;;) {

@@ -73,9 +73,7 @@ static const char *jstr(const cJSON *o, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static int jtrue(const cJSON *o, const char *key) {
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
-}
+static int jtrue(const cJSON *o, const char *key) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key)); }
 
 /* A {"String": s} pattern object: returns s, or NULL for regex patterns / anything else. */
 static const char *pattern_string(const cJSON *o) {
@@ -84,8 +82,7 @@ static const char *pattern_string(const cJSON *o) {
 
 static int is_space_to_sp_replace(const cJSON *n) {
     const char *type = jstr(n, "type"), *pat = pattern_string(n), *content = jstr(n, "content");
-    return type && !strcmp(type, "Replace") && pat && !strcmp(pat, " ") && content &&
-           !strcmp(content, SP_UTF8);
+    return type && !strcmp(type, "Replace") && pat && !strcmp(pat, " ") && content && !strcmp(content, SP_UTF8);
 }
 
 static int check_normalizer(g4_tokenizer *tok, const cJSON *n, g4_error *err) {
@@ -99,15 +96,18 @@ static int check_normalizer(g4_tokenizer *tok, const cJSON *n, g4_error *err) {
         const cJSON *e;
         cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) {
             if (!is_space_to_sp_replace(e))
-                return g4_fail(err, "tokenizer.json: normalizer step \"%s\" is not supported "
-                                    "(only Replace(\" \", \"\\u2581\"))",
+                return g4_fail(err,
+                               "tokenizer.json: normalizer step \"%s\" is not supported "
+                               "(only Replace(\" \", \"\\u2581\"))",
                                jstr(e, "type") ? jstr(e, "type") : "?");
             tok->normalize_space = 1;
         }
         return 0;
     }
-    return g4_fail(err, "tokenizer.json: normalizer \"%s\" is not supported (Gemma form: "
-                        "Replace(\" \", \"\\u2581\"))", type ? type : "?");
+    return g4_fail(err,
+                   "tokenizer.json: normalizer \"%s\" is not supported (Gemma form: "
+                   "Replace(\" \", \"\\u2581\"))",
+                   type ? type : "?");
 }
 
 static int check_pre_tokenizer(const g4_tokenizer *tok, const cJSON *p, g4_error *err) {
@@ -115,26 +115,27 @@ static int check_pre_tokenizer(const g4_tokenizer *tok, const cJSON *p, g4_error
     const char *type = jstr(p, "type"), *pat = pattern_string(p);
     /* Split on " " after a normalizer that removed every " " never splits anything. */
     if (type && !strcmp(type, "Split") && pat && !strcmp(pat, " ") && tok->normalize_space) return 0;
-    return g4_fail(err, "tokenizer.json: pre_tokenizer \"%s\" is not supported (Gemma form: "
-                        "Split(\" \") after the space normalizer)", type ? type : "?");
+    return g4_fail(err,
+                   "tokenizer.json: pre_tokenizer \"%s\" is not supported (Gemma form: "
+                   "Split(\" \") after the space normalizer)",
+                   type ? type : "?");
 }
 
 static int check_decoder(const cJSON *d, g4_error *err) {
     if (!d || cJSON_IsNull(d)) return 0;
     const char *type = jstr(d, "type");
     if (!type || strcmp(type, "Sequence"))
-        return g4_fail(err, "tokenizer.json: decoder \"%s\" is not supported (Gemma form: "
-                            "Sequence[Replace, ByteFallback, Fuse])", type ? type : "?");
+        return g4_fail(err,
+                       "tokenizer.json: decoder \"%s\" is not supported (Gemma form: "
+                       "Sequence[Replace, ByteFallback, Fuse])",
+                       type ? type : "?");
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(d, "decoders")) {
         const char *t = jstr(e, "type");
         const char *pat = pattern_string(e), *content = jstr(e, "content");
         if (t && (!strcmp(t, "ByteFallback") || !strcmp(t, "Fuse"))) continue;
-        if (t && !strcmp(t, "Replace") && pat && !strcmp(pat, SP_UTF8) && content &&
-            !strcmp(content, " "))
-            continue;
-        return g4_fail(err, "tokenizer.json: decoder step \"%s\" is not supported",
-                       t ? t : "?");
+        if (t && !strcmp(t, "Replace") && pat && !strcmp(pat, SP_UTF8) && content && !strcmp(content, " ")) continue;
+        return g4_fail(err, "tokenizer.json: decoder step \"%s\" is not supported", t ? t : "?");
     }
     return 0;
 }
@@ -168,8 +169,7 @@ static void vocab_insert(g4_tokenizer *tok, int32_t id) {
 static void merge_insert(g4_tokenizer *tok, int32_t a, int32_t b, int32_t rank, int32_t new_id) {
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     uint64_t i = g4_merge_hash(key) & tok->merge_mask;
-    while (tok->merges[i].key != G4_MERGE_EMPTY && tok->merges[i].key != key)
-        i = (i + 1) & tok->merge_mask;
+    while (tok->merges[i].key != G4_MERGE_EMPTY && tok->merges[i].key != key) i = (i + 1) & tok->merge_mask;
     tok->merges[i] = (g4_merge_slot){key, rank, new_id};
 }
 
@@ -192,8 +192,7 @@ static int load_merges(g4_tokenizer *tok, const cJSON *merges, g4_error *err) {
             const char *s = m->valuestring, *spc = strchr(s, ' ');
             if (!spc || strchr(spc + 1, ' ')) {
                 free(cat);
-                return g4_fail(err, "tokenizer.json: model.merges[%d] \"%s\" is not \"a b\"",
-                               rank, s);
+                return g4_fail(err, "tokenizer.json: model.merges[%d] \"%s\" is not \"a b\"", rank, s);
             }
             a = s, la = (size_t)(spc - s), b = spc + 1, lb = strlen(b);
         } else if (cJSON_IsArray(m) && m->child && m->child->next && !m->child->next->next &&
@@ -202,14 +201,13 @@ static int load_merges(g4_tokenizer *tok, const cJSON *merges, g4_error *err) {
             b = m->child->next->valuestring, lb = strlen(b);
         } else {
             free(cat);
-            return g4_fail(err, "tokenizer.json: model.merges[%d] is neither \"a b\" nor [a, b]",
-                           rank);
+            return g4_fail(err, "tokenizer.json: model.merges[%d] is neither \"a b\" nor [a, b]", rank);
         }
         int32_t ia = g4_tok_vocab_find(tok, a, la), ib = g4_tok_vocab_find(tok, b, lb);
         if (ia < 0 || ib < 0) {
             free(cat);
-            return g4_fail(err, "tokenizer.json: model.merges[%d]: token \"%.*s\" not in vocab",
-                           rank, (int)(ia < 0 ? la : lb), ia < 0 ? a : b);
+            return g4_fail(err, "tokenizer.json: model.merges[%d]: token \"%.*s\" not in vocab", rank,
+                           (int)(ia < 0 ? la : lb), ia < 0 ? a : b);
         }
         if (la + lb > cat_cap) {
             cat_cap = (la + lb) * 2 + 64;
@@ -225,8 +223,10 @@ static int load_merges(g4_tokenizer *tok, const cJSON *merges, g4_error *err) {
         int32_t inew = g4_tok_vocab_find(tok, cat, la + lb);
         if (inew < 0) {
             free(cat);
-            return g4_fail(err, "tokenizer.json: model.merges[%d]: merged token \"%.*s%.*s\" not "
-                                "in vocab", rank, (int)la, a, (int)lb, b);
+            return g4_fail(err,
+                           "tokenizer.json: model.merges[%d]: merged token \"%.*s%.*s\" not "
+                           "in vocab",
+                           rank, (int)la, a, (int)lb, b);
         }
         merge_insert(tok, ia, ib, rank, inew);
         rank++;
@@ -242,8 +242,10 @@ static int decoder_byte_value(const char *s, size_t n) {
     int v = 0;
     for (int i = 3; i < 5; i++) {
         char c = s[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0 && !(i == 3 && c == '+')) return -1;
         v = v * 16 + (d < 0 ? 0 : d);
     }
@@ -306,8 +308,7 @@ static int pair_set_add(g4_tokenizer *tok, uint64_t key, uint64_t *count) {
 }
 
 static int char_id(const g4_tokenizer *tok, const char *s, size_t n) {
-    return n == 1 && (unsigned char)s[0] < 128 ? tok->ascii_id[(unsigned char)s[0]]
-                                                : g4_tok_vocab_find(tok, s, n);
+    return n == 1 && (unsigned char)s[0] < 128 ? tok->ascii_id[(unsigned char)s[0]] : g4_tok_vocab_find(tok, s, n);
 }
 
 static int build_chunk_pairs(g4_tokenizer *tok, g4_error *err) {
@@ -342,8 +343,7 @@ static int build_chunk_pairs(g4_tokenizer *tok, g4_error *err) {
             if (id < 0) { /* a character with no token: only byte merges could build this */
                 prev = -1;
             } else {
-                if (prev >= 0 && pair_set_add(tok, ((uint64_t)(uint32_t)prev << 32) | (uint32_t)id,
-                                              &count)) {
+                if (prev >= 0 && pair_set_add(tok, ((uint64_t)(uint32_t)prev << 32) | (uint32_t)id, &count)) {
                     free(done);
                     return g4_fail(err, "tokenizer: out of memory (chunk pairs)");
                 }
@@ -357,29 +357,47 @@ static int build_chunk_pairs(g4_tokenizer *tok, g4_error *err) {
 }
 
 static void find_specials(g4_tokenizer *tok) {
-    static const struct { size_t off; const char *s; } names[] = {
+    static const struct {
+        size_t off;
+        const char *s;
+    } names[] = {
 #define S(field, str) {offsetof(g4_special_ids, field), str}
-        S(pad, "<pad>"), S(eos, "<eos>"), S(bos, "<bos>"), S(unk, "<unk>"), S(mask, "<mask>"),
-        S(turn_start, "<|turn>"), S(turn_end, "<turn|>"), S(channel_start, "<|channel>"),
-        S(channel_end, "<channel|>"), S(tool_start, "<|tool>"), S(tool_end, "<tool|>"),
-        S(tool_call_start, "<|tool_call>"), S(tool_call_end, "<tool_call|>"),
-        S(tool_response_start, "<|tool_response>"), S(tool_response_end, "<tool_response|>"),
-        S(string_delim, "<|\"|>"), S(think, "<|think|>"), S(image_start, "<|image>"),
-        S(image, "<|image|>"), S(image_end, "<image|>"), S(audio_start, "<|audio>"),
-        S(audio, "<|audio|>"), S(audio_end, "<audio|>"), S(video, "<|video|>"), S(newline, "\n"),
+        S(pad, "<pad>"),
+        S(eos, "<eos>"),
+        S(bos, "<bos>"),
+        S(unk, "<unk>"),
+        S(mask, "<mask>"),
+        S(turn_start, "<|turn>"),
+        S(turn_end, "<turn|>"),
+        S(channel_start, "<|channel>"),
+        S(channel_end, "<channel|>"),
+        S(tool_start, "<|tool>"),
+        S(tool_end, "<tool|>"),
+        S(tool_call_start, "<|tool_call>"),
+        S(tool_call_end, "<tool_call|>"),
+        S(tool_response_start, "<|tool_response>"),
+        S(tool_response_end, "<tool_response|>"),
+        S(string_delim, "<|\"|>"),
+        S(think, "<|think|>"),
+        S(image_start, "<|image>"),
+        S(image, "<|image|>"),
+        S(image_end, "<image|>"),
+        S(audio_start, "<|audio>"),
+        S(audio, "<|audio|>"),
+        S(audio_end, "<audio|>"),
+        S(video, "<|video|>"),
+        S(newline, "\n"),
 #undef S
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        *(int32_t *)((char *)&tok->sp + names[i].off) =
-            g4_tokenizer_token_id(tok, names[i].s, strlen(names[i].s));
+        *(int32_t *)((char *)&tok->sp + names[i].off) = g4_tokenizer_token_id(tok, names[i].s, strlen(names[i].s));
 }
 
 static int load_tree(g4_tokenizer *tok, const cJSON *root, g4_error *err) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const char *mtype = jstr(model, "type");
     if (!model || (mtype && strcmp(mtype, "BPE")))
-        return g4_fail(err, "tokenizer.json: model.type is \"%s\", expected \"BPE\"",
-                       mtype ? mtype : "(missing)");
+        return g4_fail(err, "tokenizer.json: model.type is \"%s\", expected \"BPE\"", mtype ? mtype : "(missing)");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
@@ -435,16 +453,14 @@ static int load_tree(g4_tokenizer *tok, const cJSON *root, g4_error *err) {
         int32_t id = e->valueint;
         size_t len = strlen(e->string);
         if (tok->tok_len[id] != UINT32_MAX)
-            return g4_fail(err, "tokenizer.json: model.vocab: id %d used twice (\"%s\")", id,
-                           e->string);
+            return g4_fail(err, "tokenizer.json: model.vocab: id %d used twice (\"%s\")", id, e->string);
         memcpy(tok->arena + w, e->string, len);
         tok->tok_off[id] = (uint32_t)w;
         tok->tok_len[id] = (uint32_t)len;
         w += len;
         vocab_insert(tok, id);
     }
-    if (trie_init(&tok->trie_raw) || trie_init(&tok->trie_norm))
-        return g4_fail(err, "tokenizer: out of memory (trie)");
+    if (trie_init(&tok->trie_raw) || trie_init(&tok->trie_norm)) return g4_fail(err, "tokenizer: out of memory (trie)");
     int32_t k = 0;
     cJSON_ArrayForEach(e, added) {
         const char *content = jstr(e, "content");
@@ -462,10 +478,11 @@ static int load_tree(g4_tokenizer *tok, const cJSON *root, g4_error *err) {
         if (tok->tok_len[a->id] == UINT32_MAX) {
             tok->tok_off[a->id] = a->off;
             tok->tok_len[a->id] = a->len;
-        } else if (tok->tok_len[a->id] != len ||
-                   memcmp(tok->arena + tok->tok_off[a->id], content, len)) {
-            return g4_fail(err, "tokenizer.json: added token \"%s\" has id %d, which the vocab "
-                                "gives to another string", content, a->id);
+        } else if (tok->tok_len[a->id] != len || memcmp(tok->arena + tok->tok_off[a->id], content, len)) {
+            return g4_fail(err,
+                           "tokenizer.json: added token \"%s\" has id %d, which the vocab "
+                           "gives to another string",
+                           content, a->id);
         }
         tok->is_special[a->id] = a->special;
         if (len && trie_insert(a->normalized ? &tok->trie_norm : &tok->trie_raw, content, len, k))
@@ -475,14 +492,15 @@ static int load_tree(g4_tokenizer *tok, const cJSON *root, g4_error *err) {
     tok->arena_len = w;
     for (size_t id = 0; id < n; id++)
         if (tok->tok_len[id] == UINT32_MAX)
-            return g4_fail(err, "tokenizer.json: id %zu (below the largest id %lld) has no token; "
-                                "the id space must be contiguous", id, (long long)max_id);
+            return g4_fail(err,
+                           "tokenizer.json: id %zu (below the largest id %lld) has no token; "
+                           "the id space must be contiguous",
+                           id, (long long)max_id);
 
     if (load_merges(tok, merges, err)) return -1;
     const char *unk = jstr(model, "unk_token");
     tok->unk_id = unk ? g4_tok_vocab_find(tok, unk, strlen(unk)) : -1;
-    if (unk && tok->unk_id < 0)
-        return g4_fail(err, "tokenizer.json: model.unk_token \"%s\" not in vocab", unk);
+    if (unk && tok->unk_id < 0) return g4_fail(err, "tokenizer.json: model.unk_token \"%s\" not in vocab", unk);
     for (int b = 0; b < 256; b++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", b);
@@ -507,8 +525,7 @@ int g4_tokenizer_load_json(const char *json, size_t len, g4_tokenizer **out, g4_
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
-        return g4_fail(err, "tokenizer.json: JSON syntax error at byte %lld",
-                       at ? (long long)(at - json) : -1LL);
+        return g4_fail(err, "tokenizer.json: JSON syntax error at byte %lld", at ? (long long)(at - json) : -1LL);
     }
     g4_tokenizer *tok = calloc(1, sizeof *tok);
     if (!tok) {

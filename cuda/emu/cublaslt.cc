@@ -112,8 +112,8 @@ cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
     delete d;
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a,
-                                              const void *buf, size_t size) {
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *buf,
+                                              size_t size) {
     if (!d || size != sizeof(cublasOperation_t)) return CUBLAS_STATUS_INVALID_VALUE;
     cublasOperation_t op;
     memcpy(&op, buf, sizeof op);
@@ -124,8 +124,8 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMa
     return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t type, uint64_t rows,
-                                          uint64_t cols, int64_t ld) {
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t type, uint64_t rows, uint64_t cols,
+                                          int64_t ld) {
     if (!type_ok(type) || (int64_t)rows > ld || ld < 1) return CUBLAS_STATUS_INVALID_VALUE;
     *l = new g4emu_lt_layout{type, rows, cols, ld};
     return CUBLAS_STATUS_SUCCESS;
@@ -172,8 +172,8 @@ static cublasStatus_t check_shapes(const g4emu_lt_desc *d, const g4emu_lt_layout
 
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
                                               cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
-                                              cublasLtMatrixLayout_t dl, cublasLtMatmulPreference_t p,
-                                              int requested, cublasLtMatmulHeuristicResult_t *res, int *n_res) {
+                                              cublasLtMatrixLayout_t dl, cublasLtMatmulPreference_t p, int requested,
+                                              cublasLtMatmulHeuristicResult_t *res, int *n_res) {
     if (!h || !p || requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
     cublasStatus_t s = check_shapes(d, a, b, c, dl);
     if (s != CUBLAS_STATUS_SUCCESS) return s;
@@ -203,7 +203,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
         for (int i = 0; i < 4; i++)
             if (algo->data[1 + i] && ((uintptr_t)ptr[i] % algo->data[1 + i])) {
                 g4emu::report("cublasLtMatmul: operand %c at %p is not %llu-byte aligned as its algorithm requires",
-                              "ABCD"[i], ptr[i], (unsigned long long)algo->data[1 + i]);
+                              "ABCD"[i], ptr[i], (unsigned long long)algo -> data[1 + i]);
                 return CUBLAS_STATUS_INVALID_VALUE;
             }
     }
@@ -216,7 +216,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
         uint64_t m = dd.rows, n = dd.cols, k = job->ta == CUBLAS_OP_N ? a.cols : a.rows;
         /* op(B) columns once as floats; op(A) one row at a time */
         std::vector<float> bt((size_t)(n * k)), ar((size_t)k);
-        for (uint64_t j = 0; j < n; j++) load_row(&bt[(size_t)(j * k)], B, b, job->tb == CUBLAS_OP_N ? CUBLAS_OP_T : CUBLAS_OP_N, j, k);
+        for (uint64_t j = 0; j < n; j++)
+            load_row(&bt[(size_t)(j * k)], B, b, job->tb == CUBLAS_OP_N ? CUBLAS_OP_T : CUBLAS_OP_N, j, k);
         for (uint64_t i = 0; i < m; i++) {
             load_row(ar.data(), A, a, job->ta, i, k);
             for (uint64_t j = 0; j < n; j++) {

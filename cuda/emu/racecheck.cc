@@ -62,8 +62,7 @@ void hazard(size_t off, int is_write, int thread, int other, int other_write) {
     if (rs.printed_in_launch++ >= 8) return;
     const dim3 &b = b_cur ? b_cur->dim : dim3();
     auto tid = [&](int t, char *buf, size_t n) {
-        snprintf(buf, n, "(%d,%d,%d) [warp %d]", t % (int)b.x, (t / (int)b.x) % (int)b.y, t / (int)(b.x * b.y),
-                 t / 32);
+        snprintf(buf, n, "(%d,%d,%d) [warp %d]", t % (int)b.x, (t / (int)b.x) % (int)b.y, t / (int)(b.x * b.y), t / 32);
     };
     char a[64], o[64];
     tid(thread, a, sizeof a);

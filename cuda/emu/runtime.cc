@@ -208,10 +208,10 @@ void report(const char *fmt, ...) {
 cudaError_t set_last_error(cudaError_t e) { return fail(e); }
 
 const target &tgt() {
-    static const target h100 = {"NVIDIA H100 80GB HBM3 (g4emu)", 132, 9, 0, 48 * 1024, 227 * 1024, 228 * 1024,
-                                (size_t)80 << 30};
-    static const target ada = {"NVIDIA GeForce RTX 4090 (g4emu)", 128, 8, 9, 48 * 1024, 99 * 1024, 100 * 1024,
-                               (size_t)24 << 30};
+    static const target h100 = {
+        "NVIDIA H100 80GB HBM3 (g4emu)", 132, 9, 0, 48 * 1024, 227 * 1024, 228 * 1024, (size_t)80 << 30};
+    static const target ada = {
+        "NVIDIA GeForce RTX 4090 (g4emu)", 128, 8, 9, 48 * 1024, 99 * 1024, 100 * 1024, (size_t)24 << 30};
     static const target *t = [] {
         const char *s = getenv("G4_EMU_TARGET");
         return s && !strcmp(s, "rtx4090") ? &ada : &h100;
@@ -512,8 +512,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
         return fail(cudaErrorStreamCaptureUnsupported);
     }
     if (host_src && !is_pinned(src)) { /* staged at the call */
-        auto copy = std::make_shared<std::vector<unsigned char>>((const unsigned char *)src,
-                                                                 (const unsigned char *)src + n);
+        auto copy =
+            std::make_shared<std::vector<unsigned char>>((const unsigned char *)src, (const unsigned char *)src + n);
         return enqueue(s, "cudaMemcpyAsync", [dst, copy]() {
             memcpy(dst, copy->data(), copy->size());
             return cudaSuccess;

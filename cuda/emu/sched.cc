@@ -65,8 +65,8 @@ namespace {
 
 enum { ST_RUN, ST_BAR, ST_WARP, ST_DONE, ST_FAULT };
 enum { C_SHFL, C_VOTE, C_SYNCWARP, C_MMA, C_LDSM };
-const char *const kind_name[] = {"__shfl_*_sync", "__ballot_sync/__any_sync/__all_sync", "__syncwarp",
-                                 "mma.sync", "ldmatrix"};
+const char *const kind_name[] = {"__shfl_*_sync", "__ballot_sync/__any_sync/__all_sync", "__syncwarp", "mma.sync",
+                                 "ldmatrix"};
 const char *const state_name[] = {"running", "at __syncthreads", "in a warp collective", "exited", "faulted"};
 
 struct cp_req {
@@ -289,8 +289,7 @@ void do_shfl(fiber **w, unsigned m) {
         else if (r->kind == SHFL_DOWN) src = l + r->arg < base + width ? l + r->arg : l;
         else src = (l ^ r->arg) < base + width && (l ^ r->arg) >= base ? l ^ r->arg : l;
         if (!((m >> src) & 1u)) {
-            fail("__shfl_sync by %s reads lane %d, which is not in the mask 0x%08x", thread_name(w[l]).c_str(), src,
-                 m);
+            fail("__shfl_sync by %s reads lane %d, which is not in the mask 0x%08x", thread_name(w[l]).c_str(), src, m);
             return;
         }
         r->out = ((shfl_rec *)w[src]->c_rec)->v;
@@ -415,8 +414,8 @@ int resolve_one(fiber **w, int n_lanes) {
         case C_SHFL: {
             shfl_rec *r = (shfl_rec *)f->c_rec;
             for (int k = 0; k < 32; k++)
-                if (((m >> k) & 1u) && (((shfl_rec *)w[k]->c_rec)->kind != r->kind ||
-                                        ((shfl_rec *)w[k]->c_rec)->width != r->width)) {
+                if (((m >> k) & 1u) &&
+                    (((shfl_rec *)w[k]->c_rec)->kind != r->kind || ((shfl_rec *)w[k]->c_rec)->width != r->width)) {
                     fail("lanes of one __shfl_*_sync disagree on its kind or width");
                     return 0;
                 }
@@ -466,8 +465,8 @@ std::string deadlock_message() {
             if (!((f->c_mask >> k) & 1u)) continue;
             fiber *o = w[k];
             if (o->state != ST_WARP || o->c_kind != f->c_kind || o->c_mask != f->c_mask)
-                return "deadlock: " + thread_name(f) + " waits in " + kind_name[f->c_kind] + " for " +
-                       thread_name(o) + ", which is " +
+                return "deadlock: " + thread_name(f) + " waits in " + kind_name[f->c_kind] + " for " + thread_name(o) +
+                       ", which is " +
                        (o->state == ST_WARP ? std::string("in another collective: ") + kind_name[o->c_kind]
                                             : std::string(state_name[o->state]));
         }

@@ -88,7 +88,8 @@ static void one_setup(const setup *su, int show_raw) {
     char dir[256], what[128];
     snprintf(dir, sizeof dir, "/tmp/g4_test_bf16_oracle_%d", (int)getpid());
     REQUIRE_VOID(!g4_testmodel_config(&cfg, su->kind, &err), "%s", err.msg);
-    REQUIRE_VOID(su->seed ? !g4_testmodel_write(&cfg, su->seed, dir, &err) : !g4_testmodel_write_sparse(&cfg, dir, &err),
+    REQUIRE_VOID(su->seed ? !g4_testmodel_write(&cfg, su->seed, dir, &err)
+                          : !g4_testmodel_write_sparse(&cfg, dir, &err),
                  "%s", err.msg);
     tf_stream st;
     tf_stream_make(&st, cfg.vocab, su->stream_seed, su->n_seqs, su->n0, su->n1, su->n_dec);
@@ -135,7 +136,9 @@ static void one_setup(const setup *su, int show_raw) {
         }
     }
     /* planted bugs in the reference; the comparison must reject each */
-    run_cfg bugs[3] = {{1, 0, TF_BUG_HEAD_ZERO, 3, 1, 0}, {1, 0, TF_BUG_WINDOW, 0, 0, 0}, {1, 0, TF_BUG_PROPE, -1, 0, 0}};
+    run_cfg bugs[3] = {{1, 0, TF_BUG_HEAD_ZERO, 3, 1, 0},
+                       {1, 0, TF_BUG_WINDOW, 0, 0, 0},
+                       {1, 0, TF_BUG_PROPE, -1, 0, 0}};
     for (int i = 0; i < 3; i++) {
         bugs[i].route = cfg.moe ? TF_ROUTE_REPLAY : TF_ROUTE_OFF;
         if (run(dir, su, &st, bugs[i], ref)) continue;

@@ -21,8 +21,8 @@ typedef struct {
 } geom;
 
 /* Reference output of one query head h at position p over keys [lo, p]. */
-static void naive(double *out, const geom *g, const float *qraw, const float *kraw, const float *vraw,
-                  const float *qw, const float *kw, int p, int h, int window) {
+static void naive(double *out, const geom *g, const float *qraw, const float *kraw, const float *vraw, const float *qw,
+                  const float *kw, int p, int h, int window) {
     int d = g->d, kvh = h / (g->nq / g->nkv);
     double *q = malloc(d * sizeof *q), *k = malloc(d * sizeof *k), *tmp = malloc(d * sizeof *tmp);
     int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, n = p - lo + 1;
@@ -57,8 +57,13 @@ static void run(const geom *g, const int *qpos, int nqpos) {
     int64_t sh[1] = {d};
     float *qwf, *kwf;
     g4_weight qn = tu_weight("q_norm", 1, sh, 0.12, 0.05, &qwf), kn = tu_weight("k_norm", 1, sh, 0.25, 0.1, &kwf);
-    CHECK(be->ops->load_weight(be->ctx, &qn, &err) == 0 && be->ops->load_weight(be->ctx, &kn, &err) == 0, "%s", err.msg);
-    g4_kv_layer kv = {.n_blocks = g->n_blocks, .block_size = g->B, .n_kv_heads = g->nkv, .head_dim = d, .single = g->k_eq_v};
+    CHECK(be->ops->load_weight(be->ctx, &qn, &err) == 0 && be->ops->load_weight(be->ctx, &kn, &err) == 0, "%s",
+          err.msg);
+    g4_kv_layer kv = {.n_blocks = g->n_blocks,
+                      .block_size = g->B,
+                      .n_kv_heads = g->nkv,
+                      .head_dim = d,
+                      .single = g->k_eq_v};
     kv.base = be->ops->alloc(be->ctx, g4_kv_block_elems(&kv) * g->n_blocks * sizeof(float));
     /* block table: logical block b → a shuffled physical id */
     int nb = (L + g->B - 1) / g->B;
@@ -73,11 +78,22 @@ static void run(const geom *g, const int *qpos, int nqpos) {
     float *qall = tu_randf((size_t)L * g->nq * d, 1.0);
     int32_t *pos = malloc(sizeof(int32_t) * L), *seq = calloc(L, sizeof(int32_t));
     for (int t = 0; t < L; t++) pos[t] = t;
-    g4_attn_geom ag = {.n_heads = g->nq, .n_kv_heads = g->nkv, .head_dim = d, .window = g->window,
-                       .rope = {.theta = g->theta, .rotated_pairs = g->pairs}, .k_eq_v = g->k_eq_v, .eps = 1e-6f};
-    g4_step_dev fill = {.n_tokens = L, .pos = pos, .seq = seq, .n_seqs = 1, .max_blocks = nb,
-                        .blocks_sliding = table, .blocks_global = table};
-    CHECK(be->ops->qk_norm_rope_cache(be->ctx, qall, kraw, g->k_eq_v ? NULL : vraw, &qn, &kn, &ag, &kv, &fill, &err) == 0,
+    g4_attn_geom ag = {.n_heads = g->nq,
+                       .n_kv_heads = g->nkv,
+                       .head_dim = d,
+                       .window = g->window,
+                       .rope = {.theta = g->theta, .rotated_pairs = g->pairs},
+                       .k_eq_v = g->k_eq_v,
+                       .eps = 1e-6f};
+    g4_step_dev fill = {.n_tokens = L,
+                        .pos = pos,
+                        .seq = seq,
+                        .n_seqs = 1,
+                        .max_blocks = nb,
+                        .blocks_sliding = table,
+                        .blocks_global = table};
+    CHECK(be->ops->qk_norm_rope_cache(be->ctx, qall, kraw, g->k_eq_v ? NULL : vraw, &qn, &kn, &ag, &kv, &fill, &err) ==
+              0,
           "%s", err.msg);
     /* query step: raw q for the chosen positions, K/V rows of the same positions rewritten */
     float *q = tu_randf((size_t)nqpos * g->nq * d, 1.0), *qcopy = malloc(sizeof(float) * nqpos * g->nq * d);
@@ -92,7 +108,8 @@ static void run(const geom *g, const int *qpos, int nqpos) {
     g4_step_dev step = fill;
     step.n_tokens = nqpos, step.pos = qp, step.seq = qs;
     float *out = malloc(sizeof(float) * nqpos * g->nq * d);
-    CHECK(be->ops->qk_norm_rope_cache(be->ctx, q, kq, g->k_eq_v ? NULL : vq, &qn, &kn, &ag, &kv, &step, &err) == 0, "%s", err.msg);
+    CHECK(be->ops->qk_norm_rope_cache(be->ctx, q, kq, g->k_eq_v ? NULL : vq, &qn, &kn, &ag, &kv, &step, &err) == 0,
+          "%s", err.msg);
     CHECK(be->ops->attention(be->ctx, out, q, &kn, &ag, &kv, &step, &err) == 0, "%s", err.msg);
     double *ref = malloc(sizeof(double) * d), worst = 0;
     for (int i = 0; i < nqpos; i++)
@@ -122,10 +139,20 @@ static void run(const geom *g, const int *qpos, int nqpos) {
 int main(void) {
     be = g4_backend_cpu_create(&err);
     REQUIRE(be != NULL, "%s", err.msg);
-    geom sliding = {.nq = 32, .nkv = 16, .d = 256, .window = 1024, .pairs = 128, .theta = 1e4, .L = 1100, .B = 16, .n_blocks = 90};
+    geom sliding =
+        {.nq = 32, .nkv = 16, .d = 256, .window = 1024, .pairs = 128, .theta = 1e4, .L = 1100, .B = 16, .n_blocks = 90};
     int sp[] = {0, 1, 1022, 1023, 1024, 1099};
     run(&sliding, sp, 6);
-    geom global = {.nq = 32, .nkv = 4, .d = 512, .window = 0, .pairs = 64, .theta = 1e6, .k_eq_v = 1, .L = 300, .B = 16, .n_blocks = 40};
+    geom global = {.nq = 32,
+                   .nkv = 4,
+                   .d = 512,
+                   .window = 0,
+                   .pairs = 64,
+                   .theta = 1e6,
+                   .k_eq_v = 1,
+                   .L = 300,
+                   .B = 16,
+                   .n_blocks = 40};
     int gp[] = {0, 17, 299};
     run(&global, gp, 3);
     g4_backend_destroy(be);

@@ -134,10 +134,22 @@ static void test_attention(int single) {
     b32->ops->load_weight(b32->ctx, &kn, &err);
     float *q = tu_randf(T * NQ * D, 2.0), *k = tu_randf(T * NKV * D, 2.0), *v = tu_randf(T * NKV * D, 2.0);
     int32_t pos[T] = {0, 1, 2, 3, 4}, seq[T] = {0}, table[NB] = {1, 0};
-    g4_step_dev s = {.n_tokens = T, .pos = pos, .seq = seq, .n_seqs = 1, .max_blocks = NB, .blocks_sliding = table,
-                     .blocks_global = table, .max_pos = T - 1};
-    g4_attn_geom g = {.layer = 0, .n_heads = NQ, .n_kv_heads = NKV, .head_dim = D, .window = single ? 0 : 3,
-                      .rope = {.theta = 10000.0, .rotated_pairs = single ? 4 : D / 2}, .k_eq_v = single, .eps = 1e-6f};
+    g4_step_dev s = {.n_tokens = T,
+                     .pos = pos,
+                     .seq = seq,
+                     .n_seqs = 1,
+                     .max_blocks = NB,
+                     .blocks_sliding = table,
+                     .blocks_global = table,
+                     .max_pos = T - 1};
+    g4_attn_geom g = {.layer = 0,
+                      .n_heads = NQ,
+                      .n_kv_heads = NKV,
+                      .head_dim = D,
+                      .window = single ? 0 : 3,
+                      .rope = {.theta = 10000.0, .rotated_pairs = single ? 4 : D / 2},
+                      .k_eq_v = single,
+                      .eps = 1e-6f};
     size_t ce = (size_t)NB * (single ? 1 : 2) * B * NKV * D;
     float c16[2 * NB * B * NKV * D] = {0}, c32[2 * NB * B * NKV * D] = {0};
     g4_kv_layer kv16 = {c16, NB, B, NKV, D, single}, kv32 = {c32, NB, B, NKV, D, single};
@@ -174,7 +186,8 @@ static void test_attention(int single) {
                 g4_cpu_rope(kr, D, &g.rope, pos[t]);
                 g4_cpu_rope(ka, D, &g.rope, pos[t]);
                 g4_cpu_round_bf16(kr, D);
-                float *vr = cref + g4_kv_offset(&kv16, blk, slot, h, 1), *va = calt + g4_kv_offset(&kv16, blk, slot, h, 1);
+                float *vr = cref + g4_kv_offset(&kv16, blk, slot, h, 1),
+                      *va = calt + g4_kv_offset(&kv16, blk, slot, h, 1);
                 for (int i = 0; i < D; i++) vr[i] = g4_round_bf16(v[((size_t)t * NKV + h) * D + i]);
                 g4_cpu_rmsnorm_row(vr, vr, NULL, D, 1e-6f);
                 g4_cpu_round_bf16(vr, D);

@@ -132,7 +132,8 @@ static void test_embed_lm_head(void) {
     CHECK(exact, "embed rows = E[id] × scale");
     int32_t bad_id = 262144;
     g4_step_dev sb = {.n_tokens = 1, .token_ids = &bad_id};
-    CHECK(be->ops->embed(be->ctx, x, &sb, &E, 16.0f, &err) != 0 && strstr(err.msg, "262144"), "bad id rejected: %s", err.msg);
+    CHECK(be->ops->embed(be->ctx, x, &sb, &E, 16.0f, &err) != 0 && strstr(err.msg, "262144"), "bad id rejected: %s",
+          err.msg);
     float *logits = malloc(sizeof(float) * 2 * V);
     double *ref = malloc(sizeof(double) * 2 * V);
     float cap = 1.0f; /* small so it bites: |x·e| reaches ~8 */
@@ -192,9 +193,11 @@ static void test_moe(void) {
         double top = 0;
         for (int j = 0; j < K; j++) top += p[order[j]];
         for (int j = 0; j < K; j++) {
-            CHECK(ids[t * K + j] == order[j], "token %d slot %d: expert %d, expected %d", t, j, ids[t * K + j], order[j]);
+            CHECK(ids[t * K + j] == order[j], "token %d slot %d: expert %d, expected %d", t, j, ids[t * K + j],
+                  order[j]);
             double w = p[order[j]] / top * ef[order[j]];
-            CHECK(fabs(wts[t * K + j] - w) < 1e-5 * fabs(w) + 1e-7, "token %d slot %d weight %g vs %g", t, j, wts[t * K + j], w);
+            CHECK(fabs(wts[t * K + j] - w) < 1e-5 * fabs(w) + 1e-7, "token %d slot %d weight %g vs %g", t, j,
+                  wts[t * K + j], w);
         }
     }
     int pos40 = -1, pos41 = -1;
@@ -218,7 +221,8 @@ static void test_moe(void) {
     for (int j = 0; j < 16; j++) wts[j] = (float)(0.05 + 0.1 * (j % 8));
     for (int j = 0; j < 16; j++) {
         size_t e = (size_t)ids[j];
-        for (size_t i = 0; i < (size_t)2 * I * H; i++) guh[e * 2 * I * H + i] = g4_f32_to_bf16((float)(0.03 * tu_uniform()));
+        for (size_t i = 0; i < (size_t)2 * I * H; i++)
+            guh[e * 2 * I * H + i] = g4_f32_to_bf16((float)(0.03 * tu_uniform()));
         for (size_t i = 0; i < (size_t)H * I; i++) dnh[e * H * I + i] = g4_f32_to_bf16((float)(0.06 * tu_uniform()));
     }
     load(&gu), load(&dn);

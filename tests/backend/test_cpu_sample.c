@@ -83,20 +83,28 @@ static void check_batch(g4_cpu_sample_scratch *scr, g4_sampler *ref, rowdata *ro
         rowdata *d = &rows[perm[k]];
         const g4_sampling *sp = &d->c.sp;
         int np = penalties(d, pens + n_pen);
-        R[k] = (g4_sample_row_params){.temperature = sp->temperature, .top_p = sp->top_p, .min_p = sp->min_p,
-                               .repetition_penalty = sp->repetition_penalty, .presence_penalty = sp->presence_penalty,
-                               .frequency_penalty = sp->frequency_penalty, .top_k = sp->top_k,
-                               .n_logprobs = sp->logprobs, .seed = d->seed, .step = (uint64_t)d->n_output,
-                               .pen_first = n_pen, .n_pen = np, .lp_slot = sp->logprobs >= 0 ? n_lps++ : -1,
-                               .flags = d->c.mask_kind ? G4_SAMPLE_MASKED : 0};
+        R[k] = (g4_sample_row_params){.temperature = sp->temperature,
+                                      .top_p = sp->top_p,
+                                      .min_p = sp->min_p,
+                                      .repetition_penalty = sp->repetition_penalty,
+                                      .presence_penalty = sp->presence_penalty,
+                                      .frequency_penalty = sp->frequency_penalty,
+                                      .top_k = sp->top_k,
+                                      .n_logprobs = sp->logprobs,
+                                      .seed = d->seed,
+                                      .step = (uint64_t)d->n_output,
+                                      .pen_first = n_pen,
+                                      .n_pen = np,
+                                      .lp_slot = sp->logprobs >= 0 ? n_lps++ : -1,
+                                      .flags = d->c.mask_kind ? G4_SAMPLE_MASKED : 0};
         n_pen += np;
         memcpy(lg + (size_t)k * V, d->logits, (size_t)V * sizeof *lg);
         if (d->c.mask_kind) memcpy(mask + (size_t)k * W, d->mask, (size_t)W * sizeof *mask);
     }
     p->n_pen = n_pen;
     memcpy(g4_sample_pens(p), pens, (size_t)n_pen * sizeof *pens);
-    g4_sample_args a = {.logits = lg, .ld = V, .vocab = V, .max_rows = nr, .params = p, .mask = mask,
-                        .tokens = tok, .logprobs = lp};
+    g4_sample_args a =
+        {.logits = lg, .ld = V, .vocab = V, .max_rows = nr, .params = p, .mask = mask, .tokens = tok, .logprobs = lp};
     g4_error err = {{0}};
     CHECK(g4_cpu_sample_host(scr, &a, &err) == 0, "sample: %s", err.msg);
     for (int k = 0; k < nr; k++) {
@@ -113,8 +121,9 @@ static void check_batch(g4_cpu_sample_scratch *scr, g4_sampler *ref, rowdata *ro
         n_greedy += sp->temperature <= 0;
         n_sampled += sp->temperature > 0;
         n_masked += d->c.mask_kind != 0;
-        CHECK(tok[k] == r.token, "V %d T %.2f k %d p %.2f minp %.2f rp %.2f pp %.2f fp %.2f mask %d seed %llu: token %d, ref %d",
-              V, sp->temperature, sp->top_k, sp->top_p, sp->min_p, sp->repetition_penalty, sp->presence_penalty,
+        CHECK(tok[k] == r.token,
+              "V %d T %.2f k %d p %.2f minp %.2f rp %.2f pp %.2f fp %.2f mask %d seed %llu: token %d, ref %d", V,
+              sp->temperature, sp->top_k, sp->top_p, sp->min_p, sp->repetition_penalty, sp->presence_penalty,
               sp->frequency_penalty, d->c.mask_kind, (unsigned long long)d->seed, tok[k], r.token);
         if (d->c.mask_kind && tok[k] >= 0)
             CHECK(d->mask[tok[k] / 32] >> (tok[k] % 32) & 1u, "masked token %d drawn", tok[k]);
@@ -126,7 +135,8 @@ static void check_batch(g4_cpu_sample_scratch *scr, g4_sampler *ref, rowdata *ro
             CHECK(l->n_top == r.n_top, "n_top %d ref %d", l->n_top, r.n_top);
             for (int j = 0; j < r.n_top && j < l->n_top; j++)
                 CHECK(l->top_ids[j] == r.top_ids[j] && !memcmp(&l->top_logprobs[j], &r.top_logprobs[j], sizeof(float)),
-                      "top %d: %d %.9g ref %d %.9g", j, l->top_ids[j], l->top_logprobs[j], r.top_ids[j], r.top_logprobs[j]);
+                      "top %d: %d %.9g ref %d %.9g", j, l->top_ids[j], l->top_logprobs[j], r.top_ids[j],
+                      r.top_logprobs[j]);
         }
     }
     free(p), free(lg), free(mask), free(refl);
@@ -172,8 +182,7 @@ static void grid(int V, int n_logit_seeds, int stride) {
                                     d->mask[t / 32] |= 1u << (t % 32);
                                 }
                             if (d->c.mask_kind == 1) d->mask[0] |= 1u; /* at least one allowed */
-                            if (V % 32)
-                                d->mask[W - 1] &= (1u << (V % 32)) - 1; /* bits past V: none */
+                            if (V % 32) d->mask[W - 1] &= (1u << (V % 32)) - 1; /* bits past V: none */
                             d->n_prompt = 40;
                             d->n_output = (int)(g4_splitmix64(&st) % 25);
                             for (int j = 0; j < d->n_prompt + d->n_output; j++) /* repeats on purpose */
@@ -218,8 +227,10 @@ static void many_seeds(int V, int n) {
     make_logits(d.logits, V, 0, 77);
     d.n_prompt = 4;
     for (int j = 0; j < 4; j++) d.hist[j] = j * 7;
-    static const struct { float t, p, mp; int k; } cfg[] = {{1.0f, 1.0f, 0, 0}, {0.8f, 0.95f, 0, 0}, {1.0f, 0.9f, 0, 40},
-                                                           {0.6f, 1.0f, 0.1f, 0}};
+    static const struct {
+        float t, p, mp;
+        int k;
+    } cfg[] = {{1.0f, 1.0f, 0, 0}, {0.8f, 0.95f, 0, 0}, {1.0f, 0.9f, 0, 40}, {0.6f, 1.0f, 0.1f, 0}};
     int perm[1] = {0};
     for (int c = 0; c < 4; c++)
         for (int i = 0; i < n; i++) {
@@ -239,10 +250,17 @@ static void many_seeds(int V, int n) {
 /* µs per row at V = 262,144: the reference vs the op (logits copied in both, as the op overwrites). */
 static void timing(void) {
     enum { V = 262144 };
-    static const struct { const char *name; float t, p, mp; int k, lp; } cfg[] = {
-        {"greedy", 0, 1, 0, 0, -1},        {"T=1", 1, 1, 0, 0, -1},           {"T=0.8 top_p=0.95", 0.8f, 0.95f, 0, 0, -1},
-        {"T=1 top_k=50", 1, 1, 0, 50, -1}, {"T=0.7 k=40 p=0.9", 0.7f, 0.9f, 0, 40, -1}, {"T=1 min_p=0.05", 1, 1, 0.05f, 0, -1},
-        {"greedy logprobs=5", 0, 1, 0, 0, 5}};
+    static const struct {
+        const char *name;
+        float t, p, mp;
+        int k, lp;
+    } cfg[] = {{"greedy", 0, 1, 0, 0, -1},
+               {"T=1", 1, 1, 0, 0, -1},
+               {"T=0.8 top_p=0.95", 0.8f, 0.95f, 0, 0, -1},
+               {"T=1 top_k=50", 1, 1, 0, 50, -1},
+               {"T=0.7 k=40 p=0.9", 0.7f, 0.9f, 0, 40, -1},
+               {"T=1 min_p=0.05", 1, 1, 0.05f, 0, -1},
+               {"greedy logprobs=5", 0, 1, 0, 0, 5}};
     g4_sampler ref;
     g4_error err = {{0}};
     g4_sampler_init(&ref, V, &err);
@@ -255,7 +273,8 @@ static void timing(void) {
     for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
         g4_sampling sp;
         g4_sampling_default(&sp);
-        sp.temperature = cfg[c].t, sp.top_p = cfg[c].p, sp.min_p = cfg[c].mp, sp.top_k = cfg[c].k, sp.logprobs = cfg[c].lp;
+        sp.temperature = cfg[c].t, sp.top_p = cfg[c].p, sp.min_p = cfg[c].mp, sp.top_k = cfg[c].k,
+        sp.logprobs = cfg[c].lp;
         g4_sample_history h = {0};
         g4_sample_result r;
         double t0 = now_s();
@@ -265,12 +284,17 @@ static void timing(void) {
         }
         double t1 = now_s();
         *p = (g4_sample_params){.n_rows = 1, .vocab = V, .mask_words = (V + 31) / 32};
-        g4_sample_rows(p)[0] = (g4_sample_row_params){.temperature = sp.temperature, .top_p = sp.top_p, .min_p = sp.min_p,
-                                               .repetition_penalty = 1, .top_k = sp.top_k, .n_logprobs = sp.logprobs,
-                                               .lp_slot = 0};
+        g4_sample_rows(p)[0] = (g4_sample_row_params){.temperature = sp.temperature,
+                                                      .top_p = sp.top_p,
+                                                      .min_p = sp.min_p,
+                                                      .repetition_penalty = 1,
+                                                      .top_k = sp.top_k,
+                                                      .n_logprobs = sp.logprobs,
+                                                      .lp_slot = 0};
         int32_t tok;
         g4_sample_logprobs lp;
-        g4_sample_args a = {.logits = y, .ld = V, .vocab = V, .max_rows = 1, .params = p, .tokens = &tok, .logprobs = &lp};
+        g4_sample_args a =
+            {.logits = y, .ld = V, .vocab = V, .max_rows = 1, .params = p, .tokens = &tok, .logprobs = &lp};
         double t2 = now_s();
         for (int i = 0; i < reps; i++) {
             memcpy(y, x, V * sizeof *y);

@@ -36,7 +36,8 @@ static void options(void) {
     setenv("G4_ATTN_PATH", "decode", 1);
     CHECK(!g4_backend_options_from_env(&o, &err) && o.attn_path == G4_ATTN_DECODE, "decode: %s", err.msg);
     setenv("G4_ATTN_PATH", "fastest", 1);
-    CHECK(g4_backend_options_from_env(&o, &err) == -1 && strstr(err.msg, "G4_ATTN_PATH=fastest"), "bad attn: %s", err.msg);
+    CHECK(g4_backend_options_from_env(&o, &err) == -1 && strstr(err.msg, "G4_ATTN_PATH=fastest"), "bad attn: %s",
+          err.msg);
     unsetenv("G4_ATTN_PATH");
     setenv("G4_MOE_PATH", "SIMPLE", 1);
     CHECK(g4_backend_options_from_env(&o, &err) == -1 && strstr(err.msg, "G4_MOE_PATH"), "bad moe: %s", err.msg);
@@ -60,7 +61,8 @@ static void by_name(void) {
         CHECK(!g4_backend_supports(be, G4_OP_GRAPH, G4_DT_F32), "the CPU backend has no graphs");
         CHECK(g4_backend_supports(be, G4_OP_MATMUL, G4_DT_F32) && g4_backend_supports(be, G4_OP_SAMPLE, G4_DT_F32),
               "ops");
-        CHECK(g4_backend_supports(be, G4_OP_LOAD_WEIGHT, G4_DT_BF16) && g4_backend_supports(be, G4_OP_LOAD_WEIGHT, G4_DT_F16) &&
+        CHECK(g4_backend_supports(be, G4_OP_LOAD_WEIGHT, G4_DT_BF16) &&
+                  g4_backend_supports(be, G4_OP_LOAD_WEIGHT, G4_DT_F16) &&
                   !g4_backend_supports(be, G4_OP_LOAD_WEIGHT, G4_DT_I32),
               "weight dtypes");
         g4_backend_destroy(be);
@@ -153,7 +155,8 @@ static void invariant(void) {
     int st = 0;
     waitpid(pid, &st, 0);
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "child ended with status %d, expected SIGABRT", st);
-    CHECK(strstr(out, "test_registry.c:") && strstr(out, "invariant `slot < 4` broken: slot 9 of 4"), "stderr: %s", out);
+    CHECK(strstr(out, "test_registry.c:") && strstr(out, "invariant `slot < 4` broken: slot 9 of 4"), "stderr: %s",
+          out);
 }
 
 int main(void) {

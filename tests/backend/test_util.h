@@ -74,6 +74,8 @@ static inline void tu_rope(double *x, int d, double theta, int pairs, int pos) {
     }
 }
 
-static inline double tu_gelu_tanh(double z) { return 0.5 * z * (1 + tanh(sqrt(2 / M_PI) * (z + 0.044715 * z * z * z))); }
+static inline double tu_gelu_tanh(double z) {
+    return 0.5 * z * (1 + tanh(sqrt(2 / M_PI) * (z + 0.044715 * z * z * z)));
+}
 
 #endif

@@ -417,7 +417,8 @@ static inline int tf_route_wrap_(void *ctx, int32_t *ids, float *weights, const 
                                  const g4_weight *scale, const g4_weight *es, int T, int k, float eps, g4_error *err) {
     const g4_backend_ops *in = tf_inner_(ctx);
     if (in->moe_route(ctx, ids, weights, h1, proj, scale, es, T, k, eps, err)) return -1;
-    if (tf_cfg.route == TF_ROUTE_REPLAY) return tf_route_replay_(ctx, in, ids, weights, h1, proj, scale, es, T, k, eps, err);
+    if (tf_cfg.route == TF_ROUTE_REPLAY)
+        return tf_route_replay_(ctx, in, ids, weights, h1, proj, scale, es, T, k, eps, err);
     if (tf_cfg.route != TF_ROUTE_RECORD || (tf_cfg.record_ctx && tf_cfg.record_ctx != ctx)) return 0;
     size_t n = (size_t)T * k;
     if (tf_cfg.log_n + n > tf_cfg.log_cap) {

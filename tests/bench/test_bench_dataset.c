@@ -12,10 +12,14 @@
 #include "check.h"
 #include "dataset.h"
 
-static void random_dataset(void)
-{
-    g4_random_opts o = {.input_len = 100, .output_len = 10, .range_ratio = 0.25, .prefix_len = 7, .vocab = 5000,
-                        .id_min = 256, .seed = 42};
+static void random_dataset(void) {
+    g4_random_opts o = {.input_len = 100,
+                        .output_len = 10,
+                        .range_ratio = 0.25,
+                        .prefix_len = 7,
+                        .vocab = 5000,
+                        .id_min = 256,
+                        .seed = 42};
     g4_bench_dataset d, d2;
     g4_error err = {{0}};
     CHECK(g4_dataset_random(&d, 400, &o, &err) == 0 && d.n == 400, "%s", err.msg);
@@ -27,8 +31,7 @@ static void random_dataset(void)
         out_min = d.items[i].output_len < out_min ? d.items[i].output_len : out_min;
         out_max = d.items[i].output_len > out_max ? d.items[i].output_len : out_max;
         bad += d.items[i].n_ids != d.items[i].prompt_len || d.items[i].text != NULL;
-        for (int j = 0; j < d.items[i].n_ids; j++)
-            bad += d.items[i].ids[j] < 256 || d.items[i].ids[j] >= 5000;
+        for (int j = 0; j < d.items[i].n_ids; j++) bad += d.items[i].ids[j] < 256 || d.items[i].ids[j] >= 5000;
         bad += memcmp(d.items[i].ids, d.items[0].ids, 7 * sizeof(int32_t)) != 0; /* shared prefix */
         same &= d.items[i].n_ids == d2.items[i].n_ids &&
                 !memcmp(d.items[i].ids, d2.items[i].ids, sizeof(int32_t) * (size_t)d.items[i].n_ids);
@@ -48,8 +51,7 @@ static void random_dataset(void)
     CHECK(g4_dataset_random(&d, 3, &o, &err) == -1 && strstr(err.msg, "range-ratio"), "%s", err.msg);
 }
 
-static void arrivals(void)
-{
+static void arrivals(void) {
     g4_rng r;
     g4_rng_seed(&r, 7);
     for (int k = 0; k < 3; k++) {
@@ -66,8 +68,7 @@ static void arrivals(void)
     double t[1000];
     g4_arrival_schedule(t, 1000, 20.0, 1.0, &r);
     int mono = 1;
-    for (int i = 1; i < 1000; i++)
-        mono &= t[i] >= t[i - 1];
+    for (int i = 1; i < 1000; i++) mono &= t[i] >= t[i - 1];
     CHECK(mono && fabs(t[999] - 50.0) < 1e-9 && t[0] > 0, "poisson schedule ends at %g", t[999]);
     /* burstiness 0.25: gaps with coefficient of variation 2 (vs 1 for Poisson) */
     g4_arrival_schedule(t, 1000, 20.0, 0.25, &r);
@@ -82,8 +83,7 @@ static void arrivals(void)
     CHECK(t[0] == 0 && t[9] == 0, "rate inf sends all at once");
 }
 
-static void sharegpt(void)
-{
+static void sharegpt(void) {
     g4_tokenizer *tok = NULL;
     g4_error err = {{0}};
     if (g4_tokenizer_load("tests/text/data/tokenizer.json", &tok, &err) < 0) {
@@ -123,8 +123,7 @@ static void sharegpt(void)
     g4_tokenizer_free(tok);
 }
 
-int main(void)
-{
+int main(void) {
     random_dataset();
     arrivals();
     sharegpt();

@@ -15,8 +15,7 @@
 
 static int close_to(double a, double b) { return fabs(a - b) <= 1e-9 + 1e-9 * fabs(b); }
 
-static void hand_made(void)
-{
+static void hand_made(void) {
     double c0[] = {0.1, 0.15, 0.25}, c1[] = {0.8}, c3[] = {1.2, 1.3, 2.3};
     g4_bench_record r[4] = {
         {.ok = true, .prompt_len = 10, .output_tokens = 3, .t_send = 0.0, .t_end = 0.25, .n_chunks = 3, .chunk_t = c0},
@@ -68,8 +67,7 @@ static void hand_made(void)
           err.msg);
 }
 
-static void check_stat(const char *name, const char *what, const g4_bench_stat *s, const cJSON *e, int n_pcts)
-{
+static void check_stat(const char *name, const char *what, const g4_bench_stat *s, const cJSON *e, int n_pcts) {
     CHECK(s->n == cJSON_GetObjectItem(e, "n")->valueint, "%s %s n %d", name, what, s->n);
     CHECK(close_to(s->mean, cJSON_GetObjectItem(e, "mean")->valuedouble), "%s %s mean %.12g vs %.12g", name, what,
           s->mean, cJSON_GetObjectItem(e, "mean")->valuedouble);
@@ -82,8 +80,7 @@ static void check_stat(const char *name, const char *what, const g4_bench_stat *
               s->pct[i], cJSON_GetArrayItem(p, i)->valuedouble);
 }
 
-static int reference_cases(void)
-{
+static int reference_cases(void) {
     FILE *f = fopen(REF, "rb");
     if (!f) {
         CHECK(0, "cannot open %s (run from the repository root)", REF);
@@ -104,16 +101,14 @@ static int reference_cases(void)
     }
     int n_cases = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases"))
-    {
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases")) {
         const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
         const cJSON *recs = cJSON_GetObjectItem(c, "records"), *e = cJSON_GetObjectItem(c, "expected");
         int n = cJSON_GetArraySize(recs);
         g4_bench_record *r = calloc((size_t)n, sizeof *r);
         int i = 0;
         const cJSON *q;
-        cJSON_ArrayForEach(q, recs)
-        {
+        cJSON_ArrayForEach(q, recs) {
             r[i].ok = cJSON_IsTrue(cJSON_GetObjectItem(q, "ok"));
             r[i].prompt_len = cJSON_GetObjectItem(q, "prompt_len")->valueint;
             r[i].output_tokens = cJSON_GetObjectItem(q, "output_tokens")->valueint;
@@ -132,12 +127,9 @@ static int reference_cases(void)
         cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "pcts")) pcts[n_pcts++] = p->valuedouble;
         g4_bench_slo slo = {0};
         const cJSON *js = cJSON_GetObjectItem(c, "slo"), *v;
-        if ((v = cJSON_GetObjectItem(js, "ttft")))
-            slo.has_ttft = true, slo.ttft_ms = v->valuedouble;
-        if ((v = cJSON_GetObjectItem(js, "tpot")))
-            slo.has_tpot = true, slo.tpot_ms = v->valuedouble;
-        if ((v = cJSON_GetObjectItem(js, "e2el")))
-            slo.has_e2el = true, slo.e2el_ms = v->valuedouble;
+        if ((v = cJSON_GetObjectItem(js, "ttft"))) slo.has_ttft = true, slo.ttft_ms = v->valuedouble;
+        if ((v = cJSON_GetObjectItem(js, "tpot"))) slo.has_tpot = true, slo.tpot_ms = v->valuedouble;
+        if ((v = cJSON_GetObjectItem(js, "e2el"))) slo.has_e2el = true, slo.e2el_ms = v->valuedouble;
         g4_bench_metrics m;
         g4_error err = {{0}};
         CHECK(g4_bench_metrics_compute(r, n, cJSON_GetObjectItem(c, "duration")->valuedouble, &slo, pcts, n_pcts, &m,
@@ -161,8 +153,7 @@ static int reference_cases(void)
         check_stat(name, "tpot", &m.tpot, cJSON_GetObjectItem(e, "tpot"), n_pcts);
         check_stat(name, "itl", &m.itl, cJSON_GetObjectItem(e, "itl"), n_pcts);
         check_stat(name, "e2el", &m.e2el, cJSON_GetObjectItem(e, "e2el"), n_pcts);
-        for (int k = 0; k < n; k++)
-            free(r[k].chunk_t);
+        for (int k = 0; k < n; k++) free(r[k].chunk_t);
         free(r);
         n_cases++;
     }
@@ -171,8 +162,7 @@ static int reference_cases(void)
     return 0;
 }
 
-static void parsers(void)
-{
+static void parsers(void) {
     g4_bench_slo s;
     g4_error err = {{0}};
     CHECK(g4_bench_slo_parse("ttft:500 tpot:50,e2el:2500.5", &s, &err) == 0 && s.has_ttft && s.ttft_ms == 500 &&
@@ -192,8 +182,7 @@ static void parsers(void)
           "percentile");
 }
 
-int main(void)
-{
+int main(void) {
     hand_made();
     parsers();
     reference_cases();

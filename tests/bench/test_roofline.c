@@ -10,8 +10,7 @@
 
 static int near(double a, double b, double rel) { return fabs(a - b) <= rel * fabs(b) + 1e-9; }
 
-static void dense_31b(const g4_config *c)
-{
+static void dense_31b(const g4_config *c) {
     g4_param_count p;
     g4_roofline_params(c, &p);
     /* spec §3.4: text matrices 30,696,013,824 + norms/scalars 1,331,516 */
@@ -45,8 +44,7 @@ static void dense_31b(const g4_config *c)
     CHECK(attn == 3952879861760.0, "31B attention n=2048 %.0f", attn);
 }
 
-static void moe_26b(const g4_config *c)
-{
+static void moe_26b(const g4_config *c) {
     g4_param_count p;
     g4_roofline_params(c, &p);
     /* spec §3.4: 25,232,441,344 matrices + 700,446 norms; one expert 1408·2816 + 2816·704 */
@@ -76,8 +74,7 @@ static void moe_26b(const g4_config *c)
     CHECK(attn == 988219965440.0, "26B attention n=2048 %.0f", attn);
 }
 
-int main(void)
-{
+int main(void) {
     g4_config c31, c26;
     g4_error err = {{0}};
     REQUIRE(g4_config_load(&c31, "tests/model/data/config_31b_mm.json", &err) == 0, "%s", err.msg);

@@ -11,36 +11,36 @@
 
 static int check_passed_, check_failed_;
 
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) {                                                        \
-            check_passed_++;                                               \
-        } else {                                                           \
-            check_failed_++;                                               \
+#define CHECK(cond, ...)                                                    \
+    do {                                                                    \
+        if (cond) {                                                         \
+            check_passed_++;                                                \
+        } else {                                                            \
+            check_failed_++;                                                \
             fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fputc('\n', stderr);                                           \
-        }                                                                  \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fputc('\n', stderr);                                            \
+        }                                                                   \
     } while (0)
 
 /* Stops the test at once (for failures after which nothing else can be checked). */
-#define REQUIRE(cond, ...)                  \
-    do {                                    \
-        int before_ = check_failed_;        \
-        CHECK(cond, __VA_ARGS__);           \
-        if (check_failed_ != before_) {     \
-            return check_summary();         \
-        }                                   \
+#define REQUIRE(cond, ...)              \
+    do {                                \
+        int before_ = check_failed_;    \
+        CHECK(cond, __VA_ARGS__);       \
+        if (check_failed_ != before_) { \
+            return check_summary();     \
+        }                               \
     } while (0)
 
 /* REQUIRE for functions returning void. */
-#define REQUIRE_VOID(cond, ...)             \
-    do {                                    \
-        int before_ = check_failed_;        \
-        CHECK(cond, __VA_ARGS__);           \
-        if (check_failed_ != before_) {     \
-            return;                         \
-        }                                   \
+#define REQUIRE_VOID(cond, ...)         \
+    do {                                \
+        int before_ = check_failed_;    \
+        CHECK(cond, __VA_ARGS__);       \
+        if (check_failed_ != before_) { \
+            return;                     \
+        }                               \
     } while (0)
 
 static inline int check_summary(void) {

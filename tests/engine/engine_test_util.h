@@ -104,7 +104,8 @@ static inline int fake_finish(void *state, char *out, size_t cap) {
 }
 static inline void fake_close(void *state) { free(state); }
 static inline g4_detok_iface fake_detok(void) {
-    return (g4_detok_iface){.ctx = NULL, .open = fake_open, .push = fake_push, .close = fake_close, .finish = fake_finish};
+    return (
+        g4_detok_iface){.ctx = NULL, .open = fake_open, .push = fake_push, .close = fake_close, .finish = fake_finish};
 }
 /* The full text of a token sequence under the fake detokenizer. */
 static inline void fake_text(const int32_t *t, int n, char *out, size_t cap) {

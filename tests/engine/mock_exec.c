@@ -18,8 +18,13 @@ static void fill_logits(uint64_t h, int V, float *out) {
 
 int mock_exec_init(mock_exec *m, int V, int B, int W, int max_blocks, int n_blocks_s, int n_blocks_g, bool check) {
     memset(m, 0, sizeof *m);
-    *m = (mock_exec){.V = V, .B = B, .W = W, .max_blocks = max_blocks, .n_blocks_s = n_blocks_s,
-                     .n_blocks_g = n_blocks_g, .check = check};
+    *m = (mock_exec){.V = V,
+                     .B = B,
+                     .W = W,
+                     .max_blocks = max_blocks,
+                     .n_blocks_s = n_blocks_s,
+                     .n_blocks_g = n_blocks_g,
+                     .check = check};
     m->kv_s = calloc((size_t)n_blocks_s * B, sizeof *m->kv_s);
     m->kv_g = calloc((size_t)n_blocks_g * B, sizeof *m->kv_g);
     return m->kv_s && m->kv_g ? 0 : -1;

@@ -105,8 +105,10 @@ static void test_starved_and_language(const g4_tokenizer *tok, g4_so_cache *cach
     g4_so_cache_stats c0 = g4_so_cache_stats_get(cache);
     REQUIRE_VOID(g4_so_cache_get(cache, &js_spec, &again, &err) == 0, "schema again: %s", err.msg);
     g4_so_cache_stats cs = g4_so_cache_stats_get(cache);
-    CHECK(again == js_gr && cs.compiles == c0.compiles && cs.hits == c0.hits + 1, "cache: the same schema twice is "
-          "one compile (%lld -> %lld compiles, %lld -> %lld hits)", c0.compiles, cs.compiles, c0.hits, cs.hits);
+    CHECK(again == js_gr && cs.compiles == c0.compiles && cs.hits == c0.hits + 1,
+          "cache: the same schema twice is "
+          "one compile (%lld -> %lld compiles, %lld -> %lld hits)",
+          c0.compiles, cs.compiles, c0.hits, cs.hits);
     g4_so_grammar_unref(again);
     REQUIRE_VOID(g4_json_schema_compile(SCHEMA, strlen(SCHEMA), NULL, NULL, &js_ref, &err) == 0, "ref: %s", err.msg);
     regex_t posix;
@@ -163,8 +165,8 @@ static void test_starved_and_language(const g4_tokenizer *tok, g4_so_cache *cach
             g4_matcher_free(ref);
         }
         in_lang += ok;
-        if (!ok || i < 2) printf("request %d (%s): finish %d, %d tokens: %s\n", i, i % 2 ? "schema" : "regex", b->finish,
-                                 b->n, text);
+        if (!ok || i < 2)
+            printf("request %d (%s): finish %d, %d tokens: %s\n", i, i % 2 ? "schema" : "regex", b->finish, b->n, text);
     }
     printf("constrained: %d/%d identical alone and batched, %d/%d in their language, %llu preemptions\n", same, N,
            in_lang, N, (unsigned long long)(st.preemptions - st0.preemptions));
@@ -207,7 +209,8 @@ static void test_thought_channel(const g4_tokenizer *tok, g4_so_cache *cache) {
     CHECK(fn->advance(k, other, &err) == 0, "any token inside the thought channel");
     CHECK(fn->advance(k, sp->channel_end, &err) == 0, "<channel|>");
     CHECK(fn->mask(k, NULL, 0, mask, &err) == 1 && mask_has(mask, yes) && !mask_has(mask, other) &&
-          !mask_has(mask, sp->channel_start), "after the channel: the choice only");
+              !mask_has(mask, sp->channel_start),
+          "after the channel: the choice only");
     CHECK(fn->advance(k, other, &err) < 0, "a forbidden token is an error");
     fn->free(k);
 
@@ -222,7 +225,8 @@ static void test_thought_channel(const g4_tokenizer *tok, g4_so_cache *cache) {
     CHECK(fn->mask(k, &end, 1, mask, &err) == 1 && !mask_has(mask, sp->channel_start) && !mask_has(mask, end),
           "thinking off: no channel, no end before the output is complete");
     CHECK(fn->advance(k, no, &err) == 0 && fn->mask(k, &end, 1, mask, &err) == 1 && mask_has(mask, end) &&
-          !mask_has(mask, yes), "complete: the end id only");
+              !mask_has(mask, yes),
+          "complete: the end id only");
     fn->free(k);
 
     g4_so_spec bad = {G4_SO_JSON_SCHEMA, "{\"not\":{}}", strlen("{\"not\":{}}")};

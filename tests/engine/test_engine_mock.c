@@ -34,14 +34,23 @@
 
 static void base_opts(g4_engine_opts *o, int n_s, int n_g) {
     static const int32_t eos[2] = {1, 106};
-    *o = (g4_engine_opts){.max_running = 32, .max_waiting = 256, .max_model_len = MAXLEN, .step_token_budget = 64,
-                          .block_size = BS, .n_blocks_sliding = n_s, .n_blocks_global = n_g, .sliding_window = WIN,
-                          .prefix_cache = true, .eos_ids = eos, .n_eos = 2, .seed = 1234};
+    *o = (g4_engine_opts){.max_running = 32,
+                          .max_waiting = 256,
+                          .max_model_len = MAXLEN,
+                          .step_token_budget = 64,
+                          .block_size = BS,
+                          .n_blocks_sliding = n_s,
+                          .n_blocks_global = n_g,
+                          .sliding_window = WIN,
+                          .prefix_cache = true,
+                          .eos_ids = eos,
+                          .n_eos = 2,
+                          .seed = 1234};
 }
 
 /* Reference output: sample max_tokens tokens from the mock's pure logits (ignore_eos). */
-static int reference(const mock_exec *m, g4_sampler *smp, const int32_t *prompt, int n_prompt,
-                     const g4_sampling *sp, uint64_t seed, int max_tokens, int32_t *out) {
+static int reference(const mock_exec *m, g4_sampler *smp, const int32_t *prompt, int n_prompt, const g4_sampling *sp,
+                     uint64_t seed, int max_tokens, int32_t *out) {
     int32_t toks[MAXLEN];
     float *logits = malloc(V * sizeof *logits);
     memcpy(toks, prompt, (size_t)n_prompt * sizeof *toks);
@@ -81,8 +90,12 @@ static void *soak_submitter(void *arg) {
     soak_ctx *c = arg;
     for (int i = c->from; i < c->to; i++) {
         soak_req *q = &c->reqs[i];
-        g4_request_params p = {.prompt = q->prompt, .n_prompt = q->n_prompt, .sampling = q->sp,
-                               .priority = q->priority, .on_event = rec_on_event, .user = &q->r};
+        g4_request_params p = {.prompt = q->prompt,
+                               .n_prompt = q->n_prompt,
+                               .sampling = q->sp,
+                               .priority = q->priority,
+                               .on_event = rec_on_event,
+                               .user = &q->r};
         g4_stop_rules_default(&p.stop);
         p.stop.max_tokens = q->max_tokens;
         p.stop.ignore_eos = true;
@@ -161,8 +174,9 @@ static void test_soak(void) {
         if (!q->sp.has_seed && q->sp.temperature > 0) continue;
         reference(&m, &smp, q->prompt, q->n_prompt, &q->sp, s, q->max_tokens, ref);
         int want = q->r.finish == G4_FINISH_ABORT ? q->r.n : q->max_tokens;
-        int ok = q->r.n == want && !memcmp(q->r.toks, ref, (size_t)want * sizeof *ref) &&
-                 (q->r.finish == G4_FINISH_ABORT || (q->r.finish == G4_FINISH_LENGTH && q->r.completion_tokens == want));
+        int ok =
+            q->r.n == want && !memcmp(q->r.toks, ref, (size_t)want * sizeof *ref) &&
+            (q->r.finish == G4_FINISH_ABORT || (q->r.finish == G4_FINISH_LENGTH && q->r.completion_tokens == want));
         if (!ok && bad++ < 3)
             fprintf(stderr, "soak request %d: %d tokens (want %d), finish %d, first %d vs %d\n", i, q->r.n, want,
                     q->r.finish, q->r.n ? q->r.toks[0] : -1, ref[0]);
@@ -262,7 +276,8 @@ static void test_limits(void) {
     uint64_t id3 = submit(e, prompt + 3, 10, 3, 0, &r[3], &code, &err);
     CHECK(id0 && id1 && id2, "submits: %llu %llu %llu", (unsigned long long)id0, (unsigned long long)id1,
           (unsigned long long)id2);
-    CHECK(!id3 && code == G4_ERR_QUEUE_FULL, "queue full: id %llu code %d (%s)", (unsigned long long)id3, code, err.msg);
+    CHECK(!id3 && code == G4_ERR_QUEUE_FULL, "queue full: id %llu code %d (%s)", (unsigned long long)id3, code,
+          err.msg);
     g4_engine_cancel(e, id2);
     pthread_mutex_lock(&g.mu);
     g.open = 1;
@@ -367,10 +382,10 @@ static void test_stop_strings(void) {
         g4_engine_wait_idle(e);
         CHECK(r.finish == G4_FINISH_STOP && !strcmp(r.stop_string, stop), "trial %d: finish %d stop \"%s\"", trial,
               r.finish, r.stop_string);
-        CHECK(strlen(r.text) == cut && !strncmp(r.text, want, cut), "trial %d: text \"%s\", want the first %zu of \"%s\"",
-              trial, r.text, cut, want);
-        CHECK(r.n == tok_end && !memcmp(r.toks, full.toks, (size_t)r.n * sizeof *r.toks), "trial %d: %d tokens, want %d",
-              trial, r.n, tok_end);
+        CHECK(strlen(r.text) == cut && !strncmp(r.text, want, cut),
+              "trial %d: text \"%s\", want the first %zu of \"%s\"", trial, r.text, cut, want);
+        CHECK(r.n == tok_end && !memcmp(r.toks, full.toks, (size_t)r.n * sizeof *r.toks),
+              "trial %d: %d tokens, want %d", trial, r.n, tok_end);
         checked++;
     }
     CHECK(checked == 12, "stop trials");
@@ -413,8 +428,10 @@ static void test_prefix(void) {
     CHECK(cold.n == 8 && hot.n == 8 && !memcmp(cold.toks, hot.toks, sizeof cold.toks[0] * 8), "hit != cold");
     CHECK(s1.prefix_hit_tokens - s0.prefix_hit_tokens == 40, "hit %llu tokens, want 40 (41 − 1, a multiple of %d)",
           (unsigned long long)(s1.prefix_hit_tokens - s0.prefix_hit_tokens), BS);
-    CHECK(hot.cached_tokens == 40 && cold.cached_tokens == 0, "usage cached %d / %d", hot.cached_tokens, cold.cached_tokens);
-    CHECK(s1.blocks_cached > 0 && s1.blocks_global_used == 0, "cached %d used %d", s1.blocks_cached, s1.blocks_global_used);
+    CHECK(hot.cached_tokens == 40 && cold.cached_tokens == 0, "usage cached %d / %d", hot.cached_tokens,
+          cold.cached_tokens);
+    CHECK(s1.blocks_cached > 0 && s1.blocks_global_used == 0, "cached %d used %d", s1.blocks_cached,
+          s1.blocks_global_used);
     /* a longer prompt sharing 30 tokens: hit of 28 (7 blocks), same output as the reference */
     int32_t p2[35];
     memcpy(p2, prompt, 30 * sizeof *p2);
@@ -488,11 +505,24 @@ static void test_processors(void) {
     int32_t prompt[9] = {2, 17, 33, 5, 90, 211, 8, 44, 300};
     const g4_logit_bias bias[2] = {{77, 30.0f}, {78, -5.0f}};
     const int32_t allowed[3] = {400, 9, 123};
-    struct { const g4_logit_bias *b; int nb; const int32_t *a; int na; float temp; } cases[] = {
-        {bias, 2, NULL, 0, 0.0f}, {NULL, 0, allowed, 3, 0.0f}, {NULL, 0, allowed, 3, 0.8f}, {bias, 1, allowed, 3, 0.8f}};
+    struct {
+        const g4_logit_bias *b;
+        int nb;
+        const int32_t *a;
+        int na;
+        float temp;
+    } cases[] = {{bias, 2, NULL, 0, 0.0f},
+                 {NULL, 0, allowed, 3, 0.0f},
+                 {NULL, 0, allowed, 3, 0.8f},
+                 {bias, 1, allowed, 3, 0.8f}};
     for (int c = 0; c < 4; c++) {
-        g4_request_params p = {.prompt = prompt, .n_prompt = 9, .on_event = rec_on_event, .logit_bias = cases[c].b,
-                               .n_logit_bias = cases[c].nb, .allowed_ids = cases[c].a, .n_allowed_ids = cases[c].na};
+        g4_request_params p = {.prompt = prompt,
+                               .n_prompt = 9,
+                               .on_event = rec_on_event,
+                               .logit_bias = cases[c].b,
+                               .n_logit_bias = cases[c].nb,
+                               .allowed_ids = cases[c].a,
+                               .n_allowed_ids = cases[c].na};
         rec r = {0};
         p.user = &r;
         g4_sampling_default(&p.sampling);
@@ -509,16 +539,21 @@ static void test_processors(void) {
         int32_t ref[10];
         reference_processed(&m, &smp, prompt, 9, &p.sampling, p.sampling.seed, 10, cases[c].b, cases[c].nb, cases[c].a,
                             cases[c].na, ref);
-        CHECK(r.finish == G4_FINISH_LENGTH && r.n == 10, "case %d: finish %d, %d tokens (%s)", c, r.finish, r.n, r.error);
+        CHECK(r.finish == G4_FINISH_LENGTH && r.n == 10, "case %d: finish %d, %d tokens (%s)", c, r.finish, r.n,
+              r.error);
         CHECK(!memcmp(r.toks, ref, sizeof ref), "case %d: tokens differ from the processed reference", c);
         for (int i = 0; i < r.n && cases[c].na; i++)
-            CHECK(r.toks[i] == 400 || r.toks[i] == 9 || r.toks[i] == 123, "case %d: token %d not allowed", c, r.toks[i]);
+            CHECK(r.toks[i] == 400 || r.toks[i] == 9 || r.toks[i] == 123, "case %d: token %d not allowed", c,
+                  r.toks[i]);
         if (c == 0) CHECK(r.toks[0] == 77, "a +30 bias on 77 did not win the greedy pick (%d)", r.toks[0]);
     }
     CHECK(device_calls == 0, "the device sampler was called %d times", device_calls);
     /* out-of-vocabulary entries are refused at submit */
     g4_logit_bias bad = {V, 1.0f};
-    g4_request_params p = {.prompt = prompt, .n_prompt = 9, .on_event = rec_on_event, .logit_bias = &bad,
+    g4_request_params p = {.prompt = prompt,
+                           .n_prompt = 9,
+                           .on_event = rec_on_event,
+                           .logit_bias = &bad,
                            .n_logit_bias = 1};
     rec r = {0};
     p.user = &r;
@@ -535,7 +570,8 @@ static void test_processors(void) {
 
 /* --- prompt logprobs -------------------------------------------------------------------------------- */
 
-static void check_plp(const mock_exec *m, const int32_t *prompt, int n_prompt, int top, const rec *r, const char *what) {
+static void check_plp(const mock_exec *m, const int32_t *prompt, int n_prompt, int top, const rec *r,
+                      const char *what) {
     CHECK(r->n_plp == n_prompt - 1 && !r->plp_after_token, "%s: %d prompt logprobs for %d tokens (after token %d)",
           what, r->n_plp, n_prompt, r->plp_after_token);
     float logits[V];
@@ -611,9 +647,18 @@ static void test_cost(void) {
     enum { N = 256, VC = 256 };
     g4_engine_opts o;
     static const int32_t eos[1] = {1};
-    o = (g4_engine_opts){.max_running = N, .max_waiting = N, .max_model_len = 512, .step_token_budget = 2048,
-                         .block_size = 16, .n_blocks_sliding = N * 4, .n_blocks_global = N * 32, .sliding_window = 32,
-                         .prefix_cache = true, .eos_ids = eos, .n_eos = 1, .seed = 1};
+    o = (g4_engine_opts){.max_running = N,
+                         .max_waiting = N,
+                         .max_model_len = 512,
+                         .step_token_budget = 2048,
+                         .block_size = 16,
+                         .n_blocks_sliding = N * 4,
+                         .n_blocks_global = N * 32,
+                         .sliding_window = 32,
+                         .prefix_cache = true,
+                         .eos_ids = eos,
+                         .n_eos = 1,
+                         .seed = 1};
     mock_exec m;
     mock_exec_init(&m, VC, 16, 32, 32, 1, 1, false);
     g4_executor ex;

@@ -60,7 +60,10 @@ static g4_engine *make_engine(g4_model *m, g4_executor *ex, bool prefix) {
 
 static void submit_req(g4_engine *e, req *q) {
     memset(&q->r, 0, sizeof q->r);
-    g4_request_params p = {.prompt = q->prompt, .n_prompt = q->n_prompt, .sampling = q->sp, .on_event = rec_on_event,
+    g4_request_params p = {.prompt = q->prompt,
+                           .n_prompt = q->n_prompt,
+                           .sampling = q->sp,
+                           .on_event = rec_on_event,
                            .user = &q->r};
     g4_stop_rules_default(&p.stop);
     p.stop.max_tokens = q->max_tokens;

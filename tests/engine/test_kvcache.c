@@ -85,8 +85,8 @@ int main(void) {
           "a failed reserve changed something");
 
     g4_kvcache_release_slot(&kv, 0);
-    CHECK(G->n_lru == 4 && G->n_free == 4 && S->n_lru == 4 && S->n_free == 2, "after release: G lru %d free %d, S lru %d free %d",
-          G->n_lru, G->n_free, S->n_lru, S->n_free);
+    CHECK(G->n_lru == 4 && G->n_free == 4 && S->n_lru == 4 && S->n_free == 2,
+          "after release: G lru %d free %d, S lru %d free %d", G->n_lru, G->n_free, S->n_lru, S->n_free);
 
     /* lookup of 16 tokens: at most 15 may be skipped → 3 blocks (12), needs sliding blocks 1..2 */
     int hit = g4_prefix_lookup(&pc, 1, keys, 16);
@@ -148,8 +148,7 @@ int main(void) {
     for (int l = 0; l < cfg.n_layers; l++) {
         if (g4_layer_is_global(&cfg, l))
             g_tok += (size_t)cfg.n_global_kv_heads * cfg.global_head_dim * 2 * (cfg.k_eq_v ? 1 : 2);
-        else
-            s_tok += (size_t)cfg.n_kv_heads * cfg.head_dim * 2 * 2;
+        else s_tok += (size_t)cfg.n_kv_heads * cfg.head_dim * 2 * 2;
     }
     int nb_g = 128 / 16, nb_s = (cfg.sliding_window - 1 + 64 + 15) / 16 + 1;
     if (nb_s > nb_g) nb_s = nb_g;

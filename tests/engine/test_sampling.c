@@ -163,8 +163,7 @@ int main(void) {
         for (int i = 0; i < 8; i++) s8sum += exp(e8[i] - m8);
         CHECK(r.token == b8, "penalised greedy %d vs %d", r.token, b8);
         int okp = r.n_top == 8;
-        for (int k = 0; k < r.n_top; k++)
-            okp &= fabs(r.top_logprobs[k] - (e8[r.top_ids[k]] - m8 - log(s8sum))) < 1e-5;
+        for (int k = 0; k < r.n_top; k++) okp &= fabs(r.top_logprobs[k] - (e8[r.top_ids[k]] - m8 - log(s8sum))) < 1e-5;
         CHECK(okp, "penalised logprobs differ from the formula");
         g4_sampler_free(&s8);
     }

@@ -45,7 +45,8 @@ int main(void) {
     write_config(dir, "{\"top_p\": 1.5}");
     CHECK(g4_sampling_load_defaults(&s, dir, &err) != 0 && strstr(err.msg, "top_p"), "bad top_p named: %s", err.msg);
     write_config(dir, "{\"temperature\": \"hot\"}");
-    CHECK(g4_sampling_load_defaults(&s, dir, &err) != 0 && strstr(err.msg, "temperature"), "bad type named: %s", err.msg);
+    CHECK(g4_sampling_load_defaults(&s, dir, &err) != 0 && strstr(err.msg, "temperature"), "bad type named: %s",
+          err.msg);
     write_config(dir, "[1, 2");
     CHECK(g4_sampling_load_defaults(&s, dir, &err) != 0 && strstr(err.msg, "generation_config.json"), "bad JSON: %s",
           err.msg);

@@ -15,8 +15,8 @@ typedef struct run {
 } run;
 
 /* Feeds tokens 1..n with the given texts; finishes like the engine does. */
-static void feed(const g4_stop_rules *rules, const int32_t *eos, int n_eos, const int32_t *ids, const char *const *texts,
-                 int n, run *out) {
+static void feed(const g4_stop_rules *rules, const int32_t *eos, int n_eos, const int32_t *ids,
+                 const char *const *texts, int n, run *out) {
     g4_stop s;
     g4_error err = {{0}};
     memset(out, 0, sizeof *out);

@@ -24,8 +24,15 @@ void *g4_stream_alloc(g4_stream_alloc_kind kind, size_t bytes) {
 static g4_event token_event(uint64_t id, int32_t token, const char *text) {
     static const int32_t top[2] = {7, 8};
     static const float lp[2] = {-0.5f, -1.5f};
-    return (g4_event){.id = id, .n_tokens = 1, .token = token, .text = text, .logprob = -0.25f, .n_top = 2,
-                      .top_ids = top, .top_logprobs = lp, .stop_token = -1};
+    return (g4_event){.id = id,
+                      .n_tokens = 1,
+                      .token = token,
+                      .text = text,
+                      .logprob = -0.25f,
+                      .n_top = 2,
+                      .top_ids = top,
+                      .top_logprobs = lp,
+                      .stop_token = -1};
 }
 
 static void test_copies_in_order(void) {
@@ -39,8 +46,13 @@ static void test_copies_in_order(void) {
     strcpy(text, "XXX"); /* the queue holds its own copy */
     g4_event e2 = token_event(2, 22, "two");
     g4_stream_sink_push(&b, &e2);
-    g4_event last = {.id = 1, .finish = G4_FINISH_STOP, .text = "", .stop_string = "END", .stop_token = -1,
-                     .prompt_tokens = 3, .completion_tokens = 1};
+    g4_event last = {.id = 1,
+                     .finish = G4_FINISH_STOP,
+                     .text = "",
+                     .stop_string = "END",
+                     .stop_token = -1,
+                     .prompt_tokens = 3,
+                     .completion_tokens = 1};
     CHECK(g4_stream_sink_push(&a, &last), "last queued");
     g4_stream_event *l = g4_stream_take(s);
     REQUIRE_VOID(l && l->next && l->next->next && !l->next->next->next, "three events");
@@ -72,8 +84,13 @@ static void test_last_event_survives_failing_allocations(void) {
         g4_event e = token_event(9, 100 + i, "tok");
         CHECK(!g4_stream_sink_push(&k, &e), "token event %d cannot be queued", i);
     }
-    g4_event last = {.id = 9, .finish = G4_FINISH_ERROR, .text = "held back", .error = "engine failed",
-                     .stop_token = -1, .prompt_tokens = 4, .completion_tokens = 5};
+    g4_event last = {.id = 9,
+                     .finish = G4_FINISH_ERROR,
+                     .text = "held back",
+                     .error = "engine failed",
+                     .stop_token = -1,
+                     .prompt_tokens = 4,
+                     .completion_tokens = 5};
     CHECK(g4_stream_sink_push(&k, &last), "the last event is always queued");
     fail_engine_allocs = false;
     CHECK(n_allocs > before, "the seam was used");

@@ -24,8 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (m) {
         /* Known: on a highly ambiguous grammar the heads grow exponentially with the input
          * (fixed: the matcher fails past G4_MATCHER_MAX_HEADS, test_grammar_units); stop there too. */
-        for (size_t i = 0; i < size && g4_matcher_n_heads(m) <= G4_FUZZ_MAX_HEADS && g4_matcher_advance(m, data + i, 1) == 0;
-             i++)
+        for (size_t i = 0;
+             i < size && g4_matcher_n_heads(m) <= G4_FUZZ_MAX_HEADS && g4_matcher_advance(m, data + i, 1) == 0; i++)
             (void)g4_matcher_accepting(m);
         g4_matcher_free(m);
     }

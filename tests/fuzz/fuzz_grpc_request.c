@@ -39,7 +39,8 @@ static void chat(const G4serve__V1__ChatInput *ci) {
                                          &err);
     }
     for (size_t i = 0; i < ci->n_tools && !rc; i++)
-        rc = g4_chat_input_tool(&in, ci->tools[i]->name, ci->tools[i]->description, ci->tools[i]->parameters_json, &err);
+        rc =
+            g4_chat_input_tool(&in, ci->tools[i]->name, ci->tools[i]->description, ci->tools[i]->parameters_json, &err);
     if (!rc) {
         g4_prompt_input pin;
         g4_prompt_input_init(&pin, G4_PROMPT_CHAT);

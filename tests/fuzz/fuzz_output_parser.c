@@ -67,7 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t len = size - 1;
     int utf8 = g4_utf8_valid(text, len);
     summary whole = {0}, split = {0};
-    if (parse(text, len, len ? len : 1, flags, utf8, &whole) == 0 && parse(text, len, chunk, flags, utf8, &split) == 0) {
+    if (parse(text, len, len ? len : 1, flags, utf8, &whole) == 0 &&
+        parse(text, len, chunk, flags, utf8, &split) == 0) {
         if (!same(&whole.content, &split.content) || !same(&whole.reasoning, &split.reasoning) ||
             !same(&whole.calls, &split.calls))
             abort();

@@ -13,8 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char text[] = "<bos><|turn>user\nHello world \xe2\x96\x81 caf\xc3\xa9 \xff<turn|>\n";
     g4_tokens ids = {0};
     g4_strbuf out = {0};
-    if (g4_tokenizer_encode(tok, text, sizeof text - 1, G4_ENCODE_SPLIT_SPECIAL | G4_ENCODE_ADD_BOS, &ids, &err) ==
-        0)
+    if (g4_tokenizer_encode(tok, text, sizeof text - 1, G4_ENCODE_SPLIT_SPECIAL | G4_ENCODE_ADD_BOS, &ids, &err) == 0)
         (void)g4_tokenizer_decode(tok, ids.ids, ids.n, 0, &out, &err);
     size_t n = size < 256 ? size : 256;
     ids.n = 0;

@@ -51,16 +51,15 @@ typedef struct golden {
 /* ------------------------------------------------------------------------------------------ */
 /* golden.safetensors                                                                         */
 
-static const g4_st_tensor *find_tensor(g4_safetensors *st, const char *name, g4_dtype dt, int ndim,
-                                       g4_error *err) {
+static const g4_st_tensor *find_tensor(g4_safetensors *st, const char *name, g4_dtype dt, int ndim, g4_error *err) {
     const g4_st_tensor *t = g4_st_find(st, name);
     if (!t) {
         g4_fail(err, "golden tensor %s: missing", name);
         return NULL;
     }
     if (t->dtype != dt || t->ndim != ndim) {
-        g4_fail(err, "golden tensor %s: expected %s with %d dims, got %s with %d", name, g4_dtype_name(dt),
-                ndim, g4_dtype_name(t->dtype), t->ndim);
+        g4_fail(err, "golden tensor %s: expected %s with %d dims, got %s with %d", name, g4_dtype_name(dt), ndim,
+                g4_dtype_name(t->dtype), t->ndim);
         return NULL;
     }
     return t;
@@ -94,8 +93,8 @@ static int golden_load(golden *g, const char *dir, int vocab, g4_error *err) {
         if (!gr) goto out;
         int n = (int)ids->shape[0];
         if (lg->shape[0] != n || lg->shape[1] != vocab) {
-            g4_fail(err, "prompt.%d.logits: expected [%d, %d], got [%lld, %lld]", i, n, vocab,
-                    (long long)lg->shape[0], (long long)lg->shape[1]);
+            g4_fail(err, "prompt.%d.logits: expected [%d, %d], got [%lld, %lld]", i, n, vocab, (long long)lg->shape[0],
+                    (long long)lg->shape[1]);
             goto out;
         }
         if (gr->shape[0] < 1 || gr->shape[0] > MAX_GREEDY) {
@@ -153,8 +152,8 @@ static void report(const char *cas, const char *mode, int i, const prompt *p, do
 static void check_no_blocks(g4_runner *r, const char *cas, const char *mode) {
     int s = -1, g = -1;
     g4_runner_blocks_used(r, &s, &g);
-    CHECK(s == 0 && g == 0, "%s %s: blocks still in use after closing every sequence: sliding %d, global %d",
-          cas, mode, s, g);
+    CHECK(s == 0 && g == 0, "%s %s: blocks still in use after closing every sequence: sliding %d, global %d", cas, mode,
+          s, g);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -264,8 +263,8 @@ static int mode_chunked(g4_runner *r, const golden *g, const char *cas, float *l
                first_bad < 0 ? "identical" : "DIFFER");
         CHECK(first_bad < 0, "%s greedy prompt %d: token %d is %d, expected %d", cas, i, first_bad,
               first_bad < 0 ? 0 : out[i][first_bad], first_bad < 0 ? 0 : p->greedy[first_bad]);
-        CHECK(g4_runner_seq_len(r, seq[i]) == p->n + p->n_greedy - 1, "%s prompt %d: seq_len %d, expected %d",
-              cas, i, g4_runner_seq_len(r, seq[i]), p->n + p->n_greedy - 1);
+        CHECK(g4_runner_seq_len(r, seq[i]) == p->n + p->n_greedy - 1, "%s prompt %d: seq_len %d, expected %d", cas, i,
+              g4_runner_seq_len(r, seq[i]), p->n + p->n_greedy - 1);
         g4_runner_seq_close(r, seq[i]);
     }
     check_no_blocks(r, cas, "chunked");

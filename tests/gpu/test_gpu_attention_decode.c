@@ -237,8 +237,9 @@ static void run_graph(gh_pair *p, const gh_attn_case *L, const dstep *st, uint64
         for (size_t i = 0; ok && i < in.nq; i++) moved += eager2[i] != eager[i];
         CHECK(moved > 0, "graph %s: the second step's output equals the first: positions did not reach the kernel",
               L->name);
-        if (ok) printf("graph %s: replay at the next positions equal to the eager run (%zu elements moved)\n", L->name,
-                       moved);
+        if (ok)
+            printf("graph %s: replay at the next positions equal to the eager run (%zu elements moved)\n", L->name,
+                   moved);
     }
     if (exec) cudaGraphExecDestroy(exec);
     if (graph) cudaGraphDestroy(graph);

@@ -110,7 +110,8 @@ static void tiny_part(const char *dir) {
     g4_cpu_opts co;
     g4_cpu_opts_default(&co);
     co.round_bf16 = 1;
-    g4_backend *gpu = g4_backend_create("cuda", &tf_backend_opts, &err), *cpu = gpu ? g4_backend_cpu_create_opts(&co, &err) : NULL;
+    g4_backend *gpu = g4_backend_create("cuda", &tf_backend_opts, &err),
+               *cpu = gpu ? g4_backend_cpu_create_opts(&co, &err) : NULL;
     CHECK(gpu && cpu && got && ref, "tiny part: %s", err.msg);
     if (gpu && cpu && got && ref && !tiny_run(gpu, dir, &st, TF_ROUTE_RECORD, TF_BUG_NONE, got)) {
         if (!tiny_run(cpu, dir, &st, TF_ROUTE_REPLAY, TF_BUG_NONE, ref)) {

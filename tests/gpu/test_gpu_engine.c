@@ -45,8 +45,13 @@ static int both_step_sample(void *ctx, const g4_step *st, const g4_sample_params
     if (b->inner.step(b->inner.ctx, st, b->logits, err)) return -1;
     int32_t host_tok[MAX_ROWS];
     g4_sample_logprobs host_lp[MAX_ROWS];
-    g4_sample_args a = {.logits = b->logits, .ld = b->inner.vocab, .vocab = b->inner.vocab, .max_rows = st->n_rows,
-                        .params = params, .tokens = host_tok, .logprobs = n_lp ? host_lp : NULL};
+    g4_sample_args a = {.logits = b->logits,
+                        .ld = b->inner.vocab,
+                        .vocab = b->inner.vocab,
+                        .max_rows = st->n_rows,
+                        .params = params,
+                        .tokens = host_tok,
+                        .logprobs = n_lp ? host_lp : NULL};
     if (g4_cpu_sample_host(b->scratch, &a, err)) return -1;
     b->steps++;
     for (int r = 0; r < st->n_rows; r++) {
@@ -99,7 +104,9 @@ int main(void) {
     uint64_t seed = 5;
     int want_tokens = 0;
     for (int i = 0; i < N_REQ; i++) {
-        g4_request_params p = {.prompt = prompts[i], .n_prompt = rng_int(&seed, 3, 20), .on_event = rec_on_event,
+        g4_request_params p = {.prompt = prompts[i],
+                               .n_prompt = rng_int(&seed, 3, 20),
+                               .on_event = rec_on_event,
                                .user = &recs[i]};
         for (int j = 0; j < p.n_prompt; j++) prompts[i][j] = rng_int(&seed, 2, cfg.vocab - 1);
         g4_sampling_default(&p.sampling);

@@ -34,7 +34,8 @@ int main(void) {
             REQUIRE(!gh_step_make(be[k], &st, T, NULL, pos, seq, 1, 1, NULL, NULL, 3, rows), "step");
             void *dx = gh_act(be[k], (size_t)T * H, x), *dl = gh_alloc_as(be[k], (size_t)3 * V, G4_DT_F32, NULL);
             REQUIRE(dx && dl, "alloc");
-            REQUIRE(!be[k]->ops->lm_head(be[k]->ctx, (float *)dl, dx, &st.s, k ? &E.gpu : &E.cpu, cap ? 30.0f : 0.0f, &err),
+            REQUIRE(!be[k]->ops->lm_head(be[k]->ctx, (float *)dl, dx, &st.s, k ? &E.gpu : &E.cpu, cap ? 30.0f : 0.0f,
+                                         &err),
                     "lm_head on %s: %s", be[k]->ops->name, err.msg);
             REQUIRE(!gh_download_as(be[k], out[k], dl, (size_t)3 * V, G4_DT_F32), "download");
             be[k]->ops->free(be[k]->ctx, dx);
@@ -42,7 +43,8 @@ int main(void) {
             gh_step_free(be[k], &st);
         }
         CHECK(gh_close_enough(cap ? "lm_head V=262144 H=2816 softcap 30" : "lm_head V=262144 H=2816 no softcap", got,
-                              ref, (size_t)3 * V, GH_TOL), "lm_head");
+                              ref, (size_t)3 * V, GH_TOL),
+              "lm_head");
         int same = 0;
         for (int r = 0; r < 3; r++) same += g4_argmax(got + (size_t)r * V, V) == g4_argmax(ref + (size_t)r * V, V);
         printf("  argmax equal on %d of 3 rows\n", same);

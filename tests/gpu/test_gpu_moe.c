@@ -42,11 +42,12 @@ static void run_route(gh_pair *p, int M, int mode, uint64_t seed) {
     for (int b = 0; b < 2; b++) {
         void *dh = gh_act(be[b], (size_t)M * H, h1), *di = gh_bytes(be[b], NULL, (size_t)M * K * 4),
              *dw = gh_bytes(be[b], NULL, (size_t)M * K * 4);
-        int ok = dh && di && dw &&
-                 !be[b]->ops->moe_route(be[b]->ctx, di, dw, dh, b ? &proj.gpu : &proj.cpu, b ? &rscale.gpu : &rscale.cpu,
-                                        b ? &escale.gpu : &escale.cpu, M, K, 1e-6f, &err) &&
-                 !be[b]->ops->download(be[b]->ctx, ids[b], di, (size_t)M * K * 4, &err) &&
-                 !be[b]->ops->download(be[b]->ctx, w[b], dw, (size_t)M * K * 4, &err);
+        int ok =
+            dh && di && dw &&
+            !be[b]->ops->moe_route(be[b]->ctx, di, dw, dh, b ? &proj.gpu : &proj.cpu, b ? &rscale.gpu : &rscale.cpu,
+                                   b ? &escale.gpu : &escale.cpu, M, K, 1e-6f, &err) &&
+            !be[b]->ops->download(be[b]->ctx, ids[b], di, (size_t)M * K * 4, &err) &&
+            !be[b]->ops->download(be[b]->ctx, w[b], dw, (size_t)M * K * 4, &err);
         CHECK(ok, "moe_route M=%d on %s: %s", M, be[b]->ops->name, err.msg);
         be[b]->ops->free(be[b]->ctx, dh);
         be[b]->ops->free(be[b]->ctx, di);

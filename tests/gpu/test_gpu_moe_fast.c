@@ -51,8 +51,8 @@ static void make_routing(int mode, int T, uint64_t seed, int32_t *ids, float *wt
 }
 
 /* out[T,H] = moe_experts on backend be. 0 ok. */
-static int run(g4_backend *be, const g4_weight *gu, const g4_weight *dn, float *out, const float *x,
-               const int32_t *ids, const float *wts, int T) {
+static int run(g4_backend *be, const g4_weight *gu, const g4_weight *dn, float *out, const float *x, const int32_t *ids,
+               const float *wts, int T) {
     g4_error err = {{0}};
     void *dx = gh_act(be, (size_t)T * H, x), *dy = gh_act(be, (size_t)T * H, NULL);
     void *di = gh_bytes(be, ids, (size_t)T * K * 4), *dw = gh_bytes(be, wts, (size_t)T * K * 4);
@@ -151,7 +151,8 @@ int main(void) {
     int64_t s_gu[3] = {E, 2 * I, H}, s_d[3] = {E, H, I};
     REQUIRE(!gh_weight_make(&p, &gate_up, "experts.gate_up_proj", 3, s_gu, 54, 0.0f, 0.04f), "weight");
     REQUIRE(!gh_weight_make(&p, &down, "experts.down_proj", 3, s_d, 55, 0.0f, 0.06f), "weight");
-    REQUIRE(!gh_weight_load_on(simple, &gu_simple, &gate_up.gpu) && !gh_weight_load_on(simple, &dn_simple, &down.gpu), "weights");
+    REQUIRE(!gh_weight_load_on(simple, &gu_simple, &gate_up.gpu) && !gh_weight_load_on(simple, &dn_simple, &down.gpu),
+            "weights");
 
     static const int Ts[4] = {1, 3, 8, 64};
     for (int i = 0; i < 4; i++)

@@ -134,11 +134,12 @@ static double run_mma(int bf16, int swap_a, int *launch_ok) {
     memcpy(tb.c_col, C_COL, sizeof C_COL);
     uint16_t *da, *db;
     float *dc, *dd;
-    *launch_ok = cudaMalloc((void **)&da, sizeof a) == cudaSuccess && cudaMalloc((void **)&db, sizeof b) == cudaSuccess &&
-                 cudaMalloc((void **)&dc, sizeof c) == cudaSuccess && cudaMalloc((void **)&dd, sizeof d) == cudaSuccess &&
-                 cudaMemcpy(da, a, sizeof a, cudaMemcpyHostToDevice) == cudaSuccess &&
-                 cudaMemcpy(db, b, sizeof b, cudaMemcpyHostToDevice) == cudaSuccess &&
-                 cudaMemcpy(dc, c, sizeof c, cudaMemcpyHostToDevice) == cudaSuccess;
+    *launch_ok =
+        cudaMalloc((void **)&da, sizeof a) == cudaSuccess && cudaMalloc((void **)&db, sizeof b) == cudaSuccess &&
+        cudaMalloc((void **)&dc, sizeof c) == cudaSuccess && cudaMalloc((void **)&dd, sizeof d) == cudaSuccess &&
+        cudaMemcpy(da, a, sizeof a, cudaMemcpyHostToDevice) == cudaSuccess &&
+        cudaMemcpy(db, b, sizeof b, cudaMemcpyHostToDevice) == cudaSuccess &&
+        cudaMemcpy(dc, c, sizeof c, cudaMemcpyHostToDevice) == cudaSuccess;
     if (!*launch_ok) return 1e30;
     G4_LAUNCH(1, 32, 0, (cudaStream_t)0, mma_kernel)(dd, da, db, dc, tb, bf16, swap_a);
     *launch_ok = cudaGetLastError() == cudaSuccess && cudaDeviceSynchronize() == cudaSuccess &&
@@ -185,7 +186,8 @@ int main(void) {
     for (int l = 0; l < 32; l++) {
         int a = l / 4, b = 2 * (l % 4);
         for (int v = 0; v < 4; v++) {
-            int n_reg = v == 0 ? 1 : (v == 1 ? 2 : 4), trans = v == 3, slot = v == 0 ? 0 : (v == 1 ? 4 : (v == 2 ? 8 : 12));
+            int n_reg = v == 0 ? 1 : (v == 1 ? 2 : 4), trans = v == 3,
+                slot = v == 0 ? 0 : (v == 1 ? 4 : (v == 2 ? 8 : 12));
             for (int i = 0; i < n_reg; i++) {
                 uint32_t want = 0;
                 for (int h = 0; h < 2; h++) {

@@ -128,12 +128,20 @@ int main(void) {
                 }
             int np = r % 4 == 1 ? 24 : 0;
             for (int j = 0; j < np; j++) pen[n_pen + j] = (g4_sample_penalty){(j * 977 + r * 31 + b) % V, j % 3};
-            R[r] = (g4_sample_row_params){.temperature = temps[(r + b) % 4], .top_p = topp[(r / 4 + b) % 4],
-                                          .min_p = r % 6 == 5 ? 0.05f : 0.0f, .repetition_penalty = np ? 1.3f : 1.0f,
-                                          .presence_penalty = np ? 0.4f : 0, .frequency_penalty = np ? 0.2f : 0,
-                                          .top_k = topk[(r / 2 + b) % 4], .n_logprobs = r % 3 == 0 ? (r % 2 ? 5 : 0) : -1,
-                                          .seed = (uint64_t)(b * 1000 + r), .step = (uint64_t)(r * 3 + b),
-                                          .pen_first = n_pen, .n_pen = np, .lp_slot = -1, .flags = mk ? G4_SAMPLE_MASKED : 0};
+            R[r] = (g4_sample_row_params){.temperature = temps[(r + b) % 4],
+                                          .top_p = topp[(r / 4 + b) % 4],
+                                          .min_p = r % 6 == 5 ? 0.05f : 0.0f,
+                                          .repetition_penalty = np ? 1.3f : 1.0f,
+                                          .presence_penalty = np ? 0.4f : 0,
+                                          .frequency_penalty = np ? 0.2f : 0,
+                                          .top_k = topk[(r / 2 + b) % 4],
+                                          .n_logprobs = r % 3 == 0 ? (r % 2 ? 5 : 0) : -1,
+                                          .seed = (uint64_t)(b * 1000 + r),
+                                          .step = (uint64_t)(r * 3 + b),
+                                          .pen_first = n_pen,
+                                          .n_pen = np,
+                                          .lp_slot = -1,
+                                          .flags = mk ? G4_SAMPLE_MASKED : 0};
             if (R[r].n_logprobs >= 0) R[r].lp_slot = n_lp++;
             n_pen += np;
         }
@@ -142,16 +150,28 @@ int main(void) {
         size_t used = g4_sample_params_bytes(ROWS, n_pen);
         memcpy(xc, x0, (size_t)CAP * V * 4);
         for (int r = 0; r < CAP; r++) tc[r] = tg[r] = -7;
-        g4_sample_args a = {.logits = xc, .ld = V, .vocab = V, .max_rows = CAP, .params = P, .mask = mask,
-                            .tokens = tc, .logprobs = lc};
+        g4_sample_args a = {.logits = xc,
+                            .ld = V,
+                            .vocab = V,
+                            .max_rows = CAP,
+                            .params = P,
+                            .mask = mask,
+                            .tokens = tc,
+                            .logprobs = lc};
         REQUIRE(!p.cpu->ops->sample(p.cpu->ctx, &a, &err), "cpu sample: %s", err.msg);
         REQUIRE(!p.gpu->ops->upload(p.gpu->ctx, d_x, x0, (size_t)CAP * V * 4, &err) &&
                     !p.gpu->ops->upload(p.gpu->ctx, d_p, P, used, &err) &&
                     !p.gpu->ops->upload(p.gpu->ctx, d_m, mask, (size_t)CAP * W * 4, &err) &&
                     !p.gpu->ops->upload(p.gpu->ctx, d_t, tg, CAP * 4, &err),
                 "upload: %s", err.msg);
-        g4_sample_args ag = {.logits = d_x, .ld = V, .vocab = V, .max_rows = CAP, .params = d_p, .mask = d_m,
-                             .tokens = d_t, .logprobs = d_l};
+        g4_sample_args ag = {.logits = d_x,
+                             .ld = V,
+                             .vocab = V,
+                             .max_rows = CAP,
+                             .params = d_p,
+                             .mask = d_m,
+                             .tokens = d_t,
+                             .logprobs = d_l};
         REQUIRE(!p.gpu->ops->sample(p.gpu->ctx, &ag, &err), "gpu sample: %s", err.msg);
         REQUIRE(!p.gpu->ops->download(p.gpu->ctx, tg, d_t, CAP * 4, &err) &&
                     !p.gpu->ops->download(p.gpu->ctx, lg, d_l, (size_t)n_lp * sizeof *lg, &err) &&
@@ -162,7 +182,8 @@ int main(void) {
             const g4_sample_row_params *q = &R[r];
             const float *xp = xc + (size_t)r * V; /* the CPU's prepared row (mask, penalties) */
             if (q->flags && tg[r] >= 0)
-                CHECK(mask[(size_t)r * W + tg[r] / 32] >> (tg[r] % 32) & 1u, "batch %d row %d: masked token %d", b, r, tg[r]);
+                CHECK(mask[(size_t)r * W + tg[r] / 32] >> (tg[r] % 32) & 1u, "batch %d row %d: masked token %d", b, r,
+                      tg[r]);
             if (q->temperature <= 0) {
                 n_greedy++;
                 CHECK(tg[r] == tc[r], "batch %d row %d greedy: gpu %d cpu %d", b, r, tg[r], tc[r]);

@@ -27,7 +27,8 @@ static int compile(const char *kind, const cJSON *c, g4_grammar **g, g4_error *e
     const cJSON *src = cJSON_GetObjectItem(c, "source");
     if (!strcmp(kind, "regex")) return g4_regex_compile(src->valuestring, strlen(src->valuestring), NULL, g, err);
     if (!strcmp(kind, "gbnf")) return g4_gbnf_compile(src->valuestring, strlen(src->valuestring), NULL, g, err);
-    if (!strcmp(kind, "schema")) return g4_json_schema_compile(src->valuestring, strlen(src->valuestring), NULL, NULL, g, err);
+    if (!strcmp(kind, "schema"))
+        return g4_json_schema_compile(src->valuestring, strlen(src->valuestring), NULL, NULL, g, err);
     if (!strcmp(kind, "pattern")) {
         cJSON *s = cJSON_CreateObject();
         cJSON_AddStringToObject(s, "type", "string");
@@ -48,11 +49,17 @@ static int compile(const char *kind, const cJSON *c, g4_grammar **g, g4_error *e
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: %s cases.json\n", argv[0]); return 2; }
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s cases.json\n", argv[0]);
+        return 2;
+    }
     char *text;
     size_t len;
     g4_error err = {{0}};
-    if (g4_read_file(argv[1], (size_t)1 << 30, &text, &len, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+    if (g4_read_file(argv[1], (size_t)1 << 30, &text, &len, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 2;
+    }
     cJSON *cases = cJSON_ParseWithLength(text, len);
     free(text);
     int bad = 0;
@@ -63,15 +70,18 @@ int main(int argc, char **argv) {
         const char *kind = cJSON_GetObjectItem(c, "kind")->valuestring;
         int ki = 0;
         while (ki < 6 && strcmp(kinds[ki], kind)) ki++;
-        if (ki == 6) { fprintf(stderr, "unknown kind %s\n", kind); return 2; }
+        if (ki == 6) {
+            fprintf(stderr, "unknown kind %s\n", kind);
+            return 2;
+        }
         n_cases[ki]++;
         g4_grammar *g = NULL;
         if (ki == 4) {
             const char *needle = cJSON_GetObjectItem(c, "needle")->valuestring;
             int rc = compile(cJSON_GetObjectItem(c, "lang")->valuestring, c, &g, &err);
             if (rc == 0 || !strstr(err.msg, needle)) {
-                printf("NOT REFUSED AS EXPECTED: %s (wanted '%s', got '%s')\n", cJSON_GetObjectItem(c, "source")->valuestring, needle,
-                       rc ? err.msg : "compiled");
+                printf("NOT REFUSED AS EXPECTED: %s (wanted '%s', got '%s')\n",
+                       cJSON_GetObjectItem(c, "source")->valuestring, needle, rc ? err.msg : "compiled");
                 bad = 1;
             } else n_refused++;
             g4_grammar_free(g);
@@ -82,8 +92,12 @@ int main(int argc, char **argv) {
             int none = strstr(err.msg, "no finite string") != NULL;
             const cJSON *x;
             cJSON_ArrayForEach(x, cJSON_GetObjectItem(c, "expect")) if (x->valueint) none = 0;
-            if (none) { n_texts[ki] += cJSON_GetArraySize(cJSON_GetObjectItem(c, "expect")); continue; }
-            printf("REFUSED: %s %s: %s\n", kind, cJSON_GetObjectItem(c, "source") ? cJSON_GetObjectItem(c, "source")->valuestring : "", err.msg);
+            if (none) {
+                n_texts[ki] += cJSON_GetArraySize(cJSON_GetObjectItem(c, "expect"));
+                continue;
+            }
+            printf("REFUSED: %s %s: %s\n", kind,
+                   cJSON_GetObjectItem(c, "source") ? cJSON_GetObjectItem(c, "source")->valuestring : "", err.msg);
             bad = 1;
             continue;
         }
@@ -94,7 +108,8 @@ int main(int argc, char **argv) {
             n_texts[ki]++;
             if (want != got) {
                 printf("MISMATCH %s %s on %s: expected %d, matcher %d\n", kind,
-                       cJSON_GetObjectItem(c, "source") ? cJSON_GetObjectItem(c, "source")->valuestring : "(choices)", t, want, got);
+                       cJSON_GetObjectItem(c, "source") ? cJSON_GetObjectItem(c, "source")->valuestring : "(choices)",
+                       t, want, got);
                 bad = 1;
             }
         }

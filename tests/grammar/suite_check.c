@@ -15,7 +15,9 @@
 #include "grammar/json_schema.h"
 #include "grammar/matcher.h"
 
-typedef struct counts { int cases, refused, valid_ok, valid_rejected, invalid_ok, invalid_accepted; } counts;
+typedef struct counts {
+    int cases, refused, valid_ok, valid_rejected, invalid_ok, invalid_accepted;
+} counts;
 
 static int accepts(const g4_grammar *g, const char *text) {
     g4_matcher *m = g4_matcher_new(g);
@@ -31,29 +33,43 @@ static void print_counts(const char *name, const counts *c) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: %s cases.json [-v]\n", argv[0]); return 2; }
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s cases.json [-v]\n", argv[0]);
+        return 2;
+    }
     int verbose = argc > 2 && !strcmp(argv[2], "-v");
     size_t len;
     char *text = NULL;
     g4_error err = {{0}};
-    if (g4_read_file(argv[1], (size_t)1 << 30, &text, &len, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+    if (g4_read_file(argv[1], (size_t)1 << 30, &text, &len, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 2;
+    }
     cJSON *cases = cJSON_ParseWithLength(text, len);
     free(text);
-    if (!cJSON_IsArray(cases)) { fprintf(stderr, "bad cases file\n"); return 2; }
+    if (!cJSON_IsArray(cases)) {
+        fprintf(stderr, "bad cases file\n");
+        return 2;
+    }
     counts file = {0}, total = {0};
     const char *cur = NULL;
     const cJSON *c;
     int bad = 0;
     cJSON_ArrayForEach(c, cases) {
         const char *fname = cJSON_GetObjectItem(c, "file")->valuestring;
-        if (cur && strcmp(cur, fname)) { print_counts(cur, &file); memset(&file, 0, sizeof file); }
+        if (cur && strcmp(cur, fname)) {
+            print_counts(cur, &file);
+            memset(&file, 0, sizeof file);
+        }
         cur = fname;
         const char *desc = cJSON_GetObjectItem(c, "description")->valuestring;
         const char *schema = cJSON_GetObjectItem(c, "schema")->valuestring;
-        file.cases++; total.cases++;
+        file.cases++;
+        total.cases++;
         g4_grammar *g = NULL;
         if (g4_json_schema_compile(schema, strlen(schema), NULL, NULL, &g, &err)) {
-            file.refused++; total.refused++;
+            file.refused++;
+            total.refused++;
             if (verbose) printf("  refused: %s: %s: %s\n", fname, desc, err.msg);
             continue;
         }
@@ -62,16 +78,28 @@ int main(int argc, char **argv) {
             int valid = cJSON_IsTrue(cJSON_GetObjectItem(t, "valid"));
             int any = 0;
             const cJSON *s;
-            cJSON_ArrayForEach(s, cJSON_GetObjectItem(t, "texts")) if (accepts(g, s->valuestring) == 1) { any = 1; break; }
-            const char *first = cJSON_GetObjectItem(t, "texts")->child ? cJSON_GetObjectItem(t, "texts")->child->valuestring : "";
-            if (valid && any) { file.valid_ok++; total.valid_ok++; }
-            else if (valid) {
-                file.valid_rejected++; total.valid_rejected++; bad = 1;
+            cJSON_ArrayForEach(s, cJSON_GetObjectItem(t, "texts")) if (accepts(g, s->valuestring) == 1) {
+                any = 1;
+                break;
+            }
+            const char *first =
+                cJSON_GetObjectItem(t, "texts")->child ? cJSON_GetObjectItem(t, "texts")->child->valuestring : "";
+            if (valid && any) {
+                file.valid_ok++;
+                total.valid_ok++;
+            } else if (valid) {
+                file.valid_rejected++;
+                total.valid_rejected++;
+                bad = 1;
                 printf("  VALID REJECTED: %s: %s / %s: %s\n    schema %s\n", fname, desc,
                        cJSON_GetObjectItem(t, "description")->valuestring, first, schema);
-            } else if (!any) { file.invalid_ok++; total.invalid_ok++; }
-            else {
-                file.invalid_accepted++; total.invalid_accepted++; bad = 1;
+            } else if (!any) {
+                file.invalid_ok++;
+                total.invalid_ok++;
+            } else {
+                file.invalid_accepted++;
+                total.invalid_accepted++;
+                bad = 1;
                 printf("  INVALID ACCEPTED: %s: %s / %s: %s\n    schema %s\n", fname, desc,
                        cJSON_GetObjectItem(t, "description")->valuestring, first, schema);
             }

@@ -9,7 +9,15 @@
 #include "grammar/token_mask.h"
 
 static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#define CHECK(cond, ...)                                \
+    do {                                                \
+        if (!(cond)) {                                  \
+            failures++;                                 \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+            printf(__VA_ARGS__);                        \
+            printf("\n");                               \
+        }                                               \
+    } while (0)
 
 static int accepts(const g4_grammar *g, const char *text) {
     g4_matcher *m = g4_matcher_new(g);
@@ -27,7 +35,8 @@ static g4_grammar *schema(const char *s, const g4_json_schema_opts *o, const g4_
 int main(void) {
     g4_error err = {{0}};
     /* whitespace: compact by default, up to ws_max bytes when asked */
-    const char *obj = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}},\"required\":[\"a\"]}";
+    const char *obj =
+        "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}},\"required\":[\"a\"]}";
     g4_grammar *g = schema(obj, NULL, NULL, &err);
     CHECK(g, "compile: %s", err.msg);
     CHECK(accepts(g, "{\"a\":1,\"b\":[\"x\"]}"), "compact accepted");
@@ -43,11 +52,15 @@ int main(void) {
         g4_matcher *m = ga ? g4_matcher_new(ga) : NULL;
         int failed_at = -1, max_heads = 0;
         for (int i = 0; m && i < 64; i++) {
-            if (g4_matcher_advance(m, "(", 1)) { failed_at = i; break; }
+            if (g4_matcher_advance(m, "(", 1)) {
+                failed_at = i;
+                break;
+            }
             if (g4_matcher_n_heads(m) > max_heads) max_heads = g4_matcher_n_heads(m);
         }
         CHECK(failed_at > 4 && max_heads <= G4_MATCHER_MAX_HEADS,
-              "the ambiguous grammar stops at the head cap (failed at byte %d, %d heads at most)", failed_at, max_heads);
+              "the ambiguous grammar stops at the head cap (failed at byte %d, %d heads at most)", failed_at,
+              max_heads);
         CHECK(!m || accepts(ga, "((("), "short inputs of the ambiguous grammar still match");
         g4_matcher_free(m);
         g4_grammar_free(ga);
@@ -68,13 +81,17 @@ int main(void) {
     g = schema("{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}", NULL, NULL, &err);
     CHECK(g && accepts(g, "\"x\"") && accepts(g, "3") && !accepts(g, "true"), "disjoint oneOf");
     g4_grammar_free(g);
-    g = schema("{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"a\"},\"x\":{\"type\":\"integer\"}},\"required\":[\"kind\"]},"
-               "{\"type\":\"object\",\"properties\":{\"kind\":{\"enum\":[\"b\",\"c\"]}},\"required\":[\"kind\"]}]}", NULL, NULL, &err);
-    CHECK(g && accepts(g, "{\"kind\":\"a\",\"x\":1}") && accepts(g, "{\"kind\":\"c\"}") && !accepts(g, "{\"kind\":\"d\"}"),
+    g = schema(
+        "{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"a\"},\"x\":{\"type\":\"integer\"}},\"required\":[\"kind\"]},"
+        "{\"type\":\"object\",\"properties\":{\"kind\":{\"enum\":[\"b\",\"c\"]}},\"required\":[\"kind\"]}]}",
+        NULL, NULL, &err);
+    CHECK(g && accepts(g, "{\"kind\":\"a\",\"x\":1}") && accepts(g, "{\"kind\":\"c\"}") &&
+              !accepts(g, "{\"kind\":\"d\"}"),
           "oneOf with a discriminator property: %s", g ? "" : err.msg);
     g4_grammar_free(g);
     /* refused keywords are named */
-    const char *kws[] = {"not", "if", "patternProperties", "multipleOf", "minProperties", "contains", "unevaluatedProperties", "dependentRequired"};
+    const char *kws[] = {"not",           "if",       "patternProperties",     "multipleOf",
+                         "minProperties", "contains", "unevaluatedProperties", "dependentRequired"};
     for (int i = 0; i < 8; i++) {
         char s[128];
         snprintf(s, sizeof s, "{\"type\":\"object\",\"%s\":{}}", kws[i]);
@@ -85,14 +102,16 @@ int main(void) {
     CHECK(!g && strstr(err.msg, "hostname"), "unknown format named: %s", err.msg);
     g = schema("{\"type\":\"number\",\"minimum\":-0.25,\"exclusiveMaximum\":1.5}", NULL, NULL, &err);
     CHECK(g, "fractional bounds: %s", err.msg);
-    const char *in[] = {"-0.25", "-0.2", "0", "0.0", "1", "1.49999", "-0.1"}, *out[] = {"-0.26", "-0.250001", "1.5", "1.50", "2", "-1", "-0"};
+    const char *in[] = {"-0.25", "-0.2", "0", "0.0", "1", "1.49999", "-0.1"},
+               *out[] = {"-0.26", "-0.250001", "1.5", "1.50", "2", "-1", "-0"};
     for (int i = 0; g && i < 7; i++) {
         CHECK(accepts(g, in[i]), "%s in [-0.25, 1.5)", in[i]);
         CHECK(!accepts(g, out[i]), "%s not in [-0.25, 1.5)", out[i]);
     }
     g4_grammar_free(g);
     g = schema("{\"type\":\"integer\",\"minimum\":0.5,\"exclusiveMaximum\":3}", NULL, NULL, &err);
-    CHECK(g && accepts(g, "1") && accepts(g, "2") && !accepts(g, "0") && !accepts(g, "3"), "integer with fractional bound");
+    CHECK(g && accepts(g, "1") && accepts(g, "2") && !accepts(g, "0") && !accepts(g, "3"),
+          "integer with fractional bound");
     g4_grammar_free(g);
     /* limits */
     g4_grammar_limits tiny = g4_grammar_default_limits();
@@ -133,7 +152,10 @@ int main(void) {
     g4_mask_cache_free(mc);
     g4_token_trie_free(t);
     g4_grammar_free(g);
-    if (failures) { printf("%d failures\n", failures); return 1; }
+    if (failures) {
+        printf("%d failures\n", failures);
+        return 1;
+    }
     printf("all grammar unit checks passed\n");
     return 0;
 }

@@ -57,9 +57,18 @@ int main(int argc, char **argv) {
     g4_executor ex;
     mock_exec_bind(&m, &ex);
     int32_t eos[1] = {g4_tokenizer_specials(tok)->eos};
-    g4_engine_opts eo = {.max_running = 4, .max_waiting = 16, .max_model_len = MAXLEN, .step_token_budget = 256,
-                         .block_size = BS, .n_blocks_sliding = 256, .n_blocks_global = 256, .sliding_window = 64,
-                         .prefix_cache = false, .eos_ids = eos, .n_eos = eos[0] >= 0, .seed = 1};
+    g4_engine_opts eo = {.max_running = 4,
+                         .max_waiting = 16,
+                         .max_model_len = MAXLEN,
+                         .step_token_budget = 256,
+                         .block_size = BS,
+                         .n_blocks_sliding = 256,
+                         .n_blocks_global = 256,
+                         .sliding_window = 64,
+                         .prefix_cache = false,
+                         .eos_ids = eos,
+                         .n_eos = eos[0] >= 0,
+                         .seed = 1};
     g4_sampling_default(&eo.defaults);
     g4_detok_iface dt = g4_detok_iface_for(tok);
     g4_engine *eng = g4_engine_create(&eo, &ex, &dt, &err);

@@ -191,7 +191,8 @@ static void test_rejections(void) {
     expect_reject(m, "tie_word_embeddings", "false", "tie_word_embeddings");
     expect_reject(m, "text_config.tie_word_embeddings", "false", "tie_word_embeddings");
     expect_reject(m, "audio_config", "{\"hidden_size\":1536}", "audio_config");
-    expect_reject(d, "rope_parameters.full_attention.rope_type", "\"yarn\"", "rope_parameters.full_attention.rope_type");
+    expect_reject(d, "rope_parameters.full_attention.rope_type", "\"yarn\"",
+                  "rope_parameters.full_attention.rope_type");
     expect_reject(d, "rope_parameters.sliding_attention.partial_rotary_factor", "0.5", "partial_rotary_factor");
     expect_reject(d, "rope_parameters.sliding_attention", NULL, "rope_parameters.sliding_attention");
     expect_reject(d, "hidden_size", NULL, "hidden_size");

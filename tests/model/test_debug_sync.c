@@ -126,8 +126,7 @@ static void run_dense(const char *dir) {
     session plain, dbg;
     REQUIRE_VOID(open_session(&plain, dir, NULL) == 0, "open without G4_DEBUG_SYNC");
     REQUIRE_VOID(open_session(&dbg, dir, "1") == 0, "open with G4_DEBUG_SYNC=1");
-    CHECK(!plain.m->debug_sync && dbg.m->debug_sync, "debug_sync flags %d %d", plain.m->debug_sync,
-          dbg.m->debug_sync);
+    CHECK(!plain.m->debug_sync && dbg.m->debug_sync, "debug_sync flags %d %d", plain.m->debug_sync, dbg.m->debug_sync);
     const g4_config *c = &plain.m->cfg;
     int V = c->vocab, L = 2, nq = c->n_heads;
     float *a = malloc(sizeof(float) * V), *b = malloc(sizeof(float) * V);
@@ -140,8 +139,7 @@ static void run_dense(const char *dir) {
     CHECK(step(&dbg, FAULT_NONE, 0, b, &err) == 0, "%s", err.msg);
     CHECK(memcmp(a, b, sizeof(float) * V) == 0, "G4_DEBUG_SYNC changed the logits");
     CHECK(plain_syncs == 1, "%ld syncs in a step without the switch", plain_syncs);
-    CHECK(dbl.syncs >= 10L * c->n_layers, "%ld syncs in a step of %d layers with the switch", dbl.syncs,
-          c->n_layers);
+    CHECK(dbl.syncs >= 10L * c->n_layers, "%ld syncs in a step of %d layers with the switch", dbl.syncs, c->n_layers);
 
     /* an op that fails at once is named, with its layer and shapes, switch or not */
     snprintf(want, sizeof want, "layer %d attention [q[%d,%d,", L, NPROMPT, nq);
@@ -151,8 +149,8 @@ static void run_dense(const char *dir) {
 
     /* an asynchronous fault without the switch: seen only at the closing sync */
     CHECK(step(&plain, FAULT_ASYNC, L, a, &err) != 0, "async fault not reported");
-    CHECK(HAS(err.msg, "sync [") && HAS(err.msg, "injected device fault") && !HAS(err.msg, "attention"),
-          "message: %s", err.msg);
+    CHECK(HAS(err.msg, "sync [") && HAS(err.msg, "injected device fault") && !HAS(err.msg, "attention"), "message: %s",
+          err.msg);
     printf("async fault, G4_DEBUG_SYNC unset: %s\n", err.msg);
 
     /* the same fault with the switch: pinned on the op, layer and shapes that caused it */

@@ -75,7 +75,8 @@ int main(void) {
     for (int k = 0; k < 2; k++) {
         snprintf(sub, sizeof sub, "%s/%s", dir, real[k]);
         clock_t t0 = clock();
-        REQUIRE(!g4_testmodel_config(&cfg, real[k], &err) && !g4_testmodel_write_sparse(&cfg, sub, &err), "%s", err.msg);
+        REQUIRE(!g4_testmodel_config(&cfg, real[k], &err) && !g4_testmodel_write_sparse(&cfg, sub, &err), "%s",
+                err.msg);
         char path[600];
         snprintf(path, sizeof path, "%s/config.json", sub);
         g4_config back;
@@ -94,7 +95,8 @@ int main(void) {
         struct stat sb;
         CHECK(stat(path, &sb) == 0 && (long long)sb.st_blocks * 512 < (1 << 24),
               "%s: sparse file uses %lld bytes on disk", real[k], (long long)sb.st_blocks * 512);
-        printf("%s: header-only checkpoint of %.1f GB written and mapped in %.2f s CPU\n", real[k], sb.st_size / 1e9, secs);
+        printf("%s: header-only checkpoint of %.1f GB written and mapped in %.2f s CPU\n", real[k], sb.st_size / 1e9,
+               secs);
     }
     free(a), free(b), free(c);
     char cmd[600];

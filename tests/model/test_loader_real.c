@@ -98,14 +98,14 @@ typedef struct model {
 } model;
 
 /* config.json text_config bodies in Google's spelling (spec §1 values). */
-#define TEXT_COMMON                                                                                                 \
-    "\"head_dim\":256,\"global_head_dim\":512,\"vocab_size\":262144,\"sliding_window\":1024,"                       \
-    "\"max_position_embeddings\":262144,\"attention_k_eq_v\":true,\"hidden_size_per_layer_input\":0,"               \
-    "\"num_kv_shared_layers\":0,\"use_double_wide_mlp\":false,\"use_bidirectional_attention\":\"vision\","          \
-    "\"attention_bias\":false,\"hidden_activation\":\"gelu_pytorch_tanh\",\"final_logit_softcapping\":30.0,"         \
-    "\"rms_norm_eps\":1e-06,\"tie_word_embeddings\":true,\"bos_token_id\":2,\"pad_token_id\":0,"                    \
-    "\"eos_token_id\":[1,106],\"model_type\":\"gemma4_text\","                                                      \
-    "\"rope_parameters\":{\"sliding_attention\":{\"rope_type\":\"default\",\"rope_theta\":10000.0},"                \
+#define TEXT_COMMON                                                                                          \
+    "\"head_dim\":256,\"global_head_dim\":512,\"vocab_size\":262144,\"sliding_window\":1024,"                \
+    "\"max_position_embeddings\":262144,\"attention_k_eq_v\":true,\"hidden_size_per_layer_input\":0,"        \
+    "\"num_kv_shared_layers\":0,\"use_double_wide_mlp\":false,\"use_bidirectional_attention\":\"vision\","   \
+    "\"attention_bias\":false,\"hidden_activation\":\"gelu_pytorch_tanh\",\"final_logit_softcapping\":30.0," \
+    "\"rms_norm_eps\":1e-06,\"tie_word_embeddings\":true,\"bos_token_id\":2,\"pad_token_id\":0,"             \
+    "\"eos_token_id\":[1,106],\"model_type\":\"gemma4_text\","                                               \
+    "\"rope_parameters\":{\"sliding_attention\":{\"rope_type\":\"default\",\"rope_theta\":10000.0},"         \
     "\"full_attention\":{\"rope_type\":\"proportional\",\"partial_rotary_factor\":0.25,\"rope_theta\":1000000.0}}"
 static const char text_31b[] = "\"hidden_size\":5376,\"num_hidden_layers\":60,\"num_attention_heads\":32,"
                                "\"num_key_value_heads\":16,\"num_global_key_value_heads\":4,"
@@ -115,10 +115,12 @@ static const char text_26b[] = "\"hidden_size\":2816,\"num_hidden_layers\":30,\"
                                "\"intermediate_size\":2112,\"enable_moe_block\":true,\"num_experts\":128,"
                                "\"top_k_experts\":8,\"moe_intermediate_size\":704," TEXT_COMMON;
 
-static const model m31 = {"31B", rows_31b, sizeof rows_31b / sizeof(row), 60, 5376,
-                          31273088876LL, 30696013824LL + 1331516LL, 1188, 832, text_31b};
-static const model m26 = {"26B-A4B", rows_26b, sizeof rows_26b / sizeof(row), 30, 2816,
-                          25805936206LL, 25232441344LL + 700446LL, 1013, 657, text_26b};
+static const model m31 = {"31B", rows_31b,      sizeof rows_31b / sizeof(row), 60,
+                          5376,  31273088876LL, 30696013824LL + 1331516LL,     1188,
+                          832,   text_31b};
+static const model m26 = {"26B-A4B", rows_26b,      sizeof rows_26b / sizeof(row), 30,
+                          2816,      25805936206LL, 25232441344LL + 700446LL,      1013,
+                          657,       text_26b};
 
 /* ---- building a checkpoint ------------------------------------------------------------- */
 
@@ -202,12 +204,12 @@ static int write_checkpoint(const model *m, const tensor *t, int n, bool text_on
     g4_error err = {{0}};
     FILE *f = fopen(pathf("config.json"), "w");
     if (!f) return -1;
-    if (text_only)
-        fprintf(f, "{%s,\"layer_types\":[", m->config_json);
+    if (text_only) fprintf(f, "{%s,\"layer_types\":[", m->config_json);
     else
-        fprintf(f, "{\"architectures\":[\"Gemma4ForConditionalGeneration\"],\"model_type\":\"gemma4\","
-                   "\"audio_config\":null,\"vision_config\":{\"hidden_size\":1152},\"tie_word_embeddings\":true,"
-                   "\"text_config\":{%s,\"layer_types\":[",
+        fprintf(f,
+                "{\"architectures\":[\"Gemma4ForConditionalGeneration\"],\"model_type\":\"gemma4\","
+                "\"audio_config\":null,\"vision_config\":{\"hidden_size\":1152},\"tie_word_embeddings\":true,"
+                "\"text_config\":{%s,\"layer_types\":[",
                 m->config_json);
     for (int l = 0; l < m->n_layers; l++)
         fprintf(f, "%s\"%s\"", l ? "," : "", l % 6 == 5 ? "full_attention" : "sliding_attention");
@@ -253,8 +255,7 @@ static void close_st(void) {
     open_st = NULL;
 }
 
-static int load(const model *m, corruption bad, bool text_only, const char *config_path, g4_weights *w,
-                g4_error *err) {
+static int load(const model *m, corruption bad, bool text_only, const char *config_path, g4_weights *w, g4_error *err) {
     static tensor t[1200];
     int n = table(m, bad, text_only, t);
     if (write_checkpoint(m, t, n, text_only)) return -2;
@@ -310,8 +311,8 @@ static void test_model(const model *m, const char *transformers_config) {
         CHECK(g4_weights_for_each(&w, count_slot, &slots) == 0 && slots == m->want_text_tensors,
               "%s: %d present slots, want %d", m->name, slots, m->want_text_tensors);
         CHECK(g4_weight_present(&w.layers[4].v_proj) && !g4_weight_present(&w.layers[5].v_proj), "%s: v_proj", m->name);
-        CHECK(w.embed.shape[0] == 262144 && w.embed.shape[1] == m->hidden && w.embed.dtype == G4_DT_BF16,
-              "%s: embed", m->name);
+        CHECK(w.embed.shape[0] == 262144 && w.embed.shape[1] == m->hidden && w.embed.dtype == G4_DT_BF16, "%s: embed",
+              m->name);
         CHECK(strcmp(w.layers[59 % m->n_layers].layer_scalar.name,
                      m->n_layers == 60 ? "model.language_model.layers.59.layer_scalar"
                                        : "model.language_model.layers.29.layer_scalar") == 0,
@@ -320,8 +321,7 @@ static void test_model(const model *m, const char *transformers_config) {
             CHECK(w.layers[29].experts_gate_up.shape[1] == 1408 && w.layers[29].experts_down.shape[2] == 704 &&
                       g4_weight_present(&w.layers[0].router_expert_scale),
                   "26B: experts");
-        else
-            CHECK(!g4_weight_present(&w.layers[0].experts_gate_up), "31B: no experts");
+        else CHECK(!g4_weight_present(&w.layers[0].experts_gate_up), "31B: no experts");
     }
     /* the same checkpoint with config.json as transformers 5.23 writes it (per_layer_config) */
     rc = load(m, OK, false, transformers_config, &w, &err);
@@ -341,7 +341,8 @@ static void test_model(const model *m, const char *transformers_config) {
           "%s missing layer_scalar: \"%s\"", m->name, err.msg);
     printf("%s missing layer_scalar -> %s\n", m->name, err.msg);
     rc = load(m, EXTRA_VPROJ, false, NULL, &w, &err);
-    CHECK(rc == -1 && strstr(err.msg, "tensor model.language_model.layers.5.self_attn.v_proj.weight: unexpected tensor") &&
+    CHECK(rc == -1 &&
+              strstr(err.msg, "tensor model.language_model.layers.5.self_attn.v_proj.weight: unexpected tensor") &&
               strstr(err.msg, "no v_proj"),
           "%s extra v_proj: \"%s\"", m->name, err.msg);
     printf("%s extra v_proj -> %s\n", m->name, err.msg);

@@ -72,7 +72,8 @@ static void run_model(const char *kind, const char *dir) {
     int total = 0;
     for (int s = 0; s < NSEQ; s++) {
         prompt[s] = malloc(sizeof(int32_t) * plen[s]);
-        for (int i = 0; i < plen[s]; i++) prompt[s][i] = 3 + (int32_t)((seed = seed * 1103515245u + 12345u) % (unsigned)(V - 3));
+        for (int i = 0; i < plen[s]; i++)
+            prompt[s][i] = 3 + (int32_t)((seed = seed * 1103515245u + 12345u) % (unsigned)(V - 3));
         total += plen[s];
     }
     float *alone = malloc(sizeof(float) * total * V), *batched = malloc(sizeof(float) * total * V);
@@ -139,7 +140,8 @@ static void run_model(const char *kind, const char *dir) {
     printf("%s: chunked vs alone prefill logits rel diff %.3g\n", kind, worst);
     CHECK(worst < 1e-5, "%s chunked prefill rel diff %g", kind, worst);
     int32_t next[NSEQ];
-    for (int s = 0, off = 0; s < NSEQ; off += plen[s], s++) next[s] = g4_argmax(alone + (size_t)(off + plen[s] - 1) * V, V);
+    for (int s = 0, off = 0; s < NSEQ; off += plen[s], s++)
+        next[s] = g4_argmax(alone + (size_t)(off + plen[s] - 1) * V, V);
     for (int i = 0; i < NDEC; i++) {
         for (int s = 0; s < NSEQ; s++) {
             gen_batched[s][i] = next[s];
@@ -181,8 +183,15 @@ static void run_model(const char *kind, const char *dir) {
         int nb = m->max_blocks_per_seq;
         int32_t *bs = calloc((size_t)nb, sizeof *bs), *bg = calloc((size_t)nb, sizeof *bg);
         int32_t id = 5, pos = 0, sq = 0, row = 0;
-        g4_step st = {.n_tokens = 1, .token_ids = &id, .pos = &pos, .seq = &sq, .n_seqs = 1,
-                      .blocks_sliding = bs, .blocks_global = bg, .n_rows = 1, .rows = &row};
+        g4_step st = {.n_tokens = 1,
+                      .token_ids = &id,
+                      .pos = &pos,
+                      .seq = &sq,
+                      .n_seqs = 1,
+                      .blocks_sliding = bs,
+                      .blocks_global = bg,
+                      .n_rows = 1,
+                      .rows = &row};
         bs[3] = m->opts.n_blocks_sliding;
         CHECK(g4_model_forward(m, &st, row_buf_dummy(), &err) != 0 && strstr(err.msg, "sliding block table"),
               "table entry outside the pool: %s", err.msg);
@@ -196,8 +205,8 @@ static void run_model(const char *kind, const char *dir) {
     }
     int after_s, after_g;
     g4_runner_blocks_used(r, &after_s, &after_g);
-    CHECK(after_s == used_s && after_g == used_g, "%s: failed steps leaked blocks (%d/%d → %d/%d)", kind, used_s, used_g,
-          after_s, after_g);
+    CHECK(after_s == used_s && after_g == used_g, "%s: failed steps leaked blocks (%d/%d → %d/%d)", kind, used_s,
+          used_g, after_s, after_g);
     CHECK(g4_runner_seq_len(r, q[2]) == plen[2] + NDEC, "failed step changed the length");
 
     for (int s = 0; s < NSEQ; s++) g4_runner_seq_close(r, q[s]);

@@ -98,7 +98,8 @@ static void test_round_trip(void) {
         data[i] = malloc(n + 1);
         for (size_t j = 0; j < n; j++) data[i][j] = (unsigned char)(next_rand() | 1);
         CHECK(g4_stw_add(w, round_trip[i].name, round_trip[i].dt, round_trip[i].ndim, round_trip[i].shape, data[i],
-                         &err) == 0, "add %s: %s", round_trip[i].name, err.msg);
+                         &err) == 0,
+              "add %s: %s", round_trip[i].name, err.msg);
     }
     CHECK(g4_stw_write(w, pathf("rt.safetensors"), &err) == 0, "write: %s", err.msg);
     g4_stw_free(w);
@@ -255,8 +256,9 @@ static void test_sharded(void) {
 
 static void test_corruptions(void) {
     /* a valid baseline first, so the failures below are caused by the one change each makes */
-    const char *ok = "{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
-                     "\"b\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[16,24]}}";
+    const char *ok =
+        "{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+        "\"b\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[16,24]}}";
     write_raw("ok.safetensors", ok, 0, 24);
     g4_error err = {{0}};
     g4_safetensors *st = g4_st_open(pathf("ok.safetensors"), &err);
@@ -284,14 +286,11 @@ static void test_corruptions(void) {
               "\"c\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[20,24]}}",
               0, 32);
     expect_fail("tensor inside another", pathf("contain.safetensors"), "overlap", NULL);
-    write_raw("range.safetensors",
-              "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[100,116]}}", 0, 24);
+    write_raw("range.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[100,116]}}", 0, 24);
     expect_fail("offset out of range", pathf("range.safetensors"), "tensor a", "out of range");
-    write_raw("mismatch.safetensors",
-              "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,16]}}", 0, 24);
+    write_raw("mismatch.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,16]}}", 0, 24);
     expect_fail("dtype/shape mismatch", pathf("mismatch.safetensors"), "tensor a", "dtype/shape mismatch");
-    write_raw("dtype.safetensors",
-              "{\"w8\":{\"dtype\":\"F8_E4M3\",\"shape\":[16],\"data_offsets\":[0,16]}}", 0, 16);
+    write_raw("dtype.safetensors", "{\"w8\":{\"dtype\":\"F8_E4M3\",\"shape\":[16],\"data_offsets\":[0,16]}}", 0, 16);
     expect_fail("unknown dtype", pathf("dtype.safetensors"), "tensor w8", "unsupported dtype F8_E4M3");
     write_raw("neg.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-4],\"data_offsets\":[0,16]}}", 0, 16);
     expect_fail("negative dimension", pathf("neg.safetensors"), "tensor a", "shape[0]");
@@ -309,13 +308,32 @@ static void test_corruptions(void) {
 }
 
 static void cleanup(void) {
-    const char *files[] = {"rt.safetensors", "m-00001-of-00002.safetensors", "m-00002-of-00002.safetensors",
-                           "m-dup.safetensors", "model.safetensors.index.json", "bad1.index.json", "bad2.index.json",
-                           "bad3.index.json", "bad4.index.json", "bad5.index.json", "bad6.index.json",
-                           "bad7.index.json", "ok.safetensors", "hlen.safetensors", "hlen0.safetensors",
-                           "tiny.safetensors", "trunc.safetensors", "json.safetensors", "overlap.safetensors",
-                           "contain.safetensors", "range.safetensors", "mismatch.safetensors", "dtype.safetensors",
-                           "neg.safetensors", "order.safetensors", "dupkey.safetensors"};
+    const char *files[] = {"rt.safetensors",
+                           "m-00001-of-00002.safetensors",
+                           "m-00002-of-00002.safetensors",
+                           "m-dup.safetensors",
+                           "model.safetensors.index.json",
+                           "bad1.index.json",
+                           "bad2.index.json",
+                           "bad3.index.json",
+                           "bad4.index.json",
+                           "bad5.index.json",
+                           "bad6.index.json",
+                           "bad7.index.json",
+                           "ok.safetensors",
+                           "hlen.safetensors",
+                           "hlen0.safetensors",
+                           "tiny.safetensors",
+                           "trunc.safetensors",
+                           "json.safetensors",
+                           "overlap.safetensors",
+                           "contain.safetensors",
+                           "range.safetensors",
+                           "mismatch.safetensors",
+                           "dtype.safetensors",
+                           "neg.safetensors",
+                           "order.safetensors",
+                           "dupkey.safetensors"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) unlink(pathf(files[i]));
     CHECK(rmdir(dir) == 0, "temp dir %s left empty", dir);
 }

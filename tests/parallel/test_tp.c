@@ -35,7 +35,8 @@ static int run(g4_model *m, g4_step_fn fn, void *ctx, int32_t **prompt, float *p
     CHECK(rc == 0, "prefill: %s", err.msg);
     float *row = malloc(sizeof(float) * NSEQ * V);
     int32_t next[NSEQ];
-    for (int s = 0, off = 0; s < NSEQ; off += plen[s], s++) next[s] = g4_argmax(prefill + (size_t)(off + plen[s] - 1) * V, V);
+    for (int s = 0, off = 0; s < NSEQ; off += plen[s], s++)
+        next[s] = g4_argmax(prefill + (size_t)(off + plen[s] - 1) * V, V);
     for (int i = 0; i < NDEC && rc == 0; i++) {
         for (int s = 0; s < NSEQ; s++) {
             gen[s][i] = next[s];
@@ -118,7 +119,8 @@ int main(void) {
     c.n_heads = 32, c.n_kv_heads = 16, c.n_global_kv_heads = 4, c.intermediate = 21504, c.vocab = 262144;
     g4_error err = {{0}};
     for (int t = 1; t <= 8; t *= 2) CHECK(g4_shard_check(&c, t, &err) == 0, "31B t=%d: %s", t, err.msg);
-    c.n_heads = 16, c.n_kv_heads = 8, c.n_global_kv_heads = 2, c.intermediate = 2112, c.moe = 1, c.moe_intermediate = 704;
+    c.n_heads = 16, c.n_kv_heads = 8, c.n_global_kv_heads = 2, c.intermediate = 2112, c.moe = 1,
+    c.moe_intermediate = 704;
     for (int t = 1; t <= 8; t *= 2) CHECK(g4_shard_check(&c, t, &err) == 0, "26B t=%d: %s", t, err.msg);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -19,7 +19,11 @@
 #define NREQ 12
 #define NOUT 10
 
-typedef struct { int32_t tok[NOUT]; float lp[NOUT]; int n; } result;
+typedef struct {
+    int32_t tok[NOUT];
+    float lp[NOUT];
+    int n;
+} result;
 
 /* Submits the same NREQ requests to an engine over ex and collects their tokens in id order. */
 static void serve(const g4_executor *ex, const g4_model *m, int32_t **prompts, const int *plen, result *out) {
@@ -89,7 +93,8 @@ static void test_model(const char *kind, const char *dir) {
         prompts[i] = malloc(sizeof(int32_t) * plen[i]);
         for (int j = 0; j < plen[i]; j++) prompts[i][j] = 3 + (int32_t)((seed = seed * 1103515245u + 12345u) % 4000u);
     }
-    if (NREQ > 3) memcpy(prompts[3], prompts[2], sizeof(int32_t) * (plen[2] < plen[3] ? plen[2] : plen[3])); /* shared prefix */
+    if (NREQ > 3)
+        memcpy(prompts[3], prompts[2], sizeof(int32_t) * (plen[2] < plen[3] ? plen[2] : plen[3])); /* shared prefix */
     result ref[NREQ], got[NREQ];
     g4_backend *be = g4_backend_cpu_create(&err);
     g4_model *m = NULL;
@@ -116,7 +121,8 @@ static void test_model(const char *kind, const char *dir) {
             for (int j = 0; j < ref[i].n && j < got[i].n; j++)
                 if (fabs(got[i].lp[j] - ref[i].lp[j]) > worst) worst = fabs(got[i].lp[j] - ref[i].lp[j]);
         }
-        printf("%s t=%d through the engine: tokens %s, worst |Δ logprob| %.3g\n", kind, t, same ? "identical" : "DIFFER", worst);
+        printf("%s t=%d through the engine: tokens %s, worst |Δ logprob| %.3g\n", kind, t,
+               same ? "identical" : "DIFFER", worst);
         CHECK(same, "%s t=%d: greedy tokens differ from t=1", kind, t);
         CHECK(worst < 1e-3, "%s t=%d: logprob diff %g", kind, t, worst);
         g4_tp_close(tp);

@@ -18,32 +18,28 @@
 
 #define TOKENIZER "tests/text/data/tokenizer.json"
 
-static bool exists(const char *p)
-{
+static bool exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
 }
 
 /* The id tokenizer.json's added_tokens give `content`, or -1. */
-static int added_id(const cJSON *tok, const char *content)
-{
+static int added_id(const cJSON *tok, const char *content) {
     const cJSON *t;
-    cJSON_ArrayForEach(t, cJSON_GetObjectItem(tok, "added_tokens"))
-        if (!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(t, "content")), content))
-            return (int)cJSON_GetNumberValue(cJSON_GetObjectItem(t, "id"));
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(tok, "added_tokens")) if (!strcmp(cJSON_GetStringValue(
+                                                                                    cJSON_GetObjectItem(t, "content")),
+                                                                                content)) return (int)
+        cJSON_GetNumberValue(cJSON_GetObjectItem(t, "id"));
     return -1;
 }
 
-static bool has_id(const g4_stack *s, int id)
-{
+static bool has_id(const g4_stack *s, int id) {
     int n = 0;
-    for (int i = 0; i < s->eo.n_eos; i++)
-        n += s->eo.eos_ids[i] == id;
+    for (int i = 0; i < s->eo.n_eos; i++) n += s->eo.eos_ids[i] == id;
     return n == 1;
 }
 
-static bool same_file(const char *a, const char *b)
-{
+static bool same_file(const char *a, const char *b) {
     char *x = NULL, *y = NULL;
     size_t nx = 0, ny = 0;
     g4_error err = {{0}};
@@ -55,19 +51,15 @@ static bool same_file(const char *a, const char *b)
 }
 
 /* A tiny-dense checkpoint (no tokenizer.json) in a fresh temporary directory; vocab 0 = as is. */
-static int write_checkpoint(char *dir, int vocab)
-{
+static int write_checkpoint(char *dir, int vocab) {
     g4_config cfg;
     g4_error err = {{0}};
-    if (!mkdtemp(dir) || g4_testmodel_config(&cfg, "tiny-dense", &err) < 0)
-        return -1;
-    if (vocab)
-        cfg.vocab = vocab;
+    if (!mkdtemp(dir) || g4_testmodel_config(&cfg, "tiny-dense", &err) < 0) return -1;
+    if (vocab) cfg.vocab = vocab;
     return g4_testmodel_write(&cfg, 1, dir, &err);
 }
 
-int main(void)
-{
+int main(void) {
     char *json = NULL;
     g4_error err = {{0}};
     REQUIRE(g4_read_file(TOKENIZER, 64 << 20, &json, NULL, &err) == 0, "%s", err.msg);

@@ -19,12 +19,12 @@
 #include "text/tokenizer.h"
 
 /* A failed precondition inside a helper: report and stop. */
-#define MUST(cond, ...)                                                             \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            CHECK(cond, __VA_ARGS__);                                               \
-            exit(check_summary() ? check_summary() : 1);                            \
-        }                                                                           \
+#define MUST(cond, ...)                                  \
+    do {                                                 \
+        if (!(cond)) {                                   \
+            CHECK(cond, __VA_ARGS__);                    \
+            exit(check_summary() ? check_summary() : 1); \
+        }                                                \
     } while (0)
 
 static g4_tokenizer *tok;
@@ -83,8 +83,9 @@ static int specials_of(const char *msgs_json, const char *tools_json, int masked
     MUST(g4_strbuf_track_user(&text) == 0, "oom");
     MUST(g4_chat_render(m, t, &o, &text, &err) == 0, "render: %s (%s)", err.msg, msgs_json);
     g4_tokens ids = {0};
-    MUST(g4_tokenizer_encode_masked(tok, text.data, text.len, G4_ENCODE_SPLIT_SPECIAL,
-                                       masked ? text.user : NULL, &ids, &err) == 0, "encode");
+    MUST(g4_tokenizer_encode_masked(tok, text.data, text.len, G4_ENCODE_SPLIT_SPECIAL, masked ? text.user : NULL, &ids,
+                                    &err) == 0,
+         "encode");
     int n = 0;
     for (size_t i = 0; i < ids.n; i++)
         if (g4_tokenizer_is_special(tok, ids.ids[i]) && n < cap) out[n++] = ids.ids[i];
@@ -133,21 +134,33 @@ static const field_case cases[] = {
     {"parameter type", "[" U "]",
      TOOL("{\"name\":\"f\",\"parameters\":{\"type\":\"object@@\",\"properties\":{\"k\":{\"type\":\"x@@\"},"
           "\"a\":{\"type\":\"array\",\"items\":{\"type\":\"@@\",\"extra\":\"@@\"}}}}}")},
-    {"tool-call name", "[" U ",{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
-     "\"function\":{\"name\":\"f@@\",\"arguments\":\"{}\"}}]}]", NULL},
-    {"tool-call arguments", "[" U ",{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
-     "\"function\":{\"name\":\"f\",\"arguments\":{\"k@@\":\"@@\",\"n\":[\"@@\",{\"x@@\":\"@@\"}]}}}]}]", NULL},
-    {"tool result", "[" U ",{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+    {"tool-call name",
+     "[" U ",{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+     "\"function\":{\"name\":\"f@@\",\"arguments\":\"{}\"}}]}]",
+     NULL},
+    {"tool-call arguments",
+     "[" U ",{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+     "\"function\":{\"name\":\"f\",\"arguments\":{\"k@@\":\"@@\",\"n\":[\"@@\",{\"x@@\":\"@@\"}]}}}]}]",
+     NULL},
+    {"tool result",
+     "[" U ",{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
      "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"c1\","
-     "\"content\":\"@@\"}]", NULL},
-    {"tool result parts", "[" U ",{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+     "\"content\":\"@@\"}]",
+     NULL},
+    {"tool result parts",
+     "[" U ",{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
      "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"c1\","
-     "\"content\":[{\"type\":\"text\",\"text\":\"@@\"}]}]", NULL},
-    {"tool message name", "[" U ",{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+     "\"content\":[{\"type\":\"text\",\"text\":\"@@\"}]}]",
+     NULL},
+    {"tool message name",
+     "[" U ",{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
      "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"zz\","
-     "\"name\":\"g@@\",\"content\":\"r\"}]", NULL},
-    {"native tool_responses", "[" U ",{\"role\":\"assistant\",\"tool_responses\":[{\"name\":\"f@@\","
-     "\"response\":{\"k@@\":\"@@\"}}]}]", NULL},
+     "\"name\":\"g@@\",\"content\":\"r\"}]",
+     NULL},
+    {"native tool_responses",
+     "[" U ",{\"role\":\"assistant\",\"tool_responses\":[{\"name\":\"f@@\","
+     "\"response\":{\"k@@\":\"@@\"}}]}]",
+     NULL},
 };
 
 static void check_fields(void) {
@@ -160,8 +173,7 @@ static void check_fields(void) {
         int na = specials_of(m_in, t_in, 1, a, 512);
         int nb = specials_of(m_ok, t_ok, 1, b, 512);
         int nc = specials_of(m_in, t_in, 0, c, 512);
-        CHECK(same(a, na, b, nb), "%s: user text produced control tokens (%d specials vs %d)", fc->name,
-              na, nb);
+        CHECK(same(a, na, b, nb), "%s: user text produced control tokens (%d specials vs %d)", fc->name, na, nb);
         CHECK(!same(c, nc, b, nb), "%s: the unmasked encode should show the injection", fc->name);
         free(m_in);
         free(m_ok);
@@ -185,7 +197,8 @@ static void check_encoder(void) {
         g4_tokenizer_encode(tok, texts[i], n, 0, &p, &err);
         g4_tokenizer_encode_masked(tok, texts[i], n, G4_ENCODE_SPLIT_SPECIAL, one, &q, &err);
         CHECK(x.n == y.n && (!x.n || !memcmp(x.ids, y.ids, x.n * sizeof *x.ids)), "all-template mask differs (%zu)", i);
-        CHECK(p.n == q.n && (!p.n || !memcmp(p.ids, q.ids, p.n * sizeof *p.ids)), "all-user mask != plain mode (%zu)", i);
+        CHECK(p.n == q.n && (!p.n || !memcmp(p.ids, q.ids, p.n * sizeof *p.ids)), "all-user mask != plain mode (%zu)",
+              i);
         g4_tokens_free(&x);
         g4_tokens_free(&y);
         g4_tokens_free(&p);

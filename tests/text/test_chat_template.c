@@ -24,8 +24,8 @@ static void show_diff(const char *got, const char *want) {
     size_t i = 0;
     while (got[i] && got[i] == want[i]) i++;
     size_t from = i > 40 ? i - 40 : 0;
-    fprintf(stderr, "  first difference at byte %zu\n  got:  ...%.120s\n  want: ...%.120s\n", i,
-            got + from, want + from);
+    fprintf(stderr, "  first difference at byte %zu\n  got:  ...%.120s\n  want: ...%.120s\n", i, got + from,
+            want + from);
 }
 
 static void check_cases(const cJSON *root) {
@@ -46,25 +46,25 @@ static void check_cases(const cJSON *root) {
             g4_error err = {0};
             int rc = g4_chat_render(msgs, tools, &opt, &out, &err);
             if (cJSON_IsTrue(cJSON_GetObjectItem(c, "error"))) {
-                CHECK(rc == -1 && err.msg[0], "%s: template raises, C must fail "
-                      "(rc %d, '%s')", name, rc, err.msg);
+                CHECK(rc == -1 && err.msg[0],
+                      "%s: template raises, C must fail "
+                      "(rc %d, '%s')",
+                      name, rc, err.msg);
             } else {
-                const char *want =
-                    cJSON_GetObjectItem(c, fix ? "expected_fixed" : "expected")->valuestring;
+                const char *want = cJSON_GetObjectItem(c, fix ? "expected_fixed" : "expected")->valuestring;
                 const char *got = out.data ? out.data : "";
                 int ok = rc == 0 && !strcmp(got, want);
                 CHECK(ok, "%s (fix %d): rc %d %s", name, fix, rc, err.msg);
                 if (!ok && rc == 0) show_diff(got, want);
                 if (ok && !fix) n_match++;
-                if (ok && fix && strcmp(want, cJSON_GetObjectItem(c, "expected")->valuestring))
-                    n_fixed_differs++;
+                if (ok && fix && strcmp(want, cJSON_GetObjectItem(c, "expected")->valuestring)) n_fixed_differs++;
             }
             g4_strbuf_free(&out);
         }
         k++;
     }
-    printf("chat: %d cases, %d identical to jinja2, %d where the generation-prompt fix applies\n",
-           k, n_match, n_fixed_differs);
+    printf("chat: %d cases, %d identical to jinja2, %d where the generation-prompt fix applies\n", k, n_match,
+           n_fixed_differs);
     CHECK(k >= 40, "only %d chat cases", k);
     CHECK(n_fixed_differs >= 2, "the quirk cases should exercise the fix");
 }
@@ -80,8 +80,8 @@ static void check_string_arguments(void) {
     g4_error err = {0};
     CHECK(g4_chat_render(m, NULL, &opt, &out, &err) == 0, "%s", err.msg);
     CHECK(out.data && strstr(out.data, "<|tool_call>call:f{a:true,b:[1,<|\"|>x<|\"|>]}<tool_call|>"
-                                       "<|tool_response>"), "decoded string args: %s",
-          out.data ? out.data : "");
+                                       "<|tool_response>"),
+          "decoded string args: %s", out.data ? out.data : "");
     cJSON_Delete(m);
     g4_strbuf_free(&out);
     m = cJSON_Parse("[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"name\":\"f\","
@@ -96,19 +96,34 @@ static void check_string_arguments(void) {
     g4_strbuf_free(&out);
     m = cJSON_Parse("[{\"role\":\"user\",\"content\":\"x\"}]");
     cJSON *tools = cJSON_Parse("[{\"type\":\"function\"}]");
-    CHECK(g4_chat_render(m, tools, &opt, &out, &err) == -1 && strstr(err.msg, "tools[0]"),
-          "tool without function: %s", err.msg);
+    CHECK(g4_chat_render(m, tools, &opt, &out, &err) == -1 && strstr(err.msg, "tools[0]"), "tool without function: %s",
+          err.msg);
     cJSON_Delete(m);
     cJSON_Delete(tools);
     g4_strbuf_free(&out);
 }
 
 static void check_numbers(void) {
-    static const struct { double x; const char *s; } t[] = {
-        {0, "0"}, {42, "42"}, {-7, "-7"}, {1.5, "1.5"}, {0.1, "0.1"}, {1e-05, "1e-05"},
-        {0.0001, "0.0001"}, {2.5e20, "2.5e+20"}, {1e16, "1e+16"}, {123.456, "123.456"},
-        {1.0000000000000002e16, "1.0000000000000002e+16"}, {-0.5, "-0.5"}, {1e-7, "1e-07"},
-        {3.14159265358979, "3.14159265358979"}, {1e300, "1e+300"}, {1.25e-300, "1.25e-300"},
+    static const struct {
+        double x;
+        const char *s;
+    } t[] = {
+        {0, "0"},
+        {42, "42"},
+        {-7, "-7"},
+        {1.5, "1.5"},
+        {0.1, "0.1"},
+        {1e-05, "1e-05"},
+        {0.0001, "0.0001"},
+        {2.5e20, "2.5e+20"},
+        {1e16, "1e+16"},
+        {123.456, "123.456"},
+        {1.0000000000000002e16, "1.0000000000000002e+16"},
+        {-0.5, "-0.5"},
+        {1e-7, "1e-07"},
+        {3.14159265358979, "3.14159265358979"},
+        {1e300, "1e+300"},
+        {1.25e-300, "1.25e-300"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char buf[32];

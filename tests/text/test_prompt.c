@@ -63,13 +63,13 @@ static void test_chat_built_equals_json(const g4_tokenizer *tok) {
         b.tools = ci.tools;
         b.chat.enable_thinking = thinking;
         CHECK(g4_prompt_build(tok, &b, &jb, &rb, &err) == 0, "%s", err.msg);
-        CHECK(ja.n > 20 && same_ids(&ja, &jb), "thinking=%d: built chat gives other ids (%zu vs %zu)", thinking,
-              ja.n, jb.n);
+        CHECK(ja.n > 20 && same_ids(&ja, &jb), "thinking=%d: built chat gives other ids (%zu vs %zu)", thinking, ja.n,
+              jb.n);
         CHECK(ra == rb, "thinking=%d: in_reasoning differs", thinking);
         /* After a tool result with thinking on, the template reopens the thought channel. */
         g4_strbuf tail = {0};
-        bool opened = !strcmp(tail_text(tok, &ja, 3, &tail) + (tail.len >= 18 ? tail.len - 18 : 0),
-                              "<|channel>thought\n");
+        bool opened =
+            !strcmp(tail_text(tok, &ja, 3, &tail) + (tail.len >= 18 ? tail.len - 18 : 0), "<|channel>thought\n");
         CHECK(ra == opened, "thinking=%d: in_reasoning=%d but the prompt ends \"%s\"", thinking, (int)ra, tail.data);
         CHECK(thinking ? ra : !ra, "thinking=%d: in_reasoning=%d", thinking, (int)ra);
         g4_strbuf_free(&tail);

@@ -50,13 +50,15 @@ static void print_ids(const char *what, const g4_tokens *t, const cJSON *arr) {
 }
 
 /* Decodes ids whole and streaming; checks both against want[0..wn). */
-static void check_decode(const g4_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags,
-                         const char *want, size_t wn, int k) {
+static void check_decode(const g4_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags, const char *want,
+                         size_t wn, int k) {
     g4_strbuf whole = {0}, stream = {0}, piece = {0};
     g4_error err = {0};
     CHECK(g4_tokenizer_decode(tok, ids, n, flags, &whole, &err) == 0, "decode: %s", err.msg);
-    CHECK(whole.len == wn && !memcmp(whole.data, want, wn), "case %d flags %u: decode mismatch "
-          "(got %zu bytes, want %zu)", k, flags, whole.len, wn);
+    CHECK(whole.len == wn && !memcmp(whole.data, want, wn),
+          "case %d flags %u: decode mismatch "
+          "(got %zu bytes, want %zu)",
+          k, flags, whole.len, wn);
     g4_detokenizer *d;
     if (g4_detokenizer_new(tok, flags, &d, &err)) return;
     int pieces_ok = 1;
@@ -70,8 +72,10 @@ static void check_decode(const g4_tokenizer *tok, const int32_t *ids, size_t n, 
     g4_detokenizer_finish(d, &piece, &err);
     g4_strbuf_append(&stream, piece.data ? piece.data : "", piece.len);
     CHECK(pieces_ok, "case %d: a streamed piece was not complete UTF-8", k);
-    CHECK(stream.len == wn && !memcmp(stream.data, want, wn), "case %d flags %u: streaming "
-          "decode differs from whole decode", k, flags);
+    CHECK(stream.len == wn && !memcmp(stream.data, want, wn),
+          "case %d flags %u: streaming "
+          "decode differs from whole decode",
+          k, flags);
     CHECK(g4_detokenizer_pending(d) == 0, "finish left bytes pending");
     g4_detokenizer_free(d);
     g4_strbuf_free(&whole);
@@ -87,11 +91,9 @@ static void check_corpus(const g4_tokenizer *tok, const cJSON *root) {
         size_t tn = unhex(cJSON_GetObjectItem(c, "text")->valuestring, text);
         g4_tokens t = {0};
         g4_error err = {0};
-        CHECK(g4_tokenizer_encode(tok, text, tn, G4_ENCODE_SPLIT_SPECIAL, &t, &err) == 0, "%s",
-              err.msg);
+        CHECK(g4_tokenizer_encode(tok, text, tn, G4_ENCODE_SPLIT_SPECIAL, &t, &err) == 0, "%s", err.msg);
         int ok = ids_equal(&t, cJSON_GetObjectItem(c, "ids"));
-        CHECK(ok, "case %d (%.60s): ids differ from tokenizers", k,
-              cJSON_GetObjectItem(c, "text")->valuestring);
+        CHECK(ok, "case %d (%.60s): ids differ from tokenizers", k, cJSON_GetObjectItem(c, "text")->valuestring);
         if (!ok) print_ids("ids", &t, cJSON_GetObjectItem(c, "ids"));
         n_enc += ok;
         t.n = 0;
@@ -181,9 +183,26 @@ static void check_bos(const g4_tokenizer *tok) {
 
 /* Random valid UTF-8 round-trips exactly; random bytes never crash and decode to valid UTF-8. */
 static void check_random(const g4_tokenizer *tok) {
-    static const char *pieces[] = {"a", "b", " ", "  ", "\n", "\t", "the", " world", "\xC3\xA9",
-                                   "\xE4\xB8\xAD", "\xF0\x9F\x98\x8A", "\xE2\x80\x8D", "<|turn>",
-                                   "<", "|", ">", "\xCC\x81", "\xEA\xB0\x80", "\xD0\x96", "0"};
+    static const char *pieces[] = {"a",
+                                   "b",
+                                   " ",
+                                   "  ",
+                                   "\n",
+                                   "\t",
+                                   "the",
+                                   " world",
+                                   "\xC3\xA9",
+                                   "\xE4\xB8\xAD",
+                                   "\xF0\x9F\x98\x8A",
+                                   "\xE2\x80\x8D",
+                                   "<|turn>",
+                                   "<",
+                                   "|",
+                                   ">",
+                                   "\xCC\x81",
+                                   "\xEA\xB0\x80",
+                                   "\xD0\x96",
+                                   "0"};
     unsigned seed = 12345;
     int ok = 1, valid = 1;
     for (int it = 0; it < 300; it++) {
@@ -216,9 +235,26 @@ static void check_random(const g4_tokenizer *tok) {
 
 /* Chunked BPE (long pieces cut at never-merged boundaries) must equal the plain heap run. */
 static void check_chunking(g4_tokenizer *tok) {
-    static const char *pieces[] = {"the", " world", " ", "\n", "\n\n", "    ", "x = f(y)", "\xC3\xA9",
-                                   "\xE4\xB8\xAD\xE6\x96\x87", "\xF0\x9F\x98\x8A", "ab", "thought",
-                                   "Hello", "!", "1", "\t", "\xE0\xAE\x95", "<|turn>", "\xEA\xB0\x80", "q"};
+    static const char *pieces[] = {"the",
+                                   " world",
+                                   " ",
+                                   "\n",
+                                   "\n\n",
+                                   "    ",
+                                   "x = f(y)",
+                                   "\xC3\xA9",
+                                   "\xE4\xB8\xAD\xE6\x96\x87",
+                                   "\xF0\x9F\x98\x8A",
+                                   "ab",
+                                   "thought",
+                                   "Hello",
+                                   "!",
+                                   "1",
+                                   "\t",
+                                   "\xE0\xAE\x95",
+                                   "<|turn>",
+                                   "\xEA\xB0\x80",
+                                   "q"};
     CHECK(tok->chunk_ok, "the test tokenizer should allow chunking");
     unsigned seed = 777;
     int same = 1;
@@ -260,8 +296,7 @@ static void check_load_errors(void) {
         g4_tokenizer *t = NULL;
         g4_error err = {0};
         int rc = g4_tokenizer_load_json(bad[i], strlen(bad[i]), &t, &err);
-        CHECK(rc == -1 && t == NULL && strstr(err.msg, what[i]), "bad file %zu: rc %d msg '%s'", i,
-              rc, err.msg);
+        CHECK(rc == -1 && t == NULL && strstr(err.msg, what[i]), "bad file %zu: rc %d msg '%s'", i, rc, err.msg);
     }
     g4_tokenizer *t = NULL;
     g4_error err = {0};

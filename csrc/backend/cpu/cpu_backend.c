@@ -46,8 +46,10 @@ g4_backend *g4_backend_cpu_create_opts(const g4_cpu_opts *o, g4_error *err) {
 g4_backend *g4_backend_cpu_create(g4_error *err) { return g4_backend_cpu_create_opts(NULL, err); }
 
 int g4_backend_cpu_set_opts(g4_backend *b, const g4_cpu_opts *o, g4_error *err) {
-    if (!b || b->ops != &g4_cpu_ops || !b->ctx) return g4_fail(err, "cpu backend: set_opts on a backend that is not the CPU one");
-    if (o && (o->sum_order < 0 || o->sum_order > 3)) return g4_fail(err, "cpu backend: sum_order %d (expected 0..3)", o->sum_order);
+    if (!b || b->ops != &g4_cpu_ops || !b->ctx)
+        return g4_fail(err, "cpu backend: set_opts on a backend that is not the CPU one");
+    if (o && (o->sum_order < 0 || o->sum_order > 3))
+        return g4_fail(err, "cpu backend: sum_order %d (expected 0..3)", o->sum_order);
     g4_cpu_ctx *c = b->ctx;
     c->round_bf16 = o ? !!o->round_bf16 : 0;
     c->sum_order = o ? o->sum_order : 0;

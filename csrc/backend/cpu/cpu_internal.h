@@ -58,13 +58,11 @@ int g4_cpu_attention(void *ctx, void *out, const void *q, const g4_weight *k_nor
                      const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 int g4_cpu_sample(void *ctx, const g4_sample_args *a, g4_error *err);
 int g4_cpu_moe_route(void *ctx, int32_t *ids, float *weights, const void *h1, const g4_weight *proj,
-                     const g4_weight *scale, const g4_weight *expert_scale, int T, int top_k, float eps,
-                     g4_error *err);
+                     const g4_weight *scale, const g4_weight *expert_scale, int T, int top_k, float eps, g4_error *err);
 int g4_cpu_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, const float *weights,
                        const g4_weight *gate_up, const g4_weight *down, int T, int top_k, g4_error *err);
 
 /* Physical block of (seq, pos) in a pool's block table, or -1 with err set. */
-int g4_cpu_block_of(const int32_t *table, const g4_step_dev *s, const g4_kv_layer *kv, int seq, int pos,
-                    g4_error *err);
+int g4_cpu_block_of(const int32_t *table, const g4_step_dev *s, const g4_kv_layer *kv, int seq, int pos, g4_error *err);
 
 #endif

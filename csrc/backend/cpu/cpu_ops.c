@@ -235,7 +235,8 @@ static int rows_times_wt(float *y, const float *x, const int32_t *rows, int M, c
         for (int n = 0; n < N; n++) {
             if (!row) continue;
             g4_cpu_weight_f32(W, (int64_t)n * K, K, row);
-            for (int m = 0; m < M; m++) y[(size_t)m * N + n] = g4_cpu_dot_ord(x + (size_t)(rows ? rows[m] : m) * K, row, K, order);
+            for (int m = 0; m < M; m++)
+                y[(size_t)m * N + n] = g4_cpu_dot_ord(x + (size_t)(rows ? rows[m] : m) * K, row, K, order);
         }
         free(row);
     }
@@ -268,11 +269,12 @@ static int cpu_geglu(void *ctx, void *y, const void *g, const void *u, size_t n,
 }
 
 /* logits[r,:] = softcap(x[rows[r],:] · Eᵀ) */
-static int cpu_lm_head(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E,
-                       float softcap, g4_error *err) {
+static int cpu_lm_head(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E, float softcap,
+                       g4_error *err) {
     size_t n = (size_t)s->n_rows * E->shape[0];
     for (int r = 0; r < s->n_rows; r++)
-        if (s->rows[r] < 0 || s->rows[r] >= s->n_tokens) return g4_fail(err, "lm_head: row %d out of range", s->rows[r]);
+        if (s->rows[r] < 0 || s->rows[r] >= s->n_tokens)
+            return g4_fail(err, "lm_head: row %d out of range", s->rows[r]);
     float *xr = NULL;
     if (g4_cpu_is_bf16(ctx) && !(xr = g4_cpu_rounded_copy(x, (size_t)s->n_tokens * E->shape[1])))
         return g4_fail(err, "lm_head: out of memory");
@@ -307,12 +309,14 @@ static int cpu_sync(void *ctx, g4_error *err) {
  * an owned bf16 copy (round-to-nearest-even through f32, as the CUDA backend's upload does). */
 static int cpu_load_weight(void *ctx, g4_weight *w, g4_error *err) {
     if (w->dtype != G4_DT_BF16 && w->dtype != G4_DT_F16 && w->dtype != G4_DT_F32)
-        return g4_fail(err, "tensor %s: dtype %s is not a weight dtype", w->name ? w->name : "?", g4_dtype_name(w->dtype));
+        return g4_fail(err, "tensor %s: dtype %s is not a weight dtype", w->name ? w->name : "?",
+                       g4_dtype_name(w->dtype));
     if (g4_cpu_is_bf16(ctx) && w->dtype != G4_DT_BF16) {
         size_t n = 1;
         for (int i = 0; i < w->ndim; i++) n *= (size_t)w->shape[i];
         uint16_t *b = malloc((n ? n : 1) * sizeof *b);
-        if (!b) return g4_fail(err, "tensor %s: cannot allocate its bf16 copy (%zu bytes)", w->name ? w->name : "?", n * 2);
+        if (!b)
+            return g4_fail(err, "tensor %s: cannot allocate its bf16 copy (%zu bytes)", w->name ? w->name : "?", n * 2);
         for (size_t i = 0; i < n; i++) {
             float f;
             if (w->dtype == G4_DT_F32) memcpy(&f, (const char *)w->host + i * 4, 4);

@@ -192,8 +192,8 @@ static int keep_prefix(float *cp, int32_t *cid, int n, float p_cut, int32_t id_c
  * (p desc, id asc) order whose running mass reaches goal. Radix select on the bits of p (p ≥ 0,
  * so bits order like values): levels of 11, 10 and 10 bits; each bucket carries its mass, whole
  * buckets above the boundary are added at once, and the last level holds equal values in id order. */
-static void top_p_radix(g4_cpu_sample_scratch *s, const float *cp, const int32_t *cid, int n, double goal,
-                        float *p_cut, int32_t *id_cut) {
+static void top_p_radix(g4_cpu_sample_scratch *s, const float *cp, const int32_t *cid, int n, double goal, float *p_cut,
+                        int32_t *id_cut) {
     static const int shift[3] = {20, 10, 0}, nb[3] = {2048, 1024, 1024};
     int32_t *sub = s->sub;
     int n_sub = n;
@@ -238,7 +238,8 @@ static void top_p_radix(g4_cpu_sample_scratch *s, const float *cp, const int32_t
 }
 
 /* Applies the mask row and the penalty entries to x in place. */
-static void prepare_row(float *x, int V, const g4_sample_row_params *r, const g4_sample_penalty *pen, const uint32_t *mrow) {
+static void prepare_row(float *x, int V, const g4_sample_row_params *r, const g4_sample_penalty *pen,
+                        const uint32_t *mrow) {
     if ((r->flags & G4_SAMPLE_MASKED) && mrow) {
         int W = (V + 31) / 32;
         for (int w = 0; w < W; w++) {
@@ -383,8 +384,10 @@ int g4_cpu_sample_host(g4_cpu_sample_scratch *s, const g4_sample_args *a, g4_err
     for (int r = 0; r < p->n_rows; r++) {
         const g4_sample_row_params *row = &rows[r];
         if (row->pen_first < 0 || row->n_pen < 0 || row->pen_first + row->n_pen > p->n_pen)
-            return g4_fail(err, "sample: row %d penalties [%d, +%d) outside %d", r, row->pen_first, row->n_pen, p->n_pen);
-        if ((row->flags & G4_SAMPLE_MASKED) && !a->mask) return g4_fail(err, "sample: row %d is masked, mask is NULL", r);
+            return g4_fail(err, "sample: row %d penalties [%d, +%d) outside %d", r, row->pen_first, row->n_pen,
+                           p->n_pen);
+        if ((row->flags & G4_SAMPLE_MASKED) && !a->mask)
+            return g4_fail(err, "sample: row %d is masked, mask is NULL", r);
         g4_sample_logprobs *lp = NULL;
         if (row->n_logprobs >= 0) {
             if (!a->logprobs || row->lp_slot < 0) return g4_fail(err, "sample: row %d asks for logprobs, no slot", r);

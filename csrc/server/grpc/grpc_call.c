@@ -280,8 +280,7 @@ static void on_recv(g4_gcall *c, bool ok) {
 void g4_gcall_on_tag(g4_gtag *t, bool ok) {
     g4_gcall *c = t->call;
     switch (t->kind) {
-    case G4_TAG_NEW: /* handled by the server loop */
-        break;
+    case G4_TAG_NEW: /* handled by the server loop */ break;
     case G4_TAG_RECV:
         pthread_mutex_lock(&c->mu);
         on_recv(c, ok);
@@ -295,8 +294,7 @@ void g4_gcall_on_tag(g4_gtag *t, bool ok) {
         else if (c->m->pump) c->m->pump(c);
         pthread_mutex_unlock(&c->mu);
         break;
-    case G4_TAG_STATUS:
-        break;
+    case G4_TAG_STATUS: break;
     case G4_TAG_CLOSE:
         pthread_mutex_lock(&c->mu);
         c->closed = true;

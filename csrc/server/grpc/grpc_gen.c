@@ -84,9 +84,10 @@ grpc_status_code g4_grpc_status_for(int code) {
 
 void g4_grpc_count_refusal(g4_grpc_server *s, grpc_status_code code) {
     if (code == GRPC_STATUS_OK || !atomic_load(&s->attached)) return;
-    int http = code == GRPC_STATUS_RESOURCE_EXHAUSTED ? 429
+    int http = code == GRPC_STATUS_RESOURCE_EXHAUSTED                            ? 429
                : code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_INTERNAL ? 503
-               : code == GRPC_STATUS_CANCELLED ? 499 : 400;
+               : code == GRPC_STATUS_CANCELLED                                   ? 499
+                                                                                 : 400;
     g4_metrics_request_rejected(s->model.metrics, http);
 }
 

@@ -161,8 +161,7 @@ int g4_gcall_send(g4_gcall *c, const ProtobufCMessage *msg);
 void g4_gcall_reply(g4_gcall *c, const ProtobufCMessage *msg);
 /* Ends the call with a status (sent after the message in flight, if any). Once; later calls
  * are ignored. */
-void g4_gcall_finish(g4_gcall *c, grpc_status_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void g4_gcall_finish(g4_gcall *c, grpc_status_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Posts the next RECV_MESSAGE (bidi). */
 void g4_gcall_recv_next(g4_gcall *c);
 /* A request_call completed with a call: dispatch it (the CQ loop). */

@@ -136,7 +136,8 @@ g4_grpc_server *g4_grpc_server_start(const g4_grpc_config *cfg, g4_error *err) {
         g4_fail(err, "grpc: cannot listen on %s (address in use or invalid)", addr);
         grpc_server_destroy(s->server);
         grpc_completion_queue_shutdown(s->cq);
-        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {
+        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN) {
         }
         grpc_completion_queue_destroy(s->cq);
         grpc_shutdown();

@@ -85,7 +85,11 @@ static void watch_free(g4_gcall *c) { free(c->svc); }
 
 const g4_grpc_method g4_health_methods[] = {
     {.path = "/grpc.health.v1.Health/Check", .kind = G4_RPC_UNARY, .open = true, .on_message = check_message},
-    {.path = "/grpc.health.v1.Health/Watch", .kind = G4_RPC_SERVER_STREAM, .open = true,
-     .on_message = watch_message, .pump = watch_pump, .on_free = watch_free},
+    {.path = "/grpc.health.v1.Health/Watch",
+     .kind = G4_RPC_SERVER_STREAM,
+     .open = true,
+     .on_message = watch_message,
+     .pump = watch_pump,
+     .on_free = watch_free},
     {0},
 };

@@ -104,13 +104,20 @@ static void model_metadata(g4_gcall *c, const uint8_t *d, size_t n) {
         inference__model_metadata_request__free_unpacked(rq, NULL);
         return;
     }
-    static const struct { const char *name, *dtype; int64_t dim; } in[] = {
-        {"text_input", "BYTES", 1}, {"stream", "BOOL", 1}, {"sampling_parameters", "BYTES", 1},
-        {"max_tokens", "INT32", 1}, {"exclude_input_in_output", "BOOL", 1}, {"text_output", "BYTES", -1}};
+    static const struct {
+        const char *name, *dtype;
+        int64_t dim;
+    } in[] = {{"text_input", "BYTES", 1},
+              {"stream", "BOOL", 1},
+              {"sampling_parameters", "BYTES", 1},
+              {"max_tokens", "INT32", 1},
+              {"exclude_input_in_output", "BOOL", 1},
+              {"text_output", "BYTES", -1}};
     Inference__ModelMetadataResponse__TensorMetadata t[6], *tp[6];
     int64_t dims[6];
     for (int i = 0; i < 6; i++) {
-        Inference__ModelMetadataResponse__TensorMetadata init = INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT;
+        Inference__ModelMetadataResponse__TensorMetadata init =
+            INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT;
         t[i] = init;
         t[i].name = (char *)in[i].name;
         t[i].datatype = (char *)in[i].dtype;
@@ -147,8 +154,8 @@ static int get_bytes(const Inference__ModelInferRequest *rq, size_t i, const ten
     const char *name = rq->inputs[i]->name;
     if (v->raw) {
         if (v->raw_len < 4) return g4_fail(err, "input %s: raw BYTES shorter than its 4-byte length", name);
-        uint32_t n = (uint32_t)v->raw[0] | (uint32_t)v->raw[1] << 8 | (uint32_t)v->raw[2] << 16 |
-                     (uint32_t)v->raw[3] << 24;
+        uint32_t n =
+            (uint32_t)v->raw[0] | (uint32_t)v->raw[1] << 8 | (uint32_t)v->raw[2] << 16 | (uint32_t)v->raw[3] << 24;
         if (n > v->raw_len - 4) return g4_fail(err, "input %s: BYTES length %u exceeds the data", name, n);
         *s = (const char *)v->raw + 4;
         *len = n;
@@ -161,8 +168,7 @@ static int get_bytes(const Inference__ModelInferRequest *rq, size_t i, const ten
     return 0;
 }
 
-static int get_bool(const Inference__ModelInferRequest *rq, size_t i, const tensor_view *v, bool *out,
-                    g4_error *err) {
+static int get_bool(const Inference__ModelInferRequest *rq, size_t i, const tensor_view *v, bool *out, g4_error *err) {
     if (v->raw) {
         if (v->raw_len < 1) return g4_fail(err, "input %s: empty BOOL", rq->inputs[i]->name);
         *out = v->raw[0] != 0;
@@ -252,7 +258,8 @@ static int parse_sampling(kparams *kp, const char *s, size_t len, g4_error *err)
             int n = 0;
             if (!cJSON_IsArray(v)) return g4_fail(err, "sampling_parameters.stop_token_ids must be a list");
             for (cJSON *e = v->child; e; e = e->next) {
-                if (!cJSON_IsNumber(e) || n == 64) return g4_fail(err, "sampling_parameters.stop_token_ids: up to 64 ids");
+                if (!cJSON_IsNumber(e) || n == 64)
+                    return g4_fail(err, "sampling_parameters.stop_token_ids: up to 64 ids");
                 if (!(e->valuedouble >= 0 && e->valuedouble < kp->vocab) || e->valuedouble != floor(e->valuedouble))
                     return g4_fail(err, "sampling_parameters.stop_token_ids[%d] is not a token id in [0, %d)", n,
                                    kp->vocab);
@@ -369,8 +376,10 @@ static int start_request(g4_gcall *c, const Inference__ModelInferRequest *rq, g4
             rc = get_bytes(rq, i, &v, &js, &jn, err);
             if (rc == 0) rc = parse_sampling(&kp, js, jn, err);
         } else {
-            rc = g4_fail(err, "input \"%s\" is not supported (text_input, stream, sampling_parameters, max_tokens, "
-                              "exclude_input_in_output)", name);
+            rc = g4_fail(err,
+                         "input \"%s\" is not supported (text_input, stream, sampling_parameters, max_tokens, "
+                         "exclude_input_in_output)",
+                         name);
         }
     }
     if (rc == 0 && !text) rc = g4_fail(err, "input text_input is required");
@@ -645,14 +654,32 @@ static void stream_message(g4_gcall *c, const uint8_t *d, size_t n) {
 static void stream_half_close(g4_gcall *c) { stream_pump(c); }
 
 const g4_grpc_method g4_kserve_methods[] = {
-    {.path = "/inference.GRPCInferenceService/ServerLive", .kind = G4_RPC_UNARY, .open = true, .on_message = server_live},
-    {.path = "/inference.GRPCInferenceService/ServerReady", .kind = G4_RPC_UNARY, .open = true, .on_message = server_ready},
-    {.path = "/inference.GRPCInferenceService/ModelReady", .kind = G4_RPC_UNARY, .open = true, .on_message = model_ready},
+    {.path = "/inference.GRPCInferenceService/ServerLive",
+     .kind = G4_RPC_UNARY,
+     .open = true,
+     .on_message = server_live},
+    {.path = "/inference.GRPCInferenceService/ServerReady",
+     .kind = G4_RPC_UNARY,
+     .open = true,
+     .on_message = server_ready},
+    {.path = "/inference.GRPCInferenceService/ModelReady",
+     .kind = G4_RPC_UNARY,
+     .open = true,
+     .on_message = model_ready},
     {.path = "/inference.GRPCInferenceService/ServerMetadata", .kind = G4_RPC_UNARY, .on_message = server_metadata},
     {.path = "/inference.GRPCInferenceService/ModelMetadata", .kind = G4_RPC_UNARY, .on_message = model_metadata},
-    {.path = "/inference.GRPCInferenceService/ModelInfer", .kind = G4_RPC_UNARY, .on_message = infer_message,
-     .pump = infer_pump, .on_cancel = kserve_cancel, .on_free = kserve_free},
-    {.path = "/inference.GRPCInferenceService/ModelStreamInfer", .kind = G4_RPC_BIDI, .on_message = stream_message,
-     .on_half_close = stream_half_close, .pump = stream_pump, .on_cancel = kserve_cancel, .on_free = kserve_free},
+    {.path = "/inference.GRPCInferenceService/ModelInfer",
+     .kind = G4_RPC_UNARY,
+     .on_message = infer_message,
+     .pump = infer_pump,
+     .on_cancel = kserve_cancel,
+     .on_free = kserve_free},
+    {.path = "/inference.GRPCInferenceService/ModelStreamInfer",
+     .kind = G4_RPC_BIDI,
+     .on_message = stream_message,
+     .on_half_close = stream_half_close,
+     .pump = stream_pump,
+     .on_cancel = kserve_cancel,
+     .on_free = kserve_free},
     {0},
 };

@@ -93,8 +93,7 @@ static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__
 
 /* ---- Generate ---------------------------------------------------------------------------- */
 
-static int fill_params(g4_grpc_server *s, const G4serve__V1__GenerateRequest *rq, g4_request_params *p,
-                       g4_error *err) {
+static int fill_params(g4_grpc_server *s, const G4serve__V1__GenerateRequest *rq, g4_request_params *p, g4_error *err) {
     p->sampling = s->model.eo.defaults; /* greedy, or the model's generation_config.json */
     g4_stop_rules_default(&p->stop);
     const G4serve__V1__SamplingParams *sp = rq->sampling;
@@ -171,7 +170,8 @@ static int structured(g4_grpc_server *s, const G4serve__V1__GenerateRequest *rq,
     const char *field = "structured";
     switch (so->kind_case) {
     case G4SERVE__V1__STRUCTURED_OUTPUT__KIND_JSON_SCHEMA:
-        spec = (g4_so_spec){G4_SO_JSON_SCHEMA, so->json_schema, strlen(so->json_schema)}, field = "structured.json_schema";
+        spec = (g4_so_spec){G4_SO_JSON_SCHEMA, so->json_schema, strlen(so->json_schema)},
+        field = "structured.json_schema";
         break;
     case G4SERVE__V1__STRUCTURED_OUTPUT__KIND_JSON_OBJECT:
         if (!so->json_object) return 0;
@@ -194,8 +194,7 @@ static int structured(g4_grpc_server *s, const G4serve__V1__GenerateRequest *rq,
         spec = (g4_so_spec){G4_SO_CHOICE, owned, strlen(owned)};
         break;
     }
-    default:
-        return g4_fail(err, "structured: unknown kind %d", (int)so->kind_case);
+    default: return g4_fail(err, "structured: unknown kind %d", (int)so->kind_case);
     }
     g4_so_grammar *gr = NULL;
     g4_error cerr = {{0}};
@@ -380,9 +379,7 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_TOKEN_IDS:
         if (build_prompt(s, NULL, rq->token_ids, NULL, &prompt, NULL, &err)) goto bad;
         break;
-    default:
-        g4_fail(&err, "one of text, token_ids or chat is required");
-        goto bad;
+    default: g4_fail(&err, "one of text, token_ids or chat is required"); goto bad;
     }
     p.prompt = prompt.ids;
     p.n_prompt = (int)prompt.n;
@@ -587,8 +584,12 @@ static void abort_message(g4_gcall *c, const uint8_t *data, size_t len) {
 }
 
 const g4_grpc_method g4_native_methods[] = {
-    {.path = "/g4serve.v1.G4Serve/Generate", .kind = G4_RPC_SERVER_STREAM, .on_message = generate_message,
-     .pump = generate_pump, .on_cancel = generate_cancel, .on_free = generate_free},
+    {.path = "/g4serve.v1.G4Serve/Generate",
+     .kind = G4_RPC_SERVER_STREAM,
+     .on_message = generate_message,
+     .pump = generate_pump,
+     .on_cancel = generate_cancel,
+     .on_free = generate_free},
     {.path = "/g4serve.v1.G4Serve/Tokenize", .kind = G4_RPC_UNARY, .on_message = tokenize_message},
     {.path = "/g4serve.v1.G4Serve/Detokenize", .kind = G4_RPC_UNARY, .on_message = detokenize_message},
     {.path = "/g4serve.v1.G4Serve/ModelInfo", .kind = G4_RPC_UNARY, .on_message = model_info_message},

@@ -24,14 +24,12 @@
 
 /* --- job lifetime ---------------------------------------------------------------------- */
 
-static void job_free(g4_job *j)
-{
+static void job_free(g4_job *j) {
     for (int i = 0; i < j->n; i++) {
         g4_stream_sink_release(&j->ch[i].sink);
         g4_choice_release(&j->ch[i]);
     }
-    for (int i = 0; i < j->n_prompts && j->prompt_ids; i++)
-        g4_tokens_free(&j->prompt_ids[i]);
+    for (int i = 0; i < j->n_prompts && j->prompt_ids; i++) g4_tokens_free(&j->prompt_ids[i]);
     free(j->prompt_ids);
     g4_stream_free(j->events);
     g4_strbuf_free(&j->out);
@@ -40,13 +38,11 @@ static void job_free(g4_job *j)
     free(j);
 }
 
-static void job_unref(g4_job *j)
-{
+static void job_unref(g4_job *j) {
     pthread_mutex_lock(&j->mu);
     int left = --j->refs;
     pthread_mutex_unlock(&j->mu);
-    if (left > 0)
-        return;
+    if (left > 0) return;
     g4_http_server *s = j->srv;
     pthread_mutex_lock(&s->jobs_mu);
     for (g4_job **p = &s->jobs; *p; p = &(*p)->next_live)
@@ -59,8 +55,7 @@ static void job_unref(g4_job *j)
 }
 
 /* Under j->mu: wakes the connection if it sleeps. */
-static void job_wake(g4_job *j)
-{
+static void job_wake(g4_job *j) {
     if (j->suspended && j->conn) {
         j->suspended = false;
         MHD_resume_connection(j->conn);
@@ -71,21 +66,18 @@ static void job_wake(g4_job *j)
 
 /* Under j->mu, every choice's last event in: one parameter record per prompt (vLLM counts a
  * prompt with its n choices as a request). */
-static void record_params(g4_job *j)
-{
+static void record_params(g4_job *j) {
     int n = j->req.n;
     for (int p = 0; p < j->n_prompts; p++) {
         int most = 0;
-        for (int i = p * n; i < (p + 1) * n; i++)
-            most = j->ch[i].engine_tokens > most ? j->ch[i].engine_tokens : most;
+        for (int i = p * n; i < (p + 1) * n; i++) most = j->ch[i].engine_tokens > most ? j->ch[i].engine_tokens : most;
         g4_metrics_request_params(j->srv->metrics, n, j->ch[p * n].max_tokens, most);
     }
 }
 
 /* Engine thread: the event goes into the job's queue (its last event always does: the sink
  * holds it preallocated, so a stream always ends), then the bookkeeping and the wake-up. */
-static void on_event(void *user, const g4_event *ev)
-{
+static void on_event(void *user, const g4_event *ev) {
     g4_choice *ch = user;
     g4_job *j = ch->job;
     double now = g4_now();
@@ -93,8 +85,7 @@ static void on_event(void *user, const g4_event *ev)
     /* Metrics first: once the event is queued the client may see the end of its answer, and a
      * scrape after that must count this request. */
     pthread_mutex_lock(&j->mu);
-    if (ev->n_tokens > 0 && ch->t_first == 0)
-        ch->t_first = now;
+    if (ev->n_tokens > 0 && ch->t_first == 0) ch->t_first = now;
     if (last) {
         g4_request_record rec = {
             .finish = ev->finish,
@@ -108,8 +99,7 @@ static void on_event(void *user, const g4_event *ev)
         };
         g4_metrics_request_done(j->srv->metrics, &rec);
         ch->engine_tokens = ev->completion_tokens;
-        if (++j->n_recorded == j->n)
-            record_params(j);
+        if (++j->n_recorded == j->n) record_params(j);
     }
     pthread_mutex_unlock(&j->mu);
     g4_stream_sink_push(&ch->sink, ev);
@@ -118,33 +108,27 @@ static void on_event(void *user, const g4_event *ev)
         ch->engine_done = true;
         j->n_engine_done++;
     }
-    if (j->stream || j->n_engine_done == j->n)
-        job_wake(j);
+    if (j->stream || j->n_engine_done == j->n) job_wake(j);
     pthread_mutex_unlock(&j->mu);
-    if (last)
-        job_unref(j);
+    if (last) job_unref(j);
 }
 
 /* Cancels every unfinished engine request of j (any thread; takes j->mu). */
-static void job_cancel(g4_job *j)
-{
+static void job_cancel(g4_job *j) {
     uint64_t ids[G4_OAI_MAX_CHOICES];
     int n = 0;
     pthread_mutex_lock(&j->mu);
     for (int i = 0; i < j->n; i++)
-        if (j->ch[i].id && !j->ch[i].engine_done)
-            ids[n++] = j->ch[i].id;
+        if (j->ch[i].id && !j->ch[i].engine_done) ids[n++] = j->ch[i].id;
     pthread_mutex_unlock(&j->mu);
     g4_engine *e = atomic_load(&j->srv->engine);
-    for (int i = 0; i < n; i++)
-        g4_engine_cancel(e, ids[i]);
+    for (int i = 0; i < n; i++) g4_engine_cancel(e, ids[i]);
 }
 
 /* --- prompt ------------------------------------------------------------------------------ */
 
-int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt, g4_tokens *ids,
-                         unsigned *parse_flags, g4_http_error *e)
-{
+int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt, g4_tokens *ids, unsigned *parse_flags,
+                         g4_http_error *e) {
     g4_error err = {{0}};
     g4_prompt_input in;
     *parse_flags = 0;
@@ -173,25 +157,20 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt,
     int rc = g4_prompt_build(s->tok, &in, ids, &in_reasoning, &err);
     if (rc == G4_PROMPT_BAD_INPUT)
         return g4_http_fail(e, 400, r->kind == G4_OAI_CHAT ? "messages" : "prompt", "%s", err.msg);
-    if (rc < 0)
-        return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
-    if (in_reasoning)
-        *parse_flags |= G4_PARSE_START_IN_REASONING;
+    if (rc < 0) return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
+    if (in_reasoning) *parse_flags |= G4_PARSE_START_IN_REASONING;
     return 0;
 }
 
 /* --- submit -------------------------------------------------------------------------------- */
 
-static bool served_name(const g4_http_server *s, const char *name)
-{
+static bool served_name(const g4_http_server *s, const char *name) {
     for (int i = 0; i < s->cfg.n_served_names; i++)
-        if (!strcmp(s->cfg.served_names[i], name))
-            return true;
+        if (!strcmp(s->cfg.served_names[i], name)) return true;
     return false;
 }
 
-static enum MHD_Result reject(g4_http_server *s, struct MHD_Connection *c, const g4_http_error *e)
-{
+static enum MHD_Result reject(g4_http_server *s, struct MHD_Connection *c, const g4_http_error *e) {
     g4_metrics_request_rejected(s->metrics, e->status);
     return g4_http_send_error(c, e);
 }
@@ -201,12 +180,11 @@ static void sse_free(void *cls);
 
 #define G4_HTTP_MAX_PROMPT_LP_ENTRIES 1000000
 
-enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, g4_oai_kind kind)
-{
+enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, g4_oai_kind kind) {
     g4_http_error e;
     g4_oai_request req;
-    if (g4_oai_request_parse(&req, kind, cn->body.data ? cn->body.data : "", cn->body.len,
-                             g4_tokenizer_n_vocab(s->tok), &s->defaults, &e) < 0)
+    if (g4_oai_request_parse(&req, kind, cn->body.data ? cn->body.data : "", cn->body.len, g4_tokenizer_n_vocab(s->tok),
+                             &s->defaults, &e) < 0)
         return reject(s, c, &e);
     if (req.model && !served_name(s, req.model)) {
         g4_http_fail(&e, 404, "model", "The model `%s` does not exist.", req.model);
@@ -225,20 +203,24 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         goto refuse;
     }
     for (int p = 0; p < n_prompts; p++) {
-        if (g4_http_build_prompt(s, &req, p, &pids[p], &parse_flags, &e) < 0)
-            goto refuse;
+        if (g4_http_build_prompt(s, &req, p, &pids[p], &parse_flags, &e) < 0) goto refuse;
         int n_prompt = (int)pids[p].n;
         int room = s->max_model_len - n_prompt;
-        max_tokens = req.max_tokens ? req.max_tokens
-                     : kind == G4_OAI_COMPLETION ? s->cfg.default_completion_max_tokens : room;
+        max_tokens = req.max_tokens              ? req.max_tokens
+                     : kind == G4_OAI_COMPLETION ? s->cfg.default_completion_max_tokens
+                                                 : room;
         if (n_prompt == 0 || room < 1 || max_tokens > room) {
             if (n_prompt == 0)
                 g4_http_fail(&e, 400, "prompt", "the prompt%s is empty", n_prompts > 1 ? " (one of them)" : "");
             else
-                g4_http_fail(&e, 400, req.max_tokens ? "max_tokens" : kind == G4_OAI_CHAT ? "messages" : "prompt",
+                g4_http_fail(&e, 400,
+                             req.max_tokens        ? "max_tokens"
+                             : kind == G4_OAI_CHAT ? "messages"
+                                                   : "prompt",
                              "This model's maximum context length is %d tokens. However, you requested %d tokens "
                              "(%d in the messages, %d in the completion). Please reduce the length of the messages "
-                             "or completion.", s->max_model_len, n_prompt + max_tokens, n_prompt, max_tokens);
+                             "or completion.",
+                             s->max_model_len, n_prompt + max_tokens, n_prompt, max_tokens);
             goto refuse;
         }
         pmax[p] = max_tokens;
@@ -246,19 +228,20 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     }
 
     /* compiled here, on the connection's thread, never the engine's */
-    if (req.structured.set && g4_oai_structured_compile(s->so_cache, &req.structured, &so, &e) < 0)
-        goto refuse;
+    if (req.structured.set && g4_oai_structured_compile(s->so_cache, &req.structured, &so, &e) < 0) goto refuse;
 
     int n_choices = n_prompts * req.n;
     /* Prompt logprobs (vLLM's prompt_logprobs, or OpenAI's echo + logprobs) answer (1 + top)
      * entries per prompt token and choice: bounded, so a request cannot make the server build
      * gigabytes of JSON. */
     int plp_top = req.prompt_logprobs > (req.echo ? req.logprobs : -1) ? req.prompt_logprobs
-                  : req.echo ? req.logprobs : -1;
+                  : req.echo                                           ? req.logprobs
+                                                                       : -1;
     if (plp_top >= 0 && (double)n_prompt_total * req.n * (plp_top + 1) > G4_HTTP_MAX_PROMPT_LP_ENTRIES) {
         g4_http_fail(&e, 400, req.prompt_logprobs >= 0 ? "prompt_logprobs" : "echo",
                      "prompt logprobs for %d prompt tokens × n = %d × %d alternatives exceed %d entries; send fewer "
-                     "or shorter prompts", n_prompt_total, req.n, plp_top + 1, G4_HTTP_MAX_PROMPT_LP_ENTRIES);
+                     "or shorter prompts",
+                     n_prompt_total, req.n, plp_top + 1, G4_HTTP_MAX_PROMPT_LP_ENTRIES);
         goto refuse;
     }
     g4_job *j = calloc(1, sizeof *j + sizeof(g4_choice) * (size_t)n_choices);
@@ -336,8 +319,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         p.priority = j->req.priority;
         /* Completions render special tokens as nothing when asked; chat keeps them for the
          * output parser. */
-        if (kind == G4_OAI_COMPLETION && j->req.skip_special_tokens)
-            p.detok_flags = G4_DETOK_SKIP_SPECIAL;
+        if (kind == G4_OAI_COMPLETION && j->req.skip_special_tokens) p.detok_flags = G4_DETOK_SKIP_SPECIAL;
         p.on_event = on_event;
         p.user = &j->ch[i];
         pthread_mutex_lock(&j->mu);
@@ -346,11 +328,9 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         uint64_t id = g4_engine_submit(eng, &p, &code, &err);
         pthread_mutex_lock(&j->mu);
         j->ch[i].id = id;
-        if (!id)
-            j->refs--;
+        if (!id) j->refs--;
         pthread_mutex_unlock(&j->mu);
-        if (!id)
-            break;
+        if (!id) break;
         submitted++;
     }
     g4_so_grammar_unref(so); /* each constraint holds its own reference */
@@ -373,7 +353,8 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         pthread_mutex_lock(&j->mu);
         j->refs++; /* the response's, dropped in sse_free */
         pthread_mutex_unlock(&j->mu);
-        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_reader, j, sse_free);
+        struct MHD_Response *r =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_reader, j, sse_free);
         if (!r) {
             job_unref(j);
             return MHD_NO;
@@ -396,8 +377,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     return done ? g4_generate_resume(s, c, cn) : MHD_YES;
 
 refuse: /* before the job exists: the prompts and the request are ours to free */
-    for (int p = 0; pids && p < n_prompts; p++)
-        g4_tokens_free(&pids[p]);
+    for (int p = 0; pids && p < n_prompts; p++) g4_tokens_free(&pids[p]);
     free(pids);
     free(pmax);
     g4_so_grammar_unref(so);
@@ -406,8 +386,7 @@ refuse: /* before the job exists: the prompts and the request are ours to free *
 }
 
 /* Non-streaming: the connection was resumed; answer when every choice has finished. */
-enum MHD_Result g4_generate_resume(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+enum MHD_Result g4_generate_resume(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     (void)s;
     g4_job *j = cn->job;
     pthread_mutex_lock(&j->mu);
@@ -425,8 +404,7 @@ enum MHD_Result g4_generate_resume(g4_http_server *s, struct MHD_Connection *c, 
     char *json = NULL;
     int rc = g4_job_drain(j, &e) < 0 ? -1 : g4_job_final_json(j, &json, &e);
     pthread_mutex_unlock(&j->mu);
-    if (rc < 0)
-        return g4_http_send_error(c, &e);
+    if (rc < 0) return g4_http_send_error(c, &e);
     enum MHD_Result ret = g4_http_send_json(c, 200, json);
     free(json);
     return ret;
@@ -434,8 +412,7 @@ enum MHD_Result g4_generate_resume(g4_http_server *s, struct MHD_Connection *c, 
 
 /* --- streaming ------------------------------------------------------------------------------ */
 
-static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
-{
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     g4_job *j = cls;
     pthread_mutex_lock(&j->mu);
@@ -443,8 +420,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
         g4_strbuf_clear(&j->out);
         j->out_pos = 0;
         g4_http_error e;
-        if (g4_job_drain(j, &e) < 0)
-            g4_job_sse_error(j, &e);
+        if (g4_job_drain(j, &e) < 0) g4_job_sse_error(j, &e);
     }
     size_t avail = j->out.len - j->out_pos;
     if (avail > 0) {
@@ -467,16 +443,14 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 
 static void sse_free(void *cls) { job_unref(cls); }
 
-void g4_generate_conn_closed(g4_http_server *s, g4_conn *cn, bool ok)
-{
+void g4_generate_conn_closed(g4_http_server *s, g4_conn *cn, bool ok) {
     (void)s;
     g4_job *j = cn->job;
     pthread_mutex_lock(&j->mu);
     j->conn = NULL;
     j->suspended = false;
     pthread_mutex_unlock(&j->mu);
-    if (!ok)
-        job_cancel(j); /* the client hung up: free its KV blocks now */
+    if (!ok) job_cancel(j); /* the client hung up: free its KV blocks now */
     cn->job = NULL;
     job_unref(j);
 }
@@ -486,21 +460,17 @@ void g4_generate_conn_closed(g4_http_server *s, g4_conn *cn, bool ok)
 /* Under j->mu: true when the client of a suspended connection has closed or reset its socket.
  * MHD does not watch suspended connections, so a non-streaming client that leaves would
  * otherwise keep its generation (and KV blocks) until max_tokens. */
-static bool client_gone(g4_job *j)
-{
-    if (!j->conn || !j->suspended)
-        return false;
+static bool client_gone(g4_job *j) {
+    if (!j->conn || !j->suspended) return false;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(j->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci)
-        return false;
+    if (!ci) return false;
     char b;
     ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 /* Collects references to live jobs (so they cannot be freed while we look at them). */
-static int live_jobs(g4_http_server *s, g4_job **out, int cap)
-{
+static int live_jobs(g4_http_server *s, g4_job **out, int cap) {
     int n = 0;
     pthread_mutex_lock(&s->jobs_mu);
     for (g4_job *j = s->jobs; j && n < cap; j = j->next_live) {
@@ -515,8 +485,7 @@ static int live_jobs(g4_http_server *s, g4_job **out, int cap)
     return n;
 }
 
-void g4_generate_tick(g4_http_server *s, double now)
-{
+void g4_generate_tick(g4_http_server *s, double now) {
     enum { CAP = 8192 };
     static _Thread_local g4_job *jobs[CAP];
     int n = live_jobs(s, jobs, CAP);
@@ -541,14 +510,12 @@ void g4_generate_tick(g4_http_server *s, double now)
             job_wake(j);
         }
         pthread_mutex_unlock(&j->mu);
-        if (cancel)
-            job_cancel(j);
+        if (cancel) job_cancel(j);
         job_unref(j);
     }
 }
 
-void g4_generate_cancel_all(g4_http_server *s)
-{
+void g4_generate_cancel_all(g4_http_server *s) {
     enum { CAP = 8192 };
     static g4_job *jobs[CAP];
     int n = live_jobs(s, jobs, CAP);

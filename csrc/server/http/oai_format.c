@@ -16,20 +16,17 @@
 #endif
 #define FINGERPRINT "g4serve-" G4_VERSION
 
-int g4_choice_init(g4_choice *c, g4_job *j, int index, int prompt, bool chat, unsigned parse_flags)
-{
+int g4_choice_init(g4_choice *c, g4_job *j, int index, int prompt, bool chat, unsigned parse_flags) {
     memset(c, 0, sizeof *c);
     c->job = j;
     c->index = index;
     c->prompt = prompt;
     c->thought_depth = (parse_flags & G4_PARSE_START_IN_REASONING) ? 1 : 0;
-    if (chat && g4_output_parser_new(parse_flags, &c->parser, NULL) < 0)
-        return -1;
+    if (chat && g4_output_parser_new(parse_flags, &c->parser, NULL) < 0) return -1;
     return 0;
 }
 
-void g4_choice_release(g4_choice *c)
-{
+void g4_choice_release(g4_choice *c) {
     g4_output_parser_free(c->parser);
     g4_strbuf_free(&c->content);
     g4_strbuf_free(&c->reasoning);
@@ -39,8 +36,7 @@ void g4_choice_release(g4_choice *c)
     free(c->plp);
 }
 
-static const char *finish_name(const g4_choice *c)
-{
+static const char *finish_name(const g4_choice *c) {
     switch (c->finish) {
     case G4_FINISH_STOP: return c->parser && g4_output_parser_n_calls(c->parser) > 0 ? "tool_calls" : "stop";
     case G4_FINISH_LENGTH: return "length";
@@ -52,20 +48,16 @@ static const char *finish_name(const g4_choice *c)
 /* The request's usage (ch NULL: every choice, prompts counted once each), or one choice's so far
  * (continuous_usage_stats: its prompt and its tokens up to this chunk, as vLLM). Chat reports
  * completion_tokens_details.reasoning_tokens: tokens inside the thought channel. */
-static cJSON *usage_json(const g4_job *j, const g4_choice *ch)
-{
+static cJSON *usage_json(const g4_job *j, const g4_choice *ch) {
     int completion = 0, cached = 0, reasoning = 0, prompt = j->prompt_tokens;
     for (int i = 0; i < j->n; i++) {
         const g4_choice *c = &j->ch[i];
-        if (ch && c != ch)
-            continue;
+        if (ch && c != ch) continue;
         completion += c->completion_tokens;
         reasoning += c->reasoning_tokens;
-        if (c->cached_tokens > cached)
-            cached = c->cached_tokens;
+        if (c->cached_tokens > cached) cached = c->cached_tokens;
     }
-    if (ch)
-        prompt = (int)j->prompt_ids[ch->prompt].n;
+    if (ch) prompt = (int)j->prompt_ids[ch->prompt].n;
     cJSON *u = cJSON_CreateObject();
     cJSON_AddNumberToObject(u, "prompt_tokens", prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", completion);
@@ -77,43 +69,37 @@ static cJSON *usage_json(const g4_job *j, const g4_choice *ch)
     return u;
 }
 
-static cJSON *ids_json(const int32_t *ids, size_t n)
-{
+static cJSON *ids_json(const int32_t *ids, size_t n) {
     cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
     return a;
 }
 
 /* The echoed prompt of a completions choice: the text as sent, or the ids decoded. */
-static void echo_text(const g4_job *j, const g4_choice *ch, g4_strbuf *out)
-{
+static void echo_text(const g4_job *j, const g4_choice *ch, g4_strbuf *out) {
     const g4_oai_prompt *p = &j->req.prompts[ch->prompt];
     if (p->text) {
         g4_strbuf_puts(out, p->text);
         return;
     }
-    g4_tokenizer_decode(j->srv->tok, p->ids, (size_t)p->n_ids,
-                        j->req.skip_special_tokens ? G4_DECODE_SKIP_SPECIAL : 0, out, NULL);
+    g4_tokenizer_decode(j->srv->tok, p->ids, (size_t)p->n_ids, j->req.skip_special_tokens ? G4_DECODE_SKIP_SPECIAL : 0,
+                        out, NULL);
 }
 
 /* {token, logprob, bytes} for one id (chat logprobs). */
-static cJSON *token_entry(const g4_tokenizer *tok, int32_t id, float lp)
-{
+static cJSON *token_entry(const g4_tokenizer *tok, int32_t id, float lp) {
     g4_strbuf s = {0};
     g4_tokenizer_decode(tok, &id, 1, 0, &s, NULL);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "token", s.data ? s.data : "");
     cJSON_AddNumberToObject(o, "logprob", lp);
     cJSON *b = cJSON_AddArrayToObject(o, "bytes");
-    for (size_t i = 0; i < s.len; i++)
-        cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)s.data[i]));
+    for (size_t i = 0; i < s.len; i++) cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)s.data[i]));
     g4_strbuf_free(&s);
     return o;
 }
 
-static cJSON *chat_logprob(const g4_tokenizer *tok, const g4_event *r, int top)
-{
+static cJSON *chat_logprob(const g4_tokenizer *tok, const g4_event *r, int top) {
     cJSON *o = token_entry(tok, r->token, r->logprob);
     cJSON *t = cJSON_AddArrayToObject(o, "top_logprobs");
     for (int i = 0; i < r->n_top && i < top; i++)
@@ -123,8 +109,7 @@ static cJSON *chat_logprob(const g4_tokenizer *tok, const g4_event *r, int top)
 }
 
 /* Completions logprobs object {tokens, token_logprobs, top_logprobs, text_offset}. */
-static cJSON *completion_logprobs_new(void)
-{
+static cJSON *completion_logprobs_new(void) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddArrayToObject(o, "tokens");
     cJSON_AddArrayToObject(o, "token_logprobs");
@@ -133,8 +118,7 @@ static cJSON *completion_logprobs_new(void)
     return o;
 }
 
-static void completion_logprobs_add(cJSON *o, const g4_tokenizer *tok, const g4_event *r, int top, size_t offset)
-{
+static void completion_logprobs_add(cJSON *o, const g4_tokenizer *tok, const g4_event *r, int top, size_t offset) {
     g4_strbuf s = {0};
     g4_tokenizer_decode(tok, &r->token, 1, 0, &s, NULL);
     cJSON_AddItemToArray(cJSON_GetObjectItem(o, "tokens"), cJSON_CreateString(s.data ? s.data : ""));
@@ -157,8 +141,7 @@ static void completion_logprobs_add(cJSON *o, const g4_tokenizer *tok, const g4_
 
 /* --- prompt logprobs --------------------------------------------------------------------- */
 
-static char *token_text(const g4_tokenizer *tok, int32_t id)
-{
+static char *token_text(const g4_tokenizer *tok, int32_t id) {
     g4_strbuf t = {0};
     g4_tokenizer_decode(tok, &id, 1, 0, &t, NULL);
     char *s = strdup(t.data ? t.data : "");
@@ -167,15 +150,13 @@ static char *token_text(const g4_tokenizer *tok, int32_t id)
 }
 
 /* The prompt entry of position pos (1..), or NULL when it did not arrive. */
-static const g4_prompt_logprob *plp_at(const g4_choice *ch, int pos)
-{
+static const g4_prompt_logprob *plp_at(const g4_choice *ch, int pos) {
     return pos >= 1 && pos <= ch->n_plp && ch->plp[pos - 1].pos == pos ? &ch->plp[pos - 1] : NULL;
 }
 
 /* echo + logprobs (OpenAI's legacy shape): the prompt tokens' part of the completions logprobs
  * object, the first token's logprob and alternatives null; offsets count the tokens' texts. */
-static void prompt_legacy_logprobs(const g4_job *j, const g4_choice *ch, cJSON *o)
-{
+static void prompt_legacy_logprobs(const g4_job *j, const g4_choice *ch, cJSON *o) {
     const g4_tokenizer *tok = j->srv->tok;
     const g4_tokens *ids = &j->prompt_ids[ch->prompt];
     size_t offset = 0;
@@ -191,8 +172,7 @@ static void prompt_legacy_logprobs(const g4_job *j, const g4_choice *ch, cJSON *
             cJSON_AddNumberToObject(m, t ? t : "", p->logprob);
             for (int k = 0; k < p->n_top && k < j->req.logprobs; k++) {
                 char *a = token_text(tok, p->top_ids[k]);
-                if (a && !cJSON_GetObjectItemCaseSensitive(m, a))
-                    cJSON_AddNumberToObject(m, a, p->top_logprobs[k]);
+                if (a && !cJSON_GetObjectItemCaseSensitive(m, a)) cJSON_AddNumberToObject(m, a, p->top_logprobs[k]);
                 free(a);
             }
         }
@@ -204,8 +184,7 @@ static void prompt_legacy_logprobs(const g4_job *j, const g4_choice *ch, cJSON *
 
 /* vLLM's prompt_logprobs: [null, {"id": {logprob, rank, decoded_token}, ...}, ...] — the prompt
  * token and its top alternatives at every position after the first. */
-static cJSON *prompt_logprobs_json(const g4_job *j, const g4_choice *ch)
-{
+static cJSON *prompt_logprobs_json(const g4_job *j, const g4_choice *ch) {
     const g4_tokenizer *tok = j->srv->tok;
     const g4_tokens *ids = &j->prompt_ids[ch->prompt];
     cJSON *a = cJSON_CreateArray();
@@ -220,8 +199,7 @@ static cJSON *prompt_logprobs_json(const g4_job *j, const g4_choice *ch)
             int32_t id = k < 0 ? p->token : p->top_ids[k];
             char key[16];
             snprintf(key, sizeof key, "%d", (int)id);
-            if (cJSON_GetObjectItemCaseSensitive(m, key))
-                continue;
+            if (cJSON_GetObjectItemCaseSensitive(m, key)) continue;
             cJSON *e = cJSON_AddObjectToObject(m, key);
             cJSON_AddNumberToObject(e, "logprob", k < 0 ? p->logprob : p->top_logprobs[k]);
             cJSON_AddNumberToObject(e, "rank", k < 0 ? p->rank : k + 1);
@@ -234,12 +212,10 @@ static cJSON *prompt_logprobs_json(const g4_job *j, const g4_choice *ch)
     return a;
 }
 
-static void plp_append(g4_job *j, g4_choice *ch, const g4_event *r)
-{
+static void plp_append(g4_job *j, g4_choice *ch, const g4_event *r) {
     if (ch->n_plp + r->n_prompt_lp > ch->cap_plp) {
         int cap = ch->cap_plp ? ch->cap_plp : 64;
-        while (cap < ch->n_plp + r->n_prompt_lp)
-            cap *= 2;
+        while (cap < ch->n_plp + r->n_prompt_lp) cap *= 2;
         g4_prompt_logprob *p = realloc(ch->plp, sizeof *p * (size_t)cap);
         if (!p) {
             j->oom = true;
@@ -254,8 +230,7 @@ static void plp_append(g4_job *j, g4_choice *ch, const g4_event *r)
 
 /* --- SSE chunks ------------------------------------------------------------------------ */
 
-static void sse_put(g4_job *j, cJSON *chunk)
-{
+static void sse_put(g4_job *j, cJSON *chunk) {
     char *s = cJSON_PrintUnformatted(chunk);
     cJSON_Delete(chunk);
     if (!s) {
@@ -268,8 +243,7 @@ static void sse_put(g4_job *j, cJSON *chunk)
     free(s);
 }
 
-static cJSON *chunk_new(const g4_job *j)
-{
+static cJSON *chunk_new(const g4_job *j) {
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "id", j->id);
     cJSON_AddStringToObject(c, "object", j->req.kind == G4_OAI_CHAT ? "chat.completion.chunk" : "text_completion");
@@ -280,8 +254,7 @@ static cJSON *chunk_new(const g4_job *j)
 }
 
 /* One chunk for one choice. delta (chat) or text (completions); takes ownership of delta/lp. */
-static void emit(g4_job *j, g4_choice *ch, cJSON *delta, const char *text, cJSON *lp, const char *finish)
-{
+static void emit(g4_job *j, g4_choice *ch, cJSON *delta, const char *text, cJSON *lp, const char *finish) {
     cJSON *c = chunk_new(j);
     cJSON *arr = cJSON_AddArrayToObject(c, "choices");
     cJSON *o = cJSON_CreateObject();
@@ -292,14 +265,10 @@ static void emit(g4_job *j, g4_choice *ch, cJSON *delta, const char *text, cJSON
         cJSON_Delete(delta);
         cJSON_AddStringToObject(o, "text", text ? text : "");
     }
-    if (lp)
-        cJSON_AddItemToObject(o, "logprobs", lp);
-    else
-        cJSON_AddNullToObject(o, "logprobs");
-    if (finish)
-        cJSON_AddStringToObject(o, "finish_reason", finish);
-    else
-        cJSON_AddNullToObject(o, "finish_reason");
+    if (lp) cJSON_AddItemToObject(o, "logprobs", lp);
+    else cJSON_AddNullToObject(o, "logprobs");
+    if (finish) cJSON_AddStringToObject(o, "finish_reason", finish);
+    else cJSON_AddNullToObject(o, "finish_reason");
     if (j->req.return_token_ids) {
         if (!ch->chunk_sent) {
             const g4_tokens *pi = &j->prompt_ids[ch->prompt];
@@ -312,29 +281,23 @@ static void emit(g4_job *j, g4_choice *ch, cJSON *delta, const char *text, cJSON
         cJSON_AddItemToObject(o, "prompt_logprobs", prompt_logprobs_json(j, ch));
     ch->chunk_sent = true;
     cJSON_AddItemToArray(arr, o);
-    if (j->req.continuous_usage)
-        cJSON_AddItemToObject(c, "usage", usage_json(j, ch));
-    else
-        cJSON_AddNullToObject(c, "usage");
+    if (j->req.continuous_usage) cJSON_AddItemToObject(c, "usage", usage_json(j, ch));
+    else cJSON_AddNullToObject(c, "usage");
     sse_put(j, c);
 }
 
-static cJSON *text_delta(const char *key, const char *text, size_t len, bool also_reasoning_content)
-{
+static cJSON *text_delta(const char *key, const char *text, size_t len, bool also_reasoning_content) {
     cJSON *d = cJSON_CreateObject();
     char *t = strndup(text, len);
     cJSON_AddStringToObject(d, key, t ? t : "");
-    if (also_reasoning_content)
-        cJSON_AddStringToObject(d, "reasoning_content", t ? t : "");
+    if (also_reasoning_content) cJSON_AddStringToObject(d, "reasoning_content", t ? t : "");
     free(t);
     return d;
 }
 
-static cJSON *tool_call_json(const g4_job *j, const g4_choice *ch, const g4_parse_event *pe, bool with_index)
-{
+static cJSON *tool_call_json(const g4_job *j, const g4_choice *ch, const g4_parse_event *pe, bool with_index) {
     cJSON *t = cJSON_CreateObject();
-    if (with_index)
-        cJSON_AddNumberToObject(t, "index", pe->index);
+    if (with_index) cJSON_AddNumberToObject(t, "index", pe->index);
     char id[96];
     snprintf(id, sizeof id, "call_%s_%d_%d", j->id + (j->id[0] == 'c' ? 9 : 0), ch->index, pe->index);
     cJSON_AddStringToObject(t, "id", id);
@@ -352,23 +315,18 @@ static cJSON *tool_call_json(const g4_job *j, const g4_choice *ch, const g4_pars
 /* Parser events → stream chunks or accumulated message. lp (stream) goes on the first chunk,
  * *finish (stream) on the last one, and is then cleared: as vLLM's server does, the chunk with
  * the last text carries the finish_reason, so clients see no extra empty chunk. */
-static void take_parse_events(g4_job *j, g4_choice *ch, g4_parse_events *pev, cJSON **lp, const char **finish)
-{
+static void take_parse_events(g4_job *j, g4_choice *ch, g4_parse_events *pev, cJSON **lp, const char **finish) {
     bool rc = j->srv->cfg.reasoning_content;
     size_t last = pev->n;
     for (size_t k = 0; k < pev->n; k++)
-        if (pev->ev[k].kind == G4_PARSE_TOOL_CALL || pev->ev[k].len)
-            last = k;
+        if (pev->ev[k].kind == G4_PARSE_TOOL_CALL || pev->ev[k].len) last = k;
     for (size_t k = 0; k < pev->n; k++) {
         g4_parse_event *pe = &pev->ev[k];
-        if (pe->kind != G4_PARSE_TOOL_CALL && pe->len == 0)
-            continue;
+        if (pe->kind != G4_PARSE_TOOL_CALL && pe->len == 0) continue;
         if (j->stream) {
             cJSON *d;
-            if (pe->kind == G4_PARSE_CONTENT)
-                d = text_delta("content", pe->text, pe->len, false);
-            else if (pe->kind == G4_PARSE_REASONING)
-                d = text_delta("reasoning", pe->text, pe->len, rc);
+            if (pe->kind == G4_PARSE_CONTENT) d = text_delta("content", pe->text, pe->len, false);
+            else if (pe->kind == G4_PARSE_REASONING) d = text_delta("reasoning", pe->text, pe->len, rc);
             else {
                 d = cJSON_CreateObject();
                 cJSON *arr = cJSON_AddArrayToObject(d, "tool_calls");
@@ -376,15 +334,13 @@ static void take_parse_events(g4_job *j, g4_choice *ch, g4_parse_events *pev, cJ
             }
             emit(j, ch, d, NULL, *lp, k == last ? *finish : NULL);
             *lp = NULL;
-            if (k == last)
-                *finish = NULL;
+            if (k == last) *finish = NULL;
         } else if (pe->kind == G4_PARSE_CONTENT) {
             g4_strbuf_append(&ch->content, pe->text, pe->len);
         } else if (pe->kind == G4_PARSE_REASONING) {
             g4_strbuf_append(&ch->reasoning, pe->text, pe->len);
         } else {
-            if (!ch->tool_calls)
-                ch->tool_calls = cJSON_CreateArray();
+            if (!ch->tool_calls) ch->tool_calls = cJSON_CreateArray();
             cJSON_AddItemToArray(ch->tool_calls, tool_call_json(j, ch, pe, false));
         }
     }
@@ -393,36 +349,27 @@ static void take_parse_events(g4_job *j, g4_choice *ch, g4_parse_events *pev, cJ
 
 /* Per-token bookkeeping before anything is emitted: tokens so far (continuous usage), the
  * thought channel's tokens (vLLM's count: markers excluded, nesting counted), returned ids. */
-static void count_token(g4_job *j, g4_choice *ch, const g4_event *r)
-{
+static void count_token(g4_job *j, g4_choice *ch, const g4_event *r) {
     if (r->n_tokens > 0) {
         ch->completion_tokens += r->n_tokens;
-        if (j->req.return_token_ids && g4_tokens_push(&ch->ids, r->token) < 0)
-            j->oom = true;
+        if (j->req.return_token_ids && g4_tokens_push(&ch->ids, r->token) < 0) j->oom = true;
         if (j->req.kind == G4_OAI_CHAT) {
             const g4_special_ids *sp = g4_tokenizer_specials(j->srv->tok);
-            if (r->token == sp->channel_start)
-                ch->thought_depth++;
-            else if (r->token == sp->channel_end)
-                ch->thought_depth -= ch->thought_depth > 0;
-            else if (ch->thought_depth > 0)
-                ch->reasoning_tokens++;
+            if (r->token == sp->channel_start) ch->thought_depth++;
+            else if (r->token == sp->channel_end) ch->thought_depth -= ch->thought_depth > 0;
+            else if (ch->thought_depth > 0) ch->reasoning_tokens++;
         }
     }
-    if (r->finish != G4_FINISH_NONE)
-        ch->completion_tokens = r->completion_tokens;
+    if (r->finish != G4_FINISH_NONE) ch->completion_tokens = r->completion_tokens;
 }
 
-static void process(g4_job *j, g4_choice *ch, const g4_event *r)
-{
+static void process(g4_job *j, g4_choice *ch, const g4_event *r) {
     const g4_tokenizer *tok = j->srv->tok;
     bool chat = j->req.kind == G4_OAI_CHAT;
-    if (ch->finished)
-        return;
+    if (ch->finished) return;
     if (r->n_prompt_lp > 0) { /* they go out with the first chunk / the response */
         plp_append(j, ch, r);
-        if (r->n_tokens == 0 && r->finish == G4_FINISH_NONE)
-            return;
+        if (r->n_tokens == 0 && r->finish == G4_FINISH_NONE) return;
     }
     count_token(j, ch, r);
     if (j->req.echo && !ch->echo_sent) {
@@ -457,28 +404,23 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r)
                 lp = cJSON_CreateObject();
                 cJSON_AddItemToArray(cJSON_AddArrayToObject(lp, "content"), e);
             } else {
-                if (!ch->logprobs)
-                    ch->logprobs = cJSON_CreateArray();
+                if (!ch->logprobs) ch->logprobs = cJSON_CreateArray();
                 cJSON_AddItemToArray(ch->logprobs, e);
             }
         } else {
-            if (j->stream)
-                lp = completion_logprobs_new();
-            else if (!ch->logprobs)
-                ch->logprobs = completion_logprobs_new();
+            if (j->stream) lp = completion_logprobs_new();
+            else if (!ch->logprobs) ch->logprobs = completion_logprobs_new();
             completion_logprobs_add(j->stream ? lp : ch->logprobs, tok, r, j->req.logprobs, ch->text_offset);
         }
     }
     /* A normal end (not an error, not a timeout) puts finish_reason on this event's last chunk. */
-    bool normal_end = r->finish != G4_FINISH_NONE && r->finish != G4_FINISH_ERROR &&
-                      !(r->finish == G4_FINISH_ABORT && j->timed_out);
+    bool normal_end =
+        r->finish != G4_FINISH_NONE && r->finish != G4_FINISH_ERROR && !(r->finish == G4_FINISH_ABORT && j->timed_out);
     const char *finish = NULL;
     if (chat) {
         g4_parse_events pev = {0};
-        if (r->text)
-            g4_output_parser_feed(ch->parser, r->text, strlen(r->text), &pev, NULL);
-        if (r->finish != G4_FINISH_NONE)
-            g4_output_parser_finish(ch->parser, &pev, NULL);
+        if (r->text) g4_output_parser_feed(ch->parser, r->text, strlen(r->text), &pev, NULL);
+        if (r->finish != G4_FINISH_NONE) g4_output_parser_finish(ch->parser, &pev, NULL);
         ch->finish = r->finish;
         if (j->stream && normal_end)
             finish = finish_name(ch); /* after the parser's finish: tool calls decide the name */
@@ -492,8 +434,7 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r)
         size_t len = r->text ? strlen(r->text) : 0; /* special tokens skipped by the detokenizer */
         ch->text_offset += len;
         ch->finish = r->finish;
-        if (j->stream && normal_end)
-            finish = finish_name(ch);
+        if (j->stream && normal_end) finish = finish_name(ch);
         if (j->stream) {
             if (len || lp) {
                 char *t = strndup(r->text ? r->text : "", len);
@@ -505,22 +446,18 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r)
             g4_strbuf_append(&ch->content, r->text, len);
         }
     }
-    if (r->finish == G4_FINISH_NONE)
-        return;
+    if (r->finish == G4_FINISH_NONE) return;
     ch->finished = true;
     ch->completion_tokens = r->completion_tokens;
     ch->cached_tokens = r->cached_tokens;
     j->n_finished++;
     if (r->finish == G4_FINISH_ERROR)
         snprintf(ch->error, sizeof ch->error, "%s", r->error ? r->error : "the request failed in the engine");
-    if (!j->stream)
-        return;
+    if (!j->stream) return;
     if (r->finish == G4_FINISH_ERROR || (r->finish == G4_FINISH_ABORT && j->timed_out)) {
         g4_http_error e;
-        if (r->finish == G4_FINISH_ERROR)
-            g4_http_fail(&e, 500, NULL, "%s", ch->error);
-        else
-            g4_http_fail(&e, 408, NULL, "the request timed out after %g s", j->srv->cfg.request_timeout_s);
+        if (r->finish == G4_FINISH_ERROR) g4_http_fail(&e, 500, NULL, "%s", ch->error);
+        else g4_http_fail(&e, 408, NULL, "the request timed out after %g s", j->srv->cfg.request_timeout_s);
         g4_job_sse_error(j, &e);
     } else if (finish) { /* nothing was emitted for this event: a chunk of its own */
         emit(j, ch, chat ? cJSON_CreateObject() : NULL, "", NULL, finish);
@@ -537,23 +474,19 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r)
     }
 }
 
-int g4_job_drain(g4_job *j, g4_http_error *e)
-{
+int g4_job_drain(g4_job *j, g4_http_error *e) {
     (void)e;
     for (g4_stream_event *ev = g4_stream_take(j->events), *next; ev; ev = next) {
         next = ev->next;
-        if (ev->text_lost)
-            j->oom = true;
+        if (ev->text_lost) j->oom = true;
         process(j, ev->tag, &ev->ev);
         g4_stream_event_free(ev);
     }
-    if (g4_stream_lost(j->events) > 0)
-        j->oom = true;
+    if (g4_stream_lost(j->events) > 0) j->oom = true;
     return 0;
 }
 
-void g4_job_sse_error(g4_job *j, const g4_http_error *e)
-{
+void g4_job_sse_error(g4_job *j, const g4_http_error *e) {
     cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(err, "message", e->message);
     cJSON_AddStringToObject(err, "type", e->type);
@@ -562,20 +495,17 @@ void g4_job_sse_error(g4_job *j, const g4_http_error *e)
     sse_put(j, root);
 }
 
-int g4_job_final_json(g4_job *j, char **json, g4_http_error *e)
-{
+int g4_job_final_json(g4_job *j, char **json, g4_http_error *e) {
     bool chat = j->req.kind == G4_OAI_CHAT;
     for (int i = 0; i < j->n; i++) {
         const g4_choice *ch = &j->ch[i];
-        if (ch->finish == G4_FINISH_ERROR)
-            return g4_http_fail(e, 500, NULL, "%s", ch->error);
+        if (ch->finish == G4_FINISH_ERROR) return g4_http_fail(e, 500, NULL, "%s", ch->error);
         if (ch->finish == G4_FINISH_ABORT)
-            return j->timed_out ? g4_http_fail(e, 408, NULL, "the request timed out after %g s",
-                                               j->srv->cfg.request_timeout_s)
-                                : g4_http_fail(e, 503, NULL, "the request was cancelled (server shutting down)");
+            return j->timed_out
+                       ? g4_http_fail(e, 408, NULL, "the request timed out after %g s", j->srv->cfg.request_timeout_s)
+                       : g4_http_fail(e, 503, NULL, "the request was cancelled (server shutting down)");
     }
-    if (j->oom)
-        return g4_http_fail(e, 500, NULL, "out of memory while collecting the output");
+    if (j->oom) return g4_http_fail(e, 500, NULL, "out of memory while collecting the output");
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "id", j->id);
     cJSON_AddStringToObject(root, "object", chat ? "chat.completion" : "text_completion");
@@ -593,8 +523,7 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e)
         cJSON_AddNumberToObject(o, "index", i);
         if (j->req.return_token_ids) {
             const g4_tokens *pi = &j->prompt_ids[ch->prompt];
-            if (!chat)
-                cJSON_AddItemToObject(o, "prompt_token_ids", ids_json(pi->ids, pi->n));
+            if (!chat) cJSON_AddItemToObject(o, "prompt_token_ids", ids_json(pi->ids, pi->n));
             cJSON_AddItemToObject(o, "token_ids", ids_json(ch->ids.ids, ch->ids.n));
         }
         if (chat) {
@@ -602,12 +531,10 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e)
             cJSON_AddStringToObject(m, "role", "assistant");
             if (ch->content.len || !ch->tool_calls)
                 cJSON_AddStringToObject(m, "content", ch->content.data ? ch->content.data : "");
-            else
-                cJSON_AddNullToObject(m, "content");
+            else cJSON_AddNullToObject(m, "content");
             if (ch->reasoning.len) {
                 cJSON_AddStringToObject(m, "reasoning", ch->reasoning.data);
-                if (j->srv->cfg.reasoning_content)
-                    cJSON_AddStringToObject(m, "reasoning_content", ch->reasoning.data);
+                if (j->srv->cfg.reasoning_content) cJSON_AddStringToObject(m, "reasoning_content", ch->reasoning.data);
             } else {
                 cJSON_AddNullToObject(m, "reasoning");
             }
@@ -624,8 +551,7 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e)
             }
         } else {
             g4_strbuf text = {0};
-            if (j->req.echo)
-                echo_text(j, ch, &text);
+            if (j->req.echo) echo_text(j, ch, &text);
             g4_strbuf_append(&text, ch->content.data ? ch->content.data : "", ch->content.len);
             cJSON_AddStringToObject(o, "text", text.data ? text.data : "");
             g4_strbuf_free(&text);
@@ -635,14 +561,12 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e)
                 static const char *const keys[4] = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
                 for (int k = 0; k < 4 && ch->logprobs; k++) {
                     cJSON *src = cJSON_GetObjectItem(ch->logprobs, keys[k]), *dst = cJSON_GetObjectItem(all, keys[k]);
-                    while (src && src->child)
-                        cJSON_AddItemToArray(dst, cJSON_DetachItemViaPointer(src, src->child));
+                    while (src && src->child) cJSON_AddItemToArray(dst, cJSON_DetachItemViaPointer(src, src->child));
                 }
                 cJSON_Delete(ch->logprobs);
                 ch->logprobs = all;
             }
-            if (j->req.prompt_logprobs >= 0)
-                cJSON_AddItemToObject(o, "prompt_logprobs", prompt_logprobs_json(j, ch));
+            if (j->req.prompt_logprobs >= 0) cJSON_AddItemToObject(o, "prompt_logprobs", prompt_logprobs_json(j, ch));
             if (ch->logprobs) {
                 cJSON_AddItemToObject(o, "logprobs", ch->logprobs);
                 ch->logprobs = NULL;
@@ -657,7 +581,6 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e)
     cJSON_AddItemToObject(root, "usage", usage_json(j, NULL));
     *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    if (!*json)
-        return g4_http_fail(e, 500, NULL, "out of memory");
+    if (!*json) return g4_http_fail(e, 500, NULL, "out of memory");
     return 0;
 }

@@ -14,23 +14,17 @@
 
 /* A message cut at the buffer's end may end inside a multi-byte character (user text is echoed
  * into it): drop that partial character, so the error body stays valid UTF-8 JSON. */
-static void utf8_cut(char *s)
-{
+static void utf8_cut(char *s) {
     size_t len = strlen(s), lead = len;
-    while (lead > 0 && len - lead < 4 && ((unsigned char)s[lead - 1] & 0xC0) == 0x80)
-        lead--;
-    if (lead == 0)
-        return;
+    while (lead > 0 && len - lead < 4 && ((unsigned char)s[lead - 1] & 0xC0) == 0x80) lead--;
+    if (lead == 0) return;
     unsigned char c = (unsigned char)s[lead - 1];
     size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    if (c >= 0x80 && len - (lead - 1) < need)
-        s[lead - 1] = 0;
+    if (c >= 0x80 && len - (lead - 1) < need) s[lead - 1] = 0;
 }
 
-int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fmt, ...)
-{
-    if (!e)
-        return -1;
+int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fmt, ...) {
+    if (!e) return -1;
     e->status = status;
     const char *type = status == 400   ? "BadRequestError"
                        : status == 404 ? "NotFoundError"
@@ -45,13 +39,11 @@ int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fm
     va_start(ap, fmt);
     int n = vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
-    if (n >= (int)sizeof e->message)
-        utf8_cut(e->message);
+    if (n >= (int)sizeof e->message) utf8_cut(e->message);
     return -1;
 }
 
-cJSON *g4_http_parse_body(const char *body, size_t len, g4_http_error *e)
-{
+cJSON *g4_http_parse_body(const char *body, size_t len, g4_http_error *e) {
     uint32_t cp;
     for (size_t i = 0; i < len;) {
         int l = g4_utf8_next(body + i, len - i, &cp);
@@ -65,12 +57,10 @@ cJSON *g4_http_parse_body(const char *body, size_t len, g4_http_error *e)
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
     size_t at = end && end >= body && end <= body + len ? (size_t)(end - body) : len;
-    while (root && at < len && body[at] && strchr(" \t\r\n", body[at]))
-        at++;
+    while (root && at < len && body[at] && strchr(" \t\r\n", body[at])) at++;
     if (!root || at < len) {
         cJSON_Delete(root);
-        if (!len)
-            g4_http_fail(e, 400, NULL, "the request body is empty; expected a JSON object");
+        if (!len) g4_http_fail(e, 400, NULL, "the request body is empty; expected a JSON object");
         else
             g4_http_fail(e, 400, NULL, "the request body is not valid JSON (%s at offset %zu)",
                          root ? "unexpected data after the value" : "syntax error", at);
@@ -81,28 +71,22 @@ cJSON *g4_http_parse_body(const char *body, size_t len, g4_http_error *e)
 
 /* --- typed field readers: 0 = absent/null, 1 = present and valid, -1 = error ------------- */
 
-static const cJSON *field(const cJSON *o, const char *name)
-{
+static const cJSON *field(const cJSON *o, const char *name) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     return (v && !cJSON_IsNull(v)) ? v : NULL;
 }
 
-static int get_bool(const cJSON *o, const char *name, bool *out, g4_http_error *e)
-{
+static int get_bool(const cJSON *o, const char *name, bool *out, g4_http_error *e) {
     const cJSON *v = field(o, name);
-    if (!v)
-        return 0;
-    if (!cJSON_IsBool(v))
-        return g4_http_fail(e, 400, name, "'%s' must be a boolean", name);
+    if (!v) return 0;
+    if (!cJSON_IsBool(v)) return g4_http_fail(e, 400, name, "'%s' must be a boolean", name);
     *out = cJSON_IsTrue(v);
     return 1;
 }
 
-static int get_num(const cJSON *o, const char *name, double lo, double hi, double *out, g4_http_error *e)
-{
+static int get_num(const cJSON *o, const char *name, double lo, double hi, double *out, g4_http_error *e) {
     const cJSON *v = field(o, name);
-    if (!v)
-        return 0;
+    if (!v) return 0;
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
         return g4_http_fail(e, 400, name, "'%s' must be a number", name);
     if (v->valuedouble < lo || v->valuedouble > hi)
@@ -111,11 +95,9 @@ static int get_num(const cJSON *o, const char *name, double lo, double hi, doubl
     return 1;
 }
 
-static int get_int(const cJSON *o, const char *name, double lo, double hi, long long *out, g4_http_error *e)
-{
+static int get_int(const cJSON *o, const char *name, double lo, double hi, long long *out, g4_http_error *e) {
     const cJSON *v = field(o, name);
-    if (!v)
-        return 0;
+    if (!v) return 0;
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 9.0e15)
         return g4_http_fail(e, 400, name, "'%s' must be an integer", name);
     if (v->valuedouble < lo || v->valuedouble > hi)
@@ -124,24 +106,29 @@ static int get_int(const cJSON *o, const char *name, double lo, double hi, long 
     return 1;
 }
 
-static int get_str(const cJSON *o, const char *name, const char **out, g4_http_error *e)
-{
+static int get_str(const cJSON *o, const char *name, const char **out, g4_http_error *e) {
     const cJSON *v = field(o, name);
-    if (!v)
-        return 0;
-    if (!cJSON_IsString(v))
-        return g4_http_fail(e, 400, name, "'%s' must be a string", name);
+    if (!v) return 0;
+    if (!cJSON_IsString(v)) return g4_http_fail(e, 400, name, "'%s' must be a string", name);
     *out = v->valuestring;
     return 1;
 }
 
 /* Fields for features not built yet: refused when present with a non-default value. */
-static int refuse_unsupported(const cJSON *o, g4_http_error *e)
-{
-    static const char *const never[] = {"bad_words", "functions",
-                                        "audio", "prediction", "mm_processor_kwargs", "chat_template", "suffix",
-                                        "guided_decoding_backend", "logits_processors", "vllm_xargs",
-                                        "kv_transfer_params", "cache_salt", "truncate_prompt_tokens"};
+static int refuse_unsupported(const cJSON *o, g4_http_error *e) {
+    static const char *const never[] = {"bad_words",
+                                        "functions",
+                                        "audio",
+                                        "prediction",
+                                        "mm_processor_kwargs",
+                                        "chat_template",
+                                        "suffix",
+                                        "guided_decoding_backend",
+                                        "logits_processors",
+                                        "vllm_xargs",
+                                        "kv_transfer_params",
+                                        "cache_salt",
+                                        "truncate_prompt_tokens"};
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++) {
         const cJSON *v = field(o, never[i]);
         if (v && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
@@ -151,21 +138,16 @@ static int refuse_unsupported(const cJSON *o, g4_http_error *e)
                                                 "return_tokens_as_token_ids"};
     for (size_t i = 0; i < sizeof must_be_false / sizeof must_be_false[0]; i++) {
         bool b = false;
-        if (get_bool(o, must_be_false[i], &b, e) < 0)
-            return -1;
-        if (b)
-            return g4_http_fail(e, 400, must_be_false[i], "'%s': true is not supported yet", must_be_false[i]);
+        if (get_bool(o, must_be_false[i], &b, e) < 0) return -1;
+        if (b) return g4_http_fail(e, 400, must_be_false[i], "'%s': true is not supported yet", must_be_false[i]);
     }
     long long best_of = 1;
-    if (get_int(o, "best_of", 1, G4_OAI_MAX_N, &best_of, e) < 0)
-        return -1;
-    if (best_of != 1)
-        return g4_http_fail(e, 400, "best_of", "'best_of' > 1 is not supported yet");
+    if (get_int(o, "best_of", 1, G4_OAI_MAX_N, &best_of, e) < 0) return -1;
+    if (best_of != 1) return g4_http_fail(e, 400, "best_of", "'best_of' > 1 is not supported yet");
     return 0;
 }
 
-static int parse_stop(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_http_error *e)
-{
+static int parse_stop(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_http_error *e) {
     const cJSON *s = field(o, "stop");
     if (s) {
         if (cJSON_IsString(s)) {
@@ -175,8 +157,7 @@ static int parse_stop(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_htt
             if (cJSON_GetArraySize(s) > G4_OAI_MAX_STOP)
                 return g4_http_fail(e, 400, "stop", "'stop' takes at most %d strings", G4_OAI_MAX_STOP);
             const cJSON *it;
-            cJSON_ArrayForEach(it, s)
-            {
+            cJSON_ArrayForEach(it, s) {
                 if (!cJSON_IsString(it) || !it->valuestring[0])
                     return g4_http_fail(e, 400, "stop", "'stop' must be a string or a list of non-empty strings");
                 r->stop_strings[r->stop.n_stop_strings++] = it->valuestring;
@@ -192,8 +173,7 @@ static int parse_stop(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_htt
             return g4_http_fail(e, 400, "stop_token_ids", "'stop_token_ids' must be a list of at most %d token ids",
                                 G4_OAI_MAX_STOP_IDS);
         const cJSON *it;
-        cJSON_ArrayForEach(it, ids)
-        {
+        cJSON_ArrayForEach(it, ids) {
             if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0 ||
                 it->valuedouble >= n_vocab)
                 return g4_http_fail(e, 400, "stop_token_ids", "'stop_token_ids' entries must be token ids in [0, %d)",
@@ -206,16 +186,14 @@ static int parse_stop(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_htt
 }
 
 /* Token ids as JSON: an integer in [0, n_vocab). */
-static bool is_token_id(const cJSON *v, int32_t n_vocab)
-{
+static bool is_token_id(const cJSON *v, int32_t n_vocab) {
     return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && v->valuedouble >= 0 &&
            v->valuedouble < n_vocab;
 }
 
 /* logit_bias {"id": bias in [-100, 100]} (OpenAI; keys are ids as decimal strings) and vLLM's
  * allowed_token_ids (a non-empty list of ids). */
-static int parse_processors(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_http_error *e)
-{
+static int parse_processors(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_http_error *e) {
     const cJSON *lb = field(o, "logit_bias");
     if (lb) {
         if (!cJSON_IsObject(lb))
@@ -226,11 +204,11 @@ static int parse_processors(g4_oai_request *r, const cJSON *o, int32_t n_vocab, 
         if (n > 0 && !(r->logit_bias = malloc(sizeof *r->logit_bias * (size_t)n)))
             return g4_http_fail(e, 500, NULL, "out of memory");
         const cJSON *it;
-        cJSON_ArrayForEach(it, lb)
-        {
+        cJSON_ArrayForEach(it, lb) {
             char *end = NULL;
             long id = strtol(it->string, &end, 10);
-            if (!it->string[0] || *end || id < 0 || id >= n_vocab || strspn(it->string, "0123456789") != strlen(it->string))
+            if (!it->string[0] || *end || id < 0 || id >= n_vocab ||
+                strspn(it->string, "0123456789") != strlen(it->string))
                 return g4_http_fail(e, 400, "logit_bias", "'logit_bias' key '%.*s' is not a token id in [0, %d)",
                                     (int)g4_utf8_complete_prefix(it->string, strnlen(it->string, 40)), it->string,
                                     (int)n_vocab); /* 40 bytes, never half a character */
@@ -243,62 +221,46 @@ static int parse_processors(g4_oai_request *r, const cJSON *o, int32_t n_vocab, 
     if (al) {
         int n = cJSON_IsArray(al) ? cJSON_GetArraySize(al) : 0;
         if (n == 0 || n > n_vocab)
-            return g4_http_fail(e, 400, "allowed_token_ids", "'allowed_token_ids' must be a non-empty list of token ids");
+            return g4_http_fail(e, 400, "allowed_token_ids",
+                                "'allowed_token_ids' must be a non-empty list of token ids");
         if (!(r->allowed_ids = malloc(sizeof *r->allowed_ids * (size_t)n)))
             return g4_http_fail(e, 500, NULL, "out of memory");
         const cJSON *it;
-        cJSON_ArrayForEach(it, al)
-        {
+        cJSON_ArrayForEach(it, al) {
             if (!is_token_id(it, n_vocab))
-                return g4_http_fail(e, 400, "allowed_token_ids", "'allowed_token_ids' entries must be token ids in [0, %d)",
-                                    (int)n_vocab);
+                return g4_http_fail(e, 400, "allowed_token_ids",
+                                    "'allowed_token_ids' entries must be token ids in [0, %d)", (int)n_vocab);
             r->allowed_ids[r->n_allowed_ids++] = (int32_t)it->valuedouble;
         }
     }
     return 0;
 }
 
-static int parse_sampling(g4_oai_request *r, const cJSON *o, g4_http_error *e)
-{
+static int parse_sampling(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
     double d;
     long long i;
     int k;
-    if ((k = get_num(o, "temperature", 0, 2, &d, e)) < 0)
-        return -1;
-    if (k)
-        r->sampling.temperature = (float)d;
-    if ((k = get_num(o, "top_p", 0, 1, &d, e)) < 0)
-        return -1;
+    if ((k = get_num(o, "temperature", 0, 2, &d, e)) < 0) return -1;
+    if (k) r->sampling.temperature = (float)d;
+    if ((k = get_num(o, "top_p", 0, 1, &d, e)) < 0) return -1;
     if (k) {
-        if (d <= 0)
-            return g4_http_fail(e, 400, "top_p", "'top_p' must be in (0, 1], got %g", d);
+        if (d <= 0) return g4_http_fail(e, 400, "top_p", "'top_p' must be in (0, 1], got %g", d);
         r->sampling.top_p = (float)d;
     }
-    if ((k = get_int(o, "top_k", -1, 1 << 30, &i, e)) < 0)
-        return -1;
-    if (k)
-        r->sampling.top_k = i <= 0 ? 0 : (int)i;
-    if ((k = get_num(o, "min_p", 0, 1, &d, e)) < 0)
-        return -1;
-    if (k)
-        r->sampling.min_p = (float)d;
-    if ((k = get_num(o, "presence_penalty", -2, 2, &d, e)) < 0)
-        return -1;
-    if (k)
-        r->sampling.presence_penalty = (float)d;
-    if ((k = get_num(o, "frequency_penalty", -2, 2, &d, e)) < 0)
-        return -1;
-    if (k)
-        r->sampling.frequency_penalty = (float)d;
-    if ((k = get_num(o, "repetition_penalty", 0, 10, &d, e)) < 0)
-        return -1;
+    if ((k = get_int(o, "top_k", -1, 1 << 30, &i, e)) < 0) return -1;
+    if (k) r->sampling.top_k = i <= 0 ? 0 : (int)i;
+    if ((k = get_num(o, "min_p", 0, 1, &d, e)) < 0) return -1;
+    if (k) r->sampling.min_p = (float)d;
+    if ((k = get_num(o, "presence_penalty", -2, 2, &d, e)) < 0) return -1;
+    if (k) r->sampling.presence_penalty = (float)d;
+    if ((k = get_num(o, "frequency_penalty", -2, 2, &d, e)) < 0) return -1;
+    if (k) r->sampling.frequency_penalty = (float)d;
+    if ((k = get_num(o, "repetition_penalty", 0, 10, &d, e)) < 0) return -1;
     if (k) {
-        if (d <= 0)
-            return g4_http_fail(e, 400, "repetition_penalty", "'repetition_penalty' must be > 0");
+        if (d <= 0) return g4_http_fail(e, 400, "repetition_penalty", "'repetition_penalty' must be > 0");
         r->sampling.repetition_penalty = (float)d;
     }
-    if ((k = get_int(o, "seed", -9.0e15, 9.0e15, &i, e)) < 0)
-        return -1;
+    if ((k = get_int(o, "seed", -9.0e15, 9.0e15, &i, e)) < 0) return -1;
     if (k) {
         r->sampling.has_seed = true;
         r->sampling.seed = (uint64_t)i;
@@ -306,23 +268,19 @@ static int parse_sampling(g4_oai_request *r, const cJSON *o, g4_http_error *e)
     return 0;
 }
 
-static int parse_logprobs(g4_oai_request *r, const cJSON *o, g4_http_error *e)
-{
+static int parse_logprobs(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
     long long i;
     int k;
     if (r->kind == G4_OAI_CHAT) {
         bool lp = false;
-        if (get_bool(o, "logprobs", &lp, e) < 0)
-            return -1;
+        if (get_bool(o, "logprobs", &lp, e) < 0) return -1;
         long long top = 0;
-        if ((k = get_int(o, "top_logprobs", 0, G4_MAX_TOP_LOGPROBS, &top, e)) < 0)
-            return -1;
+        if ((k = get_int(o, "top_logprobs", 0, G4_MAX_TOP_LOGPROBS, &top, e)) < 0) return -1;
         if (k && top > 0 && !lp)
             return g4_http_fail(e, 400, "top_logprobs", "'top_logprobs' requires 'logprobs': true");
         r->logprobs = lp ? (int)top : -1;
     } else {
-        if ((k = get_int(o, "logprobs", 0, G4_MAX_TOP_LOGPROBS, &i, e)) < 0)
-            return -1;
+        if ((k = get_int(o, "logprobs", 0, G4_MAX_TOP_LOGPROBS, &i, e)) < 0) return -1;
         r->logprobs = k ? (int)i : -1;
     }
     r->sampling.logprobs = r->logprobs;
@@ -330,23 +288,18 @@ static int parse_logprobs(g4_oai_request *r, const cJSON *o, g4_http_error *e)
 }
 
 /* One prompt: a string or a non-empty list of token ids. idx names it in errors (-1: the only one). */
-static int parse_one_prompt(g4_oai_prompt *out, const cJSON *p, int idx, int32_t n_vocab, g4_http_error *e)
-{
+static int parse_one_prompt(g4_oai_prompt *out, const cJSON *p, int idx, int32_t n_vocab, g4_http_error *e) {
     char where[32] = "'prompt'";
-    if (idx >= 0)
-        snprintf(where, sizeof where, "'prompt[%d]'", idx);
+    if (idx >= 0) snprintf(where, sizeof where, "'prompt[%d]'", idx);
     if (cJSON_IsString(p)) {
         out->text = p->valuestring;
         return 0;
     }
     int n = cJSON_IsArray(p) ? cJSON_GetArraySize(p) : 0;
-    if (n == 0)
-        return g4_http_fail(e, 400, "prompt", "%s must be a string or a non-empty list of token ids", where);
-    if (!(out->ids = malloc(sizeof(int32_t) * (size_t)n)))
-        return g4_http_fail(e, 500, "prompt", "out of memory");
+    if (n == 0) return g4_http_fail(e, 400, "prompt", "%s must be a string or a non-empty list of token ids", where);
+    if (!(out->ids = malloc(sizeof(int32_t) * (size_t)n))) return g4_http_fail(e, 500, "prompt", "out of memory");
     const cJSON *it;
-    cJSON_ArrayForEach(it, p)
-    {
+    cJSON_ArrayForEach(it, p) {
         if (!is_token_id(it, n_vocab))
             return g4_http_fail(e, 400, "prompt", "%s token ids must be integers in [0, %d)", where, (int)n_vocab);
         out->ids[out->n_ids++] = (int32_t)it->valuedouble;
@@ -356,53 +309,45 @@ static int parse_one_prompt(g4_oai_prompt *out, const cJSON *p, int idx, int32_t
 
 /* prompt: a string, a list of token ids, or a list of several prompts (strings or id lists), as
  * OpenAI and vLLM take it. */
-static int parse_prompt(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_http_error *e)
-{
+static int parse_prompt(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_http_error *e) {
     const cJSON *p = field(o, "prompt");
-    if (!p)
-        return g4_http_fail(e, 400, "prompt", "'prompt' is required");
+    if (!p) return g4_http_fail(e, 400, "prompt", "'prompt' is required");
     bool several = cJSON_IsArray(p) && cJSON_GetArraySize(p) > 0 && !cJSON_IsNumber(p->child);
     int n = several ? cJSON_GetArraySize(p) : 1;
     if (n * r->n > G4_OAI_MAX_CHOICES)
         return g4_http_fail(e, 400, "prompt", "%d prompts × n = %d gives more than %d choices in one request", n, r->n,
                             G4_OAI_MAX_CHOICES);
-    if (!(r->prompts = calloc((size_t)n, sizeof *r->prompts)))
-        return g4_http_fail(e, 500, "prompt", "out of memory");
+    if (!(r->prompts = calloc((size_t)n, sizeof *r->prompts))) return g4_http_fail(e, 500, "prompt", "out of memory");
     r->n_prompts = n;
-    if (!several)
-        return parse_one_prompt(&r->prompts[0], p, -1, n_vocab, e);
+    if (!several) return parse_one_prompt(&r->prompts[0], p, -1, n_vocab, e);
     int i = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, p)
-    {
-        if (parse_one_prompt(&r->prompts[i], it, i, n_vocab, e) < 0)
-            return -1;
+    cJSON_ArrayForEach(it, p) {
+        if (parse_one_prompt(&r->prompts[i], it, i, n_vocab, e) < 0) return -1;
         i++;
     }
     return 0;
 }
 
 /* Content parts: text only until vision exists. */
-static int check_content(const cJSON *c, int idx, g4_http_error *e)
-{
-    if (!c || cJSON_IsNull(c) || cJSON_IsString(c))
-        return 0;
+static int check_content(const cJSON *c, int idx, g4_http_error *e) {
+    if (!c || cJSON_IsNull(c) || cJSON_IsString(c)) return 0;
     if (!cJSON_IsArray(c))
         return g4_http_fail(e, 400, "messages", "messages[%d].content must be a string, a list of parts or null", idx);
     const cJSON *part;
-    cJSON_ArrayForEach(part, c)
-    {
+    cJSON_ArrayForEach(part, c) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "type");
         if (!cJSON_IsObject(part) || !cJSON_IsString(t))
-            return g4_http_fail(e, 400, "messages", "messages[%d].content parts must be objects with a string 'type'", idx);
+            return g4_http_fail(e, 400, "messages", "messages[%d].content parts must be objects with a string 'type'",
+                                idx);
         if (!strcmp(t->valuestring, "text")) {
             if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(part, "text")))
                 return g4_http_fail(e, 400, "messages", "messages[%d] text part needs a string 'text'", idx);
         } else if (!strcmp(t->valuestring, "image_url") || !strcmp(t->valuestring, "image") ||
                    !strcmp(t->valuestring, "input_image")) {
-            return g4_http_fail(e, 400, "messages",
-                                "messages[%d]: image input is not supported yet (this server serves the text model only)",
-                                idx);
+            return g4_http_fail(
+                e, 400, "messages",
+                "messages[%d]: image input is not supported yet (this server serves the text model only)", idx);
         } else {
             return g4_http_fail(e, 400, "messages", "messages[%d]: content part type '%s' is not supported", idx,
                                 t->valuestring);
@@ -411,43 +356,44 @@ static int check_content(const cJSON *c, int idx, g4_http_error *e)
     return 0;
 }
 
-static int parse_messages(g4_oai_request *r, const cJSON *o, g4_http_error *e)
-{
+static int parse_messages(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
     const cJSON *m = field(o, "messages");
     if (!cJSON_IsArray(m) || cJSON_GetArraySize(m) == 0)
         return g4_http_fail(e, 400, "messages", "'messages' must be a non-empty list");
     int i = 0;
     const cJSON *msg;
-    cJSON_ArrayForEach(msg, m)
-    {
+    cJSON_ArrayForEach(msg, m) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
         if (!cJSON_IsObject(msg) || !cJSON_IsString(role))
             return g4_http_fail(e, 400, "messages", "messages[%d] must be an object with a string 'role'", i);
         const char *rs = role->valuestring;
         if (strcmp(rs, "system") && strcmp(rs, "developer") && strcmp(rs, "user") && strcmp(rs, "assistant") &&
             strcmp(rs, "tool"))
-            return g4_http_fail(e, 400, "messages", "messages[%d].role '%s' is not one of system, developer, user, "
-                                "assistant, tool", i, rs);
-        if (check_content(cJSON_GetObjectItemCaseSensitive(msg, "content"), i, e) < 0)
-            return -1;
+            return g4_http_fail(e, 400, "messages",
+                                "messages[%d].role '%s' is not one of system, developer, user, "
+                                "assistant, tool",
+                                i, rs);
+        if (check_content(cJSON_GetObjectItemCaseSensitive(msg, "content"), i, e) < 0) return -1;
         const cJSON *tc = field(msg, "tool_calls");
         if (tc) {
             if (strcmp(rs, "assistant") || !cJSON_IsArray(tc))
-                return g4_http_fail(e, 400, "messages", "messages[%d].tool_calls must be a list on an assistant message", i);
+                return g4_http_fail(e, 400, "messages",
+                                    "messages[%d].tool_calls must be a list on an assistant message", i);
             const cJSON *c;
-            cJSON_ArrayForEach(c, tc)
-            {
+            cJSON_ArrayForEach(c, tc) {
                 const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
                 const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
                 if (!cJSON_IsObject(fn) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(fn, "name")))
-                    return g4_http_fail(e, 400, "messages", "messages[%d].tool_calls[].function.name must be a string", i);
+                    return g4_http_fail(e, 400, "messages", "messages[%d].tool_calls[].function.name must be a string",
+                                        i);
                 if (args && !cJSON_IsNull(args)) {
                     cJSON *parsed = cJSON_IsString(args) ? cJSON_Parse(args->valuestring) : NULL;
                     bool ok = cJSON_IsObject(args) || cJSON_IsObject(parsed);
                     cJSON_Delete(parsed);
                     if (!ok)
-                        return g4_http_fail(e, 400, "messages",
-                                            "messages[%d].tool_calls[].function.arguments must be a JSON object (as a string)", i);
+                        return g4_http_fail(
+                            e, 400, "messages",
+                            "messages[%d].tool_calls[].function.arguments must be a JSON object (as a string)", i);
                 }
             }
         }
@@ -459,45 +405,39 @@ static int parse_messages(g4_oai_request *r, const cJSON *o, g4_http_error *e)
     return 0;
 }
 
-static int parse_tools(g4_oai_request *r, const cJSON *o, g4_http_error *e)
-{
+static int parse_tools(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
     const cJSON *t = field(o, "tools");
     if (t) {
-        if (!cJSON_IsArray(t))
-            return g4_http_fail(e, 400, "tools", "'tools' must be a list");
+        if (!cJSON_IsArray(t)) return g4_http_fail(e, 400, "tools", "'tools' must be a list");
         const cJSON *it;
-        cJSON_ArrayForEach(it, t)
-        {
+        cJSON_ArrayForEach(it, t) {
             const cJSON *type = cJSON_GetObjectItemCaseSensitive(it, "type");
             const cJSON *fn = cJSON_GetObjectItemCaseSensitive(it, "function");
             if (!cJSON_IsObject(it) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") ||
                 !cJSON_IsObject(fn) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(fn, "name")))
-                return g4_http_fail(e, 400, "tools", "each tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
+                return g4_http_fail(e, 400, "tools",
+                                    "each tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
             const cJSON *params = field(fn, "parameters");
             if (params && !cJSON_IsObject(params))
                 return g4_http_fail(e, 400, "tools", "tool '%s': 'parameters' must be a JSON schema object",
                                     cJSON_GetObjectItemCaseSensitive(fn, "name")->valuestring);
         }
-        if (cJSON_GetArraySize(t) > 0)
-            r->tools = t;
+        if (cJSON_GetArraySize(t) > 0) r->tools = t;
     }
     r->tool_choice = r->tools ? G4_TOOL_CHOICE_AUTO : G4_TOOL_CHOICE_NONE;
     const cJSON *tc = field(o, "tool_choice");
     if (tc) {
         if (cJSON_IsString(tc)) {
-            if (!strcmp(tc->valuestring, "none"))
-                r->tool_choice = G4_TOOL_CHOICE_NONE;
-            else if (!strcmp(tc->valuestring, "auto"))
-                r->tool_choice = G4_TOOL_CHOICE_AUTO;
-            else if (!strcmp(tc->valuestring, "required"))
-                r->tool_choice = G4_TOOL_CHOICE_REQUIRED;
-            else
-                return g4_http_fail(e, 400, "tool_choice", "'tool_choice' must be none, auto, required or a function");
+            if (!strcmp(tc->valuestring, "none")) r->tool_choice = G4_TOOL_CHOICE_NONE;
+            else if (!strcmp(tc->valuestring, "auto")) r->tool_choice = G4_TOOL_CHOICE_AUTO;
+            else if (!strcmp(tc->valuestring, "required")) r->tool_choice = G4_TOOL_CHOICE_REQUIRED;
+            else return g4_http_fail(e, 400, "tool_choice", "'tool_choice' must be none, auto, required or a function");
         } else {
             const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
             const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
             if (!cJSON_IsObject(tc) || !cJSON_IsString(name))
-                return g4_http_fail(e, 400, "tool_choice", "'tool_choice' object must be {\"type\": \"function\", "
+                return g4_http_fail(e, 400, "tool_choice",
+                                    "'tool_choice' object must be {\"type\": \"function\", "
                                     "\"function\": {\"name\": ...}}");
             r->tool_choice = G4_TOOL_CHOICE_NAMED;
             r->tool_choice_name = name->valuestring;
@@ -507,18 +447,15 @@ static int parse_tools(g4_oai_request *r, const cJSON *o, g4_http_error *e)
         if (r->tool_choice == G4_TOOL_CHOICE_REQUIRED || r->tool_choice == G4_TOOL_CHOICE_NAMED) {
             /* a forced call is a constraint of its own (oai_structured.c) */
             const char *named = r->tool_choice == G4_TOOL_CHOICE_NAMED ? r->tool_choice_name : NULL;
-            if (g4_oai_structured_tool_choice(&r->structured, r->tools, named, e) < 0)
-                return -1;
+            if (g4_oai_structured_tool_choice(&r->structured, r->tools, named, e) < 0) return -1;
         }
     }
     r->parallel_tool_calls = true;
-    if (get_bool(o, "parallel_tool_calls", &r->parallel_tool_calls, e) < 0)
-        return -1;
+    if (get_bool(o, "parallel_tool_calls", &r->parallel_tool_calls, e) < 0) return -1;
     return 0;
 }
 
-static int parse_chat_options(g4_oai_request *r, const cJSON *o, g4_http_error *e)
-{
+static int parse_chat_options(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
     r->add_generation_prompt = true;
     if (get_bool(o, "add_generation_prompt", &r->add_generation_prompt, e) < 0 ||
         get_bool(o, "continue_final_message", &r->continue_final_message, e) < 0)
@@ -526,13 +463,10 @@ static int parse_chat_options(g4_oai_request *r, const cJSON *o, g4_http_error *
     if (r->continue_final_message)
         return g4_http_fail(e, 400, "continue_final_message", "'continue_final_message' is not supported yet");
     const char *effort = NULL;
-    if (get_str(o, "reasoning_effort", &effort, e) < 0)
-        return -1;
-    if (effort)
-        r->enable_thinking = strcmp(effort, "none") != 0;
+    if (get_str(o, "reasoning_effort", &effort, e) < 0) return -1;
+    if (effort) r->enable_thinking = strcmp(effort, "none") != 0;
     bool include = true;
-    if (get_bool(o, "include_reasoning", &include, e) < 0)
-        return -1;
+    if (get_bool(o, "include_reasoning", &include, e) < 0) return -1;
     const cJSON *kw = field(o, "chat_template_kwargs");
     if (kw) {
         if (!cJSON_IsObject(kw))
@@ -546,33 +480,25 @@ static int parse_chat_options(g4_oai_request *r, const cJSON *o, g4_http_error *
 }
 
 int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, size_t len, int32_t n_vocab,
-                         const g4_sampling *defaults, g4_http_error *e)
-{
+                         const g4_sampling *defaults, g4_http_error *e) {
     memset(r, 0, sizeof *r);
     r->kind = kind;
     r->n = 1;
     r->logprobs = -1;
     r->prompt_logprobs = -1;
     r->skip_special_tokens = true;
-    if (defaults)
-        r->sampling = *defaults;
-    else
-        g4_sampling_default(&r->sampling);
+    if (defaults) r->sampling = *defaults;
+    else g4_sampling_default(&r->sampling);
     g4_stop_rules_default(&r->stop);
     r->root = g4_http_parse_body(body, len, e);
-    if (!r->root)
-        return -1;
+    if (!r->root) return -1;
     const cJSON *o = r->root;
     long long i;
     int k;
-    if (!cJSON_IsObject(o))
-        goto fail_obj;
-    if (get_str(o, "model", &r->model, e) < 0 || get_bool(o, "stream", &r->stream, e) < 0)
-        goto fail;
-    if ((k = get_int(o, "n", 1, G4_OAI_MAX_N, &i, e)) < 0)
-        goto fail;
-    if (k)
-        r->n = (int)i;
+    if (!cJSON_IsObject(o)) goto fail_obj;
+    if (get_str(o, "model", &r->model, e) < 0 || get_bool(o, "stream", &r->stream, e) < 0) goto fail;
+    if ((k = get_int(o, "n", 1, G4_OAI_MAX_N, &i, e)) < 0) goto fail;
+    if (k) r->n = (int)i;
     const cJSON *so = field(o, "stream_options");
     if (so) {
         if (!cJSON_IsObject(so)) {
@@ -589,27 +515,18 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
         r->continuous_usage = r->continuous_usage && r->include_usage; /* as vLLM: usage only when asked */
     }
     /* max_completion_tokens wins over the deprecated max_tokens. */
-    if ((k = get_int(o, "max_tokens", 1, 1 << 30, &i, e)) < 0)
-        goto fail;
-    if (k)
-        r->max_tokens = (int)i;
-    if ((k = get_int(o, "max_completion_tokens", 1, 1 << 30, &i, e)) < 0)
-        goto fail;
-    if (k)
-        r->max_tokens = (int)i;
-    if ((k = get_int(o, "min_tokens", 0, 1 << 30, &i, e)) < 0)
-        goto fail;
-    if (k)
-        r->stop.min_tokens = (int)i;
+    if ((k = get_int(o, "max_tokens", 1, 1 << 30, &i, e)) < 0) goto fail;
+    if (k) r->max_tokens = (int)i;
+    if ((k = get_int(o, "max_completion_tokens", 1, 1 << 30, &i, e)) < 0) goto fail;
+    if (k) r->max_tokens = (int)i;
+    if ((k = get_int(o, "min_tokens", 0, 1 << 30, &i, e)) < 0) goto fail;
+    if (k) r->stop.min_tokens = (int)i;
     if (get_bool(o, "ignore_eos", &r->stop.ignore_eos, e) < 0 ||
         get_bool(o, "skip_special_tokens", &r->skip_special_tokens, e) < 0 ||
-        get_str(o, "request_id", &r->request_id, e) < 0 ||
-        get_bool(o, "return_token_ids", &r->return_token_ids, e) < 0)
+        get_str(o, "request_id", &r->request_id, e) < 0 || get_bool(o, "return_token_ids", &r->return_token_ids, e) < 0)
         goto fail;
-    if ((k = get_int(o, "priority", -1e9, 1e9, &i, e)) < 0)
-        goto fail;
-    if (k)
-        r->priority = (int)i;
+    if ((k = get_int(o, "priority", -1e9, 1e9, &i, e)) < 0) goto fail;
+    if (k) r->priority = (int)i;
     if (refuse_unsupported(o, e) < 0 || parse_sampling(r, o, e) < 0 || parse_logprobs(r, o, e) < 0 ||
         parse_stop(r, o, n_vocab, e) < 0 || parse_processors(r, o, n_vocab, e) < 0 ||
         get_bool(o, "echo", &r->echo, e) < 0 || g4_oai_structured_parse(o, &r->structured, e) < 0)
@@ -618,12 +535,13 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
         g4_http_fail(e, 400, "echo", "'echo': true is not supported on chat completions");
         goto fail;
     }
-    if ((k = get_int(o, "prompt_logprobs", -1, G4_MAX_TOP_LOGPROBS, &i, e)) < 0)
-        goto fail;
+    if ((k = get_int(o, "prompt_logprobs", -1, G4_MAX_TOP_LOGPROBS, &i, e)) < 0) goto fail;
     r->prompt_logprobs = k ? (int)i : -1;
     if (k && i < 0) {
-        g4_http_fail(e, 400, "prompt_logprobs", "'prompt_logprobs': -1 (the whole vocabulary) is not supported; "
-                     "ask for 0..%d", G4_MAX_TOP_LOGPROBS);
+        g4_http_fail(e, 400, "prompt_logprobs",
+                     "'prompt_logprobs': -1 (the whole vocabulary) is not supported; "
+                     "ask for 0..%d",
+                     G4_MAX_TOP_LOGPROBS);
         goto fail;
     }
     if (k && kind == G4_OAI_CHAT && r->stream) { /* vLLM: not with stream on chat either */
@@ -631,11 +549,9 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
         goto fail;
     }
     if (kind == G4_OAI_COMPLETION) {
-        if (parse_prompt(r, o, n_vocab, e) < 0)
-            goto fail;
+        if (parse_prompt(r, o, n_vocab, e) < 0) goto fail;
     } else {
-        if (parse_messages(r, o, e) < 0 || parse_tools(r, o, e) < 0 || parse_chat_options(r, o, e) < 0)
-            goto fail;
+        if (parse_messages(r, o, e) < 0 || parse_tools(r, o, e) < 0 || parse_chat_options(r, o, e) < 0) goto fail;
     }
     return 0;
 fail_obj:
@@ -645,11 +561,9 @@ fail:
     return -1;
 }
 
-void g4_oai_request_free(g4_oai_request *r)
-{
+void g4_oai_request_free(g4_oai_request *r) {
     cJSON_Delete(r->root);
-    for (int i = 0; i < r->n_prompts; i++)
-        free(r->prompts[i].ids);
+    for (int i = 0; i < r->n_prompts; i++) free(r->prompts[i].ids);
     free(r->prompts);
     free(r->logit_bias);
     free(r->allowed_ids);

@@ -41,7 +41,10 @@ cJSON *g4_http_parse_body(const char *body, size_t len, g4_http_error *e);
 typedef enum { G4_OAI_CHAT = 0, G4_OAI_COMPLETION = 1 } g4_oai_kind;
 
 typedef enum {
-    G4_TOOL_CHOICE_NONE = 0, G4_TOOL_CHOICE_AUTO, G4_TOOL_CHOICE_REQUIRED, G4_TOOL_CHOICE_NAMED
+    G4_TOOL_CHOICE_NONE = 0,
+    G4_TOOL_CHOICE_AUTO,
+    G4_TOOL_CHOICE_REQUIRED,
+    G4_TOOL_CHOICE_NAMED
 } g4_tool_choice;
 
 #define G4_OAI_MAX_N 64          /* choices per prompt (n) */
@@ -104,8 +107,8 @@ typedef struct g4_oai_request {
  * g4_oai_request_free). On failure returns -1 with e filled (status 400) and nothing to free.
  * n_vocab bounds token ids given in the body (prompt ids, stop_token_ids). Sampling fields the
  * body leaves out take their values from defaults (NULL = greedy). */
-int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, size_t len,
-                         int32_t n_vocab, const g4_sampling *defaults, g4_http_error *e);
+int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, size_t len, int32_t n_vocab,
+                         const g4_sampling *defaults, g4_http_error *e);
 void g4_oai_request_free(g4_oai_request *r);
 
 #endif

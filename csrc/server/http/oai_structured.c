@@ -13,11 +13,12 @@ static const char json_object_schema[] = "{\"type\":\"object\"}";
 /* Records one constraint; a second one is refused. text is copied. */
 static int set(g4_oai_structured *s, g4_so_kind kind, const char *param, const char *text, g4_http_error *e) {
     if (s->set)
-        return g4_http_fail(e, 400, param, "only one structured-output constraint per request: '%s' and '%s' both set "
-                            "one", s->param, param);
+        return g4_http_fail(e, 400, param,
+                            "only one structured-output constraint per request: '%s' and '%s' both set "
+                            "one",
+                            s->param, param);
     s->owned = strdup(text);
-    if (!s->owned)
-        return g4_http_fail(e, 500, NULL, "out of memory");
+    if (!s->owned) return g4_http_fail(e, 500, NULL, "out of memory");
     s->set = true;
     s->spec = (g4_so_spec){.kind = kind, .text = s->owned, .len = strlen(s->owned)};
     snprintf(s->param, sizeof s->param, "%s", param);
@@ -27,8 +28,7 @@ static int set(g4_oai_structured *s, g4_so_kind kind, const char *param, const c
 /* A JSON value as compact text (the cache key of a schema or a choice list). */
 static int set_json(g4_oai_structured *s, g4_so_kind kind, const char *param, const cJSON *v, g4_http_error *e) {
     char *t = cJSON_PrintUnformatted(v);
-    if (!t)
-        return g4_http_fail(e, 500, NULL, "out of memory");
+    if (!t) return g4_http_fail(e, 500, NULL, "out of memory");
     int rc = set(s, kind, param, t, e);
     cJSON_free(t);
     return rc;
@@ -36,8 +36,7 @@ static int set_json(g4_oai_structured *s, g4_so_kind kind, const char *param, co
 
 /* A schema given as an object, or as a string holding one (vLLM accepts both). */
 static int set_schema(g4_oai_structured *s, const char *param, const cJSON *v, g4_http_error *e) {
-    if (cJSON_IsObject(v) || cJSON_IsBool(v))
-        return set_json(s, G4_SO_JSON_SCHEMA, param, v, e);
+    if (cJSON_IsObject(v) || cJSON_IsBool(v)) return set_json(s, G4_SO_JSON_SCHEMA, param, v, e);
     if (!cJSON_IsString(v))
         return g4_http_fail(e, 400, param, "'%s' must be a JSON schema (an object, or a string holding one)", param);
     cJSON *parsed = cJSON_Parse(v->valuestring);
@@ -69,22 +68,21 @@ static int response_format(g4_oai_structured *s, const cJSON *rf, g4_http_error 
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
     if (!cJSON_IsObject(rf) || !cJSON_IsString(t))
         return g4_http_fail(e, 400, "response_format", "'response_format' must be an object with a string 'type'");
-    if (!strcmp(t->valuestring, "text"))
-        return 0;
+    if (!strcmp(t->valuestring, "text")) return 0;
     if (!strcmp(t->valuestring, "json_object"))
         return set(s, G4_SO_JSON_SCHEMA, "response_format", json_object_schema, e);
     if (!strcmp(t->valuestring, "json_schema")) {
         const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
         if (!cJSON_IsObject(js))
-            return g4_http_fail(e, 400, "response_format", "response_format 'json_schema' needs a 'json_schema' object "
+            return g4_http_fail(e, 400, "response_format",
+                                "response_format 'json_schema' needs a 'json_schema' object "
                                 "with 'name' and 'schema'");
         const cJSON *strict = cJSON_GetObjectItemCaseSensitive(js, "strict");
         if (strict && !cJSON_IsBool(strict) && !cJSON_IsNull(strict))
             return g4_http_fail(e, 400, "response_format", "'json_schema.strict' must be a boolean");
         /* strict or not, the output follows the schema: a non-strict schema is honoured strictly */
         const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
-        if (!schema)
-            return set(s, G4_SO_JSON_SCHEMA, "response_format", json_object_schema, e);
+        if (!schema) return set(s, G4_SO_JSON_SCHEMA, "response_format", json_object_schema, e);
         return set_schema(s, "response_format", schema, e);
     }
     if (!strcmp(t->valuestring, "structural_tag") || !strcmp(t->valuestring, "grammar"))
@@ -95,23 +93,17 @@ static int response_format(g4_oai_structured *s, const cJSON *rf, g4_http_error 
 
 /* vLLM's structured_outputs object. */
 static int structured_outputs(g4_oai_structured *s, const cJSON *so, g4_http_error *e) {
-    if (cJSON_IsNull(so))
-        return 0;
+    if (cJSON_IsNull(so)) return 0;
     if (!cJSON_IsObject(so))
         return g4_http_fail(e, 400, "structured_outputs", "'structured_outputs' must be an object");
     for (const cJSON *x = so->child; x; x = x->next) {
         const char *k = x->string;
-        if (cJSON_IsNull(x))
-            continue;
+        if (cJSON_IsNull(x)) continue;
         int rc = 0;
-        if (!strcmp(k, "json"))
-            rc = set_schema(s, "structured_outputs.json", x, e);
-        else if (!strcmp(k, "regex"))
-            rc = set_string(s, G4_SO_REGEX, "structured_outputs.regex", x, e);
-        else if (!strcmp(k, "choice"))
-            rc = set_choice(s, "structured_outputs.choice", x, e);
-        else if (!strcmp(k, "grammar"))
-            rc = set_string(s, G4_SO_GRAMMAR, "structured_outputs.grammar", x, e);
+        if (!strcmp(k, "json")) rc = set_schema(s, "structured_outputs.json", x, e);
+        else if (!strcmp(k, "regex")) rc = set_string(s, G4_SO_REGEX, "structured_outputs.regex", x, e);
+        else if (!strcmp(k, "choice")) rc = set_choice(s, "structured_outputs.choice", x, e);
+        else if (!strcmp(k, "grammar")) rc = set_string(s, G4_SO_GRAMMAR, "structured_outputs.grammar", x, e);
         else if (!strcmp(k, "json_object")) {
             if (!cJSON_IsBool(x))
                 return g4_http_fail(e, 400, "structured_outputs.json_object", "'json_object' must be a boolean");
@@ -119,13 +111,11 @@ static int structured_outputs(g4_oai_structured *s, const cJSON *so, g4_http_err
                 rc = set(s, G4_SO_JSON_SCHEMA, "structured_outputs.json_object", json_object_schema, e);
         } else if (!strcmp(k, "disable_fallback") || !strcmp(k, "disable_any_whitespace")) {
             /* no fallback backend exists, and the output is compact already */
-            if (!cJSON_IsBool(x))
-                return g4_http_fail(e, 400, "structured_outputs", "'%s' must be a boolean", k);
+            if (!cJSON_IsBool(x)) return g4_http_fail(e, 400, "structured_outputs", "'%s' must be a boolean", k);
         } else {
             return g4_http_fail(e, 400, "structured_outputs", "structured_outputs '%s' is not supported", k);
         }
-        if (rc < 0)
-            return -1;
+        if (rc < 0) return -1;
     }
     return 0;
 }
@@ -134,10 +124,8 @@ int g4_oai_structured_parse(const cJSON *o, g4_oai_structured *s, g4_http_error 
     memset(s, 0, sizeof *s);
     const cJSON *v;
     int rc = 0;
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "response_format")) && !cJSON_IsNull(v))
-        rc = response_format(s, v, e);
-    if (!rc && (v = cJSON_GetObjectItemCaseSensitive(o, "structured_outputs")))
-        rc = structured_outputs(s, v, e);
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "response_format")) && !cJSON_IsNull(v)) rc = response_format(s, v, e);
+    if (!rc && (v = cJSON_GetObjectItemCaseSensitive(o, "structured_outputs"))) rc = structured_outputs(s, v, e);
     if (!rc && (v = cJSON_GetObjectItemCaseSensitive(o, "guided_json")) && !cJSON_IsNull(v))
         rc = set_schema(s, "guided_json", v, e);
     if (!rc && (v = cJSON_GetObjectItemCaseSensitive(o, "guided_regex")) && !cJSON_IsNull(v))
@@ -147,7 +135,8 @@ int g4_oai_structured_parse(const cJSON *o, g4_oai_structured *s, g4_http_error 
     if (!rc && (v = cJSON_GetObjectItemCaseSensitive(o, "guided_grammar")) && !cJSON_IsNull(v))
         rc = set_string(s, G4_SO_GRAMMAR, "guided_grammar", v, e);
     if (!rc && (v = cJSON_GetObjectItemCaseSensitive(o, "guided_whitespace_pattern")) && !cJSON_IsNull(v))
-        rc = g4_http_fail(e, 400, "guided_whitespace_pattern", "'guided_whitespace_pattern' is not supported (the "
+        rc = g4_http_fail(e, 400, "guided_whitespace_pattern",
+                          "'guided_whitespace_pattern' is not supported (the "
                           "output is compact JSON)");
     if (rc) {
         g4_oai_structured_free(s);
@@ -158,14 +147,12 @@ int g4_oai_structured_parse(const cJSON *o, g4_oai_structured *s, g4_http_error 
 
 int g4_oai_structured_tool_choice(g4_oai_structured *s, const cJSON *tools, const char *named, g4_http_error *e) {
     cJSON *arr = cJSON_CreateArray();
-    if (!arr)
-        return g4_http_fail(e, 500, NULL, "out of memory");
+    if (!arr) return g4_http_fail(e, 500, NULL, "out of memory");
     const cJSON *t;
     cJSON_ArrayForEach(t, tools) {
         const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-        if (!cJSON_IsString(name) || (named && strcmp(name->valuestring, named)))
-            continue;
+        if (!cJSON_IsString(name) || (named && strcmp(name->valuestring, named))) continue;
         cJSON *x = cJSON_CreateObject();
         const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
         cJSON_AddItemToArray(arr, x);
@@ -192,8 +179,7 @@ void g4_oai_structured_free(g4_oai_structured *s) {
 
 int g4_oai_structured_compile(g4_so_cache *cache, const g4_oai_structured *s, g4_so_grammar **out, g4_http_error *e) {
     *out = NULL;
-    if (!cache)
-        return g4_http_fail(e, 500, NULL, "structured output is unavailable (out of memory at startup)");
+    if (!cache) return g4_http_fail(e, 500, NULL, "structured output is unavailable (out of memory at startup)");
     g4_error err = {{0}};
     if (g4_so_cache_get(cache, &s->spec, out, &err) < 0)
         return g4_http_fail(e, 400, s->param, "'%s' cannot be honoured: %s", s->param, err.msg);

@@ -31,8 +31,7 @@ void g4_oai_structured_free(g4_oai_structured *s);
  * call whose arguments follow the tool's parameter schema, as the constraint of s (a second
  * constraint in the request → 400). tools: the request's validated OpenAI tools array. 0, or -1
  * with e filled (400 naming tool_choice). */
-int g4_oai_structured_tool_choice(g4_oai_structured *s, const cJSON *tools, const char *named,
-                                  struct g4_http_error *e);
+int g4_oai_structured_tool_choice(g4_oai_structured *s, const cJSON *tools, const char *named, struct g4_http_error *e);
 
 /* The compiled constraint of s from cache (compiled now on a miss), a new reference in *out.
  * 0, or -1 with e filled: 400 naming s's field with the compiler's message (the refused keyword),

@@ -23,15 +23,13 @@
 #define G4_VERSION "0.0.0"
 #endif
 
-double g4_now(void)
-{
+double g4_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-void g4_http_config_default(g4_http_config *c)
-{
+void g4_http_config_default(g4_http_config *c) {
     memset(c, 0, sizeof *c);
     c->host = "0.0.0.0";
     c->port = 8000;
@@ -45,30 +43,23 @@ void g4_http_config_default(g4_http_config *c)
     c->default_completion_max_tokens = 16;
 }
 
-enum MHD_Result g4_http_send_json(struct MHD_Connection *c, int status, const char *json)
-{
+enum MHD_Result g4_http_send_json(struct MHD_Connection *c, int status, const char *json) {
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(json), (void *)json, MHD_RESPMEM_MUST_COPY);
-    if (!r)
-        return MHD_NO;
+    if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", "application/json");
-    if (status == 429 || status == 503)
-        MHD_add_response_header(r, "Retry-After", status == 429 ? "1" : "5");
-    if (status == 401)
-        MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    if (status == 429 || status == 503) MHD_add_response_header(r, "Retry-After", status == 429 ? "1" : "5");
+    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
-enum MHD_Result g4_http_send_error(struct MHD_Connection *c, const g4_http_error *e)
-{
+enum MHD_Result g4_http_send_error(struct MHD_Connection *c, const g4_http_error *e) {
     cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(err, "message", e->message);
     cJSON_AddStringToObject(err, "type", e->type);
-    if (e->param[0])
-        cJSON_AddStringToObject(err, "param", e->param);
-    else
-        cJSON_AddNullToObject(err, "param");
+    if (e->param[0]) cJSON_AddStringToObject(err, "param", e->param);
+    else cJSON_AddNullToObject(err, "param");
     cJSON_AddNumberToObject(err, "code", e->status);
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
@@ -78,22 +69,19 @@ enum MHD_Result g4_http_send_error(struct MHD_Connection *c, const g4_http_error
 }
 
 static enum MHD_Result send_fail(g4_http_server *s, struct MHD_Connection *c, int status, const char *param,
-                                 const char *msg)
-{
+                                 const char *msg) {
     g4_http_error e;
     g4_http_fail(&e, status, param, "%s", msg);
     g4_metrics_request_rejected(s->metrics, status);
     return g4_http_send_error(c, &e);
 }
 
-static enum MHD_Result send_error(g4_http_server *s, struct MHD_Connection *c, const g4_http_error *e)
-{
+static enum MHD_Result send_error(g4_http_server *s, struct MHD_Connection *c, const g4_http_error *e) {
     g4_metrics_request_rejected(s->metrics, e->status);
     return g4_http_send_error(c, e);
 }
 
-static enum MHD_Result send_cjson(struct MHD_Connection *c, int status, cJSON *root)
-{
+static enum MHD_Result send_cjson(struct MHD_Connection *c, int status, cJSON *root) {
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     enum MHD_Result r = s ? g4_http_send_json(c, status, s) : MHD_NO;
@@ -103,16 +91,14 @@ static enum MHD_Result send_cjson(struct MHD_Connection *c, int status, cJSON *r
 
 /* --- static endpoints ----------------------------------------------------------------- */
 
-static enum MHD_Result health(struct MHD_Connection *c, bool ok, const char *msg)
-{
+static enum MHD_Result health(struct MHD_Connection *c, bool ok, const char *msg) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "health.response");
     cJSON_AddStringToObject(o, "message", msg);
     return send_cjson(c, ok ? 200 : 503, o);
 }
 
-static enum MHD_Result models(g4_http_server *s, struct MHD_Connection *c)
-{
+static enum MHD_Result models(g4_http_server *s, struct MHD_Connection *c) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(root, "data");
@@ -134,8 +120,7 @@ static enum MHD_Result models(g4_http_server *s, struct MHD_Connection *c)
 }
 
 /* NIM's /v1/version {release, api}; vLLM's /version {version}. */
-static enum MHD_Result version(struct MHD_Connection *c, bool vllm)
-{
+static enum MHD_Result version(struct MHD_Connection *c, bool vllm) {
     cJSON *o = cJSON_CreateObject();
     if (vllm) {
         cJSON_AddStringToObject(o, "version", G4_VERSION);
@@ -146,8 +131,7 @@ static enum MHD_Result version(struct MHD_Connection *c, bool vllm)
     return send_cjson(c, 200, o);
 }
 
-static void add_token(cJSON *o, const g4_tokenizer *tok, const char *key, int32_t id)
-{
+static void add_token(cJSON *o, const g4_tokenizer *tok, const char *key, int32_t id) {
     size_t len = 0;
     const char *t = id >= 0 ? g4_tokenizer_token_text(tok, id, &len) : NULL;
     if (!t) {
@@ -161,8 +145,7 @@ static void add_token(cJSON *o, const g4_tokenizer *tok, const char *key, int32_
 
 /* vLLM's /tokenizer_info: the tokenizer's configuration as Hugging Face names it, so clients
  * (guidance, xgrammar front-ends) can check they tokenize as the server does. */
-static enum MHD_Result tokenizer_info(g4_http_server *s, struct MHD_Connection *c)
-{
+static enum MHD_Result tokenizer_info(g4_http_server *s, struct MHD_Connection *c) {
     const g4_special_ids *sp = g4_tokenizer_specials(s->tok);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "tokenizer_class", "GemmaTokenizerFast");
@@ -177,8 +160,7 @@ static enum MHD_Result tokenizer_info(g4_http_server *s, struct MHD_Connection *
     return send_cjson(c, 200, o);
 }
 
-static enum MHD_Result metrics(g4_http_server *s, struct MHD_Connection *c)
-{
+static enum MHD_Result metrics(g4_http_server *s, struct MHD_Connection *c) {
     g4_engine_stats st, *pst = NULL;
     g4_engine *e = atomic_load(&s->engine);
     if (e) {
@@ -205,12 +187,10 @@ static enum MHD_Result metrics(g4_http_server *s, struct MHD_Connection *c)
  * A messages body is parsed and validated exactly as a chat completions request (g4_oai_request_parse)
  * and rendered by the same prompt builder, so /tokenize returns the ids chat would submit and
  * refuses what chat refuses. */
-static enum MHD_Result tokenize(g4_http_server *s, struct MHD_Connection *c, const g4_strbuf *body)
-{
+static enum MHD_Result tokenize(g4_http_server *s, struct MHD_Connection *c, const g4_strbuf *body) {
     g4_http_error pe;
     cJSON *in = g4_http_parse_body(body->data ? body->data : "", body->len, &pe);
-    if (!in)
-        return send_fail(s, c, 400, NULL, pe.message);
+    if (!in) return send_fail(s, c, 400, NULL, pe.message);
     if (!cJSON_IsObject(in)) {
         cJSON_Delete(in);
         return send_fail(s, c, 400, NULL, "the request body must be a JSON object");
@@ -256,20 +236,17 @@ static enum MHD_Result tokenize(g4_http_server *s, struct MHD_Connection *c, con
     cJSON_AddNumberToObject(o, "count", (double)ids.n);
     cJSON_AddNumberToObject(o, "max_model_len", s->max_model_len);
     cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
-    for (size_t i = 0; i < ids.n; i++)
-        cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids.ids[i]));
+    for (size_t i = 0; i < ids.n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids.ids[i]));
     ret = send_cjson(c, 200, o);
     g4_tokens_free(&ids);
     cJSON_Delete(in);
     return ret;
 }
 
-static enum MHD_Result detokenize(g4_http_server *s, struct MHD_Connection *c, const g4_strbuf *body)
-{
+static enum MHD_Result detokenize(g4_http_server *s, struct MHD_Connection *c, const g4_strbuf *body) {
     g4_http_error pe;
     cJSON *in = g4_http_parse_body(body->data ? body->data : "", body->len, &pe);
-    if (!in)
-        return send_fail(s, c, 400, NULL, pe.message);
+    if (!in) return send_fail(s, c, 400, NULL, pe.message);
     const cJSON *toks = cJSON_GetObjectItemCaseSensitive(in, "tokens");
     if (!cJSON_IsArray(toks)) {
         cJSON_Delete(in);
@@ -279,8 +256,7 @@ static enum MHD_Result detokenize(g4_http_server *s, struct MHD_Connection *c, c
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n + 1));
     const cJSON *it;
     int32_t nv = g4_tokenizer_n_vocab(s->tok);
-    cJSON_ArrayForEach(it, toks)
-    {
+    cJSON_ArrayForEach(it, toks) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= nv ||
             it->valuedouble != (int32_t)it->valuedouble) {
             free(ids);
@@ -308,52 +284,46 @@ static enum MHD_Result detokenize(g4_http_server *s, struct MHD_Connection *c, c
 /* --- routing -------------------------------------------------------------------------- */
 
 /* Handlers of the route table: one signature, so a route names exactly what it runs. */
-static enum MHD_Result h_live(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_live(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     (void)s, (void)cn;
     return health(c, true, "Service is live.");
 }
 
-static enum MHD_Result h_ready(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_ready(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     (void)cn;
     bool ready = atomic_load(&s->ready), draining = atomic_load(&s->draining);
     return health(c, ready && !draining,
-                  draining ? "Service is shutting down." : ready ? "Service is ready." : "Model is loading.");
+                  draining ? "Service is shutting down."
+                  : ready  ? "Service is ready."
+                           : "Model is loading.");
 }
 
-static enum MHD_Result h_models(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_models(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     (void)cn;
     return models(s, c);
 }
 
-static enum MHD_Result h_version(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_version(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     (void)s, (void)cn;
     return version(c, false);
 }
 
-static enum MHD_Result h_vllm_version(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_vllm_version(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     (void)s, (void)cn;
     return version(c, true);
 }
 
-static enum MHD_Result h_tokenizer_info(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_tokenizer_info(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     (void)cn;
     return tokenizer_info(s, c);
 }
 
 /* SageMaker's /invocations, as vLLM serves it: a body with `messages` is a chat completion, one
  * with `prompt` a completion. */
-static enum MHD_Result h_invocations(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_invocations(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     g4_http_error pe;
     cJSON *in = g4_http_parse_body(cn->body.data ? cn->body.data : "", cn->body.len, &pe);
-    if (!in)
-        return send_error(s, c, &pe);
+    if (!in) return send_error(s, c, &pe);
     bool chat = cJSON_GetObjectItemCaseSensitive(in, "messages") != NULL;
     bool completion = cJSON_GetObjectItemCaseSensitive(in, "prompt") != NULL;
     cJSON_Delete(in);
@@ -364,29 +334,24 @@ static enum MHD_Result h_invocations(g4_http_server *s, struct MHD_Connection *c
     return g4_generate_start(s, c, cn, chat ? G4_OAI_CHAT : G4_OAI_COMPLETION);
 }
 
-static enum MHD_Result h_metrics(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_metrics(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     (void)cn;
     return metrics(s, c);
 }
 
-static enum MHD_Result h_chat(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_chat(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     return g4_generate_start(s, c, cn, G4_OAI_CHAT);
 }
 
-static enum MHD_Result h_completions(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_completions(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     return g4_generate_start(s, c, cn, G4_OAI_COMPLETION);
 }
 
-static enum MHD_Result h_tokenize(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_tokenize(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     return tokenize(s, c, &cn->body);
 }
 
-static enum MHD_Result h_detokenize(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn)
-{
+static enum MHD_Result h_detokenize(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn) {
     return detokenize(s, c, &cn->body);
 }
 
@@ -421,8 +386,7 @@ static const struct route {
 
 /* True when the request may use route r: no key configured, an open route, or the header
  * "Authorization: Bearer <key>" with the key compared in constant time (base/secret.h). */
-static bool authorized(const g4_http_server *s, struct MHD_Connection *c, const struct route *r)
-{
+static bool authorized(const g4_http_server *s, struct MHD_Connection *c, const struct route *r) {
     const char *key = s->cfg.api_key;
     if (!key || !key[0] || r->access == G4_ACCESS_OPEN || (r->access == G4_ACCESS_METRICS && !s->cfg.protect_metrics))
         return true;
@@ -431,14 +395,11 @@ static bool authorized(const g4_http_server *s, struct MHD_Connection *c, const 
 }
 
 static enum MHD_Result route(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, const char *url,
-                             const char *method)
-{
+                             const char *method) {
     const struct route *r = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !r; i++)
-        if (!strcmp(url, routes[i].path))
-            r = &routes[i];
-    if (!r)
-        return send_fail(s, c, 404, NULL, "no such endpoint");
+        if (!strcmp(url, routes[i].path)) r = &routes[i];
+    if (!r) return send_fail(s, c, 404, NULL, "no such endpoint");
     bool get = !strcmp(r->method, "GET");
     if (strcmp(method, r->method) && !(get && !strcmp(method, "HEAD")))
         return send_fail(s, c, 405, NULL, get ? "use GET" : "use POST");
@@ -456,20 +417,17 @@ static enum MHD_Result route(g4_http_server *s, struct MHD_Connection *c, g4_con
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *ver, const char *data, size_t *data_size, void **con_cls)
-{
+                                  const char *ver, const char *data, size_t *data_size, void **con_cls) {
     (void)ver;
     g4_http_server *s = cls;
     g4_conn *cn = *con_cls;
     if (!cn) {
         cn = calloc(1, sizeof *cn);
-        if (!cn)
-            return MHD_NO;
+        if (!cn) return MHD_NO;
         cn->t_arrival = g4_now();
         *con_cls = cn;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body_bytes)
-            cn->too_big = true;
+        if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body_bytes) cn->too_big = true;
         /* libmicrohttpd decodes only "chunked"; any other coding (gzip, "chunked, gzip", ...) it
          * would wait on until the idle timeout with no answer (RFC 9112 §6.1: a server answers
          * 501 to a coding it does not understand; 400 here, as the body cannot be framed). The
@@ -481,16 +439,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (*data_size) {
         if (!cn->too_big && cn->body.len + *data_size <= s->cfg.max_body_bytes) {
-            if (g4_strbuf_append(&cn->body, data, *data_size) < 0)
-                cn->too_big = true;
+            if (g4_strbuf_append(&cn->body, data, *data_size) < 0) cn->too_big = true;
         } else {
             cn->too_big = true;
         }
         *data_size = 0;
         return MHD_YES;
     }
-    if (cn->job)
-        return g4_generate_resume(s, c, cn);
+    if (cn->job) return g4_generate_resume(s, c, cn);
     if (cn->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "request body larger than the limit of %zu bytes", s->cfg.max_body_bytes);
@@ -499,33 +455,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return route(s, c, cn, url, method);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
-{
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     (void)c;
     g4_http_server *s = cls;
     g4_conn *cn = *con_cls;
-    if (!cn)
-        return;
-    if (cn->job)
-        g4_generate_conn_closed(s, cn, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    if (!cn) return;
+    if (cn->job) g4_generate_conn_closed(s, cn, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     g4_strbuf_free(&cn->body);
     free(cn);
     *con_cls = NULL;
 }
 
 /* MHD's own log lines, prefixed; a client hanging up mid-stream is routine, not worth a line. */
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    if (strstr(msg, "no longer available for sending") || strstr(msg, "Connection reset"))
-        return;
+    if (strstr(msg, "no longer available for sending") || strstr(msg, "Connection reset")) return;
     fprintf(stderr, "g4serve: http: %s%s", msg, msg[0] && msg[strlen(msg) - 1] == '\n' ? "" : "\n");
 }
 
-static void *ticker_main(void *arg)
-{
+static void *ticker_main(void *arg) {
     g4_http_server *s = arg;
     pthread_mutex_lock(&s->jobs_mu);
     while (!s->stopping) {
@@ -537,8 +487,7 @@ static void *ticker_main(void *arg)
             ts.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&s->ticker_cv, &s->jobs_mu, &ts);
-        if (s->stopping)
-            break;
+        if (s->stopping) break;
         pthread_mutex_unlock(&s->jobs_mu);
         g4_generate_tick(s, g4_now());
         pthread_mutex_lock(&s->jobs_mu);
@@ -547,8 +496,7 @@ static void *ticker_main(void *arg)
     return NULL;
 }
 
-g4_http_server *g4_http_server_start(const g4_http_config *cfg, g4_error *err)
-{
+g4_http_server *g4_http_server_start(const g4_http_config *cfg, g4_error *err) {
     g4_http_server *s = calloc(1, sizeof *s);
     if (!s) {
         g4_fail(err, "out of memory");
@@ -580,14 +528,13 @@ g4_http_server *g4_http_server_start(const g4_http_config *cfg, g4_error *err)
         g4_fail(err, "--host: '%s' is not an IPv4 address", cfg->host);
         goto fail;
     }
-    s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                                     MHD_USE_ERROR_LOG,
-                                 (uint16_t)cfg->port, NULL, NULL, on_request, s,
-                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, /* first, so it catches everything */
-                                 MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
-                                 MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-                                 MHD_OPTION_END);
+    s->daemon =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+                         (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                         s, /* first, so it catches everything */
+                         MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
+                         MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!s->daemon) {
         g4_fail(err, "cannot listen on %s:%d (port in use or no permission)", cfg->host, cfg->port);
         goto fail;
@@ -601,26 +548,25 @@ g4_http_server *g4_http_server_start(const g4_http_config *cfg, g4_error *err)
     s->ticker_started = true;
     return s;
 fail:
-    if (s->daemon)
-        MHD_stop_daemon(s->daemon);
-    if (s->own_metrics)
-        g4_metrics_free(s->metrics);
+    if (s->daemon) MHD_stop_daemon(s->daemon);
+    if (s->own_metrics) g4_metrics_free(s->metrics);
     free(s);
     return NULL;
 }
 
 int g4_http_server_port(const g4_http_server *s) { return s->port; }
 
-void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *tok, const g4_engine_opts *eo)
-{
+void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *tok, const g4_engine_opts *eo) {
     s->tok = tok;
     s->so_cache = g4_so_cache_new(tok, 64); /* NULL: structured requests get a 500 */
     s->max_model_len = eo->max_model_len;
     s->max_running = eo->max_running;
     s->defaults = eo->defaults;
     g4_metrics_set_max_len(s->metrics, eo->max_model_len);
-    g4_cache_info ci = {.block_size = eo->block_size, .n_blocks_global = eo->n_blocks_global,
-                        .n_blocks_sliding = eo->n_blocks_sliding, .sliding_window = eo->sliding_window,
+    g4_cache_info ci = {.block_size = eo->block_size,
+                        .n_blocks_global = eo->n_blocks_global,
+                        .n_blocks_sliding = eo->n_blocks_sliding,
+                        .sliding_window = eo->sliding_window,
                         .prefix_caching = eo->prefix_cache};
     g4_metrics_set_cache_info(s->metrics, &ci);
     atomic_store(&s->engine, e);
@@ -628,45 +574,35 @@ void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *
 
 void g4_http_server_set_ready(g4_http_server *s, bool ready) { atomic_store(&s->ready, ready); }
 
-void g4_http_server_drain(g4_http_server *s)
-{
-    atomic_store(&s->draining, true);
-}
+void g4_http_server_drain(g4_http_server *s) { atomic_store(&s->draining, true); }
 
-int g4_http_server_in_flight(g4_http_server *s)
-{
+int g4_http_server_in_flight(g4_http_server *s) {
     int n = 0;
     pthread_mutex_lock(&s->jobs_mu);
-    for (g4_job *j = s->jobs; j; j = j->next_live)
-        n++;
+    for (g4_job *j = s->jobs; j; j = j->next_live) n++;
     pthread_mutex_unlock(&s->jobs_mu);
     return n;
 }
 
 void g4_http_server_cancel_all(g4_http_server *s) { g4_generate_cancel_all(s); }
 
-void g4_http_server_stop(g4_http_server *s)
-{
-    if (!s)
-        return;
+void g4_http_server_stop(g4_http_server *s) {
+    if (!s) return;
     atomic_store(&s->ready, false);
     pthread_mutex_lock(&s->jobs_mu);
     s->stopping = true;
     pthread_cond_signal(&s->ticker_cv);
     pthread_mutex_unlock(&s->jobs_mu);
-    if (s->ticker_started)
-        pthread_join(s->ticker, NULL);
+    if (s->ticker_started) pthread_join(s->ticker, NULL);
     /* Suspended connections must be resumed before MHD_stop_daemon (microhttpd.h). */
     MHD_quiesce_daemon(s->daemon);
     g4_generate_cancel_all(s);
     g4_engine *e = atomic_load(&s->engine);
-    if (e)
-        g4_engine_wait_idle(e);
+    if (e) g4_engine_wait_idle(e);
     g4_generate_cancel_all(s);
     MHD_stop_daemon(s->daemon);
     g4_so_cache_free(s->so_cache);
-    if (s->own_metrics)
-        g4_metrics_free(s->metrics);
+    if (s->own_metrics) g4_metrics_free(s->metrics);
     pthread_cond_destroy(&s->ticker_cv);
     pthread_mutex_destroy(&s->jobs_mu);
     free(s);

@@ -62,8 +62,8 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
 /* A validated request's prompt ids (completions: its prompt number `prompt`): token ids as given, a raw completions prompt (special tokens
  * split, one BOS), or the rendered chat template. *parse_flags gets G4_PARSE_START_IN_REASONING
  * when the prompt opens the thought channel. /tokenize uses it too, so it sees what chat sees. */
-int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt, g4_tokens *ids,
-                         unsigned *parse_flags, g4_http_error *e);
+int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt, g4_tokens *ids, unsigned *parse_flags,
+                         g4_http_error *e);
 /* Called again when a suspended non-streaming connection is resumed. */
 enum MHD_Result g4_generate_resume(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn);
 /* The connection ended (ok = completed normally): a hang-up cancels the engine requests. */

@@ -31,51 +31,42 @@ struct g4_metrics {
     g4_cache_info cache;
 };
 
-static void hist_init(hist *h, const double *le, int n)
-{
+static void hist_init(hist *h, const double *le, int n) {
     memset(h, 0, sizeof *h);
     h->n = n < MAX_BUCKETS ? n : MAX_BUCKETS;
     memcpy(h->le, le, sizeof(double) * (size_t)h->n);
 }
 
-static void hist_observe(hist *h, double v, uint64_t times)
-{
+static void hist_observe(hist *h, double v, uint64_t times) {
     int b = 0;
-    while (b < h->n && v > h->le[b])
-        b++;
-    if (b < h->n)
-        h->count[b] += times;
+    while (b < h->n && v > h->le[b]) b++;
+    if (b < h->n) h->count[b] += times;
     h->total += times;
     h->sum += v * (double)times;
 }
 
 /* 1, 2, 5, 10, 20, 50, ... up to max (vLLM's build_1_2_5_buckets). */
-static int buckets_125(double *le, double max)
-{
+static int buckets_125(double *le, double max) {
     int n = 0;
     for (double p = 1; n < MAX_BUCKETS; p *= 10) {
         static const double m[3] = {1, 2, 5};
         for (int i = 0; i < 3 && n < MAX_BUCKETS; i++) {
-            if (p * m[i] > max)
-                return n;
+            if (p * m[i] > max) return n;
             le[n++] = p * m[i];
         }
     }
     return n;
 }
 
-g4_metrics *g4_metrics_create(const char *model_name, int max_model_len)
-{
+g4_metrics *g4_metrics_create(const char *model_name, int max_model_len) {
     g4_metrics *m = calloc(1, sizeof *m);
-    if (!m)
-        return NULL;
+    if (!m) return NULL;
     pthread_mutex_init(&m->mu, NULL);
     /* Label value escaping: backslash, double quote and newline. */
     size_t o = 0;
     o += (size_t)snprintf(m->label, sizeof m->label, "model_name=\"");
     for (const char *p = model_name; *p && o + 4 < sizeof m->label; p++) {
-        if (*p == '\\' || *p == '"')
-            m->label[o++] = '\\';
+        if (*p == '\\' || *p == '"') m->label[o++] = '\\';
         if (*p == '\n') {
             m->label[o++] = '\\';
             m->label[o++] = 'n';
@@ -85,12 +76,12 @@ g4_metrics *g4_metrics_create(const char *model_name, int max_model_len)
     }
     m->label[o++] = '"';
     m->label[o] = 0;
-    static const double ttft[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
-                                  1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
-    static const double tpot[] = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75,
-                                  1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0};
-    static const double e2e[] = {0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
-                                 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+    static const double ttft[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
+                                  1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
+    static const double tpot[] = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.4, 0.5,
+                                  0.75, 1.0,   2.5,  5.0,   7.5, 10.0, 20.0, 40.0, 80.0};
+    static const double e2e[] = {0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
+                                 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
     hist_init(&m->ttft, ttft, (int)(sizeof ttft / sizeof ttft[0]));
     hist_init(&m->tpot, tpot, (int)(sizeof tpot / sizeof tpot[0]));
     hist_init(&m->itl, tpot, (int)(sizeof tpot / sizeof tpot[0]));
@@ -111,8 +102,7 @@ g4_metrics *g4_metrics_create(const char *model_name, int max_model_len)
     return m;
 }
 
-void g4_metrics_set_max_len(g4_metrics *m, int max_model_len)
-{
+void g4_metrics_set_max_len(g4_metrics *m, int max_model_len) {
     double le[MAX_BUCKETS];
     int n = buckets_125(le, max_model_len > 0 ? max_model_len : 4096);
     pthread_mutex_lock(&m->mu);
@@ -123,21 +113,16 @@ void g4_metrics_set_max_len(g4_metrics *m, int max_model_len)
     pthread_mutex_unlock(&m->mu);
 }
 
-void g4_metrics_free(g4_metrics *m)
-{
-    if (!m)
-        return;
+void g4_metrics_free(g4_metrics *m) {
+    if (!m) return;
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
 
-void g4_metrics_request_done(g4_metrics *m, const g4_request_record *r)
-{
-    if (!m)
-        return;
+void g4_metrics_request_done(g4_metrics *m, const g4_request_record *r) {
+    if (!m) return;
     pthread_mutex_lock(&m->mu);
-    if (r->finish >= 0 && r->finish < 5)
-        m->finished[r->finish]++;
+    if (r->finish >= 0 && r->finish < 5) m->finished[r->finish]++;
     m->prompt_tokens += (uint64_t)(r->prompt_tokens > 0 ? r->prompt_tokens : 0);
     m->generation_tokens += (uint64_t)(r->generation_tokens > 0 ? r->generation_tokens : 0);
     if (r->finish != G4_FINISH_ERROR) {
@@ -165,10 +150,8 @@ void g4_metrics_request_done(g4_metrics *m, const g4_request_record *r)
     pthread_mutex_unlock(&m->mu);
 }
 
-void g4_metrics_request_params(g4_metrics *m, int n, int max_tokens, int max_generated)
-{
-    if (!m)
-        return;
+void g4_metrics_request_params(g4_metrics *m, int n, int max_tokens, int max_generated) {
+    if (!m) return;
     pthread_mutex_lock(&m->mu);
     hist_observe(&m->params_n, n, 1);
     hist_observe(&m->params_max_tokens, max_tokens, 1);
@@ -176,55 +159,41 @@ void g4_metrics_request_params(g4_metrics *m, int n, int max_tokens, int max_gen
     pthread_mutex_unlock(&m->mu);
 }
 
-void g4_metrics_set_cache_info(g4_metrics *m, const g4_cache_info *ci)
-{
-    if (!m)
-        return;
+void g4_metrics_set_cache_info(g4_metrics *m, const g4_cache_info *ci) {
+    if (!m) return;
     pthread_mutex_lock(&m->mu);
     m->cache = *ci;
     m->has_cache_info = true;
     pthread_mutex_unlock(&m->mu);
 }
 
-void g4_metrics_request_rejected(g4_metrics *m, int status)
-{
-    if (!m)
-        return;
+void g4_metrics_request_rejected(g4_metrics *m, int status) {
+    if (!m) return;
     pthread_mutex_lock(&m->mu);
-    if (status == 429)
-        m->rejected_429++;
-    else if (status >= 500)
-        m->rejected_5xx++;
-    else
-        m->rejected_4xx++;
+    if (status == 429) m->rejected_429++;
+    else if (status >= 500) m->rejected_5xx++;
+    else m->rejected_4xx++;
     pthread_mutex_unlock(&m->mu);
 }
 
 /* --- rendering ----------------------------------------------------------------------- */
 
-static int head(g4_strbuf *o, const char *name, const char *type, const char *help)
-{
+static int head(g4_strbuf *o, const char *name, const char *type, const char *help) {
     return g4_strbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static int gauge(g4_strbuf *o, const g4_metrics *m, const char *name, const char *help, double v)
-{
-    if (head(o, name, "gauge", help) < 0)
-        return -1;
+static int gauge(g4_strbuf *o, const g4_metrics *m, const char *name, const char *help, double v) {
+    if (head(o, name, "gauge", help) < 0) return -1;
     return g4_strbuf_printf(o, "%s{%s} %.17g\n", name, m->label, v);
 }
 
-static int counter(g4_strbuf *o, const g4_metrics *m, const char *name, const char *help, uint64_t v)
-{
-    if (head(o, name, "counter", help) < 0)
-        return -1;
+static int counter(g4_strbuf *o, const g4_metrics *m, const char *name, const char *help, uint64_t v) {
+    if (head(o, name, "counter", help) < 0) return -1;
     return g4_strbuf_printf(o, "%s_total{%s} %llu\n", name, m->label, (unsigned long long)v);
 }
 
-static int histogram(g4_strbuf *o, const g4_metrics *m, const char *name, const char *help, const hist *h)
-{
-    if (head(o, name, "histogram", help) < 0)
-        return -1;
+static int histogram(g4_strbuf *o, const g4_metrics *m, const char *name, const char *help, const hist *h) {
+    if (head(o, name, "histogram", help) < 0) return -1;
     uint64_t cum = 0;
     for (int b = 0; b < h->n; b++) {
         cum += h->count[b];
@@ -232,34 +201,30 @@ static int histogram(g4_strbuf *o, const g4_metrics *m, const char *name, const 
                              (unsigned long long)cum) < 0)
             return -1;
     }
-    return g4_strbuf_printf(o, "%s_bucket{%s,le=\"+Inf\"} %llu\n%s_count{%s} %llu\n%s_sum{%s} %.17g\n", name,
-                            m->label, (unsigned long long)h->total, name, m->label, (unsigned long long)h->total,
-                            name, m->label, h->sum);
+    return g4_strbuf_printf(o, "%s_bucket{%s,le=\"+Inf\"} %llu\n%s_count{%s} %llu\n%s_sum{%s} %.17g\n", name, m->label,
+                            (unsigned long long)h->total, name, m->label, (unsigned long long)h->total, name, m->label,
+                            h->sum);
 }
 
 /* Steps by size, from the engine's histogram (engine.h: step_tokens_le). */
-static int iteration_tokens(g4_strbuf *o, const g4_metrics *m, const char *name, const g4_engine_stats *st)
-{
+static int iteration_tokens(g4_strbuf *o, const g4_metrics *m, const char *name, const g4_engine_stats *st) {
     static const int bounds[G4_STEP_TOKEN_BUCKETS] = G4_STEP_TOKEN_BUCKET_BOUNDS;
     hist h;
     double le[G4_STEP_TOKEN_BUCKETS];
-    for (int b = 0; b < G4_STEP_TOKEN_BUCKETS; b++)
-        le[b] = bounds[b];
+    for (int b = 0; b < G4_STEP_TOKEN_BUCKETS; b++) le[b] = bounds[b];
     hist_init(&h, le, G4_STEP_TOKEN_BUCKETS);
-    for (int b = 0; b < G4_STEP_TOKEN_BUCKETS; b++)
-        h.count[b] = st->step_tokens_le[b];
+    for (int b = 0; b < G4_STEP_TOKEN_BUCKETS; b++) h.count[b] = st->step_tokens_le[b];
     h.total = st->steps;
     h.sum = (double)st->step_tokens;
     return histogram(o, m, name, "Histogram of number of tokens per engine_step.", &h);
 }
 
 /* vLLM's info gauge: 1, with the KV cache configuration as labels. */
-static int cache_info(g4_strbuf *o, const g4_metrics *m, const char *name)
-{
+static int cache_info(g4_strbuf *o, const g4_metrics *m, const char *name) {
     const g4_cache_info *ci = &m->cache;
-    if (head(o, name, "gauge", "Information of the LLMEngine CacheConfig") < 0)
-        return -1;
-    return g4_strbuf_printf(o, "%s{%s,block_size=\"%d\",cache_dtype=\"auto\",enable_prefix_caching=\"%s\","
+    if (head(o, name, "gauge", "Information of the LLMEngine CacheConfig") < 0) return -1;
+    return g4_strbuf_printf(o,
+                            "%s{%s,block_size=\"%d\",cache_dtype=\"auto\",enable_prefix_caching=\"%s\","
                             "num_gpu_blocks=\"%d\",num_gpu_blocks_sliding=\"%d\",sliding_window=\"%d\"} 1\n",
                             name, m->label, ci->block_size, ci->prefix_caching ? "True" : "False", ci->n_blocks_global,
                             ci->n_blocks_sliding, ci->sliding_window);
@@ -268,10 +233,8 @@ static int cache_info(g4_strbuf *o, const g4_metrics *m, const char *name)
 static const char *const reason_names[5] = {"none", "stop", "length", "abort", "error"};
 
 static int by_reason(g4_strbuf *o, const g4_metrics *m, const char *name, const char *help, const uint64_t *v,
-                     int first, int last)
-{
-    if (head(o, name, "counter", help) < 0)
-        return -1;
+                     int first, int last) {
+    if (head(o, name, "counter", help) < 0) return -1;
     for (int r = first; r <= last; r++)
         if (g4_strbuf_printf(o, "%s_total{%s,finished_reason=\"%s\"} %llu\n", name, m->label, reason_names[r],
                              (unsigned long long)v[r]) < 0)
@@ -279,8 +242,7 @@ static int by_reason(g4_strbuf *o, const g4_metrics *m, const char *name, const 
     return 0;
 }
 
-int g4_metrics_render(g4_metrics *m, const g4_engine_stats *st, int max_running, g4_strbuf *out)
-{
+int g4_metrics_render(g4_metrics *m, const g4_engine_stats *st, int max_running, g4_strbuf *out) {
     g4_engine_stats zero;
     if (!st) {
         memset(&zero, 0, sizeof zero);
@@ -303,30 +265,26 @@ int g4_metrics_render(g4_metrics *m, const g4_engine_stats *st, int max_running,
         rc |= gauge(out, &c, NAME("gpu_cache_usage_perc"), "KV-cache usage. 1 means 100 percent usage.", kv);
         if (fam == 0)
             rc |= gauge(out, &c, NAME("kv_cache_usage_perc"), "KV-cache usage. 1 means 100 percent usage.", kv);
-        else
-            rc |= gauge(out, &c, NAME("num_request_max"), "Max number of concurrently running requests.",
-                        max_running);
+        else rc |= gauge(out, &c, NAME("num_request_max"), "Max number of concurrently running requests.", max_running);
         rc |= counter(out, &c, NAME("prompt_tokens"), "Number of prefill tokens processed.", c.prompt_tokens);
-        rc |= counter(out, &c, NAME("generation_tokens"), "Number of generation tokens processed.",
-                      c.generation_tokens);
-        rc |= by_reason(out, &c, NAME("request_success"), "Count of successfully processed requests.",
-                        c.finished, G4_FINISH_STOP, fam == 0 ? G4_FINISH_ABORT : G4_FINISH_LENGTH);
+        rc |=
+            counter(out, &c, NAME("generation_tokens"), "Number of generation tokens processed.", c.generation_tokens);
+        rc |= by_reason(out, &c, NAME("request_success"), "Count of successfully processed requests.", c.finished,
+                        G4_FINISH_STOP, fam == 0 ? G4_FINISH_ABORT : G4_FINISH_LENGTH);
         rc |= histogram(out, &c, NAME("time_to_first_token_seconds"), "Histogram of time to first token in seconds.",
                         &c.ttft);
         rc |= histogram(out, &c, NAME("time_per_output_token_seconds"),
                         "Histogram of time per output token in seconds.", &c.tpot);
         rc |= histogram(out, &c, NAME("e2e_request_latency_seconds"),
                         "Histogram of end to end request latency in seconds.", &c.e2e);
-        rc |= histogram(out, &c, NAME("request_prompt_tokens"), "Number of prefill tokens processed.",
-                        &c.prompt_len);
-        rc |= histogram(out, &c, NAME("request_generation_tokens"), "Number of generation tokens processed.",
-                        &c.gen_len);
+        rc |= histogram(out, &c, NAME("request_prompt_tokens"), "Number of prefill tokens processed.", &c.prompt_len);
+        rc |=
+            histogram(out, &c, NAME("request_generation_tokens"), "Number of generation tokens processed.", &c.gen_len);
         if (fam == 0) {
-            rc |= histogram(out, &c, NAME("inter_token_latency_seconds"), "Histogram of inter-token latency in seconds.",
-                            &c.itl);
+            rc |= histogram(out, &c, NAME("inter_token_latency_seconds"),
+                            "Histogram of inter-token latency in seconds.", &c.itl);
             rc |= histogram(out, &c, NAME("request_queue_time_seconds"),
-                            "Histogram of time spent in WAITING phase for request.",
-                            &c.queue);
+                            "Histogram of time spent in WAITING phase for request.", &c.queue);
             rc |= counter(out, &c, NAME("prefix_cache_queries"), "Prefix cache queries, in prompt tokens.",
                           st->prefix_query_tokens);
             rc |= counter(out, &c, NAME("prefix_cache_hits"), "Prefix cache hits, in prompt tokens.",
@@ -346,22 +304,24 @@ int g4_metrics_render(g4_metrics *m, const g4_engine_stats *st, int max_running,
             rc |= histogram(out, &c, NAME("request_max_num_generation_tokens"),
                             "Histogram of maximum number of requested generation tokens.", &c.max_gen);
             rc |= iteration_tokens(out, &c, NAME("iteration_tokens_total"), st);
-            if (c.has_cache_info)
-                rc |= cache_info(out, &c, NAME("cache_config_info"));
+            if (c.has_cache_info) rc |= cache_info(out, &c, NAME("cache_config_info"));
         } else {
             rc |= counter(out, &c, NAME("request_failure"), "Count of failed requests (errors and refusals).", failure);
-            rc |= by_reason(out, &c, NAME("request_finish"), "Count of finished requests by finish reason.",
-                            c.finished, G4_FINISH_STOP, G4_FINISH_ERROR);
+            rc |= by_reason(out, &c, NAME("request_finish"), "Count of finished requests by finish reason.", c.finished,
+                            G4_FINISH_STOP, G4_FINISH_ERROR);
         }
 #undef NAME
     }
     if (rc == 0) {
         rc |= head(out, "g4_kv_blocks_used", "gauge", "KV blocks in use by running requests, per pool.");
-        rc |= g4_strbuf_printf(out, "g4_kv_blocks_used{%s,pool=\"sliding\"} %d\ng4_kv_blocks_used{%s,pool=\"global\"} %d\n",
+        rc |= g4_strbuf_printf(out,
+                               "g4_kv_blocks_used{%s,pool=\"sliding\"} %d\ng4_kv_blocks_used{%s,pool=\"global\"} %d\n",
                                c.label, st->blocks_sliding_used, c.label, st->blocks_global_used);
         rc |= head(out, "g4_kv_blocks_total", "gauge", "KV blocks in each pool.");
-        rc |= g4_strbuf_printf(out, "g4_kv_blocks_total{%s,pool=\"sliding\"} %d\ng4_kv_blocks_total{%s,pool=\"global\"} %d\n",
-                               c.label, st->blocks_sliding_total, c.label, st->blocks_global_total);
+        rc |=
+            g4_strbuf_printf(out,
+                             "g4_kv_blocks_total{%s,pool=\"sliding\"} %d\ng4_kv_blocks_total{%s,pool=\"global\"} %d\n",
+                             c.label, st->blocks_sliding_total, c.label, st->blocks_global_total);
         rc |= gauge(out, &c, "g4_kv_blocks_cached", "Free KV blocks kept for the prefix cache.", st->blocks_cached);
         rc |= counter(out, &c, "g4_http_rejected", "Requests refused before reaching the engine (4xx/5xx).",
                       c.rejected_4xx + c.rejected_5xx + c.rejected_429);

@@ -259,7 +259,8 @@ void *g4_so_constraint_new(g4_so_grammar *gr, const g4_so_thought *th) {
 static int so_mask(void *p, const int32_t *end_ids, int n_end, uint32_t *mask, g4_error *err) {
     so_constraint *k = p;
     if (k->phase == PHASE_THOUGHT) return 0;
-    if (g4_token_mask(k->gr->mc, k->m, end_ids, n_end, mask)) return g4_fail(err, "structured output: out of memory, or the grammar is ambiguous past %d parse heads",
+    if (g4_token_mask(k->gr->mc, k->m, end_ids, n_end, mask))
+        return g4_fail(err, "structured output: out of memory, or the grammar is ambiguous past %d parse heads",
                        G4_MATCHER_MAX_HEADS);
     if (k->phase == PHASE_MAY_THINK) mask[k->open_id / 32] |= 1u << (k->open_id % 32);
     return 1;
@@ -280,8 +281,10 @@ static int so_advance(void *p, int32_t token, g4_error *err) {
     g4_token_trie_token(k->gr->trie, token, &n);
     if (n == 0) return 0; /* a stop id (the mask allowed it: the request ends on it) */
     if (g4_matcher_advance_token(k->m, k->gr->trie, token))
-        return g4_fail(err, "structured output: token %d is not allowed by the constraint (or the grammar is ambiguous "
-                       "past %d parse heads)", token, G4_MATCHER_MAX_HEADS);
+        return g4_fail(err,
+                       "structured output: token %d is not allowed by the constraint (or the grammar is ambiguous "
+                       "past %d parse heads)",
+                       token, G4_MATCHER_MAX_HEADS);
     return 0;
 }
 

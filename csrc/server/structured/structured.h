@@ -51,7 +51,10 @@ int g4_so_cache_get(g4_so_cache *c, const g4_so_spec *spec, g4_so_grammar **out,
 void g4_so_grammar_unref(g4_so_grammar *g);
 
 /* Cache statistics (tests, metrics): entries held, hits, compiles. */
-typedef struct g4_so_cache_stats { int entries; long long hits, compiles; } g4_so_cache_stats;
+typedef struct g4_so_cache_stats {
+    int entries;
+    long long hits, compiles;
+} g4_so_cache_stats;
 g4_so_cache_stats g4_so_cache_stats_get(g4_so_cache *c);
 
 /* The thought channel: thinking on (the first output token may open it), or the prompt already

@@ -39,7 +39,11 @@ static inline float __bfloat162float(__nv_bfloat16 b) {
     return f;
 }
 static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.__x; }
-static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { __nv_bfloat16 b; b.__x = u; return b; }
+static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) {
+    __nv_bfloat16 b;
+    b.__x = u;
+    return b;
+}
 static inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
     __nv_bfloat162 r;
     r.x = __float2bfloat16_rn(a);

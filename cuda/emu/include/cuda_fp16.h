@@ -26,6 +26,10 @@ static inline float __half2float(__half h) {
     return (float)v;
 }
 static inline unsigned short __half_as_ushort(__half h) { return h.__x; }
-static inline __half __ushort_as_half(unsigned short u) { __half h; h.__x = u; return h; }
+static inline __half __ushort_as_half(unsigned short u) {
+    __half h;
+    h.__x = u;
+    return h;
+}
 
 #endif

@@ -111,22 +111,56 @@ struct dim3 {
     constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
 };
 #else
-typedef struct dim3 { unsigned x, y, z; } dim3;
+typedef struct dim3 {
+    unsigned x, y, z;
+} dim3;
 #endif
-typedef struct uint3 { unsigned x, y, z; } uint3;
-typedef struct __attribute__((aligned(16))) uint4 { unsigned x, y, z, w; } uint4;
-typedef struct __attribute__((aligned(16))) int4 { int x, y, z, w; } int4;
-typedef struct __attribute__((aligned(8))) uint2 { unsigned x, y; } uint2;
-typedef struct __attribute__((aligned(8))) int2 { int x, y; } int2;
-typedef struct __attribute__((aligned(8))) float2 { float x, y; } float2;
-typedef struct __attribute__((aligned(16))) float4 { float x, y, z, w; } float4;
+typedef struct uint3 {
+    unsigned x, y, z;
+} uint3;
+typedef struct __attribute__((aligned(16))) uint4 {
+    unsigned x, y, z, w;
+} uint4;
+typedef struct __attribute__((aligned(16))) int4 {
+    int x, y, z, w;
+} int4;
+typedef struct __attribute__((aligned(8))) uint2 {
+    unsigned x, y;
+} uint2;
+typedef struct __attribute__((aligned(8))) int2 {
+    int x, y;
+} int2;
+typedef struct __attribute__((aligned(8))) float2 {
+    float x, y;
+} float2;
+typedef struct __attribute__((aligned(16))) float4 {
+    float x, y, z, w;
+} float4;
 
-static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { uint4 v = {x, y, z, w}; return v; }
-static inline int4 make_int4(int x, int y, int z, int w) { int4 v = {x, y, z, w}; return v; }
-static inline uint2 make_uint2(unsigned x, unsigned y) { uint2 v = {x, y}; return v; }
-static inline int2 make_int2(int x, int y) { int2 v = {x, y}; return v; }
-static inline float2 make_float2(float x, float y) { float2 v = {x, y}; return v; }
-static inline float4 make_float4(float x, float y, float z, float w) { float4 v = {x, y, z, w}; return v; }
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) {
+    uint4 v = {x, y, z, w};
+    return v;
+}
+static inline int4 make_int4(int x, int y, int z, int w) {
+    int4 v = {x, y, z, w};
+    return v;
+}
+static inline uint2 make_uint2(unsigned x, unsigned y) {
+    uint2 v = {x, y};
+    return v;
+}
+static inline int2 make_int2(int x, int y) {
+    int2 v = {x, y};
+    return v;
+}
+static inline float2 make_float2(float x, float y) {
+    float2 v = {x, y};
+    return v;
+}
+static inline float4 make_float4(float x, float y, float z, float w) {
+    float4 v = {x, y, z, w};
+    return v;
+}
 
 const char *cudaGetErrorString(cudaError_t e);
 const char *cudaGetErrorName(cudaError_t e);

@@ -158,10 +158,26 @@ static inline int atomicExch(int *p, int v) { return g4emu::atomic_exch_i32(p, v
 static inline unsigned atomicOr(unsigned *p, unsigned v) { return g4emu::atomic_or_u32(p, v); }
 
 template <class T> static inline T __ldg(const T *p) { return *p; }
-static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
-static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
-static inline float __int_as_float(int u) { float f; memcpy(&f, &u, 4); return f; }
-static inline int __float_as_int(float f) { int u; memcpy(&u, &f, 4); return u; }
+static inline float __uint_as_float(unsigned u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static inline float __int_as_float(int u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline int __float_as_int(float f) {
+    int u;
+    memcpy(&u, &f, 4);
+    return u;
+}
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline float g4emu_expf(float x) { return expf(x); }
 static inline float g4emu_logf(float x) { return logf(x); }
