@@ -2,6 +2,7 @@
  * row of logits on the host (see sampling.h for the exact order and formulas).
  * Not here: stop rules (stop.c), generation_config.json defaults (sampling_defaults.c). */
 #include "base/rng.h"
+#include "base/select.h"
 #include "engine/sampling.h"
 
 #include <math.h>
@@ -120,28 +121,6 @@ void g4_prompt_logprob_row(const float *logits, int V, int32_t token, int top, g
     memcpy(out->top_logprobs, r.top_logprobs, (size_t)r.n_top * sizeof *r.top_logprobs);
 }
 
-/* k-th largest (1-based) of v[0..n) by quickselect; reorders v. */
-static float kth_largest(float *v, int n, int k) {
-    int lo = 0, hi = n - 1, want = k - 1;
-    while (lo < hi) {
-        float a = v[lo], b = v[(lo + hi) / 2], c = v[hi];
-        float pivot = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] > pivot) i++;
-            while (v[j] < pivot) j--;
-            if (i <= j) {
-                float t = v[i];
-                v[i++] = v[j];
-                v[j--] = t;
-            }
-        }
-        if (want <= j) hi = j;
-        else if (want >= i) lo = i;
-        else return v[want];
-    }
-    return v[want];
-}
 
 static int by_p_desc(const void *a, const void *b) {
     const g4_sample_cand *x = a, *y = b;
@@ -187,7 +166,7 @@ void g4_sample_row(g4_sampler *s, const float *logits, const g4_sampling *sp, ui
         {
             float *v = s->vals;
             for (int i = 0; i < n; i++) v[i] = z[s->idx[i]];
-            float th = kth_largest(v, n, sp->top_k);
+            float th = g4_kth_largest(v, n, sp->top_k);
             int above = 0;
             for (int i = 0; i < n; i++) above += z[s->idx[i]] > th;
             int ties = sp->top_k - above, w = 0;

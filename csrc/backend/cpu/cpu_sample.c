@@ -24,6 +24,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_internal.h"
+#include "base/select.h"
 
 #define SORT_MAX 2048     /* top-p candidate sets up to this size are sorted (exact order) */
 #define ZBUCKETS 4096     /* pass-1 histogram: the top 12 bits of the order key of z */
@@ -149,29 +150,6 @@ static void row_logprobs(const float *x, int V, float s, bool scaled, int32_t to
     }
     out->n_top = k;
     for (int i = 0; i < k; i++) out->top_logprobs[i] = kz[i] - lse;
-}
-
-/* k-th largest (1-based) of v[0..n) by quickselect; reorders v (the reference's kth_largest). */
-static float kth_largest(float *v, int n, int k) {
-    int lo = 0, hi = n - 1, want = k - 1;
-    while (lo < hi) {
-        float a = v[lo], b = v[(lo + hi) / 2], c = v[hi];
-        float pivot = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] > pivot) i++;
-            while (v[j] < pivot) j--;
-            if (i <= j) {
-                float t = v[i];
-                v[i++] = v[j];
-                v[j--] = t;
-            }
-        }
-        if (want <= j) hi = j;
-        else if (want >= i) lo = i;
-        else return v[want];
-    }
-    return v[want];
 }
 
 static int by_p_desc(const void *a, const void *b) {
@@ -326,7 +304,7 @@ static int32_t sample_row(g4_cpu_sample_scratch *s, const float *x, int V, const
     if (n > 0) {
         if (k > 0 && k < n) {
             memcpy(s->tmp, cp, (size_t)n * sizeof *cp);
-            float th = kth_largest(s->tmp, n, k);
+            float th = g4_kth_largest(s->tmp, n, k);
             int above = 0;
             for (int i = 0; i < n; i++) above += cp[i] > th;
             int ties = k - above, w = 0;
