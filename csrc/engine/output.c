@@ -53,17 +53,8 @@ static int row_params(g4_engine *e, g4_seq *q, g4_sample_row_params *R, g4_sampl
                       int lp_slot) {
     const g4_sampling *sp = &q->sampling;
     int n_out = g4_seq_n_output(q), n_hist = q->n_prompt + n_out, n = 0;
-    *R = (g4_sample_row_params){.temperature = sp->temperature,
-                                .top_p = sp->top_p,
-                                .min_p = sp->min_p,
-                                .repetition_penalty = sp->repetition_penalty,
-                                .presence_penalty = sp->presence_penalty,
-                                .frequency_penalty = sp->frequency_penalty,
-                                .top_k = sp->top_k,
-                                .n_logprobs = sp->logprobs,
-                                .seed = q->seed,
-                                .step = (uint64_t)n_out,
-                                .lp_slot = lp_slot};
+    *R = g4_sampling_row(sp, q->seed, (uint64_t)n_out);
+    R->lp_slot = lp_slot;
     if (!g4_engine_row_has_penalty(q)) return 0;
     uint8_t *seen = e->sampler.seen;
     uint16_t *count = e->sampler.count;

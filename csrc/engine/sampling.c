@@ -208,3 +208,16 @@ void g4_sample_row(g4_sampler *s, const float *logits, const g4_sampling *sp, ui
         logprobs(z, V, out->token, sp->logprobs, out);
     }
 }
+
+g4_sample_row_params g4_sampling_row(const g4_sampling *sp, uint64_t seed, uint64_t step) {
+    return (g4_sample_row_params){.temperature = sp->temperature,
+                                  .top_p = sp->top_p,
+                                  .min_p = sp->min_p,
+                                  .repetition_penalty = sp->repetition_penalty,
+                                  .presence_penalty = sp->presence_penalty,
+                                  .frequency_penalty = sp->frequency_penalty,
+                                  .top_k = sp->top_k,
+                                  .n_logprobs = sp->logprobs,
+                                  .seed = seed,
+                                  .step = step};
+}

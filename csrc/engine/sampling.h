@@ -64,6 +64,11 @@ void g4_sample_row(g4_sampler *s, const float *logits, const g4_sampling *sp, ui
  * and the top `top` (≤ 20). */
 void g4_prompt_logprob_row(const float *logits, int V, int32_t token, int top, g4_prompt_logprob *out);
 
+/* A request's sampling settings as a row of the sample op's parameter block (backend.h): the
+ * engine's rows (output.c) and the sample-op tests build them here. The penalty range, logprob
+ * slot and flags are left zero for the caller. */
+g4_sample_row_params g4_sampling_row(const g4_sampling *sp, uint64_t seed, uint64_t step);
+
 /* u ∈ [0, 1) for output index i of a request with this seed. */
 double g4_sample_uniform(uint64_t seed, uint64_t i);
 

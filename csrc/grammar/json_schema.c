@@ -880,6 +880,18 @@ static int32_t rule_of(js *j, const cJSON *s) {
     return r;
 }
 
+/* Everything a compile owns but its result: the grammar when it failed, merged schemas, the memo
+ * and the string-rule table. */
+static void js_free(js *j) {
+    g4_grammar_free(j->g);
+    for (int32_t i = 0; i < j->n_owned; i++) cJSON_Delete(j->owned[i]);
+    free(j->owned);
+    free(j->memo);
+    for (int32_t i = 0; i < j->n_str; i++) free(j->str_key[i]);
+    free(j->str_key);
+    free(j->str_rule);
+}
+
 int g4_json_schema_compile(const char *schema, size_t len, const g4_json_schema_opts *opts,
                            const g4_grammar_limits *lim, g4_grammar **out, g4_error *err) {
     *out = NULL;
@@ -916,13 +928,7 @@ int g4_json_schema_compile(const char *schema, size_t len, const g4_json_schema_
     j.g = NULL;
     rc = 0;
 done:
-    g4_grammar_free(j.g);
-    for (int32_t i = 0; i < j.n_owned; i++) cJSON_Delete(j.owned[i]);
-    free(j.owned);
-    free(j.memo);
-    for (int32_t i = 0; i < j.n_str; i++) free(j.str_key[i]);
-    free(j.str_key);
-    free(j.str_rule);
+    js_free(&j);
     cJSON_Delete(root);
     return rc;
 }
@@ -982,13 +988,7 @@ int g4_gemma_tool_call_compile(const char *tools, size_t len, const g4_json_sche
     j.g = NULL;
     rc = 0;
 done:
-    g4_grammar_free(j.g);
-    for (int32_t i = 0; i < j.n_owned; i++) cJSON_Delete(j.owned[i]);
-    free(j.owned);
-    free(j.memo);
-    for (int32_t i = 0; i < j.n_str; i++) free(j.str_key[i]);
-    free(j.str_key);
-    free(j.str_rule);
+    js_free(&j);
     free(alts);
     cJSON_Delete(empty);
     cJSON_Delete(arr);

@@ -83,20 +83,11 @@ static void check_batch(g4_cpu_sample_scratch *scr, g4_sampler *ref, rowdata *ro
         rowdata *d = &rows[perm[k]];
         const g4_sampling *sp = &d->c.sp;
         int np = penalties(d, pens + n_pen);
-        R[k] = (g4_sample_row_params){.temperature = sp->temperature,
-                                      .top_p = sp->top_p,
-                                      .min_p = sp->min_p,
-                                      .repetition_penalty = sp->repetition_penalty,
-                                      .presence_penalty = sp->presence_penalty,
-                                      .frequency_penalty = sp->frequency_penalty,
-                                      .top_k = sp->top_k,
-                                      .n_logprobs = sp->logprobs,
-                                      .seed = d->seed,
-                                      .step = (uint64_t)d->n_output,
-                                      .pen_first = n_pen,
-                                      .n_pen = np,
-                                      .lp_slot = sp->logprobs >= 0 ? n_lps++ : -1,
-                                      .flags = d->c.mask_kind ? G4_SAMPLE_MASKED : 0};
+        R[k] = g4_sampling_row(sp, d->seed, (uint64_t)d->n_output);
+        R[k].pen_first = n_pen;
+        R[k].n_pen = np;
+        R[k].lp_slot = sp->logprobs >= 0 ? n_lps++ : -1;
+        R[k].flags = d->c.mask_kind ? G4_SAMPLE_MASKED : 0;
         n_pen += np;
         memcpy(lg + (size_t)k * V, d->logits, (size_t)V * sizeof *lg);
         if (d->c.mask_kind) memcpy(mask + (size_t)k * W, d->mask, (size_t)W * sizeof *mask);
