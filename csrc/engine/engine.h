@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "engine/spec_config.h"
 #include "model/gemma4.h"
 
 /* --- request parameters ---------------------------------------------------------------- */
@@ -84,6 +85,8 @@ typedef struct g4_event {
     const char *stop_string;    /* the stop string that matched, if any */
     int32_t stop_token;         /* the stop id that matched, −1 if none */
     const char *error;          /* with G4_FINISH_ERROR */
+    int spec_draft_tokens;      /* on the last event: tokens proposed for this request (speculation) */
+    int spec_accepted_tokens;   /* of them, accepted by the target */
     int prompt_tokens;          /* usage, on the last event */
     int completion_tokens;
     int cached_tokens;          /* prompt tokens served from the prefix cache */
@@ -205,6 +208,7 @@ typedef struct g4_engine_opts {
     uint64_t seed;              /* seeds requests without has_seed; 0 = from the clock */
     g4_sampling defaults;       /* what front-ends start a request's sampling from: greedy, or the
                                    model's generation_config.json (g4_sampling_load_defaults) */
+    g4_spec_config spec;        /* speculative decoding; method G4_SPEC_OFF = none */
 } g4_engine_opts;
 
 /* Fills opts from a loaded model (its pools, window, eos ids and limits). */
@@ -247,6 +251,11 @@ typedef struct g4_engine_stats {
      * (bounds G4_STEP_TOKEN_BUCKET_BOUNDS, vLLM's iteration_tokens_total buckets); the steps above
      * the last bound are steps − Σ. */
     uint64_t step_tokens_le[G4_STEP_TOKEN_BUCKETS];
+    /* Speculative decoding (vLLM's spec_decode counters): proposals made (one per sequence and
+     * step that speculated), tokens proposed, tokens accepted, and accepted[i] = proposals whose
+     * token at position i (0-based) was accepted. */
+    uint64_t spec_drafts, spec_draft_tokens, spec_accepted_tokens;
+    uint64_t spec_accepted_per_pos[G4_SPEC_MAX_TOKENS];
 } g4_engine_stats;
 
 void g4_engine_stats_get(g4_engine *e, g4_engine_stats *s);
