@@ -122,6 +122,16 @@ typedef struct g4_constraint_iface {
     void (*free)(void *c);
 } g4_constraint_iface;
 
+/* One image (or video frame) in the prompt: a run of placeholder positions whose input embeddings
+ * are the vision tower's soft tokens for it (model/vision.h). */
+typedef struct g4_mm_item {
+    int pos;                    /* first placeholder position in the prompt */
+    int n_tokens;               /* placeholders = soft tokens = (ph / 3) × (pw / 3) */
+    uint64_t hash[2];           /* content hash: the prefix-cache and encoder-cache key */
+    const float *patches;       /* f32 [ph × pw, 768] the tower's input (copied at submit) */
+    int ph, pw;
+} g4_mm_item;
+
 typedef struct g4_request_params {
     const int32_t *prompt;      /* copied at submit */
     int n_prompt;
@@ -142,6 +152,8 @@ typedef struct g4_request_params {
      * constraint allows no token ends with G4_FINISH_STOP. */
     const g4_constraint_iface *constraint_fn;
     void *constraint;
+    const g4_mm_item *mm;       /* images in the prompt, in position order (n_mm); NULL = text only */
+    int n_mm;
     g4_stop_rules stop;
     int priority;               /* lower runs first (vLLM convention); FCFS within a priority */
     unsigned detok_flags;       /* G4_DETOK_*: how this request's text is rendered (0: every token's

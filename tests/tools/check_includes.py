@@ -30,7 +30,7 @@ LAYERS = [
     ["csrc/base"],                                   # ground floor: errors, dtype, weight, rope, strbuf, comm
     ["csrc/backend"],                                # the op table, backend options, the registry's interface
     ["csrc/backend/cpu", "cuda"],                    # the backends (each defines its registry kind)
-    ["csrc/model", "csrc/text"],                     # the forward pass and checkpoints; tokenizer and chat text
+    ["csrc/model", "csrc/text", "csrc/media"],       # the forward pass and checkpoints; tokenizer and chat text; images
     ["csrc/grammar"],                                # structured output: grammars, matcher, token masks
     ["csrc/engine"],                                 # the serving engine over the executor seam
     ["csrc/parallel"],                               # the tensor-parallel group and its executor

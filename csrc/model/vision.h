@@ -1,0 +1,23 @@
+/* vision.h — the Gemma 4 vision tower and its projection into the text model (embed_vision):
+ * 16 × 16 patches → patch embedding + learned 2-D position table → 27 encoder layers (1152 wide,
+ * 16 heads × 72, q/k norms, 2-D RoPE θ = 100, bidirectional attention over one image, scale 1) →
+ * 3 × 3 average pooling × √1152 → (x − std_bias) ⊙ std_scale → weightless RMSNorm → Linear
+ * 1152 → H. Runs over the backend op table of the model it belongs to.
+ * Not here: decoding and resizing (csrc/media), where the soft tokens go in the prompt. */
+#ifndef G4_MODEL_VISION_H
+#define G4_MODEL_VISION_H
+
+#include "base/error.h"
+#include "model/gemma4.h"
+
+typedef struct g4_vision g4_vision;
+
+/* The model's vision tower, or NULL when its checkpoint has none (a text-only checkpoint). */
+g4_vision *g4_model_vision(g4_model *m);
+
+/* patches: f32 [ph × pw, 768] as g4_vision_preprocess makes them (ph, pw multiples of 3).
+ * out: f32 [(ph / 3) × (pw / 3), H] soft-token embeddings (H the text model's hidden size), not
+ * scaled by √H. 0, or −1 with err. Not thread-safe: the caller serialises with the model's steps. */
+int g4_vision_encode(g4_vision *v, const float *patches, int ph, int pw, float *out, g4_error *err);
+
+#endif
