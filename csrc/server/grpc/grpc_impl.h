@@ -260,5 +260,6 @@ int g4_grpc_check_utf8(const ProtobufCMessage *m, g4_error *err);
 extern const g4_grpc_method g4_health_methods[];
 extern const g4_grpc_method g4_native_methods[];
 extern const g4_grpc_method g4_kserve_methods[];
+extern const g4_grpc_method g4_reflection_methods[];
 
 #endif

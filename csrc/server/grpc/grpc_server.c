@@ -31,7 +31,8 @@ void g4_grpc_config_default(g4_grpc_config *c) {
     c->default_max_tokens = 16;
 }
 
-static const g4_grpc_method *const all_tables[] = {g4_health_methods, g4_native_methods, g4_kserve_methods};
+static const g4_grpc_method *const all_tables[] = {g4_health_methods, g4_native_methods, g4_kserve_methods,
+                                                   g4_reflection_methods};
 
 const g4_grpc_method *g4_grpc_find_method(const char *path, size_t len) {
     for (size_t t = 0; t < sizeof all_tables / sizeof all_tables[0]; t++)
