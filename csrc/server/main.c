@@ -73,7 +73,20 @@ static void usage(FILE *f) {
             "                              terminationGracePeriodSeconds); a second signal exits at once\n"
             "  --port N                    listen port (env NIM_SERVER_PORT; default 8000; 0 = any free port)\n"
             "  --max-body-bytes N          request body limit, larger bodies get 413 (default 67108864)\n"
-            "  --connection-timeout S      close idle connections after S seconds (default 600; 0 = never)\n"
+            "  --connection-timeout S      close idle connections after S seconds (default 60; 0 = never)\n"
+            "  --http-threads N            HTTP polling threads; a big request stalls only its own thread's\n"
+            "                              connections (default 4)\n"
+            "  --max-connections N         open HTTP connections at most (default: the open-file limit less 1024)\n"
+            "  --max-connections-per-ip N  open HTTP connections per client address (default 0 = no cap; behind a\n"
+            "                              gateway every client shares its address)\n"
+            "  --read-timeout S            a request's body must arrive within S seconds of its headers, else the\n"
+            "                              connection is closed (default 60; 0 = never)\n"
+            "  --stream-stall-timeout S    cancel a stream (HTTP or gRPC) whose client reads nothing for S seconds\n"
+            "                              (default 60; 0 = never)\n"
+            "  --max-json-values N         JSON values one body may hold (memory of the parsed tree; default\n"
+            "                              1048576), more get 413\n"
+            "  --body-budget-bytes N       request-body bytes held at once by all connections; beyond it 503\n"
+            "                              (default 1073741824)\n"
             "  --keepalive-interval S      SSE keep-alive comment after S seconds without data (default 5)\n"
             "  --request-timeout S         cancel a generation running longer than S seconds (default 0 = never)\n"
             "  --no-reasoning-content      emit only `reasoning`, not the older `reasoning_content` alias\n"
@@ -205,15 +218,17 @@ static int take_number(opts *o, const char *a, const char *v, int *i) {
         {"--max-queue", 0, 1 << 30, &o->max_queue},
         {"--tensor-parallel-size", 1, 8, &o->tp},
         {"--connection-timeout", 0, 1 << 30, &o->http.connection_timeout_s},
+        {"--http-threads", 1, 64, &o->http.n_threads},
+        {"--max-connections", 1, 1 << 20, &o->http.max_connections},
+        {"--max-connections-per-ip", 0, 1 << 20, &o->http.max_connections_per_ip},
     };
     const struct {
         const char *flag;
         double *dst;
     } doubles[] = {
-        {"--keepalive-interval", &o->http.keepalive_s},
-        {"--debug-ready-delay", &o->ready_delay_s},
-        {"--request-timeout", &o->http.request_timeout_s},
-        {"--drain-timeout", &o->drain_timeout_s},
+        {"--keepalive-interval", &o->http.keepalive_s},    {"--debug-ready-delay", &o->ready_delay_s},
+        {"--request-timeout", &o->http.request_timeout_s}, {"--drain-timeout", &o->drain_timeout_s},
+        {"--read-timeout", &o->http.read_timeout_s},       {"--stream-stall-timeout", &o->http.stall_timeout_s},
     };
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
         if (!strcmp(a, ints[k].flag)) {
@@ -271,6 +286,19 @@ static int parse_args(opts *o, int argc, char **argv) {
             int n;
             if (parse_int(a, v, 1024, &n) < 0) return -1;
             o->http.max_body_bytes = (size_t)n;
+        } else if (ARG("--max-json-values")) {
+            int n;
+            if (parse_int(a, v, 16, &n) < 0) return -1;
+            o->http.max_json_values = (size_t)n;
+        } else if (ARG("--body-budget-bytes")) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(v, &end, 10);
+            if (errno || end == v || *end || n < 1024 || v[0] == '-') {
+                fprintf(stderr, "g4serve: --body-budget-bytes: expected a byte count >= 1024, got '%s'\n", v);
+                return -1;
+            }
+            o->http.body_budget_bytes = (size_t)n;
         } else if (take_number(o, a, v, &i)) {
             if (i < 0) return -1;
         } else {
@@ -297,6 +325,7 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
     gc.host = o->http.host;
     gc.port = o->grpc_port;
     gc.served_name = o->http.served_names[0];
+    gc.stall_timeout_s = o->http.stall_timeout_s;
     gc.model_path = dir;
     gc.api_key = o->http.api_key;
     g4_grpc_server *gs = g4_grpc_server_start(&gc, err);

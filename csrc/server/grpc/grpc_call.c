@@ -127,7 +127,10 @@ int g4_gcall_send(g4_gcall *c, const ProtobufCMessage *msg) {
     op.data.send_message.send_message = bb;
     int rc = g4_gcall_batch(c, &op, 1, &c->t_send);
     grpc_byte_buffer_destroy(bb); /* the batch holds its own reference to the slices */
-    if (rc == 0) c->send_busy = true;
+    if (rc == 0) {
+        c->send_busy = true;
+        c->t_send_start = g4_gnow();
+    }
     return rc;
 }
 

@@ -25,11 +25,6 @@ const char *g4_finish_name(g4_finish_reason f) {
     }
 }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 g4_gen *g4_gen_new(g4_gcall *c, unsigned detok_flags) {
     if (!c->events && !(c->events = g4_stream_create())) return NULL;
@@ -38,7 +33,7 @@ g4_gen *g4_gen_new(g4_gcall *c, unsigned detok_flags) {
     g->call = c;
     g->stop_token = -1;
     g->detok_flags = detok_flags;
-    g->t_arrival = now_s();
+    g->t_arrival = g4_gnow();
     if (g4_stream_sink_init(&g->sink, c->events, g)) {
         free(g);
         return NULL;
@@ -50,7 +45,7 @@ g4_gen *g4_gen_new(g4_gcall *c, unsigned detok_flags) {
 static void on_event(void *user, const g4_event *ev) {
     g4_gen *g = user;
     g4_gcall *c = g->call;
-    double now = now_s();
+    double now = g4_gnow();
     if (ev->n_tokens > 0 && g->t_first == 0) g->t_first = now;
     if (ev->finish != G4_FINISH_NONE) {
         g4_request_record rec = {
@@ -93,7 +88,7 @@ void g4_grpc_count_refusal(g4_grpc_server *s, grpc_status_code code) {
 
 int g4_gen_submit(g4_gen *g, g4_request_params *p, grpc_status_code *code, g4_error *err) {
     g4_gcall *c = g->call;
-    g->t_submit = now_s();
+    g->t_submit = g4_gnow();
     p->on_event = on_event;
     p->user = g;
     p->detok_flags = g->detok_flags;

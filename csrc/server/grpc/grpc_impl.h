@@ -96,6 +96,7 @@ struct g4_grpc_server {
     int port;
     _Atomic(bool) attached, ready, stopping;
     _Atomic(bool) draining;             /* no new generations; health NOT_SERVING */
+    _Atomic(double) last_stall_scan;    /* monotonic s of the last cancel_stalled scan */
     g4_grpc_model model;                /* valid once attached */
     g4_so_cache *so_cache;              /* structured output (made at attach, with a tokenizer) */
 
@@ -124,6 +125,8 @@ struct g4_gcall {
     int close_cancelled;                /* RECV_CLOSE_ON_SERVER out parameter */
     bool closed, cancelled, cancel_handled, half_closed;
     bool send_busy;
+    double t_send_start;                /* monotonic s when the send in flight started */
+    bool stalled;                       /* cancelled by the stall rule */
     bool status_queued, status_started;
     grpc_status_code status;
     char status_msg[512];
@@ -172,6 +175,7 @@ void g4_gcall_on_tag(g4_gtag *t, bool ok);
 /* --- server helpers (grpc_server.c) ------------------------------------------------------- */
 
 bool g4_grpc_ready(g4_grpc_server *s);         /* attached and ready */
+double g4_gnow(void);                          /* monotonic seconds */
 bool g4_grpc_draining(g4_grpc_server *s);      /* SIGTERM came: finish what runs, start nothing */
 const g4_grpc_method *g4_grpc_find_method(const char *path, size_t len);
 void g4_grpc_watch_add(g4_grpc_server *s, g4_gcall *c);

@@ -19,6 +19,12 @@
 
 #define G4_GRPC_SLOTS 16 /* request_call slots kept posted */
 
+double g4_gnow(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 void g4_grpc_config_default(g4_grpc_config *c) {
     memset(c, 0, sizeof *c);
     c->host = "0.0.0.0";
@@ -29,6 +35,7 @@ void g4_grpc_config_default(g4_grpc_config *c) {
     c->served_name = "g4serve";
     c->model_path = "";
     c->default_max_tokens = 16;
+    c->stall_timeout_s = 60;
 }
 
 static const g4_grpc_method *const all_tables[] = {g4_health_methods, g4_native_methods, g4_kserve_methods,
@@ -53,11 +60,47 @@ static void post_slot(g4_grpc_server *s) {
     if (e != GRPC_CALL_OK) g4_gcall_unref(c);
 }
 
+static g4_gcall **hold_calls(g4_grpc_server *s, int *n_out);
+
+/* Calls whose last send has waited longer than stall_timeout_s: the client stopped reading, so
+ * the call would hold its running slots and KV blocks until max_tokens. Cancelled with
+ * RESOURCE_EXHAUSTED; the failed send then cancels its generations (on_cancel). At most once a
+ * second, by whichever completion-queue thread times out first. */
+static void cancel_stalled(g4_grpc_server *s) {
+    double now = g4_gnow();
+    double last = atomic_load(&s->last_stall_scan);
+    if (s->cfg.stall_timeout_s <= 0 || now - last < 1.0 ||
+        !atomic_compare_exchange_strong(&s->last_stall_scan, &last, now))
+        return;
+    int n;
+    g4_gcall **held = hold_calls(s, &n);
+    for (int i = 0; held && i < n; i++) {
+        g4_gcall *c = held[i];
+        pthread_mutex_lock(&c->mu);
+        if (c->send_busy && !c->stalled && !c->cancelled && now - c->t_send_start > s->cfg.stall_timeout_s) {
+            c->stalled = true;
+            gpr_log(GPR_INFO, "g4serve grpc: a call's client read nothing for %g s; cancelled", s->cfg.stall_timeout_s);
+            fprintf(stderr, "g4serve: grpc: a call's client read nothing for %g s; cancelled\n",
+                    s->cfg.stall_timeout_s);
+            grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                         "the client read nothing for too long (stall timeout)", NULL);
+        }
+        pthread_mutex_unlock(&c->mu);
+        g4_gcall_unref(c);
+    }
+    free(held);
+}
+
 static void *cq_loop(void *arg) {
     g4_grpc_server *s = arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        gpr_timespec tick = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(1000, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_next(s->cq, tick, NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+        if (ev.type == GRPC_QUEUE_TIMEOUT) {
+            cancel_stalled(s);
+            continue;
+        }
         if (ev.type != GRPC_OP_COMPLETE) continue;
         G4_GTAG_ACQUIRE(ev.tag);
         if (ev.tag == (void *)s) { /* the server shutdown tag */

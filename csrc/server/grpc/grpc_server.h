@@ -31,6 +31,9 @@ typedef struct g4_grpc_config {
     const char *served_name;      /* model name the APIs answer to (required) */
     const char *model_path;       /* reported by ModelInfo */
     int default_max_tokens;       /* Generate / KServe without max_tokens (default 16) */
+    double stall_timeout_s;       /* a call whose client takes no message for this long (its flow-
+                                     control window stays full) is cancelled: RESOURCE_EXHAUSTED,
+                                     its generations aborted (default 60; 0 = never) */
 } g4_grpc_config;
 
 void g4_grpc_config_default(g4_grpc_config *c);

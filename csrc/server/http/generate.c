@@ -178,6 +178,18 @@ static enum MHD_Result reject(g4_http_server *s, struct MHD_Connection *c, const
 static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max);
 static void sse_free(void *cls);
 
+/* A token stream needs little socket buffer (tokens/s × a few hundred bytes); the kernel's
+ * autotuning would give each up to several MiB, which thousands of streams whose clients stop
+ * reading would pin, and would hide such a client from the stall rule for megabytes. */
+#define G4_SSE_SNDBUF (64 * 1024)
+
+static void cap_send_buffer(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int v = G4_SSE_SNDBUF;
+    if (ci && setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v) != 0)
+        fprintf(stderr, "g4serve: http: SO_SNDBUF on a stream: %s (kept the default)\n", strerror(errno));
+}
+
 #define G4_HTTP_MAX_PROMPT_LP_ENTRIES 1000000
 
 enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, g4_oai_kind kind) {
@@ -361,6 +373,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         }
         MHD_add_response_header(r, "Content-Type", "text/event-stream");
         MHD_add_response_header(r, "Cache-Control", "no-cache");
+        cap_send_buffer(c);
         enum MHD_Result ret = MHD_queue_response(c, 200, r);
         MHD_destroy_response(r);
         return ret;
@@ -501,6 +514,16 @@ void g4_generate_tick(g4_http_server *s, double now) {
         if (!j->stream && j->n_engine_done < j->n && !j->client_left && client_gone(j)) {
             j->client_left = true;
             cancel = true;
+        }
+        /* A stream whose client reads nothing: keep-alives would have moved last_write, so the
+         * socket has been full for stall_timeout_s. Its sequences are cancelled so they stop
+         * holding running slots and KV blocks; the idle timeout closes the socket. */
+        if (j->stream && j->conn && !j->stalled && !j->done_sent && s->cfg.stall_timeout_s > 0 &&
+            s->cfg.keepalive_s > 0 && j->n_engine_done < j->n && now - j->last_write > s->cfg.stall_timeout_s) {
+            j->stalled = true;
+            cancel = true;
+            fprintf(stderr, "g4serve: http: %s: the client read nothing for %g s; generation cancelled\n", j->id,
+                    s->cfg.stall_timeout_s);
         }
         if (j->stream && j->conn && s->cfg.keepalive_s > 0 && now - j->last_write >= s->cfg.keepalive_s &&
             !j->done_sent && j->out_pos == j->out.len) {

@@ -52,6 +52,7 @@ struct g4_job {
     bool stream;
     bool failed;                 /* an error response was sent at submit */
     bool timed_out;
+    bool stalled;                /* a stream its client stopped reading: cancelled (stall_timeout_s) */
     bool client_left;            /* non-streaming client hung up while waiting: cancelled */
     bool oom;                    /* output lost to out of memory (non-streaming answers 500) */
     g4_oai_request req;

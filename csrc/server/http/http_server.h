@@ -29,7 +29,21 @@ typedef struct g4_http_config {
     const char *served_names[G4_HTTP_MAX_NAMES]; /* model names the API answers to; [0] is reported */
     int n_served_names;
     size_t max_body_bytes;         /* request bodies above this get 413 */
-    int connection_timeout_s;      /* idle connection timeout (0 = none) */
+    int connection_timeout_s;      /* idle connection timeout (0 = none); suspended connections
+                                      (a non-streaming request waiting for the engine) never idle */
+    int n_threads;                 /* MHD polling threads: a big request (parse, render, tokenize)
+                                      stalls only the connections of its thread */
+    int max_connections;           /* open connections at most (0 = from the open-file limit) */
+    int max_connections_per_ip;    /* 0 = no per-address cap (behind a gateway every client has its
+                                      address) */
+    double read_timeout_s;         /* a request's headers + body must arrive within this (0 = none):
+                                      a slow sender (slowloris) is disconnected */
+    double stall_timeout_s;        /* a stream whose client reads nothing for this long is cancelled
+                                      (0 = never; needs keepalive_s > 0 to tell) */
+    size_t max_json_values;        /* JSON values (objects, arrays, elements) in a body: a memory budget
+                                      for the parsed tree; above it 413 */
+    size_t body_budget_bytes;      /* request bodies held at once, all connections together; above it
+                                      503 + Retry-After */
     double keepalive_s;            /* SSE comment after this long without data (0 = never) */
     double request_timeout_s;      /* a generation running longer is cancelled (0 = never) */
     bool reasoning_content;        /* also emit `reasoning_content` (older clients) */

@@ -1,8 +1,13 @@
 /* server.c - the libmicrohttpd daemon: connection state, body collection, routing, and the
  * endpoints that need no generation (health, models, version, metrics, tokenize, detokenize,
  * tokenizer_info); /invocations picks chat or completions by the body's shape.
- * Generation lives in generate.c. Threading: MHD's one internal polling thread runs every
- * handler here; a ticker thread sends SSE keep-alives and enforces request timeouts. */
+ * Generation lives in generate.c. Threading: a pool of MHD polling threads (cfg.n_threads) runs
+ * the handlers, each thread for the connections it accepted, so a big request stalls only its
+ * own thread's connections; a ticker thread sends SSE keep-alives and enforces request and stall
+ * timeouts.
+ * Limits under abuse (docs/operations.md, "Limits"): a cap on open connections (and optionally
+ * per address), an idle timeout, a deadline for a request's body, a budget on the bytes of all
+ * bodies held at once and on the JSON values of one body (the parsed tree's memory). */
 #include "base/secret.h"
 #include "server/http/generate_impl.h"
 #include "server/http/server_impl.h"
@@ -16,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 
 
@@ -36,7 +42,12 @@ void g4_http_config_default(g4_http_config *c) {
     c->served_names[0] = "g4serve-tiny";
     c->n_served_names = 1;
     c->max_body_bytes = 64u << 20;
-    c->connection_timeout_s = 600;
+    c->connection_timeout_s = 60;
+    c->n_threads = 4;
+    c->read_timeout_s = 60;
+    c->stall_timeout_s = 60;
+    c->max_json_values = (size_t)1 << 20;
+    c->body_budget_bytes = (size_t)1 << 30;
     c->keepalive_s = 5.0;
     c->request_timeout_s = 0;
     c->reasoning_content = true;
@@ -416,6 +427,38 @@ static enum MHD_Result route(g4_http_server *s, struct MHD_Connection *c, g4_con
     return r->handler(s, c, cn);
 }
 
+/* Reserves n more body bytes in the server's budget for all held bodies; 0, or −1 when the budget
+ * is spent (nothing reserved). */
+static int take_budget(g4_http_server *s, g4_conn *cn, size_t n) {
+    size_t held = atomic_fetch_add(&s->body_bytes, n) + n;
+    if (s->cfg.body_budget_bytes && held > s->cfg.body_budget_bytes) {
+        atomic_fetch_sub(&s->body_bytes, n);
+        return -1;
+    }
+    cn->budgeted += n;
+    return 0;
+}
+
+/* An upper bound on the JSON values a body parses into: every value but the first follows a ',',
+ * ':' or an opening bracket outside a string. Linear, no allocation; malformed JSON is the
+ * parser's to report. */
+static size_t json_values(const char *p, size_t n) {
+    size_t v = 1;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (in_str) {
+            if (ch == '\\') i++;
+            else if (ch == '"') in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == ',' || ch == ':' || ch == '[' || ch == '{') {
+            v++;
+        }
+    }
+    return v;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *ver, const char *data, size_t *data_size, void **con_cls) {
     (void)ver;
@@ -438,9 +481,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*data_size) {
-        if (!cn->too_big && cn->body.len + *data_size <= s->cfg.max_body_bytes) {
-            if (g4_strbuf_append(&cn->body, data, *data_size) < 0) cn->too_big = true;
-        } else {
+        if (s->cfg.read_timeout_s > 0 && g4_now() - cn->t_arrival > s->cfg.read_timeout_s) {
+            /* a sender this slow holds a connection for nothing: close it, no answer */
+            fprintf(stderr, "g4serve: http: closing a connection whose body took longer than %g s\n",
+                    s->cfg.read_timeout_s);
+            return MHD_NO;
+        }
+        if (!cn->too_big && !cn->over_budget && cn->body.len + *data_size <= s->cfg.max_body_bytes) {
+            if (take_budget(s, cn, *data_size) < 0) cn->over_budget = true;
+            else if (g4_strbuf_append(&cn->body, data, *data_size) < 0) cn->too_big = true;
+        } else if (!cn->over_budget) {
             cn->too_big = true;
         }
         *data_size = 0;
@@ -452,6 +502,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         snprintf(msg, sizeof msg, "request body larger than the limit of %zu bytes", s->cfg.max_body_bytes);
         return send_fail(s, c, 413, NULL, msg);
     }
+    if (cn->over_budget)
+        return send_fail(s, c, 503, NULL, "the server holds too many request bodies at once; retry shortly");
+    size_t values = json_values(cn->body.data, cn->body.len);
+    if (values > s->cfg.max_json_values) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "request body has more than %zu JSON values (objects, arrays, elements)",
+                 s->cfg.max_json_values);
+        return send_fail(s, c, 413, NULL, msg);
+    }
     return route(s, c, cn, url, method);
 }
 
@@ -461,6 +520,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     g4_conn *cn = *con_cls;
     if (!cn) return;
     if (cn->job) g4_generate_conn_closed(s, cn, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    atomic_fetch_sub(&s->body_bytes, cn->budgeted);
     g4_strbuf_free(&cn->body);
     free(cn);
     *con_cls = NULL;
@@ -496,6 +556,21 @@ static void *ticker_main(void *arg) {
     return NULL;
 }
 
+/* The open-connection cap: `want`, or (0) as many as the open-file limit allows after raising
+ * its soft value to the hard one, less a reserve for the model's files, gRPC and the process. */
+static unsigned connection_limit(int want) {
+    if (want > 0) return (unsigned)want;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0) rl = up;
+    }
+    rlim_t lim = rl.rlim_cur == RLIM_INFINITY ? 65536 : rl.rlim_cur;
+    rlim_t n = lim > 2048 ? lim - 1024 : lim / 2;
+    return (unsigned)(n > 65536 ? 65536 : n);
+}
+
 g4_http_server *g4_http_server_start(const g4_http_config *cfg, g4_error *err) {
     g4_http_server *s = calloc(1, sizeof *s);
     if (!s) {
@@ -509,6 +584,7 @@ g4_http_server *g4_http_server_start(const g4_http_config *cfg, g4_error *err) {
     atomic_init(&s->ready, false);
     atomic_init(&s->draining, false);
     atomic_init(&s->next_id, 1);
+    atomic_init(&s->body_bytes, 0);
     pthread_mutex_init(&s->jobs_mu, NULL);
     pthread_cond_init(&s->ticker_cv, NULL);
     s->metrics = cfg->metrics;
@@ -528,13 +604,17 @@ g4_http_server *g4_http_server_start(const g4_http_config *cfg, g4_error *err) {
         g4_fail(err, "--host: '%s' is not an IPv4 address", cfg->host);
         goto fail;
     }
+    unsigned max_conn = connection_limit(cfg->max_connections);
     s->daemon =
         MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
                          (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
                          s, /* first, so it catches everything */
                          MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
-                         MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+                         MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                         (unsigned)(cfg->max_connections_per_ip > 0 ? cfg->max_connections_per_ip : 0),
+                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->n_threads > 1 ? cfg->n_threads : 0),
+                         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!s->daemon) {
         g4_fail(err, "cannot listen on %s:%d (port in use or no permission)", cfg->host, cfg->port);
         goto fail;

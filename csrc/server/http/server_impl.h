@@ -30,6 +30,7 @@ struct g4_http_server {
     bool own_metrics;
     long created;                  /* unix seconds, for /v1/models */
     atomic_ullong next_id;         /* response ids */
+    atomic_size_t body_bytes;      /* request-body bytes held by all connections (cfg.body_budget_bytes) */
 
     pthread_mutex_t jobs_mu;       /* guards jobs and stopping */
     g4_job *jobs;                  /* live jobs (keep-alive, timeouts, shutdown) */
@@ -43,7 +44,9 @@ struct g4_http_server {
 typedef struct g4_conn {
     g4_strbuf body;
     bool too_big;
-    double t_arrival;              /* monotonic seconds */
+    bool over_budget;              /* the server's body budget was spent while reading this one */
+    size_t budgeted;               /* bytes of s->body_bytes this connection holds */
+    double t_arrival;              /* monotonic seconds, when its headers were complete */
     g4_job *job;                   /* a generation in flight, NULL otherwise */
 } g4_conn;
 
