@@ -35,13 +35,16 @@ typedef struct g4_sampling {
     int logprobs;               /* −1 = none; 0 = the chosen token's; n = plus the top-n (≤ 20) */
 } g4_sampling;
 
+#define G4_MAX_STOP_STRING_BYTES 4096
+
 typedef struct g4_stop_rules {
     int max_tokens;             /* ≥ 1; prompt + max_tokens ≤ max model length (else refused) */
     int min_tokens;             /* no stop (ids, eos, strings) before this many tokens */
     bool ignore_eos;            /* do not stop on the model's eos ids */
     const int32_t *stop_ids;    /* extra stop token ids (copied at submit) */
     int n_stop_ids;
-    const char *const *stop_strings; /* matched on detokenized text, excluded from output (copied) */
+    const char *const *stop_strings; /* matched on detokenized text, excluded from output (copied);
+                                        each at most G4_MAX_STOP_STRING_BYTES */
     int n_stop_strings;
 } g4_stop_rules;
 

@@ -3,6 +3,7 @@
  * (G4_ERR_TOO_LONG). Everything else runs eventually: lack of memory at run time only delays a
  * request (preemption), it never fails it. Not here: the queue-length limit (engine.c). */
 #include <math.h>
+#include <string.h>
 
 #include "engine/engine.h"
 #include "engine/kvcache.h"
@@ -27,9 +28,16 @@ int g4_engine_check_request(const g4_engine_opts *o, int vocab, bool has_detok, 
         return g4_fail(err, "request: %d stop strings without an array", r->n_stop_strings), G4_ERR_INVALID;
     if (r->n_stop_strings > 0 && !has_detok)
         return g4_fail(err, "request: stop strings need a detokenizer, and this engine has none"), G4_ERR_INVALID;
-    for (int i = 0; i < r->n_stop_strings; i++)
+    for (int i = 0; i < r->n_stop_strings; i++) {
         if (!r->stop_strings[i] || !r->stop_strings[i][0])
             return g4_fail(err, "request: stop_strings[%d] is empty", i), G4_ERR_INVALID;
+        /* Each choice copies its stop strings and holds back as much text as the longest one,
+         * so a megabyte stop string costs megabytes per choice and streams nothing. */
+        size_t len = strlen(r->stop_strings[i]);
+        if (len > G4_MAX_STOP_STRING_BYTES)
+            return g4_fail(err, "request: stop_strings[%d] is %zu bytes; at most %d", i, len, G4_MAX_STOP_STRING_BYTES),
+                   G4_ERR_INVALID;
+    }
     if (!(s->temperature >= 0) || s->temperature > 100)
         return g4_fail(err, "request: temperature %g must be in [0, 100]", s->temperature), G4_ERR_INVALID;
     if (!(s->top_p > 0 && s->top_p <= 1))

@@ -235,3 +235,14 @@ def test_stream_nobody_reads_is_cancelled(make_server):
         for c in socks:
             c.close()
     settled(s.base)
+
+
+def test_huge_stop_string_is_refused(server):
+    """A 1 MB stop string would be copied per choice and hold back 1 MB of text: 400, not memory."""
+    r = requests.post(server.base + "/v1/completions", timeout=60,
+                      json={"model": MODEL, "prompt": "hi", "max_tokens": 2, "n": 8, "stop": ["x" * (1 << 20)]})
+    assert r.status_code == 400, r.text[:300]
+    assert "stop_strings[0]" in r.json()["error"]["message"] and "4096" in r.json()["error"]["message"]
+    r = requests.post(server.base + "/v1/completions", timeout=60,
+                      json={"model": MODEL, "prompt": "hi", "max_tokens": 2, "stop": ["y" * 4096]})
+    assert r.status_code == 200, r.text[:300]
