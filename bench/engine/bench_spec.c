@@ -350,7 +350,7 @@ int main(int argc, char **argv) {
             for (int i = 0; i < a.n; i++) res[m][w].req[i].ids = ids + ((size_t)(m * 2 + w) * a.n + i) * a.out_len;
         }
     g4_spec_config_describe(&spec, line, sizeof line);
-    fprintf(stderr, "g4-bench-spec: speculative decoding: %s\n", line);
+    fprintf(stderr, "g4-bench-spec: speculative config: %s\n", line);
     if (run_mode(&a, &off, res[0], &err) < 0 || run_mode(&a, &spec, res[1], &err) < 0) {
         fprintf(stderr, "g4-bench-spec: %s\n", err.msg);
         return 1;

@@ -495,8 +495,7 @@ int main(int argc, char **argv) {
     so.warm_up = true;
     so.spec = o.spec;
     char spec_line[G4_STACK_PATH_MAX + 256];
-    fprintf(stderr, "g4serve: speculative decoding: %s\n",
-            g4_spec_config_describe(&o.spec, spec_line, sizeof spec_line));
+    fprintf(stderr, "g4serve: speculative config: %s\n", g4_spec_config_describe(&o.spec, spec_line, sizeof spec_line));
     if (g4_stack_open(&st, &so, &err) < 0) goto out;
     g4_http_server_attach(srv, st->engine, st->tok, &st->eo);
     if (o.ready_delay_s > 0) usleep((useconds_t)(o.ready_delay_s * 1e6));
