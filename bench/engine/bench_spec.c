@@ -416,8 +416,8 @@ int main(int argc, char **argv) {
     }
     cJSON_AddBoolToObject(root, "engine_speculated", speculated);
     if (!speculated)
-        printf("note: the engine made no proposals (this build's engine does not speculate): the 'on' rows "
-               "ran without speculation\n");
+        printf("note: the engine made no proposal (nothing matched, or an engine without speculation): the 'on' "
+               "rows ran as 'off' did\n");
     int rc = 0;
     if (a.result_file) {
         char *text = cJSON_Print(root);
