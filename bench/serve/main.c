@@ -14,11 +14,12 @@
 #include "driver.h"
 #include "report.h"
 #include "roofline.h"
+#include "server/spec_config_json.h"
 #include "server/stack.h"
 
 typedef struct args {
     const char *backend, *base_url, *host, *endpoint, *model, *api_key, *dataset, *dataset_path, *tokenizer;
-    const char *goodput, *pcts, *result_file, *model_config, *engine_backend;
+    const char *goodput, *pcts, *result_file, *model_config, *engine_backend, *spec_config;
     int port, num_prompts, num_warmups, input_len, output_len, prefix_len, id_min, sharegpt_output_len;
     int max_concurrency, offline, roofline, device, max_num_seqs, max_batched, max_model_len, kv_shared;
     long vocab;
@@ -41,7 +42,8 @@ static void usage(FILE *f) {
         "  --offline                   run the load in-process on the engine (no HTTP); without --model a tiny\n"
         "                              random model is written to a temporary directory\n"
         "  --engine-backend cpu|cuda   offline compute backend (default cpu); --max-num-seqs N (64),\n"
-        "                              --max-num-batched-tokens N (512), --max-model-len N (4096)\n"
+        "                              --max-num-batched-tokens N (512), --max-model-len N (4096),\n"
+        "                              --speculative-config JSON (vLLM's form, as g4serve; default off)\n"
         "Dataset\n"
         "  --dataset-name random|sharegpt  (default random)   --dataset-path FILE (ShareGPT JSON)\n"
         "  --num-prompts N (1000)   --seed N (0)   --tokenizer tokenizer.json (ShareGPT, chat + random)\n"
@@ -119,6 +121,7 @@ static int parse(args *a, int argc, char **argv) {
         S("--result-file", result_file);
         S("--model-config", model_config);
         S("--engine-backend", engine_backend);
+        S("--speculative-config", spec_config);
         I("--port", port);
         I("--num-prompts", num_prompts);
         I("--num-warmups", num_warmups);
@@ -207,6 +210,10 @@ static int offline_open(g4_stack **st, const args *a, g4_error *err) {
     so.model.max_model_len = a->max_model_len;
     so.max_waiting = a->num_prompts + a->num_warmups + 16;
     so.prefix_cache = 0; /* unique random prompts; keep warm-ups from seeding the cache */
+    static char draft_dir[4096];
+    if (g4_spec_config_from_json(a->spec_config, &so.spec, draft_dir, sizeof draft_dir, err) < 0 ||
+        g4_spec_config_check_draft(&so.spec, err) < 0)
+        return g4_fail_prefix(err, "--speculative-config");
     return g4_stack_open(st, &so, err) < 0 ? g4_fail_prefix(err, "offline") : 0;
 }
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "server/http/http_server.h"
+#include "server/spec_config_json.h"
 #include "server/stack.h"
 #ifdef G4_HAVE_GRPC
 #include "server/grpc/grpc_server.h"
@@ -31,6 +32,10 @@ typedef struct opts {
     int prefix_cache;            /* -1 = engine default */
     double ready_delay_s;        /* testing aid: stay not-ready this long after warm-up */
     double drain_timeout_s;      /* grace period for in-flight work after SIGTERM */
+    const char *spec_json;       /* --speculative-config / G4_SPECULATIVE_CONFIG text */
+    const char *spec_source;     /* which of the two it came from (for errors) */
+    g4_spec_config spec;         /* parsed from spec_json */
+    char spec_draft_dir[G4_STACK_PATH_MAX];
     char names_buf[1024];
 } opts;
 
@@ -60,6 +65,11 @@ static void usage(FILE *f) {
             "                              default on)\n"
             "  --tensor-parallel-size N    split the model over N ranks: N GPUs with --backend cuda (NCCL), N threads\n"
             "                              with cpu (env NIM_TENSOR_PARALLEL_SIZE; default 1)\n"
+            "  --speculative-config JSON   speculative decoding in vLLM's form (env G4_SPECULATIVE_CONFIG; default\n"
+            "                              off): {\"method\":\"ngram\",\"num_speculative_tokens\":4,\n"
+            "                              \"prompt_lookup_max\":4,\"prompt_lookup_min\":2} or a draft checkpoint\n"
+            "                              {\"model\":\"DIR\",\"num_speculative_tokens\":4}; optional\n"
+            "                              \"disable_by_batch_size\":N (docs/operations.md)\n"
             "\n"
             "HTTP\n"
             "  --host ADDR                 IPv4 listen address of HTTP and gRPC (default 0.0.0.0; deploy/run-local.sh\n"
@@ -186,6 +196,7 @@ static int read_env(opts *o) {
     if ((v = getenv("NIM_ENABLE_KV_CACHE_REUSE"))) o->prefix_cache = strcmp(v, "0") && strcasecmp(v, "false");
     if ((v = getenv("VLLM_API_KEY")) && *v) o->http.api_key = v;
     if ((v = getenv("G4_DRAIN_TIMEOUT")) && parse_double("G4_DRAIN_TIMEOUT", v, &o->drain_timeout_s) < 0) return -1;
+    if ((v = getenv("G4_SPECULATIVE_CONFIG"))) o->spec_json = v, o->spec_source = "G4_SPECULATIVE_CONFIG";
     if ((v = getenv("NIM_DISABLE_LOG_REQUESTS"))) o->http.log_requests = !strcmp(v, "0") || !strcasecmp(v, "false");
     static const char *const logged[] = {"NIM_LOG_LEVEL",
                                          "NIM_JSONL_LOGGING",
@@ -276,6 +287,9 @@ static int parse_args(opts *o, int argc, char **argv) {
             o->tokenizer = v;
         } else if (ARG("--backend")) {
             o->backend = v;
+        } else if (ARG("--speculative-config")) {
+            o->spec_json = v;
+            o->spec_source = "--speculative-config";
         } else if (ARG("--served-model-name")) {
             set_names(o, v);
         } else if (ARG("--host")) {
@@ -309,6 +323,12 @@ static int parse_args(opts *o, int argc, char **argv) {
     }
     if (o->tp != 1 && o->tp != 2 && o->tp != 4 && o->tp != 8) {
         fprintf(stderr, "g4serve: --tensor-parallel-size %d: expected 1, 2, 4 or 8\n", o->tp);
+        return -1;
+    }
+    g4_error err = {{0}};
+    if (g4_spec_config_from_json(o->spec_json, &o->spec, o->spec_draft_dir, sizeof o->spec_draft_dir, &err) < 0 ||
+        g4_spec_config_check_draft(&o->spec, &err) < 0) {
+        fprintf(stderr, "g4serve: %s: %s\n", o->spec_source, err.msg);
         return -1;
     }
     return 0;
@@ -502,6 +522,9 @@ int main(int argc, char **argv) {
     so.max_waiting = o.max_queue;
     so.prefix_cache = o.prefix_cache;
     so.warm_up = true;
+    so.spec = o.spec;
+    char spec_line[G4_STACK_PATH_MAX + 256];
+    fprintf(stderr, "g4serve: speculative config: %s\n", g4_spec_config_describe(&o.spec, spec_line, sizeof spec_line));
     if (g4_stack_open(&st, &so, &err) < 0) goto out;
     g4_http_server_attach(srv, st->engine, st->tok, &st->eo);
     if (o.ready_delay_s > 0) usleep((useconds_t)(o.ready_delay_s * 1e6));

@@ -13,6 +13,7 @@
 #include "engine/sampling.h"
 #include "server/default_model.h"
 #include "server/detok_seam.h"
+#include "server/spec_config_json.h"
 
 void g4_stack_opts_default(g4_stack_opts *o) {
     memset(o, 0, sizeof *o);
@@ -111,6 +112,7 @@ static int engine_opts(g4_stack *s, const g4_stack_opts *o, g4_error *err) {
     if (g4_sampling_load_defaults(&s->eo.defaults, s->dir, err) < 0) /* generation_config.json, if any */
         return -1;
     if (o->max_waiting >= 0) s->eo.max_waiting = o->max_waiting;
+    s->eo.spec = o->spec;
     if (o->prefix_cache >= 0) s->eo.prefix_cache = o->prefix_cache != 0;
     /* Stop ids: the model's, plus Gemma 4's chat stops as the tokenizer names them (<eos>,
      * <turn|>, <|tool_response>), which an instruction-tuned generation_config lists but
@@ -176,6 +178,8 @@ static int warm_up(g4_stack *s, g4_error *err) {
 int g4_stack_open(g4_stack **out, const g4_stack_opts *o, g4_error *err) {
     *out = NULL;
     if (o->warm_up && o->no_tokenizer) return g4_fail(err, "stack: warm-up needs a tokenizer");
+    /* a draft model's directory before the target's weights load (minutes on a GPU) */
+    if (g4_spec_config_check_draft(&o->spec, err) < 0) return g4_fail_prefix(err, "speculative config");
     g4_stack *s = calloc(1, sizeof *s);
     if (!s) return g4_fail(err, "stack: out of memory");
     /* the tokenizer before the model: a missing file is reported before minutes of loading */

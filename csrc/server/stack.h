@@ -44,6 +44,8 @@ typedef struct g4_stack_opts {
     int max_waiting;                /* queued requests (0: none wait); -1 = the engine's default */
     int prefix_cache;               /* 1 on, 0 off, -1 = the engine's default */
     bool warm_up;                   /* one short request through the engine before returning */
+    g4_spec_config spec;            /* speculative decoding (default off); a draft model's
+                                       directory must hold a config.json */
 } g4_stack_opts;
 
 /* Defaults: the embedded tiny-dense model in a temporary directory, cpu, one rank, the model's

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "model/testmodel.h"
+#include "server/spec_config_json.h"
 #include "server/stack.h"
 
 static double now_s(void) {
@@ -42,6 +43,7 @@ typedef struct run {
     double t_first, t_end;       /* first generated token, last event */
     bool done;
     g4_finish_reason finish;
+    int spec_draft, spec_accepted; /* speculative decoding's proposals for the request, accepted */
     char error[256];
 } run;
 
@@ -60,6 +62,8 @@ static void on_event(void *user, const g4_event *ev) {
         r->t_end = t;
         r->done = true;
         r->finish = ev->finish;
+        r->spec_draft = ev->spec_draft_tokens;
+        r->spec_accepted = ev->spec_accepted_tokens;
         snprintf(r->error, sizeof r->error, "%s", ev->error ? ev->error : "aborted");
         pthread_cond_signal(&r->cv);
     }
@@ -84,15 +88,17 @@ static void usage(const char *argv0) {
     fprintf(stderr,
             "usage: %s --model DIR [--backend cpu|cuda] [--prompt-ids 2,818,5010] [--max-tokens N]\n"
             "          [--chunk N] [--no-stop] [--dummy tiny-dense|tiny-moe|31b|26b-a4b [--seed N]]\n"
+            "          [--speculative-config JSON]\n"
             "  Greedy generation from token ids; stops at the model's eos ids unless --no-stop.\n"
             "  --dummy: no checkpoint; a header-only one of that geometry is written to a temporary\n"
-            "  directory and every weight is filled with seeded random values on the backend.\n",
+            "  directory and every weight is filled with seeded random values on the backend.\n"
+            "  --speculative-config: speculative decoding in vLLM's form, as g4serve (docs/operations.md).\n",
             argv0);
 }
 
 int main(int argc, char **argv) {
     const char *dir = NULL, *backend = "cpu", *prompt = "2,818,5010,1045,563,496";
-    const char *dummy = NULL;
+    const char *dummy = NULL, *spec_json = NULL;
     unsigned long long dummy_seed = 1;
     int max_tokens = 32, chunk = 256, stop = 1;
     for (int i = 1; i < argc; i++) {
@@ -104,10 +110,19 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-stop")) stop = 0;
         else if (!strcmp(argv[i], "--dummy") && i + 1 < argc) dummy = argv[++i];
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) dummy_seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--speculative-config") && i + 1 < argc) spec_json = argv[++i];
         else {
             usage(argv[0]);
             return 2;
         }
+    }
+    g4_spec_config spec;
+    static char draft_dir[4096];
+    g4_error serr = {{0}};
+    if (g4_spec_config_from_json(spec_json, &spec, draft_dir, sizeof draft_dir, &serr) < 0 ||
+        g4_spec_config_check_draft(&spec, &serr) < 0) {
+        fprintf(stderr, "g4-generate: --speculative-config: %s\n", serr.msg);
+        return 2;
     }
     char tmpdir[] = "/tmp/g4-dummy-XXXXXX";
     if (dummy) { /* a header-only checkpoint of that geometry, removed at exit */
@@ -139,6 +154,7 @@ int main(int argc, char **argv) {
     so.model.max_step_tokens = chunk;
     so.model.progress = progress;
     so.model.dummy_seed = dummy ? dummy_seed : 0;
+    so.spec = spec;
     g4_stack *st = NULL;
     run r = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .cap = max_tokens + 1};
     int rc = 1;
@@ -179,6 +195,8 @@ int main(int argc, char **argv) {
     printf("\nprefill: %d tokens in %.3f s (%.1f tokens/s)\n", n, t_prefill, n / t_prefill);
     printf("decode:  %d tokens in %.3f s (%.1f tokens/s)\n", r.n, t_decode,
            r.n > 1 && t_decode > 0 ? (r.n - 1) / t_decode : 0.0);
+    if (so.spec.method != G4_SPEC_OFF)
+        printf("speculative decoding: %d tokens proposed, %d accepted\n", r.spec_draft, r.spec_accepted);
     rc = 0;
 out:
     if (rc) fprintf(stderr, "g4-generate: %s\n", err.msg);

@@ -143,6 +143,8 @@ static void apply(g4_gen *g, const g4_stream_event *se) {
         g->prompt_tokens = e->prompt_tokens;
         g->completion_tokens = e->completion_tokens;
         g->cached_tokens = e->cached_tokens;
+        g->spec_draft_tokens = e->spec_draft_tokens;
+        g->spec_accepted_tokens = e->spec_accepted_tokens;
         g->stop_token = e->stop_token;
         g->stop_string = e->stop_string ? strdup(e->stop_string) : NULL;
         g->error = e->error ? strdup(e->error) : NULL;

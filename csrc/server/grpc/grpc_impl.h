@@ -223,6 +223,7 @@ struct g4_gen {
     /* on the final event */
     g4_finish_reason finish;
     int prompt_tokens, completion_tokens, cached_tokens;
+    int spec_draft_tokens, spec_accepted_tokens; /* speculative decoding's proposals, accepted */
     int32_t stop_token;
     char *stop_string;
     char *error;

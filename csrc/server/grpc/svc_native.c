@@ -305,6 +305,8 @@ static void send_generate(g4_gcall *c, gen_state *st, bool final) {
         usage.prompt_tokens = g->prompt_tokens;
         usage.completion_tokens = g->completion_tokens;
         usage.cached_tokens = g->cached_tokens;
+        usage.spec_draft_tokens = g->spec_draft_tokens;
+        usage.spec_accepted_tokens = g->spec_accepted_tokens;
         r.usage = &usage;
         if (g->stop_string) r.stop_string = g->stop_string;
         r.stop_token_id = g->stop_token;

@@ -649,6 +649,7 @@ void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *
                         .sliding_window = eo->sliding_window,
                         .prefix_caching = eo->prefix_cache};
     g4_metrics_set_cache_info(s->metrics, &ci);
+    g4_metrics_set_spec_positions(s->metrics, eo->spec.method != G4_SPEC_OFF ? eo->spec.num_speculative_tokens : 0);
     atomic_store(&s->engine, e);
 }
 

@@ -1,6 +1,7 @@
 /* metrics.c - Prometheus counters and histograms of the server, both protocols (see metrics.h).
  * Families are rendered from one set of numbers under two names (vLLM's and NIM's); counters
- * are declared with their base name and sampled as <name>_total, as prometheus_client does. */
+ * are named <name>_total in their HELP, TYPE and sample lines, as prometheus_client writes the
+ * text format 0.0.4 (vLLM's /metrics), so its parser reads them as counters. */
 #include "server/metrics/metrics.h"
 
 #include <pthread.h>
@@ -29,6 +30,7 @@ struct g4_metrics {
     hist params_n, params_max_tokens, max_gen;   /* per request (prompt group) */
     bool has_cache_info;
     g4_cache_info cache;
+    int spec_positions;               /* 0: speculation off, no spec_decode families */
 };
 
 static void hist_init(hist *h, const double *le, int n) {
@@ -167,6 +169,13 @@ void g4_metrics_set_cache_info(g4_metrics *m, const g4_cache_info *ci) {
     pthread_mutex_unlock(&m->mu);
 }
 
+void g4_metrics_set_spec_positions(g4_metrics *m, int positions) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    m->spec_positions = positions < 0 ? 0 : positions > G4_SPEC_MAX_TOKENS ? G4_SPEC_MAX_TOKENS : positions;
+    pthread_mutex_unlock(&m->mu);
+}
+
 void g4_metrics_request_rejected(g4_metrics *m, int status) {
     if (!m) return;
     pthread_mutex_lock(&m->mu);
@@ -187,8 +196,15 @@ static int gauge(g4_strbuf *o, const g4_metrics *m, const char *name, const char
     return g4_strbuf_printf(o, "%s{%s} %.17g\n", name, m->label, v);
 }
 
+/* A counter's family head: "<name>_total" as prometheus_client writes it. */
+static int counter_head(g4_strbuf *o, const char *name, const char *help) {
+    char total[160];
+    snprintf(total, sizeof total, "%s_total", name);
+    return head(o, total, "counter", help);
+}
+
 static int counter(g4_strbuf *o, const g4_metrics *m, const char *name, const char *help, uint64_t v) {
-    if (head(o, name, "counter", help) < 0) return -1;
+    if (counter_head(o, name, help) < 0) return -1;
     return g4_strbuf_printf(o, "%s_total{%s} %llu\n", name, m->label, (unsigned long long)v);
 }
 
@@ -230,11 +246,25 @@ static int cache_info(g4_strbuf *o, const g4_metrics *m, const char *name) {
                             ci->n_blocks_sliding, ci->sliding_window);
 }
 
+/* vLLM's speculative decoding counters (its SpecDecodingProm): proposals, proposed and accepted
+ * tokens, and accepted tokens by position in the proposal (label position = 0..k−1). */
+static int spec_decode(g4_strbuf *o, const g4_metrics *m, const g4_engine_stats *st) {
+    int rc = counter(o, m, "vllm:spec_decode_num_drafts", "Number of spec decoding drafts.", st->spec_drafts);
+    rc |= counter(o, m, "vllm:spec_decode_num_draft_tokens", "Number of draft tokens.", st->spec_draft_tokens);
+    rc |= counter(o, m, "vllm:spec_decode_num_accepted_tokens", "Number of accepted tokens.", st->spec_accepted_tokens);
+    const char *name = "vllm:spec_decode_num_accepted_tokens_per_pos";
+    rc |= counter_head(o, name, "Accepted tokens per draft position.");
+    for (int i = 0; i < m->spec_positions && rc == 0; i++)
+        rc |= g4_strbuf_printf(o, "%s_total{%s,position=\"%d\"} %llu\n", name, m->label, i,
+                               (unsigned long long)st->spec_accepted_per_pos[i]);
+    return rc;
+}
+
 static const char *const reason_names[5] = {"none", "stop", "length", "abort", "error"};
 
 static int by_reason(g4_strbuf *o, const g4_metrics *m, const char *name, const char *help, const uint64_t *v,
                      int first, int last) {
-    if (head(o, name, "counter", help) < 0) return -1;
+    if (counter_head(o, name, help) < 0) return -1;
     for (int r = first; r <= last; r++)
         if (g4_strbuf_printf(o, "%s_total{%s,finished_reason=\"%s\"} %llu\n", name, m->label, reason_names[r],
                              (unsigned long long)v[r]) < 0)
@@ -305,6 +335,7 @@ int g4_metrics_render(g4_metrics *m, const g4_engine_stats *st, int max_running,
                             "Histogram of maximum number of requested generation tokens.", &c.max_gen);
             rc |= iteration_tokens(out, &c, NAME("iteration_tokens_total"), st);
             if (c.has_cache_info) rc |= cache_info(out, &c, NAME("cache_config_info"));
+            if (c.spec_positions > 0) rc |= spec_decode(out, &c, st);
         } else {
             rc |= counter(out, &c, NAME("request_failure"), "Count of failed requests (errors and refusals).", failure);
             rc |= by_reason(out, &c, NAME("request_finish"), "Count of finished requests by finish reason.", c.finished,

@@ -55,6 +55,11 @@ typedef struct g4_cache_info {
 } g4_cache_info;
 void g4_metrics_set_cache_info(g4_metrics *m, const g4_cache_info *ci);
 
+/* Speculative decoding's counters (vLLM's spec_decode_* families, from g4_engine_stats) are
+ * rendered only when speculation is configured, as vLLM does: positions = the proposal length
+ * k (1..G4_SPEC_MAX_TOKENS), 0 = not configured. Call once the engine exists. */
+void g4_metrics_set_spec_positions(g4_metrics *m, int positions);
+
 /* A request refused before it reached the engine, as an HTTP status (4xx/5xx; gRPC maps its
  * status codes onto these: grpc_gen.c). */
 void g4_metrics_request_rejected(g4_metrics *m, int status);
