@@ -1,6 +1,10 @@
 /* image.h — one still image decoded from its file bytes (PNG, JPEG, WebP, GIF first frame) into
  * 8-bit RGB, with limits on the input bytes and the pixel count checked before the pixels are
  * allocated. Errors name what is wrong (format unknown, truncated, corrupt, too large).
+ * Colour as PIL's Image.convert("RGB") gives it, which is what transformers' Gemma 4 processor
+ * calls: grey is replicated, palettes are expanded, and an alpha channel is dropped (not
+ * composited: a transparent pixel keeps its colour values), 16-bit PNG samples keep their high
+ * byte. JPEG decodes with libjpeg-turbo's defaults (islow IDCT, fancy upsampling), as PIL does.
  * Not here: where the bytes come from (data: URL, fetch, file: csrc/server), resizing and
  * normalisation for the vision tower (vision_preprocess.h). */
 #ifndef G4_MEDIA_IMAGE_H
@@ -13,7 +17,7 @@
 
 typedef struct g4_image {
     int width, height;
-    uint8_t *rgb;                /* [height, width, 3] row-major, R G B; alpha composited on white? see image.c */
+    uint8_t *rgb;                /* [height, width, 3] row-major, R G B; alpha dropped (above) */
 } g4_image;
 
 typedef struct g4_image_limits {
