@@ -38,6 +38,14 @@ typedef struct g4_prompt_input {
     const cJSON *messages;       /* a JSON array of messages */
     const cJSON *tools;          /* a JSON array of tools; NULL = none */
     g4_chat_options chat;
+    /* Images (chat): the template writes one <|image|> per image part; each becomes <|image>
+     * + image_tokens[i] × <|image|> + <image|> (Gemma 4's processor), in the order the template
+     * places them. The count must match (a part the template drops is an error). image_pos
+     * (caller-owned, n_images entries, may be NULL) receives each image's first placeholder
+     * position. */
+    const int *image_tokens;
+    int n_images;
+    int *image_pos;
 } g4_prompt_input;
 
 /* An input of kind with the defaults (chat options: g4_chat_options_default). */
