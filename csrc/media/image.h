@@ -5,7 +5,7 @@
  * calls: grey is replicated, palettes are expanded, and an alpha channel is dropped (not
  * composited: a transparent pixel keeps its colour values), 16-bit PNG samples keep their high
  * byte. JPEG decodes with libjpeg-turbo's defaults (islow IDCT, fancy upsampling), as PIL does.
- * Not here: where the bytes come from (data: URL, fetch, file: csrc/server), resizing and
+ * Not here: where the bytes come from (data:, http(s), file: URLs: media_source.h), resizing and
  * normalisation for the vision tower (vision_preprocess.h). */
 #ifndef G4_MEDIA_IMAGE_H
 #define G4_MEDIA_IMAGE_H

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "server/http/http_server.h"
+#include "model/vision.h"
 #include "server/stack.h"
 #ifdef G4_HAVE_GRPC
 #include "server/grpc/grpc_server.h"
@@ -73,6 +74,12 @@ static void usage(FILE *f) {
             "                              terminationGracePeriodSeconds); a second signal exits at once\n"
             "  --port N                    listen port (env NIM_SERVER_PORT; default 8000; 0 = any free port)\n"
             "  --max-body-bytes N          request body limit, larger bodies get 413 (default 67108864)\n"
+            "  --allowed-media-domains L   comma-separated host names image_url http(s) URLs may name\n"
+            "                              (default: none; data: URLs are always read)\n"
+            "  --allowed-local-media-path D  file: image URLs are read below directory D (default: none)\n"
+            "  --max-image-bytes N         an image's encoded size limit (default 20971520)\n"
+            "  --max-image-pixels N        an image's decoded width x height limit (default 40000000)\n"
+            "  --media-fetch-timeout S     seconds for one http(s) image fetch (default 10)\n"
             "  --connection-timeout S      close idle connections after S seconds (default 600; 0 = never)\n"
             "  --keepalive-interval S      SSE keep-alive comment after S seconds without data (default 5)\n"
             "  --request-timeout S         cancel a generation running longer than S seconds (default 0 = never)\n"
@@ -267,6 +274,26 @@ static int parse_args(opts *o, int argc, char **argv) {
             o->http.host = v;
         } else if (ARG("--api-key")) {
             o->http.api_key = v;
+        } else if (ARG("--allowed-media-domains")) {
+            g4_error derr = {{0}};
+            if (g4_media_policy_add_domains(&o->http.media, v, &derr) < 0) {
+                fprintf(stderr, "g4serve: %s\n", derr.msg);
+                return -1;
+            }
+        } else if (ARG("--allowed-local-media-path")) {
+            o->http.media.local_dir = v;
+        } else if (ARG("--max-image-bytes")) {
+            int n;
+            if (parse_int(a, v, 1024, &n) < 0) return -1;
+            o->http.media.max_bytes = (size_t)n;
+        } else if (ARG("--max-image-pixels")) {
+            int n;
+            if (parse_int(a, v, 1, &n) < 0) return -1;
+            o->http.max_image_pixels = n;
+        } else if (ARG("--media-fetch-timeout")) {
+            int n;
+            if (parse_int(a, v, 1, &n) < 0) return -1;
+            o->http.media.timeout_ms = 1000L * n;
         } else if (ARG("--max-body-bytes")) {
             int n;
             if (parse_int(a, v, 1024, &n) < 0) return -1;
@@ -314,6 +341,11 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
 }
 
 /* After the engine exists and is warm: hand it over and report ready. */
+/* Whether the served checkpoint has a vision tower. model/vision.c (the tower) defines
+ * g4_model_vision; a build without it (weak reference unresolved) serves text only. */
+extern g4_vision *g4_model_vision(g4_model *m) __attribute__((weak));
+static bool model_has_vision(g4_model *m) { return g4_model_vision && g4_model_vision(m) != NULL; }
+
 static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics) {
 #ifdef G4_HAVE_GRPC
     if (!gs) return;
@@ -474,6 +506,7 @@ int main(int argc, char **argv) {
     so.prefix_cache = o.prefix_cache;
     so.warm_up = true;
     if (g4_stack_open(&st, &so, &err) < 0) goto out;
+    g4_http_server_set_vision(srv, model_has_vision(st->model));
     g4_http_server_attach(srv, st->engine, st->tok, &st->eo);
     if (o.ready_delay_s > 0) usleep((useconds_t)(o.ready_delay_s * 1e6));
     g4_http_server_set_ready(srv, true);
