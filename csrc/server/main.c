@@ -346,7 +346,7 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
 extern g4_vision *g4_model_vision(g4_model *m) __attribute__((weak));
 static bool model_has_vision(g4_model *m) { return g4_model_vision && g4_model_vision(m) != NULL; }
 
-static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics) {
+static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics, const g4_http_config *hc) {
 #ifdef G4_HAVE_GRPC
     if (!gs) return;
     g4_grpc_model gm = {.engine = st->engine,
@@ -354,11 +354,13 @@ static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics) {
                         .cfg = st->model->full_cfg,
                         .eo = st->eo,
                         .tp_size = st->tp_size,
-                        .metrics = metrics};
+                        .metrics = metrics,
+                        .vision = hc->vision,
+                        .image_limits = {.max_bytes = hc->media.max_bytes, .max_pixels = hc->max_image_pixels}};
     g4_grpc_server_attach(gs, &gm);
     g4_grpc_server_set_ready(gs, true);
 #else
-    (void)gs, (void)st, (void)metrics;
+    (void)gs, (void)st, (void)metrics, (void)hc;
 #endif
 }
 
@@ -506,11 +508,12 @@ int main(int argc, char **argv) {
     so.prefix_cache = o.prefix_cache;
     so.warm_up = true;
     if (g4_stack_open(&st, &so, &err) < 0) goto out;
-    g4_http_server_set_vision(srv, model_has_vision(st->model));
+    o.http.vision = model_has_vision(st->model);
+    g4_http_server_set_vision(srv, o.http.vision);
     g4_http_server_attach(srv, st->engine, st->tok, &st->eo);
     if (o.ready_delay_s > 0) usleep((useconds_t)(o.ready_delay_s * 1e6));
     g4_http_server_set_ready(srv, true);
-    grpc_ready(grpc, st, metrics);
+    grpc_ready(grpc, st, metrics, &o.http);
     fprintf(stderr,
             "g4serve: ready: model %s (%d layers, vocab %d), tokenizer %s, max_model_len %d, "
             "max_num_seqs %d, backend %s\n",

@@ -157,6 +157,55 @@ int g4_chat_input_message(g4_chat_input *c, const char *role, const char *conten
     return 0;
 }
 
+int g4_chat_input_image(g4_chat_input *c, int message, g4_error *err) {
+    cJSON *m = cJSON_GetArrayItem(c->messages, message);
+    if (!m) {
+        g4_fail(err, "an image for message %d, which does not exist", message);
+        return G4_PROMPT_BAD_INPUT;
+    }
+    cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+    if (!cJSON_IsArray(content)) { /* the text becomes the last part */
+        const char *text = cJSON_IsString(content) ? content->valuestring : "";
+        cJSON *parts = cJSON_CreateArray(), *t = NULL;
+        if (!parts) return oom(err);
+        if (text[0] && (!(t = cJSON_CreateObject()) || !add_str(t, "type", "text") || !add_str(t, "text", text))) {
+            cJSON_Delete(t);
+            cJSON_Delete(parts);
+            return oom(err);
+        }
+        if (t) cJSON_AddItemToArray(parts, t);
+        if (!cJSON_ReplaceItemInObjectCaseSensitive(m, "content", parts)) {
+            cJSON_Delete(parts);
+            return oom(err);
+        }
+        content = parts;
+    }
+    /* images stay ahead of the text: move the parts into a new list with the image after the
+     * leading image parts */
+    cJSON *parts = cJSON_CreateArray(), *img = cJSON_CreateObject();
+    if (!parts || !img || !add_str(img, "type", "image")) {
+        cJSON_Delete(parts);
+        cJSON_Delete(img);
+        return oom(err);
+    }
+    bool placed = false;
+    while (content->child) {
+        cJSON *part = cJSON_DetachItemViaPointer(content, content->child);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "type");
+        if (!placed && !(cJSON_IsString(t) && !strcmp(t->valuestring, "image"))) {
+            cJSON_AddItemToArray(parts, img);
+            placed = true;
+        }
+        cJSON_AddItemToArray(parts, part);
+    }
+    if (!placed) cJSON_AddItemToArray(parts, img);
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(m, "content", parts)) {
+        cJSON_Delete(parts);
+        return oom(err);
+    }
+    return 0;
+}
+
 /* A JSON object from text ("" = {}); NULL with G4_PROMPT_BAD_INPUT / _FAILED in *rc. */
 static cJSON *json_object(const char *text, int *rc, g4_error *err) {
     cJSON *o = cJSON_Parse(given(text) ? text : "{}");

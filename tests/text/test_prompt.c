@@ -234,6 +234,29 @@ static void test_image_runs(const g4_tokenizer *tok) {
           "an image in the system message accepted: %s", err.msg);
     g4_tokens_free(&t);
     cJSON_Delete(m);
+
+    /* gRPC's way (g4_chat_input_image: images before the message's text) == the JSON parts */
+    g4_chat_input ci;
+    CHECK(g4_chat_input_init(&ci, &err) == 0, "%s", err.msg);
+    CHECK(g4_chat_input_message(&ci, "user", "Describe <|image|> both.", NULL, NULL, NULL, &err) == 0, "%s", err.msg);
+    CHECK(g4_chat_input_message(&ci, "assistant", "ok", NULL, NULL, NULL, &err) == 0, "%s", err.msg);
+    CHECK(g4_chat_input_image(&ci, 0, &err) == 0 && g4_chat_input_image(&ci, 0, &err) == 0, "%s", err.msg);
+    CHECK(g4_chat_input_image(&ci, 5, &err) == G4_PROMPT_BAD_INPUT, "an image for a missing message accepted");
+    m = cJSON_Parse("[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}},"
+                    "{\"type\":\"image_url\",\"image_url\":{\"url\":\"y\"}},"
+                    "{\"type\":\"text\",\"text\":\"Describe <|image|> both.\"}]},"
+                    "{\"role\":\"assistant\",\"content\":\"ok\"}]");
+    g4_tokens a = {0}, b = {0};
+    in.messages = m;
+    in.n_images = 2;
+    CHECK(g4_prompt_build(tok, &in, &a, NULL, &err) == 0, "%s", err.msg);
+    in.messages = ci.messages;
+    CHECK(g4_prompt_build(tok, &in, &b, NULL, &err) == 0, "%s", err.msg);
+    CHECK(a.n > 0 && same_ids(&a, &b), "built chat with images differs from the JSON parts (%zu vs %zu ids)", b.n, a.n);
+    g4_tokens_free(&a);
+    g4_tokens_free(&b);
+    g4_chat_input_free(&ci);
+    cJSON_Delete(m);
 }
 
 int main(void) {
