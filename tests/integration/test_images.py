@@ -10,9 +10,10 @@ starts); file: only below --allowed-local-media-path. Broken images and forbidde
 naming the message and the part, streamed or not. The real g4serve on the text-only tiny model
 refuses image parts with 400.
 
-The whole multimodal forward (soft tokens through a vision tower) needs a checkpoint with one:
-test_vision_checkpoint_end_to_end runs once tests/golden/vision/ holds it (the vision tower's
-branch) and is skipped before."""
+The whole multimodal forward (soft tokens through a vision tower) needs a checkpoint with one
+and a tokenizer whose image ids match it: test_vision_checkpoint_end_to_end runs once
+tests/golden/vision/ holds config.json, model.safetensors and tokenizer.json, and is skipped
+before (naming what is missing)."""
 import base64
 import http.server
 import json
@@ -240,13 +241,18 @@ def test_text_only_model_refuses_images(client):
 def test_vision_checkpoint_end_to_end(make_server):
     """Runs once the vision tower's tiny multimodal checkpoint is in tests/golden/vision/."""
     ckpt = ROOT / "tests" / "golden" / "vision"
-    if not (ckpt / "config.json").exists():
-        pytest.skip("tests/golden/vision/ has no multimodal checkpoint yet (the vision tower's branch)")
-    s = make_server(["--model", str(ckpt), "--tokenizer", str(ROOT / "tests" / "text" / "data" / "tokenizer.json")])
+    missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (ckpt / f).exists()]
+    if missing:
+        pytest.skip("tests/golden/vision/ lacks %s (a multimodal checkpoint with its tokenizer)" % ", ".join(missing))
+    s = make_server(["--model", str(ckpt)])
     c = openai.OpenAI(base_url=s.base + "/v1", api_key="none", max_retries=0, timeout=120)
     parts = [image_part(data_url("small_50x37.jpg")), {"type": "text", "text": "Describe."}]
     a = chat(c, parts, mm_processor_kwargs={"max_soft_tokens": 70})
-    assert runs(prompt_ids(a)) == [n_soft("small_50x37.jpg", 70)]
+    tok = json.loads((ckpt / "tokenizer.json").read_text())
+    sp = {t["content"]: t["id"] for t in tok["added_tokens"]}
+    ids = prompt_ids(a)
+    assert ids.count(sp["<|image|>"]) == n_soft("small_50x37.jpg", 70)
+    assert ids.count(sp["<|image>"]) == 1 and ids.count(sp["<image|>"]) == 1
     assert a.usage.prompt_tokens == len(prompt_ids(a))
     b = chat(c, parts, stream=True, mm_processor_kwargs={"max_soft_tokens": 70})
     text = "".join(ch.choices[0].delta.content or "" for ch in b if ch.choices)

@@ -52,6 +52,28 @@ def weighted_sum64(data):
         return int(np.sum(a * m, dtype=np.uint64))
 
 
+def save_interlaced_png(name, arr):
+    """An 8-bit RGB PNG with Adam7 interlacing (filter type 0 on every row)."""
+    import struct
+    import zlib
+    h, w, _ = arr.shape
+    raw = b""
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                           (0, 1, 1, 2)):
+        sub = arr[y0::dy, x0::dx]
+        if sub.shape[0] == 0 or sub.shape[1] == 0:
+            continue
+        for row in sub:
+            raw += b"\0" + row.tobytes()
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1))
+    png += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    with open(os.path.join(OUT, name), "wb") as f:
+        f.write(png)
+
+
 def save(name, pil, fmt, **kw):
     buf = io.BytesIO()
     pil.save(buf, format=fmt, **kw)
@@ -81,22 +103,40 @@ def main():
         ("grey_90x200.png", 90, 200, "PNG", {"grey": True}),
         ("grey_120x80.jpg", 120, 80, "JPEG", {"grey": True, "quality": 90}),
         ("alpha_200x150.webp", 200, 150, "WEBP", {"alpha": True, "lossless": True}),
+        ("progressive_150x100.jpg", 150, 100, "JPEG", {"progressive": True, "quality": 88}),
+        ("interlaced_130x90.png", 130, 90, "PNG", {"interlace": True}),
+        ("transparent_interlaced_120x70.gif", 120, 70, "GIF", {"transparency": 3, "interlace": True}),
+        ("palette_trns_100x60.png", 100, 60, "PNG", {"palette": True, "transparency": 5}),
+        ("anim_90x60.webp", 90, 60, "WEBP", {"anim": True, "lossless": True}),
+        ("anim_80x50.gif", 80, 50, "GIF", {"anim": True}),
     ]
     for i, (name, w, h, fmt, extra) in enumerate(specs):
         arr = photo(w, h, i + 1)
         alpha = extra.pop("alpha", False)
         grey = extra.pop("grey", False)
+        anim = extra.pop("anim", False)
+        palette = extra.pop("palette", False)
+        if extra.pop("interlace", False) and fmt == "PNG":
+            # PIL writes no interlaced PNG: build one with Adam7 through zlib/struct below
+            save_interlaced_png(name, arr)
+            files.append(name)
+            continue
         if alpha:
             a = np.clip(np.arange(w)[None, :] * 255 // max(w - 1, 1) + np.zeros((h, 1)), 0, 255).astype(np.uint8)
             a[: h // 4] = 0
             pil = Image.fromarray(np.concatenate([arr, a[..., None]], -1), "RGBA")
         elif grey:
             pil = Image.fromarray(arr[..., 1], "L")
-        elif fmt == "GIF":
+        elif fmt == "GIF" or palette:
             pil = Image.fromarray(arr).quantize(64)
         else:
             pil = Image.fromarray(arr)
-        save(name, pil, fmt, **extra)
+        if anim:
+            second = Image.fromarray(255 - arr)
+            frames = [pil, second.quantize(64) if fmt == "GIF" else second]
+            save(name, frames[0], fmt, save_all=True, append_images=frames[1:], **extra)
+        else:
+            save(name, pil, fmt, **extra)
         files.append(name)
 
     tv = Gemma4ImageProcessor()
