@@ -109,12 +109,18 @@ def main():
         ("palette_trns_100x60.png", 100, 60, "PNG", {"palette": True, "transparency": 5}),
         ("anim_90x60.webp", 90, 60, "WEBP", {"anim": True, "lossless": True}),
         ("anim_80x50.gif", 80, 50, "GIF", {"anim": True}),
+        ("grey16_70x40.png", 70, 40, "PNG", {"grey16": True}),
     ]
     for i, (name, w, h, fmt, extra) in enumerate(specs):
         arr = photo(w, h, i + 1)
         alpha = extra.pop("alpha", False)
         grey = extra.pop("grey", False)
         anim = extra.pop("anim", False)
+        if extra.pop("grey16", False):  # PIL mode I;16: values above 255 clip in convert("RGB")
+            pil = Image.fromarray((arr[..., 0].astype(np.uint16) * 3).astype(np.uint16))
+            save(name, pil, fmt)
+            files.append(name)
+            continue
         palette = extra.pop("palette", False)
         if extra.pop("interlace", False) and fmt == "PNG":
             # PIL writes no interlaced PNG: build one with Adam7 through zlib/struct below
