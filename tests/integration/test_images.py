@@ -231,6 +231,17 @@ def test_pixel_limit_and_budget_validation(tmp_path, vision):
     assert "messages[0].content[0]" in str(e.value)
 
 
+def test_images_past_the_context_are_refused_before_preprocessing(vision):
+    """The mock server's context is 1024 tokens: three 256-token images fit, the fourth does not."""
+    assert n_soft("exact_384.png", 280) == 256
+    url = data_url("exact_384.png")
+    r = chat(vision, [image_part(url)] * 3)
+    assert runs(prompt_ids(r)) == [256] * 3
+    with pytest.raises(openai.BadRequestError) as e:
+        chat(vision, [image_part(url)] * 4)
+    assert "messages[0].content[3]" in str(e.value) and "context length of 1024" in str(e.value)
+
+
 def test_text_only_model_refuses_images(client):
     for stream in (False, True):
         with pytest.raises(openai.BadRequestError) as e:

@@ -92,12 +92,22 @@ static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci,
     if (!(im->px = calloc(n, sizeof *im->px)) || !(im->items = calloc(n, sizeof *im->items)) ||
         !(im->n_tokens = calloc(n, sizeof *im->n_tokens)) || !(im->pos = calloc(n, sizeof *im->pos)))
         return g4_fail(err, "out of memory");
+    int total = 0;
     for (size_t i = 0; i < ci->n_messages; i++) {
         const G4serve__V1__ChatMessage *m = ci->messages[i];
         for (size_t k = 0; k < m->n_images; k++) {
             g4_image img = {0};
             g4_error e = {{0}};
             int rc = g4_image_decode(m->images[k].data, m->images[k].len, &s->model.image_limits, &img, &e);
+            int n_soft = rc == 0 ? g4_vision_soft_tokens(img.width, img.height, budget, &e) : -1;
+            if (n_soft > 0 && (total += n_soft + 2) > s->model.eo.max_model_len) {
+                g4_image_free(&img);
+                return g4_fail(err,
+                               "chat.messages[%zu].images[%zu]: the images so far take %d prompt tokens, more than "
+                               "the model's maximum context length of %d",
+                               i, k, total, s->model.eo.max_model_len);
+            }
+            if (rc == 0 && n_soft < 0) rc = -1;
             if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[im->n], &e);
             g4_image_free(&img);
             if (rc) return g4_fail(err, "chat.messages[%zu].images[%zu]: %s", i, k, e.msg);

@@ -157,6 +157,7 @@ static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_image
     if (!im->px || !im->items || !im->n_tokens || !im->pos) return g4_http_fail(e, 500, NULL, "out of memory");
     im->n = n;
     g4_image_limits lim = {.max_bytes = s->cfg.media.max_bytes, .max_pixels = s->cfg.max_image_pixels};
+    int total = 0;
     for (int i = 0; i < n; i++) {
         const g4_oai_image *g = &r->images[i];
         g4_error err = {{0}};
@@ -166,6 +167,17 @@ static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_image
         int rc = g4_media_load(g->url, &s->cfg.media, &data, &len, &err);
         if (rc == 0) rc = g4_image_decode(data, len, &lim, &img, &err);
         free(data);
+        /* the soft tokens so far must fit the model before the patches are made (they take
+         * 27 KiB per soft token) */
+        int n_soft = rc == 0 ? g4_vision_soft_tokens(img.width, img.height, budget, &err) : -1;
+        if (n_soft > 0 && (total += n_soft + 2) > s->max_model_len) {
+            g4_image_free(&img);
+            return g4_http_fail(e, 400, "messages",
+                                "messages[%d].content[%d]: the images so far take %d prompt tokens, more than the "
+                                "model's maximum context length of %d",
+                                g->message, g->part, total, s->max_model_len);
+        }
+        if (rc == 0 && n_soft < 0) rc = -1;
         if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[i], &err);
         g4_image_free(&img);
         if (rc < 0)
