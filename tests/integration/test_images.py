@@ -10,10 +10,10 @@ starts); file: only below --allowed-local-media-path. Broken images and forbidde
 naming the message and the part, streamed or not. The real g4serve on the text-only tiny model
 refuses image parts with 400.
 
-The whole multimodal forward (soft tokens through a vision tower) needs a checkpoint with one
-and a tokenizer whose image ids match it: test_vision_checkpoint_end_to_end runs once
-tests/golden/vision/ holds config.json, model.safetensors and tokenizer.json, and is skipped
-before (naming what is missing)."""
+The whole multimodal forward (soft tokens through a vision tower) needs a checkpoint with one:
+test_vision_checkpoint_end_to_end runs once tests/golden/vision/ holds the tower's tiny
+multimodal checkpoint (the vision tower's branch; a 512-token tokenizer matching its ids is made
+here), and is skipped before."""
 import base64
 import http.server
 import json
@@ -249,22 +249,63 @@ def test_text_only_model_refuses_images(client):
         assert "messages[0].content[1]" in str(e.value) and "vision" in str(e.value)
 
 
-def test_vision_checkpoint_end_to_end(make_server):
-    """Runs once the vision tower's tiny multimodal checkpoint is in tests/golden/vision/."""
+def tiny_tokenizer(path):
+    """A tokenizer for the 512-token vocabulary of tests/golden/vision: the test tokenizer's
+    control tokens that sit below 512 at their ids, the image / video / audio tokens at the ids
+    the checkpoint's config names, every other text as byte-fallback tokens (no merges), the ids
+    left over as unused tokens."""
+    cfg = json.loads((ROOT / "tests" / "golden" / "vision" / "config.json").read_text())
+    moved = {"<|image>": cfg["boi_token_id"], "<image|>": cfg["eoi_token_id"], "<|image|>": cfg["image_token_id"],
+             "<|video|>": cfg["video_token_id"], "<|audio|>": cfg["audio_token_id"], "<|audio>": cfg["boa_token_id"],
+             "<audio|>": cfg["eoa_token_index"]}
+    tok = json.loads(json.dumps(TOKENIZER))
+    added = []
+    for t in tok["added_tokens"]:
+        t["id"] = moved.get(t["content"], t["id"])
+        assert t["id"] < cfg["text_config"]["vocab_size"], t
+        added.append(t)
+    tok["added_tokens"] = added
+    vocab = {t["content"]: t["id"] for t in added}
+    free = [i for i in range(cfg["text_config"]["vocab_size"]) if i not in vocab.values()]
+    for b in range(256):
+        vocab["<0x%02X>" % b] = free[b]
+    for i in free[256:]:  # the id space must be contiguous
+        vocab["<unused%d>" % i] = i
+    tok["model"]["vocab"] = vocab
+    tok["model"]["merges"] = []
+    path.write_text(json.dumps(tok))
+    return path
+
+
+def test_vision_checkpoint_end_to_end(make_server, tmp_path):
+    """Runs once the vision tower's tiny multimodal checkpoint is in tests/golden/vision/ (both
+    branches merged): g4serve on it reads images, each run has transformers' count, and the
+    greedy answer streamed equals the one not streamed."""
     ckpt = ROOT / "tests" / "golden" / "vision"
-    missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (ckpt / f).exists()]
+    missing = [f for f in ("config.json", "model.safetensors") if not (ckpt / f).exists()]
     if missing:
-        pytest.skip("tests/golden/vision/ lacks %s (a multimodal checkpoint with its tokenizer)" % ", ".join(missing))
-    s = make_server(["--model", str(ckpt)])
+        pytest.skip("tests/golden/vision/ lacks %s (the vision tower's tiny multimodal checkpoint)" % ", ".join(missing))
+    tok_path = tiny_tokenizer(tmp_path / "tokenizer.json")
+    s = make_server(["--model", str(ckpt), "--tokenizer", str(tok_path), "--max-model-len", "512"])
     c = openai.OpenAI(base_url=s.base + "/v1", api_key="none", max_retries=0, timeout=120)
-    parts = [image_part(data_url("small_50x37.jpg")), {"type": "text", "text": "Describe."}]
+    cfg = json.loads((ckpt / "config.json").read_text())
+    parts = [image_part(data_url("small_50x37.jpg")), {"type": "text", "text": "Describe."},
+             image_part(data_url("wide_640x240.jpg"))]
     a = chat(c, parts, mm_processor_kwargs={"max_soft_tokens": 70})
-    tok = json.loads((ckpt / "tokenizer.json").read_text())
-    sp = {t["content"]: t["id"] for t in tok["added_tokens"]}
     ids = prompt_ids(a)
-    assert ids.count(sp["<|image|>"]) == n_soft("small_50x37.jpg", 70)
-    assert ids.count(sp["<|image>"]) == 1 and ids.count(sp["<image|>"]) == 1
-    assert a.usage.prompt_tokens == len(prompt_ids(a))
+    got, i = [], 0
+    while i < len(ids):
+        if ids[i] == cfg["boi_token_id"]:
+            j = i + 1
+            while ids[j] == cfg["image_token_id"]:
+                j += 1
+            assert ids[j] == cfg["eoi_token_id"]
+            got.append(j - i - 1)
+            i = j
+        i += 1
+    assert got == [n_soft("small_50x37.jpg", 70), n_soft("wide_640x240.jpg", 70)]
+    assert a.usage.prompt_tokens == len(ids)
     b = chat(c, parts, stream=True, mm_processor_kwargs={"max_soft_tokens": 70})
     text = "".join(ch.choices[0].delta.content or "" for ch in b if ch.choices)
     assert text == (a.choices[0].message.content or "")  # greedy: streamed == not streamed
+    assert [u.usage.prompt_tokens for u in b if u.usage][-1] == len(ids)
