@@ -5,10 +5,11 @@
 # instrumentation its shared-memory race check needs (docs/gpu-emulation.md); clang-format-16
 # checks the source format (tests/tools/format.sh); mmdebstrap and umoci build the CPU container
 # image from Debian packages (deploy/container/build-cpu-image.sh); libclang-rt-16-dev holds
-# libFuzzer for the fuzz targets (tests/fuzz/).
+# libFuzzer for the fuzz targets (tests/fuzz/); libpng, libjpeg-turbo, libwebp and giflib decode
+# images (csrc/media).
 set -euo pipefail
 
-packages=(cmake ninja-build gcc g++ make pkg-config libcjson-dev libmicrohttpd-dev libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libcurl4-openssl-dev python3 python3-venv clang-16 libclang-rt-16-dev clang-format-16 mmdebstrap umoci)
+packages=(cmake ninja-build gcc g++ make pkg-config libcjson-dev libmicrohttpd-dev libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libcurl4-openssl-dev libpng-dev libjpeg62-turbo-dev libwebp-dev libgif-dev python3 python3-venv clang-16 libclang-rt-16-dev clang-format-16 mmdebstrap umoci)
 
 missing=()
 for p in "${packages[@]}"; do

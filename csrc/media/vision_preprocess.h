@@ -1,7 +1,9 @@
 /* vision_preprocess.h — an RGB image → the Gemma 4 vision tower's input, as transformers' Gemma 4
  * image processor makes it: resized with the aspect ratio kept so that both sides are multiples of
  * 48 (patch 16 × pool 3) and the patch count is at most 9 × the soft-token budget, pixels mapped
- * to [−1, 1], cut into 16 × 16 patches. Also the soft-token count an image of a given size gets,
+ * to [−1, 1], cut into 16 × 16 patches. transformers' pixel_values are in [0, 1] and its patch
+ * embedder maps them with 2 · (x − 0.5) before input_proj; the patches here are already past that
+ * step (value = 2 · (pixel_values − 0.5) in f32), so the tower starts at input_proj. Also the soft-token count an image of a given size gets,
  * which the prompt needs before any pixel is touched. Not here: decoding (image.h), the tower
  * (model/vision.h). */
 #ifndef G4_MEDIA_VISION_PREPROCESS_H
@@ -23,7 +25,8 @@ typedef struct g4_vision_pixels {
     int n_soft;                  /* (ph / 3) × (pw / 3): soft tokens the tower makes */
     float *patches;              /* [ph × pw, G4_VISION_PATCH_DIM] patches row by row; the values inside
                                     a patch in exactly the order of transformers' pixel_values */
-    uint64_t hash[2];            /* content hash of the resized pixels and budget (cache keys) */
+    uint64_t hash[2];            /* content hash of the resized pixels, their size and the budget
+                                    (prefix-cache and encoder-cache keys; not cryptographic) */
 } g4_vision_pixels;
 
 /* The budgets transformers accepts (70, 140, 280, 560, 1120): 1, or 0. */

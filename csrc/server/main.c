@@ -19,6 +19,7 @@
 
 #include "server/http/http_server.h"
 #include "server/spec_config_json.h"
+#include "model/vision.h"
 #include "server/stack.h"
 #ifdef G4_HAVE_GRPC
 #include "server/grpc/grpc_server.h"
@@ -83,6 +84,12 @@ static void usage(FILE *f) {
             "                              terminationGracePeriodSeconds); a second signal exits at once\n"
             "  --port N                    listen port (env NIM_SERVER_PORT; default 8000; 0 = any free port)\n"
             "  --max-body-bytes N          request body limit, larger bodies get 413 (default 67108864)\n"
+            "  --allowed-media-domains L   comma-separated host names image_url http(s) URLs may name\n"
+            "                              (default: none; data: URLs are always read)\n"
+            "  --allowed-local-media-path D  file: image URLs are read below directory D (default: none)\n"
+            "  --max-image-bytes N         an image's encoded size limit (default 20971520)\n"
+            "  --max-image-pixels N        an image's decoded width x height limit (default 40000000)\n"
+            "  --media-fetch-timeout S     seconds for one http(s) image fetch (default 10)\n"
             "  --connection-timeout S      close idle connections after S seconds (default 60; 0 = never)\n"
             "  --http-threads N            HTTP polling threads; a big request stalls only its own thread's\n"
             "                              connections (default 4)\n"
@@ -296,6 +303,26 @@ static int parse_args(opts *o, int argc, char **argv) {
             o->http.host = v;
         } else if (ARG("--api-key")) {
             o->http.api_key = v;
+        } else if (ARG("--allowed-media-domains")) {
+            g4_error derr = {{0}};
+            if (g4_media_policy_add_domains(&o->http.media, v, &derr) < 0) {
+                fprintf(stderr, "g4serve: %s\n", derr.msg);
+                return -1;
+            }
+        } else if (ARG("--allowed-local-media-path")) {
+            o->http.media.local_dir = v;
+        } else if (ARG("--max-image-bytes")) {
+            int n;
+            if (parse_int(a, v, 1024, &n) < 0) return -1;
+            o->http.media.max_bytes = (size_t)n;
+        } else if (ARG("--max-image-pixels")) {
+            int n;
+            if (parse_int(a, v, 1, &n) < 0) return -1;
+            o->http.max_image_pixels = n;
+        } else if (ARG("--media-fetch-timeout")) {
+            int n;
+            if (parse_int(a, v, 1, &n) < 0) return -1;
+            o->http.media.timeout_ms = 1000L * n;
         } else if (ARG("--max-body-bytes")) {
             int n;
             if (parse_int(a, v, 1024, &n) < 0) return -1;
@@ -363,7 +390,12 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
 }
 
 /* After the engine exists and is warm: hand it over and report ready. */
-static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics) {
+/* Whether the served checkpoint has a vision tower. model/vision.c (the tower) defines
+ * g4_model_vision; a build without it (weak reference unresolved) serves text only. */
+extern g4_vision *g4_model_vision(g4_model *m) __attribute__((weak));
+static bool model_has_vision(g4_model *m) { return g4_model_vision && g4_model_vision(m) != NULL; }
+
+static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics, const g4_http_config *hc) {
 #ifdef G4_HAVE_GRPC
     if (!gs) return;
     g4_grpc_model gm = {.engine = st->engine,
@@ -371,11 +403,13 @@ static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics) {
                         .cfg = st->model->full_cfg,
                         .eo = st->eo,
                         .tp_size = st->tp_size,
-                        .metrics = metrics};
+                        .metrics = metrics,
+                        .vision = hc->vision,
+                        .image_limits = {.max_bytes = hc->media.max_bytes, .max_pixels = hc->max_image_pixels}};
     g4_grpc_server_attach(gs, &gm);
     g4_grpc_server_set_ready(gs, true);
 #else
-    (void)gs, (void)st, (void)metrics;
+    (void)gs, (void)st, (void)metrics, (void)hc;
 #endif
 }
 
@@ -526,10 +560,12 @@ int main(int argc, char **argv) {
     char spec_line[G4_STACK_PATH_MAX + 256];
     fprintf(stderr, "g4serve: speculative config: %s\n", g4_spec_config_describe(&o.spec, spec_line, sizeof spec_line));
     if (g4_stack_open(&st, &so, &err) < 0) goto out;
+    o.http.vision = model_has_vision(st->model);
+    g4_http_server_set_vision(srv, o.http.vision);
     g4_http_server_attach(srv, st->engine, st->tok, &st->eo);
     if (o.ready_delay_s > 0) usleep((useconds_t)(o.ready_delay_s * 1e6));
     g4_http_server_set_ready(srv, true);
-    grpc_ready(grpc, st, metrics);
+    grpc_ready(grpc, st, metrics, &o.http);
     fprintf(stderr,
             "g4serve: ready: model %s (%d layers, vocab %d), tokenizer %s, max_model_len %d, "
             "max_num_seqs %d, backend %s\n",

@@ -35,6 +35,56 @@ static bool ends_in_thought(const g4_strbuf *p) {
     return p->len >= n && !memcmp(p->data + p->len - n, thought_opened, n) && !p->user[p->len - 1];
 }
 
+/* out[from..) holds the template's encoding: every <|image|> (only the template can have written
+ * one: user text is encoded without control tokens) becomes the image's run. */
+static int expand_images(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *out, size_t from,
+                         g4_error *err) {
+    const g4_special_ids *sp = g4_tokenizer_specials(tok);
+    size_t n_marks = 0, extra = 0;
+    for (size_t i = from; i < out->n; i++)
+        if (out->ids[i] == sp->image) n_marks++;
+    if (n_marks == 0 && in->n_images == 0) return 0;
+    if (sp->image < 0 || sp->image_start < 0 || sp->image_end < 0) {
+        g4_fail(err, "messages: the tokenizer has no image tokens (<|image>, <|image|>, <image|>)");
+        return G4_PROMPT_BAD_INPUT;
+    }
+    if (n_marks != (size_t)in->n_images) {
+        g4_fail(err,
+                "messages: %d image parts, but the chat template placed %zu (images are read in user, assistant "
+                "and tool messages, not in the system message)",
+                in->n_images, n_marks);
+        return G4_PROMPT_BAD_INPUT;
+    }
+    for (int k = 0; k < in->n_images; k++) {
+        if (in->image_tokens[k] <= 0) {
+            g4_fail(err, "image %d: %d soft tokens", k, in->image_tokens[k]);
+            return G4_PROMPT_BAD_INPUT;
+        }
+        extra += (size_t)in->image_tokens[k] + 1;
+    }
+    size_t n_old = out->n;
+    for (size_t k = 0; k < extra; k++)
+        if (g4_tokens_push(out, 0) < 0) {
+            g4_fail(err, "out of memory");
+            return G4_PROMPT_FAILED;
+        }
+    /* back to front, in place */
+    size_t w = out->n;
+    int img = in->n_images;
+    for (size_t r = n_old; r-- > from;) {
+        if (out->ids[r] != sp->image) {
+            out->ids[--w] = out->ids[r];
+            continue;
+        }
+        img--;
+        out->ids[--w] = sp->image_end;
+        for (int t = 0; t < in->image_tokens[img]; t++) out->ids[--w] = sp->image;
+        if (in->image_pos) in->image_pos[img] = (int)w;
+        out->ids[--w] = sp->image_start;
+    }
+    return 0;
+}
+
 static int chat(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *out, bool *in_reasoning, g4_error *err) {
     g4_strbuf text = {0};
     if (g4_strbuf_track_user(&text) < 0) {
@@ -47,9 +97,11 @@ static int chat(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *o
     }
     if (in_reasoning) *in_reasoning = ends_in_thought(&text);
     /* Control tokens only where the template wrote them; user text is plain text (issue 20). */
+    size_t from = out->n;
     int rc = g4_tokenizer_encode_masked(tok, text.data, text.len, G4_ENCODE_SPLIT_SPECIAL, text.user, out, err);
     g4_strbuf_free(&text);
-    return rc < 0 ? G4_PROMPT_FAILED : 0;
+    if (rc < 0) return G4_PROMPT_FAILED;
+    return expand_images(tok, in, out, from, err);
 }
 
 int g4_prompt_build(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *out, bool *in_reasoning,
@@ -102,6 +154,55 @@ int g4_chat_input_message(g4_chat_input *c, const char *role, const char *conten
         (given(tool_call_id) && !add_str(m, "tool_call_id", tool_call_id)) ||
         (given(name) && !add_str(m, "name", name)))
         return oom(err);
+    return 0;
+}
+
+int g4_chat_input_image(g4_chat_input *c, int message, g4_error *err) {
+    cJSON *m = cJSON_GetArrayItem(c->messages, message);
+    if (!m) {
+        g4_fail(err, "an image for message %d, which does not exist", message);
+        return G4_PROMPT_BAD_INPUT;
+    }
+    cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+    if (!cJSON_IsArray(content)) { /* the text becomes the last part */
+        const char *text = cJSON_IsString(content) ? content->valuestring : "";
+        cJSON *parts = cJSON_CreateArray(), *t = NULL;
+        if (!parts) return oom(err);
+        if (text[0] && (!(t = cJSON_CreateObject()) || !add_str(t, "type", "text") || !add_str(t, "text", text))) {
+            cJSON_Delete(t);
+            cJSON_Delete(parts);
+            return oom(err);
+        }
+        if (t) cJSON_AddItemToArray(parts, t);
+        if (!cJSON_ReplaceItemInObjectCaseSensitive(m, "content", parts)) {
+            cJSON_Delete(parts);
+            return oom(err);
+        }
+        content = parts;
+    }
+    /* images stay ahead of the text: move the parts into a new list with the image after the
+     * leading image parts */
+    cJSON *parts = cJSON_CreateArray(), *img = cJSON_CreateObject();
+    if (!parts || !img || !add_str(img, "type", "image")) {
+        cJSON_Delete(parts);
+        cJSON_Delete(img);
+        return oom(err);
+    }
+    bool placed = false;
+    while (content->child) {
+        cJSON *part = cJSON_DetachItemViaPointer(content, content->child);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "type");
+        if (!placed && !(cJSON_IsString(t) && !strcmp(t->valuestring, "image"))) {
+            cJSON_AddItemToArray(parts, img);
+            placed = true;
+        }
+        cJSON_AddItemToArray(parts, part);
+    }
+    if (!placed) cJSON_AddItemToArray(parts, img);
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(m, "content", parts)) {
+        cJSON_Delete(parts);
+        return oom(err);
+    }
     return 0;
 }
 

@@ -38,6 +38,14 @@ typedef struct g4_prompt_input {
     const cJSON *messages;       /* a JSON array of messages */
     const cJSON *tools;          /* a JSON array of tools; NULL = none */
     g4_chat_options chat;
+    /* Images (chat): the template writes one <|image|> per image part; each becomes <|image>
+     * + image_tokens[i] × <|image|> + <image|> (Gemma 4's processor), in the order the template
+     * places them. The count must match (a part the template drops is an error). image_pos
+     * (caller-owned, n_images entries, may be NULL) receives each image's first placeholder
+     * position. */
+    const int *image_tokens;
+    int n_images;
+    int *image_pos;
 } g4_prompt_input;
 
 /* An input of kind with the defaults (chat options: g4_chat_options_default). */
@@ -68,6 +76,9 @@ void g4_chat_input_free(g4_chat_input *c);
 /* Appends a message. reasoning, tool_call_id and name may be NULL or "" (absent). */
 int g4_chat_input_message(g4_chat_input *c, const char *role, const char *content, const char *reasoning,
                           const char *tool_call_id, const char *name, g4_error *err);
+/* Adds an image part to messages[message], after its earlier images and before its text (the
+ * content becomes a list of parts). */
+int g4_chat_input_image(g4_chat_input *c, int message, g4_error *err);
 /* Appends a tool call to the last message. arguments_json must be a JSON object ("" = {});
  * otherwise G4_PROMPT_BAD_INPUT (the caller names the field). */
 int g4_chat_input_tool_call(g4_chat_input *c, const char *id, const char *name, const char *arguments_json,

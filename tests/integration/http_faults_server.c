@@ -3,7 +3,10 @@
  * allocate: this file replaces the engine's event allocation seam (engine/stream.h
  * g4_stream_alloc), so with --fail-event-allocs every copy of a token event and of an event's
  * text fails, while a request's preallocated last event (made at submit) still exists.
- * test_event_oom.py drives it with the openai client. Prints "g4serve: port N" when listening;
+ * test_event_oom.py drives it with the openai client. With --vision it serves image parts as a
+ * model with a vision tower would be served (the mock model ignores the soft tokens): what
+ * test_images.py needs to check image intake before a multimodal checkpoint exists; the media
+ * flags are g4serve's. Prints "g4serve: port N" when listening;
  * stops on SIGTERM / SIGINT. Test code only: g4serve never links it. */
 #include <signal.h>
 #include <stdatomic.h>
@@ -27,12 +30,26 @@ void *g4_stream_alloc(g4_stream_alloc_kind kind, size_t bytes) {
 
 int main(int argc, char **argv) {
     const char *tok_path = NULL;
+    g4_http_config hc;
+    g4_http_config_default(&hc);
+    g4_error err = {{0}};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--fail-event-allocs")) atomic_store(&fail_event_allocs, true);
-        else tok_path = argv[i];
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--fail-event-allocs")) atomic_store(&fail_event_allocs, true);
+        else if (!strcmp(a, "--vision")) hc.vision = true;
+        else if (!strcmp(a, "--allowed-media-domains") && v && ++i) {
+            if (g4_media_policy_add_domains(&hc.media, v, &err) < 0) {
+                fprintf(stderr, "http_faults_server: %s\n", err.msg);
+                return 2;
+            }
+        } else if (!strcmp(a, "--allowed-local-media-path") && v && ++i) hc.media.local_dir = v;
+        else if (!strcmp(a, "--max-image-bytes") && v && ++i) hc.media.max_bytes = (size_t)atol(v);
+        else if (!strcmp(a, "--max-image-pixels") && v && ++i) hc.max_image_pixels = atol(v);
+        else if (!strcmp(a, "--media-fetch-timeout") && v && ++i) hc.media.timeout_ms = 1000L * atol(v);
+        else tok_path = a;
     }
     if (!tok_path) {
-        fprintf(stderr, "usage: %s TOKENIZER_JSON [--fail-event-allocs]\n", argv[0]);
+        fprintf(stderr, "usage: %s TOKENIZER_JSON [--fail-event-allocs] [--vision] [media flags]\n", argv[0]);
         return 2;
     }
     sigset_t sigs;
@@ -41,7 +58,6 @@ int main(int argc, char **argv) {
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* before any thread starts: main waits with sigwait */
 
-    g4_error err = {{0}};
     g4_tokenizer *tok = NULL;
     if (g4_tokenizer_load(tok_path, &tok, &err) < 0) {
         fprintf(stderr, "http_faults_server: %s\n", err.msg);
@@ -76,8 +92,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "http_faults_server: %s\n", err.msg);
         return 1;
     }
-    g4_http_config hc;
-    g4_http_config_default(&hc);
     hc.host = "127.0.0.1";
     hc.port = 0;
     hc.keepalive_s = 0;

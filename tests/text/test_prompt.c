@@ -177,6 +177,88 @@ static void test_detokenizer_flags(const g4_tokenizer *tok) {
     g4_tokens_free(&ids);
 }
 
+/* Image parts: each <|image|> the template writes becomes <|image> + N × <|image|> + <image|>, as
+ * Gemma 4's processor rewrites the rendered text before tokenizing it: the reference is that
+ * rewritten text encoded whole. A user's literal "<|image|>" stays text; a count that does not
+ * match the template's markers (an image in the system message, which the template drops) is
+ * the request's fault. */
+static void test_image_runs(const g4_tokenizer *tok) {
+    const char *json = "[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}},"
+                       "{\"type\":\"text\",\"text\":\"Describe <|image|> both.\"},"
+                       "{\"type\":\"image_url\",\"image_url\":{\"url\":\"y\"}}]}]";
+    cJSON *m = cJSON_Parse(json);
+    g4_prompt_input in;
+    g4_prompt_input_init(&in, G4_PROMPT_CHAT);
+    in.messages = m;
+    int counts[2] = {3, 5}, pos[2] = {-1, -1};
+    in.image_tokens = counts;
+    in.n_images = 2;
+    in.image_pos = pos;
+    g4_tokens got = {0}, want = {0};
+    g4_error err = {{0}};
+    CHECK(g4_prompt_build(tok, &in, &got, NULL, &err) == 0, "%s", err.msg);
+    const char *text = "<bos><|turn>user\n<|image><|image|><|image|><|image|><image|>Describe <|image|> both."
+                       "<|image><|image|><|image|><|image|><|image|><|image|><image|><turn|>\n<|turn>model\n"
+                       "<|channel>thought\n<channel|>";
+    /* the reference: the processor's text, special tokens matched except the user's literal */
+    size_t n = strlen(text);
+    unsigned char *user = calloc(n, 1);
+    const char *lit = strstr(text, "Describe ");
+    memset(user + (lit - text), 1, strlen("Describe <|image|> both."));
+    CHECK(g4_tokenizer_encode_masked(tok, text, n, G4_ENCODE_SPLIT_SPECIAL, user, &want, &err) == 0, "%s", err.msg);
+    CHECK(same_ids(&got, &want), "image runs: %zu ids vs %zu", got.n, want.n);
+    const g4_special_ids *sp = g4_tokenizer_specials(tok);
+    int n_img = 0;
+    for (size_t i = 0; i < got.n; i++) n_img += got.ids[i] == sp->image;
+    CHECK(n_img == 8, "%d placeholders, want 3 + 5", n_img);
+    CHECK(pos[0] > 0 && got.ids[pos[0] - 1] == sp->image_start && got.ids[pos[0] + 3] == sp->image_end,
+          "first image at %d", pos[0]);
+    CHECK(pos[1] > pos[0] && got.ids[pos[1] - 1] == sp->image_start && got.ids[pos[1] + 5] == sp->image_end,
+          "second image at %d", pos[1]);
+    free(user);
+    g4_tokens_free(&got);
+    g4_tokens_free(&want);
+
+    in.n_images = 1; /* fewer images than parts */
+    g4_tokens t = {0};
+    CHECK(g4_prompt_build(tok, &in, &t, NULL, &err) == G4_PROMPT_BAD_INPUT && strstr(err.msg, "image parts"),
+          "count mismatch accepted: %s", err.msg);
+    g4_tokens_free(&t);
+    cJSON_Delete(m);
+
+    m = cJSON_Parse("[{\"role\":\"system\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]},"
+                    "{\"role\":\"user\",\"content\":\"hi\"}]");
+    in.messages = m;
+    in.n_images = 1;
+    CHECK(g4_prompt_build(tok, &in, &t, NULL, &err) == G4_PROMPT_BAD_INPUT && strstr(err.msg, "system"),
+          "an image in the system message accepted: %s", err.msg);
+    g4_tokens_free(&t);
+    cJSON_Delete(m);
+
+    /* gRPC's way (g4_chat_input_image: images before the message's text) == the JSON parts */
+    g4_chat_input ci;
+    CHECK(g4_chat_input_init(&ci, &err) == 0, "%s", err.msg);
+    CHECK(g4_chat_input_message(&ci, "user", "Describe <|image|> both.", NULL, NULL, NULL, &err) == 0, "%s", err.msg);
+    CHECK(g4_chat_input_message(&ci, "assistant", "ok", NULL, NULL, NULL, &err) == 0, "%s", err.msg);
+    CHECK(g4_chat_input_image(&ci, 0, &err) == 0 && g4_chat_input_image(&ci, 0, &err) == 0, "%s", err.msg);
+    CHECK(g4_chat_input_image(&ci, 5, &err) == G4_PROMPT_BAD_INPUT, "an image for a missing message accepted");
+    m = cJSON_Parse("[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}},"
+                    "{\"type\":\"image_url\",\"image_url\":{\"url\":\"y\"}},"
+                    "{\"type\":\"text\",\"text\":\"Describe <|image|> both.\"}]},"
+                    "{\"role\":\"assistant\",\"content\":\"ok\"}]");
+    g4_tokens a = {0}, b = {0};
+    in.messages = m;
+    in.n_images = 2;
+    CHECK(g4_prompt_build(tok, &in, &a, NULL, &err) == 0, "%s", err.msg);
+    in.messages = ci.messages;
+    CHECK(g4_prompt_build(tok, &in, &b, NULL, &err) == 0, "%s", err.msg);
+    CHECK(a.n > 0 && same_ids(&a, &b), "built chat with images differs from the JSON parts (%zu vs %zu ids)", b.n, a.n);
+    g4_tokens_free(&a);
+    g4_tokens_free(&b);
+    g4_chat_input_free(&ci);
+    cJSON_Delete(m);
+}
+
 int main(void) {
     g4_tokenizer *tok = NULL;
     g4_error err = {{0}};
@@ -185,6 +267,7 @@ int main(void) {
     test_user_spelling_is_not_an_opened_channel(tok);
     test_text_and_ids(tok);
     test_detokenizer_flags(tok);
+    test_image_runs(tok);
     g4_tokenizer_free(tok);
     return check_summary();
 }

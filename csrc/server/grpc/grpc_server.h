@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "engine/engine.h"
+#include "media/image.h"
 #include "model/config.h"
 #include "server/metrics/metrics.h"
 #include "text/tokenizer.h"
@@ -48,6 +49,8 @@ typedef struct g4_grpc_model {
     int tp_size;
     g4_metrics *metrics;          /* where generations are counted (the HTTP server's /metrics);
                                      NULL = not counted */
+    bool vision;                  /* the model has a vision tower: chat images are read */
+    g4_image_limits image_limits; /* each image's bytes and decoded pixels */
 } g4_grpc_model;
 
 typedef struct g4_grpc_server g4_grpc_server;

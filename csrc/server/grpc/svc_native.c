@@ -15,6 +15,7 @@
 
 #include "g4serve.pb-c.h"
 #include "server/grpc/grpc_impl.h"
+#include "media/vision_preprocess.h"
 #include "text/output_parser.h"
 #include "text/prompt.h"
 
@@ -59,10 +60,72 @@ static int chat_input(const G4serve__V1__ChatInput *ci, g4_chat_input *in, g4_er
     return 0;
 }
 
+/* A chat's images, decoded and preprocessed, until the engine has copied them at submit. */
+typedef struct chat_images {
+    g4_vision_pixels *px;
+    g4_mm_item *items;
+    int *n_tokens, *pos;
+    int n;
+} chat_images;
+
+static void chat_images_free(chat_images *im) {
+    for (int i = 0; im->px && i < im->n; i++) g4_vision_pixels_free(&im->px[i]);
+    free(im->px);
+    free(im->items);
+    free(im->n_tokens);
+    free(im->pos);
+    memset(im, 0, sizeof *im);
+}
+
+/* Each message's images (in message order, each message's before its text) into im and the
+ * template's input. */
+static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci, g4_chat_input *in, chat_images *im,
+                            g4_error *err) {
+    size_t n = 0;
+    for (size_t i = 0; i < ci->n_messages; i++) n += ci->messages[i]->n_images;
+    if (n == 0) return 0;
+    if (!s->model.vision)
+        return g4_fail(err, "chat.messages: image input is not supported (the served model has no vision tower)");
+    int budget = ci->max_soft_tokens ? ci->max_soft_tokens : G4_VISION_DEFAULT_BUDGET;
+    if (!g4_vision_budget_valid(budget))
+        return g4_fail(err, "chat.max_soft_tokens must be 0 or one of 70, 140, 280, 560, 1120");
+    if (!(im->px = calloc(n, sizeof *im->px)) || !(im->items = calloc(n, sizeof *im->items)) ||
+        !(im->n_tokens = calloc(n, sizeof *im->n_tokens)) || !(im->pos = calloc(n, sizeof *im->pos)))
+        return g4_fail(err, "out of memory");
+    int total = 0;
+    for (size_t i = 0; i < ci->n_messages; i++) {
+        const G4serve__V1__ChatMessage *m = ci->messages[i];
+        for (size_t k = 0; k < m->n_images; k++) {
+            g4_image img = {0};
+            g4_error e = {{0}};
+            int rc = g4_image_decode(m->images[k].data, m->images[k].len, &s->model.image_limits, &img, &e);
+            int n_soft = rc == 0 ? g4_vision_soft_tokens(img.width, img.height, budget, &e) : -1;
+            if (n_soft > 0 && (total += n_soft + 2) > s->model.eo.max_model_len) {
+                g4_image_free(&img);
+                return g4_fail(err,
+                               "chat.messages[%zu].images[%zu]: the images so far take %d prompt tokens, more than "
+                               "the model's maximum context length of %d",
+                               i, k, total, s->model.eo.max_model_len);
+            }
+            if (rc == 0 && n_soft < 0) rc = -1;
+            if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[im->n], &e);
+            g4_image_free(&img);
+            if (rc) return g4_fail(err, "chat.messages[%zu].images[%zu]: %s", i, k, e.msg);
+            im->n_tokens[im->n] = im->px[im->n].n_soft;
+            im->n++;
+        }
+    }
+    for (size_t i = 0; i < ci->n_messages; i++)
+        for (size_t k = 0; k < ci->messages[i]->n_images; k++)
+            if (g4_chat_input_image(in, (int)i, err)) return -1;
+    return 0;
+}
+
 /* text, ids or chat -> prompt ids (text: plain text, one BOS). INVALID_ARGUMENT on error
  * (message in err). */
 static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__TokenIds *ids,
-                        const G4serve__V1__ChatInput *chat, g4_tokens *out, bool *in_reasoning, g4_error *err) {
+                        const G4serve__V1__ChatInput *chat, chat_images *im, g4_tokens *out, bool *in_reasoning,
+                        g4_error *err) {
     const g4_tokenizer *tok = s->model.tok;
     if (!tok && !ids) return g4_fail(err, "this server has no tokenizer; send token_ids");
     g4_prompt_input in;
@@ -78,17 +141,31 @@ static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__
         in.ids_field = "token_ids.ids";
         in.vocab = s->model.cfg.vocab;
     } else {
-        if (g4_chat_input_init(&ci, err) || chat_input(chat, &ci, err)) {
+        if (g4_chat_input_init(&ci, err) || chat_input(chat, &ci, err) ||
+            (im ? chat_images_load(s, chat, &ci, im, err) : 0)) {
             g4_chat_input_free(&ci);
             return -1;
         }
         in.messages = ci.messages;
         in.tools = ci.tools;
         in.chat.enable_thinking = chat->enable_thinking;
+        if (im) {
+            in.image_tokens = im->n_tokens;
+            in.n_images = im->n;
+            in.image_pos = im->pos;
+        }
     }
     int rc = g4_prompt_build(tok, &in, out, in_reasoning, err);
     g4_chat_input_free(&ci);
-    return rc ? -1 : 0;
+    if (rc) return -1;
+    for (int i = 0; im && i < im->n; i++)
+        im->items[i] = (g4_mm_item){.pos = im->pos[i],
+                                    .n_tokens = im->px[i].n_soft,
+                                    .hash = {im->px[i].hash[0], im->px[i].hash[1]},
+                                    .patches = im->px[i].patches,
+                                    .ph = im->px[i].ph,
+                                    .pw = im->px[i].pw};
+    return 0;
 }
 
 /* ---- Generate ---------------------------------------------------------------------------- */
@@ -345,6 +422,7 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     g4_grpc_server *s = c->srv;
     G4serve__V1__GenerateRequest *rq = g4serve__v1__generate_request__unpack(NULL, len, data);
     g4_tokens prompt = {0};
+    chat_images images = {0}; /* until the engine has copied them at submit */
     g4_error err = {{0}};
     gen_state *st = NULL;
     bool in_reasoning = false, submitted = false;
@@ -373,13 +451,15 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     }
     switch (rq->input_case) {
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_TEXT:
-        if (build_prompt(s, rq->text, NULL, NULL, &prompt, NULL, &err)) goto bad;
+        if (build_prompt(s, rq->text, NULL, NULL, NULL, &prompt, NULL, &err)) goto bad;
         break;
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_CHAT:
-        if (build_prompt(s, NULL, NULL, rq->chat, &prompt, &in_reasoning, &err)) goto bad;
+        if (build_prompt(s, NULL, NULL, rq->chat, &images, &prompt, &in_reasoning, &err)) goto bad;
+        p.mm = images.n ? images.items : NULL;
+        p.n_mm = images.n;
         break;
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_TOKEN_IDS:
-        if (build_prompt(s, NULL, rq->token_ids, NULL, &prompt, NULL, &err)) goto bad;
+        if (build_prompt(s, NULL, rq->token_ids, NULL, NULL, &prompt, NULL, &err)) goto bad;
         break;
     default: g4_fail(&err, "one of text, token_ids or chat is required"); goto bad;
     }
@@ -430,6 +510,7 @@ bad:
 out:
     if (!submitted) g4_grpc_count_refusal(s, c->status_queued ? c->status : GRPC_STATUS_INTERNAL);
     g4_tokens_free(&prompt);
+    chat_images_free(&images);
     g4serve__v1__generate_request__free_unpacked(rq, NULL);
 }
 
@@ -457,6 +538,7 @@ static void tokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
         return;
     }
     g4_tokens ids = {0};
+    chat_images images = {0};
     g4_error err = {{0}};
     if (g4_grpc_check_utf8(&rq->base, &err)) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "TokenizeRequest.%s", err.msg);
@@ -467,7 +549,7 @@ static void tokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
     } else if (rq->input_case == G4SERVE__V1__TOKENIZE_REQUEST__INPUT__NOT_SET) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "one of text or chat is required");
     } else if (build_prompt(s, rq->input_case == G4SERVE__V1__TOKENIZE_REQUEST__INPUT_TEXT ? rq->text : NULL, NULL,
-                            rq->chat, &ids, NULL, &err)) {
+                            rq->chat, &images, &ids, NULL, &err)) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     } else {
         G4serve__V1__TokenizeResponse r = G4SERVE__V1__TOKENIZE_RESPONSE__INIT;
@@ -477,6 +559,7 @@ static void tokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
         g4_gcall_reply(c, &r.base);
     }
     g4_tokens_free(&ids);
+    chat_images_free(&images);
     g4serve__v1__tokenize_request__free_unpacked(rq, NULL);
 }
 

@@ -20,6 +20,9 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "media/image.h"
+#include "media/media_source.h"
+#include "media/vision_preprocess.h"
 #include "text/prompt.h"
 
 /* --- job lifetime ---------------------------------------------------------------------- */
@@ -127,8 +130,65 @@ static void job_cancel(g4_job *j) {
 
 /* --- prompt ------------------------------------------------------------------------------ */
 
+void g4_http_images_free(g4_http_images *im) {
+    for (int i = 0; im->px && i < im->n; i++) g4_vision_pixels_free(&im->px[i]);
+    free(im->px);
+    free(im->items);
+    free(im->n_tokens);
+    free(im->pos);
+    memset(im, 0, sizeof *im);
+}
+
+/* Each image part: its bytes (media policy), decoded (limits), preprocessed at the request's
+ * budget. A failure is the request's: 400 naming the message and the part. */
+static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_images *im, g4_http_error *e) {
+    if (r->n_images == 0) return 0;
+    const g4_oai_image *first = &r->images[0];
+    if (!s->cfg.vision)
+        return g4_http_fail(e, 400, "messages",
+                            "messages[%d].content[%d]: image input is not supported (the served model has no vision "
+                            "tower)",
+                            first->message, first->part);
+    int n = r->n_images, budget = r->image_budget ? r->image_budget : s->cfg.image_budget;
+    im->px = calloc((size_t)n, sizeof *im->px);
+    im->items = calloc((size_t)n, sizeof *im->items);
+    im->n_tokens = calloc((size_t)n, sizeof *im->n_tokens);
+    im->pos = calloc((size_t)n, sizeof *im->pos);
+    if (!im->px || !im->items || !im->n_tokens || !im->pos) return g4_http_fail(e, 500, NULL, "out of memory");
+    im->n = n;
+    g4_image_limits lim = {.max_bytes = s->cfg.media.max_bytes, .max_pixels = s->cfg.max_image_pixels};
+    int total = 0;
+    for (int i = 0; i < n; i++) {
+        const g4_oai_image *g = &r->images[i];
+        g4_error err = {{0}};
+        uint8_t *data = NULL;
+        size_t len = 0;
+        g4_image img = {0};
+        int rc = g4_media_load(g->url, &s->cfg.media, &data, &len, &err);
+        if (rc == 0) rc = g4_image_decode(data, len, &lim, &img, &err);
+        free(data);
+        /* the soft tokens so far must fit the model before the patches are made (they take
+         * 27 KiB per soft token) */
+        int n_soft = rc == 0 ? g4_vision_soft_tokens(img.width, img.height, budget, &err) : -1;
+        if (n_soft > 0 && (total += n_soft + 2) > s->max_model_len) {
+            g4_image_free(&img);
+            return g4_http_fail(e, 400, "messages",
+                                "messages[%d].content[%d]: the images so far take %d prompt tokens, more than the "
+                                "model's maximum context length of %d",
+                                g->message, g->part, total, s->max_model_len);
+        }
+        if (rc == 0 && n_soft < 0) rc = -1;
+        if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[i], &err);
+        g4_image_free(&img);
+        if (rc < 0)
+            return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: %s", g->message, g->part, err.msg);
+        im->n_tokens[i] = im->px[i].n_soft;
+    }
+    return 0;
+}
+
 int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt, g4_tokens *ids, unsigned *parse_flags,
-                         g4_http_error *e) {
+                         g4_http_images *im, g4_http_error *e) {
     g4_error err = {{0}};
     g4_prompt_input in;
     *parse_flags = 0;
@@ -152,6 +212,10 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt,
         in.chat.enable_thinking = r->enable_thinking;
         in.chat.add_generation_prompt = r->add_generation_prompt;
         in.chat.decode_string_arguments = 1;
+        if (load_images(s, r, im, e) < 0) return -1;
+        in.image_tokens = im->n_tokens;
+        in.n_images = im->n;
+        in.image_pos = im->pos;
     }
     bool in_reasoning = false;
     int rc = g4_prompt_build(s->tok, &in, ids, &in_reasoning, &err);
@@ -159,6 +223,15 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt,
         return g4_http_fail(e, 400, r->kind == G4_OAI_CHAT ? "messages" : "prompt", "%s", err.msg);
     if (rc < 0) return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
     if (in_reasoning) *parse_flags |= G4_PARSE_START_IN_REASONING;
+    for (int i = 0; i < im->n; i++) {
+        const g4_vision_pixels *px = &im->px[i];
+        im->items[i] = (g4_mm_item){.pos = im->pos[i],
+                                    .n_tokens = px->n_soft,
+                                    .hash = {px->hash[0], px->hash[1]},
+                                    .patches = px->patches,
+                                    .ph = px->ph,
+                                    .pw = px->pw};
+    }
     return 0;
 }
 
@@ -208,6 +281,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     g4_tokens *pids = calloc((size_t)n_prompts, sizeof *pids);
     int *pmax = calloc((size_t)n_prompts, sizeof *pmax);
     unsigned parse_flags = 0;
+    g4_http_images im = {0}; /* chat: the images, until submit has copied them */
     g4_so_grammar *so = NULL; /* the request's compiled constraint, if any */
     int n_prompt_total = 0, max_tokens = 0;
     if (!pids || !pmax) {
@@ -215,7 +289,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         goto refuse;
     }
     for (int p = 0; p < n_prompts; p++) {
-        if (g4_http_build_prompt(s, &req, p, &pids[p], &parse_flags, &e) < 0) goto refuse;
+        if (g4_http_build_prompt(s, &req, p, &pids[p], &parse_flags, &im, &e) < 0) goto refuse;
         int n_prompt = (int)pids[p].n;
         int room = s->max_model_len - n_prompt;
         max_tokens = req.max_tokens              ? req.max_tokens
@@ -284,6 +358,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
             g4_stream_sink_init(&j->ch[i].sink, j->events, &j->ch[i]) < 0) {
             free(pmax);
             g4_so_grammar_unref(so);
+            g4_http_images_free(&im);
             job_free(j);
             g4_http_fail(&e, 500, NULL, "out of memory");
             return reject(s, c, &e);
@@ -316,6 +391,8 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         p.n_logit_bias = j->req.n_logit_bias;
         p.allowed_ids = j->req.allowed_ids;
         p.n_allowed_ids = j->req.n_allowed_ids;
+        p.mm = im.n ? im.items : NULL;
+        p.n_mm = im.n;
         p.prompt_logprobs = plp_top >= 0;
         p.prompt_logprobs_top = plp_top > 0 ? plp_top : 0;
         if (so) { /* one matcher per choice; the engine owns it from submit on */
@@ -346,6 +423,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         submitted++;
     }
     g4_so_grammar_unref(so); /* each constraint holds its own reference */
+    g4_http_images_free(&im); /* the engine copied the patches at submit */
     if (submitted < j->n) {
         job_cancel(j); /* choices already submitted end with ABORT and drop their refs */
         int status = code == G4_ERR_QUEUE_FULL ? 429 : code == G4_ERR_STOPPED ? 503 : 400;
@@ -390,6 +468,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     return done ? g4_generate_resume(s, c, cn) : MHD_YES;
 
 refuse: /* before the job exists: the prompts and the request are ours to free */
+    g4_http_images_free(&im);
     for (int p = 0; pids && p < n_prompts; p++) g4_tokens_free(&pids[p]);
     free(pids);
     free(pmax);

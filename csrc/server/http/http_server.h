@@ -18,6 +18,7 @@
 
 #include "base/error.h"
 #include "engine/engine.h"
+#include "media/media_source.h"
 #include "server/metrics/metrics.h"
 #include "text/tokenizer.h"
 
@@ -52,6 +53,11 @@ typedef struct g4_http_config {
     const char *api_key;           /* NULL/"" = open; else every API route wants
                                       "Authorization: Bearer <key>" (401 otherwise) */
     bool protect_metrics;          /* with api_key: /metrics and /v1/metrics want it too */
+    /* Images (chat image_url parts). Without a vision tower every image part is a 400. */
+    bool vision;                   /* the served model has a vision tower (model/vision.h) */
+    g4_media_policy media;         /* where image bytes may come from; media.max_bytes also bounds them */
+    int64_t max_image_pixels;      /* decoded width × height (0 = no limit) */
+    int image_budget;              /* soft tokens per image without mm_processor_kwargs (280) */
     g4_metrics *metrics;           /* what /metrics renders, shared with the gRPC server (borrowed;
                                       must outlive the server); NULL = the server makes its own */
 } g4_http_config;
@@ -65,6 +71,9 @@ g4_http_server *g4_http_server_start(const g4_http_config *c, g4_error *err);
 
 /* The bound port (useful with port 0). */
 int g4_http_server_port(const g4_http_server *s);
+
+/* Whether image parts are served (the model has a vision tower); before attach. */
+void g4_http_server_set_vision(g4_http_server *s, bool vision);
 
 /* Hands over the engine and tokenizer (not owned; both must outlive the server). eo gives the
  * limits the API enforces and reports (max_model_len, max_running). Call once, before ready. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "media/vision_preprocess.h"
 #include "text/utf8.h"
 
 /* A message cut at the buffer's end may end inside a multi-byte character (user text is echoed
@@ -120,7 +121,6 @@ static int refuse_unsupported(const cJSON *o, g4_http_error *e) {
                                         "functions",
                                         "audio",
                                         "prediction",
-                                        "mm_processor_kwargs",
                                         "chat_template",
                                         "suffix",
                                         "guided_decoding_backend",
@@ -329,12 +329,13 @@ static int parse_prompt(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_h
     return 0;
 }
 
-/* Content parts: text only until vision exists. */
-static int check_content(const cJSON *c, int idx, g4_http_error *e) {
+/* Content parts: text, and image_url ({"url": ...} or the URL as a string) collected in order. */
+static int check_content(g4_oai_request *r, const cJSON *c, int idx, g4_http_error *e) {
     if (!c || cJSON_IsNull(c) || cJSON_IsString(c)) return 0;
     if (!cJSON_IsArray(c))
         return g4_http_fail(e, 400, "messages", "messages[%d].content must be a string, a list of parts or null", idx);
     const cJSON *part;
+    int k = 0;
     cJSON_ArrayForEach(part, c) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "type");
         if (!cJSON_IsObject(part) || !cJSON_IsString(t))
@@ -343,16 +344,48 @@ static int check_content(const cJSON *c, int idx, g4_http_error *e) {
         if (!strcmp(t->valuestring, "text")) {
             if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(part, "text")))
                 return g4_http_fail(e, 400, "messages", "messages[%d] text part needs a string 'text'", idx);
-        } else if (!strcmp(t->valuestring, "image_url") || !strcmp(t->valuestring, "image") ||
-                   !strcmp(t->valuestring, "input_image")) {
-            return g4_http_fail(
-                e, 400, "messages",
-                "messages[%d]: image input is not supported yet (this server serves the text model only)", idx);
+        } else if (!strcmp(t->valuestring, "image_url")) {
+            const cJSON *iu = cJSON_GetObjectItemCaseSensitive(part, "image_url");
+            const cJSON *url = cJSON_IsObject(iu) ? cJSON_GetObjectItemCaseSensitive(iu, "url") : iu;
+            if (!cJSON_IsString(url) || !url->valuestring[0])
+                return g4_http_fail(e, 400, "messages",
+                                    "messages[%d].content[%d]: an image_url part needs 'image_url': {'url': string}",
+                                    idx, k);
+            if (r->n_images == G4_OAI_MAX_IMAGES)
+                return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: more than %d images in one request",
+                                    idx, k, G4_OAI_MAX_IMAGES);
+            if (!r->images && !(r->images = calloc(G4_OAI_MAX_IMAGES, sizeof *r->images)))
+                return g4_http_fail(e, 500, NULL, "out of memory");
+            r->images[r->n_images++] = (g4_oai_image){url->valuestring, idx, k};
         } else {
-            return g4_http_fail(e, 400, "messages", "messages[%d]: content part type '%s' is not supported", idx,
-                                t->valuestring);
+            return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: content part type '%s' is not supported",
+                                idx, k, t->valuestring);
         }
+        k++;
     }
+    return 0;
+}
+
+/* mm_processor_kwargs: {"max_soft_tokens": N} (vLLM passes it to transformers' processor; also
+ * under "images_kwargs"). Other keys are refused: nothing would read them. */
+static int parse_mm_kwargs(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
+    const cJSON *kw = field(o, "mm_processor_kwargs");
+    if (!kw) return 0;
+    if (!cJSON_IsObject(kw))
+        return g4_http_fail(e, 400, "mm_processor_kwargs", "'mm_processor_kwargs' must be an object");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(kw, "max_soft_tokens");
+    const cJSON *ik = cJSON_GetObjectItemCaseSensitive(kw, "images_kwargs");
+    if (!v && cJSON_IsObject(ik)) v = cJSON_GetObjectItemCaseSensitive(ik, "max_soft_tokens");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, kw) {
+        if (strcmp(it->string, "max_soft_tokens") && strcmp(it->string, "images_kwargs"))
+            return g4_http_fail(e, 400, "mm_processor_kwargs", "mm_processor_kwargs.%s is not supported", it->string);
+    }
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v) || !g4_vision_budget_valid((int)v->valuedouble) || v->valuedouble != (int)v->valuedouble)
+        return g4_http_fail(e, 400, "mm_processor_kwargs",
+                            "mm_processor_kwargs.max_soft_tokens must be one of 70, 140, 280, 560, 1120");
+    r->image_budget = (int)v->valuedouble;
     return 0;
 }
 
@@ -373,7 +406,7 @@ static int parse_messages(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
                                 "messages[%d].role '%s' is not one of system, developer, user, "
                                 "assistant, tool",
                                 i, rs);
-        if (check_content(cJSON_GetObjectItemCaseSensitive(msg, "content"), i, e) < 0) return -1;
+        if (check_content(r, cJSON_GetObjectItemCaseSensitive(msg, "content"), i, e) < 0) return -1;
         const cJSON *tc = field(msg, "tool_calls");
         if (tc) {
             if (strcmp(rs, "assistant") || !cJSON_IsArray(tc))
@@ -550,8 +583,14 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
     }
     if (kind == G4_OAI_COMPLETION) {
         if (parse_prompt(r, o, n_vocab, e) < 0) goto fail;
-    } else {
-        if (parse_messages(r, o, e) < 0 || parse_tools(r, o, e) < 0 || parse_chat_options(r, o, e) < 0) goto fail;
+    }
+    if (kind == G4_OAI_CHAT) {
+        if (parse_messages(r, o, e) < 0 || parse_tools(r, o, e) < 0 || parse_chat_options(r, o, e) < 0 ||
+            parse_mm_kwargs(r, o, e) < 0)
+            goto fail;
+    } else if (field(o, "mm_processor_kwargs")) {
+        g4_http_fail(e, 400, "mm_processor_kwargs", "'mm_processor_kwargs' is for chat requests with images");
+        goto fail;
     }
     return 0;
 fail_obj:
@@ -567,6 +606,7 @@ void g4_oai_request_free(g4_oai_request *r) {
     free(r->prompts);
     free(r->logit_bias);
     free(r->allowed_ids);
+    free(r->images);
     g4_oai_structured_free(&r->structured);
     memset(r, 0, sizeof *r);
 }

@@ -60,6 +60,14 @@ typedef struct g4_oai_prompt {
     int n_ids;
 } g4_oai_prompt;
 
+/* One image_url content part of a chat request, in message order. */
+typedef struct g4_oai_image {
+    const char *url;             /* points into root */
+    int message, part;           /* messages[message].content[part], for error messages */
+} g4_oai_image;
+
+#define G4_OAI_MAX_IMAGES 64     /* image parts per request */
+
 typedef struct g4_oai_request {
     g4_oai_kind kind;
     cJSON *root;                 /* the parsed body; owns every cJSON pointer below */
@@ -101,6 +109,10 @@ typedef struct g4_oai_request {
     bool enable_thinking;        /* chat_template_kwargs.enable_thinking (or reasoning_effort) */
     bool add_generation_prompt;  /* default true */
     bool continue_final_message;
+    g4_oai_image *images;        /* malloc'ed [n_images] image_url parts, or NULL */
+    int n_images;
+    int image_budget;            /* mm_processor_kwargs.max_soft_tokens (vLLM / transformers name):
+                                    soft tokens per image, 70/140/280/560/1120; 0 = not given */
 } g4_oai_request;
 
 /* Parses and validates body[0..len). On success returns 0 and *r owns its memory (free with

@@ -52,6 +52,10 @@ void g4_http_config_default(g4_http_config *c) {
     c->request_timeout_s = 0;
     c->reasoning_content = true;
     c->default_completion_max_tokens = 16;
+    c->media.max_bytes = 20u << 20;
+    c->media.timeout_ms = 10000;
+    c->max_image_pixels = 40000000;
+    c->image_budget = 280;
 }
 
 enum MHD_Result g4_http_send_json(struct MHD_Connection *c, int status, const char *json) {
@@ -232,7 +236,9 @@ static enum MHD_Result tokenize(g4_http_server *s, struct MHD_Connection *c, con
             cJSON_Delete(in);
             return send_error(s, c, &pe);
         }
-        int rc = g4_http_build_prompt(s, &req, 0, &ids, &parse_flags, &pe);
+        g4_http_images im = {0};
+        int rc = g4_http_build_prompt(s, &req, 0, &ids, &parse_flags, &im, &pe);
+        g4_http_images_free(&im);
         g4_oai_request_free(&req);
         if (rc < 0) {
             g4_tokens_free(&ids);
@@ -635,6 +641,8 @@ fail:
 }
 
 int g4_http_server_port(const g4_http_server *s) { return s->port; }
+
+void g4_http_server_set_vision(g4_http_server *s, bool vision) { s->cfg.vision = vision; }
 
 void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *tok, const g4_engine_opts *eo) {
     s->tok = tok;

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "media/vision_preprocess.h"
 #include "server/http/http_server.h"
 #include "server/http/oai_request.h"
 #include "server/metrics/metrics.h"
@@ -62,11 +63,22 @@ enum MHD_Result g4_http_send_json(struct MHD_Connection *c, int status, const ch
 /* Parses, validates, tokenizes and submits a chat or completions request, then either queues
  * an error / suspends the connection (non-streaming) or queues the SSE response. */
 enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, g4_oai_kind kind);
+/* A chat request's images: loaded, decoded and preprocessed, with each one's run in the prompt
+ * (items: pos, n_tokens, hash, patches, ph, pw) for g4_request_params.mm. */
+typedef struct g4_http_images {
+    g4_vision_pixels *px;          /* [n] */
+    g4_mm_item *items;             /* [n], in prompt order */
+    int *n_tokens, *pos;           /* [n] */
+    int n;
+} g4_http_images;
+void g4_http_images_free(g4_http_images *im);
+
 /* A validated request's prompt ids (completions: its prompt number `prompt`): token ids as given, a raw completions prompt (special tokens
- * split, one BOS), or the rendered chat template. *parse_flags gets G4_PARSE_START_IN_REASONING
+ * split, one BOS), or the rendered chat template with each image's run (its images go into *im,
+ * which the caller frees; a request with images on a server without a vision tower is a 400). *parse_flags gets G4_PARSE_START_IN_REASONING
  * when the prompt opens the thought channel. /tokenize uses it too, so it sees what chat sees. */
 int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt, g4_tokens *ids, unsigned *parse_flags,
-                         g4_http_error *e);
+                         g4_http_images *im, g4_http_error *e);
 /* Called again when a suspended non-streaming connection is resumed. */
 enum MHD_Result g4_generate_resume(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn);
 /* The connection ended (ok = completed normally): a hang-up cancels the engine requests. */
