@@ -161,7 +161,8 @@ static int g4_cuda_load_dummy_weight(void *ctx, g4_weight *w, uint64_t seed, flo
 static int g4_cuda_supports(void *ctx, g4_op op, g4_dtype dt) {
     (void)ctx;
     if (op == G4_OP_LOAD_WEIGHT) return dt == G4_DT_BF16 || dt == G4_DT_F16 || dt == G4_DT_F32;
-    return op >= 0 && op < G4_OP_COUNT;
+    return op >= 0 && op < G4_OP_COUNT && op != G4_OP_ROPE_2D && op != G4_OP_ENCODER_ATTENTION &&
+           op != G4_OP_VISION_POOL; /* the vision ops: not yet */
 }
 
 static const g4_backend_ops g4_cuda_ops = {
