@@ -161,8 +161,7 @@ static int g4_cuda_load_dummy_weight(void *ctx, g4_weight *w, uint64_t seed, flo
 static int g4_cuda_supports(void *ctx, g4_op op, g4_dtype dt) {
     (void)ctx;
     if (op == G4_OP_LOAD_WEIGHT) return dt == G4_DT_BF16 || dt == G4_DT_F16 || dt == G4_DT_F32;
-    return op >= 0 && op < G4_OP_COUNT && op != G4_OP_ROPE_2D && op != G4_OP_ENCODER_ATTENTION &&
-           op != G4_OP_VISION_POOL; /* the vision ops: not yet */
+    return op >= 0 && op < G4_OP_COUNT;
 }
 
 static const g4_backend_ops g4_cuda_ops = {
@@ -196,6 +195,9 @@ static const g4_backend_ops g4_cuda_ops = {
     .graph_end = g4_cuda_graph_end,
     .graph_launch = g4_cuda_graph_launch,
     .graph_free = g4_cuda_graph_free,
+    .rope_2d = g4_cuda_rope_2d,
+    .encoder_attention = g4_cuda_encoder_attention,
+    .vision_pool = g4_cuda_vision_pool,
 };
 
 static void g4_cuda_ctx_free(g4_cuda_ctx *c) {

@@ -27,10 +27,10 @@
  *                                                act = bf16(gelu_tanh(gate) · up); down outputs
  *                                                f32 (not rounded); y = bf16(Σ_j w_j · down_j)
  *   lm_head             lm_head.cu               x on read; logits and softcap f32
- *   rope_2d             (no CUDA twin yet)       x on read; x = bf16(RoPE₂(x)), angles f32
- *   encoder_attention   (no CUDA twin yet)       q, k, v on read; scores, softmax, P·V f32;
+ *   rope_2d             vision.cu                x on read; x = bf16(RoPE₂(x)), angles f32
+ *   encoder_attention   vision.cu                q, k, v on read; scores, softmax, P·V f32;
  *                                                out = bf16(Σ p·V / Σ p)
- *   vision_pool         (no CUDA twin yet)       x on read; sums f32; y = bf16((m·Σ/k² − b) ⊙ s)
+ *   vision_pool         vision.cu                x on read; sums f32; y = bf16((m·Σ/k² − b) ⊙ s)
  *   load_weight         cuda_backend.cu          F32 / F16 weights → bf16 once at load
  *
  * Not modelled (the CUDA backend's defaults do not take these paths): attention_flash.cu

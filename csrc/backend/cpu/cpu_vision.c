@@ -1,7 +1,7 @@
 /* cpu_vision.c — the vision tower's three ops on the CPU reference backend: 2-D RoPE, the
  * bidirectional encoder attention over one image's patches, and the 3 × 3 pooler with
  * standardisation (contracts in backend.h). Plain f32 loops, OpenMP over rows / heads.
- * bf16 mode: inputs rounded on read, outputs rounded once;
+ * bf16 mode (the CUDA twins in cuda/vision.cu): inputs rounded on read, outputs rounded once;
  * angles, scores, softmax, P·V and the pooled sums stay f32.
  * Not here: the tower's order of ops (model/vision.c). */
 #include <math.h>
