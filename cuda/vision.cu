@@ -12,7 +12,7 @@
  *   vision_pool         bytes N·D·2 + N/9·D·2                   N = 10080: 26 MB → ~8 µs
  * The attention kernel here is the simple one (CUDA cores, one block per query and head, K/V
  * re-read per query from L2): the oracle for a tensor-core variant. The whole encoder's FLOPs
- * and bytes per budget: docs/performance-anchors.md ("Vision encoder").
+ * and bytes per budget: docs/benchmarks.md ("Vision encoder").
  * Twin: csrc/backend/cpu/cpu_vision.c. Test: tests/gpu/test_gpu_vision.c. */
 #include "ctx.cuh"
 
