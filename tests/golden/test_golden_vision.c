@@ -5,7 +5,8 @@
  * For each golden image i: g4_vision_encode(image.<i>.patches, image.<i>.grid) must give
  * image.<i>.soft (transformers in float32) within max|Δ| / max|soft| ≤ 1e-4 (printed), for both
  * images (different grids and aspect ratios), in either order on one tower (the buffers grow
- * and are reused). Also: the dense golden model (vision_config null) has no tower, and encode
+ * and are reused), and on both ranks of a tensor-parallel pair (the tower is replicated, each rank
+ * encodes alone: same soft tokens). Also: the dense golden model (vision_config null) has no tower, and encode
  * refuses a grid that is not made of 3 × 3 blocks or does not fit the position table, and a
  * vision_config that does not match the checkpoint's vision tensors fails g4_model_open naming
  * the tensor (a layer missing, a layer too many, std_bias without standardize).
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
 #include "base/error.h"
 #include "check.h"
 #include "model/gemma4.h"
@@ -139,8 +141,24 @@ int main(void) {
           err.msg);
     CHECK(g4_vision_encode(v, dummy, 3, 51, out, &err) == -1 && strstr(err.msg, "position table"), "3 x 51 grid: %s",
           err.msg);
-    g4_st_close(st);
     g4_model_close(m);
+
+    /* tensor parallel t = 2: each rank holds the whole tower and encodes alone */
+    g4_comm *comm = g4_cpu_comm_create(2, &err);
+    REQUIRE(comm, "comm: %s", err.msg);
+    for (int r = 0; r < 2; r++) {
+        g4_model_opts o;
+        g4_model_opts_default(&o);
+        o.tp_rank = r, o.tp_size = 2, o.comm = comm;
+        g4_model *mr = NULL;
+        CHECK(g4_model_open(&mr, DIR, be, &o, &err) == 0, "rank %d: %s", r, err.msg);
+        if (!mr) continue;
+        printf("tensor parallel rank %d of 2: ", r);
+        check_image(g4_model_vision(mr), &im[0], 0);
+        g4_model_close(mr);
+    }
+    g4_comm_destroy(comm);
+    g4_st_close(st);
 
     /* a text-only model (vision_config null) has no tower */
     REQUIRE(g4_model_open(&m, "tests/golden/dense", be, NULL, &err) == 0, "open dense: %s", err.msg);
