@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""vision_encoder_cost.py — FLOPs and bytes of the Gemma 4 vision encoder per image, at each
+"""encoder_cost.py — FLOPs and bytes of the Gemma 4 vision encoder per image, at each
 soft-token budget, for the GPU roofline (docs/benchmarks.md, "Vision encoder").
 
 Counts the work of model/vision.c's op sequence (csrc/model/vision.c) for one image of N = 9 × B
@@ -18,7 +18,7 @@ exactly has a few fewer), with the tower's geometry from a config.json (default:
   Time floors on an H100 SXM (989 TFLOP/s bf16 dense, 3.35 TB/s): compute = FLOPs / peak,
   memory = bytes / bandwidth; the larger is the floor.
 
-Usage: python3 bench/vision_encoder_cost.py [config.json] [--text-hidden H]   (markdown on stdout)
+Usage: python3 bench/vision/encoder_cost.py [config.json] [--text-hidden H]   (markdown on stdout)
 """
 
 import json
