@@ -10,15 +10,20 @@
  *                       CUDA cores, 0.47 ms at tensor-core peak; bytes from HBM 4·N·D·2 = 93 MB
  *                       (q, k, v, out) → 28 µs, so the op is compute-bound at every budget
  *   vision_pool         bytes N·D·2 + N/9·D·2                   N = 10080: 26 MB → ~8 µs
- * The attention kernel here is the simple one (CUDA cores, one block per query and head, K/V
- * re-read per query from L2): the oracle for a tensor-core variant. The whole encoder's FLOPs
- * and bytes per budget: docs/benchmarks.md ("Vision encoder").
+ * The attention runs on CUDA cores: for d ≤ 128 (the real 72) the query-tiled kernel (16 queries
+ * of one head per block share each K/V tile staged in shared memory: K/V are read from L2
+ * T/16 times instead of T times — at N = 10080, 16 heads, 27 layers that is 1.6 TB instead of
+ * 25 TB of L2 reads per image), otherwise the simple one (one block per query and head). A
+ * tensor-core kernel is still to come. The whole encoder's FLOPs and bytes per budget:
+ * docs/benchmarks.md ("Vision encoder").
  * Twin: csrc/backend/cpu/cpu_vision.c. Test: tests/gpu/test_gpu_vision.c. */
 #include "ctx.cuh"
 
 #define G4_VIS_THREADS 128 /* attention: 4 warps; thread owns dims tid + r·128, r < 4 → d ≤ 512 */
 #define G4_VIS_DPT 4
 #define G4_VIS_KT 32 /* keys per tile */
+#define G4_VIS_QT 16 /* tiled kernel: queries per block, one warp each (512 threads) */
+#define G4_VIS_TILED_D 128 /* tiled kernel: largest head dim (K/V tiles in static shared memory) */
 
 /* x[t,h,:] ← RoPE₂ in place, one thread per rotate-half pair:
  *   pair e of head (t, h), e < d/2: half = e / (m/2) (0: column px = pos[2t], 1: row py = pos[2t+1]),
@@ -94,6 +99,66 @@ static __global__ void g4_encoder_attention_kernel(__nv_bfloat16 *out, const __n
     }
 }
 
+/* The same contract for d ≤ 128, query-tiled: block (z, h) serves queries t = 16z + w (warp w)
+ * of head h. Per tile of 32 keys j0..j0+31 of KV head g:
+ *   Ks, Vs [32][d+1] f32 ← k, v (all 512 threads; row stride d+1 avoids bank conflicts)
+ *   lane j: s_j = scale · Σ_i qs[w][i]·Ks[j][i];  warp: m' = max(m, max_j s_j), p_j = exp(s_j − m'),
+ *   l = l·exp(m − m') + Σ_j p_j;  lane owns dims lane + 32r: acc = acc·exp(m − m') + Σ_j p_j·Vs[j][·]
+ * out[t,h,:] = bf16(acc / l). A warp whose query is past T loads its share and idles. */
+static __global__ void g4_encoder_attention_tiled_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q,
+                                                         const __nv_bfloat16 *k, const __nv_bfloat16 *v, int T,
+                                                         int n_heads, int n_kv, int d, float scale) {
+    G4_SHARED(float, Ks, [G4_VIS_KT * (G4_VIS_TILED_D + 1)]);
+    G4_SHARED(float, Vs, [G4_VIS_KT * (G4_VIS_TILED_D + 1)]);
+    G4_SHARED(float, qs, [G4_VIS_QT * G4_VIS_TILED_D]);
+    const int h = blockIdx.y, g = h / (n_heads / n_kv), lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    const int t = blockIdx.x * G4_VIS_QT + w, ld = d + 1;
+    const bool active = t < T;
+    float *qw = qs + w * G4_VIS_TILED_D;
+    if (active)
+        for (int i = lane; i < d; i += 32) qw[i] = g4_ld(q + ((size_t)t * n_heads + h) * d, i);
+    float m = -INFINITY, l = 0.0f, acc[G4_VIS_TILED_D / 32];
+    for (int r = 0; r < G4_VIS_TILED_D / 32; r++) acc[r] = 0.0f;
+    for (int j0 = 0; j0 < T; j0 += G4_VIS_KT) {
+        const int n_in = min(G4_VIS_KT, T - j0);
+        __syncthreads(); /* the previous tile is consumed (and qs written, the first time) */
+        for (int e = threadIdx.x; e < n_in * d; e += blockDim.x) {
+            int j = e / d, i = e % d;
+            size_t at = ((size_t)(j0 + j) * n_kv + g) * d + i;
+            Ks[j * ld + i] = g4_ld(k, at);
+            Vs[j * ld + i] = g4_ld(v, at);
+        }
+        __syncthreads();
+        if (!active) continue;
+        float s = -INFINITY;
+        if (lane < n_in) {
+            float dot = 0.0f;
+            for (int i = 0; i < d; i++) dot += qw[i] * Ks[lane * ld + i];
+            s = scale * dot;
+        }
+        float tmax = s;
+        for (int o = 16; o > 0; o >>= 1) tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, o));
+        const float m_new = fmaxf(m, tmax), corr = expf(m - m_new); /* m = −inf: corr = 0 */
+        const float pj = lane < n_in ? expf(s - m_new) : 0.0f;
+        l = l * corr + g4_warp_sum(pj);
+        for (int r = 0; r < G4_VIS_TILED_D / 32; r++) acc[r] *= corr;
+        for (int j = 0; j < n_in; j++) {
+            float p = __shfl_sync(0xffffffffu, pj, j);
+            for (int r = 0; r < G4_VIS_TILED_D / 32; r++) {
+                int i = lane + 32 * r;
+                if (i < d) acc[r] += p * Vs[j * ld + i];
+            }
+        }
+        m = m_new;
+    }
+    if (!active) return;
+    __nv_bfloat16 *oh = out + ((size_t)t * n_heads + h) * d;
+    for (int r = 0; r < G4_VIS_TILED_D / 32; r++) {
+        int i = lane + 32 * r;
+        if (i < d) g4_st(oh, i, acc[r] / l);
+    }
+}
+
 /* y[o,:] = bf16((mult · (1/k²) Σ_{dr,dc<k} x[(r0+dr)·pw + c0+dc, :] − bias) ⊙ scale)
  *   o = pooled cell (row o / (pw/k), column o % (pw/k)), r0 = k·row, c0 = k·column; sums in the
  *   twin's order (dr, then dc). x [ph·pw, n], y [(ph/k)·(pw/k), n] bf16; bias, scale bf16 [n] or NULL.
@@ -134,6 +199,14 @@ int g4_cuda_encoder_attention(void *ctx, void *out, const void *q, const void *k
         head_dim > G4_VIS_THREADS * G4_VIS_DPT || n_heads > 65535)
         return g4_fail(err, "encoder_attention: T=%d heads=%d kv_heads=%d d=%d unsupported (d ≤ %d)", T, n_heads,
                        n_kv_heads, head_dim, G4_VIS_THREADS * G4_VIS_DPT);
+    if (head_dim <= G4_VIS_TILED_D) {
+        G4_LAUNCH(dim3(g4_ceil_div((size_t)T, G4_VIS_QT), (unsigned)n_heads), 32 * G4_VIS_QT, 0, c->stream,
+                  g4_encoder_attention_tiled_kernel)
+        ((__nv_bfloat16 *)out, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, T, n_heads,
+         n_kv_heads, head_dim, scale);
+        G4_CHECK_LAUNCH();
+        return 0;
+    }
     G4_LAUNCH(dim3((unsigned)T, (unsigned)n_heads), G4_VIS_THREADS, 0, c->stream, g4_encoder_attention_kernel)
     ((__nv_bfloat16 *)out, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, T, n_heads,
      n_kv_heads, head_dim, scale);

@@ -5,7 +5,9 @@
  *
  * Shapes: on a GPU a 280-token image (a 42 × 60 patch grid, N = 2520) for rope and pooling and a
  * 70-token one (21 × 30, N = 630) for the attention; under G4_CUDA_EMU a 9 × 12 grid (N = 108),
- * the head geometry unchanged.
+ * the head geometry unchanged (N is no multiple of the attention's 16-query or 32-key tiles).
+ * The attention also runs with a head dim past the tiled kernel's 128 (the simple kernel) and
+ * with grouped KV heads on both kernels.
  *
  * Bound (gpu_harness.h): max|gpu − cpu| ≤ 1e-2 · max|cpu|. rope_2d: one bf16 rounding of each
  * output (the CPU keeps f32) plus sincosf / exp2f against libm angles, |Δθ| ≤ 60 · 2^-22 rad; the
@@ -76,24 +78,27 @@ static void test_rope_2d(gh_pair *p) {
     free(x), free(ref), free(got), free(pos);
 }
 
-/* n_kv_gpu ≠ NH: the planted bug (the GPU reads a wrong kv-head map). */
-static int attention_case(gh_pair *p, int n_kv_gpu, const char *what) {
+/* nh query heads, nkv KV heads, head dim d; n_kv_gpu ≠ nkv: the planted bug (the GPU reads a
+ * wrong kv-head map). d ≤ 128 runs the query-tiled kernel, larger d the simple one. */
+static int attention_case(gh_pair *p, int nh, int nkv, int d, int n_kv_gpu, const char *what) {
     int N = APH * APW;
-    size_t n = (size_t)N * NH * D_HEAD;
-    float *q = malloc(n * sizeof *q), *k = malloc(n * sizeof *k), *v = malloc(n * sizeof *v);
+    size_t n = (size_t)N * nh * d, nk = (size_t)N * nkv * d;
+    float *q = malloc(n * sizeof *q), *k = malloc(nk * sizeof *k), *v = malloc(nk * sizeof *v);
     float *ref = malloc(n * sizeof *ref), *got = malloc(n * sizeof *got);
     if (!q || !k || !v || !ref || !got) return -1;
     /* q, k as after the q/k norms (RMS ≈ 0.6): scores spread over a few units */
     gh_fill(q, n, 21, 0.0f, 1.0f);
-    gh_fill(k, n, 22, 0.0f, 1.0f);
-    gh_fill(v, n, 23, 0.1f, 1.5f);
-    void *qc = gh_act(p->cpu, n, q), *kc = gh_act(p->cpu, n, k), *vc = gh_act(p->cpu, n, v), *oc = gh_act(p->cpu, n, 0);
-    void *qg = gh_act(p->gpu, n, q), *kg = gh_act(p->gpu, n, k), *vg = gh_act(p->gpu, n, v), *og = gh_act(p->gpu, n, 0);
+    gh_fill(k, nk, 22, 0.0f, 1.0f);
+    gh_fill(v, nk, 23, 0.1f, 1.5f);
+    void *qc = gh_act(p->cpu, n, q), *kc = gh_act(p->cpu, nk, k), *vc = gh_act(p->cpu, nk, v),
+         *oc = gh_act(p->cpu, n, 0);
+    void *qg = gh_act(p->gpu, n, q), *kg = gh_act(p->gpu, nk, k), *vg = gh_act(p->gpu, nk, v),
+         *og = gh_act(p->gpu, n, 0);
     g4_error err = {{0}};
-    CHECK(p->cpu->ops->encoder_attention(p->cpu->ctx, oc, qc, kc, vc, N, NH, NH, D_HEAD, 1.0f, &err) == 0, "cpu: %s",
+    CHECK(p->cpu->ops->encoder_attention(p->cpu->ctx, oc, qc, kc, vc, N, nh, nkv, d, 1.0f, &err) == 0, "cpu: %s",
           err.msg);
-    CHECK(p->gpu->ops->encoder_attention(p->gpu->ctx, og, qg, kg, vg, N, NH, n_kv_gpu, D_HEAD, 1.0f, &err) == 0,
-          "gpu: %s", err.msg);
+    CHECK(p->gpu->ops->encoder_attention(p->gpu->ctx, og, qg, kg, vg, N, nh, n_kv_gpu, d, 1.0f, &err) == 0, "gpu: %s",
+          err.msg);
     CHECK(gh_get_act(p->cpu, ref, oc, n) == 0 && gh_get_act(p->gpu, got, og, n) == 0, "download");
     int ok = gh_close_enough(what, got, ref, n, GH_TOL);
     void *all_c[] = {qc, kc, vc, oc}, *all_g[] = {qg, kg, vg, og};
@@ -199,9 +204,13 @@ int main(void) {
               g4_backend_supports(p.gpu, G4_OP_VISION_POOL, G4_DT_BF16),
           "cuda supports the vision ops");
     test_rope_2d(&p);
-    CHECK(attention_case(&p, NH, "encoder_attention [N,16,72] scale 1") == 1, "encoder_attention");
-    CHECK(attention_case(&p, NH / 2, "  planted bug: kv-head map of 8 (must FAIL)") == 0,
+    CHECK(attention_case(&p, NH, NH, D_HEAD, NH, "encoder_attention [N,16,72] (tiled)") == 1, "encoder_attention");
+    CHECK(attention_case(&p, NH, NH, D_HEAD, NH / 2, "  planted bug: kv-head map of 8 (must FAIL)") == 0,
           "a wrong kv-head map must miss the bound");
+    CHECK(attention_case(&p, 4, 2, 256, 2, "encoder_attention [N,4 on 2 kv,256] (simple)") == 1,
+          "encoder_attention, simple kernel, GQA 2");
+    CHECK(attention_case(&p, 4, 2, 40, 2, "encoder_attention [N,4 on 2 kv,40] (tiled, GQA)") == 1,
+          "encoder_attention, tiled kernel, GQA 2");
     test_pool(&p);
     test_tower(&p);
     gh_close(&p);
