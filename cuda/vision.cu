@@ -3,7 +3,7 @@
  * standardisation. bf16 in and out, f32 inside. The tower's other ops are the text model's
  * (norm.cu, gemm.cu, activation.cu, embed.cu).
  *
- * Roofline per image of N patches at the real geometry (D = 1152, 16 heads × 72), H100 SXM
+ * Roofline of one call (one layer) for an image of N patches at the real geometry (D = 1152, 16 heads × 72), H100 SXM
  * (3.35 TB/s HBM, ~60 TFLOP/s f32 CUDA cores, ~990 TFLOP/s dense bf16 tensor cores):
  *   rope_2d             bytes 2 · N·D·2 (read + write, q or k)   N = 10080: 46 MB → ~14 µs
  *   encoder_attention   FLOPs 4·N²·D (QKᵀ and P·V)              N = 10080: 4.7e11 → 7.8 ms on
@@ -12,8 +12,8 @@
  *   vision_pool         bytes N·D·2 + N/9·D·2                   N = 10080: 26 MB → ~8 µs
  * The attention runs on CUDA cores: for d ≤ 128 (the real 72) the query-tiled kernel (16 queries
  * of one head per block share each K/V tile staged in shared memory: K/V are read from L2
- * T/16 times instead of T times — at N = 10080, 16 heads, 27 layers that is 1.6 TB instead of
- * 25 TB of L2 reads per image), otherwise the simple one (one block per query and head). A
+ * T/16 times instead of T times — at N = 10080, 16 heads, 27 layers that is 0.8 TB instead of
+ * 12.6 TB of L2 reads per image), otherwise the simple one (one block per query and head). A
  * tensor-core kernel is still to come. The whole encoder's FLOPs and bytes per budget:
  * docs/benchmarks.md ("Vision encoder").
  * Twin: csrc/backend/cpu/cpu_vision.c. Test: tests/gpu/test_gpu_vision.c. */
