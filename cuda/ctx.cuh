@@ -122,6 +122,13 @@ int g4_cuda_moe_decode(g4_cuda_ctx *c, void *y, const void *x, const int32_t *id
 int g4_cuda_lm_head(void *ctx, float *logits, const void *x, const g4_step_dev *s, const g4_weight *E, float softcap,
                     g4_error *err);
 int g4_cuda_sample(void *ctx, const g4_sample_args *a, g4_error *err); /* sample.cu */
+/* The vision tower's ops (vision.cu). */
+int g4_cuda_rope_2d(void *ctx, void *x, const int32_t *pos, int T, int n_heads, int head_dim, float theta,
+                    g4_error *err);
+int g4_cuda_encoder_attention(void *ctx, void *out, const void *q, const void *k, const void *v, int T, int n_heads,
+                              int n_kv_heads, int head_dim, float scale, g4_error *err);
+int g4_cuda_vision_pool(void *ctx, void *y, const void *x, int ph, int pw, int n, int k, float mult,
+                        const g4_weight *bias, const g4_weight *scale, g4_error *err);
 
 /* RoPE inverse frequency of pair i (rotate-half pairs (i, i + d/2)):
  * theta^(-2i/d) for i < rotated_pairs, 0 beyond (those dims pass through). */

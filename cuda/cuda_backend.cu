@@ -195,6 +195,9 @@ static const g4_backend_ops g4_cuda_ops = {
     .graph_end = g4_cuda_graph_end,
     .graph_launch = g4_cuda_graph_launch,
     .graph_free = g4_cuda_graph_free,
+    .rope_2d = g4_cuda_rope_2d,
+    .encoder_attention = g4_cuda_encoder_attention,
+    .vision_pool = g4_cuda_vision_pool,
 };
 
 static void g4_cuda_ctx_free(g4_cuda_ctx *c) {

@@ -175,6 +175,9 @@ typedef enum g4_op {
     G4_OP_LM_HEAD,
     G4_OP_SAMPLE,
     G4_OP_GRAPH,              /* graph_begin / _end / _launch / _free (optional slots) */
+    G4_OP_ROPE_2D,            /* the vision tower's ops (optional slots; model/vision.c) */
+    G4_OP_ENCODER_ATTENTION,
+    G4_OP_VISION_POOL,
     G4_OP_COUNT
 } g4_op;
 
@@ -283,6 +286,29 @@ typedef struct g4_backend_ops {
      * graph is stale (the backend has since moved a buffer it recorded: free it, record again). */
     int (*graph_launch)(void *ctx, void *graph, g4_error *err);
     void (*graph_free)(void *ctx, void *graph);
+
+    /* --- the vision tower (optional: supports(G4_OP_ROPE_2D / _ENCODER_ATTENTION / _VISION_POOL);
+     *     model/vision.c runs the tower only on a backend that has all three) ------------------ */
+
+    /* 2-D ("axial") RoPE in place, per token t and head h of x [T, n_heads, d] (d a multiple of 4):
+     * (px, py) = (pos[2t], pos[2t+1]), the patch's column and row. Channels [0, d/2) rotate by px,
+     * [d/2, d) by py; inside each half of m = d/2 channels, rotate-half pairs (i, i + m/2) with
+     *   θ_i = p · theta^(−2i/m),  i < m/2:  (a, b) ← (a cosθ − b sinθ, b cosθ + a sinθ). */
+    int (*rope_2d)(void *ctx, void *x, const int32_t *pos, int T, int n_heads, int head_dim, float theta,
+                   g4_error *err);
+
+    /* Bidirectional attention over one encoder input (an image's patches), no mask, no cache:
+     *   out[t,h,:] = Σ_{j<T} softmax_j(scale · q[t,h,:]·k[j,g,:]) v[j,g,:],   g = h / (n_heads / n_kv_heads)
+     * q, out [T, n_heads, d]; k, v [T, n_kv_heads, d]. */
+    int (*encoder_attention)(void *ctx, void *out, const void *q, const void *k, const void *v, int T, int n_heads,
+                             int n_kv_heads, int head_dim, float scale, g4_error *err);
+
+    /* The vision pooler and standardisation. x [ph·pw, n] is a row-major patch grid (ph, pw
+     * multiples of k); y [(ph/k)·(pw/k), n], row-major over the pooled grid:
+     *   y[(r/k)·(pw/k) + c/k, :] = (mult · (1/k²) Σ_{k×k block} x[r·pw + c, :] − bias) ⊙ scale
+     * bias, scale: [n] weights, or NULL for 0 and 1 (a tower without standardisation). */
+    int (*vision_pool)(void *ctx, void *y, const void *x, int ph, int pw, int n, int k, float mult,
+                       const g4_weight *bias, const g4_weight *scale, g4_error *err);
 } g4_backend_ops;
 
 typedef struct g4_backend {

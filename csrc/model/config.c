@@ -3,8 +3,9 @@
  * Both forms: multimodal (`text_config` object, checkpoint tensors under
  * `model.language_model.`) and text-only (fields at top level). Defaults follow
  * transformers 5.23's Gemma4TextConfig where a field may be absent; every unsupported
- * setting is rejected with a message naming the field. Not a general config reader:
- * vision_config is ignored (vision tensors are skipped by the loader). */
+ * setting is rejected with a message naming the field. Not a general config reader.
+ * vision_config (multimodal form) fills g4_config.vision with Gemma4VisionConfig's defaults for
+ * absent fields; its errors name the field as vision_config.<name>. */
 #include "model/config.h"
 
 #include "base/file.h"
@@ -401,6 +402,95 @@ static int parse_text(g4_config *c, const cJSON *t, g4_error *err) {
     return parse_eos(t, c, err);
 }
 
+/* ---- vision_config ---------------------------------------------------------------------- */
+
+/* vision_config.<key>: integer in [1, max], default dflt when absent (the bound keeps the tower's
+ * buffer arithmetic inside int / size_t, as the text geometry's). */
+static int vis_pos(const cJSON *vc, const char *key, int dflt, int max, int *out, g4_error *err) {
+    char name[96];
+    snprintf(name, sizeof name, "vision_config.%s", key);
+    const cJSON *v = field(vc, key);
+    *out = dflt;
+    if (v && as_int(v, name, out, err)) return -1;
+    if (*out <= 0) return g4_fail(err, "config: field %s = %d: must be positive", name, *out);
+    if (*out > max) return g4_fail(err, "config: field %s = %d: at most %d", name, *out, max);
+    return 0;
+}
+
+/* vision_config.<key> must be absent or equal `want` (a string). */
+static int vis_str(const cJSON *vc, const char *key, const char *want, g4_error *err) {
+    const cJSON *v = field(vc, key);
+    if (!v) return 0;
+    if (!cJSON_IsString(v) || strcmp(v->valuestring, want) != 0)
+        return g4_fail(err, "config: field vision_config.%s: only \"%s\" is supported", key, want);
+    return 0;
+}
+
+/* vision_config.<key> must be absent or false. */
+static int vis_false(const cJSON *vc, const char *key, const char *why, g4_error *err) {
+    const cJSON *v = field(vc, key);
+    if (!v) return 0;
+    if (!cJSON_IsBool(v)) return g4_fail(err, "config: field vision_config.%s: expected true or false", key);
+    if (cJSON_IsTrue(v)) return g4_fail(err, "config: field vision_config.%s = true: %s", key, why);
+    return 0;
+}
+
+/* The tower's geometry; defaults are transformers 5.24's Gemma4VisionConfig. */
+static int parse_vision(const cJSON *vc, g4_vision_config *v, g4_error *err) {
+    int patch = 0, pool = 0;
+    v->present = true;
+    if (vis_str(vc, "model_type", "gemma4_vision", err) || vis_str(vc, "hidden_activation", "gelu_pytorch_tanh", err) ||
+        vis_false(vc, "use_clipped_linears", "clipped linears are not supported", err) ||
+        vis_false(vc, "attention_bias", "attention biases are not supported", err) ||
+        vis_pos(vc, "hidden_size", 768, 1 << 16, &v->hidden, err) ||
+        vis_pos(vc, "intermediate_size", 3072, 1 << 18, &v->intermediate, err) ||
+        vis_pos(vc, "num_hidden_layers", 16, G4_MAX_LAYERS, &v->n_layers, err) ||
+        vis_pos(vc, "num_attention_heads", 12, 256, &v->n_heads, err) ||
+        vis_pos(vc, "num_key_value_heads", 12, 256, &v->n_kv_heads, err) ||
+        vis_pos(vc, "head_dim", 64, 1024, &v->head_dim, err) ||
+        vis_pos(vc, "position_embedding_size", 10240, 1 << 16, &v->pos_size, err) ||
+        vis_pos(vc, "patch_size", 16, 1 << 10, &patch, err) ||
+        vis_pos(vc, "pooling_kernel_size", 3, 1 << 10, &pool, err))
+        return -1;
+    if (patch != 16)
+        return g4_fail(err,
+                       "config: field vision_config.patch_size = %d: only 16 is supported (media/vision_preprocess.h)",
+                       patch);
+    if (pool != 3)
+        return g4_fail(err,
+                       "config: field vision_config.pooling_kernel_size = %d: only 3 is supported "
+                       "(media/vision_preprocess.h)",
+                       pool);
+    if (v->head_dim % 4)
+        return g4_fail(err, "config: field vision_config.head_dim = %d: must be a multiple of 4 (2-D RoPE)",
+                       v->head_dim);
+    if (v->n_heads % v->n_kv_heads)
+        return g4_fail(err,
+                       "config: field vision_config.num_key_value_heads = %d does not divide num_attention_heads %d",
+                       v->n_kv_heads, v->n_heads);
+    double eps = 1e-6;
+    if (opt_num(vc, "rms_norm_eps", 1e-6, &eps, err)) return g4_fail_prefix(err, "vision_config");
+    if (!(eps > 0)) return g4_fail(err, "config: field vision_config.rms_norm_eps = %g: must be positive", eps);
+    v->eps = (float)eps;
+    if (opt_bool(vc, "standardize", false, &v->standardize, err)) return g4_fail_prefix(err, "vision_config");
+    v->rope_theta = 100.0;
+    const cJSON *rp = field(vc, "rope_parameters");
+    if (rp) {
+        if (!cJSON_IsObject(rp)) return g4_fail(err, "config: field vision_config.rope_parameters: expected an object");
+        /* transformers reads "default" as the vision config's default type, "axial" */
+        const cJSON *ty = field(rp, "rope_type");
+        if (ty && (!cJSON_IsString(ty) || (strcmp(ty->valuestring, "axial") && strcmp(ty->valuestring, "default"))))
+            return g4_fail(err,
+                           "config: field vision_config.rope_parameters.rope_type: only \"axial\" (or \"default\") "
+                           "is supported");
+        const cJSON *th = field(rp, "rope_theta");
+        if (th && (!cJSON_IsNumber(th) || !(th->valuedouble > 0)))
+            return g4_fail(err, "config: field vision_config.rope_parameters.rope_theta: not a positive number");
+        if (th) v->rope_theta = th->valuedouble;
+    }
+    return 0;
+}
+
 int g4_config_parse(g4_config *cfg, const char *json_text, g4_error *err) {
     memset(cfg, 0, sizeof *cfg);
     cJSON *root = cJSON_Parse(json_text);
@@ -430,6 +520,12 @@ int g4_config_parse(g4_config *cfg, const char *json_text, g4_error *err) {
         }
         text = tc;
         cfg->multimodal = true;
+        const cJSON *vc = field(root, "vision_config");
+        if (vc && !cJSON_IsObject(vc)) {
+            g4_fail(err, "config: field vision_config: expected an object or null");
+            goto done;
+        }
+        if (vc && parse_vision(vc, &cfg->vision, err)) goto done;
     }
     rc = parse_text(cfg, text, err);
 done:

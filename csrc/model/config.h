@@ -5,7 +5,9 @@
  * `global_head_dim` / `num_global_key_value_heads` (as Google's checkpoints write it) or as
  * transformers' `per_layer_config` map. Settings the real 31B / 26B-A4B never use (per-layer
  * embeddings, KV sharing, double-wide MLP, audio, bidirectional "all", attention bias, ...) are
- * rejected with a message naming the field. This is not a general transformers config reader. */
+ * rejected with a message naming the field. The multimodal form's `vision_config` is parsed too
+ * (g4_vision_config; a patch size other than 16 or a pooling other than 3 × 3, clipped linears,
+ * a non-axial RoPE are refused). This is not a general transformers config reader. */
 #ifndef G4_MODEL_CONFIG_H
 #define G4_MODEL_CONFIG_H
 
@@ -19,6 +21,22 @@
 #define G4_MAX_EOS 8
 
 typedef enum { G4_LAYER_SLIDING = 0, G4_LAYER_GLOBAL = 1 } g4_layer_type;
+
+/* The vision tower's geometry (`vision_config`; model/vision.h). Absent fields take transformers'
+ * Gemma4VisionConfig defaults; the real 31B / 26B-A4B tower is 1152 wide, 27 layers, 16 heads × 72,
+ * MLP 4304, standardize true. */
+typedef struct g4_vision_config {
+    bool present;            /* vision_config is an object (false: null or absent) */
+    int hidden;              /* D: 1152 */
+    int intermediate;        /* GeGLU width: 4304 */
+    int n_layers;            /* 27 */
+    int n_heads, n_kv_heads; /* 16, 16 */
+    int head_dim;            /* 72 (a multiple of 4: two rotate-half blocks, column and row) */
+    int pos_size;            /* position_embedding_size: rows of each of the two position tables */
+    double rope_theta;       /* 100 */
+    float eps;               /* rms_norm_eps */
+    bool standardize;        /* std_bias / std_scale after the pooler */
+} g4_vision_config;
 
 typedef struct g4_config {
     int hidden;              /* H: 5376 (31B), 2816 (26B) */
@@ -47,6 +65,7 @@ typedef struct g4_config {
     int n_eos;
     int eos_ids[G4_MAX_EOS];
     g4_layer_type layer_type[G4_MAX_LAYERS];
+    g4_vision_config vision; /* multimodal form only */
 } g4_config;
 
 /* Parses config.json text. Returns 0, or -1 with err naming the offending field. */

@@ -20,6 +20,7 @@
 
 #include "base/bf16.h"
 #include "base/dummy.h"
+#include "model/vision.h"
 
 /* A recorded decode step (compute_step). */
 #define G4_MODEL_GRAPHS 64
@@ -241,10 +242,14 @@ int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_mode
         goto fail;
     }
     if (g4_shard_apply(&m->shard, &m->cfg, &m->w, m->opts.tp_rank, t, err)) goto fail;
+    /* the vision tower is replicated on every rank (vision.c) */
+    if (g4_vision_open(&m->vision, &m->full_cfg, m->full_cfg.hidden, m->st, be, err)) goto fail;
     load_ctx lc = {m, err, 0, 0};
     g4_weights_for_each(&m->w, count_weight_cb, &lc);
+    if (m->vision) g4_vision_for_each_weight(m->vision, count_weight_cb, &lc);
     if (t > 1) lc.total += weight_bytes(&m->shard.lm_head);
     if (g4_weights_for_each(&m->w, load_weight_cb, &lc)) goto fail;
+    if (m->vision && g4_vision_for_each_weight(m->vision, load_weight_cb, &lc)) goto fail;
     if (t == 1) { /* the LM head is the embedding itself: share its backend copy */
         m->shard.lm_head.data = m->w.embed.data;
         m->shard.lm_head.data_dtype = m->w.embed.data_dtype;
@@ -269,7 +274,9 @@ void g4_model_close(g4_model *m) {
         for (int l = 0; l < m->cfg.n_layers; l++) m->be->ops->free(m->be->ctx, m->kv[l].base);
         g4_weights_for_each(&m->w, unload_weight_cb, m);
         if (m->shard.size > 1) unload_weight_cb(&m->shard.lm_head, m);
+        if (m->vision) g4_vision_for_each_weight(m->vision, unload_weight_cb, m);
     }
+    g4_vision_free(m->vision);
     g4_shard_free(&m->shard);
     g4_st_close(m->st);
     free(m);

@@ -54,6 +54,7 @@ typedef struct g4_model {
     int debug_sync;          /* G4_DEBUG_SYNC=1 at open: sync and check after every op (fault localising) */
     g4_kv_layer kv[G4_MAX_LAYERS];
     struct g4_model_scratch *scratch; /* activation buffers and the dev copy of the step */
+    struct g4_vision *vision;         /* the vision tower (model/vision.h), NULL for text-only models */
 } g4_model;
 
 /* The step as the caller builds it on the host. */

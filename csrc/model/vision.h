@@ -20,4 +20,16 @@ g4_vision *g4_model_vision(g4_model *m);
  * scaled by √H. 0, or −1 with err. Not thread-safe: the caller serialises with the model's steps. */
 int g4_vision_encode(g4_vision *v, const float *patches, int ph, int pw, float *out, g4_error *err);
 
+/* --- model-internal: g4_model_open / g4_model_close (gemma4.c) ------------------------------- */
+
+/* Maps the tower's weights from st (host views; nothing loaded on the backend yet). *out = NULL
+ * (and 0) when cfg has no vision_config or st no vision tensors: a text-only model. −1 with err
+ * naming the tensor for a tower that does not match its vision_config. text_hidden: H. */
+int g4_vision_open(g4_vision **out, const g4_config *cfg, int text_hidden, const g4_safetensors *st, g4_backend *be,
+                   g4_error *err);
+/* Calls fn on each of the tower's weights (to load, count or unload them with the text weights). */
+int g4_vision_for_each_weight(g4_vision *v, int (*fn)(g4_weight *w, void *user), void *user);
+/* Frees the tower's buffers and map; its weights must be unloaded first. NULL ok. */
+void g4_vision_free(g4_vision *v);
+
 #endif

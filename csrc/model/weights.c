@@ -38,22 +38,20 @@ static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
 
 static int index_of(const mapper *m, const g4_st_tensor *t) { return (int)(t - g4_st_at(m->st, 0)); }
 
-/* Maps P + suffix into w, requiring exactly shape[0..ndim). */
-static int take(mapper *m, g4_weight *w, const char *suffix, int ndim, int64_t d0, int64_t d1, int64_t d2) {
-    char name[256], want[96], got[96];
-    const int64_t shape[3] = {d0, d1, d2};
-    snprintf(name, sizeof name, "%s%s", m->prefix, suffix);
+int g4_weight_take(g4_weight *w, const g4_safetensors *st, const char *name, int ndim, const int64_t *shape,
+                   g4_error *err) {
+    char want[96], got[96];
     fmt_shape(want, sizeof want, ndim, shape);
-    const g4_st_tensor *t = g4_st_find(m->st, name);
-    if (!t) return g4_fail(m->err, "tensor %s: missing, expected shape %s", name, want);
+    const g4_st_tensor *t = g4_st_find(st, name);
+    if (!t) return g4_fail(err, "tensor %s: missing, expected shape %s", name, want);
     bool ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
     if (!ok) {
         fmt_shape(got, sizeof got, t->ndim, t->shape);
-        return g4_fail(m->err, "tensor %s: shape %s, expected %s", name, got, want);
+        return g4_fail(err, "tensor %s: shape %s, expected %s", name, got, want);
     }
     if (t->dtype != G4_DT_BF16 && t->dtype != G4_DT_F16 && t->dtype != G4_DT_F32)
-        return g4_fail(m->err, "tensor %s: dtype %s, expected BF16, F16 or F32", name, g4_dtype_name(t->dtype));
+        return g4_fail(err, "tensor %s: dtype %s, expected BF16, F16 or F32", name, g4_dtype_name(t->dtype));
     memset(w, 0, sizeof *w);
     w->name = t->name;
     w->dtype = t->dtype;
@@ -61,6 +59,16 @@ static int take(mapper *m, g4_weight *w, const char *suffix, int ndim, int64_t d
     memcpy(w->shape, t->shape, sizeof w->shape);
     w->host = t->data;
     w->data_dtype = t->dtype;
+    return 0;
+}
+
+/* Maps P + suffix into w, requiring exactly shape[0..ndim). */
+static int take(mapper *m, g4_weight *w, const char *suffix, int ndim, int64_t d0, int64_t d1, int64_t d2) {
+    char name[256];
+    const int64_t shape[3] = {d0, d1, d2};
+    snprintf(name, sizeof name, "%s%s", m->prefix, suffix);
+    if (g4_weight_take(w, m->st, name, ndim, shape, m->err)) return -1;
+    const g4_st_tensor *t = g4_st_find(m->st, name);
     m->used[index_of(m, t)] = 1;
     m->n_text += g4_st_numel(t);
     return 0;

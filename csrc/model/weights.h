@@ -60,6 +60,11 @@ typedef struct g4_weights {
 /* Fills w from st per cfg. Returns 0, or -1 with err naming the tensor and expected shape. */
 int g4_weights_map(g4_weights *w, const g4_config *cfg, const g4_safetensors *st, g4_error *err);
 
+/* Maps the tensor `name` of st into w (a host view), requiring exactly shape[0..ndim) and a float
+ * dtype. Returns 0, or -1 with err naming the tensor and the expected shape. */
+int g4_weight_take(g4_weight *w, const g4_safetensors *st, const char *name, int ndim, const int64_t *shape,
+                   g4_error *err);
+
 /* Calls fn on every present weight slot, in a fixed order (embed, final_norm, layers). */
 typedef int (*g4_weight_fn)(g4_weight *w, void *user);
 int g4_weights_for_each(g4_weights *w, g4_weight_fn fn, void *user);

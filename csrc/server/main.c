@@ -389,12 +389,10 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
     return 0;
 }
 
-/* After the engine exists and is warm: hand it over and report ready. */
-/* Whether the served checkpoint has a vision tower. model/vision.c (the tower) defines
- * g4_model_vision; a build without it (weak reference unresolved) serves text only. */
-extern g4_vision *g4_model_vision(g4_model *m) __attribute__((weak));
-static bool model_has_vision(g4_model *m) { return g4_model_vision && g4_model_vision(m) != NULL; }
+/* Whether the served checkpoint has a vision tower (image parts are refused without one). */
+static bool model_has_vision(g4_model *m) { return g4_model_vision(m) != NULL; }
 
+/* After the engine exists and is warm: hand it over and report ready. */
 static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics, const g4_http_config *hc) {
 #ifdef G4_HAVE_GRPC
     if (!gs) return;

@@ -269,6 +269,45 @@ static void test_load_weight(void) {
     printf("%-20s F32 → bf16 at load in bf16 mode\n", "load_weight");
 }
 
+/* The vision tower's ops: inputs rounded on read, the output rounded once (vision.cu). */
+static void test_vision(void) {
+    enum { PH = 3, PW = 6, T = PH * PW, NH = 2, D = 8, NN = T * NH * D, W = 12 };
+    float *x = tu_randf(NN, 2.0), *k = tu_randf(NN, 1.0), *v = tu_randf(NN, 1.5), *xr = rb(x, NN), *kr = rb(k, NN),
+          *vr = rb(v, NN);
+    float got[NN], ref[NN], f32[NN];
+    int32_t pos[2 * T];
+    for (int t = 0; t < T; t++) pos[2 * t] = t % PW, pos[2 * t + 1] = t / PW;
+
+    memcpy(got, x, sizeof got);
+    b16->ops->rope_2d(b16->ctx, got, pos, T, NH, D, 100.0f, &err);
+    memcpy(ref, xr, sizeof ref);
+    b32->ops->rope_2d(b32->ctx, ref, pos, T, NH, D, 100.0f, &err);
+    g4_cpu_round_bf16(ref, NN);
+    memcpy(f32, x, sizeof f32);
+    b32->ops->rope_2d(b32->ctx, f32, pos, T, NH, D, 100.0f, &err);
+    judge("rope_2d", got, ref, f32, NULL, NN, 1);
+
+    b16->ops->encoder_attention(b16->ctx, got, x, k, v, T, NH, NH, D, 1.0f, &err);
+    b32->ops->encoder_attention(b32->ctx, ref, xr, kr, vr, T, NH, NH, D, 1.0f, &err);
+    g4_cpu_round_bf16(ref, NN);
+    b32->ops->encoder_attention(b32->ctx, f32, x, k, v, T, NH, NH, D, 1.0f, &err);
+    judge("encoder_attention", got, ref, f32, NULL, NN, 1);
+
+    int64_t sh[1] = {W};
+    g4_weight bias = tu_weight("std_bias", 1, sh, 0.2, 1.0, NULL),
+              scale = tu_weight("std_scale", 1, sh, 0.7, 0.2, NULL);
+    b32->ops->load_weight(b32->ctx, &bias, &err);
+    b32->ops->load_weight(b32->ctx, &scale, &err);
+    float *px = tu_randf(T * W, 3.0), *pxr = rb(px, T * W), pg[T / 9 * W], pr[T / 9 * W], pf[T / 9 * W];
+    b16->ops->vision_pool(b16->ctx, pg, px, PH, PW, W, 3, 3.4641f, &bias, &scale, &err);
+    b32->ops->vision_pool(b32->ctx, pr, pxr, PH, PW, W, 3, 3.4641f, &bias, &scale, &err);
+    g4_cpu_round_bf16(pr, T / 9 * W);
+    b32->ops->vision_pool(b32->ctx, pf, px, PH, PW, W, 3, 3.4641f, &bias, &scale, &err);
+    judge("vision_pool", pg, pr, pf, NULL, T / 9 * W, 1);
+    free(x), free(k), free(v), free(xr), free(kr), free(vr), free(px), free(pxr);
+    free((void *)bias.host), free((void *)scale.host);
+}
+
 int main(void) {
     g4_cpu_opts o;
     g4_cpu_opts_default(&o);
@@ -285,6 +324,7 @@ int main(void) {
     test_attention(0);
     test_attention(1);
     test_moe();
+    test_vision();
     test_load_weight();
     g4_backend_destroy(b32);
     g4_backend_destroy(b16);

@@ -39,6 +39,7 @@ def configs():
     (big.get("text_config", big))["sliding_window"] = 1 << 30
     put("config", "sliding_window_2p30.json", json.dumps(big))
     put("config", "not_object.json", "[1,2,3]")
+    put("config", "vision.json", json.dumps(json.loads(read("tests/golden/vision/config.json"))))
 
 
 # ---- safetensors ---------------------------------------------------------------------------

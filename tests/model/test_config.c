@@ -91,11 +91,22 @@ static void check_real(const g4_config *c, bool is31) {
     check_common(c, w);
 }
 
+/* The real towers' vision_config (spec §3.5 shapes: 1152 wide, 27 layers, 16 heads × 72, MLP 4304,
+ * std_bias / std_scale present). */
+#define VISION_31B                                                                                                 \
+    "{\"attention_bias\":false,\"attention_dropout\":0.0,\"default_output_length\":280,\"dtype\":\"bfloat16\","    \
+    "\"head_dim\":72,\"hidden_activation\":\"gelu_pytorch_tanh\",\"hidden_size\":1152,\"initializer_range\":0.02," \
+    "\"intermediate_size\":4304,\"max_position_embeddings\":131072,\"model_type\":\"gemma4_vision\","              \
+    "\"num_attention_heads\":16,\"num_hidden_layers\":27,\"num_key_value_heads\":16,\"patch_size\":16,"            \
+    "\"pooling_kernel_size\":3,\"position_embedding_size\":10240,\"rms_norm_eps\":1e-06,"                          \
+    "\"rope_parameters\":{\"rope_theta\":100.0,\"rope_type\":\"default\"},\"standardize\":true,"                   \
+    "\"use_clipped_linears\":false}"
+
 /* Google's spelling of the 31B text_config (global_head_dim, num_global_key_value_heads, no
  * per_layer_config), as in the real google/gemma-4-31B-it config.json. */
 static const char *google_31b =
     "{\"architectures\":[\"Gemma4ForConditionalGeneration\"],\"model_type\":\"gemma4\",\"audio_config\":null,"
-    "\"tie_word_embeddings\":true,\"vision_config\":{\"hidden_size\":1152},"
+    "\"tie_word_embeddings\":true,\"vision_config\":" VISION_31B ","
     "\"text_config\":{\"model_type\":\"gemma4_text\",\"hidden_size\":5376,\"num_hidden_layers\":60,"
     "\"num_attention_heads\":32,\"num_key_value_heads\":16,\"num_global_key_value_heads\":4,\"head_dim\":256,"
     "\"global_head_dim\":512,\"intermediate_size\":21504,\"vocab_size\":262144,\"sliding_window\":1024,"
@@ -128,7 +139,16 @@ static void test_real(void) {
     CHECK(rc == 0, "31B google form: %s", err.msg);
     if (!rc) {
         check_real(&g31, true);
-        CHECK(memcmp(&g31, &c31, sizeof g31) == 0, "31B: google and transformers forms parse to the same config");
+        const g4_vision_config *v = &g31.vision;
+        CHECK(v->present && v->hidden == 1152 && v->n_layers == 27 && v->n_heads == 16 && v->n_kv_heads == 16 &&
+                  v->head_dim == 72 && v->intermediate == 4304 && v->pos_size == 10240 && v->rope_theta == 100.0 &&
+                  v->standardize && v->eps == 1e-6f,
+              "31B vision_config");
+        /* the fixture's vision_config is transformers' default one (768 wide, 16 layers) */
+        CHECK(c31.vision.present && c31.vision.hidden == 768 && c31.vision.n_layers == 16 && !c31.vision.standardize,
+              "fixture vision_config");
+        g31.vision = c31.vision = (g4_vision_config){0};
+        CHECK(memcmp(&g31, &c31, sizeof g31) == 0, "31B: google and transformers forms parse to the same text config");
     }
     free(json);
 }
@@ -227,6 +247,31 @@ static void test_rejections(void) {
     expect_reject(m, "text_config.top_k_experts", "16", "top_k_experts");
     expect_reject(m, "text_config.moe_intermediate_size", "0", "moe_intermediate_size");
     expect_reject(m, "text_config.rms_norm_eps", "0", "rms_norm_eps");
+    /* the vision tower's config (issue 18): malformed or unsupported fields named */
+    expect_reject(m, "vision_config", "5", "vision_config");
+    expect_reject(m, "vision_config.num_hidden_layers", "0", "vision_config.num_hidden_layers");
+    expect_reject(m, "vision_config.num_hidden_layers", "129", "vision_config.num_hidden_layers");
+    expect_reject(m, "vision_config.hidden_size", "\"1152\"", "vision_config.hidden_size");
+    expect_reject(m, "vision_config.hidden_size", "2147483647", "vision_config.hidden_size");
+    expect_reject(m, "vision_config.head_dim", "70", "vision_config.head_dim");
+    expect_reject(m, "vision_config.num_key_value_heads", "5", "vision_config.num_key_value_heads");
+    expect_reject(m, "vision_config.use_clipped_linears", "true", "vision_config.use_clipped_linears");
+    expect_reject(m, "vision_config.attention_bias", "true", "vision_config.attention_bias");
+    expect_reject(m, "vision_config.patch_size", "14", "vision_config.patch_size");
+    expect_reject(m, "vision_config.pooling_kernel_size", "2", "vision_config.pooling_kernel_size");
+    expect_reject(m, "vision_config.hidden_activation", "\"gelu\"", "vision_config.hidden_activation");
+    expect_reject(m, "vision_config.model_type", "\"siglip_vision_model\"", "vision_config.model_type");
+    expect_reject(m, "vision_config.rope_parameters.rope_type", "\"yarn\"", "vision_config.rope_parameters.rope_type");
+    expect_reject(m, "vision_config.rope_parameters.rope_theta", "-1", "vision_config.rope_parameters.rope_theta");
+    expect_reject(m, "vision_config.rms_norm_eps", "0", "vision_config.rms_norm_eps");
+    expect_reject(m, "vision_config.standardize", "1", "standardize");
+    {
+        g4_config c;
+        expect_accept(m, "vision_config", "null", &c);
+        CHECK(!c.vision.present && c.multimodal, "vision_config null: no tower");
+        expect_accept(m, "vision_config.rope_parameters.rope_type", "\"axial\"", &c);
+        CHECK(c.vision.present && c.vision.rope_theta == 100.0 && c.vision.head_dim == 64, "axial rope accepted");
+    }
     /* issue 20: geometry past int arithmetic is refused at load, naming the field */
     expect_reject(d, "sliding_window", "1073741824", "sliding_window");
     expect_reject(d, "sliding_window", "2147483647", "sliding_window");

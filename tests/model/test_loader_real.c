@@ -5,7 +5,8 @@
  * literal shapes (not derived from a config), so they are independent of weights.c. The
  * tables are first checked against the spec's own totals (§3.4: tensor counts 1,188 / 1,013,
  * parameter counts 31,273,088,876 / 25,805,936,206), then mapped with g4_config_load +
- * g4_st_open + g4_weights_map. Shards are sparse (data == NULL): ~110 GB of apparent size,
+ * g4_st_open + g4_weights_map, and the vision tower's 356 tensors with the real vision_config
+ * through g4_vision_weights_map. Shards are sparse (data == NULL): ~110 GB of apparent size,
  * no data written. Corrupted variants must be rejected naming the tensor and expected shape. */
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,6 +17,7 @@
 #include "model/config.h"
 #include "model/safetensors.h"
 #include "model/safetensors_write.h"
+#include "model/vision_weights.h"
 #include "model/weights.h"
 
 /* One row of a spec table: shape on sliding (S) and global (F) layers; ndim 0 = absent. */
@@ -96,6 +98,14 @@ typedef struct model {
     int want_tensors, want_text_tensors;
     const char *config_json; /* printf format: %s = the text_config body */
 } model;
+
+/* The real towers' vision_config (§3.5 shapes). */
+#define VISION_REAL                                                                                      \
+    "{\"head_dim\":72,\"hidden_size\":1152,\"intermediate_size\":4304,\"model_type\":\"gemma4_vision\"," \
+    "\"num_attention_heads\":16,\"num_hidden_layers\":27,\"num_key_value_heads\":16,\"patch_size\":16,"  \
+    "\"pooling_kernel_size\":3,\"position_embedding_size\":10240,\"rms_norm_eps\":1e-06,"                \
+    "\"rope_parameters\":{\"rope_theta\":100.0,\"rope_type\":\"default\"},\"standardize\":true,"         \
+    "\"use_clipped_linears\":false}"
 
 /* config.json text_config bodies in Google's spelling (spec §1 values). */
 #define TEXT_COMMON                                                                                          \
@@ -208,7 +218,7 @@ static int write_checkpoint(const model *m, const tensor *t, int n, bool text_on
     else
         fprintf(f,
                 "{\"architectures\":[\"Gemma4ForConditionalGeneration\"],\"model_type\":\"gemma4\","
-                "\"audio_config\":null,\"vision_config\":{\"hidden_size\":1152},\"tie_word_embeddings\":true,"
+                "\"audio_config\":null,\"vision_config\":" VISION_REAL ",\"tie_word_embeddings\":true,"
                 "\"text_config\":{%s,\"layer_types\":[",
                 m->config_json);
     for (int l = 0; l < m->n_layers; l++)
@@ -250,6 +260,7 @@ static void remove_checkpoint(void) {
 /* Builds, loads and maps; returns g4_weights_map's rc with err, or -2 if a step before it failed.
  * w's names and pointers live in the mapping: it stays open until the next load (or close_st). */
 static g4_safetensors *open_st;
+static g4_config open_cfg; /* the config of the last load */
 static void close_st(void) {
     g4_st_close(open_st);
     open_st = NULL;
@@ -259,12 +270,11 @@ static int load(const model *m, corruption bad, bool text_only, const char *conf
     static tensor t[1200];
     int n = table(m, bad, text_only, t);
     if (write_checkpoint(m, t, n, text_only)) return -2;
-    g4_config cfg;
-    if (g4_config_load(&cfg, config_path ? config_path : pathf("config.json"), err)) return -2;
+    if (g4_config_load(&open_cfg, config_path ? config_path : pathf("config.json"), err)) return -2;
     close_st();
     open_st = g4_st_open(dir, err);
     if (!open_st) return -2;
-    return g4_weights_map(w, &cfg, open_st, err);
+    return g4_weights_map(w, &open_cfg, open_st, err);
 }
 
 static const char *commas(int64_t v, char *buf) {
@@ -281,6 +291,11 @@ static const char *commas(int64_t v, char *buf) {
 static int count_slot(g4_weight *w, void *user) {
     (void)w;
     ++*(int *)user;
+    return 0;
+}
+
+static int sum_numel(g4_weight *w, void *user) {
+    *(int64_t *)user += g4_weight_numel(w);
     return 0;
 }
 
@@ -322,6 +337,25 @@ static void test_model(const model *m, const char *transformers_config) {
                       g4_weight_present(&w.layers[0].router_expert_scale),
                   "26B: experts");
         else CHECK(!g4_weight_present(&w.layers[0].experts_gate_up), "31B: no experts");
+
+        /* the vision tower of the same checkpoint (spec §3.4: 569,550,384 + projector H·1152) */
+        g4_vision_weights vw;
+        CHECK(open_cfg.vision.present && g4_vision_weights_in(open_st), "%s: vision tower present", m->name);
+        rc = g4_vision_weights_map(&vw, &open_cfg.vision, m->hidden, open_st, &err);
+        CHECK(rc == 0, "%s: vision weights: %s", m->name, err.msg);
+        if (rc == 0) {
+            int vslots = 0;
+            int64_t vparams = 0;
+            g4_vision_weights_for_each(&vw, count_slot, &vslots);
+            g4_vision_weights_for_each(&vw, sum_numel, &vparams);
+            /* 356 tensors; the position table is two [10240, 1152] slots */
+            CHECK(vslots == 357, "%s: %d vision slots", m->name, vslots);
+            CHECK(vparams == 569550384LL + (int64_t)m->hidden * 1152, "%s: vision params %lld", m->name,
+                  (long long)vparams);
+            CHECK(vw.pos_y.host == (const char *)vw.pos_x.host + 10240 * 1152 * 2, "%s: row table is the second half",
+                  m->name);
+            g4_vision_weights_free(&vw);
+        }
     }
     /* the same checkpoint with config.json as transformers 5.23 writes it (per_layer_config) */
     rc = load(m, OK, false, transformers_config, &w, &err);

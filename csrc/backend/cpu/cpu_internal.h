@@ -56,6 +56,12 @@ int g4_cpu_qk_norm_rope_cache(void *ctx, void *q, const void *k, const void *v, 
                               const g4_step_dev *s, g4_error *err);
 int g4_cpu_attention(void *ctx, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,
                      const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
+int g4_cpu_rope_2d(void *ctx, void *x, const int32_t *pos, int T, int n_heads, int head_dim, float theta,
+                   g4_error *err);
+int g4_cpu_encoder_attention(void *ctx, void *out, const void *q, const void *k, const void *v, int T, int n_heads,
+                             int n_kv_heads, int head_dim, float scale, g4_error *err);
+int g4_cpu_vision_pool(void *ctx, void *y, const void *x, int ph, int pw, int n, int k, float mult,
+                       const g4_weight *bias, const g4_weight *scale, g4_error *err);
 int g4_cpu_sample(void *ctx, const g4_sample_args *a, g4_error *err);
 int g4_cpu_moe_route(void *ctx, int32_t *ids, float *weights, const void *h1, const g4_weight *proj,
                      const g4_weight *scale, const g4_weight *expert_scale, int T, int top_k, float eps, g4_error *err);

@@ -1,6 +1,7 @@
 /* cpu_ops.c — the row-wise ops of the CPU reference backend: embedding, norms, residual
  * add, layer scalar, matmul, GeGLU, LM head. Plain fp32 loops, OpenMP over rows/columns.
- * Attention lives in cpu_attention.c, the MoE ops in cpu_moe.c.
+ * Attention lives in cpu_attention.c, the MoE ops in cpu_moe.c, the vision tower's ops in
+ * cpu_vision.c.
  *
  * bf16 mode (cpu_backend.h): where each op rounds to bf16, mirroring the CUDA kernel named.
  * "on read" = the op's activation inputs are rounded first (a no-op for values this mode wrote
@@ -26,6 +27,10 @@
  *                                                act = bf16(gelu_tanh(gate) · up); down outputs
  *                                                f32 (not rounded); y = bf16(Σ_j w_j · down_j)
  *   lm_head             lm_head.cu               x on read; logits and softcap f32
+ *   rope_2d             vision.cu                x on read; x = bf16(RoPE₂(x)), angles f32
+ *   encoder_attention   vision.cu                q, k, v on read; scores, softmax, P·V f32;
+ *                                                out = bf16(Σ p·V / Σ p)
+ *   vision_pool         vision.cu                x on read; sums f32; y = bf16((m·Σ/k² − b) ⊙ s)
  *   load_weight         cuda_backend.cu          F32 / F16 weights → bf16 once at load
  *
  * Not modelled (the CUDA backend's defaults do not take these paths): attention_flash.cu
@@ -388,4 +393,7 @@ const g4_backend_ops g4_cpu_ops = {
     .lm_head = cpu_lm_head,
     .sample = g4_cpu_sample,
     .load_dummy_weight = cpu_load_dummy_weight,
+    .rope_2d = g4_cpu_rope_2d,
+    .encoder_attention = g4_cpu_encoder_attention,
+    .vision_pool = g4_cpu_vision_pool,
 };
