@@ -17,11 +17,13 @@
  *   split     a chunk boundary inside image 0's run (each half its own run): must differ from the
  *             golden by > 1e-3, so the chunked mode above would see a split run
  * and, through the serving engine (engine.h) with an encoder hook that returns the golden soft
- * tokens by content hash: the greedy continuation, the prefix-cache hit of the same request again
- * (same image: hit tokens reach into the image run, same tokens), and the same prompt with the
- * two images' contents swapped (a different hash: no hit past the first image's start, different
- * tokens). With the vision tower merged and present in the checkpoint, an end-to-end variant runs
- * the engine on the model's own tower from the golden patches (skipped with a message otherwise).
+ * tokens by content hash: the greedy continuation with the model's step budget and with 70 tokens
+ * a step (a step that would end inside image 1's run ends before it); the same request again (a
+ * prefix hit of 144 tokens covering both images, same tokens, no new encoder run); image 0 under
+ * an unknown hash (same placeholder ids: it must miss the prefix cache, reach the encoder, which
+ * knows no such image, and fail — a hit shared across image contents would skip the encoder).
+ * With the vision tower merged and present in the checkpoint, an end-to-end variant runs the
+ * engine on the model's own tower from the golden patches (skipped with a message otherwise).
  * Skipped (77) when tests/golden/vision/ is absent. */
 #include <math.h>
 #include <stdint.h>
@@ -33,9 +35,11 @@
 #include "backend/backend.h"
 #include "base/error.h"
 #include "check.h"
+#include "engine/engine.h"
 #include "model/gemma4.h"
 #include "model/runner.h"
 #include "model/safetensors.h"
+#include "model/vision.h"
 
 #define DIR "tests/golden/vision"
 #define BAR 1e-4
@@ -273,6 +277,105 @@ static void mode_chunked(g4_runner *r, const golden *g, int size, int split, int
     g4_runner_seq_close(r, seq);
 }
 
+/* --- through the engine ------------------------------------------------------------------ */
+
+static golden *the_golden;
+
+/* Image i has the hash {i + 1, 0x5eed}: the encode hook answers with the golden soft tokens. */
+static int golden_encode(void *ctx, const g4_mm_item *item, float *out, g4_error *err) {
+    (void)ctx;
+    int i = (int)item->hash[0] - 1;
+    if (i < 0 || i >= the_golden->n_images || item->n_tokens != the_golden->im[i].n)
+        return g4_fail(err, "golden encoder: no image with hash %llu", (unsigned long long)item->hash[0]);
+    memcpy(out, the_golden->im[i].soft, (size_t)item->n_tokens * the_golden->hidden * sizeof *out);
+    return 0;
+}
+
+typedef struct rec {
+    int32_t toks[MAX_GREEDY];
+    int n, cached;
+    g4_finish_reason finish;
+    char error[256];
+} rec;
+
+static void on_event(void *user, const g4_event *ev) {
+    rec *r = user;
+    if (ev->n_tokens == 1 && r->n < MAX_GREEDY) r->toks[r->n++] = ev->token;
+    if (ev->finish != G4_FINISH_NONE) {
+        r->finish = ev->finish;
+        r->cached = ev->cached_tokens;
+        if (ev->error) snprintf(r->error, sizeof r->error, "%s", ev->error);
+    }
+}
+
+/* One greedy request of the golden prompt; image 0 gets hash0 (1 = its own). */
+static void engine_run(g4_engine *e, const golden *g, uint64_t hash0, rec *r) {
+    g4_mm_item mm[MAX_IMAGES];
+    for (int i = 0; i < g->n_images; i++)
+        mm[i] = (g4_mm_item){.pos = g->im[i].pos,
+                             .n_tokens = g->im[i].n,
+                             .hash = {i ? (uint64_t)i + 1 : hash0, 0x5eed},
+                             .patches = g->im[i].patches,
+                             .ph = g->im[i].ph,
+                             .pw = g->im[i].pw};
+    memset(r, 0, sizeof *r);
+    g4_request_params p =
+        {.prompt = g->ids, .n_prompt = g->n, .mm = mm, .n_mm = g->n_images, .on_event = on_event, .user = r};
+    g4_sampling_default(&p.sampling);
+    g4_stop_rules_default(&p.stop);
+    p.stop.max_tokens = g->n_greedy;
+    p.stop.ignore_eos = true;
+    int code = 0;
+    g4_error err = {{0}};
+    CHECK(g4_engine_submit(e, &p, &code, &err) != 0, "engine submit: %s", err.msg);
+    g4_engine_wait_idle(e);
+}
+
+static int same_greedy(const golden *g, const rec *r) {
+    if (r->n != g->n_greedy) return 0;
+    for (int k = 0; k < r->n; k++)
+        if (r->toks[k] != g->greedy[k]) return 0;
+    return 1;
+}
+
+/* budget 0: the model's; own_tower: the executor's encode (the model's tower from the patches). */
+static void mode_engine(g4_model *m, const golden *g, int budget, int own_tower) {
+    g4_executor ex;
+    g4_executor_local(&ex, m);
+    if (!own_tower) {
+        ex.encode = golden_encode;
+        ex.hidden = g->hidden;
+    }
+    g4_engine_opts o;
+    g4_engine_opts_from_model(&o, m);
+    if (budget) o.step_token_budget = budget;
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    CHECK(e != NULL, "engine: %s", err.msg);
+    if (!e) return;
+    const char *how = own_tower ? "engine, the model's own tower on the golden patches" : "engine";
+    rec r;
+    engine_run(e, g, 1, &r);
+    printf("%-8s budget %d: %d greedy tokens %s (%s)\n", "engine", o.step_token_budget, r.n,
+           same_greedy(g, &r) ? "identical" : "DIFFER", how);
+    CHECK(r.finish == G4_FINISH_LENGTH && same_greedy(g, &r), "%s, budget %d: greedy differs (%s)", how,
+          o.step_token_budget, r.error);
+    if (!budget && !own_tower) {
+        engine_run(e, g, 1, &r); /* the same images again: a prefix hit over them */
+        printf("%-8s same request again: prefix hit of %d tokens, greedy %s\n", "engine", r.cached,
+               same_greedy(g, &r) ? "identical" : "DIFFERS");
+        CHECK(r.cached > g->im[0].pos + g->im[0].n, "prefix hit of %d tokens does not cover image 0", r.cached);
+        CHECK(same_greedy(g, &r), "greedy after a prefix hit differs");
+        g4_engine_stats st;
+        g4_engine_stats_get(e, &st);
+        CHECK(st.mm_encoded == 2, "%llu encoder runs for 2 images", (unsigned long long)st.mm_encoded);
+        engine_run(e, g, 3, &r); /* image 0 with another content (image 1's hash space: unknown) */
+        CHECK(r.finish == G4_FINISH_ERROR && strstr(r.error, "golden encoder"),
+              "an unknown image reaches the encoder and fails the request: finish %d (%s)", r.finish, r.error);
+    }
+    g4_engine_destroy(e);
+}
+
 int main(void) {
     if (access(DIR "/golden.safetensors", R_OK) != 0) {
         printf("SKIP: %s/golden.safetensors is absent (made by tests/golden/make_golden_vision.py)\n", DIR);
@@ -301,6 +404,14 @@ int main(void) {
     REQUIRE((r = g4_runner_create(m, &err)) != NULL, "%s", err.msg);
     mode_chunked(r, &g, 13, 0, 4, logits);
     g4_runner_free(r);
+    /* through the engine: the model's budget (every image in the first step), then 70 tokens a step
+     * (the step that would end inside image 1's run ends before it) */
+    REQUIRE(open_model(&be, &m, 16, &err) == 0, "%s", err.msg);
+    the_golden = &g;
+    mode_engine(m, &g, 0, 0);
+    mode_engine(m, &g, 70, 0);
+    if (g4_model_vision(m)) mode_engine(m, &g, 0, 1);
+    else printf("SKIP engine end to end: this build's model has no vision tower (model/vision.h)\n");
     g4_model_close(m);
     g4_backend_destroy(be);
     golden_free(&g);
