@@ -1,4 +1,4 @@
-/* test_golden_vision.c — the multimodal text forward pass against transformers' Gemma 4, through
+/* test_golden_mm.c — the multimodal text forward pass against transformers' Gemma 4, through
  * the golden data of tests/golden/vision/ (made by make_golden_vision.py: a tiny random multimodal
  * checkpoint, two images of different aspect ratios, a prompt text + image 0 + text + image 1 +
  * text, transformers' float32 logits and greedy continuation).
