@@ -278,16 +278,7 @@ void g4_model_close(g4_model *m) {
     free(m);
 }
 
-/* Grows backend buffer *buf to at least bytes; a move bumps s->generation (recorded graphs
- * hold the old pointer). */
-static int grow(g4_model *m, void **buf, size_t *cap, size_t bytes, const char *what, g4_error *err) {
-    if (bytes <= *cap) return 0;
-    m->be->ops->free(m->be->ctx, *buf);
-    *buf = m->be->ops->alloc(m->be->ctx, bytes);
-    *cap = *buf ? bytes : 0;
-    m->scratch->generation++;
-    return *buf ? 0 : g4_fail(err, "model: cannot allocate %zu bytes for %s", bytes, what);
-}
+static int grow(g4_model *m, void **buf, size_t *cap, size_t bytes, const char *what, g4_error *err);
 
 /* The step's image runs (g4_step_image): checks them, fills embed_row [T] (−1, or the token's row
  * of the soft tokens) and key_end [T] (pos, or the run's last position) on the host and uploads
@@ -519,6 +510,16 @@ static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
     return 0;
 }
 
+/* Grows backend buffer *buf to at least bytes; a move bumps s->generation (recorded graphs
+ * hold the old pointer). */
+static int grow(g4_model *m, void **buf, size_t *cap, size_t bytes, const char *what, g4_error *err) {
+    if (bytes <= *cap) return 0;
+    m->be->ops->free(m->be->ctx, *buf);
+    *buf = m->be->ops->alloc(m->be->ctx, bytes);
+    *cap = *buf ? bytes : 0;
+    m->scratch->generation++;
+    return *buf ? 0 : g4_fail(err, "model: cannot allocate %zu bytes for %s", bytes, what);
+}
 
 /* Everything of a step after its upload: embed, the layers, and for the rows that ask the
  * LM head into s->logits and (sa non-NULL) the sample op. Only queued backend work, so it can
