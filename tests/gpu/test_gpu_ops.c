@@ -104,7 +104,8 @@ static int run_width(gh_pair *p, int H, int I, uint64_t seed) {
         snprintf(what, sizeof what, "embed with image rows H=%d", H);
         CHECK(gh_close_enough(what, got, ref, (size_t)5 * H, GH_TOL), "%s", what);
         int exact = 1; /* the CPU oracle copies the rows as they are (no √H scale) */
-        for (int i = 0; i < H; i++) exact &= ref[(size_t)1 * H + i] == mm[(size_t)H + i] && ref[(size_t)3 * H + i] == mm[i];
+        for (int i = 0; i < H; i++)
+            exact &= ref[(size_t)1 * H + i] == mm[(size_t)H + i] && ref[(size_t)3 * H + i] == mm[i];
         CHECK(exact, "embed: image rows are copied unscaled");
         free(mm);
     }
@@ -121,7 +122,7 @@ int main(void) {
     if (rc == CHECK_SKIP_CODE) return check_skip("no CUDA device");
     REQUIRE(rc == 0, "backends");
     run_width(&p, 5376, 21504, 11); /* 31B */
-    run_width(&p, 1001, 333, 12);   /* odd widths */
+    run_width(&p, 1001, 333, 12); /* odd widths */
     gh_close(&p);
     return check_summary();
 }
