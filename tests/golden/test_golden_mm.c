@@ -404,6 +404,8 @@ int main(void) {
     REQUIRE((r = g4_runner_create(m, &err)) != NULL, "%s", err.msg);
     mode_chunked(r, &g, 13, 0, 4, logits);
     g4_runner_free(r);
+    g4_model_close(m);
+    g4_backend_destroy(be);
     /* through the engine: the model's budget (every image in the first step), then 70 tokens a step
      * (the step that would end inside image 1's run ends before it) */
     REQUIRE(open_model(&be, &m, 16, &err) == 0, "%s", err.msg);
