@@ -1,5 +1,6 @@
 /* attention.cu — paged causal attention over the KV cache, any T (prefill chunks and decode
- * tokens mixed), both layer types; split-KV with a combine step when the grid is too small.
+ * tokens mixed), both layer types (image soft-token runs bidirectional on sliding layers, the
+ * step's key_end); split-KV with a combine step when the grid is too small.
  *
  * This is the simple, obviously-correct kernel: one block per (token, query head[, split]),
  * keys walked in tiles of 32 through the block table, online softmax in fp32. It is the
@@ -18,8 +19,9 @@
 #define G4_ATT_KT 32       /* keys per tile */
 
 /* For token t (pos p, seq sq), query head h, KV head g = h / (n_heads/n_kv), split z:
- *   keys j ∈ [lo, p], lo = window ? max(0, p−window+1) : 0, this split's part of that range:
- *   [lo + z·split_len, lo + (z+1)·split_len) ∩ [lo, p]
+ *   keys j ∈ [lo, hi], lo = window ? max(0, p−window+1) : 0, hi = p, or on sliding layers the end
+ *   of t's image soft-token run (key_end, g4_attn_key_hi); this split's part of that range:
+ *   [lo + z·split_len, lo + (z+1)·split_len) ∩ [lo, hi]
  *   s_j = q[t,h,:] · K_j        (scale 1.0)
  *     sliding: K_j = cache K[blk(j), j%B, g]
  *     single (k_eq_v): K_j = RoPE(U_j ⊙ k_norm, j), U_j = cache U[blk(j), j%B, g]
@@ -31,9 +33,9 @@
  * dynamic shared (d + d/2 + d + KT) floats. */
 static __global__ void g4_attention_simple_kernel(__nv_bfloat16 *out, float *partial, const __nv_bfloat16 *q,
                                                   const __nv_bfloat16 *cache, const __nv_bfloat16 *k_norm, g4_kv_dev kv,
-                                                  const int32_t *pos, const int32_t *seq, const int32_t *table,
-                                                  int n_seqs, int max_blocks, int n_heads, int window, float log2_theta,
-                                                  int rotated_pairs, int split_len) {
+                                                  const int32_t *pos, const int32_t *seq, const int32_t *key_end,
+                                                  const int32_t *table, int n_seqs, int max_blocks, int n_heads,
+                                                  int window, float log2_theta, int rotated_pairs, int split_len) {
     G4_SHARED_DYN(float, sm);
     const int d = kv.head_dim, half = d / 2;
     float *qs = sm;          /* [d]    query, f32 */
@@ -55,7 +57,8 @@ static __global__ void g4_attention_simple_kernel(__nv_bfloat16 *out, float *par
     __syncthreads();
 
     int lo = window > 0 ? max(0, p - window + 1) : 0;
-    int j_begin = lo + z * split_len, j_end = min(p + 1, lo + (z + 1) * split_len); /* [j_begin, j_end) */
+    int hi = g4_attn_key_hi(key_end, t, p, window);
+    int j_begin = lo + z * split_len, j_end = min(hi + 1, lo + (z + 1) * split_len); /* [j_begin, j_end) */
     float m = -INFINITY, l = 0.0f, acc[G4_ATT_DPT];
     for (int r = 0; r < G4_ATT_DPT; r++) acc[r] = 0.0f;
 
@@ -203,8 +206,8 @@ int g4_cuda_attention(void *ctx, void *out, const void *q, const g4_weight *k_no
         (c->attn_path == G4_ATTN_FAST || s->n_tokens >= 8 * (s->n_seqs > 0 ? s->n_seqs : 1)))
         return g4_cuda_attention_flash(c, out, q, k_norm, g, kv, s, err);
 
-    int max_keys = s->max_pos + 1;
-    if (g->window > 0 && max_keys > g->window) max_keys = g->window;
+    int max_keys = s->max_pos + 1; /* with image runs a sliding key range reaches up to the run's end ≤ max_pos */
+    if (g->window > 0 && !s->key_end && max_keys > g->window) max_keys = g->window;
     int split_len = 0, n_splits = g4_attention_splits(c, s->n_tokens, g->n_heads, max_keys, &split_len);
     float *partial = NULL;
     if (n_splits > 1) {
@@ -217,9 +220,9 @@ int g4_cuda_attention(void *ctx, void *out, const void *q, const g4_weight *k_no
     dim3 grid((unsigned)s->n_tokens, (unsigned)g->n_heads, (unsigned)n_splits);
     G4_LAUNCH(grid, G4_ATT_THREADS, shmem, c->stream, g4_attention_simple_kernel)
     ((__nv_bfloat16 *)out, partial, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base,
-     g->k_eq_v ? (const __nv_bfloat16 *)k_norm->data : NULL, kd, s->pos, s->seq, table, s->n_seqs, s->max_blocks,
-     g->n_heads, g->window, g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f, g->k_eq_v ? g->rope.rotated_pairs : 0,
-     split_len);
+     g->k_eq_v ? (const __nv_bfloat16 *)k_norm->data : NULL, kd, s->pos, s->seq, s->key_end, table, s->n_seqs,
+     s->max_blocks, g->n_heads, g->window, g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f,
+     g->k_eq_v ? g->rope.rotated_pairs : 0, split_len);
     G4_CHECK_LAUNCH();
     if (n_splits > 1) {
         G4_LAUNCH(dim3((unsigned)s->n_tokens, (unsigned)g->n_heads), G4_ATT_THREADS, 0, c->stream,

@@ -19,7 +19,9 @@
  *
  * --- Math (one token t at position p of sequence sq; KV head g; G = n_heads / n_kv query heads)
  *   q      [T, n_heads, D] bf16          out [T, n_heads, D] bf16          D ∈ {256, 512}
- *   keys   j ∈ [lo, p], lo = W > 0 ? max(0, p − W + 1) : 0   (W = 1024: the window includes p)
+ *   keys   j ∈ [lo, hi], lo = W > 0 ? max(0, p − W + 1) : 0   (W = 1024: the window includes p),
+ *          hi = p, or on sliding layers inside an image soft-token run the run's end (key_end;
+ *          such prefill steps take this kernel only when T ≤ n_seqs)
  *   K_j, V_j [D]: sliding  K_j = cache K[blk(j), j mod B, g], V_j = cache V[…]   (K already normed+roped)
  *                 k_eq_v   K_j = RoPE(U_j ⊙ k_norm, j), V_j = U_j, U_j = cache U[blk(j), j mod B, g]
  *   s[h, j] = q[t, gG+h, :] · K_j            h < G, scale 1.0 (Gemma 4), fp32
@@ -141,8 +143,8 @@ template <int D, int STAGES>
 static __global__ void __launch_bounds__(G4_DEC_THREADS)
     g4_attention_decode_kernel(__nv_bfloat16 *out, float *partial, const __nv_bfloat16 *q, const __nv_bfloat16 *cache,
                                const __nv_bfloat16 *k_norm, g4_kv_dev kv, int lb, const int32_t *pos,
-                               const int32_t *seq, const int32_t *table, int n_seqs, int max_blocks, int n_heads,
-                               int window, float log2_theta, int rp) {
+                               const int32_t *seq, const int32_t *key_end, const int32_t *table, int n_seqs,
+                               int max_blocks, int n_heads, int window, float log2_theta, int rp) {
     constexpr int BN = G4_DEC_BN, PD = D + 8, HALF = D / 2, NB_PV = D / 32; /* n-blocks of 8 dims per warp */
     static_assert(D % 64 == 0, "head dim");
     const int single = kv.single, R = 2 * rp + 8;
@@ -174,13 +176,14 @@ static __global__ void __launch_bounds__(G4_DEC_THREADS)
     const int lo = window > 0 ? max(0, p - window + 1) : 0;
     int kb = 0, ke = 0, tile0 = 0, n_t = 0; /* keys [kb, ke), tiles tile0 .. tile0 + n_t − 1 (absolute) */
     if (row && p >= 0) {
+        const int hi = g4_attn_key_hi(key_end, t, p, window);
         /* tiles dealt out evenly: split z gets [first + ⌊z·n/Z⌋, first + ⌊(z+1)·n/Z⌋) (empty only when n < Z) */
-        int first = lo / BN, n_all = p / BN - first + 1;
+        int first = lo / BN, n_all = hi / BN - first + 1;
         tile0 = first + (int)((long long)z * n_all / Z);
         n_t = first + (int)((long long)(z + 1) * n_all / Z) - tile0;
         if (n_t > 0) {
             kb = max(lo, tile0 * BN);
-            ke = min(p + 1, (tile0 + n_t) * BN);
+            ke = min(hi + 1, (tile0 + n_t) * BN);
         }
     }
 
@@ -488,8 +491,8 @@ template <int D, int STAGES>
 static int g4_dec_launch(g4_cuda_ctx *c, void *out, const void *q, const void *kn, const g4_attn_geom *g,
                          const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err) {
     const int single = !!g->k_eq_v, rp = single ? g->rope.rotated_pairs : 0, G = g->n_heads / g->n_kv_heads;
-    int keys = s->max_pos + 1;
-    if (g->window > 0 && keys > g->window) keys = g->window;
+    int keys = s->max_pos + 1; /* image runs: a sliding range reaches the run's end ≤ max_pos */
+    if (g->window > 0 && !s->key_end && keys > g->window) keys = g->window;
     const int Z = g4_attention_decode_splits(c, s->n_tokens, g->n_kv_heads, G, D, single, keys);
     float *partial = NULL;
     if (Z > 1) {
@@ -506,8 +509,8 @@ static int g4_dec_launch(g4_cuda_ctx *c, void *out, const void *q, const void *k
     dim3 grid((unsigned)s->n_tokens, (unsigned)g->n_kv_heads, (unsigned)Z);
     G4_LAUNCH(grid, G4_DEC_THREADS, L.total, c->stream, g4_attention_decode_kernel<D, STAGES>)
     ((__nv_bfloat16 *)out, partial, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base,
-     (const __nv_bfloat16 *)kn, kd, lb, s->pos, s->seq, table, s->n_seqs, s->max_blocks, g->n_heads, g->window,
-     single ? (float)log2(g->rope.theta) : 0.0f, rp);
+     (const __nv_bfloat16 *)kn, kd, lb, s->pos, s->seq, s->key_end, table, s->n_seqs, s->max_blocks, g->n_heads,
+     g->window, single ? (float)log2(g->rope.theta) : 0.0f, rp);
     G4_CHECK_LAUNCH();
     if (Z > 1) {
         G4_LAUNCH(dim3((unsigned)s->n_tokens, (unsigned)g->n_heads), G4_DEC_THREADS, 0, c->stream,

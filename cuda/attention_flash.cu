@@ -100,8 +100,9 @@ __device__ __forceinline__ uint4 g4_bf8_to_h8(uint4 v) {
 /* --- the kernel ---------------------------------------------------------------------------- */
 
 /* Tile: KV head g = blockIdx.y, tokens [t0, t0 + TT), TT = BM / G, row r ↔ (t0 + r/G, head g·G + r%G).
- * For row r (token t, pos p, seq sq, lo = window ? max(0, p−window+1) : 0) and keys j ∈ [lo, p]
- * of sequence sq:
+ * For row r (token t, pos p, seq sq, lo = window ? max(0, p−window+1) : 0) and keys j ∈ [lo, hi]
+ * of sequence sq, hi = p or, on sliding layers inside an image soft-token run, the run's end
+ * (key_end, g4_attn_key_hi):
  *   s_j = q[t,h,:] · K_j     (scale 1.0)  K_j = cache K (sliding) | RoPE(U_j ⊙ k_norm, j) (single)
  *   out[t,h,:] = Σ_j exp2(s_j·log2e − m) V_j / Σ_j exp2(s_j·log2e − m)    V_j = cache V | U_j
  * Tokens with no valid sequence or no keys get 0 (as the simple kernel).
@@ -110,8 +111,8 @@ template <int D, int RG, int BN>
 static __global__ void __launch_bounds__(64 * RG, 1)
     g4_attention_flash_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const __nv_bfloat16 *cache,
                               const __nv_bfloat16 *k_norm, g4_kv_dev kv, const int32_t *pos, const int32_t *seq,
-                              const int32_t *table, int n_tokens, int n_seqs, int max_blocks, int n_heads, int window,
-                              float log2_theta, int rotated_pairs) {
+                              const int32_t *key_end, const int32_t *table, int n_tokens, int n_seqs, int max_blocks,
+                              int n_heads, int window, float log2_theta, int rotated_pairs) {
     typedef g4_fa_cfg<D, RG, BN> C;
     constexpr int BM = C::BM, P = C::P, DH = C::DH, THREADS = C::THREADS, HALF = D / 2;
     G4_SHARED_DYN(unsigned char, g4_fa_smem);
@@ -121,7 +122,7 @@ static __global__ void __launch_bounds__(64 * RG, 1)
     float *Sx = (float *)(Vs + (size_t)BN * P);        /* [NW][BN/8][32 lanes][4] S partials */
     float *kn = Sx + C::NW * 16 * BN;                  /* [D]   k_norm (single) */
     float *invf = kn + D;                              /* [D/2] RoPE inverse frequencies (single) */
-    int *t_pos = (int *)(invf + HALF), *t_seq = t_pos + BM, *t_lo = t_seq + BM; /* per token */
+    int *t_hi = (int *)(invf + HALF), *t_seq = t_hi + BM, *t_lo = t_seq + BM; /* per token: keys [lo, hi] */
     int *ps_seq = t_lo + BM, *ps_lo = ps_seq + BM, *ps_hi = ps_lo + BM;          /* per pass */
     int *k_ok = ps_hi + BM;                                                       /* [BN] */
     G4_SHARED(int, n_pass, );
@@ -132,13 +133,14 @@ static __global__ void __launch_bounds__(64 * RG, 1)
 
     /* 1. token metadata, k_norm / inv_freq, the Q tile */
     for (int i = tid; i < TT; i += THREADS) {
-        int t = t0 + i, p = -1, sq = -1;
+        int t = t0 + i, p = -1, hi = -1, sq = -1;
         if (t < n_tokens) {
             p = pos[t];
+            hi = g4_attn_key_hi(key_end, t, p, window);
             sq = seq[t];
             if (sq < 0 || sq >= n_seqs) sq = -1;
         }
-        t_pos[i] = p;
+        t_hi[i] = hi;
         t_seq[i] = sq;
         t_lo[i] = window > 0 ? max(0, p - window + 1) : 0;
     }
@@ -163,11 +165,11 @@ static __global__ void __launch_bounds__(64 * RG, 1)
             if (k == n) {
                 ps_seq[n] = sq;
                 ps_lo[n] = t_lo[i];
-                ps_hi[n] = t_pos[i];
+                ps_hi[n] = t_hi[i];
                 n++;
             } else {
                 ps_lo[k] = min(ps_lo[k], t_lo[i]);
-                ps_hi[k] = max(ps_hi[k], t_pos[i]);
+                ps_hi[k] = max(ps_hi[k], t_hi[i]);
             }
         }
         n_pass = n;
@@ -176,8 +178,8 @@ static __global__ void __launch_bounds__(64 * RG, 1)
 
     /* this thread's two rows of the fragment layout: r0 = 16·rg + lane/4, r1 = r0 + 8 */
     const int r0 = 16 * rg + (lane >> 2), r1 = r0 + 8;
-    const int p0 = t_pos[r0 / G], sq0 = t_seq[r0 / G], lo0 = t_lo[r0 / G];
-    const int p1 = t_pos[r1 / G], sq1 = t_seq[r1 / G], lo1 = t_lo[r1 / G];
+    const int hi0 = t_hi[r0 / G], sq0 = t_seq[r0 / G], lo0 = t_lo[r0 / G];
+    const int hi1 = t_hi[r1 / G], sq1 = t_seq[r1 / G], lo1 = t_lo[r1 / G];
 
     float o[DH / 8][4];
 #pragma unroll
@@ -189,8 +191,8 @@ static __global__ void __launch_bounds__(64 * RG, 1)
         const int32_t *row = g4_kv_dev_row(table, sq, n_seqs, max_blocks);
         /* key range of this warp's 16 rows in this pass (identical for the two warps of a pair) */
         int w_lo = INT_MAX, w_hi = -1;
-        if (sq0 == sq) w_lo = min(w_lo, lo0), w_hi = max(w_hi, p0);
-        if (sq1 == sq) w_lo = min(w_lo, lo1), w_hi = max(w_hi, p1);
+        if (sq0 == sq) w_lo = min(w_lo, lo0), w_hi = max(w_hi, hi0);
+        if (sq1 == sq) w_lo = min(w_lo, lo1), w_hi = max(w_hi, hi1);
         for (int o_ = 16; o_ > 0; o_ >>= 1) {
             w_lo = min(w_lo, __shfl_xor_sync(0xffffffffu, w_lo, o_));
             w_hi = max(w_hi, __shfl_xor_sync(0xffffffffu, w_hi, o_));
@@ -288,7 +290,7 @@ static __global__ void __launch_bounds__(64 * RG, 1)
                 for (int e = 0; e < 4; e++) {
                     int jj = nb * 8 + 2 * (lane & 3) + (e & 1), j = j0 + jj;
                     bool ok =
-                        k_ok[jj] && (e < 2 ? (sq0 == sq && j >= lo0 && j <= p0) : (sq1 == sq && j >= lo1 && j <= p1));
+                        k_ok[jj] && (e < 2 ? (sq0 == sq && j >= lo0 && j <= hi0) : (sq1 == sq && j >= lo1 && j <= hi1));
                     s[nb][e] = ok ? (s[nb][e] + pv[e]) * G4_FA_LOG2E : -INFINITY;
                     mx[e >> 1] = fmaxf(mx[e >> 1], s[nb][e]);
                 }
@@ -384,7 +386,7 @@ static int g4_fa_launch(g4_cuda_ctx *c, void *out, const void *q, const void *kn
     dim3 grid(g4_ceil_div((size_t)s->n_tokens, (size_t)TT), (unsigned)g->n_kv_heads);
     G4_LAUNCH(grid, C::THREADS, C::SMEM, c->stream, g4_attention_flash_kernel<D, RG, BN>)
     ((__nv_bfloat16 *)out, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base, (const __nv_bfloat16 *)kn, kd,
-     s->pos, s->seq, table, s->n_tokens, s->n_seqs, s->max_blocks, g->n_heads, g->window,
+     s->pos, s->seq, s->key_end, table, s->n_tokens, s->n_seqs, s->max_blocks, g->n_heads, g->window,
      g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f, g->k_eq_v ? g->rope.rotated_pairs : 0);
     G4_CHECK_LAUNCH();
     return 0;

@@ -5,13 +5,20 @@
 #include "ctx.cuh"
 
 /* x[t,:] = bf16(E[ids[t],:] × scale)      E [V,H] bf16, x [T,H] bf16, scale = bf16(√H)
+ * x[t,:] = bf16(mm[mm_row[t],:])           where mm_row (NULL in text-only steps) is ≥ 0: an image
+ *                                          soft token, mm [n, H] f32, not scaled
  * grid: one block per token t; 256 threads stride over H. An id outside [0,V) writes zeros
  * (the model validates ids on the host; the kernel must not read out of bounds). */
 static __global__ void g4_embed_kernel(__nv_bfloat16 *x, const int32_t *ids, const __nv_bfloat16 *E, int V, int H,
-                                       float scale) {
+                                       float scale, const int32_t *mm_row, const float *mm) {
     int t = blockIdx.x;
     int id = ids[t];
     __nv_bfloat16 *row = x + (size_t)t * H;
+    if (mm_row && mm_row[t] >= 0) {
+        const float *src = mm + (size_t)mm_row[t] * H;
+        for (int i = threadIdx.x; i < H; i += blockDim.x) g4_st(row, i, src[i]);
+        return;
+    }
     if (id < 0 || id >= V) {
         for (int i = threadIdx.x; i < H; i += blockDim.x) g4_st(row, i, 0.0f);
         return;
@@ -27,7 +34,7 @@ int g4_cuda_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, 
     if (s->n_tokens <= 0) return 0;
     int V = (int)E->shape[0], H = (int)E->shape[1];
     G4_LAUNCH(s->n_tokens, 256, 0, c->stream, g4_embed_kernel)
-    ((__nv_bfloat16 *)x, s->token_ids, (const __nv_bfloat16 *)E->data, V, H, scale);
+    ((__nv_bfloat16 *)x, s->token_ids, (const __nv_bfloat16 *)E->data, V, H, scale, s->embed_row, s->embed_rows);
     G4_CHECK_LAUNCH();
     return 0;
 }

@@ -42,7 +42,22 @@ typedef struct g4_step_dev {
     int n_rows;                     /* rows that want logits */
     const int32_t *rows;            /* [n_rows] token indices in [0, T) */
     int max_pos;                    /* largest pos in the step (host-known bound for kernels) */
+    /* Image soft tokens (prefill steps with images only; all three NULL in every other step). */
+    const int32_t *embed_row;       /* [T] or NULL: ≥ 0 = token t's input is row embed_row[t] of
+                                       embed_rows (copied, not scaled by √H); −1 = E[ids[t]] × scale */
+    const float *embed_rows;        /* [n, H] f32 */
+    const int32_t *key_end;         /* [T] or NULL: on sliding layers token t sees keys up to
+                                       key_end[t] ≥ pos[t] (the last soft token of its image's run,
+                                       which is in this step: the run attends to itself both ways);
+                                       NULL = pos[t] for every token (causal) */
 } g4_step_dev;
+
+/* The last key position token t (at position p) sees on a layer with this window (0 = global):
+ * p, except inside an image's soft-token run on sliding layers (s->key_end). The first is
+ * max(0, p − window + 1) (0 on global layers) either way. Host and device (kernels pass key_end). */
+G4_HD static inline int g4_attn_key_hi(const int32_t *key_end, int t, int p, int window) {
+    return window > 0 && key_end ? key_end[t] : p;
+}
 
 /* Attention geometry of one layer. */
 typedef struct g4_attn_geom {
@@ -205,7 +220,8 @@ typedef struct g4_backend_ops {
 
     /* --- ops ---------------------------------------------------------------------------- */
 
-    /* x[t,:] = E[ids[t],:] × scale           E [V,H]; scale already rounded to bf16 (√H) */
+    /* x[t,:] = E[ids[t],:] × scale           E [V,H]; scale already rounded to bf16 (√H)
+     * x[t,:] = s->embed_rows[s->embed_row[t],:] where embed_row[t] ≥ 0 (image soft tokens, unscaled) */
     int (*embed)(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, float scale, g4_error *err);
 
     /* y[r,:] = x[r,:] / sqrt(mean(x[r,:]²) + eps) ⊙ w      rows × n; w NULL = no weight; y may be x */
@@ -237,7 +253,8 @@ typedef struct g4_backend_ops {
                               const g4_step_dev *s, g4_error *err);
 
     /* out[t,h,:] = Σ_j softmax_j(q[t,h]·K_j) V_j, scale 1.0, over keys j of the same sequence with
-     * pos_j ≤ p (and p − pos_j < window on sliding layers), all read from the cache (the step's own
+     * pos_j ≤ p (and p − pos_j < window on sliding layers; there pos_j ≤ key_end[t] instead of ≤ p
+     * when the step has s->key_end: g4_attn_key_hi), all read from the cache (the step's own
      * keys were written by qk_norm_rope_cache first). KV head of query head h = h / (n_heads/n_kv).
      * k_eq_v layers form K_j = RoPE(U_j ⊙ k_norm, pos_j), V_j = U_j from the one cached tensor. */
     int (*attention)(void *ctx, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,

@@ -12,6 +12,7 @@
 
 #include "base/rng.h"
 #include "engine/engine_impl.h"
+#include "engine/mm.h"
 
 #define G4_TEXT_SCRATCH (64 * 1024)
 
@@ -101,10 +102,12 @@ static void run_step(g4_engine *e) {
         e->st.sample_seconds += now_s() - ts;
     }
     double t1 = now_s();
+    if (!rc) rc = g4_engine_mm_step(e, &st, &err); /* image runs: soft tokens cached or encoded now */
     if (!rc)
         rc = on_device ? e->ex.step_sample(e->ex.ctx, &st, e->sample_params, e->sample_params_bytes, e->sampled,
                                            e->sampled_lp, n_lp, &err)
                        : e->ex.step(e->ex.ctx, &st, e->logits, &err);
+    g4_engine_mm_step_done(e);
     double t2 = now_s();
     e->st.model_seconds += t2 - t1;
     e->st.steps++;
@@ -241,6 +244,8 @@ static void *loop(void *arg) {
 
 static void engine_free(g4_engine *e) {
     g4_sched_free(&e->sched);
+    g4_enc_cache_free(&e->mm_cache);
+    free(e->mm_step);
     g4_prefix_cache_free(&e->pc);
     g4_kvcache_free(&e->kv);
     g4_sampler_free(&e->sampler);
@@ -276,6 +281,10 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
                 o->max_waiting, o->n_eos, G4_MAX_EOS);
         return NULL;
     }
+    if (ex->encode && ex->hidden < 1) {
+        g4_fail(err, "engine: an executor with an encode hook needs its hidden size");
+        return NULL;
+    }
     if (detok && (!detok->open || !detok->push)) {
         g4_fail(err, "engine: a detokenizer needs open and push");
         return NULL;
@@ -296,6 +305,8 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     for (int i = 0; i < o->n_eos; i++) e->eos[i] = o->eos_ids[i];
     e->o.eos_ids = e->eos;
     e->ex = *ex;
+    e->o.vision = ex->encode != NULL; /* images go by the executor's tower, whatever o said */
+    g4_enc_cache_init(&e->mm_cache, o->mm_cache_bytes ? o->mm_cache_bytes : G4_MM_CACHE_DEFAULT);
     if (detok) {
         e->detok = *detok;
         e->has_detok = true;

@@ -126,7 +126,11 @@ typedef struct g4_constraint_iface {
 } g4_constraint_iface;
 
 /* One image (or video frame) in the prompt: a run of placeholder positions whose input embeddings
- * are the vision tower's soft tokens for it (model/vision.h). */
+ * are the vision tower's soft tokens for it (model/vision.h). Submit copies the items and their
+ * patches and refuses (G4_ERR_INVALID) runs outside the prompt, out of order or overlapping, a
+ * patch grid that does not give n_tokens, or any image for an engine without a vision tower;
+ * (G4_ERR_TOO_LONG) a run longer than the step token budget, since a run is computed in one step
+ * (docs/engine.md, "Images"). */
 typedef struct g4_mm_item {
     int pos;                    /* first placeholder position in the prompt */
     int n_tokens;               /* placeholders = soft tokens = (ph / 3) × (pw / 3) */
@@ -200,6 +204,11 @@ typedef struct g4_executor {
     int (*step)(void *ctx, const g4_step *step, float *logits, g4_error *err);
     int (*step_sample)(void *ctx, const g4_step *step, const g4_sample_params *params, size_t params_bytes,
                        int32_t *tokens, g4_sample_logprobs *logprobs, int n_logprobs, g4_error *err);
+    /* Optional (NULL: no vision tower; requests with images are refused): the vision tower on one
+     * image, out f32 [item->n_tokens, hidden]. Called on the engine thread between steps, so the
+     * backend is used by one thread. g4_executor_local sets it when the model has a tower. */
+    int (*encode)(void *ctx, const g4_mm_item *item, float *out, g4_error *err);
+    int hidden;                 /* width of encode's rows (the text model's H) */
 } g4_executor;
 
 void g4_executor_local(g4_executor *ex, g4_model *m);
@@ -224,7 +233,12 @@ typedef struct g4_engine_opts {
     g4_sampling defaults;       /* what front-ends start a request's sampling from: greedy, or the
                                    model's generation_config.json (g4_sampling_load_defaults) */
     g4_spec_config spec;        /* speculative decoding; method G4_SPEC_OFF = none */
+    bool vision;                /* images accepted (the model has a vision tower); the engine itself
+                                   goes by its executor's encode hook */
+    size_t mm_cache_bytes;      /* bound of the encoder-output cache; 0 = G4_MM_CACHE_DEFAULT */
 } g4_engine_opts;
+
+#define G4_MM_CACHE_DEFAULT ((size_t)256 << 20)
 
 /* Fills opts from a loaded model (its pools, window, eos ids and limits). */
 void g4_engine_opts_from_model(g4_engine_opts *o, const g4_model *m);
@@ -271,6 +285,8 @@ typedef struct g4_engine_stats {
      * token at position i (0-based) was accepted. */
     uint64_t spec_drafts, spec_draft_tokens, spec_accepted_tokens;
     uint64_t spec_accepted_per_pos[G4_SPEC_MAX_TOKENS];
+    /* Images: encoder runs, and image uses served by the encoder-output cache instead. */
+    uint64_t mm_encoded, mm_cache_hits;
 } g4_engine_stats;
 
 void g4_engine_stats_get(g4_engine *e, g4_engine_stats *s);

@@ -11,6 +11,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "engine/engine.h"
+#include "engine/encoder_cache.h"
 #include "engine/kvcache.h"
 #include "engine/prefix_cache.h"
 #include "engine/sampling.h"
@@ -43,6 +44,9 @@ struct g4_engine {
     char *text;              /* detokenizer output scratch */
     size_t text_cap;
     g4_engine_stats st;
+    g4_enc_cache mm_cache;   /* soft tokens by image hash (mm.c) */
+    g4_step_image *mm_step;  /* [cap_mm_step] the step's image runs */
+    int cap_mm_step;
     g4_seq **intake;         /* requests taken off the submit queue this iteration */
     uint64_t *cancel_ids;    /* cancellations taken this iteration */
     int cap_intake, cap_cancel;

@@ -5,9 +5,11 @@
  * its shard of the model); step() will hand the same g4_step to every worker, wait for all of
  * them (they all-reduce inside the forward), and return rank 0's logits — nothing above this
  * seam changes. For N = 1 the worker is the engine thread itself, so step() calls the model
- * directly, and samples on the model's backend (only ids come back) when the backend can.
+ * directly, and samples on the model's backend (only ids come back) when the backend can, and
+ * runs the model's vision tower (encode) when it has one.
  * Not here: scheduling, the sampling parameters (engine). */
 #include "engine/engine.h"
+#include "model/vision.h"
 
 static int local_step(void *ctx, const g4_step *step, float *logits, g4_error *err) {
     return g4_model_forward((g4_model *)ctx, step, logits, err);
@@ -18,12 +20,19 @@ static int local_step_sample(void *ctx, const g4_step *step, const g4_sample_par
     return g4_model_forward_sample((g4_model *)ctx, step, params, params_bytes, tokens, logprobs, n_logprobs, err);
 }
 
+/* The model's vision tower on one image (engine thread, between steps: the backend's one user). */
+static int local_encode(void *ctx, const g4_mm_item *item, float *out, g4_error *err) {
+    return g4_vision_encode(g4_model_vision((g4_model *)ctx), item->patches, item->ph, item->pw, out, err);
+}
+
 void g4_executor_local(g4_executor *ex, g4_model *m) {
     ex->ctx = m;
     ex->n_workers = 1;
     ex->vocab = m->cfg.vocab;
     ex->step = local_step;
     ex->step_sample = g4_model_can_sample(m) ? local_step_sample : NULL;
+    ex->encode = g4_model_vision(m) ? local_encode : NULL;
+    ex->hidden = m->full_cfg.hidden;
 }
 
 void g4_engine_opts_from_model(g4_engine_opts *o, const g4_model *m) {
@@ -40,5 +49,6 @@ void g4_engine_opts_from_model(g4_engine_opts *o, const g4_model *m) {
     o->eos_ids = m->cfg.eos_ids;
     o->n_eos = m->cfg.n_eos;
     o->max_blocks_per_seq = m->max_blocks_per_seq;
+    o->vision = g4_model_vision((g4_model *)m) != NULL;
     g4_sampling_default(&o->defaults);
 }

@@ -8,6 +8,43 @@
 #include "engine/engine.h"
 #include "engine/kvcache.h"
 
+/* The images of a request (g4_mm_item): each a run inside the prompt, in order, disjoint, whose
+ * patch grid gives its soft-token count, computed in one step (so no longer than the budget). */
+static int g4_engine_check_images(const g4_engine_opts *o, const g4_request_params *p, g4_error *err) {
+    if (p->n_mm < 0 || (p->n_mm && !p->mm))
+        return g4_fail(err, "request: %d images without an array", p->n_mm), G4_ERR_INVALID;
+    if (p->n_mm == 0) return 0;
+    if (!o->vision)
+        return g4_fail(err, "request: this model has no vision tower: image inputs are not supported"), G4_ERR_INVALID;
+    if (p->prompt_logprobs)
+        return g4_fail(err, "request: prompt_logprobs with images is not supported"), G4_ERR_INVALID;
+    for (int i = 0, end = 0; i < p->n_mm; i++) {
+        const g4_mm_item *it = &p->mm[i];
+        if (it->n_tokens < 1 || it->pos < end || it->pos > p->n_prompt - it->n_tokens)
+            return g4_fail(err,
+                           "request: image %d has soft tokens %d..%d, expected a run inside the prompt (%d tokens) "
+                           "after the previous image's",
+                           i, it->pos, it->pos + it->n_tokens - 1, p->n_prompt),
+                   G4_ERR_INVALID;
+        if (!it->patches || it->ph < 3 || it->pw < 3 || it->ph % 3 || it->pw % 3 ||
+            (long long)(it->ph / 3) * (it->pw / 3) != it->n_tokens)
+            return g4_fail(err, "request: image %d: a %d × %d patch grid does not give its %d soft tokens", i, it->ph,
+                           it->pw, it->n_tokens),
+                   G4_ERR_INVALID;
+        for (int t = it->pos; t < it->pos + it->n_tokens; t++)
+            if (p->prompt[t] != p->prompt[it->pos])
+                return g4_fail(err, "request: image %d: prompt[%d] is not its placeholder token", i, t), G4_ERR_INVALID;
+        if (it->n_tokens > o->step_token_budget)
+            return g4_fail(err,
+                           "request: image %d has %d soft tokens, more than the step token budget of %d (an image's "
+                           "tokens are computed in one step)",
+                           i, it->n_tokens, o->step_token_budget),
+                   G4_ERR_TOO_LONG;
+        end = it->pos + it->n_tokens;
+    }
+    return 0;
+}
+
 int g4_engine_check_request(const g4_engine_opts *o, int vocab, bool has_detok, const g4_request_params *p,
                             g4_error *err) {
     const g4_sampling *s = &p->sampling;
@@ -75,6 +112,8 @@ int g4_engine_check_request(const g4_engine_opts *o, int vocab, bool has_detok, 
                G4_ERR_INVALID;
     if (s->logprobs < -1 || s->logprobs > G4_MAX_TOP_LOGPROBS)
         return g4_fail(err, "request: logprobs %d must be in -1..%d", s->logprobs, G4_MAX_TOP_LOGPROBS), G4_ERR_INVALID;
+    int rc = g4_engine_check_images(o, p, err);
+    if (rc) return rc;
     long long L = (long long)p->n_prompt + r->max_tokens;
     if (L > o->max_model_len)
         return g4_fail(err, "request: prompt (%d tokens) + max_tokens (%d) = %lld exceeds the maximum model length %d",

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/mm.h"
+
 /* (priority, arrival) order: a before b. */
 static inline int before(const g4_seq *a, const g4_seq *b) {
     return a->priority != b->priority ? a->priority < b->priority : a->arrival < b->arrival;
@@ -219,7 +221,10 @@ static int schedule_running(g4_scheduler *s, int want_decode, int *budget) {
             continue;
         }
         int chunk = plp_chunk(s, q, left < *budget ? left : *budget);
-        if (chunk == 0) { /* this step's prompt-logprob rows are taken */
+        int whole = g4_seq_mm_chunk(q->mm, q->n_computed, chunk); /* an image's run stays whole */
+        s->image_held += whole == 0 && chunk > 0;
+        chunk = whole;
+        if (chunk == 0) { /* this step's prompt-logprob rows are taken, or the image run does not fit */
             i++;
             continue;
         }
@@ -243,6 +248,7 @@ static void admit(g4_scheduler *s, int *budget) {
         q->n_computed = hit;
         q->n_registered = hit / s->kv->block_size;
         int left = q->len - hit, chunk = plp_chunk(s, q, left < *budget ? left : *budget);
+        chunk = g4_seq_mm_chunk(q->mm, q->n_computed, chunk); /* an image's run stays whole */
         if (chunk == 0 || g4_kvcache_reserve(s->kv, q->slot, q->n_computed, q->n_computed + chunk)) {
             release_slot(s, q); /* the hit blocks go back to the cache */
             break;
@@ -258,11 +264,11 @@ static void admit(g4_scheduler *s, int *budget) {
 
 int g4_sched_next(g4_scheduler *s) {
     s->step_no++;
-    s->n_batch = s->n_tokens = s->n_rows = s->n_seqs = s->n_plp_rows = 0;
+    s->n_batch = s->n_tokens = s->n_rows = s->n_seqs = s->n_plp_rows = s->image_held = 0;
     int budget = s->token_budget;
     int preempted = schedule_running(s, 1, &budget);
     preempted |= schedule_running(s, 0, &budget);
-    if (!preempted) admit(s, &budget);
+    if (!preempted && !s->image_held) admit(s, &budget);
     return s->n_tokens;
 }
 

@@ -1,4 +1,5 @@
 /* scheduler.h — iteration-level batching: which tokens of which sequences run in the next step.
+ * A chunk never ends inside an image's run of soft tokens (engine/mm.h).
  *
  * Each step has a token budget. Running sequences that decode (one uncomputed token) come first,
  * then running sequences still prefilling (chunks cut to the budget), then waiting sequences in
@@ -46,6 +47,9 @@ typedef struct g4_scheduler {
                                 a sampling row */
     int n_tokens, n_rows, n_seqs;
     int n_plp_rows;          /* prompt-logprob rows in this step (≤ G4_SCHED_LP_ROWS) */
+    int image_held;          /* running prefills held back this step because an image's run did not
+                                fit what was left of the budget: nobody is admitted (the decodes
+                                ahead of them finish, so the run gets its room) */
 } g4_scheduler;
 
 int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_running, int token_budget,

@@ -4,12 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/mm.h"
 #include "engine/prefix_cache.h"
 
 static void add_keys(g4_seq *s, int B) {
     while ((s->n_keys + 1) * B <= s->len) {
         uint64_t parent = s->n_keys ? s->keys[s->n_keys - 1] : G4_PREFIX_ROOT;
-        s->keys[s->n_keys] = g4_prefix_hash(parent, s->tokens + (size_t)s->n_keys * B, B);
+        uint64_t key = g4_prefix_hash(parent, s->tokens + (size_t)s->n_keys * B, B);
+        s->keys[s->n_keys] = g4_seq_mm_key(s->mm, key, s->n_keys, B); /* images by content */
         s->n_keys++;
     }
 }
@@ -32,6 +34,10 @@ g4_seq *g4_seq_create(const g4_request_params *p, int block_size, const int32_t 
         return NULL;
     }
     if (g4_stop_init(&s->stop, &p->stop, eos, n_eos, err)) {
+        g4_seq_free(s);
+        return NULL;
+    }
+    if (p->n_mm > 0 && !(s->mm = g4_seq_mm_copy(p->mm, p->n_mm, err))) {
         g4_seq_free(s);
         return NULL;
     }
@@ -79,6 +85,7 @@ void g4_seq_free(g4_seq *s) {
     free(s->allowed_ids);
     free(s->tokens);
     free(s->keys);
+    g4_seq_mm_free(s->mm);
     free(s);
 }
 

@@ -51,6 +51,7 @@ typedef struct g4_seq {
     unsigned detok_flags;    /* G4_DETOK_* it is opened with */
     g4_event_fn on_event;
     void *user;
+    struct g4_seq_mm *mm;    /* the prompt's images (engine/mm.h), NULL for a text prompt */
 } g4_seq;
 
 /* Copies the request (prompt, stop rules) and takes its constraint (freed with it, also when

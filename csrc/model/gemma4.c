@@ -36,11 +36,13 @@ typedef struct g4_model_scratch {
     void *x, *a, *q, *k, *v, *att, *o, *g, *u, *f, *m;
     int32_t *moe_ids;
     float *moe_w;
-    void *step_i32;            /* ids, pos, seq, rows, two block tables (backend memory) */
+    void *step_i32;            /* ids, pos, seq, rows, two block tables, embed_row, key_end (backend memory) */
     int32_t *step_host;        /* the same, packed on the host: one upload per step */
     size_t step_i32_cap;       /* int32 elements */
     float *logits;
     size_t logits_cap;         /* floats */
+    void *mm_rows;             /* f32 [n, H]: the step's image soft tokens (backend memory) */
+    size_t mm_rows_cap;        /* bytes */
     void *sample_params, *sample_tokens, *sample_lp; /* the sample op's inputs and outputs */
     size_t sample_params_cap, sample_tokens_cap, sample_lp_cap; /* bytes */
     uint64_t generation;       /* bumped when any buffer above moves (recorded graphs hold pointers) */
@@ -139,7 +141,7 @@ static int plan_buffers(g4_model *m, g4_error *err) {
         s->moe_ids = scratch_alloc(m, T * c->top_k * sizeof(int32_t), &failed);
         s->moe_w = scratch_alloc(m, T * c->top_k * sizeof(float), &failed);
     }
-    s->step_i32_cap = 4 * T + 2 * (size_t)m->opts.max_seqs * m->max_blocks_per_seq;
+    s->step_i32_cap = 6 * T + 2 * (size_t)m->opts.max_seqs * m->max_blocks_per_seq;
     s->step_i32 = scratch_alloc(m, s->step_i32_cap * sizeof(int32_t), &failed);
     s->step_host = malloc(s->step_i32_cap * sizeof(int32_t));
     if (!s->step_host) failed = 1;
@@ -167,6 +169,7 @@ static void free_buffers(g4_model *m) {
                    s->moe_w,
                    s->step_i32,
                    s->logits,
+                   s->mm_rows,
                    s->sample_params,
                    s->sample_tokens,
                    s->sample_lp};
@@ -282,6 +285,41 @@ void g4_model_close(g4_model *m) {
     free(m);
 }
 
+static int grow(g4_model *m, void **buf, size_t *cap, size_t bytes, const char *what, g4_error *err);
+
+/* The step's image runs (g4_step_image): checks them, fills embed_row [T] (−1, or the token's row
+ * of the soft tokens) and key_end [T] (pos, or the run's last position) on the host and uploads
+ * the soft tokens, one copy per run, into s->mm_rows. */
+static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32_t *key_end, g4_error *err) {
+    g4_model_scratch *s = m->scratch;
+    int T = st->n_tokens, H = m->cfg.hidden;
+    size_t n_rows = 0;
+    for (int t = 0; t < T; t++) embed_row[t] = -1, key_end[t] = st->pos[t];
+    for (int i = 0; i < st->n_images; i++) {
+        const g4_step_image *im = &st->images[i];
+        if (im->first < 0 || im->n < 1 || im->first > T - im->n || !im->embed)
+            return g4_fail(err, "step: image %d has tokens %d..%d of %d (or no soft tokens)", i, im->first,
+                           im->first + im->n - 1, T);
+        int t0 = im->first, last = st->pos[t0 + im->n - 1];
+        for (int k = 0; k < im->n; k++) {
+            int t = t0 + k;
+            if (st->seq[t] != st->seq[t0] || st->pos[t] != st->pos[t0] + k)
+                return g4_fail(err, "step: image %d: token %d is not the next position of its sequence", i, t);
+            if (embed_row[t] >= 0) return g4_fail(err, "step: token %d is in two images", t);
+            embed_row[t] = (int32_t)(n_rows + (size_t)k);
+            key_end[t] = last;
+        }
+        n_rows += (size_t)im->n;
+    }
+    size_t row_bytes = (size_t)H * sizeof(float);
+    if (grow(m, &s->mm_rows, &s->mm_rows_cap, n_rows * row_bytes, "image soft tokens", err)) return -1;
+    for (int i = 0, row = 0; i < st->n_images; row += st->images[i].n, i++)
+        if (m->be->ops->upload(m->be->ctx, (char *)s->mm_rows + (size_t)row * row_bytes, st->images[i].embed,
+                               (size_t)st->images[i].n * row_bytes, err))
+            return g4_fail_prefix(err, "step: uploading image %d", i);
+    return 0;
+}
+
 /* Checks the host step and copies it into dev memory as one int32 array. */
 static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error *err) {
     g4_model_scratch *s = m->scratch;
@@ -313,6 +351,8 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
             return g4_fail(err, "step: global block table entry %zu is %d, pool has %d blocks", i, st->blocks_global[i],
                            m->opts.n_blocks_global);
     }
+    if (st->n_images < 0 || (st->n_images && !st->images))
+        return g4_fail(err, "step: %d images without an array", st->n_images);
     for (int t = 0; t < T; t++) { /* the token's own slot must exist: it is written this step */
         size_t at = (size_t)st->seq[t] * nb + (size_t)(st->pos[t] / m->opts.block_size);
         if (st->blocks_global[at] < 0 && g4_config_count_layers(&m->cfg, G4_LAYER_GLOBAL))
@@ -320,8 +360,8 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
         if (st->blocks_sliding[at] < 0 && g4_config_count_layers(&m->cfg, G4_LAYER_SLIDING))
             return g4_fail(err, "step: token %d (position %d) has no sliding-pool block", t, st->pos[t]);
     }
-    /* [ids T | pos T | seq T | rows T | sliding table | global table]: packed on the host, one
-     * upload (each upload is a host synchronisation on a GPU) */
+    /* [ids T | pos T | seq T | rows T | sliding table | global table (| embed_row T | key_end T)]:
+     * packed on the host, one upload (each upload is a host synchronisation on a GPU) */
     int32_t *h = s->step_host, *base = s->step_i32;
     memcpy(h, st->token_ids, T * sizeof(int32_t));
     memcpy(h + T, st->pos, T * sizeof(int32_t));
@@ -330,7 +370,12 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
     memset(h + 3 * T + st->n_rows, 0, (size_t)(T - st->n_rows) * sizeof(int32_t));
     memcpy(h + 4 * T, st->blocks_sliding, tab * sizeof(int32_t));
     memcpy(h + 4 * T + tab, st->blocks_global, tab * sizeof(int32_t));
-    if (m->be->ops->upload(m->be->ctx, base, h, (4 * (size_t)T + 2 * tab) * sizeof(int32_t), err)) return -1;
+    size_t n_i32 = 4 * (size_t)T + 2 * tab;
+    if (st->n_images) {
+        if (pack_images(m, st, h + n_i32, h + n_i32 + T, err)) return -1;
+        n_i32 += 2 * (size_t)T;
+    }
+    if (m->be->ops->upload(m->be->ctx, base, h, n_i32 * sizeof(int32_t), err)) return -1;
     int32_t *ids = base, *pos = ids + T, *seq = pos + T, *rows = seq + T, *bs = rows + T, *bg = bs + tab;
     *d = (g4_step_dev){.n_tokens = T,
                        .token_ids = ids,
@@ -343,6 +388,11 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
                        .n_rows = st->n_rows,
                        .rows = rows,
                        .max_pos = max_pos};
+    if (st->n_images) {
+        d->embed_row = bg + tab;
+        d->key_end = d->embed_row + T;
+        d->embed_rows = s->mm_rows;
+    }
     return 0;
 }
 
@@ -508,7 +558,7 @@ static int compute(g4_model *m, const g4_step_dev *d, const g4_sample_args *sa, 
 static g4_graph_slot *graph_slot(g4_model *m, g4_step_dev *d, int with_sample) {
     g4_model_scratch *s = m->scratch;
     if (!g4_backend_supports(m->be, G4_OP_GRAPH, G4_DT_F32) || m->debug_sync || m->shard.size > 1 ||
-        m->opts.no_graphs || d->n_tokens != d->n_seqs || d->n_rows != d->n_tokens)
+        m->opts.no_graphs || d->n_tokens != d->n_seqs || d->n_rows != d->n_tokens || d->embed_row)
         return NULL;
     int bound = 1;
     while (bound < d->max_pos + 1) bound *= 2;

@@ -57,6 +57,18 @@ typedef struct g4_model {
     struct g4_vision *vision;         /* the vision tower (model/vision.h), NULL for text-only models */
 } g4_model;
 
+/* A run of image soft tokens in a step (prefill only). Tokens first .. first + n − 1 are
+ * consecutive positions of one sequence and end at the last soft token of their image, so on
+ * sliding layers each of them also sees the later ones (bidirectional attention inside an image,
+ * spec §2.4.5); global layers and every other token stay causal. The run may begin after the
+ * image's first soft token when the tokens before are already in the cache (a prefix hit). */
+typedef struct g4_step_image {
+    int first;                      /* step token index of its first token */
+    int n;                          /* tokens */
+    const float *embed;             /* host f32 [n, H]: their input embeddings, the vision tower's soft
+                                       tokens (not scaled by √H; the token ids are not read) */
+} g4_step_image;
+
 /* The step as the caller builds it on the host. */
 typedef struct g4_step {
     int n_tokens;
@@ -68,6 +80,8 @@ typedef struct g4_step {
     const int32_t *blocks_global;   /* [n_seqs, model->max_blocks_per_seq] */
     int n_rows;
     const int32_t *rows;            /* [n_rows] tokens whose logits are wanted */
+    int n_images;                   /* image soft-token runs in the step (0: text only) */
+    const g4_step_image *images;    /* [n_images], disjoint */
 } g4_step;
 
 void g4_model_opts_default(g4_model_opts *o);

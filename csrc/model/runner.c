@@ -163,6 +163,11 @@ static void drop_out_of_window(g4_runner *r, runner_seq *s) {
 }
 
 int g4_runner_step(g4_runner *r, const g4_runner_chunk *chunks, int n_chunks, float *logits, g4_error *err) {
+    return g4_runner_step_images(r, chunks, n_chunks, NULL, 0, logits, err);
+}
+
+int g4_runner_step_images(g4_runner *r, const g4_runner_chunk *chunks, int n_chunks, const g4_step_image *images,
+                          int n_images, float *logits, g4_error *err) {
     g4_model *m = r->m;
     int T = 0, R = 0;
     for (int i = 0; i < n_chunks; i++) {
@@ -208,7 +213,9 @@ int g4_runner_step(g4_runner *r, const g4_runner_chunk *chunks, int n_chunks, fl
                   .blocks_sliding = r->tab_s,
                   .blocks_global = r->tab_g,
                   .n_rows = R,
-                  .rows = r->rows};
+                  .rows = r->rows,
+                  .n_images = n_images,
+                  .images = images};
     int rc = r->step_fn ? r->step_fn(r->step_ctx, &st, logits, err) : g4_model_forward(m, &st, logits, err);
     if (rc) {
         for (int i = 0; i < n_chunks; i++) unreserve(r, &r->seqs[chunks[i].seq], r->seqs[chunks[i].seq].len);

@@ -38,6 +38,10 @@ int g4_runner_seq_len(const g4_runner *r, int seq);
  * (n rows for an all_logits chunk, else 1), each V wide. Fails, changing nothing, when the
  * pools or the model length cannot take the tokens. */
 int g4_runner_step(g4_runner *r, const g4_runner_chunk *chunks, int n_chunks, float *logits, g4_error *err);
+/* The same with image soft-token runs (gemma4.h g4_step_image; `first` indexes the step's tokens:
+ * the chunks' tokens in chunk order). */
+int g4_runner_step_images(g4_runner *r, const g4_runner_chunk *chunks, int n_chunks, const g4_step_image *images,
+                          int n_images, float *logits, g4_error *err);
 
 /* Blocks currently in use in each pool (for leak checks). */
 void g4_runner_blocks_used(const g4_runner *r, int *sliding, int *global);

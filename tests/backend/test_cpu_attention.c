@@ -1,4 +1,5 @@
-/* test_cpu_attention.c — CPU paged attention vs a naive formula at real 31B head shapes.
+/* test_cpu_attention.c — CPU paged attention vs a naive formula at real 31B head shapes, with and
+ * without image soft-token runs (key_end: bidirectional on sliding layers, causal on global ones).
  *
  * Sliding layer: d = 256, 32 query / 16 KV heads, window 1024, 1100 cached tokens; queries at
  * positions 0, 1, 1022, 1023, 1024, 1099 (exactly 1024 keys incl. the current token once
@@ -20,12 +21,13 @@ typedef struct {
     double theta;
 } geom;
 
-/* Reference output of one query head h at position p over keys [lo, p]. */
+/* Reference output of one query head h at position p over keys [lo, hi] (hi = p, or the end of
+ * the query's image run on sliding layers). */
 static void naive(double *out, const geom *g, const float *qraw, const float *kraw, const float *vraw, const float *qw,
-                  const float *kw, int p, int h, int window) {
+                  const float *kw, int p, int hi, int h, int window) {
     int d = g->d, kvh = h / (g->nq / g->nkv);
     double *q = malloc(d * sizeof *q), *k = malloc(d * sizeof *k), *tmp = malloc(d * sizeof *tmp);
-    int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, n = p - lo + 1;
+    int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, n = hi - lo + 1;
     double *s = malloc(n * sizeof *s), **v = malloc(n * sizeof *v), mx = -1e300, sum = 0;
     for (int i = 0; i < d; i++) tmp[i] = qraw[i];
     tu_rmsnorm(q, tmp, qw, d, 1e-6);
@@ -52,7 +54,8 @@ static void naive(double *out, const geom *g, const float *qraw, const float *kr
     free(q), free(k), free(tmp), free(s), free(v);
 }
 
-static void run(const geom *g, const int *qpos, int nqpos) {
+/* key_end: NULL, or per query the last key it sees on sliding layers (an image run's end). */
+static void run(const geom *g, const int *qpos, int nqpos, const int32_t *key_end) {
     int d = g->d, L = g->L;
     int64_t sh[1] = {d};
     float *qwf, *kwf;
@@ -106,7 +109,7 @@ static void run(const geom *g, const int *qpos, int nqpos) {
         memcpy(vq + (size_t)i * g->nkv * d, vraw + (size_t)qpos[i] * g->nkv * d, sizeof(float) * g->nkv * d);
     }
     g4_step_dev step = fill;
-    step.n_tokens = nqpos, step.pos = qp, step.seq = qs;
+    step.n_tokens = nqpos, step.pos = qp, step.seq = qs, step.key_end = key_end;
     float *out = malloc(sizeof(float) * nqpos * g->nq * d);
     CHECK(be->ops->qk_norm_rope_cache(be->ctx, q, kq, g->k_eq_v ? NULL : vq, &qn, &kn, &ag, &kv, &step, &err) == 0,
           "%s", err.msg);
@@ -114,18 +117,28 @@ static void run(const geom *g, const int *qpos, int nqpos) {
     double *ref = malloc(sizeof(double) * d), worst = 0;
     for (int i = 0; i < nqpos; i++)
         for (int h = 0; h < g->nq; h++) {
-            naive(ref, g, qcopy + ((size_t)i * g->nq + h) * d, kraw, vraw, qwf, kwf, qpos[i], h, g->window);
+            naive(ref, g, qcopy + ((size_t)i * g->nq + h) * d, kraw, vraw, qwf, kwf, qpos[i],
+                  key_end && g->window ? key_end[i] : qpos[i], h, g->window);
             double e = tu_rel_err(out + ((size_t)i * g->nq + h) * d, ref, d);
             if (e > worst) worst = e;
         }
-    printf("%s d=%d: worst rel err %.3g over %d queries\n", g->window ? "sliding" : "global", d, worst, nqpos);
+    printf("%s d=%d%s: worst rel err %.3g over %d queries\n", g->window ? "sliding" : "global", d,
+           key_end ? " (image runs)" : "", worst, nqpos);
     CHECK(worst < 1e-4, "attention rel err %g", worst);
-    if (g->window) {
+    if (g->window && !key_end) {
         /* The window must end exactly: one more key (1025) gives a measurably different result. */
         int last = nqpos - 1;
-        naive(ref, g, qcopy + (size_t)last * g->nq * d, kraw, vraw, qwf, kwf, qpos[last], 0, g->window + 1);
+        naive(ref, g, qcopy + (size_t)last * g->nq * d, kraw, vraw, qwf, kwf, qpos[last], qpos[last], 0, g->window + 1);
         double e = tu_rel_err(out + (size_t)last * g->nq * d, ref, d);
         CHECK(e > 1e-3, "window+1 should differ, rel diff %g", e);
+    }
+    if (key_end) {
+        /* The run's later keys matter (sliding) and are ignored (global): the causal result differs
+         * from the output on sliding layers and equals it on global ones. */
+        naive(ref, g, qcopy, kraw, vraw, qwf, kwf, qpos[0], qpos[0], 0, g->window);
+        double e = tu_rel_err(out, ref, d);
+        if (g->window) CHECK(e > 1e-3, "image run: causal result should differ, rel diff %g", e);
+        else CHECK(e < 1e-4, "global layer: the image run must stay causal, rel diff %g", e);
     }
     /* a missing block is an error naming the position */
     table[0] = -1;
@@ -142,7 +155,13 @@ int main(void) {
     geom sliding =
         {.nq = 32, .nkv = 16, .d = 256, .window = 1024, .pairs = 128, .theta = 1e4, .L = 1100, .B = 16, .n_blocks = 90};
     int sp[] = {0, 1, 1022, 1023, 1024, 1099};
-    run(&sliding, sp, 6);
+    run(&sliding, sp, 6, NULL);
+    /* image runs: [0, 9] (first tokens: keys up to 9), [700, 979] (280 soft tokens) and one of 1100
+     * soft tokens reaching past the window, [0, 1099] (queries at 3 and 60: keys 0..1099 > 1024,
+     * the transformers mask (causal ∨ run) ∧ (p − j < W)) */
+    int ip[] = {0, 5, 700, 701, 979, 3, 60};
+    int32_t ie[] = {9, 9, 979, 979, 979, 1099, 1099};
+    run(&sliding, ip, 7, ie);
     geom global = {.nq = 32,
                    .nkv = 4,
                    .d = 512,
@@ -154,7 +173,9 @@ int main(void) {
                    .B = 16,
                    .n_blocks = 40};
     int gp[] = {0, 17, 299};
-    run(&global, gp, 3);
+    run(&global, gp, 3, NULL);
+    int32_t ge[] = {40, 40, 299};
+    run(&global, gp, 3, ge);
     g4_backend_destroy(be);
     return check_summary();
 }

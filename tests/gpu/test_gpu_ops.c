@@ -1,4 +1,4 @@
-/* test_gpu_ops.c — embed, rmsnorm (weighted, weightless, in place), add_rmsnorm, add, scale
+/* test_gpu_ops.c — embed (also with image soft-token rows), rmsnorm (weighted, weightless, in place), add_rmsnorm, add, scale
  * and geglu of the CUDA backend vs the CPU backend at 31B shapes (H = 5376, I = 21504),
  * plus an odd width (H = 1001) for the strided loops. Bound: gpu_harness.h (1 % of max|ref|). */
 #include "gpu_harness.h"
@@ -81,6 +81,33 @@ static int run_width(gh_pair *p, int H, int I, uint64_t seed) {
         }
         snprintf(what, sizeof what, "embed H=%d", H);
         CHECK(gh_close_enough(what, got, ref, (size_t)5 * H, GH_TOL), "%s", what);
+        /* tokens 1 and 3 are image soft tokens: rows 1 and 0 of an f32 [2, H] block, unscaled */
+        int32_t mm_row[5] = {-1, 1, -1, 0, -1};
+        float *mm = malloc((size_t)2 * H * sizeof *mm);
+        REQUIRE(mm, "alloc");
+        gh_fill(mm, (size_t)2 * H, seed + 9, 0.1f, 3.0f);
+        for (int k = 0; k < 2; k++) {
+            gh_step st;
+            REQUIRE(!gh_step_make(be[k], &st, 5, ids, pos, seq, 1, 1, NULL, NULL, 0, NULL), "step");
+            void *dx = gh_act(be[k], (size_t)5 * H, NULL), *drow = gh_bytes(be[k], mm_row, sizeof mm_row),
+                 *dmm = gh_bytes(be[k], mm, (size_t)2 * H * sizeof *mm);
+            REQUIRE(dx && drow && dmm, "alloc");
+            st.s.embed_row = drow;
+            st.s.embed_rows = dmm;
+            REQUIRE(!be[k]->ops->embed(be[k]->ctx, dx, &st.s, k ? &E.gpu : &E.cpu, 73.5f, &err), "embed: %s", err.msg);
+            REQUIRE(!gh_get_act(be[k], out[k], dx, (size_t)5 * H), "download");
+            be[k]->ops->free(be[k]->ctx, dx);
+            be[k]->ops->free(be[k]->ctx, drow);
+            be[k]->ops->free(be[k]->ctx, dmm);
+            gh_step_free(be[k], &st);
+        }
+        snprintf(what, sizeof what, "embed with image rows H=%d", H);
+        CHECK(gh_close_enough(what, got, ref, (size_t)5 * H, GH_TOL), "%s", what);
+        int exact = 1; /* the CPU oracle copies the rows as they are (no √H scale) */
+        for (int i = 0; i < H; i++)
+            exact &= ref[(size_t)1 * H + i] == mm[(size_t)H + i] && ref[(size_t)3 * H + i] == mm[i];
+        CHECK(exact, "embed: image rows are copied unscaled");
+        free(mm);
     }
     gh_weight_free(p, &w);
     gh_weight_free(p, &lam);
@@ -95,7 +122,7 @@ int main(void) {
     if (rc == CHECK_SKIP_CODE) return check_skip("no CUDA device");
     REQUIRE(rc == 0, "backends");
     run_width(&p, 5376, 21504, 11); /* 31B */
-    run_width(&p, 1001, 333, 12);   /* odd widths */
+    run_width(&p, 1001, 333, 12); /* odd widths */
     gh_close(&p);
     return check_summary();
 }

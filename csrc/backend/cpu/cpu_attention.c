@@ -1,5 +1,6 @@
 /* cpu_attention.c — reference attention for the CPU backend: fused Q/K norm + RoPE + paged
- * cache write, and paged causal (optionally windowed) attention with GQA, scale 1.0.
+ * cache write, and paged causal (optionally windowed) attention with GQA, scale 1.0; on sliding
+ * layers an image's soft tokens also see the later tokens of their run (backend.h, key_end).
  * The cache holds f32. Global k_eq_v layers store one tensor U = RMSNorm_∅(raw K); keys are
  * re-formed from it as K = RoPE(U ⊙ k_norm, pos) for every read (docs/architecture.md, "KV cache").
  * bf16 mode (rope_cache.cu, attention.cu): inputs rounded on read, the normed head rounded
@@ -95,8 +96,9 @@ int g4_cpu_qk_norm_rope_cache(void *ctx, void *qv, const void *kv_in, const void
     return rc;
 }
 
-/* out[t,h,:] = Σ_j softmax_j(q[t,h]·K_j) V_j over keys pos_j ∈ [lo, p] of the token's sequence,
- * lo = max(0, p − window + 1) on sliding layers, 0 on global layers. */
+/* out[t,h,:] = Σ_j softmax_j(q[t,h]·K_j) V_j over keys pos_j ∈ [lo, hi] of the token's sequence,
+ * lo = max(0, p − window + 1) on sliding layers, 0 on global layers; hi = p, or on sliding layers
+ * the end of the token's image soft-token run (g4_attn_key_hi: bidirectional inside the run). */
 int g4_cpu_attention(void *ctx, void *outv, const void *qv, const g4_weight *k_norm, const g4_attn_geom *g,
                      const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err) {
     int bf = g4_cpu_is_bf16(ctx), order = g4_cpu_order(ctx);
@@ -113,7 +115,7 @@ int g4_cpu_attention(void *ctx, void *outv, const void *qv, const g4_weight *k_n
     for (int t = 0; t < s->n_tokens; t++) {
         int p = s->pos[t], seq = s->seq[t];
         int lo = g->window > 0 && p - g->window + 1 > 0 ? p - g->window + 1 : 0;
-        int n = p - lo + 1;
+        int n = g4_attn_key_hi(s->key_end, t, p, g->window) - lo + 1;
         float *keys = malloc((size_t)n * d * sizeof *keys), *sc = malloc((size_t)n * sizeof *sc);
         float *qb = malloc((size_t)d * sizeof *qb); /* bf16 mode: the query head rounded on read */
         const float **vals = malloc((size_t)n * sizeof *vals);

@@ -9,7 +9,7 @@
  * backend's bf16 buffers and NCCL's bf16 sum are). Everything not listed stays f32.
  *
  *   op                  CUDA twin                what is rounded to bf16
- *   embed               embed.cu                 x = bf16(E[id] × scale)
+ *   embed               embed.cu                 x = bf16(E[id] × scale) | bf16(image soft-token row)
  *   rmsnorm             norm.cu                  x on read; y = bf16(x·inv·w)
  *   add_rmsnorm         norm.cu                  h, x on read; r = bf16(RMSNorm_w(x)); h = bf16(h + r)
  *   add                 norm.cu                  a, b on read; y = bf16(a + b)
@@ -131,11 +131,16 @@ void g4_cpu_rope(float *x, int d, const g4_rope *rope, int pos) {
     }
 }
 
-/* x[t,:] = E[ids[t],:] × scale */
+/* x[t,:] = E[ids[t],:] × scale, or the image soft-token row embed_rows[embed_row[t],:] (unscaled) */
 static int cpu_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, float scale, g4_error *err) {
     float *out = x;
     int64_t V = E->shape[0], H = E->shape[1];
     for (int t = 0; t < s->n_tokens; t++) {
+        if (s->embed_row && s->embed_row[t] >= 0) {
+            memcpy(out + (size_t)t * H, s->embed_rows + (size_t)s->embed_row[t] * H, (size_t)H * sizeof *out);
+            if (g4_cpu_is_bf16(ctx)) g4_cpu_round_bf16(out + (size_t)t * H, (size_t)H);
+            continue;
+        }
         int id = s->token_ids[t];
         if (id < 0 || id >= V) return g4_fail(err, "embed: token id %d out of range [0, %lld)", id, (long long)V);
         g4_cpu_weight_f32(E, (int64_t)id * H, H, out + (size_t)t * H);
