@@ -38,6 +38,7 @@ typedef struct opts {
     g4_spec_config spec;         /* parsed from spec_json */
     char spec_draft_dir[G4_STACK_PATH_MAX];
     char names_buf[1024];
+    bool names_given;            /* --served-model-name or NIM_SERVED_MODEL_NAME was set */
 } opts;
 
 static void usage(FILE *f) {
@@ -146,6 +147,7 @@ static int parse_double(const char *flag, const char *v, double *out) {
 }
 
 static void set_names(opts *o, const char *list) {
+    o->names_given = true;
     snprintf(o->names_buf, sizeof o->names_buf, "%s", list);
     o->http.n_served_names = 0;
     for (char *save = NULL, *t = strtok_r(o->names_buf, ",", &save); t && o->http.n_served_names < G4_HTTP_MAX_NAMES;
@@ -506,8 +508,7 @@ int main(int argc, char **argv) {
 
     g4_error err = {{0}};
     const char *dir = o.model ? o.model : o.default_model_dir;
-    if (o.model && o.http.n_served_names == 1 && !strcmp(o.http.served_names[0], "g4serve-tiny") &&
-        !getenv("NIM_SERVED_MODEL_NAME")) {
+    if (o.model && !o.names_given) {
         const char *base = strrchr(dir, '/');
         base = base && base[1] ? base + 1 : dir;
         set_names(&o, base);

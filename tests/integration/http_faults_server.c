@@ -28,6 +28,16 @@ void *g4_stream_alloc(g4_stream_alloc_kind kind, size_t bytes) {
     return calloc(1, bytes);
 }
 
+/* The mock model's "vision tower": one row of MOCK_HIDDEN values per soft token, from the image's
+ * hash, so the engine's encode → cache → step path runs as with a real tower. */
+enum { MOCK_HIDDEN = 4 };
+
+static int mock_encode(void *ctx, const g4_mm_item *item, float *out, g4_error *err) {
+    (void)ctx, (void)err;
+    for (int i = 0; i < item->n_tokens * MOCK_HIDDEN; i++) out[i] = (float)((item->hash[0] >> (i % 64)) & 1);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *tok_path = NULL;
     g4_http_config hc;
@@ -72,11 +82,15 @@ int main(int argc, char **argv) {
     }
     g4_executor ex;
     mock_exec_bind(&m, &ex);
+    if (hc.vision) { /* a tower for the engine to call: the mock model ignores the rows */
+        ex.encode = mock_encode;
+        ex.hidden = MOCK_HIDDEN;
+    }
     int32_t eos[1] = {g4_tokenizer_specials(tok)->eos};
     g4_engine_opts eo = {.max_running = 4,
                          .max_waiting = 16,
                          .max_model_len = MAXLEN,
-                         .step_token_budget = 256,
+                         .step_token_budget = MAXLEN,
                          .block_size = BS,
                          .n_blocks_sliding = 256,
                          .n_blocks_global = 256,

@@ -286,7 +286,8 @@ def test_vision_checkpoint_end_to_end(make_server, tmp_path):
     if missing:
         pytest.skip("tests/golden/vision/ lacks %s (the vision tower's tiny multimodal checkpoint)" % ", ".join(missing))
     tok_path = tiny_tokenizer(tmp_path / "tokenizer.json")
-    s = make_server(["--model", str(ckpt), "--tokenizer", str(tok_path), "--max-model-len", "512"])
+    s = make_server(["--model", str(ckpt), "--tokenizer", str(tok_path), "--max-model-len", "512",
+                     "--served-model-name", "g4serve-tiny"])
     c = openai.OpenAI(base_url=s.base + "/v1", api_key="none", max_retries=0, timeout=120)
     cfg = json.loads((ckpt / "config.json").read_text())
     parts = [image_part(data_url("small_50x37.jpg")), {"type": "text", "text": "Describe."},
