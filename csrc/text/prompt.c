@@ -1,6 +1,7 @@
 /* prompt.c - a request's prompt ids (see prompt.h). */
 #include "text/prompt.h"
 
+#include <math.h>
 #include <string.h>
 
 /* What the template writes last when it opens the model's thought channel (chat_template.c). */
@@ -35,14 +36,17 @@ static bool ends_in_thought(const g4_strbuf *p) {
     return p->len >= n && !memcmp(p->data + p->len - n, thought_opened, n) && !p->user[p->len - 1];
 }
 
+static bool is_frame(const g4_prompt_input *in, int k) { return in->image_video && in->image_video[k] >= 0; }
+
 /* out[from..) holds the template's encoding: every <|image|> (only the template can have written
- * one: user text is encoded without control tokens) becomes the image's run. */
+ * one: user text is encoded without control tokens) becomes the image's run, and every <|video|>
+ * (one per frame after add_frames) the frame's placeholders. */
 static int expand_images(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *out, size_t from,
                          g4_error *err) {
     const g4_special_ids *sp = g4_tokenizer_specials(tok);
     size_t n_marks = 0, extra = 0;
     for (size_t i = from; i < out->n; i++)
-        if (out->ids[i] == sp->image) n_marks++;
+        if (out->ids[i] == sp->image || (sp->video >= 0 && out->ids[i] == sp->video)) n_marks++;
     if (n_marks == 0 && in->n_images == 0) return 0;
     if (sp->image < 0 || sp->image_start < 0 || sp->image_end < 0) {
         g4_fail(err, "messages: the tokenizer has no image tokens (<|image>, <|image|>, <image|>)");
@@ -50,8 +54,8 @@ static int expand_images(const g4_tokenizer *tok, const g4_prompt_input *in, g4_
     }
     if (n_marks != (size_t)in->n_images) {
         g4_fail(err,
-                "messages: %d image parts, but the chat template placed %zu (images are read in user, assistant "
-                "and tool messages, not in the system message)",
+                "messages: %d image parts and video frames, but the chat template placed %zu (images and videos are "
+                "read in user, assistant and tool messages, not in the system message)",
                 in->n_images, n_marks);
         return G4_PROMPT_BAD_INPUT;
     }
@@ -60,7 +64,7 @@ static int expand_images(const g4_tokenizer *tok, const g4_prompt_input *in, g4_
             g4_fail(err, "image %d: %d soft tokens", k, in->image_tokens[k]);
             return G4_PROMPT_BAD_INPUT;
         }
-        extra += (size_t)in->image_tokens[k] + 1;
+        extra += is_frame(in, k) ? (size_t)in->image_tokens[k] - 1 : (size_t)in->image_tokens[k] + 1;
     }
     size_t n_old = out->n;
     for (size_t k = 0; k < extra; k++)
@@ -72,17 +76,57 @@ static int expand_images(const g4_tokenizer *tok, const g4_prompt_input *in, g4_
     size_t w = out->n;
     int img = in->n_images;
     for (size_t r = n_old; r-- > from;) {
-        if (out->ids[r] != sp->image) {
-            out->ids[--w] = out->ids[r];
+        int32_t id = out->ids[r];
+        if (id != sp->image && !(sp->video >= 0 && id == sp->video)) {
+            out->ids[--w] = id;
             continue;
         }
         img--;
-        out->ids[--w] = sp->image_end;
-        for (int t = 0; t < in->image_tokens[img]; t++) out->ids[--w] = sp->image;
+        if ((id == sp->video) != is_frame(in, img)) {
+            g4_fail(err, "messages: item %d is %s, but the chat template placed %s there", img,
+                    is_frame(in, img) ? "a video frame" : "an image", id == sp->video ? "a video" : "an image");
+            return G4_PROMPT_BAD_INPUT;
+        }
+        if (id == sp->image) out->ids[--w] = sp->image_end; /* a frame's <|image>, <image|> are text */
+        for (int t = 0; t < in->image_tokens[img]; t++) out->ids[--w] = id;
         if (in->image_pos) in->image_pos[img] = (int)w;
-        out->ids[--w] = sp->image_start;
+        if (id == sp->image) out->ids[--w] = sp->image_start;
     }
     return 0;
+}
+
+/* text with every template-written <|video|> replaced by its frames, each "mm:ss <|image><|video|>
+ * <image|>" (one <|video|> per frame: expand_images makes it the frame's run), joined by " ". */
+static int add_frames(const g4_prompt_input *in, const g4_strbuf *text, g4_strbuf *out, g4_error *err) {
+    static const char mark[] = "<|video|>";
+    const size_t n_mark = sizeof mark - 1;
+    int video = 0, k = 0; /* k: the next item to look at for video's frames */
+    size_t done = 0;
+    for (size_t i = 0; i + n_mark <= text->len; i++) {
+        if (memcmp(text->data + i, mark, n_mark) || text->user[i]) continue;
+        while (k < in->n_images && (!is_frame(in, k) || in->image_video[k] < video)) k++;
+        if (k == in->n_images || in->image_video[k] != video) {
+            g4_fail(err, "messages: the chat template placed more videos than the request has video parts");
+            return G4_PROMPT_BAD_INPUT;
+        }
+        if (g4_strbuf_append_from(out, text, done, i - done) < 0) return G4_PROMPT_FAILED;
+        for (int f = 0; k < in->n_images && is_frame(in, k) && in->image_video[k] == video; k++, f++) {
+            double s = in->frame_seconds ? in->frame_seconds[k] : 0;
+            if (g4_strbuf_printf(out, "%s%02d:%02d <|image><|video|><image|>", f ? " " : "", (int)floor(s / 60),
+                                 (int)fmod(s, 60)) < 0)
+                return G4_PROMPT_FAILED;
+        }
+        video++;
+        done = i + n_mark;
+        i = done - 1;
+    }
+    return g4_strbuf_append_from(out, text, done, text->len - done) < 0 ? G4_PROMPT_FAILED : 0;
+}
+
+static bool has_frames(const g4_prompt_input *in) {
+    for (int k = 0; k < in->n_images; k++)
+        if (is_frame(in, k)) return true;
+    return false;
 }
 
 static int chat(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *out, bool *in_reasoning, g4_error *err) {
@@ -96,6 +140,17 @@ static int chat(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *o
         return G4_PROMPT_BAD_INPUT;
     }
     if (in_reasoning) *in_reasoning = ends_in_thought(&text);
+    if (has_frames(in)) {
+        g4_strbuf framed = {0};
+        int frc = g4_strbuf_track_user(&framed) < 0 ? G4_PROMPT_FAILED : add_frames(in, &text, &framed, err);
+        g4_strbuf_free(&text);
+        if (frc < 0) {
+            if (frc == G4_PROMPT_FAILED) g4_fail(err, "out of memory");
+            g4_strbuf_free(&framed);
+            return frc;
+        }
+        text = framed;
+    }
     /* Control tokens only where the template wrote them; user text is plain text (issue 20). */
     size_t from = out->n;
     int rc = g4_tokenizer_encode_masked(tok, text.data, text.len, G4_ENCODE_SPLIT_SPECIAL, text.user, out, err);

@@ -46,6 +46,14 @@ typedef struct g4_prompt_input {
     const int *image_tokens;
     int n_images;
     int *image_pos;
+    /* Video (chat) as frames: the template writes one <|video|> per video part. image_video
+     * (NULL = every item is an image) gives, per item above, -1 for an image or the video (0, 1,
+     * ... in part order) the item is a frame of; a video's frames are consecutive items. Each
+     * <|video|> becomes its frames joined by " ", each "mm:ss <|image>" + image_tokens[i] ×
+     * <|video|> + "<image|>" with mm:ss from frame_seconds[i] (Gemma 4's processor,
+     * replace_video_token); image_pos[i] receives the frame's first placeholder position. */
+    const int *image_video;
+    const double *frame_seconds;
 } g4_prompt_input;
 
 /* An input of kind with the defaults (chat options: g4_chat_options_default). */

@@ -6,11 +6,13 @@
  * test_chat_template); the thought channel counts as opened only when the template opened it
  * (a tool-result turn with thinking on), never when a user's text ends with the same spelling;
  * text and ids inputs (flags, vocabulary check, field name in the error); bad tool arguments
- * are the caller's fault; detokenizer flags skip special tokens or separate them with spaces. */
+ * are the caller's fault; detokenizer flags skip special tokens or separate them with spaces;
+ * image runs, and video frames against transformers' processor (make_video_golden.py). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/file.h"
 #include "check.h"
 #include "text/detokenizer.h"
 #include "text/prompt.h"
@@ -259,6 +261,73 @@ static void test_image_runs(const g4_tokenizer *tok) {
     cJSON_Delete(m);
 }
 
+/* Video as frames: the reference (data/video_golden.json, make_video_golden.py) is transformers'
+ * Gemma4Processor.replace_image_token / replace_video_token applied to the template's text and
+ * encoded by the HF tokenizers library: an image, a 3-frame video at 1 fps (00:00 00:01 00:02),
+ * text, and a 2-frame video at 60 s and 124 s (01:00 02:04). Ids must be equal, every frame's
+ * position must start its run of <|video|> (after <|image>), and a video part the template did not
+ * place (frames with no <|video|> marker) is the request's fault. */
+static void test_video_frames(const g4_tokenizer *tok) {
+    char *text = NULL;
+    size_t len = 0;
+    g4_error err = {{0}};
+    int read = g4_read_file("tests/text/data/video_golden.json", 1 << 20, &text, &len, &err);
+    CHECK(read == 0, "%s", err.msg);
+    cJSON *g = read == 0 ? cJSON_Parse(text) : NULL;
+    free(text);
+    CHECK(g, "video_golden.json does not parse");
+    if (!g) return;
+    int counts[16], video[16], pos[16], n = 0;
+    double seconds[16];
+    counts[n] = cJSON_GetObjectItem(g, "image_tokens")->valueint, video[n] = -1, seconds[n++] = 0;
+    const cJSON *v;
+    int vi = 0;
+    cJSON_ArrayForEach(v, cJSON_GetObjectItem(g, "videos")) {
+        const cJSON *s;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItem(v, "seconds")) {
+            counts[n] = cJSON_GetObjectItem(v, "frame_tokens")->valueint;
+            video[n] = vi;
+            seconds[n++] = s->valuedouble;
+        }
+        vi++;
+    }
+    g4_tokens want = {0}, got = {0};
+    const cJSON *id;
+    cJSON_ArrayForEach(id, cJSON_GetObjectItem(g, "ids")) g4_tokens_push(&want, (int32_t)id->valueint);
+    g4_prompt_input in;
+    g4_prompt_input_init(&in, G4_PROMPT_CHAT);
+    in.messages = cJSON_GetObjectItem(g, "messages");
+    in.image_tokens = counts;
+    in.n_images = n;
+    in.image_pos = pos;
+    in.image_video = video;
+    in.frame_seconds = seconds;
+    CHECK(n == 6, "%d items in the golden", n);
+    CHECK(g4_prompt_build(tok, &in, &got, NULL, &err) == 0, "%s", err.msg);
+    CHECK(want.n > 0 && same_ids(&got, &want), "video prompt: %zu ids vs transformers' %zu", got.n, want.n);
+    const g4_special_ids *sp = g4_tokenizer_specials(tok);
+    CHECK(sp->video == 258884, "<|video|> is %d", sp->video);
+    for (int k = 0; k < n && (size_t)pos[k] + (size_t)counts[k] < got.n; k++) {
+        int32_t mark = video[k] < 0 ? sp->image : sp->video;
+        int ok = pos[k] > 0 && got.ids[pos[k] - 1] == sp->image_start && got.ids[pos[k] + counts[k]] == sp->image_end;
+        for (int t = 0; t < counts[k]; t++) ok = ok && got.ids[pos[k] + t] == mark;
+        CHECK(ok, "item %d: no run of %d at %d", k, counts[k], pos[k]);
+    }
+    /* a video whose part the template does not see: frames without a marker */
+    g4_tokens t = {0};
+    cJSON *m = cJSON_Parse("[{\"role\":\"user\",\"content\":\"no video here\"}]");
+    in.messages = m;
+    in.n_images = 2;
+    int fv[2] = {0, 0};
+    in.image_video = fv;
+    CHECK(g4_prompt_build(tok, &in, &t, NULL, &err) == G4_PROMPT_BAD_INPUT, "frames without a video part accepted");
+    cJSON_Delete(m);
+    g4_tokens_free(&t);
+    g4_tokens_free(&want);
+    g4_tokens_free(&got);
+    cJSON_Delete(g);
+}
+
 int main(void) {
     g4_tokenizer *tok = NULL;
     g4_error err = {{0}};
@@ -268,6 +337,7 @@ int main(void) {
     test_text_and_ids(tok);
     test_detokenizer_flags(tok);
     test_image_runs(tok);
+    test_video_frames(tok);
     g4_tokenizer_free(tok);
     return check_summary();
 }
