@@ -136,11 +136,14 @@ void g4_http_images_free(g4_http_images *im) {
     free(im->items);
     free(im->n_tokens);
     free(im->pos);
+    free(im->video);
+    free(im->seconds);
     memset(im, 0, sizeof *im);
 }
 
-/* Each image part: its bytes (media policy), decoded (limits), preprocessed at the request's
- * budget. A failure is the request's: 400 naming the message and the part. */
+/* Each image part and video frame: its bytes (media policy), decoded (limits), preprocessed at the
+ * request's budget (a frame: the video budget, 70). A failure is the request's: 400 naming the
+ * message and the part (and the frame). */
 static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_images *im, g4_http_error *e) {
     if (r->n_images == 0) return 0;
     const g4_oai_image *first = &r->images[0];
@@ -149,17 +152,25 @@ static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_image
                             "messages[%d].content[%d]: image input is not supported (the served model has no vision "
                             "tower)",
                             first->message, first->part);
-    int n = r->n_images, budget = r->image_budget ? r->image_budget : s->cfg.image_budget;
+    int n = r->n_images, image_budget = r->image_budget ? r->image_budget : s->cfg.image_budget, frame = -1;
     im->px = calloc((size_t)n, sizeof *im->px);
     im->items = calloc((size_t)n, sizeof *im->items);
     im->n_tokens = calloc((size_t)n, sizeof *im->n_tokens);
     im->pos = calloc((size_t)n, sizeof *im->pos);
-    if (!im->px || !im->items || !im->n_tokens || !im->pos) return g4_http_fail(e, 500, NULL, "out of memory");
+    im->video = calloc((size_t)n, sizeof *im->video);
+    im->seconds = calloc((size_t)n, sizeof *im->seconds);
+    if (!im->px || !im->items || !im->n_tokens || !im->pos || !im->video || !im->seconds)
+        return g4_http_fail(e, 500, NULL, "out of memory");
     im->n = n;
     g4_image_limits lim = {.max_bytes = s->cfg.media.max_bytes, .max_pixels = s->cfg.max_image_pixels};
     int total = 0;
     for (int i = 0; i < n; i++) {
         const g4_oai_image *g = &r->images[i];
+        /* a video frame: the video processor's budget; its number in the video for errors */
+        frame = g->video < 0 ? -1 : (i > 0 && r->images[i - 1].video == g->video ? frame + 1 : 0);
+        int budget = g->video < 0 ? image_budget : G4_OAI_VIDEO_BUDGET;
+        im->video[i] = g->video;
+        im->seconds[i] = g->seconds;
         g4_error err = {{0}};
         uint8_t *data = NULL;
         size_t len = 0;
@@ -180,6 +191,9 @@ static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_image
         if (rc == 0 && n_soft < 0) rc = -1;
         if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[i], &err);
         g4_image_free(&img);
+        if (rc < 0 && frame >= 0)
+            return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: video frame %d: %s", g->message, g->part,
+                                frame, err.msg);
         if (rc < 0)
             return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: %s", g->message, g->part, err.msg);
         im->n_tokens[i] = im->px[i].n_soft;
@@ -216,6 +230,8 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt,
         in.image_tokens = im->n_tokens;
         in.n_images = im->n;
         in.image_pos = im->pos;
+        in.image_video = im->video;
+        in.frame_seconds = im->seconds;
     }
     bool in_reasoning = false;
     int rc = g4_prompt_build(s->tok, &in, ids, &in_reasoning, &err);

@@ -329,12 +329,62 @@ static int parse_prompt(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_h
     return 0;
 }
 
-/* Content parts: text, and image_url ({"url": ...} or the URL as a string) collected in order. */
-static int check_content(g4_oai_request *r, const cJSON *c, int idx, g4_http_error *e) {
+/* A video_url part: {"video_url": {"url": [frame image URL, ...], "fps": f}}, frames sampled at
+ * fps (default 1) from the start, so frame i is at i / fps s (the mm:ss the prompt shows). A video
+ * file is refused: there is no video decoder. The part becomes the chat template's "video". */
+static int check_video(g4_oai_request *r, cJSON *part, int idx, int k, g4_http_error *e) {
+    const cJSON *vu = cJSON_GetObjectItemCaseSensitive(part, "video_url");
+    const cJSON *urls = cJSON_GetObjectItemCaseSensitive(vu, "url");
+    const cJSON *fps = cJSON_GetObjectItemCaseSensitive(vu, "fps");
+    if (cJSON_IsString(urls) || cJSON_IsString(vu))
+        return g4_http_fail(e, 400, "messages",
+                            "messages[%d].content[%d]: video_url.url must be a list of frame image URLs: a video file "
+                            "cannot be read (g4serve has no video decoder; send frames sampled at video_url.fps, "
+                            "default 1 per second)",
+                            idx, k);
+    int n = cJSON_GetArraySize(urls);
+    if (!cJSON_IsArray(urls) || n == 0)
+        return g4_http_fail(e, 400, "messages",
+                            "messages[%d].content[%d]: a video_url part needs 'video_url': {'url': [frame image URL, "
+                            "...]}",
+                            idx, k);
+    if (fps && (!cJSON_IsNumber(fps) || !(fps->valuedouble > 0) || fps->valuedouble > 1000))
+        return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: video_url.fps must be a number in (0, 1000]",
+                            idx, k);
+    if (n > G4_OAI_MAX_VIDEO_FRAMES)
+        return g4_http_fail(e, 400, "messages",
+                            "messages[%d].content[%d]: %d video frames, more than the %d frames per video Gemma 4 "
+                            "reads (its video processor samples %d; send fewer frames or a lower fps)",
+                            idx, k, n, G4_OAI_MAX_VIDEO_FRAMES, G4_OAI_MAX_VIDEO_FRAMES);
+    if (r->n_images + n > G4_OAI_MAX_IMAGES)
+        return g4_http_fail(e, 400, "messages",
+                            "messages[%d].content[%d]: more than %d images and video frames in one request", idx, k,
+                            G4_OAI_MAX_IMAGES);
+    if (!r->images && !(r->images = calloc(G4_OAI_MAX_IMAGES, sizeof *r->images)))
+        return g4_http_fail(e, 500, NULL, "out of memory");
+    double rate = fps ? fps->valuedouble : 1.0;
+    const cJSON *u;
+    int f = 0;
+    cJSON_ArrayForEach(u, urls) {
+        if (!cJSON_IsString(u) || !u->valuestring[0])
+            return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: video_url.url[%d] must be a URL string",
+                                idx, k, f);
+        r->images[r->n_images++] = (g4_oai_image){u->valuestring, idx, k, r->n_videos, f / rate};
+        f++;
+    }
+    r->n_videos++;
+    if (!cJSON_SetValuestring(cJSON_GetObjectItemCaseSensitive(part, "type"), "video"))
+        return g4_http_fail(e, 500, NULL, "out of memory");
+    return 0;
+}
+
+/* Content parts: text, image_url ({"url": ...} or the URL as a string) and video_url (frames)
+ * collected in order. */
+static int check_content(g4_oai_request *r, cJSON *c, int idx, g4_http_error *e) {
     if (!c || cJSON_IsNull(c) || cJSON_IsString(c)) return 0;
     if (!cJSON_IsArray(c))
         return g4_http_fail(e, 400, "messages", "messages[%d].content must be a string, a list of parts or null", idx);
-    const cJSON *part;
+    cJSON *part;
     int k = 0;
     cJSON_ArrayForEach(part, c) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "type");
@@ -356,7 +406,9 @@ static int check_content(g4_oai_request *r, const cJSON *c, int idx, g4_http_err
                                     idx, k, G4_OAI_MAX_IMAGES);
             if (!r->images && !(r->images = calloc(G4_OAI_MAX_IMAGES, sizeof *r->images)))
                 return g4_http_fail(e, 500, NULL, "out of memory");
-            r->images[r->n_images++] = (g4_oai_image){url->valuestring, idx, k};
+            r->images[r->n_images++] = (g4_oai_image){url->valuestring, idx, k, -1, 0};
+        } else if (!strcmp(t->valuestring, "video_url")) {
+            if (check_video(r, part, idx, k, e) < 0) return -1;
         } else {
             return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: content part type '%s' is not supported",
                                 idx, k, t->valuestring);

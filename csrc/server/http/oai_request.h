@@ -60,13 +60,20 @@ typedef struct g4_oai_prompt {
     int n_ids;
 } g4_oai_prompt;
 
-/* One image_url content part of a chat request, in message order. */
+/* One image_url content part, or one frame of a video_url part, of a chat request, in message
+ * order (a video's frames are consecutive). */
 typedef struct g4_oai_image {
     const char *url;             /* points into root */
     int message, part;           /* messages[message].content[part], for error messages */
+    int video;                   /* -1: an image; else the video (0, 1, ... in part order) */
+    double seconds;              /* a frame's timestamp: its index / the part's fps */
 } g4_oai_image;
 
-#define G4_OAI_MAX_IMAGES 64     /* image parts per request */
+#define G4_OAI_MAX_IMAGES 64     /* images and video frames per request */
+/* Frames per video: Gemma 4's video processor samples 32 frames of a video (Gemma4VideoProcessor
+ * num_frames = 32); the model was not shown longer frame sequences, so more is refused. */
+#define G4_OAI_MAX_VIDEO_FRAMES 32
+#define G4_OAI_VIDEO_BUDGET 70   /* soft tokens per frame (Gemma4VideoProcessor max_soft_tokens) */
 
 typedef struct g4_oai_request {
     g4_oai_kind kind;
@@ -111,6 +118,7 @@ typedef struct g4_oai_request {
     bool continue_final_message;
     g4_oai_image *images;        /* malloc'ed [n_images] image_url parts, or NULL */
     int n_images;
+    int n_videos;                /* video_url parts (their frames are in images) */
     int image_budget;            /* mm_processor_kwargs.max_soft_tokens (vLLM / transformers name):
                                     soft tokens per image, 70/140/280/560/1120; 0 = not given */
 } g4_oai_request;
