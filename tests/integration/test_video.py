@@ -9,11 +9,13 @@ the frames. The exact ids against transformers' processor are checked in tests/t
 (video_golden.json). Refused with 400 naming the part: a video file URL (no video decoder), more
 than 32 frames, a broken frame (naming the frame), a bad fps."""
 import base64
+import json
 
 import openai
 import pytest
 
-from test_images import GOLDEN, SPECIAL, TOKENIZER, chat, data_url, image_part, n_soft, prompt_ids, start  # noqa: F401
+from conftest import ROOT
+from test_images import GOLDEN, SPECIAL, TOKENIZER, chat, data_url, image_part, n_soft, prompt_ids, tiny_tokenizer
 from test_images import vision  # noqa: F401  (the fixture)
 
 BOI, EOI, VID, IMG = SPECIAL["<|image>"], SPECIAL["<image|>"], SPECIAL["<|video|>"], SPECIAL["<|image|>"]
@@ -91,3 +93,31 @@ def test_refusals_name_the_part(vision, stream):
             chat(vision, [{"type": "text", "text": "look"}, part], stream=stream)
         msg = str(e.value)
         assert "messages[0].content[1]" in msg and needle in msg, (needle, msg)
+
+
+def test_video_on_vision_checkpoint(make_server, tmp_path):
+    """g4serve on the tiny multimodal checkpoint (tests/golden/vision): a 2-frame video and an
+    image go through the real engine and vision tower: the frames' runs use the checkpoint's own
+    video_token_id (not the 31B's 258884), the image keeps image_token_id, usage counts every
+    frame, and the greedy answer streamed equals the one not streamed (the runs are computed
+    whole, with the same soft tokens, on both paths)."""
+    ckpt = ROOT / "tests" / "golden" / "vision"
+    if not (ckpt / "model.safetensors").exists():
+        pytest.skip("tests/golden/vision/ lacks the tiny multimodal checkpoint")
+    cfg = json.loads((ckpt / "config.json").read_text())
+    s = make_server(["--model", str(ckpt), "--tokenizer", str(tiny_tokenizer(tmp_path / "tokenizer.json")),
+                     "--max-model-len", "512", "--served-model-name", "g4serve-tiny"])
+    c = openai.OpenAI(base_url=s.base + "/v1", api_key="none", max_retries=0, timeout=120)
+    parts = [image_part(data_url("grey_120x80.jpg")), {"type": "text", "text": "What moves?"},
+             video_part([data_url("small_50x37.jpg"), data_url("wide_640x240.jpg")], fps=2)]
+    a = chat(c, parts, mm_processor_kwargs={"max_soft_tokens": 70})
+    ids = prompt_ids(a)
+    vid, img = cfg["video_token_id"], cfg["image_token_id"]
+    assert ids.count(img) == n_soft("grey_120x80.jpg", 70)
+    assert ids.count(vid) == n_soft("small_50x37.jpg", 70) + n_soft("wide_640x240.jpg", 70)
+    assert ids.count(cfg["boi_token_id"]) == 3 and ids.count(cfg["eoi_token_id"]) == 3
+    assert a.usage.prompt_tokens == len(ids)
+    b = chat(c, parts, stream=True, mm_processor_kwargs={"max_soft_tokens": 70})
+    text = "".join(ch.choices[0].delta.content or "" for ch in b if ch.choices)
+    assert text == (a.choices[0].message.content or "")
+    assert [u.usage.prompt_tokens for u in b if u.usage][-1] == len(ids)
