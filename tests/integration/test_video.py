@@ -121,3 +121,9 @@ def test_video_on_vision_checkpoint(make_server, tmp_path):
     text = "".join(ch.choices[0].delta.content or "" for ch in b if ch.choices)
     assert text == (a.choices[0].message.content or "")
     assert [u.usage.prompt_tokens for u in b if u.usage][-1] == len(ids)
+
+
+def test_text_only_model_refuses_video(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        chat(client, [{"type": "text", "text": "hi"}, video_part([data_url("small_50x37.jpg")])])
+    assert "messages[0].content[1]: video input is not supported" in str(e.value) and "vision" in str(e.value)

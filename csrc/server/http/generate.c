@@ -149,9 +149,9 @@ static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_image
     const g4_oai_image *first = &r->images[0];
     if (!s->cfg.vision)
         return g4_http_fail(e, 400, "messages",
-                            "messages[%d].content[%d]: image input is not supported (the served model has no vision "
+                            "messages[%d].content[%d]: %s input is not supported (the served model has no vision "
                             "tower)",
-                            first->message, first->part);
+                            first->message, first->part, first->video < 0 ? "image" : "video");
     int n = r->n_images, image_budget = r->image_budget ? r->image_budget : s->cfg.image_budget, frame = -1;
     im->px = calloc((size_t)n, sizeof *im->px);
     im->items = calloc((size_t)n, sizeof *im->items);
