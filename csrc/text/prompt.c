@@ -38,6 +38,12 @@ static bool ends_in_thought(const g4_strbuf *p) {
 
 static bool is_frame(const g4_prompt_input *in, int k) { return in->image_video && in->image_video[k] >= 0; }
 
+static bool has_frames(const g4_prompt_input *in) {
+    for (int k = 0; k < in->n_images; k++)
+        if (is_frame(in, k)) return true;
+    return false;
+}
+
 /* out[from..) holds the template's encoding: every <|image|> (only the template can have written
  * one: user text is encoded without control tokens) becomes the image's run, and every <|video|>
  * (one per frame after add_frames) the frame's placeholders. */
@@ -50,6 +56,10 @@ static int expand_images(const g4_tokenizer *tok, const g4_prompt_input *in, g4_
     if (n_marks == 0 && in->n_images == 0) return 0;
     if (sp->image < 0 || sp->image_start < 0 || sp->image_end < 0) {
         g4_fail(err, "messages: the tokenizer has no image tokens (<|image>, <|image|>, <image|>)");
+        return G4_PROMPT_BAD_INPUT;
+    }
+    if (sp->video < 0 && has_frames(in)) {
+        g4_fail(err, "messages: the tokenizer has no <|video|> token");
         return G4_PROMPT_BAD_INPUT;
     }
     if (n_marks != (size_t)in->n_images) {
@@ -121,12 +131,6 @@ static int add_frames(const g4_prompt_input *in, const g4_strbuf *text, g4_strbu
         i = done - 1;
     }
     return g4_strbuf_append_from(out, text, done, text->len - done) < 0 ? G4_PROMPT_FAILED : 0;
-}
-
-static bool has_frames(const g4_prompt_input *in) {
-    for (int k = 0; k < in->n_images; k++)
-        if (is_frame(in, k)) return true;
-    return false;
 }
 
 static int chat(const g4_tokenizer *tok, const g4_prompt_input *in, g4_tokens *out, bool *in_reasoning, g4_error *err) {
