@@ -252,7 +252,120 @@ CASES = [
       {"role": "assistant", "tool_calls": [call("get_weather", {"city": "B"}, "2")]},
       tool_msg("r2", "2")], [WEATHER], {}),
     ("user_empty_content", [U(""), A(""), U("   ")], None, {}),
+    # --- issue 20, renderer fidelity: null / missing values in tool messages and tool responses
+    ("tool_content_missing",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, {"role": "tool", "tool_call_id": "x"}],
+     None, {"add_generation_prompt": False}),
+    ("tool_name_number_error",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, tool_msg("c", "y", name=5)], None, {}),
+    ("tool_name_null_falls_back",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, tool_msg("c", "y", name=None)], None, {}),
+    ("tool_part_text_null_error",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]},
+      tool_msg([{"type": "text", "text": None}], "x")], None, {}),
+    ("tool_part_text_missing_error",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, tool_msg([{"type": "text"}], "x")],
+     None, {}),
+    ("tool_part_text_number_error",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]},
+      tool_msg([{"type": "text", "text": 5}], "x")], None, {}),
+    ("tool_responses_missing_and_null",
+     [U("q"), {"role": "assistant", "tool_responses": [{"name": "f"}, {"name": "g", "response": None},
+                                                        {"name": None, "response": {"a": None, "b": {"c": None}}},
+                                                        None, "ab"]}], None, {}),
+    ("tool_responses_name_number_error",
+     [U("q"), {"role": "assistant", "tool_responses": [{"name": 5, "response": 1}]}], None, {}),
+    ("tool_responses_mapping",
+     [U("q"), {"role": "assistant", "tool_responses": {"a": 1, "b": 2}, "content": "done"}], None, {}),
+    ("tool_responses_string",
+     [U("q"), {"role": "assistant", "tool_responses": "h\u00e9"}], None, {"enable_thinking": True}),
+    ("tool_responses_number_error",
+     [U("q"), {"role": "assistant", "tool_responses": 5}], None, {}),
+    ("reasoning_number_error",
+     [U("q"), {"role": "assistant", "content": "a", "reasoning": 5}], None, {"add_generation_prompt": False}),
+    ("reasoning_list_before_last_user_ignored",
+     [U("q"), {"role": "assistant", "content": "a", "reasoning_content": ["x"]}, U("again")], None, {}),
+    ("system_content_mapping",
+     [{"role": "system", "content": {"a": {"text": "hi"}, "b": 1}}, U("q")], None, {}),
+    # text: null parts: str(None) where the template trims, an error where it concatenates
+    ("text_null_parts",
+     [{"role": "system", "content": [{"type": "text", "text": None}]},
+      {"role": "user", "content": [{"type": "text", "text": None}, {"type": "text", "text": 5},
+                                   {"type": "text", "text": [1, "a"]}, {"type": "text"}]}], None, {}),
+    # negative zero and duplicate keys: raw JSON text, parsed by json.loads (last key wins)
+    ("negative_zero",
+     '[{"role":"user","content":"n"},{"role":"assistant","tool_calls":[{"id":"z","function":{"name":"f",'
+     '"arguments":{"a":-0,"b":[-0,0],"c":{"d":-0}}}}]},{"role":"tool","tool_call_id":"z","content":"-0"},'
+     '{"role":"assistant","tool_responses":[{"name":"r","response":{"r":-0}},{"response":-0}]}]',
+     None, {}),
+    ("duplicate_keys",
+     '[{"role":"system","content":"first","content":"last"},'
+     '{"role":"user","role":"user","content":[{"type":"text","text":"x","text":"y"}]},'
+     '{"role":"assistant","tool_calls":[{"id":"d","function":{"name":"f","arguments":'
+     '{"b":1,"a":2,"b":3,"B":{"k":1,"k":[1,2]}}}}],"tool_calls":[{"id":"d","function":{"name":"g",'
+     '"arguments":{"z":1,"z":null}}}]},'
+     '{"role":"tool","tool_call_id":"d","content":[{"type":"text","text":"a"},{"type":"text","text":"b","text":"c"}]},'
+     '{"role":"assistant","tool_responses":[{"name":"h","response":{"x":1,"y":2,"x":{"q":1,"q":2}}}]}]',
+     '[{"type":"function","function":{"name":"f","name":"g","description":"d","parameters":{"type":"object",'
+     '"properties":{"p":{"type":"string","type":"integer"},"a":{"type":"object","properties":{"s":{"type":"string"}},'
+     '"properties":{"t":{"type":"number"}}}},"required":["x"],"required":["p"]}}}]', {}),
+    # schema fields of the wrong type: rendered as jinja2 does, refused where it raises
+    ("schema_required_string",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {"ab": {"type": "string"}, "o": {"type": "object", "required": "xy\u00e9"},
+                                         "l": {"type": "array", "items": {"type": "object", "required": "mn"}}},
+         "required": "a\U0001f60ab"}}}], {}),
+    ("schema_required_mapping",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "required": {"y": 1, "x": 2}}}}], {}),
+    ("schema_required_number_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "required": 5}}}], {}),
+    ("schema_nested_required_bool_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {"o": {"type": "object", "required": True}}}}}], {}),
+    ("schema_items_required_number_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {"l": {"type": "array", "items": {"required": 0}}}}}}], {}),
+    ("schema_properties_list_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": [{"a": {"type": "string"}}]}}}], {}),
+    ("schema_properties_string_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": "abc"}}}], {}),
+    ("schema_nested_properties_list",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {
+             "o": {"type": "object", "properties": [1], "k": {"type": "string"}},
+             "l": {"type": "array", "items": {"properties": [1], "required": ["a"]}},
+             "v": "string", "w": 5, "x": None}}}}], {}),
+    ("schema_items_type_mapping_and_numbers",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {
+             "l": {"type": "array", "items": {"type": {"b": 1, "a": 2}}},
+             "m": {"type": "array", "items": {"type": [5, None, "x", True]}}}}}}], {}),
+    ("schema_items_type_number_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {"l": {"type": "array", "items": {"type": 5}}}}}}], {}),
+    ("schema_odd_shapes",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": None, "parameters": "abc"}},
+                {"type": "function", "function": {"name": "g", "parameters": [1], "response": "x"}},
+                {"type": "function", "function": "my function"},
+                {"type": "function", "function": ["function"]},
+                {"type": "function", "function": {"name": "h", "parameters": {"type": 5, "properties": {
+                    "a": {"type": 7, "description": 5}, "e": {"type": "string", "enum": "xy"}}}}}], {}),
+    ("schema_function_string_response_error",
+     [U("q")], [{"type": "function", "function": "my response"}], {}),
+    ("schema_function_list_response_error",
+     [U("q")], [{"type": "function", "function": ["response"]}], {}),
+    ("schema_function_null_error",
+     [U("q")], [{"type": "function", "function": None}], {}),
 ]
+
+
+# What the template raises besides TemplateError (str + None, iterating an int, dict.items of
+# a list): all of them are refusals the C renderer must reproduce.
+TEMPLATE_RAISES = (jinja2.exceptions.TemplateError, TypeError, AttributeError)
 
 
 def render(env, tmpl, messages, tools, opts):
@@ -264,6 +377,15 @@ def render(env, tmpl, messages, tools, opts):
     if tools is not None:
         kw["tools"] = tools
     return tmpl.render(**kw)
+
+
+def raises(env, tmpl, messages, tools, opts):
+    try:
+        render(env, tmpl, json.loads(messages) if isinstance(messages, str) else messages,
+               json.loads(tools) if isinstance(tools, str) else tools, opts)
+        return False
+    except TEMPLATE_RAISES:
+        return True
 
 
 def main():
@@ -281,14 +403,21 @@ def main():
     for name, messages, tools, opts in CASES:
         assert name not in names, name
         names.add(name)
+        assert not name.endswith("_error") or raises(env, tmpl, messages, tools, opts), name
         full = {"add_generation_prompt": True, "enable_thinking": False, "preserve_thinking": False}
         full.update(opts)
-        case = {"name": name, "messages": messages, "options": full}
+        case = {"name": name, "options": full}
+        # Raw JSON text (duplicate keys, -0) travels as text; the C test parses it with cJSON.
+        case["messages_json" if isinstance(messages, str) else "messages"] = messages
         if tools is not None:
-            case["tools"] = tools
+            case["tools_json" if isinstance(tools, str) else "tools"] = tools
+        if isinstance(messages, str):
+            messages = json.loads(messages)
+        if isinstance(tools, str):
+            tools = json.loads(tools)
         try:
             raw = render(env, tmpl, messages, tools, opts)
-        except jinja2.exceptions.TemplateError as e:
+        except TEMPLATE_RAISES as e:
             case["error"] = True
             case["error_message"] = str(e)
             out.append(case)

@@ -40,6 +40,13 @@ static void check_cases(const cJSON *root) {
         opt.enable_thinking = cJSON_IsTrue(cJSON_GetObjectItem(o, "enable_thinking"));
         opt.preserve_thinking = cJSON_IsTrue(cJSON_GetObjectItem(o, "preserve_thinking"));
         const cJSON *msgs = cJSON_GetObjectItem(c, "messages"), *tools = cJSON_GetObjectItem(c, "tools");
+        /* Cases given as raw JSON text (duplicate keys, -0) are parsed here, as a server would. */
+        const cJSON *raw_m = cJSON_GetObjectItem(c, "messages_json"), *raw_t = cJSON_GetObjectItem(c, "tools_json");
+        cJSON *parsed_m = raw_m ? cJSON_Parse(raw_m->valuestring) : NULL;
+        cJSON *parsed_t = raw_t ? cJSON_Parse(raw_t->valuestring) : NULL;
+        CHECK(!raw_m == !parsed_m && !raw_t == !parsed_t, "%s: raw JSON does not parse", name);
+        if (raw_m) msgs = parsed_m;
+        if (raw_t) tools = parsed_t;
         for (int fix = 0; fix <= 1; fix++) {
             opt.fix_generation_prompt = fix;
             g4_strbuf out = {0};
@@ -61,6 +68,8 @@ static void check_cases(const cJSON *root) {
             }
             g4_strbuf_free(&out);
         }
+        cJSON_Delete(parsed_m);
+        cJSON_Delete(parsed_t);
         k++;
     }
     printf("chat: %d cases, %d identical to jinja2, %d where the generation-prompt fix applies\n", k, n_match,
