@@ -174,12 +174,13 @@ static int put_tool_messages(g4_strbuf *b, const cJSON **msgs, int n, int i, int
                            "content-part objects",
                            k + first);
         const cJSON *fname = get(follow, "name");
-        if (g4_py_truthy(fname) && !cJSON_IsString(fname)) /* 'response:' + name raises */
-            return g4_fail(err, "chat: messages[%d].name must be a string", k + first);
-        const char *name = g4_py_truthy(fname) ? fname->valuestring : "unknown";
+        const char *name = NULL;
         for (const cJSON *tc = calls->child; tc; tc = tc->next) /* names were checked by put_tool_call */
             if (g4_py_equal(get(tc, "id"), get(follow, "tool_call_id")))
                 name = get(get(tc, "function"), "name")->valuestring;
+        if (!name && g4_py_truthy(fname) && !cJSON_IsString(fname)) /* 'response:' + name raises */
+            return g4_fail(err, "chat: messages[%d].name must be a string", k + first);
+        if (!name) name = g4_py_truthy(fname) ? fname->valuestring : "unknown";
         if (cJSON_IsArray(body) || cJSON_IsObject(body)) {
             g4_strbuf txt = {0};
             int p = 0;

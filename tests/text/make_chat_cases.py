@@ -258,6 +258,8 @@ CASES = [
      None, {"add_generation_prompt": False}),
     ("tool_name_number_error",
      [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, tool_msg("c", "y", name=5)], None, {}),
+    ("tool_name_number_overridden_by_id",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, tool_msg("c", "x", name=5)], None, {}),
     ("tool_name_null_falls_back",
      [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, tool_msg("c", "y", name=None)], None, {}),
     ("tool_part_text_null_error",
