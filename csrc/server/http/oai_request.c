@@ -44,15 +44,20 @@ int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fm
     return -1;
 }
 
-/* Offset of the first \u0000 escape inside a JSON string of body[0..len), or len. cJSON
- * decodes it to a NUL byte that ends the C string, which would cut the text short silently.
- * With copy (a copy of body), every such escape there becomes \u0001. One pass. */
+/* Offset of the first NUL inside a JSON string of body[0..len) (a \u0000 escape, or a raw 0
+ * byte, which cJSON also takes), or len. cJSON keeps it as a NUL byte that ends the C string,
+ * which would cut the text short silently. With copy (a copy of body), every such NUL there
+ * becomes U+0001 (\u0001, or a raw 1 byte). One pass. */
 static size_t nul_escape_at(const char *body, size_t len, char *copy) {
     int in_string = 0;
     size_t first = len;
     for (size_t i = 0; i < len; i++) {
         if (body[i] == '"') in_string = !in_string;
-        else if (in_string && body[i] == '\\') {
+        else if (in_string && body[i] == 0) {
+            if (first == len) first = i;
+            if (!copy) return first;
+            copy[i] = 1;
+        } else if (in_string && body[i] == '\\') {
             if (len - i >= 6 && !memcmp(body + i + 1, "u0000", 5)) {
                 if (first == len) first = i;
                 if (!copy) return first;
@@ -93,7 +98,7 @@ static void fail_nul(const char *body, size_t len, const cJSON *root, size_t at,
         free(copy);
     }
     g4_http_fail(e, 400, path[0] ? path : NULL,
-                 "%s%sholds a NUL character (\\u0000, offset %zu in the body); NUL is not accepted in text",
+                 "%s%sholds a NUL character (U+0000, at offset %zu of the body); NUL is not accepted in text",
                  path[0] ? path : "the request body ", path[0] ? " " : "", at);
 }
 
