@@ -70,15 +70,6 @@ def assert_names(status, body, *words):
     return err
 
 
-def assert_ok_or_names(status, body, *words):
-    """A 200 (the input was valid after all) or a 4xx naming the problem; never 5xx."""
-    if status == 200:
-        doc = json.loads(body.decode("utf-8"))
-        assert doc.get("choices"), doc
-        return None
-    return assert_names(status, body, *words)
-
-
 def gauges(server):
     out = {}
     text = requests.get(server.base + "/metrics", timeout=10).text
