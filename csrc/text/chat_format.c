@@ -28,6 +28,7 @@ int g4_py_truthy(const cJSON *v) {
 }
 
 void g4_py_number(double x, char out[32]) {
+    if (x == 0) x = 0; /* JSON -0 is the integer 0 in Python (-0.0 would print "-0.0": see the header) */
     if (x == floor(x) && fabs(x) < 9007199254740992.0) {
         snprintf(out, 32, "%.0f", x);
         return;
@@ -93,14 +94,22 @@ static int py_repr_str(g4_strbuf *b, const char *s) {
 
 static int py_repr(g4_strbuf *b, const cJSON *v) {
     if (cJSON_IsString(v)) return py_repr_str(b, v->valuestring);
-    if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
-        int obj = cJSON_IsObject(v), rc = g4_strbuf_putc(b, obj ? '{' : '[');
+    if (cJSON_IsArray(v)) {
+        int rc = g4_strbuf_putc(b, '[');
         for (const cJSON *c = v->child; c && !rc; c = c->next) {
             if (c != v->child) rc = g4_strbuf_puts(b, ", ");
-            if (obj && !rc) rc = py_repr_str(b, c->string) || g4_strbuf_puts(b, ": ");
             if (!rc) rc = py_repr(b, c);
         }
-        return rc || g4_strbuf_putc(b, obj ? '}' : ']');
+        return rc || g4_strbuf_putc(b, ']');
+    }
+    if (cJSON_IsObject(v)) {
+        int n, oom, rc = g4_strbuf_putc(b, '{');
+        const cJSON **kv = g4_dict_items(v, &n, &oom);
+        for (int i = 0; i < n && !rc; i++)
+            rc = (i && g4_strbuf_puts(b, ", ")) || py_repr_str(b, kv[i]->string) || g4_strbuf_puts(b, ": ") ||
+                 py_repr(b, kv[i]);
+        free(kv);
+        return rc || oom || g4_strbuf_putc(b, '}');
     }
     return g4_py_str(b, v);
 }
@@ -142,6 +151,61 @@ int g4_py_equal(const cJSON *a, const cJSON *b) {
     return x == y;
 }
 
+typedef struct dict_item {
+    const cJSON *kv;
+    int order;
+} dict_item;
+
+static int by_key_then_order(const void *pa, const void *pb) {
+    const dict_item *a = pa, *b = pb;
+    int c = strcmp(a->kv->string, b->kv->string);
+    return c ? c : a->order - b->order;
+}
+
+static int by_order(const void *pa, const void *pb) {
+    return ((const dict_item *)pa)->order - ((const dict_item *)pb)->order;
+}
+
+const cJSON *g4_py_get(const cJSON *obj, const char *key) {
+    const cJSON *hit = NULL;
+    if (cJSON_IsObject(obj))
+        for (const cJSON *c = obj->child; c; c = c->next)
+            if (c->string && !strcmp(c->string, key)) hit = c;
+    return hit;
+}
+
+const cJSON **g4_dict_items(const cJSON *obj, int *n, int *oom) {
+    *n = 0;
+    if (oom) *oom = 0;
+    int cnt = 0;
+    for (const cJSON *c = cJSON_IsObject(obj) ? obj->child : NULL; c; c = c->next) cnt++;
+    if (!cnt) return NULL;
+    const cJSON **a = malloc(sizeof *a * (size_t)cnt);
+    dict_item *it = malloc(sizeof *it * (size_t)cnt);
+    if (!a || !it) {
+        free(a);
+        free(it);
+        if (oom) *oom = 1;
+        return NULL;
+    }
+    int i = 0;
+    for (const cJSON *c = obj->child; c; c = c->next, i++) it[i] = (dict_item){c, i};
+    /* Group equal keys (O(n log n)): the group's first position takes its last value. */
+    qsort(it, (size_t)cnt, sizeof *it, by_key_then_order);
+    int kept = 0;
+    for (i = 0; i < cnt;) {
+        int j = i;
+        while (j + 1 < cnt && !strcmp(it[j + 1].kv->string, it[i].kv->string)) j++;
+        it[kept++] = (dict_item){it[j].kv, it[i].order};
+        i = j + 1;
+    }
+    qsort(it, (size_t)kept, sizeof *it, by_order);
+    for (i = 0; i < kept; i++) a[i] = it[i].kv;
+    free(it);
+    *n = kept;
+    return a;
+}
+
 static int lower_cmp(const char *a, const char *b) {
     for (;; a++, b++) {
         unsigned char x = (unsigned char)*a, y = (unsigned char)*b;
@@ -151,11 +215,6 @@ static int lower_cmp(const char *a, const char *b) {
     }
 }
 
-typedef struct dict_item {
-    const cJSON *kv;
-    int order;
-} dict_item;
-
 static int dict_item_cmp(const void *pa, const void *pb) {
     const dict_item *a = pa, *b = pb;
     int c = lower_cmp(a->kv->string, b->kv->string);
@@ -163,23 +222,17 @@ static int dict_item_cmp(const void *pa, const void *pb) {
 }
 
 const cJSON **g4_dictsort(const cJSON *obj, int *n) {
-    *n = 0;
-    int cnt = 0;
-    for (const cJSON *c = obj ? obj->child : NULL; c; c = c->next) cnt++;
-    if (!cnt || !cJSON_IsObject(obj)) return NULL;
-    const cJSON **a = malloc(sizeof *a * (size_t)cnt);
-    dict_item *it = malloc(sizeof *it * (size_t)cnt);
-    if (!a || !it) {
+    const cJSON **a = g4_dict_items(obj, n, NULL);
+    dict_item *it = a ? malloc(sizeof *it * (size_t)*n) : NULL;
+    if (!it) {
         free(a);
-        free(it);
+        *n = 0;
         return NULL;
     }
-    int i = 0;
-    for (const cJSON *c = obj->child; c; c = c->next, i++) it[i] = (dict_item){c, i};
-    qsort(it, (size_t)cnt, sizeof *it, dict_item_cmp); /* O(n log n): objects can be large */
-    for (i = 0; i < cnt; i++) a[i] = it[i].kv;
+    for (int i = 0; i < *n; i++) it[i] = (dict_item){a[i], i};
+    qsort(it, (size_t)*n, sizeof *it, dict_item_cmp); /* O(n log n): objects can be large */
+    for (int i = 0; i < *n; i++) a[i] = it[i].kv;
     free(it);
-    *n = cnt;
     return a;
 }
 
@@ -218,9 +271,7 @@ int g4_gemma_format_argument(g4_strbuf *b, const cJSON *v, int escape_keys) {
 
 /* ---- declarations ----------------------------------------------------------------------- */
 
-static const cJSON *get(const cJSON *o, const char *key) {
-    return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
-}
+static const cJSON *get(const cJSON *o, const char *key) { return g4_py_get(o, key); }
 
 /* str(v).upper() into a fresh buffer (caller frees u->data). */
 static int upper_of(g4_strbuf *u, const cJSON *v) {
@@ -240,19 +291,63 @@ static int comma(g4_strbuf *b, int *add_comma) {
     return 0;
 }
 
-/* required:[<|"|>a<|"|>,...] body for a list (items printed with str()). */
-static int required_list(g4_strbuf *b, const cJSON *req) {
-    int rc = g4_strbuf_puts(b, "required:[");
-    for (const cJSON *c = cJSON_IsArray(req) ? req->child : NULL; c && !rc; c = c->next) {
-        if (c != req->child) rc = g4_strbuf_putc(b, ',');
+/* list(v) as Python iterates v: a list's items, a dict's keys, a string's characters. *list is
+ * v itself for a list, else *tmp (a new array the caller deletes). 1 when v is not iterable
+ * (null, a number, a boolean: the template raises), -1 when out of memory. */
+static int py_list(const cJSON *v, const cJSON **list, cJSON **tmp) {
+    *tmp = NULL;
+    *list = v;
+    if (cJSON_IsArray(v)) return 0;
+    if (!cJSON_IsObject(v) && !cJSON_IsString(v)) return 1;
+    cJSON *a = cJSON_CreateArray();
+    int rc = a ? 0 : -1;
+    if (cJSON_IsObject(v)) {
+        int n, oom;
+        const cJSON **kv = g4_dict_items(v, &n, &oom);
+        rc = rc || oom;
+        for (int i = 0; i < n && !rc; i++) rc = !cJSON_AddItemToArray(a, cJSON_CreateString(kv[i]->string));
+        free(kv);
+    } else {
+        const char *p = v->valuestring;
+        size_t len = strlen(p);
+        for (size_t i = 0; i < len && !rc;) {
+            uint32_t cp;
+            int l = g4_utf8_next(p + i, len - i, &cp);
+            char one[5] = {0};
+            if (l <= 0) l = 1; /* not UTF-8 (cannot come from a JSON parser): one byte */
+            memcpy(one, p + i, (size_t)l);
+            rc = !cJSON_AddItemToArray(a, cJSON_CreateString(one));
+            i += (size_t)l;
+        }
+    }
+    if (rc) {
+        cJSON_Delete(a);
+        return -1;
+    }
+    *list = *tmp = a;
+    return 0;
+}
+
+/* required:[<|"|>a<|"|>,...] for `for item in required` (items printed with str()). */
+static int required_list(g4_strbuf *b, const cJSON *req, const char **why) {
+    const cJSON *list;
+    cJSON *tmp;
+    int r = py_list(req, &list, &tmp);
+    if (r > 0)
+        *why = "a 'required' field must be a list of property names (the template cannot iterate a "
+               "number, a boolean or null)";
+    int rc = r || g4_strbuf_puts(b, "required:[");
+    for (const cJSON *c = rc ? NULL : list->child; c && !rc; c = c->next) {
+        if (c != list->child) rc = g4_strbuf_putc(b, ',');
         rc = rc || g4_strbuf_puts(b, Q) || g4_py_str(b, c) || g4_strbuf_puts(b, Q);
     }
+    cJSON_Delete(tmp);
     return rc || g4_strbuf_putc(b, ']');
 }
 
-static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys);
+static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys, const char **why);
 
-static int format_items(g4_strbuf *b, const cJSON *items) {
+static int format_items(g4_strbuf *b, const cJSON *items, const char **why) {
     int n, rc = g4_strbuf_puts(b, "items:{"), found_first = 0;
     const cJSON **kv = g4_dictsort(items, &n);
     for (int i = 0; i < n && !rc; i++) {
@@ -263,10 +358,10 @@ static int format_items(g4_strbuf *b, const cJSON *items) {
         found_first = 1;
         if (rc) break;
         if (!strcmp(ik, "properties")) {
-            rc = g4_strbuf_puts(b, "properties:{") || (cJSON_IsObject(iv) && format_parameters(b, iv, 0)) ||
+            rc = g4_strbuf_puts(b, "properties:{") || (cJSON_IsObject(iv) && format_parameters(b, iv, 0, why)) ||
                  g4_strbuf_putc(b, '}');
         } else if (!strcmp(ik, "required")) {
-            rc = required_list(b, iv);
+            rc = required_list(b, iv, why);
         } else if (!strcmp(ik, "type")) {
             rc = g4_strbuf_puts(b, "type:");
             if (cJSON_IsString(iv)) {
@@ -275,14 +370,21 @@ static int format_items(g4_strbuf *b, const cJSON *items) {
                      g4_strbuf_append_user(b, u.data ? u.data : "", u.len) || g4_strbuf_puts(b, Q);
                 g4_strbuf_free(&u);
             } else { /* map('upper') | list, then format_argument */
-                rc = rc || g4_strbuf_putc(b, '[');
-                for (const cJSON *c = cJSON_IsArray(iv) ? iv->child : NULL; c && !rc; c = c->next) {
+                const cJSON *list;
+                cJSON *tmp = NULL;
+                int r = rc ? -1 : py_list(iv, &list, &tmp);
+                if (r > 0)
+                    *why = "items.type must be a string or a list of type names (the template cannot iterate a "
+                           "number or a boolean)";
+                rc = r || g4_strbuf_putc(b, '[');
+                for (const cJSON *c = rc ? NULL : list->child; c && !rc; c = c->next) {
                     g4_strbuf u = {0};
-                    if (c != iv->child) rc = g4_strbuf_putc(b, ',');
+                    if (c != list->child) rc = g4_strbuf_putc(b, ',');
                     rc = rc || upper_of(&u, c) || g4_strbuf_puts(b, Q) ||
                          g4_strbuf_append_user(b, u.data ? u.data : "", u.len) || g4_strbuf_puts(b, Q);
                     g4_strbuf_free(&u);
                 }
+                cJSON_Delete(tmp);
                 rc = rc || g4_strbuf_putc(b, ']');
             }
         } else {
@@ -298,7 +400,7 @@ static int is_standard_key(const char *k) {
            !strcmp(k, "nullable");
 }
 
-static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys) {
+static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys, const char **why) {
     int n, rc = 0, found_first = 0;
     const cJSON **kv = g4_dictsort(props, &n);
     for (int i = 0; i < n && !rc; i++) {
@@ -322,20 +424,20 @@ static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys) 
                 rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "enum:") || g4_gemma_format_argument(b, en, 1);
         } else if (is_type(&type, "ARRAY")) {
             const cJSON *items = get(value, "items");
-            if (cJSON_IsObject(items) && items->child) rc = rc || comma(b, &add_comma) || format_items(b, items);
+            if (cJSON_IsObject(items) && items->child) rc = rc || comma(b, &add_comma) || format_items(b, items, why);
         }
         if (g4_py_truthy(get(value, "nullable"))) rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "nullable:true");
         if (is_type(&type, "OBJECT")) {
             const cJSON *p = get(value, "properties");
             if (p && cJSON_IsObject(p)) {
-                rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "properties:{") || format_parameters(b, p, 0) ||
-                     g4_strbuf_putc(b, '}');
+                rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "properties:{") ||
+                     format_parameters(b, p, 0, why) || g4_strbuf_putc(b, '}');
             } else if (cJSON_IsObject(value)) {
                 rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "properties:{") ||
-                     format_parameters(b, value, 1) || g4_strbuf_putc(b, '}');
+                     format_parameters(b, value, 1, why) || g4_strbuf_putc(b, '}');
             }
             const cJSON *req = get(value, "required");
-            if (g4_py_truthy(req)) rc = rc || comma(b, &add_comma) || required_list(b, req);
+            if (g4_py_truthy(req)) rc = rc || comma(b, &add_comma) || required_list(b, req, why);
         }
         rc = rc || comma(b, &add_comma) || g4_strbuf_puts(b, "type:" Q) ||
              g4_strbuf_append_user(b, type.data ? type.data : "", type.len) || g4_strbuf_puts(b, Q "}");
@@ -347,8 +449,18 @@ static int format_parameters(g4_strbuf *b, const cJSON *props, int filter_keys) 
 
 int g4_gemma_format_declaration(g4_strbuf *out, const cJSON *tool, const char **why) {
     const cJSON *fn = get(tool, "function");
-    if (!cJSON_IsObject(fn)) {
+    if (!fn || cJSON_IsNull(fn) || cJSON_IsNumber(fn) || cJSON_IsBool(fn)) { /* `'response' in fn` raises */
         *why = "function is missing or not an object";
+        return -1;
+    }
+    int has_response = 0; /* the template's `'response' in tool_data['function']` */
+    if (cJSON_IsObject(fn)) has_response = get(fn, "response") != NULL;
+    else if (cJSON_IsString(fn)) has_response = strstr(fn->valuestring, "response") != NULL;
+    else
+        for (const cJSON *c = fn->child; c && !has_response; c = c->next)
+            has_response = cJSON_IsString(c) && !strcmp(c->valuestring, "response");
+    if (has_response && !cJSON_IsObject(fn)) { /* fn['response'] is undefined; its ['description'] raises */
+        *why = "function must be an object";
         return -1;
     }
     *why = "out of memory";
@@ -360,10 +472,15 @@ int g4_gemma_format_declaration(g4_strbuf *out, const cJSON *tool, const char **
     if (g4_py_truthy(params)) {
         rc = rc || g4_strbuf_puts(&b, ",parameters:{");
         const cJSON *props = get(params, "properties"), *req = get(params, "required");
+        if (g4_py_truthy(props) && !cJSON_IsObject(props)) { /* dictsort calls .items() and raises */
+            g4_strbuf_free(&b);
+            *why = "function.parameters.properties must be an object";
+            return -1;
+        }
         if (g4_py_truthy(props))
-            rc =
-                rc || g4_strbuf_puts(&b, "properties:{") || format_parameters(&b, props, 0) || g4_strbuf_puts(&b, "},");
-        if (g4_py_truthy(req)) rc = rc || required_list(&b, req) || g4_strbuf_putc(&b, ',');
+            rc = rc || g4_strbuf_puts(&b, "properties:{") || format_parameters(&b, props, 0, why) ||
+                 g4_strbuf_puts(&b, "},");
+        if (g4_py_truthy(req)) rc = rc || required_list(&b, req, why) || g4_strbuf_putc(&b, ',');
         const cJSON *type = get(params, "type");
         if (g4_py_truthy(type)) {
             g4_strbuf u = {0};
@@ -372,7 +489,7 @@ int g4_gemma_format_declaration(g4_strbuf *out, const cJSON *tool, const char **
             g4_strbuf_free(&u);
         }
     }
-    if (cJSON_GetObjectItemCaseSensitive(fn, "response")) {
+    if (has_response) {
         const cJSON *resp = get(fn, "response");
         rc = rc || g4_strbuf_puts(&b, ",response:{");
         const cJSON *desc = get(resp, "description");

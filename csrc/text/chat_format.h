@@ -24,8 +24,17 @@ void g4_py_number(double x, char out[32]);
 /* Python `==` for the scalars the template compares (ids): None/missing equal each other. */
 int g4_py_equal(const cJSON *a, const cJSON *b);
 
-/* Object members sorted like Jinja's dictsort (ASCII case-insensitive, stable). Returns a
- * malloc'd array of *n child pointers (free it), or NULL with *n = 0 for empty / OOM. */
+/* obj[key] as a Python dict built by json.loads sees it: a JSON object may repeat a key, and
+ * the last occurrence wins. NULL when obj is not an object or lacks the key. */
+const cJSON *g4_py_get(const cJSON *obj, const char *key);
+
+/* The members of a JSON object as the Python dict json.loads builds: a repeated key keeps the
+ * position of its first occurrence and the value of its last. Returns a malloc'd array of *n
+ * child pointers (free it), or NULL with *n = 0 for empty / not an object / OOM (*oom set
+ * when oom is not NULL). */
+const cJSON **g4_dict_items(const cJSON *obj, int *n, int *oom);
+
+/* Those members sorted like Jinja's dictsort (ASCII case-insensitive, stable). Same contract. */
 const cJSON **g4_dictsort(const cJSON *obj, int *n);
 
 /* The template's format_argument: null, <|"|>str<|"|>, true/false, {k:v,...} (keys sorted,
@@ -33,7 +42,9 @@ const cJSON **g4_dictsort(const cJSON *obj, int *n);
 int g4_gemma_format_argument(g4_strbuf *b, const cJSON *v, int escape_keys);
 
 /* The template's format_function_declaration for one OpenAI tool ({function: {...}}), already
- * trimmed. Returns -1 with a reason in why (static string) when tool.function is missing. */
+ * trimmed. Returns -1 with a reason in why (static string) where the template raises:
+ * tool.function missing, null, a number or a boolean; parameters.properties truthy but not an
+ * object; a `required` list or an items `type` list that is a number or a boolean. */
 int g4_gemma_format_declaration(g4_strbuf *b, const cJSON *tool, const char **why);
 
 /* Python str.upper() restricted to ASCII, in place. */

@@ -22,9 +22,8 @@ void g4_chat_options_default(g4_chat_options *o) {
     o->fix_generation_prompt = 1;
 }
 
-static const cJSON *get(const cJSON *o, const char *key) {
-    return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
-}
+/* o[key]; a repeated JSON key: the last one wins, as in Python's json (chat_format.h). */
+static const cJSON *get(const cJSON *o, const char *key) { return g4_py_get(o, key); }
 
 static const char *role_of(const cJSON *m) {
     const cJSON *r = get(m, "role");
@@ -74,7 +73,8 @@ static int put_strip_thinking(g4_strbuf *b, const cJSON *v, int msg_idx, g4_erro
     return rc ? g4_fail(err, "chat: out of memory") : 0;
 }
 
-/* format_tool_response_block(name, response). */
+/* format_tool_response_block(name, response); resp NULL is a Jinja Undefined (a missing key),
+ * which format_argument prints as an empty sequence, "[]". */
 static int put_tool_response(g4_strbuf *b, const char *name, const cJSON *resp) {
     int rc = g4_strbuf_puts(b, "<|tool_response>response:") || g4_strbuf_puts_user(b, name) || g4_strbuf_putc(b, '{');
     if (cJSON_IsObject(resp)) {
@@ -87,7 +87,8 @@ static int put_tool_response(g4_strbuf *b, const char *name, const cJSON *resp) 
         }
         free(kv);
     } else {
-        rc = rc || g4_strbuf_puts(b, "value:") || g4_gemma_format_argument(b, resp, 0);
+        rc = rc || g4_strbuf_puts(b, "value:") ||
+             (resp ? g4_gemma_format_argument(b, resp, 0) : g4_strbuf_puts(b, "[]"));
     }
     return rc || g4_strbuf_puts(b, "}<tool_response|>");
 }
@@ -159,38 +160,82 @@ static int parts_ok(const cJSON *content) {
 }
 
 /* The OpenAI path: the run of role:"tool" messages after msgs[i], each answering a call.
- * Returns 0, 1 (bad content: *bad = message index) or -1 (out of memory). */
-static int put_tool_messages(g4_strbuf *b, const cJSON **msgs, int n, int i, const cJSON *calls, int *bad) {
+ * `first` turns loop indices into message indices for errors. 0, or -1 with err set. */
+static int put_tool_messages(g4_strbuf *b, const cJSON **msgs, int n, int i, int first, const cJSON *calls,
+                             g4_error *err) {
+    static const cJSON null_value = {.type = cJSON_NULL}; /* follow.get('content') of a missing key */
     int rc = 0;
     for (int k = i + 1; k < n && !rc && streq(role_of(msgs[k]), "tool"); k++) {
         const cJSON *follow = msgs[k];
-        if (!parts_ok(get(follow, "content"))) {
-            *bad = k;
-            return 1;
-        }
-        const cJSON *fname = get(follow, "name");
-        g4_strbuf name = {0};
-        const cJSON *name_src = g4_py_truthy(fname) ? fname : NULL;
-        for (const cJSON *tc = calls->child; tc; tc = tc->next)
-            if (g4_py_equal(get(tc, "id"), get(follow, "tool_call_id"))) name_src = get(get(tc, "function"), "name");
-        rc = name_src ? g4_py_str(&name, name_src) : g4_strbuf_puts(&name, "unknown");
-        rc = rc || g4_strbuf_reserve(&name, 0);
         const cJSON *body = get(follow, "content");
-        if (!rc && (cJSON_IsArray(body) || cJSON_IsObject(body))) {
+        if (!parts_ok(body))
+            return g4_fail(err,
+                           "chat: messages[%d].content: a tool result must be a string, null or a list of "
+                           "content-part objects",
+                           k + first);
+        const cJSON *fname = get(follow, "name");
+        const char *name = NULL;
+        for (const cJSON *tc = calls->child; tc; tc = tc->next) /* names were checked by put_tool_call */
+            if (g4_py_equal(get(tc, "id"), get(follow, "tool_call_id")))
+                name = get(get(tc, "function"), "name")->valuestring;
+        if (!name && g4_py_truthy(fname) && !cJSON_IsString(fname)) /* 'response:' + name raises */
+            return g4_fail(err, "chat: messages[%d].name must be a string", k + first);
+        if (!name) name = g4_py_truthy(fname) ? fname->valuestring : "unknown";
+        if (cJSON_IsArray(body) || cJSON_IsObject(body)) {
             g4_strbuf txt = {0};
-            for (const cJSON *p = body->child; p && !rc; p = p->next)
-                if (streq(part_type(p), "text")) rc = g4_py_str(&txt, get(p, "text"));
+            int p = 0;
+            for (const cJSON *part = body->child; part && !rc; part = part->next, p++) {
+                if (!streq(part_type(part), "text")) continue;
+                const cJSON *t = get(part, "text"); /* ns_txt.s + part.get('text'): a str or it raises */
+                if (!cJSON_IsString(t)) {
+                    g4_strbuf_free(&txt);
+                    return g4_fail(err, "chat: messages[%d].content[%d].text must be a string", k + first, p);
+                }
+                rc = g4_strbuf_puts_user(&txt, t->valuestring);
+            }
             cJSON *s = rc ? NULL : cJSON_CreateString(txt.data ? txt.data : "");
-            rc = rc || !s || put_tool_response(b, name.data, s);
+            rc = rc || !s || put_tool_response(b, name, s);
             cJSON_Delete(s);
             g4_strbuf_free(&txt);
-            for (const cJSON *p = body->child; p && !rc; p = p->next) rc = put_media_marker(b, part_type(p));
-        } else if (!rc) {
-            rc = put_tool_response(b, name.data, body);
+            for (const cJSON *part = body->child; part && !rc; part = part->next)
+                rc = put_media_marker(b, part_type(part));
+        } else {
+            rc = put_tool_response(b, name, body ? body : &null_value);
         }
-        g4_strbuf_free(&name);
     }
-    return rc;
+    return rc ? g4_fail(err, "chat: out of memory") : 0;
+}
+
+/* The native path: `for tool_response in message.tool_responses` over a truthy value, which
+ * Python iterates as a list's items, a dict's keys or a string's characters (a number or a
+ * boolean raises). An item that is not an object has no name ("unknown") and no response. */
+static int put_tool_responses(g4_strbuf *b, const cJSON *responses, int msg_idx, g4_error *err) {
+    if (!cJSON_IsArray(responses) && !cJSON_IsObject(responses) && !cJSON_IsString(responses))
+        return g4_fail(err, "chat: messages[%d].tool_responses must be a list", msg_idx);
+    size_t n_items = 0;
+    if (cJSON_IsString(responses)) {
+        const char *s = responses->valuestring;
+        uint32_t cp;
+        for (size_t at = 0, len = strlen(s); at < len; n_items++) {
+            int l = g4_utf8_next(s + at, len - at, &cp);
+            at += l > 0 ? (size_t)l : 1;
+        }
+    } else if (cJSON_IsObject(responses)) {
+        int n_keys, oom;
+        free(g4_dict_items(responses, &n_keys, &oom));
+        if (oom) return g4_fail(err, "chat: out of memory");
+        n_items = (size_t)n_keys;
+    }
+    int rc = 0, k = 0;
+    if (cJSON_IsArray(responses))
+        for (const cJSON *tr = responses->child; tr && !rc; tr = tr->next, k++) {
+            const cJSON *nm = get(tr, "name"); /* | default('unknown', true) */
+            if (g4_py_truthy(nm) && !cJSON_IsString(nm)) /* 'response:' + name raises */
+                return g4_fail(err, "chat: messages[%d].tool_responses[%d].name must be a string", msg_idx, k);
+            rc = put_tool_response(b, g4_py_truthy(nm) ? nm->valuestring : "unknown", get(tr, "response"));
+        }
+    for (size_t j = 0; j < n_items && !rc; j++) rc = put_tool_response(b, "unknown", NULL);
+    return rc ? g4_fail(err, "chat: out of memory") : 0;
 }
 
 /* The content of one message (the template's captured_content). */
@@ -236,9 +281,14 @@ static int render_system(const cJSON *messages, const cJSON *tools, const g4_cha
         const cJSON *c = get(m0, "content");
         if (cJSON_IsString(c)) {
             OOM(put_trimmed(out, c));
-        } else if (cJSON_IsArray(c) || cJSON_IsObject(c)) {
+        } else if (cJSON_IsArray(c)) {
             for (const cJSON *it = c->child; it; it = it->next)
                 OOM(put_trimmed(out, get(it, "text")) || g4_strbuf_putc(out, ' '));
+        } else if (cJSON_IsObject(c)) { /* a dict iterates its keys: key['text'] is undefined, "" */
+            int n_keys, oom;
+            free(g4_dict_items(c, &n_keys, &oom));
+            OOM(oom);
+            for (int k = 0; k < n_keys; k++) OOM(g4_strbuf_putc(out, ' '));
         }
         *first = 1;
     }
@@ -306,6 +356,10 @@ int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_opti
         if (!g4_py_truthy(reasoning)) reasoning = get(msg, "reasoning_content");
         const cJSON *calls = get(msg, "tool_calls");
         int gate = i > last_user_idx || (opt->preserve_thinking && g4_py_truthy(calls));
+        if (!rc && g4_py_truthy(reasoning) && gate && !cJSON_IsString(reasoning)) { /* str + reasoning raises */
+            rc = g4_fail(err, "chat: messages[%d].%s must be a string", i + first, reasoning->string);
+            break;
+        }
         if (!rc && g4_py_truthy(reasoning) && gate)
             rc = g4_strbuf_puts(out, "<|channel>thought\n") || g4_py_str(out, reasoning) ||
                  g4_strbuf_puts(out, "\n<channel|>");
@@ -325,30 +379,23 @@ int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_opti
         }
         int tr_flag = 0;
         const cJSON *responses = get(msg, "tool_responses");
-        if (!rc && g4_py_truthy(responses) && cJSON_IsArray(responses)) {
-            for (const cJSON *tr = responses->child; tr && !rc; tr = tr->next) {
-                g4_strbuf name = {0};
-                const cJSON *nm = get(tr, "name");
-                rc = g4_py_truthy(nm) ? g4_py_str(&name, nm) : g4_strbuf_puts(&name, "unknown");
-                rc = rc || put_tool_response(out, name.data, get(tr, "response"));
-                g4_strbuf_free(&name);
-                tr_flag = 1;
-                prev = PREV_TOOL_RESPONSE;
+        if (!rc && g4_py_truthy(responses)) {
+            if (put_tool_responses(out, responses, i + first, err)) {
+                free(msgs);
+                g4_strbuf_free(&captured);
+                return -1;
             }
+            tr_flag = 1;
+            prev = PREV_TOOL_RESPONSE;
         } else if (!rc && g4_py_truthy(calls)) {
             if (i + 1 < n && streq(role_of(msgs[i + 1]), "tool")) {
                 tr_flag = 1;
                 prev = PREV_TOOL_RESPONSE;
             }
-            int bad = 0;
-            rc = put_tool_messages(out, msgs, n, i, calls, &bad);
-            if (rc == 1) {
+            if (put_tool_messages(out, msgs, n, i, first, calls, err)) {
                 free(msgs);
                 g4_strbuf_free(&captured);
-                return g4_fail(err,
-                               "chat: messages[%d].content: a tool result must be a string, "
-                               "null or a list of content-part objects",
-                               bad + first);
+                return -1;
             }
         }
         if (!rc && !parts_ok(get(msg, "content"))) {

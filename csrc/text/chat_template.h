@@ -12,7 +12,10 @@
  * response}}] with JSON-schema parameters, which become Gemma declarations.
  *
  * Known input limits (cJSON keeps numbers as doubles): an integral float such as 1.0 prints as
- * 1 (Python prints 1.0), integers beyond 2^53 lose digits; dictsort and `upper` fold ASCII only.
+ * 1 (Python prints 1.0), and so -0.0 prints as 0 (JSON -0 is the integer 0 in Python, "0");
+ * integers beyond 2^53 lose digits; dictsort and `upper` fold ASCII only. A repeated JSON key
+ * reads as Python's json.loads builds it (the last value, at the first key's position). A
+ * string holding U+0000 cannot reach here intact (cJSON ends it there): HTTP refuses it first.
  * Not here: tokenizing the prompt (tokenizer.h), image soft-token expansion (the server). */
 #ifndef G4_TEXT_CHAT_TEMPLATE_H
 #define G4_TEXT_CHAT_TEMPLATE_H

@@ -83,7 +83,10 @@ static cJSON *bare_value(const char *s, size_t n) {
     cJSON *v;
     char *end;
     double d = strtod(w, &end);
-    int numeric = *end == 0 && strchr("+-.0123456789", w[0]) && isfinite(d);
+    /* Decimal only, as Python's float(): strtod also reads hex ("0x1F" is 31 to it), which the
+     * format's rule leaves a string. */
+    int numeric =
+        *end == 0 && strchr("+-.0123456789", w[0]) && strspn(w, "+-.0123456789eE") == strlen(w) && isfinite(d);
     if (!strcmp(w, "true")) v = cJSON_CreateTrue();
     else if (!strcmp(w, "false")) v = cJSON_CreateFalse();
     else if (ieq(w, "null") || ieq(w, "none") || ieq(w, "nil")) v = cJSON_CreateNull();

@@ -62,5 +62,11 @@ def test_framing_errors_libmicrohttpd_answers_itself(server):
     hdr = b"POST /tokenize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     status, headers, _ = exchange(server, hdr + b"zz\r\nhello\r\n0\r\n\r\n")  # bad chunk size
     assert status == 400 and headers.get("connection", "").lower() == "close"
-    status, headers, _ = exchange(server, hdr + b"5;" + b"a" * 100000 + b"\r\nhello\r\n0\r\n\r\n")
-    assert status in (400, 413, 431, 500) and headers.get("connection", "").lower() == "close"
+    # A 100 KB chunk extension overflows the connection's read buffer: libmicrohttpd 0.9.75 sends
+    # its compiled-in "Internal server error" HTML page (no hook replaces it; raising the
+    # per-connection buffer for every connection would cost more than the odd 500 does).
+    status, headers, body = exchange(server, hdr + b"5;" + b"a" * 100000 + b"\r\nhello\r\n0\r\n\r\n")
+    assert status == 500 and headers.get("connection", "").lower() == "close", (status, headers)
+    assert body.startswith(b"<html>"), body[:200]
+    # the server stays up and serves the next request
+    assert exchange(server, b"GET /v1/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 200

@@ -9,7 +9,12 @@ on HTTP, grpcio on gRPC), then SIGTERM:
 - with a short grace the rest are cancelled cleanly (finish_reason "abort" and [DONE]; last gRPC
   message with FINISH_REASON_ABORT, status OK), exit 0 within the grace plus a bound;
 - a second signal during the drain ends the process at once (128 + signal).
-Before the drain existed, SIGTERM aborted every HTTP stream at once and gRPC kept accepting."""
+Before the drain existed, SIGTERM aborted every HTTP stream at once and gRPC kept accepting.
+
+Load (issue 20, item 3): 50 HTTP and 50 gRPC streams in flight at once against one g4serve, all
+of them running (--max-num-seqs above their sum), 25 + 25 under sanitizers (G4_SANITIZE=1: the
+CPU model is many times slower there), both protocols concurrently either way. Every wait is
+bounded (threads joined with a deadline, client timeouts), so a hung drain fails, never hangs."""
 import json
 import os
 import signal
@@ -26,7 +31,10 @@ from conftest import SERVED, start_server
 openai = pytest.importorskip("openai")
 
 SAN = os.environ.get("G4_SANITIZE") == "1"
-N = 6 if SAN else 20  # streams per protocol
+N = 25 if SAN else 50  # streams per protocol
+# All 2N streams run at once (the default running cap, 64, would queue some and they would not
+# have started at SIGTERM).
+LOAD = ["--max-num-seqs", str(4 * N)]
 
 
 class Streams:
@@ -85,7 +93,7 @@ class Streams:
         ch.close()
         rec["started"].set()
 
-    def wait_started(self, timeout=120):
+    def wait_started(self, timeout=180):
         deadline = time.time() + timeout
         for r in self.http + self.grpc:
             assert r["started"].wait(max(0.1, deadline - time.time())), "a stream never started"
@@ -96,6 +104,7 @@ class Streams:
         for t in self.threads:
             t.join(max(0.1, deadline - time.time()))
         assert not any(t.is_alive() for t in self.threads), "streams still open after the drain"
+        assert len(self.http) == len(self.grpc) == N
 
 
 def ready_status(srv):
@@ -130,8 +139,10 @@ def check_refusals(srv, pb):
 
 
 def test_in_flight_streams_finish_within_the_grace_period(pb):
-    srv = start_server(["--drain-timeout", "100"])
-    max_tokens = 12
+    srv = start_server(["--drain-timeout", "100", *LOAD])
+    # Long enough that none of the 2N streams ends before the last one starts; short enough to
+    # finish well within the grace (the sanitized server generates many times slower).
+    max_tokens = 24 if SAN else 48
     s = Streams(srv, pb, max_tokens)
     s.wait_started()
     t0 = time.time()
@@ -149,7 +160,7 @@ def test_in_flight_streams_finish_within_the_grace_period(pb):
 
 def test_streams_left_at_the_grace_period_end_cleanly(pb):
     grace = 2
-    srv = start_server(["--drain-timeout", str(grace)])
+    srv = start_server(["--drain-timeout", str(grace), *LOAD])
     s = Streams(srv, pb, 3000)
     s.wait_started()
     t0 = time.time()
@@ -169,7 +180,7 @@ def test_streams_left_at_the_grace_period_end_cleanly(pb):
 
 
 def test_a_second_signal_exits_at_once(pb):
-    srv = start_server(["--drain-timeout", "100"])
+    srv = start_server(["--drain-timeout", "100", *LOAD])
     s = Streams(srv, pb, 3000)
     s.wait_started()
     srv.proc.send_signal(signal.SIGTERM)

@@ -9,6 +9,9 @@ lstrip_blocks, loopcontrols, raise_exception) and writes tests/text/data/chat_ca
    fix: when the prompt so far ends with a closed "<turn|>\\n" and a generation prompt is asked
    for, open "<|turn>model\\n" as for any other turn; the template emits nothing or a bare
    "<|channel>thought\\n" there)}.
+Also writes tests/text/data/chat_random_cases.json: RANDOM_CASES seeded random conversations and
+tool lists of every shape the template accepts or raises on (null / missing / wrong-typed
+values, odd schemas), rendered the same way.
 Deterministic. Python is only needed to regenerate; the C test reads the JSON.
 
 Input limits of the C renderer that the cases respect: numbers arrive as cJSON doubles, so an
@@ -16,6 +19,7 @@ integral float such as 1.0 prints as 1 (Python prints 1.0); dictsort lower-cases
 """
 import json
 import os
+import random
 
 import jinja2
 import jinja2.ext
@@ -23,6 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.environ.get("G4_CHAT_TEMPLATE", "/work/shared/gemma4/chat_template.jinja")
+RANDOM_CASES = 600  # data/chat_random_cases.json: random shapes, seeded (random_cases below)
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Get current weather for a city",
@@ -252,7 +257,122 @@ CASES = [
       {"role": "assistant", "tool_calls": [call("get_weather", {"city": "B"}, "2")]},
       tool_msg("r2", "2")], [WEATHER], {}),
     ("user_empty_content", [U(""), A(""), U("   ")], None, {}),
+    # --- issue 20, renderer fidelity: null / missing values in tool messages and tool responses
+    ("tool_content_missing",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, {"role": "tool", "tool_call_id": "x"}],
+     None, {"add_generation_prompt": False}),
+    ("tool_name_number_error",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, tool_msg("c", "y", name=5)], None, {}),
+    ("tool_name_number_overridden_by_id",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, tool_msg("c", "x", name=5)], None, {}),
+    ("tool_name_null_falls_back",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, tool_msg("c", "y", name=None)], None, {}),
+    ("tool_part_text_null_error",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]},
+      tool_msg([{"type": "text", "text": None}], "x")], None, {}),
+    ("tool_part_text_missing_error",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]}, tool_msg([{"type": "text"}], "x")],
+     None, {}),
+    ("tool_part_text_number_error",
+     [U("q"), {"role": "assistant", "tool_calls": [call("f", {}, "x")]},
+      tool_msg([{"type": "text", "text": 5}], "x")], None, {}),
+    ("tool_responses_missing_and_null",
+     [U("q"), {"role": "assistant", "tool_responses": [{"name": "f"}, {"name": "g", "response": None},
+                                                        {"name": None, "response": {"a": None, "b": {"c": None}}},
+                                                        None, "ab"]}], None, {}),
+    ("tool_responses_name_number_error",
+     [U("q"), {"role": "assistant", "tool_responses": [{"name": 5, "response": 1}]}], None, {}),
+    ("tool_responses_mapping",
+     [U("q"), {"role": "assistant", "tool_responses": {"a": 1, "b": 2}, "content": "done"}], None, {}),
+    ("tool_responses_string",
+     [U("q"), {"role": "assistant", "tool_responses": "h\u00e9"}], None, {"enable_thinking": True}),
+    ("tool_responses_number_error",
+     [U("q"), {"role": "assistant", "tool_responses": 5}], None, {}),
+    ("reasoning_number_error",
+     [U("q"), {"role": "assistant", "content": "a", "reasoning": 5}], None, {"add_generation_prompt": False}),
+    ("reasoning_list_before_last_user_ignored",
+     [U("q"), {"role": "assistant", "content": "a", "reasoning_content": ["x"]}, U("again")], None, {}),
+    ("system_content_mapping",
+     [{"role": "system", "content": {"a": {"text": "hi"}, "b": 1}}, U("q")], None, {}),
+    # text: null parts: str(None) where the template trims, an error where it concatenates
+    ("text_null_parts",
+     [{"role": "system", "content": [{"type": "text", "text": None}]},
+      {"role": "user", "content": [{"type": "text", "text": None}, {"type": "text", "text": 5},
+                                   {"type": "text", "text": [1, "a"]}, {"type": "text"}]}], None, {}),
+    # negative zero and duplicate keys: raw JSON text, parsed by json.loads (last key wins)
+    ("negative_zero",
+     '[{"role":"user","content":"n"},{"role":"assistant","tool_calls":[{"id":"z","function":{"name":"f",'
+     '"arguments":{"a":-0,"b":[-0,0],"c":{"d":-0}}}}]},{"role":"tool","tool_call_id":"z","content":"-0"},'
+     '{"role":"assistant","tool_responses":[{"name":"r","response":{"r":-0}},{"response":-0}]}]',
+     None, {}),
+    ("duplicate_keys",
+     '[{"role":"system","content":"first","content":"last"},'
+     '{"role":"user","role":"user","content":[{"type":"text","text":"x","text":"y"}]},'
+     '{"role":"assistant","tool_calls":[{"id":"d","function":{"name":"f","arguments":'
+     '{"b":1,"a":2,"b":3,"B":{"k":1,"k":[1,2]}}}}],"tool_calls":[{"id":"d","function":{"name":"g",'
+     '"arguments":{"z":1,"z":null}}}]},'
+     '{"role":"tool","tool_call_id":"d","content":[{"type":"text","text":"a"},{"type":"text","text":"b","text":"c"}]},'
+     '{"role":"assistant","tool_responses":[{"name":"h","response":{"x":1,"y":2,"x":{"q":1,"q":2}}}]}]',
+     '[{"type":"function","function":{"name":"f","name":"g","description":"d","parameters":{"type":"object",'
+     '"properties":{"p":{"type":"string","type":"integer"},"a":{"type":"object","properties":{"s":{"type":"string"}},'
+     '"properties":{"t":{"type":"number"}}}},"required":["x"],"required":["p"]}}}]', {}),
+    # schema fields of the wrong type: rendered as jinja2 does, refused where it raises
+    ("schema_required_string",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {"ab": {"type": "string"}, "o": {"type": "object", "required": "xy\u00e9"},
+                                         "l": {"type": "array", "items": {"type": "object", "required": "mn"}}},
+         "required": "a\U0001f60ab"}}}], {}),
+    ("schema_required_mapping",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "required": {"y": 1, "x": 2}}}}], {}),
+    ("schema_required_number_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "required": 5}}}], {}),
+    ("schema_nested_required_bool_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {"o": {"type": "object", "required": True}}}}}], {}),
+    ("schema_items_required_number_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {"l": {"type": "array", "items": {"required": 0}}}}}}], {}),
+    ("schema_properties_list_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": [{"a": {"type": "string"}}]}}}], {}),
+    ("schema_properties_string_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": "abc"}}}], {}),
+    ("schema_nested_properties_list",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {
+             "o": {"type": "object", "properties": [1], "k": {"type": "string"}},
+             "l": {"type": "array", "items": {"properties": [1], "required": ["a"]}},
+             "v": "string", "w": 5, "x": None}}}}], {}),
+    ("schema_items_type_mapping_and_numbers",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {
+             "l": {"type": "array", "items": {"type": {"b": 1, "a": 2}}},
+             "m": {"type": "array", "items": {"type": [5, None, "x", True]}}}}}}], {}),
+    ("schema_items_type_number_error",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+         "type": "object", "properties": {"l": {"type": "array", "items": {"type": 5}}}}}}], {}),
+    ("schema_odd_shapes",
+     [U("q")], [{"type": "function", "function": {"name": "f", "description": None, "parameters": "abc"}},
+                {"type": "function", "function": {"name": "g", "parameters": [1], "response": "x"}},
+                {"type": "function", "function": "my function"},
+                {"type": "function", "function": ["function"]},
+                {"type": "function", "function": {"name": "h", "parameters": {"type": 5, "properties": {
+                    "a": {"type": 7, "description": 5}, "e": {"type": "string", "enum": "xy"}}}}}], {}),
+    ("schema_function_string_response_error",
+     [U("q")], [{"type": "function", "function": "my response"}], {}),
+    ("schema_function_list_response_error",
+     [U("q")], [{"type": "function", "function": ["response"]}], {}),
+    ("schema_function_null_error",
+     [U("q")], [{"type": "function", "function": None}], {}),
 ]
+
+
+# What the template raises besides TemplateError (str + None, iterating an int, dict.items of
+# a list): all of them are refusals the C renderer must reproduce.
+TEMPLATE_RAISES = (jinja2.exceptions.TemplateError, TypeError, AttributeError)
 
 
 def render(env, tmpl, messages, tools, opts):
@@ -264,6 +384,143 @@ def render(env, tmpl, messages, tools, opts):
     if tools is not None:
         kw["tools"] = tools
     return tmpl.render(**kw)
+
+
+def raises(env, tmpl, messages, tools, opts):
+    try:
+        render(env, tmpl, json.loads(messages) if isinstance(messages, str) else messages,
+               json.loads(tools) if isinstance(tools, str) else tools, opts)
+        return False
+    except TEMPLATE_RAISES:
+        return True
+
+
+def golden(env, tmpl, name, messages, tools, opts):
+    """One case of the golden file: the inputs, jinja2's output (or that it raised)."""
+    full = {"add_generation_prompt": True, "enable_thinking": False, "preserve_thinking": False}
+    full.update(opts)
+    case = {"name": name, "options": full}
+    # Raw JSON text (duplicate keys, -0) travels as text; the C test parses it with cJSON.
+    case["messages_json" if isinstance(messages, str) else "messages"] = messages
+    if tools is not None:
+        case["tools_json" if isinstance(tools, str) else "tools"] = tools
+    if isinstance(messages, str):
+        messages = json.loads(messages)
+    if isinstance(tools, str):
+        tools = json.loads(tools)
+    try:
+        raw = render(env, tmpl, messages, tools, opts)
+    except TEMPLATE_RAISES as e:
+        case["error"] = True
+        case["error_message"] = str(e)
+        return case
+    case["expected"] = raw
+    fixed = raw
+    if full["add_generation_prompt"]:
+        base = render(env, tmpl, messages, tools, dict(opts, add_generation_prompt=False))
+        if base.endswith("<turn|>\n"):
+            fixed = base + "<|turn>model\n" + ("" if full["enable_thinking"] else "<|channel>thought\n<channel|>")
+    case["expected_fixed"] = fixed
+    return case
+
+
+# ---- random cases: every shape the template takes, well-formed or not -------------------------
+# Values stay inside the renderer's documented input limits (no floats that are integral, such
+# as -0.0 or 1.0; ASCII where `upper` applies).
+
+def random_cases(n, seed=20):
+    R = random.Random(seed)
+
+    def scalar():
+        return R.choice([None, True, False, 0, 5, 1.5, "", "x", " a ", "<|channel>t<channel|>v"])
+
+    def val(d=0):
+        k = R.random()
+        if d > 2 or k < 0.5:
+            return scalar()
+        if k < 0.75:
+            return [val(d + 1) for _ in range(R.randint(0, 3))]
+        keys = ["a", "B", "text", "type", "name", "response", "id", "content", "required", "properties",
+                "items", "description", "enum", "nullable"]
+        return {R.choice(keys): val(d + 1) for _ in range(R.randint(0, 3))}
+
+    def part():
+        p = {"type": R.choice(["text", "image", "video", "audio", "x"])}
+        if R.random() < 0.8:
+            p["text"] = R.choice(["hi", None, 5, "  t ", ["l"], "<|channel>a<channel|>b"])
+        return p if R.random() < 0.95 else val()
+
+    def content():
+        k = R.random()
+        if k < 0.5:
+            return R.choice(["hello", " x ", "", "a<|channel>t<channel|>b"])
+        if k < 0.8:
+            return [part() for _ in range(R.randint(0, 3))]
+        return val()
+
+    def message():
+        role = R.choice(["user", "assistant", "assistant", "tool", "system", "developer"])
+        m = {"role": role}
+        if R.random() < 0.9:
+            m["content"] = content()
+        if role == "assistant":
+            if R.random() < 0.5:
+                m["tool_calls"] = [{"id": R.choice(["a", "b", None, 1]), "function": {
+                    "name": R.choice(["f", "g"]), "arguments": R.choice([{}, {"x": val()}, None])}}
+                    for _ in range(R.randint(1, 2))]
+            if R.random() < 0.2:
+                m["tool_responses"] = R.choice([[{"name": R.choice(["f", None, 5, ""]), "response": val()}], val()])
+            if R.random() < 0.3:
+                m[R.choice(["reasoning", "reasoning_content"])] = R.choice(["why", None, "", 5])
+        if role == "tool":
+            if R.random() < 0.7:
+                m["tool_call_id"] = R.choice(["a", "b", None, 1])
+            if R.random() < 0.3:
+                m["name"] = R.choice(["n", None, 5, ""])
+        return m
+
+    def schema(d=0):
+        s = {}
+        for k in R.sample(["type", "description", "properties", "required", "items", "enum", "nullable", "x"],
+                          R.randint(0, 4)):
+            if k == "type":
+                s[k] = R.choice(["string", "object", "array", "integer", ["string", "null"], 5, None])
+            elif k == "properties" and d < 2:
+                s[k] = R.choice([{"p": schema(d + 1), "q": schema(d + 1)}, [], "s", {}])
+            elif k == "items" and d < 2:
+                s[k] = R.choice([schema(d + 1), {"type": R.choice([{"a": 1}, ["x"], "y"]),
+                                                 "required": R.choice([["a"], "ab"])}, [1]])
+            elif k == "required":
+                s[k] = R.choice([["p"], "pq", [], {"p": 1}])
+            else:
+                s[k] = val()
+        return s
+
+    def tools():
+        if R.random() < 0.5:
+            return None
+        return [{"type": "function", "function": {
+            "name": R.choice(["f", "g"]), "description": R.choice(["d", None, 5]),
+            "parameters": R.choice([schema(), {"type": "object", "properties": {"a": schema(), "b": schema()},
+                                               "required": R.choice([["a"], "ab", 3])}])}}
+            for _ in range(R.randint(1, 2))]
+
+    for i in range(n):
+        msgs = [message() for _ in range(R.randint(1, 5))]
+        opts = {"add_generation_prompt": R.random() < 0.5, "enable_thinking": R.random() < 0.3,
+                "preserve_thinking": R.random() < 0.2}
+        yield "random_%d" % i, msgs, tools(), opts
+
+
+def write(path, cases, what):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"generator": "tests/text/make_chat_cases.py", "jinja2_version": jinja2.__version__,
+                   "template": "shared/gemma4/chat_template.jinja (2026-07-09)", "cases": cases}, f,
+                  ensure_ascii=False, indent=None, separators=(",", ":"))
+        f.write("\n")
+    n_fix = sum(1 for c in cases if "expected" in c and c["expected"] != c["expected_fixed"])
+    print("%d %s (%d raise, %d differ by the generation-prompt fix)"
+          % (len(cases), what, sum(1 for c in cases if c.get("error")), n_fix))
 
 
 def main():
@@ -281,27 +538,8 @@ def main():
     for name, messages, tools, opts in CASES:
         assert name not in names, name
         names.add(name)
-        full = {"add_generation_prompt": True, "enable_thinking": False, "preserve_thinking": False}
-        full.update(opts)
-        case = {"name": name, "messages": messages, "options": full}
-        if tools is not None:
-            case["tools"] = tools
-        try:
-            raw = render(env, tmpl, messages, tools, opts)
-        except jinja2.exceptions.TemplateError as e:
-            case["error"] = True
-            case["error_message"] = str(e)
-            out.append(case)
-            continue
-        case["expected"] = raw
-        fixed = raw
-        if full["add_generation_prompt"]:
-            base = render(env, tmpl, messages, tools, dict(opts, add_generation_prompt=False))
-            if base.endswith("<turn|>\n"):
-                fixed = base + "<|turn>model\n" + ("" if full["enable_thinking"]
-                                                   else "<|channel>thought\n<channel|>")
-        case["expected_fixed"] = fixed
-        out.append(case)
+        assert not name.endswith("_error") or raises(env, tmpl, messages, tools, opts), name
+        out.append(golden(env, tmpl, name, messages, tools, opts))
     path = os.path.join(HERE, "data", "chat_cases.json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump({"generator": "tests/text/make_chat_cases.py", "jinja2_version": jinja2.__version__,
@@ -311,6 +549,8 @@ def main():
     n_fix = sum(1 for c in out if "expected" in c and c["expected"] != c["expected_fixed"])
     print("%d chat cases (%d raise, %d differ by the generation-prompt fix)"
           % (len(out), sum(1 for c in out if c.get("error")), n_fix))
+    rnd = [golden(env, tmpl, *c) for c in random_cases(RANDOM_CASES)]
+    write(os.path.join(HERE, "data", "chat_random_cases.json"), rnd, "random chat cases")
 
 
 if __name__ == "__main__":

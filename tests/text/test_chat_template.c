@@ -1,7 +1,7 @@
 /* test_chat_template.c - the C chat renderer against jinja2 on the golden cases.
  *
- * Data: tests/text/data/chat_cases.json (make_chat_cases.py renders the official template with
- * jinja2). Each case must match "expected" byte for byte with the quirk fix off, and
+ * Data: tests/text/data/chat_cases.json and chat_random_cases.json (make_chat_cases.py renders
+ * the official template with jinja2; the random file holds 600 seeded random shapes). Each case must match "expected" byte for byte with the quirk fix off, and
  * "expected_fixed" with it on; cases where the template raises must fail with a message.
  * Also: the string-arguments option, Python number formatting, and input errors. */
 #include <stdio.h>
@@ -28,7 +28,7 @@ static void show_diff(const char *got, const char *want) {
             want + from);
 }
 
-static void check_cases(const cJSON *root) {
+static void check_cases(const char *file, const cJSON *root, int min_cases) {
     int k = 0, n_match = 0, n_fixed_differs = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases")) {
@@ -40,6 +40,13 @@ static void check_cases(const cJSON *root) {
         opt.enable_thinking = cJSON_IsTrue(cJSON_GetObjectItem(o, "enable_thinking"));
         opt.preserve_thinking = cJSON_IsTrue(cJSON_GetObjectItem(o, "preserve_thinking"));
         const cJSON *msgs = cJSON_GetObjectItem(c, "messages"), *tools = cJSON_GetObjectItem(c, "tools");
+        /* Cases given as raw JSON text (duplicate keys, -0) are parsed here, as a server would. */
+        const cJSON *raw_m = cJSON_GetObjectItem(c, "messages_json"), *raw_t = cJSON_GetObjectItem(c, "tools_json");
+        cJSON *parsed_m = raw_m ? cJSON_Parse(raw_m->valuestring) : NULL;
+        cJSON *parsed_t = raw_t ? cJSON_Parse(raw_t->valuestring) : NULL;
+        CHECK(!raw_m == !parsed_m && !raw_t == !parsed_t, "%s: raw JSON does not parse", name);
+        if (raw_m) msgs = parsed_m;
+        if (raw_t) tools = parsed_t;
         for (int fix = 0; fix <= 1; fix++) {
             opt.fix_generation_prompt = fix;
             g4_strbuf out = {0};
@@ -61,11 +68,13 @@ static void check_cases(const cJSON *root) {
             }
             g4_strbuf_free(&out);
         }
+        cJSON_Delete(parsed_m);
+        cJSON_Delete(parsed_t);
         k++;
     }
-    printf("chat: %d cases, %d identical to jinja2, %d where the generation-prompt fix applies\n", k, n_match,
+    printf("%s: %d cases, %d identical to jinja2, %d where the generation-prompt fix applies\n", file, k, n_match,
            n_fixed_differs);
-    CHECK(k >= 40, "only %d chat cases", k);
+    CHECK(k >= min_cases, "only %d cases in %s", k, file);
     CHECK(n_fixed_differs >= 2, "the quirk cases should exercise the fix");
 }
 
@@ -155,15 +164,22 @@ static void check_assistant_part_without_text(void) {
 }
 
 int main(void) {
-    char *json = read_file("tests/text/data/chat_cases.json");
-    REQUIRE(json != NULL, "cannot read tests/text/data/chat_cases.json");
-    cJSON *root = cJSON_Parse(json);
-    REQUIRE(root != NULL, "chat_cases.json does not parse");
-    check_cases(root);
+    /* The written cases, then random shapes (well-formed or not) from the same generator. */
+    static const struct {
+        const char *path;
+        int min_cases;
+    } files[] = {{"tests/text/data/chat_cases.json", 80}, {"tests/text/data/chat_random_cases.json", 500}};
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char *text = read_file(files[f].path);
+        REQUIRE(text != NULL, "cannot read %s", files[f].path);
+        cJSON *cases = cJSON_Parse(text);
+        REQUIRE(cases != NULL, "%s does not parse", files[f].path);
+        check_cases(files[f].path, cases, files[f].min_cases);
+        cJSON_Delete(cases);
+        free(text);
+    }
     check_string_arguments();
     check_assistant_part_without_text();
     check_numbers();
-    cJSON_Delete(root);
-    free(json);
     return check_summary();
 }

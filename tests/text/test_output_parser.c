@@ -104,6 +104,10 @@ static const pcase CASES[] = {
      "g({\"m\":[[1,2],[3,[4,{\"a\":[]}]]],\"e\":{}});", 0, 0, 0},
     {"<|tool_call>call:h{mode:fast mode,n:-3.5e2,ok:False,nil:None,p:+3,d:.5}<tool_call|>", "", "",
      "h({\"mode\":\"fast mode\",\"n\":-3.5e2,\"ok\":\"False\",\"nil\":null,\"p\":3,\"d\":0.5});", 0, 0, 0},
+    /* Issue 20: strtod reads hex; the format's bare-word rule (numbers as Python's float()) keeps
+     * these strings. */
+    {"<|tool_call>call:f{a:0x1F,b:0X10,c:0x1p3,d:-0x2,e:1e3}<tool_call|>", "", "",
+     "f({\"a\":\"0x1F\",\"b\":\"0X10\",\"c\":\"0x1p3\",\"d\":\"-0x2\",\"e\":1e3});", 0, 0, 0},
     {"<|tool_call>call:k{" D "my key" D ":1, dup:1, dup:2}<tool_call|>", "", "", "k({\"my key\":1,\"dup\":2});", 0, 0,
      0},
     {"<|tool_call>call:f{ a : 1 , b : [ 1 , 2 , ] , }<tool_call|>", "", "", "f({\"a\":1,\"b\":[1,2]});", 0, 0, 0},

@@ -44,6 +44,64 @@ int g4_http_fail(g4_http_error *e, int status, const char *param, const char *fm
     return -1;
 }
 
+/* Offset of the first NUL inside a JSON string of body[0..len) (a \u0000 escape, or a raw 0
+ * byte, which cJSON also takes), or len. cJSON keeps it as a NUL byte that ends the C string,
+ * which would cut the text short silently. With copy (a copy of body), every such NUL there
+ * becomes U+0001 (\u0001, or a raw 1 byte). One pass. */
+static size_t nul_escape_at(const char *body, size_t len, char *copy) {
+    int in_string = 0;
+    size_t first = len;
+    for (size_t i = 0; i < len; i++) {
+        if (body[i] == '"') in_string = !in_string;
+        else if (in_string && body[i] == 0) {
+            if (first == len) first = i;
+            if (!copy) return first;
+            copy[i] = 1;
+        } else if (in_string && body[i] == '\\') {
+            if (len - i >= 6 && !memcmp(body + i + 1, "u0000", 5)) {
+                if (first == len) first = i;
+                if (!copy) return first;
+                copy[i + 5] = '1';
+            }
+            i++; /* the escaped character */
+        }
+    }
+    return first;
+}
+
+/* Writes the path of the first string (or key) of a that is shorter than its counterpart in b
+ * (the same body parsed with the NUL escapes replaced): "messages[1].content". 1 when found. */
+static int shorter_string_path(const cJSON *a, const cJSON *b, char *path, size_t size) {
+    if (cJSON_IsString(a)) return strlen(a->valuestring) < strlen(b->valuestring);
+    size_t at = strlen(path);
+    int i = 0;
+    for (const cJSON *x = a->child, *y = b->child; x && y; x = x->next, y = y->next, i++) {
+        if (cJSON_IsObject(a)) snprintf(path + at, size - at, "%s%s", at ? "." : "", x->string);
+        else snprintf(path + at, size - at, "[%d]", i);
+        if (cJSON_IsObject(a) && strlen(x->string) < strlen(y->string)) return 1;
+        if (shorter_string_path(x, y, path, size)) return 1;
+    }
+    path[at] = 0;
+    return 0;
+}
+
+/* The 400 for a NUL character: names the field when the body can be re-read, else the offset. */
+static void fail_nul(const char *body, size_t len, const cJSON *root, size_t at, g4_http_error *e) {
+    char path[64] = "";
+    char *copy = malloc(len + 1);
+    if (copy) {
+        memcpy(copy, body, len);
+        nul_escape_at(body, len, copy);
+        cJSON *other = cJSON_ParseWithLength(copy, len);
+        if (!other || !shorter_string_path(root, other, path, sizeof path)) path[0] = 0;
+        cJSON_Delete(other);
+        free(copy);
+    }
+    g4_http_fail(e, 400, path[0] ? path : NULL,
+                 "%s%sholds a NUL character (U+0000, at offset %zu of the body); NUL is not accepted in text",
+                 path[0] ? path : "the request body ", path[0] ? " " : "", at);
+}
+
 cJSON *g4_http_parse_body(const char *body, size_t len, g4_http_error *e) {
     uint32_t cp;
     for (size_t i = 0; i < len;) {
@@ -65,6 +123,12 @@ cJSON *g4_http_parse_body(const char *body, size_t len, g4_http_error *e) {
         else
             g4_http_fail(e, 400, NULL, "the request body is not valid JSON (%s at offset %zu)",
                          root ? "unexpected data after the value" : "syntax error", at);
+        return NULL;
+    }
+    size_t nul = nul_escape_at(body, len, NULL);
+    if (nul < len) {
+        fail_nul(body, len, root, nul, e);
+        cJSON_Delete(root);
         return NULL;
     }
     return root;
