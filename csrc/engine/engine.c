@@ -12,6 +12,7 @@
 
 #include "base/rng.h"
 #include "engine/engine_impl.h"
+#include "engine/spec.h"
 
 #define G4_TEXT_SCRATCH (64 * 1024)
 
@@ -60,6 +61,7 @@ static void record_step_tokens(g4_engine *e, int n) {
 static void run_step(g4_engine *e) {
     double t0 = now_s();
     g4_scheduler *s = &e->sched;
+    g4_spec_propose(&e->o.spec, s);
     int n = g4_sched_next(s);
     /* the queue length submit checks must not stay stale while the step runs */
     pthread_mutex_lock(&e->mu);
@@ -97,7 +99,7 @@ static void run_step(g4_engine *e) {
     if (on_device) {
         double ts = now_s();
         for (int r = 0; r < s->n_rows; r++) e->row_seqs[r] = s->batch[s->row_batch[r]];
-        rc = g4_engine_sample_params(e, e->row_seqs, s->n_rows, &n_lp, &err);
+        rc = g4_engine_sample_params(e, e->row_seqs, s->row_draft, s->n_rows, &n_lp, &err);
         e->st.sample_seconds += now_s() - ts;
     }
     double t1 = now_s();
@@ -143,7 +145,12 @@ static void run_step(g4_engine *e) {
             }
             continue;
         }
-        if (q->cancelled) {
+        if (q->n_draft) { /* a speculating sequence: its 1 + n_draft verification rows */
+            int r0 = r;
+            r += q->n_draft;
+            if (q->cancelled) g4_engine_finish(e, q, G4_FINISH_ABORT, NULL);
+            else g4_engine_emit_verified(e, q, r0, on_device);
+        } else if (q->cancelled) {
             g4_engine_finish(e, q, G4_FINISH_ABORT, NULL);
         } else if (on_device) {
             g4_sample_result res;
@@ -276,6 +283,7 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
                 o->max_waiting, o->n_eos, G4_MAX_EOS);
         return NULL;
     }
+    if (g4_spec_check(&o->spec, err)) return NULL;
     if (detok && (!detok->open || !detok->push)) {
         g4_fail(err, "engine: a detokenizer needs open and push");
         return NULL;
@@ -303,10 +311,12 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     e->seed_base = o->seed ? o->seed : mix64((uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)e);
     e->text_cap = G4_TEXT_SCRATCH;
     e->text = malloc(e->text_cap);
+    /* rows sampled on the backend: one per sequence, or one per token with speculation */
+    size_t dev_rows = (size_t)(o->max_running > o->step_token_budget ? o->max_running : o->step_token_budget);
     e->logits = malloc((size_t)o->max_running * ex->vocab * sizeof *e->logits);
-    e->sampled = malloc((size_t)o->max_running * sizeof *e->sampled);
-    e->sampled_lp = malloc((size_t)o->max_running * sizeof *e->sampled_lp);
-    e->row_seqs = malloc((size_t)o->max_running * sizeof *e->row_seqs);
+    e->sampled = malloc(dev_rows * sizeof *e->sampled);
+    e->sampled_lp = malloc(dev_rows * sizeof *e->sampled_lp);
+    e->row_seqs = malloc(dev_rows * sizeof *e->row_seqs);
     e->logits_rows = o->max_running;
     e->allowed_mask = malloc((size_t)((ex->vocab + 31) / 32) * sizeof *e->allowed_mask);
     e->constraint_mask = malloc((size_t)((ex->vocab + 31) / 32) * sizeof *e->constraint_mask);
