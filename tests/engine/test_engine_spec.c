@@ -1,0 +1,365 @@
+/* test_engine_spec.c — speculative decoding (n-gram proposals) in the engine on the tiny random
+ * checkpoints (CPU backend), always against the same requests served with speculation off:
+ *   greedy        64 concurrent requests of mixed kinds (random, repeated phrases, a small
+ *                 alphabet, shared prefixes), chunked prefill (budget 64), stop strings, stop
+ *                 ids and max_tokens, served twice (the second time from the prefix cache):
+ *                 tokens, finish reasons and text identical
+ *   seeded        temperature / top-k / top-p sampling with repetition, presence and frequency
+ *                 penalties, logprobs, and logit_bias on some requests (host-sampled steps):
+ *                 tokens and logprobs identical (the draw is keyed by the output index)
+ *   starved       pools far too small: preemptions happen, outputs identical
+ *   switch-off    disable_by_batch_size = 1: nothing proposed; the draft method is refused
+ * Every run ends with every KV block free; the counters are consistent (accepted ≤ proposed,
+ * per-position counts non-increasing and summing to the accepted count, the requests' own totals
+ * summing to the engine's) and not vacuous (proposals made and accepted). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "check.h"
+#include "engine/engine.h"
+#include "engine_test_util.h"
+#include "model/gemma4.h"
+#include "model/testmodel.h"
+
+#define N_REQ 64
+#define MAX_PROMPT 96
+#define VOCAB 4096 /* a small vocabulary: faster steps, and outputs that repeat */
+
+typedef struct req {
+    int32_t prompt[MAX_PROMPT];
+    int n_prompt, max_tokens, min_tokens;
+    g4_sampling sp;
+    char stop_str[32];       /* "" = none */
+    int32_t stop_id;         /* −1 = none */
+    g4_logit_bias bias[2];
+    int n_bias;
+    rec r;
+} req;
+
+static g4_model *open_model(const char *kind, const char *dir, g4_backend *be, int n_s, int n_g, int max_seqs) {
+    g4_error err = {{0}};
+    g4_config cfg;
+    if (g4_testmodel_config(&cfg, kind, &err) || (cfg.vocab = VOCAB, 0) || g4_testmodel_write(&cfg, 11, dir, &err)) {
+        CHECK(0, "write %s: %s", kind, err.msg);
+        return NULL;
+    }
+    g4_model_opts o;
+    g4_model_opts_default(&o);
+    o.max_seqs = max_seqs;
+    o.max_step_tokens = 256;
+    o.max_model_len = 160;
+    o.n_blocks_sliding = n_s;
+    o.n_blocks_global = n_g;
+    g4_model *m = NULL;
+    if (g4_model_open(&m, dir, be, &o, &err)) {
+        CHECK(0, "open %s: %s", kind, err.msg);
+        return NULL;
+    }
+    return m;
+}
+
+typedef struct run_opts {
+    bool spec, prefix;
+    int budget;              /* 0 = the model's */
+    int disable_by_batch_size;
+    int passes;              /* the batch served this many times in a row on one engine */
+} run_opts;
+
+/* Serves reqs (all submitted together) `passes` times; records the last pass in reqs[i].r. */
+static void serve(g4_model *m, const run_opts *ro, req *reqs, int n, g4_engine_stats *st) {
+    g4_engine_opts o;
+    g4_engine_opts_from_model(&o, m);
+    o.prefix_cache = ro->prefix;
+    o.seed = 99;
+    if (ro->budget) o.step_token_budget = ro->budget;
+    if (ro->spec)
+        o.spec = (g4_spec_config){.method = G4_SPEC_NGRAM,
+                                  .num_speculative_tokens = 4,
+                                  .prompt_lookup_min = 1,
+                                  .prompt_lookup_max = 3,
+                                  .disable_by_batch_size = ro->disable_by_batch_size};
+    g4_executor ex;
+    g4_executor_local(&ex, m);
+    g4_detok_iface dt = fake_detok();
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, &dt, &err);
+    CHECK(e != NULL, "engine: %s", err.msg);
+    if (!e) return;
+    for (int pass = 0; pass < (ro->passes ? ro->passes : 1); pass++) {
+        for (int i = 0; i < n; i++) {
+            req *q = &reqs[i];
+            memset(&q->r, 0, sizeof q->r);
+            const char *ss[1] = {q->stop_str};
+            g4_request_params p = {.prompt = q->prompt,
+                                   .n_prompt = q->n_prompt,
+                                   .sampling = q->sp,
+                                   .logit_bias = q->bias,
+                                   .n_logit_bias = q->n_bias,
+                                   .on_event = rec_on_event,
+                                   .user = &q->r};
+            g4_stop_rules_default(&p.stop);
+            p.stop.max_tokens = q->max_tokens;
+            p.stop.min_tokens = q->min_tokens;
+            if (q->stop_str[0]) p.stop.stop_strings = ss, p.stop.n_stop_strings = 1;
+            if (q->stop_id >= 0) p.stop.stop_ids = &q->stop_id, p.stop.n_stop_ids = 1;
+            int code = 0;
+            CHECK(g4_engine_submit(e, &p, &code, &err) != 0, "submit: %s", err.msg);
+        }
+        g4_engine_wait_idle(e);
+    }
+    g4_engine_stats_get(e, st);
+    CHECK(st->blocks_sliding_used == 0 && st->blocks_global_used == 0, "blocks still used: %d sliding, %d global",
+          st->blocks_sliding_used, st->blocks_global_used);
+    g4_engine_destroy(e);
+}
+
+/* Counters: consistent with each other and with the requests' last events (last pass only when
+ * passes = 1). Returns the accepted tokens. */
+static uint64_t check_counters(const g4_engine_stats *st, const req *reqs, int n, bool per_request, const char *what) {
+    CHECK(st->spec_accepted_tokens <= st->spec_draft_tokens, "%s: accepted %llu > proposed %llu", what,
+          (unsigned long long)st->spec_accepted_tokens, (unsigned long long)st->spec_draft_tokens);
+    CHECK(st->spec_draft_tokens <= (uint64_t)G4_SPEC_MAX_TOKENS * st->spec_drafts, "%s: tokens per proposal", what);
+    uint64_t sum = 0;
+    for (int i = 0; i < G4_SPEC_MAX_TOKENS; i++) {
+        sum += st->spec_accepted_per_pos[i];
+        CHECK(i == 0 ? st->spec_accepted_per_pos[0] <= st->spec_drafts
+                     : st->spec_accepted_per_pos[i] <= st->spec_accepted_per_pos[i - 1],
+              "%s: accepted at position %d grows", what, i);
+    }
+    CHECK(sum == st->spec_accepted_tokens, "%s: per-position sum %llu ≠ accepted %llu", what, (unsigned long long)sum,
+          (unsigned long long)st->spec_accepted_tokens);
+    if (per_request) {
+        uint64_t d = 0, a = 0;
+        for (int i = 0; i < n; i++) {
+            d += (uint64_t)reqs[i].r.spec_draft, a += (uint64_t)reqs[i].r.spec_accepted;
+            CHECK(reqs[i].r.spec_accepted <= reqs[i].r.spec_draft, "%s: request %d accepted > proposed", what, i);
+            CHECK(reqs[i].r.spec_accepted < reqs[i].r.n_events, "%s: request %d accepted more than it output", what, i);
+        }
+        CHECK(d == st->spec_draft_tokens && a == st->spec_accepted_tokens,
+              "%s: requests' totals %llu / %llu ≠ engine's %llu / %llu", what, (unsigned long long)d,
+              (unsigned long long)a, (unsigned long long)st->spec_draft_tokens,
+              (unsigned long long)st->spec_accepted_tokens);
+    }
+    printf("%s: %llu proposals, %llu tokens proposed, %llu accepted (per position:", what,
+           (unsigned long long)st->spec_drafts, (unsigned long long)st->spec_draft_tokens,
+           (unsigned long long)st->spec_accepted_tokens);
+    for (int i = 0; i < 4; i++) printf(" %llu", (unsigned long long)st->spec_accepted_per_pos[i]);
+    printf("), %llu steps, %llu preemptions, %llu prefix-hit tokens\n", (unsigned long long)st->steps,
+           (unsigned long long)st->preemptions, (unsigned long long)st->prefix_hit_tokens);
+    return st->spec_accepted_tokens;
+}
+
+/* Same tokens, logprobs, finish, stop and text as the reference. */
+static void compare(const rec *ref, const req *reqs, int n, const char *what) {
+    int same = 0;
+    for (int i = 0; i < n; i++) {
+        const rec *a = &ref[i], *b = &reqs[i].r;
+        int ok = a->n == b->n && a->finish == b->finish && a->n_finish == 1 && b->n_finish == 1 &&
+                 a->stop_token == b->stop_token && !strcmp(a->stop_string, b->stop_string) &&
+                 !memcmp(a->toks, b->toks, (size_t)a->n * sizeof *a->toks) &&
+                 !memcmp(a->logprob, b->logprob, (size_t)a->n * sizeof *a->logprob) && !strcmp(a->text, b->text) &&
+                 a->completion_tokens == b->completion_tokens;
+        same += ok;
+        if (!ok)
+            fprintf(stderr, "%s request %d: off %d tokens (finish %d), on %d (finish %d)\n", what, i, a->n, a->finish,
+                    b->n, b->finish);
+    }
+    printf("%s: %d/%d requests identical with speculation on and off\n", what, same, n);
+    CHECK(same == n, "%s: %d of %d requests differ", what, n - same, n);
+}
+
+/* Mixed prompts: random; a phrase repeated; a small alphabet; a shared 40-token prefix. */
+static void make_reqs(req *reqs, int n, uint64_t seed, bool sample) {
+    int32_t shared[40];
+    for (int j = 0; j < 40; j++) shared[j] = rng_int(&seed, 2, VOCAB - 1);
+    for (int i = 0; i < n; i++) {
+        req *q = &reqs[i];
+        memset(q, 0, sizeof *q);
+        q->n_prompt = rng_int(&seed, 6, 80);
+        int32_t phrase[8], n_phrase = rng_int(&seed, 2, 8), alpha[3];
+        for (int j = 0; j < 8; j++) phrase[j] = rng_int(&seed, 2, VOCAB - 1);
+        for (int j = 0; j < 3; j++) alpha[j] = rng_int(&seed, 2, VOCAB - 1);
+        for (int j = 0; j < q->n_prompt; j++) {
+            switch (i % 4) {
+            case 0: q->prompt[j] = rng_int(&seed, 2, VOCAB - 1); break;
+            case 1: q->prompt[j] = phrase[j % n_phrase]; break;
+            case 2: q->prompt[j] = alpha[rng_int(&seed, 0, 2)]; break;
+            default: q->prompt[j] = j < 40 ? shared[j] : phrase[j % n_phrase]; break;
+            }
+        }
+        q->max_tokens = rng_int(&seed, 1, 60);
+        q->stop_id = -1;
+        g4_sampling_default(&q->sp);
+        q->sp.logprobs = i % 3 ? -1 : 2;
+        if (sample) {
+            q->sp.temperature = i % 2 ? 0.4f : 1.0f;
+            q->sp.top_k = i % 5 ? 40 : 0;
+            q->sp.top_p = 0.9f;
+            q->sp.has_seed = i % 7 != 0; /* the others are seeded by the engine's seed and their id */
+            q->sp.seed = rng_next(&seed);
+            if (i % 3 == 1) q->sp.repetition_penalty = 1.2f;
+            if (i % 5 == 2) q->sp.presence_penalty = 0.3f, q->sp.frequency_penalty = 0.2f;
+            if (i % 4 == 3) {
+                q->bias[0] = (g4_logit_bias){.token = q->prompt[0], .bias = 2.0f};
+                q->bias[1] = (g4_logit_bias){.token = 5, .bias = -1.0f};
+                q->n_bias = 2;
+            }
+        }
+    }
+}
+
+/* Stop rules placed on the reference output: a stop string on the text of output token 6, a stop
+ * id on token 5 (both also inside runs the n-gram proposals predict when the output repeats). */
+static void place_stops(req *reqs, const rec *ref, int n) {
+    for (int i = 0; i < n; i++) {
+        if (i % 8 == 5 && ref[i].n > 7) snprintf(reqs[i].stop_str, sizeof reqs[i].stop_str, "<%d>", ref[i].toks[6]);
+        if (i % 8 == 6 && ref[i].n > 6) reqs[i].stop_id = ref[i].toks[5];
+        if (i % 8 == 7) reqs[i].min_tokens = 3;
+    }
+}
+
+static void test_greedy(const char *dir) {
+    g4_error err = {{0}};
+    g4_backend *be = g4_backend_cpu_create(&err);
+    g4_model *m = open_model("tiny-dense", dir, be, 0, 0, N_REQ);
+    if (!m) return;
+    req *reqs = calloc(N_REQ, sizeof *reqs);
+    rec *ref = calloc(N_REQ, sizeof *ref);
+    make_reqs(reqs, N_REQ, 4, false);
+    g4_engine_stats st;
+    run_opts off = {.prefix = true, .budget = 64, .passes = 1};
+    serve(m, &off, reqs, N_REQ, &st); /* the outputs to place stop rules on */
+    for (int i = 0; i < N_REQ; i++) ref[i] = reqs[i].r;
+    place_stops(reqs, ref, N_REQ);
+    serve(m, &off, reqs, N_REQ, &st);
+    int stopped = 0;
+    for (int i = 0; i < N_REQ; i++) ref[i] = reqs[i].r, stopped += ref[i].finish == G4_FINISH_STOP;
+    CHECK(st.spec_drafts == 0, "proposals with speculation off");
+    run_opts on = {.spec = true, .prefix = true, .budget = 64, .disable_by_batch_size = 1000, .passes = 2};
+    serve(m, &on, reqs, N_REQ, &st);
+    compare(ref, reqs, N_REQ, "greedy (second pass, prefix cache)");
+    CHECK(st.prefix_hit_tokens > 0, "no prefix hits");
+    CHECK(stopped >= 8, "only %d requests stopped on a stop rule", stopped);
+    uint64_t acc = check_counters(&st, reqs, N_REQ, false, "greedy");
+    CHECK(acc > 0 && st.spec_draft_tokens > acc, "greedy: proposals accepted %llu of %llu: vacuous",
+          (unsigned long long)acc, (unsigned long long)st.spec_draft_tokens);
+    on.passes = 1, on.prefix = false;
+    serve(m, &on, reqs, N_REQ, &st);
+    compare(ref, reqs, N_REQ, "greedy (no prefix cache)");
+    check_counters(&st, reqs, N_REQ, true, "greedy (no prefix cache)");
+    free(ref);
+    free(reqs);
+    g4_model_close(m);
+    g4_backend_destroy(be);
+}
+
+static void test_seeded(const char *dir) {
+    g4_error err = {{0}};
+    g4_backend *be = g4_backend_cpu_create(&err);
+    g4_model *m = open_model("tiny-moe", dir, be, 0, 0, N_REQ);
+    if (!m) return;
+    req *reqs = calloc(N_REQ, sizeof *reqs);
+    rec *ref = calloc(N_REQ, sizeof *ref);
+    /* without logit_bias every row is sampled on the backend (all rows of a step at once); with
+     * it, steps holding a biased request sample host logits (row by row, after the emission) */
+    for (int host = 0; host < 2; host++) {
+        make_reqs(reqs, N_REQ, 5, true);
+        for (int i = 0; i < N_REQ && !host; i++) reqs[i].n_bias = 0;
+        g4_engine_stats st;
+        run_opts off = {.prefix = true, .budget = 96};
+        serve(m, &off, reqs, N_REQ, &st);
+        for (int i = 0; i < N_REQ; i++) ref[i] = reqs[i].r;
+        run_opts on = {.spec = true, .prefix = true, .budget = 96, .disable_by_batch_size = 1000};
+        serve(m, &on, reqs, N_REQ, &st);
+        const char *what = host ? "seeded, penalties, logit_bias (host rows)" : "seeded, penalties (backend rows)";
+        compare(ref, reqs, N_REQ, what);
+        uint64_t acc = check_counters(&st, reqs, N_REQ, true, what);
+        CHECK(acc > 0, "%s: nothing accepted", what);
+    }
+    free(ref);
+    free(reqs);
+    g4_model_close(m);
+    g4_backend_destroy(be);
+}
+
+static void test_starved(const char *dir) {
+    g4_error err = {{0}};
+    g4_backend *be = g4_backend_cpu_create(&err);
+    /* as test_engine_model's starved case: 12 requests of 32 + 24 tokens in 12 + 16 blocks of 16 */
+    g4_model *m = open_model("tiny-dense", dir, be, 12, 16, 16);
+    if (!m) return;
+    enum { N = 12 };
+    req *reqs = calloc(N, sizeof *reqs);
+    rec *ref = calloc(N, sizeof *ref);
+    make_reqs(reqs, N, 9, false);
+    for (int i = 0; i < N; i++) {
+        req *q = &reqs[i];
+        for (int j = q->n_prompt; j < 32; j++) q->prompt[j] = q->prompt[j % q->n_prompt];
+        q->n_prompt = 32, q->max_tokens = 24;
+    }
+    g4_engine_stats st;
+    run_opts off = {.prefix = false};
+    serve(m, &off, reqs, N, &st);
+    for (int i = 0; i < N; i++) ref[i] = reqs[i].r;
+    run_opts on = {.spec = true, .prefix = false, .disable_by_batch_size = 1000};
+    serve(m, &on, reqs, N, &st);
+    compare(ref, reqs, N, "starved memory");
+    CHECK(st.preemptions > 0, "no preemption with a starved pool");
+    uint64_t acc = check_counters(&st, reqs, N, true, "starved");
+    CHECK(acc > 0, "starved: nothing accepted");
+    free(ref);
+    free(reqs);
+    g4_model_close(m);
+    g4_backend_destroy(be);
+}
+
+static void test_switch_off(const char *dir) {
+    g4_error err = {{0}};
+    g4_backend *be = g4_backend_cpu_create(&err);
+    g4_model *m = open_model("tiny-dense", dir, be, 0, 0, 8);
+    if (!m) return;
+    enum { N = 8 };
+    req *reqs = calloc(N, sizeof *reqs);
+    make_reqs(reqs, N, 4, false);
+    g4_engine_stats st;
+    run_opts on = {.spec = true, .disable_by_batch_size = 1};
+    serve(m, &on, reqs, N, &st);
+    CHECK(st.spec_drafts == 0 && st.output_tokens > 0, "disable_by_batch_size 1: %llu proposals",
+          (unsigned long long)st.spec_drafts);
+    for (int i = 0; i < N; i++) CHECK(reqs[i].r.spec_draft == 0, "request %d: proposals reported", i);
+    /* the draft method is refused until it is built; a bad range is refused */
+    g4_engine_opts o;
+    g4_engine_opts_from_model(&o, m);
+    g4_executor ex;
+    g4_executor_local(&ex, m);
+    o.spec = (g4_spec_config){.method = G4_SPEC_DRAFT, .num_speculative_tokens = 4, .draft_model = dir};
+    CHECK(g4_engine_create(&o, &ex, NULL, &err) == NULL && strstr(err.msg, "draft"), "draft method: %s", err.msg);
+    o.spec = (g4_spec_config){.method = G4_SPEC_NGRAM,
+                              .num_speculative_tokens = G4_SPEC_MAX_TOKENS + 1,
+                              .prompt_lookup_min = 1,
+                              .prompt_lookup_max = 2};
+    CHECK(g4_engine_create(&o, &ex, NULL, &err) == NULL && strstr(err.msg, "num_speculative_tokens"), "k: %s", err.msg);
+    o.spec.num_speculative_tokens = 2, o.spec.prompt_lookup_min = 3;
+    CHECK(g4_engine_create(&o, &ex, NULL, &err) == NULL && strstr(err.msg, "prompt_lookup_min"), "n: %s", err.msg);
+    free(reqs);
+    g4_model_close(m);
+    g4_backend_destroy(be);
+}
+
+int main(void) {
+    char dir[] = "/tmp/g4-test-engine-spec-XXXXXX";
+    REQUIRE(mkdtemp(dir) != NULL, "mkdtemp");
+    char dense[512], moe[512];
+    snprintf(dense, sizeof dense, "%s/dense", dir);
+    snprintf(moe, sizeof moe, "%s/moe", dir);
+    test_greedy(dense);
+    test_seeded(moe);
+    test_starved(dense);
+    test_switch_off(dense);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+    return check_summary();
+}
