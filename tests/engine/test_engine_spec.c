@@ -1,9 +1,11 @@
 /* test_engine_spec.c — speculative decoding (n-gram proposals) in the engine on the tiny random
  * checkpoints (CPU backend), always against the same requests served with speculation off:
  *   greedy        64 concurrent requests of mixed kinds (random, repeated phrases, a small
- *                 alphabet, shared prefixes), chunked prefill (budget 64), stop strings, stop
- *                 ids and max_tokens, served twice (the second time from the prefix cache):
- *                 tokens, finish reasons and text identical
+ *                 alphabet, shared prefixes), chunked prefill (budget 64), stop strings and
+ *                 stop ids placed on accepted proposals that had more after them in their step,
+ *                 max_tokens cut there, served twice (the second time from the prefix cache):
+ *                 tokens, finish reasons and text identical; the stops did land inside accepted
+ *                 runs (steps are numbered by a wrapped executor), max_tokens never does
  *   seeded        temperature / top-k / top-p sampling with repetition, presence and frequency
  *                 penalties, logprobs, and logit_bias on some requests (host-sampled steps):
  *                 tokens and logprobs identical (the draw is keyed by the output index)
@@ -36,7 +38,37 @@ typedef struct req {
     g4_logit_bias bias[2];
     int n_bias;
     rec r;
+    uint64_t tok_step[REC_MAX_TOKENS]; /* the step each event came from */
+    int n_steps;             /* distinct steps with an event */
 } req;
+
+/* The executor, wrapped to number the steps: events are delivered on the engine thread after
+ * their step, so an event knows which step it came from. Tokens of one request from one step
+ * are proposals accepted in it, and the token after them. */
+static g4_executor g_inner;
+static uint64_t g_step;
+
+static int counted_step(void *ctx, const g4_step *st, float *logits, g4_error *err) {
+    g_step++;
+    return g_inner.step(ctx, st, logits, err);
+}
+static int counted_step_sample(void *ctx, const g4_step *st, const g4_sample_params *p, size_t bytes, int32_t *tokens,
+                               g4_sample_logprobs *lp, int n_lp, g4_error *err) {
+    g_step++;
+    return g_inner.step_sample(ctx, st, p, bytes, tokens, lp, n_lp, err);
+}
+
+static void on_event(void *user, const g4_event *ev) {
+    req *q = user;
+    if (q->r.n_events < REC_MAX_TOKENS) q->tok_step[q->r.n_events] = g_step;
+    if (!q->r.n_events || q->tok_step[q->r.n_events - 1] != g_step) q->n_steps++;
+    rec_on_event(&q->r, ev);
+}
+
+/* Whether the request ended on a proposal that was accepted (more would have followed in its
+ * step). Every step's events are the step's accepted proposals and one more token, except that
+ * the last step may end on an accepted proposal: accepted − Σ(events per step − 1) = 1 then. */
+static bool ended_in_run(const req *q) { return q->r.spec_accepted - (q->r.n_events - q->n_steps) == 1; }
 
 static g4_model *open_model(const char *kind, const char *dir, g4_backend *be, int n_s, int n_g, int max_seqs) {
     g4_error err = {{0}};
@@ -81,7 +113,10 @@ static void serve(g4_model *m, const run_opts *ro, req *reqs, int n, g4_engine_s
                                   .prompt_lookup_max = 3,
                                   .disable_by_batch_size = ro->disable_by_batch_size};
     g4_executor ex;
-    g4_executor_local(&ex, m);
+    g4_executor_local(&g_inner, m);
+    ex = g_inner;
+    ex.step = counted_step;
+    if (ex.step_sample) ex.step_sample = counted_step_sample;
     g4_detok_iface dt = fake_detok();
     g4_error err = {{0}};
     g4_engine *e = g4_engine_create(&o, &ex, &dt, &err);
@@ -91,14 +126,15 @@ static void serve(g4_model *m, const run_opts *ro, req *reqs, int n, g4_engine_s
         for (int i = 0; i < n; i++) {
             req *q = &reqs[i];
             memset(&q->r, 0, sizeof q->r);
+            q->n_steps = 0;
             const char *ss[1] = {q->stop_str};
             g4_request_params p = {.prompt = q->prompt,
                                    .n_prompt = q->n_prompt,
                                    .sampling = q->sp,
                                    .logit_bias = q->bias,
                                    .n_logit_bias = q->n_bias,
-                                   .on_event = rec_on_event,
-                                   .user = &q->r};
+                                   .on_event = on_event,
+                                   .user = q};
             g4_stop_rules_default(&p.stop);
             p.stop.max_tokens = q->max_tokens;
             p.stop.min_tokens = q->min_tokens;
@@ -210,13 +246,25 @@ static void make_reqs(req *reqs, int n, uint64_t seed, bool sample) {
     }
 }
 
-/* Stop rules placed on the reference output: a stop string on the text of output token 6, a stop
- * id on token 5 (both also inside runs the n-gram proposals predict when the output repeats). */
-static void place_stops(req *reqs, const rec *ref, int n) {
+/* Stop rules placed on a run with speculation: on every fourth request (stop strings and stop
+ * ids in turn) at the first output token m ≥ 2 that was an accepted proposal with more tokens
+ * after it in its step (min_tokens m + 1 so that earlier occurrences do not count), else at
+ * token 5; max_tokens cut there on a few others. */
+static void place_stops(req *reqs, int n) {
     for (int i = 0; i < n; i++) {
-        if (i % 8 == 5 && ref[i].n > 7) snprintf(reqs[i].stop_str, sizeof reqs[i].stop_str, "<%d>", ref[i].toks[6]);
-        if (i % 8 == 6 && ref[i].n > 6) reqs[i].stop_id = ref[i].toks[5];
-        if (i % 8 == 7) reqs[i].min_tokens = 3;
+        req *q = &reqs[i];
+        if (i % 4 != 1 && i % 8 != 6) continue;
+        int m = 2;
+        while (m + 1 < q->r.n && q->tok_step[m] != q->tok_step[m + 1]) m++;
+        if (m + 1 >= q->r.n) m = 5;
+        if (m >= q->r.n) continue;
+        if (i % 8 == 6) {
+            q->max_tokens = m + 1;
+            continue;
+        }
+        q->min_tokens = m + 1;
+        if (i % 8 == 1) snprintf(q->stop_str, sizeof q->stop_str, "<%d>", q->r.toks[m]);
+        else q->stop_id = q->r.toks[m];
     }
 }
 
@@ -229,26 +277,40 @@ static void test_greedy(const char *dir) {
     rec *ref = calloc(N_REQ, sizeof *ref);
     make_reqs(reqs, N_REQ, 4, false);
     g4_engine_stats st;
+    run_opts on = {.spec = true, .prefix = false, .budget = 64, .disable_by_batch_size = 1000, .passes = 1};
+    serve(m, &on, reqs, N_REQ, &st); /* the outputs to place stop rules on */
+    place_stops(reqs, N_REQ);
     run_opts off = {.prefix = true, .budget = 64, .passes = 1};
-    serve(m, &off, reqs, N_REQ, &st); /* the outputs to place stop rules on */
-    for (int i = 0; i < N_REQ; i++) ref[i] = reqs[i].r;
-    place_stops(reqs, ref, N_REQ);
     serve(m, &off, reqs, N_REQ, &st);
     int stopped = 0;
     for (int i = 0; i < N_REQ; i++) ref[i] = reqs[i].r, stopped += ref[i].finish == G4_FINISH_STOP;
     CHECK(st.spec_drafts == 0, "proposals with speculation off");
-    run_opts on = {.spec = true, .prefix = true, .budget = 64, .disable_by_batch_size = 1000, .passes = 2};
-    serve(m, &on, reqs, N_REQ, &st);
-    compare(ref, reqs, N_REQ, "greedy (second pass, prefix cache)");
-    CHECK(st.prefix_hit_tokens > 0, "no prefix hits");
     CHECK(stopped >= 8, "only %d requests stopped on a stop rule", stopped);
-    uint64_t acc = check_counters(&st, reqs, N_REQ, false, "greedy");
-    CHECK(acc > 0 && st.spec_draft_tokens > acc, "greedy: proposals accepted %llu of %llu: vacuous",
-          (unsigned long long)acc, (unsigned long long)st.spec_draft_tokens);
-    on.passes = 1, on.prefix = false;
-    serve(m, &on, reqs, N_REQ, &st);
-    compare(ref, reqs, N_REQ, "greedy (no prefix cache)");
-    check_counters(&st, reqs, N_REQ, true, "greedy (no prefix cache)");
+    for (int pass = 0; pass < 2; pass++) {
+        /* twice on one engine (the second time from the prefix cache), and without the cache */
+        on.prefix = pass == 0, on.passes = pass == 0 ? 2 : 1;
+        const char *what = pass == 0 ? "greedy (second pass, prefix cache)" : "greedy (no prefix cache)";
+        serve(m, &on, reqs, N_REQ, &st);
+        compare(ref, reqs, N_REQ, what);
+        CHECK(pass == 1 || st.prefix_hit_tokens > 0, "no prefix hits");
+        uint64_t acc = check_counters(&st, reqs, N_REQ, pass == 1, what);
+        CHECK(acc > 0 && st.spec_draft_tokens > acc, "%s: proposals accepted %llu of %llu: vacuous", what,
+              (unsigned long long)acc, (unsigned long long)st.spec_draft_tokens);
+        int in_run_[4] = {0}, *in_run = in_run_ + 1, cut = 0; /* (eos), stop string, stop id, max_tokens */
+        for (int i = 0; i < N_REQ; i++) {
+            const req *q = &reqs[i];
+            if (ended_in_run(q))
+                in_run[q->r.finish == G4_FINISH_LENGTH ? 2 : q->stop_str[0] ? 0 : q->stop_id >= 0 ? 1 : -1]++;
+            int k = q->r.n_events;
+            cut += q->r.finish == G4_FINISH_LENGTH && k > 1 && q->tok_step[k - 1] == q->tok_step[k - 2];
+        }
+        printf("%s: ended on an accepted proposal with more after it: %d by a stop string, %d by a stop id, %d "
+               "by max_tokens; %d reached max_tokens in a step with accepted proposals\n",
+               what, in_run[0], in_run[1], in_run[2], cut);
+        CHECK(in_run[0] > 0 && in_run[1] > 0, "%s: no stop string / stop id inside an accepted run", what);
+        /* proposals stop at the cap, so max_tokens falls on the token after them, never inside */
+        CHECK(in_run[2] == 0 && cut > 0, "%s: max_tokens: %d inside a run, %d after one", what, in_run[2], cut);
+    }
     free(ref);
     free(reqs);
     g4_model_close(m);
