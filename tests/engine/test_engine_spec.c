@@ -10,6 +10,7 @@
  *                 penalties, logprobs, and logit_bias on some requests (host-sampled steps):
  *                 tokens and logprobs identical (the draw is keyed by the output index)
  *   starved       pools far too small: preemptions happen, outputs identical
+ *   cancel        half the requests cancelled while proposals are being accepted
  *   switch-off    disable_by_batch_size = 1: nothing proposed; the draft method is refused
  * Every run ends with every KV block free; the counters are consistent (accepted ≤ proposed,
  * per-position counts non-increasing and summing to the accepted count, the requests' own totals
@@ -377,6 +378,71 @@ static void test_starved(const char *dir) {
     g4_backend_destroy(be);
 }
 
+/* Cancellation while requests speculate: half are cancelled once proposals are being accepted;
+ * they end with ABORT, the others run to their end, and every block is free afterwards. */
+static void test_cancel(const char *dir) {
+    g4_error err = {{0}};
+    g4_backend *be = g4_backend_cpu_create(&err);
+    g4_model *m = open_model("tiny-dense", dir, be, 0, 0, 16);
+    if (!m) return;
+    enum { N = 16 };
+    req *reqs = calloc(N, sizeof *reqs);
+    make_reqs(reqs, N, 12, false);
+    g4_engine_opts o;
+    g4_engine_opts_from_model(&o, m);
+    o.prefix_cache = true;
+    o.spec = (g4_spec_config){.method = G4_SPEC_NGRAM,
+                              .num_speculative_tokens = 4,
+                              .prompt_lookup_min = 1,
+                              .prompt_lookup_max = 3};
+    g4_executor ex;
+    g4_executor_local(&ex, m);
+    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    CHECK(e != NULL, "engine: %s", err.msg);
+    if (!e) return;
+    uint64_t ids[N];
+    for (int i = 0; i < N; i++) {
+        req *q = &reqs[i];
+        q->max_tokens = 60;
+        g4_request_params p = {.prompt = q->prompt,
+                               .n_prompt = q->n_prompt,
+                               .sampling = q->sp,
+                               .on_event = on_event,
+                               .user = q};
+        g4_stop_rules_default(&p.stop);
+        p.stop.max_tokens = q->max_tokens;
+        p.stop.ignore_eos = true;
+        int code = 0;
+        ids[i] = g4_engine_submit(e, &p, &code, &err);
+        CHECK(ids[i] != 0, "submit: %s", err.msg);
+    }
+    g4_engine_stats st;
+    for (int t = 0; t < 20000; t++) { /* up to 20 s for the first accepted proposal */
+        g4_engine_stats_get(e, &st);
+        if (st.spec_accepted_tokens > 0 || !st.running) break;
+        usleep(1000);
+    }
+    for (int i = 0; i < N; i += 2) g4_engine_cancel(e, ids[i]);
+    g4_engine_wait_idle(e);
+    g4_engine_stats_get(e, &st);
+    int aborted = 0, complete = 0;
+    for (int i = 0; i < N; i++) {
+        aborted += reqs[i].r.finish == G4_FINISH_ABORT;
+        complete += reqs[i].r.finish == G4_FINISH_LENGTH && reqs[i].r.n == 60;
+        CHECK(reqs[i].r.n_finish == 1, "request %d: %d last events", i, reqs[i].r.n_finish);
+    }
+    printf("cancel: %d aborted, %d complete, %llu accepted when cancelled\n", aborted, complete,
+           (unsigned long long)st.spec_accepted_tokens);
+    CHECK(aborted > 0 && complete >= N / 2 && aborted + complete == N, "cancel: %d aborted, %d complete", aborted,
+          complete);
+    CHECK(st.blocks_sliding_used == 0 && st.blocks_global_used == 0, "cancel: blocks left %d %d",
+          st.blocks_sliding_used, st.blocks_global_used);
+    g4_engine_destroy(e);
+    free(reqs);
+    g4_model_close(m);
+    g4_backend_destroy(be);
+}
+
 static void test_switch_off(const char *dir) {
     g4_error err = {{0}};
     g4_backend *be = g4_backend_cpu_create(&err);
@@ -419,6 +485,7 @@ int main(void) {
     test_greedy(dense);
     test_seeded(moe);
     test_starved(dense);
+    test_cancel(dense);
     test_switch_off(dense);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
