@@ -12,6 +12,8 @@
  *   starved       pools far too small: preemptions happen, outputs identical
  *   cancel        half the requests cancelled while proposals are being accepted
  *   switch-off    disable_by_batch_size = 1: nothing proposed; the draft method is refused
+ *   policy        the proposal length for given acceptance rates, the default switch-off limit,
+ *                 the counters one verification adds
  * Every run ends with every KV block free; the counters are consistent (accepted ≤ proposed,
  * per-position counts non-increasing and summing to the accepted count, the requests' own totals
  * summing to the engine's) and not vacuous (proposals made and accepted). */
@@ -22,6 +24,7 @@
 #include "backend/backend.h"
 #include "check.h"
 #include "engine/engine.h"
+#include "engine/spec.h"
 #include "engine_test_util.h"
 #include "model/gemma4.h"
 #include "model/testmodel.h"
@@ -443,6 +446,32 @@ static void test_cancel(const char *dir) {
     g4_backend_destroy(be);
 }
 
+/* The policy's formulas (spec.h) against direct values. */
+static void test_policy(void) {
+    g4_seq q = {0};
+    CHECK(g4_spec_seq_len(&q, 4) == 4, "no verification yet: k");
+    float alpha[] = {0.0f, 0.5f, 2.0f / 3.0f, 0.8f, 0.95f};
+    int want[] = {1, 2, 3, 5, 8};
+    for (int i = 0; i < 5; i++) {
+        q.spec_tries = 30.0f, q.spec_hits = alpha[i] * 30.0f + 1e-4f;
+        CHECK(g4_spec_seq_len(&q, 8) == want[i], "alpha %.2f: %d proposals, want %d", alpha[i], g4_spec_seq_len(&q, 8),
+              want[i]);
+    }
+    g4_spec_config c = {.method = G4_SPEC_NGRAM, .num_speculative_tokens = 4};
+    CHECK(g4_spec_batch_limit(&c) == 256 / 5 + 1, "default limit %d", g4_spec_batch_limit(&c));
+    c.disable_by_batch_size = 7;
+    CHECK(g4_spec_batch_limit(&c) == 7, "explicit limit");
+    g4_engine_stats st = {0};
+    q = (g4_seq){0};
+    g4_spec_record(&st, &q, 4, 2); /* 2 accepted, the third rejected: 3 verified */
+    g4_spec_record(&st, NULL, 3, 3);
+    CHECK(st.spec_drafts == 2 && st.spec_draft_tokens == 7 && st.spec_accepted_tokens == 5, "record: totals");
+    CHECK(st.spec_accepted_per_pos[0] == 2 && st.spec_accepted_per_pos[1] == 2 && st.spec_accepted_per_pos[2] == 1 &&
+              st.spec_accepted_per_pos[3] == 0,
+          "record: per position");
+    CHECK(q.spec_hits == 2.0f && q.spec_tries == 3.0f, "record: estimate %g / %g", q.spec_hits, q.spec_tries);
+}
+
 static void test_switch_off(const char *dir) {
     g4_error err = {{0}};
     g4_backend *be = g4_backend_cpu_create(&err);
@@ -482,6 +511,7 @@ int main(void) {
     char dense[512], moe[512];
     snprintf(dense, sizeof dense, "%s/dense", dir);
     snprintf(moe, sizeof moe, "%s/moe", dir);
+    test_policy();
     test_greedy(dense);
     test_seeded(moe);
     test_starved(dense);
