@@ -84,9 +84,15 @@ static void run_step(g4_engine *e) {
     /* rows sampled on the backend when the executor can: only ids (and asked-for logprobs)
      * return; logit processors and prompt logprobs need the host logits */
     int on_device = e->ex.step_sample != NULL && s->n_plp_rows == 0, n_lp = 0, rc = 0;
+    if (e->has_draft) { /* the draft model computes the step's positions and makes the proposals */
+        double td = now_s();
+        rc = g4_spec_draft_run(&e->draft, s, &err);
+        e->st.model_seconds += now_s() - td;
+        t0 += now_s() - td; /* not engine time */
+    }
     for (int r = 0; r < s->n_rows && on_device; r++)
         if (g4_seq_host_sampled(s->batch[s->row_batch[r]])) on_device = 0;
-    if (!on_device && s->n_rows > e->logits_rows) {
+    if (!rc && !on_device && s->n_rows > e->logits_rows) {
         float *l = realloc(e->logits, (size_t)s->n_rows * (size_t)e->ex.vocab * sizeof *l);
         if (!l) {
             rc = -1;
@@ -96,7 +102,7 @@ static void run_step(g4_engine *e) {
             e->logits_rows = s->n_rows;
         }
     }
-    if (on_device) {
+    if (!rc && on_device) {
         double ts = now_s();
         for (int r = 0; r < s->n_rows; r++) e->row_seqs[r] = s->batch[s->row_batch[r]];
         rc = g4_engine_sample_params(e, e->row_seqs, s->row_draft, s->n_rows, &n_lp, &err);
@@ -251,6 +257,7 @@ static void engine_free(g4_engine *e) {
     g4_prefix_cache_free(&e->pc);
     g4_kvcache_free(&e->kv);
     g4_sampler_free(&e->sampler);
+    g4_spec_draft_free(&e->draft);
     g4_cpu_sample_scratch_free(e->sample_scratch);
     free(e->sample_params);
     free(e->sampled);
@@ -283,7 +290,7 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
                 o->max_waiting, o->n_eos, G4_MAX_EOS);
         return NULL;
     }
-    if (g4_spec_check(&o->spec, err)) return NULL;
+    if (g4_spec_check(&o->spec, o->spec_draft, ex->vocab, err)) return NULL;
     if (detok && (!detok->open || !detok->push)) {
         g4_fail(err, "engine: a detokenizer needs open and push");
         return NULL;
@@ -303,6 +310,8 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     }
     for (int i = 0; i < o->n_eos; i++) e->eos[i] = o->eos_ids[i];
     e->o.eos_ids = e->eos;
+    e->has_draft = o->spec.method == G4_SPEC_DRAFT;
+    e->o.spec_draft = NULL; /* copied into e->draft */
     e->ex = *ex;
     if (detok) {
         e->detok = *detok;
@@ -331,7 +340,9 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
                         o->max_running, e->o.max_blocks_per_seq, err) ||
         g4_prefix_cache_init(&e->pc, &e->kv, o->prefix_cache, err) ||
         g4_sched_init(&e->sched, &e->kv, &e->pc, o->max_running, o->step_token_budget, err) ||
-        g4_sampler_init(&e->sampler, ex->vocab, err) || !(e->sample_scratch = g4_cpu_sample_scratch_create())) {
+        g4_sampler_init(&e->sampler, ex->vocab, err) || !(e->sample_scratch = g4_cpu_sample_scratch_create()) ||
+        (o->spec.method == G4_SPEC_DRAFT &&
+         g4_spec_draft_init(&e->draft, o->spec_draft, o->step_token_budget, o->max_running, err))) {
         if (!e->sample_scratch) g4_fail(err, "engine: out of memory for the sampler");
         engine_free(e);
         return NULL;

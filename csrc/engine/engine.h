@@ -221,6 +221,10 @@ typedef struct g4_engine_opts {
     g4_sampling defaults;       /* what front-ends start a request's sampling from: greedy, or the
                                    model's generation_config.json (g4_sampling_load_defaults) */
     g4_spec_config spec;        /* speculative decoding; method G4_SPEC_OFF = none */
+    /* Method G4_SPEC_DRAFT: the draft model's executor (g4_executor_local over a model opened from
+     * spec.draft_model by the caller, who keeps it alive; g4_spec_draft_check in spec_draft.h
+     * says whether it fits: it shares the engine's block tables, with its own KV bytes). */
+    const g4_executor *spec_draft;
 } g4_engine_opts;
 
 /* Fills opts from a loaded model (its pools, window, eos ids and limits). */

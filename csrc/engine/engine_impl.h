@@ -16,6 +16,7 @@
 #include "engine/sampling.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
+#include "engine/spec_draft.h"
 
 struct g4_engine {
     g4_engine_opts o;
@@ -28,6 +29,8 @@ struct g4_engine {
     g4_prefix_cache pc;
     g4_scheduler sched;
     g4_sampler sampler;      /* its seen/count arrays build the sample op's penalty entries */
+    g4_spec_draft draft;     /* the draft model (speculation method G4_SPEC_DRAFT) */
+    bool has_draft;
     g4_cpu_sample_scratch *sample_scratch; /* the sample op on host logits (backend/cpu) */
     g4_sample_params *sample_params;       /* the step's (or one row's) parameter block, grown on demand */
     size_t sample_params_cap;              /* bytes */

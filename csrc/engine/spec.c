@@ -6,15 +6,19 @@
 /* Weight of the past in a sequence's acceptance estimate, per verification. */
 #define G4_SPEC_DECAY 0.7f
 
-int g4_spec_check(const g4_spec_config *c, g4_error *err) {
+int g4_spec_check(const g4_spec_config *c, const g4_executor *draft, int vocab, g4_error *err) {
     if (c->method == G4_SPEC_OFF) return 0;
-    if (c->method == G4_SPEC_DRAFT)
-        return g4_fail(err, "speculative decoding: the draft-model method is not built yet (use ngram)");
-    if (c->method != G4_SPEC_NGRAM) return g4_fail(err, "speculative decoding: unknown method %d", (int)c->method);
+    if (c->method == G4_SPEC_DRAFT && (!draft || !draft->step || draft->vocab != vocab))
+        return g4_fail(err,
+                       "speculative decoding: the draft method needs the draft model's executor "
+                       "(g4_engine_opts.spec_draft) with the target's vocabulary %d",
+                       vocab);
+    if (c->method != G4_SPEC_NGRAM && c->method != G4_SPEC_DRAFT)
+        return g4_fail(err, "speculative decoding: unknown method %d", (int)c->method);
     if (c->num_speculative_tokens < 1 || c->num_speculative_tokens > G4_SPEC_MAX_TOKENS)
         return g4_fail(err, "speculative decoding: num_speculative_tokens %d must be in 1..%d",
                        c->num_speculative_tokens, G4_SPEC_MAX_TOKENS);
-    if (c->prompt_lookup_min < 1 || c->prompt_lookup_max < c->prompt_lookup_min)
+    if (c->method == G4_SPEC_NGRAM && (c->prompt_lookup_min < 1 || c->prompt_lookup_max < c->prompt_lookup_min))
         return g4_fail(err, "speculative decoding: prompt_lookup_min %d must be ≥ 1 and ≤ prompt_lookup_max %d",
                        c->prompt_lookup_min, c->prompt_lookup_max);
     if (c->disable_by_batch_size < 0)
@@ -45,6 +49,11 @@ void g4_spec_propose(const g4_spec_config *c, g4_scheduler *s) {
         if (!on || q->len - q->n_computed != 1) continue;
         int k = g4_spec_seq_len(q, c->num_speculative_tokens);
         if (k > q->cap - q->len - 1) k = q->cap - q->len - 1; /* every output it could become fits */
+        if (c->method == G4_SPEC_DRAFT) { /* placeholders until the draft model runs */
+            for (int j = 0; j < k; j++) q->tokens[q->len + j] = q->tokens[q->len - 1];
+            q->n_draft = k > 0 ? k : 0;
+            continue;
+        }
         q->n_draft =
             g4_spec_ngram_propose(q->tokens, q->len, c->prompt_lookup_min, c->prompt_lookup_max, k, q->tokens + q->len);
     }

@@ -16,8 +16,9 @@
  * running × (1 + num_speculative_tokens) ≤ G4_SPEC_STEP_TOKENS. */
 #define G4_SPEC_STEP_TOKENS 256
 
-/* Refuses a configuration the engine cannot run (ranges; the draft-model method is not built). */
-int g4_spec_check(const g4_spec_config *c, g4_error *err);
+/* Refuses a configuration the engine cannot run: ranges; the draft method without a draft
+ * executor, or one with another vocabulary. */
+int g4_spec_check(const g4_spec_config *c, const g4_executor *draft, int vocab, g4_error *err);
 
 /* Running sequences at or above which a step does not speculate. */
 int g4_spec_batch_limit(const g4_spec_config *c);
@@ -27,7 +28,8 @@ int g4_spec_batch_limit(const g4_spec_config *c);
 int g4_spec_seq_len(const g4_seq *q, int k_max);
 
 /* Before a step: sets n_draft of every running sequence — proposals (at tokens[len, …)) for those
- * that decode, 0 for the others and for all when the step should not speculate. */
+ * that decode, 0 for the others and for all when the step should not speculate. The draft method
+ * only asks for a number (its tokens come after scheduling: spec_draft.h). */
 void g4_spec_propose(const g4_spec_config *c, g4_scheduler *s);
 
 /* After a sequence's verification: n_draft proposed, n_accepted of them accepted. Updates the

@@ -25,6 +25,7 @@
 #include "check.h"
 #include "engine/engine.h"
 #include "engine/spec.h"
+#include "engine/spec_draft.h"
 #include "engine_test_util.h"
 #include "model/gemma4.h"
 #include "model/testmodel.h"
@@ -74,10 +75,13 @@ static void on_event(void *user, const g4_event *ev) {
  * the last step may end on an accepted proposal: accepted − Σ(events per step − 1) = 1 then. */
 static bool ended_in_run(const req *q) { return q->r.spec_accepted - (q->r.n_events - q->n_steps) == 1; }
 
+static uint64_t g_weight_seed = 11; /* of the checkpoint open_model writes */
+
 static g4_model *open_model(const char *kind, const char *dir, g4_backend *be, int n_s, int n_g, int max_seqs) {
     g4_error err = {{0}};
     g4_config cfg;
-    if (g4_testmodel_config(&cfg, kind, &err) || (cfg.vocab = VOCAB, 0) || g4_testmodel_write(&cfg, 11, dir, &err)) {
+    if (g4_testmodel_config(&cfg, kind, &err) || (cfg.vocab = VOCAB, 0) ||
+        g4_testmodel_write(&cfg, g_weight_seed, dir, &err)) {
         CHECK(0, "write %s: %s", kind, err.msg);
         return NULL;
     }
@@ -101,6 +105,7 @@ typedef struct run_opts {
     int budget;              /* 0 = the model's */
     int disable_by_batch_size;
     int passes;              /* the batch served this many times in a row on one engine */
+    g4_model *draft;         /* the draft model (method G4_SPEC_DRAFT), NULL = n-gram */
 } run_opts;
 
 /* Serves reqs (all submitted together) `passes` times; records the last pass in reqs[i].r. */
@@ -116,7 +121,14 @@ static void serve(g4_model *m, const run_opts *ro, req *reqs, int n, g4_engine_s
                                   .prompt_lookup_min = 1,
                                   .prompt_lookup_max = 3,
                                   .disable_by_batch_size = ro->disable_by_batch_size};
-    g4_executor ex;
+    g4_executor ex, dex;
+    if (ro->draft) {
+        g4_error derr = {{0}};
+        CHECK(g4_spec_draft_check(m, ro->draft, &derr) == 0, "draft check: %s", derr.msg);
+        g4_executor_local(&dex, ro->draft);
+        o.spec.method = G4_SPEC_DRAFT;
+        o.spec_draft = &dex;
+    }
     g4_executor_local(&g_inner, m);
     ex = g_inner;
     ex.step = counted_step;
@@ -446,6 +458,59 @@ static void test_cancel(const char *dir) {
     g4_backend_destroy(be);
 }
 
+/* The draft-model method: the target itself as its own draft (its own KV bytes) must have every
+ * proposal that was verified accepted — which holds only if the draft's KV follows the target's
+ * positions exactly — and a different checkpoint as the draft gives partial acceptance; outputs
+ * equal speculation off in both cases, greedy and seeded, with chunked prefill and prefix hits. */
+static void test_draft(const char *dir, const char *other) {
+    g4_error err = {{0}};
+    g4_backend *be = g4_backend_cpu_create(&err);
+    g4_model *m = open_model("tiny-dense", dir, be, 0, 0, 32);
+    g4_model *same = open_model("tiny-dense", dir, be, 0, 0, 32);
+    g_weight_seed = 12;
+    g4_model *diff = open_model("tiny-dense", other, be, 0, 0, 32);
+    g_weight_seed = 11;
+    if (!m || !same || !diff) return;
+    enum { N = 16 }; /* small: a draft pass is a model step of its own */
+    req *reqs = calloc(N, sizeof *reqs);
+    rec *ref = calloc(N, sizeof *ref);
+    for (int sample = 0; sample < 2; sample++) {
+        make_reqs(reqs, N, 21, sample);
+        for (int i = 0; i < N; i++) reqs[i].n_bias = 0;
+        g4_engine_stats st;
+        run_opts off = {.prefix = true, .budget = 64};
+        serve(m, &off, reqs, N, &st);
+        for (int i = 0; i < N; i++) ref[i] = reqs[i].r;
+        for (int d = 0; d < 2; d++) {
+            char what[96];
+            snprintf(what, sizeof what, "draft model (%s, %s)", d ? "another checkpoint" : "the target itself",
+                     sample ? "seeded sampling" : "greedy");
+            run_opts on = {.spec = true,
+                           .prefix = true,
+                           .budget = 64,
+                           .disable_by_batch_size = 1000,
+                           .passes = sample ? 1 : 2, /* sampled: unseeded requests take their seed from their id */
+                           .draft = d ? diff : same};
+            serve(m, &on, reqs, N, &st);
+            compare(ref, reqs, N, what);
+            check_counters(&st, reqs, N, false, what);
+            CHECK(st.spec_accepted_tokens > 0, "%s: nothing accepted", what);
+            /* a verified proposal is rejected only where the draft disagrees with the target */
+            uint64_t rejected = st.spec_drafts - st.spec_accepted_per_pos[0];
+            if (!d && !sample)
+                CHECK(rejected == 0, "%s: %llu proposals rejected at their first token", what,
+                      (unsigned long long)rejected);
+            if (d && !sample) CHECK(rejected > 0, "%s: another checkpoint agrees everywhere", what);
+        }
+    }
+    free(ref);
+    free(reqs);
+    g4_model_close(diff);
+    g4_model_close(same);
+    g4_model_close(m);
+    g4_backend_destroy(be);
+}
+
 /* The policy's formulas (spec.h) against direct values. */
 static void test_policy(void) {
     g4_seq q = {0};
@@ -516,6 +581,9 @@ int main(void) {
     test_seeded(moe);
     test_starved(dense);
     test_cancel(dense);
+    char other[512];
+    snprintf(other, sizeof other, "%s/dense2", dir);
+    test_draft(dense, other);
     test_switch_off(dense);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
