@@ -11,7 +11,10 @@
  *                 tokens and logprobs identical (the draw is keyed by the output index)
  *   starved       pools far too small: preemptions happen, outputs identical
  *   cancel        half the requests cancelled while proposals are being accepted
- *   switch-off    disable_by_batch_size = 1: nothing proposed; the draft method is refused
+ *   draft model   the target as its own draft (every verified proposal accepted) and another
+ *                 checkpoint as the draft, greedy and seeded, with chunked prefill and prefix hits
+ *   switch-off    disable_by_batch_size = 1: nothing proposed; the draft method without a draft
+ *                 executor and bad ranges are refused
  *   policy        the proposal length for given acceptance rates, the default switch-off limit,
  *                 the counters one verification adds
  * Every run ends with every KV block free; the counters are consistent (accepted ≤ proposed,
