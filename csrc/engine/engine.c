@@ -13,6 +13,7 @@
 #include "base/rng.h"
 #include "engine/engine_impl.h"
 #include "engine/mm.h"
+#include "engine/spec.h"
 
 #define G4_TEXT_SCRATCH (64 * 1024)
 
@@ -61,6 +62,7 @@ static void record_step_tokens(g4_engine *e, int n) {
 static void run_step(g4_engine *e) {
     double t0 = now_s();
     g4_scheduler *s = &e->sched;
+    g4_spec_propose(&e->o.spec, s);
     int n = g4_sched_next(s);
     /* the queue length submit checks must not stay stale while the step runs */
     pthread_mutex_lock(&e->mu);
@@ -83,9 +85,15 @@ static void run_step(g4_engine *e) {
     /* rows sampled on the backend when the executor can: only ids (and asked-for logprobs)
      * return; logit processors and prompt logprobs need the host logits */
     int on_device = e->ex.step_sample != NULL && s->n_plp_rows == 0, n_lp = 0, rc = 0;
+    if (e->has_draft) { /* the draft model computes the step's positions and makes the proposals */
+        double td = now_s();
+        rc = g4_spec_draft_run(&e->draft, s, &err);
+        e->st.model_seconds += now_s() - td;
+        t0 += now_s() - td; /* not engine time */
+    }
     for (int r = 0; r < s->n_rows && on_device; r++)
         if (g4_seq_host_sampled(s->batch[s->row_batch[r]])) on_device = 0;
-    if (!on_device && s->n_rows > e->logits_rows) {
+    if (!rc && !on_device && s->n_rows > e->logits_rows) {
         float *l = realloc(e->logits, (size_t)s->n_rows * (size_t)e->ex.vocab * sizeof *l);
         if (!l) {
             rc = -1;
@@ -95,10 +103,10 @@ static void run_step(g4_engine *e) {
             e->logits_rows = s->n_rows;
         }
     }
-    if (on_device) {
+    if (!rc && on_device) {
         double ts = now_s();
         for (int r = 0; r < s->n_rows; r++) e->row_seqs[r] = s->batch[s->row_batch[r]];
-        rc = g4_engine_sample_params(e, e->row_seqs, s->n_rows, &n_lp, &err);
+        rc = g4_engine_sample_params(e, e->row_seqs, s->row_draft, s->n_rows, &n_lp, &err);
         e->st.sample_seconds += now_s() - ts;
     }
     double t1 = now_s();
@@ -146,7 +154,12 @@ static void run_step(g4_engine *e) {
             }
             continue;
         }
-        if (q->cancelled) {
+        if (q->n_draft) { /* a speculating sequence: its 1 + n_draft verification rows */
+            int r0 = r;
+            r += q->n_draft;
+            if (q->cancelled) g4_engine_finish(e, q, G4_FINISH_ABORT, NULL);
+            else g4_engine_emit_verified(e, q, r0, on_device);
+        } else if (q->cancelled) {
             g4_engine_finish(e, q, G4_FINISH_ABORT, NULL);
         } else if (on_device) {
             g4_sample_result res;
@@ -249,6 +262,7 @@ static void engine_free(g4_engine *e) {
     g4_prefix_cache_free(&e->pc);
     g4_kvcache_free(&e->kv);
     g4_sampler_free(&e->sampler);
+    g4_spec_draft_free(&e->draft);
     g4_cpu_sample_scratch_free(e->sample_scratch);
     free(e->sample_params);
     free(e->sampled);
@@ -285,6 +299,7 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
         g4_fail(err, "engine: an executor with an encode hook needs its hidden size");
         return NULL;
     }
+    if (g4_spec_check(&o->spec, o->spec_draft, ex->vocab, err)) return NULL;
     if (detok && (!detok->open || !detok->push)) {
         g4_fail(err, "engine: a detokenizer needs open and push");
         return NULL;
@@ -304,6 +319,8 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     }
     for (int i = 0; i < o->n_eos; i++) e->eos[i] = o->eos_ids[i];
     e->o.eos_ids = e->eos;
+    e->has_draft = o->spec.method == G4_SPEC_DRAFT;
+    e->o.spec_draft = NULL; /* copied into e->draft */
     e->ex = *ex;
     e->o.vision = ex->encode != NULL; /* images go by the executor's tower, whatever o said */
     g4_enc_cache_init(&e->mm_cache, o->mm_cache_bytes ? o->mm_cache_bytes : G4_MM_CACHE_DEFAULT);
@@ -314,10 +331,12 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     e->seed_base = o->seed ? o->seed : mix64((uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)e);
     e->text_cap = G4_TEXT_SCRATCH;
     e->text = malloc(e->text_cap);
+    /* rows sampled on the backend: one per sequence, or one per token with speculation */
+    size_t dev_rows = (size_t)(o->max_running > o->step_token_budget ? o->max_running : o->step_token_budget);
     e->logits = malloc((size_t)o->max_running * ex->vocab * sizeof *e->logits);
-    e->sampled = malloc((size_t)o->max_running * sizeof *e->sampled);
-    e->sampled_lp = malloc((size_t)o->max_running * sizeof *e->sampled_lp);
-    e->row_seqs = malloc((size_t)o->max_running * sizeof *e->row_seqs);
+    e->sampled = malloc(dev_rows * sizeof *e->sampled);
+    e->sampled_lp = malloc(dev_rows * sizeof *e->sampled_lp);
+    e->row_seqs = malloc(dev_rows * sizeof *e->row_seqs);
     e->logits_rows = o->max_running;
     e->allowed_mask = malloc((size_t)((ex->vocab + 31) / 32) * sizeof *e->allowed_mask);
     e->constraint_mask = malloc((size_t)((ex->vocab + 31) / 32) * sizeof *e->constraint_mask);
@@ -332,7 +351,9 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
                         o->max_running, e->o.max_blocks_per_seq, err) ||
         g4_prefix_cache_init(&e->pc, &e->kv, o->prefix_cache, err) ||
         g4_sched_init(&e->sched, &e->kv, &e->pc, o->max_running, o->step_token_budget, err) ||
-        g4_sampler_init(&e->sampler, ex->vocab, err) || !(e->sample_scratch = g4_cpu_sample_scratch_create())) {
+        g4_sampler_init(&e->sampler, ex->vocab, err) || !(e->sample_scratch = g4_cpu_sample_scratch_create()) ||
+        (o->spec.method == G4_SPEC_DRAFT &&
+         g4_spec_draft_init(&e->draft, o->spec_draft, o->step_token_budget, o->max_running, err))) {
         if (!e->sample_scratch) g4_fail(err, "engine: out of memory for the sampler");
         engine_free(e);
         return NULL;

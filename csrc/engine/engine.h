@@ -236,6 +236,10 @@ typedef struct g4_engine_opts {
     bool vision;                /* images accepted (the model has a vision tower); the engine itself
                                    goes by its executor's encode hook */
     size_t mm_cache_bytes;      /* bound of the encoder-output cache; 0 = G4_MM_CACHE_DEFAULT */
+    /* Method G4_SPEC_DRAFT: the draft model's executor (g4_executor_local over a model opened from
+     * spec.draft_model by the caller, who keeps it alive; g4_spec_draft_check in spec_draft.h
+     * says whether it fits: it shares the engine's block tables, with its own KV bytes). */
+    const g4_executor *spec_draft;
 } g4_engine_opts;
 
 #define G4_MM_CACHE_DEFAULT ((size_t)256 << 20)

@@ -17,6 +17,7 @@
 #include "engine/sampling.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
+#include "engine/spec_draft.h"
 
 struct g4_engine {
     g4_engine_opts o;
@@ -29,6 +30,8 @@ struct g4_engine {
     g4_prefix_cache pc;
     g4_scheduler sched;
     g4_sampler sampler;      /* its seen/count arrays build the sample op's penalty entries */
+    g4_spec_draft draft;     /* the draft model (speculation method G4_SPEC_DRAFT) */
+    bool has_draft;
     g4_cpu_sample_scratch *sample_scratch; /* the sample op on host logits (backend/cpu) */
     g4_sample_params *sample_params;       /* the step's (or one row's) parameter block, grown on demand */
     size_t sample_params_cap;              /* bytes */
@@ -71,15 +74,21 @@ struct g4_engine {
  * closes its detokenizer and frees it. */
 void g4_engine_finish(g4_engine *e, g4_seq *q, g4_finish_reason why, const char *error);
 
-/* Samples row r of e->logits for q, appends the token, applies stop rules and delivers the
- * token's event (finishing q when it ends). */
-void g4_engine_emit_row(g4_engine *e, g4_seq *q, float *logits);
+/* Samples a row of host logits for q, appends the token, applies stop rules and delivers the
+ * token's event. Returns false when q ended (it is freed). */
+bool g4_engine_emit_row(g4_engine *e, g4_seq *q, float *logits);
 /* The same for a token already sampled (by the executor's step_sample). */
-void g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *r);
+bool g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *r);
+/* Emits a speculating sequence's verification rows (r0 .. r0 + q->n_draft of the step) one
+ * token at a time until a sample differs from the proposal or q ends, then records the
+ * acceptance (spec.h) and hands the accepted proposals' KV to the scheduler. */
+void g4_engine_emit_verified(g4_engine *e, g4_seq *q, int r0, bool on_device);
 
 /* Builds e->sample_params (e->sample_params_bytes) for the step's rows, in row order;
- * *n_logprobs = rows that ask for logprobs (their lp_slot numbers them in row order). */
-int g4_engine_sample_params(g4_engine *e, g4_seq *const *rows, int n_rows, int *n_logprobs, g4_error *err);
+ * *n_logprobs = rows that ask for logprobs (their lp_slot numbers them in row order).
+ * ahead[r] (NULL = all 0): row r samples after that many of its sequence's proposals. */
+int g4_engine_sample_params(g4_engine *e, g4_seq *const *rows, const int32_t *ahead, int n_rows, int *n_logprobs,
+                            g4_error *err);
 int g4_engine_row_has_penalty(const g4_seq *q);
 /* A sample result from the op's outputs (lp NULL: no logprobs). */
 void g4_engine_result(g4_sample_result *out, int32_t token, const g4_sample_logprobs *lp);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "engine/engine_impl.h"
+#include "engine/spec.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -20,6 +21,8 @@ static void usage(const g4_seq *q, g4_event *ev) {
     ev->prompt_tokens = q->n_prompt;
     ev->completion_tokens = g4_seq_n_output(q);
     ev->cached_tokens = q->cached_tokens;
+    ev->spec_draft_tokens = q->spec_drafted;
+    ev->spec_accepted_tokens = q->spec_accepted;
     ev->queue_s = q->t_scheduled > 0 ? q->t_scheduled - q->t_submit : now_s() - q->t_submit;
 }
 
@@ -48,11 +51,13 @@ static int detok_call(g4_engine *e, g4_seq *q, int32_t token, bool finish) {
 
 /* q's row of the sample op's parameter block: R, and its penalty entries at pe (distinct
  * prompt ∪ output tokens, output counts capped at 65535) when it has penalties. Returns the
- * number of penalty entries. lp_slot: its logprob record, −1 when it asks for none. */
-static int row_params(g4_engine *e, g4_seq *q, g4_sample_row_params *R, g4_sample_penalty *pe, int pen_first,
+ * number of penalty entries. lp_slot: its logprob record, −1 when it asks for none. ahead: the
+ * row samples the output token after q's first `ahead` proposals (tokens[len, len + ahead)),
+ * which count as output for the penalties and the random draw's index. */
+static int row_params(g4_engine *e, g4_seq *q, int ahead, g4_sample_row_params *R, g4_sample_penalty *pe, int pen_first,
                       int lp_slot) {
     const g4_sampling *sp = &q->sampling;
-    int n_out = g4_seq_n_output(q), n_hist = q->n_prompt + n_out, n = 0;
+    int n_out = g4_seq_n_output(q) + ahead, n_hist = q->n_prompt + n_out, n = 0;
     *R = g4_sampling_row(sp, q->seed, (uint64_t)n_out);
     R->lp_slot = lp_slot;
     if (!g4_engine_row_has_penalty(q)) return 0;
@@ -75,10 +80,11 @@ int g4_engine_row_has_penalty(const g4_seq *q) {
            sp->frequency_penalty != 0;
 }
 
-int g4_engine_sample_params(g4_engine *e, g4_seq *const *rows, int n_rows, int *n_logprobs, g4_error *err) {
+int g4_engine_sample_params(g4_engine *e, g4_seq *const *rows, const int32_t *ahead, int n_rows, int *n_logprobs,
+                            g4_error *err) {
     size_t n_pen_max = 0;
     for (int r = 0; r < n_rows; r++)
-        if (g4_engine_row_has_penalty(rows[r])) n_pen_max += (size_t)(rows[r]->n_prompt + g4_seq_n_output(rows[r]));
+        if (g4_engine_row_has_penalty(rows[r])) n_pen_max += (size_t)(rows[r]->len + (ahead ? ahead[r] : 0));
     size_t need = g4_sample_params_bytes(n_rows, (int)n_pen_max);
     if (need > e->sample_params_cap) {
         void *p = realloc(e->sample_params, need);
@@ -92,7 +98,7 @@ int g4_engine_sample_params(g4_engine *e, g4_seq *const *rows, int n_rows, int *
     int n_pen = 0, n_lp = 0;
     for (int r = 0; r < n_rows; r++) {
         int slot = rows[r]->sampling.logprobs >= 0 ? n_lp++ : -1;
-        n_pen += row_params(e, rows[r], &R[r], pe + n_pen, n_pen, slot);
+        n_pen += row_params(e, rows[r], ahead ? ahead[r] : 0, &R[r], pe + n_pen, n_pen, slot);
     }
     P->n_pen = n_pen;
     *n_logprobs = n_lp;
@@ -147,7 +153,7 @@ static int logit_processors(g4_engine *e, const g4_seq *q, float *logits, const 
  * overwrite). Same result as g4_sample_row. 1 (no sample) when the row's mask allows nothing. */
 static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *out, g4_error *err) {
     int n_lp = 0;
-    if (g4_engine_sample_params(e, &q, 1, &n_lp, err)) return -1;
+    if (g4_engine_sample_params(e, &q, NULL, 1, &n_lp, err)) return -1;
     g4_sample_logprobs lp;
     int32_t tok;
     const uint32_t *mask;
@@ -185,29 +191,56 @@ static void finish_complete(g4_engine *e, g4_seq *q) {
     retire(e, q, G4_FINISH_STOP);
 }
 
-void g4_engine_emit_row(g4_engine *e, g4_seq *q, float *logits) {
+/* Samples q's host row into *r; false when that ended q (an error, or nothing allowed). */
+static bool sample_host(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *r) {
     double t0 = now_s();
-    g4_sample_result r;
     g4_error serr = {{0}};
-    int src = sample_one(e, q, logits, &r, &serr);
+    int src = sample_one(e, q, logits, r, &serr);
     e->st.sample_seconds += now_s() - t0;
-    if (src < 0) {
-        g4_engine_finish(e, q, G4_FINISH_ERROR, serr.msg);
-        return;
-    }
-    if (src > 0) {
-        finish_complete(e, q);
-        return;
-    }
-    g4_engine_emit_token(e, q, &r);
+    if (src < 0) g4_engine_finish(e, q, G4_FINISH_ERROR, serr.msg);
+    if (src > 0) finish_complete(e, q);
+    return src == 0;
 }
 
-void g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
+bool g4_engine_emit_row(g4_engine *e, g4_seq *q, float *logits) {
+    g4_sample_result r;
+    return sample_host(e, q, logits, &r) && g4_engine_emit_token(e, q, &r);
+}
+
+void g4_engine_emit_verified(g4_engine *e, g4_seq *q, int r0, bool on_device) {
+    int nd = q->n_draft, acc = 0;
+    int32_t d[G4_SPEC_MAX_TOKENS];
+    memcpy(d, q->tokens + q->len, (size_t)nd * sizeof *d);
+    q->spec_drafted += nd;
+    bool alive = true;
+    /* Row j was sampled (or is sampled now, after tokens 0..j−1 were emitted) exactly as the
+     * token after q's first j proposals would be without speculation; it is q's next token as
+     * long as every proposal before it was accepted, so emission stops at the first mismatch. */
+    for (int j = 0; j <= nd && alive; j++) {
+        g4_sample_result res;
+        int r = r0 + j;
+        if (on_device) {
+            int slot = q->sampling.logprobs >= 0 ? g4_sample_rows(e->sample_params)[r].lp_slot : -1;
+            g4_engine_result(&res, e->sampled[r], slot >= 0 ? &e->sampled_lp[slot] : NULL);
+        } else if (!sample_host(e, q, e->logits + (size_t)r * e->ex.vocab, &res)) {
+            alive = false;
+            break;
+        }
+        bool accepted = j < nd && res.token == d[j];
+        if (accepted) acc++, q->spec_accepted++; /* before the event: the last one reports it */
+        alive = g4_engine_emit_token(e, q, &res);
+        if (!accepted) break;
+    }
+    g4_spec_record(&e->st, alive ? q : NULL, nd, acc);
+    if (alive) g4_sched_accept(&e->sched, q, acc);
+}
+
+bool g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
     const g4_sample_result r = *rp;
     g4_error cerr = {{0}};
     if (q->constraint && q->constraint_fn->advance(q->constraint, r.token, &cerr)) {
         g4_engine_finish(e, q, G4_FINISH_ERROR, cerr.msg);
-        return;
+        return false;
     }
     g4_seq_append(q, r.token, e->o.block_size);
     e->st.output_tokens++;
@@ -219,12 +252,12 @@ void g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
     bool stop_id = g4_stop_is_stop_id(&q->stop, r.token, n_out);
     if (e->has_detok && (n_text = detok_call(e, q, r.token, stop_id)) < 0) {
         g4_engine_finish(e, q, G4_FINISH_ERROR, "detokenizer failed");
-        return;
+        return false;
     }
     g4_stop_result res;
     if (g4_stop_token(&q->stop, r.token, n_out, e->has_detok ? e->text : NULL, (size_t)n_text, &res, &err)) {
         g4_engine_finish(e, q, G4_FINISH_ERROR, err.msg);
-        return;
+        return false;
     }
     g4_finish_reason why = res.finish;
     if (why == G4_FINISH_LENGTH || (why == G4_FINISH_STOP && res.stop_string < 0)) {
@@ -236,7 +269,7 @@ void g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
         bool deliver = res.deliver;
         if (g4_stop_finish(&q->stop, n_out, e->text, (size_t)n_tail, &res, &err)) {
             g4_engine_finish(e, q, G4_FINISH_ERROR, err.msg);
-            return;
+            return false;
         }
         if (res.stop_string >= 0) why = G4_FINISH_STOP;
         res.stop_token = stop_token;
@@ -257,5 +290,7 @@ void g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
     if (res.stop_string >= 0) ev.stop_string = q->stop.strings[res.stop_string];
     if (why != G4_FINISH_NONE) usage(q, &ev);
     q->on_event(q->user, &ev);
-    if (why != G4_FINISH_NONE) retire(e, q, why);
+    if (why == G4_FINISH_NONE) return true;
+    retire(e, q, why);
+    return false;
 }

@@ -78,6 +78,7 @@ static void release_slot(g4_scheduler *s, g4_seq *q) {
     q->slot = -1;
     q->n_computed = 0;
     q->n_registered = 0;
+    q->n_draft = 0;
 }
 
 /* --- init ------------------------------------------------------------------------------------- */
@@ -97,7 +98,7 @@ int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_
     s->free_slots = malloc((size_t)max_running * sizeof *s->free_slots);
     /* rows ≤ tokens: a prompt-logprob row is a prompt token, a sampling row a sequence's last one */
     int rows_cap = token_budget > max_running ? token_budget : max_running;
-    s->row_batch = malloc((size_t)rows_cap * 2 * sizeof *s->row_batch);
+    s->row_batch = malloc((size_t)rows_cap * 3 * sizeof *s->row_batch);
     s->ids = malloc((size_t)token_budget * 4 * sizeof *s->ids);
     if (!s->running || !s->batch || !s->free_slots || !s->row_batch || !s->ids) {
         g4_sched_free(s);
@@ -107,6 +108,7 @@ int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_
     s->seq = s->pos + token_budget;
     s->rows = s->seq + token_budget;
     s->row_plp = s->row_batch + rows_cap;
+    s->row_draft = s->row_plp + rows_cap;
     for (int i = 0; i < max_running; i++) s->free_slots[i] = max_running - 1 - i;
     s->n_free_slots = max_running;
     return 0;
@@ -198,21 +200,28 @@ static void add_to_batch(g4_scheduler *s, g4_seq *q, int chunk) {
         if (plp_row(q, q->n_computed + j)) {
             s->row_batch[s->n_rows] = b;
             s->row_plp[s->n_rows] = q->n_computed + j + 1;
+            s->row_draft[s->n_rows] = 0;
             s->rows[s->n_rows++] = t;
             s->n_plp_rows++;
         }
     }
-    if (q->n_computed + chunk == q->len) {
-        s->row_batch[s->n_rows] = b;
-        s->row_plp[s->n_rows] = 0;
-        s->rows[s->n_rows++] = s->n_tokens - 1;
-    }
+    /* the last token's row, and with proposals one before each of them (its verification rows) */
+    if (q->n_computed + chunk == q->len + q->n_draft)
+        for (int j = 0; j <= q->n_draft; j++) {
+            s->row_batch[s->n_rows] = b;
+            s->row_plp[s->n_rows] = 0;
+            s->row_draft[s->n_rows] = j;
+            s->rows[s->n_rows++] = s->n_tokens - 1 - q->n_draft + j;
+        }
     if (q->slot + 1 > s->n_seqs) s->n_seqs = q->slot + 1;
 }
 
 /* Pass over running sequences that decode (want_decode) or prefill. Returns 1 if it preempted. */
 static int schedule_running(g4_scheduler *s, int want_decode, int *budget) {
     int preempted = 0;
+    /* proposals get the budget beyond one token per decoding sequence, first come first */
+    int spare = *budget;
+    for (int i = 0; want_decode && i < s->n_running; i++) spare -= s->running[i]->len - s->running[i]->n_computed == 1;
     for (int i = 0; i<s->n_running && * budget> 0;) {
         g4_seq *q = s->running[i];
         int left = q->len - q->n_computed;
@@ -227,6 +236,13 @@ static int schedule_running(g4_scheduler *s, int want_decode, int *budget) {
         if (chunk == 0) { /* this step's prompt-logprob rows are taken, or the image run does not fit */
             i++;
             continue;
+        }
+        if (want_decode && q->n_draft) {
+            int nd = q->n_draft < spare ? q->n_draft : spare > 0 ? spare : 0;
+            if (nd && g4_kvcache_reserve(s->kv, q->slot, q->n_computed, q->n_computed + 1 + nd)) nd = 0;
+            q->n_draft = nd;
+            spare -= nd;
+            chunk += nd;
         }
         uint64_t before_p = s->preemptions;
         int self = ensure_blocks(s, q, chunk);
@@ -284,14 +300,26 @@ void g4_sched_step_view(const g4_scheduler *s, g4_step *st) {
                     .rows = s->rows};
 }
 
-void g4_sched_commit(g4_scheduler *s) {
+/* Registers q's newly full computed blocks in the prefix cache and releases the sliding blocks
+ * below the window of its next query: both follow n_computed, never a proposal. */
+static void settle(g4_scheduler *s, g4_seq *q) {
     int B = s->kv->block_size;
+    for (; (q->n_registered + 1) * B <= q->n_computed; q->n_registered++)
+        g4_prefix_register(s->pc, q->slot, q->n_registered, q->keys[q->n_registered]);
+    g4_kvcache_release_window(s->kv, q->slot, q->n_computed);
+}
+
+void g4_sched_commit(g4_scheduler *s) {
     for (int b = 0; b < s->n_batch; b++) {
         g4_seq *q = s->batch[b];
-        q->n_computed += q->chunk;
+        q->n_computed += q->chunk - q->n_draft; /* proposals count once accepted */
         q->chunk = 0;
-        for (; (q->n_registered + 1) * B <= q->n_computed; q->n_registered++)
-            g4_prefix_register(s->pc, q->slot, q->n_registered, q->keys[q->n_registered]);
-        g4_kvcache_release_window(s->kv, q->slot, q->n_computed);
+        settle(s, q);
     }
+}
+
+void g4_sched_accept(g4_scheduler *s, g4_seq *q, int n_accepted) {
+    q->n_computed += n_accepted;
+    q->n_draft = 0;
+    settle(s, q);
 }

@@ -9,6 +9,11 @@
  * sequence not yet scheduled in this step is preempted — its blocks are released (full blocks
  * stay in the prefix cache) and it goes back to the waiting queue to be recomputed; a step that
  * preempted admits nobody. Admission looks up the prefix cache first.
+ * Speculative decoding: a decoding sequence with proposals (g4_seq.n_draft, made before the
+ * step) runs its last token and the proposals, with a logits row for each; the budget beyond one
+ * token per decoding sequence pays for them, and proposals that would need blocks the pools do
+ * not have are dropped (they never preempt). Commit counts only the last token as computed; the
+ * engine reports the accepted proposals with g4_sched_accept.
  * Not here: the admission "can it ever fit" check and limits on the queue (engine.c), sampling.
  * Engine thread only. */
 #ifndef G4_ENGINE_SCHEDULER_H
@@ -45,6 +50,8 @@ typedef struct g4_scheduler {
     int32_t *row_batch;      /* [rows cap] batch index of each logits row */
     int32_t *row_plp;        /* [rows cap] the prompt position a row reports (prompt logprobs), 0 for
                                 a sampling row */
+    int32_t *row_draft;      /* [rows cap] a sampling row's proposals before it in its sequence (the
+                                j-th verification row of a speculating sequence), 0 otherwise */
     int n_tokens, n_rows, n_seqs;
     int n_plp_rows;          /* prompt-logprob rows in this step (≤ G4_SCHED_LP_ROWS) */
     int image_held;          /* running prefills held back this step because an image's run did not
@@ -69,5 +76,8 @@ void g4_sched_step_view(const g4_scheduler *s, g4_step *st);
 /* After the step ran: counts the chunks as computed, registers full blocks in the prefix cache
  * and releases sliding blocks that left the window. */
 void g4_sched_commit(g4_scheduler *s);
+/* After a speculating sequence's rows were emitted (q still running): n_accepted of its
+ * proposals turned out to be its next tokens, so their KV counts as computed; then as commit. */
+void g4_sched_accept(g4_scheduler *s, g4_seq *q, int n_accepted);
 
 #endif

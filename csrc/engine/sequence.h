@@ -23,6 +23,11 @@ typedef struct g4_seq {
     int n_prompt, len, cap;  /* cap = n_prompt + max_tokens */
     int n_computed;          /* tokens whose KV is in the cache (0 again after preemption) */
     int chunk;               /* tokens scheduled in the current step */
+    /* speculative decoding (docs/engine.md): a decoding sequence's proposals for the next step
+     * sit at tokens[len, len + n_draft) (len + n_draft < cap); 0 outside a step that verifies */
+    int n_draft;
+    float spec_hits, spec_tries; /* decayed accepted / verified proposal tokens: its acceptance estimate */
+    int spec_drafted, spec_accepted; /* tokens proposed and accepted over the request (last event) */
     int slot;                /* block-table row while running, −1 otherwise */
     uint64_t *keys;          /* [cap / B] prefix-cache keys of the full blocks */
     int n_keys, n_registered;

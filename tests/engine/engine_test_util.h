@@ -26,6 +26,7 @@ typedef struct rec {
     char text[4096];
     size_t n_text;
     int prompt_tokens, completion_tokens, cached_tokens;
+    int spec_draft, spec_accepted; /* speculation, from the last event */
     double queue_s;
     int n_plp;                 /* prompt logprobs, in arrival order */
     g4_prompt_logprob plp[64];
@@ -64,6 +65,8 @@ static inline void rec_on_event(void *user, const g4_event *ev) {
         r->prompt_tokens = ev->prompt_tokens;
         r->completion_tokens = ev->completion_tokens;
         r->cached_tokens = ev->cached_tokens;
+        r->spec_draft = ev->spec_draft_tokens;
+        r->spec_accepted = ev->spec_accepted_tokens;
         r->queue_s = ev->queue_s;
     }
 }

@@ -8,7 +8,8 @@
  *   thought channel    a constraint made inside the thought channel allows everything until
  *                      <channel|>, then only its language; with thinking on, the first token may
  *                      open the channel
- *   cache              the same spec twice is one compile; a refused schema names the keyword */
+ *   cache              the same spec twice is one compile; a refused schema names the keyword
+ *   speculation        with n-gram speculation the constrained requests give the same tokens */
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,29 @@ static void test_starved_and_language(const g4_tokenizer *tok, g4_so_cache *cach
     CHECK(st.preemptions > st0.preemptions, "no preemption with a starved pool");
     CHECK(st.blocks_sliding_used == 0 && st.blocks_global_used == 0, "blocks left");
 
+    g4_engine_destroy(e);
+
+    /* speculative decoding (n-gram): a constrained request's rows are sampled one at a time after
+     * the tokens before them advanced its matcher, so the outputs are the same */
+    o.spec = (g4_spec_config){.method = G4_SPEC_NGRAM,
+                              .num_speculative_tokens = 4,
+                              .prompt_lookup_min = 1,
+                              .prompt_lookup_max = 3,
+                              .disable_by_batch_size = 1000};
+    e = g4_engine_create(&o, &ex, NULL, &err);
+    REQUIRE_VOID(e != NULL, "engine: %s", err.msg);
+    for (int i = 0; i < N; i++) submit_req(e, &reqs[i]);
+    g4_engine_wait_idle(e);
+    g4_engine_stats_get(e, &st);
+    same = 0;
+    for (int i = 0; i < N; i++)
+        same += alone[i].n == reqs[i].r.n && alone[i].finish == reqs[i].r.finish &&
+                !memcmp(alone[i].toks, reqs[i].r.toks, (size_t)alone[i].n * sizeof *alone[i].toks);
+    printf("constrained with speculation: %d/%d identical, %llu of %llu proposed tokens accepted\n", same, N,
+           (unsigned long long)st.spec_accepted_tokens, (unsigned long long)st.spec_draft_tokens);
+    CHECK(same == N, "speculation: %d of %d constrained requests differ", N - same, N);
+    CHECK(st.spec_accepted_tokens > 0, "speculation: nothing accepted");
+    CHECK(st.blocks_sliding_used == 0 && st.blocks_global_used == 0, "speculation: blocks left");
     g4_engine_destroy(e);
     g4_model_close(m);
     g4_backend_destroy(be);
