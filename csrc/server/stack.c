@@ -13,6 +13,7 @@
 #include "engine/sampling.h"
 #include "server/default_model.h"
 #include "server/detok_seam.h"
+#include "engine/spec_draft.h"
 #include "server/spec_config_json.h"
 
 void g4_stack_opts_default(g4_stack_opts *o) {
@@ -69,6 +70,20 @@ static int open_model(g4_stack *s, const g4_stack_opts *o, g4_error *err) {
     }
     if (!(s->backend = g4_backend_create(o->backend, &o->backend_opts, err))) return -1;
     return g4_model_open(&s->model, s->dir, s->backend, &o->model, err) < 0 ? -1 : 0;
+}
+
+/* The draft model of speculative decoding (method draft): opened with the target's model options
+ * on its backend, checked to fit the target's block tables (spec_draft.h). */
+static int open_draft(g4_stack *s, const g4_stack_opts *o, g4_error *err) {
+    if (o->spec.method != G4_SPEC_DRAFT) return 0;
+    if (s->tp) return g4_fail(err, "speculative config: a draft model with tensor parallelism is not supported yet");
+    if (g4_model_open(&s->draft, o->spec.draft_model, s->backend, &o->model, err) < 0)
+        return g4_fail_prefix(err, "speculative config: draft model %s", o->spec.draft_model);
+    if (g4_spec_draft_check(s->model, s->draft, err) < 0)
+        return g4_fail_prefix(err, "speculative config: draft model %s", o->spec.draft_model);
+    g4_executor_local(&s->draft_ex, s->draft);
+    s->eo.spec_draft = &s->draft_ex;
+    return 0;
 }
 
 /* --- the tokenizer ------------------------------------------------------------------------------ */
@@ -184,7 +199,7 @@ int g4_stack_open(g4_stack **out, const g4_stack_opts *o, g4_error *err) {
     if (!s) return g4_fail(err, "stack: out of memory");
     /* the tokenizer before the model: a missing file is reported before minutes of loading */
     if (choose_dir(s, o, err) < 0 || open_tokenizer(s, o, err) < 0 || open_model(s, o, err) < 0 ||
-        check_vocab(s, err) < 0 || engine_opts(s, o, err) < 0)
+        check_vocab(s, err) < 0 || engine_opts(s, o, err) < 0 || open_draft(s, o, err) < 0)
         goto fail;
     if (s->tp) g4_executor_tp(&s->ex, s->tp);
     else g4_executor_local(&s->ex, s->model);
@@ -201,6 +216,7 @@ fail:
 void g4_stack_close(g4_stack *s) {
     if (!s) return;
     if (s->engine) g4_engine_destroy(s->engine);
+    if (s->draft) g4_model_close(s->draft);
     g4_tokenizer_free(s->tok);
     if (s->tp) g4_tp_close(s->tp);
     else if (s->model) g4_model_close(s->model);

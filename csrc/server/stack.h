@@ -64,6 +64,9 @@ typedef struct g4_stack {
     int32_t eos[G4_STACK_MAX_EOS];          /* eo.eos_ids points here */
     g4_engine_opts eo;                      /* what the engine runs with; front-ends report it */
     g4_executor ex;
+    g4_model *draft;                        /* speculative decoding's draft model (method draft),
+                                               on the target's backend; NULL otherwise */
+    g4_executor draft_ex;                   /* eo.spec_draft points here */
     g4_detok_iface detok;
     g4_engine *engine;
 } g4_stack;
