@@ -15,7 +15,7 @@ int g4_cuda_geglu(void *ctx, void *y, const void *g, const void *u, size_t n, g4
     if (n == 0) return 0;
     size_t blocks = (n + 255) / 256;
     unsigned grid = (unsigned)(blocks < 65536 ? blocks : 65536);
-    G4_LAUNCH(grid, 256, 0, c->stream, g4_geglu_kernel)
+    G4_LAUNCH(grid, 256, 0, g4_launch_stream(c), g4_geglu_kernel)
     ((__nv_bfloat16 *)y, (const __nv_bfloat16 *)g, (const __nv_bfloat16 *)u, n);
     G4_CHECK_LAUNCH();
     return 0;

@@ -55,7 +55,16 @@ typedef struct g4_cuda_ctx {
     int32_t *host_offsets;      /* pinned [host_offsets_n] (moe: expert offsets read back) */
     int host_offsets_n;
     g4_moe_path moe_path;       /* from the backend options at creation (backend/options.h) */
+    uint64_t launches;          /* kernels and cuBLAS GEMMs queued so far (G4_LAUNCH, g4_cuda_gemm);
+                                   a graph replay queues one cudaGraphLaunch and counts nothing */
 } g4_cuda_ctx;
+
+/* The stream every kernel of this backend goes to, counting the launch: the stream argument of
+ * G4_LAUNCH (common.cuh), so every launch site counts itself and nothing else can forget to. */
+static inline cudaStream_t g4_launch_stream(g4_cuda_ctx *c) {
+    c->launches++;
+    return c->stream;
+}
 
 /* Largest T the fast MoE path (G4_MOE_PATH_FAST, backend/options.h) runs moe_decode.cu for. */
 #define G4_MOE_DECODE_MAX_T 64

@@ -164,6 +164,8 @@ static int g4_cuda_supports(void *ctx, g4_op op, g4_dtype dt) {
     return op >= 0 && op < G4_OP_COUNT;
 }
 
+static uint64_t g4_cuda_launch_count(void *ctx) { return ((g4_cuda_ctx *)ctx)->launches; }
+
 static const g4_backend_ops g4_cuda_ops = {
     .api_version = G4_BACKEND_API_VERSION,
     .name = "cuda",
@@ -195,6 +197,7 @@ static const g4_backend_ops g4_cuda_ops = {
     .graph_end = g4_cuda_graph_end,
     .graph_launch = g4_cuda_graph_launch,
     .graph_free = g4_cuda_graph_free,
+    .launch_count = g4_cuda_launch_count,
 };
 
 static void g4_cuda_ctx_free(g4_cuda_ctx *c) {

@@ -120,9 +120,9 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
         c->host_offsets_n = E + 1;
     }
 
-    G4_LAUNCH(1, 256, 0, c->stream, g4_moe_sort_kernel)(offsets, src, inv, ids, (int)P, E);
+    G4_LAUNCH(1, 256, 0, g4_launch_stream(c), g4_moe_sort_kernel)(offsets, src, inv, ids, (int)P, E);
     G4_CHECK_LAUNCH();
-    G4_LAUNCH((unsigned)P, 256, 0, c->stream, g4_moe_gather_kernel)
+    G4_LAUNCH((unsigned)P, 256, 0, g4_launch_stream(c), g4_moe_gather_kernel)
     ((__nv_bfloat16 *)xs, (const __nv_bfloat16 *)x, src, H, top_k);
     G4_CHECK_LAUNCH();
     G4_CHECK(cudaMemcpyAsync(c->host_offsets, offsets, (size_t)(E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost,
@@ -141,7 +141,7 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
     size_t valid = (size_t)off[E];
     if (valid > 0) {
         size_t blocks = (valid * I + 255) / 256;
-        G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_moe_geglu_kernel)
+        G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, g4_launch_stream(c), g4_moe_geglu_kernel)
         ((__nv_bfloat16 *)act, (const __nv_bfloat16 *)gu, valid, I);
         G4_CHECK_LAUNCH();
     }
@@ -152,7 +152,7 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
                          (const __nv_bfloat16 *)act + (size_t)off[e] * I, Wd + (size_t)e * H * I, n, H, I, err))
             return g4_fail_prefix(err, "moe_experts: expert %d down", e);
     }
-    G4_LAUNCH(T, 256, 0, c->stream, g4_moe_combine_kernel)
+    G4_LAUNCH(T, 256, 0, g4_launch_stream(c), g4_moe_combine_kernel)
     ((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
     G4_CHECK_LAUNCH();
     return 0;

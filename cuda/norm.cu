@@ -71,7 +71,7 @@ int g4_cuda_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, int r
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (w) G4_TRY(g4_cuda_check_weight(w, "rmsnorm", n, err));
     if (rows <= 0 || n <= 0) return 0;
-    G4_LAUNCH(rows, G4_NORM_THREADS, 0, c->stream, g4_rmsnorm_kernel)
+    G4_LAUNCH(rows, G4_NORM_THREADS, 0, g4_launch_stream(c), g4_rmsnorm_kernel)
     ((__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
     G4_CHECK_LAUNCH();
     return 0;
@@ -82,7 +82,7 @@ int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, i
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (w) G4_TRY(g4_cuda_check_weight(w, "add_rmsnorm", n, err));
     if (rows <= 0 || n <= 0) return 0;
-    G4_LAUNCH(rows, G4_NORM_THREADS, 0, c->stream, g4_add_rmsnorm_kernel)
+    G4_LAUNCH(rows, G4_NORM_THREADS, 0, g4_launch_stream(c), g4_add_rmsnorm_kernel)
     ((__nv_bfloat16 *)h, (const __nv_bfloat16 *)x, w ? (const __nv_bfloat16 *)w->data : NULL, n, eps);
     G4_CHECK_LAUNCH();
     return 0;
@@ -91,7 +91,7 @@ int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, i
 int g4_cuda_add(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (n == 0) return 0;
-    G4_LAUNCH(g4_elementwise_grid(n), 256, 0, c->stream, g4_add_kernel)
+    G4_LAUNCH(g4_elementwise_grid(n), 256, 0, g4_launch_stream(c), g4_add_kernel)
     ((__nv_bfloat16 *)y, (const __nv_bfloat16 *)a, (const __nv_bfloat16 *)b, n);
     G4_CHECK_LAUNCH();
     return 0;
@@ -101,7 +101,7 @@ int g4_cuda_scale(void *ctx, void *h, const g4_weight *lambda, size_t n, g4_erro
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     G4_TRY(g4_cuda_check_weight(lambda, "layer_scalar", 1, err));
     if (n == 0) return 0;
-    G4_LAUNCH(g4_elementwise_grid(n), 256, 0, c->stream, g4_scale_kernel)
+    G4_LAUNCH(g4_elementwise_grid(n), 256, 0, g4_launch_stream(c), g4_scale_kernel)
     ((__nv_bfloat16 *)h, (const __nv_bfloat16 *)lambda->data, n);
     G4_CHECK_LAUNCH();
     return 0;

@@ -110,7 +110,7 @@ int g4_cuda_qk_norm_rope_cache(void *ctx, void *q, const void *k, const void *v,
     g4_kv_dev kd = {kv->n_blocks, kv->block_size, kv->n_kv_heads, kv->head_dim, kv->single};
     const int32_t *table = g->window > 0 ? s->blocks_sliding : s->blocks_global;
     dim3 grid((unsigned)s->n_tokens, (unsigned)(g->n_heads + g->n_kv_heads));
-    G4_LAUNCH(grid, G4_ROPE_THREADS, (size_t)d * sizeof(float), c->stream, g4_qk_norm_rope_cache_kernel)
+    G4_LAUNCH(grid, G4_ROPE_THREADS, (size_t)d * sizeof(float), g4_launch_stream(c), g4_qk_norm_rope_cache_kernel)
     ((__nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, (const __nv_bfloat16 *)q_norm->data,
      (const __nv_bfloat16 *)k_norm->data, (__nv_bfloat16 *)kv->base, kd, s->pos, s->seq, table, s->n_seqs,
      s->max_blocks, g->n_heads, g->eps, (float)log2(g->rope.theta), g->rope.rotated_pairs);

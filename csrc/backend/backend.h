@@ -175,6 +175,7 @@ typedef enum g4_op {
     G4_OP_LM_HEAD,
     G4_OP_SAMPLE,
     G4_OP_GRAPH,              /* graph_begin / _end / _launch / _free (optional slots) */
+    G4_OP_LAUNCH_COUNT,       /* launch_count (optional slot) */
     G4_OP_COUNT
 } g4_op;
 
@@ -283,6 +284,14 @@ typedef struct g4_backend_ops {
      * graph is stale (the backend has since moved a buffer it recorded: free it, record again). */
     int (*graph_launch)(void *ctx, void *graph, g4_error *err);
     void (*graph_free)(void *ctx, void *graph);
+
+    /* --- launch count (optional: supports(G4_OP_LAUNCH_COUNT)) ------------------------------ */
+
+    /* Device work items queued so far by this backend instance: kernel launches and library
+     * calls (one cuBLAS GEMM counts one), recordings included, graph replays not (a replay is one
+     * launch of the whole graph). The benchmark's launches per decode token is its difference
+     * over eager steps. Monotonic, never reset. */
+    uint64_t (*launch_count)(void *ctx);
 } g4_backend_ops;
 
 typedef struct g4_backend {

@@ -1,5 +1,6 @@
 /* test_gpu_ops.c — embed, rmsnorm (weighted, weightless, in place), add_rmsnorm, add, scale
- * and geglu of the CUDA backend vs the CPU backend at 31B shapes (H = 5376, I = 21504),
+ * and geglu of the CUDA backend vs the CPU backend at 31B shapes (H = 5376, I = 21504), the
+ * launch counter on one op,
  * plus an odd width (H = 1001) for the strided loops. Bound: gpu_harness.h (1 % of max|ref|). */
 #include "gpu_harness.h"
 
@@ -58,7 +59,12 @@ static int run_width(gh_pair *p, int H, int I, uint64_t seed) {
     for (int k = 0; k < 2; k++) {
         void *dg = gh_act(be[k], ni, g), *du = gh_act(be[k], ni, u), *dy = gh_act(be[k], ni, NULL);
         REQUIRE(dg && du && dy, "alloc");
+        uint64_t n0 = k ? be[k]->ops->launch_count(be[k]->ctx) : 0;
         REQUIRE(!be[k]->ops->geglu(be[k]->ctx, dy, dg, du, ni, &err), "geglu: %s", err.msg);
+        /* the launch counter (backend.h launch_count) sees exactly the op's one kernel */
+        if (k)
+            CHECK(be[k]->ops->launch_count(be[k]->ctx) - n0 == 1, "geglu counted %llu launches, expected 1",
+                  (unsigned long long)(be[k]->ops->launch_count(be[k]->ctx) - n0));
         REQUIRE(!gh_get_act(be[k], out[k], dy, ni), "download");
         be[k]->ops->free(be[k]->ctx, dg);
         be[k]->ops->free(be[k]->ctx, du);

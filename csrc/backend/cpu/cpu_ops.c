@@ -358,7 +358,7 @@ static int cpu_load_dummy_weight(void *ctx, g4_weight *w, uint64_t seed, float m
 static int cpu_supports(void *ctx, g4_op op, g4_dtype dt) {
     (void)ctx;
     if (op == G4_OP_LOAD_WEIGHT) return dt == G4_DT_BF16 || dt == G4_DT_F16 || dt == G4_DT_F32;
-    return op >= 0 && op < G4_OP_COUNT && op != G4_OP_GRAPH;
+    return op >= 0 && op < G4_OP_COUNT && op != G4_OP_GRAPH && op != G4_OP_LAUNCH_COUNT;
 }
 
 const g4_backend_ops g4_cpu_ops = {
