@@ -110,10 +110,10 @@ int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, i
 int g4_cuda_add(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err);
 int g4_cuda_scale(void *ctx, void *h, const g4_weight *lambda, size_t n, g4_error *err);
 int g4_cuda_matmul(void *ctx, void *y, const void *x, const g4_weight *W, int M, g4_error *err);
-int g4_cuda_geglu(void *ctx, void *y, const void *g, const void *u, size_t n, g4_error *err);
-int g4_cuda_qk_norm_rope_cache(void *ctx, void *q, const void *k, const void *v, const g4_weight *q_norm,
-                               const g4_weight *k_norm, const g4_attn_geom *g, const g4_kv_layer *kv,
-                               const g4_step_dev *s, g4_error *err);
+int g4_cuda_geglu(void *ctx, void *y, const void *gu, int rows, int n, g4_error *err);
+int g4_cuda_qk_norm_rope_cache(void *ctx, void *q_out, const void *q, const void *k, const void *v, int64_t ld,
+                               const g4_weight *q_norm, const g4_weight *k_norm, const g4_attn_geom *g,
+                               const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 int g4_cuda_attention(void *ctx, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,
                       const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 int g4_cuda_moe_route(void *ctx, int32_t *ids, float *weights, const void *h1, const g4_weight *proj,

@@ -222,17 +222,20 @@ typedef struct g4_backend_ops {
     /* y[M,N] = x[M,K] · Wᵀ                     W [N,K] */
     int (*matmul)(void *ctx, void *y, const void *x, const g4_weight *W, int M, g4_error *err);
 
-    /* y[i] = gelu_tanh(g[i]) · u[i]            n elements */
-    int (*geglu)(void *ctx, void *y, const void *g, const void *u, size_t n, g4_error *err);
+    /* y[r,i] = gelu_tanh(gu[r,i]) · gu[r,n+i]   gu [rows, 2n] (the fused gate|up GEMM's output),
+     * y [rows, n]; y must not overlap gu */
+    int (*geglu)(void *ctx, void *y, const void *gu, int rows, int n, g4_error *err);
 
     /* Per token t at position p = s->pos[t]:
-     *   q[t,h,:]  = RoPE(RMSNorm_{q_norm}(q[t,h,:]), p)       in place, [T, n_heads, d]
+     *   q_out[t,h,:] = RoPE(RMSNorm_{q_norm}(q[t,h,:]), p)    q_out packed [T, n_heads, d]
      *   sliding:  cache K ← RoPE(RMSNorm_{k_norm}(k[t,g,:]), p), cache V ← RMSNorm_∅(v[t,g,:])
      *   k_eq_v:   cache U ← RMSNorm_∅(k[t,g,:])                (v unused, may be NULL)
-     * written at the slot of (seq, p) through the layer type's block table. */
-    int (*qk_norm_rope_cache)(void *ctx, void *q, const void *k, const void *v, const g4_weight *q_norm,
-                              const g4_weight *k_norm, const g4_attn_geom *g, const g4_kv_layer *kv,
-                              const g4_step_dev *s, g4_error *err);
+     * written at the slot of (seq, p) through the layer type's block table. Token t's q, k, v
+     * rows start ld elements apart (ld = the fused QKV GEMM's width, the three pointers its
+     * column offsets); ld = 0: each packed ([T, heads, d]), and q_out may then be q (in place). */
+    int (*qk_norm_rope_cache)(void *ctx, void *q_out, const void *q, const void *k, const void *v, int64_t ld,
+                              const g4_weight *q_norm, const g4_weight *k_norm, const g4_attn_geom *g,
+                              const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 
     /* out[t,h,:] = Σ_j softmax_j(q[t,h]·K_j) V_j, scale 1.0, over keys j of the same sequence with
      * pos_j ≤ p (and p − pos_j < window on sliding layers), all read from the cache (the step's own

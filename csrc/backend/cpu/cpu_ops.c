@@ -256,15 +256,19 @@ static int cpu_matmul(void *ctx, void *y, const void *x, const g4_weight *W, int
     return rc;
 }
 
-static int cpu_geglu(void *ctx, void *y, const void *g, const void *u, size_t n, g4_error *err) {
-    (void)err;
-    const float *gf = g, *uf = u;
-    float *yf = y;
-    if (g4_cpu_is_bf16(ctx))
-        for (size_t i = 0; i < n; i++)
-            yf[i] = g4_round_bf16(g4_cpu_gelu_tanh(g4_round_bf16(gf[i])) * g4_round_bf16(uf[i]));
-    else
-        for (size_t i = 0; i < n; i++) yf[i] = g4_cpu_gelu_tanh(gf[i]) * uf[i];
+/* y[r,i] = gelu_tanh(gu[r,i]) · gu[r,n+i] */
+static int cpu_geglu(void *ctx, void *y, const void *gu, int rows, int n, g4_error *err) {
+    if (rows < 0 || n < 0) return g4_fail(err, "geglu: bad shape rows=%d n=%d", rows, n);
+    int bf = g4_cpu_is_bf16(ctx);
+    for (int r = 0; r < rows; r++) {
+        const float *gf = (const float *)gu + (size_t)r * 2 * n, *uf = gf + n;
+        float *yf = (float *)y + (size_t)r * n;
+        if (bf)
+            for (int i = 0; i < n; i++)
+                yf[i] = g4_round_bf16(g4_cpu_gelu_tanh(g4_round_bf16(gf[i])) * g4_round_bf16(uf[i]));
+        else
+            for (int i = 0; i < n; i++) yf[i] = g4_cpu_gelu_tanh(gf[i]) * uf[i];
+    }
     return 0;
 }
 
