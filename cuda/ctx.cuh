@@ -105,6 +105,8 @@ void g4_cuda_graph_free(void *ctx, void *graph);
 /* Op entry points (contracts in backend/backend.h). */
 int g4_cuda_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, float scale, g4_error *err);
 int g4_cuda_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, int rows, int n, float eps, g4_error *err);
+int g4_cuda_add_rmsnorm_norm(void *ctx, void *h, const void *x, const g4_weight *w, const g4_weight *lambda, void *y,
+                             const g4_weight *w_next, int rows, int n, float eps, g4_error *err);
 int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, int rows, int n, float eps,
                         g4_error *err);
 int g4_cuda_add(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err);

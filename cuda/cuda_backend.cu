@@ -182,6 +182,7 @@ static const g4_backend_ops g4_cuda_ops = {
     .embed = g4_cuda_embed,
     .rmsnorm = g4_cuda_rmsnorm,
     .add_rmsnorm = g4_cuda_add_rmsnorm,
+    .add_rmsnorm_norm = g4_cuda_add_rmsnorm_norm,
     .add = g4_cuda_add,
     .scale = g4_cuda_scale,
     .matmul = g4_cuda_matmul,

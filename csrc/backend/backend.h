@@ -164,6 +164,7 @@ typedef enum g4_op {
     G4_OP_EMBED,
     G4_OP_RMSNORM,
     G4_OP_ADD_RMSNORM,
+    G4_OP_ADD_RMSNORM_NORM,
     G4_OP_ADD,
     G4_OP_SCALE,
     G4_OP_MATMUL,
@@ -212,6 +213,14 @@ typedef struct g4_backend_ops {
     /* h[r,:] += RMSNorm_w(x[r,:])             rows × n (residual add of a post-norm branch) */
     int (*add_rmsnorm)(void *ctx, void *h, const void *x, const g4_weight *w, int rows, int n, float eps,
                        g4_error *err);
+
+    /* The end of a residual branch and the next norm in one pass, per row r (rows × n):
+     *   h[r,:] = (h[r,:] + RMSNorm_w(x[r,:])) × λ     λ = the [1] layer_scalar weight, NULL = 1
+     *   y[r,:] = RMSNorm_{w_next}(h[r,:])             y NULL: not computed; w_next NULL: no weight
+     * The values of add_rmsnorm, scale and rmsnorm in turn (bf16 rounding points included); y
+     * must not overlap h or x. */
+    int (*add_rmsnorm_norm)(void *ctx, void *h, const void *x, const g4_weight *w, const g4_weight *lambda, void *y,
+                            const g4_weight *w_next, int rows, int n, float eps, g4_error *err);
 
     /* y[i] = a[i] + b[i]                       n elements; y may alias a or b */
     int (*add)(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err);

@@ -1,7 +1,7 @@
 /* gemma4.c — the Gemma 4 text-decoder forward pass, written once over the backend op table.
  *
  * Per layer (spec §2.3, §2.6), on the packed rows x [T, H]:
- *   a = RMSNorm_in(x); q,k,(v) = a·W; q/k norm + RoPE + cache write; attention; o = ·W_o
+ *   a = RMSNorm_in(x); q,k,(v) = a·W (one GEMM); q/k norm + RoPE + cache write; attention; o = ·W_o
  *   x += RMSNorm_post_attn(o)                                        (= h1)
  *   dense:  x += RMSNorm_post_ffn(MLP(RMSNorm_pre_ffn(x)))
  *   MoE:    x += RMSNorm_post_ffn( RMSNorm_post_ffn_1(MLP(RMSNorm_pre_ffn(h1)))
@@ -447,14 +447,14 @@ static int attention_block(g4_model *m, int l, const g4_step_dev *d, g4_error *e
                       .rope = global ? c->rope_global : c->rope_sliding,
                       .k_eq_v = g4_layer_k_eq_v(c, l),
                       .eps = c->eps};
-    OP(l, "rmsnorm input_norm", ops->rmsnorm(cx, s->a, s->x, &lw->input_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
-    if (qkv_projection(m, l, &g, d, err)) return -1;
+    if (qkv_projection(m, l, &g, d, err)) return -1; /* from a = RMSNorm_in(x), left by the previous op */
     OP(l, "attention", ops->attention(cx, s->att, s->q, &lw->k_norm, &g, &m->kv[l], d, err),
        "q[%d,%d,%d] kv_heads=%d window=%d k_eq_v=%d seqs=%d max_pos=%d table=[%d,%d]", T, g.n_heads, g.head_dim,
        g.n_kv_heads, g.window, g.k_eq_v, d->n_seqs, d->max_pos, d->n_seqs, d->max_blocks);
     MATMUL(l, "o_proj", s->o, s->att, &lw->o_proj, T);
     OP(l, "all_reduce o_proj", reduce(m, s->o, (size_t)T * H, err), "[%d,%d] ranks=%d", T, H, m->shard.size);
-    OP(l, "add_rmsnorm post_attn_norm", ops->add_rmsnorm(cx, s->x, s->o, &lw->post_attn_norm, T, H, c->eps, err),
+    OP(l, "add_rmsnorm_norm post_attn_norm pre_ffn_norm",
+       ops->add_rmsnorm_norm(cx, s->x, s->o, &lw->post_attn_norm, NULL, s->a, &lw->pre_ffn_norm, T, H, c->eps, err),
        "x[%d,%d]", T, H);
     return 0;
 }
@@ -481,8 +481,7 @@ static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
     void *cx = m->be->ctx;
     g4_model_scratch *s = m->scratch;
     int T = d->n_tokens, H = c->hidden;
-    OP(l, "rmsnorm pre_ffn_norm", ops->rmsnorm(cx, s->a, s->x, &lw->pre_ffn_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
-    if (dense_mlp(m, l, s->f, s->a, lw, T, err)) return -1;
+    if (dense_mlp(m, l, s->f, s->a, lw, T, err)) return -1; /* a = RMSNorm_pre_ffn(x), from attention_block */
     OP(l, "all_reduce mlp", reduce(m, s->f, (size_t)T * H, err), "[%d,%d] ranks=%d", T, H, m->shard.size);
     if (c->moe) {
         OP(l, "rmsnorm post_ffn_norm_1", ops->rmsnorm(cx, s->f, s->f, &lw->post_ffn_norm_1, T, H, c->eps, err),
@@ -503,9 +502,14 @@ static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
            "x[%d,%d]", T, H);
         OP(l, "add", ops->add(cx, s->f, s->f, s->m, (size_t)T * H, err), "[%d,%d]", T, H);
     }
-    OP(l, "add_rmsnorm post_ffn_norm", ops->add_rmsnorm(cx, s->x, s->f, &lw->post_ffn_norm, T, H, c->eps, err),
+    /* x = (x + RMSNorm_post_ffn(f)) × λ, and a = the next norm of x: the next layer's input
+     * norm, or after the last layer the final norm (only when rows want logits) */
+    int last = l == c->n_layers - 1;
+    const g4_weight *next = last ? &m->w.final_norm : &m->w.layers[l + 1].input_norm;
+    void *a = last && d->n_rows == 0 ? NULL : s->a;
+    OP(l, "add_rmsnorm_norm post_ffn_norm layer_scalar next norm",
+       ops->add_rmsnorm_norm(cx, s->x, s->f, &lw->post_ffn_norm, &lw->layer_scalar, a, next, T, H, c->eps, err),
        "x[%d,%d]", T, H);
-    OP(l, "scale layer_scalar", ops->scale(cx, s->x, &lw->layer_scalar, (size_t)T * H, err), "[%d,%d]", T, H);
     return 0;
 }
 
@@ -531,11 +535,14 @@ static int compute(g4_model *m, const g4_step_dev *d, const g4_sample_args *sa, 
     int T = d->n_tokens, H = c->hidden, V = m->shard.vocab_local;
     OP(-1, "embed", ops->embed(cx, s->x, d, &m->w.embed, m->embed_scale, err), "x[%d,%d] E[%lld,%d]", T, H,
        (long long)m->w.embed.shape[0], H);
+    /* every layer starts from a = RMSNorm_in(x): this op for the first, the previous layer's last
+     * op (add_rmsnorm_norm) for the others, which also leaves the final norm in a */
+    OP(0, "rmsnorm input_norm", ops->rmsnorm(cx, s->a, s->x, &m->w.layers[0].input_norm, T, H, c->eps, err), "x[%d,%d]",
+       T, H);
     for (int l = 0; l < c->n_layers; l++) {
         if (attention_block(m, l, d, err) || ffn_block(m, l, d, err)) return -1;
     }
     if (d->n_rows == 0) return 0;
-    OP(-1, "rmsnorm final_norm", ops->rmsnorm(cx, s->a, s->x, &m->w.final_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
     OP(-1, "lm_head", ops->lm_head(cx, s->logits, s->a, d, &m->shard.lm_head, c->final_softcap, err),
        "x[%d rows of %d,%d] E[%d,%d] logits[%d,%d]", d->n_rows, T, H, V, H, d->n_rows, V);
     if (sa) OP(-1, "sample", ops->sample(cx, sa, err), "logits[%d,%d]", d->n_rows, V);

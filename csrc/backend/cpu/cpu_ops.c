@@ -11,10 +11,11 @@
  *   embed               embed.cu                 x = bf16(E[id] × scale)
  *   rmsnorm             norm.cu                  x on read; y = bf16(x·inv·w)
  *   add_rmsnorm         norm.cu                  h, x on read; r = bf16(RMSNorm_w(x)); h = bf16(h + r)
+ *   add_rmsnorm_norm    norm.cu                  add_rmsnorm, scale, rmsnorm in turn (their points)
  *   add                 norm.cu                  a, b on read; y = bf16(a + b)
  *   scale               norm.cu                  h on read; h = bf16(h × λ)
  *   matmul              gemm.cu (cuBLASLt)       x on read; y = bf16(x·Wᵀ), f32 accumulate
- *   geglu               activation.cu            g, u on read; y = bf16(gelu_tanh(g) · u)
+ *   geglu               activation.cu            gate, up on read; y = bf16(gelu_tanh(gate) · up)
  *   qk_norm_rope_cache  rope_cache.cu            q, k, v on read; n = bf16(RMSNorm_w(·)) before
  *                                                RoPE; q = bf16(RoPE(n)), cache K = bf16(RoPE(n)),
  *                                                cache V = bf16(RMSNorm_∅(v)), U = bf16(RMSNorm_∅(k))
@@ -218,6 +219,14 @@ static int cpu_scale(void *ctx, void *h, const g4_weight *lambda, size_t n, g4_e
     return 0;
 }
 
+/* The three ops it stands for, in turn: the oracle of norm.cu's fused kernel. */
+static int cpu_add_rmsnorm_norm(void *ctx, void *h, const void *x, const g4_weight *w, const g4_weight *lambda, void *y,
+                                const g4_weight *w_next, int rows, int n, float eps, g4_error *err) {
+    if (cpu_add_rmsnorm(ctx, h, x, w, rows, n, eps, err)) return -1;
+    if (lambda && cpu_scale(ctx, h, lambda, (size_t)rows * (n > 0 ? n : 0), err)) return -1;
+    return y ? cpu_rmsnorm(ctx, y, h, w_next, rows, n, eps, err) : 0;
+}
+
 /* y[m,:] = x[rows[m],:] · Wᵀ for m < M (rows NULL = m itself), W [N,K]: each W row is converted
  * once and used for all M rows; dots in summation order `order`. Shared by matmul and the LM head. */
 static int rows_times_wt(float *y, const float *x, const int32_t *rows, int M, const g4_weight *W, int order,
@@ -381,6 +390,7 @@ const g4_backend_ops g4_cpu_ops = {
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .add_rmsnorm = cpu_add_rmsnorm,
+    .add_rmsnorm_norm = cpu_add_rmsnorm_norm,
     .add = cpu_add,
     .scale = cpu_scale,
     .matmul = cpu_matmul,
