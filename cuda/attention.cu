@@ -218,14 +218,14 @@ int g4_cuda_attention(void *ctx, void *out, const void *q, const g4_weight *k_no
     const int32_t *table = g->window > 0 ? s->blocks_sliding : s->blocks_global;
     size_t shmem = (size_t)(d + d / 2 + d + G4_ATT_KT) * sizeof(float);
     dim3 grid((unsigned)s->n_tokens, (unsigned)g->n_heads, (unsigned)n_splits);
-    G4_LAUNCH(grid, G4_ATT_THREADS, shmem, c->stream, g4_attention_simple_kernel)
+    G4_LAUNCH(grid, G4_ATT_THREADS, shmem, g4_launch_stream(c), g4_attention_simple_kernel)
     ((__nv_bfloat16 *)out, partial, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base,
      g->k_eq_v ? (const __nv_bfloat16 *)k_norm->data : NULL, kd, s->pos, s->seq, s->key_end, table, s->n_seqs,
      s->max_blocks, g->n_heads, g->window, g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f,
      g->k_eq_v ? g->rope.rotated_pairs : 0, split_len);
     G4_CHECK_LAUNCH();
     if (n_splits > 1) {
-        G4_LAUNCH(dim3((unsigned)s->n_tokens, (unsigned)g->n_heads), G4_ATT_THREADS, 0, c->stream,
+        G4_LAUNCH(dim3((unsigned)s->n_tokens, (unsigned)g->n_heads), G4_ATT_THREADS, 0, g4_launch_stream(c),
                   g4_attention_combine_kernel)
         ((__nv_bfloat16 *)out, partial, g->n_heads, d, n_splits);
         G4_CHECK_LAUNCH();

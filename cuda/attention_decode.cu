@@ -507,13 +507,13 @@ static int g4_dec_launch(g4_cuda_ctx *c, void *out, const void *q, const void *k
     g4_kv_dev kd = {kv->n_blocks, kv->block_size, kv->n_kv_heads, kv->head_dim, kv->single};
     const int32_t *table = g->window > 0 ? s->blocks_sliding : s->blocks_global;
     dim3 grid((unsigned)s->n_tokens, (unsigned)g->n_kv_heads, (unsigned)Z);
-    G4_LAUNCH(grid, G4_DEC_THREADS, L.total, c->stream, g4_attention_decode_kernel<D, STAGES>)
+    G4_LAUNCH(grid, G4_DEC_THREADS, L.total, g4_launch_stream(c), g4_attention_decode_kernel<D, STAGES>)
     ((__nv_bfloat16 *)out, partial, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base,
      (const __nv_bfloat16 *)kn, kd, lb, s->pos, s->seq, s->key_end, table, s->n_seqs, s->max_blocks, g->n_heads,
      g->window, single ? (float)log2(g->rope.theta) : 0.0f, rp);
     G4_CHECK_LAUNCH();
     if (Z > 1) {
-        G4_LAUNCH(dim3((unsigned)s->n_tokens, (unsigned)g->n_heads), G4_DEC_THREADS, 0, c->stream,
+        G4_LAUNCH(dim3((unsigned)s->n_tokens, (unsigned)g->n_heads), G4_DEC_THREADS, 0, g4_launch_stream(c),
                   g4_attention_decode_combine_kernel)
         ((__nv_bfloat16 *)out, partial, g->n_heads, D, Z);
         G4_CHECK_LAUNCH();

@@ -384,7 +384,7 @@ static int g4_fa_launch(g4_cuda_ctx *c, void *out, const void *q, const void *kn
     g4_kv_dev kd = {kv->n_blocks, kv->block_size, kv->n_kv_heads, kv->head_dim, kv->single};
     const int32_t *table = g->window > 0 ? s->blocks_sliding : s->blocks_global;
     dim3 grid(g4_ceil_div((size_t)s->n_tokens, (size_t)TT), (unsigned)g->n_kv_heads);
-    G4_LAUNCH(grid, C::THREADS, C::SMEM, c->stream, g4_attention_flash_kernel<D, RG, BN>)
+    G4_LAUNCH(grid, C::THREADS, C::SMEM, g4_launch_stream(c), g4_attention_flash_kernel<D, RG, BN>)
     ((__nv_bfloat16 *)out, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)kv->base, (const __nv_bfloat16 *)kn, kd,
      s->pos, s->seq, s->key_end, table, s->n_tokens, s->n_seqs, s->max_blocks, g->n_heads, g->window,
      g->k_eq_v ? (float)log2(g->rope.theta) : 0.0f, g->k_eq_v ? g->rope.rotated_pairs : 0);

@@ -51,7 +51,8 @@ static inline int g4_check_fail(g4_error *err, const char *file, int line, const
 
 /* Kernel launch, the same source on the GPU and on the emulated target (cuda/emu/):
  *   G4_LAUNCH(grid, block, dynamic_smem_bytes, stream, kernel)(args...);
- * The kernel comes last so a template instance's commas need no parentheses. */
+ * The kernel comes last so a template instance's commas need no parentheses. The backend's
+ * launch sites pass g4_launch_stream(c) as the stream (ctx.cuh): it counts the launch. */
 #ifdef G4_CUDA_EMU
 #define G4_LAUNCH(grid, block, smem, stream, ...) \
     g4emu::make_launcher(&__VA_ARGS__, #__VA_ARGS__, (grid), (block), (smem), (stream))

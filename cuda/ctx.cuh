@@ -55,7 +55,16 @@ typedef struct g4_cuda_ctx {
     int32_t *host_offsets;      /* pinned [host_offsets_n] (moe: expert offsets read back) */
     int host_offsets_n;
     g4_moe_path moe_path;       /* from the backend options at creation (backend/options.h) */
+    uint64_t launches;          /* kernels and cuBLAS GEMMs queued so far (G4_LAUNCH, g4_cuda_gemm);
+                                   a graph replay queues one cudaGraphLaunch and counts nothing */
 } g4_cuda_ctx;
+
+/* The stream every kernel of this backend goes to, counting the launch: the stream argument of
+ * G4_LAUNCH (common.cuh), so every launch site counts itself and nothing else can forget to. */
+static inline cudaStream_t g4_launch_stream(g4_cuda_ctx *c) {
+    c->launches++;
+    return c->stream;
+}
 
 /* Largest T the fast MoE path (G4_MOE_PATH_FAST, backend/options.h) runs moe_decode.cu for. */
 #define G4_MOE_DECODE_MAX_T 64
@@ -96,15 +105,17 @@ void g4_cuda_graph_free(void *ctx, void *graph);
 /* Op entry points (contracts in backend/backend.h). */
 int g4_cuda_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, float scale, g4_error *err);
 int g4_cuda_rmsnorm(void *ctx, void *y, const void *x, const g4_weight *w, int rows, int n, float eps, g4_error *err);
+int g4_cuda_add_rmsnorm_norm(void *ctx, void *h, const void *x, const g4_weight *w, const g4_weight *lambda, void *y,
+                             const g4_weight *w_next, int rows, int n, float eps, g4_error *err);
 int g4_cuda_add_rmsnorm(void *ctx, void *h, const void *x, const g4_weight *w, int rows, int n, float eps,
                         g4_error *err);
 int g4_cuda_add(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err);
 int g4_cuda_scale(void *ctx, void *h, const g4_weight *lambda, size_t n, g4_error *err);
 int g4_cuda_matmul(void *ctx, void *y, const void *x, const g4_weight *W, int M, g4_error *err);
-int g4_cuda_geglu(void *ctx, void *y, const void *g, const void *u, size_t n, g4_error *err);
-int g4_cuda_qk_norm_rope_cache(void *ctx, void *q, const void *k, const void *v, const g4_weight *q_norm,
-                               const g4_weight *k_norm, const g4_attn_geom *g, const g4_kv_layer *kv,
-                               const g4_step_dev *s, g4_error *err);
+int g4_cuda_geglu(void *ctx, void *y, const void *gu, int rows, int n, g4_error *err);
+int g4_cuda_qk_norm_rope_cache(void *ctx, void *q_out, const void *q, const void *k, const void *v, int64_t ld,
+                               const g4_weight *q_norm, const g4_weight *k_norm, const g4_attn_geom *g,
+                               const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 int g4_cuda_attention(void *ctx, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,
                       const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 int g4_cuda_moe_route(void *ctx, int32_t *ids, float *weights, const void *h1, const g4_weight *proj,

@@ -164,6 +164,8 @@ static int g4_cuda_supports(void *ctx, g4_op op, g4_dtype dt) {
     return op >= 0 && op < G4_OP_COUNT;
 }
 
+static uint64_t g4_cuda_launch_count(void *ctx) { return ((g4_cuda_ctx *)ctx)->launches; }
+
 static const g4_backend_ops g4_cuda_ops = {
     .api_version = G4_BACKEND_API_VERSION,
     .name = "cuda",
@@ -180,6 +182,7 @@ static const g4_backend_ops g4_cuda_ops = {
     .embed = g4_cuda_embed,
     .rmsnorm = g4_cuda_rmsnorm,
     .add_rmsnorm = g4_cuda_add_rmsnorm,
+    .add_rmsnorm_norm = g4_cuda_add_rmsnorm_norm,
     .add = g4_cuda_add,
     .scale = g4_cuda_scale,
     .matmul = g4_cuda_matmul,
@@ -198,6 +201,7 @@ static const g4_backend_ops g4_cuda_ops = {
     .rope_2d = g4_cuda_rope_2d,
     .encoder_attention = g4_cuda_encoder_attention,
     .vision_pool = g4_cuda_vision_pool,
+    .launch_count = g4_cuda_launch_count,
 };
 
 static void g4_cuda_ctx_free(g4_cuda_ctx *c) {

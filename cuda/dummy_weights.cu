@@ -45,7 +45,7 @@ int g4_cuda_dummy_fill(g4_cuda_ctx *c, g4_weight *w, uint64_t seed, float mean, 
     void *p = NULL;
     G4_CHECK(cudaMalloc(&p, n * sizeof(__nv_bfloat16)));
     size_t blocks = (n + 255) / 256;
-    G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_dummy_fill_kernel)
+    G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, g4_launch_stream(c), g4_dummy_fill_kernel)
     ((__nv_bfloat16 *)p, n, seed, mean, amp);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) {

@@ -33,7 +33,7 @@ int g4_cuda_embed(void *ctx, void *x, const g4_step_dev *s, const g4_weight *E, 
     if (E->ndim != 2) return g4_fail(err, "embed: weight %s must be [V,H]", E->name ? E->name : "?");
     if (s->n_tokens <= 0) return 0;
     int V = (int)E->shape[0], H = (int)E->shape[1];
-    G4_LAUNCH(s->n_tokens, 256, 0, c->stream, g4_embed_kernel)
+    G4_LAUNCH(s->n_tokens, 256, 0, g4_launch_stream(c), g4_embed_kernel)
     ((__nv_bfloat16 *)x, s->token_ids, (const __nv_bfloat16 *)E->data, V, H, scale, s->embed_row, s->embed_rows);
     G4_CHECK_LAUNCH();
     return 0;

@@ -111,6 +111,7 @@ int g4_cuda_gemm(g4_cuda_ctx *c, void *y, cudaDataType_t ydt, const void *x, con
     float alpha = 1.0f, beta = 0.0f;
     G4_CHECK(cublasLtMatmul(c->lt, pl->op, &alpha, W, pl->la, x, pl->lb, &beta, y, pl->lc, y, pl->lc, &pl->algo,
                             c->workspace, c->workspace_bytes, c->stream));
+    c->launches++; /* one cuBLASLt call (a split-K algorithm may queue a second kernel: counted once) */
     return 0;
 }
 

@@ -30,13 +30,13 @@ int g4_cuda_lm_head(void *ctx, float *logits, const void *x, const g4_step_dev *
     int V = (int)E->shape[0], H = (int)E->shape[1];
     void *xs;
     G4_TRY(g4_cuda_scratch(c, G4_SCR_ROWS, (size_t)s->n_rows * H * sizeof(__nv_bfloat16), &xs, err));
-    G4_LAUNCH(s->n_rows, 256, 0, c->stream, g4_gather_rows_kernel)
+    G4_LAUNCH(s->n_rows, 256, 0, g4_launch_stream(c), g4_gather_rows_kernel)
     ((__nv_bfloat16 *)xs, (const __nv_bfloat16 *)x, s->rows, s->n_tokens, H);
     G4_CHECK_LAUNCH();
     if (g4_cuda_gemm(c, logits, CUDA_R_32F, xs, E->data, s->n_rows, V, H, err)) return g4_fail_prefix(err, "lm_head");
     if (softcap > 0.0f) {
         size_t n = (size_t)s->n_rows * V, blocks = (n + 255) / 256;
-        G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_softcap_kernel)
+        G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, g4_launch_stream(c), g4_softcap_kernel)
         (logits, n, softcap);
         G4_CHECK_LAUNCH();
     }

@@ -328,24 +328,26 @@ int g4_cuda_moe_decode(g4_cuda_ctx *c, void *y, const void *x, const int32_t *id
     G4_TRY(g4_cuda_scratch(c, G4_SCR_MOE_Y, (size_t)P * H * sizeof(float), &ys, err));
     int32_t *meta = idx, *a_e = meta + 2, *a_off = a_e + E, *a_cnt = a_off + E, *src = a_cnt + E, *inv = src + P;
 
-    G4_LAUNCH(1, 256, (size_t)(P + 2 * E) * sizeof(int32_t), c->stream, g4_md_sort_kernel)
+    G4_LAUNCH(1, 256, (size_t)(P + 2 * E) * sizeof(int32_t), g4_launch_stream(c), g4_md_sort_kernel)
     (meta, a_e, a_off, a_cnt, src, inv, ids, P, E);
     G4_CHECK_LAUNCH();
 
     const int cap_gu = g4_md_cap(T, H), tiles_gu = (I + G4_MD_WARPS - 1) / G4_MD_WARPS;
-    G4_LAUNCH((unsigned)hit_max * tiles_gu, G4_MD_WARPS * 32, (size_t)cap_gu * H * 2, c->stream, g4_md_gate_up_kernel)
+    G4_LAUNCH((unsigned)hit_max * tiles_gu, G4_MD_WARPS * 32, (size_t)cap_gu * H * 2, g4_launch_stream(c),
+              g4_md_gate_up_kernel)
     ((__nv_bfloat16 *)act, (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)Wgu, meta, a_e, a_off, a_cnt, src, H, I,
      top_k, cap_gu, tiles_gu);
     G4_CHECK_LAUNCH();
 
     const int rows_d = G4_MD_WARPS * (32 / G4_MD_DOWN_LPR);
     const int cap_d = g4_md_cap(T, I), tiles_d = (H + rows_d - 1) / rows_d;
-    G4_LAUNCH((unsigned)hit_max * tiles_d, G4_MD_WARPS * 32, (size_t)cap_d * I * 2, c->stream, g4_md_down_kernel)
+    G4_LAUNCH((unsigned)hit_max * tiles_d, G4_MD_WARPS * 32, (size_t)cap_d * I * 2, g4_launch_stream(c),
+              g4_md_down_kernel)
     ((float *)ys, (const __nv_bfloat16 *)act, (const __nv_bfloat16 *)Wd, meta, a_e, a_off, a_cnt, H, I, cap_d, tiles_d);
     G4_CHECK_LAUNCH();
 
     dim3 grid(g4_ceil_div((size_t)H / 4, 128), (unsigned)T);
-    G4_LAUNCH(grid, 128, 0, c->stream, g4_md_combine_kernel)
+    G4_LAUNCH(grid, 128, 0, g4_launch_stream(c), g4_md_combine_kernel)
     ((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
     G4_CHECK_LAUNCH();
     return 0;

@@ -59,17 +59,6 @@ static __global__ void g4_moe_gather_kernel(__nv_bfloat16 *xs, const __nv_bfloat
     for (int i = threadIdx.x; i < H; i += blockDim.x) dst[i] = s[i];
 }
 
-/* act[r,i] = bf16( gelu_tanh(gu[r,i]) · gu[r,I+i] )     gu [P,2I] (gate cols first), act [P,I]
- * grid-stride over P·I elements. */
-static __global__ void g4_moe_geglu_kernel(__nv_bfloat16 *act, const __nv_bfloat16 *gu, size_t P, int I) {
-    size_t n = P * (size_t)I;
-    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
-        size_t r = e / (size_t)I, i = e % (size_t)I;
-        const __nv_bfloat16 *row = gu + r * 2 * (size_t)I;
-        g4_st(act, e, g4_gelu_tanh(g4_ld(row, i)) * g4_ld(row, I + i));
-    }
-}
-
 /* y[t,:] = bf16( Σ_{j<k} weights[t,j] · ys[inv[t·k+j], :] )    ys [P,H] f32, y [T,H] bf16
  * (pairs with inv −1 contribute nothing). grid T blocks, 256 threads over H. */
 static __global__ void g4_moe_combine_kernel(__nv_bfloat16 *y, const float *ys, const int32_t *inv,
@@ -120,9 +109,9 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
         c->host_offsets_n = E + 1;
     }
 
-    G4_LAUNCH(1, 256, 0, c->stream, g4_moe_sort_kernel)(offsets, src, inv, ids, (int)P, E);
+    G4_LAUNCH(1, 256, 0, g4_launch_stream(c), g4_moe_sort_kernel)(offsets, src, inv, ids, (int)P, E);
     G4_CHECK_LAUNCH();
-    G4_LAUNCH((unsigned)P, 256, 0, c->stream, g4_moe_gather_kernel)
+    G4_LAUNCH((unsigned)P, 256, 0, g4_launch_stream(c), g4_moe_gather_kernel)
     ((__nv_bfloat16 *)xs, (const __nv_bfloat16 *)x, src, H, top_k);
     G4_CHECK_LAUNCH();
     G4_CHECK(cudaMemcpyAsync(c->host_offsets, offsets, (size_t)(E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost,
@@ -140,10 +129,7 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
     }
     size_t valid = (size_t)off[E];
     if (valid > 0) {
-        size_t blocks = (valid * I + 255) / 256;
-        G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_moe_geglu_kernel)
-        ((__nv_bfloat16 *)act, (const __nv_bfloat16 *)gu, valid, I);
-        G4_CHECK_LAUNCH();
+        if (g4_cuda_geglu(c, act, gu, (int)valid, I, err)) return g4_fail_prefix(err, "moe_experts");
     }
     for (int e = 0; e < E; e++) {
         int n = off[e + 1] - off[e];
@@ -152,7 +138,7 @@ int g4_cuda_moe_experts(void *ctx, void *y, const void *x, const int32_t *ids, c
                          (const __nv_bfloat16 *)act + (size_t)off[e] * I, Wd + (size_t)e * H * I, n, H, I, err))
             return g4_fail_prefix(err, "moe_experts: expert %d down", e);
     }
-    G4_LAUNCH(T, 256, 0, c->stream, g4_moe_combine_kernel)
+    G4_LAUNCH(T, 256, 0, g4_launch_stream(c), g4_moe_combine_kernel)
     ((__nv_bfloat16 *)y, (const float *)ys, inv, weights, H, top_k);
     G4_CHECK_LAUNCH();
     return 0;

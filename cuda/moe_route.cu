@@ -83,7 +83,7 @@ int g4_cuda_moe_route(void *ctx, int32_t *ids, float *weights, const void *h1, c
     size_t shmem = (size_t)(H + E) * sizeof(float);
     if (shmem > 48 * 1024) return g4_fail(err, "moe_route: H=%d + E=%d floats exceed 48 KiB of shared memory", H, E);
     if (T <= 0) return 0;
-    G4_LAUNCH(T, G4_ROUTE_THREADS, shmem, c->stream, g4_moe_route_kernel)
+    G4_LAUNCH(T, G4_ROUTE_THREADS, shmem, g4_launch_stream(c), g4_moe_route_kernel)
     (ids, weights, (const __nv_bfloat16 *)h1, (const __nv_bfloat16 *)proj->data, (const __nv_bfloat16 *)scale->data,
      (const __nv_bfloat16 *)expert_scale->data, H, E, top_k, eps);
     G4_CHECK_LAUNCH();

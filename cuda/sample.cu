@@ -432,7 +432,7 @@ int g4_cuda_sample(void *ctx, const g4_sample_args *a, g4_error *err) {
                        a ? (long long)a->ld : -1LL, a ? a->max_rows : -1);
     if (a->max_rows == 0) return 0;
     if (a->max_rows > 65535 * 32) return g4_fail(err, "sample: %d rows", a->max_rows);
-    G4_LAUNCH(a->max_rows, SAMPLE_THREADS, 0, c->stream, g4_sample_kernel)
+    G4_LAUNCH(a->max_rows, SAMPLE_THREADS, 0, g4_launch_stream(c), g4_sample_kernel)
     (a->logits, a->ld, a->vocab, a->params, a->mask, a->tokens, a->logprobs);
     G4_CHECK_LAUNCH();
     return 0;

@@ -186,7 +186,7 @@ int g4_cuda_rope_2d(void *ctx, void *x, const int32_t *pos, int T, int n_heads, 
     size_t n = (size_t)(T > 0 ? T : 0) * (size_t)(n_heads > 0 ? n_heads : 0) * (size_t)(head_dim / 2);
     if (n == 0) return 0;
     size_t blocks = (n + 255) / 256;
-    G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, c->stream, g4_rope_2d_kernel)
+    G4_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, g4_launch_stream(c), g4_rope_2d_kernel)
     ((__nv_bfloat16 *)x, pos, n, n_heads, head_dim, log2f(theta));
     G4_CHECK_LAUNCH();
     return 0;
@@ -200,14 +200,14 @@ int g4_cuda_encoder_attention(void *ctx, void *out, const void *q, const void *k
         return g4_fail(err, "encoder_attention: T=%d heads=%d kv_heads=%d d=%d unsupported (d ≤ %d)", T, n_heads,
                        n_kv_heads, head_dim, G4_VIS_THREADS * G4_VIS_DPT);
     if (head_dim <= G4_VIS_TILED_D) {
-        G4_LAUNCH(dim3(g4_ceil_div((size_t)T, G4_VIS_QT), (unsigned)n_heads), 32 * G4_VIS_QT, 0, c->stream,
+        G4_LAUNCH(dim3(g4_ceil_div((size_t)T, G4_VIS_QT), (unsigned)n_heads), 32 * G4_VIS_QT, 0, g4_launch_stream(c),
                   g4_encoder_attention_tiled_kernel)
         ((__nv_bfloat16 *)out, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, T, n_heads,
          n_kv_heads, head_dim, scale);
         G4_CHECK_LAUNCH();
         return 0;
     }
-    G4_LAUNCH(dim3((unsigned)T, (unsigned)n_heads), G4_VIS_THREADS, 0, c->stream, g4_encoder_attention_kernel)
+    G4_LAUNCH(dim3((unsigned)T, (unsigned)n_heads), G4_VIS_THREADS, 0, g4_launch_stream(c), g4_encoder_attention_kernel)
     ((__nv_bfloat16 *)out, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, T, n_heads,
      n_kv_heads, head_dim, scale);
     G4_CHECK_LAUNCH();
@@ -221,7 +221,7 @@ int g4_cuda_vision_pool(void *ctx, void *y, const void *x, int ph, int pw, int n
         return g4_fail(err, "vision_pool: grid %d × %d, width %d, kernel %d", ph, pw, n, k);
     if (bias) G4_TRY(g4_cuda_check_weight(bias, "vision_pool std_bias", n, err));
     if (scale) G4_TRY(g4_cuda_check_weight(scale, "vision_pool std_scale", n, err));
-    G4_LAUNCH((unsigned)((ph / k) * (pw / k)), 256, 0, c->stream, g4_vision_pool_kernel)
+    G4_LAUNCH((unsigned)((ph / k) * (pw / k)), 256, 0, g4_launch_stream(c), g4_vision_pool_kernel)
     ((__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, pw, n, k, mult, bias ? (const __nv_bfloat16 *)bias->data : NULL,
      scale ? (const __nv_bfloat16 *)scale->data : NULL);
     G4_CHECK_LAUNCH();

@@ -179,6 +179,7 @@ typedef enum g4_op {
     G4_OP_EMBED,
     G4_OP_RMSNORM,
     G4_OP_ADD_RMSNORM,
+    G4_OP_ADD_RMSNORM_NORM,
     G4_OP_ADD,
     G4_OP_SCALE,
     G4_OP_MATMUL,
@@ -193,6 +194,7 @@ typedef enum g4_op {
     G4_OP_ROPE_2D,            /* the vision tower's ops (optional slots; model/vision.c) */
     G4_OP_ENCODER_ATTENTION,
     G4_OP_VISION_POOL,
+    G4_OP_LAUNCH_COUNT,       /* launch_count (optional slot) */
     G4_OP_COUNT
 } g4_op;
 
@@ -231,6 +233,14 @@ typedef struct g4_backend_ops {
     int (*add_rmsnorm)(void *ctx, void *h, const void *x, const g4_weight *w, int rows, int n, float eps,
                        g4_error *err);
 
+    /* The end of a residual branch and the next norm in one pass, per row r (rows × n):
+     *   h[r,:] = (h[r,:] + RMSNorm_w(x[r,:])) × λ     λ = the [1] layer_scalar weight, NULL = 1
+     *   y[r,:] = RMSNorm_{w_next}(h[r,:])             y NULL: not computed; w_next NULL: no weight
+     * The values of add_rmsnorm, scale and rmsnorm in turn (bf16 rounding points included); y
+     * must not overlap h or x. */
+    int (*add_rmsnorm_norm)(void *ctx, void *h, const void *x, const g4_weight *w, const g4_weight *lambda, void *y,
+                            const g4_weight *w_next, int rows, int n, float eps, g4_error *err);
+
     /* y[i] = a[i] + b[i]                       n elements; y may alias a or b */
     int (*add)(void *ctx, void *y, const void *a, const void *b, size_t n, g4_error *err);
 
@@ -240,17 +250,20 @@ typedef struct g4_backend_ops {
     /* y[M,N] = x[M,K] · Wᵀ                     W [N,K] */
     int (*matmul)(void *ctx, void *y, const void *x, const g4_weight *W, int M, g4_error *err);
 
-    /* y[i] = gelu_tanh(g[i]) · u[i]            n elements */
-    int (*geglu)(void *ctx, void *y, const void *g, const void *u, size_t n, g4_error *err);
+    /* y[r,i] = gelu_tanh(gu[r,i]) · gu[r,n+i]   gu [rows, 2n] (the fused gate|up GEMM's output),
+     * y [rows, n]; y must not overlap gu */
+    int (*geglu)(void *ctx, void *y, const void *gu, int rows, int n, g4_error *err);
 
     /* Per token t at position p = s->pos[t]:
-     *   q[t,h,:]  = RoPE(RMSNorm_{q_norm}(q[t,h,:]), p)       in place, [T, n_heads, d]
+     *   q_out[t,h,:] = RoPE(RMSNorm_{q_norm}(q[t,h,:]), p)    q_out packed [T, n_heads, d]
      *   sliding:  cache K ← RoPE(RMSNorm_{k_norm}(k[t,g,:]), p), cache V ← RMSNorm_∅(v[t,g,:])
      *   k_eq_v:   cache U ← RMSNorm_∅(k[t,g,:])                (v unused, may be NULL)
-     * written at the slot of (seq, p) through the layer type's block table. */
-    int (*qk_norm_rope_cache)(void *ctx, void *q, const void *k, const void *v, const g4_weight *q_norm,
-                              const g4_weight *k_norm, const g4_attn_geom *g, const g4_kv_layer *kv,
-                              const g4_step_dev *s, g4_error *err);
+     * written at the slot of (seq, p) through the layer type's block table. Token t's q, k, v
+     * rows start ld elements apart (ld = the fused QKV GEMM's width, the three pointers its
+     * column offsets); ld = 0: each packed ([T, heads, d]), and q_out may then be q (in place). */
+    int (*qk_norm_rope_cache)(void *ctx, void *q_out, const void *q, const void *k, const void *v, int64_t ld,
+                              const g4_weight *q_norm, const g4_weight *k_norm, const g4_attn_geom *g,
+                              const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 
     /* out[t,h,:] = Σ_j softmax_j(q[t,h]·K_j) V_j, scale 1.0, over keys j of the same sequence with
      * pos_j ≤ p (and p − pos_j < window on sliding layers; there pos_j ≤ key_end[t] instead of ≤ p
@@ -326,6 +339,14 @@ typedef struct g4_backend_ops {
      * bias, scale: [n] weights, or NULL for 0 and 1 (a tower without standardisation). */
     int (*vision_pool)(void *ctx, void *y, const void *x, int ph, int pw, int n, int k, float mult,
                        const g4_weight *bias, const g4_weight *scale, g4_error *err);
+
+    /* --- launch count (optional: supports(G4_OP_LAUNCH_COUNT)) ------------------------------ */
+
+    /* Device work items queued so far by this backend instance: kernel launches and library
+     * calls (one cuBLAS GEMM counts one), recordings included, graph replays not (a replay is one
+     * launch of the whole graph). The benchmark's launches per decode token is its difference
+     * over eager steps. Monotonic, never reset. */
+    uint64_t (*launch_count)(void *ctx);
 } g4_backend_ops;
 
 typedef struct g4_backend {

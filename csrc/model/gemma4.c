@@ -1,7 +1,7 @@
 /* gemma4.c — the Gemma 4 text-decoder forward pass, written once over the backend op table.
  *
  * Per layer (spec §2.3, §2.6), on the packed rows x [T, H]:
- *   a = RMSNorm_in(x); q,k,(v) = a·W; q/k norm + RoPE + cache write; attention; o = ·W_o
+ *   a = RMSNorm_in(x); q,k,(v) = a·W (one GEMM); q/k norm + RoPE + cache write; attention; o = ·W_o
  *   x += RMSNorm_post_attn(o)                                        (= h1)
  *   dense:  x += RMSNorm_post_ffn(MLP(RMSNorm_pre_ffn(x)))
  *   MoE:    x += RMSNorm_post_ffn( RMSNorm_post_ffn_1(MLP(RMSNorm_pre_ffn(h1)))
@@ -33,7 +33,7 @@ typedef struct g4_graph_slot {
 
 /* Activation buffers (backend memory) sized for opts.max_step_tokens, and the step in dev memory. */
 typedef struct g4_model_scratch {
-    void *x, *a, *q, *k, *v, *att, *o, *g, *u, *f, *m;
+    void *x, *a, *qkv, *q, *att, *o, *gu, *act, *f, *m;
     int32_t *moe_ids;
     float *moe_w;
     void *step_i32;            /* ids, pos, seq, rows, two block tables, embed_row, key_end (backend memory) */
@@ -102,11 +102,34 @@ static int load_weight_cb(g4_weight *w, void *user) {
     if (m->opts.progress) m->opts.progress(m->opts.progress_user, m->opts.tp_rank, lc->done, lc->total);
     return 0;
 }
+/* The fused projections (fuse.h), one layer at a time: the concatenated host bytes of a layer
+ * live only while the backend copies them (dummy weights need none). */
+/* One fused weight: its concatenated bytes made, loaded, and let go (fuse.h). */
+static int load_fused_cb(g4_fused_weight *fw, void *user) {
+    load_ctx *lc = user;
+    if (!lc->m->opts.dummy_seed && g4_fuse_fill(fw, lc->err)) return -1;
+    int rc = load_weight_cb(&fw->w, lc);
+    g4_fuse_drop_bytes(fw);
+    return rc ? -1 : 0;
+}
+
+static int count_fused_cb(g4_fused_weight *fw, void *user) { return count_weight_cb(&fw->w, user); }
+
+static int unload_fused_cb(g4_fused_weight *fw, void *user);
+
+static int load_fused(g4_model *m, load_ctx *lc) {
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        if (load_fused_cb(&m->fused[l].qkv, lc) || load_fused_cb(&m->fused[l].gate_up, lc)) return -1;
+    return m->vision ? g4_vision_for_each_fused(m->vision, load_fused_cb, lc) : 0;
+}
+
 static int unload_weight_cb(g4_weight *w, void *user) {
     g4_model *m = user;
     if (w->data) m->be->ops->unload_weight(m->be->ctx, w);
     return 0;
 }
+
+static int unload_fused_cb(g4_fused_weight *fw, void *user) { return unload_weight_cb(&fw->w, user); }
 
 static void *scratch_alloc(g4_model *m, size_t bytes, int *failed) {
     void *p = m->be->ops->alloc(m->be->ctx, bytes);
@@ -130,12 +153,11 @@ static int plan_buffers(g4_model *m, g4_error *err) {
     s->a = scratch_alloc(m, T * c->hidden * es, &failed);
     s->o = scratch_alloc(m, T * c->hidden * es, &failed);
     s->f = scratch_alloc(m, T * c->hidden * es, &failed);
+    s->qkv = scratch_alloc(m, T * (qw + 2 * kw) * es, &failed); /* the fused QKV GEMM's rows */
     s->q = scratch_alloc(m, T * qw * es, &failed);
     s->att = scratch_alloc(m, T * qw * es, &failed);
-    s->k = scratch_alloc(m, T * kw * es, &failed);
-    s->v = scratch_alloc(m, T * kw * es, &failed);
-    s->g = scratch_alloc(m, T * iw * es, &failed);
-    s->u = scratch_alloc(m, T * iw * es, &failed);
+    s->gu = scratch_alloc(m, T * 2 * iw * es, &failed); /* the fused gate|up GEMM's rows */
+    s->act = scratch_alloc(m, T * iw * es, &failed);
     if (c->moe) {
         s->m = scratch_alloc(m, T * c->hidden * es, &failed);
         s->moe_ids = scratch_alloc(m, T * c->top_k * sizeof(int32_t), &failed);
@@ -156,13 +178,12 @@ static void free_buffers(g4_model *m) {
         if (s->graphs[i].graph) m->be->ops->graph_free(m->be->ctx, s->graphs[i].graph);
     void *all[] = {s->x,
                    s->a,
+                   s->qkv,
                    s->q,
-                   s->k,
-                   s->v,
                    s->att,
                    s->o,
-                   s->g,
-                   s->u,
+                   s->gu,
+                   s->act,
                    s->f,
                    s->m,
                    s->moe_ids,
@@ -245,13 +266,18 @@ int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_mode
         goto fail;
     }
     if (g4_shard_apply(&m->shard, &m->cfg, &m->w, m->opts.tp_rank, t, err)) goto fail;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        if (g4_fuse_take(&m->fused[l], &m->w.layers[l], l, err)) goto fail;
     /* the vision tower is replicated on every rank (vision.c) */
     if (g4_vision_open(&m->vision, &m->full_cfg, m->full_cfg.hidden, m->st, be, err)) goto fail;
     load_ctx lc = {m, err, 0, 0};
     g4_weights_for_each(&m->w, count_weight_cb, &lc);
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        lc.total += weight_bytes(&m->fused[l].qkv.w) + weight_bytes(&m->fused[l].gate_up.w);
     if (m->vision) g4_vision_for_each_weight(m->vision, count_weight_cb, &lc);
+    if (m->vision) g4_vision_for_each_fused(m->vision, count_fused_cb, &lc);
     if (t > 1) lc.total += weight_bytes(&m->shard.lm_head);
-    if (g4_weights_for_each(&m->w, load_weight_cb, &lc)) goto fail;
+    if (g4_weights_for_each(&m->w, load_weight_cb, &lc) || load_fused(m, &lc)) goto fail;
     if (m->vision && g4_vision_for_each_weight(m->vision, load_weight_cb, &lc)) goto fail;
     if (t == 1) { /* the LM head is the embedding itself: share its backend copy */
         m->shard.lm_head.data = m->w.embed.data;
@@ -276,10 +302,19 @@ void g4_model_close(g4_model *m) {
         free_buffers(m);
         for (int l = 0; l < m->cfg.n_layers; l++) m->be->ops->free(m->be->ctx, m->kv[l].base);
         g4_weights_for_each(&m->w, unload_weight_cb, m);
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            unload_weight_cb(&m->fused[l].qkv.w, m);
+            unload_weight_cb(&m->fused[l].gate_up.w, m);
+        }
         if (m->shard.size > 1) unload_weight_cb(&m->shard.lm_head, m);
         if (m->vision) g4_vision_for_each_weight(m->vision, unload_weight_cb, m);
+        if (m->vision) g4_vision_for_each_fused(m->vision, unload_fused_cb, m);
     }
     g4_vision_free(m->vision);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        g4_fuse_free(&m->fused[l].qkv);
+        g4_fuse_free(&m->fused[l].gate_up);
+    }
     g4_shard_free(&m->shard);
     g4_st_close(m->st);
     free(m);
@@ -436,6 +471,34 @@ static int reduce(g4_model *m, void *buf, size_t n, g4_error *err) {
     return c->all_reduce_sum(c, m->shard.rank, buf, n, m->be->ops->act_dtype, err);
 }
 
+/* q, k, v = a·[W_q; W_k; W_v]ᵀ as one GEMM into s->qkv (fuse.h; no v on k_eq_v layers), then
+ * q/k norm + RoPE + cache write reading q, k, v at their column offsets of each [T, ld] row
+ * (no copies), q written packed to s->q for attention.
+ * Roofline, 31B decode row per layer: the same weight bytes as the separate GEMMs (sliding
+ * 16384×5376 bf16 = 176 MB, global 18432×5376 = 198 MB, ~55 µs at 3.35 TB/s) and the same FLOPs;
+ * one GEMM launch instead of three (sliding) or two (k_eq_v global): −110 launches a token for
+ * 31B (50 sliding + 10 global layers), −55 for 26B-A4B. Predicted gain: ~2-3 µs a launch saved
+ * on eager steps (~0.3 ms a 31B token), less inside a graph; the GEMM stays bandwidth-bound. */
+static int qkv_projection(g4_model *m, int l, const g4_attn_geom *g, const g4_step_dev *d, g4_error *err) {
+    const g4_backend_ops *ops = m->be->ops;
+    void *cx = m->be->ctx;
+    g4_model_scratch *s = m->scratch;
+    const g4_fused_weight *fw = &m->fused[l].qkv;
+    const g4_layer_weights *lw = &m->w.layers[l];
+    size_t es = g4_dtype_size(ops->act_dtype);
+    int T = d->n_tokens;
+    int64_t ld = fw->w.shape[0];
+    const char *y = s->qkv;
+    MATMUL(l, "qkv_proj", s->qkv, s->a, &fw->w, T);
+    OP(l, "qk_norm_rope_cache",
+       ops->qk_norm_rope_cache(cx, s->q, y, y + (size_t)fw->offset[1] * es,
+                               g->k_eq_v ? NULL : y + (size_t)fw->offset[2] * es, ld, &lw->q_norm, &lw->k_norm, g,
+                               &m->kv[l], d, err),
+       "qkv[%d,%lld] q[%d,%d,%d] k[%d,%d,%d] window=%d k_eq_v=%d blocks=%dx%d", T, (long long)ld, T, g->n_heads,
+       g->head_dim, T, g->n_kv_heads, g->head_dim, g->window, g->k_eq_v, m->kv[l].n_blocks, m->kv[l].block_size);
+    return 0;
+}
+
 static int attention_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
     const g4_config *c = &m->cfg;
     const g4_layer_weights *lw = &m->w.layers[l];
@@ -451,34 +514,30 @@ static int attention_block(g4_model *m, int l, const g4_step_dev *d, g4_error *e
                       .rope = global ? c->rope_global : c->rope_sliding,
                       .k_eq_v = g4_layer_k_eq_v(c, l),
                       .eps = c->eps};
-    OP(l, "rmsnorm input_norm", ops->rmsnorm(cx, s->a, s->x, &lw->input_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
-    MATMUL(l, "q_proj", s->q, s->a, &lw->q_proj, T);
-    MATMUL(l, "k_proj", s->k, s->a, &lw->k_proj, T);
-    if (!g.k_eq_v) MATMUL(l, "v_proj", s->v, s->a, &lw->v_proj, T);
-    OP(l, "qk_norm_rope_cache",
-       ops->qk_norm_rope_cache(cx, s->q, s->k, g.k_eq_v ? NULL : s->v, &lw->q_norm, &lw->k_norm, &g, &m->kv[l], d, err),
-       "q[%d,%d,%d] k[%d,%d,%d] window=%d k_eq_v=%d blocks=%dx%d", T, g.n_heads, g.head_dim, T, g.n_kv_heads,
-       g.head_dim, g.window, g.k_eq_v, m->kv[l].n_blocks, m->kv[l].block_size);
+    if (qkv_projection(m, l, &g, d, err)) return -1; /* from a = RMSNorm_in(x), left by the previous op */
     OP(l, "attention", ops->attention(cx, s->att, s->q, &lw->k_norm, &g, &m->kv[l], d, err),
        "q[%d,%d,%d] kv_heads=%d window=%d k_eq_v=%d seqs=%d max_pos=%d table=[%d,%d]", T, g.n_heads, g.head_dim,
        g.n_kv_heads, g.window, g.k_eq_v, d->n_seqs, d->max_pos, d->n_seqs, d->max_blocks);
     MATMUL(l, "o_proj", s->o, s->att, &lw->o_proj, T);
     OP(l, "all_reduce o_proj", reduce(m, s->o, (size_t)T * H, err), "[%d,%d] ranks=%d", T, H, m->shard.size);
-    OP(l, "add_rmsnorm post_attn_norm", ops->add_rmsnorm(cx, s->x, s->o, &lw->post_attn_norm, T, H, c->eps, err),
+    OP(l, "add_rmsnorm_norm post_attn_norm pre_ffn_norm",
+       ops->add_rmsnorm_norm(cx, s->x, s->o, &lw->post_attn_norm, NULL, s->a, &lw->pre_ffn_norm, T, H, c->eps, err),
        "x[%d,%d]", T, H);
     return 0;
 }
 
-/* out = down(gelu_tanh(gate·in) ⊙ up·in) */
+/* out = down(gelu_tanh(gate·in) ⊙ up·in), gate and up as one GEMM (fuse.h).
+ * Roofline, 31B decode row per layer: the gate|up GEMM reads the same 2·21504·5376 bf16 =
+ * 462 MB (~140 µs at 3.35 TB/s) and FLOPs as the two GEMMs; one launch instead of two: −60
+ * launches a token for 31B, −30 for 26B-A4B. geglu reads the [T, 2I] rows in place (no copy). */
 static int dense_mlp(g4_model *m, int l, void *out, const void *in, const g4_layer_weights *lw, int T, g4_error *err) {
     const g4_backend_ops *ops = m->be->ops;
     void *cx = m->be->ctx;
     g4_model_scratch *s = m->scratch;
-    size_t n = (size_t)T * m->cfg.intermediate;
-    MATMUL(l, "gate_proj", s->g, in, &lw->gate_proj, T);
-    MATMUL(l, "up_proj", s->u, in, &lw->up_proj, T);
-    OP(l, "geglu", ops->geglu(cx, s->g, s->g, s->u, n, err), "[%d,%d]", T, m->cfg.intermediate);
-    MATMUL(l, "down_proj", out, s->g, &lw->down_proj, T);
+    int I = m->cfg.intermediate;
+    MATMUL(l, "gate_up_proj", s->gu, in, &m->fused[l].gate_up.w, T);
+    OP(l, "geglu", ops->geglu(cx, s->act, s->gu, T, I, err), "gu[%d,%d]", T, 2 * I);
+    MATMUL(l, "down_proj", out, s->act, &lw->down_proj, T);
     return 0;
 }
 
@@ -489,8 +548,7 @@ static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
     void *cx = m->be->ctx;
     g4_model_scratch *s = m->scratch;
     int T = d->n_tokens, H = c->hidden;
-    OP(l, "rmsnorm pre_ffn_norm", ops->rmsnorm(cx, s->a, s->x, &lw->pre_ffn_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
-    if (dense_mlp(m, l, s->f, s->a, lw, T, err)) return -1;
+    if (dense_mlp(m, l, s->f, s->a, lw, T, err)) return -1; /* a = RMSNorm_pre_ffn(x), from attention_block */
     OP(l, "all_reduce mlp", reduce(m, s->f, (size_t)T * H, err), "[%d,%d] ranks=%d", T, H, m->shard.size);
     if (c->moe) {
         OP(l, "rmsnorm post_ffn_norm_1", ops->rmsnorm(cx, s->f, s->f, &lw->post_ffn_norm_1, T, H, c->eps, err),
@@ -511,9 +569,14 @@ static int ffn_block(g4_model *m, int l, const g4_step_dev *d, g4_error *err) {
            "x[%d,%d]", T, H);
         OP(l, "add", ops->add(cx, s->f, s->f, s->m, (size_t)T * H, err), "[%d,%d]", T, H);
     }
-    OP(l, "add_rmsnorm post_ffn_norm", ops->add_rmsnorm(cx, s->x, s->f, &lw->post_ffn_norm, T, H, c->eps, err),
+    /* x = (x + RMSNorm_post_ffn(f)) × λ, and a = the next norm of x: the next layer's input
+     * norm, or after the last layer the final norm (only when rows want logits) */
+    int last = l == c->n_layers - 1;
+    const g4_weight *next = last ? &m->w.final_norm : &m->w.layers[l + 1].input_norm;
+    void *a = last && d->n_rows == 0 ? NULL : s->a;
+    OP(l, "add_rmsnorm_norm post_ffn_norm layer_scalar next norm",
+       ops->add_rmsnorm_norm(cx, s->x, s->f, &lw->post_ffn_norm, &lw->layer_scalar, a, next, T, H, c->eps, err),
        "x[%d,%d]", T, H);
-    OP(l, "scale layer_scalar", ops->scale(cx, s->x, &lw->layer_scalar, (size_t)T * H, err), "[%d,%d]", T, H);
     return 0;
 }
 
@@ -539,11 +602,14 @@ static int compute(g4_model *m, const g4_step_dev *d, const g4_sample_args *sa, 
     int T = d->n_tokens, H = c->hidden, V = m->shard.vocab_local;
     OP(-1, "embed", ops->embed(cx, s->x, d, &m->w.embed, m->embed_scale, err), "x[%d,%d] E[%lld,%d]", T, H,
        (long long)m->w.embed.shape[0], H);
+    /* every layer starts from a = RMSNorm_in(x): this op for the first, the previous layer's last
+     * op (add_rmsnorm_norm) for the others, which also leaves the final norm in a */
+    OP(0, "rmsnorm input_norm", ops->rmsnorm(cx, s->a, s->x, &m->w.layers[0].input_norm, T, H, c->eps, err), "x[%d,%d]",
+       T, H);
     for (int l = 0; l < c->n_layers; l++) {
         if (attention_block(m, l, d, err) || ffn_block(m, l, d, err)) return -1;
     }
     if (d->n_rows == 0) return 0;
-    OP(-1, "rmsnorm final_norm", ops->rmsnorm(cx, s->a, s->x, &m->w.final_norm, T, H, c->eps, err), "x[%d,%d]", T, H);
     OP(-1, "lm_head", ops->lm_head(cx, s->logits, s->a, d, &m->shard.lm_head, c->final_softcap, err),
        "x[%d rows of %d,%d] E[%d,%d] logits[%d,%d]", d->n_rows, T, H, V, H, d->n_rows, V);
     if (sa) OP(-1, "sample", ops->sample(cx, sa, err), "logits[%d,%d]", d->n_rows, V);

@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "model/config.h"
 #include "model/safetensors.h"
+#include "model/fuse.h"
 #include "model/shard.h"
 #include "model/weights.h"
 #include "base/comm.h"
@@ -49,6 +50,7 @@ typedef struct g4_model {
     int max_blocks_per_seq;  /* block-table columns: ceil(max_model_len / block_size) */
     float embed_scale;       /* bf16(√H) */
     g4_shard shard;          /* tensor-parallel slice; shard.lm_head is the (local) LM head */
+    g4_fused_layer fused[G4_MAX_LAYERS]; /* per layer: qkv and gate_up, one GEMM each (fuse.h) */
     size_t weight_bytes;     /* bytes of this rank's weights as stored in the checkpoint */
     double load_seconds;     /* wall time of g4_model_open */
     int debug_sync;          /* G4_DEBUG_SYNC=1 at open: sync and check after every op (fault localising) */

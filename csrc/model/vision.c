@@ -14,6 +14,7 @@
  * attention; without the padding the result is the same (masked keys weigh exactly 0).
  * Activation buffers grow to the largest image seen. Tensor parallelism: the tower is small
  * (0.57 B parameters in the real models), so every rank holds all of it and can encode alone. */
+#include "model/fuse.h"
 #include "model/vision.h"
 
 #include <math.h>
@@ -31,6 +32,7 @@ struct g4_vision {
     int text_hidden;                  /* H */
     g4_backend *be;                   /* the model's, not owned */
     g4_vision_weights w;
+    g4_fused_weight *gate_up;         /* [n_layers] each layer's gate|up as one GEMM (fuse.h) */
     int cap;                          /* patches the buffers hold */
     void *x, *a, *q, *k, *v, *att, *o, *g, *u, *e;
     int32_t *pos;                     /* [2N] (col, row) pairs | [N] cols | [N] rows */
@@ -51,12 +53,29 @@ int g4_vision_open(g4_vision **out, const g4_config *cfg, int text_hidden, const
         free(v);
         return -1;
     }
+    if (!(v->gate_up = calloc((size_t)v->w.n_layers, sizeof *v->gate_up))) {
+        g4_vision_free(v);
+        return g4_fail(err, "vision: out of memory");
+    }
+    for (int l = 0; l < v->w.n_layers; l++) {
+        g4_weight *gu[2] = {&v->w.layers[l].gate_proj, &v->w.layers[l].up_proj};
+        if (g4_fuse_parts(&v->gate_up[l], gu, 2, l, "vision mlp.gate_up_proj", err)) {
+            g4_vision_free(v);
+            return -1;
+        }
+    }
     *out = v;
     return 0;
 }
 
 int g4_vision_for_each_weight(g4_vision *v, int (*fn)(g4_weight *w, void *user), void *user) {
     return g4_vision_weights_for_each(&v->w, fn, user);
+}
+
+int g4_vision_for_each_fused(g4_vision *v, int (*fn)(g4_fused_weight *f, void *user), void *user) {
+    for (int l = 0; v->gate_up && l < v->w.n_layers; l++)
+        if (fn(&v->gate_up[l], user)) return -1;
+    return 0;
 }
 
 static void free_buffers(g4_vision *v) {
@@ -71,6 +90,8 @@ void g4_vision_free(g4_vision *v) {
     if (!v) return;
     free_buffers(v);
     free(v->host);
+    for (int l = 0; v->gate_up && l < v->w.n_layers; l++) g4_fuse_free(&v->gate_up[l]);
+    free(v->gate_up);
     g4_vision_weights_free(&v->w);
     free(v);
 }
@@ -87,7 +108,7 @@ static int reserve(g4_vision *v, int n, g4_error *err) {
     size_t I = (size_t)v->vc.intermediate, H = (size_t)v->text_hidden;
     size_t wide = D > PATCH_DIM ? D : PATCH_DIM; /* a: patches, then normed rows */
     void **bufs[] = {&v->x, &v->a, &v->q, &v->k, &v->v, &v->att, &v->o, &v->g, &v->u, &v->e};
-    size_t bytes[] = {N * D, N * wide, N * qw, N * kw, N * kw, N * qw, N * (D > H ? D : H), N * I, N * I, N * D};
+    size_t bytes[] = {N * D, N * wide, N * qw, N * kw, N * kw, N * qw, N * (D > H ? D : H), 2 * N * I, N * I, N * D};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i] = ops->alloc(v->be->ctx, bytes[i] * es))) {
             free_buffers(v);
@@ -167,10 +188,9 @@ static int encoder_layer(g4_vision *v, int l, int N, g4_error *err) {
     OP(l, "o_proj", ops->matmul(cx, v->o, v->att, &lw->o_proj, N, err));
     OP(l, "post_attn_norm", ops->add_rmsnorm(cx, v->x, v->o, &lw->post_attn_norm, N, D, c->eps, err));
     OP(l, "pre_ffn_norm", ops->rmsnorm(cx, v->a, v->x, &lw->pre_ffn_norm, N, D, c->eps, err));
-    OP(l, "gate_proj", ops->matmul(cx, v->g, v->a, &lw->gate_proj, N, err));
-    OP(l, "up_proj", ops->matmul(cx, v->u, v->a, &lw->up_proj, N, err));
-    OP(l, "geglu", ops->geglu(cx, v->g, v->g, v->u, (size_t)N * c->intermediate, err));
-    OP(l, "down_proj", ops->matmul(cx, v->o, v->g, &lw->down_proj, N, err));
+    OP(l, "gate_up_proj", ops->matmul(cx, v->g, v->a, &v->gate_up[l].w, N, err)); /* g [N, 2I] = gate | up */
+    OP(l, "geglu", ops->geglu(cx, v->u, v->g, N, c->intermediate, err));
+    OP(l, "down_proj", ops->matmul(cx, v->o, v->u, &lw->down_proj, N, err));
     OP(l, "post_ffn_norm", ops->add_rmsnorm(cx, v->x, v->o, &lw->post_ffn_norm, N, D, c->eps, err));
     return 0;
 }

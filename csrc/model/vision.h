@@ -8,6 +8,7 @@
 #define G4_MODEL_VISION_H
 
 #include "base/error.h"
+#include "model/fuse.h"
 #include "model/gemma4.h"
 
 typedef struct g4_vision g4_vision;
@@ -29,6 +30,9 @@ int g4_vision_open(g4_vision **out, const g4_config *cfg, int text_hidden, const
                    g4_error *err);
 /* Calls fn on each of the tower's weights (to load, count or unload them with the text weights). */
 int g4_vision_for_each_weight(g4_vision *v, int (*fn)(g4_weight *w, void *user), void *user);
+/* The tower's fused weights (each layer's gate|up, fuse.h), which for_each_weight does not visit:
+ * the loader fills, loads and drops each. */
+int g4_vision_for_each_fused(g4_vision *v, int (*fn)(g4_fused_weight *f, void *user), void *user);
 /* Frees the tower's buffers and map; its weights must be unloaded first. NULL ok. */
 void g4_vision_free(g4_vision *v);
 

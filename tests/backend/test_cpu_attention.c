@@ -95,8 +95,8 @@ static void run(const geom *g, const int *qpos, int nqpos, const int32_t *key_en
                         .max_blocks = nb,
                         .blocks_sliding = table,
                         .blocks_global = table};
-    CHECK(be->ops->qk_norm_rope_cache(be->ctx, qall, kraw, g->k_eq_v ? NULL : vraw, &qn, &kn, &ag, &kv, &fill, &err) ==
-              0,
+    CHECK(be->ops->qk_norm_rope_cache(be->ctx, qall, qall, kraw, g->k_eq_v ? NULL : vraw, 0, &qn, &kn, &ag, &kv, &fill,
+                                      &err) == 0,
           "%s", err.msg);
     /* query step: raw q for the chosen positions, K/V rows of the same positions rewritten */
     float *q = tu_randf((size_t)nqpos * g->nq * d, 1.0), *qcopy = malloc(sizeof(float) * nqpos * g->nq * d);
@@ -111,7 +111,8 @@ static void run(const geom *g, const int *qpos, int nqpos, const int32_t *key_en
     g4_step_dev step = fill;
     step.n_tokens = nqpos, step.pos = qp, step.seq = qs, step.key_end = key_end;
     float *out = malloc(sizeof(float) * nqpos * g->nq * d);
-    CHECK(be->ops->qk_norm_rope_cache(be->ctx, q, kq, g->k_eq_v ? NULL : vq, &qn, &kn, &ag, &kv, &step, &err) == 0,
+    CHECK(be->ops->qk_norm_rope_cache(be->ctx, q, q, kq, g->k_eq_v ? NULL : vq, 0, &qn, &kn, &ag, &kv, &step, &err) ==
+              0,
           "%s", err.msg);
     CHECK(be->ops->attention(be->ctx, out, q, &kn, &ag, &kv, &step, &err) == 0, "%s", err.msg);
     double *ref = malloc(sizeof(double) * d), worst = 0;

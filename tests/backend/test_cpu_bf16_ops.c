@@ -71,11 +71,20 @@ static void test_rowwise(void) {
     g4_cpu_round_bf16(ref, R * N);
     b32->ops->add(b32->ctx, f32, x, h, R * N, &err);
     judge("add", got, ref, f32, NULL, R * N, 1);
-    b16->ops->geglu(b16->ctx, got, x, h, R * N, &err);
-    b32->ops->geglu(b32->ctx, ref, xr, hr, R * N, &err);
-    g4_cpu_round_bf16(ref, R * N);
-    b32->ops->geglu(b32->ctx, f32, x, h, R * N, &err);
-    judge("geglu", got, ref, f32, NULL, R * N, 1);
+    { /* geglu reads [gate | up] rows: gate = x, up = h */
+        float gu[R * 2 * N], gur[R * 2 * N];
+        for (int r = 0; r < R; r++) {
+            memcpy(gu + r * 2 * N, x + r * N, N * sizeof(float));
+            memcpy(gu + r * 2 * N + N, h + r * N, N * sizeof(float));
+            memcpy(gur + r * 2 * N, xr + r * N, N * sizeof(float));
+            memcpy(gur + r * 2 * N + N, hr + r * N, N * sizeof(float));
+        }
+        b16->ops->geglu(b16->ctx, got, gu, R, N, &err);
+        b32->ops->geglu(b32->ctx, ref, gur, R, N, &err);
+        g4_cpu_round_bf16(ref, R * N);
+        b32->ops->geglu(b32->ctx, f32, gu, R, N, &err);
+        judge("geglu", got, ref, f32, NULL, R * N, 1);
+    }
     int64_t one[1] = {1};
     g4_weight lam = tu_weight("lambda", 1, one, 0.77, 0.0, NULL);
     b32->ops->load_weight(b32->ctx, &lam, &err);
@@ -156,8 +165,8 @@ static void test_attention(int single) {
     float q16[T * NQ * D], q32[T * NQ * D], qref[T * NQ * D], qalt[T * NQ * D];
     memcpy(q16, q, sizeof q16);
     memcpy(q32, q, sizeof q32);
-    CHECK(!b16->ops->qk_norm_rope_cache(b16->ctx, q16, k, v, &qn, &kn, &g, &kv16, &s, &err), "%s", err.msg);
-    CHECK(!b32->ops->qk_norm_rope_cache(b32->ctx, q32, k, v, &qn, &kn, &g, &kv32, &s, &err), "%s", err.msg);
+    CHECK(!b16->ops->qk_norm_rope_cache(b16->ctx, q16, q16, k, v, 0, &qn, &kn, &g, &kv16, &s, &err), "%s", err.msg);
+    CHECK(!b32->ops->qk_norm_rope_cache(b32->ctx, q32, q32, k, v, 0, &qn, &kn, &g, &kv32, &s, &err), "%s", err.msg);
     /* reference: q = bf16(RoPE(bf16(RMSNorm_w(bf16 q)))); alt: without the rounding before RoPE */
     for (int t = 0; t < T; t++)
         for (int h = 0; h < NQ; h++) {

@@ -57,11 +57,18 @@ static void test_scale_add_geglu(void) {
     CHECK(be->ops->add(be->ctx, y, a, b, n, &err) == 0, "%s", err.msg);
     for (size_t i = 0; i < n; i++) ref[i] = (double)a[i] + b[i];
     CHECK(tu_rel_err(y, ref, n) < 1e-7, "add");
-    CHECK(be->ops->geglu(be->ctx, y, a, b, n, &err) == 0, "%s", err.msg);
+    /* geglu on 3 rows of [gate | up] (the fused GEMM's layout): y[r,i] = gelu(a[r,i]) · b[r,i] */
+    int rows = 3, w = (int)(n / 3);
+    float *gu = malloc(2 * n * sizeof *gu);
+    for (int r = 0; r < rows; r++) {
+        memcpy(gu + (size_t)r * 2 * w, a + (size_t)r * w, w * sizeof *gu);
+        memcpy(gu + (size_t)r * 2 * w + w, b + (size_t)r * w, w * sizeof *gu);
+    }
+    CHECK(be->ops->geglu(be->ctx, y, gu, rows, w, &err) == 0, "%s", err.msg);
     for (size_t i = 0; i < n; i++) ref[i] = tu_gelu_tanh(a[i]) * b[i];
     double e = tu_rel_err(y, ref, n);
     CHECK(e < 1e-6, "geglu rel err %g", e);
-    free(a), free(b), free(y), free(ref), free(lf), free((void *)lam.host);
+    free(a), free(b), free(gu), free(y), free(ref), free(lf), free((void *)lam.host);
 }
 
 static void test_matmul(void) {

@@ -316,12 +316,12 @@ static inline int tf_prope_hit_(const g4_attn_geom *g) {
     return tf_cfg.bug == TF_BUG_PROPE && g->window == 0 && (tf_cfg.layer < 0 || g->layer == tf_cfg.layer);
 }
 
-static inline int tf_qk_wrap_(void *ctx, void *q, const void *k, const void *v, const g4_weight *q_norm,
-                              const g4_weight *k_norm, const g4_attn_geom *g, const g4_kv_layer *kv,
-                              const g4_step_dev *s, g4_error *err) {
+static inline int tf_qk_wrap_(void *ctx, void *q_out, const void *q, const void *k, const void *v, int64_t ld,
+                              const g4_weight *q_norm, const g4_weight *k_norm, const g4_attn_geom *g,
+                              const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err) {
     g4_attn_geom gg = *g;
     if (tf_prope_hit_(g)) gg.rope.rotated_pairs = g->head_dim / 2;
-    return tf_inner_(ctx)->qk_norm_rope_cache(ctx, q, k, v, q_norm, k_norm, &gg, kv, s, err);
+    return tf_inner_(ctx)->qk_norm_rope_cache(ctx, q_out, q, k, v, ld, q_norm, k_norm, &gg, kv, s, err);
 }
 
 static inline int tf_attn_wrap_(void *ctx, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,

@@ -1,5 +1,5 @@
-/* test_gpu_attention.c — qk_norm_rope_cache and attention of the CUDA backend vs the CPU
- * backend at 31B geometry, paged through shuffled block tables (B = 16):
+/* test_gpu_attention.c — qk_norm_rope_cache (packed, and on the fused QKV GEMM's layout) and
+ * attention of the CUDA backend vs the CPU backend at 31B geometry, paged through shuffled block tables (B = 16):
  *   sliding  d=256, 32 q / 16 kv heads, window 1024, RoPE θ=1e4 on all 128 pairs
  *   global   d=512, 32 q / 4 kv heads, k_eq_v (one cached tensor U), θ=1e6 on 64 of 256 pairs
  * Three sequences with contexts of 1, 1024 and 1500 tokens. Steps:
@@ -111,37 +111,65 @@ static void run_case(gh_pair *p, const gh_attn_case *L, const tstep *st, uint64_
     g4_attn_geom g = {0, L->nq, L->nkv, L->d, L->window, L->rope, L->k_eq_v, 1e-6f};
     g4_backend *be[2] = {p->cpu, p->gpu};
 
-    /* 1. qk_norm_rope_cache: compare q (in place) and the whole pool afterwards */
-    float *qo[2] = {malloc(nq * 4), malloc(nq * 4)}, *co[2] = {ref, got};
-    for (int b = 0; b < 2; b++) {
-        gh_step s;
-        int ok = !gh_step_make(be[b], &s, st->T, NULL, st->pos, st->seq, NSEQ, MAXB, L->window ? table : NULL,
-                               L->window ? NULL : table, 0, NULL);
-        g4_kv_layer kb = kvl;
-        kb.base = gh_alloc_as(be[b], pool, be[b]->ops->kv_dtype, cache0);
-        void *dq = gh_act(be[b], nq, q), *dk = gh_act(be[b], nk, k), *dv = gh_act(be[b], nk, v);
-        ok = ok && kb.base && dq && dk && dv && qo[b] &&
-             !be[b]->ops->qk_norm_rope_cache(be[b]->ctx, dq, dk, L->k_eq_v ? NULL : dv, b ? &qn.gpu : &qn.cpu,
-                                             b ? &kn.gpu : &kn.cpu, &g, &kb, &s.s, &err) &&
-             !gh_get_act(be[b], qo[b], dq, nq) && !gh_download_as(be[b], co[b], kb.base, pool, be[b]->ops->kv_dtype);
-        CHECK(ok, "qk_norm_rope_cache %s %s on %s: %s", L->name, st->name, be[b]->ops->name, err.msg);
-        be[b]->ops->free(be[b]->ctx, kb.base);
-        be[b]->ops->free(be[b]->ctx, dq);
-        be[b]->ops->free(be[b]->ctx, dk);
-        be[b]->ops->free(be[b]->ctx, dv);
-        gh_step_free(be[b], &s);
-        if (!ok) return;
+    /* 1. qk_norm_rope_cache: compare q and the whole pool afterwards. The CPU oracle runs packed
+     * and in place; the GPU packed and in place, then on the fused QKV GEMM's layout (token t's
+     * q | k | v row at t·ld, q written out of place), the one the model uses. */
+    size_t wq = (size_t)L->nq * L->d, wk = (size_t)L->nkv * L->d, ld = wq + wk * (L->k_eq_v ? 1 : 2);
+    float *fz = malloc((size_t)st->T * ld * 4);
+    if (!fz) {
+        CHECK(0, "out of memory");
+        return;
     }
-    snprintf(what, sizeof what, "qk_norm_rope q %s %s T=%d", L->name, st->name, st->T);
-    CHECK(gh_close_enough(what, qo[1], qo[0], nq, GH_TOL), "%s", what);
-    snprintf(what, sizeof what, "qk_norm_rope cache %s %s", L->name, st->name);
-    CHECK(gh_close_enough(what, got, ref, pool, GH_TOL), "%s", what);
-    size_t changed = 0;
-    for (size_t i = 0; i < pool; i++) changed += ref[i] != cache0[i];
-    printf("  cache elements written by the oracle: %zu\n", changed);
-    CHECK(changed > 0, "the oracle wrote nothing: the test would not see a missing write");
-    free(qo[0]);
-    free(qo[1]);
+    for (int t = 0; t < st->T; t++) {
+        memcpy(fz + t * ld, q + t * wq, wq * 4);
+        memcpy(fz + t * ld + wq, k + t * wk, wk * 4);
+        if (!L->k_eq_v) memcpy(fz + t * ld + wq + wk, v + t * wk, wk * 4);
+    }
+    for (int fused = 0; fused < 2; fused++) {
+        float *qo[2] = {malloc(nq * 4), malloc(nq * 4)}, *co[2] = {ref, got};
+        for (int b = 0; b < 2; b++) {
+            gh_step s;
+            int ok = !gh_step_make(be[b], &s, st->T, NULL, st->pos, st->seq, NSEQ, MAXB, L->window ? table : NULL,
+                                   L->window ? NULL : table, 0, NULL);
+            g4_kv_layer kb = kvl;
+            kb.base = gh_alloc_as(be[b], pool, be[b]->ops->kv_dtype, cache0);
+            int fz_here = fused && b;
+            void *dq = gh_act(be[b], nq, fz_here ? NULL : q), *dk = gh_act(be[b], nk, k), *dv = gh_act(be[b], nk, v);
+            void *dz = fz_here ? gh_act(be[b], (size_t)st->T * ld, fz) : NULL;
+            const char *z = dz;
+            size_t es = g4_dtype_size(be[b]->ops->act_dtype);
+            ok = ok && kb.base && dq && dk && dv && (dz || !fz_here) && qo[b] &&
+                 !(fz_here ? be[b]->ops->qk_norm_rope_cache(be[b]->ctx, dq, z, z + wq * es,
+                                                            L->k_eq_v ? NULL : z + (wq + wk) * es, (int64_t)ld, &qn.gpu,
+                                                            &kn.gpu, &g, &kb, &s.s, &err)
+                           : be[b]->ops->qk_norm_rope_cache(be[b]->ctx, dq, dq, dk, L->k_eq_v ? NULL : dv, 0,
+                                                            b ? &qn.gpu : &qn.cpu, b ? &kn.gpu : &kn.cpu, &g, &kb, &s.s,
+                                                            &err)) &&
+                 !gh_get_act(be[b], qo[b], dq, nq) &&
+                 !gh_download_as(be[b], co[b], kb.base, pool, be[b]->ops->kv_dtype);
+            CHECK(ok, "qk_norm_rope_cache %s %s on %s%s: %s", L->name, st->name, be[b]->ops->name,
+                  fz_here ? " (fused layout)" : "", err.msg);
+            be[b]->ops->free(be[b]->ctx, kb.base);
+            be[b]->ops->free(be[b]->ctx, dq);
+            be[b]->ops->free(be[b]->ctx, dk);
+            be[b]->ops->free(be[b]->ctx, dv);
+            be[b]->ops->free(be[b]->ctx, dz);
+            gh_step_free(be[b], &s);
+            if (!ok) return;
+        }
+        snprintf(what, sizeof what, "qk_norm_rope q %s %s T=%d%s", L->name, st->name, st->T,
+                 fused ? " fused layout" : "");
+        CHECK(gh_close_enough(what, qo[1], qo[0], nq, GH_TOL), "%s", what);
+        snprintf(what, sizeof what, "qk_norm_rope cache %s %s%s", L->name, st->name, fused ? " fused layout" : "");
+        CHECK(gh_close_enough(what, got, ref, pool, GH_TOL), "%s", what);
+        size_t changed = 0;
+        for (size_t i = 0; i < pool; i++) changed += ref[i] != cache0[i];
+        printf("  cache elements written by the oracle: %zu\n", changed);
+        CHECK(changed > 0, "the oracle wrote nothing: the test would not see a missing write");
+        free(qo[0]);
+        free(qo[1]);
+    }
+    free(fz);
 
     /* 2. attention on identical q and cache (the pre-filled random pool) */
     for (int b = 0; b < 2; b++) {

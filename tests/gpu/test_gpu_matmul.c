@@ -1,7 +1,7 @@
 /* test_gpu_matmul.c — matmul (cuBLASLt, bf16 in, fp32 accumulate) vs the CPU backend at real
  * projection shapes: 31B q_proj (M=7, N=8192, K=5376), a decode row through 31B o_proj
  * (M=1, N=5376, K=8192), 26B dense down_proj at an odd M (33, 2816, 2112), the same shape
- * twice (plan-cache hit) and a tiny-model shape. Bound: gpu_harness.h (1 % of max|ref|). */
+ * twice (plan-cache hit) and a tiny-model shape; each counted as one launch. Bound: gpu_harness.h (1 % of max|ref|). */
 #include "gpu_harness.h"
 
 static void run_shape(gh_pair *p, int M, int N, int K, uint64_t seed) {
@@ -20,8 +20,12 @@ static void run_shape(gh_pair *p, int M, int N, int K, uint64_t seed) {
     int ok = 1;
     for (int k = 0; k < 2 && ok; k++) {
         void *dx = gh_act(be[k], (size_t)M * K, x), *dy = gh_act(be[k], (size_t)M * N, NULL);
+        uint64_t n0 = k ? be[k]->ops->launch_count(be[k]->ctx) : 0;
         ok = dx && dy && !be[k]->ops->matmul(be[k]->ctx, dy, dx, k ? &W.gpu : &W.cpu, M, &err) &&
              !gh_get_act(be[k], out[k], dy, (size_t)M * N);
+        if (ok && k) /* one cuBLASLt call, counted once (backend.h launch_count) */
+            CHECK(be[k]->ops->launch_count(be[k]->ctx) - n0 == 1, "matmul counted %llu launches, expected 1",
+                  (unsigned long long)(be[k]->ops->launch_count(be[k]->ctx) - n0));
         CHECK(ok, "matmul M=%d N=%d K=%d on %s: %s", M, N, K, be[k]->ops->name, err.msg);
         be[k]->ops->free(be[k]->ctx, dx);
         be[k]->ops->free(be[k]->ctx, dy);

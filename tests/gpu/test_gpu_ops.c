@@ -1,6 +1,8 @@
-/* test_gpu_ops.c — embed (also with image soft-token rows), rmsnorm (weighted, weightless, in place), add_rmsnorm, add, scale
- * and geglu of the CUDA backend vs the CPU backend at 31B shapes (H = 5376, I = 21504),
- * plus an odd width (H = 1001) for the strided loops. Bound: gpu_harness.h (1 % of max|ref|). */
+/* test_gpu_ops.c — embed (also with image soft-token rows), rmsnorm (weighted, weightless, in
+ * place), add_rmsnorm, add_rmsnorm_norm (also bit-identical to the three ops it fuses), add, scale
+ * and geglu of the CUDA backend vs the CPU backend at 31B shapes (H = 5376, I = 21504), the
+ * launch counter on single ops, plus an odd width (H = 1001) for the strided loops. Bound:
+ * gpu_harness.h (1 % of max|ref|). */
 #include "gpu_harness.h"
 
 #define ROWS 7
@@ -16,6 +18,12 @@ static int run_width(gh_pair *p, int H, int I, uint64_t seed) {
     gh_fill(h, nh, seed + 1, 0.0f, 3.0f);
     gh_fill(g, ni, seed + 2, 0.0f, 3.0f);
     gh_fill(u, ni, seed + 3, 0.0f, 1.0f);
+    float *gu = malloc(2 * ni * 4); /* geglu's input: rows of [gate | up] (the fused GEMM's layout) */
+    REQUIRE(gu, "out of memory");
+    for (int r = 0; r < ROWS; r++) {
+        memcpy(gu + (size_t)r * 2 * I, g + (size_t)r * I, (size_t)I * 4);
+        memcpy(gu + (size_t)r * 2 * I + I, u + (size_t)r * I, (size_t)I * 4);
+    }
     gh_weight w, lam, E;
     int64_t shw[1] = {H}, sh1[1] = {1}, she[2] = {4096, H};
     REQUIRE(!gh_weight_make(p, &w, "norm.weight", 1, shw, seed + 4, 1.0f, 0.5f), "weight");
@@ -54,17 +62,63 @@ static int run_width(gh_pair *p, int H, int I, uint64_t seed) {
         snprintf(what, sizeof what, "%s H=%d", op == 0 ? "add_rmsnorm" : op == 1 ? "add (aliased)" : "scale", H);
         CHECK(gh_close_enough(what, got, ref, nh, GH_TOL), "%s", what);
     }
+    /* add_rmsnorm_norm, with and without the layer scalar: h and y vs the CPU twin, and on the
+     * GPU bit-identical to add_rmsnorm, scale, rmsnorm run one after another */
+    for (int with_l = 0; with_l < 2; with_l++) {
+        float *hy[2][2], *seq[2] = {malloc(nh * 4), malloc(nh * 4)};
+        REQUIRE(seq[0] && seq[1], "out of memory");
+        for (int k = 0; k < 2; k++) {
+            const g4_weight *wt = k ? &w.gpu : &w.cpu, *lt = with_l ? (k ? &lam.gpu : &lam.cpu) : NULL;
+            const g4_weight *wn = k ? &E.gpu : &E.cpu; /* any [≥ H] bf16 weight as the next norm's */
+            g4_weight wnext = *wn;
+            wnext.ndim = 1, wnext.shape[0] = H;
+            void *dh = gh_act(be[k], nh, h), *dx = gh_act(be[k], nh, x), *dy = gh_act(be[k], nh, NULL);
+            REQUIRE(dh && dx && dy, "alloc");
+            uint64_t n0 = k ? be[k]->ops->launch_count(be[k]->ctx) : 0;
+            REQUIRE(!be[k]->ops->add_rmsnorm_norm(be[k]->ctx, dh, dx, wt, lt, dy, &wnext, ROWS, H, 1e-6f, &err),
+                    "add_rmsnorm_norm: %s", err.msg);
+            if (k) CHECK(be[k]->ops->launch_count(be[k]->ctx) - n0 == 1, "add_rmsnorm_norm is not one launch");
+            hy[k][0] = malloc(nh * 4), hy[k][1] = malloc(nh * 4);
+            REQUIRE(hy[k][0] && hy[k][1], "out of memory");
+            REQUIRE(!gh_get_act(be[k], hy[k][0], dh, nh) && !gh_get_act(be[k], hy[k][1], dy, nh), "download");
+            if (k) { /* the same three ops one by one, from the same inputs */
+                void *sh = gh_act(be[k], nh, h), *sy = gh_act(be[k], nh, NULL);
+                REQUIRE(sh && sy, "alloc");
+                REQUIRE(!be[k]->ops->add_rmsnorm(be[k]->ctx, sh, dx, wt, ROWS, H, 1e-6f, &err) &&
+                            (!lt || !be[k]->ops->scale(be[k]->ctx, sh, lt, nh, &err)) &&
+                            !be[k]->ops->rmsnorm(be[k]->ctx, sy, sh, &wnext, ROWS, H, 1e-6f, &err),
+                        "sequence: %s", err.msg);
+                REQUIRE(!gh_get_act(be[k], seq[0], sh, nh) && !gh_get_act(be[k], seq[1], sy, nh), "download");
+                CHECK(!memcmp(seq[0], hy[k][0], nh * 4) && !memcmp(seq[1], hy[k][1], nh * 4),
+                      "add_rmsnorm_norm (scalar %d) differs from add_rmsnorm, scale, rmsnorm", with_l);
+                be[k]->ops->free(be[k]->ctx, sh);
+                be[k]->ops->free(be[k]->ctx, sy);
+            }
+            be[k]->ops->free(be[k]->ctx, dh);
+            be[k]->ops->free(be[k]->ctx, dx);
+            be[k]->ops->free(be[k]->ctx, dy);
+        }
+        for (int o = 0; o < 2; o++) {
+            snprintf(what, sizeof what, "add_rmsnorm_norm %s%s H=%d", o ? "y" : "h", with_l ? " scaled" : "", H);
+            CHECK(gh_close_enough(what, hy[1][o], hy[0][o], nh, GH_TOL), "%s", what);
+        }
+        for (int k = 0; k < 2; k++) free(hy[k][0]), free(hy[k][1]), free(seq[k]);
+    }
     /* geglu */
     for (int k = 0; k < 2; k++) {
-        void *dg = gh_act(be[k], ni, g), *du = gh_act(be[k], ni, u), *dy = gh_act(be[k], ni, NULL);
-        REQUIRE(dg && du && dy, "alloc");
-        REQUIRE(!be[k]->ops->geglu(be[k]->ctx, dy, dg, du, ni, &err), "geglu: %s", err.msg);
+        void *dgu = gh_act(be[k], 2 * ni, gu), *dy = gh_act(be[k], ni, NULL);
+        REQUIRE(dgu && dy, "alloc");
+        uint64_t n0 = k ? be[k]->ops->launch_count(be[k]->ctx) : 0;
+        REQUIRE(!be[k]->ops->geglu(be[k]->ctx, dy, dgu, ROWS, I, &err), "geglu: %s", err.msg);
+        /* the launch counter (backend.h launch_count) sees exactly the op's one kernel */
+        if (k)
+            CHECK(be[k]->ops->launch_count(be[k]->ctx) - n0 == 1, "geglu counted %llu launches, expected 1",
+                  (unsigned long long)(be[k]->ops->launch_count(be[k]->ctx) - n0));
         REQUIRE(!gh_get_act(be[k], out[k], dy, ni), "download");
-        be[k]->ops->free(be[k]->ctx, dg);
-        be[k]->ops->free(be[k]->ctx, du);
+        be[k]->ops->free(be[k]->ctx, dgu);
         be[k]->ops->free(be[k]->ctx, dy);
     }
-    snprintf(what, sizeof what, "geglu n=%zu", ni);
+    snprintf(what, sizeof what, "geglu rows=%d n=%d", ROWS, I);
     CHECK(gh_close_enough(what, got, ref, ni, GH_TOL), "%s", what);
     /* embed: 5 tokens incl. the first and last row of E */
     {
@@ -112,7 +166,7 @@ static int run_width(gh_pair *p, int H, int I, uint64_t seed) {
     gh_weight_free(p, &w);
     gh_weight_free(p, &lam);
     gh_weight_free(p, &E);
-    free(x), free(h), free(g), free(u), free(ref), free(got);
+    free(x), free(h), free(g), free(u), free(gu), free(ref), free(got);
     return 0;
 }
 

@@ -26,9 +26,12 @@ static int first_logits(const char *dir, uint64_t seed, float *out, int V) {
     g4_model *m = NULL;
     int rc = g4_model_open(&m, dir, be, &o, &err);
     CHECK(rc == 0, "open: %s", err.msg);
-    if (rc == 0 && seed == 1) { /* every element of a few weights is the documented value */
-        const g4_weight *ws[3] = {&m->w.layers[0].q_proj, &m->w.layers[2].layer_scalar, &m->w.embed};
-        for (int k = 0; k < 3; k++) {
+    if (rc == 0 && seed == 1) { /* every element of a few weights is the documented value (a fused
+                                   projection's by its own name, model/fuse.h) */
+        const g4_weight *ws[4] = {&m->fused[0].qkv.w, &m->fused[1].gate_up.w, &m->w.layers[2].layer_scalar,
+                                  &m->w.embed};
+        CHECK(!g4_weight_present(&m->w.layers[0].q_proj), "q_proj still present beside the fused qkv");
+        for (int k = 0; k < 4; k++) {
             const g4_weight *w = ws[k];
             float mean, amp;
             g4_dummy_init(w->name, w->ndim, w->shape, &mean, &amp);

@@ -27,15 +27,19 @@ static const int32_t *table_of(const g4_attn_geom *g, const g4_step_dev *s) {
     return g->window > 0 ? s->blocks_sliding : s->blocks_global;
 }
 
-/* q[t,h,:] = RoPE(RMSNorm_{q_norm}(q[t,h,:]), p) in place;
- * sliding: K = RoPE(RMSNorm_{k_norm}(k)), V = RMSNorm_∅(v) → cache;  k_eq_v: U = RMSNorm_∅(k) → cache. */
-int g4_cpu_qk_norm_rope_cache(void *ctx, void *qv, const void *kv_in, const void *v_in, const g4_weight *q_norm,
-                              const g4_weight *k_norm, const g4_attn_geom *g, const g4_kv_layer *kv,
-                              const g4_step_dev *s, g4_error *err) {
+/* q_out[t,h,:] = RoPE(RMSNorm_{q_norm}(q[t,h,:]), p); sliding: K = RoPE(RMSNorm_{k_norm}(k)),
+ * V = RMSNorm_∅(v) → cache; k_eq_v: U = RMSNorm_∅(k) → cache. Token t's rows at t·ld (0: packed). */
+int g4_cpu_qk_norm_rope_cache(void *ctx, void *q_outv, const void *q_in, const void *kv_in, const void *v_in,
+                              int64_t ld, const g4_weight *q_norm, const g4_weight *k_norm, const g4_attn_geom *g,
+                              const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err) {
     int bf = g4_cpu_is_bf16(ctx);
     int d = g->head_dim, nq = g->n_heads, nkv = g->n_kv_heads;
-    float *q = qv, *cache = kv->base;
-    const float *k = kv_in, *v = v_in;
+    float *q = q_outv, *cache = kv->base;
+    const float *qi = q_in, *k = kv_in, *v = v_in;
+    if (ld < 0 || (ld > 0 && (ld < (int64_t)nq * d || q_outv == q_in)))
+        return g4_fail(err, "qk_norm_rope_cache: layer %d: row stride %lld (q_out %s q)", g->layer, (long long)ld,
+                       q_outv == q_in ? "is" : "is not");
+    size_t ldq = ld ? (size_t)ld : (size_t)nq * d, ldk = ld ? (size_t)ld : (size_t)nkv * d;
     const int32_t *table = table_of(g, s);
     float *qw = malloc((size_t)d * sizeof *qw), *kw = malloc((size_t)d * sizeof *kw);
     float *in = malloc((size_t)d * sizeof *in); /* bf16 mode: one input head rounded on read */
@@ -52,6 +56,9 @@ int g4_cpu_qk_norm_rope_cache(void *ctx, void *qv, const void *kv_in, const void
         int p = s->pos[t];
         for (int h = 0; h < nq; h++) {
             float *qh = q + ((size_t)t * nq + h) * d;
+            const float *src = qi + (size_t)t * ldq + (size_t)h * d;
+            if (qh != src)
+                for (int i = 0; i < d; i++) qh[i] = src[i];
             if (bf) g4_cpu_round_bf16(qh, (size_t)d);
             g4_cpu_rmsnorm_row(qh, qh, qw, d, g->eps);
             if (bf) g4_cpu_round_bf16(qh, (size_t)d);
@@ -65,7 +72,7 @@ int g4_cpu_qk_norm_rope_cache(void *ctx, void *qv, const void *kv_in, const void
         }
         int slot = p % kv->block_size;
         for (int h = 0; h < nkv; h++) {
-            const float *kh = k + ((size_t)t * nkv + h) * d;
+            const float *kh = k + (size_t)t * ldk + (size_t)h * d;
             float *kdst = cache + g4_kv_offset(kv, blk, slot, h, 0);
             if (bf) {
                 for (int i = 0; i < d; i++) in[i] = g4_round_bf16(kh[i]);
@@ -79,7 +86,7 @@ int g4_cpu_qk_norm_rope_cache(void *ctx, void *qv, const void *kv_in, const void
                 g4_cpu_rmsnorm_row(kdst, kh, kw, d, g->eps);
                 if (bf) g4_cpu_round_bf16(kdst, (size_t)d);
                 g4_cpu_rope(kdst, d, &g->rope, p);
-                const float *vh = v + ((size_t)t * nkv + h) * d;
+                const float *vh = v + (size_t)t * ldk + (size_t)h * d;
                 if (bf) {
                     g4_cpu_round_bf16(kdst, (size_t)d);
                     for (int i = 0; i < d; i++) in[i] = g4_round_bf16(vh[i]);

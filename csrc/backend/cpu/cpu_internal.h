@@ -51,9 +51,9 @@ void g4_cpu_rope(float *x, int d, const g4_rope *rope, int pos);
 
 float g4_cpu_gelu_tanh(float z);
 
-int g4_cpu_qk_norm_rope_cache(void *ctx, void *q, const void *k, const void *v, const g4_weight *q_norm,
-                              const g4_weight *k_norm, const g4_attn_geom *g, const g4_kv_layer *kv,
-                              const g4_step_dev *s, g4_error *err);
+int g4_cpu_qk_norm_rope_cache(void *ctx, void *q_out, const void *q, const void *k, const void *v, int64_t ld,
+                              const g4_weight *q_norm, const g4_weight *k_norm, const g4_attn_geom *g,
+                              const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 int g4_cpu_attention(void *ctx, void *out, const void *q, const g4_weight *k_norm, const g4_attn_geom *g,
                      const g4_kv_layer *kv, const g4_step_dev *s, g4_error *err);
 int g4_cpu_rope_2d(void *ctx, void *x, const int32_t *pos, int T, int n_heads, int head_dim, float theta,

@@ -108,7 +108,7 @@ int g4_cpu_moe_experts(void *ctx, void *yv, const void *xv, const int32_t *ids, 
             }
             for (int r = 0; r < I; r++) {
                 gu[r] = g4_cpu_gelu_tanh(gu[r]) * gu[I + r];
-                if (bf) gu[r] = g4_round_bf16(gu[r]); /* g4_moe_geglu_kernel writes bf16 */
+                if (bf) gu[r] = g4_round_bf16(gu[r]); /* g4_cuda_geglu (activation.cu) writes bf16 */
             }
             for (int o = 0; o < H; o++) {
                 g4_cpu_weight_f32(down, ((int64_t)e * H + o) * I, I, row);

@@ -12,10 +12,11 @@
  *   embed               embed.cu                 x = bf16(E[id] × scale) | bf16(image soft-token row)
  *   rmsnorm             norm.cu                  x on read; y = bf16(x·inv·w)
  *   add_rmsnorm         norm.cu                  h, x on read; r = bf16(RMSNorm_w(x)); h = bf16(h + r)
+ *   add_rmsnorm_norm    norm.cu                  add_rmsnorm, scale, rmsnorm in turn (their points)
  *   add                 norm.cu                  a, b on read; y = bf16(a + b)
  *   scale               norm.cu                  h on read; h = bf16(h × λ)
  *   matmul              gemm.cu (cuBLASLt)       x on read; y = bf16(x·Wᵀ), f32 accumulate
- *   geglu               activation.cu            g, u on read; y = bf16(gelu_tanh(g) · u)
+ *   geglu               activation.cu            gate, up on read; y = bf16(gelu_tanh(gate) · up)
  *   qk_norm_rope_cache  rope_cache.cu            q, k, v on read; n = bf16(RMSNorm_w(·)) before
  *                                                RoPE; q = bf16(RoPE(n)), cache K = bf16(RoPE(n)),
  *                                                cache V = bf16(RMSNorm_∅(v)), U = bf16(RMSNorm_∅(k))
@@ -228,6 +229,14 @@ static int cpu_scale(void *ctx, void *h, const g4_weight *lambda, size_t n, g4_e
     return 0;
 }
 
+/* The three ops it stands for, in turn: the oracle of norm.cu's fused kernel. */
+static int cpu_add_rmsnorm_norm(void *ctx, void *h, const void *x, const g4_weight *w, const g4_weight *lambda, void *y,
+                                const g4_weight *w_next, int rows, int n, float eps, g4_error *err) {
+    if (cpu_add_rmsnorm(ctx, h, x, w, rows, n, eps, err)) return -1;
+    if (lambda && cpu_scale(ctx, h, lambda, (size_t)rows * (n > 0 ? n : 0), err)) return -1;
+    return y ? cpu_rmsnorm(ctx, y, h, w_next, rows, n, eps, err) : 0;
+}
+
 /* y[m,:] = x[rows[m],:] · Wᵀ for m < M (rows NULL = m itself), W [N,K]: each W row is converted
  * once and used for all M rows; dots in summation order `order`. Shared by matmul and the LM head. */
 static int rows_times_wt(float *y, const float *x, const int32_t *rows, int M, const g4_weight *W, int order,
@@ -266,15 +275,19 @@ static int cpu_matmul(void *ctx, void *y, const void *x, const g4_weight *W, int
     return rc;
 }
 
-static int cpu_geglu(void *ctx, void *y, const void *g, const void *u, size_t n, g4_error *err) {
-    (void)err;
-    const float *gf = g, *uf = u;
-    float *yf = y;
-    if (g4_cpu_is_bf16(ctx))
-        for (size_t i = 0; i < n; i++)
-            yf[i] = g4_round_bf16(g4_cpu_gelu_tanh(g4_round_bf16(gf[i])) * g4_round_bf16(uf[i]));
-    else
-        for (size_t i = 0; i < n; i++) yf[i] = g4_cpu_gelu_tanh(gf[i]) * uf[i];
+/* y[r,i] = gelu_tanh(gu[r,i]) · gu[r,n+i] */
+static int cpu_geglu(void *ctx, void *y, const void *gu, int rows, int n, g4_error *err) {
+    if (rows < 0 || n < 0) return g4_fail(err, "geglu: bad shape rows=%d n=%d", rows, n);
+    int bf = g4_cpu_is_bf16(ctx);
+    for (int r = 0; r < rows; r++) {
+        const float *gf = (const float *)gu + (size_t)r * 2 * n, *uf = gf + n;
+        float *yf = (float *)y + (size_t)r * n;
+        if (bf)
+            for (int i = 0; i < n; i++)
+                yf[i] = g4_round_bf16(g4_cpu_gelu_tanh(g4_round_bf16(gf[i])) * g4_round_bf16(uf[i]));
+        else
+            for (int i = 0; i < n; i++) yf[i] = g4_cpu_gelu_tanh(gf[i]) * uf[i];
+    }
     return 0;
 }
 
@@ -368,7 +381,7 @@ static int cpu_load_dummy_weight(void *ctx, g4_weight *w, uint64_t seed, float m
 static int cpu_supports(void *ctx, g4_op op, g4_dtype dt) {
     (void)ctx;
     if (op == G4_OP_LOAD_WEIGHT) return dt == G4_DT_BF16 || dt == G4_DT_F16 || dt == G4_DT_F32;
-    return op >= 0 && op < G4_OP_COUNT && op != G4_OP_GRAPH;
+    return op >= 0 && op < G4_OP_COUNT && op != G4_OP_GRAPH && op != G4_OP_LAUNCH_COUNT;
 }
 
 const g4_backend_ops g4_cpu_ops = {
@@ -387,6 +400,7 @@ const g4_backend_ops g4_cpu_ops = {
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .add_rmsnorm = cpu_add_rmsnorm,
+    .add_rmsnorm_norm = cpu_add_rmsnorm_norm,
     .add = cpu_add,
     .scale = cpu_scale,
     .matmul = cpu_matmul,
