@@ -209,9 +209,23 @@ def test_bad_field_values(pb, stub):
     code, details = rpc_error(stub.Abort, P.AbortRequest(), timeout=10)
     expect_bad(code, details, "request_id")
     assert stub.Abort(P.AbortRequest(request_id="never-existed"), timeout=10).found is False
+    # a NUL in any text field would end the C string there (the rest silently lost): refused,
+    # naming the field, on every method that takes text (HTTP refuses the same)
+    nul_cases = [
+        (stub.Generate, P.GenerateRequest(text="a\x00b", stop=P.StopRules(max_tokens=1)), "text"),
+        (stub.Generate, P.GenerateRequest(chat=P.ChatInput(messages=[
+            P.ChatMessage(role="user", content="hi"), P.ChatMessage(role="assistant", content="x\x00y")]),
+            stop=P.StopRules(max_tokens=1)), "chat.messages[1].content"),
+        (stub.Generate, P.GenerateRequest(text="x", stop=P.StopRules(max_tokens=1, stop=["a\x00"])), "stop.stop[0]"),
+        (stub.Tokenize, P.TokenizeRequest(text="\x00"), "text"),
+        (stub.Abort, P.AbortRequest(request_id="r\x00"), "request_id"),
+    ]
+    for method, rq, field in nul_cases:
+        code, details = rpc_error(method, rq, timeout=30)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (rq, code, details)
+        assert "field " + field + " contains a NUL" in details, details
     # valid but unusual: accepted
-    for rq in (P.GenerateRequest(text="a\x00b", stop=P.StopRules(max_tokens=1)),
-               P.GenerateRequest(text="x", stop=P.StopRules(max_tokens=1), sampling=P.SamplingParams(top_k=2 ** 31 - 1)),
+    for rq in (P.GenerateRequest(text="x", stop=P.StopRules(max_tokens=1), sampling=P.SamplingParams(top_k=2 ** 31 - 1)),
                P.GenerateRequest(text="x", stop=P.StopRules(max_tokens=1), logprobs=True),
                P.GenerateRequest(chat=P.ChatInput(messages=[P.ChatMessage(role="user", content="x")],
                                                   tools=[P.Tool(name="f", parameters_json="")]),

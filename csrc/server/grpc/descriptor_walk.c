@@ -7,70 +7,22 @@
  *   EnumDescriptorProto      name = 1
  *   ServiceDescriptorProto   name = 1, method = 2
  *   MethodDescriptorProto    name = 1
- * Every other field is skipped by its wire type. */
+ * Every other field is skipped by its wire type (pb_wire.h). */
 #include "server/grpc/descriptor_walk.h"
+
+#include "server/grpc/pb_wire.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #define G4_DESC_NAME_MAX 512
 
-enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
-
-/* One field: its number, wire type, and payload (LEN) — the reader advances past it. */
-typedef struct pb_field {
-    uint32_t num;
-    int wt;
-    g4_pb_bytes val;
-} pb_field;
-
-static int read_varint(g4_pb_bytes *b, uint64_t *v) {
-    uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (!b->n) return -1;
-        uint8_t c = *b->p++;
-        b->n--;
-        x |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) {
-            *v = x;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* 1 with the next field in f, 0 at the end, −1 if malformed. */
-static int next_field(g4_pb_bytes *b, pb_field *f) {
-    if (!b->n) return 0;
-    uint64_t key, len;
-    if (read_varint(b, &key) || (key >> 3) == 0 || (key >> 3) > UINT32_MAX) return -1;
-    f->num = (uint32_t)(key >> 3);
-    f->wt = (int)(key & 7);
-    f->val.p = b->p;
-    f->val.n = 0;
-    switch (f->wt) {
-    case WT_VARINT: return read_varint(b, &len) ? -1 : 1;
-    case WT_I64: len = 8; break;
-    case WT_I32: len = 4; break;
-    case WT_LEN:
-        if (read_varint(b, &len)) return -1;
-        f->val.p = b->p;
-        f->val.n = (size_t)len;
-        break;
-    default: return -1;
-    }
-    if (len > b->n) return -1;
-    b->p += len;
-    b->n -= (size_t)len;
-    return 1;
-}
-
 /* The string field `num` (the first one) of a message into out; 0, or −1. */
 static int string_field(g4_pb_bytes msg, uint32_t num, char *out, size_t cap) {
-    pb_field f;
+    g4_pb_field f;
     int r;
-    while ((r = next_field(&msg, &f)) == 1) {
-        if (f.num != num || f.wt != WT_LEN) continue;
+    while ((r = g4_pb_next_field(&msg, &f)) == 1) {
+        if (f.num != num || f.wt != G4_PB_WT_LEN) continue;
         if (f.val.n >= cap) return -1;
         memcpy(out, f.val.p, f.val.n);
         out[f.val.n] = 0;
@@ -80,10 +32,10 @@ static int string_field(g4_pb_bytes msg, uint32_t num, char *out, size_t cap) {
 }
 
 int g4_descset_each_file(g4_pb_bytes set, int (*fn)(void *ctx, g4_pb_bytes file), void *ctx) {
-    pb_field f;
+    g4_pb_field f;
     int r;
-    while ((r = next_field(&set, &f)) == 1) {
-        if (f.num != 1 || f.wt != WT_LEN) continue;
+    while ((r = g4_pb_next_field(&set, &f)) == 1) {
+        if (f.num != 1 || f.wt != G4_PB_WT_LEN) continue;
         int v = fn(ctx, f.val);
         if (v) return v;
     }
@@ -109,10 +61,10 @@ static int file_package(g4_pb_bytes file, char *pkg) {
 int g4_descfile_each_service(g4_pb_bytes file, int (*fn)(void *ctx, const char *name), void *ctx) {
     char pkg[G4_DESC_NAME_MAX], full[G4_DESC_NAME_MAX];
     file_package(file, pkg);
-    pb_field f;
+    g4_pb_field f;
     int r;
-    while ((r = next_field(&file, &f)) == 1) {
-        if (f.num != 6 || f.wt != WT_LEN) continue;
+    while ((r = g4_pb_next_field(&file, &f)) == 1) {
+        if (f.num != 6 || f.wt != G4_PB_WT_LEN) continue;
         if (qualify(pkg, f.val, full)) return -1;
         int v = fn(ctx, full);
         if (v) return v;
@@ -127,10 +79,10 @@ static int message_defines(const char *scope, g4_pb_bytes msg, const char *symbo
     if (!strcmp(full, symbol)) return 1;
     size_t n = strlen(full);
     if (strncmp(full, symbol, n) || symbol[n] != '.') return 0; /* not inside this message */
-    pb_field f;
+    g4_pb_field f;
     int r;
-    while ((r = next_field(&msg, &f)) == 1) {
-        if (f.wt != WT_LEN) continue;
+    while ((r = g4_pb_next_field(&msg, &f)) == 1) {
+        if (f.wt != G4_PB_WT_LEN) continue;
         int v = 0;
         if (f.num == 3) v = message_defines(full, f.val, symbol, depth + 1);
         else if (f.num == 4) {
@@ -146,10 +98,10 @@ static int message_defines(const char *scope, g4_pb_bytes msg, const char *symbo
 int g4_descfile_defines(g4_pb_bytes file, const char *symbol) {
     char pkg[G4_DESC_NAME_MAX], full[G4_DESC_NAME_MAX];
     file_package(file, pkg);
-    pb_field f;
+    g4_pb_field f;
     int r;
-    while ((r = next_field(&file, &f)) == 1) {
-        if (f.wt != WT_LEN) continue;
+    while ((r = g4_pb_next_field(&file, &f)) == 1) {
+        if (f.wt != G4_PB_WT_LEN) continue;
         int v = 0;
         if (f.num == 4) v = message_defines(pkg, f.val, symbol, 0);
         else if (f.num == 5) {
@@ -161,11 +113,11 @@ int g4_descfile_defines(g4_pb_bytes file, const char *symbol) {
             size_t n = strlen(full);
             if (strncmp(full, symbol, n) || symbol[n] != '.') continue;
             g4_pb_bytes svc = f.val;
-            pb_field m;
+            g4_pb_field m;
             int rm;
-            while ((rm = next_field(&svc, &m)) == 1) {
+            while ((rm = g4_pb_next_field(&svc, &m)) == 1) {
                 char meth[G4_DESC_NAME_MAX];
-                if (m.num != 2 || m.wt != WT_LEN) continue;
+                if (m.num != 2 || m.wt != G4_PB_WT_LEN) continue;
                 if (qualify(full, m.val, meth)) return -1;
                 if (!strcmp(meth, symbol)) return 1;
             }

@@ -15,6 +15,7 @@
 
 #include "base/secret.h"
 #include "server/grpc/grpc_impl.h"
+#include "server/grpc/pb_text.h"
 
 g4_gcall *g4_gcall_new(g4_grpc_server *s) {
     g4_gcall *c = calloc(1, sizeof *c);
@@ -270,7 +271,12 @@ static void on_recv(g4_gcall *c, bool ok) {
         grpc_byte_buffer_reader_destroy(&r);
         grpc_byte_buffer_destroy(c->recv_bb);
         c->recv_bb = NULL;
-        c->m->on_message(c, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+        char field[256];
+        if (c->m->request &&
+            g4_pb_find_nul(c->m->request, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), field, sizeof field) == 1)
+            g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+                            "field %s contains a NUL character (U+0000); text fields may not hold one", field);
+        else c->m->on_message(c, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
         grpc_slice_unref(s);
     }
     if (c->recv_bb) {

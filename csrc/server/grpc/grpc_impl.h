@@ -64,6 +64,9 @@ typedef struct g4_grpc_method {
     const char *path;                                   /* "/pkg.Service/Method" */
     g4_rpc_kind kind;
     bool open;                                          /* needs no API key (health) */
+    /* The request's message type: a NUL in any of its string fields is refused (INVALID_ARGUMENT
+     * naming the field) before on_message sees the bytes (pb_text.h). NULL = not checked. */
+    const ProtobufCMessageDescriptor *request;
     /* A request message (bytes valid during the call). Unary/server-stream: exactly once. */
     void (*on_message)(g4_gcall *c, const uint8_t *data, size_t len);
     /* Bidi: the client half-closed its side. */

@@ -84,8 +84,13 @@ static void watch_message(g4_gcall *c, const uint8_t *data, size_t len) {
 static void watch_free(g4_gcall *c) { free(c->svc); }
 
 const g4_grpc_method g4_health_methods[] = {
-    {.path = "/grpc.health.v1.Health/Check", .kind = G4_RPC_UNARY, .open = true, .on_message = check_message},
+    {.path = "/grpc.health.v1.Health/Check",
+     .request = &grpc__health__v1__health_check_request__descriptor,
+     .kind = G4_RPC_UNARY,
+     .open = true,
+     .on_message = check_message},
     {.path = "/grpc.health.v1.Health/Watch",
+     .request = &grpc__health__v1__health_check_request__descriptor,
      .kind = G4_RPC_SERVER_STREAM,
      .open = true,
      .on_message = watch_message,

@@ -670,14 +670,21 @@ static void abort_message(g4_gcall *c, const uint8_t *data, size_t len) {
 
 const g4_grpc_method g4_native_methods[] = {
     {.path = "/g4serve.v1.G4Serve/Generate",
+     .request = &g4serve__v1__generate_request__descriptor,
      .kind = G4_RPC_SERVER_STREAM,
      .on_message = generate_message,
      .pump = generate_pump,
      .on_cancel = generate_cancel,
      .on_free = generate_free},
-    {.path = "/g4serve.v1.G4Serve/Tokenize", .kind = G4_RPC_UNARY, .on_message = tokenize_message},
+    {.path = "/g4serve.v1.G4Serve/Tokenize",
+     .request = &g4serve__v1__tokenize_request__descriptor,
+     .kind = G4_RPC_UNARY,
+     .on_message = tokenize_message},
     {.path = "/g4serve.v1.G4Serve/Detokenize", .kind = G4_RPC_UNARY, .on_message = detokenize_message},
     {.path = "/g4serve.v1.G4Serve/ModelInfo", .kind = G4_RPC_UNARY, .on_message = model_info_message},
-    {.path = "/g4serve.v1.G4Serve/Abort", .kind = G4_RPC_UNARY, .on_message = abort_message},
+    {.path = "/g4serve.v1.G4Serve/Abort",
+     .request = &g4serve__v1__abort_request__descriptor,
+     .kind = G4_RPC_UNARY,
+     .on_message = abort_message},
     {0},
 };
