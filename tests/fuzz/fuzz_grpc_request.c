@@ -1,4 +1,6 @@
-/* fuzz_grpc_request.c - fuzz target: a gRPC request message through the protobuf-c unpack and
+/* fuzz_grpc_request.c - fuzz target: a gRPC request message through the server's wire-level NUL
+ * check (g4_pb_find_nul, csrc/server/grpc/pb_text.c: every message type, as grpc_call.c runs it
+ * before any unpack), the protobuf-c unpack and
  * the server's request checks that need no running server: g4_grpc_check_utf8 (every string
  * field, csrc/server/grpc/grpc_gen.c), then a chat input through the text layer's builder
  * (g4_chat_input_*, csrc/text/prompt.c) and g4_prompt_build, as svc_native.c does.
@@ -17,6 +19,7 @@
 #include "health.pb-c.h"
 #include "kserve_v2.pb-c.h"
 #include "server/grpc/grpc_impl.h"
+#include "server/grpc/pb_text.h"
 #include "text/prompt.h"
 
 static const ProtobufCMessageDescriptor *const TYPES[] = {
@@ -57,6 +60,8 @@ static void chat(const G4serve__V1__ChatInput *ci) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
     const ProtobufCMessageDescriptor *d = TYPES[data[0] % (sizeof TYPES / sizeof TYPES[0])];
+    char field[256];
+    if (g4_pb_find_nul(d, data + 1, size - 1, field, sizeof field) == 1) return 0; /* refused as the server does */
     ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, size - 1, data + 1);
     if (!m) return 0;
     g4_error err;
