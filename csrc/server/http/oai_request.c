@@ -97,6 +97,9 @@ static void fail_nul(const char *body, size_t len, const cJSON *root, size_t at,
         cJSON_Delete(other);
         free(copy);
     }
+    /* a long key cut by the path's buffer may end inside a character: keep whole ones (the
+     * path goes into a JSON body) */
+    path[g4_utf8_complete_prefix(path, strlen(path))] = 0;
     g4_http_fail(e, 400, path[0] ? path : NULL,
                  "%s%sholds a NUL character (U+0000, at offset %zu of the body); NUL is not accepted in text",
                  path[0] ? path : "the request body ", path[0] ? " " : "", at);
