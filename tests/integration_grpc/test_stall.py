@@ -57,7 +57,11 @@ def test_unread_streams_are_cancelled(pb):
                 break
             assert time.time() < deadline, g
             time.sleep(0.2)
-        assert g.get("vllm:generation_tokens_total", 0) < 4 * 4000
+        # the work saved: the calls ended before their 4,000 tokens. Only in plain builds: under
+        # ThreadSanitizer the flow-control window fills so late that the generations can finish
+        # first (seen in CI); the cancellation itself is checked above in every build.
+        if not SAN:
+            assert g.get("vllm:generation_tokens_total", 0) < 4 * 4000
         out = list(stub.Generate(P.GenerateRequest(text="hi", stop=P.StopRules(max_tokens=2)), timeout=60))
         assert out and out[-1].finish_reason
     finally:
