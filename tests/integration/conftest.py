@@ -10,6 +10,7 @@ import time
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -23,6 +24,15 @@ def find_binary():
         if p.exists():
             return str(p)
     pytest.skip("g4serve binary not found (build it, or set G4SERVE)")
+
+
+def gauges(base):
+    """/metrics as {sample name: value summed over labels}, parsed by prometheus_client."""
+    out = {}
+    for fam in text_string_to_metric_families(requests.get(base + "/metrics", timeout=30).text):
+        for s in fam.samples:
+            out[s.name] = out.get(s.name, 0) + s.value
+    return out
 
 
 class Server:

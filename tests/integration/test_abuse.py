@@ -16,18 +16,13 @@ import threading
 import time
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import gauges
 
 SAN = os.environ.get("G4_SANITIZE") == "1"
 MODEL = "g4serve-tiny"
 
 
-def gauges(base):
-    out = {}
-    for fam in text_string_to_metric_families(requests.get(base + "/metrics", timeout=30).text):
-        for s in fam.samples:
-            out[s.name] = out.get(s.name, 0) + s.value
-    return out
 
 
 def rss_mb(pid):

@@ -10,18 +10,14 @@ import openai
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import gauges
+
 # Under AddressSanitizer (ctest sets G4_SANITIZE=1) the CPU model is ~20x slower: a quarter of the load.
 LIGHT = os.environ.get("G4_SANITIZE") == "1"
 N_CLIENTS = 50 if LIGHT else 200
 N_HANGUP = 8 if LIGHT else 30
 
 
-def gauges(base):
-    out = {}
-    for fam in text_string_to_metric_families(requests.get(base + "/metrics", timeout=10).text):
-        for s in fam.samples:
-            out[s.name] = out.get(s.name, 0) + s.value
-    return out
 
 
 def test_200_streams_30_hangups(server):
