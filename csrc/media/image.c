@@ -123,45 +123,33 @@ static int decode_png(const uint8_t *data, size_t n, const g4_image_limits *lim,
     /* 16-bit grey without transparency: PIL reads it as mode I;16 and convert("RGB") clips each
      * value to 255 (not its high byte) */
     int grey16 = color == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) == 16 && !has_alpha;
+    /* Otherwise to RGBA8: palette expanded, grey replicated, tRNS made alpha, 16-bit samples keep
+     * their high byte (PIL's 16-bit RGB unpackers do the same; 16-bit RGB is not in the parity
+     * test: PIL cannot write it). */
+    size_t bpp = grey16 ? 2 : 4;
+    if (!grey16) {
+        png_set_expand(png);
+        png_set_strip_16(png);
+        png_set_gray_to_rgb(png);
+        png_set_add_alpha(png, 0xff, PNG_FILLER_AFTER);
+    }
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    if (png_get_rowbytes(png, info) != (size_t)w * bpp) png_error(png, "unexpected row size after conversion");
+    rgba = malloc((size_t)w * h * bpp);
+    rows = malloc(sizeof(png_bytep) * h);
+    rgb = malloc((size_t)w * h * 3);
+    if (!rgba || !rows || !rgb) png_error(png, "out of memory");
+    for (png_uint_32 y = 0; y < h; y++) rows[y] = rgba + (size_t)y * w * bpp;
+    png_read_image(png, rows);
     if (grey16) {
-        png_set_interlace_handling(png);
-        png_read_update_info(png, info);
-        if (png_get_rowbytes(png, info) != (size_t)w * 2) png_error(png, "unexpected row size");
-        rgba = malloc((size_t)w * h * 2);
-        rows = malloc(sizeof(png_bytep) * h);
-        rgb = malloc((size_t)w * h * 3);
-        if (!rgba || !rows || !rgb) png_error(png, "out of memory");
-        for (png_uint_32 y = 0; y < h; y++) rows[y] = rgba + (size_t)y * w * 2;
-        png_read_image(png, rows);
         for (size_t i = 0; i < (size_t)w * h; i++) {
             unsigned v = (unsigned)rgba[2 * i] << 8 | rgba[2 * i + 1];
             rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = (uint8_t)(v > 255 ? 255 : v);
         }
-        png_destroy_read_struct(&png, &info, NULL);
-        free(rgba);
-        free(rows);
-        out->width = (int)w;
-        out->height = (int)h;
-        out->rgb = rgb;
-        return 0;
+    } else {
+        rgba_to_rgb(rgba, (size_t)w * h, has_alpha, rgb);
     }
-    /* To RGBA8: palette expanded, grey replicated, tRNS made alpha, 16-bit samples keep their
-     * high byte (PIL's 16-bit RGB unpackers do the same; 16-bit RGB is not in the parity test:
-     * PIL cannot write it). */
-    png_set_expand(png);
-    png_set_strip_16(png);
-    png_set_gray_to_rgb(png);
-    png_set_add_alpha(png, 0xff, PNG_FILLER_AFTER);
-    png_set_interlace_handling(png);
-    png_read_update_info(png, info);
-    if (png_get_rowbytes(png, info) != (size_t)w * 4) png_error(png, "unexpected row size after conversion");
-    rgba = malloc((size_t)w * h * 4);
-    rows = malloc(sizeof(png_bytep) * h);
-    rgb = malloc((size_t)w * h * 3);
-    if (!rgba || !rows || !rgb) png_error(png, "out of memory");
-    for (png_uint_32 y = 0; y < h; y++) rows[y] = rgba + (size_t)y * w * 4;
-    png_read_image(png, rows);
-    rgba_to_rgb(rgba, (size_t)w * h, has_alpha, rgb);
     png_destroy_read_struct(&png, &info, NULL);
     free(rgba);
     free(rows);
