@@ -8,6 +8,27 @@
 
 #define G4_NORM_THREADS 256
 
+/* 1 / sqrt(mean(xr[0..n)²) + eps) of one row, summed by the whole block (every kernel below uses
+ * this one thread/stride pattern and block sum, so their results are bit-identical). */
+static __device__ float g4_row_inv_rms(const __nv_bfloat16 *xr, int n, float eps, float *red) {
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = g4_ld(xr, i);
+        ss += v * v;
+    }
+    return rsqrtf(g4_block_sum(ss, red) / (float)n + eps);
+}
+
+/* yr = bf16(RMSNorm_w(xr)) for one row (w NULL: weightless); yr may equal xr. */
+static __device__ void g4_rmsnorm_row(__nv_bfloat16 *yr, const __nv_bfloat16 *xr, const __nv_bfloat16 *w, int n,
+                                      float eps, float *red) {
+    float inv = g4_row_inv_rms(xr, n, eps, red);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = g4_ld(xr, i) * inv;
+        g4_st(yr, i, w ? v * g4_ld(w, i) : v);
+    }
+}
+
 /* y[r,:] = bf16( x[r,:] / sqrt(mean(x[r,:]²) + eps) ⊙ w )      x,y [rows,n] bf16, w [n] bf16 or NULL
  * grid: one block per row; 256 threads stride over n. y may equal x: each thread reads
  * x[i] before writing y[i] for the same i, and the sum is complete before any write. */
@@ -16,16 +37,7 @@ static __global__ void g4_rmsnorm_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *
     G4_SHARED(float, red, [32]);
     const __nv_bfloat16 *xr = x + (size_t)blockIdx.x * n;
     __nv_bfloat16 *yr = y + (size_t)blockIdx.x * n;
-    float ss = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = g4_ld(xr, i);
-        ss += v * v;
-    }
-    float inv = rsqrtf(g4_block_sum(ss, red) / (float)n + eps);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = g4_ld(xr, i) * inv;
-        g4_st(yr, i, w ? v * g4_ld(w, i) : v);
-    }
+    g4_rmsnorm_row(yr, xr, w, n, eps, red);
 }
 
 /* h[r,:] = bf16( h[r,:] + bf16(RMSNorm_w(x[r,:])) )     h,x [rows,n] bf16, w [n] bf16
@@ -36,12 +48,7 @@ static __global__ void g4_add_rmsnorm_kernel(__nv_bfloat16 *h, const __nv_bfloat
     G4_SHARED(float, red, [32]);
     const __nv_bfloat16 *xr = x + (size_t)blockIdx.x * n;
     __nv_bfloat16 *hr = h + (size_t)blockIdx.x * n;
-    float ss = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = g4_ld(xr, i);
-        ss += v * v;
-    }
-    float inv = rsqrtf(g4_block_sum(ss, red) / (float)n + eps);
+    float inv = g4_row_inv_rms(xr, n, eps, red);
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float v = g4_ld(xr, i) * inv;
         if (w) v *= g4_ld(w, i);
@@ -65,12 +72,7 @@ static __global__ void g4_add_rmsnorm_norm_kernel(__nv_bfloat16 *h, const __nv_b
     G4_SHARED(float, red, [32]);
     const __nv_bfloat16 *xr = x + (size_t)blockIdx.x * n;
     __nv_bfloat16 *hr = h + (size_t)blockIdx.x * n;
-    float ss = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = g4_ld(xr, i);
-        ss += v * v;
-    }
-    float inv = rsqrtf(g4_block_sum(ss, red) / (float)n + eps);
+    float inv = g4_row_inv_rms(xr, n, eps, red);
     float l = lambda ? g4_ld(lambda, 0) : 1.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float v = g4_ld(xr, i) * inv;
@@ -80,16 +82,7 @@ static __global__ void g4_add_rmsnorm_norm_kernel(__nv_bfloat16 *h, const __nv_b
     }
     if (!y) return; /* uniform over the block */
     __nv_bfloat16 *yr = y + (size_t)blockIdx.x * n;
-    float ss2 = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = g4_ld(hr, i);
-        ss2 += v * v;
-    }
-    float inv2 = rsqrtf(g4_block_sum(ss2, red) / (float)n + eps);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = g4_ld(hr, i) * inv2;
-        g4_st(yr, i, w_next ? v * g4_ld(w_next, i) : v);
-    }
+    g4_rmsnorm_row(yr, hr, w_next, n, eps, red);
 }
 
 /* y[i] = bf16(a[i] + b[i])      n elements; grid-stride loop, y may alias a or b */
