@@ -16,6 +16,7 @@
 #include "engine_test_util.h"
 #include "model/gemma4.h"
 #include "model/testmodel.h"
+#include "tiny_model.h"
 
 typedef struct req {
     int32_t prompt[64];
@@ -25,24 +26,10 @@ typedef struct req {
 } req;
 
 static g4_model *open_model(const char *kind, const char *dir, g4_backend *be, int n_s, int n_g, int max_seqs) {
+    tiny_model_opts t = {kind, 11, 0, max_seqs, 128, n_s, n_g};
     g4_error err = {{0}};
-    g4_config cfg;
-    if (g4_testmodel_config(&cfg, kind, &err) || g4_testmodel_write(&cfg, 11, dir, &err)) {
-        CHECK(0, "write %s: %s", kind, err.msg);
-        return NULL;
-    }
-    g4_model_opts o;
-    g4_model_opts_default(&o);
-    o.max_seqs = max_seqs;
-    o.max_step_tokens = 256;
-    o.max_model_len = 128;
-    o.n_blocks_sliding = n_s;
-    o.n_blocks_global = n_g;
-    g4_model *m = NULL;
-    if (g4_model_open(&m, dir, be, &o, &err)) {
-        CHECK(0, "open %s: %s", kind, err.msg);
-        return NULL;
-    }
+    g4_model *m = tiny_model_open(&t, dir, be, &err);
+    CHECK(m, "%s: %s", kind, err.msg);
     return m;
 }
 

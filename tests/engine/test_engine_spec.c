@@ -32,6 +32,7 @@
 #include "engine_test_util.h"
 #include "model/gemma4.h"
 #include "model/testmodel.h"
+#include "tiny_model.h"
 
 #define N_REQ 64
 #define MAX_PROMPT 96
@@ -81,25 +82,10 @@ static bool ended_in_run(const req *q) { return q->r.spec_accepted - (q->r.n_eve
 static uint64_t g_weight_seed = 11; /* of the checkpoint open_model writes */
 
 static g4_model *open_model(const char *kind, const char *dir, g4_backend *be, int n_s, int n_g, int max_seqs) {
+    tiny_model_opts t = {kind, g_weight_seed, VOCAB, max_seqs, 160, n_s, n_g};
     g4_error err = {{0}};
-    g4_config cfg;
-    if (g4_testmodel_config(&cfg, kind, &err) || (cfg.vocab = VOCAB, 0) ||
-        g4_testmodel_write(&cfg, g_weight_seed, dir, &err)) {
-        CHECK(0, "write %s: %s", kind, err.msg);
-        return NULL;
-    }
-    g4_model_opts o;
-    g4_model_opts_default(&o);
-    o.max_seqs = max_seqs;
-    o.max_step_tokens = 256;
-    o.max_model_len = 160;
-    o.n_blocks_sliding = n_s;
-    o.n_blocks_global = n_g;
-    g4_model *m = NULL;
-    if (g4_model_open(&m, dir, be, &o, &err)) {
-        CHECK(0, "open %s: %s", kind, err.msg);
-        return NULL;
-    }
+    g4_model *m = tiny_model_open(&t, dir, be, &err);
+    CHECK(m, "%s: %s", kind, err.msg);
     return m;
 }
 
