@@ -206,7 +206,8 @@ typedef struct g4_executor {
                        int32_t *tokens, g4_sample_logprobs *logprobs, int n_logprobs, g4_error *err);
     /* Optional (NULL: no vision tower; requests with images are refused): the vision tower on one
      * image, out f32 [item->n_tokens, hidden]. Called on the engine thread between steps, so the
-     * backend is used by one thread. g4_executor_local sets it when the model has a tower. */
+     * backend is used by one thread. g4_executor_local and g4_executor_tp (parallel/tp.h) set it
+     * when the model has a tower. */
     int (*encode)(void *ctx, const g4_mm_item *item, float *out, g4_error *err);
     int hidden;                 /* width of encode's rows (the text model's H) */
 } g4_executor;

@@ -1,10 +1,10 @@
 /* executor.c — the executor seam: g4_executor_local runs each step on one g4_model (N = 1).
  *
  * The engine only ever calls ex->step(ctx, step, logits): one packed step in, rank 0's logits
- * out. With tensor parallelism an executor will hold N workers (one thread per GPU, each with
- * its shard of the model); step() will hand the same g4_step to every worker, wait for all of
- * them (they all-reduce inside the forward), and return rank 0's logits — nothing above this
- * seam changes. For N = 1 the worker is the engine thread itself, so step() calls the model
+ * out. With tensor parallelism (g4_executor_tp, parallel/tp.c) the executor holds N workers
+ * (one thread per GPU, each with its shard of the model); step() hands the same g4_step to every
+ * worker, waits for all of them (they all-reduce inside the forward), and returns the gathered
+ * logits, and encode() runs rank 0's replica of the tower — nothing above this seam changes. For N = 1 the worker is the engine thread itself, so step() calls the model
  * directly, and samples on the model's backend (only ids come back) when the backend can, and
  * runs the model's vision tower (encode) when it has one.
  * Not here: scheduling, the sampling parameters (engine). */

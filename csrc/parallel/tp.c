@@ -1,8 +1,9 @@
-/* tp.c — the tensor-parallel group (see tp.h): worker threads, step broadcast, logit gather.
+/* tp.c — the tensor-parallel group (see tp.h): worker threads, job broadcast, logit gather.
  *
  * Each worker owns a backend and a model rank and waits on a condition variable for the next
- * step generation. A step validated identically by every rank fails identically on every rank,
- * so no rank is left alone inside a collective. */
+ * job generation: a step (every rank runs its slice) or an image encode (rank 0 alone runs its
+ * replica of the vision tower; the others only report). A step validated identically by every
+ * rank fails identically on every rank, so no rank is left alone inside a collective. */
 #include "parallel/tp.h"
 
 #include <pthread.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "backend/registry.h"
+#include "model/vision.h"
 
 typedef struct tp_worker {
     struct g4_tp *tp;
@@ -29,10 +31,13 @@ struct g4_tp {
     tp_worker *w;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    uint64_t generation;        /* bumped per step; workers run each generation once */
+    uint64_t generation;        /* bumped per job; workers run each generation once */
     int n_done;
     int quit;
+    /* the current job: a step, or (item != NULL) one image through rank 0's tower */
     const g4_step *step;
+    const g4_mm_item *item;
+    float *soft;                /* the encode's out: f32 [item->n_tokens, H] */
     /* opening */
     const char *dir;
     const g4_backend_kind *kind; /* every rank's backend kind; it also made comm */
@@ -41,8 +46,16 @@ struct g4_tp {
 };
 
 /* Logit buffers are grown by g4_tp_step before the step starts: a rank that failed alone here
- * would leave the others waiting inside an all-reduce. */
-static void run_rank(tp_worker *w) { w->rc = g4_model_forward(w->model, w->tp->step, w->logits, &w->err); }
+ * would leave the others waiting inside an all-reduce. The tower has no collectives, so rank 0
+ * encodes alone, on its own thread (the one its backend was created on). */
+static void run_rank(tp_worker *w) {
+    const g4_tp *tp = w->tp;
+    if (tp->item)
+        w->rc = w->rank ? 0
+                        : g4_vision_encode(g4_model_vision(w->model), tp->item->patches, tp->item->ph, tp->item->pw,
+                                           tp->soft, &w->err);
+    else w->rc = g4_model_forward(w->model, tp->step, w->logits, &w->err);
+}
 
 static void *worker_main(void *arg) {
     tp_worker *w = arg;
@@ -163,6 +176,18 @@ void g4_tp_close(g4_tp *tp) {
 int g4_tp_size(const g4_tp *tp) { return tp->size; }
 g4_model *g4_tp_model(g4_tp *tp, int rank) { return rank >= 0 && rank < tp->size ? tp->w[rank].model : NULL; }
 
+/* Hands one job to every worker and waits until all have run it. */
+static int run_job(g4_tp *tp, const g4_step *step, const g4_mm_item *item, float *soft, g4_error *err) {
+    pthread_mutex_lock(&tp->mu);
+    tp->step = step, tp->item = item, tp->soft = soft;
+    tp->n_done = 0;
+    tp->generation++;
+    pthread_cond_broadcast(&tp->go);
+    wait_all(tp);
+    pthread_mutex_unlock(&tp->mu);
+    return first_error(tp, err);
+}
+
 int g4_tp_step(void *ctx, const g4_step *step, float *logits, g4_error *err) {
     g4_tp *tp = ctx;
     for (int k = 0; k < tp->size; k++) { /* workers are idle between steps */
@@ -172,14 +197,7 @@ int g4_tp_step(void *ctx, const g4_step *step, float *logits, g4_error *err) {
         if (!p) return g4_fail(err, "tp rank %d: out of memory for logits of %d rows", k, step->n_rows);
         w->logits = p, w->cap_rows = step->n_rows;
     }
-    pthread_mutex_lock(&tp->mu);
-    tp->step = step;
-    tp->n_done = 0;
-    tp->generation++;
-    pthread_cond_broadcast(&tp->go);
-    wait_all(tp);
-    pthread_mutex_unlock(&tp->mu);
-    if (first_error(tp, err)) return -1;
+    if (run_job(tp, step, NULL, NULL, err)) return -1;
     /* gather: row r of rank k's [n_rows, V/t] goes to columns [k·V/t, (k+1)·V/t) */
     for (int k = 0; k < tp->size; k++) {
         const g4_model *m = tp->w[k].model;
@@ -191,10 +209,21 @@ int g4_tp_step(void *ctx, const g4_step *step, float *logits, g4_error *err) {
     return 0;
 }
 
+int g4_tp_encode(void *ctx, const g4_mm_item *item, float *out, g4_error *err) {
+    g4_tp *tp = ctx;
+    if (!g4_model_vision(tp->w[0].model)) return g4_fail(err, "tp: the model has no vision tower");
+    return run_job(tp, NULL, item, out, err);
+}
+
 void g4_executor_tp(g4_executor *ex, g4_tp *tp) {
+    g4_model *m0 = tp->w[0].model;
+    *ex = (g4_executor){0};
     ex->ctx = tp;
     ex->n_workers = tp->size;
-    ex->vocab = tp->w[0].model->full_cfg.vocab;
+    ex->vocab = m0->full_cfg.vocab;
     ex->step = g4_tp_step;
     ex->step_sample = NULL; /* rank 0 gathers the vocabulary shards' logits on the host */
+    /* soft tokens are host rows in the step, which every rank reads: one encode serves them all */
+    ex->encode = g4_model_vision(m0) ? g4_tp_encode : NULL;
+    ex->hidden = m0->full_cfg.hidden;
 }
