@@ -277,6 +277,21 @@ def tiny_tokenizer(path):
     return path
 
 
+def checkpoint_runs(ids, cfg):
+    """The image runs in a prompt of the tiny checkpoint's ids (cfg: its config.json)."""
+    got, i = [], 0
+    while i < len(ids):
+        if ids[i] == cfg["boi_token_id"]:
+            j = i + 1
+            while ids[j] == cfg["image_token_id"]:
+                j += 1
+            assert ids[j] == cfg["eoi_token_id"]
+            got.append(j - i - 1)
+            i = j
+        i += 1
+    return got
+
+
 def test_vision_checkpoint_end_to_end(make_server, tmp_path):
     """Runs once the vision tower's tiny multimodal checkpoint is in tests/golden/vision/ (both
     branches merged): g4serve on it reads images, each run has transformers' count, and the
@@ -294,19 +309,45 @@ def test_vision_checkpoint_end_to_end(make_server, tmp_path):
              image_part(data_url("wide_640x240.jpg"))]
     a = chat(c, parts, mm_processor_kwargs={"max_soft_tokens": 70})
     ids = prompt_ids(a)
-    got, i = [], 0
-    while i < len(ids):
-        if ids[i] == cfg["boi_token_id"]:
-            j = i + 1
-            while ids[j] == cfg["image_token_id"]:
-                j += 1
-            assert ids[j] == cfg["eoi_token_id"]
-            got.append(j - i - 1)
-            i = j
-        i += 1
-    assert got == [n_soft("small_50x37.jpg", 70), n_soft("wide_640x240.jpg", 70)]
+    assert checkpoint_runs(ids, cfg) == [n_soft("small_50x37.jpg", 70), n_soft("wide_640x240.jpg", 70)]
     assert a.usage.prompt_tokens == len(ids)
     b = chat(c, parts, stream=True, mm_processor_kwargs={"max_soft_tokens": 70})
     text = "".join(ch.choices[0].delta.content or "" for ch in b if ch.choices)
     assert text == (a.choices[0].message.content or "")  # greedy: streamed == not streamed
     assert [u.usage.prompt_tokens for u in b if u.usage][-1] == len(ids)
+
+
+def test_vision_checkpoint_tensor_parallel(make_server, tmp_path):
+    """The same checkpoint served with --tensor-parallel-size 2 (two CPU ranks, the tower encoded
+    by rank 0, its soft tokens in every rank's steps) reads the same images into the same prompt
+    and answers as one rank: identical greedy tokens, chosen-token logprobs within 1e-3 (fp32
+    sums in another order), streamed and not."""
+    ckpt = ROOT / "tests" / "golden" / "vision"
+    if not (ckpt / "model.safetensors").exists():
+        pytest.skip("tests/golden/vision/ lacks model.safetensors (the tiny multimodal checkpoint)")
+    tok_path = tiny_tokenizer(tmp_path / "tokenizer.json")
+    parts = [image_part(data_url("small_50x37.jpg")), {"type": "text", "text": "Describe."},
+             image_part(data_url("wide_640x240.jpg"))]
+    answers = []
+    for tp in ("1", "2"):
+        s = make_server(["--model", str(ckpt), "--tokenizer", str(tok_path), "--max-model-len", "512",
+                         "--served-model-name", "g4serve-tiny", "--tensor-parallel-size", tp])
+        c = openai.OpenAI(base_url=s.base + "/v1", api_key="none", max_retries=0, timeout=120)
+        body = dict(model="g4serve-tiny", messages=[{"role": "user", "content": parts}], max_tokens=8,
+                    temperature=0, logprobs=True,
+                    extra_body=dict(return_token_ids=True, ignore_eos=True, mm_processor_kwargs={"max_soft_tokens": 70}))
+        r = c.chat.completions.create(**body)
+        chunks = list(c.chat.completions.create(stream=True, **body))
+        streamed = [t.token for ch in chunks if ch.choices and ch.choices[0].logprobs
+                    for t in ch.choices[0].logprobs.content]
+        tokens = [t.token for t in r.choices[0].logprobs.content]
+        assert streamed == tokens, "tp=%s: streamed tokens differ from the non-streamed answer" % tp
+        answers.append((prompt_ids(r), tokens, [t.logprob for t in r.choices[0].logprobs.content], r.usage))
+        s.stop()
+    (ids1, tok1, lp1, u1), (ids2, tok2, lp2, u2) = answers
+    cfg = json.loads((ckpt / "config.json").read_text())
+    assert checkpoint_runs(ids1, cfg) == [n_soft("small_50x37.jpg", 70), n_soft("wide_640x240.jpg", 70)]
+    assert ids2 == ids1 and u2.prompt_tokens == u1.prompt_tokens == len(ids1)
+    assert u1.completion_tokens == u2.completion_tokens == 8
+    assert tok2 == tok1, "tensor parallel greedy tokens differ from one rank"
+    assert max(abs(a - b) for a, b in zip(lp1, lp2)) < 1e-3
