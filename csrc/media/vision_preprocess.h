@@ -19,6 +19,9 @@
 #define G4_VISION_PATCH_DIM (3 * G4_VISION_PATCH * G4_VISION_PATCH) /* 768 values per patch */
 #define G4_VISION_DEFAULT_BUDGET 280 /* soft tokens per image; also 70, 140, 560, 1120 */
 #define G4_VISION_VIDEO_BUDGET 70    /* per video frame */
+/* Frames per video: Gemma 4's video processor samples 32 frames of a video (Gemma4VideoProcessor
+ * num_frames = 32); the model was not shown longer frame sequences, so servers refuse more. */
+#define G4_VISION_MAX_VIDEO_FRAMES 32
 
 typedef struct g4_vision_pixels {
     int ph, pw;                  /* patch grid rows × columns (each a multiple of G4_VISION_POOL) */

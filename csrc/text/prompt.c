@@ -216,10 +216,12 @@ int g4_chat_input_message(g4_chat_input *c, const char *role, const char *conten
     return 0;
 }
 
-int g4_chat_input_image(g4_chat_input *c, int message, g4_error *err) {
+/* A media part {"type": type} into messages[message], after its earlier media parts and before its
+ * text. */
+static int add_media_part(g4_chat_input *c, int message, const char *type, g4_error *err) {
     cJSON *m = cJSON_GetArrayItem(c->messages, message);
     if (!m) {
-        g4_fail(err, "an image for message %d, which does not exist", message);
+        g4_fail(err, "a %s part for message %d, which does not exist", type, message);
         return G4_PROMPT_BAD_INPUT;
     }
     cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
@@ -239,10 +241,10 @@ int g4_chat_input_image(g4_chat_input *c, int message, g4_error *err) {
         }
         content = parts;
     }
-    /* images stay ahead of the text: move the parts into a new list with the image after the
-     * leading image parts */
+    /* media stay ahead of the text: move the parts into a new list with the new part after the
+     * leading media parts */
     cJSON *parts = cJSON_CreateArray(), *img = cJSON_CreateObject();
-    if (!parts || !img || !add_str(img, "type", "image")) {
+    if (!parts || !img || !add_str(img, "type", type)) {
         cJSON_Delete(parts);
         cJSON_Delete(img);
         return oom(err);
@@ -251,7 +253,8 @@ int g4_chat_input_image(g4_chat_input *c, int message, g4_error *err) {
     while (content->child) {
         cJSON *part = cJSON_DetachItemViaPointer(content, content->child);
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "type");
-        if (!placed && !(cJSON_IsString(t) && !strcmp(t->valuestring, "image"))) {
+        bool media = cJSON_IsString(t) && (!strcmp(t->valuestring, "image") || !strcmp(t->valuestring, "video"));
+        if (!placed && !media) {
             cJSON_AddItemToArray(parts, img);
             placed = true;
         }
@@ -263,6 +266,14 @@ int g4_chat_input_image(g4_chat_input *c, int message, g4_error *err) {
         return oom(err);
     }
     return 0;
+}
+
+int g4_chat_input_image(g4_chat_input *c, int message, g4_error *err) {
+    return add_media_part(c, message, "image", err);
+}
+
+int g4_chat_input_video(g4_chat_input *c, int message, g4_error *err) {
+    return add_media_part(c, message, "video", err);
 }
 
 /* A JSON object from text ("" = {}); NULL with G4_PROMPT_BAD_INPUT / _FAILED in *rc. */

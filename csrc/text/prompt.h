@@ -84,9 +84,12 @@ void g4_chat_input_free(g4_chat_input *c);
 /* Appends a message. reasoning, tool_call_id and name may be NULL or "" (absent). */
 int g4_chat_input_message(g4_chat_input *c, const char *role, const char *content, const char *reasoning,
                           const char *tool_call_id, const char *name, g4_error *err);
-/* Adds an image part to messages[message], after its earlier images and before its text (the
- * content becomes a list of parts). */
+/* Adds an image part to messages[message], after its earlier images (and videos) and before its
+ * text (the content becomes a list of parts). */
 int g4_chat_input_image(g4_chat_input *c, int message, g4_error *err);
+/* Adds a video part (its frames: g4_prompt_input.image_video) to messages[message], after its
+ * earlier images and videos and before its text. */
+int g4_chat_input_video(g4_chat_input *c, int message, g4_error *err);
 /* Appends a tool call to the last message. arguments_json must be a JSON object ("" = {});
  * otherwise G4_PROMPT_BAD_INPUT (the caller names the field). */
 int g4_chat_input_tool_call(g4_chat_input *c, const char *id, const char *name, const char *arguments_json,

@@ -21,12 +21,16 @@ import os
 import pathlib
 import signal
 import subprocess
+import sys
 import threading
 
 import openai
 import pytest
 
 from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tests" / "golden"))
+from vision_tokenizer import tiny_tokenizer  # noqa: E402  (test_video.py imports it from here)
 
 GOLDEN = ROOT / "tests" / "media" / "golden"
 CASES = json.loads((GOLDEN / "vision.json").read_text())["cases"]
@@ -247,34 +251,6 @@ def test_text_only_model_refuses_images(client):
         with pytest.raises(openai.BadRequestError) as e:
             chat(client, [{"type": "text", "text": "hi"}, image_part(data_url("small_50x37.jpg"))], stream=stream)
         assert "messages[0].content[1]" in str(e.value) and "vision" in str(e.value)
-
-
-def tiny_tokenizer(path):
-    """A tokenizer for the 512-token vocabulary of tests/golden/vision: the test tokenizer's
-    control tokens that sit below 512 at their ids, the image / video / audio tokens at the ids
-    the checkpoint's config names, every other text as byte-fallback tokens (no merges), the ids
-    left over as unused tokens."""
-    cfg = json.loads((ROOT / "tests" / "golden" / "vision" / "config.json").read_text())
-    moved = {"<|image>": cfg["boi_token_id"], "<image|>": cfg["eoi_token_id"], "<|image|>": cfg["image_token_id"],
-             "<|video|>": cfg["video_token_id"], "<|audio|>": cfg["audio_token_id"], "<|audio>": cfg["boa_token_id"],
-             "<audio|>": cfg["eoa_token_index"]}
-    tok = json.loads(json.dumps(TOKENIZER))
-    added = []
-    for t in tok["added_tokens"]:
-        t["id"] = moved.get(t["content"], t["id"])
-        assert t["id"] < cfg["text_config"]["vocab_size"], t
-        added.append(t)
-    tok["added_tokens"] = added
-    vocab = {t["content"]: t["id"] for t in added}
-    free = [i for i in range(cfg["text_config"]["vocab_size"]) if i not in vocab.values()]
-    for b in range(256):
-        vocab["<0x%02X>" % b] = free[b]
-    for i in free[256:]:  # the id space must be contiguous
-        vocab["<unused%d>" % i] = i
-    tok["model"]["vocab"] = vocab
-    tok["model"]["merges"] = []
-    path.write_text(json.dumps(tok))
-    return path
 
 
 def checkpoint_runs(ids, cfg):

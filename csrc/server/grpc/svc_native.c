@@ -60,11 +60,14 @@ static int chat_input(const G4serve__V1__ChatInput *ci, g4_chat_input *in, g4_er
     return 0;
 }
 
-/* A chat's images, decoded and preprocessed, until the engine has copied them at submit. */
+/* A chat's images and video frames, decoded and preprocessed, until the engine has copied them at
+ * submit; in prompt order (per message: its images, then each video's frames). */
 typedef struct chat_images {
     g4_vision_pixels *px;
     g4_mm_item *items;
     int *n_tokens, *pos;
+    int *video;                 /* per item: -1 (an image) or its video, numbered over the request */
+    double *seconds;            /* per frame: index / fps */
     int n;
 } chat_images;
 
@@ -74,15 +77,70 @@ static void chat_images_free(chat_images *im) {
     free(im->items);
     free(im->n_tokens);
     free(im->pos);
+    free(im->video);
+    free(im->seconds);
     memset(im, 0, sizeof *im);
 }
 
-/* Each message's images (in message order, each message's before its text) into im and the
- * template's input. */
+/* One image file (or video frame, named by field) decoded and preprocessed at budget into item
+ * im->n; *total counts the prompt tokens of the media so far against the model length. */
+static int chat_image_add(g4_grpc_server *s, const ProtobufCBinaryData *file, int budget, int video, double seconds,
+                          const char *field, int *total, chat_images *im, g4_error *err) {
+    g4_image img = {0};
+    g4_error e = {{0}};
+    int rc = g4_image_decode(file->data, file->len, &s->model.image_limits, &img, &e);
+    int n_soft = rc == 0 ? g4_vision_soft_tokens(img.width, img.height, budget, &e) : -1;
+    if (n_soft > 0 && (*total += n_soft + 2) > s->model.eo.max_model_len) {
+        g4_image_free(&img);
+        return g4_fail(err,
+                       "%s: the images so far take %d prompt tokens, more than the model's maximum context length "
+                       "of %d",
+                       field, *total, s->model.eo.max_model_len);
+    }
+    if (rc == 0 && n_soft < 0) rc = -1;
+    if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[im->n], &e);
+    g4_image_free(&img);
+    if (rc) return g4_fail(err, "%s: %s", field, e.msg);
+    im->n_tokens[im->n] = im->px[im->n].n_soft;
+    im->video[im->n] = video;
+    im->seconds[im->n] = seconds;
+    im->n++;
+    return 0;
+}
+
+/* A video's frame count and fps, checked as HTTP checks a video_url part; its fps (0 = 1). */
+static int video_check(const G4serve__V1__Video *v, size_t i, size_t k, double *fps, g4_error *err) {
+    if (v->n_frames == 0) return g4_fail(err, "chat.messages[%zu].videos[%zu] has no frames", i, k);
+    if (v->n_frames > G4_VISION_MAX_VIDEO_FRAMES)
+        return g4_fail(err,
+                       "chat.messages[%zu].videos[%zu]: %zu video frames, more than the %d frames per video Gemma 4 "
+                       "reads (its video processor samples %d; send fewer frames or a lower fps)",
+                       i, k, v->n_frames, G4_VISION_MAX_VIDEO_FRAMES, G4_VISION_MAX_VIDEO_FRAMES);
+    if (!(v->fps >= 0 && v->fps <= 1000))
+        return g4_fail(err, "chat.messages[%zu].videos[%zu].fps must be in (0, 1000] (0 = 1 frame per second)", i, k);
+    *fps = v->fps > 0 ? v->fps : 1.0;
+    return 0;
+}
+
+/* Each message's images and videos (in message order, each message's images, then its videos'
+ * frames, before its text) into im and the template's input. */
 static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci, g4_chat_input *in, chat_images *im,
                             g4_error *err) {
     size_t n = 0;
-    for (size_t i = 0; i < ci->n_messages; i++) n += ci->messages[i]->n_images;
+    double fps = 1;
+    for (size_t i = 0; i < ci->n_messages; i++) {
+        const G4serve__V1__ChatMessage *m = ci->messages[i];
+        n += m->n_images;
+        for (size_t k = 0; k < m->n_videos; k++) {
+            if (!s->model.vision)
+                return g4_fail(err,
+                               "chat.messages[%zu].videos[%zu]: video input is not supported (the served model "
+                               "has no vision tower)",
+                               i, k);
+            if (video_check(m->videos[k], i, k, &fps, err)) return -1;
+            n += m->videos[k]->n_frames;
+        }
+    }
     if (n == 0) return 0;
     if (!s->model.vision)
         return g4_fail(err, "chat.messages: image input is not supported (the served model has no vision tower)");
@@ -90,34 +148,30 @@ static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci,
     if (!g4_vision_budget_valid(budget))
         return g4_fail(err, "chat.max_soft_tokens must be 0 or one of 70, 140, 280, 560, 1120");
     if (!(im->px = calloc(n, sizeof *im->px)) || !(im->items = calloc(n, sizeof *im->items)) ||
-        !(im->n_tokens = calloc(n, sizeof *im->n_tokens)) || !(im->pos = calloc(n, sizeof *im->pos)))
+        !(im->n_tokens = calloc(n, sizeof *im->n_tokens)) || !(im->pos = calloc(n, sizeof *im->pos)) ||
+        !(im->video = calloc(n, sizeof *im->video)) || !(im->seconds = calloc(n, sizeof *im->seconds)))
         return g4_fail(err, "out of memory");
-    int total = 0;
+    int total = 0, n_videos = 0;
+    char field[96];
     for (size_t i = 0; i < ci->n_messages; i++) {
         const G4serve__V1__ChatMessage *m = ci->messages[i];
         for (size_t k = 0; k < m->n_images; k++) {
-            g4_image img = {0};
-            g4_error e = {{0}};
-            int rc = g4_image_decode(m->images[k].data, m->images[k].len, &s->model.image_limits, &img, &e);
-            int n_soft = rc == 0 ? g4_vision_soft_tokens(img.width, img.height, budget, &e) : -1;
-            if (n_soft > 0 && (total += n_soft + 2) > s->model.eo.max_model_len) {
-                g4_image_free(&img);
-                return g4_fail(err,
-                               "chat.messages[%zu].images[%zu]: the images so far take %d prompt tokens, more than "
-                               "the model's maximum context length of %d",
-                               i, k, total, s->model.eo.max_model_len);
+            snprintf(field, sizeof field, "chat.messages[%zu].images[%zu]", i, k);
+            if (chat_image_add(s, &m->images[k], budget, -1, 0, field, &total, im, err)) return -1;
+            if (g4_chat_input_image(in, (int)i, err)) return -1;
+        }
+        for (size_t k = 0; k < m->n_videos; k++, n_videos++) {
+            const G4serve__V1__Video *v = m->videos[k];
+            if (video_check(v, i, k, &fps, err)) return -1;
+            for (size_t f = 0; f < v->n_frames; f++) {
+                snprintf(field, sizeof field, "chat.messages[%zu].videos[%zu].frames[%zu]", i, k, f);
+                if (chat_image_add(s, &v->frames[f], G4_VISION_VIDEO_BUDGET, n_videos, (double)f / fps, field, &total,
+                                   im, err))
+                    return -1;
             }
-            if (rc == 0 && n_soft < 0) rc = -1;
-            if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[im->n], &e);
-            g4_image_free(&img);
-            if (rc) return g4_fail(err, "chat.messages[%zu].images[%zu]: %s", i, k, e.msg);
-            im->n_tokens[im->n] = im->px[im->n].n_soft;
-            im->n++;
+            if (g4_chat_input_video(in, (int)i, err)) return -1;
         }
     }
-    for (size_t i = 0; i < ci->n_messages; i++)
-        for (size_t k = 0; k < ci->messages[i]->n_images; k++)
-            if (g4_chat_input_image(in, (int)i, err)) return -1;
     return 0;
 }
 
@@ -153,6 +207,8 @@ static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__
             in.image_tokens = im->n_tokens;
             in.n_images = im->n;
             in.image_pos = im->pos;
+            in.image_video = im->video;
+            in.frame_seconds = im->seconds;
         }
     }
     int rc = g4_prompt_build(tok, &in, out, in_reasoning, err);
