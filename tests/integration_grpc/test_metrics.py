@@ -128,3 +128,45 @@ def test_grpc_generations_are_counted(pb, both):
             assert total(after, p + h + "_count") == total(before, p + h + "_count") + 2, h
     assert total(after, "request_failure_total") == total(before, "request_failure_total") + 1
     assert total(after, "g4_http_rejected_total") == total(before, "g4_http_rejected_total") + 1
+
+
+# Every per-request family HTTP feeds (http/generate.c: request_done + request_params), each
+# observed once per finished request: N gRPC calls must add N to each count.
+PER_REQUEST = ("time_to_first_token_seconds", "e2e_request_latency_seconds", "request_prompt_tokens",
+               "request_generation_tokens", "time_per_output_token_seconds", "request_queue_time_seconds",
+               "request_prefill_time_seconds", "request_decode_time_seconds", "request_inference_time_seconds",
+               "request_time_per_output_token_seconds", "request_params_n", "request_params_max_tokens",
+               "request_max_num_generation_tokens")
+
+
+def test_grpc_feeds_every_vllm_request_family(pb, both):
+    """N native Generate calls (max_tokens 2..N+1, eos ignored) and /metrics: every vllm:
+    per-request histogram counts N more, request_success N more; the sums say what was observed:
+    n = 1 each, the max_tokens asked, the tokens generated, and a queue time (submit -> first
+    engine step) that is the scheduler's, not 0."""
+    http, addr = both
+    n_calls = 4
+    max_tokens = [2 + i for i in range(n_calls)]
+    before = scrape(http)
+    with grpc.insecure_channel(addr) as ch:
+        grpc.channel_ready_future(ch).result(timeout=30)
+        P = pb.g4serve_pb2
+        stub = pb.g4serve_pb2_grpc.G4ServeStub(ch)
+        for mt in max_tokens:
+            msgs = list(stub.Generate(P.GenerateRequest(text="Count: one two",
+                                                        stop=P.StopRules(max_tokens=mt, ignore_eos=True)), timeout=60))
+            assert msgs[-1].usage.completion_tokens == mt
+    after = scrape(http)
+
+    def grew(name):
+        return total(after, "vllm:" + name) - total(before, "vllm:" + name)
+
+    for h in PER_REQUEST:
+        assert grew(h + "_count") == n_calls, h
+    assert grew("request_success_total") == n_calls
+    assert grew("inter_token_latency_seconds_count") == sum(mt - 1 for mt in max_tokens)
+    assert grew("request_params_n_sum") == n_calls
+    assert grew("request_params_max_tokens_sum") == sum(max_tokens)
+    assert grew("request_max_num_generation_tokens_sum") == sum(max_tokens)
+    assert grew("request_generation_tokens_sum") == sum(max_tokens)
+    assert grew("request_queue_time_seconds_sum") > 0

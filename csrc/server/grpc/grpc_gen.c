@@ -56,8 +56,11 @@ static void on_event(void *user, const g4_event *ev) {
             .queue_s = g->t_first > 0 ? g->t_first - g->t_submit : -1,
             .ttft_s = g->t_first > 0 ? g->t_first - g->t_arrival : -1,
             .e2e_s = now - g->t_arrival,
+            .sched_wait_s = ev->queue_s,
         };
+        /* as HTTP records them (http/generate.c): a gRPC request is one prompt with n = 1 */
         g4_metrics_request_done(c->srv->model.metrics, &rec);
+        g4_metrics_request_params(c->srv->model.metrics, 1, g->max_tokens, ev->completion_tokens);
     }
     /* Once the last event is queued a CQ thread may collect it and drop the engine's reference:
      * hold one of our own until the wake-up is posted. */
@@ -89,6 +92,7 @@ void g4_grpc_count_refusal(g4_grpc_server *s, grpc_status_code code) {
 int g4_gen_submit(g4_gen *g, g4_request_params *p, grpc_status_code *code, g4_error *err) {
     g4_gcall *c = g->call;
     g->t_submit = g4_gnow();
+    g->max_tokens = p->stop.max_tokens;
     p->on_event = on_event;
     p->user = g;
     p->detok_flags = g->detok_flags;

@@ -236,6 +236,7 @@ struct g4_gen {
     void (*svc_free)(void *);
     /* metrics (monotonic seconds): arrival = g4_gen_new; t_first is the engine thread's */
     double t_arrival, t_submit, t_first;
+    int max_tokens;                     /* the request's, as submitted (defaults resolved) */
 };
 
 /* Allocates a gen for call c (detok_flags: G4_DETOK_* for its engine request). NULL on OOM. */
