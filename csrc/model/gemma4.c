@@ -65,6 +65,11 @@ void g4_model_opts_default(g4_model_opts *o) {
 static int max_i(int a, int b) { return a > b ? a : b; }
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
+/* The largest decode step: one token for each of max_seqs sequences, within max_step_tokens. */
+static int decode_cap(const g4_model *m) {
+    return m->opts.max_seqs < m->opts.max_step_tokens ? m->opts.max_seqs : m->opts.max_step_tokens;
+}
+
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -172,6 +177,15 @@ static int plan_buffers(g4_model *m, g4_error *err) {
     s->step_cap = align8((6 * T + 2 * (size_t)m->opts.max_seqs * m->max_blocks_per_seq) * sizeof(int32_t)) +
                   g4_sample_params_bytes((int)T, 0);
     s->step_dev = scratch_alloc(m, s->step_cap, &failed);
+    /* the logits and the sample op's outputs for the largest decode step, so that no decode step
+     * moves them (recorded graphs hold them); only a prefill step with more logit rows grows them */
+    size_t R = (size_t)decode_cap(m), V = (size_t)m->shard.vocab_local;
+    s->logits = scratch_alloc(m, R * V * sizeof(float), &failed);
+    s->logits_cap = R * V;
+    s->sample_tokens = scratch_alloc(m, R * sizeof(int32_t), &failed);
+    s->sample_tokens_cap = R * sizeof(int32_t);
+    s->sample_lp = scratch_alloc(m, R * sizeof(g4_sample_logprobs), &failed);
+    s->sample_lp_cap = R * sizeof(g4_sample_logprobs);
     s->step_stage = ops->staging_alloc(m->be->ctx, s->step_cap);
     if (!s->step_stage) failed = 1;
     if (failed) return g4_fail(err, "model: cannot allocate activation buffers for %zu tokens", T);
@@ -382,7 +396,7 @@ static int graphs_on(const g4_model *m) {
 
 /* T rounded up to a power of two, capped at the step's capacity for one token a sequence. */
 static int decode_bucket(const g4_model *m, int T) {
-    int cap = m->opts.max_seqs < m->opts.max_step_tokens ? m->opts.max_seqs : m->opts.max_step_tokens, b = 1;
+    int cap = decode_cap(m), b = 1;
     while (b < T) b *= 2;
     return b < cap ? b : cap;
 }
