@@ -208,8 +208,8 @@ static void free_buffers(g4_model *m) {
 
 /* KV pools: one per layer; sliding layers index the sliding pool's block ids, global layers the
  * global pool's (kv_layout.h). Each pool has one block more than opts.n_blocks_*: the pad block,
- * id opts.n_blocks_* (pad_block), which no caller may name (stage_step checks every table) and
- * which only the pad tokens of bucketed decode steps write (stage_step). */
+ * id opts.n_blocks_*, which no caller may name (check_step refuses it, so no engine hands it out)
+ * and which only the pad tokens of bucketed decode steps write (stage_step). */
 static int plan_kv(g4_model *m, g4_error *err) {
     const g4_config *c = &m->cfg;
     g4_model_opts *o = &m->opts;
@@ -385,9 +385,10 @@ static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32
  * n_seqs + k whose tables hold the pool's pad block (plan_kv) at column 0 and −1 elsewhere, and
  * logit row T + k. Its cache writes land in the pad block (all pads share its slot 0: racing
  * garbage no real token reads, as no real table names that block); it reads only that block;
- * every op is row-independent otherwise, so the real rows' results are the unpadded step's. Its
- * logits row is never downloaded and the sample op skips it (the parameter block's n_rows is the
- * real count). */
+ * every op is row-independent otherwise, so the real rows' results are the unpadded step's
+ * (tests/model/decode_buckets.h; on a GPU cuBLASLt's algorithm and the decode attention's split
+ * count still take T: docs/architecture.md). Its logits row is never downloaded and the sample
+ * op skips it (the parameter block's n_rows is the real count). */
 
 static int graphs_on(const g4_model *m) {
     return g4_backend_supports(m->be, G4_OP_GRAPH, G4_DT_F32) && !m->debug_sync && m->shard.size == 1 &&
