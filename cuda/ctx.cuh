@@ -57,6 +57,7 @@ typedef struct g4_cuda_ctx {
     g4_moe_path moe_path;       /* from the backend options at creation (backend/options.h) */
     uint64_t launches;          /* kernels and cuBLAS GEMMs queued so far (G4_LAUNCH, g4_cuda_gemm);
                                    a graph replay queues one cudaGraphLaunch and counts nothing */
+    uint64_t uploads;           /* host-to-device copies queued by upload / upload_async (upload_count) */
 } g4_cuda_ctx;
 
 /* The stream every kernel of this backend goes to, counting the launch: the stream argument of

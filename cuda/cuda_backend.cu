@@ -65,10 +65,40 @@ static void g4_cuda_free(void *ctx, void *p) {
     if (p) cudaFree(p);
 }
 
+/* Pinned host memory: the only host memory cudaMemcpyAsync copies from without first staging
+ * it synchronously (and the only kind a captured graph may copy from). */
+static void *g4_cuda_staging_alloc(void *ctx, size_t bytes) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
+    void *p = NULL;
+    if (cudaSetDevice(c->device) != cudaSuccess ||
+        cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault) != cudaSuccess) {
+        (void)cudaGetLastError(); /* reported as NULL, like alloc; not left sticky for a later call */
+        return NULL;
+    }
+    return p;
+}
+
+static void g4_cuda_staging_free(void *ctx, void *p) {
+    (void)ctx;
+    if (p && cudaFreeHost(p) != cudaSuccess) (void)cudaGetLastError(); /* void slot: nothing to report to */
+}
+
+/* Queued on the stream, no wait: src_staging (pinned) must not change until a later sync. */
+static int g4_cuda_upload_async(void *ctx, void *dst_dev, const void *src_staging, size_t bytes, g4_error *err) {
+    g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
+    if (bytes == 0) return 0;
+    c->uploads++;
+    G4_CHECK(cudaMemcpyAsync(dst_dev, src_staging, bytes, cudaMemcpyHostToDevice, c->stream));
+    return 0;
+}
+
+static uint64_t g4_cuda_upload_count(void *ctx) { return ((g4_cuda_ctx *)ctx)->uploads; }
+
 /* Synchronous with respect to the host: returns when src_host may be reused. */
 static int g4_cuda_upload(void *ctx, void *dst_dev, const void *src_host, size_t bytes, g4_error *err) {
     g4_cuda_ctx *c = (g4_cuda_ctx *)ctx;
     if (bytes == 0) return 0;
+    c->uploads++;
     G4_CHECK(cudaMemcpyAsync(dst_dev, src_host, bytes, cudaMemcpyHostToDevice, c->stream));
     G4_CHECK(cudaStreamSynchronize(c->stream));
     return 0;
@@ -177,6 +207,10 @@ static const g4_backend_ops g4_cuda_ops = {
     .upload = g4_cuda_upload,
     .download = g4_cuda_download,
     .sync = g4_cuda_sync,
+    .staging_alloc = g4_cuda_staging_alloc,
+    .staging_free = g4_cuda_staging_free,
+    .upload_async = g4_cuda_upload_async,
+    .upload_count = g4_cuda_upload_count,
     .load_weight = g4_cuda_load_weight,
     .unload_weight = g4_cuda_unload_weight,
     .embed = g4_cuda_embed,

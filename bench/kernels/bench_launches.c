@@ -1,6 +1,7 @@
 /* bench_launches.c — g4-bench-launches: device work items (kernel launches and cuBLAS GEMMs)
  * per decode token of the whole model, counted by the CUDA backend (launch_count, backend.h)
- * over eager decode steps (graphs off: a replay is one launch of everything counted here).
+ * over eager decode steps (graphs off: a replay is one launch of everything counted here), and
+ * host-to-device uploads per step (upload_count; 1: the step's one staged copy).
  *
  * A count, not a timing: it depends on the layer structure (layers, their types, heads, head
  * dims, experts, top-k) and the kernel paths, not on the widths, so on the emulated CUDA target
@@ -9,6 +10,7 @@
  * Dummy weights, header-only checkpoint (model/testmodel.h). Per model and batch B:
  *     launches_per_step  = Δlaunch_count over `steps` decode steps of B tokens / steps
  *     launches_per_token = launches_per_step / B
+ *     uploads_per_step   = Δupload_count over the same steps / steps
  * Prints one JSON object. Exits 77 without a CUDA device (real or emulated). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +30,8 @@ static void reduce_widths(g4_config *c) {
     c->vocab = 4096;
 }
 
-/* Launches per decode step of B sequences at context ctx; -1 on error. */
-static double count_model(const char *name, int reduced, int B, int ctx, int steps, g4_error *err) {
+/* Launches per decode step of B sequences at context ctx (and *uploads, uploads per step); -1 on error. */
+static double count_model(const char *name, int reduced, int B, int ctx, int steps, double *uploads, g4_error *err) {
     g4_config cfg;
     char dir[] = "/tmp/g4-bench-launches-XXXXXX";
     if (!mkdtemp(dir)) return g4_fail(err, "mkdtemp failed");
@@ -65,9 +67,9 @@ static double count_model(const char *name, int reduced, int B, int ctx, int ste
         }
     }
     free(ids);
-    uint64_t before = 0;
+    uint64_t before = 0, up_before = 0;
     for (int k = 0; k <= steps; k++) { /* step 0 warms plans and scratch */
-        if (k == 1) before = be->ops->launch_count(be->ctx);
+        if (k == 1) before = be->ops->launch_count(be->ctx), up_before = be->ops->upload_count(be->ctx);
         g4_runner_chunk ch[256];
         int32_t next[256];
         for (int s = 0; s < B; s++) {
@@ -77,6 +79,7 @@ static double count_model(const char *name, int reduced, int B, int ctx, int ste
         if (g4_runner_step(r, ch, B, lg, err)) goto done;
     }
     out = (double)(be->ops->launch_count(be->ctx) - before) / steps;
+    *uploads = (double)(be->ops->upload_count(be->ctx) - up_before) / steps;
 done:
     free(lg);
     g4_runner_free(r);
@@ -130,13 +133,14 @@ int main(int argc, char **argv) {
     for (int mi = 0; mi < nm && !rc; mi++)
         for (int bi = 0; bi < nb && !rc; bi++) {
             int B = batches[bi];
-            double n = count_model(models[mi], reduced, B, ctx, steps, &err);
+            double up = 0, n = count_model(models[mi], reduced, B, ctx, steps, &up, &err);
             if (n < 0) {
                 rc = 1;
                 break;
             }
-            printf("%s\n  {\"model\": \"%s\", \"batch\": %d, \"launches_per_step\": %.1f, \"launches_per_token\": %.2f}",
-                   first ? "" : ",", models[mi], B, n, n / B);
+            printf("%s\n  {\"model\": \"%s\", \"batch\": %d, \"launches_per_step\": %.1f, \"launches_per_token\": %.2f, "
+                   "\"uploads_per_step\": %.1f}",
+                   first ? "" : ",", models[mi], B, n, n / B, up);
             first = 0;
         }
     printf("],\n \"error\": \"%s\"}\n", rc ? err.msg : "");

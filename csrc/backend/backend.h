@@ -27,7 +27,7 @@
 #include "base/rope.h"
 #include "base/weight.h"
 
-#define G4_BACKEND_API_VERSION 2 /* 2: the supports query */
+#define G4_BACKEND_API_VERSION 3 /* 2: the supports query; 3: staging memory, upload_async, upload_count */
 
 /* The packed batch of one step, as it lives in dev memory (gemma4.c uploads it). */
 typedef struct g4_step_dev {
@@ -215,6 +215,19 @@ typedef struct g4_backend_ops {
     int (*upload)(void *ctx, void *dst_dev, const void *src_host, size_t bytes, g4_error *err);
     int (*download)(void *ctx, void *dst_host, const void *src_dev, size_t bytes, g4_error *err);
     int (*sync)(void *ctx, g4_error *err);                  /* wait for all queued ops */
+
+    /* Host staging memory the device copies from asynchronously: pinned (page-locked) on CUDA,
+     * plain host memory on the CPU. NULL on failure. Freed with staging_free (NULL ok). */
+    void *(*staging_alloc)(void *ctx, size_t bytes);
+    void (*staging_free)(void *ctx, void *p);
+    /* Queues a copy of bytes from staging memory (staging_alloc) into dev memory and returns
+     * without waiting for it. src must stay unchanged until the queue has passed the copy: until
+     * a later sync or download returns (both wait for every queued op). The CPU backend copies
+     * at the call. upload, by contrast, returns when src may be reused (on CUDA: a host sync). */
+    int (*upload_async)(void *ctx, void *dst_dev, const void *src_staging, size_t bytes, g4_error *err);
+    /* Host-to-device copies queued so far by this instance (upload and upload_async; weight
+     * loading not counted). Monotonic, never reset: tests and benchmarks take differences. */
+    uint64_t (*upload_count)(void *ctx);
 
     /* Makes a mapped weight usable by the ops: sets w->data / w->data_dtype. Any dtype in. */
     int (*load_weight)(void *ctx, g4_weight *w, g4_error *err);

@@ -22,7 +22,8 @@
 #include "base/dummy.h"
 #include "model/vision.h"
 
-/* A recorded decode step (compute_step). */
+/* A recorded decode step (compute_step): at most one per (batch bucket, position bound, sampling),
+ * so ~9 buckets × a few bounds × 2. */
 #define G4_MODEL_GRAPHS 64
 typedef struct g4_graph_slot {
     int T, max_pos, with_sample; /* the key */
@@ -36,15 +37,18 @@ typedef struct g4_model_scratch {
     void *x, *a, *qkv, *q, *att, *o, *gu, *act, *f, *m;
     int32_t *moe_ids;
     float *moe_w;
-    void *step_i32;            /* ids, pos, seq, rows, two block tables, embed_row, key_end (backend memory) */
-    int32_t *step_host;        /* the same, packed on the host: one upload per step */
-    size_t step_i32_cap;       /* int32 elements */
+    /* The step as the ops read it: int32 ids, pos, seq, rows, two block tables (embed_row,
+     * key_end), then (8-byte aligned) the sample op's parameter block (stage_step). */
+    void *step_dev;            /* backend memory */
+    void *step_stage;          /* the same bytes packed on the host (staging memory): one upload_async */
+    size_t step_cap;           /* bytes of each */
+    int stage_pending;         /* an upload from step_stage may still be queued (stage_step) */
     float *logits;
     size_t logits_cap;         /* floats */
     void *mm_rows;             /* f32 [n, H]: the step's image soft tokens (backend memory) */
     size_t mm_rows_cap;        /* bytes */
-    void *sample_params, *sample_tokens, *sample_lp; /* the sample op's inputs and outputs */
-    size_t sample_params_cap, sample_tokens_cap, sample_lp_cap; /* bytes */
+    void *sample_tokens, *sample_lp; /* the sample op's outputs */
+    size_t sample_tokens_cap, sample_lp_cap; /* bytes */
     uint64_t generation;       /* bumped when any buffer above moves (recorded graphs hold pointers) */
     g4_graph_slot graphs[G4_MODEL_GRAPHS];
     int n_graphs;
@@ -59,6 +63,12 @@ void g4_model_opts_default(g4_model_opts *o) {
 }
 
 static int max_i(int a, int b) { return a > b ? a : b; }
+static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* The largest decode step: one token for each of max_seqs sequences, within max_step_tokens. */
+static int decode_cap(const g4_model *m) {
+    return m->opts.max_seqs < m->opts.max_step_tokens ? m->opts.max_seqs : m->opts.max_step_tokens;
+}
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -163,10 +173,21 @@ static int plan_buffers(g4_model *m, g4_error *err) {
         s->moe_ids = scratch_alloc(m, T * c->top_k * sizeof(int32_t), &failed);
         s->moe_w = scratch_alloc(m, T * c->top_k * sizeof(float), &failed);
     }
-    s->step_i32_cap = 6 * T + 2 * (size_t)m->opts.max_seqs * m->max_blocks_per_seq;
-    s->step_i32 = scratch_alloc(m, s->step_i32_cap * sizeof(int32_t), &failed);
-    s->step_host = malloc(s->step_i32_cap * sizeof(int32_t));
-    if (!s->step_host) failed = 1;
+    /* the largest step's int32s (stage_step) and a sample block for T rows without penalties */
+    s->step_cap = align8((6 * T + 2 * (size_t)m->opts.max_seqs * m->max_blocks_per_seq) * sizeof(int32_t)) +
+                  g4_sample_params_bytes((int)T, 0);
+    s->step_dev = scratch_alloc(m, s->step_cap, &failed);
+    /* the logits and the sample op's outputs for the largest decode step, so that no decode step
+     * moves them (recorded graphs hold them); only a prefill step with more logit rows grows them */
+    size_t R = (size_t)decode_cap(m), V = (size_t)m->shard.vocab_local;
+    s->logits = scratch_alloc(m, R * V * sizeof(float), &failed);
+    s->logits_cap = R * V;
+    s->sample_tokens = scratch_alloc(m, R * sizeof(int32_t), &failed);
+    s->sample_tokens_cap = R * sizeof(int32_t);
+    s->sample_lp = scratch_alloc(m, R * sizeof(g4_sample_logprobs), &failed);
+    s->sample_lp_cap = R * sizeof(g4_sample_logprobs);
+    s->step_stage = ops->staging_alloc(m->be->ctx, s->step_cap);
+    if (!s->step_stage) failed = 1;
     if (failed) return g4_fail(err, "model: cannot allocate activation buffers for %zu tokens", T);
     return 0;
 }
@@ -176,32 +197,19 @@ static void free_buffers(g4_model *m) {
     if (!s) return;
     for (int i = 0; i < s->n_graphs; i++)
         if (s->graphs[i].graph) m->be->ops->graph_free(m->be->ctx, s->graphs[i].graph);
-    void *all[] = {s->x,
-                   s->a,
-                   s->qkv,
-                   s->q,
-                   s->att,
-                   s->o,
-                   s->gu,
-                   s->act,
-                   s->f,
-                   s->m,
-                   s->moe_ids,
-                   s->moe_w,
-                   s->step_i32,
-                   s->logits,
-                   s->mm_rows,
-                   s->sample_params,
-                   s->sample_tokens,
+    void *all[] = {s->x,        s->a, s->qkv,     s->q,     s->att,      s->o,      s->gu,      s->act,
+                   s->f,        s->m, s->moe_ids, s->moe_w, s->step_dev, s->logits, s->mm_rows, s->sample_tokens,
                    s->sample_lp};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) m->be->ops->free(m->be->ctx, all[i]);
-    free(s->step_host);
+    m->be->ops->staging_free(m->be->ctx, s->step_stage); /* no copy pending: every step ends with a sync */
     free(s);
     m->scratch = NULL;
 }
 
 /* KV pools: one per layer; sliding layers index the sliding pool's block ids, global layers the
- * global pool's (kv_layout.h). */
+ * global pool's (kv_layout.h). Each pool has one block more than opts.n_blocks_*: the pad block,
+ * id opts.n_blocks_*, which no caller may name (check_step refuses it, so no engine hands it out)
+ * and which only the pad tokens of bucketed decode steps write (stage_step). */
 static int plan_kv(g4_model *m, g4_error *err) {
     const g4_config *c = &m->cfg;
     g4_model_opts *o = &m->opts;
@@ -215,7 +223,7 @@ static int plan_kv(g4_model *m, g4_error *err) {
     for (int l = 0; l < c->n_layers; l++) {
         g4_kv_layer *kv = &m->kv[l];
         int global = g4_layer_is_global(c, l);
-        kv->n_blocks = global ? o->n_blocks_global : o->n_blocks_sliding;
+        kv->n_blocks = (global ? o->n_blocks_global : o->n_blocks_sliding) + 1; /* + the pad block */
         kv->block_size = B;
         kv->n_kv_heads = g4_layer_kv_heads(c, l);
         kv->head_dim = g4_layer_head_dim(c, l);
@@ -355,29 +363,76 @@ static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32
     return 0;
 }
 
-/* Checks the host step and copies it into dev memory as one int32 array. */
-static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error *err) {
-    g4_model_scratch *s = m->scratch;
+/* --- the step's upload -------------------------------------------------------------------
+ *
+ * One staging buffer (backend staging memory, pinned on CUDA) holds everything a step sends:
+ *   [ids Tp | pos Tp | seq Tp | rows Tp | sliding table S×nb | global table S×nb (| embed_row T |
+ *    key_end T)] int32, then at the next 8-byte boundary the sample op's parameter block,
+ * and reaches s->step_dev, the same layout, with ONE upload_async: no host synchronisation
+ * until the step's final download. For a graph key (bucket Tp, S = Tp) every offset is fixed,
+ * so a replayed graph reads the new contents at the addresses it recorded.
+ *
+ * The staging rule: the host packs step_stage only when no copy from it can still be queued.
+ * Every step ends with a sync (g4_model_forward / _forward_sample) after its download, so the
+ * copy of step N has run before step N+1 packs; stage_pending is set when the copy is queued
+ * and cleared by that sync, and a step that finds it set (the previous one failed between its
+ * upload and its sync) syncs first. One buffer suffices while steps do not overlap; an engine
+ * that prepares step N+1 during step N needs two, alternating, each guarded by an event.
+ *
+ * Bucketed decode steps: a pure-decode step (one token per sequence, every token a logit row, no
+ * images) that a graph replays runs at Tp = decode_bucket(T) tokens, so one graph serves every
+ * batch size of its bucket. Pad token k (t = T + k) has id 0, position 0, its own sequence slot
+ * n_seqs + k whose tables hold the pool's pad block (plan_kv) at column 0 and −1 elsewhere, and
+ * logit row T + k. Its cache writes land in the pad block (all pads share its slot 0: racing
+ * garbage no real token reads, as no real table names that block); it reads only that block;
+ * every op is row-independent otherwise, so the real rows' results are the unpadded step's
+ * (tests/model/decode_buckets.h; on a GPU cuBLASLt's algorithm and the decode attention's split
+ * count still take T: docs/architecture.md). Its logits row is never downloaded and the sample
+ * op skips it (the parameter block's n_rows is the real count). */
+
+static int graphs_on(const g4_model *m) {
+    return g4_backend_supports(m->be, G4_OP_GRAPH, G4_DT_F32) && !m->debug_sync && m->shard.size == 1 &&
+           !m->opts.no_graphs;
+}
+
+/* T rounded up to a power of two, capped at the step's capacity for one token a sequence. */
+static int decode_bucket(const g4_model *m, int T) {
+    int cap = decode_cap(m), b = 1;
+    while (b < T) b *= 2;
+    return b < cap ? b : cap;
+}
+
+/* The T a step runs at: its bucket for a pure-decode step replayed from graphs (or with
+ * opts.pad_decode), else its own. */
+static int step_tokens(const g4_model *m, const g4_step *st) {
+    int T = st->n_tokens;
+    if (T != st->n_seqs || st->n_rows != T || st->n_images || !(graphs_on(m) || m->opts.pad_decode)) return T;
+    return decode_bucket(m, T);
+}
+
+/* Checks the host step; fails with nothing changed. *max_pos = its largest position. */
+static int check_step(const g4_model *m, const g4_step *st, int *max_pos, g4_error *err) {
     int T = st->n_tokens, nb = m->max_blocks_per_seq;
     if (T < 1 || T > m->opts.max_step_tokens)
         return g4_fail(err, "step: %d tokens, expected 1..%d", T, m->opts.max_step_tokens);
     if (st->n_seqs < 1 || st->n_seqs > m->opts.max_seqs)
         return g4_fail(err, "step: %d sequences, expected 1..%d", st->n_seqs, m->opts.max_seqs);
     if (st->n_rows < 0 || st->n_rows > T) return g4_fail(err, "step: %d logit rows for %d tokens", st->n_rows, T);
-    int max_pos = 0;
+    *max_pos = 0;
     for (int t = 0; t < T; t++) {
         if (st->seq[t] < 0 || st->seq[t] >= st->n_seqs)
             return g4_fail(err, "step: token %d has sequence slot %d, expected 0..%d", t, st->seq[t], st->n_seqs - 1);
         if (st->pos[t] < 0 || st->pos[t] >= m->opts.max_model_len)
             return g4_fail(err, "step: token %d at position %d, model length is %d", t, st->pos[t],
                            m->opts.max_model_len);
-        if (st->pos[t] > max_pos) max_pos = st->pos[t];
+        if (st->pos[t] > *max_pos) *max_pos = st->pos[t];
     }
     for (int r = 0; r < st->n_rows; r++)
         if (st->rows[r] < 0 || st->rows[r] >= T)
             return g4_fail(err, "step: logit row %d is token %d, expected 0..%d", r, st->rows[r], T - 1);
     size_t tab = (size_t)st->n_seqs * nb;
-    /* every backend reads K/V through these tables: check them once here, not per kernel */
+    /* every backend reads K/V through these tables: check them once here, not per kernel (the
+     * pad block, id n_blocks_*, is out of range for callers) */
     for (size_t i = 0; i < tab; i++) {
         if (st->blocks_sliding[i] < -1 || st->blocks_sliding[i] >= m->opts.n_blocks_sliding)
             return g4_fail(err, "step: sliding block table entry %zu is %d, pool has %d blocks", i,
@@ -395,39 +450,75 @@ static int upload_step(g4_model *m, const g4_step *st, g4_step_dev *d, g4_error 
         if (st->blocks_sliding[at] < 0 && g4_config_count_layers(&m->cfg, G4_LAYER_SLIDING))
             return g4_fail(err, "step: token %d (position %d) has no sliding-pool block", t, st->pos[t]);
     }
-    /* [ids T | pos T | seq T | rows T | sliding table | global table (| embed_row T | key_end T)]:
-     * packed on the host, one upload (each upload is a host synchronisation on a GPU) */
-    int32_t *h = s->step_host, *base = s->step_i32;
-    memcpy(h, st->token_ids, T * sizeof(int32_t));
-    memcpy(h + T, st->pos, T * sizeof(int32_t));
-    memcpy(h + 2 * T, st->seq, T * sizeof(int32_t));
-    if (st->n_rows) memcpy(h + 3 * T, st->rows, st->n_rows * sizeof(int32_t));
-    memset(h + 3 * T + st->n_rows, 0, (size_t)(T - st->n_rows) * sizeof(int32_t));
-    memcpy(h + 4 * T, st->blocks_sliding, tab * sizeof(int32_t));
-    memcpy(h + 4 * T + tab, st->blocks_global, tab * sizeof(int32_t));
-    size_t n_i32 = 4 * (size_t)T + 2 * tab;
-    if (st->n_images) {
-        if (pack_images(m, st, h + n_i32, h + n_i32 + T, err)) return -1;
-        n_i32 += 2 * (size_t)T;
+    return 0;
+}
+
+/* step_stage and step_dev with room for bytes (both move: recorded graphs go stale). */
+static int stage_reserve(g4_model *m, size_t bytes, g4_error *err) {
+    g4_model_scratch *s = m->scratch;
+    const g4_backend_ops *ops = m->be->ops;
+    if (bytes <= s->step_cap) return 0;
+    size_t cap = bytes > 2 * s->step_cap ? bytes : 2 * s->step_cap;
+    ops->staging_free(m->be->ctx, s->step_stage); /* not pending: stage_step synced */
+    ops->free(m->be->ctx, s->step_dev);
+    s->step_stage = ops->staging_alloc(m->be->ctx, cap);
+    s->step_dev = ops->alloc(m->be->ctx, cap);
+    s->generation++;
+    s->step_cap = s->step_stage && s->step_dev ? cap : 0;
+    return s->step_cap ? 0 : g4_fail(err, "model: cannot allocate %zu bytes for the step", cap);
+}
+
+/* Checks the step and packs it at Tp tokens (step_tokens) into step_stage, with extra (the sample
+ * parameter block, extra_bytes; may be 0) after it, fills *d with its step_dev pointers and
+ * *extra_dev with extra's. Queues nothing: *bytes is what the step's one upload copies. */
+static int stage_step(g4_model *m, const g4_step *st, const void *extra, size_t extra_bytes, g4_step_dev *d,
+                      void **extra_dev, size_t *bytes, g4_error *err) {
+    g4_model_scratch *s = m->scratch;
+    int max_pos = 0, T = st->n_tokens, nb = m->max_blocks_per_seq;
+    if (check_step(m, st, &max_pos, err)) return -1;
+    int Tp = step_tokens(m, st), P = Tp - T, S = st->n_seqs + P, R = st->n_rows + P;
+    size_t tab = (size_t)S * nb, n_i32 = 4 * (size_t)Tp + 2 * tab + (st->n_images ? 2 * (size_t)T : 0);
+    size_t at = align8(n_i32 * sizeof(int32_t));
+    if (s->stage_pending && m->be->ops->sync(m->be->ctx, err)) return -1; /* the staging rule (above) */
+    s->stage_pending = 0;
+    if (stage_reserve(m, at + extra_bytes, err)) return -1;
+    int32_t *h = s->step_stage, *ids = h, *pos = ids + Tp, *seq = pos + Tp, *rows = seq + Tp, *bs = rows + Tp,
+            *bg = bs + tab;
+    memcpy(ids, st->token_ids, T * sizeof(int32_t));
+    memcpy(pos, st->pos, T * sizeof(int32_t));
+    memcpy(seq, st->seq, T * sizeof(int32_t));
+    if (st->n_rows) memcpy(rows, st->rows, st->n_rows * sizeof(int32_t));
+    memset(rows + R, 0, (size_t)(Tp - R) * sizeof(int32_t));
+    memcpy(bs, st->blocks_sliding, (size_t)st->n_seqs * nb * sizeof(int32_t));
+    memcpy(bg, st->blocks_global, (size_t)st->n_seqs * nb * sizeof(int32_t));
+    for (int k = 0; k < P; k++) { /* pad token k: see "Bucketed decode steps" above */
+        int t = T + k, sq = st->n_seqs + k;
+        ids[t] = 0, pos[t] = 0, seq[t] = sq, rows[st->n_rows + k] = t;
+        for (int c = 0; c < nb; c++) bs[(size_t)sq * nb + c] = bg[(size_t)sq * nb + c] = -1;
+        bs[(size_t)sq * nb] = m->opts.n_blocks_sliding;
+        bg[(size_t)sq * nb] = m->opts.n_blocks_global;
     }
-    if (m->be->ops->upload(m->be->ctx, base, h, n_i32 * sizeof(int32_t), err)) return -1;
-    int32_t *ids = base, *pos = ids + T, *seq = pos + T, *rows = seq + T, *bs = rows + T, *bg = bs + tab;
-    *d = (g4_step_dev){.n_tokens = T,
-                       .token_ids = ids,
-                       .pos = pos,
-                       .seq = seq,
-                       .n_seqs = st->n_seqs,
+    if (st->n_images && pack_images(m, st, bg + tab, bg + tab + T, err)) return -1;
+    if (extra_bytes) memcpy((char *)h + at, extra, extra_bytes);
+    int32_t *base = s->step_dev;
+    *d = (g4_step_dev){.n_tokens = Tp,
+                       .token_ids = base,
+                       .pos = base + Tp,
+                       .seq = base + 2 * Tp,
+                       .n_seqs = S,
                        .max_blocks = nb,
-                       .blocks_sliding = bs,
-                       .blocks_global = bg,
-                       .n_rows = st->n_rows,
-                       .rows = rows,
+                       .blocks_sliding = base + 4 * Tp,
+                       .blocks_global = base + 4 * Tp + tab,
+                       .n_rows = R,
+                       .rows = base + 3 * Tp,
                        .max_pos = max_pos};
     if (st->n_images) {
-        d->embed_row = bg + tab;
+        d->embed_row = d->blocks_global + tab;
         d->key_end = d->embed_row + T;
         d->embed_rows = s->mm_rows;
     }
+    *extra_dev = (char *)s->step_dev + at;
+    *bytes = at + extra_bytes;
     return 0;
 }
 
@@ -618,14 +709,12 @@ static int compute(g4_model *m, const g4_step_dev *d, const g4_sample_args *sa, 
 
 /* Decode steps (one token per sequence, each wanting its row) are replayed from a recorded
  * graph when the backend has graphs: one launch instead of ~1,000. A graph is keyed by what its
- * launches bake in — T, the position bound (max_pos rounded up to a power of two, an upper bound
- * every kernel accepts) and whether it samples — and is recorded the second time its key comes
- * (the first, eager, run warms plans and scratch). */
+ * launches bake in — T (the step's bucket: stage_step pads it), the position bound (max_pos
+ * rounded up to a power of two, an upper bound every kernel accepts) and whether it samples —
+ * and is recorded the second time its key comes (the first, eager, run warms plans and scratch). */
 static g4_graph_slot *graph_slot(g4_model *m, g4_step_dev *d, int with_sample) {
     g4_model_scratch *s = m->scratch;
-    if (!g4_backend_supports(m->be, G4_OP_GRAPH, G4_DT_F32) || m->debug_sync || m->shard.size > 1 ||
-        m->opts.no_graphs || d->n_tokens != d->n_seqs || d->n_rows != d->n_tokens || d->embed_row)
-        return NULL;
+    if (!graphs_on(m) || d->n_tokens != d->n_seqs || d->n_rows != d->n_tokens || d->embed_row) return NULL;
     int bound = 1;
     while (bound < d->max_pos + 1) bound *= 2;
     if (bound > m->opts.max_model_len) bound = m->opts.max_model_len;
@@ -683,13 +772,27 @@ static int compute_step(g4_model *m, g4_step_dev *d, const g4_sample_args *sa, g
     return compute(m, d, sa, err);
 }
 
-/* Uploads the step and sizes the logits for its rows. */
-static int prepare(g4_model *m, const g4_step *step, g4_step_dev *d, g4_error *err) {
+/* Stages the step with extra (the sample parameter block; extra_bytes may be 0) after it, queues
+ * their one upload and sizes the logits for the step's rows. *extra_dev: where extra lands. */
+static int prepare(g4_model *m, const g4_step *step, const void *extra, size_t extra_bytes, g4_step_dev *d,
+                   void **extra_dev, g4_error *err) {
     g4_model_scratch *s = m->scratch;
-    if (upload_step(m, step, d, err)) return -1;
+    const g4_backend_ops *ops = m->be->ops;
+    void *cx = m->be->ctx;
+    size_t bytes = 0;
+    if (stage_step(m, step, extra, extra_bytes, d, extra_dev, &bytes, err)) return -1;
+    OP(-1, "upload step", ops->upload_async(cx, s->step_dev, s->step_stage, bytes, err), "%zu bytes", bytes);
+    s->stage_pending = 1;
     size_t need = (size_t)d->n_rows * m->shard.vocab_local * sizeof(float), cap = s->logits_cap * sizeof(float);
     if (d->n_rows && grow(m, (void **)&s->logits, &cap, need, "logits", err)) return -1;
     s->logits_cap = cap / sizeof(float);
+    return 0;
+}
+
+/* The step's last op: waits for everything queued, so step_stage may be packed again. */
+static int finish(g4_model *m, int T, g4_error *err) {
+    OP(-1, "sync", m->be->ops->sync(m->be->ctx, err), "end of step, T=%d", T);
+    m->scratch->stage_pending = 0;
     return 0;
 }
 
@@ -697,14 +800,13 @@ int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *
     const g4_backend_ops *ops = m->be->ops;
     void *cx = m->be->ctx;
     g4_step_dev d;
-    if (prepare(m, step, &d, err) || compute_step(m, &d, NULL, err)) return -1;
-    int V = m->shard.vocab_local;
-    if (d.n_rows)
-        OP(-1, "download logits",
-           ops->download(cx, logits, m->scratch->logits, (size_t)d.n_rows * V * sizeof(float), err), "[%d,%d] f32",
-           d.n_rows, V);
-    OP(-1, "sync", ops->sync(cx, err), "end of step, T=%d", d.n_tokens);
-    return 0;
+    void *unused;
+    if (prepare(m, step, NULL, 0, &d, &unused, err) || compute_step(m, &d, NULL, err)) return -1;
+    int V = m->shard.vocab_local, R = step->n_rows; /* the real rows come first; pad rows stay behind */
+    if (R)
+        OP(-1, "download logits", ops->download(cx, logits, m->scratch->logits, (size_t)R * V * sizeof(float), err),
+           "[%d] of [%d,%d] f32", R, d.n_rows, V);
+    return finish(m, d.n_tokens, err);
 }
 
 void g4_model_graph_stats_get(const g4_model *m, g4_model_graph_stats *out) { *out = m->scratch->stats; }
@@ -722,34 +824,32 @@ int g4_model_forward_sample(g4_model *m, const g4_step *step, const g4_sample_pa
         return g4_fail(err, "model: sample parameters for %d rows of vocab %d (%zu bytes), step has %d rows of %d",
                        params->n_rows, params->vocab, params_bytes, step->n_rows, m->shard.vocab_local);
     g4_step_dev d;
-    if (prepare(m, step, &d, err)) return -1;
+    void *params_dev = NULL;
+    if (prepare(m, step, params, step->n_rows ? params_bytes : 0, &d, &params_dev, err)) return -1;
     if (!d.n_rows) {
         if (compute_step(m, &d, NULL, err)) return -1;
     } else {
-        int V = m->shard.vocab_local;
-        /* every row gets a logprob record slot, so the op's arguments do not depend on how many ask */
-        if (grow(m, &s->sample_params, &s->sample_params_cap, params_bytes, "sampling parameters", err) ||
-            grow(m, &s->sample_tokens, &s->sample_tokens_cap, (size_t)d.n_rows * sizeof(int32_t), "tokens", err) ||
+        int V = m->shard.vocab_local, R = step->n_rows;
+        /* every row (pads included) gets a token and a logprob record slot, so the op's arguments
+         * depend only on the step's T; the op samples the block's n_rows = R real rows */
+        if (grow(m, &s->sample_tokens, &s->sample_tokens_cap, (size_t)d.n_rows * sizeof(int32_t), "tokens", err) ||
             grow(m, &s->sample_lp, &s->sample_lp_cap, (size_t)d.n_rows * sizeof(g4_sample_logprobs), "logprobs", err))
             return -1;
-        OP(-1, "upload sample params", ops->upload(cx, s->sample_params, params, params_bytes, err), "%zu bytes",
-           params_bytes);
         g4_sample_args a = {.logits = s->logits,
                             .ld = V,
                             .vocab = V,
                             .max_rows = d.n_rows,
-                            .params = s->sample_params,
+                            .params = params_dev,
                             .mask = NULL,
                             .tokens = s->sample_tokens,
                             .logprobs = s->sample_lp};
         if (compute_step(m, &d, &a, err)) return -1;
-        OP(-1, "download tokens", ops->download(cx, tokens, s->sample_tokens, (size_t)d.n_rows * sizeof(int32_t), err),
-           "[%d] i32", d.n_rows);
+        OP(-1, "download tokens", ops->download(cx, tokens, s->sample_tokens, (size_t)R * sizeof(int32_t), err),
+           "[%d] i32", R);
         if (n_logprobs)
             OP(-1, "download logprobs",
                ops->download(cx, logprobs, s->sample_lp, (size_t)n_logprobs * sizeof(g4_sample_logprobs), err),
                "[%d] logprob records", n_logprobs);
     }
-    OP(-1, "sync", ops->sync(cx, err), "end of step, T=%d", d.n_tokens);
-    return 0;
+    return finish(m, d.n_tokens, err);
 }

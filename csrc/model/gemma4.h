@@ -38,6 +38,9 @@ typedef struct g4_model_opts {
     /* Non-zero: never replay decode steps from recorded graphs (backends with graphs record
      * and replay them by default; G4_DEBUG_SYNC also turns them off). */
     int no_graphs;
+    /* Non-zero: pad pure-decode steps to their batch bucket even when no graph replays them (the
+     * default pads only steps replayed from graphs): tests the padding on backends without graphs. */
+    int pad_decode;
 } g4_model_opts;
 
 typedef struct g4_model {

@@ -31,8 +31,10 @@ using work = std::function<cudaError_t()>;
 
 /* Queues w on s (0: the legacy default stream, which first drains every blocking stream of
  * the device and runs at once). While s is capturing, w is recorded into the graph instead.
- * what names the operation in messages. Returns the error to report at the call. */
-cudaError_t enqueue(cudaStream_t s, const char *what, work w);
+ * what names the operation in messages. remake (may be empty): makes a fresh w for every later
+ * launch of a graph that recorded it (work whose check state is taken when it is queued, as a
+ * pinned copy's snapshot of its source). Returns the error to report at the call. */
+cudaError_t enqueue(cudaStream_t s, const char *what, work w, std::function<work()> remake = nullptr);
 /* The call `what` is illegal while any stream of the device is capturing in global mode (a
  * host synchronisation, an allocation): invalidates the capture and returns the error. */
 cudaError_t capture_forbids(const char *what);

@@ -9,7 +9,10 @@
  *   - work on a stream runs when the host synchronises with that stream (or the device);
  *     the legacy default stream orders with blocking streams, never with non-blocking ones;
  *   - cudaMemcpyAsync from pageable memory reads the source at the call, into pageable memory
- *     completes before returning; with pinned memory it is deferred like a kernel;
+ *     completes before returning; with pinned memory it is deferred like a kernel, and a host
+ *     write to the pinned source between the call (or the graph launch) and the copy running
+ *     is reported and fails the copy (cudaErrorLaunchFailure at the next synchronising call):
+ *     a GPU would copy whichever bytes were there when its DMA ran, silently;
  *   - device allocations are 256-byte aligned host memory with a 64-byte red zone behind them
  *     (poisoned under AddressSanitizer, checked for overwrites at cudaFree);
  *   - launch configuration errors are the runtime's (cudaErrorInvalidConfiguration for block and
@@ -36,11 +39,16 @@
 #include "emu_internal.h"
 
 
+struct g4emu_graph_op {
+    std::string name;
+    g4emu::work w;
+    std::function<g4emu::work()> remake; /* empty, or a fresh w per launch (enqueue) */
+};
 struct g4emu_graph {
-    std::vector<std::pair<std::string, g4emu::work>> ops;
+    std::vector<g4emu_graph_op> ops;
 };
 struct g4emu_graph_exec {
-    std::vector<std::pair<std::string, g4emu::work>> ops;
+    std::vector<g4emu_graph_op> ops;
 };
 struct g4emu_stream {
     int device;
@@ -241,12 +249,12 @@ cudaError_t capture_forbids(const char *what) {
     return fail(cudaErrorStreamCaptureUnsupported);
 }
 
-cudaError_t enqueue(cudaStream_t s, const char *what, work w) {
+cudaError_t enqueue(cudaStream_t s, const char *what, work w, std::function<work()> remake) {
     g4emu_stream *st = s ? s : legacy_stream(cur_device);
     if (s && !stream_known(s)) return fail(cudaErrorInvalidResourceHandle);
     if (st->capturing) {
         if (st->invalidated) return fail(cudaErrorStreamCaptureInvalidated);
-        st->graph->ops.emplace_back(what, std::move(w));
+        st->graph->ops.push_back(g4emu_graph_op{what, std::move(w), std::move(remake)});
         return cudaSuccess;
     }
     if (!s) { /* legacy stream: after the device's blocking streams, then at once */
@@ -519,6 +527,26 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
             return cudaSuccess;
         });
     }
+    if (host_src) { /* pinned: read when the copy runs; the host must not write it before */
+        std::function<work()> make = [dst, src, n]() -> work {
+            auto at_queue = std::make_shared<std::vector<unsigned char>>((const unsigned char *)src,
+                                                                         (const unsigned char *)src + n);
+            return [dst, src, n, at_queue]() {
+                cudaError_t r = cudaSuccess;
+                if (memcmp(at_queue->data(), src, n) != 0) {
+                    size_t i = 0;
+                    while (((const unsigned char *)src)[i] == (*at_queue)[i]) i++;
+                    report("cudaMemcpyAsync: the host wrote pinned memory %p (byte %zu of %zu) while a copy from it "
+                           "was still queued: the copy reads it only when it runs",
+                           src, i, n);
+                    r = cudaErrorLaunchFailure;
+                }
+                memmove(dst, src, n); /* what a GPU copies: the bytes there when the copy runs */
+                return r;
+            };
+        };
+        return enqueue(s, "cudaMemcpyAsync", make(), make);
+    }
     e = enqueue(s, "cudaMemcpyAsync", [dst, src, n]() {
         memmove(dst, src, n);
         return cudaSuccess;
@@ -699,7 +727,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t g, unsigned 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
     if (!exec) return fail(cudaErrorInvalidValue);
     for (auto &op : exec->ops) {
-        cudaError_t e = enqueue(s, op.first.c_str(), op.second);
+        cudaError_t e = enqueue(s, op.name.c_str(), op.remake ? op.remake() : op.w, op.remake);
         if (e != cudaSuccess) return e;
     }
     return cudaSuccess;

@@ -11,7 +11,10 @@
  *   4. a host synchronisation or an allocation during graph capture → the capture fails;
  *      a clean capture replays;
  *   5. a shuffle whose mask leaves out a lane that has exited → the launch fails naming the
- *      lanes, instead of hanging.
+ *      lanes, instead of hanging;
+ *   6. the host writes a pinned buffer while an async copy from it is still queued (directly, and
+ *      after a graph launch that holds such a copy) → the copy fails with a report; writing it
+ *      after the sync, or before the graph launch, passes.
  * (A wrong ldmatrix / mma fragment is planted in tests/gpu/test_gpu_ptx.cu.) Emulator only. */
 #include <stdio.h>
 #include <string.h>
@@ -190,6 +193,37 @@ int main(void) {
     G4_LAUNCH(1, 32, 0, st, shuffle_after_exit)(out);
     CHECK(cudaStreamSynchronize(st) == cudaErrorLaunchFailure, "shuffle waiting for an exited lane must fail");
     printf("5. shuffle with an exited lane in its mask: launch failure instead of a hang\n");
+    /* 6 */
+    int *pin = NULL, *dev = NULL, back[4] = {0};
+    REQUIRE(cudaHostAlloc((void **)&pin, 16, cudaHostAllocDefault) == cudaSuccess &&
+                cudaMalloc((void **)&dev, 16) == cudaSuccess,
+            "pinned and device buffers");
+    for (int i = 0; i < 4; i++) pin[i] = 10 + i;
+    CHECK(cudaMemcpyAsync(dev, pin, 16, cudaMemcpyHostToDevice, st) == cudaSuccess, "queue the copy");
+    CHECK(cudaStreamSynchronize(st) == cudaSuccess, "control: nothing written while queued");
+    pin[2] = 99; /* after the sync: legal */
+    CHECK(cudaMemcpyAsync(dev, pin, 16, cudaMemcpyHostToDevice, st) == cudaSuccess, "queue the copy 2");
+    pin[1] = 77; /* the planted defect: the copy has not run yet */
+    CHECK(cudaStreamSynchronize(st) == cudaErrorLaunchFailure, "host write to a queued pinned source not reported");
+    cudaMemcpy(back, dev, 16, cudaMemcpyDeviceToHost);
+    CHECK(back[1] == 77 && back[2] == 99, "the copy still moves the bytes there when it runs (%d %d)", back[1],
+          back[2]);
+    REQUIRE(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal) == cudaSuccess, "begin capture 4");
+    CHECK(cudaMemcpyAsync(dev, pin, 16, cudaMemcpyHostToDevice, st) == cudaSuccess, "capture a pinned copy");
+    CHECK(cudaStreamEndCapture(st, &g) == cudaSuccess && g && cudaGraphInstantiate(&ge, g, 0) == cudaSuccess,
+          "capture 4");
+    pin[0] = 5; /* before the launch: the replayed copy takes it */
+    CHECK(cudaGraphLaunch(ge, st) == cudaSuccess && cudaStreamSynchronize(st) == cudaSuccess,
+          "control: write before the graph launch");
+    CHECK(cudaGraphLaunch(ge, st) == cudaSuccess, "graph launch 2");
+    pin[0] = 6; /* planted: after the launch, before its copy ran */
+    CHECK(cudaStreamSynchronize(st) == cudaErrorLaunchFailure, "host write after a graph launch not reported");
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    cudaFreeHost(pin);
+    cudaFree(dev);
+    printf("6. host write to a pinned buffer with a copy from it still queued: reported (direct and graph)\n");
+
     cudaFree(x);
     cudaFree(out);
     cudaStreamDestroy(st);

@@ -17,6 +17,7 @@ typedef struct g4_cpu_ctx {
     int round_bf16; /* see g4_cpu_opts (cpu_backend.h) */
     int sum_order;
     struct g4_cpu_sample_scratch *sample_scratch; /* the sample op's [V] buffers (lazily made) */
+    uint64_t uploads;                             /* upload + upload_async calls (upload_count) */
 } g4_cpu_ctx;
 
 static inline int g4_cpu_is_bf16(const void *ctx) { return ctx && ((const g4_cpu_ctx *)ctx)->round_bf16; }

@@ -324,6 +324,13 @@ static int cpu_copy(void *ctx, void *dst, const void *src, size_t bytes, g4_erro
     if (bytes) memmove(dst, src, bytes);
     return 0;
 }
+/* upload and upload_async: a copy at the call (host memory is "dev" memory here), counted when
+ * the backend has a ctx (a NULL ctx is the defaults, with nothing to count into). */
+static int cpu_upload(void *ctx, void *dst, const void *src, size_t bytes, g4_error *err) {
+    if (ctx) ((g4_cpu_ctx *)ctx)->uploads++;
+    return cpu_copy(ctx, dst, src, bytes, err);
+}
+static uint64_t cpu_upload_count(void *ctx) { return ctx ? ((const g4_cpu_ctx *)ctx)->uploads : 0; }
 static int cpu_sync(void *ctx, g4_error *err) {
     (void)ctx, (void)err;
     return 0;
@@ -392,9 +399,13 @@ const g4_backend_ops g4_cpu_ops = {
     .supports = cpu_supports,
     .alloc = cpu_alloc,
     .free = cpu_free,
-    .upload = cpu_copy,
+    .upload = cpu_upload,
     .download = cpu_copy,
     .sync = cpu_sync,
+    .staging_alloc = cpu_alloc,
+    .staging_free = cpu_free,
+    .upload_async = cpu_upload,
+    .upload_count = cpu_upload_count,
     .load_weight = cpu_load_weight,
     .unload_weight = cpu_unload_weight,
     .embed = cpu_embed,
