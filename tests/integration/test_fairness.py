@@ -21,7 +21,7 @@ MODEL = "g4serve-tiny"
 # A's n = all the running slots. A step of the CPU model costs about its rows (a 262,144-token
 # vocabulary): sanitizer builds, many times slower, race 16 slots.
 N = 16 if SAN else 64
-A_TOKENS = 24 if SAN else 40  # A's choices run this long (ignore_eos)
+A_TOKENS = 24 if SAN else 30  # A's choices run this long (ignore_eos)
 B_TOKENS = 2  # B's: its prefill step and one decode
 
 
