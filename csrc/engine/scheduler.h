@@ -11,10 +11,10 @@
  * equal shares — so one client alone still fills every slot, and a request's n choices count as
  * n sequences. Fair room: when the next admission belongs to a client below C and has no slot or
  * no blocks for its first chunk, the newest running sequences of the client furthest above C are
- * preempted (as below) until it has, so a newcomer runs within a step even while one client holds
- * the whole batch; nobody at or below C is preempted for it, so this settles and never
- * deadlocks.
- * Running sequences are kept in the same order, so "newest" means the last in it. When a
+ * preempted (as below, but before the step is built, and the step still admits) until it has, so
+ * a newcomer runs within a step even while one client holds the whole batch; nobody at or below C
+ * is preempted for it, so this settles and never deadlocks.
+ * Running sequences are kept in (priority, arrival) order, so "newest" means the last in it. When a
  * running sequence needs blocks and the pools (free + cached) are short, the newest running
  * sequence not yet scheduled in this step is preempted — its blocks are released (full blocks
  * stay in the prefix cache) and it goes back to the waiting queue to be recomputed; a step that
