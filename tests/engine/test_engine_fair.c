@@ -9,6 +9,8 @@
  *                 the same number of steps as FCFS and no preemption (only work is never held back)
  *   two bursts    two clients with 48 sequences of 12 tokens each at cap 1: everything completes (no deadlock),
  *                 the two clients' sequences run side by side
+ *   memory        slots free but the global pool full of A's 8 sequences (cap 4): B's one block
+ *                 comes from A's newest sequence within a step; FCFS: B waits until A ends
  * Each case ends with no running or waiting sequence and no KV block in use. */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -181,6 +183,43 @@ static void one_client(g4_model *m, int cap, uint64_t fcfs_steps, const fair_rec
     g4_engine_destroy(e);
 }
 
+/* Memory, not slots: A's 8 sequences of 8 + 40 tokens fill a global pool of 24 blocks (3 each);
+ * slots are free, but B's one block is not until one of A's gives its blocks back. Returns A's
+ * tokens between B's arrival and B's first token. */
+static int kv_bound(g4_model *m, int cap) {
+    enum { NA = 8, LEN = 40 };
+    static int32_t pa[NA][PROMPT], pb[1][PROMPT];
+    static fair_rec a[NA], b;
+    prompts(pa, NA, 5);
+    prompts(pb, 1, 6);
+    g4_executor ex;
+    g4_engine *e = make_engine(m, &ex, cap);
+    atomic_store(&a_tokens, 0);
+    atomic_store(&finished, 0);
+    memset(a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    b.client = 1;
+    for (int i = 0; i < NA; i++) submit(e, pa[i], LEN, g4_client_key("id:A"), &a[i]);
+    /* every A sequence past position 32: its third block taken, the pool empty */
+    g4_engine_stats st = {0};
+    for (int t = 0; t < 60000 && atomic_load(&a_tokens) < NA * 28; t++) sleep_ms(1);
+    g4_engine_stats_get(e, &st);
+    int before = atomic_load(&a_tokens);
+    CHECK(before < NA * 34 && st.blocks_global_used == st.blocks_global_total,
+          "cap %d: A at %d tokens, %d of %d global blocks used", cap, before, st.blocks_global_used,
+          st.blocks_global_total);
+    submit(e, pb[0], 4, g4_client_key("id:B"), &b);
+    g4_engine_wait_idle(e);
+    int done = 0;
+    for (int i = 0; i < NA; i++) done += a[i].n == LEN;
+    printf("memory-bound newcomer, cap %d: B's first token after %d of A's tokens since it arrived (A had %d)\n", cap,
+           b.b_first_at - before, before);
+    CHECK(done == NA && b.n == 4, "cap %d: %d of A's sequences and B (%d tokens) complete", cap, done, b.n);
+    check_empty(e, "memory-bound newcomer");
+    g4_engine_destroy(e);
+    return b.b_first_at - before;
+}
+
 /* Two clients' bursts of 48 at cap 1: no deadlock, and B is not held behind all of A. */
 static void two_bursts(g4_model *m) {
     enum { N = 48 };
@@ -235,6 +274,19 @@ int main(void) {
     one_client(m, 1, steps_fcfs, r_fcfs, &steps, r_one);
 
     two_bursts(m);
+
+    /* the global pool cut to 24 blocks: fair room frees blocks, not only slots */
+    char dir_kv[600];
+    snprintf(dir_kv, sizeof dir_kv, "%s/kv", dir);
+    tiny_model_opts tk = {"tiny-dense", 11, 4096, SLOTS, 128, 0, 24};
+    g4_model *mk = tiny_model_open(&tk, dir_kv, be, &err);
+    CHECK(mk != NULL, "tiny model with a small pool: %s", err.msg);
+    if (mk) {
+        int fair = kv_bound(mk, 4), fcfs = kv_bound(mk, 0);
+        CHECK(fair <= 3 * 8, "memory-bound, cap 4: B waited %d of A's tokens (> 3 steps)", fair);
+        CHECK(fcfs >= 8 * 6, "memory-bound FCFS: B waited only %d of A's tokens", fcfs);
+        g4_model_close(mk);
+    }
 
     g4_model_close(m);
     g4_backend_destroy(be);
