@@ -7,8 +7,8 @@
  *                 until A has finished — the control that shows the measurement can fail
  *   one client    one client's 64 sequences, more than the cap of 32 (or 1), run as a full batch:
  *                 the same number of steps as FCFS and no preemption (only work is never held back)
- *   two bursts    two clients with 48 sequences of 12 tokens each at cap 1: everything completes (no deadlock),
- *                 the two clients' sequences run side by side
+ *   two bursts    two clients with 48 sequences of 12 tokens each at cap 1: everything completes
+ *                 (no deadlock), the two clients' sequences run side by side
  *   memory        slots free but the global pool full of A's 8 sequences (cap 4): B's one block
  *                 comes from A's newest sequence within a step; FCFS: B waits until A ends
  * Each case ends with no running or waiting sequence and no KV block in use. */
