@@ -4,9 +4,9 @@
  *                 client B's one request is admitted within a step of its arrival (A's newest
  *                 sequence gives its slot back and is recomputed), B ends long before A, and A's
  *                 tokens equal those of the FCFS run; the same with the cap at 0 (FCFS): B waits
- *                 until A has finished — the control that shows the measurement can fail
+ *                 until A's sequences end — the control that shows the measurement can fail
  *   one client    one client's 64 sequences, more than the cap of 32 (or 1), run as a full batch:
- *                 the same number of steps as FCFS and no preemption (only work is never held back)
+ *                 all 64 at once, no preemption, FCFS's tokens (only work is never held back)
  *   two bursts    two clients with 48 sequences of 12 tokens each at cap 1: everything completes
  *                 (no deadlock), the two clients' sequences run side by side
  *   memory        slots free but the global pool full of A's 8 sequences (cap 4): B's one block
@@ -33,17 +33,20 @@ typedef struct fair_rec {
     int n;
     int order;                /* 1, 2, ...: when its last event came */
     int b_first_at;           /* B: A's tokens so far when B's first token came */
+    int b_a_done;             /* B: A's sequences ended when B's first token came */
     g4_finish_reason finish;
 } fair_rec;
 
 /* Written by the engine thread; the test thread reads a_tokens while polling (atomic) and the
  * rest after g4_engine_wait_idle. */
 static atomic_int a_tokens, finished;
+static int a_done, started, peak; /* A's sequences ended, sequences with a token not yet ended, its peak */
 
 static void on_event(void *user, const g4_event *ev) {
     fair_rec *r = user;
     if (ev->n_tokens == 1) {
-        if (r->client == 1 && r->n == 0) r->b_first_at = atomic_load(&a_tokens);
+        if (r->client == 1 && r->n == 0) r->b_first_at = atomic_load(&a_tokens), r->b_a_done = a_done;
+        if (r->n == 0 && ++started > peak) peak = started;
         if (r->n < MAX_OUT) r->toks[r->n] = ev->token;
         r->n++;
         if (r->client == 0) atomic_fetch_add(&a_tokens, 1);
@@ -51,6 +54,8 @@ static void on_event(void *user, const g4_event *ev) {
     if (ev->finish != G4_FINISH_NONE) {
         r->finish = ev->finish;
         r->order = atomic_fetch_add(&finished, 1) + 1;
+        a_done += r->client == 0;
+        started -= r->n > 0;
     }
 }
 
@@ -102,6 +107,7 @@ static void newcomer(g4_model *m, int cap, fair_rec *a, fair_rec *b, uint64_t *p
     g4_engine *e = make_engine(m, &ex, cap);
     atomic_store(&a_tokens, 0);
     atomic_store(&finished, 0);
+    a_done = started = peak = 0;
     memset(a, 0, SLOTS * sizeof *a);
     memset(b, 0, sizeof *b);
     b->client = 1;
@@ -127,9 +133,9 @@ static void newcomer(g4_model *m, int cap, fair_rec *a, fair_rec *b, uint64_t *p
         last_a = a[i].order > last_a ? a[i].order : last_a;
         a_ok += a[i].n == MAX_OUT && a[i].finish == G4_FINISH_LENGTH;
     }
-    printf("newcomer, cap %d: B's first token after %d of A's tokens since it arrived (A had %d), B ended %d-th of "
-           "%d, %llu preemptions\n",
-           cap, b->b_first_at - before, before, b->order, SLOTS + 1, (unsigned long long)st.preemptions);
+    printf("newcomer, cap %d: B's first token after %d of A's tokens since it arrived (A had %d) and %d of A's "
+           "sequences ended, B ended %d-th of %d, %llu preemptions\n",
+           cap, b->b_first_at - before, before, b->b_a_done, b->order, SLOTS + 1, (unsigned long long)st.preemptions);
     CHECK(a_ok == SLOTS && b->n == 4 && b->finish == G4_FINISH_LENGTH,
           "cap %d: %d of A's sequences and B (%d tokens) complete", cap, a_ok, b->n);
     if (cap) {
@@ -138,43 +144,43 @@ static void newcomer(g4_model *m, int cap, fair_rec *a, fair_rec *b, uint64_t *p
          * between reading the count and submitting */
         CHECK(b->b_first_at - before <= 3 * SLOTS, "cap %d: B waited %d of A's tokens (> 3 steps)", cap,
               b->b_first_at - before);
-        CHECK(b->order == 1, "cap %d: B ended %d-th, A's last %d-th", cap, b->order, last_a);
+        CHECK(b->b_a_done == 0 && b->order == 1, "cap %d: B started after %d of A's sequences ended, ended %d-th", cap,
+              b->b_a_done, b->order);
         CHECK(st.preemptions >= 1, "cap %d: no slot was taken back", cap);
     } else {
-        /* A's prompts were admitted over two steps (512 tokens, 256 a step), so the first of A's
-         * sequences end a step before the rest: B starts only then */
-        CHECK(b->b_first_at >= SLOTS * (MAX_OUT - 2), "FCFS: B started after %d of A's %d tokens", b->b_first_at,
-              SLOTS * MAX_OUT);
-        CHECK(b->order > SLOTS / 2, "FCFS: B ended %d-th", b->order);
+        /* B gets a slot only when one of A's sequences ends (A's prompts may have been admitted
+         * over a few steps, so the first of them end before the rest) */
+        CHECK(b->b_a_done >= 1 && b->b_first_at - before > 3 * SLOTS && b->order > 1,
+              "FCFS: B started after %d of A's tokens and %d of its sequences ended, ended %d-th",
+              b->b_first_at - before, b->b_a_done, b->order);
     }
     check_empty(e, cap ? "newcomer" : "newcomer FCFS");
     g4_engine_destroy(e);
 }
 
-/* One client's 64 sequences: full batch whatever the cap; steps and tokens equal FCFS's. */
-static void one_client(g4_model *m, int cap, uint64_t fcfs_steps, const fair_rec *fcfs, uint64_t *steps, fair_rec *r) {
+/* One client's 64 sequences: full batch whatever the cap (all 64 have tokens before any ends,
+ * which a cap holding some back until others end would prevent); tokens equal FCFS's. */
+static void one_client(g4_model *m, int cap, const fair_rec *fcfs, fair_rec *r) {
     static int32_t p[SLOTS][PROMPT];
     prompts(p, SLOTS, 3);
     g4_executor ex;
     g4_engine *e = make_engine(m, &ex, cap);
     memset(r, 0, SLOTS * sizeof *r);
+    a_done = started = peak = 0;
     for (int i = 0; i < SLOTS; i++) submit(e, p[i], 20, g4_client_key("id:A"), &r[i]);
     g4_engine_wait_idle(e);
     g4_engine_stats st;
     g4_engine_stats_get(e, &st);
-    *steps = st.steps;
     int done = 0;
     for (int i = 0; i < SLOTS; i++) done += r[i].n == 20;
-    printf("one client, cap %d: %llu steps, %llu preemptions\n", cap, (unsigned long long)st.steps,
-           (unsigned long long)st.preemptions);
+    printf("one client, cap %d: %d sequences at once at the most, %llu steps, %llu preemptions\n", cap, peak,
+           (unsigned long long)st.steps, (unsigned long long)st.preemptions);
     CHECK(done == SLOTS, "cap %d: %d of %d complete", cap, done, SLOTS);
-    /* prompts of 8 × 64 = 512 tokens in steps of 256, then 20 decodes: a full batch; a cap
-     * holding 32 back would need a second wave of 20 */
-    CHECK(st.steps <= 20 + 4 && st.preemptions == 0, "cap %d: %llu steps, %llu preemptions", cap,
-          (unsigned long long)st.steps, (unsigned long long)st.preemptions);
+    /* 20 decodes each: the prompts (admitted over a few steps as they arrive) all start before
+     * the first ends */
+    CHECK(peak == SLOTS && st.preemptions == 0, "cap %d: %d at once, %llu preemptions", cap, peak,
+          (unsigned long long)st.preemptions);
     if (fcfs) {
-        CHECK(st.steps == fcfs_steps, "cap %d: %llu steps, FCFS %llu", cap, (unsigned long long)st.steps,
-              (unsigned long long)fcfs_steps);
         int same = 0;
         for (int i = 0; i < SLOTS; i++) same += !memcmp(r[i].toks, fcfs[i].toks, sizeof r[i].toks);
         CHECK(same == SLOTS, "cap %d: %d of %d sequences differ from FCFS", cap, SLOTS - same, SLOTS);
@@ -185,8 +191,8 @@ static void one_client(g4_model *m, int cap, uint64_t fcfs_steps, const fair_rec
 
 /* Memory, not slots: A's 8 sequences of 8 + 40 tokens fill a global pool of 24 blocks (3 each);
  * slots are free, but B's one block is not until one of A's gives its blocks back. Returns A's
- * tokens between B's arrival and B's first token. */
-static int kv_bound(g4_model *m, int cap) {
+ * tokens between B's arrival and B's first token, *a_ended A's sequences ended by then. */
+static int kv_bound(g4_model *m, int cap, int *a_ended) {
     enum { NA = 8, LEN = 40 };
     static int32_t pa[NA][PROMPT], pb[1][PROMPT];
     static fair_rec a[NA], b;
@@ -196,14 +202,18 @@ static int kv_bound(g4_model *m, int cap) {
     g4_engine *e = make_engine(m, &ex, cap);
     atomic_store(&a_tokens, 0);
     atomic_store(&finished, 0);
+    a_done = started = peak = 0;
     memset(a, 0, sizeof a);
     memset(&b, 0, sizeof b);
     b.client = 1;
     for (int i = 0; i < NA; i++) submit(e, pa[i], LEN, g4_client_key("id:A"), &a[i]);
     /* every A sequence past position 32: its third block taken, the pool empty */
     g4_engine_stats st = {0};
-    for (int t = 0; t < 60000 && atomic_load(&a_tokens) < NA * 28; t++) sleep_ms(1);
-    g4_engine_stats_get(e, &st);
+    for (int t = 0; t < 60000; t++) {
+        g4_engine_stats_get(e, &st);
+        if (atomic_load(&a_tokens) >= NA * 28 && st.blocks_global_used == st.blocks_global_total) break;
+        sleep_ms(1);
+    }
     int before = atomic_load(&a_tokens);
     CHECK(before < NA * 34 && st.blocks_global_used == st.blocks_global_total,
           "cap %d: A at %d tokens, %d of %d global blocks used", cap, before, st.blocks_global_used,
@@ -212,8 +222,10 @@ static int kv_bound(g4_model *m, int cap) {
     g4_engine_wait_idle(e);
     int done = 0;
     for (int i = 0; i < NA; i++) done += a[i].n == LEN;
-    printf("memory-bound newcomer, cap %d: B's first token after %d of A's tokens since it arrived (A had %d)\n", cap,
-           b.b_first_at - before, before);
+    printf("memory-bound newcomer, cap %d: B's first token after %d of A's tokens since it arrived (A had %d) and "
+           "%d of A's sequences ended\n",
+           cap, b.b_first_at - before, before, b.b_a_done);
+    *a_ended = b.b_a_done;
     CHECK(done == NA && b.n == 4, "cap %d: %d of A's sequences and B (%d tokens) complete", cap, done, b.n);
     check_empty(e, "memory-bound newcomer");
     g4_engine_destroy(e);
@@ -268,10 +280,9 @@ int main(void) {
     CHECK(pre_fcfs == 0, "FCFS preempted %llu", (unsigned long long)pre_fcfs);
 
     static fair_rec r_fcfs[SLOTS], r_half[SLOTS], r_one[SLOTS];
-    uint64_t steps_fcfs = 0, steps = 0;
-    one_client(m, 0, 0, NULL, &steps_fcfs, r_fcfs);
-    one_client(m, SLOTS / 2, steps_fcfs, r_fcfs, &steps, r_half);
-    one_client(m, 1, steps_fcfs, r_fcfs, &steps, r_one);
+    one_client(m, 0, NULL, r_fcfs);
+    one_client(m, SLOTS / 2, r_fcfs, r_half);
+    one_client(m, 1, r_fcfs, r_one);
 
     two_bursts(m);
 
@@ -282,9 +293,12 @@ int main(void) {
     g4_model *mk = tiny_model_open(&tk, dir_kv, be, &err);
     CHECK(mk != NULL, "tiny model with a small pool: %s", err.msg);
     if (mk) {
-        int fair = kv_bound(mk, 4), fcfs = kv_bound(mk, 0);
-        CHECK(fair <= 3 * 8, "memory-bound, cap 4: B waited %d of A's tokens (> 3 steps)", fair);
-        CHECK(fcfs >= 8 * 6, "memory-bound FCFS: B waited only %d of A's tokens", fcfs);
+        int ended_fair = 0, ended_fcfs = 0;
+        int fair = kv_bound(mk, 4, &ended_fair), fcfs = kv_bound(mk, 0, &ended_fcfs);
+        CHECK(fair <= 3 * 8 && ended_fair == 0, "memory-bound, cap 4: B waited %d of A's tokens (> 3 steps), %d ended",
+              fair, ended_fair);
+        CHECK(ended_fcfs >= 1 && fcfs > 3 * 8, "memory-bound FCFS: B waited only %d of A's tokens, %d ended", fcfs,
+              ended_fcfs);
         g4_model_close(mk);
     }
 
