@@ -350,7 +350,8 @@ g4_engine *g4_engine_create(const g4_engine_opts *o, const g4_executor *ex, cons
     if (g4_kvcache_init(&e->kv, o->n_blocks_sliding, o->n_blocks_global, o->block_size, o->sliding_window,
                         o->max_running, e->o.max_blocks_per_seq, err) ||
         g4_prefix_cache_init(&e->pc, &e->kv, o->prefix_cache, err) ||
-        g4_sched_init(&e->sched, &e->kv, &e->pc, o->max_running, o->step_token_budget, err) ||
+        g4_sched_init(&e->sched, &e->kv, &e->pc, o->max_running, o->max_running_per_client, o->step_token_budget,
+                      err) ||
         g4_sampler_init(&e->sampler, ex->vocab, err) || !(e->sample_scratch = g4_cpu_sample_scratch_create()) ||
         (o->spec.method == G4_SPEC_DRAFT &&
          g4_spec_draft_init(&e->draft, o->spec_draft, o->step_token_budget, o->max_running, err))) {
@@ -409,6 +410,7 @@ uint64_t g4_engine_submit(g4_engine *e, const g4_request_params *p, int *code, g
         return 0;
     }
     q->t_submit = now_s();
+    q->client = p->client;
     pthread_mutex_lock(&e->mu);
     const char *why = NULL;
     if (e->stopping) {

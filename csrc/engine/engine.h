@@ -3,10 +3,10 @@
  *
  * Front-ends (HTTP, gRPC, the offline throughput tool, tests) submit requests from any thread;
  * one engine thread schedules iteration-level batches (running decodes first, then chunked
- * prefills, FCFS within priority), manages the paged KV pools and the prefix cache, hands each
- * step to the executor, samples, applies stop rules and delivers events through the request's
- * callback. Cancellation travels the same way. The engine decides time and memory; the model
- * (through the executor) only computes a step. */
+ * prefills, then admission: fair across clients, FCFS within a client and priority), manages
+ * the paged KV pools and the prefix cache, hands each step to the executor, samples, applies stop
+ * rules and delivers events through the request's callback. Cancellation travels the same way.
+ * The engine decides time and memory; the model (through the executor) only computes a step. */
 #ifndef G4_ENGINE_ENGINE_H
 #define G4_ENGINE_ENGINE_H
 
@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/rng.h"
 #include "engine/spec_config.h"
 #include "model/gemma4.h"
 
@@ -163,11 +164,27 @@ typedef struct g4_request_params {
     int n_mm;
     g4_stop_rules stop;
     int priority;               /* lower runs first (vLLM convention); FCFS within a priority */
+    uint64_t client;            /* who sent it (g4_client_key): requests with equal keys are one client
+                                   for fair admission (g4_engine_opts.max_running_per_client); 0 is a
+                                   client like any other (tools and tests that send as one) */
     unsigned detok_flags;       /* G4_DETOK_*: how this request's text is rendered (0: every token's
                                    text, special tokens included — what the output parser needs) */
     g4_event_fn on_event;
     void *user;
 } g4_request_params;
+
+/* The HTTP header / gRPC metadata key a front-end takes the client's name from when the operator
+ * trusts it (a gateway in front sets it); otherwise the peer's address names the client. */
+#define G4_CLIENT_ID_HEADER "x-g4-client-id"
+
+/* The client key of a request (g4_request_params.client) from the text a front-end names its
+ * sender by (a trusted client id or the peer's address, each with its own prefix so the two never
+ * meet): FNV-1a, mixed. Equal texts, equal keys; not a secret. */
+static inline uint64_t g4_client_key(const char *who) {
+    uint64_t h = 1469598103934665603ull;
+    for (const char *c = who; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
+    return g4_mix64(h);
+}
 
 /* --- detokenizer seam (filled by the text layer; optional) ------------------------------ */
 
@@ -218,6 +235,11 @@ void g4_executor_local(g4_executor *ex, g4_model *m);
 
 typedef struct g4_engine_opts {
     int max_running;            /* running sequences (≤ the model's sequence slots) */
+    int max_running_per_client; /* fair admission (scheduler.h): a client with this many running
+                                   sequences is not admitted more while a client below it waits, and
+                                   gives its newest ones back (recomputed later) to make room for
+                                   it; 0 = off, strictly FCFS. g4_engine_opts_from_model: half of
+                                   max_running */
     int max_waiting;            /* queue length; beyond it submit fails with G4_ERR_QUEUE_FULL */
     int max_model_len;          /* prompt + max_tokens limit */
     int step_token_budget;      /* tokens per step (≤ the model's max_step_tokens) */

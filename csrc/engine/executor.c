@@ -38,6 +38,7 @@ void g4_executor_local(g4_executor *ex, g4_model *m) {
 void g4_engine_opts_from_model(g4_engine_opts *o, const g4_model *m) {
     *o = (g4_engine_opts){0};
     o->max_running = m->opts.max_seqs;
+    o->max_running_per_client = o->max_running > 1 ? o->max_running / 2 : 1;
     o->max_waiting = 1024;
     o->max_model_len = m->opts.max_model_len;
     o->step_token_budget = m->opts.max_step_tokens;

@@ -1,5 +1,6 @@
-/* scheduler.c — token-budget batching, FCFS admission with prefix lookup, preemption by
- * recompute (see scheduler.h). Engine thread only. Not here: limits at submit, sampling. */
+/* scheduler.c — token-budget batching, admission (FCFS, or fair across clients) with prefix
+ * lookup, preemption by recompute (see scheduler.h). Engine thread only. Not here: limits at
+ * submit, sampling. */
 #include "engine/scheduler.h"
 
 #include <stdlib.h>
@@ -10,6 +11,38 @@
 /* (priority, arrival) order: a before b. */
 static inline int before(const g4_seq *a, const g4_seq *b) {
     return a->priority != b->priority ? a->priority < b->priority : a->arrival < b->arrival;
+}
+
+/* --- clients --------------------------------------------------------------------------------- */
+
+static inline g4_sched_client *client_of(const g4_scheduler *s, const g4_seq *q) { return &s->clients[q->client_ix]; }
+
+/* Gives a new sequence its client's entry: the one with its key, else a free one, else a new one.
+ * −1 only when out of memory. */
+static int client_attach(g4_scheduler *s, g4_seq *q) {
+    int spare = -1;
+    for (int i = 0; i < s->n_clients; i++) {
+        const g4_sched_client *c = &s->clients[i];
+        if (c->running + c->waiting == 0) {
+            if (spare < 0) spare = i;
+        } else if (c->key == q->client) {
+            q->client_ix = i;
+            return 0;
+        }
+    }
+    if (spare < 0) {
+        if (s->n_clients == s->cap_clients) {
+            int cap = s->cap_clients ? 2 * s->cap_clients : 16;
+            g4_sched_client *c = realloc(s->clients, (size_t)cap * sizeof *c);
+            if (!c) return -1;
+            s->clients = c;
+            s->cap_clients = cap;
+        }
+        spare = s->n_clients++;
+    }
+    s->clients[spare] = (g4_sched_client){.key = q->client};
+    q->client_ix = spare;
+    return 0;
 }
 
 /* --- waiting heap ---------------------------------------------------------------------------- */
@@ -41,7 +74,24 @@ static void sift_down(g4_scheduler *s, int i) {
     heap_set(s, i, q);
 }
 
+/* Pushes q (its client attached); −1 only when out of memory. */
+static int heap_push(g4_scheduler *s, g4_seq *q) {
+    if (s->n_waiting == s->cap_waiting) {
+        int cap = s->cap_waiting ? 2 * s->cap_waiting : 64;
+        g4_seq **w = realloc(s->waiting, (size_t)cap * sizeof *w);
+        if (!w) return -1;
+        s->waiting = w;
+        s->cap_waiting = cap;
+    }
+    q->state = G4_SEQ_WAITING;
+    client_of(s, q)->waiting++;
+    heap_set(s, s->n_waiting++, q);
+    sift_up(s, s->n_waiting - 1);
+    return 0;
+}
+
 static void heap_remove(g4_scheduler *s, int i) {
+    client_of(s, s->waiting[i])->waiting--;
     s->waiting[i]->heap_idx = -1;
     g4_seq *last = s->waiting[--s->n_waiting];
     if (i == s->n_waiting) return;
@@ -61,6 +111,7 @@ static void running_insert(g4_scheduler *s, g4_seq *q) {
     s->running[i] = q;
     s->n_running++;
     q->state = G4_SEQ_RUNNING;
+    client_of(s, q)->running++;
 }
 
 static void running_remove(g4_scheduler *s, g4_seq *q) {
@@ -69,6 +120,7 @@ static void running_remove(g4_scheduler *s, g4_seq *q) {
     if (i == s->n_running) return;
     memmove(s->running + i, s->running + i + 1, (size_t)(s->n_running - i - 1) * sizeof *s->running);
     s->n_running--;
+    client_of(s, q)->running--;
 }
 
 static void release_slot(g4_scheduler *s, g4_seq *q) {
@@ -83,15 +135,18 @@ static void release_slot(g4_scheduler *s, g4_seq *q) {
 
 /* --- init ------------------------------------------------------------------------------------- */
 
-int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_running, int token_budget,
-                  g4_error *err) {
+int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_running, int max_per_client,
+                  int token_budget, g4_error *err) {
     memset(s, 0, sizeof *s);
-    if (max_running < 1 || max_running > kv->n_slots || token_budget < 1)
-        return g4_fail(err, "scheduler: max_running %d must be in 1..%d and the token budget %d ≥ 1", max_running,
-                       kv->n_slots, token_budget);
+    if (max_running < 1 || max_running > kv->n_slots || token_budget < 1 || max_per_client < 0)
+        return g4_fail(err,
+                       "scheduler: max_running %d must be in 1..%d, the token budget %d ≥ 1 and the per-client "
+                       "cap %d ≥ 0",
+                       max_running, kv->n_slots, token_budget, max_per_client);
     s->kv = kv;
     s->pc = pc;
     s->max_running = max_running;
+    s->max_per_client = max_per_client;
     s->token_budget = token_budget;
     s->running = malloc((size_t)max_running * sizeof *s->running);
     s->batch = malloc((size_t)max_running * sizeof *s->batch);
@@ -117,6 +172,7 @@ int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_
 void g4_sched_free(g4_scheduler *s) {
     free(s->waiting);
     free(s->running);
+    free(s->clients);
     free(s->batch);
     free(s->free_slots);
     free(s->row_batch);
@@ -125,17 +181,8 @@ void g4_sched_free(g4_scheduler *s) {
 }
 
 int g4_sched_add(g4_scheduler *s, g4_seq *q) {
-    if (s->n_waiting == s->cap_waiting) {
-        int cap = s->cap_waiting ? 2 * s->cap_waiting : 64;
-        g4_seq **w = realloc(s->waiting, (size_t)cap * sizeof *w);
-        if (!w) return -1;
-        s->waiting = w;
-        s->cap_waiting = cap;
-    }
-    q->state = G4_SEQ_WAITING;
-    heap_set(s, s->n_waiting++, q);
-    sift_up(s, s->n_waiting - 1);
-    return 0;
+    if (q->state == G4_SEQ_NEW && client_attach(s, q)) return -1;
+    return heap_push(s, q);
 }
 
 void g4_sched_remove(g4_scheduler *s, g4_seq *q) {
@@ -152,7 +199,7 @@ static void preempt(g4_scheduler *s, g4_seq *q) {
     release_slot(s, q);
     s->preemptions++;
     /* cannot fail for lack of memory: the heap has room for every sequence it ever held... */
-    if (g4_sched_add(s, q)) q->cancelled = true; /* ...and if it does, the engine aborts it */
+    if (heap_push(s, q)) q->cancelled = true; /* ...and if it does, the engine aborts it */
 }
 
 /* Blocks for q's next `chunk` tokens, preempting the newest unscheduled running sequences.
@@ -255,9 +302,64 @@ static int schedule_running(g4_scheduler *s, int want_decode, int *budget) {
     return preempted;
 }
 
+/* --- admission order -------------------------------------------------------------------------- */
+
+/* Fair order between waiting sequences: priority, then the fewer running sequences of its client,
+ * then arrival. */
+static bool fair_before(const g4_scheduler *s, const g4_seq *a, const g4_seq *b) {
+    if (a->priority != b->priority) return a->priority < b->priority;
+    int ra = client_of(s, a)->running, rb = client_of(s, b)->running;
+    return ra != rb ? ra < rb : a->arrival < b->arrival;
+}
+
+/* The waiting sequence admission takes next, NULL when none (scheduler.h). */
+static g4_seq *next_waiting(const g4_scheduler *s) {
+    if (!s->n_waiting) return NULL;
+    int cap = s->max_per_client;
+    if (!cap) return s->waiting[0];
+    bool capped = false; /* a client below the cap waits: those at or above it are passed over */
+    for (int i = 0; i < s->n_clients && !capped; i++) capped = s->clients[i].waiting && s->clients[i].running < cap;
+    g4_seq *best = NULL;
+    for (int i = 0; i < s->n_waiting; i++) {
+        g4_seq *q = s->waiting[i];
+        if (capped && client_of(s, q)->running >= cap) continue;
+        if (!best || fair_before(s, q, best)) best = q;
+    }
+    return best;
+}
+
+/* Whether q, admitted now, would get a slot and the blocks of a first chunk as big as the budget
+ * (counted without a prefix hit: an upper bound). */
+static bool first_chunk_fits(const g4_scheduler *s, const g4_seq *q) {
+    if (s->n_running >= s->max_running || !s->n_free_slots) return false;
+    int chunk = q->len < s->token_budget ? q->len : s->token_budget, need[G4_N_POOLS];
+    g4_kvcache_need(s->kv, s->free_slots[s->n_free_slots - 1], 0, chunk, need);
+    for (int p = 0; p < G4_N_POOLS; p++)
+        if (need[p] > g4_kv_pool_available(&s->kv->pool[p])) return false;
+    return true;
+}
+
+/* The newest running sequence of the client furthest above the cap, NULL when none is above. */
+static g4_seq *fair_victim(const g4_scheduler *s) {
+    int most = s->max_per_client, who = -1;
+    for (int i = 0; i < s->n_clients; i++)
+        if (s->clients[i].running > most) most = s->clients[i].running, who = i;
+    for (int i = s->n_running - 1; who >= 0 && i >= 0; i--)
+        if (s->running[i]->client_ix == who) return s->running[i];
+    return NULL;
+}
+
+/* Fair room, before anything of the step is scheduled (scheduler.h). */
+static void make_room(g4_scheduler *s) {
+    if (!s->max_per_client) return;
+    g4_seq *q = next_waiting(s), *victim;
+    if (!q || client_of(s, q)->running >= s->max_per_client) return;
+    while (!first_chunk_fits(s, q) && (victim = fair_victim(s))) preempt(s, victim);
+}
+
 static void admit(g4_scheduler *s, int *budget) {
     while (s->n_waiting && *budget > 0 && s->n_running < s->max_running && s->n_free_slots) {
-        g4_seq *q = s->waiting[0];
+        g4_seq *q = next_waiting(s);
         q->slot = s->free_slots[--s->n_free_slots];
         /* prompt logprobs need every prompt position computed: no prefix-cache hit */
         int hit = g4_seq_plp_pending(q) ? 0 : g4_prefix_lookup(s->pc, q->slot, q->keys, q->len);
@@ -271,7 +373,7 @@ static void admit(g4_scheduler *s, int *budget) {
         }
         if (!q->admitted_once) q->cached_tokens = hit < q->n_prompt ? hit : q->n_prompt;
         q->admitted_once = true;
-        heap_remove(s, 0);
+        heap_remove(s, q->heap_idx);
         running_insert(s, q);
         add_to_batch(s, q, chunk);
         *budget -= chunk;
@@ -282,6 +384,7 @@ int g4_sched_next(g4_scheduler *s) {
     s->step_no++;
     s->n_batch = s->n_tokens = s->n_rows = s->n_seqs = s->n_plp_rows = s->image_held = 0;
     int budget = s->token_budget;
+    make_room(s); /* its preemptions do not hold admission back: they were made for it */
     int preempted = schedule_running(s, 1, &budget);
     preempted |= schedule_running(s, 0, &budget);
     if (!preempted && !s->image_held) admit(s, &budget);

@@ -2,9 +2,19 @@
  * A chunk never ends inside an image's run of soft tokens (engine/mm.h).
  *
  * Each step has a token budget. Running sequences that decode (one uncomputed token) come first,
- * then running sequences still prefilling (chunks cut to the budget), then waiting sequences in
- * (priority, arrival) order, strictly FCFS: admission stops at the first that does not fit.
- * Running sequences are kept in the same order, so "newest" means the last in it. When a
+ * then running sequences still prefilling (chunks cut to the budget), then waiting sequences.
+ * Admission takes one sequence at a time and stops at the first that does not fit. With
+ * max_per_client = 0 it goes in (priority, arrival) order, strictly FCFS. With a cap C > 0 it is
+ * fair across clients (g4_seq.client): a client with C or more running sequences is passed over
+ * while a client below C waits; among the rest the next is the best by (priority, the client's
+ * running sequences, arrival) — least-running-first, which is round-robin between clients with
+ * equal shares — so one client alone still fills every slot, and a request's n choices count as
+ * n sequences. Fair room: when the next admission belongs to a client below C and has no slot or
+ * no blocks for its first chunk, the newest running sequences of the client furthest above C are
+ * preempted (as below, but before the step is built, and the step still admits) until it has, so
+ * a newcomer runs within a step even while one client holds the whole batch; nobody at or below C
+ * is preempted for it, so this settles and never deadlocks.
+ * Running sequences are kept in (priority, arrival) order, so "newest" means the last in it. When a
  * running sequence needs blocks and the pools (free + cached) are short, the newest running
  * sequence not yet scheduled in this step is preempted — its blocks are released (full blocks
  * stay in the prefix cache) and it goes back to the waiting queue to be recomputed; a step that
@@ -30,8 +40,15 @@
 /* Prompt-logprob rows per step (each is a logits row the step returns to the host). */
 #define G4_SCHED_LP_ROWS 64
 
+/* A client's sequences in the scheduler; an entry with none is free for the next new client. */
+typedef struct g4_sched_client {
+    uint64_t key;
+    int running, waiting;
+} g4_sched_client;
+
 typedef struct g4_scheduler {
     int max_running;
+    int max_per_client;      /* fair admission's cap C; 0 = strictly FCFS */
     int token_budget;
     g4_kvcache *kv;
     g4_prefix_cache *pc;
@@ -39,6 +56,8 @@ typedef struct g4_scheduler {
     int n_waiting, cap_waiting;
     g4_seq **running;        /* sorted by (priority, arrival) */
     int n_running;
+    g4_sched_client *clients; /* indexed by g4_seq.client_ix; entries [0, n_clients) in use or free */
+    int n_clients, cap_clients;
     int32_t *free_slots;     /* stack of block-table rows */
     int n_free_slots;
     uint64_t step_no;
@@ -59,8 +78,8 @@ typedef struct g4_scheduler {
                                 ahead of them finish, so the run gets its room) */
 } g4_scheduler;
 
-int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_running, int token_budget,
-                  g4_error *err);
+int g4_sched_init(g4_scheduler *s, g4_kvcache *kv, g4_prefix_cache *pc, int max_running, int max_per_client,
+                  int token_budget, g4_error *err);
 void g4_sched_free(g4_scheduler *s);
 
 /* Queues a new or preempted sequence. −1 only when out of memory. */

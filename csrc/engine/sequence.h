@@ -19,6 +19,8 @@ typedef struct g4_seq {
     uint64_t id;
     int priority;            /* lower first */
     uint64_t arrival;        /* submit order; FCFS within a priority */
+    uint64_t client;         /* who sent it (g4_request_params.client): fair admission */
+    int client_ix;           /* its entry in the scheduler's client table while queued or running */
     int32_t *tokens;         /* [cap] prompt then output */
     int n_prompt, len, cap;  /* cap = n_prompt + max_tokens */
     int n_computed;          /* tokens whose KV is in the cache (0 again after preemption) */

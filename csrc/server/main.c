@@ -29,6 +29,7 @@ typedef struct opts {
     g4_http_config http;
     const char *model, *default_model_dir, *tokenizer, *backend;
     int max_model_len, max_num_seqs, max_queue, max_batched_tokens, tp;
+    int max_running_per_client;  /* -1 = half of max_num_seqs */
     int grpc_port;               /* -1 = no gRPC server */
     int prefix_cache;            /* -1 = engine default */
     double ready_delay_s;        /* testing aid: stay not-ready this long after warm-up */
@@ -62,6 +63,14 @@ static void usage(FILE *f) {
             "  --max-num-seqs N            concurrently running sequences (env NIM_MAX_NUM_SEQS; default 64)\n"
             "  --max-num-batched-tokens N  tokens per engine step (env NIM_MAX_NUM_BATCHED_TOKENS; default 512)\n"
             "  --max-queue N               waiting requests beyond which requests get 429 (default 1024)\n"
+            "  --max-running-per-client N  fair admission: a client (peer address, or --trust-client-id) with N\n"
+            "                              running sequences (a request's n choices count n) gets no more while\n"
+            "                              another client below N waits, and gives its newest back to make room\n"
+            "                              for it; alone it fills every slot (default half of --max-num-seqs;\n"
+            "                              0 = off, first come first served)\n"
+            "  --trust-client-id           name clients by the x-g4-client-id header / gRPC metadata (set by a\n"
+            "                              gateway in front) instead of the peer address (default off: clients\n"
+            "                              could pick their own share)\n"
             "  --enable-prefix-caching / --no-enable-prefix-caching\n"
             "                              reuse KV blocks of shared prompt prefixes (env NIM_ENABLE_KV_CACHE_REUSE;\n"
             "                              default on)\n"
@@ -236,6 +245,7 @@ static int take_number(opts *o, const char *a, const char *v, int *i) {
         {"--max-num-seqs", 1, 1 << 30, &o->max_num_seqs},
         {"--max-num-batched-tokens", 1, 1 << 30, &o->max_batched_tokens},
         {"--max-queue", 0, 1 << 30, &o->max_queue},
+        {"--max-running-per-client", 0, 1 << 30, &o->max_running_per_client},
         {"--tensor-parallel-size", 1, 8, &o->tp},
         {"--connection-timeout", 0, 1 << 30, &o->http.connection_timeout_s},
         {"--http-threads", 1, 64, &o->http.n_threads},
@@ -279,6 +289,8 @@ static int parse_args(opts *o, int argc, char **argv) {
             o->prefix_cache = 0;
         } else if (!strcmp(a, "--no-reasoning-content")) {
             o->http.reasoning_content = false;
+        } else if (!strcmp(a, "--trust-client-id")) {
+            o->http.trust_client_id = true;
         } else if (!strcmp(a, "--protect-metrics")) {
             o->http.protect_metrics = true;
         } else if (!strcmp(a, "--log-requests")) {
@@ -377,6 +389,7 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
     gc.stall_timeout_s = o->http.stall_timeout_s;
     gc.model_path = dir;
     gc.api_key = o->http.api_key;
+    gc.trust_client_id = o->http.trust_client_id;
     g4_grpc_server *gs = g4_grpc_server_start(&gc, err);
     if (!gs) return g4_fail_prefix(err, "gRPC server");
     fprintf(stderr, "g4serve: gRPC on %s:%d\n", gc.host, g4_grpc_server_port(gs));
@@ -490,6 +503,7 @@ int main(int argc, char **argv) {
     o.backend = "cpu";
     o.max_num_seqs = 64;
     o.max_queue = 1024;
+    o.max_running_per_client = -1;
     o.tp = 1;
     o.grpc_port = 8001;
     o.prefix_cache = -1;
@@ -553,6 +567,7 @@ int main(int argc, char **argv) {
     if (o.max_model_len) so.model.max_model_len = o.max_model_len;
     if (o.max_batched_tokens) so.model.max_step_tokens = o.max_batched_tokens;
     so.max_waiting = o.max_queue;
+    so.max_running_per_client = o.max_running_per_client;
     so.prefix_cache = o.prefix_cache;
     so.warm_up = true;
     so.spec = o.spec;

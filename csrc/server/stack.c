@@ -23,6 +23,7 @@ void g4_stack_opts_default(g4_stack_opts *o) {
     o->tp = 1;
     g4_model_opts_default(&o->model);
     o->max_waiting = -1;
+    o->max_running_per_client = -1;
     o->prefix_cache = -1;
 }
 
@@ -127,6 +128,7 @@ static int engine_opts(g4_stack *s, const g4_stack_opts *o, g4_error *err) {
     if (g4_sampling_load_defaults(&s->eo.defaults, s->dir, err) < 0) /* generation_config.json, if any */
         return -1;
     if (o->max_waiting >= 0) s->eo.max_waiting = o->max_waiting;
+    if (o->max_running_per_client >= 0) s->eo.max_running_per_client = o->max_running_per_client;
     s->eo.spec = o->spec;
     if (o->prefix_cache >= 0) s->eo.prefix_cache = o->prefix_cache != 0;
     /* Stop ids: the model's, plus Gemma 4's chat stops as the tokenizer names them (<eos>,

@@ -42,6 +42,8 @@ typedef struct g4_stack_opts {
     int tp;                         /* tensor-parallel ranks (default 1) */
     g4_model_opts model;            /* sequence slots (= max running), step tokens, length, ... */
     int max_waiting;                /* queued requests (0: none wait); -1 = the engine's default */
+    int max_running_per_client;     /* fair admission's cap (engine.h; 0: FCFS); -1 = the engine's
+                                       default, half of the running sequences */
     int prefix_cache;               /* 1 on, 0 off, -1 = the engine's default */
     bool warm_up;                   /* one short request through the engine before returning */
     g4_spec_config spec;            /* speculative decoding (default off); a draft model's

@@ -96,6 +96,7 @@ int g4_gen_submit(g4_gen *g, g4_request_params *p, grpc_status_code *code, g4_er
     p->on_event = on_event;
     p->user = g;
     p->detok_flags = g->detok_flags;
+    p->client = g4_gcall_client(c);
     g4_gcall_ref(c); /* the engine's: dropped when the final event is collected */
     int ecode = 0;
     uint64_t id = g4_engine_submit(c->srv->model.engine, p, &ecode, err);

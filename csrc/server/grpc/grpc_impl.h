@@ -244,6 +244,9 @@ g4_gen *g4_gen_new(g4_gcall *c, unsigned detok_flags);
 /* Submits p (on_event/user are filled here). On failure returns -1 with the gRPC status in
  * *code and a message in err; the gen stays unsubmitted. */
 int g4_gen_submit(g4_gen *g, g4_request_params *p, grpc_status_code *code, g4_error *err);
+/* The call's client for fair admission (g4_client_key): its x-g4-client-id metadata when the
+ * operator trusts it, else the peer's IP address without the port (as HTTP names its peers). */
+uint64_t g4_gcall_client(const g4_gcall *c);
 /* Moves the call's queued engine events into their gens (CQ thread, c->mu held). */
 void g4_gen_collect(g4_gcall *c);
 /* Asks the engine to stop g (its final event still comes). */

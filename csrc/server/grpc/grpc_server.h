@@ -29,6 +29,8 @@ typedef struct g4_grpc_config {
     double drain_timeout_s;       /* stop: wait this long for in-flight calls before cancelling */
     const char *api_key;          /* NULL/"" = open; else every method but grpc.health.v1 wants
                                      metadata "authorization: Bearer <key>" (UNAUTHENTICATED) */
+    bool trust_client_id;         /* fair admission names a call's client by its x-g4-client-id
+                                     metadata; false: by the peer's IP address */
     const char *served_name;      /* model name the APIs answer to (required) */
     const char *model_path;       /* reported by ModelInfo */
     int default_max_tokens;       /* Generate / KServe without max_tokens (default 16) */

@@ -13,7 +13,9 @@
  * Not here: JSON shapes of chunks and responses (oai_format.c). */
 #include "server/http/generate_impl.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +283,23 @@ static void cap_send_buffer(struct MHD_Connection *c) {
 
 #define G4_HTTP_MAX_PROMPT_LP_ENTRIES 1000000
 
+/* Who the request comes from, for fair admission (g4_client_key): the x-g4-client-id header when
+ * the operator trusts it (its first 255 bytes), else the peer's IP address without the port, as
+ * the gRPC server names its peers, so one host is one client on both protocols. */
+static uint64_t client_key(const g4_http_server *s, struct MHD_Connection *c) {
+    char who[260] = "ip:";
+    const char *id =
+        s->cfg.trust_client_id ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, G4_CLIENT_ID_HEADER) : NULL;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (id && *id) snprintf(who, sizeof who, "id:%.255s", id);
+    else if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, who + 3, sizeof who - 3);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, who + 3, sizeof who - 3);
+    return g4_client_key(who);
+}
+
 enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, g4_oai_kind kind) {
     g4_http_error e;
     g4_oai_request req;
@@ -392,6 +411,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     j->t_submit = g4_now();
     int code = 0, submitted = 0;
     g4_error err = {{0}};
+    uint64_t client = client_key(s, c); /* its n choices are n sequences of one client */
     for (int i = 0; i < j->n; i++) {
         const g4_tokens *ids = &j->prompt_ids[j->ch[i].prompt];
         g4_request_params p;
@@ -422,6 +442,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
             p.constraint_fn = &g4_so_constraint_fn;
         }
         p.priority = j->req.priority;
+        p.client = client;
         /* Completions render special tokens as nothing when asked; chat keeps them for the
          * output parser. */
         if (kind == G4_OAI_COMPLETION && j->req.skip_special_tokens) p.detok_flags = G4_DETOK_SKIP_SPECIAL;

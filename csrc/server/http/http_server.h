@@ -50,6 +50,9 @@ typedef struct g4_http_config {
     bool reasoning_content;        /* also emit `reasoning_content` (older clients) */
     bool log_requests;             /* one log line per request (NIM_DISABLE_LOG_REQUESTS=0) */
     int default_completion_max_tokens; /* /v1/completions without max_tokens (vLLM: 16) */
+    bool trust_client_id;          /* fair admission names a request's client by its x-g4-client-id
+                                      header (G4_CLIENT_ID_HEADER; set by a gateway the operator
+                                      trusts); false: by the peer's IP address */
     const char *api_key;           /* NULL/"" = open; else every API route wants
                                       "Authorization: Bearer <key>" (401 otherwise) */
     bool protect_metrics;          /* with api_key: /metrics and /v1/metrics want it too */
