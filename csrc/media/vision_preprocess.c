@@ -229,6 +229,14 @@ static void content_hash(const uint8_t *px, int th, int tw, int budget, uint64_t
     out[1] = g4_mix64(h1 ^ (tail + G4_SPLITMIX_GAMMA) ^ (n << 1));
 }
 
+int g4_vision_grid_fits(const g4_vision_pixels *p, int max_side, g4_error *err) {
+    if (p->ph <= max_side && p->pw <= max_side) return 0;
+    return g4_fail(err,
+                   "the image's patch grid is %d × %d, more than the %d patches a side the model's vision tower "
+                   "takes (a smaller max_soft_tokens or a less elongated image fits)",
+                   p->ph, p->pw, max_side);
+}
+
 int g4_vision_preprocess(const g4_image *img, int budget, g4_vision_pixels *out, g4_error *err) {
     if (!img || !img->rgb) return g4_fail(err, "no image to preprocess");
     int th, tw;

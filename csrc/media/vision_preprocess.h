@@ -22,6 +22,9 @@
 /* Frames per video: Gemma 4's video processor samples 32 frames of a video (Gemma4VideoProcessor
  * num_frames = 32); the model was not shown longer frame sequences, so servers refuse more. */
 #define G4_VISION_MAX_VIDEO_FRAMES 32
+/* Images and video frames per request, on every protocol: each is decoded, held as patches
+ * (up to 27 KiB a soft token) and encoded before the request is admitted. */
+#define G4_VISION_MAX_REQUEST_ITEMS 64
 
 typedef struct g4_vision_pixels {
     int ph, pw;                  /* patch grid rows × columns (each a multiple of G4_VISION_POOL) */
@@ -40,5 +43,10 @@ int g4_vision_soft_tokens(int width, int height, int budget, g4_error *err);
 /* Resizes and normalises img. 0, or −1 with err. */
 int g4_vision_preprocess(const g4_image *img, int budget, g4_vision_pixels *out, g4_error *err);
 void g4_vision_pixels_free(g4_vision_pixels *p);
+/* Whether p's patch grid fits a tower whose position tables have max_side rows (the config's
+ * position_embedding_size): 0, or −1 with err saying what to change. Real Gemma 4 towers take
+ * every grid a budget allows (10,240 rows; the longest side at 1120 is 3,360); small test
+ * towers do not. */
+int g4_vision_grid_fits(const g4_vision_pixels *p, int max_side, g4_error *err);
 
 #endif

@@ -405,7 +405,8 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
 }
 
 /* Whether the served checkpoint has a vision tower (image parts are refused without one). */
-static bool model_has_vision(g4_model *m) { return g4_model_vision(m) != NULL; }
+/* The largest patch-grid side the model's vision tower takes; 0 without a tower. */
+static int model_vision_grid(g4_model *m) { return g4_model_vision(m) ? m->full_cfg.vision.pos_size : 0; }
 
 /* After the engine exists and is warm: hand it over and report ready. */
 static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics, const g4_http_config *hc) {
@@ -417,7 +418,7 @@ static void grpc_ready(void *gs, const g4_stack *st, g4_metrics *metrics, const 
                         .eo = st->eo,
                         .tp_size = st->tp_size,
                         .metrics = metrics,
-                        .vision = hc->vision,
+                        .vision = hc->vision_grid > 0,
                         .image_limits = {.max_bytes = hc->media.max_bytes, .max_pixels = hc->max_image_pixels}};
     g4_grpc_server_attach(gs, &gm);
     g4_grpc_server_set_ready(gs, true);
@@ -574,8 +575,8 @@ int main(int argc, char **argv) {
     char spec_line[G4_STACK_PATH_MAX + 256];
     fprintf(stderr, "g4serve: speculative config: %s\n", g4_spec_config_describe(&o.spec, spec_line, sizeof spec_line));
     if (g4_stack_open(&st, &so, &err) < 0) goto out;
-    o.http.vision = model_has_vision(st->model);
-    g4_http_server_set_vision(srv, o.http.vision);
+    o.http.vision_grid = model_vision_grid(st->model);
+    g4_http_server_set_vision(srv, o.http.vision_grid);
     g4_http_server_attach(srv, st->engine, st->tok, &st->eo);
     if (o.ready_delay_s > 0) usleep((useconds_t)(o.ready_delay_s * 1e6));
     g4_http_server_set_ready(srv, true);

@@ -8,6 +8,7 @@
  * test_images.py needs to check image intake before a multimodal checkpoint exists; the media
  * flags are g4serve's. Prints "g4serve: port N" when listening;
  * stops on SIGTERM / SIGINT. Test code only: g4serve never links it. */
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,7 +47,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--fail-event-allocs")) atomic_store(&fail_event_allocs, true);
-        else if (!strcmp(a, "--vision")) hc.vision = true;
+        else if (!strcmp(a, "--vision")) hc.vision_grid = INT_MAX; /* the mock tower takes any grid */
         else if (!strcmp(a, "--allowed-media-domains") && v && ++i) {
             if (g4_media_policy_add_domains(&hc.media, v, &err) < 0) {
                 fprintf(stderr, "http_faults_server: %s\n", err.msg);
@@ -82,7 +83,7 @@ int main(int argc, char **argv) {
     }
     g4_executor ex;
     mock_exec_bind(&m, &ex);
-    if (hc.vision) { /* a tower for the engine to call: the mock model ignores the rows */
+    if (hc.vision_grid) { /* a tower for the engine to call: the mock model ignores the rows */
         ex.encode = mock_encode;
         ex.hidden = MOCK_HIDDEN;
     }

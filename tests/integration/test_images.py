@@ -291,6 +291,11 @@ def test_vision_checkpoint_end_to_end(make_server, tmp_path):
     text = "".join(ch.choices[0].delta.content or "" for ch in b if ch.choices)
     assert text == (a.choices[0].message.content or "")  # greedy: streamed == not streamed
     assert [u.usage.prompt_tokens for u in b if u.usage][-1] == len(ids)
+    # the tiny tower's position tables have 48 rows: a wide image at 140 is wider than that
+    with pytest.raises(openai.BadRequestError) as e:
+        chat(c, [image_part(data_url("wide_640x240.jpg"))], mm_processor_kwargs={"max_soft_tokens": 140})
+    assert "messages[0].content[0]: the image's patch grid" in e.value.response.json()["error"]["message"]
+    assert chat(c, parts, mm_processor_kwargs={"max_soft_tokens": 70}).usage.prompt_tokens == len(ids)
 
 
 def test_vision_checkpoint_tensor_parallel(make_server, tmp_path):

@@ -141,3 +141,31 @@ def test_text_only_model_refuses_video(pb, channel):
         stub.Tokenize(P.TokenizeRequest(chat=P.ChatInput(messages=[msg])), timeout=10)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "chat.messages[0].videos[0]: video input is not supported" in e.value.details()
+
+
+def test_grid_beyond_the_tower_is_invalid_argument(pb, vstub):
+    """The tiny tower's position tables have 48 rows; a wide image at budget 140 makes a grid
+    wider than that: INVALID_ARGUMENT naming the image, not an engine failure, and the server
+    goes on answering."""
+    P = pb.g4serve_pb2
+    msg = P.ChatMessage(role="user", content="Describe.", images=[raw("wide_640x240.jpg")])
+    wide = P.ChatInput(messages=[msg], max_soft_tokens=140)
+    with pytest.raises(grpc.RpcError) as e:
+        generate(vstub, P, wide)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "chat.messages[0].images[0]: the image's patch grid" in e.value.details(), e.value.details()
+    ok = P.ChatInput(messages=[msg], max_soft_tokens=70)
+    assert len(generate(vstub, P, ok)[0]) == 6
+
+
+def test_more_than_64_images_and_frames_refused(pb, vstub):
+    """Images and video frames together are capped at 64 a request, as on HTTP (two videos of 32
+    frames and one image: 65)."""
+    P = pb.g4serve_pb2
+    stub = vstub
+    video = P.Video(frames=[raw(FRAMES[0])] * 32)
+    msg = P.ChatMessage(role="user", content="hi", images=[raw(IMAGE)], videos=[video, video])
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Tokenize(P.TokenizeRequest(chat=P.ChatInput(messages=[msg])), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "65 images and video frames, more than the 64" in e.value.details(), e.value.details()

@@ -99,6 +99,7 @@ static int chat_image_add(g4_grpc_server *s, const ProtobufCBinaryData *file, in
     }
     if (rc == 0 && n_soft < 0) rc = -1;
     if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[im->n], &e);
+    if (rc == 0) rc = g4_vision_grid_fits(&im->px[im->n], s->model.cfg.vision.pos_size, &e);
     g4_image_free(&img);
     if (rc) return g4_fail(err, "%s: %s", field, e.msg);
     im->n_tokens[im->n] = im->px[im->n].n_soft;
@@ -142,6 +143,9 @@ static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci,
         }
     }
     if (n == 0) return 0;
+    if (n > G4_VISION_MAX_REQUEST_ITEMS)
+        return g4_fail(err, "chat.messages: %zu images and video frames, more than the %d a request may hold", n,
+                       G4_VISION_MAX_REQUEST_ITEMS);
     if (!s->model.vision)
         return g4_fail(err, "chat.messages: image input is not supported (the served model has no vision tower)");
     int budget = ci->max_soft_tokens ? ci->max_soft_tokens : G4_VISION_DEFAULT_BUDGET;

@@ -149,7 +149,7 @@ void g4_http_images_free(g4_http_images *im) {
 static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_images *im, g4_http_error *e) {
     if (r->n_images == 0) return 0;
     const g4_oai_image *first = &r->images[0];
-    if (!s->cfg.vision)
+    if (!s->cfg.vision_grid)
         return g4_http_fail(e, 400, "messages",
                             "messages[%d].content[%d]: %s input is not supported (the served model has no vision "
                             "tower)",
@@ -170,7 +170,7 @@ static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_image
         const g4_oai_image *g = &r->images[i];
         /* a video frame: the video processor's budget; its number in the video for errors */
         frame = g->video < 0 ? -1 : (i > 0 && r->images[i - 1].video == g->video ? frame + 1 : 0);
-        int budget = g->video < 0 ? image_budget : G4_OAI_VIDEO_BUDGET;
+        int budget = g->video < 0 ? image_budget : G4_VISION_VIDEO_BUDGET;
         im->video[i] = g->video;
         im->seconds[i] = g->seconds;
         g4_error err = {{0}};
@@ -192,6 +192,7 @@ static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_image
         }
         if (rc == 0 && n_soft < 0) rc = -1;
         if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[i], &err);
+        if (rc == 0) rc = g4_vision_grid_fits(&im->px[i], s->cfg.vision_grid, &err);
         g4_image_free(&img);
         if (rc < 0 && frame >= 0)
             return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: video frame %d: %s", g->message, g->part,

@@ -57,7 +57,8 @@ typedef struct g4_http_config {
                                       "Authorization: Bearer <key>" (401 otherwise) */
     bool protect_metrics;          /* with api_key: /metrics and /v1/metrics want it too */
     /* Images (chat image_url parts). Without a vision tower every image part is a 400. */
-    bool vision;                   /* the served model has a vision tower (model/vision.h) */
+    int vision_grid;               /* the largest patch-grid side the served model's vision tower
+                                      takes (its position table); 0: no vision tower */
     g4_media_policy media;         /* where image bytes may come from; media.max_bytes also bounds them */
     int64_t max_image_pixels;      /* decoded width × height (0 = no limit) */
     int image_budget;              /* soft tokens per image without mm_processor_kwargs (280) */
@@ -75,8 +76,9 @@ g4_http_server *g4_http_server_start(const g4_http_config *c, g4_error *err);
 /* The bound port (useful with port 0). */
 int g4_http_server_port(const g4_http_server *s);
 
-/* Whether image parts are served (the model has a vision tower); before attach. */
-void g4_http_server_set_vision(g4_http_server *s, bool vision);
+/* Whether image parts are served: the vision tower's largest patch-grid side, 0 for none;
+ * before attach. */
+void g4_http_server_set_vision(g4_http_server *s, int vision_grid);
 
 /* Hands over the engine and tokenizer (not owned; both must outlive the server). eo gives the
  * limits the API enforces and reports (max_model_len, max_running). Call once, before ready. */

@@ -418,16 +418,16 @@ static int check_video(g4_oai_request *r, cJSON *part, int idx, int k, g4_http_e
     if (fps && (!cJSON_IsNumber(fps) || !(fps->valuedouble > 0) || fps->valuedouble > 1000))
         return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: video_url.fps must be a number in (0, 1000]",
                             idx, k);
-    if (n > G4_OAI_MAX_VIDEO_FRAMES)
+    if (n > G4_VISION_MAX_VIDEO_FRAMES)
         return g4_http_fail(e, 400, "messages",
                             "messages[%d].content[%d]: %d video frames, more than the %d frames per video Gemma 4 "
                             "reads (its video processor samples %d; send fewer frames or a lower fps)",
-                            idx, k, n, G4_OAI_MAX_VIDEO_FRAMES, G4_OAI_MAX_VIDEO_FRAMES);
-    if (r->n_images + n > G4_OAI_MAX_IMAGES)
+                            idx, k, n, G4_VISION_MAX_VIDEO_FRAMES, G4_VISION_MAX_VIDEO_FRAMES);
+    if (r->n_images + n > G4_VISION_MAX_REQUEST_ITEMS)
         return g4_http_fail(e, 400, "messages",
                             "messages[%d].content[%d]: more than %d images and video frames in one request", idx, k,
-                            G4_OAI_MAX_IMAGES);
-    if (!r->images && !(r->images = calloc(G4_OAI_MAX_IMAGES, sizeof *r->images)))
+                            G4_VISION_MAX_REQUEST_ITEMS);
+    if (!r->images && !(r->images = calloc(G4_VISION_MAX_REQUEST_ITEMS, sizeof *r->images)))
         return g4_http_fail(e, 500, NULL, "out of memory");
     double rate = fps ? fps->valuedouble : 1.0;
     const cJSON *u;
@@ -468,10 +468,10 @@ static int check_content(g4_oai_request *r, cJSON *c, int idx, g4_http_error *e)
                 return g4_http_fail(e, 400, "messages",
                                     "messages[%d].content[%d]: an image_url part needs 'image_url': {'url': string}",
                                     idx, k);
-            if (r->n_images == G4_OAI_MAX_IMAGES)
+            if (r->n_images == G4_VISION_MAX_REQUEST_ITEMS)
                 return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: more than %d images in one request",
-                                    idx, k, G4_OAI_MAX_IMAGES);
-            if (!r->images && !(r->images = calloc(G4_OAI_MAX_IMAGES, sizeof *r->images)))
+                                    idx, k, G4_VISION_MAX_REQUEST_ITEMS);
+            if (!r->images && !(r->images = calloc(G4_VISION_MAX_REQUEST_ITEMS, sizeof *r->images)))
                 return g4_http_fail(e, 500, NULL, "out of memory");
             r->images[r->n_images++] = (g4_oai_image){url->valuestring, idx, k, -1, 0};
         } else if (!strcmp(t->valuestring, "video_url")) {

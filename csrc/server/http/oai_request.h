@@ -69,12 +69,6 @@ typedef struct g4_oai_image {
     double seconds;              /* a frame's timestamp: its index / the part's fps */
 } g4_oai_image;
 
-#define G4_OAI_MAX_IMAGES 64     /* images and video frames per request */
-/* Frames per video: Gemma 4's video processor samples 32 frames of a video (Gemma4VideoProcessor
- * num_frames = 32); the model was not shown longer frame sequences, so more is refused. */
-#define G4_OAI_MAX_VIDEO_FRAMES 32
-#define G4_OAI_VIDEO_BUDGET 70   /* soft tokens per frame (Gemma4VideoProcessor max_soft_tokens) */
-
 typedef struct g4_oai_request {
     g4_oai_kind kind;
     cJSON *root;                 /* the parsed body; owns every cJSON pointer below */

@@ -642,7 +642,7 @@ fail:
 
 int g4_http_server_port(const g4_http_server *s) { return s->port; }
 
-void g4_http_server_set_vision(g4_http_server *s, bool vision) { s->cfg.vision = vision; }
+void g4_http_server_set_vision(g4_http_server *s, int vision_grid) { s->cfg.vision_grid = vision_grid; }
 
 void g4_http_server_attach(g4_http_server *s, g4_engine *e, const g4_tokenizer *tok, const g4_engine_opts *eo) {
     s->tok = tok;
