@@ -39,15 +39,14 @@ typedef struct g4_model_scratch {
     int32_t *moe_ids;
     float *moe_w;
     /* The step as the ops read it: int32 ids, pos, seq, rows, two block tables (embed_row,
-     * key_end), then (8-byte aligned) the sample op's parameter block (stage_step). */
+     * key_end), then (8-byte aligned) the sample op's parameter block and the image soft tokens
+     * (stage_step). */
     void *step_dev;            /* backend memory */
     void *step_stage;          /* the same bytes packed on the host (staging memory): one upload_async */
     size_t step_cap;           /* bytes of each */
     int stage_pending;         /* an upload from step_stage may still be queued (stage_step) */
     float *logits;
     size_t logits_cap;         /* floats */
-    void *mm_rows;             /* f32 [n, H]: the step's image soft tokens (backend memory) */
-    size_t mm_rows_cap;        /* bytes */
     void *sample_tokens, *sample_lp; /* the sample op's outputs */
     size_t sample_tokens_cap, sample_lp_cap; /* bytes */
     uint64_t generation;       /* bumped when any buffer above moves (recorded graphs hold pointers) */
@@ -174,9 +173,11 @@ static int plan_buffers(g4_model *m, g4_error *err) {
         s->moe_ids = scratch_alloc(m, T * c->top_k * sizeof(int32_t), &failed);
         s->moe_w = scratch_alloc(m, T * c->top_k * sizeof(float), &failed);
     }
-    /* the largest step's int32s (stage_step) and a sample block for T rows without penalties */
+    /* the largest step's int32s (stage_step), a sample block for T rows without penalties and,
+     * with a vision tower, T rows of image soft tokens: so no usual step moves step_dev (recorded
+     * graphs hold it) */
     s->step_cap = align8((6 * T + 2 * (size_t)m->opts.max_seqs * m->max_blocks_per_seq) * sizeof(int32_t)) +
-                  g4_sample_params_bytes((int)T, 0);
+                  align8(g4_sample_params_bytes((int)T, 0)) + (m->vision ? T * c->hidden * sizeof(float) : 0);
     s->step_dev = scratch_alloc(m, s->step_cap, &failed);
     /* the logits and the sample op's outputs for the largest decode step, so that no decode step
      * moves them (recorded graphs hold them); only a prefill step with more logit rows grows them */
@@ -198,8 +199,9 @@ static void free_buffers(g4_model *m) {
     if (!s) return;
     for (int i = 0; i < s->n_graphs; i++)
         if (s->graphs[i].graph) m->be->ops->graph_free(m->be->ctx, s->graphs[i].graph);
-    void *all[] = {s->x,        s->a, s->qkv,     s->q,     s->att,      s->o,      s->gu,      s->act,
-                   s->f,        s->m, s->moe_ids, s->moe_w, s->step_dev, s->logits, s->mm_rows, s->sample_tokens,
+    void *all[] = {s->x,        s->a,     s->qkv,      s->q,      s->att,
+                   s->o,        s->gu,    s->act,      s->f,      s->m,
+                   s->moe_ids,  s->moe_w, s->step_dev, s->logits, s->sample_tokens,
                    s->sample_lp};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) m->be->ops->free(m->be->ctx, all[i]);
     m->be->ops->staging_free(m->be->ctx, s->step_stage); /* no copy pending: every step ends with a sync */
@@ -329,13 +331,12 @@ void g4_model_close(g4_model *m) {
     free(m);
 }
 
-static int grow(g4_model *m, void **buf, size_t *cap, size_t bytes, const char *what, g4_error *err);
-
 /* The step's image runs (g4_step_image): checks them, fills embed_row [T] (−1, or the token's row
- * of the soft tokens) and key_end [T] (pos, or the run's last position) on the host and uploads
- * the soft tokens, one copy per run, into s->mm_rows. */
-static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32_t *key_end, g4_error *err) {
-    g4_model_scratch *s = m->scratch;
+ * of the soft tokens) and key_end [T] (pos, or the run's last position) and copies the soft tokens,
+ * run after run, to rows (f32 [Σ n, H] in the step's staging buffer: they reach the backend with
+ * the step's one upload). */
+static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32_t *key_end, float *rows,
+                       g4_error *err) {
     int T = st->n_tokens, H = m->cfg.hidden;
     size_t n_rows = 0;
     for (int t = 0; t < T; t++) embed_row[t] = -1, key_end[t] = st->pos[t];
@@ -353,14 +354,9 @@ static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32
             embed_row[t] = (int32_t)(n_rows + (size_t)k);
             key_end[t] = last;
         }
+        memcpy(rows + n_rows * (size_t)H, im->embed, (size_t)im->n * H * sizeof(float));
         n_rows += (size_t)im->n;
     }
-    size_t row_bytes = (size_t)H * sizeof(float);
-    if (grow(m, &s->mm_rows, &s->mm_rows_cap, n_rows * row_bytes, "image soft tokens", err)) return -1;
-    for (int i = 0, row = 0; i < st->n_images; row += st->images[i].n, i++)
-        if (m->be->ops->upload(m->be->ctx, (char *)s->mm_rows + (size_t)row * row_bytes, st->images[i].embed,
-                               (size_t)st->images[i].n * row_bytes, err))
-            return g4_fail_prefix(err, "step: uploading image %d", i);
     return 0;
 }
 
@@ -368,7 +364,8 @@ static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32
  *
  * One staging buffer (backend staging memory, pinned on CUDA) holds everything a step sends:
  *   [ids Tp | pos Tp | seq Tp | rows Tp | sliding table S×nb | global table S×nb (| embed_row T |
- *    key_end T)] int32, then at the next 8-byte boundary the sample op's parameter block,
+ *    key_end T)] int32, then at the next 8-byte boundary the sample op's parameter block, then
+ *   at the next 8-byte boundary the image soft tokens f32 [Σ n, H] (steps with images only),
  * and reaches s->step_dev, the same layout, with ONE upload_async: no host synchronisation
  * until the step's final download. For a graph key (bucket Tp, S = Tp) every offset is fixed,
  * so a replayed graph reads the new contents at the addresses it recorded.
@@ -509,11 +506,14 @@ static int stage_step(g4_model *m, const g4_step *st, const void *extra, size_t 
     if (check_step(m, st, &max_pos, err)) return -1;
     step_plan(m, st, with_sample, &Tp, &max_pos, slot);
     int P = Tp - T, S = st->n_seqs + P, R = st->n_rows + P;
-    size_t tab = (size_t)S * nb, n_i32 = 4 * (size_t)Tp + 2 * tab + (st->n_images ? 2 * (size_t)T : 0);
-    size_t at = align8(n_i32 * sizeof(int32_t));
+    size_t tab = (size_t)S * nb, n_i32 = 4 * (size_t)Tp + 2 * tab + (st->n_images ? 2 * (size_t)T : 0), n_img = 0;
+    for (int i = 0; i < st->n_images; i++) /* check_step checked the array, pack_images checks each n */
+        n_img += st->images[i].n > 0 ? (size_t)st->images[i].n : 0;
+    size_t at = align8(n_i32 * sizeof(int32_t)), img_at = align8(at + extra_bytes);
+    size_t img_bytes = n_img * (size_t)m->cfg.hidden * sizeof(float);
     if (s->stage_pending && m->be->ops->sync(m->be->ctx, err)) return -1; /* the staging rule (above) */
     s->stage_pending = 0;
-    if (stage_reserve(m, at + extra_bytes, err)) return -1;
+    if (stage_reserve(m, img_at + img_bytes, err)) return -1;
     int32_t *h = s->step_stage, *ids = h, *pos = ids + Tp, *seq = pos + Tp, *rows = seq + Tp, *bs = rows + Tp,
             *bg = bs + tab;
     memcpy(ids, st->token_ids, T * sizeof(int32_t));
@@ -530,7 +530,7 @@ static int stage_step(g4_model *m, const g4_step *st, const void *extra, size_t 
         bs[(size_t)sq * nb] = m->opts.n_blocks_sliding;
         bg[(size_t)sq * nb] = m->opts.n_blocks_global;
     }
-    if (st->n_images && pack_images(m, st, bg + tab, bg + tab + T, err)) return -1;
+    if (st->n_images && pack_images(m, st, bg + tab, bg + tab + T, (float *)((char *)h + img_at), err)) return -1;
     if (extra_bytes) memcpy((char *)h + at, extra, extra_bytes);
     int32_t *base = s->step_dev;
     *d = (g4_step_dev){.n_tokens = Tp,
@@ -547,10 +547,10 @@ static int stage_step(g4_model *m, const g4_step *st, const void *extra, size_t 
     if (st->n_images) {
         d->embed_row = d->blocks_global + tab;
         d->key_end = d->embed_row + T;
-        d->embed_rows = s->mm_rows;
+        d->embed_rows = (const float *)((char *)s->step_dev + img_at);
     }
     *extra_dev = (char *)s->step_dev + at;
-    *bytes = at + extra_bytes;
+    *bytes = st->n_images ? img_at + img_bytes : at + extra_bytes;
     s->stats.padded += P > 0;
     return 0;
 }

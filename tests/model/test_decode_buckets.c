@@ -11,7 +11,13 @@
  * recording), its second too (the recording, which fails), the later ones must not be: A's pad
  * blocks are poisoned before each step and a pad token's cache write overwrites the poison, so
  * "padded" is read from the KV pool, independently of the model's own count (which must agree).
- * A's logits equal B's bit for bit on every step. */
+ * A's logits equal B's bit for bit on every step.
+ *
+ * Last: a step with image runs is one upload too (the soft tokens travel in the step's staging
+ * buffer; before, each run was one more blocking upload). That their rows arrive right is
+ * test_image_step's (image rows equal to the tokens' own embeddings give the text logits). */
+#include <math.h>
+
 #include "decode_buckets.h"
 
 /* --- the CPU backend with graphs that never record (file-static: the ops see only the CPU ctx) */
@@ -154,6 +160,51 @@ static void pad_only_for_graphs(void) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+static void image_step_one_upload(void) {
+    g4_error err = {{0}};
+    g4_backend *be = g4_backend_cpu_create(&err);
+    REQUIRE_VOID(be, "cpu backend: %s", err.msg);
+    g4_config cfg;
+    char dir[256];
+    snprintf(dir, sizeof dir, "/tmp/g4_test_buckets_image_%d", (int)getpid());
+    REQUIRE_VOID(!g4_testmodel_config(&cfg, "tiny-dense", &err), "%s", err.msg);
+    cfg.vocab = DB_VOCAB;
+    REQUIRE_VOID(!g4_testmodel_write(&cfg, 779, dir, &err), "%s", err.msg);
+    g4_model_opts o;
+    g4_model_opts_default(&o);
+    o.max_step_tokens = 48, o.max_seqs = 4, o.block_size = 4, o.max_model_len = 64;
+    g4_model *m = NULL;
+    g4_runner *r = NULL;
+    int H = cfg.hidden;
+    float *rows = malloc((size_t)11 * H * sizeof(float)), *logits = malloc((size_t)2 * DB_VOCAB * sizeof(float));
+    int ok = rows && logits && !g4_model_open(&m, dir, be, &o, &err) && (r = g4_runner_create(m, &err));
+    CHECK(ok, "setup: %s", err.msg);
+    if (ok) {
+        for (int i = 0; i < 11 * H; i++) rows[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+        int32_t ids[24];
+        for (int i = 0; i < 24; i++) ids[i] = 3 + i * 11;
+        int s0 = g4_runner_seq_open(r, &err), s1 = g4_runner_seq_open(r, &err);
+        g4_runner_chunk ch[2] = {{s0, 12, ids, 0}, {s1, 12, ids + 12, 0}};
+        g4_step_image im[2] = {{2, 5, rows}, {15, 6, rows + (size_t)5 * H}}; /* a run in each sequence */
+        uint64_t u0 = be->ops->upload_count(be->ctx);
+        ok = s0 >= 0 && s1 >= 0 && !g4_runner_step_images(r, ch, 2, im, 2, logits, &err);
+        uint64_t ups = be->ops->upload_count(be->ctx) - u0;
+        CHECK(ok, "image step: %s", err.msg);
+        int finite = 1;
+        for (int i = 0; ok && i < 2 * DB_VOCAB; i++) finite &= isfinite(logits[i]);
+        printf("a step with 2 image runs (11 soft tokens): %llu upload(s)\n", (unsigned long long)ups);
+        CHECK(ok && ups == 1 && finite, "image step: %llu uploads (expected 1), logits finite %d",
+              (unsigned long long)ups, finite);
+    }
+    g4_runner_free(r);
+    g4_model_close(m);
+    g4_backend_destroy(be);
+    free(rows), free(logits);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 int main(void) {
     g4_error err = {{0}};
     g4_backend *be = g4_backend_cpu_create(&err);
@@ -162,5 +213,6 @@ int main(void) {
     db_run(be, "tiny-moe");
     g4_backend_destroy(be);
     pad_only_for_graphs();
+    image_step_one_upload();
     return check_summary();
 }
