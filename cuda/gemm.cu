@@ -20,20 +20,21 @@
  * (same shapes, same architecture and SM count), not across M; a kernel whose work split depends
  * on the whole grid (a stream-K decomposition, which spreads the k-loop of the tile set over the
  * SMs) could pair different k-ranges when M and Mb have different tile counts along M. That
- * cannot happen while Mb fits in one tile row (Mb ≤ the tile's M, 64–256: every decode bucket up
- * to 64 and most up to 256); for larger buckets only a run on a GPU tells
- * (tests/gpu/test_gpu_matmul.c compares a row at M and at Mb bit for bit; on the emulator the
- * GEMM is one reference algorithm, row-independent by construction, so there the test proves
- * the plumbing, not cuBLASLt). The heuristic is deterministic for the same inputs, so a plan
- * evicted and made again picks the same algorithm.
- * Roofline: a decode GEMM (M ≤ 256) is weight-bound, N·K·2 B per call whatever M (31B q|k|v:
- * 5376 × 12288 × 2 = 132 MB, ~40 µs at 3.35 TB/s); the kernel the heuristic tunes for Mb reads W
- * once at M too, and the idle rows of its tiles cost tensor-core cycles the memory-bound kernel
- * had to spare, so a fixed algorithm per bucket costs ≈ nothing there. Prefill (compute-bound)
- * runs an algorithm tuned for up to 2× its rows: tile shape and wave count were chosen for Mb,
- * so an M just above a power of two may lose some of a wave (not measured: bench
- * "cublas_bf16_tflops" at M = 2^k + 1 on a GPU would show it); in exchange prefill chunks of one
- * bucket share one heuristic choice. */
+ * cannot happen while Mb fits in one tile row (Mb ≤ the tile's M, at least 64 on Hopper: every
+ * bucket up to 64); above, only when M and Mb round to the same tile count, so for larger buckets
+ * only a run on a GPU tells (tests/gpu/test_gpu_matmul.c compares a row at M and at Mb bit for
+ * bit; on the emulator the GEMM is one reference algorithm, row-independent by construction, so
+ * there the test proves the plumbing, not cuBLASLt). The heuristic is deterministic for the same
+ * inputs, so a plan evicted and made again picks the same algorithm.
+ * Roofline: a decode GEMM is weight-bound, N·K·2 B per call whatever M (31B sliding q|k|v:
+ * 16384 × 5376 × 2 B = 176 MB, ~53 µs at 3.35 TB/s; its 2·M·N·K FLOPs reach that time only
+ * at M ≈ 256: 45 GFLOP, ~46 µs at ~990 dense bf16 TFLOP/s). The kernel the heuristic tunes for
+ * Mb reads W once at M too, and the idle rows of its tiles cost tensor-core cycles the
+ * memory-bound kernel had to spare, so a fixed algorithm per bucket costs ≈ nothing there (and
+ * the graph-replayed step runs at Mb anyway). Prefill (compute-bound) runs an algorithm tuned
+ * for up to 2× its rows: tile shape and wave count were chosen for Mb, so an M just above a
+ * power of two may lose part of a wave (not measured: bench "cublas_bf16_tflops" at
+ * M = 2^k + 1 on a GPU would show it). */
 #include <string.h>
 
 #include "base/bucket.h"
