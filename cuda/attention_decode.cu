@@ -469,9 +469,9 @@ static int g4_dec_stages(const g4_cuda_ctx *c) { return c->smem_optin >= G4_DEC_
  * the same Z; the context bucket is the same too (the graph's position bound rounds max_pos up
  * to a power of two, whose bucket is max_pos's). Cost: a step of T just above a power of two
  * gets the Z of up to 2T tokens, so down to half of the "2 blocks per SM" target: at least one
- * block per SM still (ceil, and T · n_kv · Z ≥ n_sms), and Tb · n_kv ≥ 2 · n_sms (e.g. 31B
- * sliding, 16 kv, Tb ≥ 32 on an H100) gives Z = 1 either way: no change at the large batches
- * where attention is most of the time.
+ * block per SM still (ceil, and T · n_kv · Z ≥ n_sms unless the context caps Z), and once
+ * T · n_kv ≥ 2 · n_sms (31B sliding, 16 kv: T ≥ 17 on an H100) Z = 1 from T or from Tb: no
+ * change at the large batches where attention is most of the time.
  * Worked examples (H100, 132 SMs → want = ceil(264 / (Tb·n_kv))):
  *   31B sliding (16 kv, G 2, d256: min_len 64), T = 1, 4K or 32K: bucket 1024 → Z = 16, 256 blocks
  *   31B global (4 kv, G 8, d512: min_len 160), T = 1, 32K: Z = 64 (cap) → 256 blocks of 512 keys
