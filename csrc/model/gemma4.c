@@ -381,8 +381,8 @@ static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32
  * images) that a graph records or replays runs at Tp = decode_bucket(T) tokens, so one graph
  * serves every batch size of its bucket; one that runs eagerly (graphs off, its key not
  * recordable, the graph table full) runs at T, as the pads would only cost (step_plan). Pad
- * token k (t = T + k) has id 0, position 0, its own sequence slot n_seqs + k whose tables hold the pool's pad block (plan_kv) at column 0 and −1 elsewhere, and
- * logit row T + k. Its cache writes land in the pad block (all pads share its slot 0: racing
+ * token k (t = T + k) has id 0, position 0, its own sequence slot n_seqs + k whose tables
+ * hold the pool's pad block (plan_kv) at column 0 and −1 elsewhere, and logit row T + k. Its cache writes land in the pad block (all pads share its slot 0: racing
  * garbage no real token reads, as no real table names that block); it reads only that block;
  * every op is row-independent otherwise, so the real rows' results are the unpadded step's
  * (tests/model/decode_buckets.h). On CUDA two choices shape a row's arithmetic by the row count —
