@@ -382,8 +382,9 @@ static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32
  * serves every batch size of its bucket; one that runs eagerly (graphs off, its key not
  * recordable, the graph table full) runs at T, as the pads would only cost (step_plan). Pad
  * token k (t = T + k) has id 0, position 0, its own sequence slot n_seqs + k whose tables
- * hold the pool's pad block (plan_kv) at column 0 and −1 elsewhere, and logit row T + k. Its cache writes land in the pad block (all pads share its slot 0: racing
- * garbage no real token reads, as no real table names that block); it reads only that block;
+ * hold the pool's pad block (plan_kv) at column 0 and −1 elsewhere, and logit row T + k. Its
+ * cache writes land in the pad block (all pads share its slot 0: racing garbage no real token
+ * reads, as no real table names that block); it reads only that block;
  * every op is row-independent otherwise, so the real rows' results are the unpadded step's
  * (tests/model/decode_buckets.h). On CUDA two choices shape a row's arithmetic by the row count —
  * cuBLASLt's algorithm and the decode attention's split count — and both take g4_bucket of it
@@ -507,8 +508,10 @@ static int stage_step(g4_model *m, const g4_step *st, const void *extra, size_t 
     step_plan(m, st, with_sample, &Tp, &max_pos, slot);
     int P = Tp - T, S = st->n_seqs + P, R = st->n_rows + P;
     size_t tab = (size_t)S * nb, n_i32 = 4 * (size_t)Tp + 2 * tab + (st->n_images ? 2 * (size_t)T : 0), n_img = 0;
-    for (int i = 0; i < st->n_images; i++) /* check_step checked the array, pack_images checks each n */
-        n_img += st->images[i].n > 0 ? (size_t)st->images[i].n : 0;
+    for (int i = 0; i < st->n_images; i++) { /* room for each run as far as it fits: pack_images checks them */
+        int n = st->images[i].n;
+        n_img += n < 0 ? 0 : (size_t)(n < T ? n : T);
+    }
     size_t at = align8(n_i32 * sizeof(int32_t)), img_at = align8(at + extra_bytes);
     size_t img_bytes = n_img * (size_t)m->cfg.hidden * sizeof(float);
     if (s->stage_pending && m->be->ops->sync(m->be->ctx, err)) return -1; /* the staging rule (above) */
