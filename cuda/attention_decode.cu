@@ -9,7 +9,8 @@
  * pos[t] on the device — so a step that is not pure decode only loses K/V sharing between the
  * tokens of a chunk (attention_flash.cu does that). Graph-capturable: no host sync, no
  * allocation once the split-KV scratch has grown to the captured shape, grid and split count a
- * function of (T, n_kv, context bucket, SM count) only — see g4_attention_decode_splits.
+ * function of (T, n_kv, context bucket, SM count) only, the split count of the batch bucket of T
+ * rather than T — see g4_attention_decode_splits.
  * Is not: a prefill kernel, a kernel for head dims other than 256 / 512 or GQA groups above 8
  * (attention.cu falls back to the simple kernel, the oracle), a fused-combine kernel.
  *
@@ -76,6 +77,7 @@
  * (g4_dec_layout_of; g4_cuda_attention_decode_supported checks the total against the device). */
 #include <cuda_fp16.h>
 
+#include "base/bucket.h"
 #include "ctx.cuh"
 #include "kv.cuh"
 #include "ptx.cuh"
@@ -448,25 +450,37 @@ static __global__ void __launch_bounds__(G4_DEC_THREADS)
 
 static int g4_dec_stages(const g4_cuda_ctx *c) { return c->smem_optin >= G4_DEC_SMEM_BIG ? 3 : 2; }
 
-/* Split count Z (grid.z). Depends only on the context bucket, T, n_kv, the head geometry and the
- * SM count — never on the exact positions — so a CUDA graph captured for a (batch, context
- * bucket) stays right and efficient for every step in the bucket; any Z is correct for any
- * context because each block derives its key range from pos[t] on the device.
+/* Split count Z (grid.z). Depends only on the batch bucket of T, the context bucket, n_kv, the
+ * head geometry and the SM count — never on the exact positions or the exact T — so a CUDA graph
+ * captured for a (batch bucket, context bucket) stays right and efficient for every step in it;
+ * any Z is correct for any context because each block derives its key range from pos[t] on the
+ * device.
  *   keys    = min(max_pos + 1, W or ∞)            the largest key range of the step
- *   bucket  = next power of two ≥ keys, ≥ BN      the context bucket
- *   want    = ceil(2 · n_sms / (T · n_kv))        2 blocks per SM in one wave
+ *   bucket  = g4_bucket(keys), ≥ BN                the context bucket
+ *   Tb      = g4_bucket(T)                         the batch bucket (base/bucket.h)
+ *   want    = ceil(2 · n_sms / (Tb · n_kv))        2 blocks per SM in one wave
  *   min_len = max(2 · BN, 8 · G · (D+2) · 4 B / KV bytes per key, rounded up to BN)
  *             keeps the partials (written + read by the combine) ≤ 1/8 of the KV bytes
  *   Z       = clamp(want, 1, min(bucket / min_len, 64))
- * Worked examples (H100, 132 SMs → want = ceil(264 / (T·n_kv))):
+ * Why Tb and not T: Z fixes how a token's keys are cut into runs and so the order the combine
+ * adds them in — a token's output depends on Z and on nothing else of the step (each block serves
+ * one token). The model pads a decode step of T tokens to min(g4_bucket(T), cap) and its real
+ * rows must equal the unpadded step's bit for bit; both have the same Tb (base/bucket.h), hence
+ * the same Z; the context bucket is the same too (the graph's position bound rounds max_pos up
+ * to a power of two, whose bucket is max_pos's). Cost: a step of T just above a power of two
+ * gets the Z of up to 2T tokens, so down to half of the "2 blocks per SM" target: at least one
+ * block per SM still (ceil, and T · n_kv · Z ≥ n_sms unless the context caps Z), and once
+ * T · n_kv ≥ 2 · n_sms (31B sliding, 16 kv: T ≥ 17 on an H100) Z = 1 from T or from Tb: no
+ * change at the large batches where attention is most of the time.
+ * Worked examples (H100, 132 SMs → want = ceil(264 / (Tb·n_kv))):
  *   31B sliding (16 kv, G 2, d256: min_len 64), T = 1, 4K or 32K: bucket 1024 → Z = 16, 256 blocks
  *   31B global (4 kv, G 8, d512: min_len 160), T = 1, 32K: Z = 64 (cap) → 256 blocks of 512 keys
  *   31B global, T = 1, 4K: bucket 4096 → Z = 25 → 100 blocks of 5–6 tiles (160–192 keys)
- *   31B global, T = 8, 32K: want 9 → Z = 9 → 288 blocks;  T = 64: Z = 2 (512 blocks) */
+ *   31B global, T = 5..8, 32K: want 9 → Z = 9 → 180..288 blocks;  T = 33..64: Z = 2 */
 static int g4_attention_decode_splits(const g4_cuda_ctx *c, int T, int n_kv, int G, int D, int single, int keys) {
-    int bucket = G4_DEC_BN;
-    while (bucket < keys && bucket < (1 << 30)) bucket *= 2;
-    long base = (long)T * n_kv, want = (2L * c->n_sms + base - 1) / base;
+    int bucket = g4_bucket(keys);
+    if (bucket < G4_DEC_BN) bucket = G4_DEC_BN;
+    long base = (long)g4_bucket(T) * n_kv, want = (2L * c->n_sms + base - 1) / base;
     long kv_bytes_per_key = (long)D * 2 * (single ? 1 : 2), part = 8L * G * (D + 2) * 4;
     long min_len = (part + kv_bytes_per_key - 1) / kv_bytes_per_key;
     min_len = (min_len + G4_DEC_BN - 1) / G4_DEC_BN * G4_DEC_BN;

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "base/bf16.h"
+#include "base/bucket.h"
 #include "base/dummy.h"
 #include "model/vision.h"
 
@@ -38,15 +39,14 @@ typedef struct g4_model_scratch {
     int32_t *moe_ids;
     float *moe_w;
     /* The step as the ops read it: int32 ids, pos, seq, rows, two block tables (embed_row,
-     * key_end), then (8-byte aligned) the sample op's parameter block (stage_step). */
+     * key_end), then (8-byte aligned) the sample op's parameter block and the image soft tokens
+     * (stage_step). */
     void *step_dev;            /* backend memory */
     void *step_stage;          /* the same bytes packed on the host (staging memory): one upload_async */
     size_t step_cap;           /* bytes of each */
     int stage_pending;         /* an upload from step_stage may still be queued (stage_step) */
     float *logits;
     size_t logits_cap;         /* floats */
-    void *mm_rows;             /* f32 [n, H]: the step's image soft tokens (backend memory) */
-    size_t mm_rows_cap;        /* bytes */
     void *sample_tokens, *sample_lp; /* the sample op's outputs */
     size_t sample_tokens_cap, sample_lp_cap; /* bytes */
     uint64_t generation;       /* bumped when any buffer above moves (recorded graphs hold pointers) */
@@ -173,9 +173,11 @@ static int plan_buffers(g4_model *m, g4_error *err) {
         s->moe_ids = scratch_alloc(m, T * c->top_k * sizeof(int32_t), &failed);
         s->moe_w = scratch_alloc(m, T * c->top_k * sizeof(float), &failed);
     }
-    /* the largest step's int32s (stage_step) and a sample block for T rows without penalties */
+    /* the largest step's int32s (stage_step), a sample block for T rows without penalties and,
+     * with a vision tower, T rows of image soft tokens: so no usual step moves step_dev (recorded
+     * graphs hold it) */
     s->step_cap = align8((6 * T + 2 * (size_t)m->opts.max_seqs * m->max_blocks_per_seq) * sizeof(int32_t)) +
-                  g4_sample_params_bytes((int)T, 0);
+                  align8(g4_sample_params_bytes((int)T, 0)) + (m->vision ? T * c->hidden * sizeof(float) : 0);
     s->step_dev = scratch_alloc(m, s->step_cap, &failed);
     /* the logits and the sample op's outputs for the largest decode step, so that no decode step
      * moves them (recorded graphs hold them); only a prefill step with more logit rows grows them */
@@ -197,8 +199,9 @@ static void free_buffers(g4_model *m) {
     if (!s) return;
     for (int i = 0; i < s->n_graphs; i++)
         if (s->graphs[i].graph) m->be->ops->graph_free(m->be->ctx, s->graphs[i].graph);
-    void *all[] = {s->x,        s->a, s->qkv,     s->q,     s->att,      s->o,      s->gu,      s->act,
-                   s->f,        s->m, s->moe_ids, s->moe_w, s->step_dev, s->logits, s->mm_rows, s->sample_tokens,
+    void *all[] = {s->x,        s->a,     s->qkv,      s->q,      s->att,
+                   s->o,        s->gu,    s->act,      s->f,      s->m,
+                   s->moe_ids,  s->moe_w, s->step_dev, s->logits, s->sample_tokens,
                    s->sample_lp};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) m->be->ops->free(m->be->ctx, all[i]);
     m->be->ops->staging_free(m->be->ctx, s->step_stage); /* no copy pending: every step ends with a sync */
@@ -328,13 +331,12 @@ void g4_model_close(g4_model *m) {
     free(m);
 }
 
-static int grow(g4_model *m, void **buf, size_t *cap, size_t bytes, const char *what, g4_error *err);
-
 /* The step's image runs (g4_step_image): checks them, fills embed_row [T] (−1, or the token's row
- * of the soft tokens) and key_end [T] (pos, or the run's last position) on the host and uploads
- * the soft tokens, one copy per run, into s->mm_rows. */
-static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32_t *key_end, g4_error *err) {
-    g4_model_scratch *s = m->scratch;
+ * of the soft tokens) and key_end [T] (pos, or the run's last position) and copies the soft tokens,
+ * run after run, to rows (f32 [Σ n, H] in the step's staging buffer: they reach the backend with
+ * the step's one upload). */
+static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32_t *key_end, float *rows,
+                       g4_error *err) {
     int T = st->n_tokens, H = m->cfg.hidden;
     size_t n_rows = 0;
     for (int t = 0; t < T; t++) embed_row[t] = -1, key_end[t] = st->pos[t];
@@ -352,14 +354,9 @@ static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32
             embed_row[t] = (int32_t)(n_rows + (size_t)k);
             key_end[t] = last;
         }
+        memcpy(rows + n_rows * (size_t)H, im->embed, (size_t)im->n * H * sizeof(float));
         n_rows += (size_t)im->n;
     }
-    size_t row_bytes = (size_t)H * sizeof(float);
-    if (grow(m, &s->mm_rows, &s->mm_rows_cap, n_rows * row_bytes, "image soft tokens", err)) return -1;
-    for (int i = 0, row = 0; i < st->n_images; row += st->images[i].n, i++)
-        if (m->be->ops->upload(m->be->ctx, (char *)s->mm_rows + (size_t)row * row_bytes, st->images[i].embed,
-                               (size_t)st->images[i].n * row_bytes, err))
-            return g4_fail_prefix(err, "step: uploading image %d", i);
     return 0;
 }
 
@@ -367,7 +364,8 @@ static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32
  *
  * One staging buffer (backend staging memory, pinned on CUDA) holds everything a step sends:
  *   [ids Tp | pos Tp | seq Tp | rows Tp | sliding table S×nb | global table S×nb (| embed_row T |
- *    key_end T)] int32, then at the next 8-byte boundary the sample op's parameter block,
+ *    key_end T)] int32, then at the next 8-byte boundary the sample op's parameter block, then
+ *   at the next 8-byte boundary the image soft tokens f32 [Σ n, H] (steps with images only),
  * and reaches s->step_dev, the same layout, with ONE upload_async: no host synchronisation
  * until the step's final download. For a graph key (bucket Tp, S = Tp) every offset is fixed,
  * so a replayed graph reads the new contents at the addresses it recorded.
@@ -380,34 +378,64 @@ static int pack_images(g4_model *m, const g4_step *st, int32_t *embed_row, int32
  * that prepares step N+1 during step N needs two, alternating, each guarded by an event.
  *
  * Bucketed decode steps: a pure-decode step (one token per sequence, every token a logit row, no
- * images) that a graph replays runs at Tp = decode_bucket(T) tokens, so one graph serves every
- * batch size of its bucket. Pad token k (t = T + k) has id 0, position 0, its own sequence slot
- * n_seqs + k whose tables hold the pool's pad block (plan_kv) at column 0 and −1 elsewhere, and
- * logit row T + k. Its cache writes land in the pad block (all pads share its slot 0: racing
- * garbage no real token reads, as no real table names that block); it reads only that block;
+ * images) that a graph records or replays runs at Tp = decode_bucket(T) tokens, so one graph
+ * serves every batch size of its bucket; one that runs eagerly (graphs off, its key not
+ * recordable, the graph table full) runs at T, as the pads would only cost (step_plan). Pad
+ * token k (t = T + k) has id 0, position 0, its own sequence slot n_seqs + k whose tables
+ * hold the pool's pad block (plan_kv) at column 0 and −1 elsewhere, and logit row T + k. Its
+ * cache writes land in the pad block (all pads share its slot 0: racing garbage no real token
+ * reads, as no real table names that block); it reads only that block;
  * every op is row-independent otherwise, so the real rows' results are the unpadded step's
- * (tests/model/decode_buckets.h; on a GPU cuBLASLt's algorithm and the decode attention's split
- * count still take T: docs/architecture.md). Its logits row is never downloaded and the sample
- * op skips it (the parameter block's n_rows is the real count). */
+ * (tests/model/decode_buckets.h). On CUDA two choices shape a row's arithmetic by the row count —
+ * cuBLASLt's algorithm and the decode attention's split count — and both take g4_bucket of it
+ * (base/bucket.h), equal for T and Tp (gemm.cu, attention_decode.cu). Its logits row is never
+ * downloaded and the sample op skips it (the parameter block's n_rows is the real count). */
 
 static int graphs_on(const g4_model *m) {
     return g4_backend_supports(m->be, G4_OP_GRAPH, G4_DT_F32) && !m->debug_sync && m->shard.size == 1 &&
            !m->opts.no_graphs;
 }
 
-/* T rounded up to a power of two, capped at the step's capacity for one token a sequence. */
+/* T rounded up to a power of two (base/bucket.h), capped at the step's capacity for one token a
+ * sequence. */
 static int decode_bucket(const g4_model *m, int T) {
-    int cap = decode_cap(m), b = 1;
-    while (b < T) b *= 2;
+    int cap = decode_cap(m), b = g4_bucket(T);
     return b < cap ? b : cap;
 }
 
-/* The T a step runs at: its bucket for a pure-decode step replayed from graphs (or with
- * opts.pad_decode), else its own. */
-static int step_tokens(const g4_model *m, const g4_step *st) {
-    int T = st->n_tokens;
-    if (T != st->n_seqs || st->n_rows != T || st->n_images || !(graphs_on(m) || m->opts.pad_decode)) return T;
-    return decode_bucket(m, T);
+/* A recorded decode step's slot for its key (what its launches bake in — T, the position bound,
+ * whether it samples), made on first sight; NULL when the table is full. */
+static g4_graph_slot *graph_slot(g4_model *m, int T, int max_pos, int with_sample) {
+    g4_model_scratch *s = m->scratch;
+    for (int i = 0; i < s->n_graphs; i++) {
+        g4_graph_slot *g = &s->graphs[i];
+        if (g->T == T && g->max_pos == max_pos && g->with_sample == with_sample) return g;
+    }
+    if (s->n_graphs == G4_MODEL_GRAPHS) return NULL;
+    g4_graph_slot *g = &s->graphs[s->n_graphs++];
+    *g = (g4_graph_slot){.T = T, .max_pos = max_pos, .with_sample = with_sample};
+    return g;
+}
+
+/* How a checked step runs. A pure-decode step (one token a sequence, each wanting its row, no
+ * images) on a backend with graphs is keyed by its bucket Tp, its position bound (max_pos rounded
+ * up to a power of two: an upper bound every kernel accepts) and whether it samples; unless that
+ * key failed to record (or the table is full) it runs padded to Tp with the bound as *max_pos and
+ * *slot its graph slot (compute_step warms, records or replays it). Every other step runs at its
+ * own T and max_pos, eagerly (*slot NULL) — padded only with opts.pad_decode (tests). A key that
+ * cannot be recorded costs two padded steps (the warm-up and the failed recording), then none. */
+static void step_plan(g4_model *m, const g4_step *st, int with_sample, int *Tp, int *max_pos, g4_graph_slot **slot) {
+    int T = st->n_tokens, decode = T == st->n_seqs && st->n_rows == T && !st->n_images;
+    *slot = NULL;
+    *Tp = T;
+    if (!decode) return;
+    if (graphs_on(m)) {
+        int bound = g4_bucket(*max_pos + 1);
+        if (bound > m->opts.max_model_len) bound = m->opts.max_model_len;
+        g4_graph_slot *g = graph_slot(m, decode_bucket(m, T), bound - 1, with_sample);
+        if (g && !g->failed) *slot = g, *max_pos = bound - 1;
+    }
+    if (*slot || m->opts.pad_decode) *Tp = decode_bucket(m, T);
 }
 
 /* Checks the host step; fails with nothing changed. *max_pos = its largest position. */
@@ -468,20 +496,27 @@ static int stage_reserve(g4_model *m, size_t bytes, g4_error *err) {
     return s->step_cap ? 0 : g4_fail(err, "model: cannot allocate %zu bytes for the step", cap);
 }
 
-/* Checks the step and packs it at Tp tokens (step_tokens) into step_stage, with extra (the sample
- * parameter block, extra_bytes; may be 0) after it, fills *d with its step_dev pointers and
- * *extra_dev with extra's. Queues nothing: *bytes is what the step's one upload copies. */
-static int stage_step(g4_model *m, const g4_step *st, const void *extra, size_t extra_bytes, g4_step_dev *d,
-                      void **extra_dev, size_t *bytes, g4_error *err) {
+/* Checks the step and packs it at Tp tokens (step_plan; with_sample: part of its graph key) into
+ * step_stage, with extra (the sample parameter block, extra_bytes; may be 0) after it, fills *d
+ * with its step_dev pointers, *extra_dev with extra's and *slot with its graph slot (NULL: run
+ * it eagerly). Queues nothing: *bytes is what the step's one upload copies. */
+static int stage_step(g4_model *m, const g4_step *st, const void *extra, size_t extra_bytes, int with_sample,
+                      g4_step_dev *d, void **extra_dev, g4_graph_slot **slot, size_t *bytes, g4_error *err) {
     g4_model_scratch *s = m->scratch;
-    int max_pos = 0, T = st->n_tokens, nb = m->max_blocks_per_seq;
+    int max_pos = 0, T = st->n_tokens, nb = m->max_blocks_per_seq, Tp = T;
     if (check_step(m, st, &max_pos, err)) return -1;
-    int Tp = step_tokens(m, st), P = Tp - T, S = st->n_seqs + P, R = st->n_rows + P;
-    size_t tab = (size_t)S * nb, n_i32 = 4 * (size_t)Tp + 2 * tab + (st->n_images ? 2 * (size_t)T : 0);
-    size_t at = align8(n_i32 * sizeof(int32_t));
+    step_plan(m, st, with_sample, &Tp, &max_pos, slot);
+    int P = Tp - T, S = st->n_seqs + P, R = st->n_rows + P;
+    size_t tab = (size_t)S * nb, n_i32 = 4 * (size_t)Tp + 2 * tab + (st->n_images ? 2 * (size_t)T : 0), n_img = 0;
+    for (int i = 0; i < st->n_images; i++) { /* room for each run as far as it fits: pack_images checks them */
+        int n = st->images[i].n;
+        n_img += n < 0 ? 0 : (size_t)(n < T ? n : T);
+    }
+    size_t at = align8(n_i32 * sizeof(int32_t)), img_at = align8(at + extra_bytes);
+    size_t img_bytes = n_img * (size_t)m->cfg.hidden * sizeof(float);
     if (s->stage_pending && m->be->ops->sync(m->be->ctx, err)) return -1; /* the staging rule (above) */
     s->stage_pending = 0;
-    if (stage_reserve(m, at + extra_bytes, err)) return -1;
+    if (stage_reserve(m, img_at + img_bytes, err)) return -1;
     int32_t *h = s->step_stage, *ids = h, *pos = ids + Tp, *seq = pos + Tp, *rows = seq + Tp, *bs = rows + Tp,
             *bg = bs + tab;
     memcpy(ids, st->token_ids, T * sizeof(int32_t));
@@ -498,7 +533,7 @@ static int stage_step(g4_model *m, const g4_step *st, const void *extra, size_t 
         bs[(size_t)sq * nb] = m->opts.n_blocks_sliding;
         bg[(size_t)sq * nb] = m->opts.n_blocks_global;
     }
-    if (st->n_images && pack_images(m, st, bg + tab, bg + tab + T, err)) return -1;
+    if (st->n_images && pack_images(m, st, bg + tab, bg + tab + T, (float *)((char *)h + img_at), err)) return -1;
     if (extra_bytes) memcpy((char *)h + at, extra, extra_bytes);
     int32_t *base = s->step_dev;
     *d = (g4_step_dev){.n_tokens = Tp,
@@ -515,10 +550,11 @@ static int stage_step(g4_model *m, const g4_step *st, const void *extra, size_t 
     if (st->n_images) {
         d->embed_row = d->blocks_global + tab;
         d->key_end = d->embed_row + T;
-        d->embed_rows = s->mm_rows;
+        d->embed_rows = (const float *)((char *)s->step_dev + img_at);
     }
     *extra_dev = (char *)s->step_dev + at;
-    *bytes = at + extra_bytes;
+    *bytes = st->n_images ? img_at + img_bytes : at + extra_bytes;
+    s->stats.padded += P > 0;
     return 0;
 }
 
@@ -707,33 +743,13 @@ static int compute(g4_model *m, const g4_step_dev *d, const g4_sample_args *sa, 
     return 0;
 }
 
-/* Decode steps (one token per sequence, each wanting its row) are replayed from a recorded
- * graph when the backend has graphs: one launch instead of ~1,000. A graph is keyed by what its
- * launches bake in — T (the step's bucket: stage_step pads it), the position bound (max_pos
- * rounded up to a power of two, an upper bound every kernel accepts) and whether it samples —
- * and is recorded the second time its key comes (the first, eager, run warms plans and scratch). */
-static g4_graph_slot *graph_slot(g4_model *m, g4_step_dev *d, int with_sample) {
-    g4_model_scratch *s = m->scratch;
-    if (!graphs_on(m) || d->n_tokens != d->n_seqs || d->n_rows != d->n_tokens || d->embed_row) return NULL;
-    int bound = 1;
-    while (bound < d->max_pos + 1) bound *= 2;
-    if (bound > m->opts.max_model_len) bound = m->opts.max_model_len;
-    d->max_pos = bound - 1;
-    for (int i = 0; i < s->n_graphs; i++) {
-        g4_graph_slot *g = &s->graphs[i];
-        if (g->T == d->n_tokens && g->max_pos == d->max_pos && g->with_sample == with_sample) return g;
-    }
-    if (s->n_graphs == G4_MODEL_GRAPHS) return NULL;
-    g4_graph_slot *g = &s->graphs[s->n_graphs++];
-    *g = (g4_graph_slot){.T = d->n_tokens, .max_pos = d->max_pos, .with_sample = with_sample};
-    return g;
-}
-
-static int compute_step(g4_model *m, g4_step_dev *d, const g4_sample_args *sa, g4_error *err) {
+/* Runs a staged step: eagerly without a graph slot (step_plan); with one, the first time its key
+ * comes eagerly too (warming plans and scratch at the padded shape), the second time recorded as
+ * a graph, then replayed from it — one launch instead of ~1,000. */
+static int compute_step(g4_model *m, const g4_step_dev *d, g4_graph_slot *g, const g4_sample_args *sa, g4_error *err) {
     g4_model_scratch *s = m->scratch;
     const g4_backend_ops *ops = m->be->ops;
     void *cx = m->be->ctx;
-    g4_graph_slot *g = graph_slot(m, d, sa != NULL);
     if (!g || g->failed) return compute(m, d, sa, err);
     if (g->graph && g->generation != s->generation) { /* a buffer it recorded has moved */
         ops->graph_free(cx, g->graph);
@@ -773,14 +789,15 @@ static int compute_step(g4_model *m, g4_step_dev *d, const g4_sample_args *sa, g
 }
 
 /* Stages the step with extra (the sample parameter block; extra_bytes may be 0) after it, queues
- * their one upload and sizes the logits for the step's rows. *extra_dev: where extra lands. */
-static int prepare(g4_model *m, const g4_step *step, const void *extra, size_t extra_bytes, g4_step_dev *d,
-                   void **extra_dev, g4_error *err) {
+ * their one upload and sizes the logits for the step's rows. *extra_dev: where extra lands;
+ * *slot: the step's graph slot (stage_step). */
+static int prepare(g4_model *m, const g4_step *step, const void *extra, size_t extra_bytes, int with_sample,
+                   g4_step_dev *d, void **extra_dev, g4_graph_slot **slot, g4_error *err) {
     g4_model_scratch *s = m->scratch;
     const g4_backend_ops *ops = m->be->ops;
     void *cx = m->be->ctx;
     size_t bytes = 0;
-    if (stage_step(m, step, extra, extra_bytes, d, extra_dev, &bytes, err)) return -1;
+    if (stage_step(m, step, extra, extra_bytes, with_sample, d, extra_dev, slot, &bytes, err)) return -1;
     OP(-1, "upload step", ops->upload_async(cx, s->step_dev, s->step_stage, bytes, err), "%zu bytes", bytes);
     s->stage_pending = 1;
     size_t need = (size_t)d->n_rows * m->shard.vocab_local * sizeof(float), cap = s->logits_cap * sizeof(float);
@@ -801,7 +818,8 @@ int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *
     void *cx = m->be->ctx;
     g4_step_dev d;
     void *unused;
-    if (prepare(m, step, NULL, 0, &d, &unused, err) || compute_step(m, &d, NULL, err)) return -1;
+    g4_graph_slot *g = NULL;
+    if (prepare(m, step, NULL, 0, 0, &d, &unused, &g, err) || compute_step(m, &d, g, NULL, err)) return -1;
     int V = m->shard.vocab_local, R = step->n_rows; /* the real rows come first; pad rows stay behind */
     if (R)
         OP(-1, "download logits", ops->download(cx, logits, m->scratch->logits, (size_t)R * V * sizeof(float), err),
@@ -825,9 +843,11 @@ int g4_model_forward_sample(g4_model *m, const g4_step *step, const g4_sample_pa
                        params->n_rows, params->vocab, params_bytes, step->n_rows, m->shard.vocab_local);
     g4_step_dev d;
     void *params_dev = NULL;
-    if (prepare(m, step, params, step->n_rows ? params_bytes : 0, &d, &params_dev, err)) return -1;
+    g4_graph_slot *g = NULL;
+    int with_sample = step->n_rows > 0; /* compute_step's sa below */
+    if (prepare(m, step, params, with_sample ? params_bytes : 0, with_sample, &d, &params_dev, &g, err)) return -1;
     if (!d.n_rows) {
-        if (compute_step(m, &d, NULL, err)) return -1;
+        if (compute_step(m, &d, g, NULL, err)) return -1;
     } else {
         int V = m->shard.vocab_local, R = step->n_rows;
         /* every row (pads included) gets a token and a logprob record slot, so the op's arguments
@@ -843,7 +863,7 @@ int g4_model_forward_sample(g4_model *m, const g4_step *step, const g4_sample_pa
                             .mask = NULL,
                             .tokens = s->sample_tokens,
                             .logprobs = s->sample_lp};
-        if (compute_step(m, &d, &a, err)) return -1;
+        if (compute_step(m, &d, g, &a, err)) return -1;
         OP(-1, "download tokens", ops->download(cx, tokens, s->sample_tokens, (size_t)R * sizeof(int32_t), err),
            "[%d] i32", R);
         if (n_logprobs)

@@ -104,9 +104,11 @@ void g4_model_close(g4_model *m);
  * by ops->sync and the fault is pinned on the op that caused it (slow: debugging only). */
 int g4_model_forward(g4_model *m, const g4_step *step, float *logits, g4_error *err);
 
-/* Decode-step graphs so far: recorded, replayed, and keys that could not be recorded. */
+/* Decode-step graphs so far: recorded, replayed, keys that could not be recorded, and steps run
+ * padded to their batch bucket (those a graph records or replays, or every decode step with
+ * opts.pad_decode). */
 typedef struct g4_model_graph_stats {
-    long recorded, replays, record_failures;
+    long recorded, replays, record_failures, padded;
 } g4_model_graph_stats;
 void g4_model_graph_stats_get(const g4_model *m, g4_model_graph_stats *out);
 

@@ -20,9 +20,15 @@
  * not run (a silent fallback would compare the simple kernel with itself).
  * Last: the decode attention captured in a CUDA graph and replayed (no host sync, no allocation
  * inside): the replay must equal the eager run bit for bit, and a replay after the positions
- * moved on (same bucket) must equal an eager run at the new positions. */
+ * moved on (same bucket) must equal an eager run at the new positions.
+ * And row identity across a batch bucket: the five tokens of a step run alone (T = 5) and with
+ * three more short sequences after them (T = 8, what the model's padding to the bucket 8 does)
+ * must give the five the same output bit for bit — the split count follows g4_bucket(T), not T
+ * (with T it would be 4 vs 3 on the 31B sliding layer and 12 vs 9 on the global one, on the
+ * emulated 132 SMs too, and the combine would add the splits differently: this can fail there). */
 #include <cuda_runtime.h>
 
+#include "base/bucket.h"
 #include "gpu_harness.h"
 
 static int B = 16; /* KV block size (tokens); one case runs with 64 (a tile inside one block) */
@@ -106,9 +112,8 @@ static int run_attention(g4_backend *b, const g4_weight *kn, const g4_attn_geom 
 
 /* Splits the decode kernel picks (the rule of g4_attention_decode_splits, for the printout). */
 static int expect_splits(int T, int nkv, int G, int d, int k_eq_v, int keys) {
-    int bucket = 32;
-    while (bucket < keys) bucket *= 2;
-    long base = (long)T * nkv, want = (2L * 132 + base - 1) / base;
+    int bucket = g4_bucket(keys) < 32 ? 32 : g4_bucket(keys);
+    long base = (long)g4_bucket(T) * nkv, want = (2L * 132 + base - 1) / base;
     long kvb = (long)d * 2 * (k_eq_v ? 1 : 2), part = 8L * G * (d + 2) * 4, min_len = (part + kvb - 1) / kvb;
     min_len = (min_len + 31) / 32 * 32;
     if (min_len < 64) min_len = 64;
@@ -252,6 +257,37 @@ static void run_graph(gh_pair *p, const gh_attn_case *L, const dstep *st, uint64
     free_inputs(&in);
 }
 
+/* The first n of st's tokens run as a step of n and as the whole step (st->n, same bucket): their
+ * outputs must be equal bit for bit on the decode backend. */
+static void run_rows(gh_pair *p, const gh_attn_case *L, const dstep *st, int n, uint64_t seed) {
+    inputs in;
+    if (make_inputs(&in, L, st, seed)) {
+        CHECK(0, "out of memory");
+        return;
+    }
+    gh_weight kn;
+    int64_t shd[1] = {L->d};
+    float *alone = malloc(in.nq * 4), *all = malloc(in.nq * 4);
+    if (!alone || !all || gh_weight_make(p, &kn, "k_norm.weight", 1, shd, seed + 6, 1.0f, 0.4f)) {
+        CHECK(0, "setup rows %s", L->name);
+        return;
+    }
+    g4_attn_geom g = {0, L->nq, L->nkv, L->d, L->window, L->rope, L->k_eq_v, 1e-6f};
+    int ok = !run_attention(p->gpu, &kn.gpu, &g, &in, n, alone) && !run_attention(p->gpu, &kn.gpu, &g, &in, st->n, all);
+    CHECK(ok, "rows %s: attention ran", L->name);
+    if (ok) {
+        size_t per = (size_t)L->nq * L->d, differ = 0;
+        for (size_t i = 0; i < (size_t)n * per; i++) differ += memcmp(&alone[i], &all[i], 4) != 0;
+        printf("%s: tokens 0..%d at T=%d vs T=%d (bucket %d): %zu of %zu elements differ\n", L->name, n - 1, n, st->n,
+               g4_bucket(n), differ, (size_t)n * per);
+        CHECK(g4_bucket(n) == g4_bucket(st->n) && differ == 0,
+              "%s: a token's output at T=%d differs from the same token at T=%d", L->name, n, st->n);
+    }
+    gh_weight_free(p, &kn);
+    free(alone), free(all);
+    free_inputs(&in);
+}
+
 int main(void) {
     gh_pair p;
     const g4_backend_options auto_path = {.attn_path = G4_ATTN_AUTO}, simple_path = {.attn_path = G4_ATTN_SIMPLE};
@@ -283,6 +319,10 @@ int main(void) {
     B = 16;
     run_case(&p, simple, &s31, &many, 65);
     run_case(&p, simple, &g31, &many, 66);
+    /* five tokens of the "window" step, then three short sequences (max_pos stays the five's) */
+    static const dstep padded = {"bucket", 8, 0.5f, {1, 17, 1024, 1025, 1500, 3, 9, 2}};
+    run_rows(&p, &s31, &padded, 5, 81);
+    run_rows(&p, &g31, &padded, 5, 82);
     static const dstep gsmall = {"graph", 3, 0.5f, {300, 1025, 40}};
     run_graph(&p, &s31, &gsmall, 67);
     run_graph(&p, &g31, &gsmall, 68);
