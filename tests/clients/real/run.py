@@ -13,6 +13,8 @@ sys.path.insert(0, str(HERE.parent))
 import bootstrap  # noqa: E402
 
 NO_DEPS = {"lm_eval"}
+# Loopback only: litellm would fetch its model price list from GitHub at import.
+OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
 
 
 def main():
@@ -20,7 +22,7 @@ def main():
     g4serve = bootstrap.g4serve()
     py = bootstrap.venv(client, HERE / ("requirements-%s.txt" % client),
                         ("--no-deps",) if client in NO_DEPS else ())
-    env = dict(os.environ, G4SERVE=g4serve, G4_CLIENTS_DIR=str(bootstrap.cache_dir()), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, G4SERVE=g4serve, G4_CLIENTS_DIR=str(bootstrap.cache_dir()), PYTHONDONTWRITEBYTECODE="1", **OFFLINE_ENV)
     cmd = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", str(HERE / ("test_%s.py" % client))]
     return subprocess.run(cmd + sys.argv[2:], cwd=HERE, env=env).returncode
 
