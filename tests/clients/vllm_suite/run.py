@@ -21,7 +21,8 @@ SDIST_URL = ("https://files.pythonhosted.org/packages/f7/25/aa5684e9c59d6fc75f78
 SDIST_SHA256 = "f4c33c2503d52bb411146afa9618a4f48bed68912f617e6803ac8d76e4c74112"
 TESTS = "vllm-%s/tests/entrypoints/openai/" % VLLM
 SHIM = {"tests_utils.py": "tests/utils.py", "vllm_stub.py": "vllm_stub.py", "conftest.py": "conftest.py",
-        "skip.txt": "skip.txt"}
+        "skip.txt": "skip.txt", "gaps.txt": "gaps.txt"}
+FIXTURES = "vllm-%s/tests/entrypoints/conftest.py" % VLLM  # sample schemas/regexes, LoRA paths (stubbed)
 
 
 def suite():
@@ -53,6 +54,9 @@ def extract(sdist, dest):
             if name in keep or pathlib.PurePath(name).name == "__init__.py":
                 m.name = "tests/entrypoints/openai/" + name
                 tar.extract(m, dest, filter="data")
+        fixtures = tar.getmember(FIXTURES)
+        fixtures.name = "tests/entrypoints/conftest.py"
+        tar.extract(fixtures, dest, filter="data")
     for d in ("tests", "tests/entrypoints"):
         (dest / d / "__init__.py").touch()
     for src, to in SHIM.items():

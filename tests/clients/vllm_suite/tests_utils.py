@@ -26,7 +26,7 @@ ROCM_EXTRA_ARGS = []
 # The tiny model's output is token soup that seldom ends: a request without max_tokens runs to
 # max_model_len. The servers therefore run with at most MAX_MODEL_LEN (the test's own value when
 # smaller); a test that needs a longer context is in skip.txt.
-MAX_MODEL_LEN = 1024
+MAX_MODEL_LEN = 256
 
 # vLLM serve flag -> g4serve flag, for flags taking one value.
 SERVE_FLAGS = {"--max-model-len": "--max-model-len", "--max-num-seqs": "--max-num-seqs",
