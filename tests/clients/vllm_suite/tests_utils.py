@@ -28,8 +28,8 @@ ROCM_EXTRA_ARGS = []
 # smaller); a test that needs a longer context is in skip.txt.
 MAX_MODEL_LEN = 256
 
-# vLLM serve flag -> g4serve flag, for flags taking one value.
-SERVE_FLAGS = {"--max-model-len": "--max-model-len", "--max-num-seqs": "--max-num-seqs",
+# vLLM serve flag -> g4serve flag, for flags taking one value (--max-model-len: MAX_MODEL_LEN above).
+SERVE_FLAGS = {"--max-num-seqs": "--max-num-seqs",
                "--max-num-batched-tokens": "--max-num-batched-tokens", "--api-key": "--api-key"}
 SERVE_SWITCHES = {"--no-enable-prefix-caching": "--no-enable-prefix-caching"}
 
