@@ -248,6 +248,10 @@ def test_logit_bias_and_allowed_token_ids(client, server):
                 {"allowed_token_ids": [-1]}, {"allowed_token_ids": ["a"]}):
         st = requests.post(server.base + "/v1/completions", json=dict(model=MODEL, prompt=p, max_tokens=1, **bad))
         assert st.status_code == 400 and st.json()["error"]["param"] == list(bad)[0], (bad, st.text)
+    # every key that is not an id is named, as vLLM does (its test_chat_logit_bias_validation.py)
+    st = requests.post(server.base + "/v1/completions",
+                       json=dict(model=MODEL, prompt=p, max_tokens=1, logit_bias={"bad1": 1, "7": 2, "bad2": 3}))
+    assert st.status_code == 400 and "'bad1'" in st.text and "'bad2'" in st.text and "'7'" not in st.text, st.text
 
 
 def test_return_token_ids(client, server):

@@ -371,7 +371,6 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r) {
         plp_append(j, ch, r);
         if (r->n_tokens == 0 && r->finish == G4_FINISH_NONE) return;
     }
-    count_token(j, ch, r);
     if (j->req.echo && !ch->echo_sent) {
         /* the echoed prompt (streamed: a chunk of its own, with the prompt's logprobs); the
          * completion's text offsets count from its end */
@@ -396,6 +395,7 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r) {
         emit(j, ch, d, NULL, NULL, NULL);
         ch->role_sent = true;
     }
+    count_token(j, ch, r); /* after the echo and role chunks: they precede the first token (usage 0, as vLLM) */
     cJSON *lp = NULL; /* stream: this event's logprobs */
     if (r->n_tokens > 0 && j->req.logprobs >= 0) {
         if (chat) {
@@ -512,10 +512,13 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e) {
     cJSON_AddNumberToObject(root, "created", (double)j->created);
     cJSON_AddStringToObject(root, "model", j->model);
     cJSON_AddStringToObject(root, "system_fingerprint", FINGERPRINT);
+    /* vLLM's fields are always present, null when not asked for (clients test for the key) */
     if (chat && j->req.return_token_ids)
         cJSON_AddItemToObject(root, "prompt_token_ids", ids_json(j->prompt_ids[0].ids, j->prompt_ids[0].n));
+    else if (chat) cJSON_AddNullToObject(root, "prompt_token_ids");
     if (chat && j->req.prompt_logprobs >= 0) /* vLLM: one list for the request's one prompt */
         cJSON_AddItemToObject(root, "prompt_logprobs", prompt_logprobs_json(j, &j->ch[0]));
+    else if (chat) cJSON_AddNullToObject(root, "prompt_logprobs");
     cJSON *arr = cJSON_AddArrayToObject(root, "choices");
     for (int i = 0; i < j->n; i++) {
         g4_choice *ch = &j->ch[i];
@@ -525,6 +528,9 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e) {
             const g4_tokens *pi = &j->prompt_ids[ch->prompt];
             if (!chat) cJSON_AddItemToObject(o, "prompt_token_ids", ids_json(pi->ids, pi->n));
             cJSON_AddItemToObject(o, "token_ids", ids_json(ch->ids.ids, ch->ids.n));
+        } else {
+            if (!chat) cJSON_AddNullToObject(o, "prompt_token_ids");
+            cJSON_AddNullToObject(o, "token_ids");
         }
         if (chat) {
             cJSON *m = cJSON_AddObjectToObject(o, "message");
@@ -567,6 +573,7 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e) {
                 ch->logprobs = all;
             }
             if (j->req.prompt_logprobs >= 0) cJSON_AddItemToObject(o, "prompt_logprobs", prompt_logprobs_json(j, ch));
+            else cJSON_AddNullToObject(o, "prompt_logprobs");
             if (ch->logprobs) {
                 cJSON_AddItemToObject(o, "logprobs", ch->logprobs);
                 ch->logprobs = NULL;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/strbuf.h"
 #include "media/vision_preprocess.h"
 #include "text/utf8.h"
 
@@ -271,18 +272,31 @@ static int parse_processors(g4_oai_request *r, const cJSON *o, int32_t n_vocab, 
         if (n > 0 && !(r->logit_bias = malloc(sizeof *r->logit_bias * (size_t)n)))
             return g4_http_fail(e, 500, NULL, "out of memory");
         const cJSON *it;
+        g4_strbuf bad = {0}; /* every key that is not an id, as vLLM names them: up to 8, 40 bytes each */
+        int n_bad = 0, rc = 0;
         cJSON_ArrayForEach(it, lb) {
             char *end = NULL;
             long id = strtol(it->string, &end, 10);
             if (!it->string[0] || *end || id < 0 || id >= n_vocab ||
-                strspn(it->string, "0123456789") != strlen(it->string))
-                return g4_http_fail(e, 400, "logit_bias", "'logit_bias' key '%.*s' is not a token id in [0, %d)",
-                                    (int)g4_utf8_complete_prefix(it->string, strnlen(it->string, 40)), it->string,
-                                    (int)n_vocab); /* 40 bytes, never half a character */
-            if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || fabs(it->valuedouble) > 100)
-                return g4_http_fail(e, 400, "logit_bias", "'logit_bias' values must be numbers in [-100, 100]");
+                strspn(it->string, "0123456789") != strlen(it->string)) {
+                if (n_bad++ < 8 &&
+                    g4_strbuf_printf(&bad, "%s'%.*s'", n_bad > 1 ? ", " : "",
+                                     (int)g4_utf8_complete_prefix(it->string, strnlen(it->string, 40)), it->string) < 0)
+                    rc = g4_http_fail(e, 500, NULL, "out of memory");
+                continue;
+            }
+            if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || fabs(it->valuedouble) > 100) {
+                rc = g4_http_fail(e, 400, "logit_bias", "'logit_bias' values must be numbers in [-100, 100]");
+                break;
+            }
             r->logit_bias[r->n_logit_bias++] = (g4_logit_bias){(int32_t)id, (float)it->valuedouble};
         }
+        if (rc == 0 && n_bad)
+            rc = g4_http_fail(e, 400, "logit_bias", "'logit_bias' key%s %s%s %s not a token id in [0, %d)",
+                              n_bad > 1 ? "s" : "", bad.data, n_bad > 8 ? ", ..." : "", n_bad > 1 ? "are" : "is",
+                              (int)n_vocab);
+        g4_strbuf_free(&bad);
+        if (rc) return rc;
     }
     const cJSON *al = field(o, "allowed_token_ids");
     if (al) {
