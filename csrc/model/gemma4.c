@@ -174,10 +174,10 @@ static int plan_buffers(g4_model *m, g4_error *err) {
         s->moe_w = scratch_alloc(m, T * c->top_k * sizeof(float), &failed);
     }
     /* the largest step's int32s (stage_step), a sample block for T rows without penalties and,
-     * with a vision tower, T rows of image soft tokens: so no usual step moves step_dev (recorded
+     * with image steps, T rows of image soft tokens: so no usual step moves step_dev (recorded
      * graphs hold it) */
     s->step_cap = align8((6 * T + 2 * (size_t)m->opts.max_seqs * m->max_blocks_per_seq) * sizeof(int32_t)) +
-                  align8(g4_sample_params_bytes((int)T, 0)) + (m->vision ? T * c->hidden * sizeof(float) : 0);
+                  align8(g4_sample_params_bytes((int)T, 0)) + (m->image_steps ? T * c->hidden * sizeof(float) : 0);
     s->step_dev = scratch_alloc(m, s->step_cap, &failed);
     /* the logits and the sample op's outputs for the largest decode step, so that no decode step
      * moves them (recorded graphs hold them); only a prefill step with more logit rows grows them */
@@ -279,8 +279,11 @@ int g4_model_open(g4_model **out, const char *dir, g4_backend *be, const g4_mode
     if (g4_shard_apply(&m->shard, &m->cfg, &m->w, m->opts.tp_rank, t, err)) goto fail;
     for (int l = 0; l < m->cfg.n_layers; l++)
         if (g4_fuse_take(&m->fused[l], &m->w.layers[l], l, err)) goto fail;
-    /* the vision tower is replicated on every rank (vision.c) */
-    if (g4_vision_open(&m->vision, &m->full_cfg, m->full_cfg.hidden, m->st, be, err)) goto fail;
+    /* the vision tower is not sharded (vision.c): whole where it encodes, absent elsewhere */
+    m->image_steps = g4_vision_in(&m->full_cfg, m->st);
+    if (m->image_steps && !m->opts.no_vision &&
+        g4_vision_open(&m->vision, &m->full_cfg, m->full_cfg.hidden, m->st, be, err))
+        goto fail;
     load_ctx lc = {m, err, 0, 0};
     g4_weights_for_each(&m->w, count_weight_cb, &lc);
     for (int l = 0; l < m->cfg.n_layers; l++)

@@ -41,6 +41,10 @@ typedef struct g4_model_opts {
     /* Non-zero: pad pure-decode steps to their batch bucket even when no graph replays them (the
      * default pads only steps replayed from graphs): tests the padding on backends without graphs. */
     int pad_decode;
+    /* Non-zero: leave the vision tower out (g4_model_vision NULL): its tensors are recognised and
+     * skipped like the audio ones. A tensor-parallel group sets it on every rank but the one that
+     * encodes (parallel/tp.c), which saves the tower's bytes on each other device. */
+    int no_vision;
 } g4_model_opts;
 
 typedef struct g4_model {
@@ -59,7 +63,10 @@ typedef struct g4_model {
     int debug_sync;          /* G4_DEBUG_SYNC=1 at open: sync and check after every op (fault localising) */
     g4_kv_layer kv[G4_MAX_LAYERS];
     struct g4_model_scratch *scratch; /* activation buffers and the dev copy of the step */
-    struct g4_vision *vision;         /* the vision tower (model/vision.h), NULL for text-only models */
+    struct g4_vision *vision;         /* the vision tower (model/vision.h), NULL for text-only models
+                                         and with opts.no_vision */
+    int image_steps;                  /* the checkpoint has a tower (here or, with opts.no_vision, on
+                                         another rank): steps may carry image runs */
 } g4_model;
 
 /* A run of image soft tokens in a step (prefill only). Tokens first .. first + n − 1 are

@@ -40,10 +40,14 @@ struct g4_vision {
     size_t host_bytes;
 };
 
+int g4_vision_in(const g4_config *cfg, const g4_safetensors *st) {
+    return cfg->vision.present && g4_vision_weights_in(st);
+}
+
 int g4_vision_open(g4_vision **out, const g4_config *cfg, int text_hidden, const g4_safetensors *st, g4_backend *be,
                    g4_error *err) {
     *out = NULL;
-    if (!cfg->vision.present || !g4_vision_weights_in(st)) return 0;
+    if (!g4_vision_in(cfg, st)) return 0;
     g4_vision *v = calloc(1, sizeof *v);
     if (!v) return g4_fail(err, "vision: out of memory");
     v->vc = cfg->vision;

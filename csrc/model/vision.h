@@ -23,6 +23,8 @@ int g4_vision_encode(g4_vision *v, const float *patches, int ph, int pw, float *
 
 /* --- model-internal: g4_model_open / g4_model_close (gemma4.c) ------------------------------- */
 
+/* 1 when the checkpoint (cfg and st) has a vision tower, else 0 (a text-only model). */
+int g4_vision_in(const g4_config *cfg, const g4_safetensors *st);
 /* Maps the tower's weights from st (host views; nothing loaded on the backend yet). *out = NULL
  * (and 0) when cfg has no vision_config or st no vision tensors: a text-only model. −1 with err
  * naming the tensor for a tower that does not match its vision_config. text_hidden: H. */

@@ -1,9 +1,9 @@
 /* tp.c — the tensor-parallel group (see tp.h): worker threads, job broadcast, logit gather.
  *
  * Each worker owns a backend and a model rank and waits on a condition variable for the next
- * job generation: a step (every rank runs its slice) or an image encode (rank 0 alone runs its
- * replica of the vision tower; the others only report). A step validated identically by every
- * rank fails identically on every rank, so no rank is left alone inside a collective. */
+ * job generation: a step (every rank runs its slice) or an image encode (rank 0 alone runs the
+ * vision tower, which no other rank loads; the others only report). A step validated identically
+ * by every rank fails identically on every rank, so no rank is left alone inside a collective. */
 #include "parallel/tp.h"
 
 #include <pthread.h>
@@ -63,6 +63,7 @@ static void *worker_main(void *arg) {
     /* open this rank's slice on the worker's own thread */
     g4_model_opts o = tp->opts;
     o.tp_rank = w->rank, o.tp_size = tp->size, o.comm = tp->comm;
+    o.no_vision = o.no_vision || w->rank != 0; /* only rank 0 encodes (run_rank): the others skip the tower */
     g4_backend_options bo = tp->backend_opts;
     bo.device = w->rank; /* rank r runs on device r, as the kind's comm_create assumes */
     w->be = tp->kind->create(&bo, &w->err);

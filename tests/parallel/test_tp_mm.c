@@ -9,6 +9,9 @@
  *            hook, the image runs in the packed steps): greedy tokens identical to t = 1 and to
  *            transformers' continuation, chosen-token logprobs within 1e-3 of t = 1, two encoder
  *            runs; the same request again is a prefix hit over both images with no new encode.
+ *   tower    only rank 0 holds the vision tower: every other rank has none (g4_model_vision NULL)
+ *            and exactly the tower's bytes fewer weights than rank 0, the tower's bytes being what
+ *            a single model opened with no_vision (its tower tensors recognised, skipped) lacks.
  * Skipped (77) when tests/golden/vision/ is absent. */
 #include <math.h>
 #include <stdio.h>
@@ -175,6 +178,18 @@ int main(void) {
     rec r1, r1again;
     serve(&ex, m, &g, &r1, &r1again);
     CHECK(same_tokens(&r1, g.greedy, g.n_greedy), "t=1 engine: greedy differs from transformers");
+    /* the tower's bytes: the same checkpoint opened without it */
+    g4_model_opts onv = o;
+    onv.no_vision = 1;
+    g4_model *mnv = NULL;
+    REQUIRE(g4_model_open(&mnv, GOLDEN_MM_DIR, be, &onv, &err) == 0, "open with no_vision: %s", err.msg);
+    CHECK(g4_model_vision(mnv) == NULL, "no_vision: the model still has a tower");
+    CHECK(mnv->image_steps, "no_vision: the model no longer takes image steps");
+    size_t tower = m->weight_bytes - mnv->weight_bytes;
+    CHECK(mnv->weight_bytes < m->weight_bytes, "no_vision: %zu weight bytes, with the tower %zu", mnv->weight_bytes,
+          m->weight_bytes);
+    printf("t=1: %zu weight bytes, %zu of them the vision tower\n", m->weight_bytes, tower);
+    g4_model_close(mnv);
     g4_model_close(m);
     g4_backend_destroy(be);
 
@@ -182,6 +197,16 @@ int main(void) {
         g4_tp *tp = g4_tp_open(GOLDEN_MM_DIR, "cpu", NULL, t, &o, &err);
         CHECK(tp != NULL, "t=%d: %s", t, err.msg);
         if (!tp) continue;
+        size_t w0 = g4_tp_model(tp, 0)->weight_bytes;
+        CHECK(g4_model_vision(g4_tp_model(tp, 0)) != NULL, "t=%d: rank 0 has no tower", t);
+        for (int r = 1; r < t; r++) {
+            g4_model *mr = g4_tp_model(tp, r);
+            CHECK(g4_model_vision(mr) == NULL, "t=%d: rank %d holds a vision tower", t, r);
+            CHECK(mr->weight_bytes + tower == w0, "t=%d: rank %d has %zu weight bytes, rank 0 %zu, the tower %zu", t, r,
+                  mr->weight_bytes, w0, tower);
+        }
+        printf("t=%d: rank 0 %zu weight bytes, ranks 1..%d %zu each: %zu bytes of tower saved\n", t, w0, t - 1,
+               g4_tp_model(tp, t - 1)->weight_bytes, (size_t)(t - 1) * tower);
         g4_executor tex;
         g4_executor_tp(&tex, tp);
         CHECK(tex.encode != NULL && tex.hidden == g.hidden, "t=%d executor: encode hook %p, hidden %d", t,
