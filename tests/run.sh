@@ -13,6 +13,7 @@ source "$root/deploy/env.sh"
 bash "$root/deploy/setup-debian.sh"
 jobs=$(g4_jobs)
 
+
 # The source format (.clang-format): fails fast, before any build.
 bash "$root/tests/tools/format.sh" check
 
@@ -28,7 +29,15 @@ done
 
 build="${G4_BUILD_DIR:-$root/build}"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DG4_WERROR=ON
+# The client suites' venvs and vLLM's sdist (tests/clients/prefetch.py) install while the build
+# compiles: pip waits on the network and unpacks, the build uses the CPUs. Waited for before
+# ctest, so no test shares a venv with a running pip.
+mkdir -p "$build/tests/clients"
+G4_CLIENTS_DIR="$build/tests/clients" python3 "$root/tests/clients/prefetch.py" >"$build/clients-prefetch.log" 2>&1 &
+prefetch=$!
 cmake --build "$build" -j"$jobs"
+wait "$prefetch" || true
+cat "$build/clients-prefetch.log"
 (cd "$build" && ctest --output-on-failure --timeout 900)
 
 # ---- Container stage -----------------------------------------------------------------------

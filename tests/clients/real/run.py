@@ -17,11 +17,18 @@ NO_DEPS = {"lm_eval"}
 OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
 
 
+CLIENTS = ("langchain", "litellm", "lm_eval")
+
+
+def prepare(client):
+    """CLIENT's venv, installed if missing or stale (also called by ../prefetch.py); its python."""
+    return bootstrap.venv(client, HERE / ("requirements-%s.txt" % client), ("--no-deps",) if client in NO_DEPS else ())
+
+
 def main():
     client = sys.argv[1]
     g4serve = bootstrap.g4serve()
-    py = bootstrap.venv(client, HERE / ("requirements-%s.txt" % client),
-                        ("--no-deps",) if client in NO_DEPS else ())
+    py = prepare(client)
     env = dict(os.environ, G4SERVE=g4serve, G4_CLIENTS_DIR=str(bootstrap.cache_dir()), PYTHONDONTWRITEBYTECODE="1", **OFFLINE_ENV)
     cmd = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", str(HERE / ("test_%s.py" % client))]
     return subprocess.run(cmd + sys.argv[2:], cwd=HERE, env=env).returncode

@@ -66,10 +66,15 @@ def extract(sdist, dest):
     return sorted(keep)
 
 
+def prepare():
+    """The suite's venv and vLLM's sdist, fetched if missing (also called by ../prefetch.py)."""
+    py = bootstrap.venv("vllm-suite", HERE / "requirements.txt")
+    return py, bootstrap.download(SDIST_URL, SDIST_SHA256, "vllm-%s.tar.gz" % VLLM)
+
+
 def main():
     g4serve = bootstrap.g4serve()
-    py = bootstrap.venv("vllm-suite", HERE / "requirements.txt")
-    sdist = bootstrap.download(SDIST_URL, SDIST_SHA256, "vllm-%s.tar.gz" % VLLM)
+    py, sdist = prepare()
     dest = bootstrap.cache_dir() / "vllm-suite"
     files = extract(sdist, dest)
     print("vLLM %s: %d test files run against g4serve (suite.txt), per-test skips in skip.txt" % (VLLM, len(files)),
