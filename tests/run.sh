@@ -13,6 +13,16 @@ source "$root/deploy/env.sh"
 bash "$root/deploy/setup-debian.sh"
 jobs=$(g4_jobs)
 
+# ctest in two passes: the self-contained tests (units, kernels on the emulated target, engine,
+# model) $jobs at a time, then the tests that start servers, share ports or measure latencies
+# (these labels) one at a time, so a neighbour's load never stretches a latency they assert.
+serial_labels='^(integration|integration_grpc|server|deploy|bench|clients)$'
+run_ctest() { # DIR [ctest args...]
+  local dir=$1
+  shift
+  (cd "$dir" && ctest -j"$jobs" -LE "$serial_labels" --output-on-failure "$@" &&
+    ctest -L "$serial_labels" --output-on-failure "$@")
+}
 
 # The source format (.clang-format): fails fast, before any build.
 bash "$root/tests/tools/format.sh" check
@@ -38,7 +48,7 @@ prefetch=$!
 cmake --build "$build" -j"$jobs"
 wait "$prefetch" || true
 cat "$build/clients-prefetch.log"
-(cd "$build" && ctest --output-on-failure --timeout 900)
+run_ctest "$build" --timeout 900
 
 # ---- Container stage -----------------------------------------------------------------------
 # The CPU container image built from Debian packages (deploy/container/build-cpu-image.sh) around
@@ -68,14 +78,14 @@ emu_cxx=()
 command -v clang++-16 >/dev/null 2>&1 && emu_cxx=(-DCMAKE_CXX_COMPILER=clang++-16)
 cmake -S "$root" -B "$emu" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DG4_CUDA=EMU -DG4_WERROR=ON "${emu_cxx[@]}"
 cmake --build "$emu" -j"$jobs" --target emu-tests
-(cd "$emu" && ctest -L emu --output-on-failure --timeout 900)
+(cd "$emu" && ctest -j"$jobs" -L emu --output-on-failure --timeout 900)
 
 asan="${G4_ASAN_BUILD_DIR:-$root/build-asan}"
 cmake -S "$root" -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DG4_CUDA=EMU -DG4_SANITIZE=ON -DG4_WERROR=ON \
   -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g"
 cmake --build "$asan" -j"$jobs"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-(cd "$asan" && ctest --output-on-failure --timeout 1800)
+run_ctest "$asan" --timeout 1800
 
 # --- fuzz stage (tests/fuzz/, docs/contributing.md "Fuzzing") ---------------------------------
 # The libFuzzer targets (clang-16, ASan + UBSan, G4_FUZZ=ON) replay their seed corpora (label
@@ -99,4 +109,4 @@ cmake -S "$root" -B "$tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DG4_CUDA
 cmake --build "$tsan" -j"$jobs" --target tsan-tests
 unset ASAN_OPTIONS UBSAN_OPTIONS
 export TSAN_OPTIONS="suppressions=$root/tests/tsan.supp second_deadlock_stack=1"
-(cd "$tsan" && ctest -L '^tsan$' --output-on-failure --timeout 900)
+run_ctest "$tsan" -L '^tsan$' --timeout 900
