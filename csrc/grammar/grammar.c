@@ -358,7 +358,8 @@ typedef struct dfa_build {
     uint8_t *mark;
     int32_t cap_mark;
     iset stack, tmp;
-    iset *bucket; /* per class */
+    iset *bucket;          /* per class: the NFA states it leads to */
+    uint64_t *bucket_hash; /* per class: hash_set of its sorted bucket */
 } dfa_build;
 
 /* Global DFA arrays under construction. */
@@ -521,11 +522,13 @@ static int32_t determinize(ctx *c, dfa_build *b, dfa_out *o, int32_t acc) {
         }
         for (int32_t cl = 0; cl < nc; cl++) {
             if (!b->bucket[cl].n) continue;
-            /* classes with the same targets as an earlier class share its DFA state */
+            /* classes with the same targets as an earlier class share its DFA state (hashes compared
+             * first: a memcmp against every earlier class cost O(classes^2) calls per state) */
             qsort(b->bucket[cl].v, (size_t)b->bucket[cl].n, sizeof(int32_t), cmp_i32);
+            b->bucket_hash[cl] = hash_set(b->bucket[cl].v, b->bucket[cl].n);
             int32_t same = -1;
             for (int32_t c2 = 0; c2 < cl && same < 0; c2++)
-                if (b->bucket[c2].n == b->bucket[cl].n &&
+                if (b->bucket_hash[c2] == b->bucket_hash[cl] && b->bucket[c2].n == b->bucket[cl].n &&
                     !memcmp(b->bucket[c2].v, b->bucket[cl].v, (size_t)b->bucket[cl].n * sizeof(int32_t)))
                     same = c2;
             if (same >= 0) {
@@ -725,8 +728,9 @@ int g4_grammar_compile(g4_grammar *g, int32_t start, g4_error *err) {
     uint8_t *co = NULL;
     if (byte_classes(g, &c)) goto fail;
     b.bucket = calloc((size_t)g->pda.n_classes, sizeof *b.bucket);
+    b.bucket_hash = calloc((size_t)g->pda.n_classes, sizeof *b.bucket_hash);
     order = malloc(sizeof(int32_t) * (size_t)g->n_rules);
-    if (!b.bucket || !order) {
+    if (!b.bucket || !b.bucket_hash || !order) {
         g4_grammar_fail(g, "out of memory compiling the grammar");
         goto fail;
     }
@@ -831,5 +835,6 @@ cleanup:
     if (b.bucket)
         for (int32_t i = 0; i < g->pda.n_classes; i++) free(b.bucket[i].v);
     free(b.bucket);
+    free(b.bucket_hash);
     return g->compiled ? 0 : -1;
 }
