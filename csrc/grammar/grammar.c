@@ -336,7 +336,7 @@ typedef struct iset {
 } iset;
 
 static int iset_push(iset *s, int32_t x) {
-    if (grow((void **)&s->v, &s->cap, s->n + 1, sizeof(int32_t))) return -1;
+    if (s->n == s->cap && grow((void **)&s->v, &s->cap, s->n + 1, sizeof(int32_t))) return -1;
     s->v[s->n++] = x;
     return 0;
 }
@@ -408,7 +408,7 @@ static int closure(ctx *c, dfa_build *b, iset *s) {
         }
     }
     for (int32_t i = 0; i < s->n; i++) b->mark[s->v[i]] = 0;
-    qsort(s->v, (size_t)s->n, sizeof(int32_t), cmp_i32);
+    if (s->n > 1) qsort(s->v, (size_t)s->n, sizeof(int32_t), cmp_i32);
     return 0;
 }
 
@@ -524,7 +524,7 @@ static int32_t determinize(ctx *c, dfa_build *b, dfa_out *o, int32_t acc) {
             if (!b->bucket[cl].n) continue;
             /* classes with the same targets as an earlier class share its DFA state (hashes compared
              * first: a memcmp against every earlier class cost O(classes^2) calls per state) */
-            qsort(b->bucket[cl].v, (size_t)b->bucket[cl].n, sizeof(int32_t), cmp_i32);
+            if (b->bucket[cl].n > 1) qsort(b->bucket[cl].v, (size_t)b->bucket[cl].n, sizeof(int32_t), cmp_i32);
             b->bucket_hash[cl] = hash_set(b->bucket[cl].v, b->bucket[cl].n);
             int32_t same = -1;
             for (int32_t c2 = 0; c2 < cl && same < 0; c2++)
