@@ -2,7 +2,8 @@
 """make_seeds.py - writes the seed corpora of the fuzz targets (corpus/<target>/) from the
 project's own test data: the golden model configs, the chat template's golden cases, the
 tokenizer, the grammar benchmark schemas. Deterministic; run it from anywhere to regenerate
-(the committed files are its output plus any regression inputs added by hand, which it keeps).
+(the committed files are its output plus any regression inputs added by hand and the cov_* inputs
+pick_seeds.py chose from a campaign, which it keeps).
 Every seed is small (a few KB): libFuzzer mutates from them, so size buys nothing."""
 import json
 import os
