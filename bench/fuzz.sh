@@ -9,7 +9,7 @@
 # so that other work on the machine keeps priority (exec/s are then lower bounds).
 #
 #   bash bench/fuzz.sh [SECONDS] [TARGET...] > REPORT.json   (committed reports: bench/results/)
-#   G4_FUZZ_RUNS=1000000 bash bench/fuzz.sh 1800 > bench/results/fuzz-1m-DATE.json
+#   G4_FUZZ_RUNS=1000000 bash bench/fuzz.sh 1800 > REPORT.json   (bench/results/fuzz-1m-2026-11-30.json)
 #
 # Builds the libFuzzer targets first (clang-16, ASan + UBSan, G4_FUZZ=ON) in $G4_FUZZ_BUILD_DIR
 # (default build-fuzz). New inputs go to a scratch corpus in the build tree; the committed seed
