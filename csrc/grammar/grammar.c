@@ -336,7 +336,7 @@ typedef struct iset {
 } iset;
 
 static int iset_push(iset *s, int32_t x) {
-    if (grow((void **)&s->v, &s->cap, s->n + 1, sizeof(int32_t))) return -1;
+    if (s->n == s->cap && grow((void **)&s->v, &s->cap, s->n + 1, sizeof(int32_t))) return -1;
     s->v[s->n++] = x;
     return 0;
 }
@@ -358,7 +358,8 @@ typedef struct dfa_build {
     uint8_t *mark;
     int32_t cap_mark;
     iset stack, tmp;
-    iset *bucket; /* per class */
+    iset *bucket;          /* per class: the NFA states it leads to */
+    uint64_t *bucket_hash; /* per class: hash_set of its sorted bucket */
 } dfa_build;
 
 /* Global DFA arrays under construction. */
@@ -407,7 +408,7 @@ static int closure(ctx *c, dfa_build *b, iset *s) {
         }
     }
     for (int32_t i = 0; i < s->n; i++) b->mark[s->v[i]] = 0;
-    qsort(s->v, (size_t)s->n, sizeof(int32_t), cmp_i32);
+    if (s->n > 1) qsort(s->v, (size_t)s->n, sizeof(int32_t), cmp_i32);
     return 0;
 }
 
@@ -521,11 +522,13 @@ static int32_t determinize(ctx *c, dfa_build *b, dfa_out *o, int32_t acc) {
         }
         for (int32_t cl = 0; cl < nc; cl++) {
             if (!b->bucket[cl].n) continue;
-            /* classes with the same targets as an earlier class share its DFA state */
-            qsort(b->bucket[cl].v, (size_t)b->bucket[cl].n, sizeof(int32_t), cmp_i32);
+            /* classes with the same targets as an earlier class share its DFA state (hashes compared
+             * first: a memcmp against every earlier class cost O(classes^2) calls per state) */
+            if (b->bucket[cl].n > 1) qsort(b->bucket[cl].v, (size_t)b->bucket[cl].n, sizeof(int32_t), cmp_i32);
+            b->bucket_hash[cl] = hash_set(b->bucket[cl].v, b->bucket[cl].n);
             int32_t same = -1;
             for (int32_t c2 = 0; c2 < cl && same < 0; c2++)
-                if (b->bucket[c2].n == b->bucket[cl].n &&
+                if (b->bucket_hash[c2] == b->bucket_hash[cl] && b->bucket[c2].n == b->bucket[cl].n &&
                     !memcmp(b->bucket[c2].v, b->bucket[cl].v, (size_t)b->bucket[cl].n * sizeof(int32_t)))
                     same = c2;
             if (same >= 0) {
@@ -573,13 +576,51 @@ out:
 
 /* ---------------------------------------------------------------- byte classes */
 
+/* The index of the first set equal to set k, by a hash table over the sets (first[k] = k when
+ * k is the first): grammars repeat the same few sets (quotes, digits, separators) many times,
+ * and each distinct one need refine the classes only once. */
+static int32_t *first_equal_sets(const g4_grammar *g) {
+    size_t n_sets = g->n_sets > 0 ? (size_t)g->n_sets : 1, cap = 64;
+    while (cap < 2 * n_sets) cap *= 2;
+    int32_t *first = malloc(sizeof(int32_t) * n_sets), *t = malloc(sizeof(int32_t) * cap);
+    if (!first || !t) {
+        free(first);
+        free(t);
+        return NULL;
+    }
+    for (size_t i = 0; i < cap; i++) t[i] = -1;
+    for (int32_t k = 0; k < g->n_sets; k++) {
+        uint64_t w[4], h = 1469598103934665603ull;
+        memcpy(w, g->sets[k], 32);
+        for (int i = 0; i < 4; i++) h = (h ^ w[i]) * 1099511628211ull;
+        size_t i = (size_t)((h ^ (h >> 29)) & (cap - 1));
+        for (;; i = (i + 1) & (cap - 1)) {
+            if (t[i] < 0) {
+                t[i] = first[k] = k;
+                break;
+            }
+            uint64_t v[4];
+            memcpy(v, g->sets[t[i]], 32);
+            if (v[0] == w[0] && v[1] == w[1] && v[2] == w[2] && v[3] == w[3]) {
+                first[k] = t[i];
+                break;
+            }
+        }
+    }
+    free(t);
+    return first;
+}
+
 static int byte_classes(g4_grammar *g, ctx *c) {
     uint8_t *cls = g->pda.byte_class;
     memset(cls, 0, 256);
     int32_t n = 1;
+    int32_t *first = first_equal_sets(g);
+    if (!first) return g4_grammar_fail(g, "out of memory compiling the grammar");
     for (int32_t k = 0; k < g->n_sets; k++) {
+        if (first[k] != k) continue; /* an equal set refined the classes already */
         int16_t map[256][2];
-        for (int i = 0; i < 256; i++) map[i][0] = map[i][1] = -1;
+        for (int i = 0; i < n; i++) map[i][0] = map[i][1] = -1; /* classes so far: 0 .. n-1 */
         int32_t nn = 0;
         uint8_t out[256];
         for (int b = 0; b < 256; b++) {
@@ -591,11 +632,20 @@ static int byte_classes(g4_grammar *g, ctx *c) {
         n = nn;
     }
     g->pda.n_classes = n;
-    c->set_classes = calloc((size_t)(g->n_sets ? g->n_sets : 1), sizeof *c->set_classes);
-    if (!c->set_classes) return g4_grammar_fail(g, "out of memory compiling the grammar");
-    for (int32_t k = 0; k < g->n_sets; k++)
+    c->set_classes = calloc(g->n_sets > 0 ? (size_t)g->n_sets : 1, sizeof *c->set_classes);
+    if (!c->set_classes) {
+        free(first);
+        return g4_grammar_fail(g, "out of memory compiling the grammar");
+    }
+    for (int32_t k = 0; k < g->n_sets; k++) {
+        if (first[k] != k) {
+            memcpy(c->set_classes[k], c->set_classes[first[k]], sizeof c->set_classes[k]);
+            continue;
+        }
         for (int b = 0; b < 256; b++)
             if ((g->sets[k][b >> 3] >> (b & 7)) & 1) c->set_classes[k][cls[b] >> 6] |= 1ull << (cls[b] & 63);
+    }
+    free(first);
     return 0;
 }
 
@@ -725,8 +775,9 @@ int g4_grammar_compile(g4_grammar *g, int32_t start, g4_error *err) {
     uint8_t *co = NULL;
     if (byte_classes(g, &c)) goto fail;
     b.bucket = calloc((size_t)g->pda.n_classes, sizeof *b.bucket);
+    b.bucket_hash = calloc((size_t)g->pda.n_classes, sizeof *b.bucket_hash);
     order = malloc(sizeof(int32_t) * (size_t)g->n_rules);
-    if (!b.bucket || !order) {
+    if (!b.bucket || !b.bucket_hash || !order) {
         g4_grammar_fail(g, "out of memory compiling the grammar");
         goto fail;
     }
@@ -831,5 +882,6 @@ cleanup:
     if (b.bucket)
         for (int32_t i = 0; i < g->pda.n_classes; i++) free(b.bucket[i].v);
     free(b.bucket);
+    free(b.bucket_hash);
     return g->compiled ? 0 : -1;
 }

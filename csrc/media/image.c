@@ -243,6 +243,8 @@ static int decode_webp(const uint8_t *data, size_t n, const g4_image_limits *lim
     VP8StatusCode st = WebPGetFeatures(data, n, &ft);
     if (st == VP8_STATUS_NOT_ENOUGH_DATA) return g4_fail(err, "truncated WebP image: the header is incomplete");
     if (st != VP8_STATUS_OK) return g4_fail(err, "corrupt WebP image: bad header (status %d)", (int)st);
+    /* the header's canvas size, before the animation decoder allocates two RGBA canvases of it */
+    if (check_pixels("WebP", ft.width, ft.height, lim, err)) return -1;
     WebPData wd = {data, n};
     WebPAnimDecoderOptions o;
     if (!WebPAnimDecoderOptionsInit(&o)) return g4_fail(err, "libwebp: options version mismatch");

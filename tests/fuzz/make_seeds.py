@@ -2,10 +2,12 @@
 """make_seeds.py - writes the seed corpora of the fuzz targets (corpus/<target>/) from the
 project's own test data: the golden model configs, the chat template's golden cases, the
 tokenizer, the grammar benchmark schemas. Deterministic; run it from anywhere to regenerate
-(the committed files are its output plus any regression inputs added by hand, which it keeps).
+(the committed files are its output plus any regression inputs added by hand and the cov_* inputs
+pick_seeds.py chose from a campaign, which it keeps).
 Every seed is small (a few KB): libFuzzer mutates from them, so size buys nothing."""
 import json
 import os
+import re
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,11 +86,15 @@ def safetensors():
 
 # ---- tokenizer -----------------------------------------------------------------------------
 def mini_tokenizer():
-    """The real tokenizer cut to its first 494 ids (specials, <uN>, the 256 byte tokens) plus
-    the characters and merges needed for a few dozen real merges, renumbered densely."""
+    """The real tokenizer cut to its specials and the 256 byte tokens (of its first 494 ids; the
+    unused <uN> placeholders left out) plus the characters and merges needed for a few dozen real
+    merges, renumbered densely. Kept small (about 5 KB written compactly): the loader's cost
+    grows with the input, a bigger vocabulary of the same shape reaches no other code."""
     t = json.loads(read("tests/text/data/tokenizer.json"))
-    vocab = {s: i for s, i in t["model"]["vocab"].items() if i < 494}
-    nxt = 494
+    keep = sorted((i, s) for s, i in t["model"]["vocab"].items() if i < 494 and not re.fullmatch(r"<u[0-9]+>", s))
+    renum = {old: new for new, (old, _) in enumerate(keep)}
+    vocab = {s: renum[i] for i, s in keep}
+    nxt = len(vocab)
     for ch in "abcdefghijklmnopqrstuvwxyz\u2581\n":
         if ch not in vocab:
             vocab[ch] = nxt
@@ -105,23 +111,27 @@ def mini_tokenizer():
             break
     t["model"]["vocab"] = vocab
     t["model"]["merges"] = merges
-    t["added_tokens"] = [a for a in t["added_tokens"] if a["id"] < 494]
+    t["added_tokens"] = [dict(a, id=renum[a["id"]]) for a in t["added_tokens"] if a["id"] in renum]
     return t
+
+
+def compact(t):
+    return json.dumps(t, ensure_ascii=False, separators=(",", ":"))
 
 
 def tokenizers():
     t = mini_tokenizer()
-    put("tokenizer_load", "mini.json", json.dumps(t, ensure_ascii=False))
+    put("tokenizer_load", "mini.json", compact(t))
     s = json.loads(json.dumps(t))
     s["model"]["merges"] = [" ".join(m) for m in s["model"]["merges"]]
-    put("tokenizer_load", "mini_string_merges.json", json.dumps(s, ensure_ascii=False))
+    put("tokenizer_load", "mini_string_merges.json", compact(s))
     s = json.loads(json.dumps(t))
     s["post_processor"] = {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<bos>", "type_id": 0}},
                                                                       {"Sequence": {"id": "A", "type_id": 0}}]}
-    put("tokenizer_load", "mini_bos.json", json.dumps(s, ensure_ascii=False))
+    put("tokenizer_load", "mini_bos.json", compact(s))
     s = json.loads(json.dumps(t))
     s["model"]["type"] = "Unigram"
-    put("tokenizer_load", "unigram.json", json.dumps(s, ensure_ascii=False))
+    put("tokenizer_load", "unigram.json", compact(s))
     texts = {
         "plain.txt": b"\x00Hello world, this is a test.",
         "special.txt": b"\x01<bos><|turn>user\nHi<turn|>\n<|turn>model\n",
