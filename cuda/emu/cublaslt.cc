@@ -1,6 +1,11 @@
-/* cublaslt.cc — the emulated cuBLASLt subset (contract in include/cublasLt.h): a reference
- * D = alpha·op(A)·op(B) + beta·C over column-major layouts, F32 accumulation in k order,
- * queued on the stream like a kernel. */
+/* cublaslt.cc — the emulated cuBLASLt subset (contract in include/cublasLt.h): D = alpha·op(A)·op(B)
+ * + beta·C over column-major layouts, F32 accumulation, queued on the stream like a kernel.
+ * Several algorithms, as the real library has: split-K by 1, 2 or 4, each summing K in its own
+ * order, so two algorithms may differ in the last bits while one algorithm gives a row the same
+ * bits at every M (an output element never depends on another row). The heuristic picks one per
+ * shape, deterministically but without regard to neighbouring shapes (below), so code that
+ * relies on two shapes sharing an algorithm fails here as it would on a GPU.
+ * Not here: speed, tensor-core rounding, the real library's cost model. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +81,69 @@ float dot(const float *a, const float *b, uint64_t k) {
     }
     for (; p < k; p++) acc += a[p] * b[p];
     return acc;
+}
+
+/* --- Algorithms ------------------------------------------------------------------------------
+ * An algorithm is cublasLtMatmulAlgo_t.data: [0] the tag below, [1..4] the A/B/C/D alignments it
+ * was chosen for, [5] its split-K count, [6] the types it computes (types_of). Split-K by s cuts
+ * K into s slices of a multiple of 16, sums each like dot() into the workspace (f32, s·M·N, as
+ * the library's split-K reduction does) and adds the partial sums: (p0 + p1) for 2, the tree
+ * (p0 + p1) + (p2 + p3) for 4. Every order differs from the others, none mixes rows. */
+const uint64_t ALGO_TAG = 0x67346c74u;
+const int SPLITS[] = {1, 2, 4};
+
+uint64_t types_of(const g4emu_lt_desc *d, const g4emu_lt_layout *a, const g4emu_lt_layout *c) {
+    return (uint64_t)d->compute | (uint64_t)d->scale << 8 | (uint64_t)a->type << 16 | (uint64_t)c->type << 24;
+}
+
+/* Length of each of the s slices of k (a multiple of 16; the last may be shorter). */
+uint64_t slice_len(uint64_t k, int s) { return ((k + (uint64_t)s - 1) / (uint64_t)s + 15) / 16 * 16; }
+
+/* Split-K by s runs when every slice holds at least 64 of K (four mma k-steps). */
+bool split_fits_k(uint64_t k, int s) {
+    return s == 1 || (slice_len(k, s) >= 64 && slice_len(k, s) * (uint64_t)(s - 1) < k);
+}
+
+/* Workspace split-K by s needs at m × n: the f32 partial sums. */
+size_t split_workspace(uint64_t m, uint64_t n, int s) { return s == 1 ? 0 : (size_t)(m * n * (uint64_t)s * 4); }
+
+uint64_t mix(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+/* The heuristic's candidates for D of m × n over k, best first. Eligible: s = 1 always; a split
+ * when its slices fit k, its partial sums fit the workspace, and the grid of 128 × 128 tiles times
+ * s does not overfill the device (a full grid gains nothing from splitting). Among them the first
+ * is chosen by a hash of the whole shape, the others follow in split order: deterministic for the
+ * same inputs, as the library is, and unrelated between neighbouring shapes — the real cost model
+ * moves between algorithms at M values nobody can predict, so the emulator moves at most of them. */
+int candidates(uint64_t m, uint64_t n, uint64_t k, uint64_t types, size_t workspace, int out[3]) {
+    uint64_t tiles = ((m + 127) / 128) * ((n + 127) / 128);
+    int cnt = 0;
+    for (int s : SPLITS)
+        if (s == 1 || (split_fits_k(k, s) && split_workspace(m, n, s) <= workspace &&
+                       tiles * (uint64_t)s <= (uint64_t)g4emu::tgt().sms))
+            out[cnt++] = s;
+    int first = (int)(mix(m * 0x9e3779b97f4a7c15ull ^ mix(n ^ mix(k ^ mix(types)))) % (uint64_t)cnt);
+    int t = out[first];
+    for (int i = first; i > 0; i--) out[i] = out[i - 1];
+    out[0] = t;
+    return cnt;
+}
+
+/* Σ_p a[p]·b[p] by split-K s, the partial sums staged in ws[0..s). */
+float split_dot(const float *a, const float *b, uint64_t k, int s, float *ws) {
+    if (s == 1) return dot(a, b, k);
+    uint64_t len = slice_len(k, s);
+    for (int q = 0; q < s; q++) {
+        uint64_t lo = (uint64_t)q * len, hi = lo + len < k ? lo + len : k;
+        ws[q] = dot(a + lo, b + lo, hi - lo);
+    }
+    return s == 2 ? ws[0] + ws[1] : (ws[0] + ws[1]) + (ws[2] + ws[3]);
 }
 
 } /* namespace */
@@ -170,21 +238,78 @@ static cublasStatus_t check_shapes(const g4emu_lt_desc *d, const g4emu_lt_layout
     return CUBLAS_STATUS_SUCCESS;
 }
 
+/* D's rows, columns and K under d. */
+static void dims(const g4emu_lt_desc *d, const g4emu_lt_layout *a, const g4emu_lt_layout *dl, uint64_t *m, uint64_t *n,
+                 uint64_t *k) {
+    *m = dl->rows;
+    *n = dl->cols;
+    *k = d->ta == CUBLAS_OP_N ? a->cols : a->rows;
+}
+
+static void algo_make(cublasLtMatmulAlgo_t *algo, const uint32_t align[4], int split, uint64_t types) {
+    memset(algo, 0, sizeof *algo);
+    algo->data[0] = ALGO_TAG;
+    for (int i = 0; i < 4; i++) algo->data[1 + i] = align[i];
+    algo->data[5] = (uint64_t)split;
+    algo->data[6] = types;
+}
+
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
                                               cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
                                               cublasLtMatrixLayout_t dl, cublasLtMatmulPreference_t p, int requested,
                                               cublasLtMatmulHeuristicResult_t *res, int *n_res) {
-    if (!h || !p || requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!h || !p || requested < 1 || !res || !n_res) return CUBLAS_STATUS_INVALID_VALUE;
     cublasStatus_t s = check_shapes(d, a, b, c, dl);
     if (s != CUBLAS_STATUS_SUCCESS) return s;
-    memset(res, 0, sizeof *res);
     for (int i = 0; i < 4; i++)
         if (!p->align[i] || (p->align[i] & (p->align[i] - 1))) return CUBLAS_STATUS_INVALID_VALUE;
-    res->algo.data[0] = 0x67346c74u; /* the one reference algorithm */
-    for (int i = 0; i < 4; i++) res->algo.data[1 + i] = p->align[i];
-    res->state = CUBLAS_STATUS_SUCCESS;
-    res->wavesCount = 1.0f;
-    *n_res = 1;
+    uint64_t m, n, k;
+    dims(d, a, dl, &m, &n, &k);
+    int splits[3], cnt = candidates(m, n, k, types_of(d, a, c), p->workspace, splits);
+    if (cnt > requested) cnt = requested;
+    memset(res, 0, sizeof *res * (size_t)requested);
+    for (int i = 0; i < cnt; i++) {
+        algo_make(&res[i].algo, p->align, splits[i], types_of(d, a, c));
+        res[i].workspaceSize = split_workspace(m, n, splits[i]);
+        res[i].state = CUBLAS_STATUS_SUCCESS;
+        res[i].wavesCount = 1.0f;
+    }
+    *n_res = cnt;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* Whether algo may run this call, as cublasLtMatmul checks it: an algorithm the heuristic made,
+ * for these types (INVALID_VALUE otherwise: "descriptors don't match algo"), whose split fits K
+ * (NOT_SUPPORTED), with the workspace its partial sums need at this M and N (INVALID_VALUE) and
+ * the operands aligned as it was chosen for (INVALID_VALUE). Any M of the same N, K and types is
+ * fine: that is how an algorithm chosen for one shape runs another. */
+static cublasStatus_t algo_check(const cublasLtMatmulAlgo_t *algo, uint64_t m, uint64_t n, uint64_t k, uint64_t types,
+                                 const void *const ptr[4], const void *workspace, size_t workspace_bytes) {
+    int split = (int)algo->data[5];
+    if (algo->data[0] != ALGO_TAG || (split != 1 && split != 2 && split != 4)) {
+        g4emu::report("cublasLtMatmul: the algorithm was not made by cublasLtMatmulAlgoGetHeuristic");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if (algo->data[6] != types) {
+        g4emu::report("cublasLtMatmul: the algorithm was chosen for other compute, scale or matrix types");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if (!split_fits_k(k, split)) {
+        g4emu::report("cublasLtMatmul: split-K %d does not fit K=%llu", split, (unsigned long long)k);
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    size_t need = split_workspace(m, n, split);
+    if (need && (!workspace || workspace_bytes < need)) {
+        g4emu::report("cublasLtMatmul: split-K %d at %llu x %llu needs %zu bytes of workspace, has %zu", split,
+                      (unsigned long long)m, (unsigned long long)n, need, workspace ? workspace_bytes : (size_t)0);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    for (int i = 0; i < 4; i++)
+        if (algo->data[1 + i] && ((uintptr_t)ptr[i] % algo->data[1 + i])) {
+            g4emu::report("cublasLtMatmul: operand %c at %p is not %llu-byte aligned as its algorithm requires",
+                          "ABCD"[i], ptr[i], (unsigned long long)algo -> data[1 + i]);
+            return CUBLAS_STATUS_INVALID_VALUE;
+        }
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -193,41 +318,47 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
                               const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld,
                               const cublasLtMatmulAlgo_t *algo, void *workspace, size_t workspace_bytes,
                               cudaStream_t stream) {
-    (void)workspace;
-    (void)workspace_bytes;
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     cublasStatus_t s = check_shapes(d, la, lb, lc, ld);
     if (s != CUBLAS_STATUS_SUCCESS) return s;
-    if (algo) { /* the pointers must keep the alignment the algorithm was chosen for */
-        const void *ptr[4] = {A, B, C, D};
-        for (int i = 0; i < 4; i++)
-            if (algo->data[1 + i] && ((uintptr_t)ptr[i] % algo->data[1 + i])) {
-                g4emu::report("cublasLtMatmul: operand %c at %p is not %llu-byte aligned as its algorithm requires",
-                              "ABCD"[i], ptr[i], (unsigned long long)algo -> data[1 + i]);
-                return CUBLAS_STATUS_INVALID_VALUE;
-            }
+    uint64_t m, n, k;
+    dims(d, la, ld, &m, &n, &k);
+    const void *ptr[4] = {A, B, C, D};
+    cublasLtMatmulAlgo_t chosen;
+    if (!algo) { /* the library asks its heuristic for this very shape */
+        int splits[3];
+        uint32_t none[4] = {0, 0, 0, 0};
+        candidates(m, n, k, types_of(d, la, lc), workspace ? workspace_bytes : 0, splits);
+        algo_make(&chosen, none, splits[0], types_of(d, la, lc));
+        algo = &chosen;
     }
+    s = algo_check(algo, m, n, k, types_of(d, la, lc), ptr, workspace, workspace_bytes);
+    if (s != CUBLAS_STATUS_SUCCESS) return s;
+    int split = (int)algo->data[5];
     float al, be;
     memcpy(&al, alpha, 4);
     memcpy(&be, beta, 4);
     auto job = std::make_shared<g4emu_lt_desc>(*d);
     g4emu_lt_layout a = *la, b = *lb, c = *lc, dd = *ld;
-    cudaError_t e = g4emu::enqueue(stream, "cublasLtMatmul", [job, a, b, c, dd, al, be, A, B, C, D]() {
-        uint64_t m = dd.rows, n = dd.cols, k = job->ta == CUBLAS_OP_N ? a.cols : a.rows;
-        /* op(B) columns once as floats; op(A) one row at a time */
-        std::vector<float> bt((size_t)(n * k)), ar((size_t)k);
-        for (uint64_t j = 0; j < n; j++)
-            load_row(&bt[(size_t)(j * k)], B, b, job->tb == CUBLAS_OP_N ? CUBLAS_OP_T : CUBLAS_OP_N, j, k);
-        for (uint64_t i = 0; i < m; i++) {
-            load_row(ar.data(), A, a, job->ta, i, k);
-            for (uint64_t j = 0; j < n; j++) {
-                float v = al * dot(ar.data(), &bt[(size_t)(j * k)], k);
-                if (be != 0.0f) v += be * load(C, c.type, (size_t)(i + j * (uint64_t)c.ld));
-                store(D, dd.type, (size_t)(i + j * (uint64_t)dd.ld), v);
+    cudaError_t e =
+        g4emu::enqueue(stream, "cublasLtMatmul", [job, a, b, c, dd, al, be, A, B, C, D, split, workspace]() {
+            uint64_t m = dd.rows, n = dd.cols, k = job->ta == CUBLAS_OP_N ? a.cols : a.rows;
+            float *ws = (float *)workspace; /* element (i, j)'s partial sums at ws[(j·m + i)·split] */
+            /* op(B) columns once as floats; op(A) one row at a time */
+            std::vector<float> bt((size_t)(n * k)), ar((size_t)k);
+            for (uint64_t j = 0; j < n; j++)
+                load_row(&bt[(size_t)(j * k)], B, b, job->tb == CUBLAS_OP_N ? CUBLAS_OP_T : CUBLAS_OP_N, j, k);
+            for (uint64_t i = 0; i < m; i++) {
+                load_row(ar.data(), A, a, job->ta, i, k);
+                for (uint64_t j = 0; j < n; j++) {
+                    float v = al * split_dot(ar.data(), &bt[(size_t)(j * k)], k, split,
+                                             split == 1 ? nullptr : ws + (size_t)((j * m + i) * (uint64_t)split));
+                    if (be != 0.0f) v += be * load(C, c.type, (size_t)(i + j * (uint64_t)c.ld));
+                    store(D, dd.type, (size_t)(i + j * (uint64_t)dd.ld), v);
+                }
             }
-        }
-        return cudaSuccess;
-    });
+            return cudaSuccess;
+        });
     return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }
 

@@ -5,8 +5,8 @@
  * Then row identity across a row bucket: the first M rows of a GEMM run at M and at Mb =
  * g4_bucket(M) rows (base/bucket.h; what a padded decode step does) must be equal bit for bit —
  * gemm.cu picks one cuBLASLt algorithm per bucket for that. On a GPU this checks cuBLASLt; on the
- * emulated target the GEMM is one reference algorithm whose rows are independent by construction,
- * so there it checks only that the bucket's algorithm runs at M (layouts, alignment, plan cache). */
+ * emulated target, whose heuristic picks split-K per shape (docs/gpu-emulation.md), it checks that
+ * gemm.cu pins the bucket's algorithm (asking the heuristic per real M fails here). */
 #include "base/bucket.h"
 #include "gpu_harness.h"
 

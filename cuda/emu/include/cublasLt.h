@@ -2,8 +2,11 @@
  * implementation (cuda/emu/cublaslt.cc): column-major layouts, op(A)/op(B) transposes, BF16 or
  * F32 inputs, F32 accumulation, D = alpha·op(A)·op(B) + beta·C in BF16 or F32, queued on the
  * stream like a kernel. Descriptors are checked like the library does (shapes, leading
- * dimensions, types); the heuristic returns one algorithm when the preference's alignments and
- * workspace are met. Not a fast GEMM. */
+ * dimensions, types); the heuristic returns up to three algorithms (split-K 1, 2, 4, each
+ * summing K in its own order) fitting the preference's alignments and workspace, its choice
+ * depending on the whole shape; cublasLtMatmul runs the algorithm passed (NULL: the heuristic's
+ * choice for the call's shape) and refuses one the heuristic did not make for these types, K and
+ * workspace. Not a fast GEMM. */
 #ifndef G4EMU_CUBLASLT_H
 #define G4EMU_CUBLASLT_H
 
