@@ -23,8 +23,8 @@
  * cannot happen while Mb fits in one tile row (Mb ≤ the tile's M, at least 64 on Hopper: every
  * bucket up to 64); above, only when M and Mb round to the same tile count, so for larger buckets
  * only a run on a GPU tells (tests/gpu/test_gpu_matmul.c compares a row at M and at Mb bit for
- * bit; on the emulator the GEMM is one reference algorithm, row-independent by construction, so
- * there the test proves the plumbing, not cuBLASLt). The heuristic is deterministic for the same
+ * bit; the emulator's heuristic varies split-K with the shape, so there the test catches a
+ * missing pin, though not a stream-K split of the real library). The heuristic is deterministic for the same
  * inputs, so a plan evicted and made again picks the same algorithm.
  * Roofline: a decode GEMM is weight-bound, N·K·2 B per call whatever M (31B sliding q|k|v:
  * 16384 × 5376 × 2 B = 176 MB, ~53 µs at 3.35 TB/s; its 2·M·N·K FLOPs reach that time only
