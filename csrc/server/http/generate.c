@@ -204,6 +204,27 @@ static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_image
     return 0;
 }
 
+/* vLLM's truncate_prompt_tokens on the built prompt: keep its last N ids (truncation_side "right":
+ * the first N); -1 is max_model_len − 1, leaving room for one output token. Never cuts through
+ * images: a prompt with images that would be cut is a 400. */
+static int truncate_prompt(const g4_http_server *s, const g4_oai_request *r, g4_tokens *ids, const g4_http_images *im,
+                           g4_http_error *e) {
+    long long keep = r->truncate_tokens < 0 ? s->max_model_len - 1 : r->truncate_tokens;
+    if (keep > s->max_model_len)
+        return g4_http_fail(e, 400, "truncate_prompt_tokens",
+                            "truncate_prompt_tokens=%lld cannot be greater than max_model_len=%d. Please request a "
+                            "smaller truncation size.",
+                            keep, s->max_model_len);
+    if ((long long)ids->n <= keep) return 0;
+    if (im->n > 0)
+        return g4_http_fail(e, 400, "truncate_prompt_tokens",
+                            "truncate_prompt_tokens would cut a prompt with images (%zu tokens, %lld kept)", ids->n,
+                            keep);
+    if (!r->truncate_right) memmove(ids->ids, ids->ids + (ids->n - (size_t)keep), (size_t)keep * sizeof *ids->ids);
+    ids->n = (size_t)keep;
+    return 0;
+}
+
 int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt, g4_tokens *ids, unsigned *parse_flags,
                          g4_http_images *im, g4_http_error *e) {
     g4_error err = {{0}};
@@ -242,6 +263,7 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt,
         return g4_http_fail(e, 400, r->kind == G4_OAI_CHAT ? "messages" : "prompt", "%s", err.msg);
     if (rc < 0) return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
     if (in_reasoning) *parse_flags |= G4_PARSE_START_IN_REASONING;
+    if (r->truncate_tokens && truncate_prompt(s, r, ids, im, e) < 0) return -1;
     for (int i = 0; i < im->n; i++) {
         const g4_vision_pixels *px = &im->px[i];
         im->items[i] = (g4_mm_item){.pos = im->pos[i],
