@@ -142,3 +142,60 @@ def test_truncate_prompt_tokens_refusals(client, server):
         with pytest.raises(openai.BadRequestError) as ei:
             client.completions.create(model=MODEL, prompt="Hello", max_tokens=1, extra_body=extra)
         assert ei.value.body["param"] == param, extra
+
+
+# --- continue_final_message and echo on chat ---------------------------------------------------
+
+SAYING = "Here is a common saying about apple. An apple a day, keeps"
+OPEN = [{"role": "user", "content": "tell me a common saying"}, {"role": "assistant", "content": SAYING}]
+
+
+def chat(client, messages, **extra):
+    return client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, temperature=0,
+                                          extra_body={"ignore_eos": True, **extra})
+
+
+def test_continue_final_message_leaves_the_last_message_open(client, server):
+    r = chat(client, OPEN, continue_final_message=True, add_generation_prompt=False, return_token_ids=True)
+    # the same chat rendered closed (/tokenize, no generation prompt) ends "<turn|>" "\n": open, it stops before
+    closed = requests.post(server.base + "/tokenize", json={"messages": OPEN, "add_generation_prompt": False}).json()
+    assert closed["tokens"][-2:] == tokenize(server, "<turn|>\n")
+    assert r.prompt_token_ids == closed["tokens"][:-2]
+    assert r.usage.prompt_tokens == len(closed["tokens"]) - 2
+    # a list content continues its last text part (the renderer's exact bytes: tests/text chat_cases.json)
+    parts = [OPEN[0], {"role": "assistant", "content": [{"type": "text", "text": SAYING}]}]
+    assert chat(client, parts, continue_final_message=True, add_generation_prompt=False,
+                return_token_ids=True).prompt_token_ids == r.prompt_token_ids
+
+
+def test_continue_final_message_refusals(client):
+    for extra in ({"continue_final_message": True},  # add_generation_prompt defaults to true (vLLM: 400)
+                  {"continue_final_message": True, "add_generation_prompt": True}):
+        with pytest.raises(openai.BadRequestError) as ei:
+            chat(client, OPEN, **extra)
+        assert ei.value.body["param"] == "continue_final_message"
+        assert "add_generation_prompt" in ei.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as ei:  # nothing to continue
+        chat(client, [OPEN[0], {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}],
+             continue_final_message=True, add_generation_prompt=False)
+    assert ei.value.body["param"] == "messages"
+
+
+def test_chat_echo(client):
+    base = dict(continue_final_message=True, add_generation_prompt=False)
+    plain = chat(client, OPEN, **base).choices[0].message.content
+    echoed = chat(client, OPEN, echo=True, **base).choices[0].message.content
+    assert echoed == SAYING + plain  # the last message's content, then the completion
+    stream = client.chat.completions.create(model=MODEL, messages=OPEN, max_tokens=6, temperature=0, stream=True,
+                                            extra_body={"ignore_eos": True, "echo": True, **base})
+    deltas = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert deltas[0] == SAYING and "".join(deltas) == echoed  # streamed: a chunk of its own first
+    # vLLM's rule: echoed when the last message's role is the response's (assistant, or the last
+    # message's own role without a generation prompt)
+    user_last = [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+    assert chat(client, user_last, echo=True).choices[0].message.content == \
+        chat(client, user_last).choices[0].message.content
+    no_gen = chat(client, user_last, add_generation_prompt=False).choices[0].message.content
+    assert chat(client, user_last, echo=True, add_generation_prompt=False).choices[0].message.content == \
+        "a\nb" + no_gen

@@ -249,6 +249,7 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt,
         in.tools = r->tool_choice == G4_TOOL_CHOICE_NONE ? NULL : r->tools;
         in.chat.enable_thinking = r->enable_thinking;
         in.chat.add_generation_prompt = r->add_generation_prompt;
+        in.chat.continue_final_message = r->continue_final_message;
         in.chat.decode_string_arguments = 1;
         if (load_images(s, r, im, e) < 0) return -1;
         in.image_tokens = im->n_tokens;
@@ -378,9 +379,10 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     /* Prompt logprobs (vLLM's prompt_logprobs, or OpenAI's echo + logprobs) answer (1 + top)
      * entries per prompt token and choice: bounded, so a request cannot make the server build
      * gigabytes of JSON. */
-    int plp_top = req.prompt_logprobs > (req.echo ? req.logprobs : -1) ? req.prompt_logprobs
-                  : req.echo                                           ? req.logprobs
-                                                                       : -1;
+    bool echo_lp = req.echo && kind == G4_OAI_COMPLETION; /* chat's echo is the last message's text */
+    int plp_top = req.prompt_logprobs > (echo_lp ? req.logprobs : -1) ? req.prompt_logprobs
+                  : echo_lp                                           ? req.logprobs
+                                                                      : -1;
     if (plp_top >= 0 && (double)n_prompt_total * req.n * (plp_top + 1) > G4_HTTP_MAX_PROMPT_LP_ENTRIES) {
         g4_http_fail(&e, 400, req.prompt_logprobs >= 0 ? "prompt_logprobs" : "echo",
                      "prompt logprobs for %d prompt tokens × n = %d × %d alternatives exceed %d entries; send fewer "

@@ -88,6 +88,25 @@ static void echo_text(const g4_job *j, const g4_choice *ch, g4_strbuf *out) {
                         NULL);
 }
 
+/* vLLM's echo on chat: the last message's content (text parts joined by newlines) when its role
+ * is the response's (assistant, or with add_generation_prompt false the last message's own). */
+static void chat_echo_text(const g4_job *j, g4_strbuf *out) {
+    const cJSON *msgs = j->req.messages;
+    const cJSON *last = msgs && msgs->child ? msgs->child->prev : NULL;
+    const cJSON *role = last ? cJSON_GetObjectItemCaseSensitive(last, "role") : NULL;
+    if (!cJSON_IsString(role) || (j->req.add_generation_prompt && strcmp(role->valuestring, "assistant"))) return;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(last, "content");
+    if (cJSON_IsString(c)) g4_strbuf_puts(out, c->valuestring);
+    int first = 1;
+    for (const cJSON *p = cJSON_IsArray(c) ? c->child : NULL; p; p = p->next) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
+        if (!cJSON_IsString(t)) continue;
+        if (!first) g4_strbuf_putc(out, '\n');
+        g4_strbuf_puts(out, t->valuestring);
+        first = 0;
+    }
+}
+
 /* A token's name in logprobs: its text, or "token_id:<id>" with vLLM's
  * return_tokens_as_token_ids (as_id). malloc'ed, never NULL unless out of memory. */
 static char *token_text(const g4_tokenizer *tok, int32_t id, bool as_id) {
@@ -380,7 +399,7 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r) {
         plp_append(j, ch, r);
         if (r->n_tokens == 0 && r->finish == G4_FINISH_NONE) return;
     }
-    if (j->req.echo && !ch->echo_sent) {
+    if (j->req.echo && !chat && !ch->echo_sent) {
         /* the echoed prompt (streamed: a chunk of its own, with the prompt's logprobs); the
          * completion's text offsets count from its end */
         g4_strbuf t = {0};
@@ -403,6 +422,17 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r) {
         cJSON_AddStringToObject(d, "content", "");
         emit(j, ch, d, NULL, NULL, NULL);
         ch->role_sent = true;
+    }
+    if (j->stream && chat && j->req.echo && !ch->echo_sent) { /* vLLM: a chunk of its own after the role */
+        g4_strbuf t = {0};
+        chat_echo_text(j, &t);
+        if (t.len) {
+            cJSON *d = cJSON_CreateObject();
+            cJSON_AddStringToObject(d, "content", t.data);
+            emit(j, ch, d, NULL, NULL, NULL);
+        }
+        g4_strbuf_free(&t);
+        ch->echo_sent = true;
     }
     count_token(j, ch, r); /* after the echo and role chunks: they precede the first token (usage 0, as vLLM) */
     cJSON *lp = NULL; /* stream: this event's logprobs */
@@ -544,9 +574,12 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e) {
         if (chat) {
             cJSON *m = cJSON_AddObjectToObject(o, "message");
             cJSON_AddStringToObject(m, "role", "assistant");
-            if (ch->content.len || !ch->tool_calls)
-                cJSON_AddStringToObject(m, "content", ch->content.data ? ch->content.data : "");
+            g4_strbuf text = {0};
+            if (j->req.echo) chat_echo_text(j, &text);
+            g4_strbuf_append(&text, ch->content.data ? ch->content.data : "", ch->content.len);
+            if (text.len || !ch->tool_calls) cJSON_AddStringToObject(m, "content", text.data ? text.data : "");
             else cJSON_AddNullToObject(m, "content");
+            g4_strbuf_free(&text);
             if (ch->reasoning.len) {
                 cJSON_AddStringToObject(m, "reasoning", ch->reasoning.data);
                 if (j->srv->cfg.reasoning_content) cJSON_AddStringToObject(m, "reasoning_content", ch->reasoning.data);

@@ -195,7 +195,8 @@ static int refuse_unsupported(const cJSON *o, g4_http_error *e) {
                                         "logits_processors",
                                         "vllm_xargs",
                                         "kv_transfer_params",
-                                        "cache_salt"};
+                                        "cache_salt",
+                                        "logprob_token_ids"};
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++) {
         const cJSON *v = field(o, never[i]);
         if (v && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
@@ -640,8 +641,9 @@ static int parse_chat_options(g4_oai_request *r, const cJSON *o, g4_http_error *
     if (get_bool(o, "add_generation_prompt", &r->add_generation_prompt, e) < 0 ||
         get_bool(o, "continue_final_message", &r->continue_final_message, e) < 0)
         return -1;
-    if (r->continue_final_message)
-        return g4_http_fail(e, 400, "continue_final_message", "'continue_final_message' is not supported yet");
+    if (r->continue_final_message && r->add_generation_prompt) /* vLLM's rule and words */
+        return g4_http_fail(e, 400, "continue_final_message",
+                            "Cannot set both `continue_final_message` and `add_generation_prompt` to True.");
     const char *effort = NULL;
     if (get_str(o, "reasoning_effort", &effort, e) < 0) return -1;
     if (effort) r->enable_thinking = strcmp(effort, "none") != 0;
@@ -714,10 +716,6 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
         parse_stop(r, o, n_vocab, e) < 0 || parse_processors(r, o, n_vocab, e) < 0 ||
         get_bool(o, "echo", &r->echo, e) < 0 || g4_oai_structured_parse(o, &r->structured, e) < 0)
         goto fail;
-    if (r->echo && kind == G4_OAI_CHAT) {
-        g4_http_fail(e, 400, "echo", "'echo': true is not supported on chat completions");
-        goto fail;
-    }
     if ((k = get_int(o, "prompt_logprobs", -1, G4_MAX_TOP_LOGPROBS, &i, e)) < 0) goto fail;
     r->prompt_logprobs = k ? (int)i : -1;
     if (k && i < 0) {
