@@ -37,6 +37,7 @@ const char *const
                            "definitions",
                            "$id",
                            "discriminator", /* OpenAPI / pydantic: a hint next to oneOf; oneOf itself is compiled exactly */
+                           "strict", /* OpenAI / vLLM clients put a tool's "strict" flag inside its parameters */
                            NULL};
 const char *const G4_JS_KEYWORDS[] = {"type",
                                       "enum",

@@ -4,9 +4,11 @@
  * message, tool declarations), then one pass over the messages (tool messages are consumed by
  * the assistant message before them), then the generation prompt. Variable names echo the
  * template's (prev_message_type, prev_non_tool_role, last_user_idx) so the two read side by side.
+ * continue_final_message wraps that render the way transformers does (render_continued).
  * Value formatting lives in chat_format.c. */
 #include "text/chat_template.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -307,13 +309,8 @@ static int render_system(const cJSON *messages, const cJSON *tools, const g4_cha
     return 0;
 }
 
-int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_options *opt, g4_strbuf *out,
-                   g4_error *err) {
-    g4_chat_options defaults;
-    if (!opt) {
-        g4_chat_options_default(&defaults);
-        opt = &defaults;
-    }
+static int render(const cJSON *messages, const cJSON *tools, const g4_chat_options *opt, g4_strbuf *out,
+                  g4_error *err) {
     if (messages && !cJSON_IsArray(messages)) return g4_fail(err, "chat: messages must be an array");
     int n_all = 0; /* one walk (cJSON_GetArrayItem in a loop would be quadratic in messages) */
     for (const cJSON *m = messages ? messages->child : NULL; m; m = m->next, n_all++)
@@ -442,4 +439,76 @@ int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_opti
     if (g4_strbuf_reserve(out, 0)) return g4_fail(err, "chat: out of memory");
     if (out->data) out->data[out->len] = 0;
     return 0;
+}
+
+/* transformers' marker for continue_final_message (chat_template.h), space included. */
+#define G4_CONTINUE_TAG "CONTINUE_FINAL_MESSAGE_TAG "
+
+/* The text to continue in a copy of the messages: the last message's content string, or the
+ * last part with a "text" of its list. NULL when there is none. */
+static cJSON *continue_target(cJSON *messages, const char **key) {
+    cJSON *last = messages ? cJSON_GetArrayItem(messages, cJSON_GetArraySize(messages) - 1) : NULL;
+    cJSON *content = last ? cJSON_GetObjectItemCaseSensitive(last, "content") : NULL;
+    *key = "content";
+    if (cJSON_IsString(content)) return last;
+    if (!cJSON_IsArray(content)) return NULL;
+    *key = "text";
+    for (cJSON *part = content->child ? content->child->prev : NULL; part;
+         part = part == content->child ? NULL : part->prev)
+        if (cJSON_GetObjectItemCaseSensitive(part, "text"))
+            return cJSON_IsString(cJSON_GetObjectItemCaseSensitive(part, "text")) ? part : NULL;
+    return NULL;
+}
+
+static int render_continued(const cJSON *messages, const cJSON *tools, const g4_chat_options *opt, g4_strbuf *out,
+                            g4_error *err) {
+    if (!cJSON_IsArray(messages) || !cJSON_GetArraySize(messages))
+        return g4_fail(err, "chat: continue_final_message needs at least one message");
+    cJSON *copy = cJSON_Duplicate(messages, 1);
+    if (!copy) return g4_fail(err, "chat: out of memory");
+    const char *key;
+    cJSON *holder = continue_target(copy, &key);
+    if (!holder) {
+        cJSON_Delete(copy);
+        return g4_fail(err, "chat: continue_final_message: the last message has no text content to continue");
+    }
+    g4_strbuf tagged = {0};
+    int rc = g4_strbuf_puts(&tagged, cJSON_GetObjectItemCaseSensitive(holder, key)->valuestring) ||
+             g4_strbuf_puts(&tagged, G4_CONTINUE_TAG) ||
+             !cJSON_ReplaceItemInObjectCaseSensitive(holder, key, cJSON_CreateString(tagged.data));
+    g4_strbuf_free(&tagged);
+    g4_chat_options o = *opt;
+    o.continue_final_message = 0;
+    size_t start = out->len;
+    if (rc) rc = g4_fail(err, "chat: out of memory");
+    else rc = render(copy, tools, &o, out, err);
+    cJSON_Delete(copy);
+    if (rc) return -1;
+    /* rindex of the marker without its space; cut there */
+    const size_t n_tag = sizeof G4_CONTINUE_TAG - 2;
+    size_t at = SIZE_MAX;
+    for (size_t i = out->len; i >= start + n_tag && at == SIZE_MAX; i--)
+        if (!memcmp(out->data + i - n_tag, G4_CONTINUE_TAG, n_tag)) at = i - n_tag;
+    if (at == SIZE_MAX)
+        return g4_fail(err, "chat: continue_final_message: the template dropped the last message's text");
+    int spaced = out->len - at > n_tag && out->data[at + n_tag] == ' ';
+    out->len = at;
+    if (!spaced) { /* the template trimmed the space after the marker: rstrip what precedes it */
+        size_t b, e;
+        g4_utf8_strip(out->data + start, out->len - start, &b, &e);
+        out->len = start + (e > b ? e : 0);
+    }
+    out->data[out->len] = 0;
+    return 0;
+}
+
+int g4_chat_render(const cJSON *messages, const cJSON *tools, const g4_chat_options *opt, g4_strbuf *out,
+                   g4_error *err) {
+    g4_chat_options defaults;
+    if (!opt) {
+        g4_chat_options_default(&defaults);
+        opt = &defaults;
+    }
+    return opt->continue_final_message ? render_continued(messages, tools, opt, out, err)
+                                       : render(messages, tools, opt, out, err);
 }

@@ -41,6 +41,13 @@ typedef struct g4_chat_options {
      * an object and raises otherwise. With this set (default 0) a string is JSON-decoded
      * first; it must decode to an object or null. */
     int decode_string_arguments;
+    /* transformers' continue_final_message (default 0): the last message is left open for the
+     * model to continue, the prompt ending where its content (the last text part of a list)
+     * ends, with no end of turn; use with add_generation_prompt 0. As transformers does it: the
+     * content gets a marker appended, the chat is rendered, and the prompt is cut at the marker
+     * (right-stripped when the template trimmed the space after it). Errors: no messages, a
+     * last message without text content, or a template that dropped it. */
+    int continue_final_message;
 } g4_chat_options;
 
 /* Fills *o with the defaults listed above. */

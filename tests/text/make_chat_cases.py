@@ -17,6 +17,7 @@ Deterministic. Python is only needed to regenerate; the C test reads the JSON.
 Input limits of the C renderer that the cases respect: numbers arrive as cJSON doubles, so an
 integral float such as 1.0 prints as 1 (Python prints 1.0); dictsort lower-cases ASCII only.
 """
+import copy
 import json
 import os
 import random
@@ -367,7 +368,48 @@ CASES = [
      [U("q")], [{"type": "function", "function": ["response"]}], {}),
     ("schema_function_null_error",
      [U("q")], [{"type": "function", "function": None}], {}),
+    # continue_final_message (transformers' apply_chat_template, continue_chat below)
+    ("continue_assistant",
+     [U("tell me a common saying"), A("Here is a common saying about apple. An apple a day, keeps")], None,
+     {"add_generation_prompt": False, "continue_final_message": True}),
+    ("continue_assistant_trailing_space", [U("Hi"), A("  Hello there, ")], None,
+     {"add_generation_prompt": False, "continue_final_message": True}),
+    ("continue_assistant_thinking", [S("Be brief."), U("Hi"), A("Well")], None,
+     {"add_generation_prompt": False, "continue_final_message": True, "enable_thinking": True}),
+    ("continue_assistant_reasoning", [U("Hi"), dict(A("So"), reasoning_content="think")], None,
+     {"add_generation_prompt": False, "continue_final_message": True}),
+    ("continue_assistant_parts",
+     [U("Hi"), {"role": "assistant", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}],
+     None, {"add_generation_prompt": False, "continue_final_message": True}),
+    ("continue_user", [U("Complete this: the quick brown")], None,
+     {"add_generation_prompt": False, "continue_final_message": True}),
+    ("continue_after_tool_call",
+     [U("Weather?"), dict(A(""), tool_calls=[call("get_weather", {"city": "Paris"}, "c1")]),
+      tool_msg("sunny", "c1"), A("It is")], [WEATHER],
+     {"add_generation_prompt": False, "continue_final_message": True}),
+    ("continue_dropped_by_template_error", [U("Hi"), A("Well<|channel>x")], None,
+     {"add_generation_prompt": False, "continue_final_message": True}),
 ]
+
+CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+
+
+def continue_chat(tmpl, kw):
+    """transformers' continue_final_message: the last text gets a marker, the chat is rendered,
+    and the prompt ends where the marker starts (right-stripped when the template trimmed the
+    space after it); a template that drops the marker raises."""
+    messages = copy.deepcopy(kw["messages"])
+    last = messages[-1]
+    if isinstance(last["content"], list):
+        part = next(p for p in reversed(last["content"]) if "text" in p)
+        part["text"] += CONTINUE_TAG
+    else:
+        last["content"] += CONTINUE_TAG
+    out = tmpl.render(**dict(kw, messages=messages))
+    if CONTINUE_TAG.strip() not in out:
+        raise jinja2.exceptions.TemplateError("the final message does not appear in the chat")
+    at = out.rindex(CONTINUE_TAG.strip())
+    return out[:at] if out[at:at + len(CONTINUE_TAG)] == CONTINUE_TAG else out[:at].rstrip()
 
 
 # What the template raises besides TemplateError (str + None, iterating an int, dict.items of
@@ -383,6 +425,8 @@ def render(env, tmpl, messages, tools, opts):
             kw[k] = opts[k]
     if tools is not None:
         kw["tools"] = tools
+    if opts.get("continue_final_message"):
+        return continue_chat(tmpl, kw)
     return tmpl.render(**kw)
 
 

@@ -39,6 +39,7 @@ static void check_cases(const char *file, const cJSON *root, int min_cases) {
         opt.add_generation_prompt = cJSON_IsTrue(cJSON_GetObjectItem(o, "add_generation_prompt"));
         opt.enable_thinking = cJSON_IsTrue(cJSON_GetObjectItem(o, "enable_thinking"));
         opt.preserve_thinking = cJSON_IsTrue(cJSON_GetObjectItem(o, "preserve_thinking"));
+        opt.continue_final_message = cJSON_IsTrue(cJSON_GetObjectItem(o, "continue_final_message"));
         const cJSON *msgs = cJSON_GetObjectItem(c, "messages"), *tools = cJSON_GetObjectItem(c, "tools");
         /* Cases given as raw JSON text (duplicate keys, -0) are parsed here, as a server would. */
         const cJSON *raw_m = cJSON_GetObjectItem(c, "messages_json"), *raw_t = cJSON_GetObjectItem(c, "tools_json");

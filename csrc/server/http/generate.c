@@ -204,6 +204,27 @@ static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_image
     return 0;
 }
 
+/* vLLM's truncate_prompt_tokens on the built prompt: keep its last N ids (truncation_side "right":
+ * the first N); -1 is max_model_len − 1, leaving room for one output token. Never cuts through
+ * images: a prompt with images that would be cut is a 400. */
+static int truncate_prompt(const g4_http_server *s, const g4_oai_request *r, g4_tokens *ids, const g4_http_images *im,
+                           g4_http_error *e) {
+    long long keep = r->truncate_tokens < 0 ? s->max_model_len - 1 : r->truncate_tokens;
+    if (keep > s->max_model_len)
+        return g4_http_fail(e, 400, "truncate_prompt_tokens",
+                            "truncate_prompt_tokens=%lld cannot be greater than max_model_len=%d. Please request a "
+                            "smaller truncation size.",
+                            keep, s->max_model_len);
+    if ((long long)ids->n <= keep) return 0;
+    if (im->n > 0)
+        return g4_http_fail(e, 400, "truncate_prompt_tokens",
+                            "truncate_prompt_tokens would cut a prompt with images (%zu tokens, %lld kept)", ids->n,
+                            keep);
+    if (!r->truncate_right) memmove(ids->ids, ids->ids + (ids->n - (size_t)keep), (size_t)keep * sizeof *ids->ids);
+    ids->n = (size_t)keep;
+    return 0;
+}
+
 int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt, g4_tokens *ids, unsigned *parse_flags,
                          g4_http_images *im, g4_http_error *e) {
     g4_error err = {{0}};
@@ -228,6 +249,7 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt,
         in.tools = r->tool_choice == G4_TOOL_CHOICE_NONE ? NULL : r->tools;
         in.chat.enable_thinking = r->enable_thinking;
         in.chat.add_generation_prompt = r->add_generation_prompt;
+        in.chat.continue_final_message = r->continue_final_message;
         in.chat.decode_string_arguments = 1;
         if (load_images(s, r, im, e) < 0) return -1;
         in.image_tokens = im->n_tokens;
@@ -242,6 +264,7 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt,
         return g4_http_fail(e, 400, r->kind == G4_OAI_CHAT ? "messages" : "prompt", "%s", err.msg);
     if (rc < 0) return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
     if (in_reasoning) *parse_flags |= G4_PARSE_START_IN_REASONING;
+    if (r->truncate_tokens && truncate_prompt(s, r, ids, im, e) < 0) return -1;
     for (int i = 0; i < im->n; i++) {
         const g4_vision_pixels *px = &im->px[i];
         im->items[i] = (g4_mm_item){.pos = im->pos[i],
@@ -356,9 +379,10 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     /* Prompt logprobs (vLLM's prompt_logprobs, or OpenAI's echo + logprobs) answer (1 + top)
      * entries per prompt token and choice: bounded, so a request cannot make the server build
      * gigabytes of JSON. */
-    int plp_top = req.prompt_logprobs > (req.echo ? req.logprobs : -1) ? req.prompt_logprobs
-                  : req.echo                                           ? req.logprobs
-                                                                       : -1;
+    bool echo_lp = req.echo && kind == G4_OAI_COMPLETION; /* chat's echo is the last message's text */
+    int plp_top = req.prompt_logprobs > (echo_lp ? req.logprobs : -1) ? req.prompt_logprobs
+                  : echo_lp                                           ? req.logprobs
+                                                                      : -1;
     if (plp_top >= 0 && (double)n_prompt_total * req.n * (plp_top + 1) > G4_HTTP_MAX_PROMPT_LP_ENTRIES) {
         g4_http_fail(&e, 400, req.prompt_logprobs >= 0 ? "prompt_logprobs" : "echo",
                      "prompt logprobs for %d prompt tokens × n = %d × %d alternatives exceed %d entries; send fewer "

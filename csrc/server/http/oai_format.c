@@ -75,36 +75,73 @@ static cJSON *ids_json(const int32_t *ids, size_t n) {
     return a;
 }
 
-/* The echoed prompt of a completions choice: the text as sent, or the ids decoded. */
+/* The echoed prompt of a completions choice: the text as sent, or the ids the model saw decoded
+ * (ids given, or a truncated prompt). */
 static void echo_text(const g4_job *j, const g4_choice *ch, g4_strbuf *out) {
     const g4_oai_prompt *p = &j->req.prompts[ch->prompt];
-    if (p->text) {
+    if (p->text && !j->req.truncate_tokens) {
         g4_strbuf_puts(out, p->text);
         return;
     }
-    g4_tokenizer_decode(j->srv->tok, p->ids, (size_t)p->n_ids, j->req.skip_special_tokens ? G4_DECODE_SKIP_SPECIAL : 0,
-                        out, NULL);
+    const g4_tokens *ids = &j->prompt_ids[ch->prompt];
+    g4_tokenizer_decode(j->srv->tok, ids->ids, ids->n, j->req.skip_special_tokens ? G4_DECODE_SKIP_SPECIAL : 0, out,
+                        NULL);
 }
 
+/* vLLM's echo on chat: the last message's content (text parts joined by newlines) when its role
+ * is the response's (assistant, or with add_generation_prompt false the last message's own). */
+static void chat_echo_text(const g4_job *j, g4_strbuf *out) {
+    const cJSON *msgs = j->req.messages;
+    const cJSON *last = msgs && msgs->child ? msgs->child->prev : NULL;
+    const cJSON *role = last ? cJSON_GetObjectItemCaseSensitive(last, "role") : NULL;
+    if (!cJSON_IsString(role) || (j->req.add_generation_prompt && strcmp(role->valuestring, "assistant"))) return;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(last, "content");
+    if (cJSON_IsString(c)) g4_strbuf_puts(out, c->valuestring);
+    int first = 1;
+    for (const cJSON *p = cJSON_IsArray(c) ? c->child : NULL; p; p = p->next) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
+        if (!cJSON_IsString(t)) continue;
+        if (!first) g4_strbuf_putc(out, '\n');
+        g4_strbuf_puts(out, t->valuestring);
+        first = 0;
+    }
+}
+
+/* A token's name in logprobs: its text, or "token_id:<id>" with vLLM's
+ * return_tokens_as_token_ids (as_id). malloc'ed, never NULL unless out of memory. */
+static char *token_text(const g4_tokenizer *tok, int32_t id, bool as_id) {
+    if (as_id) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "token_id:%d", (int)id);
+        return strdup(buf);
+    }
+    g4_strbuf t = {0};
+    g4_tokenizer_decode(tok, &id, 1, 0, &t, NULL);
+    char *s = strdup(t.data ? t.data : "");
+    g4_strbuf_free(&t);
+    return s;
+}
+
+static char *logprob_name(const g4_job *j, int32_t id) { return token_text(j->srv->tok, id, j->req.tokens_as_ids); }
+
 /* {token, logprob, bytes} for one id (chat logprobs). */
-static cJSON *token_entry(const g4_tokenizer *tok, int32_t id, float lp) {
-    g4_strbuf s = {0};
-    g4_tokenizer_decode(tok, &id, 1, 0, &s, NULL);
+static cJSON *token_entry(const g4_job *j, int32_t id, float lp) {
+    char *s = logprob_name(j, id);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "token", s.data ? s.data : "");
+    cJSON_AddStringToObject(o, "token", s ? s : "");
     cJSON_AddNumberToObject(o, "logprob", lp);
     cJSON *b = cJSON_AddArrayToObject(o, "bytes");
-    for (size_t i = 0; i < s.len; i++) cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)s.data[i]));
-    g4_strbuf_free(&s);
+    for (size_t i = 0; s && s[i]; i++) cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)s[i]));
+    free(s);
     return o;
 }
 
-static cJSON *chat_logprob(const g4_tokenizer *tok, const g4_event *r, int top) {
-    cJSON *o = token_entry(tok, r->token, r->logprob);
+static cJSON *chat_logprob(const g4_job *j, const g4_event *r, int top) {
+    cJSON *o = token_entry(j, r->token, r->logprob);
     cJSON *t = cJSON_AddArrayToObject(o, "top_logprobs");
     for (int i = 0; i < r->n_top && i < top; i++)
         if (isfinite(r->top_logprobs[i])) /* allowed_token_ids leaves the rest at −inf */
-            cJSON_AddItemToArray(t, token_entry(tok, r->top_ids[i], r->top_logprobs[i]));
+            cJSON_AddItemToArray(t, token_entry(j, r->top_ids[i], r->top_logprobs[i]));
     return o;
 }
 
@@ -118,36 +155,26 @@ static cJSON *completion_logprobs_new(void) {
     return o;
 }
 
-static void completion_logprobs_add(cJSON *o, const g4_tokenizer *tok, const g4_event *r, int top, size_t offset) {
-    g4_strbuf s = {0};
-    g4_tokenizer_decode(tok, &r->token, 1, 0, &s, NULL);
-    cJSON_AddItemToArray(cJSON_GetObjectItem(o, "tokens"), cJSON_CreateString(s.data ? s.data : ""));
+static void completion_logprobs_add(cJSON *o, const g4_job *j, const g4_event *r, int top, size_t offset) {
+    char *s = logprob_name(j, r->token);
+    cJSON_AddItemToArray(cJSON_GetObjectItem(o, "tokens"), cJSON_CreateString(s ? s : ""));
     cJSON_AddItemToArray(cJSON_GetObjectItem(o, "token_logprobs"), cJSON_CreateNumber(r->logprob));
     cJSON_AddItemToArray(cJSON_GetObjectItem(o, "text_offset"), cJSON_CreateNumber((double)offset));
     /* The sampled token first, then the top n (OpenAI and vLLM: up to logprobs + 1 entries; with
      * logprobs 0 just the sampled one). */
     cJSON *m = cJSON_CreateObject();
-    cJSON_AddNumberToObject(m, s.data ? s.data : "", r->logprob);
+    cJSON_AddNumberToObject(m, s ? s : "", r->logprob);
     for (int i = 0; i < r->n_top && i < top && isfinite(r->top_logprobs[i]); i++) {
-        g4_strbuf t = {0};
-        g4_tokenizer_decode(tok, &r->top_ids[i], 1, 0, &t, NULL);
-        if (!cJSON_GetObjectItemCaseSensitive(m, t.data ? t.data : ""))
-            cJSON_AddNumberToObject(m, t.data ? t.data : "", r->top_logprobs[i]);
-        g4_strbuf_free(&t);
+        char *t = logprob_name(j, r->top_ids[i]);
+        if (!cJSON_GetObjectItemCaseSensitive(m, t ? t : ""))
+            cJSON_AddNumberToObject(m, t ? t : "", r->top_logprobs[i]);
+        free(t);
     }
     cJSON_AddItemToArray(cJSON_GetObjectItem(o, "top_logprobs"), m);
-    g4_strbuf_free(&s);
+    free(s);
 }
 
 /* --- prompt logprobs --------------------------------------------------------------------- */
-
-static char *token_text(const g4_tokenizer *tok, int32_t id) {
-    g4_strbuf t = {0};
-    g4_tokenizer_decode(tok, &id, 1, 0, &t, NULL);
-    char *s = strdup(t.data ? t.data : "");
-    g4_strbuf_free(&t);
-    return s;
-}
 
 /* The prompt entry of position pos (1..), or NULL when it did not arrive. */
 static const g4_prompt_logprob *plp_at(const g4_choice *ch, int pos) {
@@ -161,17 +188,18 @@ static void prompt_legacy_logprobs(const g4_job *j, const g4_choice *ch, cJSON *
     const g4_tokens *ids = &j->prompt_ids[ch->prompt];
     size_t offset = 0;
     for (size_t i = 0; i < ids->n; i++) {
-        char *t = token_text(tok, ids->ids[i]);
+        char *t = token_text(tok, ids->ids[i], false);
+        char *name = logprob_name(j, ids->ids[i]);
         const g4_prompt_logprob *p = plp_at(ch, (int)i);
-        cJSON_AddItemToArray(cJSON_GetObjectItem(o, "tokens"), cJSON_CreateString(t ? t : ""));
+        cJSON_AddItemToArray(cJSON_GetObjectItem(o, "tokens"), cJSON_CreateString(name ? name : ""));
         cJSON_AddItemToArray(cJSON_GetObjectItem(o, "token_logprobs"),
                              p ? cJSON_CreateNumber(p->logprob) : cJSON_CreateNull());
         cJSON_AddItemToArray(cJSON_GetObjectItem(o, "text_offset"), cJSON_CreateNumber((double)offset));
         cJSON *m = p ? cJSON_CreateObject() : cJSON_CreateNull();
         if (p) {
-            cJSON_AddNumberToObject(m, t ? t : "", p->logprob);
+            cJSON_AddNumberToObject(m, name ? name : "", p->logprob);
             for (int k = 0; k < p->n_top && k < j->req.logprobs; k++) {
-                char *a = token_text(tok, p->top_ids[k]);
+                char *a = logprob_name(j, p->top_ids[k]);
                 if (a && !cJSON_GetObjectItemCaseSensitive(m, a)) cJSON_AddNumberToObject(m, a, p->top_logprobs[k]);
                 free(a);
             }
@@ -179,6 +207,7 @@ static void prompt_legacy_logprobs(const g4_job *j, const g4_choice *ch, cJSON *
         cJSON_AddItemToArray(cJSON_GetObjectItem(o, "top_logprobs"), m);
         offset += t ? strlen(t) : 0;
         free(t);
+        free(name);
     }
 }
 
@@ -203,7 +232,7 @@ static cJSON *prompt_logprobs_json(const g4_job *j, const g4_choice *ch) {
             cJSON *e = cJSON_AddObjectToObject(m, key);
             cJSON_AddNumberToObject(e, "logprob", k < 0 ? p->logprob : p->top_logprobs[k]);
             cJSON_AddNumberToObject(e, "rank", k < 0 ? p->rank : k + 1);
-            char *t = token_text(tok, id);
+            char *t = token_text(tok, id, false); /* vLLM: the text even with return_tokens_as_token_ids */
             cJSON_AddStringToObject(e, "decoded_token", t ? t : "");
             free(t);
         }
@@ -364,14 +393,13 @@ static void count_token(g4_job *j, g4_choice *ch, const g4_event *r) {
 }
 
 static void process(g4_job *j, g4_choice *ch, const g4_event *r) {
-    const g4_tokenizer *tok = j->srv->tok;
     bool chat = j->req.kind == G4_OAI_CHAT;
     if (ch->finished) return;
     if (r->n_prompt_lp > 0) { /* they go out with the first chunk / the response */
         plp_append(j, ch, r);
         if (r->n_tokens == 0 && r->finish == G4_FINISH_NONE) return;
     }
-    if (j->req.echo && !ch->echo_sent) {
+    if (j->req.echo && !chat && !ch->echo_sent) {
         /* the echoed prompt (streamed: a chunk of its own, with the prompt's logprobs); the
          * completion's text offsets count from its end */
         g4_strbuf t = {0};
@@ -395,11 +423,22 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r) {
         emit(j, ch, d, NULL, NULL, NULL);
         ch->role_sent = true;
     }
+    if (j->stream && chat && j->req.echo && !ch->echo_sent) { /* vLLM: a chunk of its own after the role */
+        g4_strbuf t = {0};
+        chat_echo_text(j, &t);
+        if (t.len) {
+            cJSON *d = cJSON_CreateObject();
+            cJSON_AddStringToObject(d, "content", t.data);
+            emit(j, ch, d, NULL, NULL, NULL);
+        }
+        g4_strbuf_free(&t);
+        ch->echo_sent = true;
+    }
     count_token(j, ch, r); /* after the echo and role chunks: they precede the first token (usage 0, as vLLM) */
     cJSON *lp = NULL; /* stream: this event's logprobs */
     if (r->n_tokens > 0 && j->req.logprobs >= 0) {
         if (chat) {
-            cJSON *e = chat_logprob(tok, r, j->req.logprobs);
+            cJSON *e = chat_logprob(j, r, j->req.logprobs);
             if (j->stream) {
                 lp = cJSON_CreateObject();
                 cJSON_AddItemToArray(cJSON_AddArrayToObject(lp, "content"), e);
@@ -410,7 +449,7 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r) {
         } else {
             if (j->stream) lp = completion_logprobs_new();
             else if (!ch->logprobs) ch->logprobs = completion_logprobs_new();
-            completion_logprobs_add(j->stream ? lp : ch->logprobs, tok, r, j->req.logprobs, ch->text_offset);
+            completion_logprobs_add(j->stream ? lp : ch->logprobs, j, r, j->req.logprobs, ch->text_offset);
         }
     }
     /* A normal end (not an error, not a timeout) puts finish_reason on this event's last chunk. */
@@ -535,9 +574,12 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e) {
         if (chat) {
             cJSON *m = cJSON_AddObjectToObject(o, "message");
             cJSON_AddStringToObject(m, "role", "assistant");
-            if (ch->content.len || !ch->tool_calls)
-                cJSON_AddStringToObject(m, "content", ch->content.data ? ch->content.data : "");
+            g4_strbuf text = {0};
+            if (j->req.echo) chat_echo_text(j, &text);
+            g4_strbuf_append(&text, ch->content.data ? ch->content.data : "", ch->content.len);
+            if (text.len || !ch->tool_calls) cJSON_AddStringToObject(m, "content", text.data ? text.data : "");
             else cJSON_AddNullToObject(m, "content");
+            g4_strbuf_free(&text);
             if (ch->reasoning.len) {
                 cJSON_AddStringToObject(m, "reasoning", ch->reasoning.data);
                 if (j->srv->cfg.reasoning_content) cJSON_AddStringToObject(m, "reasoning_content", ch->reasoning.data);

@@ -196,14 +196,13 @@ static int refuse_unsupported(const cJSON *o, g4_http_error *e) {
                                         "vllm_xargs",
                                         "kv_transfer_params",
                                         "cache_salt",
-                                        "truncate_prompt_tokens"};
+                                        "logprob_token_ids"};
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++) {
         const cJSON *v = field(o, never[i]);
         if (v && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
             return g4_http_fail(e, 400, never[i], "'%s' is not supported yet", never[i]);
     }
-    static const char *const must_be_false[] = {"use_beam_search", "include_stop_str_in_output",
-                                                "return_tokens_as_token_ids"};
+    static const char *const must_be_false[] = {"use_beam_search", "include_stop_str_in_output"};
     for (size_t i = 0; i < sizeof must_be_false / sizeof must_be_false[0]; i++) {
         bool b = false;
         if (get_bool(o, must_be_false[i], &b, e) < 0) return -1;
@@ -212,6 +211,22 @@ static int refuse_unsupported(const cJSON *o, g4_http_error *e) {
     long long best_of = 1;
     if (get_int(o, "best_of", 1, G4_OAI_MAX_N, &best_of, e) < 0) return -1;
     if (best_of != 1) return g4_http_fail(e, 400, "best_of", "'best_of' > 1 is not supported yet");
+    return 0;
+}
+
+/* vLLM's truncate_prompt_tokens (-1 or N >= 1; the bound by max_model_len is checked where the
+ * prompt is built) and truncation_side ("left", the default, keeps the last N; "right" the first). */
+static int parse_truncation(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
+    long long n = 0;
+    const char *side = NULL;
+    if (get_int(o, "truncate_prompt_tokens", -1, 9.0e15, &n, e) < 0 || get_str(o, "truncation_side", &side, e) < 0)
+        return -1;
+    if (n == 0 && field(o, "truncate_prompt_tokens"))
+        return g4_http_fail(e, 400, "truncate_prompt_tokens", "'truncate_prompt_tokens' must be -1 or at least 1");
+    if (side && strcmp(side, "left") && strcmp(side, "right"))
+        return g4_http_fail(e, 400, "truncation_side", "`truncation_side` must be either 'left' or 'right'.");
+    r->truncate_tokens = n;
+    r->truncate_right = side && !strcmp(side, "right");
     return 0;
 }
 
@@ -626,8 +641,9 @@ static int parse_chat_options(g4_oai_request *r, const cJSON *o, g4_http_error *
     if (get_bool(o, "add_generation_prompt", &r->add_generation_prompt, e) < 0 ||
         get_bool(o, "continue_final_message", &r->continue_final_message, e) < 0)
         return -1;
-    if (r->continue_final_message)
-        return g4_http_fail(e, 400, "continue_final_message", "'continue_final_message' is not supported yet");
+    if (r->continue_final_message && r->add_generation_prompt) /* vLLM's rule and words */
+        return g4_http_fail(e, 400, "continue_final_message",
+                            "Cannot set both `continue_final_message` and `add_generation_prompt` to True.");
     const char *effort = NULL;
     if (get_str(o, "reasoning_effort", &effort, e) < 0) return -1;
     if (effort) r->enable_thinking = strcmp(effort, "none") != 0;
@@ -689,18 +705,17 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
     if (k) r->stop.min_tokens = (int)i;
     if (get_bool(o, "ignore_eos", &r->stop.ignore_eos, e) < 0 ||
         get_bool(o, "skip_special_tokens", &r->skip_special_tokens, e) < 0 ||
-        get_str(o, "request_id", &r->request_id, e) < 0 || get_bool(o, "return_token_ids", &r->return_token_ids, e) < 0)
+        get_str(o, "request_id", &r->request_id, e) < 0 ||
+        get_bool(o, "return_token_ids", &r->return_token_ids, e) < 0 ||
+        get_bool(o, "return_tokens_as_token_ids", &r->tokens_as_ids, e) < 0)
         goto fail;
+    if (parse_truncation(r, o, e) < 0) goto fail;
     if ((k = get_int(o, "priority", -1e9, 1e9, &i, e)) < 0) goto fail;
     if (k) r->priority = (int)i;
     if (refuse_unsupported(o, e) < 0 || parse_sampling(r, o, e) < 0 || parse_logprobs(r, o, e) < 0 ||
         parse_stop(r, o, n_vocab, e) < 0 || parse_processors(r, o, n_vocab, e) < 0 ||
         get_bool(o, "echo", &r->echo, e) < 0 || g4_oai_structured_parse(o, &r->structured, e) < 0)
         goto fail;
-    if (r->echo && kind == G4_OAI_CHAT) {
-        g4_http_fail(e, 400, "echo", "'echo': true is not supported on chat completions");
-        goto fail;
-    }
     if ((k = get_int(o, "prompt_logprobs", -1, G4_MAX_TOP_LOGPROBS, &i, e)) < 0) goto fail;
     r->prompt_logprobs = k ? (int)i : -1;
     if (k && i < 0) {

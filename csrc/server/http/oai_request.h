@@ -88,6 +88,9 @@ typedef struct g4_oai_request {
     int priority;
     const char *request_id;      /* optional client-supplied id (vLLM `request_id`) */
     bool return_token_ids;       /* vLLM: prompt_token_ids and token_ids in the response */
+    long long truncate_tokens;   /* vLLM truncate_prompt_tokens: 0 none, -1 max_model_len − 1, else keep N */
+    bool truncate_right;         /* vLLM truncation_side "right": keep the first N (default: the last N) */
+    bool tokens_as_ids;          /* vLLM return_tokens_as_token_ids: logprobs name tokens "token_id:<id>" */
     g4_logit_bias *logit_bias;   /* malloc'ed [n_logit_bias], or NULL */
     int n_logit_bias;
     int32_t *allowed_ids;        /* vLLM allowed_token_ids: malloc'ed [n_allowed_ids], or NULL */
