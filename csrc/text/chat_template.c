@@ -462,15 +462,17 @@ static cJSON *continue_target(cJSON *messages, const char **key) {
 
 static int render_continued(const cJSON *messages, const cJSON *tools, const g4_chat_options *opt, g4_strbuf *out,
                             g4_error *err) {
-    if (!cJSON_IsArray(messages) || !cJSON_GetArraySize(messages))
-        return g4_fail(err, "chat: continue_final_message needs at least one message");
+    int n_messages = cJSON_IsArray(messages) ? cJSON_GetArraySize(messages) : 0;
+    if (!n_messages) return g4_fail(err, "chat: continue_final_message needs at least one message");
     cJSON *copy = cJSON_Duplicate(messages, 1);
     if (!copy) return g4_fail(err, "chat: out of memory");
     const char *key;
     cJSON *holder = continue_target(copy, &key);
     if (!holder) {
         cJSON_Delete(copy);
-        return g4_fail(err, "chat: continue_final_message: the last message has no text content to continue");
+        return g4_fail(err,
+                       "chat: messages[%d]: continue_final_message: the last message has no text content to continue",
+                       n_messages - 1);
     }
     g4_strbuf tagged = {0};
     int rc = g4_strbuf_puts(&tagged, cJSON_GetObjectItemCaseSensitive(holder, key)->valuestring) ||
@@ -490,7 +492,10 @@ static int render_continued(const cJSON *messages, const cJSON *tools, const g4_
     for (size_t i = out->len; i >= start + n_tag && at == SIZE_MAX; i--)
         if (!memcmp(out->data + i - n_tag, G4_CONTINUE_TAG, n_tag)) at = i - n_tag;
     if (at == SIZE_MAX)
-        return g4_fail(err, "chat: continue_final_message: the template dropped the last message's text");
+        return g4_fail(err,
+                       "chat: messages[%d]: continue_final_message: the template dropped this message's text (as it "
+                       "strips an assistant message from <|channel> on)",
+                       n_messages - 1);
     int spaced = out->len - at > n_tag && out->data[at + n_tag] == ' ';
     out->len = at;
     if (!spaced) { /* the template trimmed the space after the marker: rstrip what precedes it */

@@ -28,6 +28,8 @@ def body_of(case, **extra):
         parts.append('"tools":' + case.get("tools_json", json.dumps(case.get("tools"))))
     kwargs = {"enable_thinking": opts["enable_thinking"], "preserve_thinking": opts["preserve_thinking"]}
     fields = {"add_generation_prompt": opts["add_generation_prompt"], "chat_template_kwargs": kwargs}
+    if opts.get("continue_final_message"):
+        fields["continue_final_message"] = True
     fields.update(extra)
     parts += ['"%s":%s' % (k, json.dumps(v)) for k, v in fields.items()]
     return "{" + ",".join(parts) + "}"
