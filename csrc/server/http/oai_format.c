@@ -136,9 +136,21 @@ static cJSON *token_entry(const g4_job *j, int32_t id, float lp) {
     return o;
 }
 
+/* With logprob_token_ids the event's top entries are those ids' logprobs: the sampled token
+ * comes first, then each requested id once; a masked id's −inf is sent as −9999 (vLLM's clamp). */
+static bool pinned(const g4_job *j) { return j->req.n_logprob_ids > 0; }
+static float clamp_lp(float lp) { return lp > -9999.0f ? lp : -9999.0f; }
+
 static cJSON *chat_logprob(const g4_job *j, const g4_event *r, int top) {
     cJSON *o = token_entry(j, r->token, r->logprob);
     cJSON *t = cJSON_AddArrayToObject(o, "top_logprobs");
+    if (pinned(j)) {
+        cJSON_AddItemToArray(t, token_entry(j, r->token, r->logprob));
+        for (int i = 0; i < r->n_top; i++)
+            if (r->top_ids[i] != r->token)
+                cJSON_AddItemToArray(t, token_entry(j, r->top_ids[i], clamp_lp(r->top_logprobs[i])));
+        return o;
+    }
     for (int i = 0; i < r->n_top && i < top; i++)
         if (isfinite(r->top_logprobs[i])) /* allowed_token_ids leaves the rest at −inf */
             cJSON_AddItemToArray(t, token_entry(j, r->top_ids[i], r->top_logprobs[i]));
@@ -164,10 +176,11 @@ static void completion_logprobs_add(cJSON *o, const g4_job *j, const g4_event *r
      * logprobs 0 just the sampled one). */
     cJSON *m = cJSON_CreateObject();
     cJSON_AddNumberToObject(m, s ? s : "", r->logprob);
-    for (int i = 0; i < r->n_top && i < top && isfinite(r->top_logprobs[i]); i++) {
+    if (pinned(j)) top = r->n_top;
+    for (int i = 0; i < r->n_top && i < top && (pinned(j) || isfinite(r->top_logprobs[i])); i++) {
         char *t = logprob_name(j, r->top_ids[i]);
         if (!cJSON_GetObjectItemCaseSensitive(m, t ? t : ""))
-            cJSON_AddNumberToObject(m, t ? t : "", r->top_logprobs[i]);
+            cJSON_AddNumberToObject(m, t ? t : "", clamp_lp(r->top_logprobs[i]));
         free(t);
     }
     cJSON_AddItemToArray(cJSON_GetObjectItem(o, "top_logprobs"), m);
