@@ -1,6 +1,7 @@
 """Issue 21, the gaps vLLM's own tests found (tests/clients/vllm_suite/gaps.txt): a tool whose
 parameters hold OpenAI's "strict" flag, return_tokens_as_token_ids, truncate_prompt_tokens /
-truncation_side, echo / continue_final_message on chat, and logprob_token_ids. Driven by the official `openai`
+truncation_side, echo / continue_final_message and the response role on chat, and
+logprob_token_ids. Driven by the official `openai`
 client on the embedded tiny random checkpoint: every check compares the server with itself through
 another route (the token ids, /tokenize, the untruncated request) or with the official chat
 template rendered by jinja2, never with meaning."""
@@ -199,6 +200,19 @@ def test_chat_echo(client):
     no_gen = chat(client, user_last, add_generation_prompt=False).choices[0].message.content
     assert chat(client, user_last, echo=True, add_generation_prompt=False).choices[0].message.content == \
         "a\nb" + no_gen
+
+
+# --- the response role (vLLM: the last message's without a generation prompt) ------------------
+
+def test_response_role_follows_the_last_message_without_generation_prompt(client):
+    assert chat(client, MSG).choices[0].message.role == "assistant"
+    assert chat(client, MSG, add_generation_prompt=False).choices[0].message.role == "user"
+    assert chat(client, OPEN, continue_final_message=True,
+                add_generation_prompt=False).choices[0].message.role == "assistant"
+    stream = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=3, temperature=0, stream=True,
+                                            extra_body={"add_generation_prompt": False})
+    roles = [c.choices[0].delta.role for c in stream if c.choices and c.choices[0].delta.role]
+    assert roles == ["user"]
 
 
 # --- logprob_token_ids -------------------------------------------------------------------------

@@ -88,13 +88,26 @@ static void echo_text(const g4_job *j, const g4_choice *ch, g4_strbuf *out) {
                         NULL);
 }
 
-/* vLLM's echo on chat: the last message's content (text parts joined by newlines) when its role
- * is the response's (assistant, or with add_generation_prompt false the last message's own). */
-static void chat_echo_text(const g4_job *j, g4_strbuf *out) {
+/* The chat request's last message, or NULL. */
+static const cJSON *last_message(const g4_job *j) {
     const cJSON *msgs = j->req.messages;
-    const cJSON *last = msgs && msgs->child ? msgs->child->prev : NULL;
+    return msgs && msgs->child ? msgs->child->prev : NULL;
+}
+
+/* The response's role (vLLM): "assistant", or with add_generation_prompt false the last
+ * message's own (the model continues that message). */
+static const char *response_role(const g4_job *j) {
+    const cJSON *last = last_message(j);
     const cJSON *role = last ? cJSON_GetObjectItemCaseSensitive(last, "role") : NULL;
-    if (!cJSON_IsString(role) || (j->req.add_generation_prompt && strcmp(role->valuestring, "assistant"))) return;
+    return !j->req.add_generation_prompt && cJSON_IsString(role) ? role->valuestring : "assistant";
+}
+
+/* vLLM's echo on chat: the last message's content (text parts joined by newlines) when its role
+ * is the response's. */
+static void chat_echo_text(const g4_job *j, g4_strbuf *out) {
+    const cJSON *last = last_message(j);
+    const cJSON *role = last ? cJSON_GetObjectItemCaseSensitive(last, "role") : NULL;
+    if (!cJSON_IsString(role) || strcmp(role->valuestring, response_role(j))) return;
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(last, "content");
     if (cJSON_IsString(c)) g4_strbuf_puts(out, c->valuestring);
     int first = 1;
@@ -431,7 +444,7 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r) {
     }
     if (j->stream && chat && !ch->role_sent) {
         cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "role", "assistant");
+        cJSON_AddStringToObject(d, "role", response_role(j));
         cJSON_AddStringToObject(d, "content", "");
         emit(j, ch, d, NULL, NULL, NULL);
         ch->role_sent = true;
@@ -586,7 +599,7 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e) {
         }
         if (chat) {
             cJSON *m = cJSON_AddObjectToObject(o, "message");
-            cJSON_AddStringToObject(m, "role", "assistant");
+            cJSON_AddStringToObject(m, "role", response_role(j));
             g4_strbuf text = {0};
             if (j->req.echo) chat_echo_text(j, &text);
             g4_strbuf_append(&text, ch->content.data ? ch->content.data : "", ch->content.len);
