@@ -151,6 +151,12 @@ typedef struct g4_request_params {
     int n_logit_bias;
     const int32_t *allowed_ids; /* only these tokens can be sampled (vLLM allowed_token_ids); */
     int n_allowed_ids;          /* 0 = every token */
+    /* vLLM logprob_token_ids: these ids' logprobs (same distribution as the sampled token's;
+     * −inf where the mask excludes one) are reported at every output position in place of the
+     * top alternatives (event top_ids/top_logprobs, in this order). Needs sampling.logprobs ≥ 0;
+     * at most G4_MAX_TOP_LOGPROBS; copied; the request is sampled from host logits. */
+    const int32_t *logprob_ids;
+    int n_logprob_ids;
     /* Prompt logprobs: every prompt token after the first gets a g4_prompt_logprob (events with
      * n_prompt_lp, before the first token's event). Such a request skips the prefix cache, its
      * prefill runs at most G4_SCHED_LP_ROWS positions a step, and its steps return host logits. */

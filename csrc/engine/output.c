@@ -149,6 +149,21 @@ static int logit_processors(g4_engine *e, const g4_seq *q, float *logits, const 
     return 0;
 }
 
+/* q's logprob ids in place of out's top alternatives, from the row x the op prepared in place
+ * (mask and penalties applied; it scales by 1 / temperature when not greedy). The row's
+ * log-sum-exp is recovered from the sampled token: lse = z[token] − logprob(token). */
+static void logprob_ids(const g4_seq *q, const float *x, g4_sample_result *out) {
+    bool scaled = q->sampling.temperature > 0;
+    float inv_t = scaled ? 1.0f / q->sampling.temperature : 1.0f;
+    float lse = (scaled ? x[out->token] * inv_t : x[out->token]) - out->logprob;
+    for (int i = 0; i < q->n_logprob_ids; i++) {
+        int32_t id = q->logprob_ids[i];
+        out->top_ids[i] = id;
+        out->top_logprobs[i] = id == out->token ? out->logprob : (scaled ? x[id] * inv_t : x[id]) - lse;
+    }
+    out->n_top = q->n_logprob_ids;
+}
+
 /* One row through the sample op's CPU implementation over host logits (which it may
  * overwrite). Same result as g4_sample_row. 1 (no sample) when the row's mask allows nothing. */
 static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *out, g4_error *err) {
@@ -169,6 +184,7 @@ static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *
                         .logprobs = &lp};
     if (g4_cpu_sample_host(e->sample_scratch, &a, err)) return -1;
     g4_engine_result(out, tok, n_lp ? &lp : NULL);
+    if (q->n_logprob_ids) logprob_ids(q, logits, out);
     return 0;
 }
 

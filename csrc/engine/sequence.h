@@ -47,6 +47,8 @@ typedef struct g4_seq {
     int n_logit_bias;
     int32_t *allowed_ids;        /* [n_allowed_ids], NULL = every token */
     int n_allowed_ids;
+    int32_t logprob_ids[G4_MAX_TOP_LOGPROBS]; /* reported in place of the top logprobs (engine.h) */
+    int n_logprob_ids;
     const g4_constraint_iface *constraint_fn; /* owned constraint, NULL = none */
     void *constraint;
     bool want_plp;               /* prompt logprobs asked */
@@ -70,9 +72,9 @@ void g4_seq_append(g4_seq *s, int32_t token, int block_size);
 static inline int g4_seq_n_output(const g4_seq *s) { return s->len - s->n_prompt; }
 /* Prompt positions still to report (prompt logprobs). */
 static inline bool g4_seq_plp_pending(const g4_seq *s) { return s->want_plp && s->plp_next < s->n_prompt; }
-/* Has logit processors (bias, allowed ids, a constraint): sampled from host logits. */
+/* Has logit processors (bias, allowed ids, a constraint) or logprob ids: sampled from host logits. */
 static inline bool g4_seq_host_sampled(const g4_seq *s) {
-    return s->n_logit_bias > 0 || s->n_allowed_ids > 0 || s->constraint;
+    return s->n_logit_bias > 0 || s->n_allowed_ids > 0 || s->constraint || s->n_logprob_ids > 0;
 }
 
 #endif

@@ -1,6 +1,7 @@
 """Issue 21, the gaps vLLM's own tests found (tests/clients/vllm_suite/gaps.txt): a tool whose
 parameters hold OpenAI's "strict" flag, return_tokens_as_token_ids, truncate_prompt_tokens /
-truncation_side, and echo / continue_final_message on chat. Driven by the official `openai`
+truncation_side, echo / continue_final_message and the response role on chat, and
+logprob_token_ids. Driven by the official `openai`
 client on the embedded tiny random checkpoint: every check compares the server with itself through
 another route (the token ids, /tokenize, the untruncated request) or with the official chat
 template rendered by jinja2, never with meaning."""
@@ -199,3 +200,115 @@ def test_chat_echo(client):
     no_gen = chat(client, user_last, add_generation_prompt=False).choices[0].message.content
     assert chat(client, user_last, echo=True, add_generation_prompt=False).choices[0].message.content == \
         "a\nb" + no_gen
+
+
+# --- the response role (vLLM: the last message's without a generation prompt) ------------------
+
+def test_response_role_follows_the_last_message_without_generation_prompt(client):
+    assert chat(client, MSG).choices[0].message.role == "assistant"
+    assert chat(client, MSG, add_generation_prompt=False).choices[0].message.role == "user"
+    assert chat(client, OPEN, continue_final_message=True,
+                add_generation_prompt=False).choices[0].message.role == "assistant"
+    stream = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=3, temperature=0, stream=True,
+                                            extra_body={"add_generation_prompt": False})
+    roles = [c.choices[0].delta.role for c in stream if c.choices and c.choices[0].delta.role]
+    assert roles == ["user"]
+
+
+# --- logprob_token_ids -------------------------------------------------------------------------
+
+def lp_chat(client, ids, stream=False, **kw):
+    args = dict(model=MODEL, messages=MSG, max_tokens=4, logprobs=True, stream=stream)
+    args.update(kw)
+    extra = {"ignore_eos": True, "return_tokens_as_token_ids": True, **args.pop("extra_body", {})}
+    if ids is not None:
+        extra["logprob_token_ids"] = ids
+    r = client.chat.completions.create(**args, extra_body=extra)
+    if not stream:
+        return r.choices[0].logprobs.content
+    return [e for c in r if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+
+
+def as_dict(entry):
+    return {int(t.token.removeprefix("token_id:")): t.logprob for t in entry.top_logprobs}
+
+
+def tid(name):
+    return int(name.removeprefix("token_id:"))
+
+
+def test_logprob_token_ids_match_prompt_logprobs(client, server):
+    """Greedy logprobs are the raw log_softmax, so the logprob of id at output position k equals
+    the prompt logprob of a prompt that ends in id after the same k tokens (the prefill path)."""
+    prompt = tokenize(server, "The weather today")
+    base = dict(model=MODEL, prompt=prompt, max_tokens=3, temperature=0, logprobs=0)
+    free = client.completions.create(**base, extra_body={"ignore_eos": True, "return_token_ids": True})
+    gen = free.choices[0].token_ids
+    ids = [gen[0], 7, 100, 4242]
+    r = client.completions.create(**base, extra_body={"ignore_eos": True, "return_token_ids": True,
+                                                      "return_tokens_as_token_ids": True,
+                                                      "logprob_token_ids": ids})
+    c = r.choices[0]
+    assert c.token_ids == gen  # reporting changes no token
+    for k, top in enumerate(c.logprobs.top_logprobs):
+        assert list(top)[0] == "token_id:%d" % gen[k]  # the sampled token first, then the ids
+        assert {tid(t) for t in top} == set(ids) | {gen[k]}
+        assert top["token_id:%d" % gen[k]] == c.logprobs.token_logprobs[k]
+        for i in ids:
+            ref = client.completions.create(model=MODEL, prompt=prompt + gen[:k] + [i], max_tokens=1,
+                                            extra_body={"prompt_logprobs": 0})
+            want = ref.choices[0].model_extra["prompt_logprobs"][-1][str(i)]["logprob"]
+            assert top["token_id:%d" % i] == pytest.approx(want, abs=2e-3), (k, i)
+
+
+def test_logprob_token_ids_match_top_logprobs_when_sampling(client):
+    """Sampled with temperature and a penalty: the same seed gives the same tokens, and an id's
+    value equals the one the natural top-20 reports for it (the same processed distribution)."""
+    kw = dict(temperature=0.7, seed=11, frequency_penalty=0.5)
+    natural = lp_chat(client, None, top_logprobs=20, **kw)
+    ids = sorted({natural[0].top_logprobs[j].token for j in (0, 4, 19)} | {"token_id:5", "token_id:999"})
+    ids = [tid(t) for t in ids]
+    for stream in (False, True):
+        got = lp_chat(client, ids, stream=stream, top_logprobs=3, **kw)
+        assert [e.token for e in got] == [e.token for e in natural]
+        for g, n in zip(got, natural):
+            assert g.logprob == pytest.approx(n.logprob, abs=1e-6)
+            d, nd = as_dict(g), as_dict(n)
+            assert set(d) == set(ids) | {tid(g.token)}
+            assert g.top_logprobs[0].token == g.token and d[tid(g.token)] == g.logprob
+            for i in ids:
+                assert d[i] <= 0
+                if i in nd:
+                    assert d[i] == pytest.approx(nd[i], abs=1e-5)
+                else:  # outside the natural top 20: below its last entry
+                    assert d[i] <= n.top_logprobs[-1].logprob + 1e-6
+    assert lp_chat(client, ids, **kw) == lp_chat(client, ids, stream=True, **kw)  # streamed = non-streamed
+
+
+def test_logprob_token_ids_under_a_mask(client):
+    """allowed_token_ids leaves only one token: it has logprob 0 and every other id is reported
+    with vLLM's clamp of −inf, −9999."""
+    got = lp_chat(client, [5, 42, 700], max_tokens=2, temperature=0, extra_body={"allowed_token_ids": [42]})
+    for e in got:
+        assert e.token == "token_id:42" and e.logprob == 0
+        assert as_dict(e) == {42: 0, 5: -9999, 700: -9999}
+
+
+def test_logprob_token_ids_refusals(client):
+    cases = [({"logprob_token_ids": list(range(21))}, dict(logprobs=True)),  # the cap: 20 ids
+             ({"logprob_token_ids": [10 ** 7]}, dict(logprobs=True)),  # outside the vocabulary
+             ({"logprob_token_ids": [-1]}, dict(logprobs=True)),
+             ({"logprob_token_ids": ["5"]}, dict(logprobs=True)),
+             ({"logprob_token_ids": 5}, dict(logprobs=True)),
+             ({"logprob_token_ids": [5]}, dict())]  # logprobs not asked
+    for extra, kw in cases:
+        with pytest.raises(openai.BadRequestError) as ei:
+            client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=2, extra_body=extra, **kw)
+        assert ei.value.body["param"] == "logprob_token_ids", extra
+    with pytest.raises(openai.BadRequestError) as ei:
+        client.completions.create(model=MODEL, prompt="hi", max_tokens=2, extra_body={"logprob_token_ids": [5]})
+    assert ei.value.body["param"] == "logprob_token_ids"
+    # an empty list is no list (vLLM)
+    r = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=2, logprobs=True, top_logprobs=2,
+                                       extra_body={"logprob_token_ids": []})
+    assert len(r.choices[0].logprobs.content[0].top_logprobs) == 2

@@ -452,6 +452,8 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         p.n_logit_bias = j->req.n_logit_bias;
         p.allowed_ids = j->req.allowed_ids;
         p.n_allowed_ids = j->req.n_allowed_ids;
+        p.logprob_ids = j->req.logprob_ids;
+        p.n_logprob_ids = j->req.n_logprob_ids;
         p.mm = im.n ? im.items : NULL;
         p.n_mm = im.n;
         p.prompt_logprobs = plp_top >= 0;

@@ -88,13 +88,26 @@ static void echo_text(const g4_job *j, const g4_choice *ch, g4_strbuf *out) {
                         NULL);
 }
 
-/* vLLM's echo on chat: the last message's content (text parts joined by newlines) when its role
- * is the response's (assistant, or with add_generation_prompt false the last message's own). */
-static void chat_echo_text(const g4_job *j, g4_strbuf *out) {
+/* The chat request's last message, or NULL. */
+static const cJSON *last_message(const g4_job *j) {
     const cJSON *msgs = j->req.messages;
-    const cJSON *last = msgs && msgs->child ? msgs->child->prev : NULL;
+    return msgs && msgs->child ? msgs->child->prev : NULL;
+}
+
+/* The response's role (vLLM): "assistant", or with add_generation_prompt false the last
+ * message's own (the model continues that message). */
+static const char *response_role(const g4_job *j) {
+    const cJSON *last = last_message(j);
     const cJSON *role = last ? cJSON_GetObjectItemCaseSensitive(last, "role") : NULL;
-    if (!cJSON_IsString(role) || (j->req.add_generation_prompt && strcmp(role->valuestring, "assistant"))) return;
+    return !j->req.add_generation_prompt && cJSON_IsString(role) ? role->valuestring : "assistant";
+}
+
+/* vLLM's echo on chat: the last message's content (text parts joined by newlines) when its role
+ * is the response's. */
+static void chat_echo_text(const g4_job *j, g4_strbuf *out) {
+    const cJSON *last = last_message(j);
+    const cJSON *role = last ? cJSON_GetObjectItemCaseSensitive(last, "role") : NULL;
+    if (!cJSON_IsString(role) || strcmp(role->valuestring, response_role(j))) return;
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(last, "content");
     if (cJSON_IsString(c)) g4_strbuf_puts(out, c->valuestring);
     int first = 1;
@@ -136,9 +149,21 @@ static cJSON *token_entry(const g4_job *j, int32_t id, float lp) {
     return o;
 }
 
+/* With logprob_token_ids the event's top entries are those ids' logprobs: the sampled token
+ * comes first, then each requested id once; a masked id's −inf is sent as −9999 (vLLM's clamp). */
+static bool pinned(const g4_job *j) { return j->req.n_logprob_ids > 0; }
+static float clamp_lp(float lp) { return lp > -9999.0f ? lp : -9999.0f; }
+
 static cJSON *chat_logprob(const g4_job *j, const g4_event *r, int top) {
     cJSON *o = token_entry(j, r->token, r->logprob);
     cJSON *t = cJSON_AddArrayToObject(o, "top_logprobs");
+    if (pinned(j)) {
+        cJSON_AddItemToArray(t, token_entry(j, r->token, r->logprob));
+        for (int i = 0; i < r->n_top; i++)
+            if (r->top_ids[i] != r->token)
+                cJSON_AddItemToArray(t, token_entry(j, r->top_ids[i], clamp_lp(r->top_logprobs[i])));
+        return o;
+    }
     for (int i = 0; i < r->n_top && i < top; i++)
         if (isfinite(r->top_logprobs[i])) /* allowed_token_ids leaves the rest at −inf */
             cJSON_AddItemToArray(t, token_entry(j, r->top_ids[i], r->top_logprobs[i]));
@@ -164,10 +189,11 @@ static void completion_logprobs_add(cJSON *o, const g4_job *j, const g4_event *r
      * logprobs 0 just the sampled one). */
     cJSON *m = cJSON_CreateObject();
     cJSON_AddNumberToObject(m, s ? s : "", r->logprob);
-    for (int i = 0; i < r->n_top && i < top && isfinite(r->top_logprobs[i]); i++) {
+    if (pinned(j)) top = r->n_top;
+    for (int i = 0; i < r->n_top && i < top && (pinned(j) || isfinite(r->top_logprobs[i])); i++) {
         char *t = logprob_name(j, r->top_ids[i]);
         if (!cJSON_GetObjectItemCaseSensitive(m, t ? t : ""))
-            cJSON_AddNumberToObject(m, t ? t : "", r->top_logprobs[i]);
+            cJSON_AddNumberToObject(m, t ? t : "", clamp_lp(r->top_logprobs[i]));
         free(t);
     }
     cJSON_AddItemToArray(cJSON_GetObjectItem(o, "top_logprobs"), m);
@@ -418,7 +444,7 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r) {
     }
     if (j->stream && chat && !ch->role_sent) {
         cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "role", "assistant");
+        cJSON_AddStringToObject(d, "role", response_role(j));
         cJSON_AddStringToObject(d, "content", "");
         emit(j, ch, d, NULL, NULL, NULL);
         ch->role_sent = true;
@@ -573,7 +599,7 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e) {
         }
         if (chat) {
             cJSON *m = cJSON_AddObjectToObject(o, "message");
-            cJSON_AddStringToObject(m, "role", "assistant");
+            cJSON_AddStringToObject(m, "role", response_role(j));
             g4_strbuf text = {0};
             if (j->req.echo) chat_echo_text(j, &text);
             g4_strbuf_append(&text, ch->content.data ? ch->content.data : "", ch->content.len);

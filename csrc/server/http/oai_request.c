@@ -195,8 +195,7 @@ static int refuse_unsupported(const cJSON *o, g4_http_error *e) {
                                         "logits_processors",
                                         "vllm_xargs",
                                         "kv_transfer_params",
-                                        "cache_salt",
-                                        "logprob_token_ids"};
+                                        "cache_salt"};
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++) {
         const cJSON *v = field(o, never[i]);
         if (v && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
@@ -380,6 +379,37 @@ static int parse_logprobs(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
         r->logprobs = k ? (int)i : -1;
     }
     r->sampling.logprobs = r->logprobs;
+    return 0;
+}
+
+/* vLLM's logprob_token_ids: distinct ids in [0, n_vocab), at most G4_MAX_TOP_LOGPROBS, reported
+ * at every output position in place of the top alternatives. Needs logprobs (chat: true;
+ * completions: any count, which the ids then replace); the engine then computes only the sampled
+ * token's logprob besides them. [] counts as absent (vLLM). */
+static int parse_logprob_ids(g4_oai_request *r, const cJSON *o, int32_t n_vocab, g4_http_error *e) {
+    const cJSON *a = field(o, "logprob_token_ids");
+    if (!a) return 0;
+    if (!cJSON_IsArray(a))
+        return g4_http_fail(e, 400, "logprob_token_ids", "'logprob_token_ids' must be a list of token ids");
+    int n = cJSON_GetArraySize(a);
+    if (n == 0) return 0;
+    if (n > G4_MAX_TOP_LOGPROBS)
+        return g4_http_fail(e, 400, "logprob_token_ids", "'logprob_token_ids' takes at most %d ids, got %d",
+                            G4_MAX_TOP_LOGPROBS, n);
+    if (r->logprobs < 0)
+        return g4_http_fail(e, 400, "logprob_token_ids", "when using 'logprob_token_ids', %s",
+                            r->kind == G4_OAI_CHAT ? "'logprobs' must be set to true" : "'logprobs' must be set");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a) {
+        if (!is_token_id(it, n_vocab))
+            return g4_http_fail(e, 400, "logprob_token_ids", "'logprob_token_ids' entries must be token ids in [0, %d)",
+                                (int)n_vocab);
+        int32_t id = (int32_t)it->valuedouble;
+        bool seen = false;
+        for (int i = 0; i < r->n_logprob_ids && !seen; i++) seen = r->logprob_ids[i] == id;
+        if (!seen) r->logprob_ids[r->n_logprob_ids++] = id;
+    }
+    r->sampling.logprobs = 0;
     return 0;
 }
 
@@ -713,8 +743,9 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
     if ((k = get_int(o, "priority", -1e9, 1e9, &i, e)) < 0) goto fail;
     if (k) r->priority = (int)i;
     if (refuse_unsupported(o, e) < 0 || parse_sampling(r, o, e) < 0 || parse_logprobs(r, o, e) < 0 ||
-        parse_stop(r, o, n_vocab, e) < 0 || parse_processors(r, o, n_vocab, e) < 0 ||
-        get_bool(o, "echo", &r->echo, e) < 0 || g4_oai_structured_parse(o, &r->structured, e) < 0)
+        parse_logprob_ids(r, o, n_vocab, e) < 0 || parse_stop(r, o, n_vocab, e) < 0 ||
+        parse_processors(r, o, n_vocab, e) < 0 || get_bool(o, "echo", &r->echo, e) < 0 ||
+        g4_oai_structured_parse(o, &r->structured, e) < 0)
         goto fail;
     if ((k = get_int(o, "prompt_logprobs", -1, G4_MAX_TOP_LOGPROBS, &i, e)) < 0) goto fail;
     r->prompt_logprobs = k ? (int)i : -1;
