@@ -16,7 +16,6 @@
 Skipped (with the reason) only when the binaries (or, for the grpcio cross-check, the grpcio
 and grpcio-tools packages) are missing."""
 import json
-import os
 import re
 import pathlib
 import signal
@@ -31,17 +30,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from make_metrics_ref import PCTS, reference  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import built  # noqa: E402  (tests/common/built.py: where the build put a program)
+
 TOKENIZER = ROOT / "tests" / "text" / "data" / "tokenizer.json"
 
 
 def find(env, rel):
-    p = os.environ.get(env)
-    if p:
-        return p
-    for d in sorted(ROOT.glob("build*")):
-        if (d / rel).exists():
-            return str(d / rel)
-    pytest.skip("%s not built (build it, or set %s)" % (rel, env))
+    return built.locate(env, rel) or pytest.skip("%s not built (build it, or set %s)" % (rel, env))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,9 @@ import subprocess
 import sys
 import urllib.request
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import built  # noqa: E402  (tests/common/built.py: where the build put a program)
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SKIP = 77
 
@@ -84,11 +87,4 @@ def download(url, sha256, name):
 
 def g4serve():
     """The binary: $G4SERVE (ctest) or the first build directory that has one."""
-    env = os.environ.get("G4SERVE")
-    if env:
-        return env
-    for d in sorted(ROOT.glob("build*")):
-        p = d / "csrc" / "server" / "g4serve"
-        if p.exists():
-            return str(p)
-    skip("g4serve binary not found (build it, or set G4SERVE)")
+    return built.locate("G4SERVE", "csrc/server/g4serve") or skip("g4serve binary not found (build it, or set G4SERVE)")

@@ -5,6 +5,7 @@ The binary comes from $G4SERVE (set by ctest) or the first build directory that 
 import os
 import pathlib
 import signal
+import sys
 import subprocess
 import time
 
@@ -12,18 +13,15 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import built  # noqa: E402  (tests/common/built.py: where the build put a program)
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def find_binary():
-    env = os.environ.get("G4SERVE")
-    if env:
-        return env
-    for d in sorted(ROOT.glob("build*")):
-        p = d / "csrc" / "server" / "g4serve"
-        if p.exists():
-            return str(p)
-    pytest.skip("g4serve binary not found (build it, or set G4SERVE)")
+    return built.locate("G4SERVE", "csrc/server/g4serve") or pytest.skip(
+        "g4serve binary not found (build it, or set G4SERVE)")
 
 
 def gauges(base):

@@ -6,9 +6,9 @@ tokenizer), waits for /v1/health/ready (bounded), and stops it with SIGINT at th
 that it shut down cleanly. `pb`
 generates Python stubs from proto/g4serve.proto and proto/health.proto with grpcio-tools.
 Every wait in these tests is bounded."""
-import glob
 import importlib
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -18,6 +18,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import built  # noqa: E402  (tests/common/built.py: where the build put a program)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SERVED = "g4-tiny"
@@ -57,16 +60,8 @@ class Server:
 
 def binary():
     """$G4SERVE (set by ctest), else the first build directory that has one."""
-    path = os.environ.get("G4SERVE")
-    if path:
-        if not os.path.exists(path):
-            pytest.skip(f"{path} is not built")
-        return path
-    for d in sorted(glob.glob(os.path.join(ROOT, "build*"))):
-        p = os.path.join(d, "csrc", "server", "g4serve")
-        if os.path.exists(p):
-            return p
-    pytest.skip("g4serve binary not found (build it, or set G4SERVE)")
+    return built.locate("G4SERVE", "csrc/server/g4serve") or pytest.skip(
+        "g4serve binary not found (build it, or set G4SERVE)")
 
 
 def _port_line(proc, prefix, log_path):

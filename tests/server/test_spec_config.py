@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import signal
+import sys
 import subprocess
 import time
 
@@ -21,19 +22,16 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import built  # noqa: E402  (tests/common/built.py: where the build put a program)
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPEC_FAMILIES = ("vllm:spec_decode_num_drafts", "vllm:spec_decode_num_draft_tokens",
                  "vllm:spec_decode_num_accepted_tokens", "vllm:spec_decode_num_accepted_tokens_per_pos")
 
 
 def binary(var, rel):
-    p = os.environ.get(var)
-    if p:
-        return p
-    for d in sorted(ROOT.glob("build*")):
-        if (d / rel).exists():
-            return str(d / rel)
-    pytest.skip(f"{rel} not built (or set {var})")
+    return built.locate(var, rel) or pytest.skip(f"{rel} not built (or set {var})")
 
 
 @pytest.fixture(scope="session")
