@@ -183,6 +183,8 @@ static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *
                         .tokens = &tok,
                         .logprobs = &lp};
     if (g4_cpu_sample_host(e->sample_scratch, &a, err)) return -1;
+    if (tok < 0) /* no allowed token with a finite logit (NaN logits, or only -inf ones left) */
+        return g4_fail(err, "sampling: no token could be sampled (no allowed token has a finite logit)");
     g4_engine_result(out, tok, n_lp ? &lp : NULL);
     if (q->n_logprob_ids) logprob_ids(q, logits, out);
     return 0;
@@ -254,6 +256,10 @@ void g4_engine_emit_verified(g4_engine *e, g4_seq *q, int r0, bool on_device) {
 bool g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
     const g4_sample_result r = *rp;
     g4_error cerr = {{0}};
+    if (r.token < 0 || r.token >= e->ex.vocab) { /* never embedded in a step: check_step trusts ids */
+        g4_engine_finish(e, q, G4_FINISH_ERROR, "sampling produced no valid token");
+        return false;
+    }
     if (q->constraint && q->constraint_fn->advance(q->constraint, r.token, &cerr)) {
         g4_engine_finish(e, q, G4_FINISH_ERROR, cerr.msg);
         return false;

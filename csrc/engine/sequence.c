@@ -68,7 +68,7 @@ g4_seq *g4_seq_create(const g4_request_params *p, int block_size, const int32_t 
         memcpy(s->allowed_ids, p->allowed_ids, (size_t)p->n_allowed_ids * sizeof *s->allowed_ids);
         s->n_allowed_ids = p->n_allowed_ids;
     }
-    memcpy(s->logprob_ids, p->logprob_ids, (size_t)p->n_logprob_ids * sizeof *s->logprob_ids);
+    if (p->n_logprob_ids > 0) memcpy(s->logprob_ids, p->logprob_ids, (size_t)p->n_logprob_ids * sizeof *s->logprob_ids);
     s->n_logprob_ids = p->n_logprob_ids;
     s->want_plp = p->prompt_logprobs;
     s->plp_top = p->prompt_logprobs_top;
