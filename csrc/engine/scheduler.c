@@ -312,17 +312,22 @@ static bool fair_before(const g4_scheduler *s, const g4_seq *a, const g4_seq *b)
     return ra != rb ? ra < rb : a->arrival < b->arrival;
 }
 
-/* The waiting sequence admission takes next, NULL when none (scheduler.h). */
+/* The waiting sequence admission takes next, NULL when none (scheduler.h). Priority comes first:
+ * the cap only chooses among the sequences of the best waiting priority. */
 static g4_seq *next_waiting(const g4_scheduler *s) {
     if (!s->n_waiting) return NULL;
     int cap = s->max_per_client;
     if (!cap) return s->waiting[0];
+    int pri = s->waiting[0]->priority;
+    for (int i = 1; i < s->n_waiting; i++)
+        if (s->waiting[i]->priority < pri) pri = s->waiting[i]->priority;
     bool capped = false; /* a client below the cap waits: those at or above it are passed over */
-    for (int i = 0; i < s->n_clients && !capped; i++) capped = s->clients[i].waiting && s->clients[i].running < cap;
+    for (int i = 0; i < s->n_waiting && !capped; i++)
+        capped = s->waiting[i]->priority == pri && client_of(s, s->waiting[i])->running < cap;
     g4_seq *best = NULL;
     for (int i = 0; i < s->n_waiting; i++) {
         g4_seq *q = s->waiting[i];
-        if (capped && client_of(s, q)->running >= cap) continue;
+        if (q->priority != pri || (capped && client_of(s, q)->running >= cap)) continue;
         if (!best || fair_before(s, q, best)) best = q;
     }
     return best;
@@ -339,14 +344,17 @@ static bool first_chunk_fits(const g4_scheduler *s, const g4_seq *q) {
     return true;
 }
 
-/* The newest running sequence of the client furthest above the cap, NULL when none is above. */
-static g4_seq *fair_victim(const g4_scheduler *s) {
-    int most = s->max_per_client, who = -1;
-    for (int i = 0; i < s->n_clients; i++)
-        if (s->clients[i].running > most) most = s->clients[i].running, who = i;
-    for (int i = s->n_running - 1; who >= 0 && i >= 0; i--)
-        if (s->running[i]->client_ix == who) return s->running[i];
-    return NULL;
+/* The newest running sequence of the client furthest above the cap among those that do not
+ * outrank q (priority: lower runs first), NULL when there is none. */
+static g4_seq *fair_victim(const g4_scheduler *s, const g4_seq *q) {
+    g4_seq *victim = NULL;
+    int most = s->max_per_client;
+    for (int i = s->n_running - 1; i >= 0; i--) { /* newest first: a tie keeps the newest */
+        g4_seq *r = s->running[i];
+        int n = client_of(s, r)->running;
+        if (n > most && r->priority >= q->priority) most = n, victim = r;
+    }
+    return victim;
 }
 
 /* Fair room, before anything of the step is scheduled (scheduler.h). */
@@ -354,7 +362,7 @@ static void make_room(g4_scheduler *s) {
     if (!s->max_per_client) return;
     g4_seq *q = next_waiting(s), *victim;
     if (!q || client_of(s, q)->running >= s->max_per_client) return;
-    while (!first_chunk_fits(s, q) && (victim = fair_victim(s))) preempt(s, victim);
+    while (!first_chunk_fits(s, q) && (victim = fair_victim(s, q))) preempt(s, victim);
 }
 
 static void admit(g4_scheduler *s, int *budget) {

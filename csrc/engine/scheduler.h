@@ -5,15 +5,16 @@
  * then running sequences still prefilling (chunks cut to the budget), then waiting sequences.
  * Admission takes one sequence at a time and stops at the first that does not fit. With
  * max_per_client = 0 it goes in (priority, arrival) order, strictly FCFS. With a cap C > 0 it is
- * fair across clients (g4_seq.client): a client with C or more running sequences is passed over
- * while a client below C waits; among the rest the next is the best by (priority, the client's
- * running sequences, arrival) — least-running-first, which is round-robin between clients with
- * equal shares — so one client alone still fills every slot, and a request's n choices count as
- * n sequences. Fair room: when the next admission belongs to a client below C and has no slot or
- * no blocks for its first chunk, the newest running sequences of the client furthest above C are
- * preempted (as below, but before the step is built, and the step still admits) until it has, so
- * a newcomer runs within a step even while one client holds the whole batch; nobody at or below C
- * is preempted for it, so this settles and never deadlocks.
+ * fair across clients (g4_seq.client) within the best waiting priority: there, a client with C
+ * or more running sequences is passed over while a client below C waits; among the rest the next
+ * is the best by (the client's running sequences, arrival) — least-running-first, which is
+ * round-robin between clients with equal shares — so one client alone still fills every slot,
+ * and a request's n choices count as n sequences. Fair room: when the next admission belongs to
+ * a client below C and has no slot or no blocks for its first chunk, the newest running
+ * sequences of the client furthest above C that do not outrank it (priority) are preempted (as
+ * below, but before the step is built, and the step still admits) until it has, so a newcomer
+ * runs within a step even while one client holds the whole batch; nobody at or below C is
+ * preempted for it, so this settles and never deadlocks.
  * Running sequences are kept in (priority, arrival) order, so "newest" means the last in it. When a
  * running sequence needs blocks and the pools (free + cached) are short, the newest running
  * sequence not yet scheduled in this step is preempted — its blocks are released (full blocks

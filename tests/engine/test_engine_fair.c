@@ -72,8 +72,9 @@ static g4_engine *make_engine(g4_model *m, g4_executor *ex, int cap) {
     return e;
 }
 
-static void submit(g4_engine *e, const int32_t *prompt, int max_tokens, uint64_t client, fair_rec *r) {
-    g4_request_params p = {.prompt = prompt, .n_prompt = PROMPT, .client = client, .on_event = on_event, .user = r};
+static void submit(g4_engine *e, const int32_t *prompt, int max_tokens, uint64_t client, int priority, fair_rec *r) {
+    g4_request_params p =
+        {.prompt = prompt, .n_prompt = PROMPT, .client = client, .priority = priority, .on_event = on_event, .user = r};
     g4_sampling_default(&p.sampling);
     g4_stop_rules_default(&p.stop);
     p.stop.max_tokens = max_tokens;
@@ -98,8 +99,10 @@ static void check_empty(g4_engine *e, const char *what) {
 
 static void sleep_ms(int ms) { nanosleep(&(struct timespec){0, ms * 1000000L}, NULL); }
 
-/* Client A's 64 sequences of 40 tokens hold every slot; B arrives once they are decoding. */
-static void newcomer(g4_model *m, int cap, fair_rec *a, fair_rec *b, uint64_t *preemptions) {
+/* Client A's 64 sequences of 40 tokens (priority pa_pri) hold every slot; B (priority pb_pri)
+ * arrives once they are decoding. Fairness applies when cap > 0 and B does not rank below A;
+ * otherwise B waits for A's sequences as under FCFS (priority outranks fairness). */
+static void newcomer(g4_model *m, int cap, int a_pri, int b_pri, fair_rec *a, fair_rec *b, uint64_t *preemptions) {
     static int32_t pa[SLOTS][PROMPT], pb[1][PROMPT];
     prompts(pa, SLOTS, 1);
     prompts(pb, 1, 2);
@@ -113,7 +116,7 @@ static void newcomer(g4_model *m, int cap, fair_rec *a, fair_rec *b, uint64_t *p
     b->client = 1;
     uint64_t ka = g4_client_key("id:A"), kb = g4_client_key("id:B");
     CHECK(ka != kb, "client keys collide");
-    for (int i = 0; i < SLOTS; i++) submit(e, pa[i], MAX_OUT, ka, &a[i]);
+    for (int i = 0; i < SLOTS; i++) submit(e, pa[i], MAX_OUT, ka, a_pri, &a[i]);
     /* every A sequence running and a few tokens in (well before the 2,560 of the whole burst) */
     g4_engine_stats st = {0};
     for (int t = 0; t < 60000; t++) {
@@ -124,7 +127,7 @@ static void newcomer(g4_model *m, int cap, fair_rec *a, fair_rec *b, uint64_t *p
     int before = atomic_load(&a_tokens);
     CHECK(st.running == SLOTS && before < SLOTS * MAX_OUT / 2,
           "cap %d: A not holding the batch (%d running, %d tokens)", cap, st.running, before);
-    submit(e, pb[0], 4, kb, b);
+    submit(e, pb[0], 4, kb, b_pri, b);
     g4_engine_wait_idle(e);
     g4_engine_stats_get(e, &st);
     *preemptions = st.preemptions;
@@ -133,12 +136,15 @@ static void newcomer(g4_model *m, int cap, fair_rec *a, fair_rec *b, uint64_t *p
         last_a = a[i].order > last_a ? a[i].order : last_a;
         a_ok += a[i].n == MAX_OUT && a[i].finish == G4_FINISH_LENGTH;
     }
-    printf("newcomer, cap %d: B's first token after %d of A's tokens since it arrived (A had %d) and %d of A's "
-           "sequences ended, B ended %d-th of %d, %llu preemptions\n",
-           cap, b->b_first_at - before, before, b->b_a_done, b->order, SLOTS + 1, (unsigned long long)st.preemptions);
+    bool fair = cap && b_pri <= a_pri;
+    printf(
+        "newcomer, cap %d, priorities A %d B %d: B's first token after %d of A's tokens since it arrived (A had %d) and %d of A's "
+        "sequences ended, B ended %d-th of %d, %llu preemptions\n",
+        cap, a_pri, b_pri, b->b_first_at - before, before, b->b_a_done, b->order, SLOTS + 1,
+        (unsigned long long)st.preemptions);
     CHECK(a_ok == SLOTS && b->n == 4 && b->finish == G4_FINISH_LENGTH,
           "cap %d: %d of A's sequences and B (%d tokens) complete", cap, a_ok, b->n);
-    if (cap) {
+    if (fair) {
         /* the step running when B arrived and the step that admits it (63 of A's decodes beside B's
          * prefill): at most 2 × 64 of A's tokens; one step more for the test thread being put off
          * between reading the count and submitting */
@@ -149,7 +155,9 @@ static void newcomer(g4_model *m, int cap, fair_rec *a, fair_rec *b, uint64_t *p
         CHECK(st.preemptions >= 1, "cap %d: no slot was taken back", cap);
     } else {
         /* B gets a slot only when one of A's sequences ends (A's prompts may have been admitted
-         * over a few steps, so the first of them end before the rest) */
+         * over a few steps, so the first of them end before the rest); nothing is preempted */
+        CHECK(st.preemptions == 0, "cap %d, B ranked below A: %llu preemptions", cap,
+              (unsigned long long)st.preemptions);
         CHECK(b->b_a_done >= 1 && b->b_first_at - before > 3 * SLOTS && b->order > 1,
               "FCFS: B started after %d of A's tokens and %d of its sequences ended, ended %d-th",
               b->b_first_at - before, b->b_a_done, b->order);
@@ -167,7 +175,7 @@ static void one_client(g4_model *m, int cap, const fair_rec *fcfs, fair_rec *r) 
     g4_engine *e = make_engine(m, &ex, cap);
     memset(r, 0, SLOTS * sizeof *r);
     a_done = started = peak = 0;
-    for (int i = 0; i < SLOTS; i++) submit(e, p[i], 20, g4_client_key("id:A"), &r[i]);
+    for (int i = 0; i < SLOTS; i++) submit(e, p[i], 20, g4_client_key("id:A"), 0, &r[i]);
     g4_engine_wait_idle(e);
     g4_engine_stats st;
     g4_engine_stats_get(e, &st);
@@ -206,7 +214,7 @@ static int kv_bound(g4_model *m, int cap, int *a_ended) {
     memset(a, 0, sizeof a);
     memset(&b, 0, sizeof b);
     b.client = 1;
-    for (int i = 0; i < NA; i++) submit(e, pa[i], LEN, g4_client_key("id:A"), &a[i]);
+    for (int i = 0; i < NA; i++) submit(e, pa[i], LEN, g4_client_key("id:A"), 0, &a[i]);
     /* every A sequence past position 32: its third block taken, the pool empty */
     g4_engine_stats st = {0};
     for (int t = 0; t < 60000; t++) {
@@ -218,7 +226,7 @@ static int kv_bound(g4_model *m, int cap, int *a_ended) {
     CHECK(before < NA * 34 && st.blocks_global_used == st.blocks_global_total,
           "cap %d: A at %d tokens, %d of %d global blocks used", cap, before, st.blocks_global_used,
           st.blocks_global_total);
-    submit(e, pb[0], 4, g4_client_key("id:B"), &b);
+    submit(e, pb[0], 4, g4_client_key("id:B"), 0, &b);
     g4_engine_wait_idle(e);
     int done = 0;
     for (int i = 0; i < NA; i++) done += a[i].n == LEN;
@@ -244,7 +252,7 @@ static void two_bursts(g4_model *m) {
     atomic_store(&finished, 0);
     for (int i = 0; i < 2 * N; i++) {
         r[i].client = i >= N;
-        submit(e, p[i], 12, g4_client_key(i < N ? "id:A" : "id:B"), &r[i]);
+        submit(e, p[i], 12, g4_client_key(i < N ? "id:A" : "id:B"), 0, &r[i]);
     }
     g4_engine_wait_idle(e);
     int done = 0, b_before_last_a = 0, last_a = 0;
@@ -271,8 +279,11 @@ int main(void) {
 
     static fair_rec a_fair[SLOTS], a_fcfs[SLOTS], b_fair, b_fcfs;
     uint64_t pre_fair = 0, pre_fcfs = 0;
-    newcomer(m, SLOTS / 2, a_fair, &b_fair, &pre_fair);
-    newcomer(m, 0, a_fcfs, &b_fcfs, &pre_fcfs);
+    newcomer(m, SLOTS / 2, 0, 0, a_fair, &b_fair, &pre_fair);
+    newcomer(m, 0, 0, 0, a_fcfs, &b_fcfs, &pre_fcfs);
+    static fair_rec a_pri[SLOTS], b_pri;
+    uint64_t pre_pri = 0;
+    newcomer(m, SLOTS / 2, -10, 0, a_pri, &b_pri, &pre_pri); /* A outranks B: no fairness for B */
     int same = 0;
     for (int i = 0; i < SLOTS; i++) same += !memcmp(a_fair[i].toks, a_fcfs[i].toks, sizeof a_fair[i].toks);
     CHECK(same == SLOTS, "%d of A's sequences differ between the fair run (recomputed) and FCFS", SLOTS - same);
