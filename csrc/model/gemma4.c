@@ -197,6 +197,10 @@ static int plan_buffers(g4_model *m, g4_error *err) {
 static void free_buffers(g4_model *m) {
     g4_model_scratch *s = m->scratch;
     if (!s) return;
+    if (s->stage_pending) { /* a failed step may have left its copy from the staging queued */
+        g4_error ignored = {{0}};
+        (void)m->be->ops->sync(m->be->ctx, &ignored);
+    }
     for (int i = 0; i < s->n_graphs; i++)
         if (s->graphs[i].graph) m->be->ops->graph_free(m->be->ctx, s->graphs[i].graph);
     void *all[] = {s->x,        s->a,     s->qkv,      s->q,      s->att,
@@ -204,7 +208,7 @@ static void free_buffers(g4_model *m) {
                    s->moe_ids,  s->moe_w, s->step_dev, s->logits, s->sample_tokens,
                    s->sample_lp};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) m->be->ops->free(m->be->ctx, all[i]);
-    m->be->ops->staging_free(m->be->ctx, s->step_stage); /* no copy pending: every step ends with a sync */
+    m->be->ops->staging_free(m->be->ctx, s->step_stage); /* no copy pending: synced above */
     free(s);
     m->scratch = NULL;
 }
