@@ -200,6 +200,10 @@ int g4_kv_plan_budget(g4_kv_plan *plan, const g4_config *cfg, size_t bytes_budge
     int nb_s = g4_kvcache_seq_blocks(&geo, G4_POOL_SLIDING, max_model_len, chunk);
     int nb_g = g4_kvcache_seq_blocks(&geo, G4_POOL_GLOBAL, max_model_len, chunk);
     size_t per_seq = (size_t)nb_s * plan->bytes_per_block_sliding + (size_t)nb_g * plan->bytes_per_block_global;
+    /* the model adds one pad block to each pool (batch-bucket padding, model/gemma4.c plan_kv),
+     * ids n_blocks_*: its bytes come out of the budget and its id must fit an int */
+    size_t pad = plan->bytes_per_block_sliding + plan->bytes_per_block_global;
+    bytes_budget = bytes_budget > pad ? bytes_budget - pad : 0;
     size_t n_seqs = per_seq ? bytes_budget / per_seq : 0;
     if (n_seqs < 1)
         return g4_fail(err, "kv plan: %zu bytes hold no sequence of %d tokens (one needs %zu bytes)", bytes_budget,
@@ -210,7 +214,7 @@ int g4_kv_plan_budget(g4_kv_plan *plan, const g4_config *cfg, size_t bytes_budge
     plan->n_blocks_sliding = (int)(n_seqs * nb_s);
     plan->n_blocks_global = (int)(n_seqs * nb_g);
     if (plan->bytes_per_block_global) {
-        size_t extra = rest / plan->bytes_per_block_global, room = (size_t)(INT_MAX - plan->n_blocks_global);
+        size_t extra = rest / plan->bytes_per_block_global, room = (size_t)(INT_MAX - 1 - plan->n_blocks_global);
         plan->n_blocks_global += (int)(extra < room ? extra : room);
     }
     plan->bytes_used = (size_t)plan->n_blocks_sliding * plan->bytes_per_block_sliding +

@@ -153,15 +153,21 @@ int main(void) {
     int nb_g = 128 / 16, nb_s = (cfg.sliding_window - 1 + 64 + 15) / 16 + 1;
     if (nb_s > nb_g) nb_s = nb_g;
     size_t per_seq = (size_t)nb_g * 16 * g_tok + (size_t)nb_s * 16 * s_tok;
+    size_t pad = 16 * g_tok + 16 * s_tok; /* the model's pad block of each pool comes out of the budget */
     g4_kv_plan plan;
-    CHECK(g4_kv_plan_budget(&plan, &cfg, 10 * per_seq + 16 * g_tok * 3, 2, 16, 128, 64, &err) == 0, "%s", err.msg);
+    CHECK(g4_kv_plan_budget(&plan, &cfg, 10 * per_seq + 16 * g_tok * 3 + pad, 2, 16, 128, 64, &err) == 0, "%s",
+          err.msg);
     printf("plan: %d sliding + %d global blocks, %lld tokens, %d full-length sequences, %zu bytes\n",
            plan.n_blocks_sliding, plan.n_blocks_global, plan.tokens, plan.full_len_seqs, plan.bytes_used);
     CHECK(plan.full_len_seqs == 10 && plan.n_blocks_global == 10 * nb_g + 3 && plan.n_blocks_sliding == 10 * nb_s,
           "plan %d seqs, %d global, %d sliding", plan.full_len_seqs, plan.n_blocks_global, plan.n_blocks_sliding);
     CHECK(plan.tokens == (long long)plan.n_blocks_global * 16 && plan.bytes_used == 10 * per_seq + 16 * g_tok * 3,
           "tokens / bytes");
-    CHECK(g4_kv_plan_budget(&plan, &cfg, per_seq - 1, 2, 16, 128, 64, &err) != 0 && strstr(err.msg, "no sequence"),
+    CHECK(g4_kv_plan_budget(&plan, &cfg, 10 * per_seq + 16 * g_tok * 3 + pad - 1, 2, 16, 128, 64, &err) == 0 &&
+              plan.n_blocks_global == 10 * nb_g + 2,
+          "a byte short of the pad: one global block fewer (%d)", plan.n_blocks_global);
+    CHECK(g4_kv_plan_budget(&plan, &cfg, per_seq + pad - 1, 2, 16, 128, 64, &err) != 0 &&
+              strstr(err.msg, "no sequence"),
           "too small a budget: %s", err.msg);
     test_hit_shrinks_to_cached_window();
     return check_summary();
