@@ -476,9 +476,13 @@ static int render_continued(const cJSON *messages, const cJSON *tools, const g4_
     }
     g4_strbuf tagged = {0};
     int rc = g4_strbuf_puts(&tagged, cJSON_GetObjectItemCaseSensitive(holder, key)->valuestring) ||
-             g4_strbuf_puts(&tagged, G4_CONTINUE_TAG) ||
-             !cJSON_ReplaceItemInObjectCaseSensitive(holder, key, cJSON_CreateString(tagged.data));
+             g4_strbuf_puts(&tagged, G4_CONTINUE_TAG);
+    cJSON *marked = rc ? NULL : cJSON_CreateString(tagged.data);
     g4_strbuf_free(&tagged);
+    if (!marked || !cJSON_ReplaceItemInObjectCaseSensitive(holder, key, marked)) {
+        cJSON_Delete(marked); /* not taken by the object (NULL: nothing to delete) */
+        rc = 1;
+    }
     g4_chat_options o = *opt;
     o.continue_final_message = 0;
     size_t start = out->len;
