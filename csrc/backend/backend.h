@@ -216,7 +216,8 @@ typedef struct g4_backend_ops {
     int (*download)(void *ctx, void *dst_host, const void *src_dev, size_t bytes, g4_error *err);
     int (*sync)(void *ctx, g4_error *err);                  /* wait for all queued ops */
 
-    /* Host staging memory the device copies from asynchronously: pinned (page-locked) on CUDA,
+    /* Required, like the slots above (the model's step calls them unconditionally): host
+     * staging memory the device copies from asynchronously: pinned (page-locked) on CUDA,
      * plain host memory on the CPU. NULL on failure. Freed with staging_free (NULL ok). */
     void *(*staging_alloc)(void *ctx, size_t bytes);
     void (*staging_free)(void *ctx, void *p);

@@ -4,9 +4,10 @@
  * out. With tensor parallelism (g4_executor_tp, parallel/tp.c) the executor holds N workers
  * (one thread per GPU, each with its shard of the model); step() hands the same g4_step to every
  * worker, waits for all of them (they all-reduce inside the forward), and returns the gathered
- * logits, and encode() runs rank 0's replica of the tower — nothing above this seam changes. For N = 1 the worker is the engine thread itself, so step() calls the model
- * directly, and samples on the model's backend (only ids come back) when the backend can, and
- * runs the model's vision tower (encode) when it has one.
+ * logits, and encode() runs the tower, which rank 0 alone loads — nothing above this seam
+ * changes. For N = 1 the worker is the engine thread itself, so step() calls the model directly,
+ * and samples on the model's backend (only ids come back) when the backend can, and runs the
+ * model's vision tower (encode) when it has one.
  * Not here: scheduling, the sampling parameters (engine). */
 #include "engine/engine.h"
 #include "model/vision.h"

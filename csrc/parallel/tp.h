@@ -28,7 +28,7 @@ g4_model *g4_tp_model(g4_tp *tp, int rank);
 /* One step on all ranks; logits: host f32 [n_rows, V] (full vocabulary). Matches g4_step_fn. */
 int g4_tp_step(void *tp, const g4_step *step, float *logits, g4_error *err);
 
-/* One image through the vision tower (replicated on every rank; rank 0 runs it, on its worker
+/* One image through the vision tower (loaded on rank 0 only, which runs it on its worker
  * thread): out f32 [item->n_tokens, H], host memory. Matches g4_executor.encode. The soft
  * tokens then travel in the step's image runs (host rows), which every rank uploads itself. */
 int g4_tp_encode(void *tp, const g4_mm_item *item, float *out, g4_error *err);

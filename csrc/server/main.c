@@ -404,7 +404,6 @@ static int start_grpc(const opts *o, const char *dir, void **out, g4_error *err)
     return 0;
 }
 
-/* Whether the served checkpoint has a vision tower (image parts are refused without one). */
 /* The largest patch-grid side the model's vision tower takes; 0 without a tower. */
 static int model_vision_grid(g4_model *m) { return g4_model_vision(m) ? m->full_cfg.vision.pos_size : 0; }
 
