@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "base/error.h"
 #include "base/rng.h"
@@ -183,13 +184,23 @@ typedef struct g4_request_params {
  * trusts it (a gateway in front sets it); otherwise the peer's address names the client. */
 #define G4_CLIENT_ID_HEADER "x-g4-client-id"
 
-/* The client key of a request (g4_request_params.client) from the text a front-end names its
- * sender by (a trusted client id or the peer's address, each with its own prefix so the two never
- * meet): FNV-1a, mixed. Equal texts, equal keys; not a secret. */
-static inline uint64_t g4_client_key(const char *who) {
+static inline uint64_t g4_client_key_fnv(uint64_t h, const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The client key of a request (g4_request_params.client), the one rule for every front end: the
+ * trusted client id when there is one (id_len > 0; its first 255 bytes), else the peer's address
+ * text without port or brackets (an IPv4-mapped "::ffff:a.b.c.d" counts as "a.b.c.d", so one host
+ * is one client whichever protocol or socket family it came by). The two kinds are hashed with
+ * different prefixes so they never meet: FNV-1a, mixed. Equal inputs, equal keys; not a secret. */
+static inline uint64_t g4_client_key(const char *id, size_t id_len, const char *addr, size_t addr_len) {
     uint64_t h = 1469598103934665603ull;
-    for (const char *c = who; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
-    return g4_mix64(h);
+    if (id && id_len)
+        return g4_mix64(g4_client_key_fnv(g4_client_key_fnv(h, "id:", 3), id, id_len < 255 ? id_len : 255));
+    if (!addr) addr_len = 0;
+    if (addr_len > 7 && !memcmp(addr, "::ffff:", 7) && memchr(addr + 7, '.', addr_len - 7)) addr += 7, addr_len -= 7;
+    return g4_mix64(g4_client_key_fnv(g4_client_key_fnv(h, "ip:", 3), addr, addr_len));
 }
 
 /* --- detokenizer seam (filled by the text layer; optional) ------------------------------ */

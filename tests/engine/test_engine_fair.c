@@ -114,7 +114,7 @@ static void newcomer(g4_model *m, int cap, int a_pri, int b_pri, fair_rec *a, fa
     memset(a, 0, SLOTS * sizeof *a);
     memset(b, 0, sizeof *b);
     b->client = 1;
-    uint64_t ka = g4_client_key("id:A"), kb = g4_client_key("id:B");
+    uint64_t ka = g4_client_key("A", 1, NULL, 0), kb = g4_client_key("B", 1, NULL, 0);
     CHECK(ka != kb, "client keys collide");
     for (int i = 0; i < SLOTS; i++) submit(e, pa[i], MAX_OUT, ka, a_pri, &a[i]);
     /* every A sequence running and a few tokens in (well before the 2,560 of the whole burst) */
@@ -175,7 +175,7 @@ static void one_client(g4_model *m, int cap, const fair_rec *fcfs, fair_rec *r) 
     g4_engine *e = make_engine(m, &ex, cap);
     memset(r, 0, SLOTS * sizeof *r);
     a_done = started = peak = 0;
-    for (int i = 0; i < SLOTS; i++) submit(e, p[i], 20, g4_client_key("id:A"), 0, &r[i]);
+    for (int i = 0; i < SLOTS; i++) submit(e, p[i], 20, g4_client_key("A", 1, NULL, 0), 0, &r[i]);
     g4_engine_wait_idle(e);
     g4_engine_stats st;
     g4_engine_stats_get(e, &st);
@@ -214,7 +214,7 @@ static int kv_bound(g4_model *m, int cap, int *a_ended) {
     memset(a, 0, sizeof a);
     memset(&b, 0, sizeof b);
     b.client = 1;
-    for (int i = 0; i < NA; i++) submit(e, pa[i], LEN, g4_client_key("id:A"), 0, &a[i]);
+    for (int i = 0; i < NA; i++) submit(e, pa[i], LEN, g4_client_key("A", 1, NULL, 0), 0, &a[i]);
     /* every A sequence past position 32: its third block taken, the pool empty */
     g4_engine_stats st = {0};
     for (int t = 0; t < 60000; t++) {
@@ -226,7 +226,7 @@ static int kv_bound(g4_model *m, int cap, int *a_ended) {
     CHECK(before < NA * 34 && st.blocks_global_used == st.blocks_global_total,
           "cap %d: A at %d tokens, %d of %d global blocks used", cap, before, st.blocks_global_used,
           st.blocks_global_total);
-    submit(e, pb[0], 4, g4_client_key("id:B"), 0, &b);
+    submit(e, pb[0], 4, g4_client_key("B", 1, NULL, 0), 0, &b);
     g4_engine_wait_idle(e);
     int done = 0;
     for (int i = 0; i < NA; i++) done += a[i].n == LEN;
@@ -252,7 +252,7 @@ static void two_bursts(g4_model *m) {
     atomic_store(&finished, 0);
     for (int i = 0; i < 2 * N; i++) {
         r[i].client = i >= N;
-        submit(e, p[i], 12, g4_client_key(i < N ? "id:A" : "id:B"), 0, &r[i]);
+        submit(e, p[i], 12, g4_client_key(i < N ? "A" : "B", 1, NULL, 0), 0, &r[i]);
     }
     g4_engine_wait_idle(e);
     int done = 0, b_before_last_a = 0, last_a = 0;
@@ -276,6 +276,16 @@ int main(void) {
     tiny_model_opts t = {"tiny-dense", 11, 4096, SLOTS, 128, 0, 0}; /* a small vocabulary: cheap steps */
     g4_model *m = tiny_model_open(&t, dir, be, &err);
     REQUIRE(m != NULL, "tiny model: %s", err.msg);
+
+    /* the key rule every front end shares */
+    char long_id[300];
+    memset(long_id, 'x', sizeof long_id);
+    CHECK(g4_client_key(NULL, 0, "::ffff:127.0.0.1", 16) == g4_client_key(NULL, 0, "127.0.0.1", 9) &&
+              g4_client_key(NULL, 0, "::1", 3) != g4_client_key(NULL, 0, "127.0.0.1", 9) &&
+              g4_client_key("10.0.0.1", 8, NULL, 0) != g4_client_key(NULL, 0, "10.0.0.1", 8) &&
+              g4_client_key(long_id, 300, NULL, 0) == g4_client_key(long_id, 255, NULL, 0) &&
+              g4_client_key(long_id, 254, NULL, 0) != g4_client_key(long_id, 255, NULL, 0),
+          "client keys: IPv4-mapped = IPv4, ids and addresses apart, ids cut at 255 bytes");
 
     static fair_rec a_fair[SLOTS], a_fcfs[SLOTS], b_fair, b_fcfs;
     uint64_t pre_fair = 0, pre_fcfs = 0;

@@ -212,27 +212,25 @@ static bool authorized(const g4_gcall *c) {
 }
 
 uint64_t g4_gcall_client(const g4_gcall *c) {
-    char who[260] = "ip:";
     for (size_t i = 0; c->srv->cfg.trust_client_id && i < c->md.count; i++) {
         grpc_slice k = c->md.metadata[i].key, v = c->md.metadata[i].value;
-        size_t n = GRPC_SLICE_LENGTH(v) < 255 ? GRPC_SLICE_LENGTH(v) : 255;
-        if (n && GRPC_SLICE_LENGTH(k) == strlen(G4_CLIENT_ID_HEADER) &&
-            !memcmp(GRPC_SLICE_START_PTR(k), G4_CLIENT_ID_HEADER, strlen(G4_CLIENT_ID_HEADER))) {
-            snprintf(who, sizeof who, "id:%.*s", (int)n, (const char *)GRPC_SLICE_START_PTR(v));
-            return g4_client_key(who);
-        }
+        if (GRPC_SLICE_LENGTH(v) && GRPC_SLICE_LENGTH(k) == strlen(G4_CLIENT_ID_HEADER) &&
+            !memcmp(GRPC_SLICE_START_PTR(k), G4_CLIENT_ID_HEADER, strlen(G4_CLIENT_ID_HEADER)))
+            return g4_client_key((const char *)GRPC_SLICE_START_PTR(v), GRPC_SLICE_LENGTH(v), NULL, 0);
     }
     /* "ipv4:10.0.0.1:5000", "ipv6:[::1]:5000" (or %5B..%5D): the host between scheme and port */
     char *peer = grpc_call_get_peer(c->call);
     const char *h = peer ? strchr(peer, ':') : NULL, *end = h ? strrchr(h + 1, ':') : NULL;
+    size_t n = 0;
     if (h && end) {
         h++;
         h += *h == '[' ? 1 : !strncmp(h, "%5B", 3) ? 3 : 0;
         end -= end[-1] == ']' ? 1 : end - h >= 3 && !strncmp(end - 3, "%5D", 3) ? 3 : 0;
-        snprintf(who + 3, sizeof who - 3, "%.*s", end > h ? (int)(end - h) : 0, h);
+        n = end > h ? (size_t)(end - h) : 0;
     }
+    uint64_t key = g4_client_key(NULL, 0, h, n);
     gpr_free(peer);
-    return g4_client_key(who);
+    return key;
 }
 
 /* A new call: pick the method, post the first receive and the close watcher. */

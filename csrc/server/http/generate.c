@@ -308,20 +308,18 @@ static void cap_send_buffer(struct MHD_Connection *c) {
 #define G4_HTTP_MAX_PROMPT_LP_ENTRIES 1000000
 
 /* Who the request comes from, for fair admission (g4_client_key): the x-g4-client-id header when
- * the operator trusts it (its first 255 bytes), else the peer's IP address without the port, as
- * the gRPC server names its peers, so one host is one client on both protocols. */
+ * the operator trusts it, else the peer's IP address. */
 static uint64_t client_key(const g4_http_server *s, struct MHD_Connection *c) {
-    char who[260] = "ip:";
+    char addr[INET6_ADDRSTRLEN] = "";
     const char *id =
         s->cfg.trust_client_id ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, G4_CLIENT_ID_HEADER) : NULL;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    if (id && *id) snprintf(who, sizeof who, "id:%.255s", id);
-    else if (sa && sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, who + 3, sizeof who - 3);
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, addr, sizeof addr);
     else if (sa && sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, who + 3, sizeof who - 3);
-    return g4_client_key(who);
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, addr, sizeof addr);
+    return g4_client_key(id, id ? strlen(id) : 0, addr, strlen(addr));
 }
 
 enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, g4_oai_kind kind) {
