@@ -191,7 +191,7 @@ static inline uint64_t g4_client_key_fnv(uint64_t h, const char *p, size_t n) {
 
 /* The client key of a request (g4_request_params.client), the one rule for every front end: the
  * trusted client id when there is one (id_len > 0; its first 255 bytes), else the peer's address
- * text without port or brackets (an IPv4-mapped "::ffff:a.b.c.d" counts as "a.b.c.d", so one host
+ * text without port or brackets (an IPv4-mapped "::ffff:192.0.2.1" counts as "192.0.2.1", so one host
  * is one client whichever protocol or socket family it came by). The two kinds are hashed with
  * different prefixes so they never meet: FNV-1a, mixed. Equal inputs, equal keys; not a secret. */
 static inline uint64_t g4_client_key(const char *id, size_t id_len, const char *addr, size_t addr_len) {
