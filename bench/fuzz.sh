@@ -9,7 +9,8 @@
 # so that other work on the machine keeps priority (exec/s are then lower bounds). An input that
 # runs longer than G4_FUZZ_TIMEOUT seconds (default 10, wall time) is a finding; raise it when the
 # fuzzers share a loaded machine at a high nice level, where starvation alone can pass 10 s
-# (a regex input that replays in 0.24 s timed out at nice 19 beside a CI run).
+# (a regex input that replays in 0.24 s timed out at nice 19 beside a CI run). A fuzzer stopped
+# with SIGINT (pkill -INT -f fuzz_<target>) is reported as stopped_by "interrupted", not a crash.
 #
 #   bash bench/fuzz.sh [SECONDS] [TARGET...] > REPORT.json   (committed reports: bench/results/)
 #   G4_FUZZ_RUNS=1000000 bash bench/fuzz.sh 1800 > REPORT.json   (bench/results/fuzz-1m-2026-11-30.json)
@@ -55,13 +56,15 @@ for t in "${targets[@]}"; do
     "$scratch" "$root/tests/fuzz/corpus/$t" >"$logs/$t.log" 2>&1 || rc=$?
   t1=$(date +%s.%N)
   load1=$(cut -d' ' -f1-3 /proc/loadavg)
-  [ "$rc" -eq 0 ] || failed=1
+  [ "$rc" -eq 0 ] || grep -q "libFuzzer: run interrupted" "$logs/$t.log" || failed=1
   rows+=("$(python3 - "$t" "$rc" "$logs/$t.log" "$logs/$t" "$t0" "$t1" "$load0" "$load1" "$runs" <<'PY'
 import json, os, re, sys
 name, rc, log, art = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 wall = float(sys.argv[6]) - float(sys.argv[5])
 runs = int(sys.argv[9])
 text = open(log, errors="replace").read()
+if "libFuzzer: run interrupted" in text:  # SIGINT to the fuzzer: stopped by hand, not a finding
+    rc = -2
 stat = dict(re.findall(r"^stat::(\w+):\s+(\d+)", text, re.M))
 last = re.findall(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/", text, re.M)
 row = {"target": name, "seconds": round(wall, 1),
@@ -70,12 +73,13 @@ row = {"target": name, "seconds": round(wall, 1),
        "cov": int(last[-1][1]) if last else None, "ft": int(last[-1][2]) if last else None,
        "corpus": int(last[-1][3]) if last else None,
        "peak_rss_mb": int(stat["peak_rss_mb"]) if "peak_rss_mb" in stat else None,
-       "crashed": rc != 0,
+       "crashed": rc > 0,
        "load_avg_before_after": [sys.argv[7], sys.argv[8]]}
 if not row["exec_per_s"] and wall > 0:
     row["exec_per_s"] = int(row["executions"] / wall)  # under a second: libFuzzer reports 0
-row["stopped_by"] = "crash" if rc != 0 else ("runs" if runs > 0 and row["executions"] >= runs else "time")
-if rc != 0:
+row["stopped_by"] = ("crash" if rc > 0 else "interrupted" if rc == -2 else
+                     "runs" if runs > 0 and row["executions"] >= runs else "time")
+if rc > 0:
     row["artifacts"] = sorted(os.path.join(art, f) for f in os.listdir(art))
     m = re.search(r"^SUMMARY: .*$", text, re.M)
     row["summary"] = m.group(0) if m else "exit %d" % rc
