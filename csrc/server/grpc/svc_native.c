@@ -99,7 +99,8 @@ static int chat_image_add(g4_grpc_server *s, const ProtobufCBinaryData *file, in
     }
     if (rc == 0 && n_soft < 0) rc = -1;
     if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[im->n], &e);
-    if (rc == 0) rc = g4_vision_grid_fits(&im->px[im->n], s->model.cfg.vision.pos_size, &e);
+    if (rc == 0 && (rc = g4_vision_grid_fits(&im->px[im->n], s->model.cfg.vision.pos_size, &e)))
+        g4_vision_pixels_free(&im->px[im->n]); /* im->n is not counted yet: nobody else frees it */
     g4_image_free(&img);
     if (rc) return g4_fail(err, "%s: %s", field, e.msg);
     im->n_tokens[im->n] = im->px[im->n].n_soft;
