@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "engine/engine.h"
 #include "check.h"
 #include "model/gemma4.h"
 #include "model/safetensors.h"
@@ -38,6 +39,26 @@ typedef struct golden {
     int n_images;
     image im[MAX_IMAGES];
 } golden;
+
+/* One engine request's record of a golden run: its greedy tokens and their logprobs, the
+ * cached prompt tokens and how it ended (on_event fills it; the request's user pointer). */
+typedef struct rec {
+    int32_t toks[MAX_GREEDY];
+    float lp[MAX_GREEDY];
+    int n, cached;
+    g4_finish_reason finish;
+    char error[256];
+} rec;
+
+static inline void on_event(void *user, const g4_event *ev) {
+    rec *r = user;
+    if (ev->n_tokens == 1 && r->n < MAX_GREEDY) r->toks[r->n] = ev->token, r->lp[r->n++] = ev->logprob;
+    if (ev->finish != G4_FINISH_NONE) {
+        r->finish = ev->finish;
+        r->cached = ev->cached_tokens;
+        if (ev->error) snprintf(r->error, sizeof r->error, "%s", ev->error);
+    }
+}
 
 static inline float *copy_f32(g4_safetensors *st, const char *name, int ndim, const int64_t *shape, g4_error *err) {
     const g4_st_tensor *t = g4_st_find(st, name);

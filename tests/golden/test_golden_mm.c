@@ -160,23 +160,6 @@ static int golden_encode(void *ctx, const g4_mm_item *item, float *out, g4_error
     return 0;
 }
 
-typedef struct rec {
-    int32_t toks[MAX_GREEDY];
-    int n, cached;
-    g4_finish_reason finish;
-    char error[256];
-} rec;
-
-static void on_event(void *user, const g4_event *ev) {
-    rec *r = user;
-    if (ev->n_tokens == 1 && r->n < MAX_GREEDY) r->toks[r->n++] = ev->token;
-    if (ev->finish != G4_FINISH_NONE) {
-        r->finish = ev->finish;
-        r->cached = ev->cached_tokens;
-        if (ev->error) snprintf(r->error, sizeof r->error, "%s", ev->error);
-    }
-}
-
 /* One greedy request of the golden prompt; image 0 gets hash0 (1 = its own). */
 static void engine_run(g4_engine *e, const golden *g, uint64_t hash0, rec *r) {
     g4_mm_item mm[MAX_IMAGES];

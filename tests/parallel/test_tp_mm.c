@@ -84,24 +84,6 @@ static int forward(g4_model *m, g4_step_fn fn, void *ctx, golden *g, float **sof
     return rc;
 }
 
-typedef struct rec {
-    int32_t toks[MAX_GREEDY];
-    float lp[MAX_GREEDY];
-    int n, cached;
-    g4_finish_reason finish;
-    char error[256];
-} rec;
-
-static void on_event(void *user, const g4_event *ev) {
-    rec *r = user;
-    if (ev->n_tokens == 1 && r->n < MAX_GREEDY) r->toks[r->n] = ev->token, r->lp[r->n++] = ev->logprob;
-    if (ev->finish != G4_FINISH_NONE) {
-        r->finish = ev->finish;
-        r->cached = ev->cached_tokens;
-        if (ev->error) snprintf(r->error, sizeof r->error, "%s", ev->error);
-    }
-}
-
 /* The golden request twice through an engine over ex (the executor's own tower); encoder runs. */
 static uint64_t serve(const g4_executor *ex, const g4_model *m, const golden *g, rec *first, rec *again) {
     g4_error err = {{0}};
