@@ -435,6 +435,13 @@ static int load_tree(g4_tokenizer *tok, const cJSON *root, g4_error *err) {
         tok->n_added++;
     }
     if (max_id < 0) return g4_fail(err, "tokenizer.json: empty vocabulary");
+    /* A contiguous id space (checked in full below) has no more ids than strings. Checked here
+     * too, before the id tables are sized: a lone id of 2^30 - 1 would cost gigabytes. */
+    if (max_id >= (int64_t)n_model + tok->n_added)
+        return g4_fail(err,
+                       "tokenizer.json: id %lld but only %d tokens are listed; the id space must be "
+                       "contiguous",
+                       (long long)max_id, n_model + tok->n_added);
     tok->n_vocab = (int32_t)(max_id + 1);
     size_t n = (size_t)tok->n_vocab;
     tok->arena = malloc(arena + 1);

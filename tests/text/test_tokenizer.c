@@ -290,8 +290,12 @@ static void check_load_errors(void) {
         "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
         "\"normalizer\":{\"type\":\"NFKC\"}}",
         "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],\"unk_token\":\"<unk>\"}}",
+        /* A lone id far beyond the listed tokens: refused before the id tables are sized (the
+         * fuzzer's out-of-memory input asked for 4 GB). */
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+        "\"added_tokens\":[{\"id\":1000000000,\"content\":\"<x>\"}]}",
     };
-    static const char *what[] = {"syntax", "Unigram", "contiguous", "not in vocab", "NFKC", "unk"};
+    static const char *what[] = {"syntax", "Unigram", "contiguous", "not in vocab", "NFKC", "unk", "only 2 tokens"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         g4_tokenizer *t = NULL;
         g4_error err = {0};
