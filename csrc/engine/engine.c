@@ -449,6 +449,17 @@ void g4_engine_cancel(g4_engine *e, uint64_t id) {
     pthread_mutex_unlock(&e->mu);
 }
 
+int g4_engine_eos_ids(const g4_engine *e, const int32_t **ids) {
+    *ids = e->eos;
+    return e->o.n_eos;
+}
+
+const g4_detok_iface *g4_engine_detok(const g4_engine *e) { return e->has_detok ? &e->detok : NULL; }
+
+int g4_engine_check(const g4_engine *e, const g4_request_params *p, g4_error *err) {
+    return g4_engine_check_request(&e->o, e->ex.vocab, e->has_detok, p, err);
+}
+
 void g4_engine_stats_get(g4_engine *e, g4_engine_stats *s) {
     pthread_mutex_lock(&e->mu);
     *s = e->pub;

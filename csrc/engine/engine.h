@@ -101,8 +101,8 @@ typedef struct g4_event {
     const g4_prompt_logprob *prompt_lp; /* per prefill step, positions in order, each once */
 } g4_event;
 
-/* Called on the engine thread for every event of a request; must not block or call back into the
- * engine. After the event with finish != NONE the request is gone and `user` is not used again.
+/* Called on the engine thread for every event of a request, with no engine lock held; must not
+ * block, and may call back into the engine only to submit (a driver's next request, beam.h). After the event with finish != NONE the request is gone and `user` is not used again.
  * Pointers inside the event are valid only during the call. */
 typedef void (*g4_event_fn)(void *user, const g4_event *ev);
 
@@ -301,6 +301,13 @@ void g4_engine_destroy(g4_engine *e);
 uint64_t g4_engine_submit(g4_engine *e, const g4_request_params *p, int *code, g4_error *err);
 /* Thread-safe; the request ends with G4_FINISH_ABORT (no-op for unknown / finished ids). */
 void g4_engine_cancel(g4_engine *e, uint64_t id);
+
+/* For drivers built on submit (beam.h): the model's end ids (copied at create; *ids valid for the
+ * engine's life) and the detokenizer (NULL when the engine has none). */
+int g4_engine_eos_ids(const g4_engine *e, const int32_t **ids);
+const g4_detok_iface *g4_engine_detok(const g4_engine *e);
+/* g4_engine_check_request with this engine's options (thread-safe). */
+int g4_engine_check(const g4_engine *e, const g4_request_params *p, g4_error *err);
 
 #define G4_STEP_TOKEN_BUCKETS 13
 #define G4_STEP_TOKEN_BUCKET_BOUNDS \
