@@ -47,10 +47,9 @@ struct g4_beam {
     g4_engine *e;
     int width, max_tokens, n_prompt, n_mm;
     float length_penalty;
-    bool ignore_eos;
     g4_request_params base;     /* the step requests' fixed part (prompt, images: owned copies) */
     int32_t *ids;               /* [n_prompt + max_tokens] a step request's prompt */
-    int32_t *end_ids;           /* the model's eos ids and the request's stop ids */
+    int32_t *end_ids;           /* the model's eos ids (unless ignore_eos) and the request's stop ids */
     int n_end;
     g4_beam_out outs[G4_BEAM_MAX_WIDTH];
     beam_seq live[G4_BEAM_MAX_WIDTH], next[G4_BEAM_MAX_WIDTH];
@@ -210,7 +209,7 @@ static int select_next(g4_beam *b) {
         const beam_seq *s = &b->live[i];
         for (int r = 0; r < sl->n_cand; r++) {
             double score = s->cum + (double)sl->cand_lps[r];
-            if (!b->ignore_eos && is_end(b, sl->cand_ids[r])) {
+            if (is_end(b, sl->cand_ids[r])) {
                 if (complete(b, s, sl->cand_ids[r], sl->cand_lps[r], score)) return -1;
             } else if (isfinite(score)) {
                 c[n++] = (beam_cand){score, i, r};
@@ -393,7 +392,8 @@ static int copy_request(g4_beam *b, const g4_request_params *p, const int32_t *e
     b->end_ids = malloc((size_t)(n_eos + p->stop.n_stop_ids + 1) * sizeof *b->end_ids);
     if (!b->ids || !b->end_ids) return -1;
     memcpy(b->ids, p->prompt, (size_t)p->n_prompt * sizeof *b->ids);
-    memcpy(b->end_ids, eos, (size_t)n_eos * sizeof *eos);
+    if (p->stop.ignore_eos) n_eos = 0; /* the request's stop ids still end a beam */
+    if (n_eos) memcpy(b->end_ids, eos, (size_t)n_eos * sizeof *eos);
     if (p->stop.n_stop_ids) memcpy(b->end_ids + n_eos, p->stop.stop_ids, (size_t)p->stop.n_stop_ids * sizeof *eos);
     b->n_end = n_eos + p->stop.n_stop_ids;
     if (p->n_mm) {
@@ -429,7 +429,6 @@ g4_beam *g4_beam_start(g4_engine *e, const g4_request_params *p, int width, floa
     b->max_tokens = p->stop.max_tokens;
     b->n_prompt = p->n_prompt;
     b->length_penalty = length_penalty;
-    b->ignore_eos = p->stop.ignore_eos;
     b->detok_flags = p->detok_flags;
     memcpy(b->outs, outs, (size_t)width * sizeof *outs);
     const int32_t *eos;

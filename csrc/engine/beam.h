@@ -6,8 +6,8 @@
  * request's prompt plus the beam's tokens (the prefix cache serves its full blocks), asking for
  * its 2·W most likely next tokens with their logprobs (greedy rows: the raw log-softmax, so the
  * request's temperature does not change the search). Each (beam, candidate) pair scores
- * beam.cum_logprob + logprob; a candidate that is an end id (the model's eos ids and the
- * request's stop ids, unless ignore_eos) completes its beam; the W best of the others (ties: beam
+ * beam.cum_logprob + logprob; a candidate that is an end id (the model's eos ids unless
+ * ignore_eos, and the request's stop ids, which vLLM's search ignores) completes its beam; the W best of the others (ties: beam
  * order, then candidate rank) are the next step's beams. After stop.max_tokens steps, or when no
  * beam is left, completed and live beams are ranked by
  *     cum_logprob / max(generated, 1)^length_penalty     (generated counts a final end id)

@@ -35,7 +35,9 @@ static void job_free(g4_job *j) {
         g4_choice_release(&j->ch[i]);
     }
     for (int i = 0; i < j->n_prompts && j->prompt_ids; i++) g4_tokens_free(&j->prompt_ids[i]);
+    for (int i = 0; i < j->n_prompts && j->beams; i++) g4_beam_release(j->beams[i]);
     free(j->prompt_ids);
+    free(j->beams);
     g4_stream_free(j->events);
     g4_strbuf_free(&j->out);
     g4_oai_request_free(&j->req);
@@ -128,6 +130,12 @@ static void job_cancel(g4_job *j) {
     pthread_mutex_unlock(&j->mu);
     g4_engine *e = atomic_load(&j->srv->engine);
     for (int i = 0; i < n; i++) g4_engine_cancel(e, ids[i]);
+    for (int p = 0; p < j->n_prompts && j->beams; p++) {
+        pthread_mutex_lock(&j->mu);
+        g4_beam *b = j->beams[p]; /* released only with the job */
+        pthread_mutex_unlock(&j->mu);
+        if (b) g4_beam_cancel(b);
+    }
 }
 
 /* --- prompt ------------------------------------------------------------------------------ */
@@ -372,6 +380,12 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
 
     /* compiled here, on the connection's thread, never the engine's */
     if (req.structured.set && g4_oai_structured_compile(s->so_cache, &req.structured, &so, &e) < 0) goto refuse;
+    if (so && req.beam_search) {
+        g4_http_fail(&e, 400, "use_beam_search",
+                     "beam search with structured output (response_format, structured_outputs or a forced "
+                     "tool_choice) is not supported yet");
+        goto refuse;
+    }
 
     int n_choices = n_prompts * req.n;
     /* Prompt logprobs (vLLM's prompt_logprobs, or OpenAI's echo + logprobs) answer (1 + top)
@@ -400,6 +414,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     j->n = n_choices;
     j->n_prompts = n_prompts;
     j->prompt_ids = pids;
+    j->beams = req.beam_search ? calloc((size_t)n_prompts, sizeof *j->beams) : NULL;
     j->stream = req.stream;
     j->conn = c;
     j->refs = 1; /* the connection's */
@@ -412,7 +427,8 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     j->model = req.model ? req.model : s->cfg.served_names[0];
     for (int i = 0; i < j->n; i++) {
         int prompt = i / req.n;
-        if (!j->events || g4_choice_init(&j->ch[i], j, i, prompt, kind == G4_OAI_CHAT, parse_flags) < 0 ||
+        if (!j->events || (req.beam_search && !j->beams) ||
+            g4_choice_init(&j->ch[i], j, i, prompt, kind == G4_OAI_CHAT, parse_flags) < 0 ||
             g4_stream_sink_init(&j->ch[i].sink, j->events, &j->ch[i]) < 0) {
             free(pmax);
             g4_so_grammar_unref(so);
@@ -435,7 +451,7 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
     int code = 0, submitted = 0;
     g4_error err = {{0}};
     uint64_t client = client_key(s, c); /* its n choices are n sequences of one client */
-    for (int i = 0; i < j->n; i++) {
+    for (int i = 0; i < j->n; i += j->beams ? req.n : 1) {
         const g4_tokens *ids = &j->prompt_ids[j->ch[i].prompt];
         g4_request_params p;
         memset(&p, 0, sizeof p);
@@ -473,6 +489,25 @@ enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g
         if (kind == G4_OAI_COMPLETION && j->req.skip_special_tokens) p.detok_flags = G4_DETOK_SKIP_SPECIAL;
         p.on_event = on_event;
         p.user = &j->ch[i];
+        if (j->beams) { /* one search for the prompt; its outputs are choices i .. i + n − 1 */
+            g4_beam_out outs[G4_BEAM_MAX_WIDTH];
+            for (int k = 0; k < req.n; k++) outs[k] = (g4_beam_out){on_event, &j->ch[i + k]};
+            pthread_mutex_lock(&j->mu);
+            j->refs += req.n;
+            pthread_mutex_unlock(&j->mu);
+            g4_beam *b = g4_beam_start(eng, &p, req.n, req.length_penalty, outs, &code, &err);
+            if (!b) {
+                pthread_mutex_lock(&j->mu);
+                j->refs -= req.n;
+                pthread_mutex_unlock(&j->mu);
+                break;
+            }
+            pthread_mutex_lock(&j->mu);
+            j->beams[j->ch[i].prompt] = b;
+            pthread_mutex_unlock(&j->mu);
+            submitted += req.n;
+            continue;
+        }
         pthread_mutex_lock(&j->mu);
         j->refs++;
         pthread_mutex_unlock(&j->mu);

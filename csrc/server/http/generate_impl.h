@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "engine/beam.h"
 #include "engine/stream.h"
 #include "server/http/server_impl.h"
 #include "text/output_parser.h"
@@ -62,6 +63,8 @@ struct g4_job {
     int prompt_tokens;           /* all prompts together */
     int n_prompts;
     g4_tokens *prompt_ids;       /* [n_prompts] each prompt's ids (echo, return_token_ids) */
+    g4_beam **beams;             /* use_beam_search: [n_prompts] each prompt's search (its n choices
+                                    are the search's outputs), NULL until started; else NULL */
     double t_arrival, t_submit, last_write;
     g4_stream *events;           /* engine events not yet processed (every choice's) */
     int n_engine_done;           /* choices whose last event arrived */

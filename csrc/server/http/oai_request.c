@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/strbuf.h"
+#include "engine/beam.h"
 #include "media/vision_preprocess.h"
 #include "text/utf8.h"
 
@@ -201,7 +202,7 @@ static int refuse_unsupported(const cJSON *o, g4_http_error *e) {
         if (v && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
             return g4_http_fail(e, 400, never[i], "'%s' is not supported yet", never[i]);
     }
-    static const char *const must_be_false[] = {"use_beam_search", "include_stop_str_in_output"};
+    static const char *const must_be_false[] = {"include_stop_str_in_output"};
     for (size_t i = 0; i < sizeof must_be_false / sizeof must_be_false[0]; i++) {
         bool b = false;
         if (get_bool(o, must_be_false[i], &b, e) < 0) return -1;
@@ -691,6 +692,28 @@ static int parse_chat_options(g4_oai_request *r, const cJSON *o, g4_http_error *
     return 0;
 }
 
+/* vLLM's beam search: use_beam_search, n = the beam width, length_penalty (taken and unused
+ * without beam search, as vLLM does). Refused here as vLLM refuses them; what else a search cannot
+ * take the engine's g4_beam_check names at submit. */
+static int parse_beam(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
+    double lp = 1.0;
+    if (get_bool(o, "use_beam_search", &r->beam_search, e) < 0 || get_num(o, "length_penalty", -1e9, 1e9, &lp, e) < 0)
+        return -1;
+    r->length_penalty = (float)lp;
+    if (!r->beam_search) return 0;
+    if (r->n > G4_BEAM_MAX_WIDTH)
+        return g4_http_fail(e, 400, "n", "beam search takes n (the beam width) up to %d, got %d", G4_BEAM_MAX_WIDTH,
+                            r->n);
+    if (r->stream) return g4_http_fail(e, 400, "stream", "Streaming is not currently supported with beam search");
+    if (r->n_logprob_ids)
+        return g4_http_fail(e, 400, "logprob_token_ids", "`logprob_token_ids` is not supported with beam search.");
+    if (r->echo && r->logprobs >= 0)
+        return g4_http_fail(e, 400, "echo",
+                            "`echo` with `logprobs` is not supported with beam search because beam search does not "
+                            "compute prompt logprobs.");
+    return 0;
+}
+
 int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, size_t len, int32_t n_vocab,
                          const g4_sampling *defaults, g4_http_error *e) {
     memset(r, 0, sizeof *r);
@@ -745,7 +768,7 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
     if (refuse_unsupported(o, e) < 0 || parse_sampling(r, o, e) < 0 || parse_logprobs(r, o, e) < 0 ||
         parse_logprob_ids(r, o, n_vocab, e) < 0 || parse_stop(r, o, n_vocab, e) < 0 ||
         parse_processors(r, o, n_vocab, e) < 0 || get_bool(o, "echo", &r->echo, e) < 0 ||
-        g4_oai_structured_parse(o, &r->structured, e) < 0)
+        g4_oai_structured_parse(o, &r->structured, e) < 0 || parse_beam(r, o, e) < 0)
         goto fail;
     if ((k = get_int(o, "prompt_logprobs", -1, G4_MAX_TOP_LOGPROBS, &i, e)) < 0) goto fail;
     r->prompt_logprobs = k ? (int)i : -1;

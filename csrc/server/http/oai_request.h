@@ -86,6 +86,8 @@ typedef struct g4_oai_request {
     const char *stop_strings[G4_OAI_MAX_STOP];   /* point into root */
     int32_t stop_ids[G4_OAI_MAX_STOP_IDS];
     int priority;
+    bool beam_search;            /* vLLM use_beam_search: n is the beam width (engine/beam.h) */
+    float length_penalty;        /* its ranking's length penalty (default 1) */
     const char *request_id;      /* optional client-supplied id (vLLM `request_id`) */
     bool return_token_ids;       /* vLLM: prompt_token_ids and token_ids in the response */
     long long truncate_tokens;   /* vLLM truncate_prompt_tokens: 0 none, -1 max_model_len − 1, else keep N */
