@@ -157,7 +157,7 @@ typedef struct g4_request_params {
     /* vLLM logprob_token_ids: these ids' logprobs (same distribution as the sampled token's;
      * −inf where the mask excludes one) are reported at every output position in place of the
      * top alternatives (event top_ids/top_logprobs, in this order). Needs sampling.logprobs ≥ 0;
-     * at most G4_MAX_TOP_LOGPROBS; copied; the request is sampled from host logits. */
+     * at most G4_MAX_LOGPROB_IDS; copied; the request is sampled from host logits. */
     const int32_t *logprob_ids;
     int n_logprob_ids;
     /* Prompt logprobs: every prompt token after the first gets a g4_prompt_logprob (events with
