@@ -22,7 +22,8 @@
 
 /* --- request parameters ---------------------------------------------------------------- */
 
-#define G4_MAX_TOP_LOGPROBS 20
+#define G4_MAX_TOP_LOGPROBS 20 /* top alternatives per token (logprobs, prompt logprobs) */
+#define G4_MAX_LOGPROB_IDS 128 /* g4_request_params.logprob_ids (vLLM's MAX_LOGPROB_TOKEN_IDS) */
 
 typedef struct g4_sampling {
     float temperature;          /* 0 = greedy (argmax, lowest id on ties) */
@@ -83,7 +84,8 @@ typedef struct g4_event {
     const char *text;           /* detokenized text newly certain (may be "" while a stop string or a
                                    UTF-8 sequence is held back); NULL without a detokenizer */
     float logprob;              /* of `token`, when requested */
-    int n_top;                  /* top logprobs (when requested) */
+    int n_top;                  /* top logprobs (when requested): at most G4_MAX_TOP_LOGPROBS, or the
+                                   request's logprob ids (at most G4_MAX_LOGPROB_IDS) */
     const int32_t *top_ids;
     const float *top_logprobs;
     g4_finish_reason finish;    /* set on the request's last event */
@@ -155,7 +157,7 @@ typedef struct g4_request_params {
     /* vLLM logprob_token_ids: these ids' logprobs (same distribution as the sampled token's;
      * −inf where the mask excludes one) are reported at every output position in place of the
      * top alternatives (event top_ids/top_logprobs, in this order). Needs sampling.logprobs ≥ 0;
-     * at most G4_MAX_TOP_LOGPROBS; copied; the request is sampled from host logits. */
+     * at most G4_MAX_LOGPROB_IDS; copied; the request is sampled from host logits. */
     const int32_t *logprob_ids;
     int n_logprob_ids;
     /* Prompt logprobs: every prompt token after the first gets a g4_prompt_logprob (events with

@@ -3,7 +3,8 @@
  * any other way, and the sample op's parameter block for a step's rows. Engine thread only.
  * Host sampling goes through the sample op's CPU implementation (backend/cpu/cpu_sample.c) over
  * the executor's host logits, which it overwrites.
- * Not here: the sampler itself (backend/cpu/cpu_sample.c; sampling.c keeps the reference), stop matching (stop.c), the loop (engine.c). */
+ * Not here: the sampler itself (backend/cpu/cpu_sample.c; sampling.c keeps the reference and gives
+ * the logprob ids' values, g4_sample_id_logprobs), stop matching (stop.c), the loop (engine.c). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -149,21 +150,6 @@ static int logit_processors(g4_engine *e, const g4_seq *q, float *logits, const 
     return 0;
 }
 
-/* q's logprob ids in place of out's top alternatives, from the row x the op prepared in place
- * (mask and penalties applied; it scales by 1 / temperature when not greedy). The row's
- * log-sum-exp is recovered from the sampled token: lse = z[token] − logprob(token). */
-static void logprob_ids(const g4_seq *q, const float *x, g4_sample_result *out) {
-    bool scaled = q->sampling.temperature > 0;
-    float inv_t = scaled ? 1.0f / q->sampling.temperature : 1.0f;
-    float lse = (scaled ? x[out->token] * inv_t : x[out->token]) - out->logprob;
-    for (int i = 0; i < q->n_logprob_ids; i++) {
-        int32_t id = q->logprob_ids[i];
-        out->top_ids[i] = id;
-        out->top_logprobs[i] = id == out->token ? out->logprob : (scaled ? x[id] * inv_t : x[id]) - lse;
-    }
-    out->n_top = q->n_logprob_ids;
-}
-
 /* One row through the sample op's CPU implementation over host logits (which it may
  * overwrite). Same result as g4_sample_row. 1 (no sample) when the row's mask allows nothing. */
 static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *out, g4_error *err) {
@@ -186,7 +172,10 @@ static int sample_one(g4_engine *e, g4_seq *q, float *logits, g4_sample_result *
     if (tok < 0) /* no allowed token with a finite logit (NaN logits, or only -inf ones left) */
         return g4_fail(err, "sampling: no token could be sampled (no allowed token has a finite logit)");
     g4_engine_result(out, tok, n_lp ? &lp : NULL);
-    if (q->n_logprob_ids) logprob_ids(q, logits, out);
+    /* logits is now the op's prepared row (mask and penalties applied in place) */
+    if (q->n_logprob_ids)
+        g4_sample_id_logprobs(logits, &q->sampling, tok, out->logprob, q->logprob_ids, q->n_logprob_ids,
+                              q->logprob_id_values);
     return 0;
 }
 
@@ -303,9 +292,15 @@ bool g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
         ev.token = r.token;
         if (q->sampling.logprobs >= 0) {
             ev.logprob = r.logprob;
-            ev.n_top = r.n_top;
-            ev.top_ids = r.top_ids;
-            ev.top_logprobs = r.top_logprobs;
+            if (q->n_logprob_ids) { /* in place of the top: sample_one filled them for this token */
+                ev.n_top = q->n_logprob_ids;
+                ev.top_ids = q->logprob_ids;
+                ev.top_logprobs = q->logprob_id_values;
+            } else {
+                ev.n_top = r.n_top;
+                ev.top_ids = r.top_ids;
+                ev.top_logprobs = r.top_logprobs;
+            }
         }
     }
     if (e->has_detok) ev.text = res.text;

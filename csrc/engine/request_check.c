@@ -103,10 +103,10 @@ int g4_engine_check_request(const g4_engine_opts *o, int vocab, bool has_detok, 
             return g4_fail(err, "request: allowed_ids[%d] = %d is outside the vocabulary 0..%d", i, p->allowed_ids[i],
                            vocab - 1),
                    G4_ERR_INVALID;
-    if (p->n_logprob_ids < 0 || p->n_logprob_ids > G4_MAX_TOP_LOGPROBS || (p->n_logprob_ids && !p->logprob_ids) ||
+    if (p->n_logprob_ids < 0 || p->n_logprob_ids > G4_MAX_LOGPROB_IDS || (p->n_logprob_ids && !p->logprob_ids) ||
         (p->n_logprob_ids && s->logprobs < 0))
         return g4_fail(err, "request: %d logprob ids need an array, at most %d, and logprobs >= 0", p->n_logprob_ids,
-                       G4_MAX_TOP_LOGPROBS),
+                       G4_MAX_LOGPROB_IDS),
                G4_ERR_INVALID;
     for (int i = 0; i < p->n_logprob_ids; i++)
         if (p->logprob_ids[i] < 0 || p->logprob_ids[i] >= vocab)

@@ -1,5 +1,6 @@
 /* sampling.c — penalties, temperature, min-p / top-k / top-p, seeded draw and logprobs for one
- * row of logits on the host (see sampling.h for the exact order and formulas).
+ * row of logits on the host, and the logprobs of a request's logprob ids in the same distribution
+ * (see sampling.h for the exact order and formulas).
  * Not here: stop rules (stop.c), generation_config.json defaults (sampling_defaults.c). */
 #include "base/rng.h"
 #include "base/select.h"
@@ -79,6 +80,10 @@ static void apply_penalties(g4_sampler *s, const g4_sampling *sp, const g4_sampl
     }
 }
 
+/* Step 3's factor: logprobs are log_softmax of fl(z · scale), z the penalised row: 1 / temperature,
+ * or 1 when greedy (z as it is: fl(z · 1) = z). */
+static float logit_scale(const g4_sampling *sp) { return sp->temperature > 0 ? 1.0f / sp->temperature : 1.0f; }
+
 static int argmax(const float *z, int n) {
     int best = 0;
     for (int i = 1; i < n; i++)
@@ -152,7 +157,7 @@ void g4_sample_row(g4_sampler *s, const float *logits, const g4_sampling *sp, ui
         if (sp->logprobs >= 0) logprobs(z, V, out->token, sp->logprobs, out);
         return;
     }
-    float inv_t = 1.0f / sp->temperature;
+    float inv_t = logit_scale(sp);
     for (int i = 0; i < V; i++) z[i] *= inv_t;
     float m = z[argmax(z, V)];
     /* z becomes unnormalised probabilities exp(z − max) ∈ (0, 1]; min-p keeps p ≥ min_p · 1 */
@@ -207,6 +212,13 @@ void g4_sample_row(g4_sampler *s, const float *logits, const g4_sampling *sp, ui
         for (int i = 0; i < V; i++) z[i] *= inv_t;
         logprobs(z, V, out->token, sp->logprobs, out);
     }
+}
+
+void g4_sample_id_logprobs(const float *z, const g4_sampling *sp, int32_t token, float token_logprob,
+                           const int32_t *ids, int n, float *out) {
+    float scale = logit_scale(sp);
+    float lse = z[token] * scale - token_logprob;
+    for (int i = 0; i < n; i++) out[i] = ids[i] == token ? token_logprob : z[ids[i]] * scale - lse;
 }
 
 g4_sample_row_params g4_sampling_row(const g4_sampling *sp, uint64_t seed, uint64_t step) {

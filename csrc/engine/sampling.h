@@ -60,6 +60,15 @@ void g4_sampler_free(g4_sampler *s);
 void g4_sample_row(g4_sampler *s, const float *logits, const g4_sampling *sp, uint64_t seed, const g4_sample_history *h,
                    g4_sample_result *out);
 
+/* The logprobs of ids[0..n) in the distribution the sampled token's logprob comes from (vLLM's
+ * logprob_token_ids), read off z, the row after step 1 (penalties applied, masked tokens at −inf) as
+ * the sample op leaves a host row: step 3's scaling (the one g4_sample_row applies), then log_softmax,
+ * whose log-sum-exp is recovered from the sampled token (lse = z'[token] − token_logprob), so no pass
+ * over the vocabulary is needed and the token's own entry is exactly token_logprob. A masked id gets
+ * −inf. */
+void g4_sample_id_logprobs(const float *z, const g4_sampling *sp, int32_t token, float token_logprob,
+                           const int32_t *ids, int n, float *out);
+
 /* A prompt position's logprob from its logits row [V] (raw log_softmax): the token's, its rank
  * and the top `top` (≤ 20). */
 void g4_prompt_logprob_row(const float *logits, int V, int32_t token, int top, g4_prompt_logprob *out);

@@ -68,8 +68,17 @@ g4_seq *g4_seq_create(const g4_request_params *p, int block_size, const int32_t 
         memcpy(s->allowed_ids, p->allowed_ids, (size_t)p->n_allowed_ids * sizeof *s->allowed_ids);
         s->n_allowed_ids = p->n_allowed_ids;
     }
-    if (p->n_logprob_ids > 0) memcpy(s->logprob_ids, p->logprob_ids, (size_t)p->n_logprob_ids * sizeof *s->logprob_ids);
-    s->n_logprob_ids = p->n_logprob_ids;
+    if (p->n_logprob_ids > 0) {
+        s->logprob_ids = malloc((size_t)p->n_logprob_ids * sizeof *s->logprob_ids);
+        s->logprob_id_values = malloc((size_t)p->n_logprob_ids * sizeof *s->logprob_id_values);
+        if (!s->logprob_ids || !s->logprob_id_values) {
+            g4_fail(err, "engine: out of memory for logprob token ids");
+            g4_seq_free(s);
+            return NULL;
+        }
+        memcpy(s->logprob_ids, p->logprob_ids, (size_t)p->n_logprob_ids * sizeof *s->logprob_ids);
+        s->n_logprob_ids = p->n_logprob_ids;
+    }
     s->want_plp = p->prompt_logprobs;
     s->plp_top = p->prompt_logprobs_top;
     s->plp_next = 1;
@@ -85,6 +94,8 @@ void g4_seq_free(g4_seq *s) {
     if (s->constraint) s->constraint_fn->free(s->constraint);
     free(s->logit_bias);
     free(s->allowed_ids);
+    free(s->logprob_ids);
+    free(s->logprob_id_values);
     free(s->tokens);
     free(s->keys);
     g4_seq_mm_free(s->mm);

@@ -47,8 +47,9 @@ typedef struct g4_seq {
     int n_logit_bias;
     int32_t *allowed_ids;        /* [n_allowed_ids], NULL = every token */
     int n_allowed_ids;
-    int32_t logprob_ids[G4_MAX_TOP_LOGPROBS]; /* reported in place of the top logprobs (engine.h) */
-    int n_logprob_ids;
+    int32_t *logprob_ids;        /* [n_logprob_ids] reported in place of the top logprobs (engine.h), */
+    float *logprob_id_values;    /* [n_logprob_ids] their logprobs at the latest sampled token (the */
+    int n_logprob_ids;           /* event points here); NULL when none */
     const g4_constraint_iface *constraint_fn; /* owned constraint, NULL = none */
     void *constraint;
     bool want_plp;               /* prompt logprobs asked */

@@ -36,6 +36,7 @@ void g4_stream_event_clear(g4_stream_event *e) {
     free(e->stop_string);
     free(e->error);
     free(e->prompt_lp);
+    free(e->top_ids);
     memset(e, 0, sizeof *e);
 }
 
@@ -83,30 +84,44 @@ static void fix_pointers(g4_stream_event *e) {
     if (!e->prompt_lp) e->ev.n_prompt_lp = 0;
 }
 
+/* ev's top lists into one owned block (ids, then logprobs); n_top 0 when it has none or on out
+ * of memory (*lost). */
+static void copy_top(g4_stream_event *e, const g4_event *ev, bool *lost) {
+    int n = ev->top_ids && ev->top_logprobs && ev->n_top > 0 ? ev->n_top : 0;
+    e->ev.n_top = 0;
+    if (!n) return;
+    void *block = g4_stream_alloc(G4_STREAM_ALLOC_TEXT, (size_t)n * (sizeof *e->top_ids + sizeof *e->top_logprobs));
+    if (!block) {
+        *lost = true;
+        return;
+    }
+    e->top_ids = block;
+    e->top_logprobs = (float *)(e->top_ids + n);
+    memcpy(e->top_ids, ev->top_ids, (size_t)n * sizeof *e->top_ids);
+    memcpy(e->top_logprobs, ev->top_logprobs, (size_t)n * sizeof *e->top_logprobs);
+    e->ev.n_top = n;
+}
+
 /* Fills e (zeroed) with an owned copy of ev. A last event keeps its finish whatever fails: its
- * text is marked lost and a missing error message becomes a fixed one. Returns false when a
- * token event lost its text (the caller drops it: a token without its text would be wrong). */
+ * lost text or top logprobs are flagged and a missing error message becomes a fixed one. Returns
+ * false when a token event lost its text or top logprobs (the caller drops it: a token without
+ * them would be wrong). */
 static bool copy_event(g4_stream_event *e, const g4_event *ev, void *tag) {
-    bool text_lost = false, other_lost = false;
+    bool lost = false, other_lost = false;
     e->tag = tag;
     e->ev = *ev;
-    e->text = copy_text(ev->text, &text_lost);
+    e->text = copy_text(ev->text, &lost);
     e->stop_string = copy_text(ev->stop_string, &other_lost);
     e->error = copy_text(ev->error, &other_lost);
-    int k = ev->n_top < G4_MAX_TOP_LOGPROBS ? ev->n_top : G4_MAX_TOP_LOGPROBS;
-    e->ev.n_top = k > 0 ? k : 0;
-    if (k > 0) {
-        memcpy(e->top_ids, ev->top_ids, (size_t)k * sizeof *ev->top_ids);
-        memcpy(e->top_logprobs, ev->top_logprobs, (size_t)k * sizeof *ev->top_logprobs);
-    }
+    copy_top(e, ev, &lost);
     if (ev->n_prompt_lp > 0 && ev->prompt_lp) {
         size_t n = (size_t)ev->n_prompt_lp * sizeof *ev->prompt_lp;
         if ((e->prompt_lp = g4_stream_alloc(G4_STREAM_ALLOC_TEXT, n))) memcpy(e->prompt_lp, ev->prompt_lp, n);
         else other_lost = true;
     }
-    e->text_lost = text_lost;
+    e->lost = lost;
     fix_pointers(e);
-    return ev->finish != G4_FINISH_NONE || !(text_lost || other_lost);
+    return ev->finish != G4_FINISH_NONE || !(lost || other_lost);
 }
 
 /* Appends e (NULL: an event lost) under the lock and wakes a waiting pop. */

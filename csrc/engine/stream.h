@@ -10,7 +10,8 @@
  * Out of memory: a request pushes through its g4_stream_sink, which allocates the request's last
  * event up front, so the last event (finish reason, usage) always arrives — a stream can always
  * end. A token event that cannot be copied is counted in g4_stream_lost; a last event whose text
- * cannot be copied arrives with text_lost set. g4_stream_on_event (no sink) may lose any event.
+ * or top logprobs cannot be copied arrives with lost set. g4_stream_on_event (no sink) may lose any
+ * event.
  * Not here: the engine's own event delivery (engine.c, output.c). */
 #ifndef G4_ENGINE_STREAM_H
 #define G4_ENGINE_STREAM_H
@@ -29,10 +30,11 @@ typedef struct g4_stream_event {
     char *text;                   /* owned copy of ev.text (NULL when the event had none) */
     char *stop_string;            /* owned */
     char *error;                  /* owned */
-    bool text_lost;               /* the event had text that could not be copied (out of memory) */
+    bool lost;                    /* the event had text or top logprobs that could not be copied (out
+                                     of memory): ev.text is NULL, ev.n_top 0 */
     g4_prompt_logprob *prompt_lp; /* owned copy of ev.prompt_lp (NULL when none) */
-    int32_t top_ids[G4_MAX_TOP_LOGPROBS];
-    float top_logprobs[G4_MAX_TOP_LOGPROBS];
+    int32_t *top_ids;             /* owned copy of ev's n_top ids and logprobs (one allocation, */
+    float *top_logprobs;          /* freed through top_ids); NULL when none */
 } g4_stream_event;
 
 typedef struct g4_stream g4_stream;
@@ -83,7 +85,7 @@ void g4_stream_sink_on_event(void *user, const g4_event *ev);
 typedef enum {
     G4_STREAM_ALLOC_LAST,         /* a sink's preallocated last event (at init, before submit) */
     G4_STREAM_ALLOC_EVENT,        /* a token event's copy (engine thread) */
-    G4_STREAM_ALLOC_TEXT,         /* an event's strings (engine thread) */
+    G4_STREAM_ALLOC_TEXT,         /* an event's strings and lists (engine thread) */
 } g4_stream_alloc_kind;
 
 /* Every allocation of this file: zero-filled, released with free(); stream_alloc.c is calloc. A link seam for fault

@@ -12,6 +12,9 @@
  *   processors logit_bias and allowed ids (greedy and seeded) equal the host sampler on the
  *              mock's logits with the bias added / other tokens at −inf; such a request runs
  *              on the host-logits path although the executor samples on the device
+ *   lp ids     128 logprob ids (beyond the 20 top alternatives) at every position equal
+ *              log_softmax of the mock's logits processed as sampling.h says (greedy; temperature
+ *              and penalties; a mask: −inf), tokens unchanged; 129 refused
  *   prompt lp  prompt logprobs of every position equal log_softmax of the mock's logits (value,
  *              rank, top ids), each position once and before the first token, also when two
  *              requests share a step's 64 rows and on a prefix-cache hit; the tokens are unchanged
@@ -568,6 +571,156 @@ static void test_processors(void) {
     mock_exec_free(&m);
 }
 
+/* --- logprob ids ------------------------------------------------------------------------------------ */
+
+#define LPI_TOKENS 12
+typedef struct lpi_rec {
+    int n, n_top[LPI_TOKENS];
+    int32_t toks[LPI_TOKENS], top_ids[LPI_TOKENS][G4_MAX_LOGPROB_IDS];
+    float logprob[LPI_TOKENS], top_lps[LPI_TOKENS][G4_MAX_LOGPROB_IDS];
+    g4_finish_reason finish;
+} lpi_rec;
+
+static void lpi_on_event(void *user, const g4_event *ev) {
+    lpi_rec *r = user;
+    if (ev->n_tokens == 1 && r->n < LPI_TOKENS) {
+        int k = r->n++, n = ev->n_top < G4_MAX_LOGPROB_IDS ? ev->n_top : G4_MAX_LOGPROB_IDS;
+        r->toks[k] = ev->token, r->logprob[k] = ev->logprob, r->n_top[k] = ev->n_top;
+        memcpy(r->top_ids[k], ev->top_ids, (size_t)n * sizeof *ev->top_ids);
+        memcpy(r->top_lps[k], ev->top_logprobs, (size_t)n * sizeof *ev->top_logprobs);
+    }
+    if (ev->finish != G4_FINISH_NONE) r->finish = ev->finish;
+}
+
+/* log_softmax (in double) of the mock's logits after toks[0..n) as sampling.h defines the
+ * distribution, written out here: tokens outside `allowed` at −inf, repetition penalty on every
+ * token of prompt ∪ output, presence and frequency on output counts, then ÷ temperature. */
+static void lpi_reference(const mock_exec *m, const int32_t *toks, int n_prompt, int n, const g4_sampling *sp,
+                          const int32_t *allowed, int n_allowed, double *out) {
+    float logits[V];
+    mock_reference_logits(m, toks, n, logits);
+    double z[V];
+    int count[V] = {0};
+    bool seen[V] = {false};
+    for (int i = 0; i < n; i++) seen[toks[i]] = true, count[toks[i]] += i >= n_prompt;
+    for (int t = 0; t < V; t++) {
+        z[t] = logits[t];
+        if (seen[t] && sp->repetition_penalty != 1.0f)
+            z[t] = z[t] > 0 ? z[t] / sp->repetition_penalty : z[t] * sp->repetition_penalty;
+        if (count[t]) z[t] -= sp->presence_penalty + sp->frequency_penalty * count[t];
+        if (sp->temperature > 0) z[t] /= sp->temperature;
+    }
+    if (n_allowed) {
+        double keep[V];
+        for (int t = 0; t < V; t++) keep[t] = -INFINITY;
+        for (int a = 0; a < n_allowed; a++) keep[allowed[a]] = z[allowed[a]];
+        memcpy(z, keep, sizeof keep);
+    }
+    double mx = -INFINITY, sum = 0;
+    for (int t = 0; t < V; t++) mx = z[t] > mx ? z[t] : mx;
+    for (int t = 0; t < V; t++) sum += exp(z[t] - mx);
+    for (int t = 0; t < V; t++) out[t] = z[t] - mx - log(sum);
+}
+
+/* 128 logprob ids (vLLM's limit, beyond the 20 top alternatives): every output position reports
+ * each id, in order, with the log_softmax of the distribution its token was drawn from (greedy;
+ * temperature with all three penalties; a mask, where excluded ids are −inf); the tokens are those
+ * of the same request without them; 129 ids are refused at submit. */
+static void test_logprob_ids(void) {
+    g4_engine_opts o;
+    base_opts(&o, 64, 64);
+    mock_exec m;
+    mock_exec_init(&m, V, BS, WIN, MAXLEN / BS, 64, 64, true);
+    g4_executor ex;
+    mock_exec_bind(&m, &ex);
+    ex.step_sample = refuse_device_step; /* logprob ids are computed on the host path */
+    device_calls = 0;
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    CHECK(e != NULL, "%s", err.msg);
+    if (!e) return;
+    g4_sampler smp;
+    g4_sampler_init(&smp, V, &err);
+    int32_t prompt[9] = {2, 17, 33, 5, 90, 211, 8, 44, 300};
+    int32_t ids[G4_MAX_LOGPROB_IDS + 1];
+    for (int i = 0; i <= G4_MAX_LOGPROB_IDS; i++) ids[i] = (3 + 37 * i) % V; /* distinct: 37 is odd, V = 2^9 */
+    const int32_t allowed[3] = {ids[5], ids[60], ids[127]};
+    struct {
+        float temp, rep, pres, freq;
+        int n_allowed;
+    } cases[] = {{0.0f, 1.0f, 0.0f, 0.0f, 0}, {0.7f, 1.3f, 0.4f, 0.5f, 0}, {0.0f, 1.0f, 0.0f, 0.0f, 3}};
+    for (int c = 0; c < 3; c++) {
+        lpi_rec *r = calloc(1, sizeof *r);
+        g4_request_params p = {.prompt = prompt,
+                               .n_prompt = 9,
+                               .on_event = lpi_on_event,
+                               .user = r,
+                               .logprob_ids = ids,
+                               .n_logprob_ids = G4_MAX_LOGPROB_IDS,
+                               .allowed_ids = allowed,
+                               .n_allowed_ids = cases[c].n_allowed};
+        g4_sampling_default(&p.sampling);
+        p.sampling.temperature = cases[c].temp;
+        p.sampling.repetition_penalty = cases[c].rep;
+        p.sampling.presence_penalty = cases[c].pres;
+        p.sampling.frequency_penalty = cases[c].freq;
+        p.sampling.has_seed = true;
+        p.sampling.seed = 7 + (uint64_t)c;
+        p.sampling.logprobs = 0;
+        g4_stop_rules_default(&p.stop);
+        p.stop.max_tokens = LPI_TOKENS;
+        p.stop.ignore_eos = true;
+        int code = 0;
+        CHECK(g4_engine_submit(e, &p, &code, &err) > 0, "case %d submit: %s", c, err.msg);
+        g4_engine_wait_idle(e);
+        int32_t ref[LPI_TOKENS], toks[MAXLEN];
+        reference_processed(&m, &smp, prompt, 9, &p.sampling, p.sampling.seed, LPI_TOKENS, NULL, 0, allowed,
+                            cases[c].n_allowed, ref);
+        CHECK(r->finish == G4_FINISH_LENGTH && r->n == LPI_TOKENS, "case %d: finish %d, %d tokens", c, r->finish, r->n);
+        CHECK(!memcmp(r->toks, ref, sizeof ref), "case %d: tokens differ from the request without logprob ids", c);
+        memcpy(toks, prompt, sizeof prompt);
+        memcpy(toks + 9, r->toks, sizeof r->toks);
+        int bad = 0, n_inf = 0;
+        for (int k = 0; k < r->n && !bad; k++) {
+            double want[V];
+            lpi_reference(&m, toks, 9, 9 + k, &p.sampling, allowed, cases[c].n_allowed, want);
+            bad = r->n_top[k] != G4_MAX_LOGPROB_IDS || fabs(r->logprob[k] - want[r->toks[k]]) > 1e-4;
+            CHECK(!bad, "case %d position %d: %d ids, token logprob %g (want %g)", c, k, r->n_top[k], r->logprob[k],
+                  want[r->toks[k]]);
+            for (int i = 0; i < G4_MAX_LOGPROB_IDS && !bad; i++) {
+                float got = r->top_lps[k][i];
+                bad = r->top_ids[k][i] != ids[i] ||
+                      (isinf(want[ids[i]]) ? got != -INFINITY : !(fabs(got - want[ids[i]]) <= 1e-4));
+                n_inf += got == -INFINITY;
+                CHECK(!bad, "case %d position %d: entry %d is id %d logprob %g (want id %d, %g)", c, k, i,
+                      r->top_ids[k][i], got, ids[i], want[ids[i]]);
+            }
+        }
+        CHECK(cases[c].n_allowed ? n_inf == LPI_TOKENS * (G4_MAX_LOGPROB_IDS - 3) : n_inf == 0,
+              "case %d: %d masked entries", c, n_inf);
+        free(r);
+    }
+    CHECK(device_calls == 0, "the device sampler was called %d times", device_calls);
+    lpi_rec r129 = {0};
+    g4_request_params p = {.prompt = prompt,
+                           .n_prompt = 9,
+                           .on_event = lpi_on_event,
+                           .user = &r129,
+                           .logprob_ids = ids,
+                           .n_logprob_ids = G4_MAX_LOGPROB_IDS + 1};
+    g4_sampling_default(&p.sampling);
+    p.sampling.logprobs = 0;
+    g4_stop_rules_default(&p.stop);
+    p.stop.max_tokens = 2;
+    int code = 0;
+    CHECK(g4_engine_submit(e, &p, &code, &err) == 0 && code == G4_ERR_INVALID && strstr(err.msg, "128"),
+          "129 logprob ids: code %d (%s)", code, err.msg);
+    CHECK(m.faults == 0, "mock faults %ld: %s", m.faults, m.first_fault);
+    g4_sampler_free(&smp);
+    g4_engine_destroy(e);
+    mock_exec_free(&m);
+}
+
 /* --- prompt logprobs -------------------------------------------------------------------------------- */
 
 static void check_plp(const mock_exec *m, const int32_t *prompt, int n_prompt, int top, const rec *r,
@@ -694,6 +847,7 @@ int main(void) {
     test_stop_strings();
     test_prefix();
     test_processors();
+    test_logprob_ids();
     test_prompt_logprobs();
     test_soak();
     test_cost();

@@ -4,7 +4,8 @@
  * then checks: events are owned copies delivered in order with their sink's tag; with every
  * engine-thread allocation failing, a request's token events are lost (counted) but its last
  * event — allocated when the sink was made — still arrives with its finish reason, usage and an
- * error message, and its lost text is flagged; a sink that never pushed frees its last event. */
+ * error message, and its lost text and top logprobs are flagged; a sink that never pushed frees
+ * its last event. An event's top lists are copied whole, also the 128 entries of logprob ids. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,35 @@ static void test_copies_in_order(void) {
     g4_stream_free(s);
 }
 
+/* A request's logprob ids: an event's top lists longer than the 20 top alternatives are copied whole. */
+static void test_long_top_lists(void) {
+    int32_t ids[G4_MAX_LOGPROB_IDS];
+    float lps[G4_MAX_LOGPROB_IDS];
+    for (int i = 0; i < G4_MAX_LOGPROB_IDS; i++) ids[i] = 1000 + 3 * i, lps[i] = -0.125f * (float)i;
+    g4_stream *s = g4_stream_create();
+    g4_stream_sink k;
+    int tag;
+    REQUIRE_VOID(s && !g4_stream_sink_init(&k, s, &tag), "init");
+    g4_event e = token_event(3, 5, "five");
+    e.n_top = G4_MAX_LOGPROB_IDS, e.top_ids = ids, e.top_logprobs = lps;
+    g4_stream_sink_push(&k, &e);
+    g4_event last = e; /* the last event carries its token's lists too */
+    last.finish = G4_FINISH_LENGTH;
+    g4_stream_sink_push(&k, &last);
+    ids[0] = lps[0] = 7; /* the queue holds its own copies */
+    g4_stream_event got;
+    for (int n = 0; n < 2; n++) {
+        REQUIRE_VOID(g4_stream_pop(s, &got, 1000) == 1, "event %d arrives", n);
+        bool same = got.ev.n_top == G4_MAX_LOGPROB_IDS && !got.lost;
+        for (int i = 0; i < G4_MAX_LOGPROB_IDS && same; i++)
+            same = got.ev.top_ids[i] == 1000 + 3 * i && got.ev.top_logprobs[i] == -0.125f * (float)i;
+        CHECK(same, "event %d: %d top entries, all %d copied", n, got.ev.n_top, G4_MAX_LOGPROB_IDS);
+        g4_stream_event_clear(&got);
+    }
+    g4_stream_sink_release(&k);
+    g4_stream_free(s);
+}
+
 static void test_last_event_survives_failing_allocations(void) {
     g4_stream *s = g4_stream_create();
     g4_stream_sink k;
@@ -84,8 +114,13 @@ static void test_last_event_survives_failing_allocations(void) {
         g4_event e = token_event(9, 100 + i, "tok");
         CHECK(!g4_stream_sink_push(&k, &e), "token event %d cannot be queued", i);
     }
+    static const int32_t top[1] = {4};
+    static const float top_lp[1] = {-2.0f};
     g4_event last = {.id = 9,
                      .finish = G4_FINISH_ERROR,
+                     .n_top = 1,
+                     .top_ids = top,
+                     .top_logprobs = top_lp,
                      .text = "held back",
                      .error = "engine failed",
                      .stop_token = -1,
@@ -100,7 +135,8 @@ static void test_last_event_survives_failing_allocations(void) {
     REQUIRE_VOID(g4_stream_pop(s, &got, 1000) == 1, "the last event arrives");
     CHECK(got.tag == &tag && got.ev.finish == G4_FINISH_ERROR, "finish reason kept");
     CHECK(got.ev.prompt_tokens == 4 && got.ev.completion_tokens == 5, "usage kept");
-    CHECK(got.text_lost && got.ev.text == NULL, "its text is flagged lost");
+    CHECK(got.lost && got.ev.text == NULL && got.ev.n_top == 0 && !got.ev.top_ids,
+          "its text and top logprobs are flagged lost");
     CHECK(got.ev.error && strstr(got.ev.error, "out of memory"), "an error message still: %s",
           got.ev.error ? got.ev.error : "(null)");
     g4_stream_event_clear(&got);
@@ -111,6 +147,7 @@ static void test_last_event_survives_failing_allocations(void) {
 
 int main(void) {
     test_copies_in_order();
+    test_long_top_lists();
     test_last_event_survives_failing_allocations();
     return check_summary();
 }

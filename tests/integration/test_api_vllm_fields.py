@@ -237,14 +237,24 @@ def tid(name):
     return int(name.removeprefix("token_id:"))
 
 
+def filled(ids, n=128):
+    """ids, then distinct others up to n (vLLM's limit is 128, beyond the 20 top alternatives)."""
+    return (ids + [i for i in range(100, 100 + 37 * 2 * n, 37) if i not in ids])[:n]
+
+
 def test_logprob_token_ids_match_prompt_logprobs(client, server):
     """Greedy logprobs are the raw log_softmax, so the logprob of id at output position k equals
-    the prompt logprob of a prompt that ends in id after the same k tokens (the prefill path)."""
-    prompt = tokenize(server, "The weather today")
-    base = dict(model=MODEL, prompt=prompt, max_tokens=3, temperature=0, logprobs=0)
+    the prompt logprob of a prompt that ends in id after the same k tokens (the prefill path): one
+    completions request per position with a prompt for each of the 128 ids. A one-token prompt and
+    two positions: each prompt position costs a log_softmax over the vocabulary, 128 prompts take
+    seconds on CI's CPU; the sampling test below covers every position."""
+    prompt = tokenize(server, "Weather")
+    assert len(prompt) == 1
+    base = dict(model=MODEL, prompt=prompt, max_tokens=2, temperature=0, logprobs=0)
     free = client.completions.create(**base, extra_body={"ignore_eos": True, "return_token_ids": True})
     gen = free.choices[0].token_ids
-    ids = [gen[0], 7, 100, 4242]
+    ids = filled([gen[0], 7, 4242])
+    assert len(set(ids)) == 128
     r = client.completions.create(**base, extra_body={"ignore_eos": True, "return_token_ids": True,
                                                       "return_tokens_as_token_ids": True,
                                                       "logprob_token_ids": ids})
@@ -254,20 +264,22 @@ def test_logprob_token_ids_match_prompt_logprobs(client, server):
         assert list(top)[0] == "token_id:%d" % gen[k]  # the sampled token first, then the ids
         assert {tid(t) for t in top} == set(ids) | {gen[k]}
         assert top["token_id:%d" % gen[k]] == c.logprobs.token_logprobs[k]
-        for i in ids:
-            ref = client.completions.create(model=MODEL, prompt=prompt + gen[:k] + [i], max_tokens=1,
-                                            extra_body={"prompt_logprobs": 0})
-            want = ref.choices[0].model_extra["prompt_logprobs"][-1][str(i)]["logprob"]
+        ref = client.completions.create(model=MODEL, prompt=[prompt + gen[:k] + [i] for i in ids], max_tokens=1,
+                                        extra_body={"prompt_logprobs": 0})
+        assert sorted(ch.index for ch in ref.choices) == list(range(len(ids)))
+        for ch in ref.choices:
+            i = ids[ch.index]
+            want = ch.model_extra["prompt_logprobs"][-1][str(i)]["logprob"]
             assert top["token_id:%d" % i] == pytest.approx(want, abs=2e-3), (k, i)
 
 
 def test_logprob_token_ids_match_top_logprobs_when_sampling(client):
     """Sampled with temperature and a penalty: the same seed gives the same tokens, and an id's
-    value equals the one the natural top-20 reports for it (the same processed distribution)."""
+    value equals the one the natural top-20 reports for it (the same processed distribution). The
+    128 ids hold the first position's whole top 20."""
     kw = dict(temperature=0.7, seed=11, frequency_penalty=0.5)
     natural = lp_chat(client, None, top_logprobs=20, **kw)
-    ids = sorted({natural[0].top_logprobs[j].token for j in (0, 4, 19)} | {"token_id:5", "token_id:999"})
-    ids = [tid(t) for t in ids]
+    ids = filled(sorted({tid(t.token) for t in natural[0].top_logprobs} | {5, 999}))
     for stream in (False, True):
         got = lp_chat(client, ids, stream=stream, top_logprobs=3, **kw)
         assert [e.token for e in got] == [e.token for e in natural]
@@ -282,6 +294,7 @@ def test_logprob_token_ids_match_top_logprobs_when_sampling(client):
                     assert d[i] == pytest.approx(nd[i], abs=1e-5)
                 else:  # outside the natural top 20: below its last entry
                     assert d[i] <= n.top_logprobs[-1].logprob + 1e-6
+        assert set(as_dict(natural[0])) <= set(as_dict(got[0]))  # every natural entry compared
     assert lp_chat(client, ids, **kw) == lp_chat(client, ids, stream=True, **kw)  # streamed = non-streamed
 
 
@@ -295,7 +308,8 @@ def test_logprob_token_ids_under_a_mask(client):
 
 
 def test_logprob_token_ids_refusals(client):
-    cases = [({"logprob_token_ids": list(range(21))}, dict(logprobs=True)),  # the cap: 20 ids
+    cases = [({"logprob_token_ids": list(range(129))}, dict(logprobs=True)),  # the cap: 128 ids
+             ({"logprob_token_ids": [5] * 129}, dict(logprobs=True)),  # counted with duplicates (vLLM)
              ({"logprob_token_ids": [10 ** 7]}, dict(logprobs=True)),  # outside the vocabulary
              ({"logprob_token_ids": [-1]}, dict(logprobs=True)),
              ({"logprob_token_ids": ["5"]}, dict(logprobs=True)),
@@ -305,6 +319,9 @@ def test_logprob_token_ids_refusals(client):
         with pytest.raises(openai.BadRequestError) as ei:
             client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=2, extra_body=extra, **kw)
         assert ei.value.body["param"] == "logprob_token_ids", extra
+        if isinstance(extra["logprob_token_ids"], list) and len(extra["logprob_token_ids"]) == 129:  # vLLM's text
+            assert ei.value.body["message"] == ("Requested logprob_token_ids of length 129, which is greater than "
+                                                "max allowed: 128")
     with pytest.raises(openai.BadRequestError) as ei:
         client.completions.create(model=MODEL, prompt="hi", max_tokens=2, extra_body={"logprob_token_ids": [5]})
     assert ei.value.body["param"] == "logprob_token_ids"

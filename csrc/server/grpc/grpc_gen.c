@@ -137,9 +137,12 @@ static void apply(g4_gen *g, const g4_stream_event *se) {
                 g4_lp_entry *l = &g->lp[g->n_lp++];
                 l->token = e->token;
                 l->logprob = e->logprob;
-                l->n_top = e->n_top;
-                memcpy(l->top_ids, se->top_ids, sizeof l->top_ids);
-                memcpy(l->top_logprobs, se->top_logprobs, sizeof l->top_logprobs);
+                /* gRPC asks for no logprob ids: its lists are the top alternatives (≤ 20) */
+                l->n_top = e->n_top < G4_MAX_TOP_LOGPROBS ? e->n_top : G4_MAX_TOP_LOGPROBS;
+                if (l->n_top > 0) {
+                    memcpy(l->top_ids, e->top_ids, (size_t)l->n_top * sizeof *l->top_ids);
+                    memcpy(l->top_logprobs, e->top_logprobs, (size_t)l->n_top * sizeof *l->top_logprobs);
+                }
             }
         }
     }

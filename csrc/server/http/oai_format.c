@@ -543,7 +543,7 @@ int g4_job_drain(g4_job *j, g4_http_error *e) {
     (void)e;
     for (g4_stream_event *ev = g4_stream_take(j->events), *next; ev; ev = next) {
         next = ev->next;
-        if (ev->text_lost) j->oom = true;
+        if (ev->lost) j->oom = true;
         process(j, ev->tag, &ev->ev);
         g4_stream_event_free(ev);
     }

@@ -383,7 +383,7 @@ static int parse_logprobs(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
     return 0;
 }
 
-/* vLLM's logprob_token_ids: distinct ids in [0, n_vocab), at most G4_MAX_TOP_LOGPROBS, reported
+/* vLLM's logprob_token_ids: distinct ids in [0, n_vocab), at most G4_MAX_LOGPROB_IDS, reported
  * at every output position in place of the top alternatives. Needs logprobs (chat: true;
  * completions: any count, which the ids then replace); the engine then computes only the sampled
  * token's logprob besides them. [] counts as absent (vLLM). */
@@ -394,9 +394,10 @@ static int parse_logprob_ids(g4_oai_request *r, const cJSON *o, int32_t n_vocab,
         return g4_http_fail(e, 400, "logprob_token_ids", "'logprob_token_ids' must be a list of token ids");
     int n = cJSON_GetArraySize(a);
     if (n == 0) return 0;
-    if (n > G4_MAX_TOP_LOGPROBS)
-        return g4_http_fail(e, 400, "logprob_token_ids", "'logprob_token_ids' takes at most %d ids, got %d",
-                            G4_MAX_TOP_LOGPROBS, n);
+    if (n > G4_MAX_LOGPROB_IDS) /* the list's length, duplicates included (vLLM) */
+        return g4_http_fail(e, 400, "logprob_token_ids",
+                            "Requested logprob_token_ids of length %d, which is greater than max allowed: %d", n,
+                            G4_MAX_LOGPROB_IDS);
     if (r->logprobs < 0)
         return g4_http_fail(e, 400, "logprob_token_ids", "when using 'logprob_token_ids', %s",
                             r->kind == G4_OAI_CHAT ? "'logprobs' must be set to true" : "'logprobs' must be set");

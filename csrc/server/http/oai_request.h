@@ -97,7 +97,7 @@ typedef struct g4_oai_request {
     int n_logit_bias;
     int32_t *allowed_ids;        /* vLLM allowed_token_ids: malloc'ed [n_allowed_ids], or NULL */
     int n_allowed_ids;
-    int32_t logprob_ids[G4_MAX_TOP_LOGPROBS]; /* vLLM logprob_token_ids (distinct): with logprobs, these
+    int32_t logprob_ids[G4_MAX_LOGPROB_IDS]; /* vLLM logprob_token_ids (distinct): with logprobs, these
                                     ids (and the sampled one) replace the top alternatives */
     int n_logprob_ids;
     g4_oai_structured structured; /* response_format / structured_outputs / guided_* (oai_structured.h) */
