@@ -74,11 +74,15 @@ static int open_model(g4_stack *s, const g4_stack_opts *o, g4_error *err) {
 }
 
 /* The draft model of speculative decoding (method draft): opened with the target's model options
- * on its backend, checked to fit the target's block tables (spec_draft.h). */
+ * on its backend, checked to fit the target's block tables (spec_draft.h). Without its vision
+ * tower: the draft proposes from token ids only (its passes carry no image runs), so a tower in
+ * its checkpoint would be bytes on the device that nothing reads. */
 static int open_draft(g4_stack *s, const g4_stack_opts *o, g4_error *err) {
     if (o->spec.method != G4_SPEC_DRAFT) return 0;
     if (s->tp) return g4_fail(err, "speculative config: a draft model with tensor parallelism is not supported yet");
-    if (g4_model_open(&s->draft, o->spec.draft_model, s->backend, &o->model, err) < 0)
+    g4_model_opts mo = o->model;
+    mo.no_vision = 1;
+    if (g4_model_open(&s->draft, o->spec.draft_model, s->backend, &mo, err) < 0)
         return g4_fail_prefix(err, "speculative config: draft model %s", o->spec.draft_model);
     if (g4_spec_draft_check(s->model, s->draft, err) < 0)
         return g4_fail_prefix(err, "speculative config: draft model %s", o->spec.draft_model);

@@ -4,7 +4,7 @@
  * tests/text/data/tokenizer.json gives them (read here with cJSON, not through the tokenizer);
  * a checkpoint without tokenizer.json is refused naming the file; a tokenizer larger than the
  * vocabulary is refused; no_tokenizer keeps the model's stop ids only; warm-up runs on one rank
- * and on a tensor-parallel group. */
+ * and on a tensor-parallel group; a speculative draft model is opened without its vision tower. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include "base/file.h"
 #include "check.h"
 #include "model/testmodel.h"
+#include "model/vision.h"
 #include "server/stack.h"
 
 #define TOKENIZER "tests/text/data/tokenizer.json"
@@ -138,6 +139,24 @@ int main(void) {
     g4_stack_opts_default(&o);
     o.no_tokenizer = o.warm_up = true;
     CHECK(g4_stack_open(&s, &o, &err) < 0 && !s, "warm-up without a tokenizer is refused");
+
+    /* a draft model whose checkpoint has a vision tower is opened without it (it proposes from
+     * ids only): here the multimodal golden checkpoint drafts for itself */
+    g4_stack_opts_default(&o);
+    o.model_dir = "tests/golden/vision";
+    o.no_tokenizer = true;
+    o.model.max_seqs = 2;
+    o.spec = (g4_spec_config){.method = G4_SPEC_DRAFT, .num_speculative_tokens = 2, .draft_model = o.model_dir};
+    s = NULL;
+    CHECK(g4_stack_open(&s, &o, &err) == 0, "draft with a tower: %s", err.msg);
+    if (s) {
+        CHECK(g4_model_vision(s->model) && s->draft && !g4_model_vision(s->draft),
+              "the target has a tower (%p), the draft none (%p)", (void *)g4_model_vision(s->model),
+              s->draft ? (void *)g4_model_vision(s->draft) : NULL);
+        CHECK(s->draft && s->draft->weight_bytes < s->model->weight_bytes, "draft weights %zu, target %zu",
+              s->draft ? s->draft->weight_bytes : 0, s->model->weight_bytes);
+        g4_stack_close(s);
+    }
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", ck, small);
