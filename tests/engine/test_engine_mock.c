@@ -491,18 +491,27 @@ static void reference_processed(const mock_exec *m, g4_sampler *smp, const int32
     }
 }
 
-static void test_processors(void) {
+/* An engine over the mock whose device sampler counts its calls and refuses: for requests that
+ * must take the host-logits path. */
+static g4_engine *host_path_engine(mock_exec *m, g4_executor *ex) {
     g4_engine_opts o;
     base_opts(&o, 64, 64);
-    mock_exec m;
-    mock_exec_init(&m, V, BS, WIN, MAXLEN / BS, 64, 64, true);
-    g4_executor ex;
-    mock_exec_bind(&m, &ex);
-    ex.step_sample = refuse_device_step; /* every request below must take the host path */
+    mock_exec_init(m, V, BS, WIN, MAXLEN / BS, 64, 64, true);
+    mock_exec_bind(m, ex);
+    ex->step_sample = refuse_device_step;
+    device_calls = 0;
     g4_error err = {{0}};
-    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    g4_engine *e = g4_engine_create(&o, ex, NULL, &err);
     CHECK(e != NULL, "%s", err.msg);
+    return e;
+}
+
+static void test_processors(void) {
+    mock_exec m;
+    g4_executor ex;
+    g4_engine *e = host_path_engine(&m, &ex); /* every request below must take the host path */
     if (!e) return;
+    g4_error err = {{0}};
     g4_sampler smp;
     g4_sampler_init(&smp, V, &err);
     int32_t prompt[9] = {2, 17, 33, 5, 90, 211, 8, 44, 300};
@@ -627,18 +636,11 @@ static void lpi_reference(const mock_exec *m, const int32_t *toks, int n_prompt,
  * temperature with all three penalties; a mask, where excluded ids are −inf); the tokens are those
  * of the same request without them; 129 ids are refused at submit. */
 static void test_logprob_ids(void) {
-    g4_engine_opts o;
-    base_opts(&o, 64, 64);
     mock_exec m;
-    mock_exec_init(&m, V, BS, WIN, MAXLEN / BS, 64, 64, true);
     g4_executor ex;
-    mock_exec_bind(&m, &ex);
-    ex.step_sample = refuse_device_step; /* logprob ids are computed on the host path */
-    device_calls = 0;
-    g4_error err = {{0}};
-    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
-    CHECK(e != NULL, "%s", err.msg);
+    g4_engine *e = host_path_engine(&m, &ex); /* logprob ids are computed on the host path */
     if (!e) return;
+    g4_error err = {{0}};
     g4_sampler smp;
     g4_sampler_init(&smp, V, &err);
     int32_t prompt[9] = {2, 17, 33, 5, 90, 211, 8, 44, 300};
