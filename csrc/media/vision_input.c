@@ -61,6 +61,18 @@ int g4_vision_input_add(g4_vision_input *v, const uint8_t *data, size_t len, int
     return 0;
 }
 
+void g4_vision_input_items(g4_vision_input *v) {
+    for (int i = 0; i < v->n; i++) {
+        const g4_vision_pixels *px = &v->px[i];
+        v->items[i] = (g4_mm_item){.pos = v->pos[i],
+                                   .n_tokens = px->n_soft,
+                                   .hash = {px->hash[0], px->hash[1]},
+                                   .patches = px->patches,
+                                   .ph = px->ph,
+                                   .pw = px->pw};
+    }
+}
+
 void g4_vision_input_free(g4_vision_input *v) {
     for (int i = 0; i < v->n; i++) g4_vision_pixels_free(&v->px[i]);
     memset(v, 0, sizeof *v);

@@ -7,8 +7,9 @@
  * The messages here are the contract both front-ends return; each prefixes the part it names and
  * maps the refusal to its own status (HTTP 400 "messages[m].content[p]: ...", gRPC
  * INVALID_ARGUMENT "chat.messages[m].images[k]: ...").
- * Not here: where the bytes come from (an image URL: media_source.h), the prompt's placeholder
- * runs (text/prompt.h fills pos), the engine's items (the front-ends make them from px and pos). */
+ * Once the prompt builder has placed the runs (text/prompt.h fills pos), the items become the
+ * engine's (g4_mm_item, base/mm_item.h) for g4_request_params.mm.
+ * Not here: where the bytes come from (an image URL: media_source.h), the placeholder runs. */
 #ifndef G4_MEDIA_VISION_INPUT_H
 #define G4_MEDIA_VISION_INPUT_H
 
@@ -16,6 +17,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/mm_item.h"
 #include "media/image.h"
 #include "media/vision_preprocess.h"
 
@@ -38,6 +40,7 @@ typedef struct g4_vision_input {
     int pos[G4_VISION_MAX_REQUEST_ITEMS];              /* first placeholder: the prompt builder's */
     int video[G4_VISION_MAX_REQUEST_ITEMS];            /* -1 an image, else its video's number */
     double seconds[G4_VISION_MAX_REQUEST_ITEMS];       /* a frame's timestamp (index / fps) */
+    g4_mm_item items[G4_VISION_MAX_REQUEST_ITEMS];     /* the engine's, by g4_vision_input_items */
 } g4_vision_input;
 
 /* What g4_vision_input_add refuses. */
@@ -62,6 +65,9 @@ int g4_vision_input_begin(g4_vision_input *v, const g4_vision_limits *lim, size_
 /* Adds one file as item v->n: an image (video −1) or a frame of video `video` at `seconds`.
  * 0; G4_VISION_BAD_FILE or G4_VISION_TOO_LONG with err. Nothing is added or left on failure. */
 int g4_vision_input_add(g4_vision_input *v, const uint8_t *data, size_t len, int video, double seconds, g4_error *err);
+/* The engine's items from the added files and pos (which the prompt builder has filled):
+ * v->items[0..n), in prompt order, pointing at v's patches. */
+void g4_vision_input_items(g4_vision_input *v);
 /* Frees the items' patches; v is empty after. */
 void g4_vision_input_free(g4_vision_input *v);
 

@@ -3,7 +3,7 @@
  * and, for a video frame, at the video budget whatever the image budget; the refusals and their
  * wording (too many items, no tower, too many frames, a broken file, a file over the pixel cap, a
  * grid the tower does not take, more prompt tokens than the context), each leaving the items as
- * they were; and free emptying them. */
+ * they were; the engine's items made from them; and free emptying them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +70,15 @@ int main(void) {
     CHECK(v.video[0] == -1 && v.video[1] == 0 && v.seconds[1] == 0.5, "video / seconds not kept");
     CHECK(v.prompt_tokens == sq280 + 2 + sq70 + 2, "prompt tokens %d", v.prompt_tokens);
     CHECK(v.px[0].hash[0] != v.px[1].hash[0], "one file at two budgets hashes alike");
+    v.pos[0] = 5, v.pos[1] = 5 + sq280 + 2; /* as the prompt builder places the runs */
+    g4_vision_input_items(&v);
+    for (int i = 0; i < 2; i++) {
+        const g4_mm_item *it = &v.items[i];
+        CHECK(it->pos == v.pos[i] && it->n_tokens == v.n_tokens[i] && it->patches == v.px[i].patches &&
+                  it->ph * it->pw == 9 * it->n_tokens && it->hash[0] == v.px[i].hash[0] &&
+                  it->hash[1] == v.px[i].hash[1],
+              "item %d: pos %d, %d tokens, %d x %d patches", i, it->pos, it->n_tokens, it->ph, it->pw);
+    }
 
     /* refusals add nothing */
     const int n_before = v.n, tokens_before = v.prompt_tokens;
