@@ -60,14 +60,6 @@ static int chat_input(const G4serve__V1__ChatInput *ci, g4_chat_input *in, g4_er
     return 0;
 }
 
-/* A chat's images and video frames, decoded and preprocessed (media/vision_input.h), and the
- * engine's items made from them once the prompt is built; until the engine has copied them at
- * submit. In prompt order (per message: its images, then each video's frames). */
-typedef struct chat_images {
-    g4_vision_input in;
-    g4_mm_item items[G4_VISION_MAX_REQUEST_ITEMS];
-} chat_images;
-
 /* A video's frame count and fps, checked as HTTP checks a video_url part; its fps (0 = 1). */
 static int video_check(const G4serve__V1__Video *v, size_t i, size_t k, double *fps, g4_error *err) {
     if (v->n_frames == 0) return g4_fail(err, "chat.messages[%zu].videos[%zu] has no frames", i, k);
@@ -79,8 +71,8 @@ static int video_check(const G4serve__V1__Video *v, size_t i, size_t k, double *
 }
 
 /* Each message's images and videos (in message order, each message's images, then its videos'
- * frames, before its text) into im and the template's input. */
-static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci, g4_chat_input *in, chat_images *im,
+ * frames, before its text) into im (media/vision_input.h) and the template's input. */
+static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci, g4_chat_input *in, g4_vision_input *im,
                             g4_error *err) {
     size_t n = 0;
     double fps = 1;
@@ -101,7 +93,7 @@ static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci,
                             .grid = s->model.vision ? s->model.cfg.vision.pos_size : 0,
                             .max_model_len = s->model.eo.max_model_len};
     int budget = ci->max_soft_tokens ? ci->max_soft_tokens : G4_VISION_DEFAULT_BUDGET;
-    if (g4_vision_input_begin(&im->in, &lim, n, budget, 0, err)) return g4_fail_prefix(err, "chat.messages");
+    if (g4_vision_input_begin(im, &lim, n, budget, 0, err)) return g4_fail_prefix(err, "chat.messages");
     if (!g4_vision_budget_valid(budget))
         return g4_fail(err, "chat.max_soft_tokens must be 0 or one of 70, 140, 280, 560, 1120");
     int n_videos = 0;
@@ -109,7 +101,7 @@ static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci,
         const G4serve__V1__ChatMessage *m = ci->messages[i];
         for (size_t k = 0; k < m->n_images; k++) {
             const ProtobufCBinaryData *f = &m->images[k];
-            if (g4_vision_input_add(&im->in, f->data, f->len, -1, 0, err))
+            if (g4_vision_input_add(im, f->data, f->len, -1, 0, err))
                 return g4_fail_prefix(err, "chat.messages[%zu].images[%zu]", i, k);
             if (g4_chat_input_image(in, (int)i, err)) return -1;
         }
@@ -117,7 +109,7 @@ static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci,
             const G4serve__V1__Video *v = m->videos[k];
             if (video_check(v, i, k, &fps, err)) return -1;
             for (size_t f = 0; f < v->n_frames; f++)
-                if (g4_vision_input_add(&im->in, v->frames[f].data, v->frames[f].len, n_videos, (double)f / fps, err))
+                if (g4_vision_input_add(im, v->frames[f].data, v->frames[f].len, n_videos, (double)f / fps, err))
                     return g4_fail_prefix(err, "chat.messages[%zu].videos[%zu].frames[%zu]", i, k, f);
             if (g4_chat_input_video(in, (int)i, err)) return -1;
         }
@@ -128,7 +120,7 @@ static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci,
 /* text, ids or chat -> prompt ids (text: plain text, one BOS). INVALID_ARGUMENT on error
  * (message in err). */
 static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__TokenIds *ids,
-                        const G4serve__V1__ChatInput *chat, chat_images *im, g4_tokens *out, bool *in_reasoning,
+                        const G4serve__V1__ChatInput *chat, g4_vision_input *im, g4_tokens *out, bool *in_reasoning,
                         g4_error *err) {
     const g4_tokenizer *tok = s->model.tok;
     if (!tok && !ids) return g4_fail(err, "this server has no tokenizer; send token_ids");
@@ -154,25 +146,17 @@ static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__
         in.tools = ci.tools;
         in.chat.enable_thinking = chat->enable_thinking;
         if (im) {
-            in.image_tokens = im->in.n_tokens;
-            in.n_images = im->in.n;
-            in.image_pos = im->in.pos;
-            in.image_video = im->in.video;
-            in.frame_seconds = im->in.seconds;
+            in.image_tokens = im->n_tokens;
+            in.n_images = im->n;
+            in.image_pos = im->pos;
+            in.image_video = im->video;
+            in.frame_seconds = im->seconds;
         }
     }
     int rc = g4_prompt_build(tok, &in, out, in_reasoning, err);
     g4_chat_input_free(&ci);
     if (rc) return -1;
-    for (int i = 0; im && i < im->in.n; i++) {
-        const g4_vision_pixels *px = &im->in.px[i];
-        im->items[i] = (g4_mm_item){.pos = im->in.pos[i],
-                                    .n_tokens = px->n_soft,
-                                    .hash = {px->hash[0], px->hash[1]},
-                                    .patches = px->patches,
-                                    .ph = px->ph,
-                                    .pw = px->pw};
-    }
+    if (im) g4_vision_input_items(im);
     return 0;
 }
 
@@ -430,7 +414,7 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     g4_grpc_server *s = c->srv;
     G4serve__V1__GenerateRequest *rq = g4serve__v1__generate_request__unpack(NULL, len, data);
     g4_tokens prompt = {0};
-    chat_images images = {0}; /* until the engine has copied them at submit */
+    g4_vision_input images = {0}; /* until the engine has copied them at submit */
     g4_error err = {{0}};
     gen_state *st = NULL;
     bool in_reasoning = false, submitted = false;
@@ -463,8 +447,8 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
         break;
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_CHAT:
         if (build_prompt(s, NULL, NULL, rq->chat, &images, &prompt, &in_reasoning, &err)) goto bad;
-        p.mm = images.in.n ? images.items : NULL;
-        p.n_mm = images.in.n;
+        p.mm = images.n ? images.items : NULL;
+        p.n_mm = images.n;
         break;
     case G4SERVE__V1__GENERATE_REQUEST__INPUT_TOKEN_IDS:
         if (build_prompt(s, NULL, rq->token_ids, NULL, NULL, &prompt, NULL, &err)) goto bad;
@@ -518,7 +502,7 @@ bad:
 out:
     if (!submitted) g4_grpc_count_refusal(s, c->status_queued ? c->status : GRPC_STATUS_INTERNAL);
     g4_tokens_free(&prompt);
-    g4_vision_input_free(&images.in);
+    g4_vision_input_free(&images);
     g4serve__v1__generate_request__free_unpacked(rq, NULL);
 }
 
@@ -546,7 +530,7 @@ static void tokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
         return;
     }
     g4_tokens ids = {0};
-    chat_images images = {0};
+    g4_vision_input images = {0};
     g4_error err = {{0}};
     if (g4_grpc_check_utf8(&rq->base, &err)) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "TokenizeRequest.%s", err.msg);
@@ -567,7 +551,7 @@ static void tokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
         g4_gcall_reply(c, &r.base);
     }
     g4_tokens_free(&ids);
-    g4_vision_input_free(&images.in);
+    g4_vision_input_free(&images);
     g4serve__v1__tokenize_request__free_unpacked(rq, NULL);
 }
 

@@ -131,10 +131,7 @@ static void job_cancel(g4_job *j) {
 
 /* --- prompt ------------------------------------------------------------------------------ */
 
-void g4_http_images_free(g4_http_images *im) {
-    g4_vision_input_free(&im->in);
-    im->n = 0;
-}
+void g4_http_images_free(g4_http_images *im) { g4_vision_input_free(im); }
 
 /* Each image part and video frame: its bytes (media policy), then media/vision_input.c (limits,
  * preprocessing at the request's budget; a frame: the video budget). A failure is the request's:
@@ -146,8 +143,8 @@ static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_image
                             .grid = s->cfg.vision_grid,
                             .max_model_len = s->max_model_len};
     g4_error err = {{0}};
-    if (g4_vision_input_begin(&im->in, &lim, (size_t)r->n_images,
-                              r->image_budget ? r->image_budget : s->cfg.image_budget, first->video >= 0, &err))
+    if (g4_vision_input_begin(im, &lim, (size_t)r->n_images, r->image_budget ? r->image_budget : s->cfg.image_budget,
+                              first->video >= 0, &err))
         return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: %s", first->message, first->part, err.msg);
     for (int i = 0, frame = -1; i < r->n_images; i++) {
         const g4_oai_image *g = &r->images[i];
@@ -156,7 +153,7 @@ static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_image
         uint8_t *data = NULL;
         size_t len = 0;
         int rc = g4_media_load(g->url, &s->cfg.media, &data, &len, &err);
-        if (rc == 0) rc = g4_vision_input_add(&im->in, data, len, g->video, g->seconds, &err);
+        if (rc == 0) rc = g4_vision_input_add(im, data, len, g->video, g->seconds, &err);
         free(data);
         if (rc && rc != G4_VISION_TOO_LONG && frame >= 0)
             return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: video frame %d: %s", g->message, g->part,
@@ -178,7 +175,7 @@ static int truncate_prompt(const g4_http_server *s, const g4_oai_request *r, g4_
                             "smaller truncation size.",
                             keep, s->max_model_len);
     if ((long long)ids->n <= keep) return 0;
-    if (im->in.n > 0)
+    if (im->n > 0)
         return g4_http_fail(e, 400, "truncate_prompt_tokens",
                             "truncate_prompt_tokens would cut a prompt with images (%zu tokens, %lld kept)", ids->n,
                             keep);
@@ -214,11 +211,11 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt,
         in.chat.continue_final_message = r->continue_final_message;
         in.chat.decode_string_arguments = 1;
         if (load_images(s, r, im, e) < 0) return -1;
-        in.image_tokens = im->in.n_tokens;
-        in.n_images = im->in.n;
-        in.image_pos = im->in.pos;
-        in.image_video = im->in.video;
-        in.frame_seconds = im->in.seconds;
+        in.image_tokens = im->n_tokens;
+        in.n_images = im->n;
+        in.image_pos = im->pos;
+        in.image_video = im->video;
+        in.frame_seconds = im->seconds;
     }
     bool in_reasoning = false;
     int rc = g4_prompt_build(s->tok, &in, ids, &in_reasoning, &err);
@@ -227,16 +224,7 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt,
     if (rc < 0) return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
     if (in_reasoning) *parse_flags |= G4_PARSE_START_IN_REASONING;
     if (r->truncate_tokens && truncate_prompt(s, r, ids, im, e) < 0) return -1;
-    for (int i = 0; i < im->in.n; i++) {
-        const g4_vision_pixels *px = &im->in.px[i];
-        im->items[i] = (g4_mm_item){.pos = im->in.pos[i],
-                                    .n_tokens = px->n_soft,
-                                    .hash = {px->hash[0], px->hash[1]},
-                                    .patches = px->patches,
-                                    .ph = px->ph,
-                                    .pw = px->pw};
-    }
-    im->n = im->in.n;
+    g4_vision_input_items(im);
     return 0;
 }
 
