@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/mm_item.h"
 #include "base/rng.h"
 #include "engine/spec_config.h"
 #include "model/gemma4.h"
@@ -129,19 +130,12 @@ typedef struct g4_constraint_iface {
     void (*free)(void *c);
 } g4_constraint_iface;
 
-/* One image (or video frame) in the prompt: a run of placeholder positions whose input embeddings
- * are the vision tower's soft tokens for it (model/vision.h). Submit copies the items and their
- * patches and refuses (G4_ERR_INVALID) runs outside the prompt, out of order or overlapping, a
- * patch grid that does not give n_tokens, or any image for an engine without a vision tower;
- * (G4_ERR_TOO_LONG) a run longer than the step token budget, since a run is computed in one step
- * (docs/engine.md, "Images"). */
-typedef struct g4_mm_item {
-    int pos;                    /* first placeholder position in the prompt */
-    int n_tokens;               /* placeholders = soft tokens = (ph / 3) × (pw / 3) */
-    uint64_t hash[2];           /* content hash: the prefix-cache and encoder-cache key */
-    const float *patches;       /* f32 [ph × pw, 768] the tower's input (copied at submit) */
-    int ph, pw;
-} g4_mm_item;
+/* Images (g4_mm_item, base/mm_item.h: a run of placeholder positions whose input embeddings are
+ * the vision tower's soft tokens, model/vision.h). Submit copies the items and their patches and
+ * refuses (G4_ERR_INVALID) runs outside the prompt, out of order or overlapping, a patch grid that
+ * does not give n_tokens, or any image for an engine without a vision tower; (G4_ERR_TOO_LONG) a
+ * run longer than the step token budget, since a run is computed in one step (docs/engine.md,
+ * "Images"). */
 
 typedef struct g4_request_params {
     const int32_t *prompt;      /* copied at submit */

@@ -11,10 +11,10 @@ import time
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
 import built  # noqa: E402  (tests/common/built.py: where the build put a program)
+from server_metrics import gauges  # noqa: E402,F401  (tests/common; the tests import it from here)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -22,15 +22,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 def find_binary():
     return built.locate("G4SERVE", "csrc/server/g4serve") or pytest.skip(
         "g4serve binary not found (build it, or set G4SERVE)")
-
-
-def gauges(base):
-    """/metrics as {sample name: value summed over labels}, parsed by prometheus_client."""
-    out = {}
-    for fam in text_string_to_metric_families(requests.get(base + "/metrics", timeout=30).text):
-        for s in fam.samples:
-            out[s.name] = out.get(s.name, 0) + s.value
-    return out
 
 
 class Server:

@@ -17,7 +17,8 @@ import threading
 import time
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import gauges
 
 LIGHT = os.environ.get("G4_SANITIZE") == "1"  # ASan build: the CPU model is ~20x slower
 CHAT = "/v1/chat/completions"
@@ -70,21 +71,12 @@ def assert_names(status, body, *words):
     return err
 
 
-def gauges(server):
-    out = {}
-    text = requests.get(server.base + "/metrics", timeout=10).text
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[s.name] = out.get(s.name, 0) + s.value
-    return out
-
-
 def assert_clean(server, deadline_s=30):
     """Ready, nothing running or waiting, zero KV blocks in use, and a normal request works."""
     assert requests.get(server.base + "/v1/health/ready", timeout=10).status_code == 200
     deadline = time.time() + deadline_s
     while True:
-        g = gauges(server)
+        g = gauges(server.base)
         state = {k: g.get(k) for k in ("g4_kv_blocks_used", "vllm:num_requests_running", "vllm:num_requests_waiting")}
         if all(v == 0 for v in state.values()):
             break
@@ -528,7 +520,7 @@ def test_concurrent_bad_requests_mixed_with_good(server):
 def test_streaming_client_killed_returns_kv_blocks(server):
     """Clients reset their sockets without reading anything: every KV block comes back. Streaming
     clients are noticed on the next write; non-streaming ones (every third) while they wait."""
-    before = gauges(server)
+    before = gauges(server.base)
     n = 6 if LIGHT else 12
     socks = []
     for i in range(n):
@@ -541,7 +533,7 @@ def test_streaming_client_killed_returns_kv_blocks(server):
         socks.append(s)
     # wait until the server is generating for them (blocks in use), reading nothing
     deadline = time.time() + 30
-    while gauges(server).get("g4_kv_blocks_used", 0) == 0:
+    while gauges(server.base).get("g4_kv_blocks_used", 0) == 0:
         assert time.time() < deadline, "the streams never started"
         time.sleep(0.02)
     for s in socks:
@@ -551,7 +543,7 @@ def test_streaming_client_killed_returns_kv_blocks(server):
     # assert_clean's own request may still be counted until the engine's next publish: poll
     deadline = time.time() + 10
     while True:
-        after = gauges(server)
+        after = gauges(server.base)
         if after["vllm:num_requests_running"] == 0 and after["g4_kv_blocks_used"] == 0:
             break
         assert time.time() < deadline, after

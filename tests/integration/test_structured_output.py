@@ -19,7 +19,7 @@ jsonschema = pytest.importorskip("jsonschema")
 pydantic = pytest.importorskip("pydantic")
 openai = pytest.importorskip("openai")
 
-from test_robustness import gauges  # noqa: E402
+from conftest import gauges  # noqa: E402
 
 MSG = [{"role": "user", "content": "Answer in the requested format."}]
 SEEDS = range(6)
@@ -201,7 +201,7 @@ def test_refusals_name_the_problem_and_leak_nothing(client, server):
     chat(client, seed=1, extra_body={"guided_choice": ["x", "y"]})
     deadline = time.time() + 30
     while True:
-        g = gauges(server)
+        g = gauges(server.base)
         if g.get("g4_kv_blocks_used", 0) == 0 and g.get("vllm:num_requests_running", 0) == 0:
             break
         assert time.time() < deadline, g

@@ -8,20 +8,10 @@ import time
 
 import grpc
 import pytest
-import requests
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import SERVED, start_server, stop_server
+from server_metrics import gauges  # tests/common (on the path through conftest)
 
 SAN = os.environ.get("G4_SANITIZE") == "1"
-
-
-def gauges(http):
-    out = {}
-    for fam in text_string_to_metric_families(requests.get(http + "/metrics", timeout=30).text):
-        for s in fam.samples:
-            out[s.name] = out.get(s.name, 0) + s.value
-    return out
 
 
 def test_unread_streams_are_cancelled(pb):

@@ -15,7 +15,7 @@
 
 #include "g4serve.pb-c.h"
 #include "server/grpc/grpc_impl.h"
-#include "media/vision_preprocess.h"
+#include "media/vision_input.h"
 #include "text/output_parser.h"
 #include "text/prompt.h"
 
@@ -60,64 +60,10 @@ static int chat_input(const G4serve__V1__ChatInput *ci, g4_chat_input *in, g4_er
     return 0;
 }
 
-/* A chat's images and video frames, decoded and preprocessed, until the engine has copied them at
- * submit; in prompt order (per message: its images, then each video's frames). */
-typedef struct chat_images {
-    g4_vision_pixels *px;
-    g4_mm_item *items;
-    int *n_tokens, *pos;
-    int *video;                 /* per item: -1 (an image) or its video, numbered over the request */
-    double *seconds;            /* per frame: index / fps */
-    int n;
-} chat_images;
-
-static void chat_images_free(chat_images *im) {
-    for (int i = 0; im->px && i < im->n; i++) g4_vision_pixels_free(&im->px[i]);
-    free(im->px);
-    free(im->items);
-    free(im->n_tokens);
-    free(im->pos);
-    free(im->video);
-    free(im->seconds);
-    memset(im, 0, sizeof *im);
-}
-
-/* One image file (or video frame, named by field) decoded and preprocessed at budget into item
- * im->n; *total counts the prompt tokens of the media so far against the model length. */
-static int chat_image_add(g4_grpc_server *s, const ProtobufCBinaryData *file, int budget, int video, double seconds,
-                          const char *field, int *total, chat_images *im, g4_error *err) {
-    g4_image img = {0};
-    g4_error e = {{0}};
-    int rc = g4_image_decode(file->data, file->len, &s->model.image_limits, &img, &e);
-    int n_soft = rc == 0 ? g4_vision_soft_tokens(img.width, img.height, budget, &e) : -1;
-    if (n_soft > 0 && (*total += n_soft + 2) > s->model.eo.max_model_len) {
-        g4_image_free(&img);
-        return g4_fail(err,
-                       "%s: the images so far take %d prompt tokens, more than the model's maximum context length "
-                       "of %d",
-                       field, *total, s->model.eo.max_model_len);
-    }
-    if (rc == 0 && n_soft < 0) rc = -1;
-    if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[im->n], &e);
-    if (rc == 0 && (rc = g4_vision_grid_fits(&im->px[im->n], s->model.cfg.vision.pos_size, &e)))
-        g4_vision_pixels_free(&im->px[im->n]); /* im->n is not counted yet: nobody else frees it */
-    g4_image_free(&img);
-    if (rc) return g4_fail(err, "%s: %s", field, e.msg);
-    im->n_tokens[im->n] = im->px[im->n].n_soft;
-    im->video[im->n] = video;
-    im->seconds[im->n] = seconds;
-    im->n++;
-    return 0;
-}
-
 /* A video's frame count and fps, checked as HTTP checks a video_url part; its fps (0 = 1). */
 static int video_check(const G4serve__V1__Video *v, size_t i, size_t k, double *fps, g4_error *err) {
     if (v->n_frames == 0) return g4_fail(err, "chat.messages[%zu].videos[%zu] has no frames", i, k);
-    if (v->n_frames > G4_VISION_MAX_VIDEO_FRAMES)
-        return g4_fail(err,
-                       "chat.messages[%zu].videos[%zu]: %zu video frames, more than the %d frames per video Gemma 4 "
-                       "reads (its video processor samples %d; send fewer frames or a lower fps)",
-                       i, k, v->n_frames, G4_VISION_MAX_VIDEO_FRAMES, G4_VISION_MAX_VIDEO_FRAMES);
+    if (g4_vision_frames_fit(v->n_frames, err)) return g4_fail_prefix(err, "chat.messages[%zu].videos[%zu]", i, k);
     if (!(v->fps >= 0 && v->fps <= 1000))
         return g4_fail(err, "chat.messages[%zu].videos[%zu].fps must be in (0, 1000] (0 = 1 frame per second)", i, k);
     *fps = v->fps > 0 ? v->fps : 1.0;
@@ -125,8 +71,8 @@ static int video_check(const G4serve__V1__Video *v, size_t i, size_t k, double *
 }
 
 /* Each message's images and videos (in message order, each message's images, then its videos'
- * frames, before its text) into im and the template's input. */
-static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci, g4_chat_input *in, chat_images *im,
+ * frames, before its text) into im (media/vision_input.h) and the template's input. */
+static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci, g4_chat_input *in, g4_vision_input *im,
                             g4_error *err) {
     size_t n = 0;
     double fps = 1;
@@ -134,46 +80,37 @@ static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci,
         const G4serve__V1__ChatMessage *m = ci->messages[i];
         n += m->n_images;
         for (size_t k = 0; k < m->n_videos; k++) {
-            if (!s->model.vision)
-                return g4_fail(err,
-                               "chat.messages[%zu].videos[%zu]: video input is not supported (the served model "
-                               "has no vision tower)",
-                               i, k);
+            if (!s->model.vision) {
+                g4_vision_unsupported(1, err);
+                return g4_fail_prefix(err, "chat.messages[%zu].videos[%zu]", i, k);
+            }
             if (video_check(m->videos[k], i, k, &fps, err)) return -1;
             n += m->videos[k]->n_frames;
         }
     }
     if (n == 0) return 0;
-    if (n > G4_VISION_MAX_REQUEST_ITEMS)
-        return g4_fail(err, "chat.messages: %zu images and video frames, more than the %d a request may hold", n,
-                       G4_VISION_MAX_REQUEST_ITEMS);
-    if (!s->model.vision)
-        return g4_fail(err, "chat.messages: image input is not supported (the served model has no vision tower)");
+    g4_vision_limits lim = {.image = s->model.image_limits,
+                            .grid = s->model.vision ? s->model.cfg.vision.pos_size : 0,
+                            .max_model_len = s->model.eo.max_model_len};
     int budget = ci->max_soft_tokens ? ci->max_soft_tokens : G4_VISION_DEFAULT_BUDGET;
+    if (g4_vision_input_begin(im, &lim, n, budget, 0, err)) return g4_fail_prefix(err, "chat.messages");
     if (!g4_vision_budget_valid(budget))
         return g4_fail(err, "chat.max_soft_tokens must be 0 or one of 70, 140, 280, 560, 1120");
-    if (!(im->px = calloc(n, sizeof *im->px)) || !(im->items = calloc(n, sizeof *im->items)) ||
-        !(im->n_tokens = calloc(n, sizeof *im->n_tokens)) || !(im->pos = calloc(n, sizeof *im->pos)) ||
-        !(im->video = calloc(n, sizeof *im->video)) || !(im->seconds = calloc(n, sizeof *im->seconds)))
-        return g4_fail(err, "out of memory");
-    int total = 0, n_videos = 0;
-    char field[96];
+    int n_videos = 0;
     for (size_t i = 0; i < ci->n_messages; i++) {
         const G4serve__V1__ChatMessage *m = ci->messages[i];
         for (size_t k = 0; k < m->n_images; k++) {
-            snprintf(field, sizeof field, "chat.messages[%zu].images[%zu]", i, k);
-            if (chat_image_add(s, &m->images[k], budget, -1, 0, field, &total, im, err)) return -1;
+            const ProtobufCBinaryData *f = &m->images[k];
+            if (g4_vision_input_add(im, f->data, f->len, -1, 0, err))
+                return g4_fail_prefix(err, "chat.messages[%zu].images[%zu]", i, k);
             if (g4_chat_input_image(in, (int)i, err)) return -1;
         }
         for (size_t k = 0; k < m->n_videos; k++, n_videos++) {
             const G4serve__V1__Video *v = m->videos[k];
             if (video_check(v, i, k, &fps, err)) return -1;
-            for (size_t f = 0; f < v->n_frames; f++) {
-                snprintf(field, sizeof field, "chat.messages[%zu].videos[%zu].frames[%zu]", i, k, f);
-                if (chat_image_add(s, &v->frames[f], G4_VISION_VIDEO_BUDGET, n_videos, (double)f / fps, field, &total,
-                                   im, err))
-                    return -1;
-            }
+            for (size_t f = 0; f < v->n_frames; f++)
+                if (g4_vision_input_add(im, v->frames[f].data, v->frames[f].len, n_videos, (double)f / fps, err))
+                    return g4_fail_prefix(err, "chat.messages[%zu].videos[%zu].frames[%zu]", i, k, f);
             if (g4_chat_input_video(in, (int)i, err)) return -1;
         }
     }
@@ -183,7 +120,7 @@ static int chat_images_load(g4_grpc_server *s, const G4serve__V1__ChatInput *ci,
 /* text, ids or chat -> prompt ids (text: plain text, one BOS). INVALID_ARGUMENT on error
  * (message in err). */
 static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__TokenIds *ids,
-                        const G4serve__V1__ChatInput *chat, chat_images *im, g4_tokens *out, bool *in_reasoning,
+                        const G4serve__V1__ChatInput *chat, g4_vision_input *im, g4_tokens *out, bool *in_reasoning,
                         g4_error *err) {
     const g4_tokenizer *tok = s->model.tok;
     if (!tok && !ids) return g4_fail(err, "this server has no tokenizer; send token_ids");
@@ -219,13 +156,7 @@ static int build_prompt(g4_grpc_server *s, const char *text, const G4serve__V1__
     int rc = g4_prompt_build(tok, &in, out, in_reasoning, err);
     g4_chat_input_free(&ci);
     if (rc) return -1;
-    for (int i = 0; im && i < im->n; i++)
-        im->items[i] = (g4_mm_item){.pos = im->pos[i],
-                                    .n_tokens = im->px[i].n_soft,
-                                    .hash = {im->px[i].hash[0], im->px[i].hash[1]},
-                                    .patches = im->px[i].patches,
-                                    .ph = im->px[i].ph,
-                                    .pw = im->px[i].pw};
+    if (im) g4_vision_input_items(im);
     return 0;
 }
 
@@ -483,7 +414,7 @@ static void generate_message(g4_gcall *c, const uint8_t *data, size_t len) {
     g4_grpc_server *s = c->srv;
     G4serve__V1__GenerateRequest *rq = g4serve__v1__generate_request__unpack(NULL, len, data);
     g4_tokens prompt = {0};
-    chat_images images = {0}; /* until the engine has copied them at submit */
+    g4_vision_input images = {0}; /* until the engine has copied them at submit */
     g4_error err = {{0}};
     gen_state *st = NULL;
     bool in_reasoning = false, submitted = false;
@@ -571,7 +502,7 @@ bad:
 out:
     if (!submitted) g4_grpc_count_refusal(s, c->status_queued ? c->status : GRPC_STATUS_INTERNAL);
     g4_tokens_free(&prompt);
-    chat_images_free(&images);
+    g4_vision_input_free(&images);
     g4serve__v1__generate_request__free_unpacked(rq, NULL);
 }
 
@@ -599,7 +530,7 @@ static void tokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
         return;
     }
     g4_tokens ids = {0};
-    chat_images images = {0};
+    g4_vision_input images = {0};
     g4_error err = {{0}};
     if (g4_grpc_check_utf8(&rq->base, &err)) {
         g4_gcall_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "TokenizeRequest.%s", err.msg);
@@ -620,7 +551,7 @@ static void tokenize_message(g4_gcall *c, const uint8_t *data, size_t len) {
         g4_gcall_reply(c, &r.base);
     }
     g4_tokens_free(&ids);
-    chat_images_free(&images);
+    g4_vision_input_free(&images);
     g4serve__v1__tokenize_request__free_unpacked(rq, NULL);
 }
 

@@ -22,9 +22,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "media/image.h"
 #include "media/media_source.h"
-#include "media/vision_preprocess.h"
+#include "media/vision_input.h"
 #include "text/prompt.h"
 
 /* --- job lifetime ---------------------------------------------------------------------- */
@@ -140,74 +139,34 @@ static void job_cancel(g4_job *j) {
 
 /* --- prompt ------------------------------------------------------------------------------ */
 
-void g4_http_images_free(g4_http_images *im) {
-    for (int i = 0; im->px && i < im->n; i++) g4_vision_pixels_free(&im->px[i]);
-    free(im->px);
-    free(im->items);
-    free(im->n_tokens);
-    free(im->pos);
-    free(im->video);
-    free(im->seconds);
-    memset(im, 0, sizeof *im);
-}
+void g4_http_images_free(g4_http_images *im) { g4_vision_input_free(im); }
 
-/* Each image part and video frame: its bytes (media policy), decoded (limits), preprocessed at the
- * request's budget (a frame: the video budget, 70). A failure is the request's: 400 naming the
- * message and the part (and the frame). */
+/* Each image part and video frame: its bytes (media policy), then media/vision_input.c (limits,
+ * preprocessing at the request's budget; a frame: the video budget). A failure is the request's:
+ * 400 naming the message and the part (and, for a bad frame, the frame). */
 static int load_images(g4_http_server *s, const g4_oai_request *r, g4_http_images *im, g4_http_error *e) {
     if (r->n_images == 0) return 0;
     const g4_oai_image *first = &r->images[0];
-    if (!s->cfg.vision_grid)
-        return g4_http_fail(e, 400, "messages",
-                            "messages[%d].content[%d]: %s input is not supported (the served model has no vision "
-                            "tower)",
-                            first->message, first->part, first->video < 0 ? "image" : "video");
-    int n = r->n_images, image_budget = r->image_budget ? r->image_budget : s->cfg.image_budget, frame = -1;
-    im->px = calloc((size_t)n, sizeof *im->px);
-    im->items = calloc((size_t)n, sizeof *im->items);
-    im->n_tokens = calloc((size_t)n, sizeof *im->n_tokens);
-    im->pos = calloc((size_t)n, sizeof *im->pos);
-    im->video = calloc((size_t)n, sizeof *im->video);
-    im->seconds = calloc((size_t)n, sizeof *im->seconds);
-    if (!im->px || !im->items || !im->n_tokens || !im->pos || !im->video || !im->seconds)
-        return g4_http_fail(e, 500, NULL, "out of memory");
-    im->n = n;
-    g4_image_limits lim = {.max_bytes = s->cfg.media.max_bytes, .max_pixels = s->cfg.max_image_pixels};
-    int total = 0;
-    for (int i = 0; i < n; i++) {
+    g4_vision_limits lim = {.image = {.max_bytes = s->cfg.media.max_bytes, .max_pixels = s->cfg.max_image_pixels},
+                            .grid = s->cfg.vision_grid,
+                            .max_model_len = s->max_model_len};
+    g4_error err = {{0}};
+    if (g4_vision_input_begin(im, &lim, (size_t)r->n_images, r->image_budget ? r->image_budget : s->cfg.image_budget,
+                              first->video >= 0, &err))
+        return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: %s", first->message, first->part, err.msg);
+    for (int i = 0, frame = -1; i < r->n_images; i++) {
         const g4_oai_image *g = &r->images[i];
-        /* a video frame: the video processor's budget; its number in the video for errors */
+        /* a video frame's number in its video, for errors */
         frame = g->video < 0 ? -1 : (i > 0 && r->images[i - 1].video == g->video ? frame + 1 : 0);
-        int budget = g->video < 0 ? image_budget : G4_VISION_VIDEO_BUDGET;
-        im->video[i] = g->video;
-        im->seconds[i] = g->seconds;
-        g4_error err = {{0}};
         uint8_t *data = NULL;
         size_t len = 0;
-        g4_image img = {0};
         int rc = g4_media_load(g->url, &s->cfg.media, &data, &len, &err);
-        if (rc == 0) rc = g4_image_decode(data, len, &lim, &img, &err);
+        if (rc == 0) rc = g4_vision_input_add(im, data, len, g->video, g->seconds, &err);
         free(data);
-        /* the soft tokens so far must fit the model before the patches are made (they take
-         * 27 KiB per soft token) */
-        int n_soft = rc == 0 ? g4_vision_soft_tokens(img.width, img.height, budget, &err) : -1;
-        if (n_soft > 0 && (total += n_soft + 2) > s->max_model_len) {
-            g4_image_free(&img);
-            return g4_http_fail(e, 400, "messages",
-                                "messages[%d].content[%d]: the images so far take %d prompt tokens, more than the "
-                                "model's maximum context length of %d",
-                                g->message, g->part, total, s->max_model_len);
-        }
-        if (rc == 0 && n_soft < 0) rc = -1;
-        if (rc == 0) rc = g4_vision_preprocess(&img, budget, &im->px[i], &err);
-        if (rc == 0) rc = g4_vision_grid_fits(&im->px[i], s->cfg.vision_grid, &err);
-        g4_image_free(&img);
-        if (rc < 0 && frame >= 0)
+        if (rc && rc != G4_VISION_TOO_LONG && frame >= 0)
             return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: video frame %d: %s", g->message, g->part,
                                 frame, err.msg);
-        if (rc < 0)
-            return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: %s", g->message, g->part, err.msg);
-        im->n_tokens[i] = im->px[i].n_soft;
+        if (rc) return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: %s", g->message, g->part, err.msg);
     }
     return 0;
 }
@@ -273,15 +232,7 @@ int g4_http_build_prompt(g4_http_server *s, const g4_oai_request *r, int prompt,
     if (rc < 0) return g4_http_fail(e, 500, NULL, "tokenizer: %s", err.msg);
     if (in_reasoning) *parse_flags |= G4_PARSE_START_IN_REASONING;
     if (r->truncate_tokens && truncate_prompt(s, r, ids, im, e) < 0) return -1;
-    for (int i = 0; i < im->n; i++) {
-        const g4_vision_pixels *px = &im->px[i];
-        im->items[i] = (g4_mm_item){.pos = im->pos[i],
-                                    .n_tokens = px->n_soft,
-                                    .hash = {px->hash[0], px->hash[1]},
-                                    .patches = px->patches,
-                                    .ph = px->ph,
-                                    .pw = px->pw};
-    }
+    g4_vision_input_items(im);
     return 0;
 }
 

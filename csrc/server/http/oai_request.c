@@ -12,7 +12,7 @@
 
 #include "base/strbuf.h"
 #include "engine/beam.h"
-#include "media/vision_preprocess.h"
+#include "media/vision_input.h"
 #include "text/utf8.h"
 
 /* A message cut at the buffer's end may end inside a multi-byte character (user text is echoed
@@ -479,11 +479,9 @@ static int check_video(g4_oai_request *r, cJSON *part, int idx, int k, g4_http_e
     if (fps && (!cJSON_IsNumber(fps) || !(fps->valuedouble > 0) || fps->valuedouble > 1000))
         return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: video_url.fps must be a number in (0, 1000]",
                             idx, k);
-    if (n > G4_VISION_MAX_VIDEO_FRAMES)
-        return g4_http_fail(e, 400, "messages",
-                            "messages[%d].content[%d]: %d video frames, more than the %d frames per video Gemma 4 "
-                            "reads (its video processor samples %d; send fewer frames or a lower fps)",
-                            idx, k, n, G4_VISION_MAX_VIDEO_FRAMES, G4_VISION_MAX_VIDEO_FRAMES);
+    g4_error err = {{0}};
+    if (g4_vision_frames_fit((size_t)n, &err))
+        return g4_http_fail(e, 400, "messages", "messages[%d].content[%d]: %s", idx, k, err.msg);
     if (r->n_images + n > G4_VISION_MAX_REQUEST_ITEMS)
         return g4_http_fail(e, 400, "messages",
                             "messages[%d].content[%d]: more than %d images and video frames in one request", idx, k,

@@ -8,7 +8,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "media/vision_preprocess.h"
+#include "media/vision_input.h"
 #include "server/http/http_server.h"
 #include "server/http/oai_request.h"
 #include "server/metrics/metrics.h"
@@ -63,16 +63,9 @@ enum MHD_Result g4_http_send_json(struct MHD_Connection *c, int status, const ch
 /* Parses, validates, tokenizes and submits a chat or completions request, then either queues
  * an error / suspends the connection (non-streaming) or queues the SSE response. */
 enum MHD_Result g4_generate_start(g4_http_server *s, struct MHD_Connection *c, g4_conn *cn, g4_oai_kind kind);
-/* A chat request's images and video frames: loaded, decoded and preprocessed, with each one's run
- * in the prompt (items: pos, n_tokens, hash, patches, ph, pw) for g4_request_params.mm. */
-typedef struct g4_http_images {
-    g4_vision_pixels *px;          /* [n] */
-    g4_mm_item *items;             /* [n], in prompt order */
-    int *n_tokens, *pos;           /* [n] */
-    int *video;                    /* [n]: -1 an image, else the video a frame belongs to */
-    double *seconds;               /* [n]: a frame's timestamp */
-    int n;
-} g4_http_images;
+/* A chat request's images and video frames (media/vision_input.h), with their engine items once
+ * the prompt is built, until submit has copied them. */
+typedef g4_vision_input g4_http_images;
 void g4_http_images_free(g4_http_images *im);
 
 /* A validated request's prompt ids (completions: its prompt number `prompt`): token ids as given, a raw completions prompt (special tokens
