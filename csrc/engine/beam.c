@@ -11,7 +11,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,9 +20,11 @@ enum { CAND_MAX = 2 * G4_BEAM_MAX_WIDTH, TEXT_CAP = 64 << 10 };
 typedef struct beam_seq {
     int32_t *tokens;
     float *lps;
-    int n;                      /* generated tokens (an end id that completed it included) */
+    int n, cap;                 /* generated tokens (an end id that completed it included); room */
     double cum;
     int32_t end;                /* the end id that completed it, −1 while live / cut by length */
+    double score;               /* completed: its ranking score */
+    uint64_t order;             /* completed: when (ties in the ranking go to the earlier) */
 } beam_seq;
 
 /* One step request of one live beam. */
@@ -54,8 +55,12 @@ struct g4_beam {
     g4_beam_out outs[G4_BEAM_MAX_WIDTH];
     beam_seq live[G4_BEAM_MAX_WIDTH], next[G4_BEAM_MAX_WIDTH];
     int n_live;
-    beam_seq *done;             /* completed beams, in completion order */
-    int n_done, cap_done;
+    /* The W best completed beams by (score, completion order): a completed beam's score never
+     * changes and the ranking breaks ties by completion, so one outside them never reaches the
+     * outputs — the rest are dropped as they come (a long search completes W per end id and step). */
+    beam_seq done[G4_BEAM_MAX_WIDTH];
+    int n_done;
+    uint64_t n_completed;
     beam_slot slots[G4_BEAM_MAX_WIDTH];
     int pending;                /* step requests whose last event has not arrived */
     int steps;
@@ -99,7 +104,6 @@ static void beam_free(g4_beam *b) {
         seq_free(&b->next[i]);
     }
     for (int i = 0; i < b->n_done; i++) seq_free(&b->done[i]);
-    free(b->done);
     for (int i = 0; i < b->n_mm; i++) free((void *)b->base.mm[i].patches);
     free((void *)b->base.mm);
     free(b->ids);
@@ -124,6 +128,7 @@ static void on_step_event(void *user, const g4_event *ev);
  * already in are cancelled (they come back as ABORT) and b->err says why. */
 static int submit_step(g4_beam *b) {
     g4_request_params q = b->base;
+    q.continuation = b->steps > 0; /* admitted with its first step */
     b->pending = b->n_live;
     int in = 0;
     for (int i = 0; i < b->n_live; i++) {
@@ -162,12 +167,23 @@ static int by_score(const void *x, const void *y) {
     return a->rank < c->rank ? -1 : a->rank > c->rank;
 }
 
-/* dst = src + (t, lp); dst's arrays hold max_tokens entries. */
-static int extend(const g4_beam *b, beam_seq *dst, const beam_seq *src, int32_t t, float lp, double cum) {
-    if (!dst->tokens) {
-        dst->tokens = malloc((size_t)b->max_tokens * sizeof *dst->tokens);
-        dst->lps = malloc((size_t)b->max_tokens * sizeof *dst->lps);
-        if (!dst->tokens || !dst->lps) return -1;
+static double rank_score(const g4_beam *b, int n, double cum) {
+    return cum / pow((double)(n > 1 ? n : 1), (double)b->length_penalty);
+}
+
+/* dst = src + (t, lp). dst's arrays grow geometrically (live beams, reused step after step), or
+ * to exactly the length (exact: a completed beam, kept as it is). */
+static int extend(const g4_beam *b, beam_seq *dst, const beam_seq *src, int32_t t, float lp, double cum, bool exact) {
+    int need = src->n + 1;
+    if (dst->cap < need) {
+        int cap = exact ? need : dst->cap * 2 > need ? dst->cap * 2 : need < 16 ? 16 : need;
+        if (cap > b->max_tokens) cap = b->max_tokens; /* need ≤ max_tokens */
+        int32_t *tk = realloc(dst->tokens, (size_t)cap * sizeof *tk);
+        if (tk) dst->tokens = tk;
+        float *lps = realloc(dst->lps, (size_t)cap * sizeof *lps);
+        if (lps) dst->lps = lps;
+        if (!tk || !lps) return -1;
+        dst->cap = cap;
     }
     if (src->n) {
         memcpy(dst->tokens, src->tokens, (size_t)src->n * sizeof *src->tokens);
@@ -175,27 +191,30 @@ static int extend(const g4_beam *b, beam_seq *dst, const beam_seq *src, int32_t 
     }
     dst->tokens[src->n] = t;
     dst->lps[src->n] = lp;
-    dst->n = src->n + 1;
+    dst->n = need;
     dst->cum = cum;
     dst->end = -1;
     return 0;
 }
 
+/* src + the end id t completes: kept if it is among the W best completed so far. */
 static int complete(g4_beam *b, const beam_seq *src, int32_t t, float lp, double cum) {
-    if (b->n_done == b->cap_done) {
-        int cap = b->cap_done ? 2 * b->cap_done : 2 * b->width;
-        beam_seq *d = realloc(b->done, (size_t)cap * sizeof *d);
-        if (!d) return -1;
-        b->done = d;
-        b->cap_done = cap;
-    }
-    beam_seq *d = &b->done[b->n_done];
-    *d = (beam_seq){0};
-    if (extend(b, d, src, t, lp, cum)) {
-        seq_free(d);
+    double score = rank_score(b, src->n + 1, cum);
+    int at = b->n_done;
+    while (at > 0 && b->done[at - 1].score < score) at--; /* equal scores: the earlier first */
+    b->n_completed++;
+    if (at >= b->width) return 0;
+    beam_seq d = {0};
+    if (extend(b, &d, src, t, lp, cum, true)) {
+        seq_free(&d);
         return -1;
     }
-    d->end = t;
+    d.end = t;
+    d.score = score;
+    d.order = b->n_completed;
+    if (b->n_done == b->width) seq_free(&b->done[--b->n_done]);
+    memmove(&b->done[at + 1], &b->done[at], (size_t)(b->n_done - at) * sizeof *b->done);
+    b->done[at] = d;
     b->n_done++;
     return 0;
 }
@@ -211,7 +230,7 @@ static int select_next(g4_beam *b) {
             double score = s->cum + (double)sl->cand_lps[r];
             if (is_end(b, sl->cand_ids[r])) {
                 if (complete(b, s, sl->cand_ids[r], sl->cand_lps[r], score)) return -1;
-            } else if (isfinite(score)) {
+            } else if (!isnan(score)) { /* −inf stays a candidate, as in vLLM */
                 c[n++] = (beam_cand){score, i, r};
             }
         }
@@ -220,7 +239,8 @@ static int select_next(g4_beam *b) {
     int k = n < b->width ? n : b->width;
     for (int j = 0; j < k; j++) {
         const beam_slot *sl = &b->slots[c[j].beam];
-        if (extend(b, &b->next[j], &b->live[c[j].beam], sl->cand_ids[c[j].rank], sl->cand_lps[c[j].rank], c[j].score))
+        if (extend(b, &b->next[j], &b->live[c[j].beam], sl->cand_ids[c[j].rank], sl->cand_lps[c[j].rank], c[j].score,
+                   false))
             return -1;
     }
     for (int j = 0; j < G4_BEAM_MAX_WIDTH; j++) { /* swap, keeping every allocation */
@@ -235,15 +255,10 @@ static int select_next(g4_beam *b) {
 
 /* --- the outputs ------------------------------------------------------------------------- */
 
-static double rank_score(const g4_beam *b, const beam_seq *s) {
-    int n = s->n > 1 ? s->n : 1;
-    return s->cum / pow((double)n, (double)b->length_penalty);
-}
-
 typedef struct ranked {
     const beam_seq *s;
     double score;
-    int order;
+    uint64_t order;
 } ranked;
 
 static int by_rank(const void *x, const void *y) {
@@ -323,9 +338,10 @@ static void finish(g4_beam *b) {
         }
     }
     if (why == G4_FINISH_NONE) {
-        for (int i = 0; i < b->n_done; i++) r[i] = (ranked){&b->done[i], rank_score(b, &b->done[i]), i};
-        for (int i = 0; i < b->n_live; i++)
-            r[b->n_done + i] = (ranked){&b->live[i], rank_score(b, &b->live[i]), b->n_done + i};
+        for (int i = 0; i < b->n_done; i++) r[i] = (ranked){&b->done[i], b->done[i].score, b->done[i].order};
+        for (int i = 0; i < b->n_live; i++) /* after every completed one on equal scores */
+            r[b->n_done + i] =
+                (ranked){&b->live[i], rank_score(b, b->live[i].n, b->live[i].cum), b->n_completed + 1 + (uint64_t)i};
         qsort(r, (size_t)n, sizeof *r, by_rank);
     }
     for (int i = 0; i < b->width; i++) {
@@ -355,8 +371,10 @@ static void on_step_event(void *user, const g4_event *ev) {
     if (ev->n_tokens > 0) {
         int k = ev->n_top < CAND_MAX ? ev->n_top : CAND_MAX;
         sl->n_cand = k;
-        memcpy(sl->cand_ids, ev->top_ids, (size_t)k * sizeof *sl->cand_ids);
-        memcpy(sl->cand_lps, ev->top_logprobs, (size_t)k * sizeof *sl->cand_lps);
+        if (k > 0) {
+            memcpy(sl->cand_ids, ev->top_ids, (size_t)k * sizeof *sl->cand_ids);
+            memcpy(sl->cand_lps, ev->top_logprobs, (size_t)k * sizeof *sl->cand_lps);
+        }
     }
     if (ev->finish == G4_FINISH_NONE) {
         pthread_mutex_unlock(&b->mu);

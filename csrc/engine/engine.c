@@ -416,7 +416,7 @@ uint64_t g4_engine_submit(g4_engine *e, const g4_request_params *p, int *code, g
     if (e->stopping) {
         why = "engine: stopped";
         *code = G4_ERR_STOPPED;
-    } else if (e->n_queued + e->n_pending >= e->o.max_waiting) {
+    } else if (!p->continuation && e->n_queued + e->n_pending >= e->o.max_waiting) {
         why = "engine: the waiting queue is full";
         *code = G4_ERR_QUEUE_FULL;
     } else if (reserve((void **)&e->pending, &e->cap_pending, e->n_pending + 1, sizeof *e->pending)) {

@@ -105,7 +105,8 @@ typedef struct g4_event {
 } g4_event;
 
 /* Called on the engine thread for every event of a request, with no engine lock held; must not
- * block, and may call back into the engine only to submit (a driver's next request, beam.h). After the event with finish != NONE the request is gone and `user` is not used again.
+ * block, and may call back into the engine only to submit or cancel (a driver's next requests,
+ * beam.h). After the event with finish != NONE the request is gone and `user` is not used again.
  * Pointers inside the event are valid only during the call. */
 typedef void (*g4_event_fn)(void *user, const g4_event *ev);
 
@@ -167,6 +168,8 @@ typedef struct g4_request_params {
     int n_mm;
     g4_stop_rules stop;
     int priority;               /* lower runs first (vLLM convention); FCFS within a priority */
+    bool continuation;          /* a driver's next request for work already admitted (beam.h: a
+                                   search's later steps): never refused for a full waiting queue */
     uint64_t client;            /* who sent it (g4_client_key): requests with equal keys are one client
                                    for fair admission (g4_engine_opts.max_running_per_client); 0 is a
                                    client like any other (tools and tests that send as one) */

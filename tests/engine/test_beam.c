@@ -5,6 +5,7 @@
  *                logprob; with the prefix cache on and off; texts are the detokenizer's.
  *   cancel       a long search cancelled at once: every output gets exactly one last event,
  *                ABORT, and no sequence or block is left behind
+ *   short queue  max_waiting 2 below the width 4: the search's later steps still run
  *   stop         an engine destroyed mid-search ends every output with ABORT
  *   refusals     widths 0 and 11, logprobs, stop strings, penalties, a prompt too long: refused at
  *                start with the parameter named and no event ever delivered */
@@ -192,6 +193,32 @@ static void check_cancel_and_refusals(g4_engine *e) {
     }
 }
 
+/* A waiting queue shorter than the width: only the search's first step is admission, its later
+ * steps (W requests each) are continuations the queue bound does not refuse. */
+static void check_short_queue(g4_model *m) {
+    g4_engine_opts o;
+    g4_engine_opts_from_model(&o, m);
+    o.max_waiting = 2;
+    g4_executor ex;
+    g4_executor_local(&ex, m);
+    g4_error err = {{0}};
+    g4_engine *e = g4_engine_create(&o, &ex, NULL, &err);
+    MUST(e, "engine: %s", err.msg);
+    int32_t prompt[12];
+    for (int i = 0; i < 12; i++) prompt[i] = 7 + 3 * i;
+    search s;
+    int code = 0;
+    start(e, &s, prompt, 12, 4, 5, 1.0f, NULL, 0, &code, &err);
+    MUST(s.b, "start: %s", err.msg);
+    g4_engine_wait_idle(e);
+    for (int i = 0; i < 4; i++)
+        CHECK(s.out[i].n_finish == 1 && s.out[i].finish != G4_FINISH_ERROR && s.out[i].finish != G4_FINISH_ABORT,
+              "short queue: output %d: %d last events, finish %d (%s)", i, s.out[i].n_finish, s.out[i].finish,
+              s.out[i].error);
+    g4_beam_release(s.b);
+    g4_engine_destroy(e);
+}
+
 static void check_stop(g4_model *m) {
     g4_executor ex;
     g4_engine *e = make_engine(m, &ex, NULL, true);
@@ -227,6 +254,7 @@ int main(void) {
         if (prefix) check_cancel_and_refusals(e);
         g4_engine_destroy(e);
     }
+    check_short_queue(m);
     check_stop(m);
     g4_model_close(m);
     g4_backend_destroy(be);
