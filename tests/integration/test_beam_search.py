@@ -78,12 +78,40 @@ def test_two_prompts_and_chat(client):
     assert chat.usage.completion_tokens == 18
 
 
+def test_chat_streams_the_beams_at_the_end(client):
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": "Say hello."}], n=2, max_tokens=6,
+              extra_body={"use_beam_search": True, "ignore_eos": True})
+    whole = client.chat.completions.create(**kw)
+    texts = ["", ""]
+    for chunk in client.chat.completions.create(**kw, stream=True):
+        for c in chunk.choices:
+            texts[c.index] += c.delta.content or ""
+    assert texts == [c.message.content for c in whole.choices]
+
+
+def test_default_penalties_do_not_apply(server, make_server, model_dir, tmp_path):
+    """A checkpoint whose generation_config.json sets a repetition penalty still serves beam
+    search (vLLM's beam parameters have no penalties); a penalty in the body is refused."""
+    import json
+    import shutil
+    ck = tmp_path / "ck"
+    shutil.copytree(model_dir, ck)
+    (ck / "generation_config.json").write_text(json.dumps({"repetition_penalty": 1.3}))
+    srv = make_server(["--model", str(ck)])
+    body = {"prompt": "Hello", "max_tokens": 3, "n": 2, "use_beam_search": True}  # no "model": this server serves its own name
+    r = requests.post(srv.base + "/v1/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 2
+    r = requests.post(srv.base + "/v1/completions", json={**body, "repetition_penalty": 1.3})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "repetition_penalty"
+
+
 @pytest.mark.parametrize("extra,param", [
     ({"stream": True}, "stream"),
     ({"n": 11}, "n"),
     ({"logprobs": 1}, None),
     ({"stop": ["x"]}, None),
-    ({"presence_penalty": 0.5}, None),
+    ({"presence_penalty": 0.5}, "presence_penalty"),
     ({"logprobs": 1, "echo": True}, "echo"),
     ({"response_format": {"type": "json_object"}}, "use_beam_search"),
 ])

@@ -1,15 +1,18 @@
 /* generate.c - one generation request from HTTP body to engine and back (chat and completions).
  *
  * A g4_job holds the parsed request, one g4_choice per requested choice (n > 1 submits n engine
- * requests; several completions prompts give n choices each, numbered prompt · n + i), a queue of copied engine events and the SSE bytes not yet written. Threads:
+ * requests, or with use_beam_search one search whose n outputs are the choices, engine/beam.h;
+ * several completions prompts give n choices each, numbered prompt · n + i), a queue of copied
+ * engine events and the SSE bytes not yet written. Threads:
  *   engine thread  on_event(): copies the event into the job's queue, resumes the connection;
  *   MHD thread     the access handler (submit, final JSON) and the SSE content reader, which
  *                  turn queued events into chunks (output parsing happens here, off the engine).
  *   ticker thread  keep-alive comments during long prefill, request timeouts.
  * One mutex per job guards everything mutable in it; suspend and resume happen under it, so a
- * wake-up can never be lost. Lifetime: a reference for the connection, one per unfinished engine
- * request and one for a streaming response; the job is freed when the last one drops.
- * A client that hangs up (MHD completion code not OK) cancels its unfinished engine requests.
+ * wake-up can never be lost. Lifetime: a reference for the connection, one per unfinished choice
+ * (engine request or search output) and one for a streaming response; the job is freed when the
+ * last one drops. A client that hangs up (MHD completion code not OK) cancels its unfinished
+ * engine requests and searches.
  * Not here: JSON shapes of chunks and responses (oai_format.c). */
 #include "server/http/generate_impl.h"
 

@@ -692,8 +692,8 @@ static int parse_chat_options(g4_oai_request *r, const cJSON *o, g4_http_error *
 }
 
 /* vLLM's beam search: use_beam_search, n = the beam width, length_penalty (taken and unused
- * without beam search, as vLLM does). Refused here as vLLM refuses them; what else a search cannot
- * take the engine's g4_beam_check names at submit. */
+ * without beam search, as vLLM does). Refused here as vLLM refuses them, and penalties; what else
+ * a search cannot take the engine's g4_beam_check names at submit. */
 static int parse_beam(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
     double lp = 1.0;
     if (get_bool(o, "use_beam_search", &r->beam_search, e) < 0 || get_num(o, "length_penalty", -1e9, 1e9, &lp, e) < 0)
@@ -703,7 +703,15 @@ static int parse_beam(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
     if (r->n > G4_BEAM_MAX_WIDTH)
         return g4_http_fail(e, 400, "n", "beam search takes n (the beam width) up to %d, got %d", G4_BEAM_MAX_WIDTH,
                             r->n);
-    if (r->stream) return g4_http_fail(e, 400, "stream", "Streaming is not currently supported with beam search");
+    if (r->stream && r->kind == G4_OAI_COMPLETION) /* vLLM streams chat's beams (at the end), not these */
+        return g4_http_fail(e, 400, "stream", "Streaming is not currently supported with beam search");
+    /* Penalties the body sets are refused (g4_beam_check would name them); the model's
+     * generation_config.json defaults do not apply to a search (vLLM's beam parameters have none). */
+    static const char *const pen[] = {"repetition_penalty", "presence_penalty", "frequency_penalty"};
+    for (size_t i = 0; i < sizeof pen / sizeof pen[0]; i++)
+        if (field(o, pen[i])) return g4_http_fail(e, 400, pen[i], "beam search with '%s' is not supported yet", pen[i]);
+    r->sampling.repetition_penalty = 1.0f;
+    r->sampling.presence_penalty = r->sampling.frequency_penalty = 0.0f;
     if (r->n_logprob_ids)
         return g4_http_fail(e, 400, "logprob_token_ids", "`logprob_token_ids` is not supported with beam search.");
     if (r->echo && r->logprobs >= 0)
