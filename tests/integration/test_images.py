@@ -332,3 +332,17 @@ def test_vision_checkpoint_tensor_parallel(make_server, tmp_path):
     assert u1.completion_tokens == u2.completion_tokens == 8
     assert tok2 == tok1, "tensor parallel greedy tokens differ from one rank"
     assert max(abs(a - b) for a, b in zip(lp1, lp2)) < 1e-3
+
+
+def test_beam_search_with_an_image(vision):
+    """Every step of a search resubmits the prompt with its image (engine/beam.c keeps a copy of
+    the patches): the prompt is the plain request's, the beams are distinct and complete."""
+    parts = [image_part(data_url("small_50x37.jpg")), {"type": "text", "text": "Describe it."}]
+    plain = chat(vision, parts)
+    r = vision.chat.completions.create(model="g4serve-tiny", messages=[{"role": "user", "content": parts}], n=2,
+                                       max_tokens=3, extra_body={"use_beam_search": True, "ignore_eos": True,
+                                                                 "return_token_ids": True})
+    assert len(r.choices) == 2 and r.usage.prompt_tokens == plain.usage.prompt_tokens
+    assert prompt_ids(r) == prompt_ids(plain)
+    assert r.usage.completion_tokens == 6
+    assert r.choices[0].model_extra["token_ids"] != r.choices[1].model_extra["token_ids"]
