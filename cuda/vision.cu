@@ -203,8 +203,9 @@ static __global__ void g4_encoder_attention_tiled_kernel(__nv_bfloat16 *out, con
  * useful 4·N²·1152); exp2 count N²·16 on the SFUs (~3.9 T/s, overlapping the MMAs); K/V re-read
  * from L2 once per query block: N/64 · N · 2·72·2 B · 16 heads.
  *   N = 2520:  32.5 GFLOP → 0.11–0.16 ms per layer (0.033 ms at peak; CUDA cores ≥ 0.49 ms);
- *              640 blocks = 1.2 waves of 4 blocks/SM on 132 SMs, so expect the high end;
- *              exp2 0.03 ms; L2 0.46 GB.
+ *              640 blocks = 1.6 waves of 3 blocks/SM on 132 SMs (ptxas: 139 registers at DP 80
+ *              on sm_90a, no spills — registers, not shared memory, bound the occupancy), so
+ *              expect the high end; exp2 0.03 ms; L2 0.46 GB.
  *   N = 10080: 520 GFLOP → 1.7–2.6 ms per layer (0.53 ms at peak; CUDA cores ≥ 7.8 ms); exp2
  *              0.42 ms; L2 7.3 GB (~0.7 ms at ~10 TB/s: BM = 128 would halve it).
  * Is not: a wgmma/TMA kernel, pipelined (cp.async) loads, split-KV for small N. */
