@@ -52,8 +52,9 @@
 #include <cuda_fp16.h>
 
 #include "ctx.cuh"
-#include "ptx.cuh"
 #include "kv.cuh"
+#include "pack.cuh"
+#include "ptx.cuh"
 
 #define G4_FA_LOG2E 1.4426950408889634f
 #define G4_FA_SMEM_SM90 232448 /* 227 KiB: sm_90 opt-in limit per block */
@@ -74,28 +75,6 @@ static_assert(g4_fa_cfg<256, 4, 64>::SMEM == 137472 && g4_fa_cfg<256, 4, 64>::SM
 static_assert(g4_fa_cfg<512, 4, 32>::SMEM == 154240 && g4_fa_cfg<512, 4, 32>::SMEM <= G4_FA_SMEM_SM90, "d512 big");
 static_assert(g4_fa_cfg<256, 4, 32>::SMEM == 87168 && g4_fa_cfg<256, 4, 32>::SMEM <= G4_FA_SMEM_SM89, "d256 small");
 static_assert(g4_fa_cfg<512, 2, 16>::SMEM == 74560 && g4_fa_cfg<512, 2, 16>::SMEM <= G4_FA_SMEM_SM89, "d512 small");
-
-/* --- tensor-core helpers ------------------------------------------------------------------- */
-
-/* bf16x2 word: lo in bits 0..15 (the lower address / lower column), hi in 16..31. */
-__device__ __forceinline__ uint32_t g4_pack_bf2(float lo, float hi) {
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
-           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
-}
-__device__ __forceinline__ float g4_bf_lo(uint32_t w) { return __uint_as_float(w << 16); }
-__device__ __forceinline__ float g4_bf_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
-
-/* fp16x2 word (same order), values clamped to ±65504 so nothing becomes inf. */
-__device__ __forceinline__ uint32_t g4_pack_h2(float lo, float hi) {
-    lo = fminf(fmaxf(lo, -65504.0f), 65504.0f);
-    hi = fminf(fmaxf(hi, -65504.0f), 65504.0f);
-    return (uint32_t)__half_as_ushort(__float2half_rn(lo)) | ((uint32_t)__half_as_ushort(__float2half_rn(hi)) << 16);
-}
-/* 8 bf16 → 8 fp16 (16 bytes). */
-__device__ __forceinline__ uint4 g4_bf8_to_h8(uint4 v) {
-    return make_uint4(g4_pack_h2(g4_bf_lo(v.x), g4_bf_hi(v.x)), g4_pack_h2(g4_bf_lo(v.y), g4_bf_hi(v.y)),
-                      g4_pack_h2(g4_bf_lo(v.z), g4_bf_hi(v.z)), g4_pack_h2(g4_bf_lo(v.w), g4_bf_hi(v.w)));
-}
 
 /* --- the kernel ---------------------------------------------------------------------------- */
 

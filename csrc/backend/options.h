@@ -16,7 +16,9 @@
 /* Attention kernel of the CUDA backend: AUTO runs the flash kernel on prefill-like steps of
  * supported shapes and the decode kernel (attention_decode.cu) on steps with T ≤ n_seqs; DECODE
  * the decode kernel on those steps and the simple kernel elsewhere; FAST the flash kernel on
- * every supported step; SIMPLE always the oracle kernel (attention.cu). */
+ * every supported step; SIMPLE always the oracle kernel (attention.cu). The vision encoder's
+ * attention (vision.cu) runs its tensor-core kernel on every path but SIMPLE, which pins its
+ * CUDA-core kernels (the oracle). */
 typedef enum { G4_ATTN_AUTO = 0, G4_ATTN_SIMPLE, G4_ATTN_FAST, G4_ATTN_DECODE } g4_attn_path;
 
 /* MoE expert path of the CUDA backend: FAST runs moe_decode.cu for 1 ≤ T ≤ 64 (graph-capturable,
