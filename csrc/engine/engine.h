@@ -50,6 +50,8 @@ typedef struct g4_stop_rules {
     const char *const *stop_strings; /* matched on detokenized text, excluded from output (copied);
                                         each at most G4_MAX_STOP_STRING_BYTES */
     int n_stop_strings;
+    bool include_stop_str_in_output; /* vLLM's: the output keeps the matched stop string, and a stop
+                                        id is delivered as the last token with its text */
 } g4_stop_rules;
 
 /* Generation defaults: greedy unless the model's generation_config.json says otherwise. */

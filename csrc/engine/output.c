@@ -50,6 +50,16 @@ static int detok_call(g4_engine *e, g4_seq *q, int32_t token, bool finish) {
     return e->detok.push(q->detok, token, e->text, e->text_cap);
 }
 
+/* The text a stop id ends the output with, into e->text: what the detokenizer still held, after
+ * the id's own text when the request shows it (include_stop_str_in_output). Length, or −1. */
+static int detok_stop_id(g4_engine *e, g4_seq *q, int32_t token) {
+    if (!q->stop.include) return detok_call(e, q, token, true);
+    int n = detok_call(e, q, token, false);
+    if (n < 0 || !e->detok.finish) return n;
+    int m = e->detok.finish(q->detok, e->text + n, e->text_cap - (size_t)n);
+    return m < 0 ? m : n + m;
+}
+
 /* q's row of the sample op's parameter block: R, and its penalty entries at pe (distinct
  * prompt ∪ output tokens, output counts capped at 65535) when it has penalties. Returns the
  * number of penalty entries. lp_slot: its logprob record, −1 when it asks for none. ahead: the
@@ -259,9 +269,10 @@ bool g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
 
     g4_error err = {{0}};
     int n_text = 0;
-    /* a stop id is not shown: the detokenizer only gives back what it held (a byte run) */
+    /* a stop id ends the text: the detokenizer gives back what it held (a byte run), after the
+     * id's own text only with include_stop_str_in_output */
     bool stop_id = g4_stop_is_stop_id(&q->stop, r.token, n_out);
-    if (e->has_detok && (n_text = detok_call(e, q, r.token, stop_id)) < 0) {
+    if (e->has_detok && (n_text = stop_id ? detok_stop_id(e, q, r.token) : detok_call(e, q, r.token, false)) < 0) {
         g4_engine_finish(e, q, G4_FINISH_ERROR, "detokenizer failed");
         return false;
     }
@@ -273,7 +284,7 @@ bool g4_engine_emit_token(g4_engine *e, g4_seq *q, const g4_sample_result *rp) {
     g4_finish_reason why = res.finish;
     if (why == G4_FINISH_LENGTH || (why == G4_FINISH_STOP && res.stop_string < 0)) {
         /* ends without a stop string so far: show what was held, plus the detokenizer's tail
-         * (for a stop id, what its finish call above gave back) */
+         * (for a stop id, what detok_stop_id above gave back) */
         int n_tail = stop_id ? n_text : e->has_detok ? detok_call(e, q, -1, true) : 0;
         if (n_tail < 0) n_tail = 0;
         int stop_token = res.stop_token;

@@ -14,6 +14,7 @@ int g4_stop_init(g4_stop *s, const g4_stop_rules *r, const int32_t *eos, int n_e
     memset(s, 0, sizeof *s);
     s->max_tokens = r->max_tokens;
     s->min_tokens = r->min_tokens;
+    s->include = r->include_stop_str_in_output;
     int n_ids = (r->n_stop_ids > 0 ? r->n_stop_ids : 0) + (r->ignore_eos ? 0 : n_eos);
     s->ids = malloc((size_t)(n_ids ? n_ids : 1) * sizeof *s->ids);
     if (!s->ids) return g4_fail(err, "stop: out of memory");
@@ -33,6 +34,7 @@ int g4_stop_init(g4_stop *s, const g4_stop_rules *r, const int32_t *eos, int n_e
                 return g4_fail(err, "stop: stop_strings[%d] is empty", i);
             }
             s->lens[i] = strlen(t);
+            if (s->lens[i] > s->max_len) s->max_len = s->lens[i];
             s->strings[i] = malloc(s->lens[i] + 1);
             s->n_strings = i + 1;
             if (!s->strings[i]) {
@@ -66,32 +68,44 @@ static int grow(char **buf, size_t *cap, size_t need) {
     return 0;
 }
 
-/* Moves the first n held bytes to s->out (replacing what out had). */
+/* Shows the next n held bytes not shown yet (as s->out, replacing what out had). Of the shown
+ * text, held keeps what a later match may start in: with include, its last max_len − 1 bytes;
+ * without, nothing (a match there would have stopped the request, or was before min_tokens). */
 static int show(g4_stop *s, size_t n, g4_stop_result *res) {
     if (grow(&s->out, &s->cap_out, n + 1)) return -1;
-    if (n) memcpy(s->out, s->held, n);
+    if (n) memcpy(s->out, s->held + s->n_seen, n);
     s->out[n] = 0;
     s->n_out = n;
-    if (s->n_held > n) memmove(s->held, s->held + n, s->n_held - n);
-    s->n_held -= n;
+    s->n_seen += n;
+    size_t keep = s->include && s->max_len ? s->max_len - 1 : 0;
+    size_t drop = s->n_seen > keep ? s->n_seen - keep : 0;
+    if (drop) memmove(s->held, s->held + drop, s->n_held - drop);
+    s->n_held -= drop;
+    s->n_seen -= drop;
     res->text = s->out;
     res->n_text = n;
     return 0;
 }
 
-/* Earliest full stop-string match in held: its start, and which string; −1 if none. */
+/* The full stop-string match in held that ends first past the shown bytes (ties: the earlier
+ * listed string): where the output ends (before the string, or after it with include), and
+ * which string; −1 if none. */
 static long find_stop(const g4_stop *s, int *which) {
-    long best = -1;
+    size_t best_end = 0;
+    long cut = -1;
     for (int i = 0; i < s->n_strings; i++) {
         size_t L = s->lens[i];
-        for (size_t at = 0; at + L <= s->n_held && (best < 0 || (long)at < best); at++) {
+        for (size_t at = s->n_seen >= L ? s->n_seen - L + 1 : 0; at + L <= s->n_held; at++) {
             if (memcmp(s->held + at, s->strings[i], L)) continue;
-            best = (long)at;
-            *which = i;
+            if (cut < 0 || at + L < best_end) {
+                best_end = at + L;
+                cut = (long)(s->include ? at + L : at);
+                *which = i;
+            }
             break;
         }
     }
-    return best;
+    return cut;
 }
 
 /* Length of the longest suffix of held that is a proper prefix of some stop string. */
@@ -132,16 +146,16 @@ int g4_stop_token(g4_stop *s, int32_t token, int n_out, const char *text, size_t
     int may_stop = n_out >= s->min_tokens;
     if (g4_stop_is_stop_id(s, token, n_out)) {
         res->finish = G4_FINISH_STOP;
-        res->deliver = false;
+        res->deliver = s->include;
         res->stop_token = token;
-        return 0; /* text is not the output's; held text is shown by g4_stop_finish */
+        return 0; /* held text (and with include the id's text) is shown by g4_stop_finish */
     }
     if (append(s, text, n)) return g4_fail(err, "stop: out of memory");
     int which = -1;
-    long at = may_stop ? find_stop(s, &which) : -1;
-    if (at >= 0) {
-        if (show(s, (size_t)at, res)) return g4_fail(err, "stop: out of memory");
-        s->n_held = 0;
+    long cut = may_stop ? find_stop(s, &which) : -1;
+    if (cut >= 0) {
+        if (show(s, (size_t)cut - s->n_seen, res)) return g4_fail(err, "stop: out of memory");
+        s->n_held = s->n_seen = 0;
         res->finish = G4_FINISH_STOP;
         res->stop_string = which;
         return 0;
@@ -150,9 +164,9 @@ int g4_stop_token(g4_stop *s, int32_t token, int n_out, const char *text, size_t
         res->finish = G4_FINISH_LENGTH; /* held text is shown by g4_stop_finish */
         return 0;
     }
-    size_t keep = possible_start(s);
+    size_t keep = s->include ? 0 : possible_start(s);
     /* a complete match found before min_tokens is shown: it cannot stop this request */
-    if (show(s, s->n_held - keep, res)) return g4_fail(err, "stop: out of memory");
+    if (show(s, s->n_held - s->n_seen - keep, res)) return g4_fail(err, "stop: out of memory");
     return 0;
 }
 
@@ -160,9 +174,9 @@ int g4_stop_finish(g4_stop *s, int n_out, const char *tail, size_t n, g4_stop_re
     result_init(res);
     if (append(s, tail, n)) return g4_fail(err, "stop: out of memory");
     int which = -1;
-    long at = n_out >= s->min_tokens ? find_stop(s, &which) : -1;
-    if (show(s, at >= 0 ? (size_t)at : s->n_held, res)) return g4_fail(err, "stop: out of memory");
-    s->n_held = 0;
+    long cut = n_out >= s->min_tokens ? find_stop(s, &which) : -1;
+    if (show(s, (cut >= 0 ? (size_t)cut : s->n_held) - s->n_seen, res)) return g4_fail(err, "stop: out of memory");
+    s->n_held = s->n_seen = 0;
     res->stop_string = which;
     return 0;
 }

@@ -6,7 +6,9 @@
  *              reference, a cancelled one a prefix of it; afterwards every block is free
  *   limits     queue full (G4_ERR_QUEUE_FULL), too long / never fits (G4_ERR_TOO_LONG),
  *              invalid requests, cancel while waiting, priority order
- *   stop       stop strings across token boundaries through the engine and a fake detokenizer
+ *   stop       stop strings across token boundaries through the engine and a fake detokenizer;
+ *              with include_stop_str_in_output the same tokens and the text plus the string;
+ *              a stop id ends the output before it, or (include) as its last token with its text
  *   prefix     a repeated prompt hits the cache (counters, usage) and gives the same tokens;
  *              the step-size histogram and the queue time of the last event
  *   processors logit_bias and allowed ids (greedy and seeded) equal the host sampler on the
@@ -372,23 +374,54 @@ static void test_stop_strings(void) {
         }
         /* held-back tokens (multiples of 7) release their text with the next token */
         while (tok_end < 12 && full.toks[tok_end - 1] % 7 == 0) tok_end++;
-        rec r = {0};
-        g4_request_params p = {.prompt = prompt, .n_prompt = 8, .on_event = rec_on_event, .user = &r};
-        g4_sampling_default(&p.sampling);
-        g4_stop_rules_default(&p.stop);
-        p.stop.max_tokens = 12;
-        p.stop.ignore_eos = true;
-        const char *ss[2] = {"never-there", stop};
-        p.stop.stop_strings = ss;
-        p.stop.n_stop_strings = 2;
-        CHECK(g4_engine_submit(e, &p, &code, &err) != 0, "%s", err.msg);
-        g4_engine_wait_idle(e);
-        CHECK(r.finish == G4_FINISH_STOP && !strcmp(r.stop_string, stop), "trial %d: finish %d stop \"%s\"", trial,
-              r.finish, r.stop_string);
-        CHECK(strlen(r.text) == cut && !strncmp(r.text, want, cut),
-              "trial %d: text \"%s\", want the first %zu of \"%s\"", trial, r.text, cut, want);
-        CHECK(r.n == tok_end && !memcmp(r.toks, full.toks, (size_t)r.n * sizeof *r.toks),
-              "trial %d: %d tokens, want %d", trial, r.n, tok_end);
+        for (int include = 0; include < 2; include++) {
+            rec r = {0};
+            g4_request_params p = {.prompt = prompt, .n_prompt = 8, .on_event = rec_on_event, .user = &r};
+            g4_sampling_default(&p.sampling);
+            g4_stop_rules_default(&p.stop);
+            p.stop.max_tokens = 12;
+            p.stop.ignore_eos = true;
+            const char *ss[2] = {"never-there", stop};
+            p.stop.stop_strings = ss;
+            p.stop.n_stop_strings = 2;
+            p.stop.include_stop_str_in_output = include;
+            CHECK(g4_engine_submit(e, &p, &code, &err) != 0, "%s", err.msg);
+            g4_engine_wait_idle(e);
+            CHECK(r.finish == G4_FINISH_STOP && !strcmp(r.stop_string, stop), "trial %d: finish %d stop \"%s\"", trial,
+                  r.finish, r.stop_string);
+            size_t n_want = cut + (include ? strlen(stop) : 0); /* with include: the string too */
+            CHECK(strlen(r.text) == n_want && !strncmp(r.text, want, n_want),
+                  "trial %d include %d: text \"%s\", want the first %zu of \"%s\"", trial, include, r.text, n_want,
+                  want);
+            CHECK(r.n == tok_end && !memcmp(r.toks, full.toks, (size_t)r.n * sizeof *r.toks),
+                  "trial %d include %d: %d tokens, want %d", trial, include, r.n, tok_end);
+        }
+        /* a stop id (token 6's, ending at its first place): not in the output, or with include
+         * its last token, its text shown (also when the fake detokenizer held it back) */
+        int32_t sid = full.toks[5];
+        int at = 0;
+        while (full.toks[at] != sid) at++;
+        for (int include = 0; include < 2; include++) {
+            rec r = {0};
+            g4_request_params p = {.prompt = prompt, .n_prompt = 8, .on_event = rec_on_event, .user = &r};
+            g4_sampling_default(&p.sampling);
+            g4_stop_rules_default(&p.stop);
+            p.stop.max_tokens = 12;
+            p.stop.ignore_eos = true;
+            p.stop.stop_ids = &sid;
+            p.stop.n_stop_ids = 1;
+            p.stop.include_stop_str_in_output = include;
+            CHECK(g4_engine_submit(e, &p, &code, &err) != 0, "%s", err.msg);
+            g4_engine_wait_idle(e);
+            char w[4096];
+            fake_text(full.toks, at + include, w, sizeof w);
+            CHECK(r.finish == G4_FINISH_STOP && r.stop_token == sid && r.completion_tokens == at + 1,
+                  "trial %d include %d: finish %d stop id %d, %d tokens", trial, include, r.finish, r.stop_token,
+                  r.completion_tokens);
+            CHECK(r.n == at + include && !memcmp(r.toks, full.toks, (size_t)r.n * sizeof *r.toks) && !strcmp(r.text, w),
+                  "trial %d include %d: %d tokens \"%s\", want %d \"%s\"", trial, include, r.n, r.text, at + include,
+                  w);
+        }
         checked++;
     }
     CHECK(checked == 12, "stop trials");

@@ -113,6 +113,86 @@ def test_stop_string(client):
     assert r.choices[0].message.content == cut
 
 
+def _stream_text(chunks, chat):
+    parts = [(ch.choices[0].delta.content if chat else ch.choices[0].text) for ch in chunks if ch.choices]
+    return "".join(p for p in parts if p), [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1]
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_include_stop_str_in_output(client, chat):
+    """vLLM's include_stop_str_in_output: the text without it plus the stop string (nothing after
+    it), streamed and not; the tokens (up to the one completing the string) are the same."""
+    def create(**kw):
+        kw = dict(model=MODEL, max_tokens=12, temperature=0, **kw)
+        if chat:
+            return client.chat.completions.create(messages=MSG, **kw)
+        return client.completions.create(prompt="Once upon a time", **kw)
+
+    def text(r):
+        return r.choices[0].message.content if chat else r.choices[0].text
+
+    base = text(create(extra_body={"ignore_eos": True}))
+    assert len(base) >= 6
+    stop = base[len(base) // 2: len(base) // 2 + 3]
+    cut = base[: base.index(stop)]
+    body = {"ignore_eos": True, "return_token_ids": True}
+    plain = create(stop=[stop], extra_body=body)
+    inc = create(stop=[stop], extra_body={**body, "include_stop_str_in_output": True})
+    assert plain.choices[0].finish_reason == inc.choices[0].finish_reason == "stop"
+    assert text(plain) == cut and text(inc) == cut + stop
+    assert inc.choices[0].token_ids == plain.choices[0].token_ids
+    streamed = list(create(stop=[stop], stream=True, extra_body={"ignore_eos": True,
+                                                                 "include_stop_str_in_output": True}))
+    assert _stream_text(streamed, chat) == (cut + stop, "stop")
+    # false is the default, and a non-boolean is refused naming the field
+    assert text(create(stop=[stop], extra_body={**body, "include_stop_str_in_output": False})) == cut
+    with pytest.raises(openai.BadRequestError) as ei:
+        create(stop=[stop], extra_body={"include_stop_str_in_output": "yes"})
+    assert ei.value.body["param"] == "include_stop_str_in_output"
+
+
+def test_include_stop_str_in_output_stop_ids(client, server):
+    """A stop id with include_stop_str_in_output is the output's last token, its text as the
+    request renders it (the same request cut by max_tokens instead): vLLM. Without the flag the
+    id is neither in the text nor in token_ids. The eos under skip_special_tokens adds nothing."""
+    kw = dict(model=MODEL, prompt="Once upon a time", temperature=0, logprobs=1)
+    body = {"ignore_eos": True, "return_token_ids": True}
+    ids = client.completions.create(max_tokens=12, extra_body=body, **kw).choices[0].token_ids
+    at = ids.index(ids[6])  # the first place of the id that ends the output
+    upto = {n: client.completions.create(max_tokens=n, extra_body=body, **kw).choices[0] for n in (at, at + 1)}
+    for include, want in ((False, upto[at]), (True, upto[at + 1])):
+        for stream in (False, True):
+            r = client.completions.create(max_tokens=12, stream=stream, **kw, extra_body={
+                **body, "stop_token_ids": [ids[6]], "include_stop_str_in_output": include})
+            if stream:
+                r = list(r)
+                got_ids = [t for ch in r if ch.choices for t in (ch.choices[0].token_ids or [])]
+                assert _stream_text(r, False) == (want.text, "stop")
+            else:
+                c = r.choices[0]
+                got_ids = c.token_ids
+                assert c.text == want.text and c.finish_reason == "stop"
+                assert len(c.logprobs.tokens) == len(got_ids)
+                assert r.usage.completion_tokens == at + 1
+            assert got_ids == ids[: at + include]
+    # the eos, forced first: in token_ids with the flag, its text only without skip_special_tokens
+    eos = requests.get(server.base + "/tokenizer_info").json()["eos_token"]
+    eos_id = requests.post(server.base + "/tokenize", json={"prompt": eos, "add_special_tokens": False}).json()["tokens"]
+    assert len(eos_id) == 1
+    for include, skip, want_text in ((False, True, ""), (True, True, ""), (True, False, eos)):
+        r = client.completions.create(max_tokens=4, logit_bias={str(eos_id[0]): 100}, **kw, extra_body={
+            "return_token_ids": True, "include_stop_str_in_output": include, "skip_special_tokens": skip})
+        c = r.choices[0]
+        assert (c.text, c.finish_reason, c.token_ids) == (want_text, "stop", eos_id if include else [])
+    r = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=4, logit_bias={str(eos_id[0]): 100},
+                                       extra_body={"return_token_ids": True, "include_stop_str_in_output": True})
+    assert (r.choices[0].message.content or "") == "" and r.choices[0].token_ids == eos_id
+    with pytest.raises(openai.BadRequestError) as ei:  # beam search would ignore it: refused
+        client.completions.create(max_tokens=4, n=2, **{k: v for k, v in kw.items() if k != "logprobs"},
+                                  extra_body={"use_beam_search": True, "include_stop_str_in_output": True})
+    assert ei.value.body["param"] == "include_stop_str_in_output"
+
+
 def test_chat_logprobs(client):
     r = chat_text(client, max_tokens=4, logprobs=True, top_logprobs=3, temperature=0)
     lp = r.choices[0].logprobs.content

@@ -1,6 +1,7 @@
 """test_kserve.py - the KServe v2 / Triton subset through tritonclient[grpc] (the client
 genai-perf and Triton users run): health and metadata, ModelInfer, stream_infer with several
-requests on one stream (streaming and not, empty final response), errors, UNIMPLEMENTED."""
+requests on one stream (streaming and not, empty final response), include_stop_str_in_output,
+errors, UNIMPLEMENTED."""
 import json
 import queue
 
@@ -81,6 +82,19 @@ def test_model_infer_matches_streaming(client):
         assert "".join(parts) == full
     finally:
         client.stop_stream()
+
+
+def test_include_stop_str_in_output(client):
+    """sampling_parameters.include_stop_str_in_output (the Triton vLLM backend passes it to vLLM):
+    the text without it plus the stop string."""
+    full = text_of(client.infer(SERVED, inputs("Hello there", max_tokens=12, sampling={"ignore_eos": True})))
+    assert len(full) >= 6
+    stop = full[len(full) // 2: len(full) // 2 + 3]
+    sp = {"ignore_eos": True, "stop": [stop]}
+    plain = text_of(client.infer(SERVED, inputs("Hello there", max_tokens=12, sampling=sp)))
+    inc = text_of(client.infer(SERVED, inputs("Hello there", max_tokens=12,
+                                              sampling={**sp, "include_stop_str_in_output": True})))
+    assert plain == full[: full.index(stop)] and inc == plain + stop
 
 
 def test_stream_several_requests_and_empty_final(client):

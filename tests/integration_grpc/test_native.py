@@ -1,5 +1,5 @@
 """test_native.py - g4serve.v1.G4Serve through a real grpcio client with stubs generated from
-proto/g4serve.proto: streaming Generate (text, ids, chat with a tool), Tokenize/Detokenize,
+proto/g4serve.proto: streaming Generate (text, ids, chat with a tool, include_stop_str_in_output), Tokenize/Detokenize,
 ModelInfo, Abort, deadline exceeded, cancel by closing the stream, error status codes."""
 import threading
 import time
@@ -59,6 +59,32 @@ def test_generate_text_streams_tokens_and_matches_ids(pb, stub):
     detok = stub.Detokenize(P.DetokenizeRequest(ids=ids), timeout=10).text
     assert text2 == detok
     assert "".join(m.text for m in msgs) == detok
+
+
+def test_include_stop_str_in_output(pb, stub):
+    """StopRules.include_stop_str_in_output (vLLM's): the text without it plus the stop string,
+    the same token ids; a stop id is then the last token, its text that of the same request cut
+    by max_tokens there. Without it a stop id is in neither."""
+    P = pb.g4serve_pb2
+
+    def gen(**stop):
+        rq = P.GenerateRequest(text="Once upon a time", sampling=P.SamplingParams(temperature=0),
+                               stop=P.StopRules(ignore_eos=True, **stop))
+        return collect(stub.Generate(rq, timeout=60))
+
+    ids, text, _ = gen(max_tokens=12)
+    assert len(text) >= 6
+    stop = text[len(text) // 2: len(text) // 2 + 3]
+    cut = text[: text.index(stop)]
+    plain = gen(max_tokens=12, stop=[stop])
+    inc = gen(max_tokens=12, stop=[stop], include_stop_str_in_output=True)
+    assert plain[1] == cut and inc[1] == cut + stop and inc[0] == plain[0]
+    assert inc[2].finish_reason == P.FINISH_REASON_STOP and inc[2].stop_string == stop
+    at = ids.index(ids[6])
+    for include in (False, True):
+        got = gen(max_tokens=12, stop_token_ids=[ids[6]], include_stop_str_in_output=include)
+        assert got[0] == ids[: at + include] and got[1] == gen(max_tokens=at + include)[1]
+        assert got[2].stop_token_id == ids[6] and got[2].usage.completion_tokens == at + 1
 
 
 def test_request_id_is_echoed(pb, stub):

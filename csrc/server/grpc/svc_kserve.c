@@ -303,6 +303,8 @@ static int parse_sampling(kparams *kp, const char *s, size_t len, g4_error *err)
             p->stop.min_tokens = (int)x;
         } else if (!strcmp(k, "ignore_eos")) {
             p->stop.ignore_eos = x != 0;
+        } else if (!strcmp(k, "include_stop_str_in_output")) {
+            p->stop.include_stop_str_in_output = x != 0;
         } else {
             return g4_fail(err, "sampling_parameters.%s is not supported", k);
         }

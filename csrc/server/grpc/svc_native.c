@@ -212,6 +212,7 @@ static int fill_params(g4_grpc_server *s, const G4serve__V1__GenerateRequest *rq
         p->stop.max_tokens = st->max_tokens;
         p->stop.min_tokens = st->min_tokens;
         p->stop.ignore_eos = st->ignore_eos;
+        p->stop.include_stop_str_in_output = st->include_stop_str_in_output;
         p->stop.stop_ids = st->stop_token_ids;
         p->stop.n_stop_ids = (int)st->n_stop_token_ids;
         p->stop.stop_strings = (const char *const *)st->stop;

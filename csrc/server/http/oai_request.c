@@ -202,12 +202,6 @@ static int refuse_unsupported(const cJSON *o, g4_http_error *e) {
         if (v && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
             return g4_http_fail(e, 400, never[i], "'%s' is not supported yet", never[i]);
     }
-    static const char *const must_be_false[] = {"include_stop_str_in_output"};
-    for (size_t i = 0; i < sizeof must_be_false / sizeof must_be_false[0]; i++) {
-        bool b = false;
-        if (get_bool(o, must_be_false[i], &b, e) < 0) return -1;
-        if (b) return g4_http_fail(e, 400, must_be_false[i], "'%s': true is not supported yet", must_be_false[i]);
-    }
     long long best_of = 1;
     if (get_int(o, "best_of", 1, G4_OAI_MAX_N, &best_of, e) < 0) return -1;
     if (best_of != 1) return g4_http_fail(e, 400, "best_of", "'best_of' > 1 is not supported yet");
@@ -718,6 +712,9 @@ static int parse_beam(g4_oai_request *r, const cJSON *o, g4_http_error *e) {
         return g4_http_fail(e, 400, "echo",
                             "`echo` with `logprobs` is not supported with beam search because beam search does not "
                             "compute prompt logprobs.");
+    if (r->stop.include_stop_str_in_output) /* the search ends beams on stop ids itself */
+        return g4_http_fail(e, 400, "include_stop_str_in_output",
+                            "'include_stop_str_in_output' is not supported with beam search yet");
     return 0;
 }
 
@@ -764,6 +761,7 @@ int g4_oai_request_parse(g4_oai_request *r, g4_oai_kind kind, const char *body, 
     if ((k = get_int(o, "min_tokens", 0, 1 << 30, &i, e)) < 0) goto fail;
     if (k) r->stop.min_tokens = (int)i;
     if (get_bool(o, "ignore_eos", &r->stop.ignore_eos, e) < 0 ||
+        get_bool(o, "include_stop_str_in_output", &r->stop.include_stop_str_in_output, e) < 0 ||
         get_bool(o, "skip_special_tokens", &r->skip_special_tokens, e) < 0 ||
         get_str(o, "request_id", &r->request_id, e) < 0 ||
         get_bool(o, "return_token_ids", &r->return_token_ids, e) < 0 ||
