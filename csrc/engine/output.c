@@ -128,8 +128,9 @@ void g4_engine_result(g4_sample_result *out, int32_t token, const g4_sample_logp
 }
 
 /* q's logit processors on its raw host row: biases added, the allowed ids and the constraint's
- * mask (both: their intersection) as the sample op's mask row (the op then gives −inf to every
- * other token). *mask gets the mask or NULL. 1 when the mask allows no token, −1 on error. */
+ * mask (both: their intersection), less the stop ids while min_tokens is pending, as the sample
+ * op's mask row (the op then gives −inf to every other token). *mask gets the mask or NULL. 1 when
+ * the mask allows no token, −1 on error. */
 static int logit_processors(g4_engine *e, const g4_seq *q, float *logits, const uint32_t **mask, g4_error *err) {
     int W = (e->ex.vocab + 31) / 32;
     *mask = NULL;
@@ -137,21 +138,26 @@ static int logit_processors(g4_engine *e, const g4_seq *q, float *logits, const 
     int constrained = 0;
     if (q->constraint) {
         /* stop ids count only from min_tokens on (stop.h): before, they may not end the output */
-        bool may_end = g4_seq_n_output(q) + 1 >= q->stop.min_tokens;
+        bool may_end = !g4_seq_min_tokens_pending(q);
         constrained = q->constraint_fn->mask(q->constraint, may_end ? q->stop.ids : NULL, may_end ? q->stop.n_ids : 0,
                                              e->constraint_mask, err);
         if (constrained < 0) return -1;
     }
-    if (!q->n_allowed_ids && !constrained) return 0;
+    bool min_pending = g4_seq_min_tokens_pending(q);
+    if (!q->n_allowed_ids && !constrained && !min_pending) return 0;
     uint32_t *m = e->allowed_mask;
     if (q->n_allowed_ids) {
         memset(m, 0, (size_t)W * sizeof *m);
         for (int i = 0; i < q->n_allowed_ids; i++) m[q->allowed_ids[i] / 32] |= 1u << (q->allowed_ids[i] % 32);
         if (constrained)
             for (int w = 0; w < W; w++) m[w] &= e->constraint_mask[w];
-    } else {
+    } else if (constrained) {
         m = e->constraint_mask;
+    } else {
+        memset(m, 0xff, (size_t)W * sizeof *m); /* bits past the vocabulary are never read */
     }
+    if (min_pending)
+        for (int i = 0; i < q->stop.n_ids; i++) m[q->stop.ids[i] / 32] &= ~(1u << (q->stop.ids[i] % 32));
     uint32_t any = 0;
     for (int w = 0; w < W; w++) any |= m[w];
     if (!any) return 1;

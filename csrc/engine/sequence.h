@@ -73,9 +73,16 @@ void g4_seq_append(g4_seq *s, int32_t token, int block_size);
 static inline int g4_seq_n_output(const g4_seq *s) { return s->len - s->n_prompt; }
 /* Prompt positions still to report (prompt logprobs). */
 static inline bool g4_seq_plp_pending(const g4_seq *s) { return s->want_plp && s->plp_next < s->n_prompt; }
-/* Has logit processors (bias, allowed ids, a constraint) or logprob ids: sampled from host logits. */
+/* Its next token may not be a stop id yet (vLLM's min_tokens: stop ids are masked until the
+ * output has min_tokens tokens, so the first min_tokens tokens are never one). */
+static inline bool g4_seq_min_tokens_pending(const g4_seq *s) {
+    return s->stop.n_ids > 0 && g4_seq_n_output(s) < s->stop.min_tokens;
+}
+/* Has logit processors (bias, allowed ids, a constraint, the min_tokens mask) or logprob ids:
+ * sampled from host logits. */
 static inline bool g4_seq_host_sampled(const g4_seq *s) {
-    return s->n_logit_bias > 0 || s->n_allowed_ids > 0 || s->constraint || s->n_logprob_ids > 0;
+    return s->n_logit_bias > 0 || s->n_allowed_ids > 0 || s->constraint || s->n_logprob_ids > 0 ||
+           g4_seq_min_tokens_pending(s);
 }
 
 #endif

@@ -135,7 +135,7 @@ static int append(g4_stop *s, const char *text, size_t n) {
 }
 
 bool g4_stop_is_stop_id(const g4_stop *s, int32_t token, int n_out) {
-    for (int i = 0; n_out >= s->min_tokens && i < s->n_ids; i++)
+    for (int i = 0; n_out > s->min_tokens && i < s->n_ids; i++)
         if (s->ids[i] == token) return true;
     return false;
 }
@@ -143,7 +143,7 @@ bool g4_stop_is_stop_id(const g4_stop *s, int32_t token, int n_out) {
 int g4_stop_token(g4_stop *s, int32_t token, int n_out, const char *text, size_t n, g4_stop_result *res,
                   g4_error *err) {
     result_init(res);
-    int may_stop = n_out >= s->min_tokens;
+    int may_stop = n_out > s->min_tokens;
     if (g4_stop_is_stop_id(s, token, n_out)) {
         res->finish = G4_FINISH_STOP;
         res->deliver = s->include;
@@ -174,7 +174,7 @@ int g4_stop_finish(g4_stop *s, int n_out, const char *tail, size_t n, g4_stop_re
     result_init(res);
     if (append(s, tail, n)) return g4_fail(err, "stop: out of memory");
     int which = -1;
-    long cut = n_out >= s->min_tokens ? find_stop(s, &which) : -1;
+    long cut = n_out > s->min_tokens ? find_stop(s, &which) : -1;
     if (show(s, (cut >= 0 ? (size_t)cut : s->n_held) - s->n_seen, res)) return g4_fail(err, "stop: out of memory");
     s->n_held = s->n_seen = 0;
     res->stop_string = which;

@@ -9,7 +9,8 @@
  * (vLLM's) nothing is held back, the matched stop string is shown and only what follows it is
  * cut, and a stop id is delivered as the last token, its text shown as the request's detokenizer
  * renders it (nothing for a special token when special tokens are skipped). No stop (ids, eos or
- * strings) counts before the output has min_tokens tokens (the current one included).
+ * strings) counts until the output has min_tokens tokens before the current one, as in vLLM
+ * (whose sampler also masks the stop ids until then: output.c does the same).
  * Not here: detokenization (the text layer, through g4_detok_iface), sampling (sampling.c).
  * One g4_stop per request; engine thread only. */
 #ifndef G4_ENGINE_STOP_H

@@ -167,6 +167,12 @@ int main(void) {
     CHECK(o.finish == G4_FINISH_STOP && o.stop_token == 1 && o.n_tokens == 5, "min_tokens: finish %d at %d", o.finish,
           o.n_tokens);
     CHECK(!strcmp(o.shown, "Hello, world! END"), "min_tokens shown \"%s\"", o.shown);
+    /* vLLM's count: a stop id ends the output only once min_tokens tokens precede it, so the
+     * 4th token (the one at min_tokens) is no stop, the 5th is */
+    int32_t ids_edge[8] = {10, 11, 12, 1, 1, 15, 16, 17};
+    feed(&r, eos, 2, ids_edge, texts, 8, &o);
+    CHECK(o.finish == G4_FINISH_STOP && o.stop_token == 1 && o.n_tokens == 5, "min_tokens edge: finish %d at %d",
+          o.finish, o.n_tokens);
     /* include: a match shown before min_tokens does not stop later from the kept shown text (the
      * long second string keeps 9 bytes of it, "lo, wo" included) */
     {

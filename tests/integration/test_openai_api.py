@@ -151,6 +151,30 @@ def test_include_stop_str_in_output(client, chat):
     assert ei.value.body["param"] == "include_stop_str_in_output"
 
 
+def test_min_tokens_masks_stop_ids(client, server):
+    """vLLM's min_tokens: the stop ids cannot be sampled until the output has min_tokens tokens,
+    so with the eos forced by a bias the output is min_tokens other tokens, then the eos; the
+    other tokens are the next most likely ones (the same request with the eos disallowed)."""
+    eos = requests.get(server.base + "/tokenizer_info").json()["eos_token"]
+    eos_id = requests.post(server.base + "/tokenize", json={"prompt": eos, "add_special_tokens": False}).json()["tokens"]
+    kw = dict(model=MODEL, prompt="Once upon a time", temperature=0, max_tokens=10)
+    for stream in (False, True):
+        r = client.completions.create(**kw, stream=stream, logit_bias={str(eos_id[0]): 100},
+                                      extra_body={"min_tokens": 3, "return_token_ids": True})
+        if stream:
+            r = list(r)
+            ids = [t for ch in r if ch.choices for t in (ch.choices[0].token_ids or [])]
+            finish = [ch.choices[0].finish_reason for ch in r if ch.choices and ch.choices[0].finish_reason]
+            assert finish == ["stop"]
+        else:
+            ids, usage = r.choices[0].token_ids, r.usage
+            assert r.choices[0].finish_reason == "stop" and usage.completion_tokens == 4  # 3 + the eos
+        assert len(ids) == 3 and eos_id[0] not in ids
+    without = client.completions.create(**kw, logit_bias={str(eos_id[0]): -100},
+                                        extra_body={"ignore_eos": True, "return_token_ids": True})
+    assert without.choices[0].token_ids[:3] == ids
+
+
 def test_include_stop_str_in_output_stop_ids(client, server):
     """A stop id with include_stop_str_in_output is the output's last token, its text as the
     request renders it (the same request cut by max_tokens instead): vLLM. Without the flag the
