@@ -423,3 +423,28 @@ def test_keepalive_while_queued_and_hangup_cancels(make_server):
     rest = [raw for raw in it if raw.startswith(b"data: ")]
     assert rest[-1] == b"data: [DONE]"
     assert json.loads(rest[-2][6:])["choices"][0]["finish_reason"] == "length"
+
+
+def test_stop_reason(client, server):
+    """vLLM's stop_reason: the stop string or the stop id that ended a choice; null for the
+    tokenizer's eos and for length, streamed (on the finishing chunk) and not."""
+    kw = dict(model=MODEL, prompt="Once upon a time", temperature=0, max_tokens=12)
+    body = {"ignore_eos": True, "return_token_ids": True}
+    first = client.completions.create(**kw, extra_body=body).choices[0]
+    eos = requests.get(server.base + "/tokenizer_info").json()["eos_token"]
+    eos_id = requests.post(server.base + "/tokenize", json={"prompt": eos, "add_special_tokens": False}).json()["tokens"]
+    text_stop = first.text[len(first.text) // 2:][:3]
+    cases = [({"stop": [text_stop]}, text_stop), ({"stop_token_ids": [first.token_ids[4]]}, first.token_ids[4]),
+             ({}, None), ({"logit_bias": {str(eos_id[0]): 100}}, None)]
+    for extra, want in cases:
+        for stream in (False, True):
+            b = {**kw, **({} if "logit_bias" in extra else body), **extra, "stream": stream}
+            r = requests.post(server.base + "/v1/completions", json=b)
+            assert r.status_code == 200, r.text
+            if stream:
+                chunks = [json.loads(line[6:]) for line in r.text.splitlines()
+                          if line.startswith("data: {")]
+                last = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+                assert len(last) == 1 and last[0]["stop_reason"] == want, (extra, last)
+            else:
+                assert r.json()["choices"][0]["stop_reason"] == want, (extra, r.json()["choices"][0])

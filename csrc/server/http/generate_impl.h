@@ -26,6 +26,9 @@ typedef struct g4_choice {
     bool finished;               /* last event processed */
     bool role_sent;              /* stream: the role chunk went out */
     g4_finish_reason finish;
+    int32_t stop_id;             /* vLLM's stop_reason: the stop id that ended it (not the tokenizer's
+                                    eos), or −1 */
+    int stop_string;             /* or the index of the stop string that ended it, or −1 */
     int completion_tokens, cached_tokens; /* so far (usage on every chunk), then the engine's */
     int reasoning_tokens;        /* tokens inside the thought channel (chat), markers excluded */
     int thought_depth;           /* > 0 while inside it */

@@ -21,6 +21,7 @@ int g4_choice_init(g4_choice *c, g4_job *j, int index, int prompt, bool chat, un
     c->job = j;
     c->index = index;
     c->prompt = prompt;
+    c->stop_id = c->stop_string = -1;
     c->thought_depth = (parse_flags & G4_PARSE_START_IN_REASONING) ? 1 : 0;
     if (chat && g4_output_parser_new(parse_flags, &c->parser, NULL) < 0) return -1;
     return 0;
@@ -308,6 +309,24 @@ static cJSON *chunk_new(const g4_job *j) {
     return c;
 }
 
+/* vLLM's stop_reason: the stop string, or the stop id that ended the choice (its eos, the
+ * tokenizer's, gives null: vLLM's generation-config eos ids, <turn|> here, are stop ids there). */
+static void add_stop_reason(const g4_job *j, const g4_choice *ch, cJSON *o) {
+    if (ch->stop_string >= 0) cJSON_AddStringToObject(o, "stop_reason", j->req.stop_strings[ch->stop_string]);
+    else if (ch->stop_id >= 0) cJSON_AddNumberToObject(o, "stop_reason", ch->stop_id);
+    else cJSON_AddNullToObject(o, "stop_reason");
+}
+
+/* What ended the choice, from its last event. */
+static void record_stop(const g4_job *j, g4_choice *ch, const g4_event *r) {
+    ch->stop_id = ch->stop_string = -1;
+    if (r->finish != G4_FINISH_STOP) return;
+    for (int i = 0; r->stop_string && i < j->req.stop.n_stop_strings; i++)
+        if (!strcmp(j->req.stop_strings[i], r->stop_string)) ch->stop_string = i;
+    if (ch->stop_string < 0 && r->stop_token >= 0 && r->stop_token != g4_tokenizer_specials(j->srv->tok)->eos)
+        ch->stop_id = r->stop_token;
+}
+
 /* One chunk for one choice. delta (chat) or text (completions); takes ownership of delta/lp. */
 static void emit(g4_job *j, g4_choice *ch, cJSON *delta, const char *text, cJSON *lp, const char *finish) {
     cJSON *c = chunk_new(j);
@@ -322,8 +341,13 @@ static void emit(g4_job *j, g4_choice *ch, cJSON *delta, const char *text, cJSON
     }
     if (lp) cJSON_AddItemToObject(o, "logprobs", lp);
     else cJSON_AddNullToObject(o, "logprobs");
-    if (finish) cJSON_AddStringToObject(o, "finish_reason", finish);
-    else cJSON_AddNullToObject(o, "finish_reason");
+    if (finish) {
+        cJSON_AddStringToObject(o, "finish_reason", finish);
+        add_stop_reason(j, ch, o);
+    } else {
+        cJSON_AddNullToObject(o, "finish_reason");
+        cJSON_AddNullToObject(o, "stop_reason");
+    }
     if (j->req.return_token_ids) {
         if (!ch->chunk_sent) {
             const g4_tokens *pi = &j->prompt_ids[ch->prompt];
@@ -482,6 +506,7 @@ static void process(g4_job *j, g4_choice *ch, const g4_event *r) {
     bool normal_end =
         r->finish != G4_FINISH_NONE && r->finish != G4_FINISH_ERROR && !(r->finish == G4_FINISH_ABORT && j->timed_out);
     const char *finish = NULL;
+    if (r->finish != G4_FINISH_NONE) record_stop(j, ch, r);
     if (chat) {
         g4_parse_events pev = {0};
         if (r->text) g4_output_parser_feed(ch->parser, r->text, strlen(r->text), &pev, NULL);
@@ -650,7 +675,7 @@ int g4_job_final_json(g4_job *j, char **json, g4_http_error *e) {
             }
         }
         cJSON_AddStringToObject(o, "finish_reason", finish_name(ch));
-        cJSON_AddNullToObject(o, "stop_reason");
+        add_stop_reason(j, ch, o);
         cJSON_AddItemToArray(arr, o);
     }
     cJSON_AddItemToObject(root, "usage", usage_json(j, NULL));
