@@ -157,7 +157,10 @@ static int logit_processors(g4_engine *e, const g4_seq *q, float *logits, const 
         memset(m, 0xff, (size_t)W * sizeof *m); /* bits past the vocabulary are never read */
     }
     if (min_pending)
-        for (int i = 0; i < q->stop.n_ids; i++) m[q->stop.ids[i] / 32] &= ~(1u << (q->stop.ids[i] % 32));
+        for (int i = 0; i < q->stop.n_ids; i++) {
+            int32_t t = q->stop.ids[i]; /* request ids are checked at submit; a model's eos may lie outside */
+            if (t >= 0 && t < e->ex.vocab) m[t / 32] &= ~(1u << (t % 32));
+        }
     uint32_t any = 0;
     for (int w = 0; w < W; w++) any |= m[w];
     if (!any) return 1;

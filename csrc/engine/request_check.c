@@ -61,6 +61,11 @@ int g4_engine_check_request(const g4_engine_opts *o, int vocab, bool has_detok, 
                G4_ERR_INVALID;
     if (r->n_stop_ids < 0 || (r->n_stop_ids && !r->stop_ids))
         return g4_fail(err, "request: %d stop ids without an array", r->n_stop_ids), G4_ERR_INVALID;
+    for (int i = 0; i < r->n_stop_ids; i++)
+        if (r->stop_ids[i] < 0 || r->stop_ids[i] >= vocab)
+            return g4_fail(err, "request: stop_ids[%d] = %d is outside the vocabulary 0..%d", i, r->stop_ids[i],
+                           vocab - 1),
+                   G4_ERR_INVALID;
     if (r->n_stop_strings < 0 || (r->n_stop_strings && !r->stop_strings))
         return g4_fail(err, "request: %d stop strings without an array", r->n_stop_strings), G4_ERR_INVALID;
     if (r->n_stop_strings > 0 && !has_detok)

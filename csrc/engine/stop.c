@@ -87,25 +87,19 @@ static int show(g4_stop *s, size_t n, g4_stop_result *res) {
     return 0;
 }
 
-/* The full stop-string match in held that ends first past the shown bytes (ties: the earlier
- * listed string): where the output ends (before the string, or after it with include), and
- * which string; −1 if none. */
+/* The first listed stop string with a full match in held ending past the shown bytes (its
+ * earliest such match), as vLLM's check_stop_strings goes through the list: where the output ends
+ * (before the string, or after it with include), and which string; −1 if none. */
 static long find_stop(const g4_stop *s, int *which) {
-    size_t best_end = 0;
-    long cut = -1;
     for (int i = 0; i < s->n_strings; i++) {
         size_t L = s->lens[i];
         for (size_t at = s->n_seen >= L ? s->n_seen - L + 1 : 0; at + L <= s->n_held; at++) {
             if (memcmp(s->held + at, s->strings[i], L)) continue;
-            if (cut < 0 || at + L < best_end) {
-                best_end = at + L;
-                cut = (long)(s->include ? at + L : at);
-                *which = i;
-            }
-            break;
+            *which = i;
+            return (long)(s->include ? at + L : at);
         }
     }
-    return cut;
+    return -1;
 }
 
 /* Length of the longest suffix of held that is a proper prefix of some stop string. */

@@ -2,7 +2,7 @@
  * unless ignore_eos), stop strings on detokenized text, max_tokens and min_tokens.
  *
  * Stop strings are matched on the text the detokenizer makes certain, across token boundaries;
- * of several matches the one that completes first wins (then the earlier listed), as in vLLM.
+ * of several strings completed by one token the first listed wins, as in vLLM.
  * By default text that could still be the start of a stop string is held back until it cannot,
  * and a matched stop string and everything after it are never shown; a stop token id is counted
  * in the usage but neither shown nor delivered as a token. With include_stop_str_in_output

@@ -271,6 +271,12 @@ static void test_limits(void) {
     p.stop.stop_strings = ss;
     p.stop.n_stop_strings = 1;
     CHECK(!g4_engine_submit(e, &p, &code, &err) && code == G4_ERR_INVALID, "stop strings w/o detok: %d", code);
+    p.stop.n_stop_strings = 0;
+    const int32_t far[2] = {3, V}; /* a stop id beyond the vocabulary (min_tokens masks stop ids by id) */
+    p.stop.stop_ids = far;
+    p.stop.n_stop_ids = 2;
+    CHECK(!g4_engine_submit(e, &p, &code, &err) && code == G4_ERR_INVALID && strstr(err.msg, "stop_ids[1]"),
+          "stop id %d: code %d (%s)", V, code, err.msg);
     /* first request runs and blocks inside the step; two wait; the fourth is refused */
     uint64_t id0 = submit(e, prompt, 10, 3, 0, &r[0], &code, &err);
     pthread_mutex_lock(&g.mu);

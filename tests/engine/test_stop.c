@@ -101,7 +101,8 @@ int main(void) {
     feed(&r, eos, 2, ids, texts, 8, &o);
     CHECK(o.stop_string == 1 && !strcmp(o.shown, "Hel"), "earliest: %d \"%s\"", o.stop_string, o.shown);
 
-    /* of two matches in one token the first to complete wins (vLLM), not the first to start */
+    /* of two matches in one token's text the first listed string wins, as vLLM's
+     * check_stop_strings (not the first to start or to complete) */
     {
         const char *ss_end[2] = {"abcd", "bc"}, *one[1] = {"xabcde"};
         int32_t id1[1] = {10};
@@ -110,10 +111,10 @@ int main(void) {
         r.stop_strings = ss_end;
         r.n_stop_strings = 2;
         feed(&r, eos, 2, id1, one, 1, &o);
-        CHECK(o.stop_string == 1 && !strcmp(o.shown, "xa"), "first to complete: %d \"%s\"", o.stop_string, o.shown);
+        CHECK(o.stop_string == 0 && !strcmp(o.shown, "x"), "first listed: %d \"%s\"", o.stop_string, o.shown);
         r.include_stop_str_in_output = true;
         feed(&r, eos, 2, id1, one, 1, &o);
-        CHECK(o.stop_string == 1 && !strcmp(o.shown, "xabc"), "include, first to complete: %d \"%s\"", o.stop_string,
+        CHECK(o.stop_string == 0 && !strcmp(o.shown, "xabcd"), "include, first listed: %d \"%s\"", o.stop_string,
               o.shown);
     }
 

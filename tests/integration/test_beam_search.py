@@ -56,6 +56,8 @@ def test_completions_equal_the_reference(client, server, width, max_tokens, lp, 
     want = reference(client, prompt, width, max_tokens, lp, set(stop))
     if stop:
         assert any(fin == "stop" for _, fin, _ in want)  # the case does test an early completion
+        for c, (_, fin, _) in zip(r.choices, want):  # vLLM names a beam's end id
+            assert c.model_extra["stop_reason"] == (stop[0] if fin == "stop" else None)
     assert [c.index for c in r.choices] == list(range(width))
     for c, (toks, fin, _) in zip(r.choices, want):
         assert c.token_ids == toks

@@ -435,7 +435,9 @@ def test_stop_reason(client, server):
     eos_id = requests.post(server.base + "/tokenize", json={"prompt": eos, "add_special_tokens": False}).json()["tokens"]
     text_stop = first.text[len(first.text) // 2:][:3]
     cases = [({"stop": [text_stop]}, text_stop), ({"stop_token_ids": [first.token_ids[4]]}, first.token_ids[4]),
-             ({}, None), ({"logit_bias": {str(eos_id[0]): 100}}, None)]
+             ({}, None), ({"logit_bias": {str(eos_id[0]): 100}}, None),
+             # under ignore_eos the eos can only end the output as a stop id: it is named
+             ({"logit_bias": {str(eos_id[0]): 100}, "ignore_eos": True, "stop_token_ids": eos_id}, eos_id[0])]
     for extra, want in cases:
         for stream in (False, True):
             b = {**kw, **({} if "logit_bias" in extra else body), **extra, "stream": stream}

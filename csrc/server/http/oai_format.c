@@ -309,8 +309,9 @@ static cJSON *chunk_new(const g4_job *j) {
     return c;
 }
 
-/* vLLM's stop_reason: the stop string, or the stop id that ended the choice (its eos, the
- * tokenizer's, gives null: vLLM's generation-config eos ids, <turn|> here, are stop ids there). */
+/* vLLM's stop_reason: the stop string, or the stop id that ended the choice (the tokenizer's eos
+ * gives null unless ignore_eos or beam search: vLLM's generation-config eos ids, <turn|> here, are
+ * stop ids there). */
 static void add_stop_reason(const g4_job *j, const g4_choice *ch, cJSON *o) {
     if (ch->stop_string >= 0) cJSON_AddStringToObject(o, "stop_reason", j->req.stop_strings[ch->stop_string]);
     else if (ch->stop_id >= 0) cJSON_AddNumberToObject(o, "stop_reason", ch->stop_id);
@@ -323,8 +324,9 @@ static void record_stop(const g4_job *j, g4_choice *ch, const g4_event *r) {
     if (r->finish != G4_FINISH_STOP) return;
     for (int i = 0; r->stop_string && i < j->req.stop.n_stop_strings; i++)
         if (!strcmp(j->req.stop_strings[i], r->stop_string)) ch->stop_string = i;
-    if (ch->stop_string < 0 && r->stop_token >= 0 && r->stop_token != g4_tokenizer_specials(j->srv->tok)->eos)
-        ch->stop_id = r->stop_token;
+    /* vLLM: its eos check (skipped under ignore_eos) names no reason; a beam names its end id */
+    bool eos = !j->req.stop.ignore_eos && !j->beams && r->stop_token == g4_tokenizer_specials(j->srv->tok)->eos;
+    if (ch->stop_string < 0 && r->stop_token >= 0 && !eos) ch->stop_id = r->stop_token;
 }
 
 /* One chunk for one choice. delta (chat) or text (completions); takes ownership of delta/lp. */
