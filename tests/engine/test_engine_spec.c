@@ -517,6 +517,24 @@ static void test_draft(const char *dir, const char *other) {
                       (unsigned long long)rejected);
             if (d && !sample) CHECK(rejected > 0, "%s: another checkpoint agrees everywhere", what);
         }
+        if (sample) continue;
+        /* Stop ids inside accepted runs: the target drafting for itself accepts long runs of
+         * tokens new to the output (n-gram runs repeat earlier output, test_greedy), so stop ids
+         * placed there end the output inside a run, as without speculation. */
+        run_opts on = {.spec = true, .prefix = true, .budget = 64, .disable_by_batch_size = 1000, .draft = same};
+        serve(m, &on, reqs, N, &st); /* the runs to place the stops on */
+        place_stops(reqs, N);
+        serve(m, &off, reqs, N, &st);
+        for (int i = 0; i < N; i++) ref[i] = reqs[i].r;
+        serve(m, &on, reqs, N, &st);
+        compare(ref, reqs, N, "draft model with stop rules");
+        int ids_in_run = 0;
+        for (int i = 0; i < N; i++)
+            ids_in_run += reqs[i].stop_id >= 0 && reqs[i].r.finish == G4_FINISH_STOP && ended_in_run(&reqs[i]);
+        printf("draft model with stop rules: %d stop ids placed on new tokens in runs, %d ended inside a run\n",
+               g_fresh_stop_ids, ids_in_run);
+        CHECK(g_fresh_stop_ids > 0 && ids_in_run > 0, "draft model: no stop id inside an accepted run (%d placed)",
+              g_fresh_stop_ids);
     }
     free(ref);
     free(reqs);
