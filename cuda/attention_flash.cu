@@ -54,6 +54,7 @@
 #include "ctx.cuh"
 #include "kv.cuh"
 #include "pack.cuh"
+#include "mma_tile.cuh"
 #include "ptx.cuh"
 
 #define G4_FA_LOG2E 1.4426950408889634f
@@ -303,28 +304,14 @@ static __global__ void __launch_bounds__(64 * RG, 1)
 
             /* 6. O[:, half] += P · V[:, half]; P's C fragments reused as A fragments (fp16) */
             const __half *vb = Vs + (size_t)((lane & 7) + ((lane >> 3) & 1) * 8) * P + hf * DH + (lane >> 4) * 8;
-#pragma unroll
-            for (int kk = 0; kk < BN / 16; kk++) {
-                uint32_t a[4] = {g4_pack_h2(s[2 * kk][0], s[2 * kk][1]), g4_pack_h2(s[2 * kk][2], s[2 * kk][3]),
-                                 g4_pack_h2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                 g4_pack_h2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-                for (int nb = 0; nb < DH / 8; nb += 2) {
-                    uint32_t b[4];
-                    g4_ldsm_x4_t(b, vb + (size_t)kk * 16 * P + nb * 8);
-                    g4_mma_f16(o[nb], a, b[0], b[1]);
-                    g4_mma_f16(o[nb + 1], a, b[2], b[3]);
-                }
-            }
+            g4_mma_pv<BN, DH / 8>(o, s, vb, P);
         }
     }
 
     /* 7. out = O / l (l summed over the quad; l = 0 → 0) */
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-        float l = l_r[h];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        float l = g4_quad_sum(l_r[h]);
         l_r[h] = l > 0.0f ? 1.0f / l : 0.0f;
     }
     const int tA = t0 + r0 / G, tB = t0 + r1 / G;

@@ -23,6 +23,7 @@
 
 #include "ctx.cuh"
 #include "pack.cuh"
+#include "mma_tile.cuh"
 #include "ptx.cuh"
 
 #define G4_VIS_THREADS 128 /* attention: 4 warps; thread owns dims tid + r·128, r < 4 → d ≤ 512 */
@@ -330,29 +331,12 @@ static __global__ void __launch_bounds__(32 * G4_VTC_WARPS)
         }
 
         /* 5. O += fp16(P) V̂; P's C-fragments repacked as A-fragments */
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            const uint32_t a[4] = {g4_pack_h2(s[2 * kk][0], s[2 * kk][1]), g4_pack_h2(s[2 * kk][2], s[2 * kk][3]),
-                                   g4_pack_h2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                   g4_pack_h2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-            for (int nb = 0; nb < DP / 8; nb += 2) {
-                uint32_t b[4];
-                g4_ldsm_x4_t(b, vb + (size_t)kk * 16 * P + nb * 8);
-                g4_mma_f16(o[nb], a, b[0], b[1]);
-                g4_mma_f16(o[nb + 1], a, b[2], b[3]);
-            }
-        }
+        g4_mma_pv<BN, DP / 8>(o, s, vb, P);
     }
 
     /* 6. out = O / l (l summed over the quad), columns < d, rows < T */
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float l = l_r[r];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        l_r[r] = 1.0f / l; /* l ≥ 1: the row's maximum contributes exp2(0) */
-    }
+    for (int r = 0; r < 2; r++) l_r[r] = 1.0f / g4_quad_sum(l_r[r]); /* ≥ 1: the row maximum adds exp2(0) */
     const int tA = t0 + 16 * warp + (lane >> 2), tB = tA + 8;
     __nv_bfloat16 *oA = out + ((size_t)tA * n_heads + h) * d + 2 * (lane & 3);
     __nv_bfloat16 *oB = out + ((size_t)tB * n_heads + h) * d + 2 * (lane & 3);
