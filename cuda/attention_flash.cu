@@ -275,32 +275,7 @@ static __global__ void __launch_bounds__(64 * RG, 1)
                     mx[e >> 1] = fmaxf(mx[e >> 1], s[nb][e]);
                 }
             }
-            float mu[2], corr[2];
-#pragma unroll
-            for (int h = 0; h < 2; h++) { /* the 4 lanes of a quad hold one row */
-                mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-                mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-                float m_new = fmaxf(m_r[h], mx[h]);
-                mu[h] = m_new == -INFINITY ? 0.0f : m_new; /* all masked so far: exp2(−inf − 0) = 0 */
-                corr[h] = exp2f(m_r[h] - mu[h]);
-                m_r[h] = m_new;
-                l_r[h] *= corr[h];
-            }
-#pragma unroll
-            for (int nb = 0; nb < DH / 8; nb++) {
-                o[nb][0] *= corr[0];
-                o[nb][1] *= corr[0];
-                o[nb][2] *= corr[1];
-                o[nb][3] *= corr[1];
-            }
-#pragma unroll
-            for (int nb = 0; nb < BN / 8; nb++) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    s[nb][e] = exp2f(s[nb][e] - mu[e >> 1]);
-                    l_r[e >> 1] += s[nb][e];
-                }
-            }
+            g4_online_softmax<BN, DH / 8>(s, o, m_r, l_r, mx);
 
             /* 6. O[:, half] += P · V[:, half]; P's C fragments reused as A fragments (fp16) */
             const __half *vb = Vs + (size_t)((lane & 7) + ((lane >> 3) & 1) * 8) * P + hf * DH + (lane >> 4) * 8;

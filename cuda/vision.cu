@@ -303,32 +303,7 @@ static __global__ void __launch_bounds__(32 * G4_VTC_WARPS)
                 mx[e >> 1] = fmaxf(mx[e >> 1], s[nb][e]);
             }
         }
-        float mu[2], corr[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) { /* the 4 lanes of a quad hold one row */
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            float m_new = fmaxf(m_r[r], mx[r]);
-            mu[r] = m_new == -INFINITY ? 0.0f : m_new; /* nothing seen yet: exp2(−inf − 0) = 0 */
-            corr[r] = exp2f(m_r[r] - mu[r]);
-            m_r[r] = m_new;
-            l_r[r] *= corr[r];
-        }
-#pragma unroll
-        for (int nb = 0; nb < DP / 8; nb++) {
-            o[nb][0] *= corr[0];
-            o[nb][1] *= corr[0];
-            o[nb][2] *= corr[1];
-            o[nb][3] *= corr[1];
-        }
-#pragma unroll
-        for (int nb = 0; nb < BN / 8; nb++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                s[nb][e] = exp2f(s[nb][e] - mu[e >> 1]);
-                l_r[e >> 1] += s[nb][e];
-            }
-        }
+        g4_online_softmax<BN, DP / 8>(s, o, m_r, l_r, mx);
 
         /* 5. O += fp16(P) V̂; P's C-fragments repacked as A-fragments */
         g4_mma_pv<BN, DP / 8>(o, s, vb, P);
