@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/mm.h"
+
 enum { CAND_MAX = 2 * G4_BEAM_MAX_WIDTH, TEXT_CAP = 64 << 10 };
 
 /* One hypothesis: the tokens generated after the prompt and their logprobs. */
@@ -292,21 +294,13 @@ static void emit(const g4_beam *b, const g4_beam_out *out, const beam_seq *s, ch
                 if (tail < 0) text[len] = 0;
             }
         }
-        g4_event t = {.n_tokens = 1,
-                      .token = s->tokens[i],
-                      .logprob = s->lps[i],
-                      .stop_token = -1,
-                      .text = st ? text : NULL};
-        if (last) {
-            ev.n_tokens = 1;
-            ev.token = t.token;
-            ev.logprob = t.logprob;
-            ev.text = t.text;
-            ev.finish = G4_FINISH_LENGTH;
-            out->on_event(out->user, &ev);
-        } else {
-            out->on_event(out->user, &t);
-        }
+        g4_event t = last ? ev : (g4_event){.stop_token = -1}; /* the last one carries the usage */
+        t.n_tokens = 1;
+        t.token = s->tokens[i];
+        t.logprob = s->lps[i];
+        t.text = st ? text : NULL;
+        if (last) t.finish = G4_FINISH_LENGTH;
+        out->on_event(out->user, &t);
     }
     if (s->end >= 0 || n_out == 0) {
         text[0] = 0;
@@ -418,15 +412,8 @@ static int copy_request(g4_beam *b, const g4_request_params *p, const int32_t *e
         g4_mm_item *mm = calloc((size_t)p->n_mm, sizeof *mm);
         if (!mm) return -1;
         b->base.mm = mm;
-        for (int i = 0; i < p->n_mm; i++) {
-            mm[i] = p->mm[i];
-            size_t n = (size_t)p->mm[i].ph * (size_t)p->mm[i].pw * 768;
-            float *px = malloc(n * sizeof *px);
-            mm[i].patches = px;
-            if (!px) return -1;
-            b->n_mm = i + 1;
-            memcpy(px, p->mm[i].patches, n * sizeof *px);
-        }
+        for (; b->n_mm < p->n_mm; b->n_mm++)
+            if (g4_mm_item_copy(&mm[b->n_mm], &p->mm[b->n_mm])) return -1;
     }
     return 0;
 }

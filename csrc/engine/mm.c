@@ -9,6 +9,16 @@
 #include "base/rng.h"
 #include "engine/engine_impl.h"
 
+int g4_mm_item_copy(g4_mm_item *dst, const g4_mm_item *src) {
+    size_t bytes = (size_t)src->ph * (size_t)src->pw * 768 * sizeof(float); /* 768 values a patch */
+    float *p = malloc(bytes);
+    if (!p) return -1;
+    memcpy(p, src->patches, bytes);
+    *dst = *src;
+    dst->patches = p;
+    return 0;
+}
+
 g4_seq_mm *g4_seq_mm_copy(const g4_mm_item *items, int n, g4_error *err) {
     g4_seq_mm *mm = calloc(1, sizeof *mm);
     if (mm) mm->im = calloc((size_t)n, sizeof *mm->im);
@@ -17,18 +27,12 @@ g4_seq_mm *g4_seq_mm_copy(const g4_mm_item *items, int n, g4_error *err) {
         g4_fail(err, "engine: out of memory for %d images", n);
         return NULL;
     }
-    for (int i = 0; i < n; i++, mm->n++) {
-        size_t bytes = (size_t)items[i].ph * items[i].pw * 768 * sizeof(float);
-        float *p = malloc(bytes);
-        if (!p) {
+    for (int i = 0; i < n; i++, mm->n++)
+        if (g4_mm_item_copy(&mm->im[i].item, &items[i])) {
             g4_seq_mm_free(mm);
             g4_fail(err, "engine: out of memory for image %d's patches", i);
             return NULL;
         }
-        memcpy(p, items[i].patches, bytes);
-        mm->im[i].item = items[i];
-        mm->im[i].item.patches = p;
-    }
     return mm;
 }
 

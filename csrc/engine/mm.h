@@ -25,6 +25,9 @@ typedef struct g4_seq_mm {
     g4_seq_image *im;        /* [n] in position order, disjoint */
 } g4_seq_mm;
 
+/* *dst = *src with its own copy of the patches (free dst->patches). 0, or −1 when out of memory. */
+int g4_mm_item_copy(g4_mm_item *dst, const g4_mm_item *src);
+
 /* Copies the request's images (and their patches). NULL with err when out of memory. */
 g4_seq_mm *g4_seq_mm_copy(const g4_mm_item *items, int n, g4_error *err);
 void g4_seq_mm_free(g4_seq_mm *mm);

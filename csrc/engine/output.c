@@ -136,14 +136,12 @@ static int logit_processors(g4_engine *e, const g4_seq *q, float *logits, const 
     *mask = NULL;
     for (int i = 0; i < q->n_logit_bias; i++) logits[q->logit_bias[i].token] += q->logit_bias[i].bias;
     int constrained = 0;
+    bool min_pending = g4_seq_min_tokens_pending(q); /* stop ids may not end the output yet (stop.h) */
     if (q->constraint) {
-        /* stop ids count only from min_tokens on (stop.h): before, they may not end the output */
-        bool may_end = !g4_seq_min_tokens_pending(q);
-        constrained = q->constraint_fn->mask(q->constraint, may_end ? q->stop.ids : NULL, may_end ? q->stop.n_ids : 0,
-                                             e->constraint_mask, err);
+        constrained = q->constraint_fn->mask(q->constraint, min_pending ? NULL : q->stop.ids,
+                                             min_pending ? 0 : q->stop.n_ids, e->constraint_mask, err);
         if (constrained < 0) return -1;
     }
-    bool min_pending = g4_seq_min_tokens_pending(q);
     if (!q->n_allowed_ids && !constrained && !min_pending) return 0;
     uint32_t *m = e->allowed_mask;
     if (q->n_allowed_ids) {
